@@ -1,0 +1,124 @@
+"""llmrelay: call any LLM provider through one OpenAI-shaped API, streaming first.
+
+    import llmrelay
+    for chunk in llmrelay.completion(model="openai/gpt-4o-mini", messages=[...], stream=True):
+        print(chunk.choices[0].delta.content or "", end="")
+
+Public names are imported lazily, so ``import llmrelay`` loads no HTTP library.
+Module settings (``REPEATED_STREAMING_CHUNK_LIMIT``, ``drop_params``, ``num_retries``,
+``request_timeout``, ``api_key``, ``api_base``, ``set_verbose``) are attributes of this module.
+"""
+
+from __future__ import annotations
+
+import sys
+import types as _types
+from typing import Any
+
+from . import settings as _settings
+from .exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BadGatewayError,
+    BadRequestError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InternalServerError,
+    LLMRelayError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Timeout,
+    UnprocessableEntityError,
+    UnsupportedParamsError,
+)
+
+__version__ = "0.1.0"
+
+REPEATED_STREAMING_CHUNK_LIMIT: int = _settings.DEFAULTS["REPEATED_STREAMING_CHUNK_LIMIT"]
+drop_params: bool = _settings.DEFAULTS["drop_params"]
+num_retries: int = _settings.DEFAULTS["num_retries"]
+request_timeout: float = _settings.DEFAULTS["request_timeout"]
+api_key: str | None = None
+api_base: str | None = None
+
+_LAZY = {
+    "completion": ("main", "completion"),
+    "acompletion": ("main", "acompletion"),
+    "stream_chunk_builder": ("builder", "stream_chunk_builder"),
+    "token_counter": ("tokens", "token_counter"),
+    "CustomStreamWrapper": ("streaming", "CustomStreamWrapper"),
+    "ModelResponseListIterator": ("streaming", "ModelResponseListIterator"),
+    "ModelResponse": ("types", "ModelResponse"),
+    "ModelResponseStream": ("types", "ModelResponseStream"),
+    "Message": ("types", "Message"),
+    "Delta": ("types", "Delta"),
+    "Choices": ("types", "Choices"),
+    "StreamingChoices": ("types", "StreamingChoices"),
+    "Usage": ("types", "Usage"),
+    "ChatCompletionMessageToolCall": ("types", "ChatCompletionMessageToolCall"),
+    "ChatCompletionDeltaToolCall": ("types", "ChatCompletionDeltaToolCall"),
+    "Function": ("types", "Function"),
+    "Logging": ("logging_obj", "Logging"),
+    "Router": ("router", "Router"),
+}
+
+__all__ = [
+    "REPEATED_STREAMING_CHUNK_LIMIT",
+    "drop_params",
+    "num_retries",
+    "request_timeout",
+    "api_key",
+    "api_base",
+    "set_verbose",
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "InternalServerError",
+    "LLMRelayError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnprocessableEntityError",
+    "UnsupportedParamsError",
+    *_LAZY,
+]
+
+
+class _Module(_types.ModuleType):
+    """Lets ``llmrelay.set_verbose = True`` switch debug logging on (LiteLLM's spelling)."""
+
+    _verbose = False
+
+    @property
+    def set_verbose(self) -> bool:
+        return self._verbose
+
+    @set_verbose.setter
+    def set_verbose(self, value: bool) -> None:
+        self._verbose = bool(value)
+        _settings.configure_verbose(bool(value))
+
+    def __getattr__(self, name: str) -> Any:
+        target = _LAZY.get(name)
+        if target is None:
+            raise AttributeError(f"module 'llmrelay' has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f"llmrelay.{target[0]}"), target[1])
+        setattr(self, name, value)
+        return value
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(_LAZY))
+
+
+sys.modules[__name__].__class__ = _Module

@@ -1,0 +1,342 @@
+"""``completion`` and ``acompletion``: validate, resolve the provider, send, wrap.
+
+The two functions share everything but the waiting: both build a :class:`Call` with
+:func:`prepare_call`, and both go through the same retry policy (:func:`_retry_delay`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from . import settings
+from .exceptions import (
+    APIConnectionError,
+    APIError,
+    BadRequestError,
+    InternalServerError,
+    LLMRelayError,
+    Timeout,
+)
+from .providers import registry
+from .providers.base import OPENAI_PARAMS, Call
+from .streaming import CustomStreamWrapper
+from .types import ModelResponse
+
+__all__ = ["completion", "acompletion", "prepare_call"]
+
+log = logging.getLogger("llmrelay")
+
+#: Keyword arguments that configure the call itself rather than the model.
+_CALL_KWARGS = {
+    "api_base",
+    "base_url",
+    "api_key",
+    "api_version",
+    "timeout",
+    "request_timeout",
+    "stream_timeout",
+    "num_retries",
+    "max_retries",
+    "extra_headers",
+    "headers",
+    "extra_body",
+    "custom_llm_provider",
+    "drop_params",
+    "mock_response",
+    "stream",
+    "messages",
+    "model",
+    "metadata",
+}
+
+_NUMBER_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+_INT_PARAMS = ("n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed")
+_VALID_ROLES = {"system", "user", "assistant", "tool", "function", "developer"}
+
+
+def _bad(message: str, model: Any = None) -> BadRequestError:
+    return BadRequestError(message, model=model if isinstance(model, str) else None)
+
+
+def validate_messages(messages: Any, model: Any = None) -> list[dict[str, Any]]:
+    """Messages must be a non-empty list of dicts, each with a known ``role``."""
+    if not isinstance(messages, list):
+        raise _bad(f"messages must be a list of dicts, got {type(messages).__name__}", model)
+    if not messages:
+        raise _bad("messages must not be empty", model)
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            if hasattr(message, "model_dump"):
+                message = message.model_dump(exclude_none=True)
+            else:
+                raise _bad(f"messages[{i}] must be a dict, got {type(message).__name__}", model)
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise _bad(f"messages[{i}] has no 'role' (one of {sorted(_VALID_ROLES)})", model)
+        if role not in _VALID_ROLES:
+            raise _bad(f"messages[{i}] has an unknown role {role!r} (one of {sorted(_VALID_ROLES)})", model)
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise _bad(
+                f"messages[{i}].content must be a string or a list of content parts, "
+                f"got {type(content).__name__}",
+                model,
+            )
+        out.append(message)
+    return out
+
+
+def validate_params(params: dict[str, Any], model: Any = None) -> None:
+    """Type checks for the OpenAI parameters, before any network call."""
+    for name in _NUMBER_PARAMS:
+        value = params.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise _bad(f"{name} must be a number, got {type(value).__name__} {value!r}", model)
+    for name in _INT_PARAMS:
+        value = params.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _bad(f"{name} must be an integer, got {type(value).__name__} {value!r}", model)
+    n = params.get("n")
+    if n is not None and n < 1:
+        raise _bad(f"n must be at least 1, got {n}", model)
+    stop = params.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+        isinstance(stop, list) and all(isinstance(s, str) for s in stop)
+    ):
+        raise _bad(f"stop must be a string or a list of strings, got {stop!r}", model)
+    for name in ("tools", "functions"):
+        value = params.get(name)
+        if value is not None and not (isinstance(value, list) and all(isinstance(t, dict) for t in value)):
+            raise _bad(f"{name} must be a list of dicts", model)
+    for name in ("stream_options", "response_format", "logit_bias"):
+        value = params.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise _bad(f"{name} must be a dict, got {type(value).__name__}", model)
+
+
+def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any]]:
+    """Validate the user's arguments and build the :class:`Call` (no I/O).
+
+    Returns the call and the transport options (timeout, retries).
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise _bad(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
+    if not isinstance(stream, bool):
+        raise _bad(f"stream must be True or False, got {stream!r}", model)
+    messages = validate_messages(messages, model)
+    provider_name, provider_model = registry.resolve(model, kwargs.get("custom_llm_provider"))
+    params: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in _CALL_KWARGS:
+            continue
+        if key in OPENAI_PARAMS:
+            if value is not None:
+                params[key] = value
+        else:
+            extra[key] = value
+    validate_params(params, model)
+    if not stream:
+        params.pop("stream_options", None)
+    metadata = kwargs.get("metadata")
+    if metadata is not None:
+        extra["metadata"] = metadata
+    extra_headers = dict(kwargs.get("headers") or {})
+    extra_headers.update(kwargs.get("extra_headers") or {})
+    extra_body = kwargs.get("extra_body") or {}
+    if not isinstance(extra_body, dict):
+        raise _bad("extra_body must be a dict", model)
+    drop = kwargs.get("drop_params")
+    call = Call(
+        provider=provider_name,
+        model=provider_model,
+        messages=messages,
+        params=params,
+        stream=stream,
+        api_base=kwargs.get("api_base") or kwargs.get("base_url"),
+        api_key=kwargs.get("api_key"),
+        extra_headers=extra_headers,
+        extra_body=dict(extra_body),
+        drop_params=settings.get("drop_params") if drop is None else bool(drop),
+        extra=extra,
+        user_model=provider_model,
+    )
+    if kwargs.get("api_version") is not None:
+        call.extra["api_version"] = kwargs["api_version"]
+    timeout = kwargs.get("timeout")
+    if timeout is None:
+        timeout = kwargs.get("stream_timeout") if stream else None
+    if timeout is None:
+        timeout = kwargs.get("request_timeout")
+    if timeout is None:
+        timeout = settings.get("request_timeout")
+    timeout = _timeout_seconds(timeout, model)
+    retries = kwargs.get("num_retries")
+    if retries is None:
+        retries = kwargs.get("max_retries")
+    if retries is None:
+        retries = settings.get("num_retries") or 0
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise _bad(f"num_retries must be a non-negative integer, got {retries!r}", model)
+    return call, {"timeout": timeout, "retries": retries}
+
+
+def _timeout_seconds(timeout: Any, model: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool):
+        raise _bad(f"timeout must be a number of seconds, got {timeout!r}", model)
+    if isinstance(timeout, (int, float)):
+        if timeout <= 0:
+            raise _bad(f"timeout must be positive, got {timeout!r}", model)
+        return float(timeout)
+    # httpx.Timeout / openai-style objects: use their read timeout
+    for attr in ("read", "total", "timeout"):
+        value = getattr(timeout, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    raise _bad(f"timeout must be a number of seconds, got {timeout!r}", model)
+
+
+_RETRYABLE = (APIConnectionError, Timeout)
+
+
+def _retryable(exc: LLMRelayError) -> bool:
+    if isinstance(exc, _RETRYABLE):
+        return True
+    if isinstance(exc, APIError):
+        status = exc.status_code
+        return status == 429 or status == 408 or status >= 500
+    return False
+
+
+def _retry_delay(exc: LLMRelayError, attempt: int) -> float:
+    """Retry-After when the upstream sent one (capped at 60 s), else exponential + jitter."""
+    after = getattr(exc, "retry_after", None)
+    if after is not None:
+        return min(after, 60.0)
+    base = min(0.5 * (2**attempt), 8.0)
+    return base * (0.75 + random.random() * 0.5)
+
+
+def _hidden(call: Call, url: str) -> dict[str, Any]:
+    return {"custom_llm_provider": call.provider, "api_base": url.split("?", 1)[0], "model": call.model}
+
+
+# =============================================================================== sync
+def completion(
+    model: str,
+    messages: list[dict[str, Any]] | None = None,
+    stream: bool = False,
+    **kwargs: Any,
+) -> ModelResponse | CustomStreamWrapper:
+    """Call a chat model; with ``stream=True`` return a stream of ``chat.completion.chunk``.
+
+    ``model`` is ``"provider/model"`` (``openai/gpt-4o-mini``, ``anthropic/claude-…``) or a
+    bare OpenAI model name. Keyword arguments are OpenAI's parameters (``temperature``,
+    ``tools``, ``stream_options``…) plus ``api_base``/``base_url``, ``api_key``, ``timeout``,
+    ``num_retries``, ``extra_headers``, ``extra_body``, ``custom_llm_provider``,
+    ``drop_params`` and ``mock_response``. HTTP errors raise from this call; errors inside a
+    stream raise from its iteration.
+    """
+    if "mock_response" in kwargs and kwargs["mock_response"] is not None:
+        from .mock import mock_completion
+
+        call, _ = prepare_call(model, messages, stream, kwargs)
+        return mock_completion(call, kwargs["mock_response"])
+    call, options = prepare_call(model, messages, stream, kwargs)
+    from .transport import sync as transport
+
+    provider = registry.get_provider(call.provider)
+    request = provider.build_request(call)
+    timeout = options["timeout"]
+    attempt = 0
+    while True:
+        try:
+            response = transport.send(request, timeout, call.provider, call.user_model)
+            if response.status >= 400 or response.status < 200:
+                body = response.read()
+                raise provider.error(call, response.status, response.headers, body)
+            if call.stream:
+                source = transport.SyncStreamSource(
+                    response, provider.stream_decoder(call), call.provider, call.user_model
+                )
+                return CustomStreamWrapper(
+                    source,
+                    model=call.user_model,
+                    custom_llm_provider=call.provider,
+                    stream_options=call.params.get("stream_options"),
+                    messages=call.messages,
+                    hidden_params=_hidden(call, request.url),
+                )
+            body = response.read()
+            result = provider.parse_response(call, response.status, response.headers, body)
+            result._hidden_params = _hidden(call, request.url)
+            return result
+        except LLMRelayError as exc:
+            if attempt >= options["retries"] or not _retryable(exc):
+                raise
+            delay = _retry_delay(exc, attempt)
+            attempt += 1
+            log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt, delay)
+            time.sleep(delay)
+
+
+# =============================================================================== async
+async def acompletion(
+    model: str,
+    messages: list[dict[str, Any]] | None = None,
+    stream: bool = False,
+    **kwargs: Any,
+) -> ModelResponse | CustomStreamWrapper:
+    """The async twin of :func:`completion` (natively async; ``async for`` over streams)."""
+    import asyncio
+
+    if "mock_response" in kwargs and kwargs["mock_response"] is not None:
+        from .mock import mock_completion
+
+        call, _ = prepare_call(model, messages, stream, kwargs)
+        return mock_completion(call, kwargs["mock_response"])
+    call, options = prepare_call(model, messages, stream, kwargs)
+    from .transport import aio as transport
+
+    provider = registry.get_provider(call.provider)
+    request = provider.build_request(call)
+    timeout = options["timeout"]
+    attempt = 0
+    while True:
+        try:
+            response = await transport.send(request, timeout, call.provider, call.user_model)
+            if response.status >= 400 or response.status < 200:
+                body = await response.read()
+                raise provider.error(call, response.status, response.headers, body)
+            if call.stream:
+                source = transport.AsyncStreamSource(
+                    response, provider.stream_decoder(call), call.provider, call.user_model
+                )
+                return CustomStreamWrapper(
+                    source,
+                    model=call.user_model,
+                    custom_llm_provider=call.provider,
+                    stream_options=call.params.get("stream_options"),
+                    messages=call.messages,
+                    hidden_params=_hidden(call, request.url),
+                )
+            body = await response.read()
+            result = provider.parse_response(call, response.status, response.headers, body)
+            result._hidden_params = _hidden(call, request.url)
+            return result
+        except LLMRelayError as exc:
+            if attempt >= options["retries"] or not _retryable(exc):
+                raise
+            delay = _retry_delay(exc, attempt)
+            attempt += 1
+            log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt, delay)
+            await asyncio.sleep(delay)
+
+
+__all__ += ["validate_messages", "validate_params", "InternalServerError"]

@@ -1,0 +1,1 @@
+"""Providers, registered by model prefix (see :mod:`llmrelay.providers.registry`)."""

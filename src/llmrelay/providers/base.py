@@ -1,0 +1,222 @@
+"""The provider interface: pure translation between OpenAI's shapes and a provider's wire format.
+
+A provider never does I/O. ``build_request`` turns a :class:`Call` into an :class:`HttpRequest`;
+``parse_response`` turns a response body into a ``ModelResponse``; ``stream_decoder`` returns an
+object that turns the bytes of a streamed response into OpenAI-shaped chunk dicts; ``error``
+turns an HTTP error response into the typed exception. The transport (sync or async) does the
+sending, so both share every line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+import orjson
+
+from ..exceptions import (
+    APIError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    UnsupportedParamsError,
+    exception_for_status,
+)
+from ..types import ModelResponse
+
+__all__ = [
+    "HttpRequest",
+    "Call",
+    "StreamDecoder",
+    "Provider",
+    "OPENAI_PARAMS",
+    "error_from_openai_body",
+    "decode_json_body",
+]
+
+#: The OpenAI chat-completions parameters llmrelay knows (forwarded when given).
+OPENAI_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "stream_options",
+        "functions",
+        "function_call",
+        "modalities",
+        "audio",
+        "prediction",
+        "service_tier",
+        "store",
+        "metadata",
+        "web_search_options",
+        "verbosity",
+        "thinking",
+    }
+)
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything one completion call needs, already validated."""
+
+    provider: str  # the resolved provider name ("openai", "anthropic", …)
+    model: str  # the model name the provider sees (prefix removed)
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]  # OpenAI parameters the caller gave (only those)
+    stream: bool = False
+    api_base: str | None = None
+    api_key: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    drop_params: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # provider-specific keyword arguments
+    user_model: str | None = None  # the name chunks and responses carry
+
+    @property
+    def include_usage(self) -> bool:
+        opts = self.params.get("stream_options")
+        return bool(opts and opts.get("include_usage"))
+
+
+class StreamDecoder(Protocol):
+    """Bytes of a streamed response → OpenAI-shaped chunk dicts (pure, incremental)."""
+
+    #: True once the provider's end-of-stream marker was seen ([DONE], message_stop, …).
+    done: bool
+
+    def feed(self, data: bytes) -> list[dict]: ...
+
+    def close(self) -> list[dict]:
+        """End of the bytes: return what is left, raise if a partial message remains."""
+        ...
+
+
+class Provider:
+    """Base class of every provider; subclasses override what differs."""
+
+    name: str = "base"
+    #: OpenAI parameters this provider accepts; ``None`` means all of them.
+    supported_params: frozenset[str] | None = None
+
+    def build_request(self, call: Call) -> HttpRequest:
+        raise NotImplementedError
+
+    def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
+        raise NotImplementedError
+
+    def stream_decoder(self, call: Call) -> StreamDecoder:
+        raise NotImplementedError
+
+    def error(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+        """The typed exception for an HTTP error response (OpenAI's error body by default)."""
+        return error_from_openai_body(status, headers, body, call.provider, call.user_model or call.model)
+
+    # ------------------------------------------------------------ helpers for subclasses
+    def check_params(self, call: Call) -> dict[str, Any]:
+        """The call's params with unsupported ones dropped (drop_params) or refused."""
+        if self.supported_params is None:
+            return call.params
+        unsupported = [k for k in call.params if k not in self.supported_params]
+        if not unsupported:
+            return call.params
+        if call.drop_params:
+            import logging
+
+            logging.getLogger("llmrelay").debug(
+                "dropping parameters %s unsupported by %s", unsupported, call.provider
+            )
+            return {k: v for k, v in call.params.items() if k in self.supported_params}
+        raise UnsupportedParamsError(
+            f"{call.provider} does not support the parameter(s) {', '.join(sorted(unsupported))}."
+            " Pass drop_params=True (or set llmrelay.drop_params = True) to drop them.",
+            llm_provider=call.provider,
+            model=call.user_model or call.model,
+        )
+
+
+_CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
+_CONTEXT_PHRASES = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "reduce the length",
+)
+_POLICY_CODES = {"content_policy_violation", "content_filter", "content_policy"}
+
+
+def decode_json_body(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def error_from_openai_body(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes | Any,
+    provider: str | None,
+    model: str | None,
+) -> APIError:
+    """Map an OpenAI-style error (``{"error": {"message", "type", "param", "code"}}``)."""
+    data = decode_json_body(body) if isinstance(body, (bytes, bytearray)) else body
+    error = data.get("error", data) if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or error)
+        code = error.get("code")
+        etype = error.get("type")
+        param = error.get("param")
+    else:
+        if isinstance(error, str):
+            message = error
+        elif isinstance(body, (bytes, bytearray)):
+            message = body[:500].decode("utf-8", "replace") or f"HTTP {status}"
+        else:
+            message = str(body)
+        code = etype = param = None
+    code_s = str(code).lower() if code is not None else ""
+    lowered = message.lower()
+    cls = exception_for_status(status)
+    if status in (400, 413, 422) or cls is APIError or status < 400:
+        if code_s in _CONTEXT_CODES or any(p in lowered for p in _CONTEXT_PHRASES):
+            cls = ContextWindowExceededError
+        elif code_s in _POLICY_CODES or str(etype).lower() in _POLICY_CODES:
+            cls = ContentPolicyViolationError
+    return cls(
+        message,
+        status_code=status if status >= 400 else None,
+        llm_provider=provider,
+        model=model,
+        headers=dict(headers or {}),
+        body=data if data is not None else body,
+        code=None if code is None else str(code),
+        param=param,
+        error_type=etype,
+    )

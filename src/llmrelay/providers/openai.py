@@ -1,0 +1,263 @@
+"""OpenAI's chat-completions wire format, spoken by OpenAI and every OpenAI-compatible server.
+
+``api_base`` means what it means for the official OpenAI SDK's ``base_url``: the URL that
+``/chat/completions`` is appended to (so it usually ends in ``/v1``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import orjson
+
+from ..codecs.sse import SSEDecoder
+from ..exceptions import APIError, AuthenticationError
+from ..types import ModelResponse, Usage
+from .base import Call, HttpRequest, Provider, error_from_openai_body
+
+__all__ = [
+    "OpenAIProvider",
+    "OpenAIStreamDecoder",
+    "parse_openai_completion",
+    "stream_error",
+    "count_usage",
+]
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+
+class OpenAIStreamDecoder:
+    """SSE frames of ``chat.completion.chunk`` JSON → chunk dicts; in-band errors raise."""
+
+    __slots__ = ("_sse", "done", "_provider", "_model")
+
+    def __init__(self, provider: str, model: str | None) -> None:
+        self._sse = SSEDecoder()
+        self.done = False
+        self._provider = provider
+        self._model = model
+
+    def feed(self, data: bytes) -> list[dict]:
+        return self._events(self._sse.feed(data))
+
+    def close(self) -> list[dict]:
+        return self._events(self._sse.close())
+
+    def _events(self, events: list) -> list[dict]:
+        out = []
+        for event in events:
+            data = event.data
+            if self.done:
+                continue  # nothing after [DONE] counts
+            if data == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise APIError(
+                    f"The upstream sent malformed JSON in a stream chunk ({exc}): {data[:300]!r}",
+                    llm_provider=self._provider,
+                    model=self._model,
+                    body=data,
+                ) from None
+            if type(chunk) is not dict:
+                raise APIError(
+                    f"The upstream sent a stream chunk that is not a JSON object: {data[:300]!r}",
+                    llm_provider=self._provider,
+                    model=self._model,
+                    body=data,
+                )
+            if "error" in chunk and not chunk.get("choices"):
+                raise stream_error(chunk, self._provider, self._model)
+            out.append(chunk)
+        return out
+
+
+def stream_error(chunk: dict, provider: str, model: str | None) -> APIError:
+    """The typed exception for an error event inside a 200 stream."""
+    error = chunk.get("error")
+    status = 500
+    if isinstance(error, dict):
+        for key in ("status_code", "status", "code"):
+            value = error.get(key)
+            if isinstance(value, int) and 400 <= value < 600:
+                status = value
+                break
+            if isinstance(value, str) and value.isdigit() and 400 <= int(value) < 600:
+                status = int(value)
+                break
+        else:
+            etype = str(error.get("type") or error.get("code") or "").lower()
+            status = _STATUS_BY_ERROR_TYPE.get(etype, 500)
+    return error_from_openai_body(status, None, chunk, provider, model)
+
+
+_STATUS_BY_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "overloaded_error": 503,
+    "service_unavailable": 503,
+}
+
+
+def parse_openai_completion(call: Call, body: bytes) -> ModelResponse:
+    """A ``chat.completion`` JSON body → ``ModelResponse`` (usage counted if missing)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(
+            f"The upstream answered 200 with malformed JSON ({exc}): {body[:300]!r}",
+            llm_provider=call.provider,
+            model=call.user_model,
+            body=body,
+        ) from None
+    if not isinstance(data, dict):
+        raise APIError(
+            f"The upstream answered 200 with JSON that is not an object: {body[:300]!r}",
+            llm_provider=call.provider,
+            model=call.user_model,
+            body=body,
+        )
+    if "error" in data and not data.get("choices"):
+        raise stream_error(data, call.provider, call.user_model)
+    if not isinstance(data.get("choices"), list):
+        raise APIError(
+            f"The upstream answered 200 without a 'choices' list: {body[:300]!r}",
+            llm_provider=call.provider,
+            model=call.user_model,
+            body=body,
+        )
+    data.pop("stream", None)
+    data["model"] = call.user_model or data.get("model")
+    response = ModelResponse(**data)
+    for choice in response.choices:
+        if choice.finish_reason is not None:
+            from ..streaming import normalize_finish_reason
+
+            choice.finish_reason = normalize_finish_reason(choice.finish_reason)
+        message = choice.message
+        if message is not None and message.__dict__.get("reasoning") and not message.reasoning_content:
+            message.reasoning_content = message.__dict__.pop("reasoning")
+    if response.usage is None:
+        response.usage = count_usage(call, response)
+    return response
+
+
+def count_usage(call: Call, response: ModelResponse) -> Usage:
+    """Usage counted offline for a response whose upstream sent none."""
+    from ..tokens import token_counter
+
+    texts = []
+    for choice in response.choices:
+        message = choice.message
+        if message is None:
+            continue
+        texts.append(message.content or "")
+        texts.append(message.reasoning_content or "")
+        for tc in message.tool_calls or ():
+            fn = tc.function
+            if fn is not None:
+                texts.append((fn.name or "") + (fn.arguments or ""))
+    text = "".join(texts)
+    model = call.user_model or call.model
+    return Usage(
+        prompt_tokens=token_counter(model=model, messages=call.messages),
+        completion_tokens=token_counter(model=model, text=text) if text else 0,
+    )
+
+
+class OpenAIProvider(Provider):
+    """``openai/<model>``, bare OpenAI model names, and any OpenAI-compatible server."""
+
+    name = "openai"
+    default_api_base: str | None = DEFAULT_API_BASE
+    api_key_env: tuple[str, ...] = ("OPENAI_API_KEY",)
+    api_base_env: tuple[str, ...] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+    #: Whether calls to the default api_base need a key (local servers do not).
+    requires_key = True
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+
+    def resolve_api_base(self, call: Call) -> str:
+        from .. import settings
+
+        base = call.api_base
+        if not base:
+            for var in self.api_base_env:
+                base = os.environ.get(var)
+                if base:
+                    break
+        base = base or settings.get("api_base") or self.default_api_base
+        if not base:
+            raise AuthenticationError(
+                f"No api_base for {call.provider}: pass api_base= or set "
+                f"{' / '.join(self.api_base_env)}.",
+                llm_provider=call.provider,
+                model=call.user_model,
+            )
+        return base.rstrip("/")
+
+    def resolve_api_key(self, call: Call, base: str) -> str | None:
+        from .. import settings
+
+        key = call.api_key
+        if not key:
+            for var in self.api_key_env:
+                key = os.environ.get(var)
+                if key:
+                    break
+        key = key or settings.get("api_key")
+        if not key and self.requires_key and base == (self.default_api_base or "").rstrip("/"):
+            env = " or ".join(self.api_key_env)
+            raise AuthenticationError(
+                f"No API key for {call.provider}: pass api_key= or set {env}.",
+                llm_provider=call.provider,
+                model=call.user_model,
+            )
+        return key
+
+    def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": call.model, "messages": call.messages}
+        body.update(params)
+        if call.stream:
+            body["stream"] = True
+        else:
+            body.pop("stream_options", None)
+        if call.extra_body:
+            body.update(call.extra_body)
+        return body
+
+    def build_request(self, call: Call) -> HttpRequest:
+        params = self.check_params(call)
+        base = self.resolve_api_base(call)
+        key = self.resolve_api_key(call, base)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if call.stream:
+            headers["Accept"] = "text/event-stream"
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        headers.update(call.extra_headers)
+        body = orjson.dumps(self.build_body(call, params))
+        return HttpRequest("POST", base + "/chat/completions", headers, body)
+
+    def parse_response(
+        self, call: Call, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ModelResponse:
+        return parse_openai_completion(call, body)
+
+    def stream_decoder(self, call: Call) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(call.provider, call.user_model)
+

@@ -1,0 +1,108 @@
+"""Model prefix → provider, as a table.
+
+``"anthropic/claude-…"`` resolves through :data:`PROVIDERS` (a prefix → ``"module:Class"``
+string, imported on first use so ``import llmrelay`` stays light). Adding a provider adds one
+line here and one module. Bare model names (``gpt-4o-mini``) resolve through
+:data:`BARE_MODEL_PREFIXES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Callable
+
+from ..exceptions import BadRequestError
+from .base import Provider
+
+__all__ = ["PROVIDERS", "resolve", "get_provider", "known_prefixes", "register"]
+
+#: prefix → "module:attribute" of a Provider class (or a factory taking the prefix).
+PROVIDERS: dict[str, str] = {
+    "openai": "llmrelay.providers.openai:OpenAIProvider",
+    "custom_openai": "llmrelay.providers.openai:OpenAIProvider",
+    "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
+    "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
+}
+
+#: Beginnings of bare model names and the provider they belong to.
+BARE_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("ft:gpt", "openai"),
+    ("davinci", "openai"),
+    ("babbage", "openai"),
+    ("claude-", "anthropic"),
+)
+
+_cache: dict[str, Provider] = {}
+_lock = threading.Lock()
+
+
+def register(prefix: str, target: str | Callable[[str], Provider]) -> None:
+    """Add a provider at run time (``target`` as in :data:`PROVIDERS`, or a factory)."""
+    with _lock:
+        _cache.pop(prefix, None)
+        if callable(target):
+            _cache[prefix] = target(prefix)
+            PROVIDERS[prefix] = f"{target.__module__}:{getattr(target, '__qualname__', 'factory')}"
+        else:
+            PROVIDERS[prefix] = target
+
+
+def known_prefixes() -> list[str]:
+    return sorted(PROVIDERS)
+
+
+def get_provider(prefix: str) -> Provider:
+    """The provider for a prefix (instantiated once per process)."""
+    provider = _cache.get(prefix)
+    if provider is not None:
+        return provider
+    target = PROVIDERS.get(prefix)
+    if target is None:
+        raise BadRequestError(
+            f"Unknown provider {prefix!r}. Known provider prefixes: {', '.join(known_prefixes())}."
+        )
+    module_name, _, attr = target.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    with _lock:
+        provider = _cache.get(prefix)
+        if provider is None:
+            provider = _cache[prefix] = factory(prefix)
+    return provider
+
+
+def resolve(model: str, custom_llm_provider: str | None = None) -> tuple[str, str]:
+    """``(provider prefix, model name for the provider)`` for a user's model string."""
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequestError(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
+    if custom_llm_provider:
+        if custom_llm_provider not in PROVIDERS:
+            raise BadRequestError(
+                f"Unknown custom_llm_provider {custom_llm_provider!r} for model {model!r}. "
+                f"Known provider prefixes: {', '.join(known_prefixes())}."
+            )
+        prefix = custom_llm_provider + "/"
+        return custom_llm_provider, model[len(prefix):] if model.startswith(prefix) else model
+    head, sep, rest = model.partition("/")
+    if sep and head in PROVIDERS:
+        if not rest:
+            raise BadRequestError(f"model {model!r} names the provider {head!r} but no model after the '/'.")
+        return head, rest
+    for start, provider in BARE_MODEL_PREFIXES:
+        if model.startswith(start) and provider in PROVIDERS:
+            return provider, model
+    hint = (
+        f"the prefix {head!r} is not a known provider"
+        if sep
+        else "a bare model name must be a known OpenAI model or carry a provider prefix"
+    )
+    raise BadRequestError(
+        f"Cannot resolve the model {model!r}: {hint}. Write it as 'provider/model', with one of "
+        f"the known provider prefixes: {', '.join(known_prefixes())}; or pass custom_llm_provider=.",
+        model=model,
+    )

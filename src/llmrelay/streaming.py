@@ -1,0 +1,633 @@
+"""The stream: one state machine that both the sync and the async iterator drive.
+
+``StreamState`` turns OpenAI-shaped chunk dicts (whatever the provider's wire format was,
+its decoder produced these) into the chunks the caller sees, enforcing the streaming
+contract (docs/streaming.md):
+
+* one ``id``, ``created`` and ``model`` for every chunk;
+* ``delta.role == "assistant"`` on each choice's first chunk only;
+* content is passed on as it arrives; chunks with nothing in them are dropped;
+* tool-call deltas keep their ``index`` (filled in when the upstream left it out) and get
+  ``type: "function"`` when they open a call;
+* ``finish_reason`` exactly once per choice, on that choice's last chunk: the upstream's value
+  is held back and sent when the stream ends, so nothing can follow it but the usage chunk;
+* usage: the upstream's, else counted; one ``choices == []`` chunk with it when
+  ``stream_options.include_usage`` was asked;
+* the repeat guard (``REPEATED_STREAMING_CHUNK_LIMIT``).
+
+``CustomStreamWrapper`` is the object ``completion(stream=True)`` returns. It pulls batches of
+chunk dicts from a *source* (an HTTP response plus a provider decoder, or any iterator of
+chunks) and feeds them through the state machine; ``__next__`` and ``__anext__`` differ only in
+how they wait for the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, AsyncIterator, Iterable, Iterator
+
+from . import settings
+from .exceptions import APIConnectionError, APIError, InternalServerError
+from .types import (
+    ChatCompletionDeltaToolCall,
+    Delta,
+    Function,
+    ModelResponse,
+    ModelResponseStream,
+    OpenAIObject,
+    StreamingChoices,
+    Usage,
+    _fast,
+    new_completion_id,
+)
+
+__all__ = [
+    "StreamState",
+    "CustomStreamWrapper",
+    "ModelResponseListIterator",
+    "normalize_finish_reason",
+]
+
+log = logging.getLogger("llmrelay.stream")
+
+_FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "function_call",
+    # values other servers send for the same meanings
+    "eos": "stop",
+    "eos_token": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "tool_call": "tool_calls",
+    "safety": "content_filter",
+    "refusal": "content_filter",
+}
+
+
+def normalize_finish_reason(reason: Any) -> str:
+    """Map any provider's finish reason onto OpenAI's values (unknown ones become ``stop``)."""
+    if reason is None:
+        return "stop"
+    key = str(reason).lower()
+    return _FINISH_REASONS.get(key, "stop")
+
+
+class _ChoiceState:
+    __slots__ = ("role_sent", "finish", "text", "reasoning", "tool_index_by_id", "tools",
+                 "last_content", "repeats", "function_call")
+
+    def __init__(self) -> None:
+        self.role_sent = False
+        self.finish: str | None = None
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_index_by_id: dict[str, int] = {}
+        self.tools: dict[int, list] = {}  # index -> [id, name, [argument pieces]]
+        self.last_content: str | None = None
+        self.repeats = 0
+        self.function_call: list | None = None
+
+
+class StreamState:
+    """Per-stream bookkeeping: chunk dicts in, caller-facing chunks out. No I/O."""
+
+    def __init__(
+        self,
+        model: str | None,
+        llm_provider: str | None = None,
+        include_usage: bool = False,
+        messages: list | None = None,
+        response_id: str | None = None,
+    ) -> None:
+        self.model = model
+        self.llm_provider = llm_provider
+        self.include_usage = include_usage
+        self.messages = messages
+        self.id = response_id
+        self.created: int | None = None
+        self.system_fingerprint: str | None = None
+        self.upstream_usage: dict | None = None
+        self.choices: dict[int, _ChoiceState] = {}
+        self.first_choice: _ChoiceState | None = None
+        self.ended = False
+
+    # ---------------------------------------------------------------- per chunk
+    def process(self, raw: Any) -> ModelResponseStream | None:
+        """One upstream chunk (a dict in OpenAI's shape) → the chunk to yield, or None."""
+        if type(raw) is not dict:
+            raw = raw.model_dump() if isinstance(raw, OpenAIObject) else dict(raw)
+        if self.id is None:
+            self._start(raw)
+        usage = raw.get("usage")
+        if usage:
+            self.upstream_usage = usage.model_dump() if isinstance(usage, OpenAIObject) else usage
+        out = []
+        for choice in raw.get("choices") or ():
+            c = self._choice(choice)
+            if c is not None:
+                out.append(c)
+        if not out:
+            return None
+        fields = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": out,
+        }
+        if self.system_fingerprint is not None:
+            fields["system_fingerprint"] = self.system_fingerprint
+        return _fast(ModelResponseStream, fields)
+
+    def _start(self, raw: dict) -> None:
+        self.id = raw.get("id") or new_completion_id()
+        self.created = raw.get("created") or int(time.time())
+        self.system_fingerprint = raw.get("system_fingerprint")
+        if self.model is None:
+            self.model = raw.get("model")
+
+    def _choice(self, choice: Any) -> StreamingChoices | None:
+        if type(choice) is not dict:
+            choice = choice.model_dump() if isinstance(choice, OpenAIObject) else dict(choice)
+        index = choice.get("index") or 0
+        state = self.choices.get(index)
+        if state is None:
+            state = self.choices[index] = _ChoiceState()
+            if self.first_choice is None:
+                self.first_choice = state
+        reason = choice.get("finish_reason")
+        if reason is not None and state.finish is None:
+            state.finish = normalize_finish_reason(reason)
+        delta_in = choice.get("delta") or {}
+        delta: dict[str, Any] = {}
+        for key, value in delta_in.items():
+            if value is None or key == "role":
+                continue
+            if key == "content":
+                if value:
+                    self._guard(state, value)
+                    state.text.append(value)
+                    delta["content"] = value
+                elif not state.role_sent:
+                    delta["content"] = value
+            elif key == "tool_calls":
+                if value:
+                    delta["tool_calls"] = self._tool_calls(state, value)
+            elif key in ("reasoning_content", "reasoning"):
+                if value:
+                    state.reasoning.append(value)
+                    delta["reasoning_content"] = value
+            elif key == "function_call":
+                delta["function_call"] = self._function_call(state, value)
+            else:
+                delta[key] = value
+        logprobs = choice.get("logprobs")
+        if not delta and logprobs is None:
+            if state.role_sent:
+                return None
+        if not state.role_sent:
+            state.role_sent = True
+            delta = {"role": "assistant", **delta}
+        fields = {"index": index, "delta": _fast(Delta, delta), "finish_reason": None}
+        if logprobs is not None:
+            fields["logprobs"] = logprobs
+        return _fast(StreamingChoices, fields)
+
+    def _guard(self, state: _ChoiceState, content: str) -> None:
+        """The repeat guard: the same non-blank content more than LIMIT times in a row."""
+        if content == state.last_content:
+            state.repeats += 1
+            limit = settings.get("REPEATED_STREAMING_CHUNK_LIMIT")
+            if limit is not None and state.repeats > limit:
+                raise InternalServerError(
+                    f"The model repeated the same chunk {state.repeats} times in a row "
+                    f"(REPEATED_STREAMING_CHUNK_LIMIT={limit}): {content[:200]!r}",
+                    llm_provider=self.llm_provider,
+                    model=self.model,
+                    generated_content=self.generated_content(),
+                )
+        elif content.strip():
+            state.last_content = content
+            state.repeats = 1
+        # blank content neither counts nor breaks a run
+
+    def _tool_calls(self, state: _ChoiceState, calls: list) -> list:
+        out = []
+        for position, call in enumerate(calls):
+            if type(call) is not dict:
+                call = call.model_dump() if isinstance(call, OpenAIObject) else dict(call)
+            call_id = call.get("id")
+            index = call.get("index")
+            if index is None:
+                if call_id and call_id in state.tool_index_by_id:
+                    index = state.tool_index_by_id[call_id]
+                elif call_id:
+                    index = len(state.tools)
+                else:
+                    index = max(state.tools) if state.tools else position
+            record = state.tools.get(index)
+            if record is None:
+                record = state.tools[index] = [None, None, []]
+            fields: dict[str, Any] = {"index": index}
+            if call_id:
+                if record[0] is None:
+                    record[0] = call_id
+                    state.tool_index_by_id[call_id] = index
+                fields["id"] = call_id
+                fields["type"] = call.get("type") or "function"
+            elif call.get("type"):
+                fields["type"] = call["type"]
+            function = call.get("function")
+            if function:
+                fn: dict[str, Any] = {}
+                name = function.get("name")
+                if name:
+                    if record[1] is None:
+                        record[1] = name
+                    fn["name"] = name
+                    fields.setdefault("type", "function")
+                arguments = function.get("arguments")
+                if arguments is not None:
+                    record[2].append(arguments)
+                    fn["arguments"] = arguments
+                fields["function"] = _fast(Function, fn)
+            for key, value in call.items():
+                if key not in fields and key not in ("index", "id", "type", "function"):
+                    fields[key] = value
+            out.append(_fast(ChatCompletionDeltaToolCall, fields))
+        return out
+
+    def _function_call(self, state: _ChoiceState, call: Any) -> Function:
+        if type(call) is not dict:
+            call = call.model_dump() if isinstance(call, OpenAIObject) else dict(call)
+        if state.function_call is None:
+            state.function_call = [None, []]
+        if call.get("name") and state.function_call[0] is None:
+            state.function_call[0] = call["name"]
+        if call.get("arguments"):
+            state.function_call[1].append(call["arguments"])
+        return _fast(Function, {k: v for k, v in call.items() if v is not None})
+
+    # ---------------------------------------------------------------- end of stream
+    def finish(self, complete: bool) -> list[ModelResponseStream]:
+        """The upstream stream ended; ``complete`` is whether it ended properly ([DONE] or its
+        provider's terminal event). Returns the closing chunks (finish reasons, usage)."""
+        if self.ended:
+            return []
+        self.ended = True
+        if self.id is None:
+            self._start({})
+        if not self.choices:
+            self.choices[0] = _ChoiceState()
+        if not complete and any(c.finish is None for c in self.choices.values()):
+            raise APIConnectionError(
+                "The upstream stream ended before it finished (no finish_reason and no end "
+                "marker): the connection was probably dropped.",
+                llm_provider=self.llm_provider,
+                model=self.model,
+                generated_content=self.generated_content(),
+            )
+        out = []
+        for index in sorted(self.choices):
+            state = self.choices[index]
+            if state.finish is None:
+                # Documented: a stream that ended properly without a reason finished normally,
+                # or with tool calls if it streamed some.
+                state.finish = "tool_calls" if state.tools else "stop"
+            delta = {} if state.role_sent else {"role": "assistant"}
+            state.role_sent = True
+            choice = _fast(
+                StreamingChoices,
+                {"index": index, "delta": _fast(Delta, delta), "finish_reason": state.finish},
+            )
+            out.append(self._chunk([choice]))
+        if self.include_usage:
+            chunk = self._chunk([])
+            chunk.usage = self.usage()
+            out.append(chunk)
+        return out
+
+    def _chunk(self, choices: list) -> ModelResponseStream:
+        fields = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.system_fingerprint is not None:
+            fields["system_fingerprint"] = self.system_fingerprint
+        return _fast(ModelResponseStream, fields)
+
+    # ---------------------------------------------------------------- what was streamed
+    def generated_content(self) -> str:
+        """Text streamed so far (of the first choice)."""
+        state = self.first_choice
+        return "".join(state.text) if state is not None else ""
+
+    def usage(self) -> Usage:
+        """The upstream's usage if it sent one, else counted offline."""
+        if self.upstream_usage:
+            return Usage(**self.upstream_usage)
+        from .tokens import token_counter
+
+        prompt = token_counter(model=self.model or "", messages=self.messages) if self.messages else 0
+        texts: list[str] = []
+        for state in self.choices.values():
+            texts.append("".join(state.text))
+            texts.append("".join(state.reasoning))
+            for _id, name, args in state.tools.values():
+                texts.append(name or "")
+                texts.append("".join(args))
+            if state.function_call:
+                texts.append(state.function_call[0] or "")
+                texts.append("".join(state.function_call[1]))
+        text = "".join(texts)
+        completion = token_counter(model=self.model or "", text=text) if text else 0
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+# ====================================================================== sources
+class _IterableSource:
+    """A source over any (a)sync iterable of chunks (dicts or chunk objects)."""
+
+    complete = True
+
+    def __init__(self, iterable: Any) -> None:
+        self._iterable = iterable
+        self._it: Any = None
+        self._ait: Any = None
+
+    def next_batch(self) -> list | None:
+        if self._it is None:
+            self._it = iter(self._iterable)
+        for item in self._it:
+            return [item]
+        return None
+
+    async def anext_batch(self) -> list | None:
+        if self._ait is None:
+            if hasattr(self._iterable, "__aiter__"):
+                self._ait = self._iterable.__aiter__()
+            else:
+                self._it = self._it or iter(self._iterable)
+                return self.next_batch()
+        try:
+            return [await self._ait.__anext__()]
+        except StopAsyncIteration:
+            return None
+
+    def close(self) -> None:
+        for it in (self._it, self._iterable):
+            close = getattr(it, "close", None)
+            if close is not None and not hasattr(it, "__aiter__"):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing must not raise
+                    pass
+                return
+
+    async def aclose(self) -> None:
+        for it in (self._ait, self._iterable):
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+                return
+        self.close()
+
+
+class ModelResponseListIterator:
+    """Iterate (sync or async) over a list of ready-made chunks."""
+
+    def __init__(self, model_responses: Iterable[Any], delay: float | None = None) -> None:
+        self.model_responses = list(model_responses)
+        self.delay = delay
+        self._index = 0
+
+    def __iter__(self) -> "ModelResponseListIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self._index >= len(self.model_responses):
+            raise StopIteration
+        item = self.model_responses[self._index]
+        self._index += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return item
+
+    def __aiter__(self) -> "ModelResponseListIterator":
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._index >= len(self.model_responses):
+            raise StopAsyncIteration
+        item = self.model_responses[self._index]
+        self._index += 1
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        return item
+
+
+# ====================================================================== the stream
+class CustomStreamWrapper:
+    """The stream ``completion(..., stream=True)`` returns; iterate it (sync or async).
+
+    Also built directly, as in LiteLLM::
+
+        CustomStreamWrapper(completion_stream=iterator_of_chunks, model="gpt-4o",
+                            custom_llm_provider="cached_response", logging_obj=Logging(...))
+
+    After the stream is exhausted, ``.usage`` holds the usage (the upstream's or counted).
+    The connection is released when the stream ends, on ``close()``/``aclose()``, on leaving a
+    ``with``/``async with`` block, on ``break`` followed by garbage collection, and on errors.
+    """
+
+    def __init__(
+        self,
+        completion_stream: Any,
+        model: str | None,
+        custom_llm_provider: str | None = None,
+        logging_obj: Any = None,
+        stream_options: dict | None = None,
+        messages: list | None = None,
+        response_id: str | None = None,
+        hidden_params: dict | None = None,
+    ) -> None:
+        if hasattr(completion_stream, "next_batch"):
+            self._source = completion_stream
+        else:
+            self._source = _IterableSource(completion_stream)
+        self.model = model
+        self.custom_llm_provider = custom_llm_provider
+        self.logging_obj = logging_obj
+        if messages is None and logging_obj is not None:
+            messages = getattr(logging_obj, "messages", None)
+        include_usage = bool(stream_options and stream_options.get("include_usage"))
+        self._state = StreamState(
+            model, custom_llm_provider, include_usage, messages, response_id=response_id
+        )
+        self._queue: deque = deque()
+        self._finished = False
+        self._closed = False
+        self._usage: Usage | None = None
+        self._hidden_params = dict(hidden_params or {})
+        self._hidden_params.setdefault("custom_llm_provider", custom_llm_provider)
+
+    # -------------------------------------------------------------- shared logic
+    def _take(self, batch: list) -> None:
+        process = self._state.process
+        queue = self._queue
+        for raw in batch:
+            chunk = process(raw)
+            if chunk is not None:
+                queue.append(chunk)
+
+    def _end(self) -> None:
+        self._queue.extend(self._state.finish(getattr(self._source, "complete", True)))
+        self._finished = True
+
+    def _fail(self, exc: BaseException) -> BaseException:
+        self._finished = True
+        self._queue.clear()
+        if isinstance(exc, APIError):
+            if exc.generated_content is None:
+                exc.generated_content = self._state.generated_content()
+            if exc.llm_provider is None:
+                exc.llm_provider = self.custom_llm_provider
+            if exc.model is None:
+                exc.model = self.model
+            return exc
+        if isinstance(exc, Exception):
+            log.debug("stream failed with an unexpected error", exc_info=exc)
+            return APIError(
+                f"Unexpected error while streaming: {type(exc).__name__}: {exc}",
+                llm_provider=self.custom_llm_provider,
+                model=self.model,
+                generated_content=self._state.generated_content(),
+            )
+        return exc
+
+    # -------------------------------------------------------------- sync
+    def __iter__(self) -> "CustomStreamWrapper":
+        return self
+
+    def __next__(self) -> ModelResponseStream:
+        queue = self._queue
+        while not queue:
+            if self._finished:
+                self.close()
+                raise StopIteration
+            try:
+                batch = self._source.next_batch()
+                if batch is None:
+                    self._end()
+                else:
+                    self._take(batch)
+            except BaseException as exc:
+                self.close()
+                error = self._fail(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+        return queue.popleft()
+
+    def close(self) -> None:
+        """Stop the stream and release its connection (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._finished = True
+            self._source.close()
+
+    def __enter__(self) -> "CustomStreamWrapper":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- async
+    def __aiter__(self) -> "CustomStreamWrapper":
+        return self
+
+    async def __anext__(self) -> ModelResponseStream:
+        queue = self._queue
+        while not queue:
+            if self._finished:
+                await self.aclose()
+                raise StopAsyncIteration
+            try:
+                batch = await self._source.anext_batch()
+                if batch is None:
+                    self._end()
+                else:
+                    self._take(batch)
+            except BaseException as exc:
+                await self.aclose()
+                error = self._fail(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+        return queue.popleft()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if not self._closed:
+            self._closed = True
+            self._finished = True
+            await self._source.aclose()
+
+    async def __aenter__(self) -> "CustomStreamWrapper":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                self._closed = True
+                self._source.close()
+            except Exception:  # noqa: BLE001 - never raise from a finaliser
+                pass
+
+    # -------------------------------------------------------------- results
+    @property
+    def usage(self) -> Usage | None:
+        """Token usage, once the stream has ended (None before)."""
+        if not self._state.ended:
+            return None
+        if self._usage is None:
+            self._usage = self._state.usage()
+        return self._usage
+
+    @property
+    def response_id(self) -> str | None:
+        return self._state.id
+
+    @property
+    def generated_content(self) -> str:
+        return self._state.generated_content()
+
+    def __repr__(self) -> str:
+        return (
+            f"<CustomStreamWrapper model={self.model!r} provider={self.custom_llm_provider!r}"
+            f" finished={self._finished}>"
+        )
+
+
+def chunk_from_object(obj: ModelResponse) -> dict:
+    """A chunk object as a plain dict (what ``StreamState.process`` eats)."""
+    return obj.model_dump()

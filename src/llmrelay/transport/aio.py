@@ -1,0 +1,182 @@
+"""The async transport: aiohttp, one pooled session per event loop.
+
+A session belongs to the loop it was made on; when that loop is garbage-collected its
+session's sockets are closed with it (see ``_forget``), so ``asyncio.run`` per call works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from ..codecs.errors import CodecError
+from ..exceptions import APIConnectionError, APIError, Timeout
+from ..providers.base import HttpRequest, StreamDecoder
+
+__all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions"]
+
+_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+
+def _forget(connector: Any) -> None:
+    # The loop is gone: close the sockets without it (aiohttp's sync close of transports).
+    try:
+        connector._close()  # noqa: SLF001 - no public sync close exists
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _session() -> Any:
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, loop=loop)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        _sessions[loop] = session
+        weakref.finalize(loop, _forget, connector)
+        # A session left for the garbage collector must not warn: we own its lifetime.
+        session._source_traceback = None  # noqa: SLF001
+    return session
+
+
+async def close_sessions() -> None:
+    """Close this event loop's session (call before the loop ends to close politely)."""
+    loop = asyncio.get_running_loop()
+    session = _sessions.pop(loop, None)
+    if session is not None and not session.closed:
+        await session.close()
+
+
+def _map_error(exc: BaseException, request: HttpRequest, provider: str | None, model: str | None) -> APIError:
+    where = request.url.split("?", 1)[0]
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return Timeout(f"Timed out talking to {where}", llm_provider=provider, model=model)
+    return APIConnectionError(
+        f"Connection error talking to {where}: {type(exc).__name__}: {exc}",
+        llm_provider=provider,
+        model=model,
+    )
+
+
+class AsyncResponse:
+    __slots__ = ("status", "headers", "_raw", "_request", "_provider", "_model")
+
+    def __init__(self, raw: Any, request: HttpRequest, provider: str | None, model: str | None) -> None:
+        self._raw = raw
+        self.status: int = raw.status
+        self.headers: dict[str, str] = dict(raw.headers)
+        self._request = request
+        self._provider = provider
+        self._model = model
+
+    async def read(self) -> bytes:
+        try:
+            data = await self._raw.read()
+        except Exception as exc:  # noqa: BLE001
+            self.close()
+            raise _map_error(exc, self._request, self._provider, self._model) from exc
+        self.release()
+        return data
+
+    async def readany(self) -> bytes:
+        try:
+            return await self._raw.content.readany()
+        except Exception as exc:  # noqa: BLE001
+            raise _map_error(exc, self._request, self._provider, self._model) from exc
+
+    def close(self) -> None:
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            raw.close()
+
+    def release(self) -> None:
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            raw.release()
+
+
+async def send(
+    request: HttpRequest,
+    timeout: float | None,
+    provider: str | None = None,
+    model: str | None = None,
+    connect_timeout: float | None = None,
+) -> AsyncResponse:
+    """Send ``request``; return once the status line and headers have arrived."""
+    import aiohttp
+
+    session = _session()
+    try:
+        raw = await session.request(
+            request.method,
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=connect_timeout or timeout, sock_read=timeout
+            ),
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _map_error(exc, request, provider, model) from exc
+    return AsyncResponse(raw, request, provider, model)
+
+
+class AsyncStreamSource:
+    """A streamed HTTP response + the provider's decoder → batches of chunk dicts."""
+
+    __slots__ = ("_response", "_decoder", "_eof", "_provider", "_model")
+
+    def __init__(self, response: AsyncResponse, decoder: StreamDecoder, provider: str | None, model: str | None) -> None:
+        self._response = response
+        self._decoder = decoder
+        self._eof = False
+        self._provider = provider
+        self._model = model
+
+    @property
+    def complete(self) -> bool:
+        return self._decoder.done
+
+    async def anext_batch(self) -> list | None:
+        decoder = self._decoder
+        readany = self._response.readany
+        try:
+            while not self._eof:
+                data = await readany()
+                if data:
+                    items = decoder.feed(data)
+                    if items:
+                        return items
+                    continue
+                self._eof = True
+                self._response.release()
+                items = decoder.close()
+                if items:
+                    return items
+        except CodecError as exc:
+            raise APIError(
+                f"The upstream sent bytes that could not be decoded: {exc}",
+                llm_provider=self._provider,
+                model=self._model,
+            ) from exc
+        return None
+
+    def next_batch(self) -> list | None:  # pragma: no cover - async source
+        raise TypeError("this stream was opened with acompletion(); use async for, not for")
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def aclose(self) -> None:
+        self._response.close()
