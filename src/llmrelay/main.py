@@ -16,7 +16,6 @@ from .exceptions import (
     APIConnectionError,
     APIError,
     BadRequestError,
-    InternalServerError,
     LLMRelayError,
     Timeout,
 )
@@ -25,7 +24,7 @@ from .providers.base import OPENAI_PARAMS, Call
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse
 
-__all__ = ["completion", "acompletion", "prepare_call"]
+__all__ = ["completion", "acompletion", "prepare_call", "validate_messages", "validate_params"]
 
 log = logging.getLogger("llmrelay")
 
@@ -227,6 +226,17 @@ def _hidden(call: Call, url: str) -> dict[str, Any]:
     return {"custom_llm_provider": call.provider, "api_base": url.split("?", 1)[0], "model": call.model}
 
 
+def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStreamWrapper:
+    return CustomStreamWrapper(
+        source,
+        model=call.user_model,
+        custom_llm_provider=call.provider,
+        stream_options=call.params.get("stream_options"),
+        messages=call.messages,
+        hidden_params=hidden,
+    )
+
+
 # =============================================================================== sync
 def completion(
     model: str,
@@ -249,9 +259,13 @@ def completion(
         call, _ = prepare_call(model, messages, stream, kwargs)
         return mock_completion(call, kwargs["mock_response"])
     call, options = prepare_call(model, messages, stream, kwargs)
+    provider = registry.get_provider(call.provider)
+    if provider.in_process:
+        if call.stream:
+            return _wrap_stream(call, provider.stream_source(call), {"custom_llm_provider": call.provider})
+        return provider.complete(call)
     from .transport import sync as transport
 
-    provider = registry.get_provider(call.provider)
     request = provider.build_request(call)
     timeout = options["timeout"]
     attempt = 0
@@ -265,14 +279,7 @@ def completion(
                 source = transport.SyncStreamSource(
                     response, provider.stream_decoder(call), call.provider, call.user_model
                 )
-                return CustomStreamWrapper(
-                    source,
-                    model=call.user_model,
-                    custom_llm_provider=call.provider,
-                    stream_options=call.params.get("stream_options"),
-                    messages=call.messages,
-                    hidden_params=_hidden(call, request.url),
-                )
+                return _wrap_stream(call, source, _hidden(call, request.url))
             body = response.read()
             result = provider.parse_response(call, response.status, response.headers, body)
             result._hidden_params = _hidden(call, request.url)
@@ -302,9 +309,13 @@ async def acompletion(
         call, _ = prepare_call(model, messages, stream, kwargs)
         return mock_completion(call, kwargs["mock_response"])
     call, options = prepare_call(model, messages, stream, kwargs)
+    provider = registry.get_provider(call.provider)
+    if provider.in_process:
+        if call.stream:
+            return _wrap_stream(call, provider.stream_source(call), {"custom_llm_provider": call.provider})
+        return await provider.acomplete(call)
     from .transport import aio as transport
 
-    provider = registry.get_provider(call.provider)
     request = provider.build_request(call)
     timeout = options["timeout"]
     attempt = 0
@@ -318,14 +329,7 @@ async def acompletion(
                 source = transport.AsyncStreamSource(
                     response, provider.stream_decoder(call), call.provider, call.user_model
                 )
-                return CustomStreamWrapper(
-                    source,
-                    model=call.user_model,
-                    custom_llm_provider=call.provider,
-                    stream_options=call.params.get("stream_options"),
-                    messages=call.messages,
-                    hidden_params=_hidden(call, request.url),
-                )
+                return _wrap_stream(call, source, _hidden(call, request.url))
             body = await response.read()
             result = provider.parse_response(call, response.status, response.headers, body)
             result._hidden_params = _hidden(call, request.url)
@@ -338,5 +342,3 @@ async def acompletion(
             log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt, delay)
             await asyncio.sleep(delay)
 
-
-__all__ += ["validate_messages", "validate_params", "InternalServerError"]

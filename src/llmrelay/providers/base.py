@@ -120,6 +120,19 @@ class Provider:
     name: str = "base"
     #: OpenAI parameters this provider accepts; ``None`` means all of them.
     supported_params: frozenset[str] | None = None
+    #: In-process providers (a local model) implement ``complete``/``acomplete`` and
+    #: ``stream_source`` instead of the HTTP methods.
+    in_process: bool = False
+
+    def complete(self, call: Call) -> ModelResponse:
+        raise NotImplementedError
+
+    async def acomplete(self, call: Call) -> ModelResponse:
+        raise NotImplementedError
+
+    def stream_source(self, call: Call) -> Any:
+        """A chunk source (``next_batch``/``anext_batch``/``close``/``aclose``/``complete``)."""
+        raise NotImplementedError
 
     def build_request(self, call: Call) -> HttpRequest:
         raise NotImplementedError
