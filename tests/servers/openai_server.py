@@ -472,7 +472,8 @@ def error_reply(
     headers: dict[str, str] | None = None,
 ) -> Reply:
     """An HTTP error with an OpenAI error body; ``retry_after`` sets the Retry-After header."""
-    default_type, default_code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+    fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
+    default_type, default_code = _ERROR_TYPES.get(status, fallback)
     hdrs = dict(headers or {})
     if retry_after is not None:
         hdrs["Retry-After"] = str(retry_after)
