@@ -1,0 +1,3 @@
+"""Fixtures for the server self-tests."""
+
+from servers.fixtures import loopback, openai_server  # noqa: F401
