@@ -34,7 +34,8 @@ def _map_error(exc: BaseException, request: HttpRequest, provider: str | None, m
     import urllib3.exceptions as ue
 
     where = request.url.split("?", 1)[0]
-    if isinstance(exc, (ue.TimeoutError, TimeoutError)):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3, but it is a refusal.
+    if isinstance(exc, (ue.TimeoutError, TimeoutError)) and not isinstance(exc, ue.NewConnectionError):
         return Timeout(f"Timed out talking to {where}: {exc}", llm_provider=provider, model=model)
     return APIConnectionError(
         f"Connection error talking to {where}: {type(exc).__name__}: {exc}",
