@@ -44,6 +44,7 @@ from .types import (
 )
 
 __all__ = [
+    "StreamUsageError",
     "StreamState",
     "CustomStreamWrapper",
     "ModelResponseListIterator",
@@ -78,6 +79,10 @@ def normalize_finish_reason(reason: Any) -> str:
         return "stop"
     key = str(reason).lower()
     return _FINISH_REASONS.get(key, "stop")
+
+
+class StreamUsageError(TypeError):
+    """A stream was used the wrong way (``for`` over an ``acompletion`` stream, or the reverse)."""
 
 
 class _ChoiceState:
@@ -503,6 +508,8 @@ class CustomStreamWrapper:
     def _fail(self, exc: BaseException) -> BaseException:
         self._finished = True
         self._queue.clear()
+        if isinstance(exc, StreamUsageError):
+            return exc
         if isinstance(exc, APIError):
             if exc.generated_content is None:
                 exc.generated_content = self._state.generated_content()

@@ -235,3 +235,32 @@ def test_acompletion_is_natively_async(server):
 
     results = asyncio.run(main())
     assert all(r.choices[0].message.content == DEFAULT_TEXT for r in results)
+
+
+def test_unknown_kwargs_are_sent_to_openai_compatible_servers(mode, server):
+    call(mode, **kwargs_for(server, top_k=5, guided_json={"type": "object"}, api_version="x",
+                            metadata={"trace": 1}, organization="org-1"))
+    body = server.last_json
+    assert body["top_k"] == 5 and body["guided_json"] == {"type": "object"}
+    assert "api_version" not in body and "metadata" not in body and "organization" not in body
+    assert server.last_request.headers["openai-organization"] == "org-1"
+
+
+def test_wrong_kind_of_iteration_is_a_clear_type_error(server):
+    stream = llmrelay.completion(**kwargs_for(server, stream=True))
+
+    async def iterate_sync_stream_async():
+        return [c async for c in stream]
+
+    with pytest.raises(TypeError, match="use a for loop"):
+        asyncio.run(iterate_sync_stream_async())
+
+    async def iterate_async_stream_sync():
+        s = await llmrelay.acompletion(**kwargs_for(server, stream=True))
+        try:
+            return list(s)
+        finally:
+            await s.aclose()
+
+    with pytest.raises(TypeError, match="use async for"):
+        asyncio.run(iterate_async_stream_sync())

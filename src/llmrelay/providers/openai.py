@@ -26,6 +26,36 @@ __all__ = [
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
+#: Keyword arguments LiteLLM users pass that configure the call, never sent in the body.
+NON_BODY_KWARGS = frozenset(
+    {
+        "api_version",
+        "azure_ad_token",
+        "azure_ad_token_provider",
+        "organization",
+        "metadata",
+        "litellm_call_id",
+        "litellm_logging_obj",
+        "litellm_metadata",
+        "logger_fn",
+        "caching",
+        "cache",
+        "client",
+        "fallbacks",
+        "context_window_fallback_dict",
+        "model_info",
+        "model_list",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "proxy_server_request",
+        "rpm",
+        "tpm",
+        "weight",
+        "order",
+        "model_path",
+    }
+)
+
 
 class OpenAIStreamDecoder:
     """SSE frames of ``chat.completion.chunk`` JSON → chunk dicts; in-band errors raise."""
@@ -236,6 +266,12 @@ class OpenAIProvider(Provider):
             body["stream"] = True
         else:
             body.pop("stream_options", None)
+        for key, value in call.extra.items():
+            # Like LiteLLM, keyword arguments that are not OpenAI parameters are sent to
+            # OpenAI-compatible servers as they are (vLLM's top_k, guided_json, …), except
+            # the ones that configure the call itself.
+            if key not in NON_BODY_KWARGS and value is not None:
+                body[key] = value
         if call.extra_body:
             body.update(call.extra_body)
         return body
@@ -249,6 +285,9 @@ class OpenAIProvider(Provider):
             headers["Accept"] = "text/event-stream"
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        organization = call.extra.get("organization")
+        if organization:
+            headers["OpenAI-Organization"] = organization
         headers.update(call.extra_headers)
         body = orjson.dumps(self.build_body(call, params))
         return HttpRequest("POST", base + "/chat/completions", headers, body)

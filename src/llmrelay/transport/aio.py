@@ -172,8 +172,10 @@ class AsyncStreamSource:
             ) from exc
         return None
 
-    def next_batch(self) -> list | None:  # pragma: no cover - async source
-        raise TypeError("this stream was opened with acompletion(); use async for, not for")
+    def next_batch(self) -> list | None:
+        from ..streaming import StreamUsageError
+
+        raise StreamUsageError("this stream was opened with acompletion(); use async for, not for")
 
     def close(self) -> None:
         self._response.close()

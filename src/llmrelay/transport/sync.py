@@ -158,8 +158,10 @@ class SyncStreamSource:
             ) from exc
         return None
 
-    async def anext_batch(self) -> list | None:  # pragma: no cover - sync source
-        raise TypeError("this stream was opened with completion(); use a for loop, not async for")
+    async def anext_batch(self) -> list | None:
+        from ..streaming import StreamUsageError
+
+        raise StreamUsageError("this stream was opened with completion(); use a for loop, not async for")
 
     def close(self) -> None:
         self._response.close()
