@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import resource
+import time
 
 import pytest
 
@@ -75,6 +76,15 @@ def test_idle_timeout_between_chunks(mode, server):
     assert isinstance(error, llmrelay.Timeout)
 
 
+def _wait_idle(srv, most: int = 1, timeout: float = 10.0) -> int:
+    """Wait until at most ``most`` connections stay open: one may sit idle in the keep-alive
+    pool (a stream whose whole body arrived in its first read goes back to the pool)."""
+    deadline = time.monotonic() + timeout
+    while srv.open_connections > most and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return srv.open_connections
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -93,7 +103,7 @@ def test_ten_thousand_abandoned_sync_streams_leak_nothing():
             next(stream)
             del stream  # abandoned after one chunk
         gc.collect()
-        srv.wait_all_closed(timeout=10)
+        assert _wait_idle(srv) <= 1
         assert _open_fds() <= fds + 2
         assert _rss_mib() - rss < 40
 
@@ -115,7 +125,11 @@ def test_ten_thousand_abandoned_async_streams_leak_nothing():
             for _ in range(10_000):
                 await one()
             gc.collect()
-            await srv.await_all_closed(timeout=10)
+            for _ in range(200):
+                if srv.open_connections <= 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert srv.open_connections <= 1
             assert _open_fds() <= fds + 2
             assert _rss_mib() - rss < 40
 
