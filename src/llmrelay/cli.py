@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int, help="the most tokens to generate")
     chat.add_argument("--temperature", type=float, help="sampling temperature")
     chat.add_argument("--seed", type=int, help="sampling seed (reproducible output where supported)")
+    chat.add_argument("--api-base", help="the provider's base URL (else its usual environment variable)")
+    chat.add_argument("--api-key", help="the provider's API key (else its usual environment variable)")
     commands.add_parser("proxy", help="run the OpenAI-compatible gateway (llmrelay proxy --help)",
                         add_help=False)
     return parser
@@ -72,6 +74,10 @@ def _chat(args: argparse.Namespace) -> int:
         kwargs["temperature"] = args.temperature
     if args.seed is not None:
         kwargs["seed"] = args.seed
+    if args.api_base:
+        kwargs["api_base"] = args.api_base
+    if args.api_key:
+        kwargs["api_key"] = args.api_key
 
     from .main import completion
 

@@ -175,6 +175,19 @@ _models: dict[str, _LocalModel] = {}
 _models_lock = threading.Lock()
 
 
+def _close_models() -> None:
+    """Free the models at exit, while llama_cpp's module globals still exist (freeing them
+    during interpreter teardown prints 'Exception ignored in Llama.__del__')."""
+    with _models_lock:
+        models = list(_models.values())
+        _models.clear()
+    for model in models:
+        try:
+            model.llama.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 def get_model(path: str, n_ctx: int | None = None, n_threads: int | None = None) -> _LocalModel:
     """The process's one instance for a model file (loaded on first use; thread-safe).
 
@@ -185,6 +198,10 @@ def get_model(path: str, n_ctx: int | None = None, n_threads: int | None = None)
         with _models_lock:
             model = _models.get(path)
             if model is None:
+                if not _models:
+                    import atexit
+
+                    atexit.register(_close_models)
                 started = time.perf_counter()
                 model = _models[path] = _LocalModel(path, n_ctx, n_threads)
                 log.debug("loaded %s in %.2fs", path, time.perf_counter() - started)
