@@ -4,5 +4,5 @@
 # Extra arguments replace the question, e.g. `bash run.sh "What is a llama?"`.
 set -euo pipefail
 cd "$(dirname "$0")"
-LLMRELAY_EXTRAS="${LLMRELAY_EXTRAS:-test,proxy,local}" . scripts/setup-env.sh
+. scripts/setup-env.sh
 exec "$VENV/bin/llmrelay" chat "${@:-Why is the sky blue?}"
