@@ -23,6 +23,8 @@ PROVIDERS: dict[str, str] = {
     "custom_openai": "llmrelay.providers.openai:OpenAIProvider",
     "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
+    "ollama": "llmrelay.providers.ollama:make_provider",
+    "ollama_chat": "llmrelay.providers.ollama:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to.
