@@ -25,6 +25,7 @@ PROVIDERS: dict[str, str] = {
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
     "ollama": "llmrelay.providers.ollama:make_provider",
     "ollama_chat": "llmrelay.providers.ollama:make_provider",
+    "bedrock": "llmrelay.providers.bedrock:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to.
