@@ -26,6 +26,8 @@ PROVIDERS: dict[str, str] = {
     "ollama": "llmrelay.providers.ollama:make_provider",
     "ollama_chat": "llmrelay.providers.ollama:make_provider",
     "bedrock": "llmrelay.providers.bedrock:make_provider",
+    "cohere": "llmrelay.providers.cohere:make_provider",
+    "cohere_chat": "llmrelay.providers.cohere:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to.
