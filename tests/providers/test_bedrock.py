@@ -193,9 +193,13 @@ def test_stop_reasons(reason, expected):
 def test_exception_frames_raise_typed_errors(exception, cls):
     data = b"".join(stream_frames(Answer(text="a b"))[:2]) + exception_frame(exception, "went wrong")
     decoder = BedrockStreamDecoder("bedrock", "m")
+    # the content before the exception is delivered first; the error comes with the next call
+    assert decoder.feed(data) == [{"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None}]}]
     with pytest.raises(cls, match="went wrong") as info:
-        decoder.feed(data)
+        decoder.close()
     assert type(info.value) is cls
+    with pytest.raises(cls):
+        BedrockStreamDecoder("bedrock", "m").feed(exception_frame(exception, "went wrong"))
     if cls is InternalServerError:
         assert info.value.status_code == 500
 

@@ -153,25 +153,38 @@ def _usage(usage: dict) -> dict:
 class BedrockStreamDecoder:
     """ConverseStream eventstream frames → OpenAI chunk dicts."""
 
-    __slots__ = ("_frames", "done", "_provider", "_model", "_tools", "_index")
+    __slots__ = ("_frames", "done", "_error", "_provider", "_model", "_tools")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._frames = EventStreamDecoder()
         self.done = False
+        self._error: APIError | None = None
         self._provider = provider
         self._model = model
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool call index
-        self._index = 0  # chunk choices are always index 0
 
     def feed(self, data: bytes) -> list[dict]:
+        if self._error is not None:
+            raise self._error
         return self._chunks(self._frames.feed(data))
 
     def close(self) -> list[dict]:
+        if self._error is not None:
+            raise self._error
         self._frames.close()  # raises on a partial frame
         return []
 
     def _chunks(self, messages: list) -> list[dict]:
-        out = []
+        out: list[dict] = []
+        try:
+            self._translate(messages, out)
+        except APIError as exc:
+            if not out:
+                raise
+            self._error = exc  # deliver what came before the error; raise it next
+        return out
+
+    def _translate(self, messages: list, out: list) -> None:
         loads = orjson.loads
         for message in messages:
             headers = message.headers
@@ -223,7 +236,6 @@ class BedrockStreamDecoder:
                 if usage:
                     out.append({"choices": [], "usage": _usage(usage)})
             # messageStart, contentBlockStop and unknown events carry nothing to pass on
-        return out
 
     @staticmethod
     def _reasoning(reasoning: dict) -> dict:
