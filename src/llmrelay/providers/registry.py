@@ -24,6 +24,11 @@ PROVIDERS: dict[str, str] = {
     "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
     "local": "llmrelay.providers.local:make_provider",
+    "ollama": "llmrelay.providers.ollama:make_provider",
+    "ollama_chat": "llmrelay.providers.ollama:make_provider",
+    "bedrock": "llmrelay.providers.bedrock:make_provider",
+    "cohere": "llmrelay.providers.cohere:make_provider",
+    "cohere_chat": "llmrelay.providers.cohere:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to.

@@ -114,12 +114,15 @@ async def send(
 ) -> AsyncResponse:
     """Send ``request``; return once the status line and headers have arrived."""
     import aiohttp
+    from yarl import URL
 
     session = _session()
     try:
         raw = await session.request(
             request.method,
-            request.url,
+            # Send the URL exactly as built (yarl would otherwise decode %3A in a Bedrock model
+            # id to ":", breaking the path a SigV4 signature covers); urllib3 does the same.
+            URL(request.url, encoded=True),
             data=request.body,
             headers=request.headers,
             allow_redirects=False,
