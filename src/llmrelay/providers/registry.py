@@ -22,6 +22,7 @@ PROVIDERS: dict[str, str] = {
     "openai": "llmrelay.providers.openai:OpenAIProvider",
     "custom_openai": "llmrelay.providers.openai:OpenAIProvider",
     "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
+    "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
 }
 
