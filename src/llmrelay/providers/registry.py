@@ -23,6 +23,7 @@ PROVIDERS: dict[str, str] = {
     "custom_openai": "llmrelay.providers.openai:OpenAIProvider",
     "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
     "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
+    "azure": "llmrelay.providers.azure:AzureProvider",
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
 }
 
