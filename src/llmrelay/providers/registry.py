@@ -25,6 +25,18 @@ PROVIDERS: dict[str, str] = {
     "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
     "azure": "llmrelay.providers.azure:AzureProvider",
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
+    "groq": "llmrelay.providers.openai_compatible:make_provider",
+    "deepseek": "llmrelay.providers.openai_compatible:make_provider",
+    "mistral": "llmrelay.providers.openai_compatible:make_provider",
+    "together_ai": "llmrelay.providers.openai_compatible:make_provider",
+    "fireworks_ai": "llmrelay.providers.openai_compatible:make_provider",
+    "openrouter": "llmrelay.providers.openai_compatible:make_provider",
+    "xai": "llmrelay.providers.openai_compatible:make_provider",
+    "perplexity": "llmrelay.providers.openai_compatible:make_provider",
+    "cerebras": "llmrelay.providers.openai_compatible:make_provider",
+    "deepinfra": "llmrelay.providers.openai_compatible:make_provider",
+    "lm_studio": "llmrelay.providers.openai_compatible:make_provider",
+    "llamacpp": "llmrelay.providers.openai_compatible:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to.
