@@ -24,6 +24,8 @@ PROVIDERS: dict[str, str] = {
     "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
     "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
     "azure": "llmrelay.providers.azure:AzureProvider",
+    "gemini": "llmrelay.providers.gemini:GeminiProvider",
+    "vertex_ai": "llmrelay.providers.gemini:VertexProvider",
     "hosted_vllm": "llmrelay.providers.openai_compatible:make_provider",
     "groq": "llmrelay.providers.openai_compatible:make_provider",
     "deepseek": "llmrelay.providers.openai_compatible:make_provider",
