@@ -433,7 +433,7 @@ class GeminiStreamDecoder:
     Gemini has no end marker: the stream is complete once every candidate sent a finishReason.
     """
 
-    __slots__ = ("_sse", "done", "_provider", "_model", "_id", "_tools", "_open")
+    __slots__ = ("_sse", "done", "_provider", "_model", "_id", "_tools", "_open", "_meta")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._sse = SSEDecoder()
@@ -443,6 +443,7 @@ class GeminiStreamDecoder:
         self._id: str | None = None
         self._tools: dict[int, int] = {}  # candidate index → function calls so far
         self._open: set[int] = set()  # candidates seen without a finishReason yet
+        self._meta: Any = None  # the last usageMetadata translated (most events repeat it)
 
     def feed(self, data: bytes) -> list[dict]:
         return self._events(self._sse.feed(data))
@@ -468,7 +469,11 @@ class GeminiStreamDecoder:
                 for position, cand in enumerate(candidates):
                     index = cand.get("index", position)
                     had = self._tools.get(index, 0)
-                    delta, ncalls = parse_candidate_parts((cand.get("content") or {}).get("parts") or (), had)
+                    parts = (cand.get("content") or {}).get("parts") or ()
+                    if len(parts) == 1 and len(parts[0]) == 1 and "text" in parts[0]:  # the common case
+                        delta, ncalls = {"content": parts[0]["text"]}, 0
+                    else:
+                        delta, ncalls = parse_candidate_parts(parts, had)
                     if ncalls:
                         self._tools[index] = had + ncalls
                     reason = cand.get("finishReason")
@@ -485,7 +490,8 @@ class GeminiStreamDecoder:
             elif (data.get("promptFeedback") or {}).get("blockReason"):
                 raise _blocked(data, self._provider, self._model)
             meta = data.get("usageMetadata")
-            if meta:
+            if meta and meta != self._meta:
+                self._meta = meta
                 chunk["usage"] = gemini_usage(meta)
             out.append(chunk)
         return out
