@@ -308,7 +308,7 @@ def build_body(call: Call, params: dict[str, Any]) -> tuple[dict[str, Any], bool
     if params.get("parallel_tool_calls") is False and (tools or choice):
         choice = dict(choice or {"type": "auto"})
         choice["disable_parallel_tool_use"] = True
-    if choice is not None and (tools or choice.get("type") == "none"):
+    if choice is not None and tools:
         body["tool_choice"] = choice
     if params.get("user"):
         body["metadata"] = {"user_id": params["user"]}
