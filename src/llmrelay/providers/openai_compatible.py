@@ -1,12 +1,24 @@
-"""OpenAI-compatible hosts as a table: default api_base, API-key variable, parameter limits."""
+"""OpenAI-compatible hosts as a table: default api_base, API-key variable, parameter limits.
+
+Every host speaks OpenAI's chat-completions wire format, so one provider class serves them all;
+a row of :data:`HOSTS` is everything that differs. ``api_base`` means what it means for
+``openai/``: the URL ``/chat/completions`` is appended to (LiteLLM's meaning for these prefixes).
+
+Parameter limits come from each host's OpenAI-compatibility documentation. A parameter a host
+rejects raises ``UnsupportedParamsError`` unless ``drop_params`` is on (then it is dropped);
+parameters a host spells differently are renamed. Limits that depend on the model (reasoning
+models refusing ``temperature`` and the like) are left to the host's own error.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from .base import OPENAI_PARAMS, Call
 from .openai import OpenAIProvider
 
-__all__ = ["Host", "HOSTS", "make_provider"]
+__all__ = ["Host", "HOSTS", "HostProvider", "make_provider"]
 
 
 @dataclass(frozen=True)
@@ -15,24 +27,109 @@ class Host:
     api_key_env: tuple[str, ...] = ()
     api_base_env: tuple[str, ...] = ()
     requires_key: bool = False
+    #: Parameters the host rejects (the rest of OPENAI_PARAMS is forwarded).
     unsupported_params: frozenset[str] = frozenset()
+    #: Or: the only parameters the host accepts (hosts that reject unknown fields).
+    supported_params: frozenset[str] | None = None
+    #: OpenAI name → the host's name for the same parameter.
+    rename_params: dict[str, str] = field(default_factory=dict)
+    #: Prepended to model names that have no "/" (Fireworks' "accounts/fireworks/models/").
+    model_prefix: str = ""
+
+
+def _only(*names: str) -> frozenset[str]:
+    return frozenset(names) | {"stream_options"}
 
 
 HOSTS: dict[str, Host] = {
+    # console.groq.com/docs/openai: logprobs, logit_bias, top_logprobs are rejected; n must be 1.
+    "groq": Host(
+        "https://api.groq.com/openai/v1", ("GROQ_API_KEY",), ("GROQ_API_BASE",), True,
+        unsupported_params=frozenset({"logprobs", "logit_bias", "top_logprobs"}),
+    ),
+    # api-docs.deepseek.com: base_url https://api.deepseek.com; no n, logit_bias, seed.
+    "deepseek": Host(
+        "https://api.deepseek.com", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_API_BASE",), True,
+        unsupported_params=frozenset({"logit_bias", "seed", "n"}),
+    ),
+    # docs.mistral.ai (chat completions): extra fields are rejected; seed is random_seed.
+    "mistral": Host(
+        "https://api.mistral.ai/v1", ("MISTRAL_API_KEY",), ("MISTRAL_API_BASE",), True,
+        supported_params=_only(
+            "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
+            "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice",
+            "parallel_tool_calls", "prediction", "reasoning_effort",
+        ),
+        rename_params={"seed": "random_seed", "max_completion_tokens": "max_tokens"},
+    ),
+    "together_ai": Host(
+        "https://api.together.xyz/v1", ("TOGETHERAI_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHER_API_KEY"),
+        ("TOGETHERAI_API_BASE", "TOGETHER_AI_API_BASE"), True,
+    ),
+    "fireworks_ai": Host(
+        "https://api.fireworks.ai/inference/v1",
+        ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY", "FIREWORKS_AI_TOKEN"),
+        ("FIREWORKS_API_BASE", "FIREWORKS_AI_API_BASE"), True,
+        unsupported_params=frozenset({"logit_bias"}),
+        model_prefix="accounts/fireworks/models/",
+    ),
+    "openrouter": Host(
+        "https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY", "OR_API_KEY"),
+        ("OPENROUTER_API_BASE", "OR_API_BASE"), True,
+    ),
+    "xai": Host("https://api.x.ai/v1", ("XAI_API_KEY",), ("XAI_API_BASE",), True),
+    # docs.perplexity.ai: no tools, n, logprobs, logit_bias, seed, stop.
+    "perplexity": Host(
+        "https://api.perplexity.ai", ("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"),
+        ("PERPLEXITY_API_BASE",), True,
+        supported_params=_only(
+            "temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
+            "frequency_penalty", "response_format", "web_search_options", "reasoning_effort",
+        ),
+        rename_params={"max_completion_tokens": "max_tokens"},
+    ),
+    # inference-docs.cerebras.ai (OpenAI compatibility): these fields are rejected with a 400.
+    "cerebras": Host(
+        "https://api.cerebras.ai/v1", ("CEREBRAS_API_KEY",), ("CEREBRAS_API_BASE",), True,
+        unsupported_params=frozenset(
+            {"frequency_penalty", "logit_bias", "presence_penalty", "parallel_tool_calls", "service_tier"}
+        ),
+    ),
+    "deepinfra": Host(
+        "https://api.deepinfra.com/v1/openai", ("DEEPINFRA_API_KEY",), ("DEEPINFRA_API_BASE",), True,
+    ),
+    # Local servers: no key needed; LM Studio and llama.cpp's llama-server default ports.
+    "lm_studio": Host("http://localhost:1234/v1", ("LM_STUDIO_API_KEY",), ("LM_STUDIO_API_BASE",)),
     "hosted_vllm": Host(None, ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",)),
+    "llamacpp": Host("http://127.0.0.1:8080/v1", ("LLAMACPP_API_KEY",), ("LLAMACPP_API_BASE",)),
 }
+
+
+class HostProvider(OpenAIProvider):
+    """The OpenAI provider plus one :class:`Host` row (renames, model prefix)."""
+
+    def __init__(self, name: str, host: Host) -> None:
+        super().__init__(name)
+        self.host = host
+        self.default_api_base = host.api_base
+        self.api_key_env = host.api_key_env
+        self.api_base_env = host.api_base_env
+        self.requires_key = host.requires_key
+        if host.supported_params is not None:
+            self.supported_params = host.supported_params
+        elif host.unsupported_params:
+            self.supported_params = OPENAI_PARAMS - host.unsupported_params
+
+    def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
+        host = self.host
+        if host.rename_params:
+            params = {host.rename_params.get(k, k): v for k, v in params.items()}
+        body = super().build_body(call, params)
+        if host.model_prefix and "/" not in call.model:
+            body["model"] = host.model_prefix + call.model
+        return body
 
 
 def make_provider(prefix: str) -> OpenAIProvider:
     """An OpenAI provider configured from :data:`HOSTS`."""
-    host = HOSTS[prefix]
-    provider = OpenAIProvider(prefix)
-    provider.default_api_base = host.api_base
-    provider.api_key_env = host.api_key_env
-    provider.api_base_env = host.api_base_env
-    provider.requires_key = host.requires_key
-    if host.unsupported_params:
-        from .base import OPENAI_PARAMS
-
-        provider.supported_params = OPENAI_PARAMS - host.unsupported_params
-    return provider
+    return HostProvider(prefix, HOSTS[prefix])

@@ -1,0 +1,94 @@
+"""Small translation helpers shared by the non-OpenAI providers (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import orjson
+
+from ..exceptions import APIError, AuthenticationError
+
+__all__ = [
+    "parse_data_url",
+    "content_text",
+    "arguments_dict",
+    "first_env",
+    "require_key",
+    "loads_or_raise",
+    "REASONING_BUDGETS",
+]
+
+#: ``reasoning_effort`` → thinking token budget (the convention LiteLLM users expect).
+REASONING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``data:<mime>;base64,<data>`` → ``(mime, data)``; None for any other URL."""
+    if not url.startswith("data:"):
+        return None
+    head, sep, data = url[5:].partition(",")
+    if not sep:
+        return None
+    mime = head.split(";", 1)[0] or "application/octet-stream"
+    return mime, data
+
+
+def content_text(content: Any) -> str:
+    """The text of an OpenAI ``content`` (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    out = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") in ("text", "input_text", None):
+            text = part.get("text")
+            if isinstance(text, str):
+                out.append(text)
+        elif isinstance(part, str):
+            out.append(part)
+    return "".join(out)
+
+
+def arguments_dict(arguments: Any) -> Any:
+    """A tool call's ``arguments`` (JSON text) → the object providers want (``{}`` when empty)."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return {"_raw_arguments": arguments}
+
+
+def first_env(names: Iterable[str]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def require_key(key: str | None, provider: str, model: str | None, env: Iterable[str]) -> str:
+    if key:
+        return key
+    raise AuthenticationError(
+        f"No API key for {provider}: pass api_key= or set {' or '.join(env)}.",
+        llm_provider=provider,
+        model=model,
+    )
+
+
+def loads_or_raise(data: bytes, provider: str, model: str | None, what: str = "a stream event") -> Any:
+    """Parse JSON from the upstream; malformed JSON is an :class:`APIError`."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(
+            f"The upstream sent malformed JSON in {what} ({exc}): {bytes(data[:300])!r}",
+            llm_provider=provider,
+            model=model,
+            body=data,
+        ) from None

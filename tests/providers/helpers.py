@@ -1,0 +1,58 @@
+"""Helpers for provider tests: feed bytes to a decoder at every split, run chunks through StreamState."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from llmrelay.streaming import StreamState
+
+
+def decode(make_decoder: Callable[[], Any], data: bytes, splits: list[int] | None = None) -> tuple[list[dict], bool]:
+    """Feed ``data`` cut at ``splits``; return (chunk dicts, decoder.done)."""
+    decoder = make_decoder()
+    out: list[dict] = []
+    last = 0
+    for cut in splits or []:
+        out.extend(decoder.feed(data[last:cut]))
+        last = cut
+    out.extend(decoder.feed(data[last:]))
+    out.extend(decoder.close())
+    return out, decoder.done
+
+
+def decode_every_split(
+    make_decoder: Callable[[], Any], data: bytes, normalize: Callable[[Any], Any] = lambda x: x
+) -> list[dict]:
+    """Decode whole, then at every single split position (and byte by byte); all must agree
+    (after ``normalize``, e.g. to blank out generated ids)."""
+    whole, done = decode(make_decoder, data)
+    expected = normalize((whole, done))
+    for cut in range(1, len(data)):
+        assert normalize(decode(make_decoder, data, [cut])) == expected, f"split at {cut} differs"
+    assert normalize(decode(make_decoder, data, list(range(1, len(data))))) == expected
+    return whole
+
+
+def assemble(chunks: list[dict], complete: bool = True, include_usage: bool = True) -> dict[str, Any]:
+    """Run chunk dicts through StreamState; return the text, tools, reasoning, finish, usage, chunks."""
+    state = StreamState("m", "p", include_usage=include_usage)
+    out = [c for c in (state.process(raw) for raw in chunks) if c is not None]
+    out.extend(state.finish(complete))
+    text, reasoning, tools, blocks, finish = [], [], {}, [], []
+    for chunk in out:
+        for choice in chunk.choices:
+            d = choice.delta
+            text.append(d.content or "")
+            reasoning.append(d.reasoning_content or "")
+            blocks.extend(d.thinking_blocks or [])
+            for tc in d.tool_calls or ():
+                rec = tools.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+                rec["id"] = rec["id"] or tc.id
+                if tc.function is not None:
+                    rec["name"] = rec["name"] or tc.function.name
+                    rec["arguments"] += tc.function.arguments or ""
+            if choice.finish_reason:
+                finish.append(choice.finish_reason)
+    usage = out[-1].usage if include_usage else None
+    return {"text": "".join(text), "reasoning": "".join(reasoning), "tools": tools, "thinking_blocks": blocks,
+            "finish": finish, "usage": usage, "chunks": out, "ids": {c.id for c in out}}

@@ -1,0 +1,121 @@
+"""The OpenAI-compatible hosts table: default api_base, key variables, parameter limits, end to end."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+import llmrelay
+from llmrelay.exceptions import AuthenticationError, UnsupportedParamsError
+from llmrelay.main import prepare_call
+from llmrelay.providers.openai_compatible import HOSTS
+from llmrelay.providers.registry import get_provider
+from servers.openai_server import DEFAULT_TEXT
+
+MSG = [{"role": "user", "content": "Hi"}]
+
+DEFAULT_URLS = {
+    "groq": "https://api.groq.com/openai/v1/chat/completions",
+    "deepseek": "https://api.deepseek.com/chat/completions",
+    "mistral": "https://api.mistral.ai/v1/chat/completions",
+    "together_ai": "https://api.together.xyz/v1/chat/completions",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1/chat/completions",
+    "openrouter": "https://openrouter.ai/api/v1/chat/completions",
+    "xai": "https://api.x.ai/v1/chat/completions",
+    "perplexity": "https://api.perplexity.ai/chat/completions",
+    "cerebras": "https://api.cerebras.ai/v1/chat/completions",
+    "deepinfra": "https://api.deepinfra.com/v1/openai/chat/completions",
+    "lm_studio": "http://localhost:1234/v1/chat/completions",
+    "llamacpp": "http://127.0.0.1:8080/v1/chat/completions",
+}
+
+
+def build(prefix, model="m", **kwargs):
+    call, _ = prepare_call(f"{prefix}/{model}", MSG, False, kwargs)
+    req = get_provider(prefix).build_request(call)
+    return req, orjson.loads(req.body)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for host in HOSTS.values():
+        for var in host.api_key_env + host.api_base_env:
+            monkeypatch.delenv(var, raising=False)
+
+
+def test_every_listed_prefix_is_registered():
+    assert set(DEFAULT_URLS) | {"hosted_vllm"} == set(HOSTS)
+
+
+@pytest.mark.parametrize("prefix", sorted(DEFAULT_URLS))
+def test_default_api_base_and_key_env(monkeypatch, prefix):
+    host = HOSTS[prefix]
+    monkeypatch.setenv(host.api_key_env[-1], "env-key")
+    req, body = build(prefix, "some-model")
+    assert req.url.split("?")[0] == DEFAULT_URLS[prefix]
+    assert req.headers["Authorization"] == "Bearer env-key"
+    assert body["messages"] == MSG
+
+
+@pytest.mark.parametrize("prefix", [p for p, h in HOSTS.items() if h.requires_key])
+def test_hosted_needs_a_key(prefix):
+    with pytest.raises(AuthenticationError, match=HOSTS[prefix].api_key_env[0]):
+        build(prefix)
+
+
+@pytest.mark.parametrize("prefix", ["lm_studio", "llamacpp", "hosted_vllm"])
+def test_local_servers_need_no_key(prefix):
+    req, _ = build(prefix, api_base="http://127.0.0.1:9/v1")
+    assert "Authorization" not in req.headers and req.url == "http://127.0.0.1:9/v1/chat/completions"
+
+
+def test_api_base_env_override(monkeypatch):
+    monkeypatch.setenv("GROQ_API_BASE", "http://proxy.local/v1")
+    req, _ = build("groq", api_key="k")
+    assert req.url == "http://proxy.local/v1/chat/completions"
+
+
+@pytest.mark.parametrize("prefix,param,value", [
+    ("groq", "logit_bias", {"1": 1}), ("groq", "logprobs", True), ("cerebras", "presence_penalty", 0.1),
+    ("cerebras", "frequency_penalty", 0.1), ("perplexity", "tools", [{"type": "function", "function": {"name": "f"}}]),
+    ("mistral", "logit_bias", {"1": 1}), ("mistral", "user", "u"), ("deepseek", "seed", 1),
+])
+def test_unsupported_param_raises_or_is_dropped(prefix, param, value):
+    with pytest.raises(UnsupportedParamsError) as info:
+        build(prefix, api_key="k", **{param: value})
+    assert param in str(info.value) and prefix in str(info.value)
+    _, body = build(prefix, api_key="k", drop_params=True, temperature=0.5, **{param: value})
+    assert param not in body and body["temperature"] == 0.5
+
+
+def test_module_level_drop_params(monkeypatch):
+    monkeypatch.setattr(llmrelay, "drop_params", True, raising=False)
+    _, body = build("groq", api_key="k", logit_bias={"1": 1})
+    assert "logit_bias" not in body
+
+
+def test_mistral_renames_and_fireworks_model_prefix():
+    _, body = build("mistral", api_key="k", seed=7, max_completion_tokens=50)
+    assert body["random_seed"] == 7 and body["max_tokens"] == 50 and "seed" not in body
+    _, body = build("fireworks_ai", "llama-v3p1-8b-instruct", api_key="k")
+    assert body["model"] == "accounts/fireworks/models/llama-v3p1-8b-instruct"
+    _, body = build("fireworks_ai", "accounts/me/models/custom", api_key="k")
+    assert body["model"] == "accounts/me/models/custom"
+
+
+@pytest.mark.parametrize("prefix", ["groq", "openrouter", "hosted_vllm", "llamacpp"])
+def test_e2e_sync_stream_and_async(openai_server, prefix):
+    base = openai_server.url + "/v1"
+    resp = llmrelay.completion(f"{prefix}/gpt-4o-mini", MSG, api_base=base, api_key="k")
+    assert resp.choices[0].message.content == DEFAULT_TEXT
+    assert resp._hidden_params == {"custom_llm_provider": prefix, "api_base": base + "/chat/completions",
+                                   "model": "gpt-4o-mini"}
+    chunks = list(llmrelay.completion(f"{prefix}/gpt-4o-mini", MSG, stream=True, api_base=base, api_key="k"))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == DEFAULT_TEXT
+
+
+async def test_e2e_async_mistral_sends_renamed_params(openai_server):
+    resp = await llmrelay.acompletion("mistral/gpt-4o-mini", MSG, api_base=openai_server.url + "/v1", api_key="k",
+                                      seed=3)
+    assert resp.choices[0].message.content == DEFAULT_TEXT
+    assert openai_server.last_json["random_seed"] == 3
