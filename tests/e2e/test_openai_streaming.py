@@ -214,3 +214,18 @@ def test_blank_repeats_do_not_trigger(mode, server, monkeypatch):
     server.enqueue(repeated_chunk_stream(10, " "))
     _, chunks = stream_all(mode, **kwargs_for(server))
     assert text_of(chunks) == " " * 10
+
+
+def test_error_event_in_the_same_read_as_content_keeps_order_and_does_not_wait(mode, server):
+    """Chunks before an error event arrive first, then the error — even when both come in one
+    read and the upstream then keeps the connection open (no waiting for the read timeout)."""
+    from servers.loopback import Hang
+    from servers.openai_server import error_body
+
+    f = ChunkFactory()
+    server.enqueue(stream_reply([f.role(), f.content("one"), f.content(" two"),
+                                 error_body("overloaded", "server_error", None, None), Hang()]))
+    chunks, error, after = stream_until_error(mode, **kwargs_for(server, timeout=30))
+    assert type(error) is llmrelay.InternalServerError
+    assert text_of(chunks) == "one two" and error.generated_content == "one two"
+    assert after == []

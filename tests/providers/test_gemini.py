@@ -168,8 +168,11 @@ def test_decoder_finish_reasons(reason, expected):
                                       (400, BadRequestError)])
 def test_decoder_in_stream_error(code, cls):
     events = [*stream_events([{"text": "one two three four"}])[:1], google_error_body(code, "upstream boom")]
-    with pytest.raises(cls, match="upstream boom"):
-        GeminiStreamDecoder("gemini", "m").feed(_sse(events))
+    decoder = GeminiStreamDecoder("gemini", "m")
+    assert decoder.feed(_sse(events))  # the chunk before the error comes out first
+    assert type(decoder.error) is cls and "upstream boom" in decoder.error.message
+    with pytest.raises(cls, match="upstream boom"):  # alone in a read, it raises at once
+        GeminiStreamDecoder("gemini", "m").feed(_sse(events[1:]))
 
 
 def test_decoder_blocked_prompt_and_unfinished_stream():

@@ -26,7 +26,7 @@ import orjson
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContextWindowExceededError
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, decode_json_body, error_from_openai_body
+from .base import Call, HttpRequest, Provider, decode_json_body, translate_keeping_order, error_from_openai_body
 from .common import REASONING_BUDGETS, arguments_dict, first_env, loads_or_raise, parse_data_url, require_key
 
 __all__ = [
@@ -388,12 +388,13 @@ def parse_message(call: Call, data: dict, json_mode: bool) -> ModelResponse:
 class AnthropicStreamDecoder:
     """Messages API SSE events → OpenAI chunk dicts (pure, incremental)."""
 
-    __slots__ = ("_sse", "done", "_provider", "_model", "_id", "_usage", "_kinds", "_tool_index",
+    __slots__ = ("_sse", "done", "error", "_provider", "_model", "_id", "_usage", "_kinds", "_tool_index",
                  "_tools", "_thinking", "_signature", "_json_mode")
 
     def __init__(self, provider: str, model: str | None, json_mode: bool = False) -> None:
         self._sse = SSEDecoder()
         self.done = False
+        self.error: APIError | None = None
         self._provider = provider
         self._model = model
         self._id: str | None = None
@@ -406,16 +407,15 @@ class AnthropicStreamDecoder:
         self._json_mode = json_mode
 
     def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._sse.feed(data))
+        return translate_keeping_order(self, self._events, self._sse.feed(data))
 
     def close(self) -> list[dict]:
-        return self._events(self._sse.close())
+        return translate_keeping_order(self, self._events, self._sse.close())
 
     def _chunk(self, delta: dict) -> dict:
         return {"id": self._id, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
 
-    def _events(self, events: list) -> list[dict]:
-        out: list[dict] = []
+    def _events(self, events: list, out: list) -> None:
         for event in events:
             if self.done:
                 continue
@@ -474,7 +474,6 @@ class AnthropicStreamDecoder:
             elif etype == "error" or event.event == "error":
                 raise anthropic_error(0, None, data, self._provider, self._model)
             # ping and event types added later are ignored, as Anthropic's versioning asks
-        return out
 
     def _start_block(self, data: dict, out: list[dict]) -> None:
         index = data.get("index", 0)

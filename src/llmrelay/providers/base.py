@@ -31,6 +31,7 @@ __all__ = [
     "OPENAI_PARAMS",
     "error_from_openai_body",
     "decode_json_body",
+    "translate_keeping_order",
 ]
 
 #: The OpenAI chat-completions parameters llmrelay knows (forwarded when given).
@@ -106,6 +107,9 @@ class StreamDecoder(Protocol):
 
     #: True once the provider's end-of-stream marker was seen ([DONE], message_stop, …).
     done: bool
+    #: An error found in a read after good chunks of the same read: those chunks are returned
+    #: first and the error parked here; the transport raises it before reading on.
+    error: APIError | None
 
     def feed(self, data: bytes) -> list[dict]: ...
 
@@ -168,6 +172,20 @@ class Provider:
             llm_provider=call.provider,
             model=call.user_model or call.model,
         )
+
+
+def translate_keeping_order(decoder: Any, translate: Any, events: Any) -> list[dict]:
+    """Run ``translate(events, out)``; if it raises after appending chunks, return those chunks
+    and park the error in ``decoder.error``, so a read boundary never changes what the caller
+    sees (the chunks before an error event always arrive, then the error)."""
+    out: list[dict] = []
+    try:
+        translate(events, out)
+    except APIError as exc:
+        if not out:
+            raise
+        decoder.error = exc
+    return out
 
 
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}

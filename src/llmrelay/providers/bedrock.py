@@ -153,24 +153,24 @@ def _usage(usage: dict) -> dict:
 class BedrockStreamDecoder:
     """ConverseStream eventstream frames → OpenAI chunk dicts."""
 
-    __slots__ = ("_frames", "done", "_error", "_provider", "_model", "_tools")
+    __slots__ = ("_frames", "done", "error", "_provider", "_model", "_tools")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._frames = EventStreamDecoder()
         self.done = False
-        self._error: APIError | None = None
+        self.error: APIError | None = None
         self._provider = provider
         self._model = model
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool call index
 
     def feed(self, data: bytes) -> list[dict]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._chunks(self._frames.feed(data))
 
     def close(self) -> list[dict]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         self._frames.close()  # raises on a partial frame
         return []
 
@@ -181,7 +181,7 @@ class BedrockStreamDecoder:
         except APIError as exc:
             if not out:
                 raise
-            self._error = exc  # deliver what came before the error; raise it next
+            self.error = exc  # deliver what came before the error; raise it next
         return out
 
     def _translate(self, messages: list, out: list) -> None:

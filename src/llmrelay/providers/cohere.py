@@ -67,24 +67,24 @@ def _finish_error(delta: dict, provider: str, model: str | None) -> APIError:
 class CohereStreamDecoder:
     """SSE events of ``/v2/chat`` → OpenAI chunk dicts."""
 
-    __slots__ = ("_sse", "done", "_error", "_provider", "_model", "_tools")
+    __slots__ = ("_sse", "done", "error", "_provider", "_model", "_tools")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._sse = SSEDecoder()
         self.done = False
-        self._error: APIError | None = None
+        self.error: APIError | None = None
         self._provider = provider
         self._model = model
         self._tools: dict[Any, int] = {}  # Cohere's tool-call index -> ours
 
     def feed(self, data: bytes) -> list[dict]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._chunks(self._sse.feed(data))
 
     def close(self) -> list[dict]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._chunks(self._sse.close())
 
     def _chunks(self, events: list) -> list[dict]:
@@ -94,7 +94,7 @@ class CohereStreamDecoder:
         except APIError as exc:
             if not out:
                 raise
-            self._error = exc  # deliver what came before the error; raise it next
+            self.error = exc  # deliver what came before the error; raise it next
         return out
 
     def _translate(self, events: list, out: list) -> None:

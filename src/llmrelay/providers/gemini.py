@@ -48,7 +48,7 @@ from ..exceptions import (
     exception_for_status,
 )
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, decode_json_body
+from .base import Call, HttpRequest, Provider, decode_json_body, translate_keeping_order
 from .common import REASONING_BUDGETS, arguments_dict, content_text, first_env, loads_or_raise, parse_data_url
 
 __all__ = ["GeminiProvider", "VertexProvider", "GeminiStreamDecoder", "google_error", "convert_schema",
@@ -433,11 +433,12 @@ class GeminiStreamDecoder:
     Gemini has no end marker: the stream is complete once every candidate sent a finishReason.
     """
 
-    __slots__ = ("_sse", "done", "_provider", "_model", "_id", "_tools", "_open", "_meta")
+    __slots__ = ("_sse", "done", "error", "_provider", "_model", "_id", "_tools", "_open", "_meta")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._sse = SSEDecoder()
         self.done = False
+        self.error: APIError | None = None
         self._provider = provider
         self._model = model
         self._id: str | None = None
@@ -446,13 +447,12 @@ class GeminiStreamDecoder:
         self._meta: Any = None  # the last usageMetadata translated (most events repeat it)
 
     def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._sse.feed(data))
+        return translate_keeping_order(self, self._events, self._sse.feed(data))
 
     def close(self) -> list[dict]:
-        return self._events(self._sse.close())
+        return translate_keeping_order(self, self._events, self._sse.close())
 
-    def _events(self, events: list) -> list[dict]:
-        out: list[dict] = []
+    def _events(self, events: list, out: list) -> None:
         for event in events:
             data = loads_or_raise(event.data, self._provider, self._model)
             if type(data) is not dict:
@@ -494,8 +494,6 @@ class GeminiStreamDecoder:
                 self._meta = meta
                 chunk["usage"] = gemini_usage(meta)
             out.append(chunk)
-        return out
-
 
 # ============================================================================ providers
 class GeminiProvider(Provider):

@@ -108,24 +108,24 @@ def in_stream_error(obj: dict, provider: str, model: str | None) -> APIError:
 class OllamaStreamDecoder:
     """NDJSON lines of ``/api/chat`` → OpenAI chunk dicts."""
 
-    __slots__ = ("_lines", "done", "_error", "_provider", "_model", "_tools")
+    __slots__ = ("_lines", "done", "error", "_provider", "_model", "_tools")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._lines = NDJSONDecoder()
         self.done = False
-        self._error: APIError | None = None
+        self.error: APIError | None = None
         self._provider = provider
         self._model = model
         self._tools = 0  # tool calls streamed so far (their indexes)
 
     def feed(self, data: bytes) -> list[dict]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._chunks(self._lines.feed(data))
 
     def close(self) -> list[dict]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return self._chunks(self._lines.close())
 
     def _chunks(self, objs: list) -> list[dict]:
@@ -135,7 +135,7 @@ class OllamaStreamDecoder:
         except APIError as exc:
             if not out:
                 raise
-            self._error = exc  # deliver what came before the error; raise it next
+            self.error = exc  # deliver what came before the error; raise it next
         return out
 
     def _translate(self, objs: list, out: list) -> None:

@@ -14,7 +14,7 @@ import orjson
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError
 from ..types import ModelResponse, Usage
-from .base import Call, HttpRequest, Provider, error_from_openai_body
+from .base import Call, HttpRequest, Provider, error_from_openai_body, translate_keeping_order
 
 __all__ = [
     "OpenAIProvider",
@@ -60,22 +60,22 @@ NON_BODY_KWARGS = frozenset(
 class OpenAIStreamDecoder:
     """SSE frames of ``chat.completion.chunk`` JSON → chunk dicts; in-band errors raise."""
 
-    __slots__ = ("_sse", "done", "_provider", "_model")
+    __slots__ = ("_sse", "done", "error", "_provider", "_model")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._sse = SSEDecoder()
         self.done = False
+        self.error: APIError | None = None
         self._provider = provider
         self._model = model
 
     def feed(self, data: bytes) -> list[dict]:
-        return self._events(self._sse.feed(data))
+        return translate_keeping_order(self, self._events, self._sse.feed(data))
 
     def close(self) -> list[dict]:
-        return self._events(self._sse.close())
+        return translate_keeping_order(self, self._events, self._sse.close())
 
-    def _events(self, events: list) -> list[dict]:
-        out = []
+    def _events(self, events: list, out: list) -> None:
         for event in events:
             data = event.data
             if self.done:
@@ -102,7 +102,6 @@ class OpenAIStreamDecoder:
             if "error" in chunk and not chunk.get("choices"):
                 raise stream_error(chunk, self._provider, self._model)
             out.append(chunk)
-        return out
 
 
 def stream_error(chunk: dict, provider: str, model: str | None) -> APIError:

@@ -155,7 +155,12 @@ class AsyncStreamSource:
         decoder = self._decoder
         readany = self._response.readany
         try:
-            while not self._eof:
+            while True:
+                if decoder.error is not None:  # parked behind chunks already delivered
+                    error, decoder.error = decoder.error, None
+                    raise error
+                if self._eof:
+                    break
                 data = await readany()
                 if data:
                     items = decoder.feed(data)

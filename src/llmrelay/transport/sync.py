@@ -138,7 +138,12 @@ class SyncStreamSource:
         decoder = self._decoder
         read1 = self._response.read1
         try:
-            while not self._eof:
+            while True:
+                if decoder.error is not None:  # parked behind chunks already delivered
+                    error, decoder.error = decoder.error, None
+                    raise error
+                if self._eof:
+                    break
                 data = read1()
                 if data:
                     items = decoder.feed(data)
