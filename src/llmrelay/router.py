@@ -546,7 +546,8 @@ class Router:
         except BaseException:
             dep.done()
             raise
-        tracked = TrackedSource(stream._source, self, dep, stream._state, attempts, count)  # noqa: SLF001
+        tracked = TrackedSource(stream._source, self, dep, stream._state, attempts, count,  # noqa: SLF001
+                               dep.model_name, start)
         stream._source = tracked  # noqa: SLF001
         timed = False
         if first_timeout is not None:
@@ -664,7 +665,8 @@ class Router:
             except BaseException:
                 dep.done()
                 raise
-            tracked = TrackedSource(stream._source, self, dep, stream._state, attempts, count)  # noqa: SLF001
+            tracked = TrackedSource(stream._source, self, dep, stream._state, attempts, count,  # noqa: SLF001
+                               dep.model_name, start)
             stream._source = tracked  # noqa: SLF001
             holder.append(stream)
             try:

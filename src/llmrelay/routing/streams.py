@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 from ..exceptions import APIError
+from .policy import attempt_record
 
 __all__ = ["TrackedSource", "unread"]
 
@@ -24,9 +27,11 @@ __all__ = ["TrackedSource", "unread"]
 class TrackedSource:
     """Wraps a stream source; one extra call per batch, nothing per chunk."""
 
-    __slots__ = ("inner", "_router", "_deployment", "_state", "_closed", "delivered", "attempts", "_count_tokens")
+    __slots__ = ("inner", "_router", "_deployment", "_state", "_closed", "delivered", "attempts",
+                 "_count_tokens", "_group", "_start")
 
-    def __init__(self, inner: Any, router: Any, deployment: Any, state: Any, attempts: list, count_tokens: bool) -> None:
+    def __init__(self, inner: Any, router: Any, deployment: Any, state: Any, attempts: list,
+                 count_tokens: bool, group: str, start: float) -> None:
         self.inner = inner
         self._router = router
         self._deployment = deployment
@@ -36,6 +41,8 @@ class TrackedSource:
         self.delivered = False
         self.attempts = attempts
         self._count_tokens = count_tokens
+        self._group = group
+        self._start = start
 
     @property
     def complete(self) -> bool:
@@ -67,7 +74,9 @@ class TrackedSource:
     def _late_failure(self, exc: BaseException) -> None:
         self._router._record_failure(self._deployment, exc, None, True)
         if isinstance(exc, APIError) and not exc.attempts:
-            exc.attempts = self.attempts
+            record = attempt_record(self._group, self._deployment, exc, time.monotonic() - self._start)
+            record["after_first_chunk"] = True
+            exc.attempts = [*self.attempts, record]
 
     def _finish(self) -> None:
         if self._closed:
