@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections import deque
 from typing import Any
@@ -205,6 +204,3 @@ class Deployment:
     def __repr__(self) -> str:
         return f"<Deployment {self.model_name}:{self.id} {self.model} {self.api_base or ''}>"
 
-
-def monotonic() -> float:
-    return time.monotonic()
