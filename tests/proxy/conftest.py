@@ -23,7 +23,7 @@ def closed_port() -> int:
 
 
 def gateway_config(upstream_url: str, *, master_key: str | None = MASTER_KEY, limit: int = 3) -> str:
-    general = f"general_settings:\n  master_key: {master_key}\n" if master_key else ""
+    general = f"general_settings:\n  master_key: {master_key}\n  max_request_size_mb: 1\n" if master_key else ""
     return f"""
 model_list:
   - model_name: gpt-4o-mini

@@ -30,13 +30,14 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 class OpenAIStreamDecoder:
     """SSE frames of ``chat.completion.chunk`` JSON → chunk dicts; in-band errors raise."""
 
-    __slots__ = ("_sse", "done", "_provider", "_model")
+    __slots__ = ("_sse", "done", "_provider", "_model", "_error")
 
     def __init__(self, provider: str, model: str | None) -> None:
         self._sse = SSEDecoder()
         self.done = False
         self._provider = provider
         self._model = model
+        self._error: Exception | None = None
 
     def feed(self, data: bytes) -> list[dict]:
         return self._events(self._sse.feed(data))
@@ -45,7 +46,20 @@ class OpenAIStreamDecoder:
         return self._events(self._sse.close())
 
     def _events(self, events: list) -> list[dict]:
-        out = []
+        if self._error is not None:
+            raise self._error
+        out: list[dict] = []
+        try:
+            self._decode(events, out)
+        except Exception as exc:
+            if not out:
+                raise
+            # Chunks that arrived in the same read as the error are delivered first; the
+            # error is raised by the next feed()/close().
+            self._error = exc
+        return out
+
+    def _decode(self, events: list, out: list) -> None:
         for event in events:
             data = event.data
             if self.done:
@@ -72,7 +86,6 @@ class OpenAIStreamDecoder:
             if "error" in chunk and not chunk.get("choices"):
                 raise stream_error(chunk, self._provider, self._model)
             out.append(chunk)
-        return out
 
 
 def stream_error(chunk: dict, provider: str, model: str | None) -> APIError:
