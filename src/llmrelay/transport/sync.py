@@ -71,6 +71,13 @@ class SyncResponse:
         except Exception as exc:  # noqa: BLE001
             raise _map_error(exc, self._request, self._provider, self._model) from exc
 
+    def set_read_timeout(self, seconds: float | None) -> None:
+        """Bound every further read of this body by ``seconds`` (None: no bound)."""
+        raw = self._raw
+        sock = getattr(getattr(raw, "connection", None), "sock", None) if raw is not None else None
+        if sock is not None:
+            sock.settimeout(seconds)
+
     def close(self) -> None:
         """Drop the connection (it may be mid-body, so it is not returned to the pool)."""
         raw = self._raw
@@ -156,6 +163,10 @@ class SyncStreamSource:
                 model=self._model,
             ) from exc
         return None
+
+    def set_read_timeout(self, seconds: float | None) -> None:
+        """Change the read timeout for the rest of the stream (time to first chunk, idle)."""
+        self._response.set_read_timeout(seconds)
 
     async def anext_batch(self) -> list | None:  # pragma: no cover - sync source
         raise TypeError("this stream was opened with completion(); use a for loop, not async for")

@@ -1,0 +1,94 @@
+"""Routing strategies: pick one deployment from a group's available ones.
+
+Each strategy is ``pick(candidates, stream) -> Deployment``; ``candidates`` is never empty and
+holds only deployments that are neither cooling down nor over their limits.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Sequence
+
+from .deployment import Deployment
+
+__all__ = ["STRATEGIES", "get_strategy"]
+
+Pick = Callable[[Sequence[Deployment], bool], Deployment]
+
+
+def simple_shuffle(candidates: Sequence[Deployment], stream: bool) -> Deployment:
+    """Random, weighted by ``weight``, else by ``rpm``, else by ``tpm``, else uniform."""
+    if len(candidates) == 1:
+        return candidates[0]
+    for attr in ("weight", "rpm", "tpm"):
+        weights = [getattr(d, attr) for d in candidates]
+        if any(w is not None for w in weights):
+            weights = [w or 0.0 for w in weights]
+            if sum(weights) > 0:
+                return random.choices(candidates, weights)[0]
+    return candidates[random.randrange(len(candidates))]
+
+
+def least_busy(candidates: Sequence[Deployment], stream: bool) -> Deployment:
+    """The fewest requests in flight (ties broken at random)."""
+    low = min(d.in_flight for d in candidates)
+    best = [d for d in candidates if d.in_flight == low]
+    return best[0] if len(best) == 1 else random.choice(best)
+
+
+def make_latency_based(buffer: float = 0.0) -> Pick:
+    """Lowest recent latency (streams: time to first chunk), within ``buffer`` (a fraction).
+
+    A deployment with no sample yet counts as fastest, so every deployment gets measured.
+    """
+
+    def latency_based(candidates: Sequence[Deployment], stream: bool) -> Deployment:
+        if len(candidates) == 1:
+            return candidates[0]
+        values = []
+        for d in candidates:
+            v = d.ttft if stream else d.latency
+            if v is None:  # fall back to the other measure, then to "unmeasured"
+                v = d.latency if stream else d.ttft
+            values.append(0.0 if v is None else v)
+        low = min(values)
+        limit = low * (1.0 + buffer)
+        best = [d for d, v in zip(candidates, values) if v <= limit]
+        return best[0] if len(best) == 1 else random.choice(best)
+
+    return latency_based
+
+
+def usage_based(candidates: Sequence[Deployment], stream: bool) -> Deployment:
+    """The lowest share of its tpm (else rpm) used this minute; unlimited ones by raw usage."""
+
+    def load(d: Deployment) -> float:
+        if d.tpm:
+            return d.window_tokens / d.tpm
+        if d.rpm:
+            return d.window_requests / d.rpm
+        return float(d.window_tokens) + d.window_requests
+
+    loads = [load(d) for d in candidates]
+    low = min(loads)
+    best = [d for d, v in zip(candidates, loads) if v == low]
+    return best[0] if len(best) == 1 else random.choice(best)
+
+
+STRATEGIES = {
+    "simple-shuffle": simple_shuffle,
+    "least-busy": least_busy,
+    "latency-based-routing": None,  # built with its arguments
+    "usage-based-routing": usage_based,
+    "usage-based-routing-v2": usage_based,
+}
+
+
+def get_strategy(name: str, args: dict | None = None) -> Pick:
+    """The pick function for ``routing_strategy`` (ValueError for unknown names)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown routing_strategy {name!r}; one of {sorted(STRATEGIES)}")
+    if name == "latency-based-routing":
+        args = args or {}
+        return make_latency_based(float(args.get("lowest_latency_buffer", 0.0) or 0.0))
+    return STRATEGIES[name]  # type: ignore[return-value]
