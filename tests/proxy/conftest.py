@@ -50,6 +50,25 @@ model_list:
       model: openai/gpt-4o-mini
       api_base: http://127.0.0.1:{closed_port()}/v1
       api_key: os.environ/TEST_UPSTREAM_KEY
+  - model_name: pair
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {upstream_url}/v1
+      api_key: os.environ/TEST_UPSTREAM_KEY
+  - model_name: pair
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: {upstream_url}/v1
+      api_key: os.environ/TEST_UPSTREAM_KEY
+  - model_name: flaky
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{closed_port()}/v1
+      api_key: os.environ/TEST_UPSTREAM_KEY
+router_settings:
+  disable_cooldowns: true
+  num_retries: 0
+  fallbacks: [{{"flaky": ["alias"]}}]
 litellm_settings:
   REPEATED_STREAMING_CHUNK_LIMIT: {limit}
   num_retries: 0

@@ -111,7 +111,7 @@ def test_models_health_openapi(client, gateway):
     import httpx
 
     ids = [m.id for m in client.models.list()]
-    assert ids == ["gpt-4o-mini", "alias", "slow", "down"]
+    assert ids == ["gpt-4o-mini", "alias", "slow", "down", "pair", "flaky"]
     assert client.models.retrieve("alias").id == "alias"
     with httpx.Client(base_url=gateway.url) as h:
         assert h.get("/health/liveliness").status_code == 200
@@ -143,6 +143,24 @@ def test_headers_and_log_line(client, gateway):
 def test_chat_completions_without_v1(gateway):
     with openai.OpenAI(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0) as c:
         assert c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+
+
+# ------------------------------------------------------------------ router groups
+def test_group_is_balanced_by_the_router(client, upstream):
+    before = len(upstream.chat_requests)
+    for _ in range(16):
+        resp = client.chat.completions.create(model="pair", messages=MESSAGES)
+        assert resp.model == "pair"
+    used = {r["model"] for r in upstream.chat_requests[before:]}
+    assert used == {"gpt-4o-mini", "gpt-4o"}
+
+
+def test_router_fallbacks_from_router_settings(client, upstream):
+    resp = client.chat.completions.create(model="flaky", messages=MESSAGES)
+    assert resp.model == "flaky"
+    assert upstream.last_json["model"] == "gpt-4o"  # the 'alias' group answered
+    chunks = list(client.chat.completions.create(model="flaky", messages=MESSAGES, stream=True))
+    assert chunks and all(c.model == "flaky" for c in chunks)
 
 
 # ------------------------------------------------------------------ auth
