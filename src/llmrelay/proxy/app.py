@@ -60,7 +60,7 @@ class _Ctx:
     """What one request did, for its headers and its log line."""
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
-                 "usage", "error", "done", "disconnected")
+                 "usage", "error", "done", "disconnected", "ttft")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -74,6 +74,7 @@ class _Ctx:
         self.error: str | None = None
         self.done = False
         self.disconnected = False
+        self.ttft = 0.0
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -372,6 +373,7 @@ class ProxyApp:
             default = _plain_default
             first.model = model
             await send({"type": _BODY, "body": b"data: " + dumps(first, default=default) + b"\n\n", "more_body": True})
+            ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
             try:
@@ -412,6 +414,7 @@ class ProxyApp:
             record["upstream_ms"] = round(ctx.upstream * 1000.0, 3)
             if ctx.stream:
                 record["chunks"] = ctx.chunks
+                record["ttft_ms"] = round(ctx.ttft * 1000.0, 3)
             usage = ctx.usage
             if usage is not None:
                 get = usage.get if isinstance(usage, dict) else usage.__dict__.get
