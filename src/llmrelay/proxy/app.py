@@ -376,18 +376,25 @@ class ProxyApp:
             ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
+            # Chunks the library has already decoded (they arrived in the same upstream read)
+            # go out in one write; a chunk is never held back waiting for the upstream.
+            ready = getattr(stream, "_queue", None)
+            parts: list[bytes] = []
             try:
                 async for chunk in stream:
                     chunk.model = model
-                    await send({"type": _BODY, "body": b"data: " + dumps(chunk, default=default) + b"\n\n",
-                                "more_body": True})
+                    parts.append(b"data: " + dumps(chunk, default=default) + b"\n\n")
                     count += 1
                     last = chunk
+                    if not ready:
+                        await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
+                        parts.clear()
             except Exception as exc:  # noqa: BLE001 - after the first chunk: an error frame
                 if not isinstance(exc, LLMRelayError):
                     log.error("unexpected error in stream %s", ctx.request_id.decode(), exc_info=exc)
                 ctx.error = type(exc).__name__
-                await send({"type": _BODY, "body": errors.error_frame(exc, self.redact), "more_body": True})
+                parts.append(errors.error_frame(exc, self.redact))
+                await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
             ctx.chunks = count
             ctx.usage = last.__dict__.get("usage") or _upstream_usage(stream)
             ctx.done = True
