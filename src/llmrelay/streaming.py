@@ -489,6 +489,7 @@ class CustomStreamWrapper:
         self._finished = False
         self._closed = False
         self._usage: Usage | None = None
+        self._pending: BaseException | None = None
         self._hidden_params = dict(hidden_params or {})
         self._hidden_params.setdefault("custom_llm_provider", custom_llm_provider)
 
@@ -497,9 +498,22 @@ class CustomStreamWrapper:
         process = self._state.process
         queue = self._queue
         for raw in batch:
-            chunk = process(raw)
+            try:
+                chunk = process(raw)
+            except Exception as exc:
+                if not queue:
+                    raise
+                # Chunks that came before the failing one are delivered first.
+                self._pending = exc
+                return
             if chunk is not None:
                 queue.append(chunk)
+
+    def _raise_pending(self) -> None:
+        exc = self._pending
+        if exc is not None:
+            self._pending = None
+            raise exc
 
     def _end(self) -> None:
         self._queue.extend(self._state.finish(getattr(self._source, "complete", True)))
@@ -539,6 +553,7 @@ class CustomStreamWrapper:
                 self.close()
                 raise StopIteration
             try:
+                self._raise_pending()
                 batch = self._source.next_batch()
                 if batch is None:
                     self._end()
@@ -576,6 +591,7 @@ class CustomStreamWrapper:
                 await self.aclose()
                 raise StopAsyncIteration
             try:
+                self._raise_pending()
                 batch = await self._source.anext_batch()
                 if batch is None:
                     self._end()

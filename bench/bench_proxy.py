@@ -1,0 +1,302 @@
+"""Gateway benchmark: the llmrelay gateway vs hitting a fast fake upstream directly.
+
+Three kinds of processes, so none measures itself:
+
+* a fast fake OpenAI upstream (uvicorn + httptools, canned answers; streaming answers are
+  ``--chunks`` SSE frames written one by one);
+* the gateway (``python -m llmrelay.proxy``, one worker) in front of it;
+* a load generator (aiohttp, ``C`` concurrent connections for ``--seconds``) pointed at one or
+  the other.
+
+Reported per (mode, C): req/s and chunks/s for both targets, added TTFT p50/p99 and added latency
+p50/p99 (gateway minus direct), gateway CPU per request and per chunk (from /proc utime+stime),
+gateway RSS idle and at the end of the run under load.
+
+    PYTHONPATH=src python bench/bench_proxy.py [--seconds 2] [--chunks 200] [--conc 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+CLK = os.sysconf("SC_CLK_TCK")
+MESSAGES = [{"role": "user", "content": "Hello"}]
+
+
+# ============================================================ the fake upstream (own process)
+def run_upstream(port_file: str, chunks: int) -> None:
+    import orjson
+    import uvicorn
+
+    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": "gpt-4o-mini", "system_fingerprint": "fp_bench"}
+    frames = [b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                                "finish_reason": None}]}) + b"\n\n"]
+    for i in range(chunks - 2):
+        frames.append(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {"content": f" tok{i % 10}"},
+                                                                     "finish_reason": None}]}) + b"\n\n")
+    frames.append(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                  + b"\n\n")
+    frames.append(b"data: [DONE]\n\n")
+    completion = orjson.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                     "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18},
+    })
+    sse_headers = [(b"content-type", b"text/event-stream")]
+    json_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(completion)).encode())]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while True:
+                    m = await receive()
+                    if m["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    else:
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            return
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        if b'"stream":true' in body.replace(b" ", b""):
+            await send({"type": "http.response.start", "status": 200, "headers": sse_headers})
+            for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": json_headers})
+            await send({"type": "http.response.body", "body": completion})
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    config = uvicorn.Config(app, http="httptools", loop="uvloop", log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+# ============================================================ the load generator (own process)
+async def _load(url: str, stream: bool, conc: int, seconds: float) -> dict:
+    import aiohttp
+    import orjson
+
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream})
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    ttfts: list[float] = []
+    lats: list[float] = []
+    chunks = 0
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=conc, limit_per_host=conc)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # warm up the connections
+        async def one() -> None:
+            nonlocal chunks, errors
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                if resp.status != 200:
+                    errors += 1
+                    await resp.read()
+                    return
+                if stream:
+                    first = None
+                    n = 0
+                    buf = b""
+                    async for data in resp.content.iter_any():
+                        if first is None:
+                            first = time.perf_counter()
+                        buf += data
+                        end = buf.rfind(b"\n\n")
+                        if end >= 0:  # count whole frames only
+                            n += buf.count(b"\n\n", 0, end + 2)
+                            buf = buf[end + 2:]
+                    chunks += n
+                    ttfts.append(first - t0)
+                else:
+                    await resp.read()
+                    ttfts.append(time.perf_counter() - t0)
+            lats.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one() for _ in range(conc)))
+        ttfts.clear(), lats.clear()
+        chunks = 0
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                await one()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        wall = time.perf_counter() - t0
+    return {"n": len(lats), "wall": wall, "chunks": chunks, "errors": errors,
+            "ttft": sorted(ttfts), "lat": sorted(lats)}
+
+
+def run_loadgen(url: str, mode: str, conc: int, seconds: float) -> None:
+    import uvloop
+
+    result = uvloop.run(_load(url, mode == "stream", conc, seconds))
+    sys.stdout.write(json.dumps(result))
+
+
+# ============================================================ orchestration
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _wait_port(port_file: Path, proc: subprocess.Popen) -> int:
+    for _ in range(400):
+        if port_file.exists() and port_file.read_text():
+            return int(port_file.read_text())
+        if proc.poll() is not None:
+            raise RuntimeError("upstream died")
+        time.sleep(0.025)
+    raise RuntimeError("upstream did not start")
+
+
+def _loadgen(url: str, mode: str, conc: int, seconds: float, target_pid: int | None) -> tuple[dict, float, float]:
+    env = dict(os.environ)
+    cpu0 = _cpu(target_pid) if target_pid else 0.0
+    rss = [0.0]
+    out_file = tempfile.TemporaryFile()
+    proc = subprocess.Popen([PY, __file__, "--loadgen", url, mode, str(conc), str(seconds)],
+                            stdout=out_file, env=env)
+    # sample the gateway's RSS while it is under load
+    while proc.poll() is None:
+        if target_pid:
+            rss[0] = max(rss[0], _rss_mib(target_pid))
+        time.sleep(0.1)
+    out_file.seek(0)
+    out = out_file.read()
+    cpu = (_cpu(target_pid) - cpu0) if target_pid else 0.0
+    return json.loads(out), cpu, rss[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--conc", default="1,16,64")
+    parser.add_argument("--upstream", nargs=2, metavar=("PORT_FILE", "CHUNKS"))
+    parser.add_argument("--loadgen", nargs=4, metavar=("URL", "MODE", "C", "SECONDS"))
+    args = parser.parse_args()
+    if args.upstream:
+        return run_upstream(args.upstream[0], int(args.upstream[1]))
+    if args.loadgen:
+        url, mode, conc, seconds = args.loadgen
+        return run_loadgen(url, mode, int(conc), float(seconds))
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_proxy_"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    port_file = tmp / "port"
+    upstream = subprocess.Popen([PY, __file__, "--upstream", str(port_file), str(args.chunks)], env=env)
+    gateway = None
+    try:
+        up_port = _wait_port(port_file, upstream)
+        config = tmp / "config.yaml"
+        config.write_text(
+            "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+            f"      api_base: http://127.0.0.1:{up_port}/v1\n      api_key: sk-upstream\n"
+            "general_settings:\n  master_key: sk-bench\n"
+        )
+        t0 = time.perf_counter()
+        log = open(tmp / "gateway.log", "w")
+        gateway = subprocess.Popen([PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0"],
+                                   env=env, stderr=subprocess.PIPE, text=True)
+        gw_url = None
+        for line in gateway.stderr:
+            if "listening on" in line:
+                gw_url = line.split("listening on ")[1].split()[0]
+                break
+        import urllib.request
+
+        while True:
+            try:
+                urllib.request.urlopen(gw_url + "/health/liveliness", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.01)
+        startup = time.perf_counter() - t0
+        # the rest of the gateway's stderr (one log line per request) goes to a file
+        import shutil
+        import threading
+
+        threading.Thread(target=shutil.copyfileobj, args=(gateway.stderr, log), daemon=True).start()
+        time.sleep(0.3)
+        idle_rss = _rss_mib(gateway.pid)
+        rows = []
+        for mode in ("stream", "nonstream"):
+            for conc in [int(c) for c in args.conc.split(",")]:
+                direct, _, _ = _loadgen(f"http://127.0.0.1:{up_port}/v1/chat/completions", mode, conc,
+                                        args.seconds, None)
+                via, cpu, rss = _loadgen(f"{gw_url}/v1/chat/completions", mode, conc, args.seconds, gateway.pid)
+                rows.append((mode, conc, direct, via, cpu, rss))
+        print(f"\nllmrelay gateway benchmark: 1 worker, {args.seconds:g}s per cell, streaming = {args.chunks} "
+              f"chunks/response; startup {startup * 1000:.0f} ms; idle RSS {idle_rss:.1f} MiB\n")
+        head = ("mode", "C", "direct req/s", "gw req/s", "ratio", "direct chunk/s", "gw chunk/s",
+                "+TTFT p50 ms", "+TTFT p99 ms", "+lat p50 ms", "+lat p99 ms", "CPU/req µs", "CPU/chunk µs",
+                "RSS load MiB", "errors")
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for mode, conc, d, g, cpu, rss in rows:
+            d_rps, g_rps = d["n"] / d["wall"], g["n"] / g["wall"]
+            per_req = cpu / g["n"] * 1e6 if g["n"] else float("nan")
+            per_chunk = cpu / g["chunks"] * 1e6 if g["chunks"] else float("nan")
+            cells = [
+                mode, conc, f"{d_rps:.0f}", f"{g_rps:.0f}", f"{g_rps / d_rps:.2f}",
+                f"{d['chunks'] / d['wall']:.0f}" if mode == "stream" else "-",
+                f"{g['chunks'] / g['wall']:.0f}" if mode == "stream" else "-",
+                f"{(_pct(g['ttft'], .5) - _pct(d['ttft'], .5)) * 1000:.2f}",
+                f"{(_pct(g['ttft'], .99) - _pct(d['ttft'], .99)) * 1000:.2f}",
+                f"{(_pct(g['lat'], .5) - _pct(d['lat'], .5)) * 1000:.2f}",
+                f"{(_pct(g['lat'], .99) - _pct(d['lat'], .99)) * 1000:.2f}",
+                f"{per_req:.0f}", f"{per_chunk:.1f}" if mode == "stream" else "-",
+                f"{rss:.1f}", d["errors"] + g["errors"],
+            ]
+            print("| " + " | ".join(str(c) for c in cells) + " |")
+    finally:
+        for proc in (gateway, upstream):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""The gateway as a plain ASGI application (no framework, no per-chunk middleware).
+
+``ProxyApp(config)`` answers OpenAI's chat-completions and models endpoints with the library
+doing every upstream call. Streams are written frame by frame as chunks arrive: the first
+chunk is awaited before the response starts, so an error before it is a normal HTTP error with
+OpenAI's error JSON; an error after it is one ``data: {"error": …}`` frame, then ``[DONE]``.
+A client that goes away cancels the request task, which closes the upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from ..exceptions import LLMRelayError
+from ..types import _plain_default
+from . import errors
+from .auth import client_key, key_matches
+from .config import ProxyConfig
+from .models import ModelTable, client_param_refused
+
+__all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
+
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+log = logging.getLogger("llmrelay.proxy")
+access_log = logging.getLogger("llmrelay.proxy.access")
+
+#: Environment variable through which ``--workers`` processes find the config file.
+CONFIG_ENV = "LLMRELAY_PROXY_CONFIG"
+
+_perf = time.perf_counter
+_dumps = orjson.dumps
+_BODY = "http.response.body"
+_DONE_FRAME = b"data: [DONE]\n\n"
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_JSON = (b"content-type", b"application/json")
+
+
+class _Disconnected(Exception):
+    """The client went away while its request body was being read."""
+
+
+class _Ctx:
+    """What one request did, for its headers and its log line."""
+
+    __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
+                 "usage", "error", "done", "disconnected", "ttft")
+
+    def __init__(self, start: float, request_id: bytes) -> None:
+        self.start = start
+        self.request_id = request_id
+        self.model: str | None = None
+        self.status = 0
+        self.upstream = 0.0  # seconds spent waiting for the upstream
+        self.stream = False
+        self.chunks = 0
+        self.usage: Any = None
+        self.error: str | None = None
+        self.done = False
+        self.disconnected = False
+        self.ttft = 0.0
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        overhead = (_perf() - self.start - self.upstream) * 1000.0
+        return [
+            (b"x-request-id", self.request_id),
+            (b"x-llmrelay-overhead-duration-ms", b"%.3f" % max(overhead, 0.0)),
+        ]
+
+
+class ProxyApp:
+    """The ASGI callable. One instance per process; ``config`` is already validated."""
+
+    def __init__(self, config: ProxyConfig, models: ModelTable | None = None) -> None:
+        self.config = config
+        self.models = models if models is not None else ModelTable(config)
+        self.master_key = config.master_key.encode() if config.master_key else None
+        self.max_body = config.max_body_bytes
+        secrets = list(config.secrets)
+        if config.master_key:
+            secrets.append(config.master_key)
+        self.redact = errors.make_redactor(secrets)
+        self.created = int(time.time())
+        self._models_body = _dumps({"object": "list", "data": [self._model_card(n) for n in self.models.names]})
+        self._openapi: bytes | None = None
+
+    def _model_card(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
+
+    # ------------------------------------------------------------------ ASGI entry
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    from ..transport.aio import close_sessions
+
+                    await close_sessions()
+                except Exception:  # noqa: BLE001 - shutting down anyway
+                    log.debug("closing upstream sessions failed", exc_info=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = _perf()
+        authorization = api_key = x_api_key = content_length = request_id = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"api-key":
+                api_key = value
+            elif name == b"x-api-key":
+                x_api_key = value
+        if request_id is None or not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex.encode()
+        ctx = _Ctx(start, request_id)
+        path = scope["path"]
+        method = scope["method"]
+        try:
+            if path in _CHAT_PATHS:
+                if method != "POST":
+                    return await self._method_not_allowed(ctx, send, b"POST")
+                if not self._authorized(authorization, api_key, x_api_key):
+                    return await self._unauthorized(ctx, send)
+                await self._chat(ctx, scope, receive, send, content_length)
+            elif path in _MODELS_PATHS or path.startswith(("/v1/models/", "/models/")):
+                if method != "GET":
+                    return await self._method_not_allowed(ctx, send, b"GET")
+                if not self._authorized(authorization, api_key, x_api_key):
+                    return await self._unauthorized(ctx, send)
+                await self._models(ctx, send, path)
+            elif path in ("/health/liveliness", "/health/liveness"):
+                await self._json(ctx, send, 200, b'"I\'m alive!"')
+            elif path == "/health/readiness":
+                body = {"status": "healthy" if self.models.names else "no models", "models": len(self.models.names)}
+                await self._json(ctx, send, 200 if self.models.names else 503, _dumps(body))
+            elif path == "/openapi.json":
+                if self._openapi is None:
+                    from .openapi import openapi_document
+
+                    self._openapi = _dumps(openapi_document())
+                await self._json(ctx, send, 200, self._openapi)
+            elif path == "/":
+                await self._json(ctx, send, 200, b'{"name":"llmrelay gateway","openapi":"/openapi.json"}')
+            else:
+                await self._error(ctx, send, 404, f"Unknown path: {method} {path}", code="unknown_url")
+        finally:
+            self._log(ctx, method, path)
+
+    # ------------------------------------------------------------------ small answers
+    def _authorized(self, authorization: bytes | None, api_key: bytes | None, x_api_key: bytes | None) -> bool:
+        if self.master_key is None:
+            return True
+        return key_matches(client_key(authorization, api_key, x_api_key), self.master_key)
+
+    async def _unauthorized(self, ctx: _Ctx, send: Send) -> None:
+        await self._error(
+            ctx, send, 401,
+            "Missing or invalid API key: send the gateway's key as 'Authorization: Bearer <key>'.",
+            code="invalid_api_key", extra=[(b"www-authenticate", b"Bearer")],
+        )
+
+    async def _method_not_allowed(self, ctx: _Ctx, send: Send, allow: bytes) -> None:
+        await self._error(ctx, send, 405, f"Method not allowed; use {allow.decode()}.", extra=[(b"allow", allow)])
+
+    async def _json(self, ctx: _Ctx, send: Send, status: int, body: bytes,
+                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        ctx.status = status
+        headers = [_JSON, (b"content-length", b"%d" % len(body)), *ctx.headers()]
+        if extra:
+            headers.extend(extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": _BODY, "body": body, "more_body": False})
+
+    async def _error(self, ctx: _Ctx, send: Send, status: int, message: str, *, param: str | None = None,
+                     code: str | None = None, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        ctx.error = message[:200]
+        await self._json(ctx, send, status, errors.error_json(message, status, param=param, code=code), extra)
+
+    async def _exception(self, ctx: _Ctx, send: Send, exc: BaseException) -> None:
+        if not isinstance(exc, LLMRelayError):
+            log.error("unexpected error handling request %s", ctx.request_id.decode(), exc_info=exc)
+        status, body, extra = errors.status_and_body(exc, self.redact)
+        ctx.error = type(exc).__name__
+        await self._json(ctx, send, status, body, extra)
+
+    async def _models(self, ctx: _Ctx, send: Send, path: str) -> None:
+        if path in _MODELS_PATHS:
+            return await self._json(ctx, send, 200, self._models_body)
+        name = path.split("/models/", 1)[1]
+        if name in self.models:
+            return await self._json(ctx, send, 200, _dumps(self._model_card(name)))
+        await self._error(ctx, send, 404, f"The model {name!r} is not served here.", param="model", code="model_not_found")
+
+    # ------------------------------------------------------------------ chat completions
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole request body, or None if it is larger than the limit."""
+        limit = self.max_body
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            return body if len(body) <= limit else None
+        parts = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return None
+            parts.append(body)
+            if not message.get("more_body"):
+                return b"".join(parts)
+
+    async def _too_large(self, ctx: _Ctx, send: Send) -> None:
+        await self._error(
+            ctx, send, 413,
+            f"Request body too large: the limit is {self.max_body} bytes "
+            "(general_settings.max_request_size_mb).",
+            extra=[(b"connection", b"close")],
+        )
+
+    async def _chat(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send, content_length: bytes | None) -> None:
+        if content_length is not None:
+            try:
+                too_large = int(content_length) > self.max_body
+            except ValueError:
+                return await self._error(ctx, send, 400, "Invalid Content-Length header.")
+            if too_large:
+                return await self._too_large(ctx, send)
+        try:
+            raw = await self._read_body(receive)
+        except _Disconnected:
+            ctx.status = 499
+            ctx.disconnected = True
+            return
+        if raw is None:
+            return await self._too_large(ctx, send)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return await self._error(ctx, send, 400, f"The request body is not valid JSON: {exc}")
+        if type(data) is not dict:
+            return await self._error(ctx, send, 400, "The request body must be a JSON object.")
+        model = data.pop("model", None)
+        if model is None:
+            return await self._error(ctx, send, 400, "Missing required parameter: 'model'.", param="model")
+        if type(model) is not str:
+            return await self._error(ctx, send, 400, "'model' must be a string.", param="model")
+        messages = data.pop("messages", None)
+        if messages is None:
+            return await self._error(ctx, send, 400, "Missing required parameter: 'messages'.", param="messages")
+        if type(messages) is not list:
+            return await self._error(ctx, send, 400, "'messages' must be an array of message objects.", param="messages")
+        stream = data.pop("stream", None)
+        if stream is None:
+            stream = False
+        elif type(stream) is not bool:
+            return await self._error(ctx, send, 400, "'stream' must be true or false.", param="stream")
+        ctx.model = model
+        ctx.stream = stream
+        if model not in self.models:
+            names = ", ".join(self.models.names) or "(none)"
+            return await self._error(
+                ctx, send, 404,
+                f"The model {model!r} is not served by this gateway. Available models: {names}.",
+                param="model", code="model_not_found",
+            )
+        for key in data:
+            if client_param_refused(key):
+                return await self._error(
+                    ctx, send, 400,
+                    f"The parameter {key!r} cannot be set by a client of the gateway: upstream "
+                    "connection settings come from the gateway's config.",
+                    param=key,
+                )
+        await self._call_upstream(ctx, receive, send, model, messages, stream, data)
+
+    async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, model: str, messages: list,
+                             stream: bool, params: dict) -> None:
+        task = asyncio.current_task()
+
+        async def watch() -> None:
+            # Any http.disconnect before our response is complete means the client left.
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not ctx.done:
+                        ctx.disconnected = True
+                        task.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            t = _perf()
+            try:
+                result = await self.models.acompletion(model, messages, stream, params)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error
+                ctx.upstream += _perf() - t
+                ctx.done = True
+                return await self._exception(ctx, send, exc)
+            if stream:
+                await self._stream(ctx, send, result, model, t)
+            else:
+                ctx.upstream += _perf() - t
+                result.model = model
+                ctx.usage = result.__dict__.get("usage")
+                body = _dumps(result, default=_plain_default)
+                ctx.done = True
+                await self._json(ctx, send, 200, body)
+        except asyncio.CancelledError:
+            if not ctx.disconnected:
+                raise
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            ctx.status = 499
+            ctx.error = "client disconnected"
+        finally:
+            ctx.done = True
+            watcher.cancel()
+
+    async def _stream(self, ctx: _Ctx, send: Send, stream: Any, model: str, t: float) -> None:
+        try:
+            try:
+                first = await stream.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except Exception as exc:  # noqa: BLE001 - before the first chunk: an HTTP error
+                ctx.upstream += _perf() - t
+                ctx.done = True
+                return await self._exception(ctx, send, exc)
+            ctx.upstream += _perf() - t
+            ctx.status = 200
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + ctx.headers()})
+            if first is None:
+                ctx.done = True
+                return await send({"type": _BODY, "body": _DONE_FRAME, "more_body": False})
+            dumps = _dumps
+            default = _plain_default
+            first.model = model
+            await send({"type": _BODY, "body": b"data: " + dumps(first, default=default) + b"\n\n", "more_body": True})
+            ctx.ttft = _perf() - ctx.start
+            count = 1
+            last = first
+            # Chunks the library has already decoded (they arrived in the same upstream read)
+            # go out in one write; a chunk is never held back waiting for the upstream.
+            ready = getattr(stream, "_queue", None)
+            parts: list[bytes] = []
+            try:
+                async for chunk in stream:
+                    chunk.model = model
+                    parts.append(b"data: " + dumps(chunk, default=default) + b"\n\n")
+                    count += 1
+                    last = chunk
+                    if not ready:
+                        await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
+                        parts.clear()
+            except Exception as exc:  # noqa: BLE001 - after the first chunk: an error frame
+                if not isinstance(exc, LLMRelayError):
+                    log.error("unexpected error in stream %s", ctx.request_id.decode(), exc_info=exc)
+                ctx.error = type(exc).__name__
+                parts.append(errors.error_frame(exc, self.redact))
+                await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
+            ctx.chunks = count
+            ctx.usage = last.__dict__.get("usage") or _upstream_usage(stream)
+            ctx.done = True
+            await send({"type": _BODY, "body": _DONE_FRAME, "more_body": False})
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    # ------------------------------------------------------------------ the log line
+    def _log(self, ctx: _Ctx, method: str, path: str) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        record: dict[str, Any] = {
+            "request_id": ctx.request_id.decode(),
+            "method": method,
+            "path": path,
+            "status": ctx.status,
+            "latency_ms": round((_perf() - ctx.start) * 1000.0, 3),
+        }
+        if ctx.model is not None:
+            record["model"] = ctx.model
+            record["stream"] = ctx.stream
+            record["upstream_ms"] = round(ctx.upstream * 1000.0, 3)
+            if ctx.stream:
+                record["chunks"] = ctx.chunks
+                record["ttft_ms"] = round(ctx.ttft * 1000.0, 3)
+            usage = ctx.usage
+            if usage is not None:
+                get = usage.get if isinstance(usage, dict) else usage.__dict__.get
+                record["prompt_tokens"] = get("prompt_tokens")
+                record["completion_tokens"] = get("completion_tokens")
+        if ctx.error:
+            record["error"] = self.redact(ctx.error)
+        access_log.info(_dumps(record).decode())
+
+
+def _upstream_usage(stream: Any) -> Any:
+    state = getattr(stream, "_state", None)
+    return getattr(state, "upstream_usage", None)
+
+
+# ====================================================================== factories
+def create_app(config: ProxyConfig) -> ProxyApp:
+    """Apply the config's library settings to this process and build the app."""
+    config.apply_settings()
+    return ProxyApp(config)
+
+
+def create_app_from_env() -> ProxyApp:
+    """For ``--workers``: each worker process loads the config named in ``LLMRELAY_PROXY_CONFIG``."""
+    import os
+
+    from .config import default_config, load_config
+
+    path = os.environ.get(CONFIG_ENV)
+    config = load_config(path) if path else default_config()
+    return create_app(config)

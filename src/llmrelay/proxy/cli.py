@@ -1,0 +1,172 @@
+"""``llmrelay proxy [--config config.yaml] [--host 127.0.0.1] [--port 4000] [--workers N]``.
+
+Validates the config (one clear message and exit status 2 on any problem, never a
+traceback), binds the socket, says where it listens and which models it serves, and runs the
+ASGI app on uvicorn (uvloop + httptools when installed). With ``--workers N`` the socket is
+shared by N worker processes, each loading the same config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("llmrelay.proxy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmrelay proxy",
+        description="Run the OpenAI-compatible llmrelay gateway.",
+    )
+    parser.add_argument("--config", "-c", help="path of the config.yaml (LiteLLM proxy format); "
+                        "without it the local model is served as 'smollm2'")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4000, help="port (default 4000; 0 picks a free one)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--allow-unauthenticated", action="store_true",
+                        help="allow binding a non-loopback address without general_settings.master_key")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="log level (info logs one line per request)")
+    return parser
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """logging dictConfig for uvicorn and the gateway (applied in every worker process)."""
+    upper = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(message)s"},
+            "default": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"},
+        },
+        "handlers": {
+            "access": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+            "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "uvicorn.error": {"level": "WARNING"},
+            "llmrelay": {"handlers": ["default"], "level": "WARNING" if upper == "INFO" else upper, "propagate": False},
+            "llmrelay.proxy": {"handlers": ["default"], "level": upper, "propagate": False},
+            "llmrelay.proxy.access": {"handlers": ["access"], "level": upper, "propagate": False},
+        },
+    }
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the gateway; returns the process exit status (2 for a config or usage error)."""
+    args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        _say("llmrelay proxy: --workers must be 1 or more")
+        return 2
+
+    from .auth import is_loopback
+    from .config import ConfigError, default_config, load_config
+
+    try:
+        config = load_config(args.config) if args.config else default_config()
+        from .app import CONFIG_ENV, create_app
+
+        app = create_app(config)  # also builds the router: its errors are config errors
+    except ConfigError as exc:
+        _say(f"llmrelay proxy: config error: {exc}")
+        return 2
+    except ImportError as exc:
+        _say(f"llmrelay proxy: the gateway needs its extra dependencies "
+             f"(pip install 'llmrelay[proxy]'): {exc}")
+        return 2
+
+    for warning in config.warnings:
+        _say(f"llmrelay proxy: warning: {warning}")
+    if not config.deployments:
+        _say("llmrelay proxy: no model to serve. " + ("; ".join(config.warnings) or "Add entries to model_list."))
+        return 2
+    if config.master_key is None:
+        if not is_loopback(args.host) and not (args.allow_unauthenticated or config.allow_unauthenticated):
+            _say(
+                f"llmrelay proxy: refusing to listen on {args.host} without authentication: set "
+                "general_settings.master_key in the config (clients then send 'Authorization: Bearer <key>'), "
+                "or pass --allow-unauthenticated if the network in front of it is trusted."
+            )
+            return 2
+        _say("llmrelay proxy: warning: no general_settings.master_key: every client that can reach "
+             "the gateway can use it without a key")
+
+    try:
+        import uvicorn
+    except ImportError as exc:
+        _say(f"llmrelay proxy: uvicorn is not installed (pip install 'llmrelay[proxy]'): {exc}")
+        return 2
+
+    try:
+        sock = _bind(args.host, args.port)
+    except OSError as exc:
+        _say(f"llmrelay proxy: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return 2
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    source = f"config {config.path}" if config.path else "no --config: default models"
+    _say(f"llmrelay proxy: listening on http://{shown}:{port} ({args.workers} worker"
+         f"{'s' if args.workers > 1 else ''}; {source})")
+    _say(f"llmrelay proxy: models: {', '.join(config.model_names)}")
+
+    options: dict[str, Any] = {
+        "log_config": log_config(args.log_level),
+        "access_log": False,
+        "server_header": False,
+        "http": _pick("httptools", "auto"),
+        "loop": _pick("uvloop", "auto"),
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+    }
+    try:
+        if args.workers == 1:
+            server = uvicorn.Server(uvicorn.Config(app, **options))
+            server.run(sockets=[sock])
+        else:
+            if config.path:
+                os.environ[CONFIG_ENV] = os.path.abspath(config.path)
+            else:
+                os.environ.pop(CONFIG_ENV, None)
+            from uvicorn.supervisors import Multiprocess
+
+            uv_config = uvicorn.Config("llmrelay.proxy.app:create_app_from_env", factory=True,
+                                       workers=args.workers, **options)
+            Multiprocess(uv_config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def _pick(module: str, fallback: str) -> str:
+    import importlib.util
+
+    return module if importlib.util.find_spec(module) is not None else fallback
+
+
+if __name__ == "__main__":  # python -m llmrelay.proxy.cli
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Config loading: LiteLLM-compatible keys, os.environ/ values, and one clear message per error."""
+
+from __future__ import annotations
+
+import pytest
+
+import llmrelay
+from llmrelay.proxy.config import ConfigError, parse_config
+from proxy.harness import Gateway, run_cli
+
+OK = """
+model_list:
+  - model_name: gpt
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: os.environ/CFG_TEST_KEY
+      api_base: http://127.0.0.1:9/v1
+      rpm: 100
+    model_info:
+      id: gpt-1
+"""
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "conf.yaml")
+    return str(info.value)
+
+
+def test_valid_config(monkeypatch):
+    monkeypatch.setenv("CFG_TEST_KEY", "sk-from-env-123456")
+    config = parse_config(OK + "litellm_settings:\n  drop_params: true\n  REPEATED_STREAMING_CHUNK_LIMIT: 7\n"
+                          "general_settings:\n  master_key: sk-1234\nrouter_settings:\n  num_retries: 2\n")
+    d = config.deployments[0]
+    assert d.model_name == "gpt" and d.provider == "openai"
+    assert d.litellm_params["api_key"] == "sk-from-env-123456"
+    assert d.model_info == {"id": "gpt-1"}
+    assert config.master_key == "sk-1234"
+    assert config.router_settings == {"num_retries": 2}
+    assert "sk-from-env-123456" in config.secrets
+    old = (llmrelay.drop_params, llmrelay.REPEATED_STREAMING_CHUNK_LIMIT)
+    try:
+        config.apply_settings()
+        assert llmrelay.drop_params is True and llmrelay.REPEATED_STREAMING_CHUNK_LIMIT == 7
+    finally:
+        llmrelay.drop_params, llmrelay.REPEATED_STREAMING_CHUNK_LIMIT = old
+
+
+def test_missing_environment_variable_is_named(monkeypatch):
+    monkeypatch.delenv("CFG_TEST_KEY", raising=False)
+    message = error_of(OK)
+    assert "conf.yaml, line 6" in message and "CFG_TEST_KEY" in message and "not set" in message
+
+
+def test_yaml_syntax_error_names_line():
+    message = error_of("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x\n")
+    assert message.startswith("conf.yaml, line") and "YAML syntax error" in message
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("litellm_settings:\n  foo_bar: 1\n" + OK, ["line 2", "unknown litellm_settings key 'foo_bar'",
+                                                    "REPEATED_STREAMING_CHUNK_LIMIT"]),
+        ("litellm_settings:\n  drop_params: yes please\n" + OK, ["line 2", "drop_params must be bool"]),
+        ("litellm_settings:\n  REPEATED_STREAMING_CHUNK_LIMIT: 0\n" + OK, ["at least 1"]),
+        ("general_settings:\n  master_keyy: x\n" + OK, ["line 2", "unknown general_settings key 'master_keyy'"]),
+        ("modle_list: []\n", ["line 1", "unknown top-level section 'modle_list'"]),
+        ("model_list:\n  - model_name: a\n    litellm_params:\n      model: nosuch/model\n",
+         ["line 4", "model 'a'", "'nosuch' is not a known provider"]),
+        ("model_list:\n  - model_name: a\n", ["line 2", "litellm_params must be a mapping"]),
+        ("model_list:\n  - model_name: a\n    litellm_params: {api_base: x}\n", ["litellm_params.model"]),
+        ("model_list:\n  - litellm_params: {model: openai/x}\n", ["model_name must be"]),
+        ("model_list: {a: 1}\n", ["model_list must be a list"]),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n"
+         "  - model_name: a\n    litellm_params: {model: openai/x}\n", ["line 4", "duplicate deployment", "line 2"]),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, rpm: lots}\n", ["rpm must be"]),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n    extra: 1\n", ["line 4", "'extra'"]),
+        ("model_list:\n  - model_name: a\n    model_name: b\n", ["line 3", "appears twice"]),
+        ("- just a list\n", ["must be a mapping"]),
+        ("general_settings: {}\n", ["no model_list"]),
+    ],
+)
+def test_config_errors(monkeypatch, text, words):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    message = error_of(text)
+    assert message.startswith("conf.yaml")
+    for word in words:
+        assert word in message, message
+
+
+def test_ignored_litellm_settings_warn(monkeypatch):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    config = parse_config(OK + "litellm_settings:\n  success_callback: [langfuse]\n"
+                          "general_settings:\n  database_url: postgres://x\n", "conf.yaml")
+    assert any("success_callback" in w and "ignored" in w for w in config.warnings)
+    assert any("database_url" in w for w in config.warnings)
+
+
+def test_same_name_different_params_is_a_group(monkeypatch):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    config = parse_config(OK + "  - model_name: gpt\n    litellm_params: {model: openai/gpt-4o}\n")
+    assert [len(v) for v in config.groups().values()] == [2]
+    assert config.model_names == ["gpt"]
+
+
+# ------------------------------------------------------------------ through the command
+def test_cli_config_error_is_one_message_no_traceback(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n"
+                    "litellm_settings:\n  not_a_setting: 3\n")
+    status, err = run_cli(["--config", str(path), "--port", "0"])
+    assert status == 2
+    assert "Traceback" not in err
+    assert f"{path}, line 6" in err and "not_a_setting" in err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 2
+
+
+def test_cli_missing_file_and_missing_env(tmp_path):
+    status, err = run_cli(["--config", str(tmp_path / "nope.yaml")])
+    assert status == 2 and "no such file" in err and "Traceback" not in err
+    path = tmp_path / "c.yaml"
+    path.write_text(OK)
+    status, err = run_cli(["--config", str(path)], )
+    assert status == 2 and "CFG_TEST_KEY" in err and "Traceback" not in err
+
+
+def test_cli_router_settings_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(OK + "router_settings:\n  routing_strategy_typo: x\n")
+    status, err = run_cli(["--config", str(path)], env={"CFG_TEST_KEY": "k"})
+    assert status == 2 and "router_settings" in err and "routing_strategy_typo" in err and "Traceback" not in err
+
+
+def test_no_master_key_refuses_non_loopback(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(OK)
+    status, err = run_cli(["--config", str(path), "--host", "0.0.0.0", "--port", "0"], env={"CFG_TEST_KEY": "k"})
+    assert status == 2 and "master_key" in err and "--allow-unauthenticated" in err
+
+
+def test_start_prints_address_models_and_warnings(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(OK + "litellm_settings:\n  json_logs: true\n")
+    with Gateway(str(path), env={"CFG_TEST_KEY": "k"}) as gw:
+        text = "\n".join(gw.lines)
+        assert "listening on http://127.0.0.1:" in text
+        assert "models: gpt" in text
+        assert "json_logs" in text and "no general_settings.master_key" in text
+
+
+def test_without_config_serves_local_model_or_says_why():
+    from llmrelay.providers import registry
+
+    if "local" in registry.PROVIDERS:
+        with Gateway(None) as gw:
+            assert "models: smollm2" in "\n".join(gw.lines)
+    else:
+        status, err = run_cli(["--port", "0"])
+        assert status == 2 and "local" in err and "--config" in err and "Traceback" not in err

@@ -1,0 +1,187 @@
+"""The gateway end to end: official openai SDK (sync and async) → gateway → fake upstream."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
+from servers.openai_server import DEFAULT_TEXT, DEFAULT_TOOL_ARGUMENTS
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"location": {"type": "string"}}}}}]
+
+
+@pytest.fixture
+def client(gateway):
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(gateway):
+    async with openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=10) as c:
+        yield c
+
+
+# ------------------------------------------------------------------ happy paths
+def test_sync_completion(client, upstream):
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.content == DEFAULT_TEXT
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage.total_tokens > 0
+    # the gateway called the upstream with the configured (secret) key
+    assert upstream.last_request.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_model_is_the_name_the_client_asked_for(client, upstream):
+    resp = client.chat.completions.create(model="alias", messages=MESSAGES)
+    assert resp.model == "alias"
+    assert upstream.last_json["model"] == "gpt-4o"
+    chunks = list(client.chat.completions.create(model="alias", messages=MESSAGES, stream=True))
+    assert chunks and all(c.model == "alias" for c in chunks)
+
+
+def test_sync_stream(client):
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == DEFAULT_TEXT
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len({c.id for c in chunks}) == 1
+
+
+async def test_async_completion_and_stream(aclient):
+    resp = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert resp.choices[0].message.content == DEFAULT_TEXT
+    stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    text = ""
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+    assert text == DEFAULT_TEXT
+
+
+def test_include_usage(client):
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}))
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage.completion_tokens > 0 and last.usage.prompt_tokens > 0
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+async def test_tools_streaming(aclient):
+    stream = await aclient.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, tools=TOOLS, stream=True)
+    name, args, finish = None, "", None
+    async for chunk in stream:
+        for call in chunk.choices[0].delta.tool_calls or []:
+            assert call.index == 0
+            name = name or (call.function.name if call.function else None)
+            args += (call.function.arguments or "") if call.function else ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather"
+    assert json.loads(args) == DEFAULT_TOOL_ARGUMENTS
+    assert finish == "tool_calls"
+
+
+def test_tools_non_streaming(client):
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=TOOLS)
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == DEFAULT_TOOL_ARGUMENTS
+
+
+def test_n_and_response_format(client, upstream):
+    resp = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, n=2, response_format={"type": "json_object"})
+    assert [c.index for c in resp.choices] == [0, 1]
+    assert upstream.last_json["response_format"] == {"type": "json_object"}
+    assert upstream.last_json["n"] == 2
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, n=2, stream=True))
+    assert {c.choices[0].index for c in chunks if c.choices} == {0, 1}
+
+
+def test_models_health_openapi(client, gateway):
+    import httpx
+
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["gpt-4o-mini", "alias", "slow", "down", "pair", "flaky"]
+    assert client.models.retrieve("alias").id == "alias"
+    with httpx.Client(base_url=gateway.url) as h:
+        assert h.get("/health/liveliness").status_code == 200
+        assert h.get("/health/readiness").json()["status"] == "healthy"
+        spec = h.get("/openapi.json").json()
+        assert "/v1/chat/completions" in spec["paths"] and "/v1/models" in spec["paths"]
+        # /models without /v1 too
+        assert h.get("/models", headers={"authorization": f"Bearer {MASTER_KEY}"}).json()["object"] == "list"
+
+
+def test_headers_and_log_line(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-request-id": "req-abc.123"})
+    assert raw.headers["x-request-id"] == "req-abc.123"
+    overhead = float(raw.headers["x-llmrelay-overhead-duration-ms"])
+    assert 0 <= overhead < 10_000
+    record = gateway.wait_log(lambda r: r.get("request_id") == "req-abc.123")
+    assert record["model"] == "gpt-4o-mini" and record["status"] == 200
+    assert record["completion_tokens"] > 0 and "latency_ms" in record
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.headers["x-request-id"]
+        assert float(resp.headers["x-llmrelay-overhead-duration-ms"]) >= 0
+        body = resp.read()
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+def test_chat_completions_without_v1(gateway):
+    with openai.OpenAI(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0) as c:
+        assert c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+
+
+# ------------------------------------------------------------------ router groups
+def test_group_is_balanced_by_the_router(client, upstream):
+    before = len(upstream.chat_requests)
+    for _ in range(16):
+        resp = client.chat.completions.create(model="pair", messages=MESSAGES)
+        assert resp.model == "pair"
+    used = {r["model"] for r in upstream.chat_requests[before:]}
+    assert used == {"gpt-4o-mini", "gpt-4o"}
+
+
+def test_router_fallbacks_from_router_settings(client, upstream):
+    resp = client.chat.completions.create(model="flaky", messages=MESSAGES)
+    assert resp.model == "flaky"
+    assert upstream.last_json["model"] == "gpt-4o"  # the 'alias' group answered
+    chunks = list(client.chat.completions.create(model="flaky", messages=MESSAGES, stream=True))
+    assert chunks and all(c.model == "flaky" for c in chunks)
+
+
+# ------------------------------------------------------------------ auth
+def test_auth(gateway):
+    import httpx
+
+    for key in ("wrong", MASTER_KEY + "x", MASTER_KEY[:-1]):
+        with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as c:
+            with pytest.raises(openai.AuthenticationError) as info:
+                c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            assert info.value.status_code == 401
+            assert MASTER_KEY not in str(info.value.body)
+            with pytest.raises(openai.AuthenticationError):
+                c.models.list()
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    with httpx.Client(base_url=gateway.url) as h:
+        missing = h.post("/v1/chat/completions", json=body)
+        assert missing.status_code == 401
+        assert missing.json()["error"]["type"] == "authentication_error"
+        for header in ("api-key", "x-api-key"):
+            assert h.post("/v1/chat/completions", json=body, headers={header: MASTER_KEY}).status_code == 200
+            assert h.post("/v1/chat/completions", json=body, headers={header: "nope"}).status_code == 401
+        # health and the OpenAPI document need no key
+        assert h.get("/health/readiness").status_code == 200
