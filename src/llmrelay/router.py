@@ -627,9 +627,10 @@ class Router:
                             result = await acompletion(dep.model, messages, False, **kw)
                         else:
                             try:
-                                async with asyncio.timeout(limit):
-                                    result = await acompletion(dep.model, messages, False, **kw)
-                            except TimeoutError:
+                                result = await asyncio.wait_for(
+                                    acompletion(dep.model, messages, False, **kw), limit
+                                )
+                            except asyncio.TimeoutError:  # not the builtin one before 3.11
                                 raise Timeout(
                                     f"No response from {dep.model} within timeout={limit}s",
                                     model=dep.model,
@@ -678,9 +679,8 @@ class Router:
             first = await open_and_peek()
         else:
             try:
-                async with asyncio.timeout(first_timeout):
-                    first = await open_and_peek()
-            except TimeoutError:
+                first = await asyncio.wait_for(open_and_peek(), first_timeout)
+            except asyncio.TimeoutError:  # not the builtin one before 3.11
                 if holder:
                     await holder[0].aclose()
                 raise _ttft_timeout(dep, first_timeout) from None
