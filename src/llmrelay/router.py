@@ -45,7 +45,7 @@ from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, 
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
-from .routing.streams import TrackedSource, unread
+from .routing.streams import TrackedSource
 
 __all__ = ["Router"]
 
@@ -546,9 +546,8 @@ class Router:
         except BaseException:
             dep.done()
             raise
-        tracked = TrackedSource(stream._source, self, dep, stream._state, attempts, count,  # noqa: SLF001
-                               dep.model_name, start)
-        stream._source = tracked  # noqa: SLF001
+        tracked = TrackedSource(stream.source, self, dep, stream.state, attempts, count, dep.model_name, start)
+        stream.source = tracked
         timed = False
         if first_timeout is not None:
             left = first_timeout - (_monotonic() - start)
@@ -571,7 +570,7 @@ class Router:
         dep.success(_monotonic() - start, True)
         tracked.delivered = True
         if first is not None:
-            unread(stream, first)
+            stream.unread(first)
         return stream
 
     # ================================================================== async
@@ -666,9 +665,8 @@ class Router:
             except BaseException:
                 dep.done()
                 raise
-            tracked = TrackedSource(stream._source, self, dep, stream._state, attempts, count,  # noqa: SLF001
-                               dep.model_name, start)
-            stream._source = tracked  # noqa: SLF001
+            tracked = TrackedSource(stream.source, self, dep, stream.state, attempts, count, dep.model_name, start)
+            stream.source = tracked
             holder.append(stream)
             try:
                 return await stream.__anext__()
@@ -686,9 +684,9 @@ class Router:
                 raise _ttft_timeout(dep, first_timeout) from None
         stream = holder[0]
         dep.success(_monotonic() - start, True)
-        stream._source.delivered = True  # noqa: SLF001
+        stream.source.delivered = True
         if first is not None:
-            unread(stream, first)
+            stream.unread(first)
         return stream
 
     def __repr__(self) -> str:

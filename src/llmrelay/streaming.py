@@ -626,6 +626,30 @@ class CustomStreamWrapper:
             except Exception:  # noqa: BLE001 - never raise from a finaliser
                 pass
 
+    # -------------------------------------------------------------- for layers on top (router, gateway)
+    @property
+    def source(self) -> Any:
+        """Where batches come from; a router may wrap it (one call per batch, none per chunk)."""
+        return self._source
+
+    @source.setter
+    def source(self, value: Any) -> None:
+        self._source = value
+
+    @property
+    def state(self) -> StreamState:
+        """The stream's state machine (id, usage so far, what was streamed)."""
+        return self._state
+
+    @property
+    def chunks_ready(self) -> int:
+        """How many chunks the next iterations return without waiting for the upstream."""
+        return len(self._queue)
+
+    def unread(self, chunk: ModelResponseStream) -> None:
+        """Put a chunk back at the head of the stream (after peeking at the first one)."""
+        self._queue.appendleft(chunk)
+
     # -------------------------------------------------------------- results
     @property
     def usage(self) -> Usage | None:

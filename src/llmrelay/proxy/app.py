@@ -378,7 +378,6 @@ class ProxyApp:
             last = first
             # Chunks the library has already decoded (they arrived in the same upstream read)
             # go out in one write; a chunk is never held back waiting for the upstream.
-            ready = getattr(stream, "_queue", None)
             parts: list[bytes] = []
             try:
                 async for chunk in stream:
@@ -386,7 +385,7 @@ class ProxyApp:
                     parts.append(b"data: " + dumps(chunk, default=default) + b"\n\n")
                     count += 1
                     last = chunk
-                    if not ready:
+                    if not stream.chunks_ready:
                         await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
                         parts.clear()
             except Exception as exc:  # noqa: BLE001 - after the first chunk: an error frame
@@ -433,7 +432,7 @@ class ProxyApp:
 
 
 def _upstream_usage(stream: Any) -> Any:
-    state = getattr(stream, "_state", None)
+    state = getattr(stream, "state", None)
     return getattr(state, "upstream_usage", None)
 
 

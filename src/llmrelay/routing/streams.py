@@ -21,7 +21,7 @@ import time
 from ..exceptions import APIError
 from .policy import attempt_record
 
-__all__ = ["TrackedSource", "unread"]
+__all__ = ["TrackedSource"]
 
 
 class TrackedSource:
@@ -96,8 +96,3 @@ class TrackedSource:
     async def aclose(self) -> None:
         self._finish()
         await self.inner.aclose()
-
-
-def unread(stream: Any, chunk: Any) -> None:
-    """Put a peeked chunk back at the head of a ``CustomStreamWrapper``'s queue."""
-    stream._queue.appendleft(chunk)  # noqa: SLF001 - same package; avoids a per-chunk wrapper
