@@ -10,9 +10,9 @@ import asyncio
 import weakref
 from typing import Any
 
-from ..codecs.errors import CodecError
 from ..exceptions import APIConnectionError, APIError, Timeout
-from ..providers.base import HttpRequest, StreamDecoder
+from ..providers.base import HttpRequest
+from .source import StreamSourceBase
 
 __all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions"]
 
@@ -135,58 +135,19 @@ async def send(
     return AsyncResponse(raw, request, provider, model)
 
 
-class AsyncStreamSource:
+class AsyncStreamSource(StreamSourceBase):
     """A streamed HTTP response + the provider's decoder → batches of chunk dicts."""
 
-    __slots__ = ("_response", "_decoder", "_eof", "_provider", "_model")
-
-    def __init__(self, response: AsyncResponse, decoder: StreamDecoder, provider: str | None, model: str | None) -> None:
-        self._response = response
-        self._decoder = decoder
-        self._eof = False
-        self._provider = provider
-        self._model = model
-
-    @property
-    def complete(self) -> bool:
-        return self._decoder.done
+    __slots__ = ()
 
     async def anext_batch(self) -> list | None:
-        decoder = self._decoder
-        readany = self._response.readany
-        try:
-            while True:
-                if decoder.error is not None:  # parked behind chunks already delivered
-                    error, decoder.error = decoder.error, None
-                    raise error
-                if self._eof:
-                    break
-                data = await readany()
-                if data:
-                    items = decoder.feed(data)
-                    if items:
-                        return items
-                    continue
-                self._eof = True
-                self._response.release()
-                items = decoder.close()
-                if items:
-                    return items
-        except CodecError as exc:
-            raise APIError(
-                f"The upstream sent bytes that could not be decoded: {exc}",
-                llm_provider=self._provider,
-                model=self._model,
-            ) from exc
+        while self._ready():
+            items = self._took(await self._response.readany())
+            if items:
+                return items
         return None
 
     def next_batch(self) -> list | None:
         from ..streaming import StreamUsageError
 
         raise StreamUsageError("this stream was opened with acompletion(); use async for, not for")
-
-    def close(self) -> None:
-        self._response.close()
-
-    async def aclose(self) -> None:
-        self._response.close()

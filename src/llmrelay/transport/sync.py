@@ -6,9 +6,9 @@ import os
 import threading
 from typing import Any
 
-from ..codecs.errors import CodecError
 from ..exceptions import APIConnectionError, APIError, Timeout
-from ..providers.base import HttpRequest, StreamDecoder
+from ..providers.base import HttpRequest
+from .source import StreamSourceBase
 
 __all__ = ["send", "SyncResponse", "SyncStreamSource"]
 
@@ -125,49 +125,16 @@ def send(
     return SyncResponse(raw, request, provider, model)
 
 
-class SyncStreamSource:
+class SyncStreamSource(StreamSourceBase):
     """A streamed HTTP response + the provider's decoder → batches of chunk dicts."""
 
-    __slots__ = ("_response", "_decoder", "_eof", "_provider", "_model")
-
-    def __init__(self, response: SyncResponse, decoder: StreamDecoder, provider: str | None, model: str | None) -> None:
-        self._response = response
-        self._decoder = decoder
-        self._eof = False
-        self._provider = provider
-        self._model = model
-
-    @property
-    def complete(self) -> bool:
-        return self._decoder.done
+    __slots__ = ()
 
     def next_batch(self) -> list | None:
-        decoder = self._decoder
-        read1 = self._response.read1
-        try:
-            while True:
-                if decoder.error is not None:  # parked behind chunks already delivered
-                    error, decoder.error = decoder.error, None
-                    raise error
-                if self._eof:
-                    break
-                data = read1()
-                if data:
-                    items = decoder.feed(data)
-                    if items:
-                        return items
-                    continue
-                self._eof = True
-                self._response.release()
-                items = decoder.close()
-                if items:
-                    return items
-        except CodecError as exc:
-            raise APIError(
-                f"The upstream sent bytes that could not be decoded: {exc}",
-                llm_provider=self._provider,
-                model=self._model,
-            ) from exc
+        while self._ready():
+            items = self._took(self._response.read1())
+            if items:
+                return items
         return None
 
     def set_read_timeout(self, seconds: float | None) -> None:
@@ -178,9 +145,3 @@ class SyncStreamSource:
         from ..streaming import StreamUsageError
 
         raise StreamUsageError("this stream was opened with completion(); use a for loop, not async for")
-
-    def close(self) -> None:
-        self._response.close()
-
-    async def aclose(self) -> None:
-        self.close()
