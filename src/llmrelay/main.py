@@ -237,6 +237,40 @@ def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStrea
     )
 
 
+def _begin(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any], Any]:
+    """Validate and resolve (no I/O): the call, its transport options and its provider."""
+    call, options = prepare_call(model, messages, stream, kwargs)
+    return call, options, registry.get_provider(call.provider)
+
+
+def _mocked(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
+    from .mock import mock_completion
+
+    call, _ = prepare_call(model, messages, stream, kwargs)
+    return mock_completion(call, kwargs["mock_response"])
+
+
+def _in_process(call: Call, provider: Any) -> Any:
+    return _wrap_stream(call, provider.stream_source(call), {"custom_llm_provider": call.provider})
+
+
+def _response(call: Call, provider: Any, url: str, status: int, headers: Any, body: bytes) -> ModelResponse:
+    if status >= 400 or status < 200:
+        raise provider.error(call, status, headers, body)
+    result = provider.parse_response(call, status, headers, body)
+    result._hidden_params = _hidden(call, url)
+    return result
+
+
+def _delay_before_retry(exc: LLMRelayError, attempt: int, options: dict[str, Any], call: Call) -> float | None:
+    """Seconds to wait before the next attempt, or None when ``exc`` is final."""
+    if attempt >= options["retries"] or not _retryable(exc):
+        return None
+    delay = _retry_delay(exc, attempt)
+    log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt + 1, delay)
+    return delay
+
+
 # =============================================================================== sync
 def completion(
     model: str,
@@ -253,43 +287,28 @@ def completion(
     ``drop_params`` and ``mock_response``. HTTP errors raise from this call; errors inside a
     stream raise from its iteration.
     """
-    if "mock_response" in kwargs and kwargs["mock_response"] is not None:
-        from .mock import mock_completion
-
-        call, _ = prepare_call(model, messages, stream, kwargs)
-        return mock_completion(call, kwargs["mock_response"])
-    call, options = prepare_call(model, messages, stream, kwargs)
-    provider = registry.get_provider(call.provider)
+    if kwargs.get("mock_response") is not None:
+        return _mocked(model, messages, stream, kwargs)
+    call, options, provider = _begin(model, messages, stream, kwargs)
     if provider.in_process:
-        if call.stream:
-            return _wrap_stream(call, provider.stream_source(call), {"custom_llm_provider": call.provider})
-        return provider.complete(call)
+        return _in_process(call, provider) if call.stream else provider.complete(call)
     from .transport import sync as transport
 
     request = provider.build_request(call)
-    timeout = options["timeout"]
     attempt = 0
     while True:
         try:
-            response = transport.send(request, timeout, call.provider, call.user_model)
-            if response.status >= 400 or response.status < 200:
-                body = response.read()
-                raise provider.error(call, response.status, response.headers, body)
-            if call.stream:
-                source = transport.SyncStreamSource(
-                    response, provider.stream_decoder(call), call.provider, call.user_model
-                )
+            response = transport.send(request, options["timeout"], call.provider, call.user_model)
+            if call.stream and 200 <= response.status < 400:
+                decoder = provider.stream_decoder(call)
+                source = transport.SyncStreamSource(response, decoder, call.provider, call.user_model)
                 return _wrap_stream(call, source, _hidden(call, request.url))
-            body = response.read()
-            result = provider.parse_response(call, response.status, response.headers, body)
-            result._hidden_params = _hidden(call, request.url)
-            return result
+            return _response(call, provider, request.url, response.status, response.headers, response.read())
         except LLMRelayError as exc:
-            if attempt >= options["retries"] or not _retryable(exc):
+            delay = _delay_before_retry(exc, attempt, options, call)
+            if delay is None:
                 raise
-            delay = _retry_delay(exc, attempt)
             attempt += 1
-            log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt, delay)
             time.sleep(delay)
 
 
@@ -303,42 +322,26 @@ async def acompletion(
     """The async twin of :func:`completion` (natively async; ``async for`` over streams)."""
     import asyncio
 
-    if "mock_response" in kwargs and kwargs["mock_response"] is not None:
-        from .mock import mock_completion
-
-        call, _ = prepare_call(model, messages, stream, kwargs)
-        return mock_completion(call, kwargs["mock_response"])
-    call, options = prepare_call(model, messages, stream, kwargs)
-    provider = registry.get_provider(call.provider)
+    if kwargs.get("mock_response") is not None:
+        return _mocked(model, messages, stream, kwargs)
+    call, options, provider = _begin(model, messages, stream, kwargs)
     if provider.in_process:
-        if call.stream:
-            return _wrap_stream(call, provider.stream_source(call), {"custom_llm_provider": call.provider})
-        return await provider.acomplete(call)
+        return _in_process(call, provider) if call.stream else await provider.acomplete(call)
     from .transport import aio as transport
 
     request = provider.build_request(call)
-    timeout = options["timeout"]
     attempt = 0
     while True:
         try:
-            response = await transport.send(request, timeout, call.provider, call.user_model)
-            if response.status >= 400 or response.status < 200:
-                body = await response.read()
-                raise provider.error(call, response.status, response.headers, body)
-            if call.stream:
-                source = transport.AsyncStreamSource(
-                    response, provider.stream_decoder(call), call.provider, call.user_model
-                )
+            response = await transport.send(request, options["timeout"], call.provider, call.user_model)
+            if call.stream and 200 <= response.status < 400:
+                decoder = provider.stream_decoder(call)
+                source = transport.AsyncStreamSource(response, decoder, call.provider, call.user_model)
                 return _wrap_stream(call, source, _hidden(call, request.url))
-            body = await response.read()
-            result = provider.parse_response(call, response.status, response.headers, body)
-            result._hidden_params = _hidden(call, request.url)
-            return result
+            return _response(call, provider, request.url, response.status, response.headers, await response.read())
         except LLMRelayError as exc:
-            if attempt >= options["retries"] or not _retryable(exc):
+            delay = _delay_before_retry(exc, attempt, options, call)
+            if delay is None:
                 raise
-            delay = _retry_delay(exc, attempt)
             attempt += 1
-            log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt, delay)
             await asyncio.sleep(delay)
-
