@@ -52,6 +52,8 @@ def _decode(data: bytes, split: int | None = None) -> tuple[list[dict], CohereSt
     out = []
     for p in parts:
         out += decoder.feed(p)
+        if decoder.error is not None:  # parked behind chunks: raised as the transport does
+            raise decoder.error
     return out + decoder.close(), decoder
 
 

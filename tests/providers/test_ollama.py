@@ -41,6 +41,8 @@ def _run(decoder: OllamaStreamDecoder, data: bytes, split: int | None = None) ->
     out = []
     for p in parts:
         out += decoder.feed(p)
+        if decoder.error is not None:  # parked behind chunks: raised as the transport does
+            raise decoder.error
     return out + decoder.close()
 
 

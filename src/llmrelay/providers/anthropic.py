@@ -26,7 +26,7 @@ import orjson
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContextWindowExceededError
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, decode_json_body, translate_keeping_order, error_from_openai_body
+from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder, error_from_openai_body
 from .common import REASONING_BUDGETS, arguments_dict, first_env, loads_or_raise, parse_data_url, require_key
 
 __all__ = [
@@ -385,18 +385,13 @@ def parse_message(call: Call, data: dict, json_mode: bool) -> ModelResponse:
 
 
 # ============================================================================ streams
-class AnthropicStreamDecoder:
+class AnthropicStreamDecoder(ChunkDecoder):
     """Messages API SSE events → OpenAI chunk dicts (pure, incremental)."""
 
-    __slots__ = ("_sse", "done", "error", "_provider", "_model", "_id", "_usage", "_kinds", "_tool_index",
-                 "_tools", "_thinking", "_signature", "_json_mode")
+    __slots__ = ("_id", "_usage", "_kinds", "_tool_index", "_tools", "_thinking", "_signature", "_json_mode")
 
     def __init__(self, provider: str, model: str | None, json_mode: bool = False) -> None:
-        self._sse = SSEDecoder()
-        self.done = False
-        self.error: APIError | None = None
-        self._provider = provider
-        self._model = model
+        super().__init__(SSEDecoder(), provider, model)
         self._id: str | None = None
         self._usage: dict[str, Any] = {}
         self._kinds: dict[int, str] = {}  # content block index → "text" | "tool" | "json" | "thinking"
@@ -406,16 +401,10 @@ class AnthropicStreamDecoder:
         self._signature: str | None = None
         self._json_mode = json_mode
 
-    def feed(self, data: bytes) -> list[dict]:
-        return translate_keeping_order(self, self._events, self._sse.feed(data))
-
-    def close(self) -> list[dict]:
-        return translate_keeping_order(self, self._events, self._sse.close())
-
     def _chunk(self, delta: dict) -> dict:
         return {"id": self._id, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
 
-    def _events(self, events: list, out: list) -> None:
+    def _translate(self, events: list, out: list) -> None:
         for event in events:
             if self.done:
                 continue

@@ -31,7 +31,7 @@ __all__ = [
     "OPENAI_PARAMS",
     "error_from_openai_body",
     "decode_json_body",
-    "translate_keeping_order",
+    "ChunkDecoder",
 ]
 
 #: The OpenAI chat-completions parameters llmrelay knows (forwarded when given).
@@ -174,18 +174,42 @@ class Provider:
         )
 
 
-def translate_keeping_order(decoder: Any, translate: Any, events: Any) -> list[dict]:
-    """Run ``translate(events, out)``; if it raises after appending chunks, return those chunks
-    and park the error in ``decoder.error``, so a read boundary never changes what the caller
-    sees (the chunks before an error event always arrive, then the error)."""
-    out: list[dict] = []
-    try:
-        translate(events, out)
-    except APIError as exc:
-        if not out:
-            raise
-        decoder.error = exc
-    return out
+class ChunkDecoder:
+    """Base of the providers' stream decoders: wire messages → OpenAI-shaped chunk dicts.
+
+    ``wire`` is the pure codec (SSE, NDJSON, eventstream); subclasses implement ``_translate``
+    (wire messages → chunk dicts appended to ``out``). An error found after chunks of the same
+    read is parked in ``error`` and those chunks are returned first, so a read boundary never
+    changes what the caller sees; the transport raises the parked error before reading on.
+    """
+
+    __slots__ = ("_wire", "done", "error", "_provider", "_model")
+
+    def __init__(self, wire: Any, provider: str, model: str | None) -> None:
+        self._wire = wire
+        self.done = False
+        self.error: APIError | None = None
+        self._provider = provider
+        self._model = model
+
+    def feed(self, data: bytes) -> list[dict]:
+        return self._run(self._wire.feed(data))
+
+    def close(self) -> list[dict]:
+        return self._run(self._wire.close() or ())
+
+    def _run(self, messages: Any) -> list[dict]:
+        out: list[dict] = []
+        try:
+            self._translate(messages, out)
+        except APIError as exc:
+            if not out:
+                raise
+            self.error = exc
+        return out
+
+    def _translate(self, messages: Any, out: list[dict]) -> None:
+        raise NotImplementedError
 
 
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}

@@ -47,7 +47,7 @@ from ..exceptions import (
     exception_for_status,
 )
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, decode_json_body
+from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
 from ._native import bad_request, env_first, json_arguments, load_json_body, parse_data_url, text_of
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
@@ -150,39 +150,14 @@ def _usage(usage: dict) -> dict:
     return out
 
 
-class BedrockStreamDecoder:
+class BedrockStreamDecoder(ChunkDecoder):
     """ConverseStream eventstream frames → OpenAI chunk dicts."""
 
-    __slots__ = ("_frames", "done", "error", "_provider", "_model", "_tools")
+    __slots__ = ("_tools",)
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._frames = EventStreamDecoder()
-        self.done = False
-        self.error: APIError | None = None
-        self._provider = provider
-        self._model = model
+        super().__init__(EventStreamDecoder(), provider, model)
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool call index
-
-    def feed(self, data: bytes) -> list[dict]:
-        if self.error is not None:
-            raise self.error
-        return self._chunks(self._frames.feed(data))
-
-    def close(self) -> list[dict]:
-        if self.error is not None:
-            raise self.error
-        self._frames.close()  # raises on a partial frame
-        return []
-
-    def _chunks(self, messages: list) -> list[dict]:
-        out: list[dict] = []
-        try:
-            self._translate(messages, out)
-        except APIError as exc:
-            if not out:
-                raise
-            self.error = exc  # deliver what came before the error; raise it next
-        return out
 
     def _translate(self, messages: list, out: list) -> None:
         loads = orjson.loads

@@ -26,7 +26,7 @@ import orjson
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError, ContentPolicyViolationError
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, error_from_openai_body
+from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
 from ._native import env_first, load_json_body, text_of
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
@@ -64,38 +64,14 @@ def _finish_error(delta: dict, provider: str, model: str | None) -> APIError:
     return error_from_openai_body(500, None, {"error": {"message": str(message)}}, provider, model)
 
 
-class CohereStreamDecoder:
+class CohereStreamDecoder(ChunkDecoder):
     """SSE events of ``/v2/chat`` → OpenAI chunk dicts."""
 
-    __slots__ = ("_sse", "done", "error", "_provider", "_model", "_tools")
+    __slots__ = ("_tools",)
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._sse = SSEDecoder()
-        self.done = False
-        self.error: APIError | None = None
-        self._provider = provider
-        self._model = model
+        super().__init__(SSEDecoder(), provider, model)
         self._tools: dict[Any, int] = {}  # Cohere's tool-call index -> ours
-
-    def feed(self, data: bytes) -> list[dict]:
-        if self.error is not None:
-            raise self.error
-        return self._chunks(self._sse.feed(data))
-
-    def close(self) -> list[dict]:
-        if self.error is not None:
-            raise self.error
-        return self._chunks(self._sse.close())
-
-    def _chunks(self, events: list) -> list[dict]:
-        out: list[dict] = []
-        try:
-            self._translate(events, out)
-        except APIError as exc:
-            if not out:
-                raise
-            self.error = exc  # deliver what came before the error; raise it next
-        return out
 
     def _translate(self, events: list, out: list) -> None:
         for sse in events:

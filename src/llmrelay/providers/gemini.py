@@ -48,7 +48,7 @@ from ..exceptions import (
     exception_for_status,
 )
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, decode_json_body, translate_keeping_order
+from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder
 from .common import REASONING_BUDGETS, arguments_dict, content_text, first_env, loads_or_raise, parse_data_url
 
 __all__ = ["GeminiProvider", "VertexProvider", "GeminiStreamDecoder", "google_error", "convert_schema",
@@ -427,32 +427,22 @@ def parse_generate_response(call: Call, data: dict) -> ModelResponse:
     )
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(ChunkDecoder):
     """``streamGenerateContent?alt=sse`` frames → OpenAI chunk dicts (pure, incremental).
 
     Gemini has no end marker: the stream is complete once every candidate sent a finishReason.
     """
 
-    __slots__ = ("_sse", "done", "error", "_provider", "_model", "_id", "_tools", "_open", "_meta")
+    __slots__ = ("_id", "_tools", "_open", "_meta")
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._sse = SSEDecoder()
-        self.done = False
-        self.error: APIError | None = None
-        self._provider = provider
-        self._model = model
+        super().__init__(SSEDecoder(), provider, model)
         self._id: str | None = None
         self._tools: dict[int, int] = {}  # candidate index → function calls so far
         self._open: set[int] = set()  # candidates seen without a finishReason yet
         self._meta: Any = None  # the last usageMetadata translated (most events repeat it)
 
-    def feed(self, data: bytes) -> list[dict]:
-        return translate_keeping_order(self, self._events, self._sse.feed(data))
-
-    def close(self) -> list[dict]:
-        return translate_keeping_order(self, self._events, self._sse.close())
-
-    def _events(self, events: list, out: list) -> None:
+    def _translate(self, events: list, out: list) -> None:
         for event in events:
             data = loads_or_raise(event.data, self._provider, self._model)
             if type(data) is not dict:

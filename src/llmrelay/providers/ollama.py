@@ -27,7 +27,7 @@ import orjson
 from ..codecs.ndjson import NDJSONDecoder
 from ..exceptions import APIError
 from ..types import ModelResponse
-from .base import Call, HttpRequest, Provider, error_from_openai_body
+from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
 from ._native import (
     bad_request,
     env_first,
@@ -105,38 +105,14 @@ def in_stream_error(obj: dict, provider: str, model: str | None) -> APIError:
     return error_from_openai_body(status, None, {"error": {"message": str(message)}}, provider, model)
 
 
-class OllamaStreamDecoder:
+class OllamaStreamDecoder(ChunkDecoder):
     """NDJSON lines of ``/api/chat`` → OpenAI chunk dicts."""
 
-    __slots__ = ("_lines", "done", "error", "_provider", "_model", "_tools")
+    __slots__ = ("_tools",)
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._lines = NDJSONDecoder()
-        self.done = False
-        self.error: APIError | None = None
-        self._provider = provider
-        self._model = model
+        super().__init__(NDJSONDecoder(), provider, model)
         self._tools = 0  # tool calls streamed so far (their indexes)
-
-    def feed(self, data: bytes) -> list[dict]:
-        if self.error is not None:
-            raise self.error
-        return self._chunks(self._lines.feed(data))
-
-    def close(self) -> list[dict]:
-        if self.error is not None:
-            raise self.error
-        return self._chunks(self._lines.close())
-
-    def _chunks(self, objs: list) -> list[dict]:
-        out: list[dict] = []
-        try:
-            self._translate(objs, out)
-        except APIError as exc:
-            if not out:
-                raise
-            self.error = exc  # deliver what came before the error; raise it next
-        return out
 
     def _translate(self, objs: list, out: list) -> None:
         for obj in objs:

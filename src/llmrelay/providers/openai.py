@@ -14,7 +14,7 @@ import orjson
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError
 from ..types import ModelResponse, Usage
-from .base import Call, HttpRequest, Provider, error_from_openai_body, translate_keeping_order
+from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
 
 __all__ = [
     "OpenAIProvider",
@@ -57,25 +57,15 @@ NON_BODY_KWARGS = frozenset(
 )
 
 
-class OpenAIStreamDecoder:
+class OpenAIStreamDecoder(ChunkDecoder):
     """SSE frames of ``chat.completion.chunk`` JSON → chunk dicts; in-band errors raise."""
 
-    __slots__ = ("_sse", "done", "error", "_provider", "_model")
+    __slots__ = ()
 
     def __init__(self, provider: str, model: str | None) -> None:
-        self._sse = SSEDecoder()
-        self.done = False
-        self.error: APIError | None = None
-        self._provider = provider
-        self._model = model
+        super().__init__(SSEDecoder(), provider, model)
 
-    def feed(self, data: bytes) -> list[dict]:
-        return translate_keeping_order(self, self._events, self._sse.feed(data))
-
-    def close(self) -> list[dict]:
-        return translate_keeping_order(self, self._events, self._sse.close())
-
-    def _events(self, events: list, out: list) -> None:
+    def _translate(self, events: list, out: list) -> None:
         for event in events:
             data = event.data
             if self.done:
