@@ -27,6 +27,7 @@ __all__ = [
     "Delta",
     "Choices",
     "StreamingChoices",
+    "TokensDetails",
     "Usage",
     "ModelResponse",
     "ModelResponseStream",
@@ -258,13 +259,23 @@ class StreamingChoices(OpenAIObject):
         super().__init__(**fields)
 
 
+class TokensDetails(OpenAIObject):
+    """``prompt_tokens_details`` / ``completion_tokens_details`` (cached, reasoning tokens…)."""
+
+    __slots__ = ()
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
 class Usage(OpenAIObject):
     __slots__ = ()
+    _nested = {"prompt_tokens_details": TokensDetails, "completion_tokens_details": TokensDetails}
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    prompt_tokens_details: dict | None = None
-    completion_tokens_details: dict | None = None
+    prompt_tokens_details: TokensDetails | None = None
+    completion_tokens_details: TokensDetails | None = None
 
     def __init__(
         self,

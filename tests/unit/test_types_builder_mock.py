@@ -121,3 +121,12 @@ def test_import_is_light():
             "('aiohttp', 'urllib3', 'tiktoken', 'uvicorn', 'yaml', 'llama_cpp', 'openai', 'httpx')]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_usage_details_read_like_the_openai_sdk():
+    usage = llmrelay.Usage(prompt_tokens=10, completion_tokens=5,
+                           prompt_tokens_details={"cached_tokens": 4},
+                           completion_tokens_details={"reasoning_tokens": 2})
+    assert usage.prompt_tokens_details.cached_tokens == 4
+    assert usage.completion_tokens_details.reasoning_tokens == 2
+    assert usage.model_dump()["prompt_tokens_details"] == {"cached_tokens": 4}
