@@ -27,7 +27,8 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContextWindowExceededError
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder, error_from_openai_body
-from .common import REASONING_BUDGETS, arguments_dict, first_env, loads_or_raise, parse_data_url, require_key
+from .common import (REASONING_BUDGETS, arguments_dict, first_env, load_object, loads_or_raise, parse_data_url,
+                     post_json, require_key)
 
 __all__ = [
     "AnthropicProvider",
@@ -525,18 +526,11 @@ class AnthropicProvider(Provider):
                           self.api_key_env)
         body, json_mode = build_body(call, params)
         call.extra["_json_mode"] = json_mode
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if call.stream else "application/json",
-            "x-api-key": key,
-            "anthropic-version": API_VERSION,
-        }
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", self.url(call), headers, orjson.dumps(body))
+        return post_json(call, self.url(call), {"x-api-key": key, "anthropic-version": API_VERSION}, body)
 
     def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
-        data = loads_or_raise(body, call.provider, call.user_model, "the response body")
-        if not isinstance(data, dict) or data.get("type") == "error":
+        data = load_object(body, call.provider, call.user_model)
+        if data.get("type") == "error":
             raise anthropic_error(0, headers, data, call.provider, call.user_model)
         return parse_message(call, data, bool(call.extra.get("_json_mode")))
 
