@@ -104,7 +104,7 @@ def anthropic_error(
     exc = error_from_openai_body(status, headers, data if data is not None else body, provider, model)
     if status in (400, 413) and not isinstance(exc, ContextWindowExceededError):
         lowered = exc.message.lower()
-        if "exceed context limit" in lowered or "too long" in lowered:
+        if "exceed context limit" in lowered or "prompt is too long" in lowered:
             exc = ContextWindowExceededError(
                 exc.message, status_code=status, llm_provider=provider, model=model,
                 headers=exc.headers, body=exc.body, error_type=etype,
@@ -199,6 +199,14 @@ def _assistant_blocks(message: dict) -> list[dict]:
     return blocks
 
 
+def _mark_cache(message: dict, blocks: list[dict]) -> list[dict]:
+    """A message-level ``cache_control`` (LiteLLM's convention) goes on the message's last block."""
+    cache = message.get("cache_control")
+    if cache and blocks and "cache_control" not in blocks[-1]:
+        blocks[-1] = {**blocks[-1], "cache_control": cache}
+    return blocks
+
+
 def convert_messages(messages: list[dict]) -> tuple[list[dict] | None, list[dict]]:
     """OpenAI messages → (system blocks or None, Anthropic messages with merged turns)."""
     system: list[dict] = []
@@ -206,7 +214,7 @@ def convert_messages(messages: list[dict]) -> tuple[list[dict] | None, list[dict
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content")))
+            system.extend(_mark_cache(message, _blocks(message.get("content"))))
             continue
         if role in ("tool", "function"):
             if role == "function":
@@ -220,6 +228,7 @@ def convert_messages(messages: list[dict]) -> tuple[list[dict] | None, list[dict
             role, blocks = "user", _blocks(message.get("content"))
             if not blocks:
                 blocks = [{"type": "text", "text": "."}]  # the API rejects empty user turns
+        blocks = _mark_cache(message, blocks)
         if out and out[-1]["role"] == role:
             out[-1]["content"].extend(blocks)
         else:
@@ -302,7 +311,10 @@ def build_body(call: Call, params: dict[str, Any]) -> tuple[dict[str, Any], bool
         if not any(t.get("name") == JSON_TOOL for t in tools):
             tools.append({"name": JSON_TOOL, "description": "Respond with the JSON object.",
                           "input_schema": schema})
-            choice = {"type": "tool", "name": JSON_TOOL}
+            # Extended thinking refuses a forced tool_choice ("any"/"tool"): with thinking on, the
+            # JSON tool is offered with "auto" (and the only tool unless the caller gave others).
+            thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+            choice = {"type": "auto"} if thinking_on else {"type": "tool", "name": JSON_TOOL}
             json_mode = True
     if tools:
         body["tools"] = tools
