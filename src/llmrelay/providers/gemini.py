@@ -66,6 +66,8 @@ _FINISH = {
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
     "LANGUAGE": "content_filter",
     "MALFORMED_FUNCTION_CALL": "stop",
     "OTHER": "stop",
@@ -350,7 +352,9 @@ def _new_call_id(signature: str | None) -> str:
 
 
 def gemini_usage(meta: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = meta.get("promptTokenCount") or 0
+    """``usageMetadata`` → OpenAI's usage. ``promptTokenCount`` already includes cached tokens;
+    tokens of tool-use prompts (``toolUsePromptTokenCount``) count as prompt tokens too."""
+    prompt = (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0)
     thoughts = meta.get("thoughtsTokenCount") or 0
     completion = (meta.get("candidatesTokenCount") or 0) + thoughts
     return {
@@ -566,7 +570,10 @@ def adc_token(credentials: Any = None) -> tuple[str, str | None]:
 
                 info = credentials
                 if isinstance(info, str):
-                    info = orjson.loads(open(info, "rb").read()) if not info.lstrip().startswith("{") else orjson.loads(info)
+                    if not info.lstrip().startswith("{"):
+                        with open(info, "rb") as fh:
+                            info = fh.read()
+                    info = orjson.loads(info)
                 creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
                 project = info.get("project_id")
             cached = _adc_cache[key] = [creds, project]
