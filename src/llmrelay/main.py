@@ -20,7 +20,7 @@ from .exceptions import (
     Timeout,
 )
 from .providers import registry
-from .providers.base import OPENAI_PARAMS, Call
+from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse
 
@@ -257,7 +257,10 @@ def _in_process(call: Call, provider: Any) -> Any:
 def _response(call: Call, provider: Any, url: str, status: int, headers: Any, body: bytes) -> ModelResponse:
     if status >= 400 or status < 200:
         raise provider.error(call, status, headers, body)
-    result = provider.parse_response(call, status, headers, body)
+    try:
+        result = provider.parse_response(call, status, headers, body)
+    except SHAPE_ERRORS as exc:  # a 200 body of an unexpected shape: typed, not a traceback
+        raise shape_error(exc, call.provider, call.user_model, "a response body") from exc
     result._hidden_params = _hidden(call, url)
     return result
 

@@ -135,6 +135,24 @@ def test_response_format_json_schema_uses_a_forced_tool():
     assert body["tool_choice"] == {"type": "tool", "name": "json_tool_call"}
 
 
+def test_message_level_cache_control_goes_on_the_last_block():
+    cache = {"type": "ephemeral"}
+    _, body = request_body([{"role": "system", "content": "Long rules", "cache_control": cache},
+                            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                             "cache_control": cache}])
+    assert body["system"] == [{"type": "text", "text": "Long rules", "cache_control": cache}]
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "a"},
+                                              {"type": "text", "text": "b", "cache_control": cache}]
+
+
+def test_response_format_with_thinking_does_not_force_the_tool():
+    # Anthropic: "Thinking may not be enabled when tool_choice forces tool use."
+    _, body = request_body([{"role": "user", "content": "Hi"}], reasoning_effort="low",
+                           response_format={"type": "json_object"})
+    assert body["thinking"]["type"] == "enabled" and body["tool_choice"] == {"type": "auto"}
+    assert [t["name"] for t in body["tools"]] == ["json_tool_call"]
+
+
 def test_unsupported_params_raise_or_drop():
     with pytest.raises(UnsupportedParamsError, match="anthropic.*frequency_penalty"):
         request_body([{"role": "user", "content": "Hi"}], frequency_penalty=0.5)
@@ -273,11 +291,18 @@ def test_e2e_json_mode(server):
     built = llmrelay.stream_chunk_builder(list(stream))
     assert json.loads(built.choices[0].message.content) == {"answer": DEFAULT_TEXT}
     assert built.choices[0].finish_reason == "stop"
+    resp = llmrelay.completion("anthropic/" + MODEL, [{"role": "user", "content": "Hi"}], reasoning_effort="low",
+                               response_format={"type": "json_object"}, **kw(server))  # the fake refuses a forced tool
+    assert json.loads(resp.choices[0].message.content) == {"answer": DEFAULT_TEXT}
+    assert resp.choices[0].message.reasoning_content == DEFAULT_THINKING and resp.choices[0].finish_reason == "stop"
 
 
 @pytest.mark.parametrize("status,etype,message,cls", [
     (400, "invalid_request_error", "messages: field required", BadRequestError),
     (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", ContextWindowExceededError),
+    (400, "invalid_request_error", "input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000",
+     ContextWindowExceededError),
+    (400, "invalid_request_error", "messages.0.content.0.text: String too long to be a tool name", BadRequestError),
     (401, "authentication_error", "invalid x-api-key", AuthenticationError),
     (403, "permission_error", "no access", PermissionDeniedError),
     (404, "not_found_error", "model: claude-x", NotFoundError),
@@ -328,3 +353,16 @@ def test_e2e_retry_after_overloaded(server):
 def test_bare_claude_name_resolves_to_anthropic(server):
     resp = llmrelay.completion(MODEL, [{"role": "user", "content": "Hi"}], **kw(server))
     assert resp.choices[0].message.content == DEFAULT_TEXT
+
+
+def test_e2e_stream_thinking_signature_round_trip(server):
+    stream = llmrelay.completion("anthropic/" + MODEL, [{"role": "user", "content": "Weather?"}], stream=True,
+                                 reasoning_effort="low", tools=TOOLS, **kw(server))
+    message = llmrelay.stream_chunk_builder(list(stream)).choices[0].message
+    assert message.thinking_blocks == [{"type": "thinking", "thinking": DEFAULT_THINKING, "signature": SIGNATURE}]
+    history = [{"role": "user", "content": "Weather?"}, message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "18C"}]
+    llmrelay.completion("anthropic/" + MODEL, history, reasoning_effort="low", **kw(server))
+    sent = server.last_json["messages"][1]["content"]
+    assert sent[0] == {"type": "thinking", "thinking": DEFAULT_THINKING, "signature": SIGNATURE}
+    assert sent[1]["type"] == "tool_use"

@@ -173,3 +173,23 @@ async def test_error_inside_stream(env):
     with pytest.raises(type(info.value)):
         async for _ in stream:
             pass
+
+
+# Valid JSON of a shape no provider sends: a typed APIError, never a raw AttributeError/TypeError.
+ODD_BODY = {"type": "message", "content": 1, "candidates": [1], "choices": [1]}
+ODD_EVENT = b'event: message_start\ndata: {"type":"message_start","message":"x","candidates":"x"}\n\n'
+
+
+async def test_unexpected_shapes_are_typed_errors(env):
+    from servers.loopback import Reply
+
+    spec, srv = env
+    srv.enqueue(Reply.json(ODD_BODY), Reply.json(ODD_BODY))
+    with pytest.raises(APIError, match="unexpected shape"):
+        llmrelay.completion(spec.model, HI, **spec.kwargs(srv))
+    with pytest.raises(APIError, match="unexpected shape"):
+        await llmrelay.acompletion(spec.model, HI, **spec.kwargs(srv))
+    if spec.name in ("anthropic", "gemini", "vertex_ai"):  # OpenAI-shaped chunks go to StreamState as they are
+        srv.enqueue(Reply.stream([ODD_EVENT], content_type="text/event-stream"))
+        with pytest.raises(APIError, match="unexpected shape"):
+            list(llmrelay.completion(spec.model, HI, stream=True, **spec.kwargs(srv)))

@@ -157,7 +157,9 @@ def test_decoder_every_split_text_thought_and_call():
 
 @pytest.mark.parametrize("reason,expected", [("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
                                              ("RECITATION", "content_filter"), ("BLOCKLIST", "content_filter"),
-                                             ("PROHIBITED_CONTENT", "content_filter")])
+                                             ("PROHIBITED_CONTENT", "content_filter"), ("SPII", "content_filter"),
+                                             ("IMAGE_PROHIBITED_CONTENT", "content_filter"),
+                                             ("MALFORMED_FUNCTION_CALL", "stop"), ("SOMETHING_NEW", "stop")])
 def test_decoder_finish_reasons(reason, expected):
     decoder = GeminiStreamDecoder("gemini", "m")
     result = assemble(decoder.feed(_sse(stream_events([{"text": "a b c"}], finish=reason))))
@@ -280,3 +282,13 @@ def test_e2e_blocked_prompt_non_stream(gemini):
 def test_e2e_wrong_key_is_authentication_error(gemini):
     with pytest.raises(AuthenticationError):
         llmrelay.completion("gemini/gemini-2.5-flash", MSG, api_base=gemini.url, api_key="wrong")
+
+
+def test_usage_metadata_with_cache_thoughts_and_tool_use_prompt():
+    from llmrelay.providers.gemini import gemini_usage
+
+    usage = gemini_usage({"promptTokenCount": 100, "cachedContentTokenCount": 60, "candidatesTokenCount": 20,
+                          "thoughtsTokenCount": 30, "toolUsePromptTokenCount": 5, "totalTokenCount": 155})
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (105, 50, 155)
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 60}
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 30}

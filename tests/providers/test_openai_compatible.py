@@ -88,6 +88,24 @@ def test_unsupported_param_raises_or_is_dropped(prefix, param, value):
     assert param not in body and body["temperature"] == 0.5
 
 
+def test_groq_accepts_only_n_1():
+    _, body = build("groq", api_key="k", n=1)
+    assert body["n"] == 1
+    with pytest.raises(UnsupportedParamsError, match="groq.*n=1"):
+        build("groq", api_key="k", n=2)
+    _, body = build("groq", api_key="k", n=2, drop_params=True)
+    assert "n" not in body
+    _, body = build("together_ai", api_key="k", n=2)  # other hosts: as given
+    assert body["n"] == 2
+
+
+def test_deepseek_max_completion_tokens_is_max_tokens_and_fireworks_keeps_logit_bias():
+    _, body = build("deepseek", api_key="k", max_completion_tokens=64)
+    assert body["max_tokens"] == 64 and "max_completion_tokens" not in body
+    _, body = build("fireworks_ai", "m", api_key="k", logit_bias={"1": 1})
+    assert body["logit_bias"] == {"1": 1}
+
+
 def test_module_level_drop_params(monkeypatch):
     monkeypatch.setattr(llmrelay, "drop_params", True, raising=False)
     _, body = build("groq", api_key="k", logit_bias={"1": 1})

@@ -285,8 +285,11 @@ def validate(body: Any) -> str | None:
                     return f"messages.{i}.content.{j}.image.source: invalid"
                 if source["type"] == "base64" and not source.get("media_type", "").startswith("image/"):
                     return f"messages.{i}.content.{j}.image.source.media_type: invalid"
-    if body.get("tool_choice") and body["tool_choice"].get("type") in ("tool", "any") and not body.get("tools"):
-        return "tool_choice may only be specified while providing tools"
+    if body.get("tool_choice") and body["tool_choice"].get("type") in ("tool", "any"):
+        if not body.get("tools"):
+            return "tool_choice may only be specified while providing tools"
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            return "Thinking may not be enabled when tool_choice forces tool use."
     for tool in body.get("tools") or ():
         if "input_schema" not in tool and "type" not in tool:
             return "tools.0.input_schema: Field required"

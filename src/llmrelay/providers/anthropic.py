@@ -27,7 +27,8 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContextWindowExceededError
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder, error_from_openai_body
-from .common import REASONING_BUDGETS, arguments_dict, first_env, loads_or_raise, parse_data_url, require_key
+from .common import (REASONING_BUDGETS, arguments_dict, first_env, load_object, loads_or_raise, parse_data_url,
+                     post_json, require_key)
 
 __all__ = [
     "AnthropicProvider",
@@ -103,7 +104,7 @@ def anthropic_error(
     exc = error_from_openai_body(status, headers, data if data is not None else body, provider, model)
     if status in (400, 413) and not isinstance(exc, ContextWindowExceededError):
         lowered = exc.message.lower()
-        if "exceed context limit" in lowered or "too long" in lowered:
+        if "exceed context limit" in lowered or "prompt is too long" in lowered:
             exc = ContextWindowExceededError(
                 exc.message, status_code=status, llm_provider=provider, model=model,
                 headers=exc.headers, body=exc.body, error_type=etype,
@@ -198,6 +199,14 @@ def _assistant_blocks(message: dict) -> list[dict]:
     return blocks
 
 
+def _mark_cache(message: dict, blocks: list[dict]) -> list[dict]:
+    """A message-level ``cache_control`` (LiteLLM's convention) goes on the message's last block."""
+    cache = message.get("cache_control")
+    if cache and blocks and "cache_control" not in blocks[-1]:
+        blocks[-1] = {**blocks[-1], "cache_control": cache}
+    return blocks
+
+
 def convert_messages(messages: list[dict]) -> tuple[list[dict] | None, list[dict]]:
     """OpenAI messages → (system blocks or None, Anthropic messages with merged turns)."""
     system: list[dict] = []
@@ -205,7 +214,7 @@ def convert_messages(messages: list[dict]) -> tuple[list[dict] | None, list[dict
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content")))
+            system.extend(_mark_cache(message, _blocks(message.get("content"))))
             continue
         if role in ("tool", "function"):
             if role == "function":
@@ -219,6 +228,7 @@ def convert_messages(messages: list[dict]) -> tuple[list[dict] | None, list[dict
             role, blocks = "user", _blocks(message.get("content"))
             if not blocks:
                 blocks = [{"type": "text", "text": "."}]  # the API rejects empty user turns
+        blocks = _mark_cache(message, blocks)
         if out and out[-1]["role"] == role:
             out[-1]["content"].extend(blocks)
         else:
@@ -301,7 +311,10 @@ def build_body(call: Call, params: dict[str, Any]) -> tuple[dict[str, Any], bool
         if not any(t.get("name") == JSON_TOOL for t in tools):
             tools.append({"name": JSON_TOOL, "description": "Respond with the JSON object.",
                           "input_schema": schema})
-            choice = {"type": "tool", "name": JSON_TOOL}
+            # Extended thinking refuses a forced tool_choice ("any"/"tool"): with thinking on, the
+            # JSON tool is offered with "auto" (and the only tool unless the caller gave others).
+            thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+            choice = {"type": "auto"} if thinking_on else {"type": "tool", "name": JSON_TOOL}
             json_mode = True
     if tools:
         body["tools"] = tools
@@ -525,18 +538,11 @@ class AnthropicProvider(Provider):
                           self.api_key_env)
         body, json_mode = build_body(call, params)
         call.extra["_json_mode"] = json_mode
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if call.stream else "application/json",
-            "x-api-key": key,
-            "anthropic-version": API_VERSION,
-        }
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", self.url(call), headers, orjson.dumps(body))
+        return post_json(call, self.url(call), {"x-api-key": key, "anthropic-version": API_VERSION}, body)
 
     def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
-        data = loads_or_raise(body, call.provider, call.user_model, "the response body")
-        if not isinstance(data, dict) or data.get("type") == "error":
+        data = load_object(body, call.provider, call.user_model)
+        if data.get("type") == "error":
             raise anthropic_error(0, headers, data, call.provider, call.user_model)
         return parse_message(call, data, bool(call.extra.get("_json_mode")))
 

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..exceptions import AuthenticationError, BadRequestError
 from .base import Call, HttpRequest
-from .common import first_env
+from .common import first_env, post_json
 from .openai import OpenAIProvider
 
 __all__ = ["AzureProvider"]
@@ -82,9 +80,4 @@ class AzureProvider(OpenAIProvider):
 
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
-        url = self.url(call)
-        headers = {"Content-Type": "application/json",
-                   "Accept": "text/event-stream" if call.stream else "application/json"}
-        headers.update(self.auth_headers(call))
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", url, headers, orjson.dumps(self.build_body(call, params)))
+        return post_json(call, self.url(call), self.auth_headers(call), self.build_body(call, params))

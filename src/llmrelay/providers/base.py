@@ -32,6 +32,8 @@ __all__ = [
     "error_from_openai_body",
     "decode_json_body",
     "ChunkDecoder",
+    "SHAPE_ERRORS",
+    "shape_error",
 ]
 
 #: The OpenAI chat-completions parameters llmrelay knows (forwarded when given).
@@ -206,10 +208,28 @@ class ChunkDecoder:
             if not out:
                 raise
             self.error = exc
+        except SHAPE_ERRORS as exc:  # valid JSON of an unexpected shape: typed, not a traceback
+            error = shape_error(exc, self._provider, self._model, "a stream event")
+            if not out:
+                raise error from exc
+            self.error = error
         return out
 
     def _translate(self, messages: Any, out: list[dict]) -> None:
         raise NotImplementedError
+
+
+#: What translating valid JSON of an unexpected shape raises (``"x".get``, ``None["k"]``, …).
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def shape_error(exc: Exception, provider: str | None, model: str | None, what: str) -> APIError:
+    """The :class:`APIError` for an upstream body or event whose JSON has an unexpected shape."""
+    return APIError(
+        f"The upstream sent {what} of an unexpected shape ({type(exc).__name__}: {exc})",
+        llm_provider=provider,
+        model=model,
+    )
 
 
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}

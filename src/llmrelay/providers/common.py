@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import orjson
 
 from ..exceptions import APIError, AuthenticationError
+from .base import Call, HttpRequest
 
 __all__ = [
     "parse_data_url",
@@ -16,6 +17,9 @@ __all__ = [
     "first_env",
     "require_key",
     "loads_or_raise",
+    "load_object",
+    "malformed",
+    "post_json",
     "REASONING_BUDGETS",
 ]
 
@@ -81,14 +85,36 @@ def require_key(key: str | None, provider: str, model: str | None, env: Iterable
     )
 
 
-def loads_or_raise(data: bytes, provider: str, model: str | None, what: str = "a stream event") -> Any:
+def malformed(data: Any, provider: str | None, model: str | None, what: str, problem: str) -> APIError:
+    """The error for an upstream body or event that is not what the wire format promises."""
+    return APIError(
+        f"The upstream sent {problem} in {what}: {bytes(data[:300])!r}",
+        llm_provider=provider,
+        model=model,
+        body=data,
+    )
+
+
+def loads_or_raise(data: bytes, provider: str | None, model: str | None, what: str = "a stream event") -> Any:
     """Parse JSON from the upstream; malformed JSON is an :class:`APIError`."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise APIError(
-            f"The upstream sent malformed JSON in {what} ({exc}): {bytes(data[:300])!r}",
-            llm_provider=provider,
-            model=model,
-            body=data,
-        ) from None
+        raise malformed(data, provider, model, what, f"malformed JSON ({exc})") from None
+
+
+def load_object(data: bytes, provider: str | None, model: str | None, what: str = "the response body") -> dict:
+    """Like :func:`loads_or_raise`, and the JSON must be an object."""
+    value = loads_or_raise(data, provider, model, what)
+    if type(value) is not dict:
+        raise malformed(data, provider, model, what, "JSON that is not an object")
+    return value
+
+
+def post_json(call: Call, url: str, auth: dict[str, str], body: Any) -> HttpRequest:
+    """A JSON POST with the Accept header the call's mode wants, ``auth`` and the caller's headers."""
+    headers = {"Content-Type": "application/json",
+               "Accept": "text/event-stream" if call.stream else "application/json"}
+    headers.update(auth)
+    headers.update(call.extra_headers)
+    return HttpRequest("POST", url, headers, orjson.dumps(body))

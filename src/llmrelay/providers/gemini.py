@@ -49,7 +49,7 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder
-from .common import REASONING_BUDGETS, arguments_dict, content_text, first_env, loads_or_raise, parse_data_url
+from .common import REASONING_BUDGETS, arguments_dict, content_text, first_env, load_object, parse_data_url, post_json
 
 __all__ = ["GeminiProvider", "VertexProvider", "GeminiStreamDecoder", "google_error", "convert_schema",
            "build_body", "THOUGHT_SEP"]
@@ -66,6 +66,8 @@ _FINISH = {
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
     "LANGUAGE": "content_filter",
     "MALFORMED_FUNCTION_CALL": "stop",
     "OTHER": "stop",
@@ -350,7 +352,9 @@ def _new_call_id(signature: str | None) -> str:
 
 
 def gemini_usage(meta: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = meta.get("promptTokenCount") or 0
+    """``usageMetadata`` → OpenAI's usage. ``promptTokenCount`` already includes cached tokens;
+    tokens of tool-use prompts (``toolUsePromptTokenCount``) count as prompt tokens too."""
+    prompt = (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0)
     thoughts = meta.get("thoughtsTokenCount") or 0
     completion = (meta.get("candidatesTokenCount") or 0) + thoughts
     return {
@@ -444,10 +448,7 @@ class GeminiStreamDecoder(ChunkDecoder):
 
     def _translate(self, events: list, out: list) -> None:
         for event in events:
-            data = loads_or_raise(event.data, self._provider, self._model)
-            if type(data) is not dict:
-                raise APIError(f"Gemini sent a stream event that is not an object: {event.data[:300]!r}",
-                               llm_provider=self._provider, model=self._model)
+            data = load_object(event.data, self._provider, self._model, "a stream event")
             if "error" in data:
                 raise google_error(0, None, data, self._provider, self._model)
             if self._id is None:
@@ -526,18 +527,10 @@ class GeminiProvider(Provider):
 
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
-        url = self.url(call)
-        headers = {"Content-Type": "application/json",
-                   "Accept": "text/event-stream" if call.stream else "application/json"}
-        headers.update(self.auth_headers(call))
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", url, headers, orjson.dumps(build_body(call, params)))
+        return post_json(call, self.url(call), self.auth_headers(call), build_body(call, params))
 
     def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
-        data = loads_or_raise(body, call.provider, call.user_model, "the response body")
-        if not isinstance(data, dict):
-            raise APIError(f"Gemini answered with JSON that is not an object: {body[:300]!r}",
-                           llm_provider=call.provider, model=call.user_model, body=body)
+        data = load_object(body, call.provider, call.user_model)
         if "error" in data:
             raise google_error(0, headers, data, call.provider, call.user_model)
         return parse_generate_response(call, data)
@@ -577,7 +570,10 @@ def adc_token(credentials: Any = None) -> tuple[str, str | None]:
 
                 info = credentials
                 if isinstance(info, str):
-                    info = orjson.loads(open(info, "rb").read()) if not info.lstrip().startswith("{") else orjson.loads(info)
+                    if not info.lstrip().startswith("{"):
+                        with open(info, "rb") as fh:
+                            info = fh.read()
+                    info = orjson.loads(info)
                 creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
                 project = info.get("project_id")
             cached = _adc_cache[key] = [creds, project]
@@ -620,8 +616,4 @@ class VertexProvider(GeminiProvider):
         params = self.check_params(call)
         token, adc_project = self._token(call)
         url = self.url(call, self._project_location(call)[0] or adc_project)
-        headers = {"Content-Type": "application/json",
-                   "Accept": "text/event-stream" if call.stream else "application/json",
-                   "Authorization": f"Bearer {token}"}
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", url, headers, orjson.dumps(build_body(call, params)))
+        return post_json(call, url, {"Authorization": f"Bearer {token}"}, build_body(call, params))

@@ -15,6 +15,7 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError
 from ..types import ModelResponse, Usage
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
+from .common import load_object, malformed, post_json
 
 __all__ = [
     "OpenAIProvider",
@@ -73,22 +74,13 @@ class OpenAIStreamDecoder(ChunkDecoder):
             if data == b"[DONE]":
                 self.done = True
                 continue
-            try:
+            try:  # inline rather than load_object: this is the hot path of every OpenAI-shaped stream
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
-                raise APIError(
-                    f"The upstream sent malformed JSON in a stream chunk ({exc}): {data[:300]!r}",
-                    llm_provider=self._provider,
-                    model=self._model,
-                    body=data,
-                ) from None
+                raise malformed(data, self._provider, self._model, "a stream chunk",
+                                f"malformed JSON ({exc})") from None
             if type(chunk) is not dict:
-                raise APIError(
-                    f"The upstream sent a stream chunk that is not a JSON object: {data[:300]!r}",
-                    llm_provider=self._provider,
-                    model=self._model,
-                    body=data,
-                )
+                raise malformed(data, self._provider, self._model, "a stream chunk", "JSON that is not an object")
             if "error" in chunk and not chunk.get("choices"):
                 raise stream_error(chunk, self._provider, self._model)
             out.append(chunk)
@@ -132,31 +124,11 @@ _STATUS_BY_ERROR_TYPE = {
 
 def parse_openai_completion(call: Call, body: bytes) -> ModelResponse:
     """A ``chat.completion`` JSON body → ``ModelResponse`` (usage counted if missing)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(
-            f"The upstream answered 200 with malformed JSON ({exc}): {body[:300]!r}",
-            llm_provider=call.provider,
-            model=call.user_model,
-            body=body,
-        ) from None
-    if not isinstance(data, dict):
-        raise APIError(
-            f"The upstream answered 200 with JSON that is not an object: {body[:300]!r}",
-            llm_provider=call.provider,
-            model=call.user_model,
-            body=body,
-        )
+    data = load_object(body, call.provider, call.user_model)
     if "error" in data and not data.get("choices"):
         raise stream_error(data, call.provider, call.user_model)
     if not isinstance(data.get("choices"), list):
-        raise APIError(
-            f"The upstream answered 200 without a 'choices' list: {body[:300]!r}",
-            llm_provider=call.provider,
-            model=call.user_model,
-            body=body,
-        )
+        raise malformed(body, call.provider, call.user_model, "the response body", "no 'choices' list")
     data.pop("stream", None)
     data["model"] = call.user_model or data.get("model")
     response = ModelResponse(**data)
@@ -269,17 +241,11 @@ class OpenAIProvider(Provider):
         params = self.check_params(call)
         base = self.resolve_api_base(call)
         key = self.resolve_api_key(call, base)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if call.stream:
-            headers["Accept"] = "text/event-stream"
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
         organization = call.extra.get("organization")
         if organization:
-            headers["OpenAI-Organization"] = organization
-        headers.update(call.extra_headers)
-        body = orjson.dumps(self.build_body(call, params))
-        return HttpRequest("POST", base + "/chat/completions", headers, body)
+            auth["OpenAI-Organization"] = organization
+        return post_json(call, base + "/chat/completions", auth, self.build_body(call, params))
 
     def parse_response(
         self, call: Call, status: int, headers: Mapping[str, str], body: bytes

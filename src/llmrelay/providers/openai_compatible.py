@@ -12,13 +12,17 @@ models refusing ``temperature`` and the like) are left to the host's own error.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..exceptions import UnsupportedParamsError
 from .base import OPENAI_PARAMS, Call
 from .openai import OpenAIProvider
 
 __all__ = ["Host", "HOSTS", "HostProvider", "make_provider"]
+
+log = logging.getLogger("llmrelay")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Host:
     rename_params: dict[str, str] = field(default_factory=dict)
     #: Prepended to model names that have no "/" (Fireworks' "accounts/fireworks/models/").
     model_prefix: str = ""
+    #: The host accepts ``n`` only when it is 1.
+    single_choice: bool = False
 
 
 def _only(*names: str) -> frozenset[str]:
@@ -42,15 +48,20 @@ def _only(*names: str) -> frozenset[str]:
 
 
 HOSTS: dict[str, Host] = {
-    # console.groq.com/docs/openai: logprobs, logit_bias, top_logprobs are rejected; n must be 1.
+    # console.groq.com/docs/openai: logprobs, logit_bias, top_logprobs are a 400; "If N is
+    # supplied, it must be equal to 1" (messages[].name is also refused: not handled here).
     "groq": Host(
         "https://api.groq.com/openai/v1", ("GROQ_API_KEY",), ("GROQ_API_BASE",), True,
         unsupported_params=frozenset({"logprobs", "logit_bias", "top_logprobs"}),
+        single_choice=True,
     ),
-    # api-docs.deepseek.com: base_url https://api.deepseek.com; no n, logit_bias, seed.
+    # api-docs.deepseek.com (Create Chat Completion): base_url https://api.deepseek.com; the
+    # documented body has max_tokens (no max_completion_tokens) and no n, logit_bias or seed,
+    # which DeepSeek would ignore silently; refused here so the caller knows.
     "deepseek": Host(
         "https://api.deepseek.com", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_API_BASE",), True,
         unsupported_params=frozenset({"logit_bias", "seed", "n"}),
+        rename_params={"max_completion_tokens": "max_tokens"},
     ),
     # docs.mistral.ai (chat completions): extra fields are rejected; seed is random_seed.
     "mistral": Host(
@@ -70,7 +81,8 @@ HOSTS: dict[str, Host] = {
         "https://api.fireworks.ai/inference/v1",
         ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY", "FIREWORKS_AI_TOKEN"),
         ("FIREWORKS_API_BASE", "FIREWORKS_AI_API_BASE"), True,
-        unsupported_params=frozenset({"logit_bias"}),
+        # docs.fireworks.ai/tools-sdks/openai-compatibility lists no refused parameter today
+        # (only max_tokens being lowered to fit the context): nothing is filtered.
         model_prefix="accounts/fireworks/models/",
     ),
     "openrouter": Host(
@@ -78,7 +90,9 @@ HOSTS: dict[str, Host] = {
         ("OPENROUTER_API_BASE", "OR_API_BASE"), True,
     ),
     "xai": Host("https://api.x.ai/v1", ("XAI_API_KEY",), ("XAI_API_BASE",), True),
-    # docs.perplexity.ai: no tools, n, logprobs, logit_bias, seed, stop.
+    # docs.perplexity.ai (OpenAI compatibility): base_url https://api.perplexity.ai; the standard
+    # parameters it documents are these (plus response_format, web_search_options and
+    # reasoning_effort); no tools, n, logprobs, logit_bias, seed, stop.
     "perplexity": Host(
         "https://api.perplexity.ai", ("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"),
         ("PERPLEXITY_API_BASE",), True,
@@ -119,6 +133,20 @@ class HostProvider(OpenAIProvider):
             self.supported_params = host.supported_params
         elif host.unsupported_params:
             self.supported_params = OPENAI_PARAMS - host.unsupported_params
+
+    def check_params(self, call: Call) -> dict[str, Any]:
+        params = super().check_params(call)
+        if self.host.single_choice and params.get("n", 1) != 1:
+            if not call.drop_params:
+                raise UnsupportedParamsError(
+                    f"{call.provider} supports only n=1 (got n={params['n']})."
+                    " Pass drop_params=True (or set llmrelay.drop_params = True) to drop it.",
+                    llm_provider=call.provider,
+                    model=call.user_model or call.model,
+                )
+            log.debug("dropping n=%s unsupported by %s", params["n"], call.provider)
+            params = {k: v for k, v in params.items() if k != "n"}
+        return params
 
     def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
         host = self.host
