@@ -321,35 +321,14 @@ class Router:
         err, _, _ = self._unavailable(group, deps, now)
         return err
 
-    def _choose_or_wait_sync(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
-        choice = self._choose(group, deps, stream, tried)
-        if isinstance(choice, Deployment) or self.rate_limit_wait <= 0:
-            return choice
-        deadline = _monotonic() + self.rate_limit_wait
-        while True:
-            now = _monotonic()
-            err, wait, limited = self._unavailable(group, deps, now)
-            if not limited or now >= deadline:
-                return err
-            time.sleep(max(0.005, min(wait or 0.05, 0.05, deadline - now)))
-            choice = self._choose(group, deps, stream, tried)
-            if isinstance(choice, Deployment):
-                return choice
-
-    async def _choose_or_wait_async(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
-        choice = self._choose(group, deps, stream, tried)
-        if isinstance(choice, Deployment) or self.rate_limit_wait <= 0:
-            return choice
-        deadline = _monotonic() + self.rate_limit_wait
-        while True:
-            now = _monotonic()
-            err, wait, limited = self._unavailable(group, deps, now)
-            if not limited or now >= deadline:
-                return err
-            await asyncio.sleep(max(0.005, min(wait or 0.05, 0.05, deadline - now)))
-            choice = self._choose(group, deps, stream, tried)
-            if isinstance(choice, Deployment):
-                return choice
+    def _limit_pause(self, group: str, deps: list[Deployment], deadline: float) -> tuple[RateLimitError, float | None]:
+        """While only rpm/tpm/parallel limits are in the way and ``deadline`` is ahead: the
+        error so far and how long to pause before looking again (None: give up now)."""
+        now = _monotonic()
+        err, wait, limited = self._unavailable(group, deps, now)
+        if not limited or now >= deadline:
+            return err, None
+        return err, max(0.005, min(wait or 0.05, 0.05, deadline - now))
 
     def _retry_wait(self, group_deps: list[Deployment], tried: set[str], attempt: int, exc: BaseException) -> float:
         """No wait when an untried deployment is available; else backoff / Retry-After."""
@@ -391,42 +370,36 @@ class Router:
             if idle is None:
                 # LiteLLM's per-call ``timeout`` on a stream means the per-read timeout
                 idle = overrides.get("timeout") or dep.timeout or self.timeout
-            if idle is not None:
-                kw["timeout"] = idle
+            # Until the first chunk only the time to it applies; the idle bound is set after it.
+            wait = first if first is not None else idle
+            if wait is not None:
+                kw["timeout"] = wait
             return kw, first, idle
         total = overrides.get("timeout") or dep.timeout or self.timeout
         if total is not None:
             kw["timeout"] = total
         return kw, total, None
 
-    def _finish_ok(self, dep: Deployment, group: str, result: Any, attempts: list, count: bool) -> None:
-        hidden = getattr(result, "_hidden_params", None)
-        if isinstance(hidden, dict):
-            hidden["model_group"] = group
-            hidden["model_id"] = dep.id
-            if dep.api_base and not hidden.get("api_base"):
-                hidden["api_base"] = dep.api_base
-            if attempts:
-                hidden["router_attempts"] = list(attempts)
-        if count:
-            usage = getattr(result, "usage", None)
-            tokens = getattr(usage, "total_tokens", 0) if usage is not None else 0
-            if tokens:
-                dep.add_tokens(tokens)
-
     @staticmethod
-    def _split_overrides(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _split_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Pop the router's own call arguments out of ``kwargs`` (a fresh ``**kwargs`` dict)."""
         overrides: dict[str, Any] = {}
         if kwargs:
             for key in _ROUTER_CALL_KWARGS:
                 if key in kwargs:
-                    kwargs = dict(kwargs) if not overrides else kwargs
                     overrides[key] = kwargs.pop(key)
-            if "request_timeout" in overrides and "timeout" not in overrides:
-                overrides["timeout"] = overrides["request_timeout"]
-            if "max_retries" in overrides and "num_retries" not in overrides:
-                overrides["num_retries"] = overrides["max_retries"]
-        return kwargs, overrides
+            if overrides:
+                if "request_timeout" in overrides and "timeout" not in overrides:
+                    overrides["timeout"] = overrides["request_timeout"]
+                if "max_retries" in overrides and "num_retries" not in overrides:
+                    overrides["num_retries"] = overrides["max_retries"]
+                for key in ("timeout", "stream_timeout", "stream_idle_timeout"):
+                    if key in overrides:
+                        overrides[key] = _seconds(overrides[key], key)
+                retries = overrides.get("num_retries")
+                if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+                    raise ValueError(f"num_retries must be a non-negative integer, got {retries!r}")
+        return overrides
 
     def _next_group(self, model: str, exc: BaseException, tried_groups: list[str], overrides: dict[str, Any]) -> str | None:
         kind = fallback_kind(exc)
@@ -446,18 +419,12 @@ class Router:
             if chain is None:
                 chain = table.get("*")
             for target in chain or ():
-                if target not in tried_groups:
+                if target not in tried_groups and target in self._groups:
                     return target
         for target in self.default_fallbacks:
-            if target not in tried_groups:
+            if target not in tried_groups and target in self._groups:
                 return target
         return None
-
-    @staticmethod
-    def _fail(exc: BaseException, attempts: list) -> BaseException:
-        if isinstance(exc, APIError):
-            exc.attempts = list(attempts)
-        return exc
 
     # ================================================================== sync
     def completion(
@@ -473,105 +440,52 @@ class Router:
         ``stream_timeout``, ``stream_idle_timeout``, ``fallbacks``,
         ``context_window_fallbacks``, ``content_policy_fallbacks`` override the router's.
         """
-        deps = self._group(model)
-        kwargs, overrides = self._split_overrides(kwargs)
-        attempts: list[dict[str, Any]] = []
-        tried_groups = [model]
-        group = model
-        while True:
-            try:
-                return self._run_group_sync(group, deps, messages, stream, kwargs, overrides, attempts)
-            except LLMRelayError as exc:
-                target = self._next_group(model, exc, tried_groups, overrides)
-                if target is None:
-                    raise self._fail(exc, attempts) from None
-                log.info("group %s failed (%s); falling back to %s", group, type(exc).__name__, target)
-                tried_groups.append(target)
-                group = target
-                deps = self._groups[target]
-
-    def _run_group_sync(self, group: str, deps: list[Deployment], messages: Any, stream: bool,
-                        kwargs: dict[str, Any], overrides: dict[str, Any], attempts: list) -> Any:
         from .main import completion
 
-        retries = overrides.get("num_retries")
-        retries = self.num_retries if retries is None else retries
-        tried: set[str] = set()
-        last: BaseException | None = None
-        attempt = 0
+        run = _Run(self, model, messages, stream, kwargs)
         while True:
-            dep = self._choose_or_wait_sync(group, deps, stream, tried)
-            if not isinstance(dep, Deployment):
-                attempts.append({"model_group": group, "deployment_id": None, "error": type(dep).__name__,
-                                 "status_code": 429, "message": dep.message, "elapsed": 0.0})
-                raise last if last is not None else dep
-            tried.add(dep.id)
-            kw, limit, idle = self._call_kwargs(dep, kwargs, overrides, stream)
-            count = self._usage_based or dep.tpm is not None
-            start = _monotonic()
-            dep.start(start)
+            dep = run.next_deployment()
+            if type(dep) is float:
+                time.sleep(dep)
+                continue
+            kw, limit = run.begin(dep)
             try:
-                if not stream:
-                    try:
-                        result = completion(dep.model, messages, False, **kw)
-                    finally:
-                        dep.done()
-                    dep.success(_monotonic() - start, False)
-                    self._finish_ok(dep, group, result, attempts, count)
-                    return result
-                result = self._open_stream_sync(completion, dep, messages, kw, limit, idle, start, attempts, count)
-                self._finish_ok(dep, group, result, attempts, False)
-                return result
+                if stream:
+                    return run.stream_ok(self._open_stream_sync(completion, run, dep, kw, limit))
+                try:
+                    result = completion(dep.model, messages, False, **kw)
+                finally:
+                    dep.done()
+                return run.ok(result)
             except LLMRelayError as exc:
-                elapsed = _monotonic() - start
-                self._record_failure(dep, exc, elapsed, stream)
-                attempts.append(attempt_record(group, dep, exc, elapsed))
-                last = exc
-                if attempt >= retries or not retryable(exc):
-                    raise
-                wait = self._retry_wait(deps, tried, attempt, exc)
-                attempt += 1
-                log.debug("retrying %s (attempt %d) in %.2fs after %s", group, attempt, wait, type(exc).__name__)
-                if wait > 0:
-                    time.sleep(wait)
+                wait = run.failed(exc)
+            if wait > 0:
+                time.sleep(wait)
 
-    def _open_stream_sync(self, completion: Any, dep: Deployment, messages: Any, kw: dict[str, Any],
-                          first_timeout: float | None, idle: float | None, start: float, attempts: list,
-                          count: bool) -> Any:
-        """Open the stream and read its first chunk (within ``first_timeout``)."""
-        if first_timeout is not None:
-            kw["timeout"] = first_timeout if idle is None else min(first_timeout, idle)
+    def _open_stream_sync(self, completion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
+                          first_timeout: float | None) -> tuple[Any, Any]:
+        """Open the stream and read its first chunk (within ``first_timeout``): (stream, chunk)."""
         try:
-            stream = completion(dep.model, messages, True, **kw)
+            stream = completion(dep.model, run.messages, True, **kw)
         except BaseException:
             dep.done()
             raise
-        tracked = TrackedSource(stream.source, self, dep, stream.state, attempts, count, dep.model_name, start)
-        stream.source = tracked
-        timed = False
+        tracked = run.track(stream)
         if first_timeout is not None:
-            left = first_timeout - (_monotonic() - start)
+            left = first_timeout - (_monotonic() - run.start)
             if left <= 0:
                 stream.close()
-                raise _ttft_timeout(dep, first_timeout)
-            timed = tracked.set_read_timeout(left)
+                raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout)
+            tracked.set_read_timeout(left)
         try:
             first = next(stream)
         except StopIteration:
             first = None
         except Timeout as exc:
             if first_timeout is not None:
-                raise _ttft_timeout(dep, first_timeout) from exc
+                raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout) from exc
             raise
-        if timed:
-            from . import settings
-
-            tracked.set_read_timeout(idle if idle is not None else settings.get("request_timeout"))
-        dep.success(_monotonic() - start, True)
-        tracked.delivered = True
-        if first is not None:
-            stream.unread(first)
-        return stream
+        return stream, first
 
     # ================================================================== async
     async def acompletion(
@@ -582,91 +496,46 @@ class Router:
         **kwargs: Any,
     ) -> Any:
         """The async twin of :meth:`completion` (returns what ``llmrelay.acompletion`` does)."""
-        deps = self._group(model)
-        kwargs, overrides = self._split_overrides(kwargs)
-        attempts: list[dict[str, Any]] = []
-        tried_groups = [model]
-        group = model
-        while True:
-            try:
-                return await self._run_group_async(group, deps, messages, stream, kwargs, overrides, attempts)
-            except LLMRelayError as exc:
-                target = self._next_group(model, exc, tried_groups, overrides)
-                if target is None:
-                    raise self._fail(exc, attempts) from None
-                log.info("group %s failed (%s); falling back to %s", group, type(exc).__name__, target)
-                tried_groups.append(target)
-                group = target
-                deps = self._groups[target]
-
-    async def _run_group_async(self, group: str, deps: list[Deployment], messages: Any, stream: bool,
-                               kwargs: dict[str, Any], overrides: dict[str, Any], attempts: list) -> Any:
         from .main import acompletion
 
-        retries = overrides.get("num_retries")
-        retries = self.num_retries if retries is None else retries
-        tried: set[str] = set()
-        last: BaseException | None = None
-        attempt = 0
+        run = _Run(self, model, messages, stream, kwargs)
         while True:
-            dep = await self._choose_or_wait_async(group, deps, stream, tried)
-            if not isinstance(dep, Deployment):
-                attempts.append({"model_group": group, "deployment_id": None, "error": type(dep).__name__,
-                                 "status_code": 429, "message": dep.message, "elapsed": 0.0})
-                raise last if last is not None else dep
-            tried.add(dep.id)
-            kw, limit, idle = self._call_kwargs(dep, kwargs, overrides, stream)
-            count = self._usage_based or dep.tpm is not None
-            start = _monotonic()
-            dep.start(start)
+            dep = run.next_deployment()
+            if type(dep) is float:
+                await asyncio.sleep(dep)
+                continue
+            kw, limit = run.begin(dep)
             try:
-                if not stream:
-                    try:
-                        if limit is None:
-                            result = await acompletion(dep.model, messages, False, **kw)
-                        else:
-                            try:
-                                result = await asyncio.wait_for(
-                                    acompletion(dep.model, messages, False, **kw), limit
-                                )
-                            except asyncio.TimeoutError:  # not the builtin one before 3.11
-                                raise Timeout(
-                                    f"No response from {dep.model} within timeout={limit}s",
-                                    model=dep.model,
-                                ) from None
-                    finally:
-                        dep.done()
-                    dep.success(_monotonic() - start, False)
-                    self._finish_ok(dep, group, result, attempts, count)
-                    return result
-                result = await self._open_stream_async(acompletion, dep, messages, kw, limit, start, attempts, count)
-                self._finish_ok(dep, group, result, attempts, False)
-                return result
+                if stream:
+                    return run.stream_ok(await self._open_stream_async(acompletion, run, dep, kw, limit))
+                try:
+                    if limit is None:
+                        result = await acompletion(dep.model, messages, False, **kw)
+                    else:
+                        try:
+                            result = await asyncio.wait_for(acompletion(dep.model, messages, False, **kw), limit)
+                        except asyncio.TimeoutError:  # not the builtin one before 3.11
+                            raise _timeout(dep, "No response", "timeout", limit) from None
+                finally:
+                    dep.done()
+                return run.ok(result)
             except LLMRelayError as exc:
-                elapsed = _monotonic() - start
-                self._record_failure(dep, exc, elapsed, stream)
-                attempts.append(attempt_record(group, dep, exc, elapsed))
-                last = exc
-                if attempt >= retries or not retryable(exc):
-                    raise
-                wait = self._retry_wait(deps, tried, attempt, exc)
-                attempt += 1
-                log.debug("retrying %s (attempt %d) in %.2fs after %s", group, attempt, wait, type(exc).__name__)
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                wait = run.failed(exc)
+            if wait > 0:
+                await asyncio.sleep(wait)
 
-    async def _open_stream_async(self, acompletion: Any, dep: Deployment, messages: Any, kw: dict[str, Any],
-                                 first_timeout: float | None, start: float, attempts: list, count: bool) -> Any:
+    async def _open_stream_async(self, acompletion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
+                                 first_timeout: float | None) -> tuple[Any, Any]:
+        """Open the stream and read its first chunk (within ``first_timeout``): (stream, chunk)."""
         holder: list[Any] = []
 
         async def open_and_peek() -> Any:
             try:
-                stream = await acompletion(dep.model, messages, True, **kw)
+                stream = await acompletion(dep.model, run.messages, True, **kw)
             except BaseException:
                 dep.done()
                 raise
-            tracked = TrackedSource(stream.source, self, dep, stream.state, attempts, count, dep.model_name, start)
-            stream.source = tracked
+            run.track(stream)
             holder.append(stream)
             try:
                 return await stream.__anext__()
@@ -681,21 +550,168 @@ class Router:
             except asyncio.TimeoutError:  # not the builtin one before 3.11
                 if holder:
                     await holder[0].aclose()
-                raise _ttft_timeout(dep, first_timeout) from None
-        stream = holder[0]
-        dep.success(_monotonic() - start, True)
-        stream.source.delivered = True
-        if first is not None:
-            stream.unread(first)
-        return stream
+                raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout) from None
+        return holder[0], first
 
     def __repr__(self) -> str:
         return f"<Router strategy={self.routing_strategy!r} groups={self.model_names}>"
 
 
-def _ttft_timeout(dep: Deployment, seconds: float) -> Timeout:
+class _Run:
+    """One routed call: which group and deployments are left, the attempts so far.
+
+    Everything but the waiting and the call itself, so :meth:`Router.completion` and
+    :meth:`Router.acompletion` differ only in how they call and wait.
+    """
+
+    __slots__ = ("router", "model", "messages", "stream", "kwargs", "overrides", "attempts", "tried_groups",
+                 "group", "deps", "tried", "attempt", "retries", "last", "deadline", "count", "dep", "start",
+                 "first_timeout", "idle")
+
+    def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]) -> None:
+        self.router = router
+        self.model = model
+        self.deps = router._group(model)
+        self.messages = messages
+        self.stream = stream
+        self.kwargs = kwargs
+        self.overrides = overrides = router._split_overrides(kwargs)
+        retries = overrides.get("num_retries")
+        self.retries = router.num_retries if retries is None else retries
+        self.attempts: list[dict[str, Any]] = []
+        self.tried_groups = [model]
+        self.group = model
+        self.tried: set[str] = set()
+        self.attempt = 0
+        self.last: LLMRelayError | None = None
+        self.deadline: float | None = None  # while waiting for a deployment under its limits
+        self.count = False
+        self.dep: Deployment | None = None  # the deployment being called, since ``start``
+        self.start = 0.0
+        self.first_timeout: float | None = None
+        self.idle: float | None = None
+
+    # ---------------------------------------------------------------- choosing
+    def next_deployment(self) -> Deployment | float:
+        """The deployment to call next, or seconds to pause before asking again.
+
+        Raises the final error when nothing is left to try.
+        """
+        router = self.router
+        choice = router._choose(self.group, self.deps, self.stream, self.tried)
+        if isinstance(choice, Deployment):
+            self.deadline = None
+            return choice
+        if router.rate_limit_wait > 0:
+            if self.deadline is None:
+                self.deadline = _monotonic() + router.rate_limit_wait
+            choice, pause = router._limit_pause(self.group, self.deps, self.deadline)
+            if pause is not None:
+                return pause
+        self.deadline = None
+        self.attempts.append({"model_group": self.group, "deployment_id": None, "error": type(choice).__name__,
+                              "status_code": 429, "message": choice.message, "elapsed": 0.0})
+        self._group_failed(self.last if self.last is not None else choice)
+        return self.next_deployment()  # in the fallback group
+
+    def begin(self, dep: Deployment) -> tuple[dict[str, Any], float | None]:
+        """Mark ``dep`` busy: (kwargs for completion, the whole call's or first chunk's timeout)."""
+        router = self.router
+        self.tried.add(dep.id)
+        kw, limit, idle = router._call_kwargs(dep, self.kwargs, self.overrides, self.stream)
+        self.first_timeout = limit if self.stream else None
+        self.idle = idle
+        self.count = router._usage_based or dep.tpm is not None
+        self.dep = dep
+        self.start = start = _monotonic()
+        dep.start(start)
+        return kw, limit
+
+    # ---------------------------------------------------------------- outcomes
+    def ok(self, result: Any) -> Any:
+        """A non-streaming call succeeded."""
+        dep = self.dep
+        dep.success(_monotonic() - self.start, False)
+        self._label(dep, result)
+        if self.count:
+            usage = getattr(result, "usage", None)
+            tokens = getattr(usage, "total_tokens", 0) if usage is not None else 0
+            if tokens:
+                dep.add_tokens(tokens)
+        return result
+
+    def track(self, stream: Any) -> TrackedSource:
+        """Put a :class:`TrackedSource` between the stream and its source."""
+        tracked = TrackedSource(stream.source, self.router, self.dep, stream.state, self.attempts, self.count,
+                                self.group, self.start)
+        stream.source = tracked
+        return tracked
+
+    def stream_ok(self, opened: tuple[Any, Any]) -> Any:
+        """A stream delivered its first chunk (or ended cleanly without one): hand it over."""
+        stream, first = opened
+        dep = self.dep
+        dep.success(_monotonic() - self.start, True)
+        source = stream.source
+        source.delivered = True
+        if self.first_timeout is not None:
+            # From here on the gaps between chunks are bounded by the idle timeout
+            if self.idle is None:
+                from . import settings
+
+                source.set_read_timeout(settings.get("request_timeout"))
+            else:
+                source.set_read_timeout(self.idle)
+        if first is not None:
+            stream.unread(first)
+        self._label(dep, stream)
+        return stream
+
+    def _label(self, dep: Deployment, result: Any) -> None:
+        hidden = getattr(result, "_hidden_params", None)
+        if isinstance(hidden, dict):
+            hidden["model_group"] = self.group
+            hidden["model_id"] = dep.id
+            if dep.api_base and not hidden.get("api_base"):
+                hidden["api_base"] = dep.api_base
+            if self.attempts:
+                hidden["router_attempts"] = list(self.attempts)
+
+    def failed(self, exc: LLMRelayError) -> float:
+        """Record a failed attempt; seconds to wait before the next one. Raises when final."""
+        router = self.router
+        dep = self.dep
+        elapsed = _monotonic() - self.start
+        router._record_failure(dep, exc, elapsed, self.stream)
+        self.attempts.append(attempt_record(self.group, dep, exc, elapsed))
+        self.last = exc
+        if self.attempt < self.retries and retryable(exc):
+            wait = router._retry_wait(self.deps, self.tried, self.attempt, exc)
+            self.attempt += 1
+            log.debug("retrying %s (attempt %d) in %.2fs after %s", self.group, self.attempt, wait, type(exc).__name__)
+            return wait
+        self._group_failed(exc)
+        return 0.0
+
+    def _group_failed(self, exc: LLMRelayError) -> None:
+        """Move on to the next fallback group, or raise ``exc`` (with ``attempts``)."""
+        target = self.router._next_group(self.model, exc, self.tried_groups, self.overrides)
+        if target is None:
+            if isinstance(exc, APIError):
+                exc.attempts = list(self.attempts)
+            raise exc
+        log.info("group %s failed (%s); falling back to %s", self.group, type(exc).__name__, target)
+        self.tried_groups.append(target)
+        self.group = target
+        self.deps = self.router._groups[target]
+        self.tried = set()
+        self.attempt = 0
+        self.last = None
+
+
+def _timeout(dep: Deployment, what: str, setting: str, seconds: float) -> Timeout:
     return Timeout(
-        f"No first chunk from {dep.model} within stream_timeout={seconds}s",
+        f"{what} from {dep.model} within {setting}={seconds}s",
         model=dep.model,
         llm_provider=(dep.model.split("/", 1)[0] if "/" in dep.model else None),
     )

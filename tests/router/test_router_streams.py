@@ -198,3 +198,20 @@ async def test_peeked_stream_is_complete_and_ordered(upstreams, mode):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from A"
     assert chunks[-1].usage is not None
     assert len({c.id for c in chunks}) == 1
+
+
+@MODES
+@pytest.mark.parametrize("where", ["before_headers", "after_headers"])
+async def test_idle_timeout_does_not_apply_before_the_first_chunk(upstreams, mode, where):
+    # A long prefill (0.8 s to the first chunk) is within stream_timeout, though longer than the
+    # idle timeout: only stream_timeout bounds the wait for the first chunk.
+    a = upstreams[0]
+    router = Router(model_list=[deployment(a)], stream_timeout=10, stream_idle_timeout=0.3)
+    events = text_stream_events(DEFAULT_TEXT)
+    if where == "before_headers":
+        a.enqueue(stream_reply(events, delay_headers=0.8))
+    else:
+        a.enqueue(stream_reply([Sleep(0.8), *events]))
+    text, _ = await call(router, mode, True)
+    assert text == DEFAULT_TEXT
+    assert counts(upstreams)[0] == 1

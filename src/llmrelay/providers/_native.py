@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import orjson
 
 from ..exceptions import APIError, BadRequestError
+from ..types import ModelResponse
 
 __all__ = [
     "env_first",
@@ -21,6 +22,7 @@ __all__ = [
     "json_arguments",
     "load_json_body",
     "bad_request",
+    "chat_response",
 ]
 
 
@@ -98,3 +100,15 @@ def load_json_body(body: bytes, provider: str, model: str | None) -> dict:
 
 def bad_request(message: str, provider: str, model: str | None) -> BadRequestError:
     return BadRequestError(message, llm_provider=provider, model=model)
+
+
+def chat_response(call: Any, fields: dict[str, Any], usage: dict | None) -> ModelResponse:
+    """A ``chat.completion`` from its fields; usage counted offline when the upstream sent none."""
+    if usage:
+        fields["usage"] = usage
+    response = ModelResponse(**fields)
+    if response.usage is None:
+        from .openai import count_usage
+
+        response.usage = count_usage(call, response)
+    return response

@@ -48,7 +48,7 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
-from ._native import bad_request, env_first, json_arguments, load_json_body, parse_data_url, text_of
+from ._native import bad_request, chat_response, env_first, json_arguments, load_json_body, parse_data_url, text_of
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -542,14 +542,7 @@ class BedrockProvider(Provider):
             "model": model,
             "choices": [{"index": 0, "message": out, "finish_reason": _STOP_REASONS.get(data.get("stopReason"), "stop")}],
         }
-        if data.get("usage"):
-            fields["usage"] = _usage(data["usage"])
-        response = ModelResponse(**fields)
-        if response.usage is None:
-            from .openai import count_usage
-
-            response.usage = count_usage(call, response)
-        return response
+        return chat_response(call, fields, _usage(data["usage"]) if data.get("usage") else None)
 
     def stream_decoder(self, call: Call) -> BedrockStreamDecoder:
         return BedrockStreamDecoder(call.provider, call.user_model or call.model)

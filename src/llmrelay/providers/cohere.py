@@ -27,7 +27,7 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from ._native import env_first, load_json_body, text_of
+from ._native import chat_response, env_first, load_json_body, text_of
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
@@ -316,15 +316,7 @@ class CohereProvider(Provider):
             "model": model,
             "choices": [{"index": 0, "message": out, "finish_reason": _FINISH.get(reason, "stop")}],
         }
-        usage = _usage(data.get("usage"))
-        if usage:
-            fields["usage"] = usage
-        response = ModelResponse(**fields)
-        if response.usage is None:
-            from .openai import count_usage
-
-            response.usage = count_usage(call, response)
-        return response
+        return chat_response(call, fields, _usage(data.get("usage")))
 
     def stream_decoder(self, call: Call) -> CohereStreamDecoder:
         return CohereStreamDecoder(call.provider, call.user_model or call.model)

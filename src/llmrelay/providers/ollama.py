@@ -30,6 +30,7 @@ from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
 from ._native import (
     bad_request,
+    chat_response,
     env_first,
     json_arguments,
     load_json_body,
@@ -340,15 +341,7 @@ class OllamaProvider(Provider):
                 {"index": 0, "message": out, "finish_reason": _finish(data.get("done_reason"), bool(calls))}
             ],
         }
-        usage = _usage(data)
-        if usage:
-            fields["usage"] = usage
-        response = ModelResponse(**fields)
-        if response.usage is None:
-            from .openai import count_usage
-
-            response.usage = count_usage(call, response)
-        return response
+        return chat_response(call, fields, _usage(data))
 
     def stream_decoder(self, call: Call) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(call.provider, call.user_model or call.model)

@@ -92,6 +92,16 @@ class AsyncResponse:
         except Exception as exc:  # noqa: BLE001
             raise _map_error(exc, self._request, self._provider, self._model) from exc
 
+    def set_read_timeout(self, seconds: float | None) -> None:
+        """Bound every further read of this body by ``seconds`` (None: no bound).
+
+        Takes effect from the next bytes received (aiohttp re-arms its read timer then).
+        """
+        raw = self._raw
+        protocol = getattr(getattr(raw, "connection", None), "protocol", None) if raw is not None else None
+        if protocol is not None:
+            protocol.read_timeout = seconds
+
     def close(self) -> None:
         raw = self._raw
         if raw is not None:
@@ -146,6 +156,10 @@ class AsyncStreamSource(StreamSourceBase):
             if items:
                 return items
         return None
+
+    def set_read_timeout(self, seconds: float | None) -> None:
+        """Change the read timeout for the rest of the stream (time to first chunk, idle)."""
+        self._response.set_read_timeout(seconds)
 
     def next_batch(self) -> list | None:
         from ..streaming import StreamUsageError
