@@ -48,7 +48,7 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
-from ._native import bad_request, chat_response, env_first, json_arguments, load_json_body, parse_data_url, text_of
+from .common import arguments_dict, bad_request, chat_response, content_text, first_env, load_object, parse_data_url
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -304,7 +304,7 @@ class BedrockProvider(Provider):
         return model
 
     def region(self, call: Call) -> str:
-        region = call.extra.get("aws_region_name") or env_first(("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"))
+        region = call.extra.get("aws_region_name") or first_env(("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"))
         if not region:
             try:
                 region = _session(call.extra.get("aws_profile_name")).get_config_variable("region")
@@ -319,7 +319,7 @@ class BedrockProvider(Provider):
             if call.extra.get(unsupported):
                 raise bad_request(f"{unsupported} (assuming an AWS role) is not supported yet.", call.provider, model)
         region = self.region(call)
-        base = call.api_base or call.extra.get("aws_bedrock_runtime_endpoint") or env_first(("AWS_BEDROCK_RUNTIME_ENDPOINT",))
+        base = call.api_base or call.extra.get("aws_bedrock_runtime_endpoint") or first_env(("AWS_BEDROCK_RUNTIME_ENDPOINT",))
         base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         action = "converse-stream" if call.stream else "converse"
         url = f"{base}/model/{quote(self.model_id(call), safe='')}/{action}"
@@ -327,7 +327,7 @@ class BedrockProvider(Provider):
         headers = {"Content-Type": "application/json"}
         headers["Accept"] = "application/vnd.amazon.eventstream" if call.stream else "application/json"
         headers.update(call.extra_headers)
-        token = call.api_key or env_first(("AWS_BEARER_TOKEN_BEDROCK",))
+        token = call.api_key or first_env(("AWS_BEARER_TOKEN_BEDROCK",))
         if token:
             headers["Authorization"] = f"Bearer {token}"
             return HttpRequest("POST", url, headers, body)
@@ -445,7 +445,7 @@ class BedrockProvider(Provider):
             role = message.get("role")
             content = message.get("content")
             if role in ("system", "developer"):
-                text = text_of(content)
+                text = content_text(content)
                 if text:
                     system.append({"text": text})
             elif role == "user":
@@ -460,18 +460,18 @@ class BedrockProvider(Provider):
                         blocks.append({"reasoningContent": {"reasoningText": text_block}})
                     elif block.get("type") == "redacted_thinking":
                         blocks.append({"reasoningContent": {"redactedContent": block.get("data")}})
-                text = text_of(content)
+                text = content_text(content)
                 if text.strip():
                     blocks.append({"text": text})
                 for tc in message.get("tool_calls") or ():
                     fn = tc.get("function") or {}
                     blocks.append(
-                        {"toolUse": {"toolUseId": tc.get("id"), "name": fn.get("name"), "input": json_arguments(fn.get("arguments"))}}
+                        {"toolUse": {"toolUseId": tc.get("id"), "name": fn.get("name"), "input": arguments_dict(fn.get("arguments"))}}
                     )
                 add("assistant", blocks)
             elif role in ("tool", "function"):
                 result_id = message.get("tool_call_id") or message.get("name")
-                add("user", [{"toolResult": {"toolUseId": result_id, "content": [{"text": text_of(content)}]}}])
+                add("user", [{"toolResult": {"toolUseId": result_id, "content": [{"text": content_text(content)}]}}])
         return system, out
 
     @staticmethod
@@ -505,7 +505,7 @@ class BedrockProvider(Provider):
     # ---------------------------------------------------------------- response
     def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
         model = call.user_model or call.model
-        data = load_json_body(body, call.provider, model)
+        data = load_object(body, call.provider, model)
         message = (data.get("output") or {}).get("message") or {}
         texts: list[str] = []
         reasoning: list[str] = []

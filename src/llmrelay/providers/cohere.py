@@ -27,7 +27,7 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from ._native import chat_response, env_first, load_json_body, text_of
+from .common import chat_response, content_text, first_env, load_object
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
@@ -168,7 +168,7 @@ class CohereProvider(Provider):
         self.name = name
 
     def url(self, call: Call) -> str:
-        base = (call.api_base or env_first(("COHERE_API_BASE",)) or DEFAULT_API_BASE).rstrip("/")
+        base = (call.api_base or first_env(("COHERE_API_BASE",)) or DEFAULT_API_BASE).rstrip("/")
         if base.endswith("/v1/chat"):
             return base[: -len("/v1/chat")] + "/v2/chat"
         if base.endswith("/chat"):
@@ -180,7 +180,7 @@ class CohereProvider(Provider):
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
         url = self.url(call)
-        key = call.api_key or env_first(("COHERE_API_KEY", "CO_API_KEY"))
+        key = call.api_key or first_env(("COHERE_API_KEY", "CO_API_KEY"))
         if not key and url.startswith(DEFAULT_API_BASE):
             raise AuthenticationError(
                 "No API key for Cohere: pass api_key= or set COHERE_API_KEY.",
@@ -249,7 +249,7 @@ class CohereProvider(Provider):
             role = message.get("role")
             content = message.get("content")
             if role in ("system", "developer"):
-                out.append({"role": "system", "content": text_of(content)})
+                out.append({"role": "system", "content": content_text(content)})
             elif role == "user":
                 if isinstance(content, list):
                     parts = []
@@ -266,7 +266,7 @@ class CohereProvider(Provider):
                     out.append({"role": "user", "content": content or ""})
             elif role == "assistant":
                 item: dict[str, Any] = {"role": "assistant"}
-                text = text_of(content)
+                text = content_text(content)
                 calls = message.get("tool_calls")
                 if calls:
                     item["tool_calls"] = [
@@ -281,12 +281,12 @@ class CohereProvider(Provider):
                     item["content"] = text
                 out.append(item)
             elif role in ("tool", "function"):
-                out.append({"role": "tool", "tool_call_id": message.get("tool_call_id"), "content": text_of(content)})
+                out.append({"role": "tool", "tool_call_id": message.get("tool_call_id"), "content": content_text(content)})
         return out
 
     def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
         model = call.user_model or call.model
-        data = load_json_body(body, call.provider, model)
+        data = load_object(body, call.provider, model)
         reason = data.get("finish_reason")
         if reason == "ERROR":
             raise _finish_error(data, call.provider, model)

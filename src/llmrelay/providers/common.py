@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any, Iterable
 
 import orjson
 
-from ..exceptions import APIError, AuthenticationError
+from ..exceptions import APIError, AuthenticationError, BadRequestError
+from ..types import ModelResponse
 from .base import Call, HttpRequest
 
 __all__ = [
@@ -20,6 +22,9 @@ __all__ = [
     "load_object",
     "malformed",
     "post_json",
+    "new_tool_call_id",
+    "bad_request",
+    "chat_response",
     "REASONING_BUDGETS",
 ]
 
@@ -28,14 +33,14 @@ REASONING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:
-    """``data:<mime>;base64,<data>`` → ``(mime, data)``; None for any other URL."""
+    """``data:<mime>;base64,<data>`` → ``(mime, data)``; None for any other URL (also for a
+    data URL that is not base64: providers take base64 only)."""
     if not url.startswith("data:"):
         return None
     head, sep, data = url[5:].partition(",")
-    if not sep:
+    if not sep or not head.endswith(";base64"):
         return None
-    mime = head.split(";", 1)[0] or "application/octet-stream"
-    return mime, data
+    return head[:-7].split(";", 1)[0] or "application/octet-stream", data
 
 
 def content_text(content: Any) -> str:
@@ -68,6 +73,7 @@ def arguments_dict(arguments: Any) -> Any:
 
 
 def first_env(names: Iterable[str]) -> str | None:
+    """The first of these environment variables that is set and not empty."""
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -118,3 +124,24 @@ def post_json(call: Call, url: str, auth: dict[str, str], body: Any) -> HttpRequ
     headers.update(auth)
     headers.update(call.extra_headers)
     return HttpRequest("POST", url, headers, orjson.dumps(body))
+
+
+def new_tool_call_id() -> str:
+    """An OpenAI-style tool call id for providers that do not send one."""
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def bad_request(message: str, provider: str, model: str | None) -> BadRequestError:
+    return BadRequestError(message, llm_provider=provider, model=model)
+
+
+def chat_response(call: Any, fields: dict[str, Any], usage: dict | None) -> ModelResponse:
+    """A ``chat.completion`` from its fields; usage counted offline when the upstream sent none."""
+    if usage:
+        fields["usage"] = usage
+    response = ModelResponse(**fields)
+    if response.usage is None:
+        from .openai import count_usage
+
+        response.usage = count_usage(call, response)
+    return response

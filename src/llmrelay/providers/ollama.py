@@ -28,16 +28,7 @@ from ..codecs.ndjson import NDJSONDecoder
 from ..exceptions import APIError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from ._native import (
-    bad_request,
-    chat_response,
-    env_first,
-    json_arguments,
-    load_json_body,
-    new_tool_call_id,
-    parse_data_url,
-    text_of,
-)
+from .common import arguments_dict, bad_request, chat_response, content_text, first_env, load_object, new_tool_call_id, parse_data_url
 
 __all__ = ["OllamaProvider", "OllamaStreamDecoder", "make_provider"]
 
@@ -180,12 +171,12 @@ class OllamaProvider(Provider):
     # ---------------------------------------------------------------- request
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
-        base = (call.api_base or env_first(("OLLAMA_API_BASE", "OLLAMA_HOST")) or DEFAULT_API_BASE).rstrip("/")
+        base = (call.api_base or first_env(("OLLAMA_API_BASE", "OLLAMA_HOST")) or DEFAULT_API_BASE).rstrip("/")
         if not base.startswith(("http://", "https://")):
             base = "http://" + base  # OLLAMA_HOST is often host:port
         url = base if base.endswith("/api/chat") else base + "/api/chat"
         headers = {"Content-Type": "application/json"}
-        key = call.api_key or env_first(("OLLAMA_API_KEY",))
+        key = call.api_key or first_env(("OLLAMA_API_KEY",))
         if key:
             headers["Authorization"] = f"Bearer {key}"
         headers.update(call.extra_headers)
@@ -261,15 +252,15 @@ class OllamaProvider(Provider):
             role = message.get("role")
             content = message.get("content")
             if role in ("system", "developer"):
-                out.append({"role": "system", "content": text_of(content)})
+                out.append({"role": "system", "content": content_text(content)})
             elif role == "user":
-                item: dict[str, Any] = {"role": "user", "content": text_of(content)}
+                item: dict[str, Any] = {"role": "user", "content": content_text(content)}
                 images = self._images(content, provider, model)
                 if images:
                     item["images"] = images
                 out.append(item)
             elif role == "assistant":
-                item = {"role": "assistant", "content": text_of(content)}
+                item = {"role": "assistant", "content": content_text(content)}
                 reasoning = message.get("reasoning_content")
                 if reasoning:
                     item["thinking"] = reasoning
@@ -281,11 +272,11 @@ class OllamaProvider(Provider):
                         if tc.get("id"):
                             names[tc["id"]] = fn.get("name")
                         item["tool_calls"].append(
-                            {"function": {"name": fn.get("name"), "arguments": json_arguments(fn.get("arguments"))}}
+                            {"function": {"name": fn.get("name"), "arguments": arguments_dict(fn.get("arguments"))}}
                         )
                 out.append(item)
             elif role in ("tool", "function"):
-                item = {"role": "tool", "content": text_of(content)}
+                item = {"role": "tool", "content": content_text(content)}
                 name = message.get("name") or names.get(message.get("tool_call_id") or "")
                 if name:
                     item["tool_name"] = name
@@ -321,7 +312,7 @@ class OllamaProvider(Provider):
     # ---------------------------------------------------------------- response
     def parse_response(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> ModelResponse:
         model = call.user_model or call.model
-        data = load_json_body(body, call.provider, model)
+        data = load_object(body, call.provider, model)
         if "error" in data:
             raise in_stream_error(data, call.provider, model)
         message = data.get("message") or {}
