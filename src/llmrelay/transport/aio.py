@@ -10,9 +10,8 @@ import asyncio
 import weakref
 from typing import Any
 
-from ..exceptions import APIConnectionError, APIError, Timeout
 from ..providers.base import HttpRequest
-from .source import StreamSourceBase
+from .base import ResponseBase, StreamSourceBase, transport_error
 
 __all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions"]
 
@@ -55,34 +54,20 @@ async def close_sessions() -> None:
         await session.close()
 
 
-def _map_error(exc: BaseException, request: HttpRequest, provider: str | None, model: str | None) -> APIError:
-    where = request.url.split("?", 1)[0]
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return Timeout(f"Timed out talking to {where}", llm_provider=provider, model=model)
-    return APIConnectionError(
-        f"Connection error talking to {where}: {type(exc).__name__}: {exc}",
-        llm_provider=provider,
-        model=model,
-    )
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.TimeoutError, TimeoutError))
 
 
-class AsyncResponse:
-    __slots__ = ("status", "headers", "_raw", "_request", "_provider", "_model")
-
-    def __init__(self, raw: Any, request: HttpRequest, provider: str | None, model: str | None) -> None:
-        self._raw = raw
-        self.status: int = raw.status
-        self.headers: dict[str, str] = dict(raw.headers)
-        self._request = request
-        self._provider = provider
-        self._model = model
+class AsyncResponse(ResponseBase):
+    __slots__ = ()
+    _timed_out = staticmethod(_timed_out)
 
     async def read(self) -> bytes:
         try:
             data = await self._raw.read()
         except Exception as exc:  # noqa: BLE001
             self.close()
-            raise _map_error(exc, self._request, self._provider, self._model) from exc
+            raise self._error(exc) from exc
         self.release()
         return data
 
@@ -90,7 +75,7 @@ class AsyncResponse:
         try:
             return await self._raw.content.readany()
         except Exception as exc:  # noqa: BLE001
-            raise _map_error(exc, self._request, self._provider, self._model) from exc
+            raise self._error(exc) from exc
 
     def set_read_timeout(self, seconds: float | None) -> None:
         """Bound every further read of this body by ``seconds`` (None: no bound).
@@ -103,15 +88,13 @@ class AsyncResponse:
             protocol.read_timeout = seconds
 
     def close(self) -> None:
-        raw = self._raw
+        raw = self._detach()
         if raw is not None:
-            self._raw = None
             raw.close()
 
     def release(self) -> None:
-        raw = self._raw
+        raw = self._detach()
         if raw is not None:
-            self._raw = None
             raw.release()
 
 
@@ -141,7 +124,7 @@ async def send(
             ),
         )
     except Exception as exc:  # noqa: BLE001
-        raise _map_error(exc, request, provider, model) from exc
+        raise transport_error(exc, request, provider, model, _timed_out(exc)) from exc
     return AsyncResponse(raw, request, provider, model)
 
 

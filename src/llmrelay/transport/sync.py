@@ -6,9 +6,8 @@ import os
 import threading
 from typing import Any
 
-from ..exceptions import APIConnectionError, APIError, Timeout
 from ..providers.base import HttpRequest
-from .source import StreamSourceBase
+from .base import ResponseBase, StreamSourceBase, transport_error
 
 __all__ = ["send", "SyncResponse", "SyncStreamSource"]
 
@@ -30,47 +29,31 @@ def _get_pool() -> Any:
     return _pool
 
 
-def _map_error(exc: BaseException, request: HttpRequest, provider: str | None, model: str | None) -> APIError:
+def _timed_out(exc: BaseException) -> bool:
     import urllib3.exceptions as ue
 
-    where = request.url.split("?", 1)[0]
     # NewConnectionError subclasses ConnectTimeoutError in urllib3, but it is a refusal.
-    if isinstance(exc, (ue.TimeoutError, TimeoutError)) and not isinstance(exc, ue.NewConnectionError):
-        return Timeout(f"Timed out talking to {where}: {exc}", llm_provider=provider, model=model)
-    return APIConnectionError(
-        f"Connection error talking to {where}: {type(exc).__name__}: {exc}",
-        llm_provider=provider,
-        model=model,
-    )
+    return isinstance(exc, (ue.TimeoutError, TimeoutError)) and not isinstance(exc, ue.NewConnectionError)
 
 
-class SyncResponse:
-    """Status and headers of a sent request; the body is read on demand."""
-
-    __slots__ = ("status", "headers", "_raw", "_request", "_provider", "_model")
-
-    def __init__(self, raw: Any, request: HttpRequest, provider: str | None, model: str | None) -> None:
-        self._raw = raw
-        self.status: int = raw.status
-        self.headers: dict[str, str] = dict(raw.headers)
-        self._request = request
-        self._provider = provider
-        self._model = model
+class SyncResponse(ResponseBase):
+    __slots__ = ()
+    _timed_out = staticmethod(_timed_out)
 
     def read(self) -> bytes:
         try:
             data = self._raw.read()
         except Exception as exc:  # noqa: BLE001 - mapped to our hierarchy
             self.close()
-            raise _map_error(exc, self._request, self._provider, self._model) from exc
-        self._raw.release_conn()
+            raise self._error(exc) from exc
+        self.release()
         return data
 
     def read1(self) -> bytes:
         try:
             return self._raw.read1(65536)
         except Exception as exc:  # noqa: BLE001
-            raise _map_error(exc, self._request, self._provider, self._model) from exc
+            raise self._error(exc) from exc
 
     def set_read_timeout(self, seconds: float | None) -> None:
         """Bound every further read of this body by ``seconds`` (None: no bound)."""
@@ -81,9 +64,8 @@ class SyncResponse:
 
     def close(self) -> None:
         """Drop the connection (it may be mid-body, so it is not returned to the pool)."""
-        raw = self._raw
+        raw = self._detach()
         if raw is not None:
-            self._raw = None
             try:
                 raw.close()
                 raw.release_conn()
@@ -92,9 +74,8 @@ class SyncResponse:
 
     def release(self) -> None:
         """The body was read to its end: the connection goes back to the pool."""
-        raw = self._raw
+        raw = self._detach()
         if raw is not None:
-            self._raw = None
             raw.release_conn()
 
 
@@ -121,7 +102,7 @@ def send(
             timeout=urllib3.Timeout(connect=connect_timeout or timeout, read=timeout),
         )
     except Exception as exc:  # noqa: BLE001
-        raise _map_error(exc, request, provider, model) from exc
+        raise transport_error(exc, request, provider, model, _timed_out(exc)) from exc
     return SyncResponse(raw, request, provider, model)
 
 

@@ -1,0 +1,102 @@
+"""What the sync and async transports share; they differ only in how they wait.
+
+A response wraps the HTTP client's response (status, headers, body on demand) and maps the
+client's exceptions onto ours. A stream source turns a streamed response and the provider's
+decoder into batches of chunk dicts for :class:`~llmrelay.streaming.CustomStreamWrapper`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codecs.errors import CodecError
+from ..exceptions import APIConnectionError, APIError, Timeout
+from ..providers.base import HttpRequest, StreamDecoder
+
+__all__ = ["transport_error", "ResponseBase", "StreamSourceBase"]
+
+
+def transport_error(
+    exc: BaseException, request: HttpRequest, provider: str | None, model: str | None, timed_out: bool
+) -> APIError:
+    """``Timeout`` or ``APIConnectionError`` for an HTTP client's exception."""
+    where = request.url.split("?", 1)[0]
+    if timed_out:
+        detail = f": {exc}" if str(exc) else ""
+        return Timeout(f"Timed out talking to {where}{detail}", llm_provider=provider, model=model)
+    return APIConnectionError(
+        f"Connection error talking to {where}: {type(exc).__name__}: {exc}",
+        llm_provider=provider,
+        model=model,
+    )
+
+
+class ResponseBase:
+    """Status and headers of a sent request; the body is read on demand."""
+
+    __slots__ = ("status", "headers", "_raw", "_request", "_provider", "_model")
+
+    def __init__(self, raw: Any, request: HttpRequest, provider: str | None, model: str | None) -> None:
+        self._raw = raw
+        self.status: int = raw.status
+        self.headers: dict[str, str] = dict(raw.headers)
+        self._request = request
+        self._provider = provider
+        self._model = model
+
+    @staticmethod
+    def _timed_out(exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    def _error(self, exc: BaseException) -> APIError:
+        return transport_error(exc, self._request, self._provider, self._model, self._timed_out(exc))
+
+    def _detach(self) -> Any:
+        """The client's response, once: later calls get None (close/release are idempotent)."""
+        raw, self._raw = self._raw, None
+        return raw
+
+
+class StreamSourceBase:
+    __slots__ = ("_response", "_decoder", "_eof", "_provider", "_model")
+
+    def __init__(self, response: Any, decoder: StreamDecoder, provider: str | None, model: str | None) -> None:
+        self._response = response
+        self._decoder = decoder
+        self._eof = False
+        self._provider = provider
+        self._model = model
+
+    @property
+    def complete(self) -> bool:
+        """Whether the provider's end-of-stream marker was seen."""
+        return self._decoder.done
+
+    def _ready(self) -> bool:
+        """Before a read: raise an error parked behind delivered chunks; False at the end."""
+        error = self._decoder.error
+        if error is not None:
+            self._decoder.error = None
+            raise error
+        return not self._eof
+
+    def _took(self, data: bytes) -> list:
+        """One read's bytes (``b""`` at the end of the body) → the chunks they completed."""
+        try:
+            if data:
+                return self._decoder.feed(data)
+            self._eof = True
+            self._response.release()
+            return self._decoder.close()
+        except CodecError as exc:
+            raise APIError(
+                f"The upstream sent bytes that could not be decoded: {exc}",
+                llm_provider=self._provider,
+                model=self._model,
+            ) from exc
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def aclose(self) -> None:
+        self._response.close()
