@@ -208,7 +208,7 @@ class ProxyApp:
 
     async def _exception(self, ctx: _Ctx, send: Send, exc: BaseException) -> None:
         if not isinstance(exc, LLMRelayError):
-            log.error("unexpected error handling request %s", ctx.request_id.decode(), exc_info=exc)
+            self._log_unexpected(ctx, exc)
         status, body, extra = errors.status_and_body(exc, self.redact)
         ctx.error = type(exc).__name__
         await self._json(ctx, send, status, body, extra)
@@ -390,7 +390,7 @@ class ProxyApp:
                         parts.clear()
             except Exception as exc:  # noqa: BLE001 - after the first chunk: an error frame
                 if not isinstance(exc, LLMRelayError):
-                    log.error("unexpected error in stream %s", ctx.request_id.decode(), exc_info=exc)
+                    self._log_unexpected(ctx, exc)
                 ctx.error = type(exc).__name__
                 parts.append(errors.error_frame(exc, self.redact))
                 await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
@@ -402,6 +402,13 @@ class ProxyApp:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    def _log_unexpected(self, ctx: _Ctx, exc: BaseException) -> None:
+        # A bug, not an upstream error: log the traceback, with secrets removed like everything else.
+        import traceback
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        log.error("unexpected error handling request %s: %s", ctx.request_id.decode(), self.redact(text))
 
     # ------------------------------------------------------------------ the log line
     def _log(self, ctx: _Ctx, method: str, path: str) -> None:
