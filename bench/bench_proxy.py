@@ -8,6 +8,13 @@ Three kinds of processes, so none measures itself:
 * a load generator (aiohttp, ``C`` concurrent connections for ``--seconds``) pointed at one or
   the other.
 
+A last "paced" cell (C=1) measures TTFT with an upstream that pauses 5 ms after the first
+content chunk, as a real model does between tokens. In the burst cells the fake upstream writes
+all chunks within ~1 ms, so upstream, gateway and load generator are three busy processes on
+this 2-core machine: the load generator waits up to a burst's length for a CPU before it can
+read a first chunk the gateway has already written (measured: ~0.8 ms at C=1), which is not
+time the gateway adds. The paced cell's added TTFT is the gateway's own.
+
 Reported per (mode, C): req/s and chunks/s for both targets, added TTFT p50/p99 and added latency
 p50/p99 (gateway minus direct), gateway CPU per request and per chunk (from /proc utime+stime),
 gateway RSS idle and at the end of the run under load.
@@ -32,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CLK = os.sysconf("SC_CLK_TCK")
 MESSAGES = [{"role": "user", "content": "Hello"}]
+#: Pause after the first content chunk in the "paced" TTFT cell (see ``_load``).
+PACE_GAP = 0.005
 
 
 # ============================================================ the fake upstream (own process)
@@ -77,8 +86,12 @@ def run_upstream(port_file: str, chunks: int) -> None:
                 break
         if b'"stream":true' in body.replace(b" ", b""):
             await send({"type": "http.response.start", "status": 200, "headers": sse_headers})
-            for frame in frames:
+            paced = b'"user":"bench-paced"' in body
+            for i, frame in enumerate(frames):
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
+                if paced and i == 1:
+                    # the first content chunk, then a pause as a real model takes between tokens
+                    await asyncio.sleep(PACE_GAP)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         else:
             await send({"type": "http.response.start", "status": 200, "headers": json_headers})
@@ -93,11 +106,14 @@ def run_upstream(port_file: str, chunks: int) -> None:
 
 
 # ============================================================ the load generator (own process)
-async def _load(url: str, stream: bool, conc: int, seconds: float) -> dict:
+async def _load(url: str, stream: bool, conc: int, seconds: float, paced: bool = False) -> dict:
     import aiohttp
     import orjson
 
-    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream})
+    request = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream}
+    if paced:
+        request["user"] = "bench-paced"
+    body = orjson.dumps(request)
     headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
     ttfts: list[float] = []
     lats: list[float] = []
@@ -152,7 +168,7 @@ async def _load(url: str, stream: bool, conc: int, seconds: float) -> dict:
 def run_loadgen(url: str, mode: str, conc: int, seconds: float) -> None:
     import uvloop
 
-    result = uvloop.run(_load(url, mode == "stream", conc, seconds))
+    result = uvloop.run(_load(url, mode != "nonstream", conc, seconds, paced=mode == "paced"))
     sys.stdout.write(json.dumps(result))
 
 
@@ -259,12 +275,13 @@ def main() -> None:
         time.sleep(0.3)
         idle_rss = _rss_mib(gateway.pid)
         rows = []
-        for mode in ("stream", "nonstream"):
-            for conc in [int(c) for c in args.conc.split(",")]:
-                direct, _, _ = _loadgen(f"http://127.0.0.1:{up_port}/v1/chat/completions", mode, conc,
-                                        args.seconds, None)
-                via, cpu, rss = _loadgen(f"{gw_url}/v1/chat/completions", mode, conc, args.seconds, gateway.pid)
-                rows.append((mode, conc, direct, via, cpu, rss))
+        cells = [(mode, int(c)) for mode in ("stream", "nonstream") for c in args.conc.split(",")]
+        cells.append(("paced", 1))
+        for mode, conc in cells:
+            direct, _, _ = _loadgen(f"http://127.0.0.1:{up_port}/v1/chat/completions", mode, conc,
+                                    args.seconds, None)
+            via, cpu, rss = _loadgen(f"{gw_url}/v1/chat/completions", mode, conc, args.seconds, gateway.pid)
+            rows.append((mode, conc, direct, via, cpu, rss))
         print(f"\nllmrelay gateway benchmark: 1 worker, {args.seconds:g}s per cell, streaming = {args.chunks} "
               f"chunks/response; startup {startup * 1000:.0f} ms; idle RSS {idle_rss:.1f} MiB\n")
         head = ("mode", "C", "direct req/s", "gw req/s", "ratio", "direct chunk/s", "gw chunk/s",
@@ -278,13 +295,13 @@ def main() -> None:
             per_chunk = cpu / g["chunks"] * 1e6 if g["chunks"] else float("nan")
             cells = [
                 mode, conc, f"{d_rps:.0f}", f"{g_rps:.0f}", f"{g_rps / d_rps:.2f}",
-                f"{d['chunks'] / d['wall']:.0f}" if mode == "stream" else "-",
-                f"{g['chunks'] / g['wall']:.0f}" if mode == "stream" else "-",
+                f"{d['chunks'] / d['wall']:.0f}" if mode != "nonstream" else "-",
+                f"{g['chunks'] / g['wall']:.0f}" if mode != "nonstream" else "-",
                 f"{(_pct(g['ttft'], .5) - _pct(d['ttft'], .5)) * 1000:.2f}",
                 f"{(_pct(g['ttft'], .99) - _pct(d['ttft'], .99)) * 1000:.2f}",
                 f"{(_pct(g['lat'], .5) - _pct(d['lat'], .5)) * 1000:.2f}",
                 f"{(_pct(g['lat'], .99) - _pct(d['lat'], .99)) * 1000:.2f}",
-                f"{per_req:.0f}", f"{per_chunk:.1f}" if mode == "stream" else "-",
+                f"{per_req:.0f}", f"{per_chunk:.1f}" if mode != "nonstream" else "-",
                 f"{rss:.1f}", d["errors"] + g["errors"],
             ]
             print("| " + " | ".join(str(c) for c in cells) + " |")

@@ -194,6 +194,10 @@ def _post(http, content, **kw):
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "api_base": "http://evil"}',
          400, "api_base"),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "api_key": "x"}', 400, "api_key"),
+        *[(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "%s": "x"}' % key.encode(),
+           400, key)
+          for key in ("aws_region_name", "aws_profile_name", "vertex_location", "vertex_project",
+                      "vertex_access_token", "model_path", "n_ctx")],
         (b'{"model": "nope", "messages": [{"role": "user", "content": "Hi"}]}', 404, "model"),
     ],
 )

@@ -208,7 +208,7 @@ class ProxyApp:
 
     async def _exception(self, ctx: _Ctx, send: Send, exc: BaseException) -> None:
         if not isinstance(exc, LLMRelayError):
-            log.error("unexpected error handling request %s", ctx.request_id.decode(), exc_info=exc)
+            self._log_unexpected(ctx, exc)
         status, body, extra = errors.status_and_body(exc, self.redact)
         ctx.error = type(exc).__name__
         await self._json(ctx, send, status, body, extra)
@@ -225,14 +225,8 @@ class ProxyApp:
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole request body, or None if it is larger than the limit."""
         limit = self.max_body
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        body = message.get("body", b"")
-        if not message.get("more_body"):
-            return body if len(body) <= limit else None
-        parts = [body]
-        size = len(body)
+        parts: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -243,7 +237,7 @@ class ProxyApp:
                 return None
             parts.append(body)
             if not message.get("more_body"):
-                return b"".join(parts)
+                return body if len(parts) == 1 else b"".join(parts)
 
     async def _too_large(self, ctx: _Ctx, send: Send) -> None:
         await self._error(
@@ -328,14 +322,17 @@ class ProxyApp:
             t = _perf()
             try:
                 result = await self.models.acompletion(model, messages, stream, params)
+                # A stream's first chunk is awaited before the response starts, so that a
+                # failure before it is still a normal HTTP error (the stream closes itself).
+                first = await _first_chunk(result) if stream else None
             except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error
                 ctx.upstream += _perf() - t
                 ctx.done = True
                 return await self._exception(ctx, send, exc)
+            ctx.upstream += _perf() - t
             if stream:
-                await self._stream(ctx, send, result, model, t)
+                await self._stream(ctx, send, result, first, model)
             else:
-                ctx.upstream += _perf() - t
                 result.model = model
                 ctx.usage = result.__dict__.get("usage")
                 body = _dumps(result, default=_plain_default)
@@ -353,17 +350,8 @@ class ProxyApp:
             ctx.done = True
             watcher.cancel()
 
-    async def _stream(self, ctx: _Ctx, send: Send, stream: Any, model: str, t: float) -> None:
+    async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, model: str) -> None:
         try:
-            try:
-                first = await stream.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except Exception as exc:  # noqa: BLE001 - before the first chunk: an HTTP error
-                ctx.upstream += _perf() - t
-                ctx.done = True
-                return await self._exception(ctx, send, exc)
-            ctx.upstream += _perf() - t
             ctx.status = 200
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + ctx.headers()})
             if first is None:
@@ -390,7 +378,7 @@ class ProxyApp:
                         parts.clear()
             except Exception as exc:  # noqa: BLE001 - after the first chunk: an error frame
                 if not isinstance(exc, LLMRelayError):
-                    log.error("unexpected error in stream %s", ctx.request_id.decode(), exc_info=exc)
+                    self._log_unexpected(ctx, exc)
                 ctx.error = type(exc).__name__
                 parts.append(errors.error_frame(exc, self.redact))
                 await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
@@ -402,6 +390,13 @@ class ProxyApp:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    def _log_unexpected(self, ctx: _Ctx, exc: BaseException) -> None:
+        # A bug, not an upstream error: log the traceback, with secrets removed like everything else.
+        import traceback
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        log.error("unexpected error handling request %s: %s", ctx.request_id.decode(), self.redact(text))
 
     # ------------------------------------------------------------------ the log line
     def _log(self, ctx: _Ctx, method: str, path: str) -> None:
@@ -429,6 +424,14 @@ class ProxyApp:
         if ctx.error:
             record["error"] = self.redact(ctx.error)
         access_log.info(_dumps(record).decode())
+
+
+async def _first_chunk(stream: Any) -> Any:
+    """The stream's first chunk, or None if it has none."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 def _upstream_usage(stream: Any) -> Any:

@@ -27,7 +27,13 @@ _REFUSED = frozenset(
         "stream_timeout", "organization", "azure_ad_token", "model_list", "litellm_params",
     }
 )
-_REFUSED_PATTERN = re.compile(r"(api_key|access_key|secret|session_token|credential|password|api_base|endpoint)")
+#: Also refused: credentials anywhere in a name, and provider connection settings (a region,
+#: location or project picks the host the configured credentials are sent to; a local model's
+#: path and sizes pick files and memory on the gateway's machine).
+_REFUSED_PATTERN = re.compile(
+    r"api_key|access_key|secret|_token$|credential|password|api_base|endpoint|^(aws|vertex|azure|gcp|google)_"
+    r"|region|location|project|profile|^model_path$|^n_(ctx|threads|gpu_layers|batch)$"
+)
 
 
 def client_param_refused(key: str) -> bool:
