@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, AsyncIterator, Iterable, Iterator
+from typing import Any, Iterable
 
 from . import settings
 from .exceptions import APIConnectionError, APIError, InternalServerError
@@ -34,7 +34,6 @@ from .types import (
     ChatCompletionDeltaToolCall,
     Delta,
     Function,
-    ModelResponse,
     ModelResponseStream,
     OpenAIObject,
     StreamingChoices,
@@ -673,8 +672,3 @@ class CustomStreamWrapper:
             f"<CustomStreamWrapper model={self.model!r} provider={self.custom_llm_provider!r}"
             f" finished={self._finished}>"
         )
-
-
-def chunk_from_object(obj: ModelResponse) -> dict:
-    """A chunk object as a plain dict (what ``StreamState.process`` eats)."""
-    return obj.model_dump()

@@ -22,7 +22,6 @@ from servers.openai_server import (
     reasoning_stream,
     repeated_chunk_stream,
     stream_reply,
-    tool_call_stream,
 )
 
 TOOLS = [
