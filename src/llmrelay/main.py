@@ -240,7 +240,9 @@ def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStrea
 def _begin(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any], Any]:
     """Validate and resolve (no I/O): the call, its transport options and its provider."""
     call, options = prepare_call(model, messages, stream, kwargs)
-    return call, options, registry.get_provider(call.provider)
+    provider = registry.get_provider(call.provider)
+    call.user_model = provider.public_model(call.model)
+    return call, options, provider
 
 
 def _mocked(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:

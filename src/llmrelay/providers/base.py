@@ -140,6 +140,10 @@ class Provider:
         """A chunk source (``next_batch``/``anext_batch``/``close``/``aclose``/``complete``)."""
         raise NotImplementedError
 
+    def public_model(self, model: str) -> str:
+        """The model name responses and chunks carry (a provider may drop a route segment)."""
+        return model
+
     def build_request(self, call: Call) -> HttpRequest:
         raise NotImplementedError
 

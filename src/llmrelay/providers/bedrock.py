@@ -303,6 +303,10 @@ class BedrockProvider(Provider):
             model = model[len("converse/"):]
         return model
 
+    def public_model(self, model: str) -> str:
+        """``bedrock/converse/<id>`` answers as ``<id>``: ``converse/`` names the route."""
+        return model[len("converse/"):] if model.startswith("converse/") else model
+
     def region(self, call: Call) -> str:
         region = call.extra.get("aws_region_name") or first_env(("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"))
         if not region:
