@@ -33,6 +33,7 @@ __all__ = [
     "ModelResponseStream",
     "new_completion_id",
     "to_plain",
+    "json_default",
 ]
 
 _MISSING = object()
@@ -43,8 +44,9 @@ def new_completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex
 
 
-def _plain_default(obj: Any) -> Any:
-    """orjson ``default=`` hook: our objects serialise as their public attributes."""
+def json_default(obj: Any) -> Any:
+    """orjson ``default=`` hook: our objects serialise as their public attributes
+    (``orjson.dumps(chunk, default=json_default)``, no intermediate dict tree)."""
     if isinstance(obj, OpenAIObject):
         return obj.__dict__
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
@@ -137,7 +139,7 @@ class OpenAIObject:
         """The object as a JSON string."""
         if exclude_none:
             return orjson.dumps(self.model_dump(exclude_none=True)).decode()
-        return orjson.dumps(self, default=_plain_default).decode()
+        return orjson.dumps(self, default=json_default).decode()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..exceptions import LLMRelayError
-from ..types import _plain_default
+from ..types import json_default
 from . import errors
 from .auth import client_key, key_matches
 from .config import ProxyConfig
@@ -335,7 +335,7 @@ class ProxyApp:
             else:
                 result.model = model
                 ctx.usage = result.__dict__.get("usage")
-                body = _dumps(result, default=_plain_default)
+                body = _dumps(result, default=json_default)
                 ctx.done = True
                 await self._json(ctx, send, 200, body)
         except asyncio.CancelledError:
@@ -358,7 +358,7 @@ class ProxyApp:
                 ctx.done = True
                 return await send({"type": _BODY, "body": _DONE_FRAME, "more_body": False})
             dumps = _dumps
-            default = _plain_default
+            default = json_default
             first.model = model
             await send({"type": _BODY, "body": b"data: " + dumps(first, default=default) + b"\n\n", "more_body": True})
             ctx.ttft = _perf() - ctx.start
