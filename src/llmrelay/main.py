@@ -33,7 +33,6 @@ _CALL_KWARGS = {
     "api_base",
     "base_url",
     "api_key",
-    "api_version",
     "timeout",
     "request_timeout",
     "stream_timeout",
@@ -48,7 +47,6 @@ _CALL_KWARGS = {
     "stream",
     "messages",
     "model",
-    "metadata",
 }
 
 _NUMBER_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
@@ -141,9 +139,6 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
     validate_params(params, model)
     if not stream:
         params.pop("stream_options", None)
-    metadata = kwargs.get("metadata")
-    if metadata is not None:
-        extra["metadata"] = metadata
     extra_headers = dict(kwargs.get("headers") or {})
     extra_headers.update(kwargs.get("extra_headers") or {})
     extra_body = kwargs.get("extra_body") or {}
@@ -164,24 +159,21 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
         extra=extra,
         user_model=provider_model,
     )
-    if kwargs.get("api_version") is not None:
-        call.extra["api_version"] = kwargs["api_version"]
-    timeout = kwargs.get("timeout")
-    if timeout is None:
-        timeout = kwargs.get("stream_timeout") if stream else None
-    if timeout is None:
-        timeout = kwargs.get("request_timeout")
-    if timeout is None:
-        timeout = settings.get("request_timeout")
-    timeout = _timeout_seconds(timeout, model)
-    retries = kwargs.get("num_retries")
-    if retries is None:
-        retries = kwargs.get("max_retries")
-    if retries is None:
-        retries = settings.get("num_retries") or 0
+    names = ("timeout", "stream_timeout", "request_timeout") if stream else ("timeout", "request_timeout")
+    timeout = _timeout_seconds(_first_given(kwargs, names, settings.get("request_timeout")), model)
+    retries = _first_given(kwargs, ("num_retries", "max_retries"), settings.get("num_retries") or 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise _bad(f"num_retries must be a non-negative integer, got {retries!r}", model)
     return call, {"timeout": timeout, "retries": retries}
+
+
+def _first_given(kwargs: dict[str, Any], names: tuple[str, ...], default: Any) -> Any:
+    """The first of ``names`` the caller gave (not None), else ``default``."""
+    for name in names:
+        value = kwargs.get(name)
+        if value is not None:
+            return value
+    return default
 
 
 def _timeout_seconds(timeout: Any, model: Any) -> float | None:

@@ -65,7 +65,6 @@ OPENAI_PARAMS = frozenset(
         "prediction",
         "service_tier",
         "store",
-        "metadata",
         "web_search_options",
         "verbosity",
         "thinking",
