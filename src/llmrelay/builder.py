@@ -152,7 +152,9 @@ def stream_chunk_builder(
     if usage:
         response.usage = Usage(**_plain(usage))
     else:
-        response.usage = _count_usage(model, messages, out_choices)
+        from .tokens import completion_text, counted_usage
+
+        response.usage = counted_usage(model, messages, completion_text(c["message"] for c in out_choices))
     return response
 
 
@@ -182,24 +184,3 @@ def _merge_tools(state: _Choice, calls: Iterable[Any]) -> None:
             arguments = function.get("arguments")
             if arguments:
                 record[2].append(arguments)
-
-
-def _count_usage(model: str | None, messages: list | None, choices: list[dict]) -> Usage:
-    from .tokens import token_counter
-
-    model = model or ""
-    prompt = token_counter(model=model, messages=messages) if messages else 0
-    pieces = []
-    for choice in choices:
-        message = choice["message"]
-        pieces.append(message.get("content") or "")
-        pieces.append(message.get("reasoning_content") or "")
-        for tool in message.get("tool_calls") or ():
-            pieces.append(tool["function"]["name"])
-            pieces.append(tool["function"]["arguments"])
-        fc = message.get("function_call")
-        if fc:
-            pieces.append(fc["name"] + fc["arguments"])
-    text = "".join(pieces)
-    completion = token_counter(model=model, text=text) if text else 0
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)

@@ -18,7 +18,7 @@ from . import exceptions
 from .exceptions import BadRequestError
 from .providers.base import Call
 from .streaming import CustomStreamWrapper
-from .types import ModelResponse, Usage, new_completion_id
+from .types import ModelResponse, new_completion_id
 
 __all__ = ["mock_completion", "split_for_stream"]
 
@@ -90,17 +90,14 @@ def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrappe
             messages=call.messages,
             hidden_params={"custom_llm_provider": call.provider, "mock": True},
         )
-    from .tokens import token_counter
+    from .tokens import counted_usage
 
     response = ModelResponse(
         id=response_id,
         created=created,
         model=call.user_model,
         choices=[{"index": 0, "message": {"role": "assistant", "content": mock}, "finish_reason": "stop"}],
-        usage=Usage(
-            prompt_tokens=token_counter(model=call.user_model or "", messages=call.messages),
-            completion_tokens=token_counter(model=call.user_model or "", text=mock) if mock else 0,
-        ),
+        usage=counted_usage(call.user_model, call.messages, mock),
     )
     response._hidden_params = {"custom_llm_provider": call.provider, "mock": True}
     return response

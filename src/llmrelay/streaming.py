@@ -80,6 +80,11 @@ def normalize_finish_reason(reason: Any) -> str:
     return _FINISH_REASONS.get(key, "stop")
 
 
+def _as_dict(value: Any) -> dict:
+    """Chunks and their parts may come as our objects (cached or list streams) or mappings."""
+    return value.model_dump() if isinstance(value, OpenAIObject) else dict(value)
+
+
 class StreamUsageError(TypeError):
     """A stream was used the wrong way (``for`` over an ``acompletion`` stream, or the reverse)."""
 
@@ -109,13 +114,12 @@ class StreamState:
         llm_provider: str | None = None,
         include_usage: bool = False,
         messages: list | None = None,
-        response_id: str | None = None,
     ) -> None:
         self.model = model
         self.llm_provider = llm_provider
         self.include_usage = include_usage
         self.messages = messages
-        self.id = response_id
+        self.id: str | None = None
         self.created: int | None = None
         self.system_fingerprint: str | None = None
         self.upstream_usage: dict | None = None
@@ -127,29 +131,18 @@ class StreamState:
     def process(self, raw: Any) -> ModelResponseStream | None:
         """One upstream chunk (a dict in OpenAI's shape) → the chunk to yield, or None."""
         if type(raw) is not dict:
-            raw = raw.model_dump() if isinstance(raw, OpenAIObject) else dict(raw)
+            raw = _as_dict(raw)
         if self.id is None:
             self._start(raw)
         usage = raw.get("usage")
         if usage:
-            self.upstream_usage = usage.model_dump() if isinstance(usage, OpenAIObject) else usage
+            self.upstream_usage = usage if type(usage) is dict else _as_dict(usage)
         out = []
         for choice in raw.get("choices") or ():
             c = self._choice(choice)
             if c is not None:
                 out.append(c)
-        if not out:
-            return None
-        fields = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": out,
-        }
-        if self.system_fingerprint is not None:
-            fields["system_fingerprint"] = self.system_fingerprint
-        return _fast(ModelResponseStream, fields)
+        return self._chunk(out) if out else None
 
     def _start(self, raw: dict) -> None:
         self.id = raw.get("id") or new_completion_id()
@@ -160,7 +153,7 @@ class StreamState:
 
     def _choice(self, choice: Any) -> StreamingChoices | None:
         if type(choice) is not dict:
-            choice = choice.model_dump() if isinstance(choice, OpenAIObject) else dict(choice)
+            choice = _as_dict(choice)
         index = choice.get("index") or 0
         state = self.choices.get(index)
         if state is None:
@@ -227,7 +220,7 @@ class StreamState:
         out = []
         for position, call in enumerate(calls):
             if type(call) is not dict:
-                call = call.model_dump() if isinstance(call, OpenAIObject) else dict(call)
+                call = _as_dict(call)
             call_id = call.get("id")
             index = call.get("index")
             if index is None:
@@ -271,7 +264,7 @@ class StreamState:
 
     def _function_call(self, state: _ChoiceState, call: Any) -> Function:
         if type(call) is not dict:
-            call = call.model_dump() if isinstance(call, OpenAIObject) else dict(call)
+            call = _as_dict(call)
         if state.function_call is None:
             state.function_call = [None, []]
         if call.get("name") and state.function_call[0] is None:
@@ -341,22 +334,19 @@ class StreamState:
         """The upstream's usage if it sent one, else counted offline."""
         if self.upstream_usage:
             return Usage(**self.upstream_usage)
-        from .tokens import token_counter
+        from .tokens import counted_usage
 
-        prompt = token_counter(model=self.model or "", messages=self.messages) if self.messages else 0
         texts: list[str] = []
         for state in self.choices.values():
-            texts.append("".join(state.text))
-            texts.append("".join(state.reasoning))
+            texts += state.text
+            texts += state.reasoning
             for _id, name, args in state.tools.values():
                 texts.append(name or "")
-                texts.append("".join(args))
+                texts += args
             if state.function_call:
                 texts.append(state.function_call[0] or "")
-                texts.append("".join(state.function_call[1]))
-        text = "".join(texts)
-        completion = token_counter(model=self.model or "", text=text) if text else 0
-        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+                texts += state.function_call[1]
+        return counted_usage(self.model, self.messages, "".join(texts))
 
 
 # ====================================================================== sources
@@ -468,7 +458,6 @@ class CustomStreamWrapper:
         logging_obj: Any = None,
         stream_options: dict | None = None,
         messages: list | None = None,
-        response_id: str | None = None,
         hidden_params: dict | None = None,
     ) -> None:
         if hasattr(completion_stream, "next_batch"):
@@ -481,9 +470,7 @@ class CustomStreamWrapper:
         if messages is None and logging_obj is not None:
             messages = getattr(logging_obj, "messages", None)
         include_usage = bool(stream_options and stream_options.get("include_usage"))
-        self._state = StreamState(
-            model, custom_llm_provider, include_usage, messages, response_id=response_id
-        )
+        self._state = StreamState(model, custom_llm_provider, include_usage, messages)
         self._queue: deque = deque()
         self._finished = False
         self._closed = False

@@ -51,6 +51,8 @@ __all__ = [
     "get_encoding",
     "image_token_count",
     "token_counter",
+    "completion_text",
+    "counted_usage",
 ]
 
 CL100K_BASE = "cl100k_base"
@@ -441,3 +443,30 @@ def token_counter(
     if tools:
         total += _tools_tokens(enc, tools)
     return total
+
+
+def completion_text(messages: Iterable[Mapping[str, Any]]) -> str:
+    """What an answer's tokens were spent on, from its message dicts: content, reasoning, and
+    the names and arguments of tool and function calls."""
+    pieces: list[str] = []
+    for message in messages:
+        pieces.append(message.get("content") or "")
+        pieces.append(message.get("reasoning_content") or "")
+        calls = [tc.get("function") or {} for tc in message.get("tool_calls") or ()]
+        if message.get("function_call"):
+            calls.append(message["function_call"])
+        for fn in calls:
+            pieces.append(fn.get("name") or "")
+            pieces.append(fn.get("arguments") or "")
+    return "".join(pieces)
+
+
+def counted_usage(model: str | None, messages: list[Mapping[str, Any]] | None, completion: str) -> Any:
+    """A ``Usage`` counted offline: the prompt from ``messages``, the answer from its text."""
+    from .types import Usage
+
+    model = model or ""
+    return Usage(
+        prompt_tokens=token_counter(model=model, messages=messages) if messages else 0,
+        completion_tokens=token_counter(model=model, text=completion) if completion else 0,
+    )

@@ -147,25 +147,10 @@ def parse_openai_completion(call: Call, body: bytes) -> ModelResponse:
 
 def count_usage(call: Call, response: ModelResponse) -> Usage:
     """Usage counted offline for a response whose upstream sent none."""
-    from ..tokens import token_counter
+    from ..tokens import completion_text, counted_usage
 
-    texts = []
-    for choice in response.choices:
-        message = choice.message
-        if message is None:
-            continue
-        texts.append(message.content or "")
-        texts.append(message.reasoning_content or "")
-        for tc in message.tool_calls or ():
-            fn = tc.function
-            if fn is not None:
-                texts.append((fn.name or "") + (fn.arguments or ""))
-    text = "".join(texts)
-    model = call.user_model or call.model
-    return Usage(
-        prompt_tokens=token_counter(model=model, messages=call.messages),
-        completion_tokens=token_counter(model=model, text=text) if text else 0,
-    )
+    messages = [c.message.model_dump() for c in response.choices if c.message is not None]
+    return counted_usage(call.user_model or call.model, call.messages, completion_text(messages))
 
 
 class OpenAIProvider(Provider):
