@@ -264,3 +264,14 @@ def test_wrong_kind_of_iteration_is_a_clear_type_error(server):
 
     with pytest.raises(TypeError, match="use async for"):
         asyncio.run(iterate_async_stream_sync())
+
+
+def test_a_provider_registered_at_run_time(mode, server, monkeypatch):
+    from llmrelay.providers import registry
+
+    monkeypatch.setitem(registry.PROVIDERS, "myhost", "llmrelay.providers.openai:OpenAIProvider")
+    registry.register("myhost", "llmrelay.providers.openai:OpenAIProvider")
+    response = call(mode, model="myhost/some-model", messages=[{"role": "user", "content": "x"}],
+                    api_base=server.url + "/v1", api_key="k")
+    assert response._hidden_params["custom_llm_provider"] == "myhost"
+    assert server.last_json["model"] == "some-model"

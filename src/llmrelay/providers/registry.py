@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import Callable
 
 from ..exceptions import BadRequestError
 from .base import Provider
@@ -64,15 +63,12 @@ _cache: dict[str, Provider] = {}
 _lock = threading.Lock()
 
 
-def register(prefix: str, target: str | Callable[[str], Provider]) -> None:
-    """Add a provider at run time (``target`` as in :data:`PROVIDERS`, or a factory)."""
+def register(prefix: str, target: str) -> None:
+    """Add (or replace) a provider at run time; ``target`` is ``"module:factory"`` as in
+    :data:`PROVIDERS` (the factory is called with the prefix)."""
     with _lock:
+        PROVIDERS[prefix] = target
         _cache.pop(prefix, None)
-        if callable(target):
-            _cache[prefix] = target(prefix)
-            PROVIDERS[prefix] = f"{target.__module__}:{getattr(target, '__qualname__', 'factory')}"
-        else:
-            PROVIDERS[prefix] = target
 
 
 def known_prefixes() -> list[str]:
