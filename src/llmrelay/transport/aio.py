@@ -41,8 +41,6 @@ def _session() -> Any:
         )
         _sessions[loop] = session
         weakref.finalize(loop, _forget, connector)
-        # A session left for the garbage collector must not warn: we own its lifetime.
-        session._source_traceback = None  # noqa: SLF001
     return session
 
 
