@@ -48,7 +48,7 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
-from .common import arguments_dict, bad_request, chat_response, content_text, first_env, load_object, parse_data_url
+from .common import REASONING_BUDGETS, arguments_dict, bad_request, chat_response, content_text, first_env, load_object, parse_data_url
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -92,7 +92,6 @@ _CONTEXT_PHRASES = (
     "input length", "max_tokens exceeds", "maximum context",
 )
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
-_THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 #: Keyword arguments passed through to the Converse request body as they are.
 _PASS_THROUGH = (
     "guardrailConfig", "additionalModelResponseFieldPaths", "requestMetadata",
@@ -298,14 +297,11 @@ class BedrockProvider(Provider):
     # ---------------------------------------------------------------- request
     @staticmethod
     def model_id(call: Call) -> str:
-        model = call.model
-        if model.startswith("converse/"):
-            model = model[len("converse/"):]
-        return model
+        return call.model.removeprefix("converse/")
 
     def public_model(self, model: str) -> str:
         """``bedrock/converse/<id>`` answers as ``<id>``: ``converse/`` names the route."""
-        return model[len("converse/"):] if model.startswith("converse/") else model
+        return model.removeprefix("converse/")
 
     def region(self, call: Call) -> str:
         region = call.extra.get("aws_region_name") or first_env(("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"))
@@ -390,7 +386,7 @@ class BedrockProvider(Provider):
             fields["thinking"] = thinking
         elif effort is not None and effort != "none":
             if "claude" in self.model_id(call).lower():
-                fields["thinking"] = {"type": "enabled", "budget_tokens": _THINKING_BUDGET.get(effort, 2048)}
+                fields["thinking"] = {"type": "enabled", "budget_tokens": REASONING_BUDGETS.get(effort, 2048)}
             else:
                 fields["reasoning_effort"] = effort
         if fields:
