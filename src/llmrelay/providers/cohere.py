@@ -24,14 +24,15 @@ from typing import Any, Mapping
 import orjson
 
 from ..codecs.sse import SSEDecoder
-from ..exceptions import APIError, AuthenticationError, ContentPolicyViolationError
+from ..exceptions import APIError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import chat_response, content_text, first_env, load_object
+from .common import chat_response, content_text, first_env, load_object, post_json, require_key
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
 DEFAULT_API_BASE = "https://api.cohere.com"
+_KEY_ENV = ("COHERE_API_KEY", "CO_API_KEY")
 
 _FINISH = {
     "COMPLETE": "stop",
@@ -180,18 +181,10 @@ class CohereProvider(Provider):
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
         url = self.url(call)
-        key = call.api_key or first_env(("COHERE_API_KEY", "CO_API_KEY"))
-        if not key and url.startswith(DEFAULT_API_BASE):
-            raise AuthenticationError(
-                "No API key for Cohere: pass api_key= or set COHERE_API_KEY.",
-                llm_provider=call.provider,
-                model=call.user_model or call.model,
-            )
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if call.stream else "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", url, headers, orjson.dumps(self.build_body(call, params)))
+        key = call.api_key or first_env(_KEY_ENV)
+        if url.startswith(DEFAULT_API_BASE):  # a self-hosted or proxied Cohere may need none
+            key = require_key(key, call.provider, call.user_model or call.model, _KEY_ENV)
+        return post_json(call, url, {"Authorization": f"Bearer {key}"} if key else {}, self.build_body(call, params))
 
     def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": call.model, "messages": self.messages(call.messages), "stream": call.stream}
