@@ -48,7 +48,7 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
-from .common import REASONING_BUDGETS, arguments_dict, bad_request, chat_response, content_text, first_env, load_object, parse_data_url
+from .common import REASONING_BUDGETS, arguments_dict, bad_request, chat_response, content_text, first_env, load_object, loads_or_raise, parse_data_url
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -159,20 +159,12 @@ class BedrockStreamDecoder(ChunkDecoder):
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool call index
 
     def _translate(self, messages: list, out: list) -> None:
-        loads = orjson.loads
         for message in messages:
             headers = message.headers
             kind = headers.get(":event-type")
             if kind is None or headers.get(":message-type", "event") != "event":
                 self._raise(message)
-            try:
-                event = loads(message.payload)
-            except orjson.JSONDecodeError as exc:
-                raise APIError(
-                    f"Bedrock sent a {kind} event whose payload is not JSON ({exc}): {message.payload[:300]!r}",
-                    llm_provider=self._provider,
-                    model=self._model,
-                ) from None
+            event = loads_or_raise(message.payload, self._provider, self._model)
             if kind == "contentBlockDelta":
                 delta = event.get("delta") or {}
                 text = delta.get("text")

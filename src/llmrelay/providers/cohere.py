@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import orjson
-
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import chat_response, content_text, first_env, load_object, post_json, require_key
+from .common import chat_response, content_text, first_env, load_object, loads_or_raise, post_json, require_key
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
@@ -79,14 +77,7 @@ class CohereStreamDecoder(ChunkDecoder):
             data = sse.data
             if self.done or not data or data == b"[DONE]":
                 continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise APIError(
-                    f"Cohere sent malformed JSON in a stream event ({exc}): {data[:300]!r}",
-                    llm_provider=self._provider,
-                    model=self._model,
-                ) from None
+            event = loads_or_raise(data, self._provider, self._model)
             kind = event.get("type") or sse.event
             if kind == "content-delta":
                 content = ((event.get("delta") or {}).get("message") or {}).get("content") or {}
