@@ -307,7 +307,7 @@ class CohereProvider(Provider):
 
     def error(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
         # Cohere's error body is {"id": ..., "message": "..."}; the OpenAI mapper reads it.
-        error = error_from_openai_body(status, headers, body, call.provider, call.user_model or call.model)
+        error = super().error(call, status, headers, body)
         if status == 422 and "safety" in error.message.lower():
             return ContentPolicyViolationError(error.message, status_code=status, llm_provider=call.provider,
                                                model=error.model, headers=headers, body=error.body)

@@ -337,9 +337,7 @@ class OllamaProvider(Provider):
     def stream_decoder(self, call: Call) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(call.provider, call.user_model or call.model)
 
-    def error(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
-        # Ollama's error body is {"error": "message"}; the OpenAI mapper reads that shape too.
-        return error_from_openai_body(status, headers, body, call.provider, call.user_model or call.model)
+    # error(): Provider's default, the OpenAI mapper, reads Ollama's {"error": "message"} too.
 
 
 def make_provider(prefix: str) -> OllamaProvider:
