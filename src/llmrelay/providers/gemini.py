@@ -27,7 +27,6 @@ from __future__ import annotations
 import mimetypes
 import threading
 import time
-import uuid
 from typing import Any, Mapping
 
 import orjson
@@ -49,7 +48,8 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder
-from .common import REASONING_BUDGETS, arguments_dict, content_text, first_env, load_object, parse_data_url, post_json
+from .common import (REASONING_BUDGETS, arguments_dict, content_text, first_env, load_object, new_tool_call_id,
+                     parse_data_url, post_json, require_key)
 
 __all__ = ["GeminiProvider", "VertexProvider", "GeminiStreamDecoder", "google_error", "convert_schema",
            "build_body", "THOUGHT_SEP"]
@@ -347,7 +347,7 @@ def build_body(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 
 # ============================================================================ responses
 def _new_call_id(signature: str | None) -> str:
-    call_id = "call_" + uuid.uuid4().hex[:24]
+    call_id = new_tool_call_id()
     return call_id + THOUGHT_SEP + signature if signature else call_id
 
 
@@ -517,12 +517,7 @@ class GeminiProvider(Provider):
         return self._url(base, "/v1beta/models", call)
 
     def auth_headers(self, call: Call) -> dict[str, str]:
-        key = call.api_key or first_env(self.api_key_env)
-        if not key:
-            raise AuthenticationError(
-                "No API key for gemini: pass api_key= or set GEMINI_API_KEY (or GOOGLE_API_KEY).",
-                llm_provider=call.provider, model=call.user_model,
-            )
+        key = require_key(call.api_key or first_env(self.api_key_env), call.provider, call.user_model, self.api_key_env)
         return {"x-goog-api-key": key}
 
     def build_request(self, call: Call) -> HttpRequest:
