@@ -58,6 +58,16 @@ def _usage(usage: dict | None) -> dict | None:
     return out
 
 
+def _tool_calls(calls: list[dict]) -> list[dict]:
+    """Tool calls in the shape both OpenAI and Cohere v2 use (arguments JSON text, ``{}`` if none)."""
+    out = []
+    for tc in calls:
+        fn = tc.get("function") or {}
+        out.append({"id": tc.get("id"), "type": "function",
+                    "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or "{}"}})
+    return out
+
+
 def _finish_error(delta: dict, provider: str, model: str | None) -> APIError:
     message = delta.get("error") or "Cohere ended the stream with finish_reason ERROR"
     return error_from_openai_body(500, None, {"error": {"message": str(message)}}, provider, model)
@@ -253,12 +263,7 @@ class CohereProvider(Provider):
                 text = content_text(content)
                 calls = message.get("tool_calls")
                 if calls:
-                    item["tool_calls"] = [
-                        {"id": tc.get("id"), "type": "function",
-                         "function": {"name": (tc.get("function") or {}).get("name"),
-                                      "arguments": (tc.get("function") or {}).get("arguments") or "{}"}}
-                        for tc in calls
-                    ]
+                    item["tool_calls"] = _tool_calls(calls)
                     if text:
                         item["tool_plan"] = text
                 else:
@@ -285,12 +290,7 @@ class CohereProvider(Provider):
         content = "".join(texts) or message.get("tool_plan") or ("" if not calls else None)
         out: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
-            out["tool_calls"] = [
-                {"id": c.get("id"), "type": "function",
-                 "function": {"name": (c.get("function") or {}).get("name"),
-                              "arguments": (c.get("function") or {}).get("arguments") or "{}"}}
-                for c in calls
-            ]
+            out["tool_calls"] = _tool_calls(calls)
         if thinking:
             out["reasoning_content"] = "".join(thinking)
         if message.get("citations"):
