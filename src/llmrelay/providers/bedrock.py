@@ -48,7 +48,8 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
-from .common import REASONING_BUDGETS, arguments_dict, bad_request, chat_response, content_text, first_env, load_object, loads_or_raise, parse_data_url
+from .common import (REASONING_BUDGETS, arguments_dict, assistant_message, bad_request, chat_response, content_text,
+                     first_env, load_object, loads_or_raise, parse_data_url)
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -523,13 +524,8 @@ class BedrockProvider(Provider):
                     thinking_blocks.append({"type": "thinking", "thinking": rt.get("text") or "", "signature": rt.get("signature")})
                 elif rc.get("redactedContent") is not None:
                     thinking_blocks.append({"type": "redacted_thinking", "data": rc["redactedContent"]})
-        out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
-        if tool_calls:
-            out["tool_calls"] = tool_calls
-        if reasoning:
-            out["reasoning_content"] = "".join(reasoning)
-        if thinking_blocks:
-            out["thinking_blocks"] = thinking_blocks
+        out = assistant_message("".join(texts) if texts or not tool_calls else None, tool_calls, reasoning,
+                                thinking_blocks)
         fields: dict[str, Any] = {
             "model": model,
             "choices": [{"index": 0, "message": out, "finish_reason": _STOP_REASONS.get(data.get("stopReason"), "stop")}],

@@ -25,7 +25,7 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import chat_response, content_text, first_env, load_object, loads_or_raise, post_json, require_key
+from .common import assistant_message, chat_response, content_text, first_env, load_object, loads_or_raise, post_json, require_key
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
@@ -288,11 +288,7 @@ class CohereProvider(Provider):
                 texts.append(part["text"])
         calls = message.get("tool_calls") or []
         content = "".join(texts) or message.get("tool_plan") or ("" if not calls else None)
-        out: dict[str, Any] = {"role": "assistant", "content": content}
-        if calls:
-            out["tool_calls"] = _tool_calls(calls)
-        if thinking:
-            out["reasoning_content"] = "".join(thinking)
+        out = assistant_message(content, _tool_calls(calls), thinking)
         if message.get("citations"):
             out["citations"] = message["citations"]
         fields: dict[str, Any] = {

@@ -25,6 +25,7 @@ __all__ = [
     "new_tool_call_id",
     "bad_request",
     "chat_response",
+    "assistant_message",
     "REASONING_BUDGETS",
 ]
 
@@ -145,3 +146,17 @@ def chat_response(call: Any, fields: dict[str, Any], usage: dict | None) -> Mode
 
         response.usage = count_usage(call, response)
     return response
+
+
+def assistant_message(
+    content: str | None, tool_calls: list[dict], reasoning: list[str], thinking_blocks: list[dict] = ()
+) -> dict[str, Any]:
+    """A response's assistant message; tool calls, reasoning and thinking blocks only when present."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    return message
