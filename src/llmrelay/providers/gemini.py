@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import mimetypes
 import threading
-import time
 from typing import Any, Mapping
 
 import orjson
@@ -48,8 +47,8 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder
-from .common import (REASONING_BUDGETS, arguments_dict, content_text, first_env, load_object, new_tool_call_id,
-                     parse_data_url, post_json, require_key)
+from .common import (REASONING_BUDGETS, arguments_dict, chat_response, content_text, first_env, load_object,
+                     new_tool_call_id, parse_data_url, post_json, require_key)
 
 __all__ = ["GeminiProvider", "VertexProvider", "GeminiStreamDecoder", "google_error", "convert_schema",
            "build_body", "THOUGHT_SEP"]
@@ -422,13 +421,8 @@ def parse_generate_response(call: Call, data: dict) -> ModelResponse:
             message["tool_calls"] = fields["tool_calls"]
         choices.append({"index": cand.get("index", position), "message": message,
                         "finish_reason": _finish(cand.get("finishReason"), bool(ncalls))})
-    return ModelResponse(
-        id=data.get("responseId"),
-        created=int(time.time()),
-        model=call.user_model or data.get("modelVersion"),
-        choices=choices,
-        usage=gemini_usage(data.get("usageMetadata") or {}),
-    )
+    fields = {"id": data.get("responseId"), "model": call.user_model or data.get("modelVersion"), "choices": choices}
+    return chat_response(call, fields, gemini_usage(data.get("usageMetadata") or {}))
 
 
 class GeminiStreamDecoder(ChunkDecoder):
