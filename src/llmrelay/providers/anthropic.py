@@ -101,9 +101,9 @@ def anthropic_error(
     if not status:
         status = _STATUS_BY_TYPE.get(str(etype), 500)
     exc = error_from_openai_body(status, headers, data if data is not None else body, provider, model)
+    # "prompt is too long" is already one of the OpenAI mapper's context phrases; this one is not.
     if status in (400, 413) and not isinstance(exc, ContextWindowExceededError):
-        lowered = exc.message.lower()
-        if "exceed context limit" in lowered or "prompt is too long" in lowered:
+        if "exceed context limit" in exc.message.lower():
             exc = ContextWindowExceededError(
                 exc.message, status_code=status, llm_provider=provider, model=model,
                 headers=exc.headers, body=exc.body, error_type=etype,
