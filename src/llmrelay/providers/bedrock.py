@@ -49,7 +49,7 @@ from ..exceptions import (
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
 from .common import (REASONING_BUDGETS, arguments_dict, assistant_message, bad_request, chat_response, content_text,
-                     first_env, load_object, loads_or_raise, parse_data_url)
+                     delta_chunk, first_env, load_object, loads_or_raise, parse_data_url)
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -170,17 +170,17 @@ class BedrockStreamDecoder(ChunkDecoder):
                 delta = event.get("delta") or {}
                 text = delta.get("text")
                 if text is not None:
-                    out.append({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+                    out.append(delta_chunk({"content": text}))
                     continue
                 tool = delta.get("toolUse")
                 if tool is not None:
                     index = self._tools.get(event.get("contentBlockIndex"), len(self._tools) - 1)
                     call = {"index": index, "function": {"arguments": tool.get("input") or ""}}
-                    out.append({"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"tool_calls": [call]}))
                     continue
                 reasoning = delta.get("reasoningContent")
                 if reasoning is not None:
-                    out.append({"choices": [{"index": 0, "delta": self._reasoning(reasoning), "finish_reason": None}]})
+                    out.append(delta_chunk(self._reasoning(reasoning)))
             elif kind == "contentBlockStart":
                 tool = (event.get("start") or {}).get("toolUse")
                 if tool is not None:
@@ -191,7 +191,7 @@ class BedrockStreamDecoder(ChunkDecoder):
                         "type": "function",
                         "function": {"name": tool.get("name"), "arguments": ""},
                     }
-                    out.append({"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"tool_calls": [call]}))
             elif kind == "messageStop":
                 reason = event.get("stopReason")
                 out.append(

@@ -25,7 +25,8 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import assistant_message, chat_response, content_text, first_env, load_object, loads_or_raise, post_json, require_key
+from .common import (assistant_message, chat_response, content_text, delta_chunk, first_env, load_object, loads_or_raise,
+                     post_json, require_key)
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
@@ -89,27 +90,22 @@ class CohereStreamDecoder(ChunkDecoder):
                 continue
             event = loads_or_raise(data, self._provider, self._model)
             kind = event.get("type") or sse.event
-            if kind == "content-delta":
+            if kind == "content-delta" or kind == "content-start":
                 content = ((event.get("delta") or {}).get("message") or {}).get("content") or {}
                 delta = self._content(content)
                 if delta:
-                    out.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                    out.append(delta_chunk(delta))
             elif kind == "tool-call-delta":
                 call = ((event.get("delta") or {}).get("message") or {}).get("tool_calls") or {}
                 arguments = (call.get("function") or {}).get("arguments")
                 if arguments:
                     index = self._tools.get(event.get("index"), len(self._tools) - 1)
                     tool = {"index": index, "function": {"arguments": arguments}}
-                    out.append({"choices": [{"index": 0, "delta": {"tool_calls": [tool]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"tool_calls": [tool]}))
             elif kind == "tool-plan-delta":
                 plan = ((event.get("delta") or {}).get("message") or {}).get("tool_plan")
                 if plan:
-                    out.append({"choices": [{"index": 0, "delta": {"content": plan}, "finish_reason": None}]})
-            elif kind == "content-start":
-                content = ((event.get("delta") or {}).get("message") or {}).get("content") or {}
-                delta = self._content(content)
-                if delta:
-                    out.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                    out.append(delta_chunk({"content": plan}))
             elif kind == "tool-call-start":
                 call = ((event.get("delta") or {}).get("message") or {}).get("tool_calls") or {}
                 index = self._tools[event.get("index")] = len(self._tools)
@@ -120,11 +116,11 @@ class CohereStreamDecoder(ChunkDecoder):
                     "type": "function",
                     "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or ""},
                 }
-                out.append({"choices": [{"index": 0, "delta": {"tool_calls": [tool]}, "finish_reason": None}]})
+                out.append(delta_chunk({"tool_calls": [tool]}))
             elif kind == "citation-start":
                 citation = ((event.get("delta") or {}).get("message") or {}).get("citations")
                 if citation:
-                    out.append({"choices": [{"index": 0, "delta": {"citations": [citation]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"citations": [citation]}))
             elif kind == "message-start":
                 if event.get("id"):
                     out.append({"id": event["id"], "choices": []})

@@ -26,6 +26,7 @@ __all__ = [
     "bad_request",
     "chat_response",
     "assistant_message",
+    "delta_chunk",
     "REASONING_BUDGETS",
 ]
 
@@ -160,3 +161,8 @@ def assistant_message(
     if thinking_blocks:
         message["thinking_blocks"] = thinking_blocks
     return message
+
+
+def delta_chunk(delta: dict[str, Any]) -> dict[str, Any]:
+    """The chunk dict of one delta of choice 0 (stream decoders' most common output)."""
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}

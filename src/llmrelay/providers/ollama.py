@@ -28,7 +28,8 @@ from ..codecs.ndjson import NDJSONDecoder
 from ..exceptions import APIError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import arguments_dict, bad_request, chat_response, content_text, first_env, load_object, new_tool_call_id, parse_data_url
+from .common import (arguments_dict, bad_request, chat_response, content_text, delta_chunk, first_env, load_object,
+                     new_tool_call_id, parse_data_url)
 
 __all__ = ["OllamaProvider", "OllamaStreamDecoder", "make_provider"]
 
@@ -150,7 +151,7 @@ class OllamaStreamDecoder(ChunkDecoder):
                     chunk["usage"] = usage
                 out.append(chunk)
             elif delta:
-                out.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                out.append(delta_chunk(delta))
 
 
 class OllamaProvider(Provider):
