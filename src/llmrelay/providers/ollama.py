@@ -19,7 +19,6 @@ stream finishes with ``finish_reason: "tool_calls"`` (Ollama itself says ``"stop
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Mapping
 
 import orjson
@@ -32,8 +31,6 @@ from .common import (arguments_dict, bad_request, chat_response, content_text, d
                      new_tool_call_id, parse_data_url)
 
 __all__ = ["OllamaProvider", "OllamaStreamDecoder", "make_provider"]
-
-log = logging.getLogger("llmrelay.ollama")
 
 DEFAULT_API_BASE = "http://localhost:11434"
 
