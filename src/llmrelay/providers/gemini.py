@@ -591,8 +591,9 @@ class VertexProvider(GeminiProvider):
         return adc_token(call.extra.get("vertex_credentials"))
 
     def url(self, call: Call, project: str | None = None) -> str:
-        project = project or self._project_location(call)[0]
-        location = self._project_location(call)[1]
+        """The Vertex URL; ``project`` (from the ADC credentials) is used when none is configured."""
+        configured, location = self._project_location(call)
+        project = configured or project
         if not project and not (call.api_base and "/models/" in call.api_base):
             raise BadRequestError("No Vertex AI project: pass vertex_project= or set VERTEXAI_PROJECT.",
                                   llm_provider=call.provider, model=call.user_model)
@@ -604,5 +605,5 @@ class VertexProvider(GeminiProvider):
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
         token, adc_project = self._token(call)
-        url = self.url(call, self._project_location(call)[0] or adc_project)
+        url = self.url(call, adc_project)
         return post_json(call, url, {"Authorization": f"Bearer {token}"}, build_body(call, params))
