@@ -82,7 +82,6 @@ _SUPPORTED = frozenset(
         "thinking",
         "user",
         "stream_options",
-        "n",  # only n=1 (checked in check_params)
     }
 )
 
@@ -511,6 +510,7 @@ class AnthropicProvider(Provider):
             self.name = name
 
     def check_params(self, call: Call) -> dict[str, Any]:
+        # n=1 is accepted (and not sent); any other n is unsupported, refused or dropped by the base.
         if call.params.get("n") == 1:
             call.params = {k: v for k, v in call.params.items() if k != "n"}
         return super().check_params(call)
