@@ -18,7 +18,6 @@ Translation notes (from Anthropic's API reference):
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 import orjson
@@ -27,8 +26,8 @@ from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, ContextWindowExceededError
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder, error_from_openai_body
-from .common import (REASONING_BUDGETS, arguments_dict, first_env, load_object, loads_or_raise, parse_data_url,
-                     post_json, require_key)
+from .common import (REASONING_BUDGETS, arguments_dict, assistant_message, chat_response, first_env, load_object,
+                     loads_or_raise, parse_data_url, post_json, require_key)
 
 __all__ = [
     "AnthropicProvider",
@@ -83,7 +82,6 @@ _SUPPORTED = frozenset(
         "thinking",
         "user",
         "stream_options",
-        "n",  # only n=1 (checked in check_params)
     }
 )
 
@@ -102,9 +100,9 @@ def anthropic_error(
     if not status:
         status = _STATUS_BY_TYPE.get(str(etype), 500)
     exc = error_from_openai_body(status, headers, data if data is not None else body, provider, model)
+    # "prompt is too long" is already one of the OpenAI mapper's context phrases; this one is not.
     if status in (400, 413) and not isinstance(exc, ContextWindowExceededError):
-        lowered = exc.message.lower()
-        if "exceed context limit" in lowered or "prompt is too long" in lowered:
+        if "exceed context limit" in exc.message.lower():
             exc = ContextWindowExceededError(
                 exc.message, status_code=status, llm_provider=provider, model=model,
                 headers=exc.headers, body=exc.body, error_type=etype,
@@ -376,25 +374,17 @@ def parse_message(call: Call, data: dict, json_mode: bool) -> ModelResponse:
                                     "signature": block.get("signature")})
         elif btype == "redacted_thinking":
             thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data")})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if thinking_blocks:
-        message["thinking_blocks"] = thinking_blocks
+    message = assistant_message("".join(text) if text else None, tool_calls, reasoning, thinking_blocks)
     reason = data.get("stop_reason")
     finish = _FINISH.get(reason, "stop") if reason else "stop"
     if json_mode and finish == "tool_calls" and not tool_calls:
         finish = "stop"
-    response = ModelResponse(
-        id=data.get("id"),
-        created=int(time.time()),
-        model=call.user_model or data.get("model"),
-        choices=[{"index": 0, "message": message, "finish_reason": finish}],
-        usage=anthropic_usage(data.get("usage") or {}),
-    )
-    return response
+    fields = {
+        "id": data.get("id"),
+        "model": call.user_model or data.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+    }
+    return chat_response(call, fields, anthropic_usage(data.get("usage") or {}))
 
 
 # ============================================================================ streams
@@ -520,6 +510,7 @@ class AnthropicProvider(Provider):
             self.name = name
 
     def check_params(self, call: Call) -> dict[str, Any]:
+        # n=1 is accepted (and not sent); any other n is unsupported, refused or dropped by the base.
         if call.params.get("n") == 1:
             call.params = {k: v for k, v in call.params.items() if k != "n"}
         return super().check_params(call)

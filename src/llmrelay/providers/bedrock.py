@@ -48,7 +48,8 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, decode_json_body
-from .common import arguments_dict, bad_request, chat_response, content_text, first_env, load_object, parse_data_url
+from .common import (REASONING_BUDGETS, arguments_dict, assistant_message, bad_request, chat_response, content_text,
+                     delta_chunk, first_env, load_object, loads_or_raise, parse_data_url)
 
 __all__ = ["BedrockProvider", "BedrockStreamDecoder", "bedrock_error", "make_provider"]
 
@@ -92,7 +93,6 @@ _CONTEXT_PHRASES = (
     "input length", "max_tokens exceeds", "maximum context",
 )
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
-_THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 #: Keyword arguments passed through to the Converse request body as they are.
 _PASS_THROUGH = (
     "guardrailConfig", "additionalModelResponseFieldPaths", "requestMetadata",
@@ -160,35 +160,27 @@ class BedrockStreamDecoder(ChunkDecoder):
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool call index
 
     def _translate(self, messages: list, out: list) -> None:
-        loads = orjson.loads
         for message in messages:
             headers = message.headers
             kind = headers.get(":event-type")
             if kind is None or headers.get(":message-type", "event") != "event":
                 self._raise(message)
-            try:
-                event = loads(message.payload)
-            except orjson.JSONDecodeError as exc:
-                raise APIError(
-                    f"Bedrock sent a {kind} event whose payload is not JSON ({exc}): {message.payload[:300]!r}",
-                    llm_provider=self._provider,
-                    model=self._model,
-                ) from None
+            event = loads_or_raise(message.payload, self._provider, self._model)
             if kind == "contentBlockDelta":
                 delta = event.get("delta") or {}
                 text = delta.get("text")
                 if text is not None:
-                    out.append({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+                    out.append(delta_chunk({"content": text}))
                     continue
                 tool = delta.get("toolUse")
                 if tool is not None:
                     index = self._tools.get(event.get("contentBlockIndex"), len(self._tools) - 1)
                     call = {"index": index, "function": {"arguments": tool.get("input") or ""}}
-                    out.append({"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"tool_calls": [call]}))
                     continue
                 reasoning = delta.get("reasoningContent")
                 if reasoning is not None:
-                    out.append({"choices": [{"index": 0, "delta": self._reasoning(reasoning), "finish_reason": None}]})
+                    out.append(delta_chunk(self._reasoning(reasoning)))
             elif kind == "contentBlockStart":
                 tool = (event.get("start") or {}).get("toolUse")
                 if tool is not None:
@@ -199,7 +191,7 @@ class BedrockStreamDecoder(ChunkDecoder):
                         "type": "function",
                         "function": {"name": tool.get("name"), "arguments": ""},
                     }
-                    out.append({"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"tool_calls": [call]}))
             elif kind == "messageStop":
                 reason = event.get("stopReason")
                 out.append(
@@ -298,14 +290,11 @@ class BedrockProvider(Provider):
     # ---------------------------------------------------------------- request
     @staticmethod
     def model_id(call: Call) -> str:
-        model = call.model
-        if model.startswith("converse/"):
-            model = model[len("converse/"):]
-        return model
+        return call.model.removeprefix("converse/")
 
     def public_model(self, model: str) -> str:
         """``bedrock/converse/<id>`` answers as ``<id>``: ``converse/`` names the route."""
-        return model[len("converse/"):] if model.startswith("converse/") else model
+        return model.removeprefix("converse/")
 
     def region(self, call: Call) -> str:
         region = call.extra.get("aws_region_name") or first_env(("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"))
@@ -390,7 +379,7 @@ class BedrockProvider(Provider):
             fields["thinking"] = thinking
         elif effort is not None and effort != "none":
             if "claude" in self.model_id(call).lower():
-                fields["thinking"] = {"type": "enabled", "budget_tokens": _THINKING_BUDGET.get(effort, 2048)}
+                fields["thinking"] = {"type": "enabled", "budget_tokens": REASONING_BUDGETS.get(effort, 2048)}
             else:
                 fields["reasoning_effort"] = effort
         if fields:
@@ -535,13 +524,8 @@ class BedrockProvider(Provider):
                     thinking_blocks.append({"type": "thinking", "thinking": rt.get("text") or "", "signature": rt.get("signature")})
                 elif rc.get("redactedContent") is not None:
                     thinking_blocks.append({"type": "redacted_thinking", "data": rc["redactedContent"]})
-        out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
-        if tool_calls:
-            out["tool_calls"] = tool_calls
-        if reasoning:
-            out["reasoning_content"] = "".join(reasoning)
-        if thinking_blocks:
-            out["thinking_blocks"] = thinking_blocks
+        out = assistant_message("".join(texts) if texts or not tool_calls else None, tool_calls, reasoning,
+                                thinking_blocks)
         fields: dict[str, Any] = {
             "model": model,
             "choices": [{"index": 0, "message": out, "finish_reason": _STOP_REASONS.get(data.get("stopReason"), "stop")}],

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import orjson
-
 from ..codecs.sse import SSEDecoder
-from ..exceptions import APIError, AuthenticationError, ContentPolicyViolationError
+from ..exceptions import APIError, ContentPolicyViolationError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import chat_response, content_text, first_env, load_object
+from .common import (assistant_message, chat_response, content_text, delta_chunk, first_env, load_object, loads_or_raise,
+                     post_json, require_key)
 
 __all__ = ["CohereProvider", "CohereStreamDecoder", "make_provider"]
 
 DEFAULT_API_BASE = "https://api.cohere.com"
+_KEY_ENV = ("COHERE_API_KEY", "CO_API_KEY")
 
 _FINISH = {
     "COMPLETE": "stop",
@@ -59,6 +59,16 @@ def _usage(usage: dict | None) -> dict | None:
     return out
 
 
+def _tool_calls(calls: list[dict]) -> list[dict]:
+    """Tool calls in the shape both OpenAI and Cohere v2 use (arguments JSON text, ``{}`` if none)."""
+    out = []
+    for tc in calls:
+        fn = tc.get("function") or {}
+        out.append({"id": tc.get("id"), "type": "function",
+                    "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or "{}"}})
+    return out
+
+
 def _finish_error(delta: dict, provider: str, model: str | None) -> APIError:
     message = delta.get("error") or "Cohere ended the stream with finish_reason ERROR"
     return error_from_openai_body(500, None, {"error": {"message": str(message)}}, provider, model)
@@ -78,36 +88,24 @@ class CohereStreamDecoder(ChunkDecoder):
             data = sse.data
             if self.done or not data or data == b"[DONE]":
                 continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise APIError(
-                    f"Cohere sent malformed JSON in a stream event ({exc}): {data[:300]!r}",
-                    llm_provider=self._provider,
-                    model=self._model,
-                ) from None
+            event = loads_or_raise(data, self._provider, self._model)
             kind = event.get("type") or sse.event
-            if kind == "content-delta":
+            if kind == "content-delta" or kind == "content-start":
                 content = ((event.get("delta") or {}).get("message") or {}).get("content") or {}
                 delta = self._content(content)
                 if delta:
-                    out.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                    out.append(delta_chunk(delta))
             elif kind == "tool-call-delta":
                 call = ((event.get("delta") or {}).get("message") or {}).get("tool_calls") or {}
                 arguments = (call.get("function") or {}).get("arguments")
                 if arguments:
                     index = self._tools.get(event.get("index"), len(self._tools) - 1)
                     tool = {"index": index, "function": {"arguments": arguments}}
-                    out.append({"choices": [{"index": 0, "delta": {"tool_calls": [tool]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"tool_calls": [tool]}))
             elif kind == "tool-plan-delta":
                 plan = ((event.get("delta") or {}).get("message") or {}).get("tool_plan")
                 if plan:
-                    out.append({"choices": [{"index": 0, "delta": {"content": plan}, "finish_reason": None}]})
-            elif kind == "content-start":
-                content = ((event.get("delta") or {}).get("message") or {}).get("content") or {}
-                delta = self._content(content)
-                if delta:
-                    out.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                    out.append(delta_chunk({"content": plan}))
             elif kind == "tool-call-start":
                 call = ((event.get("delta") or {}).get("message") or {}).get("tool_calls") or {}
                 index = self._tools[event.get("index")] = len(self._tools)
@@ -118,11 +116,11 @@ class CohereStreamDecoder(ChunkDecoder):
                     "type": "function",
                     "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or ""},
                 }
-                out.append({"choices": [{"index": 0, "delta": {"tool_calls": [tool]}, "finish_reason": None}]})
+                out.append(delta_chunk({"tool_calls": [tool]}))
             elif kind == "citation-start":
                 citation = ((event.get("delta") or {}).get("message") or {}).get("citations")
                 if citation:
-                    out.append({"choices": [{"index": 0, "delta": {"citations": [citation]}, "finish_reason": None}]})
+                    out.append(delta_chunk({"citations": [citation]}))
             elif kind == "message-start":
                 if event.get("id"):
                     out.append({"id": event["id"], "choices": []})
@@ -180,18 +178,10 @@ class CohereProvider(Provider):
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
         url = self.url(call)
-        key = call.api_key or first_env(("COHERE_API_KEY", "CO_API_KEY"))
-        if not key and url.startswith(DEFAULT_API_BASE):
-            raise AuthenticationError(
-                "No API key for Cohere: pass api_key= or set COHERE_API_KEY.",
-                llm_provider=call.provider,
-                model=call.user_model or call.model,
-            )
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if call.stream else "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        headers.update(call.extra_headers)
-        return HttpRequest("POST", url, headers, orjson.dumps(self.build_body(call, params)))
+        key = call.api_key or first_env(_KEY_ENV)
+        if url.startswith(DEFAULT_API_BASE):  # a self-hosted or proxied Cohere may need none
+            key = require_key(key, call.provider, call.user_model or call.model, _KEY_ENV)
+        return post_json(call, url, {"Authorization": f"Bearer {key}"} if key else {}, self.build_body(call, params))
 
     def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": call.model, "messages": self.messages(call.messages), "stream": call.stream}
@@ -269,12 +259,7 @@ class CohereProvider(Provider):
                 text = content_text(content)
                 calls = message.get("tool_calls")
                 if calls:
-                    item["tool_calls"] = [
-                        {"id": tc.get("id"), "type": "function",
-                         "function": {"name": (tc.get("function") or {}).get("name"),
-                                      "arguments": (tc.get("function") or {}).get("arguments") or "{}"}}
-                        for tc in calls
-                    ]
+                    item["tool_calls"] = _tool_calls(calls)
                     if text:
                         item["tool_plan"] = text
                 else:
@@ -299,16 +284,7 @@ class CohereProvider(Provider):
                 texts.append(part["text"])
         calls = message.get("tool_calls") or []
         content = "".join(texts) or message.get("tool_plan") or ("" if not calls else None)
-        out: dict[str, Any] = {"role": "assistant", "content": content}
-        if calls:
-            out["tool_calls"] = [
-                {"id": c.get("id"), "type": "function",
-                 "function": {"name": (c.get("function") or {}).get("name"),
-                              "arguments": (c.get("function") or {}).get("arguments") or "{}"}}
-                for c in calls
-            ]
-        if thinking:
-            out["reasoning_content"] = "".join(thinking)
+        out = assistant_message(content, _tool_calls(calls), thinking)
         if message.get("citations"):
             out["citations"] = message["citations"]
         fields: dict[str, Any] = {
@@ -323,7 +299,7 @@ class CohereProvider(Provider):
 
     def error(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
         # Cohere's error body is {"id": ..., "message": "..."}; the OpenAI mapper reads it.
-        error = error_from_openai_body(status, headers, body, call.provider, call.user_model or call.model)
+        error = super().error(call, status, headers, body)
         if status == 422 and "safety" in error.message.lower():
             return ContentPolicyViolationError(error.message, status_code=status, llm_provider=call.provider,
                                                model=error.model, headers=headers, body=error.body)

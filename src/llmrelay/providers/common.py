@@ -25,6 +25,8 @@ __all__ = [
     "new_tool_call_id",
     "bad_request",
     "chat_response",
+    "assistant_message",
+    "delta_chunk",
     "REASONING_BUDGETS",
 ]
 
@@ -145,3 +147,22 @@ def chat_response(call: Any, fields: dict[str, Any], usage: dict | None) -> Mode
 
         response.usage = count_usage(call, response)
     return response
+
+
+def assistant_message(
+    content: str | None, tool_calls: list[dict], reasoning: list[str], thinking_blocks: list[dict] = ()
+) -> dict[str, Any]:
+    """A response's assistant message; tool calls, reasoning and thinking blocks only when present."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    return message
+
+
+def delta_chunk(delta: dict[str, Any]) -> dict[str, Any]:
+    """The chunk dict of one delta of choice 0 (stream decoders' most common output)."""
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}

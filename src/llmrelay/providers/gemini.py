@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import mimetypes
 import threading
-import time
-import uuid
 from typing import Any, Mapping
 
 import orjson
@@ -49,7 +47,8 @@ from ..exceptions import (
 )
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder
-from .common import REASONING_BUDGETS, arguments_dict, content_text, first_env, load_object, parse_data_url, post_json
+from .common import (REASONING_BUDGETS, arguments_dict, chat_response, content_text, first_env, load_object,
+                     new_tool_call_id, parse_data_url, post_json, require_key)
 
 __all__ = ["GeminiProvider", "VertexProvider", "GeminiStreamDecoder", "google_error", "convert_schema",
            "build_body", "THOUGHT_SEP"]
@@ -347,7 +346,7 @@ def build_body(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 
 # ============================================================================ responses
 def _new_call_id(signature: str | None) -> str:
-    call_id = "call_" + uuid.uuid4().hex[:24]
+    call_id = new_tool_call_id()
     return call_id + THOUGHT_SEP + signature if signature else call_id
 
 
@@ -422,13 +421,8 @@ def parse_generate_response(call: Call, data: dict) -> ModelResponse:
             message["tool_calls"] = fields["tool_calls"]
         choices.append({"index": cand.get("index", position), "message": message,
                         "finish_reason": _finish(cand.get("finishReason"), bool(ncalls))})
-    return ModelResponse(
-        id=data.get("responseId"),
-        created=int(time.time()),
-        model=call.user_model or data.get("modelVersion"),
-        choices=choices,
-        usage=gemini_usage(data.get("usageMetadata") or {}),
-    )
+    fields = {"id": data.get("responseId"), "model": call.user_model or data.get("modelVersion"), "choices": choices}
+    return chat_response(call, fields, gemini_usage(data.get("usageMetadata") or {}))
 
 
 class GeminiStreamDecoder(ChunkDecoder):
@@ -517,12 +511,7 @@ class GeminiProvider(Provider):
         return self._url(base, "/v1beta/models", call)
 
     def auth_headers(self, call: Call) -> dict[str, str]:
-        key = call.api_key or first_env(self.api_key_env)
-        if not key:
-            raise AuthenticationError(
-                "No API key for gemini: pass api_key= or set GEMINI_API_KEY (or GOOGLE_API_KEY).",
-                llm_provider=call.provider, model=call.user_model,
-            )
+        key = require_key(call.api_key or first_env(self.api_key_env), call.provider, call.user_model, self.api_key_env)
         return {"x-goog-api-key": key}
 
     def build_request(self, call: Call) -> HttpRequest:
@@ -602,8 +591,9 @@ class VertexProvider(GeminiProvider):
         return adc_token(call.extra.get("vertex_credentials"))
 
     def url(self, call: Call, project: str | None = None) -> str:
-        project = project or self._project_location(call)[0]
-        location = self._project_location(call)[1]
+        """The Vertex URL; ``project`` (from the ADC credentials) is used when none is configured."""
+        configured, location = self._project_location(call)
+        project = configured or project
         if not project and not (call.api_base and "/models/" in call.api_base):
             raise BadRequestError("No Vertex AI project: pass vertex_project= or set VERTEXAI_PROJECT.",
                                   llm_provider=call.provider, model=call.user_model)
@@ -615,5 +605,5 @@ class VertexProvider(GeminiProvider):
     def build_request(self, call: Call) -> HttpRequest:
         params = self.check_params(call)
         token, adc_project = self._token(call)
-        url = self.url(call, self._project_location(call)[0] or adc_project)
+        url = self.url(call, adc_project)
         return post_json(call, url, {"Authorization": f"Bearer {token}"}, build_body(call, params))

@@ -19,7 +19,6 @@ stream finishes with ``finish_reason: "tool_calls"`` (Ollama itself says ``"stop
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Mapping
 
 import orjson
@@ -28,11 +27,10 @@ from ..codecs.ndjson import NDJSONDecoder
 from ..exceptions import APIError
 from ..types import ModelResponse
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import arguments_dict, bad_request, chat_response, content_text, first_env, load_object, new_tool_call_id, parse_data_url
+from .common import (arguments_dict, bad_request, chat_response, content_text, delta_chunk, first_env, load_object,
+                     new_tool_call_id, parse_data_url)
 
 __all__ = ["OllamaProvider", "OllamaStreamDecoder", "make_provider"]
-
-log = logging.getLogger("llmrelay.ollama")
 
 DEFAULT_API_BASE = "http://localhost:11434"
 
@@ -150,7 +148,7 @@ class OllamaStreamDecoder(ChunkDecoder):
                     chunk["usage"] = usage
                 out.append(chunk)
             elif delta:
-                out.append({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                out.append(delta_chunk(delta))
 
 
 class OllamaProvider(Provider):
@@ -337,9 +335,7 @@ class OllamaProvider(Provider):
     def stream_decoder(self, call: Call) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(call.provider, call.user_model or call.model)
 
-    def error(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
-        # Ollama's error body is {"error": "message"}; the OpenAI mapper reads that shape too.
-        return error_from_openai_body(status, headers, body, call.provider, call.user_model or call.model)
+    # error(): Provider's default, the OpenAI mapper, reads Ollama's {"error": "message"} too.
 
 
 def make_provider(prefix: str) -> OllamaProvider:
