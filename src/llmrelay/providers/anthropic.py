@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import orjson
 
 from ..codecs.sse import SSEDecoder
-from ..exceptions import APIError, ContextWindowExceededError
+from ..exceptions import APIError
 from ..types import ModelResponse
 from .base import Call, HttpRequest, Provider, decode_json_body, ChunkDecoder, error_from_openai_body
 from .common import (REASONING_BUDGETS, arguments_dict, assistant_message, chat_response, first_env, load_object,
@@ -99,15 +99,7 @@ def anthropic_error(
     etype = error.get("type") if isinstance(error, dict) else None
     if not status:
         status = _STATUS_BY_TYPE.get(str(etype), 500)
-    exc = error_from_openai_body(status, headers, data if data is not None else body, provider, model)
-    # "prompt is too long" is already one of the OpenAI mapper's context phrases; this one is not.
-    if status in (400, 413) and not isinstance(exc, ContextWindowExceededError):
-        if "exceed context limit" in exc.message.lower():
-            exc = ContextWindowExceededError(
-                exc.message, status_code=status, llm_provider=provider, model=model,
-                headers=exc.headers, body=exc.body, error_type=etype,
-            )
-    return exc
+    return error_from_openai_body(status, headers, data if data is not None else body, provider, model)
 
 
 # ============================================================================ requests

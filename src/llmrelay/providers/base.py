@@ -245,6 +245,7 @@ _CONTEXT_PHRASES = (
     "prompt is too long",
     "input is too long",
     "reduce the length",
+    "exceed context limit",
 )
 _POLICY_CODES = {"content_policy_violation", "content_filter", "content_policy"}
 

@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import orjson
 
+from .. import settings
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError
 from ..types import ModelResponse, Usage
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
-from .common import load_object, malformed, post_json
+from .common import first_env, load_object, malformed, post_json, require_key
 
 __all__ = [
     "OpenAIProvider",
@@ -168,15 +168,7 @@ class OpenAIProvider(Provider):
             self.name = name
 
     def resolve_api_base(self, call: Call) -> str:
-        from .. import settings
-
-        base = call.api_base
-        if not base:
-            for var in self.api_base_env:
-                base = os.environ.get(var)
-                if base:
-                    break
-        base = base or settings.get("api_base") or self.default_api_base
+        base = call.api_base or first_env(self.api_base_env) or settings.get("api_base") or self.default_api_base
         if not base:
             raise AuthenticationError(
                 f"No api_base for {call.provider}: pass api_base= or set "
@@ -187,22 +179,9 @@ class OpenAIProvider(Provider):
         return base.rstrip("/")
 
     def resolve_api_key(self, call: Call, base: str) -> str | None:
-        from .. import settings
-
-        key = call.api_key
-        if not key:
-            for var in self.api_key_env:
-                key = os.environ.get(var)
-                if key:
-                    break
-        key = key or settings.get("api_key")
-        if not key and self.requires_key and base == (self.default_api_base or "").rstrip("/"):
-            env = " or ".join(self.api_key_env)
-            raise AuthenticationError(
-                f"No API key for {call.provider}: pass api_key= or set {env}.",
-                llm_provider=call.provider,
-                model=call.user_model,
-            )
+        key = call.api_key or first_env(self.api_key_env) or settings.get("api_key")
+        if self.requires_key and base == (self.default_api_base or "").rstrip("/"):
+            return require_key(key, call.provider, call.user_model, self.api_key_env)
         return key
 
     def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
