@@ -20,6 +20,18 @@ def decode(make_decoder: Callable[[], Any], data: bytes, splits: list[int] | Non
     return out, decoder.done
 
 
+def feed_split(decoder: Any, data: bytes, split: int | None = None) -> list[dict]:
+    """Feed ``data`` whole or cut once at ``split``, then close; an error the decoder parked
+    behind chunks is raised after that read, as the transport does."""
+    parts = [data] if split is None else [data[:split], data[split:]]
+    out: list[dict] = []
+    for part in parts:
+        out += decoder.feed(part)
+        if decoder.error is not None:
+            raise decoder.error
+    return out + decoder.close()
+
+
 def decode_every_split(
     make_decoder: Callable[[], Any], data: bytes, normalize: Callable[[Any], Any] = lambda x: x
 ) -> list[dict]:
