@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
@@ -27,6 +26,8 @@ from llmrelay.codecs.eventstream import encode_message  # noqa: E402
 from llmrelay.providers.bedrock import BedrockStreamDecoder  # noqa: E402
 from llmrelay.providers.openai import OpenAIStreamDecoder  # noqa: E402
 from llmrelay.streaming import StreamState  # noqa: E402
+
+from _common import best_seconds, reads_of  # noqa: E402
 
 N = 2000
 REPEATS = 7
@@ -85,18 +86,12 @@ def run(make_decoder, reads: list[bytes]) -> int:
 
 
 def best_us_per_chunk(make_decoder, reads: list[bytes]) -> float:
-    best = float("inf")
     n = run(make_decoder, reads)  # warm up, and count
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        run(make_decoder, reads)
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e6
+    return best_seconds(lambda: run(make_decoder, reads), REPEATS) / n * 1e6
 
 
 def rechunk(frames: list[bytes], size: int) -> list[bytes]:
-    data = b"".join(frames)
-    return [data[i : i + size] for i in range(0, len(data), size)]
+    return reads_of(b"".join(frames), size)
 
 
 def main() -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from llmrelay.codecs.eventstream import EventStreamDecoder, encode_message  # noqa: E402
 from llmrelay.codecs.ndjson import NDJSONDecoder  # noqa: E402
+
+from _common import best_seconds, reads_of  # noqa: E402
 
 # A realistic Bedrock ConverseStream contentBlockDelta frame (Bedrock pads with "p").
 FRAME = encode_message(
@@ -32,17 +33,12 @@ REPEATS = 7
 
 
 def best_us_per_item(run, n: int) -> float:
-    best = float("inf")
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e6
+    return best_seconds(run, REPEATS) / n * 1e6
 
 
 def bench_eventstream() -> None:
     stream = FRAME * N
-    reads_4k = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+    reads_4k = reads_of(stream, 4096)
 
     def one_frame_per_feed() -> None:
         d = EventStreamDecoder()
@@ -71,7 +67,7 @@ def bench_ndjson() -> None:
         b'"message":{"role":"assistant","content":" the quick"},"done":false}\n'
     )
     stream = line * N
-    reads_4k = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+    reads_4k = reads_of(stream, 4096)
 
     def one_line_per_feed() -> None:
         d = NDJSONDecoder()

@@ -1,10 +1,26 @@
-"""Helpers for provider tests: feed bytes to a decoder at every split, run chunks through StreamState."""
+"""Helpers for provider tests: build a request, feed bytes to a decoder at every split, run chunks
+through StreamState."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import orjson
+
+from llmrelay.main import prepare_call
+from llmrelay.providers.base import HttpRequest, Provider
+from llmrelay.providers.registry import get_provider
 from llmrelay.streaming import StreamState
+
+
+def build_request(
+    model: str, messages: list[dict], stream: bool, kwargs: dict[str, Any], provider: Provider | None = None
+) -> tuple[HttpRequest, Any]:
+    """Resolve ``model`` + ``kwargs`` as ``completion`` does and build the HTTP request (with
+    ``provider``, else the registry's provider for the model's prefix); return it and its JSON body."""
+    call, _ = prepare_call(model, messages, stream, kwargs)
+    req = (provider or get_provider(model.split("/")[0])).build_request(call)
+    return req, orjson.loads(req.body)
 
 
 def decode(make_decoder: Callable[[], Any], data: bytes, splits: list[int] | None = None) -> tuple[list[dict], bool]:
@@ -18,6 +34,18 @@ def decode(make_decoder: Callable[[], Any], data: bytes, splits: list[int] | Non
     out.extend(decoder.feed(data[last:]))
     out.extend(decoder.close())
     return out, decoder.done
+
+
+def feed_split(decoder: Any, data: bytes, split: int | None = None) -> list[dict]:
+    """Feed ``data`` whole or cut once at ``split``, then close; an error the decoder parked
+    behind chunks is raised after that read, as the transport does."""
+    parts = [data] if split is None else [data[:split], data[split:]]
+    out: list[dict] = []
+    for part in parts:
+        out += decoder.feed(part)
+        if decoder.error is not None:
+            raise decoder.error
+    return out + decoder.close()
 
 
 def decode_every_split(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import orjson
 import pytest
 
 import llmrelay
@@ -21,9 +20,8 @@ from llmrelay.exceptions import (
     ServiceUnavailableError,
     UnsupportedParamsError,
 )
-from llmrelay.main import prepare_call
 from llmrelay.providers.anthropic import AnthropicProvider, AnthropicStreamDecoder
-from providers.helpers import assemble, decode_every_split
+from providers.helpers import assemble, build_request, decode_every_split
 from servers.anthropic_server import (
     DEFAULT_THINKING,
     SIGNATURE,
@@ -45,9 +43,7 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
 
 
 def request_body(messages, stream=False, **kwargs):
-    call, _ = prepare_call("anthropic/" + MODEL, messages, stream, {"api_key": KEY, **kwargs})
-    req = AnthropicProvider().build_request(call)
-    return req, orjson.loads(req.body)
+    return build_request("anthropic/" + MODEL, messages, stream, {"api_key": KEY, **kwargs}, AnthropicProvider())
 
 
 # ============================================================================ requests

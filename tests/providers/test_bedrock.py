@@ -24,6 +24,7 @@ from llmrelay.exceptions import (
 from llmrelay.providers.base import Call
 from llmrelay.providers.bedrock import BedrockProvider, BedrockStreamDecoder
 from llmrelay.streaming import StreamState
+from providers.helpers import feed_split
 from servers._answers import THINKING, Answer
 from servers.bedrock_server import (
     DEFAULT_BEDROCK_MODEL,
@@ -55,11 +56,7 @@ def _call(model: str = DEFAULT_BEDROCK_MODEL, stream: bool = False, messages=Non
 
 def _decode(data: bytes, split: int | None = None) -> tuple[list[dict], BedrockStreamDecoder]:
     decoder = BedrockStreamDecoder("bedrock", "m")
-    parts = [data] if split is None else [data[:split], data[split:]]
-    out = []
-    for p in parts:
-        out += decoder.feed(p)
-    return out + decoder.close(), decoder
+    return feed_split(decoder, data, split), decoder
 
 
 # ------------------------------------------------------------------- request translation

@@ -18,6 +18,7 @@ from llmrelay.exceptions import (
 from llmrelay.providers.base import Call
 from llmrelay.providers.cohere import CohereProvider, CohereStreamDecoder
 from llmrelay.streaming import StreamState
+from providers.helpers import feed_split
 from servers._answers import THINKING, Answer
 from servers.cohere_server import (
     DEFAULT_COHERE_MODEL,
@@ -48,13 +49,7 @@ def _sse_bytes(events) -> bytes:
 
 def _decode(data: bytes, split: int | None = None) -> tuple[list[dict], CohereStreamDecoder]:
     decoder = CohereStreamDecoder("cohere", "m")
-    parts = [data] if split is None else [data[:split], data[split:]]
-    out = []
-    for p in parts:
-        out += decoder.feed(p)
-        if decoder.error is not None:  # parked behind chunks: raised as the transport does
-            raise decoder.error
-    return out + decoder.close(), decoder
+    return feed_split(decoder, data, split), decoder
 
 
 # ------------------------------------------------------------------- request translation

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-import orjson
 import pytest
 
 import llmrelay
@@ -26,7 +25,7 @@ from llmrelay.exceptions import (
 from llmrelay.main import prepare_call
 from llmrelay.providers.gemini import THOUGHT_SEP, GeminiStreamDecoder, convert_schema
 from llmrelay.providers.registry import get_provider
-from providers.helpers import assemble, decode_every_split
+from providers.helpers import assemble, build_request, decode_every_split
 from servers.gemini_server import (
     DEFAULT_THOUGHT,
     THOUGHT_SIGNATURE,
@@ -48,9 +47,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 
 def body_for(messages=MSG, model="gemini/gemini-2.5-flash", **kwargs):
-    call, _ = prepare_call(model, messages, False, {"api_key": "k", **kwargs})
-    req = get_provider(model.split("/")[0]).build_request(call)
-    return req, orjson.loads(req.body)
+    return build_request(model, messages, False, {"api_key": "k", **kwargs})
 
 
 # ============================================================================ requests

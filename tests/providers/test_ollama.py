@@ -11,7 +11,8 @@ from llmrelay.exceptions import APIConnectionError, APIError, BadRequestError, I
 from llmrelay.providers.base import Call
 from llmrelay.providers.ollama import OllamaProvider, OllamaStreamDecoder
 from llmrelay.streaming import StreamState
-from servers._answers import Answer, THINKING
+from providers.helpers import feed_split
+from servers._answers import THINKING, Answer
 from servers.ollama_server import (
     FakeOllamaServer,
     dropped_ollama_stream,
@@ -34,16 +35,6 @@ def _call(**params) -> Call:
     messages = params.pop("messages", [{"role": "user", "content": "Hi"}])
     extra = params.pop("extra", {})
     return Call("ollama_chat", "llama3.2", messages, params, stream=stream, extra=extra, user_model="llama3.2")
-
-
-def _run(decoder: OllamaStreamDecoder, data: bytes, split: int | None = None) -> list[dict]:
-    parts = [data] if split is None else [data[:split], data[split:]]
-    out = []
-    for p in parts:
-        out += decoder.feed(p)
-        if decoder.error is not None:  # parked behind chunks: raised as the transport does
-            raise decoder.error
-    return out + decoder.close()
 
 
 # ------------------------------------------------------------------- request translation
@@ -119,7 +110,7 @@ def test_tool_calls_become_tool_call_deltas_at_every_split(ids):
     data = _stream_bytes(Answer(tool_calls=[("get_weather", {"location": "Paris"}), ("get_time", {})]), ids)
     reference = None
     for split in range(len(data) + 1):
-        chunks = _run(OllamaStreamDecoder("ollama", "m"), data, split)
+        chunks = feed_split(OllamaStreamDecoder("ollama", "m"), data, split)
         calls = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
         assert [(tc["index"], tc["function"]["name"], json.loads(tc["function"]["arguments"])) for tc in calls] == [
             (0, "get_weather", {"location": "Paris"}), (1, "get_time", {})]
@@ -135,7 +126,7 @@ def test_text_thinking_and_usage_through_stream_state():
     data = _stream_bytes(Answer(text="Hello there friend", thinking=THINKING))
     decoder = OllamaStreamDecoder("ollama", "m")
     state = StreamState("m", "ollama", include_usage=True)
-    out = [state.process(c) for c in _run(decoder, data, 37)]
+    out = [state.process(c) for c in feed_split(decoder, data, 37)]
     out = [c for c in out if c is not None] + state.finish(decoder.done)
     assert "".join(c.choices[0].delta.content or "" for c in out if c.choices) == "Hello there friend"
     assert "".join(c.choices[0].delta.reasoning_content or "" for c in out if c.choices) == THINKING
@@ -145,14 +136,14 @@ def test_text_thinking_and_usage_through_stream_state():
 
 def test_length_done_reason():
     data = _stream_bytes(Answer(text="a b", truncated=True))
-    assert _run(OllamaStreamDecoder("ollama", "m"), data)[-1]["choices"][0]["finish_reason"] == "length"
+    assert feed_split(OllamaStreamDecoder("ollama", "m"), data)[-1]["choices"][0]["finish_reason"] == "length"
 
 
 def test_error_line_raises_typed_error():
     lines = ollama_stream_lines(Answer(text="a b c"))[:1] + [b'{"error":"model \\"x\\" not found"}\n']
     decoder = OllamaStreamDecoder("ollama", "m")
     with pytest.raises(NotFoundError):
-        _run(decoder, b"".join(lines))
+        feed_split(decoder, b"".join(lines))
     with pytest.raises(InternalServerError, match="out of memory"):
         OllamaStreamDecoder("ollama", "m").feed(b'{"error":"out of memory"}\n')
 
@@ -161,7 +152,7 @@ def test_bad_line_is_a_codec_error_naming_the_line():
     from llmrelay.codecs.errors import CodecError
 
     with pytest.raises(CodecError, match="line 2"):
-        _run(OllamaStreamDecoder("ollama", "m"), b'{"message":{"content":"a"},"done":false}\n{oops\n')
+        feed_split(OllamaStreamDecoder("ollama", "m"), b'{"message":{"content":"a"},"done":false}\n{oops\n')
 
 
 # ------------------------------------------------------------------- end to end

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 import llmrelay
 from llmrelay.exceptions import AuthenticationError, UnsupportedParamsError
-from llmrelay.main import prepare_call
 from llmrelay.providers.openai_compatible import HOSTS
-from llmrelay.providers.registry import get_provider
+from providers.helpers import build_request
 from servers.openai_server import DEFAULT_TEXT
 
 MSG = [{"role": "user", "content": "Hi"}]
@@ -31,9 +29,7 @@ DEFAULT_URLS = {
 
 
 def build(prefix, model="m", **kwargs):
-    call, _ = prepare_call(f"{prefix}/{model}", MSG, False, kwargs)
-    req = get_provider(prefix).build_request(call)
-    return req, orjson.loads(req.body)
+    return build_request(f"{prefix}/{model}", MSG, False, kwargs)
 
 
 @pytest.fixture(autouse=True)

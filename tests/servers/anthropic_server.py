@@ -186,10 +186,6 @@ class FakeAnthropicServer(LoopbackServer):
         self.tool_input = {"location": "Paris, France", "unit": "celsius"} if tool_input is None else tool_input
         self.thinking = thinking
 
-    @property
-    def last_json(self) -> Any:
-        return self.last_request.json()
-
     def route(self, request: Request) -> Reply:
         if request.path != MESSAGES_PATH or request.method != "POST":
             return anthropic_error_reply(404, f"Not found: {request.method} {request.path}")

@@ -184,10 +184,6 @@ class FakeBedrockServer(LoopbackServer):
         self.credentials = credentials
         self.bearer_token = bearer_token
 
-    @property
-    def last_json(self) -> Any:
-        return self.last_request.json()
-
     def route(self, request: Request) -> Reply:
         denied = self.check_auth(request)
         if denied is not None:

@@ -113,10 +113,6 @@ class FakeCohereServer(LoopbackServer):
         self.api_key = api_key
         self.models = set(models)
 
-    @property
-    def last_json(self) -> Any:
-        return self.last_request.json()
-
     def route(self, request: Request) -> Reply:
         if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
             return cohere_error_reply(401, "invalid api token")

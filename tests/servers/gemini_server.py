@@ -172,10 +172,6 @@ class FakeGeminiServer(LoopbackServer):
         self.token = token
         self.tool_args = {"location": "Paris, France", "unit": "celsius"} if tool_args is None else tool_args
 
-    @property
-    def last_json(self) -> Any:
-        return self.last_request.json()
-
     def route(self, request: Request) -> Reply:
         match = _GEMINI.match(request.path)
         if match:

@@ -537,6 +537,11 @@ class LoopbackServer:
         assert self.requests, "no request received"
         return self.requests[-1]
 
+    @property
+    def last_json(self) -> Any:
+        """The JSON body of the most recent request."""
+        return self.last_request.json()
+
     def connection(self, conn_id: int) -> ConnectionInfo:
         """The record of connection ``conn_id`` (ids start at 0, in accept order)."""
         return self.connections[conn_id]

@@ -119,10 +119,6 @@ class FakeOllamaServer(LoopbackServer):
         self.models = set(models)
         self.tool_call_ids = tool_call_ids
 
-    @property
-    def last_json(self) -> Any:
-        return self.last_request.json()
-
     def route(self, request: Request) -> Reply:
         if request.method == "POST" and request.path == "/api/chat":
             return self.chat(request)

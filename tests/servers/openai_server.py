@@ -338,11 +338,6 @@ class FakeOpenAIServer(LoopbackServer):
         self.api_key = api_key
 
     @property
-    def last_json(self) -> Any:
-        """The JSON body of the most recent request."""
-        return self.last_request.json()
-
-    @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """JSON bodies of every chat-completions request, in order."""
         return [r.json() for r in self.requests if r.path in CHAT_PATHS]

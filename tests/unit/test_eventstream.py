@@ -30,6 +30,7 @@ from llmrelay.codecs.eventstream import (
     TypedHeader,
     encode_message,
 )
+from unit.splits import partitions
 
 # -- helpers -------------------------------------------------------------------
 
@@ -177,13 +178,6 @@ def test_messages_returned_as_soon_as_complete():
     (m,) = d.feed(f0[-1:] + f0[:5])
     assert m.payload.startswith(b'{"contentBlockIndex"')
     assert d.pending == 5
-
-
-@st.composite
-def partitions(draw, data: bytes):
-    cuts = draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=len(data)))
-    bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 @settings(max_examples=300, deadline=None)

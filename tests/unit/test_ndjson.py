@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from llmrelay.codecs.errors import CodecError
 from llmrelay.codecs.ndjson import NDJSONDecoder
+from unit.splits import partitions
 
 OLLAMA = (
     b'{"model":"llama3","created_at":"2024-01-01T00:00:00Z","message":{"role":"assistant",'
@@ -50,13 +51,6 @@ def test_every_split_point():
 
 def test_one_byte_feeds():
     assert decode_all([OLLAMA[i : i + 1] for i in range(len(OLLAMA))]) == EXPECTED
-
-
-@st.composite
-def partitions(draw, data: bytes):
-    cuts = draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=len(data)))
-    bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 @settings(max_examples=300, deadline=None)
