@@ -405,25 +405,18 @@ class Router:
         kind = fallback_kind(exc)
         if kind is None:
             return None
-        tables = []
-        if kind == "context_window":
-            tables.append(_fallback_map(overrides["context_window_fallbacks"], "context_window_fallbacks")
-                          if overrides.get("context_window_fallbacks") is not None else self.context_window_fallbacks)
-        elif kind == "content_policy":
-            tables.append(_fallback_map(overrides["content_policy_fallbacks"], "content_policy_fallbacks")
-                          if overrides.get("content_policy_fallbacks") is not None else self.content_policy_fallbacks)
-        tables.append(_fallback_map(overrides["fallbacks"], "fallbacks")
-                      if overrides.get("fallbacks") is not None else self.fallbacks)
-        for table in tables:
+        names = ("fallbacks",) if kind == "generic" else (f"{kind}_fallbacks", "fallbacks")
+        chains = []
+        for name in names:  # the call's own list replaces the router's
+            value = overrides.get(name)
+            table = getattr(self, name) if value is None else _fallback_map(value, name)
             chain = table.get(model)
-            if chain is None:
-                chain = table.get("*")
+            chains.append(table.get("*") if chain is None else chain)
+        chains.append(self.default_fallbacks)
+        for chain in chains:
             for target in chain or ():
                 if target not in tried_groups and target in self._groups:
                     return target
-        for target in self.default_fallbacks:
-            if target not in tried_groups and target in self._groups:
-                return target
         return None
 
     # ================================================================== sync
