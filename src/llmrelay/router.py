@@ -41,6 +41,7 @@ import logging
 import time
 from typing import Any, Iterable
 
+from . import settings
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
@@ -104,6 +105,12 @@ def _seconds(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def _retry_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"num_retries must be a non-negative integer, got {value!r}")
+    return value
+
+
 class Router:
     """Routes calls over groups of deployments (see the module docstring)."""
 
@@ -145,16 +152,10 @@ class Router:
             raise TypeError(f"Router() got unexpected keyword arguments: {sorted(unknown)}")
         for name in set(options) & _IGNORED_OPTIONS:
             log.debug("Router option %s is accepted and ignored", name)
-        if num_retries is None:
-            from . import settings
-
-            num_retries = settings.get("num_retries") or 0
-        if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
-            raise ValueError(f"num_retries must be a non-negative integer, got {num_retries!r}")
+        self.num_retries = _retry_count(settings.get("num_retries") or 0 if num_retries is None else num_retries)
         self.routing_strategy = routing_strategy
         self._pick = get_strategy(routing_strategy, routing_strategy_args)
         self._usage_based = routing_strategy.startswith("usage-based")
-        self.num_retries = num_retries
         self.retry_after = float(retry_after or 0.0)
         self.timeout = _seconds(timeout, "timeout")
         self.stream_timeout = _seconds(stream_timeout, "stream_timeout")
@@ -396,9 +397,8 @@ class Router:
                 for key in ("timeout", "stream_timeout", "stream_idle_timeout"):
                     if key in overrides:
                         overrides[key] = _seconds(overrides[key], key)
-                retries = overrides.get("num_retries")
-                if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
-                    raise ValueError(f"num_retries must be a non-negative integer, got {retries!r}")
+                if overrides.get("num_retries") is not None:
+                    _retry_count(overrides["num_retries"])
         return overrides
 
     def _next_group(self, model: str, exc: BaseException, tried_groups: list[str], overrides: dict[str, Any]) -> str | None:
@@ -649,12 +649,7 @@ class _Run:
         source.delivered = True
         if self.first_timeout is not None:
             # From here on the gaps between chunks are bounded by the idle timeout
-            if self.idle is None:
-                from . import settings
-
-                source.set_read_timeout(settings.get("request_timeout"))
-            else:
-                source.set_read_timeout(self.idle)
+            source.set_read_timeout(settings.get("request_timeout") if self.idle is None else self.idle)
         if first is not None:
             stream.unread(first)
         self._label(dep, stream)
