@@ -292,16 +292,16 @@ class Router:
 
     # ================================================================== choosing
     def _available(self, deps: list[Deployment], tried: set[str], now: float) -> list[Deployment]:
-        avail = [d for d in deps if d.cooldown_until <= now and not d.over_limit(now)]
+        avail = [d for d in deps if d.available(now)]
         if tried and len(avail) > 1:
             fresh = [d for d in avail if d.id not in tried]
             if fresh:
                 return fresh
         return avail
 
-    def _unavailable(self, group: str, deps: list[Deployment], now: float) -> tuple[RateLimitError, float, bool]:
-        """The error for "nothing available", seconds until something may be, and whether
-        only limits (not cooldowns) are in the way (only then is waiting allowed)."""
+    def _unavailable(self, group: str, deps: list[Deployment], now: float) -> tuple[RateLimitError, bool]:
+        """The error for "nothing available" (``retry_after``: seconds until something may be),
+        and whether only limits (not cooldowns) are in the way (only then is waiting allowed)."""
         cooling = [d for d in deps if d.cooling(now)]
         limited = [d for d in deps if not d.cooling(now)]
         if limited:
@@ -312,31 +312,29 @@ class Router:
             message = f"All deployments of {group!r} are cooling down after failures (next back in {wait:.1f}s)"
         err = RateLimitError(message, model=group, code="no_deployments_available")
         err.retry_after = wait
-        return err, wait, bool(limited)
+        return err, bool(limited)
 
     def _choose(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
         now = _monotonic()
         avail = self._available(deps, tried, now)
         if avail:
             return avail[0] if len(avail) == 1 else self._pick(avail, stream)
-        err, _, _ = self._unavailable(group, deps, now)
-        return err
+        return self._unavailable(group, deps, now)[0]
 
     def _limit_pause(self, group: str, deps: list[Deployment], deadline: float) -> tuple[RateLimitError, float | None]:
         """While only rpm/tpm/parallel limits are in the way and ``deadline`` is ahead: the
         error so far and how long to pause before looking again (None: give up now)."""
         now = _monotonic()
-        err, wait, limited = self._unavailable(group, deps, now)
+        err, limited = self._unavailable(group, deps, now)
         if not limited or now >= deadline:
             return err, None
-        return err, max(0.005, min(wait or 0.05, 0.05, deadline - now))
+        return err, max(0.005, min(err.retry_after or 0.05, 0.05, deadline - now))
 
     def _retry_wait(self, group_deps: list[Deployment], tried: set[str], attempt: int, exc: BaseException) -> float:
         """No wait when an untried deployment is available; else backoff / Retry-After."""
         now = _monotonic()
-        for d in group_deps:
-            if d.id not in tried and d.cooldown_until <= now and not d.over_limit(now):
-                return max(0.0, self.retry_after)
+        if any(d.id not in tried and d.available(now) for d in group_deps):
+            return max(0.0, self.retry_after)
         return backoff(attempt, exc, self.retry_after)
 
     # ================================================================== bookkeeping
