@@ -600,8 +600,7 @@ class _Run:
             if pause is not None:
                 return pause
         self.deadline = None
-        self.attempts.append({"model_group": self.group, "deployment_id": None, "error": type(choice).__name__,
-                              "status_code": 429, "message": choice.message, "elapsed": 0.0})
+        self.attempts.append(attempt_record(self.group, None, choice, 0.0))
         self._group_failed(self.last if self.last is not None else choice)
         return self.next_deployment()  # in the fallback group
 
