@@ -624,10 +624,7 @@ class _Run:
         dep.success(_monotonic() - self.start, False)
         self._label(dep, result)
         if self.count:
-            usage = getattr(result, "usage", None)
-            tokens = getattr(usage, "total_tokens", 0) if usage is not None else 0
-            if tokens:
-                dep.add_tokens(tokens)
+            dep.add_tokens(getattr(getattr(result, "usage", None), "total_tokens", 0) or 0)
         return result
 
     def track(self, stream: Any) -> TrackedSource:
