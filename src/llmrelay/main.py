@@ -1,7 +1,8 @@
 """``completion`` and ``acompletion``: validate, resolve the provider, send, wrap.
 
 The two functions share everything but the waiting: both build a :class:`Call` with
-:func:`prepare_call`, and both go through the same retry policy (:func:`_retry_delay`).
+:func:`prepare_call`, and both go through the same retry policy (:func:`retryable`,
+:func:`retry_delay`; the router uses it too).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse
 
-__all__ = ["completion", "acompletion", "prepare_call", "validate_messages", "validate_params"]
+__all__ = ["completion", "acompletion", "prepare_call", "validate_messages", "validate_params", "retryable", "retry_delay"]
 
 log = logging.getLogger("llmrelay")
 
@@ -196,7 +197,8 @@ def _timeout_seconds(timeout: Any, model: Any) -> float | None:
 _RETRYABLE = (APIConnectionError, Timeout)
 
 
-def _retryable(exc: LLMRelayError) -> bool:
+def retryable(exc: BaseException) -> bool:
+    """429, 408, 5xx, connection errors and timeouts; never 400/401/403/404/422."""
     if isinstance(exc, _RETRYABLE):
         return True
     if isinstance(exc, APIError):
@@ -205,7 +207,7 @@ def _retryable(exc: LLMRelayError) -> bool:
     return False
 
 
-def _retry_delay(exc: LLMRelayError, attempt: int) -> float:
+def retry_delay(exc: BaseException | None, attempt: int) -> float:
     """Retry-After when the upstream sent one (capped at 60 s), else exponential + jitter."""
     after = getattr(exc, "retry_after", None)
     if after is not None:
@@ -261,9 +263,9 @@ def _response(call: Call, provider: Any, url: str, status: int, headers: Any, bo
 
 def _delay_before_retry(exc: LLMRelayError, attempt: int, options: dict[str, Any], call: Call) -> float | None:
     """Seconds to wait before the next attempt, or None when ``exc`` is final."""
-    if attempt >= options["retries"] or not _retryable(exc):
+    if attempt >= options["retries"] or not retryable(exc):
         return None
-    delay = _retry_delay(exc, attempt)
+    delay = retry_delay(exc, attempt)
     log.debug("retrying %s after %s (attempt %d, %.2fs)", call.model, type(exc).__name__, attempt + 1, delay)
     return delay
 

@@ -41,6 +41,7 @@ import logging
 import time
 from typing import Any, Iterable
 
+from . import settings
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
@@ -104,6 +105,12 @@ def _seconds(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def _retry_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"num_retries must be a non-negative integer, got {value!r}")
+    return value
+
+
 class Router:
     """Routes calls over groups of deployments (see the module docstring)."""
 
@@ -145,16 +152,10 @@ class Router:
             raise TypeError(f"Router() got unexpected keyword arguments: {sorted(unknown)}")
         for name in set(options) & _IGNORED_OPTIONS:
             log.debug("Router option %s is accepted and ignored", name)
-        if num_retries is None:
-            from . import settings
-
-            num_retries = settings.get("num_retries") or 0
-        if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
-            raise ValueError(f"num_retries must be a non-negative integer, got {num_retries!r}")
+        self.num_retries = _retry_count(settings.get("num_retries") or 0 if num_retries is None else num_retries)
         self.routing_strategy = routing_strategy
         self._pick = get_strategy(routing_strategy, routing_strategy_args)
         self._usage_based = routing_strategy.startswith("usage-based")
-        self.num_retries = num_retries
         self.retry_after = float(retry_after or 0.0)
         self.timeout = _seconds(timeout, "timeout")
         self.stream_timeout = _seconds(stream_timeout, "stream_timeout")
@@ -291,16 +292,16 @@ class Router:
 
     # ================================================================== choosing
     def _available(self, deps: list[Deployment], tried: set[str], now: float) -> list[Deployment]:
-        avail = [d for d in deps if d.cooldown_until <= now and not d.over_limit(now)]
+        avail = [d for d in deps if d.available(now)]
         if tried and len(avail) > 1:
             fresh = [d for d in avail if d.id not in tried]
             if fresh:
                 return fresh
         return avail
 
-    def _unavailable(self, group: str, deps: list[Deployment], now: float) -> tuple[RateLimitError, float, bool]:
-        """The error for "nothing available", seconds until something may be, and whether
-        only limits (not cooldowns) are in the way (only then is waiting allowed)."""
+    def _unavailable(self, group: str, deps: list[Deployment], now: float) -> tuple[RateLimitError, bool]:
+        """The error for "nothing available" (``retry_after``: seconds until something may be),
+        and whether only limits (not cooldowns) are in the way (only then is waiting allowed)."""
         cooling = [d for d in deps if d.cooling(now)]
         limited = [d for d in deps if not d.cooling(now)]
         if limited:
@@ -311,31 +312,29 @@ class Router:
             message = f"All deployments of {group!r} are cooling down after failures (next back in {wait:.1f}s)"
         err = RateLimitError(message, model=group, code="no_deployments_available")
         err.retry_after = wait
-        return err, wait, bool(limited)
+        return err, bool(limited)
 
     def _choose(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
         now = _monotonic()
         avail = self._available(deps, tried, now)
         if avail:
             return avail[0] if len(avail) == 1 else self._pick(avail, stream)
-        err, _, _ = self._unavailable(group, deps, now)
-        return err
+        return self._unavailable(group, deps, now)[0]
 
     def _limit_pause(self, group: str, deps: list[Deployment], deadline: float) -> tuple[RateLimitError, float | None]:
         """While only rpm/tpm/parallel limits are in the way and ``deadline`` is ahead: the
         error so far and how long to pause before looking again (None: give up now)."""
         now = _monotonic()
-        err, wait, limited = self._unavailable(group, deps, now)
+        err, limited = self._unavailable(group, deps, now)
         if not limited or now >= deadline:
             return err, None
-        return err, max(0.005, min(wait or 0.05, 0.05, deadline - now))
+        return err, max(0.005, min(err.retry_after or 0.05, 0.05, deadline - now))
 
     def _retry_wait(self, group_deps: list[Deployment], tried: set[str], attempt: int, exc: BaseException) -> float:
         """No wait when an untried deployment is available; else backoff / Retry-After."""
         now = _monotonic()
-        for d in group_deps:
-            if d.id not in tried and d.cooldown_until <= now and not d.over_limit(now):
-                return max(0.0, self.retry_after)
+        if any(d.id not in tried and d.available(now) for d in group_deps):
+            return max(0.0, self.retry_after)
         return backoff(attempt, exc, self.retry_after)
 
     # ================================================================== bookkeeping
@@ -396,34 +395,26 @@ class Router:
                 for key in ("timeout", "stream_timeout", "stream_idle_timeout"):
                     if key in overrides:
                         overrides[key] = _seconds(overrides[key], key)
-                retries = overrides.get("num_retries")
-                if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
-                    raise ValueError(f"num_retries must be a non-negative integer, got {retries!r}")
+                if overrides.get("num_retries") is not None:
+                    _retry_count(overrides["num_retries"])
         return overrides
 
     def _next_group(self, model: str, exc: BaseException, tried_groups: list[str], overrides: dict[str, Any]) -> str | None:
         kind = fallback_kind(exc)
         if kind is None:
             return None
-        tables = []
-        if kind == "context_window":
-            tables.append(_fallback_map(overrides["context_window_fallbacks"], "context_window_fallbacks")
-                          if overrides.get("context_window_fallbacks") is not None else self.context_window_fallbacks)
-        elif kind == "content_policy":
-            tables.append(_fallback_map(overrides["content_policy_fallbacks"], "content_policy_fallbacks")
-                          if overrides.get("content_policy_fallbacks") is not None else self.content_policy_fallbacks)
-        tables.append(_fallback_map(overrides["fallbacks"], "fallbacks")
-                      if overrides.get("fallbacks") is not None else self.fallbacks)
-        for table in tables:
+        names = ("fallbacks",) if kind == "generic" else (f"{kind}_fallbacks", "fallbacks")
+        chains = []
+        for name in names:  # the call's own list replaces the router's
+            value = overrides.get(name)
+            table = getattr(self, name) if value is None else _fallback_map(value, name)
             chain = table.get(model)
-            if chain is None:
-                chain = table.get("*")
+            chains.append(table.get("*") if chain is None else chain)
+        chains.append(self.default_fallbacks)
+        for chain in chains:
             for target in chain or ():
                 if target not in tried_groups and target in self._groups:
                     return target
-        for target in self.default_fallbacks:
-            if target not in tried_groups and target in self._groups:
-                return target
         return None
 
     # ================================================================== sync
@@ -609,8 +600,7 @@ class _Run:
             if pause is not None:
                 return pause
         self.deadline = None
-        self.attempts.append({"model_group": self.group, "deployment_id": None, "error": type(choice).__name__,
-                              "status_code": 429, "message": choice.message, "elapsed": 0.0})
+        self.attempts.append(attempt_record(self.group, None, choice, 0.0))
         self._group_failed(self.last if self.last is not None else choice)
         return self.next_deployment()  # in the fallback group
 
@@ -634,10 +624,7 @@ class _Run:
         dep.success(_monotonic() - self.start, False)
         self._label(dep, result)
         if self.count:
-            usage = getattr(result, "usage", None)
-            tokens = getattr(usage, "total_tokens", 0) if usage is not None else 0
-            if tokens:
-                dep.add_tokens(tokens)
+            dep.add_tokens(getattr(getattr(result, "usage", None), "total_tokens", 0) or 0)
         return result
 
     def track(self, stream: Any) -> TrackedSource:
@@ -656,12 +643,7 @@ class _Run:
         source.delivered = True
         if self.first_timeout is not None:
             # From here on the gaps between chunks are bounded by the idle timeout
-            if self.idle is None:
-                from . import settings
-
-                source.set_read_timeout(settings.get("request_timeout"))
-            else:
-                source.set_read_timeout(self.idle)
+            source.set_read_timeout(settings.get("request_timeout") if self.idle is None else self.idle)
         if first is not None:
             stream.unread(first)
         self._label(dep, stream)

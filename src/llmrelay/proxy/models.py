@@ -1,22 +1,18 @@
 """The models the gateway serves: public names → deployments, called through the Router.
 
-With the Router (``llmrelay.router``) every ``model_name`` group is a router model group, and
-``router_settings`` configure it. Without it (an installation that lacks the module) a group's
-deployments are used in turn, with no retries across them.
+Every ``model_name`` group is a :class:`~llmrelay.router.Router` model group, and
+``router_settings`` configure it.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
 import re
 from typing import Any
 
+from ..router import Router
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["ModelTable", "client_param_refused"]
-
-log = logging.getLogger("llmrelay.proxy")
 
 #: Request keys that configure where and how the upstream is called: set by the operator in the
 #: config, never by a client (a client-chosen api_base would receive the configured api_key).
@@ -48,14 +44,8 @@ class ModelTable:
         self.config = config
         self.names = config.model_names
         self._known = frozenset(self.names)
-        self.router: Any = None
-        self._cycles: dict[str, Any] = {}
-        groups = config.groups()
-        try:
-            from ..router import Router  # noqa: F401
-        except ImportError:
-            Router = None  # noqa: N806
-        if Router is not None and groups:
+        self.router: Any = None  # set whenever there is a name to serve
+        if config.deployments:
             model_list = [
                 {"model_name": d.model_name, "litellm_params": dict(d.litellm_params), "model_info": dict(d.model_info)}
                 for d in config.deployments
@@ -65,24 +55,10 @@ class ModelTable:
             except (TypeError, ValueError) as exc:
                 where = config.path or "<config>"
                 raise ConfigError(f"{where}: router_settings: {exc}. Check the keys and values under router_settings.") from None
-        else:
-            if config.router_settings:
-                log.warning("router_settings are ignored: the router is not available in this installation")
-            for name, deployments in groups.items():
-                self._cycles[name] = itertools.cycle([d.litellm_params for d in deployments])
 
     def __contains__(self, name: object) -> bool:
         return name in self._known
 
     async def acompletion(self, name: str, messages: Any, stream: bool, params: dict[str, Any]) -> Any:
         """Call the model group ``name`` (same return types as ``llmrelay.acompletion``)."""
-        if self.router is not None:
-            return await self.router.acompletion(model=name, messages=messages, stream=stream, **params)
-        from ..main import acompletion
-
-        deployment = next(self._cycles[name])
-        kwargs = {**deployment, **params}
-        kwargs["model"] = deployment["model"]
-        for key in ("rpm", "tpm"):
-            kwargs.pop(key, None)
-        return await acompletion(messages=messages, stream=stream, **kwargs)
+        return await self.router.acompletion(model=name, messages=messages, stream=stream, **params)

@@ -104,6 +104,10 @@ class Deployment:
     def cooling(self, now: float) -> bool:
         return self.cooldown_until > now
 
+    def available(self, now: float) -> bool:
+        """Neither cooling down nor at a limit: may be called now."""
+        return self.cooldown_until <= now and not self.over_limit(now)
+
     def _roll(self, now: float) -> None:
         if now - self.window_start >= USAGE_WINDOW:
             self.window_start = now

@@ -1,34 +1,23 @@
-"""Which failures are retried, how long to wait, and which fallback list applies."""
+"""Which failures are retried, how long to wait, and which fallback list applies.
+
+Retrying follows the library's own policy (:func:`llmrelay.main.retryable` and
+:func:`~llmrelay.main.retry_delay`), so a router retry and a ``num_retries`` retry agree.
+"""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from ..exceptions import (
-    APIConnectionError,
     APIError,
     BadRequestError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
     LLMRelayError,
-    Timeout,
 )
+from ..main import retry_delay, retryable
 
-__all__ = ["retryable", "counts_against_deployment", "backoff", "fallback_kind", "MAX_RETRY_AFTER"]
-
-#: Longest Retry-After the router will honour by waiting (seconds).
-MAX_RETRY_AFTER = 60.0
-
-
-def retryable(exc: BaseException) -> bool:
-    """429, 408, 5xx, connection errors and timeouts; never 400/401/403/404/422."""
-    if isinstance(exc, (APIConnectionError, Timeout)):
-        return True
-    if isinstance(exc, APIError):
-        status = exc.status_code
-        return status == 429 or status == 408 or status >= 500
-    return False
+__all__ = ["retryable", "counts_against_deployment", "backoff", "fallback_kind", "attempt_record"]
 
 
 def counts_against_deployment(exc: BaseException) -> bool:
@@ -42,12 +31,8 @@ def counts_against_deployment(exc: BaseException) -> bool:
 
 
 def backoff(attempt: int, exc: BaseException | None, minimum: float = 0.0) -> float:
-    """Exponential backoff with jitter (0.5 s, 1 s, 2 s … ×0.75–1.25, ≤ 8 s); Retry-After wins."""
-    after = getattr(exc, "retry_after", None)
-    if after is not None:
-        return max(min(after, MAX_RETRY_AFTER), minimum)
-    base = min(0.5 * (2**attempt), 8.0)
-    return max(base * (0.75 + random.random() * 0.5), minimum)
+    """The library's retry delay (:func:`llmrelay.main.retry_delay`), at least ``minimum``."""
+    return max(retry_delay(exc, attempt), minimum)
 
 
 def fallback_kind(exc: BaseException) -> str | None:

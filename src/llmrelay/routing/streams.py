@@ -14,9 +14,8 @@ caller with the text so far and the router's ``attempts``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 from ..exceptions import APIError
 from .policy import attempt_record
@@ -48,12 +47,10 @@ class TrackedSource:
     def complete(self) -> bool:
         return getattr(self.inner, "complete", True)
 
-    def set_read_timeout(self, seconds: float | None) -> bool:
+    def set_read_timeout(self, seconds: float | None) -> None:
         setter = getattr(self.inner, "set_read_timeout", None)
-        if setter is None:
-            return False
-        setter(seconds)
-        return True
+        if setter is not None:
+            setter(seconds)
 
     def next_batch(self) -> list | None:
         try:
