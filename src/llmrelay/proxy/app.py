@@ -22,8 +22,9 @@ from ..exceptions import LLMRelayError
 from ..types import json_default
 from . import errors
 from .auth import client_key, key_matches
-from .config import ProxyConfig
-from .models import ModelTable, client_param_refused
+from .client_params import ClientParamError, ClientParamPolicy
+from .config import ConfigError, ProxyConfig
+from .models import ModelTable
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -90,6 +91,10 @@ class ProxyApp:
     def __init__(self, config: ProxyConfig, models: ModelTable | None = None) -> None:
         self.config = config
         self.models = models if models is not None else ModelTable(config)
+        try:
+            self.client_params = ClientParamPolicy(config.deployments)
+        except ValueError as exc:
+            raise ConfigError(f"{config.path or '<config>'}: {exc}") from None
         self.master_key = config.master_key.encode() if config.master_key else None
         self.max_body = config.max_body_bytes
         secrets = list(config.secrets)
@@ -293,14 +298,10 @@ class ProxyApp:
                 f"The model {model!r} is not served by this gateway. Available models: {names}.",
                 param="model", code="model_not_found",
             )
-        for key in data:
-            if client_param_refused(key):
-                return await self._error(
-                    ctx, send, 400,
-                    f"The parameter {key!r} cannot be set by a client of the gateway: upstream "
-                    "connection settings come from the gateway's config.",
-                    param=key,
-                )
+        try:
+            data = self.client_params.screen(model, data)
+        except ClientParamError as exc:
+            return await self._error(ctx, send, 400, str(exc), param=exc.param)
         await self._call_upstream(ctx, receive, send, model, messages, stream, data)
 
     async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, model: str, messages: list,

@@ -6,36 +6,12 @@ Every ``model_name`` group is a :class:`~llmrelay.router.Router` model group, an
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..router import Router
 from .config import ConfigError, ProxyConfig
 
-__all__ = ["ModelTable", "client_param_refused"]
-
-#: Request keys that configure where and how the upstream is called: set by the operator in the
-#: config, never by a client (a client-chosen api_base would receive the configured api_key).
-_REFUSED = frozenset(
-    {
-        "api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers",
-        "headers", "mock_response", "num_retries", "max_retries", "timeout", "request_timeout",
-        "stream_timeout", "organization", "azure_ad_token", "model_list", "litellm_params",
-    }
-)
-#: Also refused: credentials anywhere in a name, and provider connection settings (a region,
-#: location or project picks the host the configured credentials are sent to; a local model's
-#: path and sizes pick files and memory on the gateway's machine).
-_REFUSED_PATTERN = re.compile(
-    r"api_key|access_key|secret|_token$|credential|password|api_base|endpoint|^(aws|vertex|azure|gcp|google)_"
-    r"|region|location|project|profile|^model_path$|^n_(ctx|threads|gpu_layers|batch)$"
-)
-
-
-def client_param_refused(key: str) -> bool:
-    """Whether a client may not set this request key."""
-    return key in _REFUSED or bool(_REFUSED_PATTERN.search(key))
-
+__all__ = ["ModelTable"]
 
 class ModelTable:
     """Public model names and how to call them."""
