@@ -43,6 +43,7 @@ num_retries: int = _settings.DEFAULTS["num_retries"]
 request_timeout: float = _settings.DEFAULTS["request_timeout"]
 api_key: str | None = None
 api_base: str | None = None
+ssl_verify: bool | str = True
 
 _LAZY = {
     "completion": ("main", "completion"),

@@ -4,6 +4,7 @@
     echo "Why is the sky blue?" | llmrelay chat   # the prompt from stdin
     llmrelay chat --model openai/gpt-4o-mini --system "Be brief." "Hi"
     llmrelay proxy --config config.yaml           # the gateway (llmrelay.proxy.cli)
+    llmrelay check-config config.yaml             # every warning and error of a gateway config
 
 Every error ends the command with a one-line message on stderr and a non-zero exit status.
 """
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--api-base", help="the provider's base URL (else its usual environment variable)")
     chat.add_argument("--api-key", help="the provider's API key (else its usual environment variable)")
     commands.add_parser("proxy", help="run the OpenAI-compatible gateway (llmrelay proxy --help)",
+                        add_help=False)
+    commands.add_parser("check-config", help="check a gateway config.yaml (llmrelay check-config FILE)",
                         add_help=False)
     return parser
 
@@ -100,16 +103,17 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _proxy(argv: list[str]) -> int:
+def _proxy(argv: list[str], command: str = "main") -> int:
     try:
-        from .proxy.cli import main as proxy_main
+        from .proxy import cli as proxy_cli
     except ImportError as exc:
         missing = getattr(exc, "name", None) or ""
         if missing == "llmrelay" or missing.startswith("llmrelay."):
             return _fail(f"this llmrelay has no gateway ({_one_line(exc)})", 2)
         return _fail(f"the gateway needs more packages ({_one_line(exc)}); install them with: "
                      'pip install "llmrelay[proxy]"', 2)
-    return int(proxy_main(argv) or 0)
+    run = proxy_cli.check_config_main if command == "check-config" else proxy_cli.main
+    return int(run(argv) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args_list and args_list[0] == "proxy":
             return _proxy(args_list[1:])
+        if args_list and args_list[0] == "check-config":
+            return _proxy(args_list[1:], "check-config")
         parser = build_parser()
         args = parser.parse_args(args_list)
         if args.command == "chat":

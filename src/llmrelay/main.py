@@ -45,6 +45,8 @@ _CALL_KWARGS = {
     "custom_llm_provider",
     "drop_params",
     "mock_response",
+    "ssl_verify",
+    "merge_reasoning_content_in_choices",
     "stream",
     "messages",
     "model",
@@ -165,7 +167,13 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
     retries = _first_given(kwargs, ("num_retries", "max_retries"), settings.get("num_retries") or 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise _bad(f"num_retries must be a non-negative integer, got {retries!r}", model)
-    return call, {"timeout": timeout, "retries": retries}
+    verify = kwargs.get("ssl_verify")
+    if verify is None:
+        verify = settings.get("ssl_verify")
+    if not isinstance(verify, (bool, str)):
+        raise _bad(f"ssl_verify must be True, False or the path of a CA bundle, got {verify!r}", model)
+    merge = bool(kwargs.get("merge_reasoning_content_in_choices"))
+    return call, {"timeout": timeout, "retries": retries, "ssl_verify": verify, "merge_reasoning": merge}
 
 
 def _first_given(kwargs: dict[str, Any], names: tuple[str, ...], default: Any) -> Any:
@@ -261,6 +269,16 @@ def _response(call: Call, provider: Any, url: str, status: int, headers: Any, bo
     return result
 
 
+def _merged(result: Any, options: dict[str, Any]) -> Any:
+    """``merge_reasoning_content_in_choices``: a response, or a stream's chunk source, with the
+    reasoning moved into ``content`` between ``<think>`` tags."""
+    if not options["merge_reasoning"]:
+        return result
+    from .reasoning import MergedReasoningSource, merge_response
+
+    return merge_response(result) if isinstance(result, ModelResponse) else MergedReasoningSource(result)
+
+
 def _delay_before_retry(exc: LLMRelayError, attempt: int, options: dict[str, Any], call: Call) -> float | None:
     """Seconds to wait before the next attempt, or None when ``exc`` is final."""
     if attempt >= options["retries"] or not retryable(exc):
@@ -297,12 +315,14 @@ def completion(
     attempt = 0
     while True:
         try:
-            response = transport.send(request, options["timeout"], call.provider, call.user_model)
+            response = transport.send(request, options["timeout"], call.provider, call.user_model,
+                                          ssl_verify=options["ssl_verify"])
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.SyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, source, _hidden(call, request.url))
-            return _response(call, provider, request.url, response.status, response.headers, response.read())
+                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url))
+            return _merged(_response(call, provider, request.url, response.status, response.headers,
+                                     response.read()), options)
         except LLMRelayError as exc:
             delay = _delay_before_retry(exc, attempt, options, call)
             if delay is None:
@@ -332,12 +352,14 @@ async def acompletion(
     attempt = 0
     while True:
         try:
-            response = await transport.send(request, options["timeout"], call.provider, call.user_model)
+            response = await transport.send(request, options["timeout"], call.provider, call.user_model,
+                                                ssl_verify=options["ssl_verify"])
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.AsyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, source, _hidden(call, request.url))
-            return _response(call, provider, request.url, response.status, response.headers, await response.read())
+                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url))
+            return _merged(_response(call, provider, request.url, response.status, response.headers,
+                                     await response.read()), options)
         except LLMRelayError as exc:
             delay = _delay_before_retry(exc, attempt, options, call)
             if delay is None:

@@ -346,7 +346,7 @@ class Router:
         cooled = dep.failure(
             _monotonic(),
             self.allowed_fails,
-            self.cooldown_time,
+            self.cooldown_time if dep.cooldown_time is None else dep.cooldown_time,
             self.allowed_fails_window,
             retry_after,
             type(exc).__name__,

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     # provider's environment variable gives one.
     "api_key": None,
     "api_base": None,
+    # TLS verification of upstream connections: True, False, or the path of a CA bundle.
+    "ssl_verify": True,
 }
 
 KNOWN_SETTINGS = frozenset(DEFAULTS) | {"set_verbose"}

@@ -60,23 +60,11 @@ def test_yaml_syntax_error_names_line():
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("litellm_settings:\n  foo_bar: 1\n" + OK, ["line 2", "unknown litellm_settings key 'foo_bar'",
-                                                    "REPEATED_STREAMING_CHUNK_LIMIT"]),
         ("litellm_settings:\n  drop_params: yes please\n" + OK, ["line 2", "drop_params must be bool"]),
         ("litellm_settings:\n  REPEATED_STREAMING_CHUNK_LIMIT: 0\n" + OK, ["at least 1"]),
-        ("general_settings:\n  master_keyy: x\n" + OK, ["line 2", "unknown general_settings key 'master_keyy'"]),
-        ("modle_list: []\n", ["line 1", "unknown top-level section 'modle_list'"]),
         ("model_list:\n  - model_name: a\n    litellm_params:\n      model: nosuch/model\n",
-         ["line 4", "model 'a'", "'nosuch' is not a known provider"]),
-        ("model_list:\n  - model_name: a\n", ["line 2", "litellm_params must be a mapping"]),
-        ("model_list:\n  - model_name: a\n    litellm_params: {api_base: x}\n", ["litellm_params.model"]),
-        ("model_list:\n  - litellm_params: {model: openai/x}\n", ["model_name must be"]),
+         ["line 1", "none of the 1 model_list entries can be served"]),
         ("model_list: {a: 1}\n", ["model_list must be a list"]),
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n"
-         "  - model_name: a\n    litellm_params: {model: openai/x}\n", ["line 4", "duplicate deployment", "line 2"]),
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, rpm: lots}\n", ["rpm must be"]),
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n    extra: 1\n", ["line 4", "'extra'"]),
-        ("model_list:\n  - model_name: a\n    model_name: b\n", ["line 3", "appears twice"]),
         ("- just a list\n", ["must be a mapping"]),
         ("general_settings: {}\n", ["no model_list"]),
     ],
@@ -87,6 +75,47 @@ def test_config_errors(monkeypatch, text, words):
     assert message.startswith("conf.yaml")
     for word in words:
         assert word in message, message
+
+
+SECOND = "  - model_name: b\n    litellm_params: {model: openai/y}\n"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("litellm_settings:\n  foo_bar: 1\n" + OK, ["conf.yaml, line 2: litellm_settings.foo_bar: unknown key"]),
+        ("litellm_settings:\n  drop_param: true\n" + OK, ["line 2", "did you mean 'drop_params'?"]),
+        ("general_settings:\n  master_keyy: x\n" + OK, ["line 2", "general_settings.master_keyy",
+                                                          "did you mean 'master_key'?"]),
+        ("litellm_settings:\n  master_key: x\n" + OK, ["line 2", "belongs under general_settings"]),
+        ("logging:\n  level: info\n" + OK, ["line 1", "logging: unknown top-level section"]),
+        ("modle_list: []\n" + OK, ["line 1", "did you mean 'model_list'?"]),
+        (OK + SECOND + "  - model_name: a\n    litellm_params:\n      model: nosuch/model\n",
+         ["line 15", "model 'a'", "'nosuch' is not a known provider", "skipped"]),
+        (OK + SECOND + "  - model_name: a\n", ["line 13", "litellm_params must be a mapping", "skipped"]),
+        (OK + SECOND + "  - model_name: a\n    litellm_params: {api_base: x}\n", ["litellm_params.model"]),
+        (OK + SECOND + "  - litellm_params: {model: openai/x}\n", ["model_name must be"]),
+        (OK + SECOND + SECOND, ["line 13", "already listed on line 11"]),
+        (OK + SECOND + "  - model_name: a\n    litellm_params: {model: openai/x, rpm: lots}\n",
+         ["line 14", "rpm must be"]),
+        (OK + "    extra: 1\n", ["line 11", "model_list[0].extra: unknown key"]),
+        (OK + SECOND + "  - model_name: a\n    model_name: b\n    litellm_params: {model: openai/x}\n",
+         ["line 14", "appears twice", "first on line 13"]),
+        (OK + "      tier: gold\n      colour: blue\n", ["line 12", "model_info.colour"]),
+        (OK + SECOND + "router_settings:\n  routing_stratgy: latency-based-routing\n",
+         ["line 14", "did you mean 'routing_strategy'?"]),
+    ],
+)
+def test_config_warnings_and_strict(monkeypatch, text, words):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    config = parse_config(text, "conf.yaml")
+    joined = "\n".join(config.warnings)
+    for word in words:
+        assert word in joined, joined
+    assert all("\n" not in w and w.startswith("conf.yaml, line ") for w in config.warnings), config.warnings
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "conf.yaml", strict=True)
+    assert "strict" in str(info.value) and info.value.warnings == config.warnings
 
 
 def test_ignored_litellm_settings_warn(monkeypatch):
@@ -109,7 +138,7 @@ def test_cli_config_error_is_one_message_no_traceback(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n"
                     "litellm_settings:\n  not_a_setting: 3\n")
-    status, err = run_cli(["--config", str(path), "--port", "0"])
+    status, err = run_cli(["--config", str(path), "--port", "0", "--strict"])
     assert status == 2
     assert "Traceback" not in err
     assert f"{path}, line 6" in err and "not_a_setting" in err
@@ -127,9 +156,9 @@ def test_cli_missing_file_and_missing_env(tmp_path):
 
 def test_cli_router_settings_error(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(OK + "router_settings:\n  routing_strategy_typo: x\n")
+    path.write_text(OK + "router_settings:\n  routing_strategy: no-such-strategy\n")
     status, err = run_cli(["--config", str(path)], env={"CFG_TEST_KEY": "k"})
-    assert status == 2 and "router_settings" in err and "routing_strategy_typo" in err and "Traceback" not in err
+    assert status == 2 and "router_settings" in err and "no-such-strategy" in err and "Traceback" not in err
 
 
 def test_no_master_key_refuses_non_loopback(tmp_path):

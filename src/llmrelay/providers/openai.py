@@ -13,6 +13,7 @@ import orjson
 from .. import settings
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError
+from ..litellm_params import NOT_FORWARDED
 from ..types import ModelResponse, Usage
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
 from .common import first_env, load_object, malformed, post_json, require_key
@@ -27,35 +28,9 @@ __all__ = [
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
-#: Keyword arguments LiteLLM users pass that configure the call, never sent in the body.
-NON_BODY_KWARGS = frozenset(
-    {
-        "api_version",
-        "azure_ad_token",
-        "azure_ad_token_provider",
-        "organization",
-        "metadata",
-        "litellm_call_id",
-        "litellm_logging_obj",
-        "litellm_metadata",
-        "logger_fn",
-        "caching",
-        "cache",
-        "client",
-        "fallbacks",
-        "context_window_fallback_dict",
-        "model_info",
-        "model_list",
-        "input_cost_per_token",
-        "output_cost_per_token",
-        "proxy_server_request",
-        "rpm",
-        "tpm",
-        "weight",
-        "order",
-        "model_path",
-    }
-)
+#: Keyword arguments LiteLLM users pass that configure the call, never sent in the body
+#: (the table is :mod:`llmrelay.litellm_params`).
+NON_BODY_KWARGS = NOT_FORWARDED
 
 
 class OpenAIStreamDecoder(ChunkDecoder):

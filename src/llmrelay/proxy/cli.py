@@ -1,4 +1,6 @@
-"""``llmrelay proxy [--config config.yaml] [--host 127.0.0.1] [--port 4000] [--workers N]``.
+"""``llmrelay proxy [--config config.yaml] [--host 127.0.0.1] [--port 4000] [--workers N] [--strict]``.
+
+Also ``llmrelay check-config FILE`` (:func:`check_config_main`): every finding, no server.
 
 Validates the config (one clear message and exit status 2 on any problem, never a
 traceback), binds the socket, says where it listens and which models it serves, and runs the
@@ -15,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "check_config_main"]
 
 log = logging.getLogger("llmrelay.proxy")
 
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--allow-unauthenticated", action="store_true",
                         help="allow binding a non-loopback address without general_settings.master_key")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse to start on any config warning (unknown or ignored keys, skipped models)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="log level (info logs one line per request)")
     return parser
@@ -86,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError, default_config, load_config
 
     try:
-        config = load_config(args.config) if args.config else default_config()
+        config = load_config(args.config, strict=args.strict) if args.config else default_config()
         from .app import CONFIG_ENV, create_app
 
         app = create_app(config)  # also builds the router: its errors are config errors
     except ConfigError as exc:
+        for warning in exc.warnings:
+            _say(f"llmrelay proxy: warning: {warning}")
         _say(f"llmrelay proxy: config error: {exc}")
         return 2
     except ImportError as exc:
@@ -160,6 +166,36 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sock.close()
     return 0
+
+
+def check_config_main(argv: list[str] | None = None) -> int:
+    """``llmrelay check-config FILE``: print every finding; 0 clean, 1 warnings, 2 errors."""
+    parser = argparse.ArgumentParser(
+        prog="llmrelay check-config",
+        description="Check a gateway config.yaml without starting anything: print every warning and "
+                    "error. Exit status 0: clean; 1: warnings (llmrelay proxy --strict would refuse it); "
+                    "2: errors (the gateway would not start).",
+    )
+    parser.add_argument("config", help="path of the config.yaml")
+    args = parser.parse_args(argv)
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+        from .models import ModelTable
+
+        ModelTable(config)  # the router's own checks
+    except ConfigError as exc:
+        for warning in exc.warnings:
+            print(f"warning: {warning}")
+        print(f"error: {exc}")
+        return 2
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    served = len(config.deployments)
+    print(f"{args.config}: {served} deployment{'s' if served != 1 else ''} served "
+          f"({', '.join(config.model_names)}); {len(config.warnings)} warning{'s' if len(config.warnings) != 1 else ''}")
+    return 1 if config.warnings else 0
 
 
 def _pick(module: str, fallback: str) -> str:

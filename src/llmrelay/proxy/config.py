@@ -16,8 +16,14 @@ The format is LiteLLM's proxy config, so existing files work::
     router_settings:
       routing_strategy: simple-shuffle
 
-Every problem raises :class:`ConfigError` whose text names the file, the line where the YAML
-has one, and what to do about it. Nothing here starts a server or does network I/O.
+Lenient like LiteLLM, but loud: a key llmrelay does not implement, anywhere in the file, is a
+one-line warning (``file, line N: section.key: …``, with "did you mean …" for near misses), and
+a deployment that cannot be served (unknown provider, missing optional extra, bad values) is
+skipped with a warning saying why. ``strict=True`` (``llmrelay proxy --strict``,
+``llmrelay check-config``) turns every warning into an error. What really cannot work raises
+:class:`ConfigError`, one line naming the file and line: YAML that does not parse, a
+``model_list`` that is not a list, a missing environment variable, nothing left to serve.
+The key tables live in :mod:`.config_keys`. Nothing here starts a server or does network I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import settings as _settings
+from ..litellm_params import LITELLM_PARAMS, PROVIDER_BODY_PARAMS
+from . import config_keys as K
 
 __all__ = [
     "ConfigError",
@@ -36,8 +44,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "default_config",
-    "IGNORED_LITELLM_SETTINGS",
-    "IGNORED_GENERAL_SETTINGS",
     "DEFAULT_MAX_BODY_BYTES",
 ]
 
@@ -45,50 +51,6 @@ log = logging.getLogger("llmrelay.proxy")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 ENV_PREFIX = "os.environ/"
-
-#: LiteLLM ``litellm_settings`` keys the gateway accepts and ignores (logging a warning):
-#: callbacks, caching, telemetry and UI features llmrelay does not have.
-IGNORED_LITELLM_SETTINGS = frozenset(
-    {
-        "callbacks", "success_callback", "failure_callback", "service_callback",
-        "input_callback", "cache", "cache_params", "json_logs", "turn_off_message_logging",
-        "redact_user_api_key_info", "redact_messages_in_exceptions", "telemetry",
-        "max_budget", "budget_duration", "default_team_settings", "upperbound_key_generate_params",
-        "default_key_generate_params", "key_generation_settings", "default_internal_user_params",
-        "modify_params", "enable_preview_features", "return_response_headers",
-        "set_verbose_callbacks", "disable_end_user_cost_tracking", "enable_json_schema_validation",
-        "content_policy_fallbacks", "mcp_aliases", "guardrails", "allowed_fails",
-        "cooldown_time", "fallbacks", "context_window_fallbacks", "default_fallbacks",
-        "request_timeout_seconds", "force_ipv4", "ssl_verify", "tag_budget_config",
-    }
-)
-
-#: LiteLLM ``general_settings`` keys accepted and ignored with a warning (database, UI, alerting…).
-IGNORED_GENERAL_SETTINGS = frozenset(
-    {
-        "database_url", "database_connection_pool_limit", "database_connection_timeout",
-        "store_model_in_db", "store_prompts_in_spend_logs", "alerting", "alerting_threshold",
-        "alert_types", "alert_to_webhook_url", "proxy_batch_write_at", "disable_spend_logs",
-        "disable_master_key_return", "disable_reset_budget", "disable_adding_master_key_hash_to_db",
-        "ui_access_mode", "allowed_routes", "admin_only_routes", "custom_auth", "custom_key_generate",
-        "enforce_user_param", "enable_jwt_auth", "litellm_jwtauth", "background_health_checks",
-        "health_check_interval", "health_check_details", "use_redis_transaction_buffer",
-        "infer_model_from_keys", "proxy_budget_rescheduler_min_time",
-        "proxy_budget_rescheduler_max_time", "pass_through_endpoints", "allow_requests_on_db_unavailable",
-        "maximum_spend_logs_retention_period", "user_header_name", "disable_retry_on_max_parallel_request_limit_error",
-        "max_parallel_requests", "global_max_parallel_requests", "key_management_system",
-        "key_management_settings", "use_client_credentials_pass_through_routes", "forward_client_headers_to_llm_api",
-        "max_response_size_mb", "supported_db_objects", "public_routes", "allowed_ips",
-        "use_x_forwarded_for", "service_account_settings",
-    }
-)
-#: ``general_settings`` keys the gateway uses.
-KNOWN_GENERAL_SETTINGS = frozenset({"master_key", "max_request_size_mb", "allow_unauthenticated"})
-
-#: Top-level keys: ours, and LiteLLM's we ignore with a warning.
-KNOWN_TOP = ("model_list", "litellm_settings", "general_settings", "router_settings", "environment_variables")
-IGNORED_TOP = frozenset({"guardrails", "credential_list", "include", "mcp_servers", "callback_settings",
-                         "files_settings", "assistant_settings", "finetune_settings", "vector_store_registry"})
 
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "REPEATED_STREAMING_CHUNK_LIMIT": (int,),
@@ -98,11 +60,25 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "set_verbose": (bool,),
     "api_key": (str,),
     "api_base": (str,),
+    "ssl_verify": (bool, str),
+}
+
+#: Optional extras a provider needs: prefix → (module that must be importable, extra name).
+PROVIDER_EXTRAS: dict[str, tuple[str, str]] = {
+    "bedrock": ("botocore", "bedrock"),
+    "local": ("llama_cpp", "local"),
 }
 
 
 class ConfigError(Exception):
-    """A problem with the config file; ``str(exc)`` is the whole message to show the user."""
+    """A problem with the config file; ``str(exc)`` is the whole message to show the user.
+
+    ``warnings`` holds the warnings found before the error (to show first).
+    """
+
+    def __init__(self, message: str, warnings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.warnings = list(warnings or [])
 
 
 # ============================================================================ YAML with lines
@@ -118,7 +94,9 @@ class _Seq(list):
     item_lines: list[int]
 
 
-def _loader() -> type:
+def _loader(duplicates: list[tuple[int, Any, int]]) -> type:
+    """A SafeLoader keeping line numbers; a key repeated in one mapping is noted in
+    ``duplicates`` as (line, key, first line) and the later value wins, as in LiteLLM."""
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -138,10 +116,7 @@ def _loader() -> type:
             except TypeError:
                 raise ConfigError(f"line {line}: a mapping key must be a plain value, got {key!r}") from None
             if key in data:
-                raise ConfigError(
-                    f"line {line}: the key {key!r} appears twice in the same mapping "
-                    f"(first on line {data.key_lines[key]}); keep one."
-                )
+                duplicates.append((line, key, data.key_lines[key]))
             data[key] = loader.construct_object(value_node, deep=True)
             data.key_lines[key] = line
 
@@ -168,7 +143,7 @@ def _line_of(container: Any, key: Any) -> int | None:
 # ============================================================================ the result
 @dataclass
 class Deployment:
-    """One ``model_list`` entry."""
+    """One ``model_list`` entry that the gateway serves."""
 
     model_name: str
     litellm_params: dict[str, Any]
@@ -190,7 +165,12 @@ class ProxyConfig:
     allow_unauthenticated: bool = False
     #: Values that must never appear in a response or a log line (keys read from the config).
     secrets: list[str] = field(default_factory=list)
+    #: One line each: ``file, line N: section.key: what and why``.
     warnings: list[str] = field(default_factory=list)
+    #: Every ``general_settings`` key llmrelay uses, ``os.environ/`` values resolved.
+    general_settings: dict[str, Any] = field(default_factory=dict)
+    #: Why each skipped deployment was skipped (also in ``warnings``).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def model_names(self) -> list[str]:
@@ -212,8 +192,11 @@ class ProxyConfig:
 
 
 # ============================================================================ loading
-def load_config(path: str) -> ProxyConfig:
-    """Read and validate ``path``; raise :class:`ConfigError` with one clear message."""
+def load_config(path: str, strict: bool = False) -> ProxyConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` with one clear message.
+
+    ``strict``: every warning is an error (the warnings are in the exception's ``warnings``).
+    """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -221,18 +204,27 @@ def load_config(path: str) -> ProxyConfig:
         raise ConfigError(f"{path}: no such file. Pass the path of your config.yaml to --config.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
-    return parse_config(text, path)
+    return parse_config(text, path, strict)
 
 
-def parse_config(text: str, path: str = "<config>") -> ProxyConfig:
+def parse_config(text: str, path: str = "<config>", strict: bool = False) -> ProxyConfig:
     """Validate config text (``path`` is only used in messages)."""
+    parser = _Parser(path)
     try:
-        return _Parser(path).parse(text)
+        config = parser.parse(text)
     except ConfigError as exc:
         message = str(exc)
         if not message.startswith(path):
             message = f"{path}: {message}"
-        raise ConfigError(message) from None
+        raise ConfigError(message, parser.warnings) from None
+    if strict and config.warnings:
+        count = len(config.warnings)
+        raise ConfigError(
+            f"{path}: strict mode: {count} warning{'s' if count > 1 else ''} (listed above) "
+            "count as errors; fix them, or start without --strict.",
+            config.warnings,
+        )
+    return config
 
 
 def default_config() -> ProxyConfig:
@@ -253,22 +245,70 @@ def default_config() -> ProxyConfig:
     return ProxyConfig(path=None, deployments=deployments, warnings=warnings)
 
 
+class _Skip(Exception):
+    """This deployment cannot be served (the message says why and how to fix it)."""
+
+    def __init__(self, container: Any, key: Any, message: str) -> None:
+        super().__init__(message)
+        self.container = container
+        self.key = key
+
+
+_NUMBER_PARAMS = ("rpm", "tpm", "max_retries", "num_retries", "timeout", "stream_timeout", "stream_idle_timeout",
+                  "order", "weight", "cooldown_time", "max_parallel_requests", "input_cost_per_token",
+                  "output_cost_per_token")
+#: Entry-level keys LiteLLM reads as if they were in litellm_params.
+_ENTRY_PARAMS = ("rpm", "tpm", "order", "weight", "cooldown_time", "max_parallel_requests", "tags")
+#: Router options that are also library settings: applied as settings (the Router reads them).
+_ROUTER_ALIASES = {"request_timeout": "timeout", "max_retries": "num_retries"}
+
+
 class _Parser:
     def __init__(self, path: str) -> None:
         self.path = path
         self.secrets: list[str] = []
         self.warnings: list[str] = []
 
-    def fail(self, container: Any, key: Any, message: str) -> ConfigError:
+    def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
-        where = f"{self.path}, line {line}" if line else self.path
-        return ConfigError(f"{where}: {message}")
+        return f"{self.path}, line {line}" if line else self.path
+
+    def fail(self, container: Any, key: Any, message: str) -> ConfigError:
+        return ConfigError(f"{self.where(container, key)}: {message}")
+
+    def warn(self, container: Any, key: Any, message: str) -> None:
+        """One warning line: ``file, line N: message`` (``message`` starts with the key)."""
+        self.warnings.append(f"{self.where(container, key)}: {message}")
+
+    def check_keys(self, container: dict, keys: K.Keys, prefix: str) -> None:
+        """Warn about each key of ``container`` that is not a used key of ``keys``."""
+        for key in container:
+            if key in keys.used:
+                continue
+            if key in keys.ignored:
+                self.warn(container, key, f"{prefix}{key}: a LiteLLM setting llmrelay does not implement; ignored")
+            else:
+                self.unknown(container, key, keys, prefix)
+
+    def unknown(self, container: Any, key: Any, keys: K.Keys | set[str], prefix: str,
+                what: str = "unknown key; ignored") -> None:
+        names = keys.all() if isinstance(keys, K.Keys) else keys
+        hint = ""
+        guess = K.suggest(key, names)
+        if guess is not None:
+            hint = f" (did you mean {guess!r}?)"
+        elif isinstance(keys, K.Keys):
+            other = K.other_section(key, keys.section)
+            if other is not None:
+                hint = f" (it belongs under {other}:)"
+        self.warn(container, key, f"{prefix}{key}: {what}{hint}")
 
     def parse(self, text: str) -> ProxyConfig:
         import yaml
 
+        duplicates: list[tuple[int, Any, int]] = []
         try:
-            data = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(text, Loader=_loader(duplicates))  # noqa: S506 - a SafeLoader subclass
         except ConfigError as exc:
             raise ConfigError(f"{self.path}, {exc}") from None
         except yaml.MarkedYAMLError as exc:
@@ -281,29 +321,31 @@ class _Parser:
             ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.path}: YAML error: {exc}") from None
+        for line, key, first in duplicates:
+            self.warnings.append(
+                f"{self.path}, line {line}: {key}: appears twice in the same mapping (first on line "
+                f"{first}); the later value is used"
+            )
         if data is None:
             data = _Map()
             data.key_lines = {}
         if not isinstance(data, dict):
             raise self.fail(data, None, "the config must be a mapping with a model_list: section")
         for key in data:
-            if key in IGNORED_TOP:
-                self.warn(data, key, f"the top-level section {key!r} is a LiteLLM feature llmrelay does not have; ignored")
-            elif key not in KNOWN_TOP:
-                raise self.fail(
-                    data, key,
-                    f"unknown top-level section {key!r}. Known sections: {', '.join(KNOWN_TOP)}.",
-                )
+            if key in K.TOP.ignored:
+                self.warn(data, key, f"{key}: a LiteLLM section llmrelay does not implement; ignored")
+            elif key not in K.TOP.used:
+                self.unknown(data, key, K.TOP, "", "unknown top-level section; ignored")
         env = data.get("environment_variables")
         if env is not None:
             self.environment(data, env)
-        deployments = self.model_list(data)
-        settings = self.litellm_settings(data)
+        settings, router_from_settings = self.litellm_settings(data)
         general = self.general_settings(data)
-        router = data.get("router_settings") or {}
-        if not isinstance(router, dict):
-            raise self.fail(data, "router_settings", "router_settings must be a mapping")
-        router = {k: self.resolve_env(router, k, v) for k, v in router.items()}
+        router = self.router_settings(data)
+        for key, value in router_from_settings.items():
+            router.setdefault(key, value)  # router_settings wins
+        deployments = self.model_list(data)
+        self.check_router_references(data, router, deployments)
         return ProxyConfig(
             path=self.path,
             deployments=deployments,
@@ -314,12 +356,9 @@ class _Parser:
             allow_unauthenticated=general.get("allow_unauthenticated", False),
             secrets=sorted({s for s in self.secrets if s and len(s) >= 4}, key=len, reverse=True),
             warnings=self.warnings,
+            general_settings=general,
+            skipped=self.skipped,
         )
-
-    def warn(self, container: Any, key: Any, message: str) -> None:
-        line = _line_of(container, key)
-        where = f"{self.path}, line {line}" if line else self.path
-        self.warnings.append(f"{where}: {message}")
 
     # ------------------------------------------------------------------ values
     def resolve_env(self, container: Any, key: Any, value: Any, secret: bool = False) -> Any:
@@ -354,11 +393,16 @@ class _Parser:
                 raise self.fail(env, name, "environment_variables entries must be NAME: value")
             os.environ[name] = str(value)
 
+    def section(self, data: Any, name: str) -> dict:
+        raw = data.get(name)
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.fail(data, name, f"{name} must be a mapping (key: value lines indented under it)")
+        return raw
+
     # ------------------------------------------------------------------ model_list
     def model_list(self, data: Any) -> list[Deployment]:
-        from ..exceptions import BadRequestError
-        from ..providers import registry
-
         models = data.get("model_list")
         if models is None:
             raise self.fail(
@@ -369,80 +413,147 @@ class _Parser:
         if not isinstance(models, list):
             raise self.fail(data, "model_list", "model_list must be a list of entries (each starting with '- model_name:')")
         out: list[Deployment] = []
-        seen: dict[tuple, int | None] = {}
+        self.skipped: list[str] = []
+        self.seen: dict[Any, int | None] = {}
+        self.ids: dict[str, int | None] = {}
         for i, entry in enumerate(models):
-            if not isinstance(entry, dict):
-                raise self.fail(models, i, "each model_list entry must be a mapping with model_name and litellm_params")
-            for key in entry:
-                if key not in ("model_name", "litellm_params", "model_info"):
-                    raise self.fail(
-                        entry, key,
-                        f"unknown key {key!r} in a model_list entry; use model_name, litellm_params, model_info",
-                    )
-            name = entry.get("model_name")
-            if not isinstance(name, str) or not name.strip():
-                raise self.fail(entry, "model_name", "model_name must be a non-empty string (the name clients ask for)")
-            params = entry.get("litellm_params")
-            if not isinstance(params, dict):
-                raise self.fail(
-                    entry, "litellm_params" if "litellm_params" in entry else None,
-                    f"model {name!r}: litellm_params must be a mapping with at least model: provider/model",
-                )
-            resolved = {k: self.resolve_env(params, k, v, secret=_secret_name(str(k))) for k, v in params.items()}
-            model = resolved.get("model")
-            if not isinstance(model, str) or not model.strip():
-                raise self.fail(
-                    params, "model" if "model" in params else None,
-                    f"model {name!r}: litellm_params.model must be a string like 'openai/gpt-4o'",
-                )
             try:
-                provider, _ = registry.resolve(model, resolved.get("custom_llm_provider"))
-            except BadRequestError as exc:
-                raise self.fail(params, "model", f"model {name!r}: {exc.message}") from None
-            try:
-                registry.get_provider(provider)
-            except ImportError as exc:
-                raise self.fail(
-                    params, "model",
-                    f"model {name!r}: the provider {provider!r} cannot be loaded ({exc}); "
-                    "install its optional dependencies",
-                ) from None
-            info = entry.get("model_info") or {}
-            if not isinstance(info, dict):
-                raise self.fail(entry, "model_info", f"model {name!r}: model_info must be a mapping")
-            info = {k: self.resolve_env(info, k, v) for k, v in info.items()}
-            for key in ("rpm", "tpm", "max_retries", "timeout", "stream_timeout"):
-                value = resolved.get(key)
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                    raise self.fail(params, key, f"model {name!r}: {key} must be a non-negative number, got {value!r}")
-            identity = (name, _freeze(resolved))
-            if identity in seen:
-                raise self.fail(
-                    models, i,
-                    f"duplicate deployment: model {name!r} with the same litellm_params is already "
-                    f"listed on line {seen[identity]}; remove one.",
-                )
-            seen[identity] = _line_of(models, i)
-            out.append(Deployment(name, resolved, dict(info), provider, _line_of(models, i)))
+                out.append(self.deployment(models, i, entry))
+            except _Skip as skip:
+                name = entry.get("model_name") if isinstance(entry, dict) else None
+                label = f"model {name!r}" if isinstance(name, str) else f"model_list entry {i + 1}"
+                message = f"{label}: {skip}; this deployment is skipped, the others are served"
+                self.skipped.append(message)
+                self.warn(skip.container, skip.key, message)
+        if models and not out:
+            raise self.fail(
+                data, "model_list",
+                f"none of the {len(models)} model_list entries can be served (the warnings above say why)",
+            )
         return out
 
+    def deployment(self, models: list, i: int, entry: Any) -> Deployment:
+        from ..exceptions import BadRequestError
+        from ..providers import registry
+
+        if not isinstance(entry, dict):
+            raise _Skip(models, i, "each model_list entry must be a mapping with model_name and litellm_params")
+        for key in entry:
+            if not K.MODEL_ENTRY.known(key):
+                self.unknown(entry, key, K.MODEL_ENTRY, f"model_list[{i}].",
+                             "unknown key; ignored (use model_name, litellm_params, model_info)")
+        name = entry.get("model_name")
+        if not isinstance(name, str) or not name.strip():
+            raise _Skip(entry, "model_name", "model_name must be a non-empty string (the name clients ask for)")
+        params = entry.get("litellm_params")
+        if not isinstance(params, dict):
+            raise _Skip(entry, "litellm_params" if "litellm_params" in entry else None,
+                        "litellm_params must be a mapping with at least model: provider/model")
+        model = self.resolve_env(params, "model", params.get("model"))
+        if not isinstance(model, str) or not model.strip():
+            raise _Skip(params, "model" if "model" in params else None,
+                        "litellm_params.model must be a string like 'openai/gpt-4o'")
+        provider = self.provider_of(params, model, registry, BadRequestError)
+        resolved = {"model": model}
+        for key, value in params.items():
+            if key != "model":
+                resolved[key] = self.resolve_env(params, key, value, secret=_secret_name(str(key)))
+                self.check_param(params, key)
+        for key in _ENTRY_PARAMS:
+            if key in entry and key not in resolved:
+                resolved[key] = self.resolve_env(entry, key, entry[key])
+        self.check_values(params, resolved)
+        info = entry.get("model_info") or {}
+        if not isinstance(info, dict):
+            raise _Skip(entry, "model_info", "model_info must be a mapping")
+        for key in info:
+            if not K.MODEL_INFO.known(key):
+                self.unknown(info, key, K.MODEL_INFO, "model_info.", "unknown key; kept as information only")
+        info = {k: self.resolve_env(info, k, v) for k, v in info.items()}
+        line = _line_of(models, i)
+        model_id = info.get("id")
+        if model_id is not None:
+            model_id = info["id"] = str(model_id)
+            if model_id in self.ids:
+                raise _Skip(info, "id", f"model_info.id {model_id!r} is already used on line {self.ids[model_id]}")
+            self.ids[model_id] = line
+        identity = (name, _freeze(resolved))
+        if identity in self.seen:
+            raise _Skip(models, i, f"the same deployment is already listed on line {self.seen[identity]}")
+        self.seen[identity] = line
+        return Deployment(name, resolved, dict(info), provider, line)
+
+    def provider_of(self, params: dict, model: str, registry: Any, bad_request: type) -> str:
+        """The provider prefix of a deployment; :class:`_Skip` when it cannot be served."""
+        if model == "*" or model.endswith("/*") and model[:-2] in registry.PROVIDERS:
+            provider = "*" if model == "*" else model[:-2]
+        else:
+            try:
+                provider, _ = registry.resolve(model, params.get("custom_llm_provider"))
+            except bad_request as exc:
+                raise _Skip(params, "model", exc.message) from None
+        if provider == "*":
+            return provider
+        needed = PROVIDER_EXTRAS.get(provider)
+        if needed is not None and not _importable(needed[0]):
+            raise _Skip(params, "model", f"the {provider} provider needs {needed[0]}, which is not installed: "
+                                         f"pip install 'llmrelay[{needed[1]}]'")
+        if provider == "vertex_ai" and not (params.get("vertex_access_token") or params.get("api_key")
+                                            or os.environ.get("VERTEXAI_ACCESS_TOKEN")) \
+                and not _importable("google.auth"):
+            raise _Skip(params, "model", "vertex_ai without vertex_access_token needs google-auth for its "
+                                         "credentials: pip install 'llmrelay[vertex]'")
+        try:
+            registry.get_provider(provider)
+        except ImportError as exc:
+            raise _Skip(params, "model", f"the provider {provider!r} cannot be loaded ({exc}); "
+                                         "install its optional dependencies") from None
+        return provider
+
+    def check_param(self, params: dict, key: Any) -> None:
+        from ..providers.base import OPENAI_PARAMS
+
+        known = LITELLM_PARAMS.get(key)
+        if known is not None:
+            if known[0] == "accepted":
+                self.warn(params, key, f"litellm_params.{key}: {known[1]}; a LiteLLM feature llmrelay does not "
+                                       "implement: ignored, never sent upstream")
+        elif key not in OPENAI_PARAMS and key not in PROVIDER_BODY_PARAMS:
+            self.unknown(params, key, set(LITELLM_PARAMS) | OPENAI_PARAMS, "litellm_params.",
+                         "not a parameter llmrelay knows; passed to the provider as it is")
+
+    def check_values(self, params: dict, resolved: dict) -> None:
+        for key in _NUMBER_PARAMS:
+            value = resolved.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise _Skip(params, key, f"{key} must be a non-negative number, got {value!r}")
+        tags = resolved.get("tags")
+        if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            raise _Skip(params, "tags", f"tags must be a list of strings, got {tags!r}")
+        verify = resolved.get("ssl_verify")
+        if verify is not None and not isinstance(verify, bool):
+            if not isinstance(verify, str) or not os.path.exists(verify):
+                raise _Skip(params, "ssl_verify",
+                            f"ssl_verify must be true, false or the path of a CA bundle file, got {verify!r}")
+        for key in ("headers", "extra_headers", "extra_body"):
+            value = resolved.get(key)
+            if value is not None and not isinstance(value, dict):
+                raise _Skip(params, key, f"{key} must be a mapping, got {value!r}")
+
     # ------------------------------------------------------------------ settings
-    def litellm_settings(self, data: Any) -> dict[str, Any]:
-        raw = data.get("litellm_settings") or {}
-        if not isinstance(raw, dict):
-            raise self.fail(data, "litellm_settings", "litellm_settings must be a mapping")
-        known = sorted(_settings.KNOWN_SETTINGS)
+    def litellm_settings(self, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(library settings, router options found in litellm_settings)."""
+        raw = self.section(data, "litellm_settings")
         out: dict[str, Any] = {}
+        router: dict[str, Any] = {}
+        self.check_keys(raw, K.LITELLM_SETTINGS, "litellm_settings.")
         for key, value in raw.items():
-            if key in IGNORED_LITELLM_SETTINGS:
-                self.warn(raw, key, f"litellm_settings.{key} is a LiteLLM setting llmrelay does not implement; ignored")
+            if key not in K.LITELLM_SETTINGS.used:
                 continue
-            if key not in _settings.KNOWN_SETTINGS:
-                raise self.fail(
-                    raw, key,
-                    f"unknown litellm_settings key {key!r}. Known keys: {', '.join(known)}.",
-                )
             value = self.resolve_env(raw, key, value, secret=key == "api_key")
+            if key in K.ROUTER_KEYS_IN_LITELLM_SETTINGS and key not in _settings.KNOWN_SETTINGS:
+                router[key] = value
+                continue
             types = _SETTING_TYPES.get(key)
             if types is not None and value is not None:
                 ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
@@ -456,38 +567,108 @@ class _Parser:
             if key == "request_timeout" and value is not None and value <= 0:
                 raise self.fail(raw, key, f"{key} must be a positive number of seconds, got {value}")
             out[key] = value
-        return out
+        return out, router
 
     def general_settings(self, data: Any) -> dict[str, Any]:
-        raw = data.get("general_settings") or {}
-        if not isinstance(raw, dict):
-            raise self.fail(data, "general_settings", "general_settings must be a mapping")
+        raw = self.section(data, "general_settings")
+        self.check_keys(raw, K.GENERAL_SETTINGS, "general_settings.")
         out: dict[str, Any] = {}
         for key, value in raw.items():
-            if key in IGNORED_GENERAL_SETTINGS:
-                self.warn(raw, key, f"general_settings.{key} is a LiteLLM feature llmrelay does not have; ignored")
-                continue
-            if key not in KNOWN_GENERAL_SETTINGS:
-                raise self.fail(
-                    raw, key,
-                    f"unknown general_settings key {key!r}. Known keys: {', '.join(sorted(KNOWN_GENERAL_SETTINGS))}.",
-                )
+            if key in K.GENERAL_SETTINGS.used and key != "master_key":
+                out[key] = self.resolve_env(raw, key, value)
         if "master_key" in raw and raw["master_key"] is not None:
             key = self.resolve_env(raw, "master_key", raw["master_key"], secret=True)
             if not isinstance(key, str) or not key:
                 raise self.fail(raw, "master_key", "master_key must be a non-empty string (e.g. sk-...)")
             out["master_key"] = key
-        size = raw.get("max_request_size_mb")
+        size = out.get("max_request_size_mb")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
                 raise self.fail(raw, "max_request_size_mb", f"max_request_size_mb must be a positive number, got {size!r}")
             out["max_body_bytes"] = int(size * 1024 * 1024)
-        allow = raw.get("allow_unauthenticated")
-        if allow is not None:
-            if not isinstance(allow, bool):
-                raise self.fail(raw, "allow_unauthenticated", "allow_unauthenticated must be true or false")
-            out["allow_unauthenticated"] = allow
+        allow = out.get("allow_unauthenticated")
+        if allow is not None and not isinstance(allow, bool):
+            raise self.fail(raw, "allow_unauthenticated", "allow_unauthenticated must be true or false")
         return out
+
+    def router_settings(self, data: Any) -> dict[str, Any]:
+        raw = self.section(data, "router_settings")
+        implemented = _router_options()
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in K.ROUTER_SETTINGS.used or key in implemented:
+                out[key] = self.resolve_env(raw, key, value)
+            elif key in K.ROUTER_SETTINGS.ignored:
+                self.warn(raw, key, f"router_settings.{key}: a LiteLLM router option llmrelay does not "
+                                    "implement; ignored")
+            else:
+                self.unknown(raw, key, K.ROUTER_SETTINGS, "router_settings.")
+        for alias, name in _ROUTER_ALIASES.items():
+            if alias in out:
+                out.setdefault(name, out.pop(alias))
+        return out
+
+    def check_router_references(self, data: Any, router: dict[str, Any], deployments: list[Deployment]) -> None:
+        """Fallbacks naming a group that is not served (e.g. skipped) are dropped with a warning."""
+        names = {d.model_name for d in deployments}
+        aliases = router.get("model_group_alias") or {}
+        if isinstance(aliases, dict):
+            names |= set(aliases)
+        if any(d.provider == "*" or d.model_name.endswith("*") for d in deployments):
+            return  # a wildcard group may serve any name
+        container = data.get("router_settings") or data.get("litellm_settings") or data
+        for what in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            value = router.get(what)
+            if not isinstance(value, list):
+                continue
+            kept = []
+            for item in value:
+                if not isinstance(item, dict):
+                    kept.append(item)
+                    continue
+                fixed = {}
+                for group, targets in item.items():
+                    targets = [targets] if isinstance(targets, str) else targets
+                    if not isinstance(targets, list):
+                        fixed[group] = targets
+                        continue
+                    good = [t for t in targets if t in names]
+                    for target in targets:
+                        if target not in names:
+                            self.warn(container, what, f"{what}: {group!r} falls back to {target!r}, which is "
+                                                       "not a served model_name; that fallback is dropped")
+                    if good:
+                        fixed[group] = good
+                if fixed:
+                    kept.append(fixed)
+            router[what] = kept
+        default = router.get("default_fallbacks")
+        if isinstance(default, list):
+            for target in default:
+                if target not in names:
+                    self.warn(container, "default_fallbacks", f"default_fallbacks: {target!r} is not a served "
+                                                              "model_name; dropped")
+            router["default_fallbacks"] = [t for t in default if t in names]
+
+
+def _router_options() -> set[str]:
+    """The Router's implemented options: its named parameters (so an option implemented there
+    later is passed on without touching the tables here)."""
+    import inspect
+
+    from ..router import Router
+
+    params = inspect.signature(Router.__init__).parameters
+    return {n for n, p in params.items() if n not in ("self", "model_list") and p.kind is not p.VAR_KEYWORD}
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _secret_name(key: str) -> bool:

@@ -12,12 +12,13 @@ import uuid
 from collections import deque
 from typing import Any
 
+from ..litellm_params import ROUTER_PARAMS
+
 __all__ = ["Deployment", "ROUTER_ONLY_PARAMS"]
 
-#: ``litellm_params`` keys the router consumes instead of passing them to ``completion``.
-ROUTER_ONLY_PARAMS = frozenset(
-    {"rpm", "tpm", "weight", "timeout", "stream_timeout", "stream_idle_timeout", "order", "max_parallel_requests"}
-)
+#: ``litellm_params`` keys the router consumes instead of passing them to ``completion``
+#: (the table is :data:`llmrelay.litellm_params.LITELLM_PARAMS`).
+ROUTER_ONLY_PARAMS = ROUTER_PARAMS
 
 #: Window of the rpm/tpm counters (seconds).
 USAGE_WINDOW = 60.0
@@ -51,7 +52,8 @@ class Deployment:
     __slots__ = (
         "id", "model_name", "model", "litellm_params", "model_info", "kwargs", "api_base",
         "rpm", "tpm", "weight", "timeout", "stream_timeout", "stream_idle_timeout",
-        "max_parallel_requests", "order",
+        "max_parallel_requests", "order", "cooldown_time", "tags", "input_cost_per_token",
+        "output_cost_per_token", "region_name",
         "in_flight", "fails", "cooldown_until", "cooldown_reason",
         "window_start", "window_requests", "window_tokens",
         "latency", "ttft", "successes", "failures", "lock",
@@ -74,15 +76,24 @@ class Deployment:
         info.setdefault("id", self.id)
         self.model = params["model"]
         where = f"model_list[{index}] ({name})"
-        self.rpm = _positive_number(params.get("rpm", info.get("rpm")), f"{where} rpm")
-        self.tpm = _positive_number(params.get("tpm", info.get("tpm")), f"{where} tpm")
-        self.weight = _positive_number(params.get("weight", info.get("weight")), f"{where} weight")
+        self.rpm = _positive_number(params.get("rpm", entry.get("rpm", info.get("rpm"))), f"{where} rpm")
+        self.tpm = _positive_number(params.get("tpm", entry.get("tpm", info.get("tpm"))), f"{where} tpm")
+        self.weight = _positive_number(params.get("weight", entry.get("weight", info.get("weight"))), f"{where} weight")
         self.timeout = _positive_number(params.get("timeout"), f"{where} timeout")
         self.stream_timeout = _positive_number(params.get("stream_timeout"), f"{where} stream_timeout")
         self.stream_idle_timeout = _positive_number(params.get("stream_idle_timeout"), f"{where} stream_idle_timeout")
-        mpr = params.get("max_parallel_requests")
+        mpr = params.get("max_parallel_requests", entry.get("max_parallel_requests"))
         self.max_parallel_requests = int(mpr) if mpr is not None else None
-        self.order = params.get("order")
+        self.order = params.get("order", entry.get("order"))
+        self.cooldown_time = _positive_number(params.get("cooldown_time", entry.get("cooldown_time")),
+                                              f"{where} cooldown_time")
+        tags = params.get("tags", entry.get("tags"))
+        self.tags = frozenset(tags) if isinstance(tags, (list, tuple, set, frozenset)) else frozenset()
+        self.input_cost_per_token = _positive_number(
+            params.get("input_cost_per_token", info.get("input_cost_per_token")), f"{where} input_cost_per_token")
+        self.output_cost_per_token = _positive_number(
+            params.get("output_cost_per_token", info.get("output_cost_per_token")), f"{where} output_cost_per_token")
+        self.region_name = params.get("region_name")
         self.kwargs = {
             k: _resolve_env(v) for k, v in params.items() if k != "model" and k not in ROUTER_ONLY_PARAMS
         }

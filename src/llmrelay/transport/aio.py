@@ -11,7 +11,7 @@ import weakref
 from typing import Any
 
 from ..providers.base import HttpRequest
-from .base import ResponseBase, StreamSourceBase, transport_error
+from .base import ResponseBase, StreamSourceBase, ssl_context, transport_error
 
 __all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions"]
 
@@ -102,8 +102,12 @@ async def send(
     provider: str | None = None,
     model: str | None = None,
     connect_timeout: float | None = None,
+    ssl_verify: bool | str = True,
 ) -> AsyncResponse:
-    """Send ``request``; return once the status line and headers have arrived."""
+    """Send ``request``; return once the status line and headers have arrived.
+
+    ``ssl_verify``: False skips TLS verification; a string is the path of a CA bundle.
+    """
     import aiohttp
     from yarl import URL
 
@@ -117,6 +121,7 @@ async def send(
             data=request.body,
             headers=request.headers,
             allow_redirects=False,
+            ssl=True if ssl_verify is True else ssl_context(ssl_verify),
             timeout=aiohttp.ClientTimeout(
                 total=None, connect=connect_timeout or timeout, sock_read=timeout
             ),

@@ -13,7 +13,26 @@ from ..codecs.errors import CodecError
 from ..exceptions import APIConnectionError, APIError, Timeout
 from ..providers.base import HttpRequest, StreamDecoder
 
-__all__ = ["transport_error", "ResponseBase", "StreamSourceBase"]
+__all__ = ["transport_error", "ResponseBase", "StreamSourceBase", "ssl_context"]
+
+
+def ssl_context(ssl_verify: bool | str) -> Any:
+    """The TLS context for ``ssl_verify`` False (no verification) or a CA bundle path (cached)."""
+    context = _contexts.get(ssl_verify)
+    if context is None:
+        import ssl
+
+        if ssl_verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=ssl_verify)
+        _contexts[ssl_verify] = context
+    return context
+
+
+_contexts: dict[Any, Any] = {}
 
 
 def transport_error(

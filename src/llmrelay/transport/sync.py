@@ -14,9 +14,11 @@ __all__ = ["send", "SyncResponse", "SyncStreamSource"]
 _pool: Any = None
 _pool_pid: int | None = None
 _lock = threading.Lock()
+#: Pools for calls with ``ssl_verify`` other than True (keyed by its value).
+_other_pools: dict[Any, Any] = {}
 
 
-def _get_pool() -> Any:
+def _get_pool(ssl_verify: bool | str = True) -> Any:
     global _pool, _pool_pid
     pid = os.getpid()
     if _pool is None or _pool_pid != pid:
@@ -26,7 +28,22 @@ def _get_pool() -> Any:
 
                 _pool = urllib3.PoolManager(num_pools=32, maxsize=64, retries=False)
                 _pool_pid = pid
-    return _pool
+                _other_pools.clear()
+    if ssl_verify is True:
+        return _pool
+    pool = _other_pools.get(ssl_verify)
+    if pool is None:
+        import urllib3
+
+        with _lock:
+            pool = _other_pools.get(ssl_verify)
+            if pool is None:
+                tls: dict[str, Any] = (
+                    {"cert_reqs": "CERT_NONE", "assert_hostname": False} if ssl_verify is False
+                    else {"cert_reqs": "CERT_REQUIRED", "ca_certs": ssl_verify}
+                )
+                pool = _other_pools[ssl_verify] = urllib3.PoolManager(num_pools=8, maxsize=64, retries=False, **tls)
+    return pool
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -85,11 +102,15 @@ def send(
     provider: str | None = None,
     model: str | None = None,
     connect_timeout: float | None = None,
+    ssl_verify: bool | str = True,
 ) -> SyncResponse:
-    """Send ``request``; return once the status line and headers have arrived."""
+    """Send ``request``; return once the status line and headers have arrived.
+
+    ``ssl_verify``: False skips TLS verification; a string is the path of a CA bundle.
+    """
     import urllib3
 
-    pool = _get_pool()
+    pool = _get_pool(ssl_verify)
     try:
         raw = pool.urlopen(
             request.method,
