@@ -1,0 +1,142 @@
+"""Realistic LiteLLM configs (tests/proxy/configs/) run by the real gateway against a fake upstream.
+
+Each file is what people actually deploy: invented sections, keys of LiteLLM features llmrelay
+does not have, router settings under litellm_settings, a provider that does not exist. The
+gateway must start, say what it ignores (one line each, with file, line and key), serve the
+rest, and never send LiteLLM's own ``litellm_params`` upstream.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import openai
+import pytest
+
+from proxy.conftest import closed_port
+from proxy.harness import Gateway, run_cli
+from servers.openai_server import FakeOpenAIServer, reasoning_stream
+
+CONFIGS = Path(__file__).parent / "configs"
+UPSTREAM_KEY = "sk-upstream-configs-0123456789"
+MASTER = "sk-gw-master-configs"
+
+#: litellm_params of homelab.yaml that llmrelay consumes: none may reach the upstream's body.
+CONSUMED = ("ssl_verify", "cooldown_time", "tags", "order", "input_cost_per_token", "output_cost_per_token",
+            "max_parallel_requests", "stream_timeout", "organization", "region_name", "use_in_pass_through",
+            "headers", "litellm_credential_name", "merge_reasoning_content_in_choices", "rpm", "api_key",
+            "api_base")
+
+
+def env(upstream: FakeOpenAIServer) -> dict[str, str]:
+    return {
+        "UPSTREAM_BASE": upstream.url + "/v1",
+        "UPSTREAM_KEY": UPSTREAM_KEY,
+        "DEAD_BASE": f"http://127.0.0.1:{closed_port()}/v1",
+        "GW_MASTER_KEY": MASTER,
+    }
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with FakeOpenAIServer(api_key=UPSTREAM_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def homelab(upstream):
+    with Gateway(str(CONFIGS / "homelab.yaml"), env=env(upstream)) as gw:
+        yield gw
+
+
+def client(gw: Gateway, key: str = MASTER) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+
+
+def warnings_of(gw: Gateway) -> list[str]:
+    return [line.split("warning: ", 1)[1] for line in gw.lines if "warning: " in line]
+
+
+def test_homelab_starts_and_names_every_ignored_key(homelab):
+    warnings = warnings_of(homelab)
+    path = str(CONFIGS / "homelab.yaml")
+    expected = {
+        "logging": "unknown top-level section",
+        "health_check": "unknown top-level section",
+        "litellm_settings.success_callback": "does not implement",
+        "litellm_settings.cache": "does not implement",
+        "litellm_settings.drop_param": "did you mean 'drop_params'?",
+        "general_settings.database_url": "does not implement",
+        "general_settings.alerting": "does not implement",
+        "router_settings.redis_host": "does not implement",
+        "litellm_params.litellm_credential_name": "ignored, never sent upstream",
+        "model 'mystery'": "skipped",
+    }
+    for key, words in expected.items():
+        found = [w for w in warnings if f": {key}" in w]
+        assert found, (key, warnings)
+        assert words in found[0], found[0]
+        assert re.match(re.escape(path) + r", line \d+: ", found[0]), found[0]
+    skipped = next(w for w in warnings if "'mystery'" in w)
+    assert "nosuchprovider" in skipped and "the others are served" in skipped
+
+
+def test_homelab_serves_the_rest(homelab):
+    names = [m.id for m in client(homelab).models.list().data]
+    assert names == ["gpt-4o", "thinker", "dead"]
+
+
+def test_consumed_params_never_reach_the_upstream(homelab, upstream):
+    upstream.requests.clear()
+    reply = client(homelab).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+    request = upstream.requests[-1]
+    body = request.json()
+    for key in CONSUMED:
+        assert key not in body, (key, body)
+    assert body["top_k"] == 5  # an unknown-to-llmrelay provider parameter is forwarded, as LiteLLM does
+    assert body["model"] == "gpt-4o"
+    assert request.headers.get("x-team") == "relay"
+    assert request.headers.get("openai-organization") == "org-homelab"
+
+
+def test_fallbacks_under_litellm_settings_are_honoured(homelab, upstream):
+    upstream.requests.clear()
+    reply = client(homelab).chat.completions.create(model="dead", messages=[{"role": "user", "content": "hi"}])
+    assert reply.model == "dead" and reply.choices[0].message.content
+    assert upstream.requests[-1].json()["model"] == "gpt-4o"
+
+
+def test_merge_reasoning_content_in_choices(homelab, upstream):
+    upstream.enqueue(reasoning_stream("Think first.", "Answer."))
+    stream = client(homelab).chat.completions.create(
+        model="thinker", messages=[{"role": "user", "content": "hi"}], stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "<think>Think first.</think>Answer."
+    assert "merge_reasoning_content_in_choices" not in upstream.requests[-1].json()
+
+
+def test_strict_refuses_exactly_the_warnings(upstream):
+    status, err = run_cli(["--config", str(CONFIGS / "homelab.yaml"), "--strict", "--port", "0"], env=env(upstream))
+    assert status == 2 and "Traceback" not in err
+    warned = [line for line in err.splitlines() if "warning: " in line]
+    assert len(warned) >= 10
+    assert "strict mode" in err.splitlines()[-1]
+
+
+def test_check_config_prints_findings(upstream):
+    import subprocess
+    import sys
+
+    from proxy.harness import gateway_env
+
+    proc = subprocess.run([sys.executable, "-m", "llmrelay", "check-config", str(CONFIGS / "homelab.yaml")],
+                          env=gateway_env(env(upstream)), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any("litellm_settings.drop_param" in line and "did you mean" in line for line in lines)
+    assert "3 deployments served" in lines[-1]
+    proc = subprocess.run([sys.executable, "-m", "llmrelay", "check-config", "/nonexistent.yaml"],
+                          env=gateway_env(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "no such file" in proc.stdout
