@@ -125,7 +125,7 @@ MODEL_ENTRY = _keys(
 MODEL_INFO = _keys(
     "model_info",
     "id mode base_model input_cost_per_token output_cost_per_token max_tokens max_input_tokens "
-    "max_output_tokens description",
+    "max_output_tokens description allowed_client_params",
     "db_model team_id team_public_model_name access_groups tier litellm_provider key "
     "supports_vision supports_function_calling supports_parallel_function_calling "
     "supports_tool_choice supports_response_schema supports_system_messages supports_reasoning "
