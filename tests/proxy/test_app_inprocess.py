@@ -19,7 +19,7 @@ class _BuggyModels:
     def __contains__(self, name: object) -> bool:
         return name == "m"
 
-    async def acompletion(self, name, messages, stream, params):
+    async def acall(self, request):
         raise RuntimeError(f"a bug that mentions {SECRET}")
 
 

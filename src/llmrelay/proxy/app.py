@@ -1,9 +1,11 @@
 """The gateway as a plain ASGI application (no framework, no per-chunk middleware).
 
-``ProxyApp(config)`` answers OpenAI's chat-completions and models endpoints with the library
-doing every upstream call. Streams are written frame by frame as chunks arrive: the first
-chunk is awaited before the response starts, so an error before it is a normal HTTP error with
-OpenAI's error JSON; an error after it is one ``data: {"error": …}`` frame, then ``[DONE]``.
+``ProxyApp(config)`` answers the APIs of :mod:`.ingress` (chat completions and the others,
+each translated to the canonical chat-completions call) and the models endpoints, with the
+library doing every upstream call. Every API goes through one request path
+(:meth:`ProxyApp._api` → :meth:`ProxyApp._call_upstream`). Streams are written frame by frame
+as chunks arrive: the first chunk is awaited before the response starts, so an error before it
+is a normal HTTP error in the API's error shape; an error after it is one error frame or event.
 A client that goes away cancels the request task, which closes the upstream connection.
 """
 
@@ -19,11 +21,12 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..exceptions import LLMRelayError
-from ..types import json_default
 from . import errors
 from .auth import client_key, key_matches
 from .client_params import ClientParamError, ClientParamPolicy
 from .config import ConfigError, ProxyConfig
+from .ingress import CanonicalRequest, Ingress, IngressError
+from .ingress.routes import INGRESSES, served_endpoints
 from .models import ModelTable
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
@@ -41,9 +44,7 @@ CONFIG_ENV = "LLMRELAY_PROXY_CONFIG"
 _perf = time.perf_counter
 _dumps = orjson.dumps
 _BODY = "http.response.body"
-_DONE_FRAME = b"data: [DONE]\n\n"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -61,11 +62,12 @@ class _Ctx:
     """What one request did, for its headers and its log line."""
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
-                 "usage", "error", "done", "disconnected", "ttft")
+                 "usage", "error", "done", "disconnected", "ttft", "ingress")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
         self.request_id = request_id
+        self.ingress: Ingress = INGRESSES["/v1/chat/completions"]  # whose error shape to answer in
         self.model: str | None = None
         self.status = 0
         self.upstream = 0.0  # seconds spent waiting for the upstream
@@ -151,12 +153,14 @@ class ProxyApp:
         path = scope["path"]
         method = scope["method"]
         try:
-            if path in _CHAT_PATHS:
+            ingress = INGRESSES.get(path)
+            if ingress is not None:
+                ctx.ingress = ingress
                 if method != "POST":
                     return await self._method_not_allowed(ctx, send, b"POST")
                 if not self._authorized(authorization, api_key, x_api_key):
                     return await self._unauthorized(ctx, send)
-                await self._chat(ctx, scope, receive, send, content_length)
+                await self._api(ctx, ingress, receive, send, content_length)
             elif path in _MODELS_PATHS or path.startswith(("/v1/models/", "/models/")):
                 if method != "GET":
                     return await self._method_not_allowed(ctx, send, b"GET")
@@ -177,7 +181,11 @@ class ProxyApp:
             elif path == "/":
                 await self._json(ctx, send, 200, b'{"name":"llmrelay gateway","openapi":"/openapi.json"}')
             else:
-                await self._error(ctx, send, 404, f"Unknown path: {method} {path}", code="unknown_url")
+                await self._error(
+                    ctx, send, 404,
+                    f"Unknown path: {method} {path}. This gateway serves: {served_endpoints()}.",
+                    code="unknown_url",
+                )
         finally:
             self._log(ctx, method, path)
 
@@ -209,12 +217,12 @@ class ProxyApp:
     async def _error(self, ctx: _Ctx, send: Send, status: int, message: str, *, param: str | None = None,
                      code: str | None = None, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         ctx.error = message[:200]
-        await self._json(ctx, send, status, errors.error_json(message, status, param=param, code=code), extra)
+        await self._json(ctx, send, status, ctx.ingress.error_body(status, message, param=param, code=code), extra)
 
     async def _exception(self, ctx: _Ctx, send: Send, exc: BaseException) -> None:
         if not isinstance(exc, LLMRelayError):
             self._log_unexpected(ctx, exc)
-        status, body, extra = errors.status_and_body(exc, self.redact)
+        status, body, extra = ctx.ingress.exception(exc, self.redact)
         ctx.error = type(exc).__name__
         await self._json(ctx, send, status, body, extra)
 
@@ -226,7 +234,7 @@ class ProxyApp:
             return await self._json(ctx, send, 200, _dumps(self._model_card(name)))
         await self._error(ctx, send, 404, f"The model {name!r} is not served here.", param="model", code="model_not_found")
 
-    # ------------------------------------------------------------------ chat completions
+    # ------------------------------------------------------------------ the APIs
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole request body, or None if it is larger than the limit."""
         limit = self.max_body
@@ -252,7 +260,9 @@ class ProxyApp:
             extra=[(b"connection", b"close")],
         )
 
-    async def _chat(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send, content_length: bytes | None) -> None:
+    async def _api(self, ctx: _Ctx, ingress: Ingress, receive: Receive, send: Send,
+                   content_length: bytes | None) -> None:
+        """Every API's request path: read the body, translate it, check it, call upstream."""
         if content_length is not None:
             try:
                 too_large = int(content_length) > self.max_body
@@ -274,23 +284,13 @@ class ProxyApp:
             return await self._error(ctx, send, 400, f"The request body is not valid JSON: {exc}")
         if type(data) is not dict:
             return await self._error(ctx, send, 400, "The request body must be a JSON object.")
-        model = data.pop("model", None)
-        if model is None:
-            return await self._error(ctx, send, 400, "Missing required parameter: 'model'.", param="model")
-        if type(model) is not str:
-            return await self._error(ctx, send, 400, "'model' must be a string.", param="model")
-        messages = data.pop("messages", None)
-        if messages is None:
-            return await self._error(ctx, send, 400, "Missing required parameter: 'messages'.", param="messages")
-        if type(messages) is not list:
-            return await self._error(ctx, send, 400, "'messages' must be an array of message objects.", param="messages")
-        stream = data.pop("stream", None)
-        if stream is None:
-            stream = False
-        elif type(stream) is not bool:
-            return await self._error(ctx, send, 400, "'stream' must be true or false.", param="stream")
+        try:
+            request = ingress.parse(data)
+        except IngressError as exc:
+            return await self._error(ctx, send, exc.status, exc.message, param=exc.param, code=exc.code)
+        model = request.model
         ctx.model = model
-        ctx.stream = stream
+        ctx.stream = request.stream
         if model not in self.models:
             names = ", ".join(self.models.names) or "(none)"
             return await self._error(
@@ -299,14 +299,16 @@ class ProxyApp:
                 param="model", code="model_not_found",
             )
         try:
-            data = self.client_params.screen(model, data)
+            request.params = self.client_params.screen(model, request.params, ingress.known_params)
         except ClientParamError as exc:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
-        await self._call_upstream(ctx, receive, send, model, messages, stream, data)
+        await self._call_upstream(ctx, receive, send, request)
 
-    async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, model: str, messages: list,
-                             stream: bool, params: dict) -> None:
+    async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, request: CanonicalRequest) -> None:
+        """Call the model group for a canonical request and answer in the ingress's format."""
         task = asyncio.current_task()
+        ingress = ctx.ingress
+        stream = request.stream
 
         async def watch() -> None:
             # Any http.disconnect before our response is complete means the client left.
@@ -322,7 +324,7 @@ class ProxyApp:
         try:
             t = _perf()
             try:
-                result = await self.models.acompletion(model, messages, stream, params)
+                result = await self.models.acall(request)
                 # A stream's first chunk is awaited before the response starts, so that a
                 # failure before it is still a normal HTTP error (the stream closes itself).
                 first = await _first_chunk(result) if stream else None
@@ -332,13 +334,13 @@ class ProxyApp:
                 return await self._exception(ctx, send, exc)
             ctx.upstream += _perf() - t
             if stream:
-                await self._stream(ctx, send, result, first, model)
+                await self._stream(ctx, send, result, first, ingress.encoder(request))
             else:
-                result.model = model
-                ctx.usage = result.__dict__.get("usage")
-                body = _dumps(result, default=json_default)
+                ctx.usage = getattr(result, "usage", None)
+                body = ingress.response_body(result, request)
                 ctx.done = True
                 await self._json(ctx, send, 200, body)
+                ingress.done(request, result)
         except asyncio.CancelledError:
             if not ctx.disconnected:
                 raise
@@ -351,17 +353,16 @@ class ProxyApp:
             ctx.done = True
             watcher.cancel()
 
-    async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, model: str) -> None:
+    async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, encoder: Any) -> None:
         try:
             ctx.status = 200
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + ctx.headers()})
+            head = encoder.start()
             if first is None:
                 ctx.done = True
-                return await send({"type": _BODY, "body": _DONE_FRAME, "more_body": False})
-            dumps = _dumps
-            default = json_default
-            first.model = model
-            await send({"type": _BODY, "body": b"data: " + dumps(first, default=default) + b"\n\n", "more_body": True})
+                return await send({"type": _BODY, "body": head + encoder.end(), "more_body": False})
+            encode = encoder.chunk
+            await send({"type": _BODY, "body": head + encode(first), "more_body": True})
             ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
@@ -370,8 +371,7 @@ class ProxyApp:
             parts: list[bytes] = []
             try:
                 async for chunk in stream:
-                    chunk.model = model
-                    parts.append(b"data: " + dumps(chunk, default=default) + b"\n\n")
+                    parts.append(encode(chunk))
                     count += 1
                     last = chunk
                     if not stream.chunks_ready:
@@ -381,12 +381,12 @@ class ProxyApp:
                 if not isinstance(exc, LLMRelayError):
                     self._log_unexpected(ctx, exc)
                 ctx.error = type(exc).__name__
-                parts.append(errors.error_frame(exc, self.redact))
+                parts.append(encoder.error(exc, self.redact))
                 await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
             ctx.chunks = count
             ctx.usage = last.__dict__.get("usage") or _upstream_usage(stream)
             ctx.done = True
-            await send({"type": _BODY, "body": _DONE_FRAME, "more_body": False})
+            await send({"type": _BODY, "body": encoder.end(), "more_body": False})
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

@@ -35,6 +35,16 @@ class ModelTable:
     def __contains__(self, name: object) -> bool:
         return name in self._known
 
-    async def acompletion(self, name: str, messages: Any, stream: bool, params: dict[str, Any]) -> Any:
-        """Call the model group ``name`` (same return types as ``llmrelay.acompletion``)."""
-        return await self.router.acompletion(model=name, messages=messages, stream=stream, **params)
+    async def acall(self, request: Any) -> Any:
+        """Call the model group for a canonical request (:class:`~.ingress.CanonicalRequest`)."""
+        kind = request.kind
+        if kind == "chat":
+            return await self.router.acompletion(model=request.model, messages=request.messages,
+                                                 stream=request.stream, **request.params)
+        if kind == "embedding":
+            return await self.router.aembedding(model=request.model, input=request.input, **request.params)
+        if kind == "count_tokens":
+            from ..tokens import token_counter
+
+            return token_counter(request.model, messages=request.messages, tools=request.input.get("tools"))
+        raise ValueError(f"unknown request kind {kind!r}")
