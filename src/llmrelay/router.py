@@ -43,6 +43,7 @@ from typing import Any, Iterable
 
 from . import settings
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
+from .routing import names as _names
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
@@ -72,7 +73,7 @@ _IGNORED_OPTIONS = frozenset(
     {
         "redis_host", "redis_port", "redis_password", "redis_url", "cache_responses", "cache_kwargs",
         "caching_groups", "client_ttl", "debug_level", "set_verbose", "alerting_config",
-        "polling_interval", "provider_budget_config", "enable_pre_call_checks", "model_group_alias",
+        "polling_interval", "provider_budget_config", "enable_pre_call_checks",
         "router_general_settings", "assistants_config", "retry_policy", "allowed_fails_policy",
         "enable_tag_filtering", "optional_pre_call_checks", "ignore_invalid_deployments",
     }
@@ -133,6 +134,7 @@ class Router:
         allowed_fails_window: float = 60.0,
         disable_cooldowns: bool = False,
         rate_limit_wait: float = 0.0,
+        model_group_alias: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         """Build a router.
@@ -146,6 +148,8 @@ class Router:
         within ``allowed_fails_window`` seconds is skipped for ``cooldown_time`` (default 5) s;
         a 429 with Retry-After cools it down for that long. ``rate_limit_wait``: how long a call
         may wait for a deployment under its rpm/tpm before failing with RateLimitError.
+        ``model_group_alias``, wildcard groups (``"openai/*"``), ``order`` and ``tags``: see
+        :mod:`llmrelay.routing.names`.
         """
         unknown = set(options) - _IGNORED_OPTIONS
         if unknown:
@@ -169,6 +173,8 @@ class Router:
         self.context_window_fallbacks = _fallback_map(context_window_fallbacks, "context_window_fallbacks")
         self.content_policy_fallbacks = _fallback_map(content_policy_fallbacks, "content_policy_fallbacks")
         self.default_fallbacks = list(default_fallbacks or [])
+        self.model_group_alias = _names.parse_aliases(model_group_alias)
+        self._wildcards = _names.Wildcards({})
         self._groups: dict[str, list[Deployment]] = {}
         self._by_id: dict[str, Deployment] = {}
         self.set_model_list(model_list or [])
@@ -191,6 +197,8 @@ class Router:
                 deps.sort(key=lambda d: (d.order is None, d.order or 0))
         self._groups = groups
         self._by_id = by_id
+        self._wildcards = _names.Wildcards(groups)
+        self._tagged = any(d.tags for d in by_id.values())
         self._check_fallbacks()
 
     def _check_fallbacks(self) -> None:
@@ -201,10 +209,10 @@ class Router:
         ):
             for key, targets in table.items():
                 for target in targets:
-                    if target not in self._groups:
+                    if not self.has_group(target):
                         raise ValueError(f"{what}: {key!r} falls back to {target!r}, which is not a model_name in model_list")
         for target in self.default_fallbacks:
-            if target not in self._groups:
+            if not self.has_group(target):
                 raise ValueError(f"default_fallbacks: {target!r} is not a model_name in model_list")
 
     def add_deployment(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +222,9 @@ class Router:
             raise ValueError(f"duplicate model_info.id {dep.id!r}")
         self._by_id[dep.id] = dep
         self._groups.setdefault(dep.model_name, []).append(dep)
+        self._tagged = self._tagged or bool(dep.tags)
+        if "*" in dep.model_name:
+            self._wildcards = _names.Wildcards(self._groups)
         return dep.describe()
 
     def delete_deployment(self, id: str) -> bool:  # noqa: A002 - LiteLLM's name
@@ -275,13 +286,27 @@ class Router:
             dep.cooldown_until = 0.0
             dep.fails.clear()
 
+    def has_group(self, model: Any) -> bool:
+        """Whether ``model`` names a group, an alias of one, or matches a wildcard group."""
+        return model in self._groups or model in self.model_group_alias or self._wildcards.matches(model)
+
+    def _select(self, model: Any, tags: frozenset[str]) -> list[Deployment]:
+        """The deployments a call to ``model`` with ``tags`` may use."""
+        return _names.by_tags(model, self._group(model), tags) if tags or self._tagged else self._group(model)
+
     def _group(self, model: Any) -> list[Deployment]:
         deps = self._groups.get(model)
         if deps:
             return deps
+        alias = self.model_group_alias.get(model)
+        if alias is not None and alias[0] != model:
+            return self._group(alias[0])
         dep = self._by_id.get(model) if isinstance(model, str) else None
         if dep is not None:
             return [dep]
+        deps = self._wildcards.deployments(model, self._groups)
+        if deps:
+            return deps
         raise NotFoundError(
             f"No model group named {model!r}. Known groups: {sorted(self._groups)}",
             model=model if isinstance(model, str) else None,
@@ -296,8 +321,8 @@ class Router:
         if tried and len(avail) > 1:
             fresh = [d for d in avail if d.id not in tried]
             if fresh:
-                return fresh
-        return avail
+                avail = fresh
+        return _names.lowest_order(avail)
 
     def _unavailable(self, group: str, deps: list[Deployment], now: float) -> tuple[RateLimitError, bool]:
         """The error for "nothing available" (``retry_after``: seconds until something may be),
@@ -413,7 +438,7 @@ class Router:
         chains.append(self.default_fallbacks)
         for chain in chains:
             for target in chain or ():
-                if target not in tried_groups and target in self._groups:
+                if target not in tried_groups and self.has_group(target):
                     return target
         return None
 
@@ -557,12 +582,13 @@ class _Run:
 
     __slots__ = ("router", "model", "messages", "stream", "kwargs", "overrides", "attempts", "tried_groups",
                  "group", "deps", "tried", "attempt", "retries", "last", "deadline", "count", "dep", "start",
-                 "first_timeout", "idle")
+                 "first_timeout", "idle", "tags")
 
     def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]) -> None:
         self.router = router
         self.model = model
-        self.deps = router._group(model)
+        self.tags = _names.request_tags(kwargs) if kwargs else frozenset()
+        self.deps = router._select(model, self.tags)
         self.messages = messages
         self.stream = stream
         self.kwargs = kwargs
@@ -685,7 +711,7 @@ class _Run:
         log.info("group %s failed (%s); falling back to %s", self.group, type(exc).__name__, target)
         self.tried_groups.append(target)
         self.group = target
-        self.deps = self.router._groups[target]
+        self.deps = self.router._select(target, self.tags)
         self.tried = set()
         self.attempt = 0
         self.last = None

@@ -140,3 +140,110 @@ def test_check_config_prints_findings(upstream):
     proc = subprocess.run([sys.executable, "-m", "llmrelay", "check-config", "/nonexistent.yaml"],
                           env=gateway_env(), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "no such file" in proc.stdout
+
+
+def test_model_info_shows_no_host_or_key(homelab):
+    import httpx
+
+    for path in ("/v1/model/info", "/model/info"):
+        r = httpx.get(homelab.url + path, headers={"Authorization": f"Bearer {MASTER}"})
+        assert r.status_code == 200
+        data = r.json()["data"]
+        assert [d["model_name"] for d in data] == ["gpt-4o", "thinker", "dead"]
+        first = data[0]
+        assert first["model_info"]["id"] == "gpt4o-main" and first["model_info"]["mode"] == "chat"
+        assert first["model_info"]["base_model"] == "gpt-4o" and first["model_info"]["max_input_tokens"] == 128000
+        assert first["model_info"]["input_cost_per_token"] == 0.0000025
+        assert first["litellm_params"]["model"] == "openai/gpt-4o" and first["litellm_params"]["tags"] == ["prod", "eu"]
+        assert UPSTREAM_KEY not in r.text and "127.0.0.1" not in r.text and "api_base" not in r.text
+    assert httpx.get(homelab.url + "/v1/model/info").status_code == 401
+
+
+# ------------------------------------------------------------------ priorities, aliases, tags
+@pytest.fixture(scope="module")
+def priorities(upstream):
+    with Gateway(str(CONFIGS / "priorities.yaml"), env=env(upstream)) as gw:
+        yield gw
+
+
+def ask(gw: Gateway, model: str, **extra) -> str:
+    """The model string the upstream received for one request."""
+    client(gw, "x").chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], **extra)
+    return gw.upstream.requests[-1].json()["model"]
+
+
+@pytest.fixture
+def prio(priorities, upstream):
+    priorities.upstream = upstream
+    return priorities
+
+
+def test_order_tries_lower_order_first_then_the_next(prio, upstream):
+    # order 1 is down (connection refused): every call lands on order 2, never on order 3
+    for _ in range(6):
+        assert ask(prio, "chat") == "secondary-model"
+
+
+def test_model_group_alias_plain_and_hidden(prio):
+    assert ask(prio, "gpt-4") == "gpt-4o"
+    assert ask(prio, "gpt-4-old") == "gpt-4o"
+    names = [m.id for m in client(prio, "x").models.list().data]
+    assert "gpt-4" in names and "gpt-4-old" not in names and "gpt-4o" in names
+
+
+def test_tags_pick_deployments(prio):
+    assert {ask(prio, "tagged", extra_body={"tags": ["free"]}) for _ in range(5)} == {"free-model"}
+    assert {ask(prio, "tagged", extra_body={"metadata": {"tags": ["paid"]}}) for _ in range(5)} == {"paid-model"}
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(prio, "tagged", extra_body={"tags": ["vip"]})
+    assert "vip" in str(info.value)
+
+
+def test_entry_level_keys_are_known(prio):
+    # rpm/tpm/order written next to litellm_params are LiteLLM's too: read, not warned about
+    assert [line for line in prio.lines if "warning:" in line and "model_list" in line] == []
+    from llmrelay.proxy.config import load_config
+    from llmrelay.proxy.models import ModelTable
+    import os
+
+    old = dict(os.environ)
+    os.environ.update(env(prio.upstream))
+    try:
+        table = ModelTable(load_config(str(CONFIGS / "priorities.yaml")))
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    dep = table.router._groups["gpt-4o"][0]
+    assert (dep.rpm, dep.tpm) == (1000, 100000)
+    assert [d.order for d in table.router._groups["chat"]] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------ wildcards
+@pytest.fixture(scope="module")
+def wildcard(upstream):
+    with Gateway(str(CONFIGS / "wildcard.yaml"), env=env(upstream)) as gw:
+        gw.upstream = upstream
+        yield gw
+
+
+def test_wildcard_serves_any_model_of_the_provider(wildcard):
+    assert ask(wildcard, "openai/gpt-4.1-mini") == "gpt-4.1-mini"
+    assert ask(wildcard, "fixed") == "fixed-model"
+    assert ask(wildcard, "gpt-4o-mini") == "gpt-4o-mini"  # the catch-all
+    assert ask(wildcard, "openai/meta-llama/Llama-3-8B") == "meta-llama/Llama-3-8B"
+
+
+def test_wildcard_never_lets_the_client_pick_host_or_key(wildcard):
+    for bad in ("openai/../../admin", "openai/x?y=1", "nosuch/provider-model"):
+        with pytest.raises(openai.NotFoundError):
+            ask(wildcard, bad)
+    # the client's model only changes the model field: same host, same configured key
+    before = len(wildcard.upstream.requests)
+    ask(wildcard, "openai/anything")
+    request = wildcard.upstream.requests[before]
+    assert request.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    for bad_key in ("api_base", "api_key", "base_url"):
+        with pytest.raises(openai.BadRequestError):
+            client(wildcard, "x").chat.completions.create(
+                model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                extra_body={bad_key: "http://evil.example/v1"})

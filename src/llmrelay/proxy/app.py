@@ -46,6 +46,7 @@ _dumps = orjson.dumps
 _BODY = "http.response.body"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_MODEL_INFO_PATHS = frozenset({"/v1/model/info", "/model/info"})
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -167,6 +168,14 @@ class ProxyApp:
                 if not self._authorized(authorization, api_key, x_api_key):
                     return await self._unauthorized(ctx, send)
                 await self._models(ctx, send, path)
+            elif path in _MODEL_INFO_PATHS:
+                if method != "GET":
+                    return await self._method_not_allowed(ctx, send, b"GET")
+                if not self._authorized(authorization, api_key, x_api_key):
+                    return await self._unauthorized(ctx, send)
+                from .model_info import model_info_list
+
+                await self._json(ctx, send, 200, _dumps({"data": model_info_list(self.config)}))
             elif path in ("/health/liveliness", "/health/liveness"):
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":

@@ -493,6 +493,10 @@ class _Parser:
             except bad_request as exc:
                 raise _Skip(params, "model", exc.message) from None
         if provider == "*":
+            if params.get("api_key") and not (params.get("api_base") or params.get("base_url")):
+                raise _Skip(params, "model", "a catch-all model '*' with an api_key needs an api_base (otherwise "
+                                             "the key would go to whichever provider a client names); use "
+                                             "'openai/*' and the like to serve one provider's models")
             return provider
         needed = PROVIDER_EXTRAS.get(provider)
         if needed is not None and not _importable(needed[0]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..router import Router
+from ..routing.names import visible_aliases
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["ModelTable"]
@@ -18,8 +19,6 @@ class ModelTable:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        self.names = config.model_names
-        self._known = frozenset(self.names)
         self.router: Any = None  # set whenever there is a name to serve
         if config.deployments:
             model_list = [
@@ -31,9 +30,14 @@ class ModelTable:
             except (TypeError, ValueError) as exc:
                 where = config.path or "<config>"
                 raise ConfigError(f"{where}: router_settings: {exc}. Check the keys and values under router_settings.") from None
+        aliases = self.router.model_group_alias if self.router is not None else {}
+        #: What /v1/models lists: the groups, then the aliases that are not hidden.
+        self.names = list(dict.fromkeys([*config.model_names, *visible_aliases(aliases)]))
+        self._known = frozenset(self.names)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._known
+        """Served: a listed name, a hidden alias or a name a wildcard group matches."""
+        return name in self._known or (self.router is not None and self.router.has_group(name))
 
     async def acall(self, request: Any) -> Any:
         """Call the model group for a canonical request (:class:`~.ingress.CanonicalRequest`)."""
