@@ -21,6 +21,7 @@ from .exceptions import (
     Timeout,
 )
 from .providers import registry
+from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse
@@ -215,11 +216,12 @@ def retryable(exc: BaseException) -> bool:
     return False
 
 
-def retry_delay(exc: BaseException | None, attempt: int) -> float:
-    """Retry-After when the upstream sent one (capped at 60 s), else exponential + jitter."""
-    after = getattr(exc, "retry_after", None)
+def retry_delay(exc: BaseException | None, attempt: int, cap: float = DEFAULT_MAX_RETRY_AFTER) -> float:
+    """Retry-After when the upstream sent a usable one (at most ``cap`` seconds), else
+    exponential backoff with jitter."""
+    after = capped(getattr(exc, "retry_after", None), cap)
     if after is not None:
-        return min(after, 60.0)
+        return after
     base = min(0.5 * (2**attempt), 8.0)
     return base * (0.75 + random.random() * 0.5)
 

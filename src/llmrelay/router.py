@@ -44,6 +44,7 @@ from typing import Any, Iterable
 from . import settings
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .routing import names as _names
+from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
@@ -135,6 +136,7 @@ class Router:
         disable_cooldowns: bool = False,
         rate_limit_wait: float = 0.0,
         model_group_alias: dict[str, Any] | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         **options: Any,
     ) -> None:
         """Build a router.
@@ -150,6 +152,8 @@ class Router:
         may wait for a deployment under its rpm/tpm before failing with RateLimitError.
         ``model_group_alias``, wildcard groups (``"openai/*"``), ``order`` and ``tags``: see
         :mod:`llmrelay.routing.names`.
+        ``max_retry_after`` (default 60 s) caps how long an upstream's Retry-After is honoured:
+        the cooldown and the retry wait it causes (malformed values are ignored).
         """
         unknown = set(options) - _IGNORED_OPTIONS
         if unknown:
@@ -169,6 +173,7 @@ class Router:
         self.allowed_fails_window = float(allowed_fails_window)
         self.disable_cooldowns = bool(disable_cooldowns)
         self.rate_limit_wait = float(rate_limit_wait or 0.0)
+        self.max_retry_after = _seconds(max_retry_after, "max_retry_after") or DEFAULT_MAX_RETRY_AFTER
         self.fallbacks = _fallback_map(fallbacks, "fallbacks")
         self.context_window_fallbacks = _fallback_map(context_window_fallbacks, "context_window_fallbacks")
         self.content_policy_fallbacks = _fallback_map(content_policy_fallbacks, "content_policy_fallbacks")
@@ -360,14 +365,15 @@ class Router:
         now = _monotonic()
         if any(d.id not in tried and d.available(now) for d in group_deps):
             return max(0.0, self.retry_after)
-        return backoff(attempt, exc, self.retry_after)
+        return backoff(attempt, exc, self.retry_after, self.max_retry_after)
 
     # ================================================================== bookkeeping
     def _record_failure(self, dep: Deployment, exc: BaseException, elapsed: float | None, stream: bool) -> None:
         if self.disable_cooldowns or not counts_against_deployment(exc):
             dep.failures += 1
             return
-        retry_after = getattr(exc, "retry_after", None) if getattr(exc, "status_code", None) == 429 else None
+        retry_after = capped(getattr(exc, "retry_after", None), self.max_retry_after) \
+            if getattr(exc, "status_code", None) == 429 else None
         cooled = dep.failure(
             _monotonic(),
             self.allowed_fails,
@@ -718,8 +724,8 @@ class _Run:
 
 
 def _timeout(dep: Deployment, what: str, setting: str, seconds: float) -> Timeout:
-    return Timeout(
-        f"{what} from {dep.model} within {setting}={seconds}s",
-        model=dep.model,
-        llm_provider=(dep.model.split("/", 1)[0] if "/" in dep.model else None),
-    )
+    provider, _, model = dep.model.partition("/") if "/" in dep.model else (None, "", dep.model)
+    exc = Timeout(f"{what} within {setting}={seconds:g}s", model=model, llm_provider=provider)
+    exc.timeout_setting = setting  # which of the router's timeouts fired, and its value
+    exc.timeout_seconds = seconds
+    return exc

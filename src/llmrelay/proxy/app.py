@@ -21,12 +21,14 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..exceptions import LLMRelayError
+from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import errors
 from .auth import client_key, key_matches
 from .client_params import ClientParamError, ClientParamPolicy
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import INGRESSES, served_endpoints
+from .limits import ServerLimits
 from .models import ModelTable
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
@@ -91,8 +93,10 @@ class _Ctx:
 class ProxyApp:
     """The ASGI callable. One instance per process; ``config`` is already validated."""
 
-    def __init__(self, config: ProxyConfig, models: ModelTable | None = None) -> None:
+    def __init__(self, config: ProxyConfig, models: ModelTable | None = None,
+                 limits: ServerLimits | None = None) -> None:
         self.config = config
+        self.limits = limits or ServerLimits()
         self.models = models if models is not None else ModelTable(config)
         try:
             self.client_params = ClientParamPolicy(config.deployments)
@@ -103,7 +107,10 @@ class ProxyApp:
         secrets = list(config.secrets)
         if config.master_key:
             secrets.append(config.master_key)
-        self.redact = errors.make_redactor(secrets)
+        self.redact_secrets = errors.make_redactor(secrets)
+        # What clients see also loses the configured upstream hosts (the log keeps them).
+        self.redact = errors.make_redactor(secrets + errors.upstream_hosts(config))
+        self.max_retry_after = getattr(getattr(self.models, "router", None), "max_retry_after", DEFAULT_MAX_RETRY_AFTER)
         self.created = int(time.time())
         self._models_body = _dumps({"object": "list", "data": [self._model_card(n) for n in self.models.names]})
         self._openapi: bytes | None = None
@@ -231,7 +238,8 @@ class ProxyApp:
     async def _exception(self, ctx: _Ctx, send: Send, exc: BaseException) -> None:
         if not isinstance(exc, LLMRelayError):
             self._log_unexpected(ctx, exc)
-        status, body, extra = ctx.ingress.exception(exc, self.redact)
+        self._log_upstream_error(ctx, exc)
+        status, body, extra = ctx.ingress.exception(exc, self.redact, **self._error_options(ctx))
         ctx.error = type(exc).__name__
         await self._json(ctx, send, status, body, extra)
 
@@ -390,7 +398,8 @@ class ProxyApp:
                 if not isinstance(exc, LLMRelayError):
                     self._log_unexpected(ctx, exc)
                 ctx.error = type(exc).__name__
-                parts.append(encoder.error(exc, self.redact))
+                self._log_upstream_error(ctx, exc)
+                parts.append(encoder.error(exc, self.redact, **self._error_options(ctx)))
                 await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
             ctx.chunks = count
             ctx.usage = last.__dict__.get("usage") or _upstream_usage(stream)
@@ -400,6 +409,15 @@ class ProxyApp:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    def _error_options(self, ctx: _Ctx) -> dict[str, Any]:
+        """Keyword arguments for the ingress's error rendering (errors.status_and_body)."""
+        return {"request_id": ctx.request_id.decode(), "max_retry_after": self.max_retry_after}
+
+    def _log_upstream_error(self, ctx: _Ctx, exc: BaseException) -> None:
+        # The details clients do not get (upstream URL, host, connection error), under the request id.
+        if isinstance(exc, LLMRelayError) and errors.status_of(exc) >= 500:
+            log.warning("request %s: upstream error: %s", ctx.request_id.decode(), self.redact_secrets(str(exc)))
 
     def _log_unexpected(self, ctx: _Ctx, exc: BaseException) -> None:
         # A bug, not an upstream error: log the traceback, with secrets removed like everything else.
@@ -450,10 +468,15 @@ def _upstream_usage(stream: Any) -> Any:
 
 
 # ====================================================================== factories
-def create_app(config: ProxyConfig) -> ProxyApp:
-    """Apply the config's library settings to this process and build the app."""
+def create_app(config: ProxyConfig, limits: ServerLimits | None = None) -> ProxyApp:
+    """Apply the config's library settings to this process and build the app (with the
+    default upstream timeouts of ``limits`` where the config sets none)."""
+    import dataclasses
+
     config.apply_settings()
-    return ProxyApp(config)
+    limits = limits or ServerLimits()
+    router_settings = limits.router_defaults(config.router_settings, config.litellm_settings.get("request_timeout"))
+    return ProxyApp(dataclasses.replace(config, router_settings=router_settings), limits=limits)
 
 
 def create_app_from_env() -> ProxyApp:
@@ -464,4 +487,4 @@ def create_app_from_env() -> ProxyApp:
 
     path = os.environ.get(CONFIG_ENV)
     config = load_config(path) if path else default_config()
-    return create_app(config)
+    return create_app(config, ServerLimits.from_env())

@@ -17,6 +17,8 @@ import socket
 import sys
 from typing import Any
 
+from .limits import LIMITS_ENV, ServerLimits, add_arguments
+
 __all__ = ["main", "build_parser", "check_config_main"]
 
 log = logging.getLogger("llmrelay.proxy")
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse to start on any config warning (unknown or ignored keys, skipped models)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="log level (info logs one line per request)")
+    add_arguments(parser)
     return parser
 
 
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, strict=args.strict) if args.config else default_config()
         from .app import CONFIG_ENV, create_app
 
-        app = create_app(config)  # also builds the router: its errors are config errors
+        limits = ServerLimits.from_args(args)
+        app = create_app(config, limits)  # also builds the router: its errors are config errors
     except ConfigError as exc:
         for warning in exc.warnings:
             _say(f"llmrelay proxy: warning: {warning}")
@@ -145,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         "http": _pick("httptools", "auto"),
         "loop": _pick("uvloop", "auto"),
         "lifespan": "on",
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": limits.graceful_timeout,
     }
     try:
         if args.workers == 1:
             server = uvicorn.Server(uvicorn.Config(app, **options))
             server.run(sockets=[sock])
         else:
+            os.environ[LIMITS_ENV] = limits.to_env()
             if config.path:
                 os.environ[CONFIG_ENV] = os.path.abspath(config.path)
             else:

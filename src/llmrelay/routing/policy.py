@@ -16,6 +16,7 @@ from ..exceptions import (
     LLMRelayError,
 )
 from ..main import retry_delay, retryable
+from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 
 __all__ = ["retryable", "counts_against_deployment", "backoff", "fallback_kind", "attempt_record"]
 
@@ -30,9 +31,11 @@ def counts_against_deployment(exc: BaseException) -> bool:
     return isinstance(exc, APIError) and exc.status_code in (401, 403, 404)
 
 
-def backoff(attempt: int, exc: BaseException | None, minimum: float = 0.0) -> float:
-    """The library's retry delay (:func:`llmrelay.main.retry_delay`), at least ``minimum``."""
-    return max(retry_delay(exc, attempt), minimum)
+def backoff(attempt: int, exc: BaseException | None, minimum: float = 0.0,
+            cap: float = DEFAULT_MAX_RETRY_AFTER) -> float:
+    """The library's retry delay (:func:`llmrelay.main.retry_delay`, a Retry-After at most
+    ``cap``), at least ``minimum``."""
+    return max(retry_delay(exc, attempt, cap), minimum)
 
 
 def fallback_kind(exc: BaseException) -> str | None:

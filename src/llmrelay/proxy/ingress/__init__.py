@@ -66,8 +66,9 @@ class StreamEncoder:
     def chunk(self, chunk: Any) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def error(self, exc: BaseException, redact: Redact) -> bytes:
-        return errors.error_frame(exc, redact)
+    def error(self, exc: BaseException, redact: Redact, **options: Any) -> bytes:
+        """``options``: ``request_id``, ``max_retry_after`` (see errors.status_and_body)."""
+        return errors.error_frame(exc, redact, **options)
 
     def end(self) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -93,9 +94,10 @@ class Ingress:
         """An error response body in this API's shape (OpenAI's by default)."""
         return errors.error_json(message, status, param=param, code=code, type=type)
 
-    def exception(self, exc: BaseException, redact: Redact) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """(status, body, extra headers) for an exception from the library."""
-        return errors.status_and_body(exc, redact)
+    def exception(self, exc: BaseException, redact: Redact, **options: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """(status, body, extra headers) for an exception from the library (``options``: see
+        errors.status_and_body)."""
+        return errors.status_and_body(exc, redact, **options)
 
     def response_body(self, result: Any, request: CanonicalRequest) -> bytes:  # pragma: no cover - abstract
         """The JSON body for a non-streamed answer."""

@@ -415,11 +415,11 @@ class MessagesEncoder(StreamEncoder):
             out += self._delta({"type": "input_json_delta", "partial_json": arguments})
         return out
 
-    def error(self, exc: BaseException, redact: Redact) -> bytes:
+    def error(self, exc: BaseException, redact: Redact, **options: Any) -> bytes:
         self.failed = True
         status = errors.status_of(exc)
-        message = redact(getattr(exc, "message", None) or str(exc)) if isinstance(exc, LLMRelayError) \
-            else "Internal error in the gateway (see its log)."
+        message = redact(errors.client_message(exc, options.get("request_id"), prefix=False)) \
+            if isinstance(exc, LLMRelayError) else "Internal error in the gateway (see its log)."
         etype = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return _event(b"error", {"type": "error", "error": {"type": etype, "message": message}})
 
@@ -457,10 +457,10 @@ class MessagesIngress(Ingress):
                    type: str | None = None) -> bytes:  # noqa: A002
         return anthropic_error_json(status, message)
 
-    def exception(self, exc: BaseException, redact: Redact) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        status, _, headers = errors.status_and_body(exc, redact)
+    def exception(self, exc: BaseException, redact: Redact, **options: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        status, _, headers = errors.status_and_body(exc, redact, **options)
         if isinstance(exc, LLMRelayError):
-            message = redact(getattr(exc, "message", None) or str(exc))
+            message = redact(errors.client_message(exc, options.get("request_id"), prefix=False))
         else:
             message = "Internal error in the gateway (see its log)."
         return status, anthropic_error_json(status, message), headers
