@@ -25,7 +25,19 @@ DEFAULT_URLS = {
     "deepinfra": "https://api.deepinfra.com/v1/openai/chat/completions",
     "lm_studio": "http://localhost:1234/v1/chat/completions",
     "llamacpp": "http://127.0.0.1:8080/v1/chat/completions",
+    "nvidia_nim": "https://integrate.api.nvidia.com/v1/chat/completions",
+    "huggingface": "https://router.huggingface.co/v1/chat/completions",
+    "github": "https://models.github.ai/inference/chat/completions",
+    "cloudflare": "https://api.cloudflare.com/client/v4/accounts/acct123/ai/v1/chat/completions",
+    "minimax": "https://api.minimax.io/v1/chat/completions",
+    "sambanova": "https://api.sambanova.ai/v1/chat/completions",
+    "nebius": "https://api.tokenfactory.nebius.com/v1/chat/completions",
+    "novita": "https://api.novita.ai/openai/v1/chat/completions",
+    "dashscope": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions",
+    "moonshot": "https://api.moonshot.ai/v1/chat/completions",
 }
+#: Self-hosted servers: no default api_base.
+SELF_HOSTED = {"hosted_vllm", "vllm", "openai_like", "custom_openai"}
 
 
 def build(prefix, model="m", **kwargs):
@@ -37,10 +49,25 @@ def clean_env(monkeypatch):
     for host in HOSTS.values():
         for var in host.api_key_env + host.api_base_env:
             monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acct123")
 
 
 def test_every_listed_prefix_is_registered():
-    assert set(DEFAULT_URLS) | {"hosted_vllm"} == set(HOSTS)
+    assert set(DEFAULT_URLS) | SELF_HOSTED == set(HOSTS)
+
+
+def test_cloudflare_needs_its_account_id(monkeypatch):
+    monkeypatch.delenv("CLOUDFLARE_ACCOUNT_ID")
+    with pytest.raises(AuthenticationError, match="CLOUDFLARE_ACCOUNT_ID"):
+        build("cloudflare", api_key="k")
+    req, _ = build("cloudflare", api_key="k", api_base="https://gateway.example/v1")
+    assert req.url == "https://gateway.example/v1/chat/completions"
+
+
+@pytest.mark.parametrize("prefix", sorted(SELF_HOSTED))
+def test_self_hosted_need_an_api_base(prefix):
+    with pytest.raises(AuthenticationError, match="api_base"):
+        build(prefix)
 
 
 @pytest.mark.parametrize("prefix", sorted(DEFAULT_URLS))
@@ -59,7 +86,7 @@ def test_hosted_needs_a_key(prefix):
         build(prefix)
 
 
-@pytest.mark.parametrize("prefix", ["lm_studio", "llamacpp", "hosted_vllm"])
+@pytest.mark.parametrize("prefix", ["lm_studio", "llamacpp", *sorted(SELF_HOSTED)])
 def test_local_servers_need_no_key(prefix):
     req, _ = build(prefix, api_base="http://127.0.0.1:9/v1")
     assert "Authorization" not in req.headers and req.url == "http://127.0.0.1:9/v1/chat/completions"

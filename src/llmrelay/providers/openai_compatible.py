@@ -16,8 +16,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import UnsupportedParamsError
+from ..exceptions import AuthenticationError, UnsupportedParamsError
 from .base import OPENAI_PARAMS, Call
+from .. import settings
+from .common import first_env, require_key
 from .openai import OpenAIProvider
 
 __all__ = ["Host", "HOSTS", "HostProvider", "make_provider"]
@@ -112,6 +114,47 @@ HOSTS: dict[str, Host] = {
     "deepinfra": Host(
         "https://api.deepinfra.com/v1/openai", ("DEEPINFRA_API_KEY",), ("DEEPINFRA_API_BASE",), True,
     ),
+    # build.nvidia.com (NVIDIA NIM API catalog): OpenAI-compatible at integrate.api.nvidia.com/v1.
+    "nvidia_nim": Host(
+        "https://integrate.api.nvidia.com/v1", ("NVIDIA_NIM_API_KEY", "NVIDIA_API_KEY"),
+        ("NVIDIA_NIM_API_BASE",), True,
+    ),
+    # huggingface.co/docs/inference-providers: the router's OpenAI-compatible chat endpoint.
+    "huggingface": Host(
+        "https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY", "HUGGINGFACEHUB_API_TOKEN"),
+        ("HF_API_BASE", "HUGGINGFACE_API_BASE"), True,
+    ),
+    # docs.github.com (GitHub Models): models.github.ai/inference with a GitHub token.
+    "github": Host(
+        "https://models.github.ai/inference", ("GITHUB_API_KEY", "GITHUB_TOKEN"), ("GITHUB_API_BASE",), True,
+    ),
+    # developers.cloudflare.com/workers-ai/configuration/open-ai-compatibility: the base URL
+    # carries the account id ({CLOUDFLARE_ACCOUNT_ID} is read from the environment).
+    "cloudflare": Host(
+        "https://api.cloudflare.com/client/v4/accounts/{CLOUDFLARE_ACCOUNT_ID}/ai/v1",
+        ("CLOUDFLARE_API_KEY", "CLOUDFLARE_API_TOKEN"), ("CLOUDFLARE_API_BASE",), True,
+    ),
+    # platform.minimax.io (OpenAI-compatible API): api.minimax.io/v1.
+    "minimax": Host("https://api.minimax.io/v1", ("MINIMAX_API_KEY",), ("MINIMAX_API_BASE",), True),
+    # docs.sambanova.ai (OpenAI compatibility): api.sambanova.ai/v1.
+    "sambanova": Host("https://api.sambanova.ai/v1", ("SAMBANOVA_API_KEY",), ("SAMBANOVA_API_BASE",), True),
+    # Nebius Token Factory (formerly AI Studio): OpenAI-compatible at api.tokenfactory.nebius.com/v1.
+    "nebius": Host(
+        "https://api.tokenfactory.nebius.com/v1", ("NEBIUS_API_KEY",), ("NEBIUS_API_BASE",), True,
+    ),
+    # novita.ai/docs (LLM API): api.novita.ai/openai/v1.
+    "novita": Host("https://api.novita.ai/openai/v1", ("NOVITA_API_KEY",), ("NOVITA_API_BASE",), True),
+    # Alibaba Cloud Model Studio (DashScope) compatible mode, international endpoint.
+    "dashscope": Host(
+        "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", ("DASHSCOPE_API_KEY",),
+        ("DASHSCOPE_API_BASE",), True,
+    ),
+    # platform.moonshot.ai (Kimi API): api.moonshot.ai/v1.
+    "moonshot": Host("https://api.moonshot.ai/v1", ("MOONSHOT_API_KEY",), ("MOONSHOT_API_BASE",), True),
+    # Self-hosted OpenAI-compatible servers: the config gives api_base (a key only if the server wants one).
+    "vllm": Host(None, ("VLLM_API_KEY", "HOSTED_VLLM_API_KEY"), ("VLLM_API_BASE", "HOSTED_VLLM_API_BASE")),
+    "openai_like": Host(None, ("OPENAI_LIKE_API_KEY",), ("OPENAI_LIKE_API_BASE",)),
+    "custom_openai": Host(None, ("CUSTOM_OPENAI_API_KEY", "OPENAI_API_KEY"), ("CUSTOM_OPENAI_API_BASE",)),
     # Local servers: no key needed; LM Studio and llama.cpp's llama-server default ports.
     "lm_studio": Host("http://localhost:1234/v1", ("LM_STUDIO_API_KEY",), ("LM_STUDIO_API_BASE",)),
     "hosted_vllm": Host(None, ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",)),
@@ -133,6 +176,17 @@ class HostProvider(OpenAIProvider):
             self.supported_params = host.supported_params
         elif host.unsupported_params:
             self.supported_params = OPENAI_PARAMS - host.unsupported_params
+
+    def resolve_api_base(self, call: Call) -> str:
+        base = super().resolve_api_base(call)
+        return _fill(base, call) if "{" in base else base
+
+    def resolve_api_key(self, call: Call, base: str) -> str | None:
+        default = self.default_api_base or ""
+        if self.requires_key and "{" in default and base.startswith(default.split("{", 1)[0]):
+            key = call.api_key or first_env(self.api_key_env) or settings.get("api_key")
+            return require_key(key, call.provider, call.user_model, self.api_key_env)
+        return super().resolve_api_key(call, base)
 
     def check_params(self, call: Call) -> dict[str, Any]:
         params = super().check_params(call)
@@ -156,6 +210,23 @@ class HostProvider(OpenAIProvider):
         if host.model_prefix and "/" not in call.model:
             body["model"] = host.model_prefix + call.model
         return body
+
+
+def _fill(base: str, call: Call) -> str:
+    """A default base URL with per-account parts (``{CLOUDFLARE_ACCOUNT_ID}``) from the environment."""
+    import os
+    import re
+
+    def value(match: "re.Match[str]") -> str:
+        found = os.environ.get(match.group(1))
+        if not found:
+            raise AuthenticationError(
+                f"{call.provider} needs {match.group(1)} (set the environment variable) or an api_base.",
+                llm_provider=call.provider, model=call.user_model,
+            )
+        return found
+
+    return re.sub(r"\{([A-Z0-9_]+)\}", value, base)
 
 
 def make_provider(prefix: str) -> OpenAIProvider:

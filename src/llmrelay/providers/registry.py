@@ -19,7 +19,6 @@ __all__ = ["PROVIDERS", "resolve", "get_provider", "known_prefixes", "register"]
 #: prefix → "module:attribute" of a Provider class (or a factory taking the prefix).
 PROVIDERS: dict[str, str] = {
     "openai": "llmrelay.providers.openai:OpenAIProvider",
-    "custom_openai": "llmrelay.providers.openai:OpenAIProvider",
     "text-completion-openai": "llmrelay.providers.openai:OpenAIProvider",
     "anthropic": "llmrelay.providers.anthropic:AnthropicProvider",
     "azure": "llmrelay.providers.azure:AzureProvider",
@@ -44,9 +43,24 @@ PROVIDERS: dict[str, str] = {
     "deepinfra": "llmrelay.providers.openai_compatible:make_provider",
     "lm_studio": "llmrelay.providers.openai_compatible:make_provider",
     "llamacpp": "llmrelay.providers.openai_compatible:make_provider",
+    "nvidia_nim": "llmrelay.providers.openai_compatible:make_provider",
+    "huggingface": "llmrelay.providers.openai_compatible:make_provider",
+    "github": "llmrelay.providers.openai_compatible:make_provider",
+    "cloudflare": "llmrelay.providers.openai_compatible:make_provider",
+    "minimax": "llmrelay.providers.openai_compatible:make_provider",
+    "sambanova": "llmrelay.providers.openai_compatible:make_provider",
+    "nebius": "llmrelay.providers.openai_compatible:make_provider",
+    "novita": "llmrelay.providers.openai_compatible:make_provider",
+    "dashscope": "llmrelay.providers.openai_compatible:make_provider",
+    "moonshot": "llmrelay.providers.openai_compatible:make_provider",
+    "vllm": "llmrelay.providers.openai_compatible:make_provider",
+    "openai_like": "llmrelay.providers.openai_compatible:make_provider",
+    "custom_openai": "llmrelay.providers.openai_compatible:make_provider",
 }
 
-#: Beginnings of bare model names and the provider they belong to.
+#: Beginnings of bare model names and the provider they belong to, as LiteLLM resolves them
+#: (documented in docs/proxy.md, "Moving from LiteLLM"). ``gemini-…`` goes to Vertex AI, as in
+#: LiteLLM; write ``gemini/gemini-…`` for Google AI Studio.
 BARE_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"),
     ("chatgpt-", "openai"),
@@ -57,6 +71,20 @@ BARE_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("davinci", "openai"),
     ("babbage", "openai"),
     ("claude-", "anthropic"),
+    ("gemini-", "vertex_ai"),
+    ("command-", "cohere_chat"),
+    ("command", "cohere_chat"),
+    ("mistral-", "mistral"),
+    ("open-mistral-", "mistral"),
+    ("open-mixtral-", "mistral"),
+    ("codestral-", "mistral"),
+    ("ministral-", "mistral"),
+    ("magistral-", "mistral"),
+    ("pixtral-", "mistral"),
+    ("devstral-", "mistral"),
+    ("deepseek-chat", "deepseek"),
+    ("deepseek-reasoner", "deepseek"),
+    ("grok-", "xai"),
 )
 
 _cache: dict[str, Provider] = {}

@@ -1,0 +1,36 @@
+"""Bare model names resolve to a provider the way LiteLLM resolves them (registry.BARE_MODEL_PREFIXES)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrelay.exceptions import BadRequestError
+from llmrelay.providers import registry
+
+
+@pytest.mark.parametrize("model, provider", [
+    ("gpt-4o-mini", "openai"), ("o3-mini", "openai"), ("chatgpt-4o-latest", "openai"),
+    ("claude-3-5-sonnet-latest", "anthropic"), ("gemini-1.5-pro", "vertex_ai"), ("gemini-2.0-flash", "vertex_ai"),
+    ("command-r-plus", "cohere_chat"), ("mistral-large-latest", "mistral"), ("codestral-latest", "mistral"),
+    ("open-mistral-nemo", "mistral"), ("deepseek-chat", "deepseek"), ("grok-3", "xai"),
+])
+def test_bare_names(model, provider):
+    assert registry.resolve(model) == (provider, model)
+
+
+def test_prefix_wins_over_the_bare_table():
+    assert registry.resolve("gemini/gemini-1.5-pro") == ("gemini", "gemini-1.5-pro")
+    assert registry.resolve("openrouter/anthropic/claude-3") == ("openrouter", "anthropic/claude-3")
+
+
+def test_unknown_bare_name_is_a_clear_error():
+    with pytest.raises(BadRequestError, match="provider prefix"):
+        registry.resolve("llama-3-8b")
+
+
+@pytest.mark.parametrize("prefix", ["nvidia_nim", "huggingface", "github", "cloudflare", "minimax", "sambanova",
+                                    "nebius", "novita", "dashscope", "moonshot", "vllm", "openai_like",
+                                    "custom_openai"])
+def test_new_hosts_are_registered(prefix):
+    assert registry.resolve(f"{prefix}/some/model") == (prefix, "some/model")
+    assert registry.get_provider(prefix).name == prefix
