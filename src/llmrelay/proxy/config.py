@@ -28,6 +28,7 @@ The key tables live in :mod:`.config_keys`. Nothing here starts a server or does
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -556,7 +557,11 @@ class _Parser:
                 continue
             value = self.resolve_env(raw, key, value, secret=key == "api_key")
             if key in K.ROUTER_KEYS_IN_LITELLM_SETTINGS and key not in _settings.KNOWN_SETTINGS:
-                router[key] = value
+                if key in _router_options():
+                    router[key] = value
+                else:
+                    self.warn(raw, key, f"litellm_settings.{key}: a LiteLLM router option llmrelay does not "
+                                        "implement; ignored")
                 continue
             types = _SETTING_TYPES.get(key)
             if types is not None and value is not None:
@@ -655,7 +660,8 @@ class _Parser:
             router["default_fallbacks"] = [t for t in default if t in names]
 
 
-def _router_options() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _router_options() -> frozenset[str]:
     """The Router's implemented options: its named parameters (so an option implemented there
     later is passed on without touching the tables here)."""
     import inspect
@@ -663,7 +669,7 @@ def _router_options() -> set[str]:
     from ..router import Router
 
     params = inspect.signature(Router.__init__).parameters
-    return {n for n, p in params.items() if n not in ("self", "model_list") and p.kind is not p.VAR_KEYWORD}
+    return frozenset(n for n, p in params.items() if n not in ("self", "model_list") and p.kind is not p.VAR_KEYWORD)
 
 
 def _importable(module: str) -> bool:
