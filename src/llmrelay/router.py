@@ -145,8 +145,9 @@ class Router:
         (``model`` plus anything ``completion`` takes, and ``rpm``/``tpm``/``weight``/
         ``timeout``/``stream_timeout``/``stream_idle_timeout``/``max_parallel_requests`` for the
         router) and ``model_info`` (``id``…). ``timeout`` bounds a whole non-streaming call;
-        ``stream_timeout`` the time to a stream's first chunk; ``stream_idle_timeout`` the gap
-        between chunks. A deployment that fails more than ``allowed_fails`` (default 3) times
+        ``stream_timeout`` the time to a stream's first chunk and, unless ``stream_idle_timeout``
+        is set, each gap between chunks; ``stream_idle_timeout`` the gaps after the first chunk.
+        A deployment that fails more than ``allowed_fails`` (default 3) times
         within ``allowed_fails_window`` seconds is skipped for ``cooldown_time`` (default 5) s;
         a 429 with Retry-After cools it down for that long. ``rate_limit_wait``: how long a call
         may wait for a deployment under its rpm/tpm before failing with RateLimitError.
@@ -398,8 +399,10 @@ class Router:
             first = overrides.get("stream_timeout") or dep.stream_timeout or self.stream_timeout
             idle = overrides.get("stream_idle_timeout") or dep.stream_idle_timeout or self.stream_idle_timeout
             if idle is None:
-                # LiteLLM's per-call ``timeout`` on a stream means the per-read timeout
-                idle = overrides.get("timeout") or dep.timeout or self.timeout
+                # LiteLLM's stream_timeout is its HTTP client's read timeout: a bound on every
+                # wait for the next bytes. So without an idle timeout the gaps between chunks get
+                # the same bound (else the stream's ``timeout``, also a per-read timeout there).
+                idle = first if first is not None else overrides.get("timeout") or dep.timeout or self.timeout
             # Until the first chunk only the time to it applies; the idle bound is set after it.
             wait = first if first is not None else idle
             if wait is not None:

@@ -76,14 +76,19 @@ class AsyncResponse(ResponseBase):
             raise self._error(exc) from exc
 
     def set_read_timeout(self, seconds: float | None) -> None:
-        """Bound every further read of this body by ``seconds`` (None: no bound).
+        """Bound every further wait for bytes of this body by ``seconds`` (None: no bound).
 
-        Takes effect from the next bytes received (aiohttp re-arms its read timer then).
+        Takes effect now: a read timer already running (armed when the last bytes arrived, with
+        the old value) is re-armed from this moment, so the bound on the current gap does not
+        depend on where the upstream's bytes happened to be split into reads.
         """
         raw = self._raw
         protocol = getattr(getattr(raw, "connection", None), "protocol", None) if raw is not None else None
         if protocol is not None:
             protocol.read_timeout = seconds
+            # aiohttp arms its timer only while a body is being read; re-arm only a running one.
+            if getattr(protocol, "_read_timeout_handle", None) is not None:
+                protocol._reschedule_timeout()  # noqa: SLF001 - no public way to re-arm it
 
     def close(self) -> None:
         raw = self._detach()
