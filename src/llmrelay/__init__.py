@@ -48,6 +48,8 @@ ssl_verify: bool | str = True
 _LAZY = {
     "completion": ("main", "completion"),
     "acompletion": ("main", "acompletion"),
+    "responses": ("responses_api", "responses"),
+    "aresponses": ("responses_api", "aresponses"),
     "stream_chunk_builder": ("builder", "stream_chunk_builder"),
     "token_counter": ("tokens", "token_counter"),
     "CustomStreamWrapper": ("streaming", "CustomStreamWrapper"),

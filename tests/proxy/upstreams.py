@@ -22,6 +22,9 @@ OPENAI_KEY = "sk-upstream-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-upstream-0123456789"
 GEMINI_KEY = "gemini-upstream-key"
 
+#: What the OpenAI fake answers when asked for a JSON schema.
+STRUCTURED = '{"city": "Paris", "temperature": 21}'
+
 #: Public model name → the wire format behind it.
 MODELS = {"gpt": "openai", "claude": "anthropic", "gemini": "gemini"}
 
@@ -39,6 +42,8 @@ class LoopOpenAIServer(FakeOpenAIServer):
         messages = body.get("messages") or []
         if messages and messages[-1].get("role") == "tool":
             return f"The tool said: {messages[-1].get('content')}"
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            return STRUCTURED
         return super()._text_for(body)
 
 

@@ -27,7 +27,7 @@ from .auth import client_key, key_matches
 from .client_params import ClientParamError, ClientParamPolicy
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
-from .ingress.routes import INGRESSES, served_endpoints
+from .ingress.routes import CHAT, ingress_table, served_endpoints
 from .limits import ServerLimits
 from .models import ModelTable
 
@@ -70,7 +70,7 @@ class _Ctx:
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
         self.request_id = request_id
-        self.ingress: Ingress = INGRESSES["/v1/chat/completions"]  # whose error shape to answer in
+        self.ingress: Ingress = CHAT  # whose error shape to answer in
         self.model: str | None = None
         self.status = 0
         self.upstream = 0.0  # seconds spent waiting for the upstream
@@ -98,6 +98,7 @@ class ProxyApp:
         self.config = config
         self.limits = limits or ServerLimits()
         self.models = models if models is not None else ModelTable(config)
+        self.ingresses = ingress_table()
         try:
             self.client_params = ClientParamPolicy(config.deployments)
         except ValueError as exc:
@@ -161,7 +162,7 @@ class ProxyApp:
         path = scope["path"]
         method = scope["method"]
         try:
-            ingress = INGRESSES.get(path)
+            ingress = self.ingresses.get(path)
             if ingress is not None:
                 ctx.ingress = ingress
                 if method != "POST":
@@ -357,7 +358,6 @@ class ProxyApp:
                 body = ingress.response_body(result, request)
                 ctx.done = True
                 await self._json(ctx, send, 200, body)
-                ingress.done(request, result)
         except asyncio.CancelledError:
             if not ctx.disconnected:
                 raise

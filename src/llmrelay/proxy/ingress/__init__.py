@@ -106,6 +106,3 @@ class Ingress:
     def encoder(self, request: CanonicalRequest) -> StreamEncoder:  # pragma: no cover - abstract
         """A fresh encoder for one streamed answer."""
         raise NotImplementedError
-
-    def done(self, request: CanonicalRequest, result: Any) -> None:
-        """Called once after a non-streamed answer was sent (e.g. to store it). No I/O."""

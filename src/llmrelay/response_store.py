@@ -1,0 +1,50 @@
+"""Conversation state for the Responses API's ``previous_response_id``, kept in memory.
+
+Each stored response maps to the conversation it ends (chat messages, without
+``instructions``). Entries expire ``ttl`` seconds after they were stored (default one hour) and
+the oldest go first beyond ``max_entries``; a lookup of an unknown or expired id returns None.
+One store per process: a gateway with several workers keeps one per worker, so a follow-up
+request must reach the same worker (or send the whole conversation as ``input``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+__all__ = ["ResponseStore", "DEFAULT_TTL", "DEFAULT_MAX_ENTRIES"]
+
+DEFAULT_TTL = 3600.0
+DEFAULT_MAX_ENTRIES = 10_000
+
+
+class ResponseStore:
+    """Response id → conversation, with expiry. Thread-safe (the sync SDK may use threads)."""
+
+    def __init__(self, ttl: float = DEFAULT_TTL, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, response_id: str, conversation: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._items[response_id] = (time.monotonic() + self.ttl, conversation)
+            self._items.move_to_end(response_id)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def get(self, response_id: str) -> list[dict[str, Any]] | None:
+        with self._lock:
+            entry = self._items.get(response_id)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._items[response_id]
+                return None
+            return list(entry[1])
+
+    def __len__(self) -> int:
+        return len(self._items)
