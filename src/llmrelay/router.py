@@ -578,6 +578,49 @@ class Router:
                 raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout) from None
         return holder[0], first
 
+    # ================================================================== embeddings
+    def embedding(self, model: str, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002 - OpenAI's name
+        """Route an embeddings call to group ``model`` (retries, fallbacks and cooldowns as for chat)."""
+        from .embeddings import embedding
+
+        run = _Run(self, model, None, False, kwargs)
+        while True:
+            dep = run.next_deployment()
+            if type(dep) is float:
+                time.sleep(dep)
+                continue
+            kw, _ = run.begin(dep)
+            try:
+                try:
+                    return run.ok(embedding(dep.model, input, **kw))
+                finally:
+                    dep.done()
+            except LLMRelayError as exc:
+                wait = run.failed(exc)
+            if wait > 0:
+                time.sleep(wait)
+
+    async def aembedding(self, model: str, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        """The async twin of :meth:`embedding`."""
+        from .embeddings import aembedding
+
+        run = _Run(self, model, None, False, kwargs)
+        while True:
+            dep = run.next_deployment()
+            if type(dep) is float:
+                await asyncio.sleep(dep)
+                continue
+            kw, _ = run.begin(dep)
+            try:
+                try:
+                    return run.ok(await aembedding(dep.model, input, **kw))
+                finally:
+                    dep.done()
+            except LLMRelayError as exc:
+                wait = run.failed(exc)
+            if wait > 0:
+                await asyncio.sleep(wait)
+
     def __repr__(self) -> str:
         return f"<Router strategy={self.routing_strategy!r} groups={self.model_names}>"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from . import Ingress
 from .anthropic import CountTokensIngress, MessagesIngress
 from .chat import ChatIngress
+from .completions import CompletionsIngress
+from .embeddings import EmbeddingsIngress
 from .responses import ResponsesIngress
 
 __all__ = ["CHAT", "ingress_table", "served_endpoints"]
@@ -19,7 +21,8 @@ _OTHER = ("GET /v1/models", "GET /v1/models/{model}", "GET /health/liveliness", 
 
 def ingress_table() -> dict[str, Ingress]:
     """Request path → the ingress answering it (POST); fresh instances (state is per app)."""
-    ingresses: tuple[Ingress, ...] = (CHAT, MessagesIngress(), CountTokensIngress(), ResponsesIngress())
+    ingresses: tuple[Ingress, ...] = (CHAT, MessagesIngress(), CountTokensIngress(), ResponsesIngress(),
+                                    EmbeddingsIngress(), CompletionsIngress())
     return {path: ingress for ingress in ingresses for path in ingress.paths}
 
 

@@ -1,0 +1,141 @@
+"""``text_completion()`` / ``atext_completion()``: OpenAI's legacy completions for every provider.
+
+The prompt is sent as one user message through :func:`llmrelay.completion` (translation in
+:mod:`llmrelay.translate.completions`); the answer comes back as a ``text_completion`` object, a
+stream as ``text_completion`` chunks. A list of several prompts is answered one call per prompt
+(not streamed), with the choices numbered in prompt order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .exceptions import BadRequestError
+from .translate.completions import CompletionsRequestError, text_chunk, to_chat, to_text_completion
+from .types import OpenAIObject, Usage
+
+__all__ = ["text_completion", "atext_completion", "TextCompletionResponse", "TextChoices"]
+
+_LEGACY = frozenset({"prompt", "suffix", "best_of", "logprobs", "echo", "max_tokens", "temperature", "top_p", "n",
+                     "stop", "presence_penalty", "frequency_penalty", "logit_bias", "seed", "user", "stream_options"})
+
+
+class TextChoices(OpenAIObject):
+    __slots__ = ()
+    text: str = ""
+    index: int = 0
+    logprobs: Any = None
+    finish_reason: str | None = None
+
+
+class TextCompletionResponse(OpenAIObject):
+    """A ``text_completion`` (also each streamed chunk)."""
+
+    __slots__ = ()
+    _nested = {"usage": Usage}
+    _nested_lists = {"choices": TextChoices}
+    id: str | None = None
+    object: str = "text_completion"
+    created: int = 0
+    model: str | None = None
+    choices: list = []
+    usage: Usage | None = None
+
+
+def _prompts(prompt: Any) -> list[Any]:
+    if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    return [prompt]
+
+
+def _translate(model: str, prompt: Any, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any], str | None]:
+    data = {k: v for k, v in kwargs.items() if k in _LEGACY}
+    data["prompt"] = prompt
+    try:
+        messages, params, echo = to_chat(data)
+    except CompletionsRequestError as exc:
+        raise BadRequestError(exc.message, model=model) from None
+    rest = {k: v for k, v in kwargs.items() if k not in _LEGACY}
+    return messages, {**rest, **params}, messages[0]["content"] if echo else None
+
+
+def _join(model: str, answers: list[dict[str, Any]]) -> TextCompletionResponse:
+    first = answers[0]
+    if len(answers) > 1:
+        choices = []
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for answer in answers:
+            for choice in answer["choices"]:
+                choices.append({**choice, "index": len(choices)})
+            for key in totals:
+                totals[key] += (answer.get("usage") or {}).get(key) or 0
+        first = {**first, "choices": choices, "usage": totals}
+    return TextCompletionResponse(**first)
+
+
+class _Chunks:
+    def __init__(self, stream: Any, model: str, echo: str | None) -> None:
+        self.stream = stream
+        self.model = model
+        self.echo = echo
+
+    def _convert(self, chunk: Any) -> TextCompletionResponse | None:
+        out = text_chunk(chunk, self.model)
+        if out is None:
+            return None
+        if self.echo is not None and out["choices"]:
+            out["choices"][0]["text"] = self.echo + out["choices"][0]["text"]
+            self.echo = None
+        return TextCompletionResponse(**out)
+
+    def __iter__(self) -> "_Chunks":
+        return self
+
+    def __next__(self) -> TextCompletionResponse:
+        while True:
+            out = self._convert(next(self.stream))
+            if out is not None:
+                return out
+
+    def __aiter__(self) -> "_Chunks":
+        return self
+
+    async def __anext__(self) -> TextCompletionResponse:
+        while True:
+            out = self._convert(await self.stream.__anext__())
+            if out is not None:
+                return out
+
+
+def text_completion(model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+    """Complete ``prompt`` (a string, or a list of strings) with any chat model."""
+    from .main import completion
+
+    prompts = _prompts(prompt)
+    if stream and len(prompts) > 1:
+        raise BadRequestError("Several prompts cannot be streamed in one call.", model=model)
+    answers = []
+    for one in prompts:
+        messages, kw, echo = _translate(model, one, kwargs)
+        result = completion(model, messages, stream, **kw)
+        if stream:
+            return _Chunks(result, model, echo)
+        answers.append(to_text_completion(result, model, echo))
+    return _join(model, answers)
+
+
+async def atext_completion(model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+    """The async twin of :func:`text_completion`."""
+    from .main import acompletion
+
+    prompts = _prompts(prompt)
+    if stream and len(prompts) > 1:
+        raise BadRequestError("Several prompts cannot be streamed in one call.", model=model)
+    answers = []
+    for one in prompts:
+        messages, kw, echo = _translate(model, one, kwargs)
+        result = await acompletion(model, messages, stream, **kw)
+        if stream:
+            return _Chunks(result, model, echo)
+        answers.append(to_text_completion(result, model, echo))
+    return _join(model, answers)
