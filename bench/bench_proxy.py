@@ -19,6 +19,10 @@ Reported per (mode, C): req/s and chunks/s for both targets, added TTFT p50/p99 
 p50/p99 (gateway minus direct), gateway CPU per request and per chunk (from /proc utime+stime),
 gateway RSS idle and at the end of the run under load.
 
+Translated streams: the same upstream chat stream answered through ``/v1/responses`` and
+``/v1/messages`` (C=16, gateway only), reported as gateway CPU per *upstream* chunk and its ratio
+to the chat-completions pass-through of the same run (``stream`` C=16); the target is ≤ 1.5.
+
     PYTHONPATH=src python bench/bench_proxy.py [--seconds 2] [--chunks 200] [--conc 1,16,64]
 """
 
@@ -39,6 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CLK = os.sysconf("SC_CLK_TCK")
 MESSAGES = [{"role": "user", "content": "Hello"}]
+#: Translated modes: gateway path and request body (each streams the same upstream chat stream).
+TRANSLATED = {
+    "responses": ("/v1/responses", {"model": "gpt-4o-mini", "input": "Hello", "stream": True}),
+    "messages": ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 1000, "messages": MESSAGES, "stream": True}),
+}
 #: Pause after the first content chunk in the "paced" TTFT cell (see ``_load``).
 PACE_GAP = 0.005
 
@@ -57,6 +66,9 @@ def run_upstream(port_file: str, chunks: int) -> None:
                                                                      "finish_reason": None}]}) + b"\n\n")
     frames.append(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                   + b"\n\n")
+    # sent before [DONE] when the request asks stream_options.include_usage, as OpenAI does
+    usage_frame = b"data: " + orjson.dumps({**base, "choices": [], "usage": {
+        "prompt_tokens": 9, "completion_tokens": chunks - 2, "total_tokens": chunks + 7}}) + b"\n\n"
     frames.append(b"data: [DONE]\n\n")
     completion = orjson.dumps({
         "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
@@ -87,7 +99,10 @@ def run_upstream(port_file: str, chunks: int) -> None:
         if b'"stream":true' in body.replace(b" ", b""):
             await send({"type": "http.response.start", "status": 200, "headers": sse_headers})
             paced = b'"user":"bench-paced"' in body
-            for i, frame in enumerate(frames):
+            answer = frames
+            if b'"include_usage":true' in body.replace(b" ", b""):
+                answer = [*frames[:-1], usage_frame, frames[-1]]
+            for i, frame in enumerate(answer):
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 if paced and i == 1:
                     # the first content chunk, then a pause as a real model takes between tokens
@@ -111,6 +126,9 @@ async def _load(url: str, stream: bool, conc: int, seconds: float, paced: bool =
     import orjson
 
     request = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream}
+    for path, translated in TRANSLATED.values():
+        if url.endswith(path):
+            request = translated
     if paced:
         request["user"] = "bench-paced"
     body = orjson.dumps(request)
@@ -282,6 +300,10 @@ def main() -> None:
                                     args.seconds, None)
             via, cpu, rss = _loadgen(f"{gw_url}/v1/chat/completions", mode, conc, args.seconds, gateway.pid)
             rows.append((mode, conc, direct, via, cpu, rss))
+        translated = []
+        for mode, (path, _) in TRANSLATED.items():
+            via, cpu, _ = _loadgen(f"{gw_url}{path}", "stream", 16, args.seconds, gateway.pid)
+            translated.append((mode, via, cpu))
         print(f"\nllmrelay gateway benchmark: 1 worker, {args.seconds:g}s per cell, streaming = {args.chunks} "
               f"chunks/response; startup {startup * 1000:.0f} ms; idle RSS {idle_rss:.1f} MiB\n")
         head = ("mode", "C", "direct req/s", "gw req/s", "ratio", "direct chunk/s", "gw chunk/s",
@@ -305,6 +327,20 @@ def main() -> None:
                 f"{rss:.1f}", d["errors"] + g["errors"],
             ]
             print("| " + " | ".join(str(c) for c in cells) + " |")
+        base = next(((g, cpu) for mode, conc, _, g, cpu, _ in rows if mode == "stream" and conc == 16), None)
+        if base is not None and base[0]["n"]:
+            per_chunk = base[1] / (base[0]["n"] * args.chunks) * 1e6
+            print(f"\ntranslated streams (C=16): gateway CPU per upstream chunk vs chat pass-through "
+                  f"({per_chunk:.1f} µs)\n")
+            print("| API | gw req/s | client frames/req | CPU/upstream chunk µs | ratio to chat | errors |")
+            print("|---|---|---|---|---|---|")
+            for mode, g, cpu in translated:
+                if not g["n"]:
+                    print(f"| {mode} | 0 | - | - | - | {g['errors']} |")
+                    continue
+                mine = cpu / (g["n"] * args.chunks) * 1e6
+                print(f"| {mode} | {g['n'] / g['wall']:.0f} | {g['chunks'] / g['n']:.0f} | {mine:.1f} | "
+                      f"{mine / per_chunk:.2f} | {g['errors']} |")
     finally:
         for proc in (gateway, upstream):
             if proc is not None and proc.poll() is None:
