@@ -468,24 +468,13 @@ class Router:
         from .main import completion
 
         run = _Run(self, model, messages, stream, kwargs)
-        while True:
-            dep = run.next_deployment()
-            if type(dep) is float:
-                time.sleep(dep)
-                continue
-            kw, limit = run.begin(dep)
-            try:
-                if stream:
-                    return run.stream_ok(self._open_stream_sync(completion, run, dep, kw, limit))
-                try:
-                    result = completion(dep.model, messages, False, **kw)
-                finally:
-                    dep.done()
-                return run.ok(result)
-            except LLMRelayError as exc:
-                wait = run.failed(exc)
-            if wait > 0:
-                time.sleep(wait)
+
+        def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
+            if stream:
+                return run.stream_ok(self._open_stream_sync(completion, run, dep, kw, limit))
+            return _finish(run, dep, lambda: completion(dep.model, messages, False, **kw))
+
+        return _route(run, attempt)
 
     def _open_stream_sync(self, completion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
                           first_timeout: float | None) -> tuple[Any, Any]:
@@ -524,30 +513,13 @@ class Router:
         from .main import acompletion
 
         run = _Run(self, model, messages, stream, kwargs)
-        while True:
-            dep = run.next_deployment()
-            if type(dep) is float:
-                await asyncio.sleep(dep)
-                continue
-            kw, limit = run.begin(dep)
-            try:
-                if stream:
-                    return run.stream_ok(await self._open_stream_async(acompletion, run, dep, kw, limit))
-                try:
-                    if limit is None:
-                        result = await acompletion(dep.model, messages, False, **kw)
-                    else:
-                        try:
-                            result = await asyncio.wait_for(acompletion(dep.model, messages, False, **kw), limit)
-                        except asyncio.TimeoutError:  # not the builtin one before 3.11
-                            raise _timeout(dep, "No response", "timeout", limit) from None
-                finally:
-                    dep.done()
-                return run.ok(result)
-            except LLMRelayError as exc:
-                wait = run.failed(exc)
-            if wait > 0:
-                await asyncio.sleep(wait)
+
+        async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
+            if stream:
+                return run.stream_ok(await self._open_stream_async(acompletion, run, dep, kw, limit))
+            return await _afinish(run, dep, acompletion(dep.model, messages, False, **kw), limit)
+
+        return await _aroute(run, attempt)
 
     async def _open_stream_async(self, acompletion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
                                  first_timeout: float | None) -> tuple[Any, Any]:
@@ -584,42 +556,18 @@ class Router:
         from .embeddings import embedding
 
         run = _Run(self, model, None, False, kwargs)
-        while True:
-            dep = run.next_deployment()
-            if type(dep) is float:
-                time.sleep(dep)
-                continue
-            kw, _ = run.begin(dep)
-            try:
-                try:
-                    return run.ok(embedding(dep.model, input, **kw))
-                finally:
-                    dep.done()
-            except LLMRelayError as exc:
-                wait = run.failed(exc)
-            if wait > 0:
-                time.sleep(wait)
+        return _route(run, lambda dep, kw, limit: _finish(run, dep, lambda: embedding(dep.model, input, **kw)))
 
     async def aembedding(self, model: str, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002
         """The async twin of :meth:`embedding`."""
         from .embeddings import aembedding
 
         run = _Run(self, model, None, False, kwargs)
-        while True:
-            dep = run.next_deployment()
-            if type(dep) is float:
-                await asyncio.sleep(dep)
-                continue
-            kw, _ = run.begin(dep)
-            try:
-                try:
-                    return run.ok(await aembedding(dep.model, input, **kw))
-                finally:
-                    dep.done()
-            except LLMRelayError as exc:
-                wait = run.failed(exc)
-            if wait > 0:
-                await asyncio.sleep(wait)
+
+        async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
+            return await _afinish(run, dep, aembedding(dep.model, input, **kw), limit)
+
+        return await _aroute(run, attempt)
 
     def __repr__(self) -> str:
         return f"<Router strategy={self.routing_strategy!r} groups={self.model_names}>"
@@ -767,6 +715,63 @@ class _Run:
         self.tried = set()
         self.attempt = 0
         self.last = None
+
+
+def _route(run: _Run, attempt: Any) -> Any:
+    """Try deployments until ``attempt(dep, kwargs, limit)`` returns: retries, fallbacks and
+    pauses as :class:`_Run` decides; the last error raises."""
+    while True:
+        dep = run.next_deployment()
+        if type(dep) is float:
+            time.sleep(dep)
+            continue
+        kw, limit = run.begin(dep)
+        try:
+            return attempt(dep, kw, limit)
+        except LLMRelayError as exc:
+            wait = run.failed(exc)
+        if wait > 0:
+            time.sleep(wait)
+
+
+async def _aroute(run: _Run, attempt: Any) -> Any:
+    """The async twin of :func:`_route` (``attempt`` is a coroutine function)."""
+    while True:
+        dep = run.next_deployment()
+        if type(dep) is float:
+            await asyncio.sleep(dep)
+            continue
+        kw, limit = run.begin(dep)
+        try:
+            return await attempt(dep, kw, limit)
+        except LLMRelayError as exc:
+            wait = run.failed(exc)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def _finish(run: _Run, dep: Deployment, call: Any) -> Any:
+    """A non-streaming call on ``dep``: its result, the deployment released either way."""
+    try:
+        result = call()
+    finally:
+        dep.done()
+    return run.ok(result)
+
+
+async def _afinish(run: _Run, dep: Deployment, coro: Any, limit: float | None) -> Any:
+    """The async twin of :func:`_finish`, within ``limit`` seconds (the router's timeout)."""
+    try:
+        if limit is None:
+            result = await coro
+        else:
+            try:
+                result = await asyncio.wait_for(coro, limit)
+            except asyncio.TimeoutError:  # not the builtin one before 3.11
+                raise _timeout(dep, "No response", "timeout", limit) from None
+    finally:
+        dep.done()
+    return run.ok(result)
 
 
 def _timeout(dep: Deployment, what: str, setting: str, seconds: float) -> Timeout:

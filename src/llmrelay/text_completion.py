@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .exceptions import BadRequestError
-from .translate.completions import CompletionsRequestError, text_chunk, to_chat, to_text_completion
+from .translate.completions import CompletionsRequestError, TextChunks, to_chat, to_text_completion
 from .types import OpenAIObject, Usage
 
 __all__ = ["text_completion", "atext_completion", "TextCompletionResponse", "TextChoices"]
@@ -76,47 +76,41 @@ def _join(model: str, answers: list[dict[str, Any]]) -> TextCompletionResponse:
 class _Chunks:
     def __init__(self, stream: Any, model: str, echo: str | None) -> None:
         self.stream = stream
-        self.model = model
-        self.echo = echo
-
-    def _convert(self, chunk: Any) -> TextCompletionResponse | None:
-        out = text_chunk(chunk, self.model)
-        if out is None:
-            return None
-        if self.echo is not None and out["choices"]:
-            out["choices"][0]["text"] = self.echo + out["choices"][0]["text"]
-            self.echo = None
-        return TextCompletionResponse(**out)
+        self.chunks = TextChunks(model, echo)
 
     def __iter__(self) -> "_Chunks":
         return self
 
     def __next__(self) -> TextCompletionResponse:
         while True:
-            out = self._convert(next(self.stream))
+            out = self.chunks.convert(next(self.stream))
             if out is not None:
-                return out
+                return TextCompletionResponse(**out)
 
     def __aiter__(self) -> "_Chunks":
         return self
 
     async def __anext__(self) -> TextCompletionResponse:
         while True:
-            out = self._convert(await self.stream.__anext__())
+            out = self.chunks.convert(await self.stream.__anext__())
             if out is not None:
-                return out
+                return TextCompletionResponse(**out)
+
+
+def _calls(model: str, prompt: Any, stream: bool, kwargs: dict[str, Any]) -> list[tuple[list, dict[str, Any], str | None]]:
+    """One translated call per prompt (a stream takes exactly one prompt)."""
+    prompts = _prompts(prompt)
+    if stream and len(prompts) > 1:
+        raise BadRequestError("Several prompts cannot be streamed in one call.", model=model)
+    return [_translate(model, one, kwargs) for one in prompts]
 
 
 def text_completion(model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
     """Complete ``prompt`` (a string, or a list of strings) with any chat model."""
     from .main import completion
 
-    prompts = _prompts(prompt)
-    if stream and len(prompts) > 1:
-        raise BadRequestError("Several prompts cannot be streamed in one call.", model=model)
     answers = []
-    for one in prompts:
-        messages, kw, echo = _translate(model, one, kwargs)
+    for messages, kw, echo in _calls(model, prompt, stream, kwargs):
         result = completion(model, messages, stream, **kw)
         if stream:
             return _Chunks(result, model, echo)
@@ -128,12 +122,8 @@ async def atext_completion(model: str, prompt: Any = None, stream: bool = False,
     """The async twin of :func:`text_completion`."""
     from .main import acompletion
 
-    prompts = _prompts(prompt)
-    if stream and len(prompts) > 1:
-        raise BadRequestError("Several prompts cannot be streamed in one call.", model=model)
     answers = []
-    for one in prompts:
-        messages, kw, echo = _translate(model, one, kwargs)
+    for messages, kw, echo in _calls(model, prompt, stream, kwargs):
         result = await acompletion(model, messages, stream, **kw)
         if stream:
             return _Chunks(result, model, echo)

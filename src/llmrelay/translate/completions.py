@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CompletionsRequestError", "prompt_messages", "to_chat", "to_text_completion", "text_chunk"]
+__all__ = ["CompletionsRequestError", "prompt_messages", "to_chat", "to_text_completion", "text_chunk", "TextChunks"]
 
 #: Legacy parameters with the same meaning in chat completions.
 _SAME = ("max_tokens", "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
@@ -88,3 +88,20 @@ def text_chunk(chunk: Any, model: str) -> dict[str, Any] | None:
     if usage is not None:
         out["usage"] = _usage(usage)
     return out
+
+
+class TextChunks:
+    """Chat chunks → legacy chunks for one stream; ``echo`` (the prompt) opens the first text."""
+
+    __slots__ = ("model", "echo")
+
+    def __init__(self, model: str, echo: str | None = None) -> None:
+        self.model = model
+        self.echo = echo
+
+    def convert(self, chunk: Any) -> dict[str, Any] | None:
+        out = text_chunk(chunk, self.model)
+        if out is not None and self.echo is not None and out["choices"]:
+            out["choices"][0]["text"] = self.echo + out["choices"][0]["text"]
+            self.echo = None
+        return out

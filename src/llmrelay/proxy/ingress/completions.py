@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ...translate.completions import CompletionsRequestError, text_chunk, to_chat, to_text_completion
+from ...translate.completions import CompletionsRequestError, TextChunks, to_chat, to_text_completion
 from . import CanonicalRequest, Ingress, IngressError, StreamEncoder
 from .chat import take_model, take_stream
 
@@ -17,20 +17,14 @@ _dumps = orjson.dumps
 
 
 class _Encoder(StreamEncoder):
-    __slots__ = ("model", "echo")
+    __slots__ = ("chunks",)
 
     def __init__(self, model: str, echo: str | None) -> None:
-        self.model = model
-        self.echo = echo
+        self.chunks = TextChunks(model, echo)
 
     def chunk(self, chunk: Any) -> bytes:
-        out = text_chunk(chunk, self.model)
-        if out is None:
-            return b""
-        if self.echo is not None and out["choices"]:
-            out["choices"][0]["text"] = self.echo + out["choices"][0]["text"]
-            self.echo = None
-        return b"data: " + _dumps(out) + b"\n\n"
+        out = self.chunks.convert(chunk)
+        return b"" if out is None else b"data: " + _dumps(out) + b"\n\n"
 
     def end(self) -> bytes:
         return b"data: [DONE]\n\n"
