@@ -8,7 +8,7 @@ import struct
 import pytest
 
 import llmrelay
-from servers.embedding_servers import DEFAULT_DIMS, KEY, FakeEmbeddingServer, vector
+from servers.embedding_servers import DEFAULT_DIMS, KEY, VERTEX_TOKEN, FakeEmbeddingServer, vector
 
 TEXTS = [f"text number {i}" for i in range(5)]
 
@@ -28,6 +28,10 @@ def _cases(srv) -> dict[str, dict]:
         "hosted_vllm/bge-small": {"api_base": srv.url + "/v1", "api_key": KEY},
         "gemini/gemini-embedding-001": {"api_base": srv.url, "api_key": KEY},
         "cohere/embed-v4.0": {"api_base": srv.url, "api_key": KEY},
+        "vertex_ai/text-embedding-005": {"api_base": srv.url, "vertex_access_token": VERTEX_TOKEN,
+                                         "vertex_project": "p1", "vertex_location": "europe-west4"},
+        "vertex_ai/gemini-embedding-001": {"api_base": srv.url, "vertex_access_token": VERTEX_TOKEN,
+                                           "vertex_project": "p1"},
         "ollama/nomic-embed-text": {"api_base": srv.url},
         "bedrock/amazon.titan-embed-text-v2:0": {"api_base": srv.url, "api_key": KEY},
         "bedrock/cohere.embed-english-v3": {"api_base": srv.url, "api_key": KEY},
@@ -36,6 +40,7 @@ def _cases(srv) -> dict[str, dict]:
 
 MODELS = ["openai/text-embedding-3-small", "azure/my-embedder", "mistral/mistral-embed", "voyage/voyage-3",
           "hosted_vllm/bge-small", "gemini/gemini-embedding-001", "cohere/embed-v4.0", "ollama/nomic-embed-text",
+          "vertex_ai/text-embedding-005", "vertex_ai/gemini-embedding-001",
           "bedrock/amazon.titan-embed-text-v2:0", "bedrock/cohere.embed-english-v3"]
 
 
@@ -51,7 +56,8 @@ def test_every_wire_format(srv, model):
 
 @pytest.mark.parametrize("model", ["openai/text-embedding-3-small", "gemini/gemini-embedding-001",
                                    "cohere/embed-v4.0", "mistral/mistral-embed", "voyage/voyage-3",
-                                   "bedrock/amazon.titan-embed-text-v2:0", "ollama/nomic-embed-text"])
+                                   "bedrock/amazon.titan-embed-text-v2:0", "ollama/nomic-embed-text",
+                                   "vertex_ai/text-embedding-005"])
 async def test_dimensions_async(srv, model):
     resp = await llmrelay.aembedding(model=model, input="hello", dimensions=4, **_cases(srv)[model])
     assert resp.data[0].embedding == vector("hello", 4)

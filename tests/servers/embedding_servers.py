@@ -9,6 +9,8 @@ so tests can check order, batching and dimensions exactly:
   no ``encoding_format: "float"``), chosen by the model name's prefix (``mistral-``/``voyage-``);
 * ``POST /openai/deployments/<d>/embeddings?api-version=`` — Azure (``api-key`` header);
 * ``POST /v1beta/models/<m>:batchEmbedContents`` — Gemini (``x-goog-api-key``, ≤ 100 requests);
+* ``POST /v1/projects/<p>/locations/<l>/publishers/google/models/<m>:predict`` — Vertex AI
+  (bearer token, ``instances``; ``gemini-embedding-*`` takes one instance per request);
 * ``POST /v2/embed`` — Cohere (``input_type`` required, ``embedding_types``, ≤ 96 texts);
 * ``POST /api/embed`` — Ollama;
 * ``POST /model/<id>/invoke`` — Bedrock Titan (one ``inputText``) and Cohere Embed (``texts``).
@@ -30,6 +32,8 @@ DEFAULT_DIMS = 8
 _AZURE = re.compile(r"^/openai/deployments/([^/]+)/embeddings$")
 _GEMINI = re.compile(r"^/v1beta/models/([^/:]+):batchEmbedContents$")
 _BEDROCK = re.compile(r"^/model/([^/]+)/invoke$")
+_VERTEX = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):predict$")
+VERTEX_TOKEN = "vertex-token-1"
 
 
 def vector(text: str, dims: int | None = None) -> list[float]:
@@ -70,6 +74,9 @@ class FakeEmbeddingServer(LoopbackServer):
         match = _GEMINI.match(path)
         if match:
             return self.gemini(request, body, match.group(1))
+        match = _VERTEX.match(path)
+        if match:
+            return self.vertex(request, body, match.group(3))
         if path == "/v2/embed":
             return self.cohere(request, body)
         if path == "/api/embed":
@@ -126,6 +133,22 @@ class FakeEmbeddingServer(LoopbackServer):
             text = "".join(p["text"] for p in item["content"]["parts"])
             out.append({"values": vector(text, item.get("outputDimensionality"))})
         return Reply.json({"embeddings": out})
+
+    # ---------------------------------------------------------------- Vertex AI
+    def vertex(self, request: Request, body: dict[str, Any], model: str) -> Reply:
+        if request.headers.get("authorization") != f"Bearer {VERTEX_TOKEN}":
+            return Reply.json({"error": {"code": 401, "message": "Request had invalid authentication credentials.",
+                                         "status": "UNAUTHENTICATED"}}, status=401)
+        instances = body.get("instances")
+        limit = 1 if model.startswith("gemini-embedding") else 250
+        if not isinstance(instances, list) or not 1 <= len(instances) <= limit:
+            return Reply.json({"error": {"code": 400, "message": f"instances: 1 to {limit} items",
+                                         "status": "INVALID_ARGUMENT"}}, status=400)
+        dims = (body.get("parameters") or {}).get("outputDimensionality")
+        return Reply.json({"predictions": [
+            {"embeddings": {"values": vector(i["content"], dims),
+                            "statistics": {"token_count": _tokens(i["content"]), "truncated": False}}}
+            for i in instances]})
 
     # ---------------------------------------------------------------- Cohere
     def cohere(self, request: Request, body: dict[str, Any]) -> Reply:

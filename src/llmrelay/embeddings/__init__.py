@@ -2,7 +2,7 @@
 
 ``model`` is ``"provider/model"`` like ``completion``'s. Wire formats (one module each):
 OpenAI's ``/embeddings`` (``openai``, ``azure``, ``mistral``, ``voyage`` and the OpenAI-compatible
-hosts), ``gemini``, ``bedrock`` (Titan and Cohere Embed), ``cohere`` and ``ollama``.
+hosts), ``gemini``, ``vertex_ai``, ``bedrock`` (Titan and Cohere Embed), ``cohere`` and ``ollama``.
 
 Inputs are split into the provider's batch size and the answers joined in order (the async
 function sends the batches concurrently). ``encoding_format="base64"`` returns each vector as
@@ -42,6 +42,7 @@ CODECS: dict[str, str] = {
     "llamacpp": "openai:OpenAICodec",
     "openrouter": "openai:OpenAICodec",
     "gemini": "gemini:GeminiCodec",
+    "vertex_ai": "gemini:VertexCodec",
     "bedrock": "bedrock:BedrockCodec",
     "cohere": "cohere:CohereCodec",
     "ollama": "ollama:OllamaCodec",
