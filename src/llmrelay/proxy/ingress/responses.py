@@ -49,9 +49,9 @@ class _Encoder(StreamEncoder):
         events = self.events.chunk(chunk)
         return _frames(events) if events else b""
 
-    def error(self, exc: BaseException, redact: Redact) -> bytes:
+    def error(self, exc: BaseException, redact: Redact, **options: Any) -> bytes:
         if isinstance(exc, LLMRelayError):
-            message = redact(f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
+            message = redact(errors.client_message(exc, options.get("request_id")))
         else:
             message = "Internal error in the gateway (see its log)."
         code = errors.ERROR_TYPES.get(errors.status_of(exc), "api_error")
