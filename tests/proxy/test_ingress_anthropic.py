@@ -151,3 +151,11 @@ def test_bearer_auth_and_claude_code_headers(gateway3):
                  "anthropic-version": "2023-06-01", "anthropic-beta": "interleaved-thinking-2025-05-14"})
     with urllib.request.urlopen(req) as r:
         assert json.loads(r.read())["content"][0]["text"] == DEFAULT_TEXT
+
+
+def test_thinking_to_an_openai_upstream_is_not_forwarded(client, upstreams):
+    """Claude Code turns thinking on; an OpenAI upstream has no such parameter (it would 400)."""
+    msg = client.messages.create(model="gpt", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                                 messages=[{"role": "user", "content": "Hi"}])
+    assert msg.content[-1].text == DEFAULT_TEXT
+    assert "thinking" not in upstreams.openai.chat_requests[-1]

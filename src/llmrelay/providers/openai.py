@@ -162,6 +162,9 @@ class OpenAIProvider(Provider):
     def build_body(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": call.model, "messages": call.messages}
         body.update(params)
+        # Anthropic-style ``thinking`` (e.g. from Claude Code through the gateway's /v1/messages)
+        # is not an OpenAI parameter: OpenAI refuses it, so it is not sent.
+        body.pop("thinking", None)
         if call.stream:
             body["stream"] = True
         else:
