@@ -187,3 +187,34 @@ def test_without_config_serves_local_model_or_says_why():
     else:
         status, err = run_cli(["--port", "0"])
         assert status == 2 and "local" in err and "--config" in err and "Traceback" not in err
+
+
+def test_missing_extra_skips_the_deployment_with_the_install_command(monkeypatch):
+    from llmrelay.proxy import config as config_module
+
+    monkeypatch.setitem(config_module.PROVIDER_EXTRAS, "bedrock", ("no_such_module_xyz", "bedrock"))
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    config = parse_config(OK + "  - model_name: claude\n    litellm_params:\n"
+                          "      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0\n", "conf.yaml")
+    assert config.model_names == ["gpt"]
+    [warning] = [w for w in config.warnings if "claude" in w]
+    assert warning.startswith("conf.yaml, line 13:") and "pip install 'llmrelay[bedrock]'" in warning
+
+
+def test_fallback_to_a_skipped_group_is_dropped(monkeypatch):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    config = parse_config(OK + "  - model_name: gone\n    litellm_params: {model: nosuch/x}\n"
+                          "router_settings:\n  fallbacks: [{gpt: [gone]}]\n", "conf.yaml")
+    assert config.router_settings["fallbacks"] == []
+    assert any("falls back to 'gone'" in w for w in config.warnings)
+
+
+def test_router_settings_in_litellm_settings_are_moved(monkeypatch):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    config = parse_config(OK + "  - model_name: b\n    litellm_params: {model: openai/y}\n"
+                          "litellm_settings:\n  fallbacks: [{gpt: [b]}]\n  cooldown_time: 9\n  retry_policy: {}\n"
+                          "router_settings:\n  cooldown_time: 3\n", "conf.yaml")
+    assert config.router_settings["fallbacks"] == [{"gpt": ["b"]}]
+    assert config.router_settings["cooldown_time"] == 3  # router_settings wins
+    assert "fallbacks" not in config.litellm_settings
+    assert any("litellm_settings.retry_policy" in w for w in config.warnings)
