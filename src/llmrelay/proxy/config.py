@@ -686,7 +686,7 @@ def _secret_name(key: str) -> bool:
     key = key.lower()
     return (
         key.endswith("api_key") or key.endswith("access_key") or key.endswith("_token") and "max" not in key
-        or any(word in key for word in ("secret", "password", "credential"))
+        or any(word in key for word in ("secret", "password", "credential", "authorization", "api-key"))
     )
 
 
