@@ -278,3 +278,207 @@ def test_hung_upstream_without_configured_timeout_is_a_504(upstream, tmp_path, s
         assert r.status_code == 504, r.text
         assert time.monotonic() - started < 5
         assert f"{setting}=1s" in r.json()["error"]["message"]
+
+
+# ============================================================ server-level limits (items 5, 6, 7, 9)
+TIGHT = ["--header-timeout", "1", "--body-timeout", "1", "--max-header-bytes", "8192",
+         "--write-timeout", "1", "--write-buffer-bytes", "16384"]
+
+
+@pytest.fixture(scope="module")
+def tight(upstream: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    path = tmp_path_factory.mktemp("tight") / "bare.yaml"
+    path.write_text(bare_config(upstream.url))
+    with Gateway(str(path), TIGHT, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as gw:
+        yield gw
+
+
+def _connect(gw: Gateway, rcvbuf: int | None = None) -> socket.socket:
+    host, port = gw.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    return sock
+
+
+def _request(body: dict, version: str = "1.1", extra: bytes = b"") -> bytes:
+    data = json.dumps(body).encode()
+    return (f"POST /v1/chat/completions HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {MASTER_KEY}\r\nContent-Length: {len(data)}\r\n").encode() + extra + b"\r\n" + data
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    out = b""
+    while True:
+        try:
+            part = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not part:
+            return out
+        out += part
+    return out
+
+
+def _dechunk(raw: bytes) -> bytes:
+    """The body of a complete chunked HTTP/1.1 response (fails if it was not complete)."""
+    body = raw.partition(b"\r\n\r\n")[2]
+    out = b""
+    while True:
+        size, _, body = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return out
+        out += body[:n]
+        body = body[n + 2:]
+
+
+def _status_and_json(raw: bytes) -> tuple[int, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"application/json" in head.lower(), raw[:300]
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+# 9. HTTP/1.0 streams are close-delimited, not chunked
+def test_http10_stream_is_close_delimited(tight):
+    sock = _connect(tight)
+    sock.sendall(_request({"model": "bare", "messages": MESSAGES, "stream": True}, version="1.0"))
+    raw = _read_all(sock)  # the server closes the connection to end the body
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0]
+    assert b"transfer-encoding" not in head.lower()
+    assert body.startswith(b"data: {") and body.endswith(b"data: [DONE]\n\n")
+
+
+def test_http10_plain_answer_has_a_length(tight):
+    sock = _connect(tight)
+    sock.sendall(_request({"model": "bare", "messages": MESSAGES}, version="1.0"))
+    head, _, body = _read_all(sock).partition(b"\r\n\r\n")
+    assert b"content-length: %d" % len(body) in head.lower()
+    assert json.loads(body)["object"] == "chat.completion"
+
+
+# 7. slow or oversized requests
+def test_slow_headers_get_a_408(tight):
+    sock = _connect(tight)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+    started = time.monotonic()
+    status, body = _status_and_json(_read_all(sock))
+    assert status == 408 and time.monotonic() - started < 5
+    assert body["error"]["message"]
+
+
+def test_silent_connection_is_closed(tight):
+    sock = _connect(tight)
+    started = time.monotonic()
+    _read_all(sock)  # returns when the gateway closes it
+    assert time.monotonic() - started < 5
+
+
+def test_short_body_gets_a_408(tight):
+    sock = _connect(tight)
+    full = _request({"model": "bare", "messages": MESSAGES})
+    sock.sendall(full[:-10])  # Content-Length promises 10 more bytes
+    started = time.monotonic()
+    status, body = _status_and_json(_read_all(sock))
+    assert status == 408 and time.monotonic() - started < 5
+    assert "body" in body["error"]["message"]
+    tight.wait_log(lambda r: r.get("status") == 408 and "body_timeout" in (r.get("error") or ""))
+
+
+def test_huge_headers_get_a_431(tight):
+    sock = _connect(tight)
+    try:
+        sock.sendall(_request({"model": "bare", "messages": MESSAGES}, extra=b"X-Big: " + b"a" * 1_000_000 + b"\r\n"))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the gateway answered and closed before reading it all
+    status, body = _status_and_json(_read_all(sock))
+    assert status == 431
+    assert "8192" in body["error"]["message"]
+
+
+def test_malformed_request_gets_openai_error_json(tight):
+    sock = _connect(tight)
+    sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+    status, body = _status_and_json(_read_all(sock))
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+
+
+# 6. a client that never reads: bounded buffer, then cut; others are served meanwhile
+def test_client_that_never_reads_is_cut_and_upstream_closed(tight, upstream):
+    from servers.openai_server import slow_stream_reply
+
+    upstream.enqueue(stream_reply(_long_stream_events(40_000)))
+    before = len(upstream.requests)
+    sock = _connect(tight, rcvbuf=4096)
+    sock.sendall(_request({"model": "bare", "messages": MESSAGES, "stream": True}))
+    deadline = time.monotonic() + 10
+    while len(upstream.requests) <= before:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    conn_id = upstream.requests[before].connection_id
+    # meanwhile another client is served normally
+    upstream.enqueue(slow_stream_reply(0.01))
+    r = httpx.post(tight.url + "/v1/chat/completions", headers=AUTH, timeout=10,
+                   json={"model": "bare", "messages": MESSAGES, "stream": True})
+    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+    upstream.wait_connection_closed(conn_id, timeout=10)  # backpressure, then write_timeout cut both
+    tight.wait_log(lambda r: r.get("status") == 499 and "write_timeout" in (r.get("error") or ""), timeout=10)
+    sock.close()
+
+
+def _long_stream_events(words: int) -> list:
+    from servers.openai_server import ChunkFactory, text_stream_events
+
+    return text_stream_events("lorem ipsum " * (words // 2), factory=ChunkFactory(model="gpt-4o-mini"))
+
+
+# 5. graceful shutdown
+def test_sigterm_finishes_short_streams_cuts_long_ones_and_exits_0(upstream, tmp_path):
+    import signal
+    import threading
+
+    from servers.openai_server import slow_stream_reply
+
+    gw = start_bare(upstream, tmp_path, "--graceful-timeout", "1.5")
+    try:
+        results: dict[str, bytes] = {}
+
+        def read(name: str) -> None:
+            sock = _connect(gw)
+            sock.sendall(_request({"model": "bare", "messages": MESSAGES, "stream": True}))
+            results[name] = _read_all(sock)
+
+        upstream.enqueue(slow_stream_reply(0.5, text="word " * 60))  # 30 s: will be cut
+        long = threading.Thread(target=read, args=("long",))
+        long.start()
+        time.sleep(0.5)
+        upstream.enqueue(slow_stream_reply(0.1, text="word " * 5))  # ends within the grace period
+        short = threading.Thread(target=read, args=("short",))
+        short.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(OSError):  # no new connections at once
+            _connect(gw).sendall(_request({"model": "bare", "messages": MESSAGES}))
+            assert _read_all(_connect(gw))
+        assert gw.proc.wait(15) == 0
+        elapsed = time.monotonic() - started
+        long.join(5)
+        short.join(5)
+        assert elapsed < 6
+        short_body = _dechunk(results["short"])
+        assert short_body.endswith(b"data: [DONE]\n\n") and b'"error"' not in short_body
+        body = _dechunk(results["long"])
+        assert body.endswith(b"data: [DONE]\n\n")
+        frames = [f for f in body.split(b"\n\n") if b'"error"' in f]
+        assert len(frames) == 1 and b"shutting down" in frames[0]
+        gw._reader.join(2)
+        text = "\n".join(gw.lines)
+        assert "Traceback" not in text and "CancelledError" not in text
+        assert sum("stream cut" in line for line in gw.lines) == 1
+    finally:
+        gw.stop()

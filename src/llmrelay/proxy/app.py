@@ -22,7 +22,7 @@ import orjson
 
 from ..exceptions import LLMRelayError
 from ..retry_after import DEFAULT_MAX_RETRY_AFTER
-from . import errors
+from . import cuts, errors
 from .auth import client_key, key_matches
 from .client_params import ClientParamError, ClientParamPolicy
 from .config import ConfigError, ProxyConfig
@@ -65,7 +65,7 @@ class _Ctx:
     """What one request did, for its headers and its log line."""
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
-                 "usage", "error", "done", "disconnected", "ttft", "ingress")
+                 "usage", "error", "done", "disconnected", "ttft", "ingress", "cut")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -81,6 +81,7 @@ class _Ctx:
         self.done = False
         self.disconnected = False
         self.ttft = 0.0
+        self.cut: str | None = None  # why the gateway itself ended the request (shutdown)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -115,6 +116,8 @@ class ProxyApp:
         self.created = int(time.time())
         self._models_body = _dumps({"object": "list", "data": [self._model_card(n) for n in self.models.names]})
         self._openapi: bytes | None = None
+        self._inflight: dict[asyncio.Task, _Ctx] = {}  # requests waiting on an upstream
+        self._drain: asyncio.TimerHandle | None = None
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -204,6 +207,8 @@ class ProxyApp:
                     code="unknown_url",
                 )
         finally:
+            if cuts.SCOPE_CUT in scope:  # the server cut the connection (a deadline): say why
+                ctx.status, ctx.error = scope[cuts.SCOPE_CUT]
             self._log(ctx, method, path)
 
     # ------------------------------------------------------------------ small answers
@@ -325,6 +330,7 @@ class ProxyApp:
     async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, request: CanonicalRequest) -> None:
         """Call the model group for a canonical request and answer in the ingress's format."""
         task = asyncio.current_task()
+        self._inflight[task] = ctx
         ingress = ctx.ingress
         stream = request.stream
 
@@ -359,16 +365,18 @@ class ProxyApp:
                 ctx.done = True
                 await self._json(ctx, send, 200, body)
         except asyncio.CancelledError:
-            if not ctx.disconnected:
+            if not ctx.disconnected and ctx.cut is None:
                 raise
-            uncancel = getattr(task, "uncancel", None)
-            if uncancel is not None:
-                uncancel()
-            ctx.status = 499
-            ctx.error = "client disconnected"
+            _uncancel(task)
+            if ctx.disconnected:
+                ctx.status = 499
+                ctx.error = "client disconnected"
+            elif not ctx.status:  # cut before the answer started: a 503
+                await self._exception(ctx, send, cuts.cut_error(ctx.cut))
         finally:
             ctx.done = True
             watcher.cancel()
+            self._inflight.pop(task, None)
 
     async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, encoder: Any) -> None:
         try:
@@ -394,8 +402,14 @@ class ProxyApp:
                     if not stream.chunks_ready:
                         await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
                         parts.clear()
-            except Exception as exc:  # noqa: BLE001 - after the first chunk: an error frame
-                if not isinstance(exc, LLMRelayError):
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - after the first chunk: an error frame
+                if isinstance(exc, asyncio.CancelledError):
+                    if ctx.cut is None:
+                        raise
+                    _uncancel(asyncio.current_task())
+                    exc = cuts.cut_error(ctx.cut)
+                    log.warning("request %s: stream cut after %d chunks: %s", ctx.request_id.decode(), count, ctx.cut)
+                elif not isinstance(exc, LLMRelayError):
                     self._log_unexpected(ctx, exc)
                 ctx.error = type(exc).__name__
                 self._log_upstream_error(ctx, exc)
@@ -409,6 +423,18 @@ class ProxyApp:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    def start_drain(self, grace: float) -> None:
+        """Graceful stop (called by the server, once or more): after ``grace`` seconds, end the
+        requests still waiting on an upstream (a stream gets an error frame and its end; an
+        unanswered request a 503)."""
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().call_later(grace, self._cut_inflight, grace)
+
+    def _cut_inflight(self, grace: float) -> None:
+        for task, ctx in list(self._inflight.items()):
+            ctx.cut = f"the gateway is shutting down (graceful_timeout={grace:g}s)"
+            task.cancel()
 
     def _error_options(self, ctx: _Ctx) -> dict[str, Any]:
         """Keyword arguments for the ingress's error rendering (errors.status_and_body)."""
@@ -452,6 +478,13 @@ class ProxyApp:
         if ctx.error:
             record["error"] = self.redact(ctx.error)
         access_log.info(_dumps(record).decode())
+
+
+def _uncancel(task: Any) -> None:
+    """Undo one cancel() we handled (Python 3.11+), so later awaits are not cancelled again."""
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 async def _first_chunk(stream: Any) -> Any:

@@ -146,14 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         "log_config": log_config(args.log_level),
         "access_log": False,
         "server_header": False,
-        "http": _pick("httptools", "auto"),
+        "http": _http_protocol(),
         "loop": _pick("uvloop", "auto"),
         "lifespan": "on",
-        "timeout_graceful_shutdown": limits.graceful_timeout,
+        # the app ends what is left at graceful_timeout; this is the hard stop after it
+        "timeout_graceful_shutdown": limits.graceful_timeout + 5,
+        "h11_max_incomplete_event_size": limits.max_header_bytes,  # when httptools is missing
     }
     try:
         if args.workers == 1:
-            server = uvicorn.Server(uvicorn.Config(app, **options))
+            from .server import GatewayServer
+
+            server = GatewayServer(_uvicorn_config(uvicorn.Config(app, **options), limits))
             server.run(sockets=[sock])
         else:
             os.environ[LIMITS_ENV] = limits.to_env()
@@ -163,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ.pop(CONFIG_ENV, None)
             from uvicorn.supervisors import Multiprocess
 
-            uv_config = uvicorn.Config("llmrelay.proxy.app:create_app_from_env", factory=True,
-                                       workers=args.workers, **options)
+            uv_config = _uvicorn_config(uvicorn.Config("llmrelay.proxy.app:create_app_from_env", factory=True,
+                                                       workers=args.workers, **options), limits)
             Multiprocess(uv_config, sockets=[sock]).run()
     except KeyboardInterrupt:
         pass
@@ -201,6 +205,20 @@ def check_config_main(argv: list[str] | None = None) -> int:
     print(f"{args.config}: {served} deployment{'s' if served != 1 else ''} served "
           f"({', '.join(config.model_names)}); {len(config.warnings)} warning{'s' if len(config.warnings) != 1 else ''}")
     return 1 if config.warnings else 0
+
+
+def _http_protocol() -> Any:
+    """The gateway's HTTP protocol (uvicorn's httptools one with its limits), else uvicorn's h11."""
+    if _pick("httptools", "h11") == "h11":
+        return "h11"
+    from .server import GatewayProtocol
+
+    return GatewayProtocol
+
+
+def _uvicorn_config(config: Any, limits: ServerLimits) -> Any:
+    config.llmrelay_limits = limits  # read by GatewayProtocol (pickled along into --workers processes)
+    return config
 
 
 def _pick(module: str, fallback: str) -> str:

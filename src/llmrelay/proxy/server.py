@@ -1,0 +1,252 @@
+"""The gateway's HTTP server: uvicorn (httptools) with the I/O limits a public endpoint needs.
+
+:class:`GatewayProtocol` adds to uvicorn's HTTP/1.1 protocol, per connection and without
+per-request work in the app:
+
+- a deadline for the request line and headers (``header_timeout``, slowloris) and a size limit
+  (``max_header_bytes``: 431); a deadline for the body (``body_timeout``: 408);
+- a bounded write buffer (``write_buffer_bytes``): when a client stops reading, the app's next
+  write waits, so the upstream is no longer read either (backpressure); after
+  ``write_timeout`` the connection is cut, which cancels the upstream request;
+- close-delimited response bodies for HTTP/1.0 clients (no chunked encoding);
+- OpenAI-shaped error JSON for protocol errors uvicorn would answer in plain text.
+
+A cut request is marked in its ASGI scope (:data:`~llmrelay.proxy.cuts.SCOPE_CUT`) so the
+app's log line says why.
+
+ On SIGTERM/SIGINT uvicorn stops accepting connections and closes idle ones; in-flight
+requests get ``graceful_timeout`` seconds, then the app ends what is left (streams with an error
+frame and ``[DONE]``, see ``ProxyApp.start_drain``); :class:`GatewayServer` then exits with
+status 0 instead of re-raising the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from typing import Any
+
+from uvicorn import Server
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .cuts import SCOPE_CUT
+from .errors import error_json
+from .limits import ServerLimits
+
+__all__ = ["GatewayProtocol", "GatewayServer"]
+
+log = logging.getLogger("llmrelay.proxy")
+
+
+class _HeadersTooLarge(Exception):
+    """Raised from a parser callback; httptools turns it into a parser error."""
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with deadlines and size limits (see the module docstring).
+
+    The limits come from ``config.llmrelay_limits`` (a :class:`ServerLimits`), which survives
+    the pickling of the config into ``--workers`` processes.
+    """
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits: ServerLimits = getattr(config, "llmrelay_limits", None) or ServerLimits()
+        self._header_bytes = 0
+        self._status = 0  # the status a parser error is answered with (0: 400)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ connection
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        try:
+            transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
+        except (AttributeError, NotImplementedError):  # pragma: no cover - every loop has it
+            pass
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._header_timer, self._body_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = self._body_timer = self._write_timer = None
+        super().connection_lost(exc)
+
+    # ------------------------------------------------------------------ request line and headers
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._arm_header_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._status = 431
+            raise _HeadersTooLarge
+
+    def on_headers_complete(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().on_headers_complete()
+        if self.cycle is not None and self.cycle.more_body and _has_body(self.headers):
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late, self.cycle)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a response is in progress (a pipelined request waits for it)
+        log.warning("client %s: request headers not complete within header_timeout=%gs; connection closed",
+                    _peer(self.client), self.limits.header_timeout)
+        self._answer(408, f"The request headers were not received within {self.limits.header_timeout:g} s.")
+
+    def _body_late(self, cycle: Any) -> None:
+        self._body_timer = None
+        if cycle is not self.cycle or self.transport.is_closing() or cycle.response_started:
+            return
+        cycle.scope[SCOPE_CUT] = (408, f"request body not complete within body_timeout={self.limits.body_timeout:g}s")
+        log.warning("client %s: request body not complete within body_timeout=%gs; connection closed",
+                    _peer(self.client), self.limits.body_timeout)
+        self._answer(408, f"The request body was not received within {self.limits.body_timeout:g} s.")
+
+    # ------------------------------------------------------------------ protocol errors
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a malformed request, as OpenAI-shaped JSON (431 for large headers)."""
+        status = self._status or 400
+        if status == 431:
+            message = f"Request headers too large: the limit is {self.limits.max_header_bytes} bytes."
+        else:
+            message = f"Malformed HTTP request: {msg}"
+        self._answer(status, message)
+
+    def _answer(self, status: int, message: str) -> None:
+        body = error_json(message, status)
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason.get(status, b"Error"), len(body), body)
+        )
+        self.transport.close()
+
+    # ------------------------------------------------------------------ clients that do not read
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.scope[SCOPE_CUT] = (499, f"client stopped reading for write_timeout={self.limits.write_timeout:g}s")
+        log.warning("client %s stopped reading for write_timeout=%gs; connection and upstream request cut",
+                    _peer(self.client), self.limits.write_timeout)
+        self.transport.abort()
+
+    # ------------------------------------------------------------------ graceful stop
+    def shutdown(self) -> None:
+        """uvicorn stops: no new requests on this connection; the app ends what is still in
+        flight after ``graceful_timeout`` (uvicorn's own, later deadline is the hard stop)."""
+        app = _find(self.app, "start_drain")
+        if app is not None:
+            app.start_drain(self.limits.graceful_timeout)
+        super().shutdown()
+
+    # ------------------------------------------------------------------ HTTP/1.0
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if cycle.scope.get("http_version") == "1.0":
+            cycle.send = _close_delimited(cycle)
+        super()._start_asgi_task(cycle, app)
+
+
+def _close_delimited(cycle: Any) -> Any:
+    """``cycle.send`` for an HTTP/1.0 client: a body without Content-Length ends with the
+    connection instead of using chunked encoding (which HTTP/1.0 does not have)."""
+    send = cycle.send
+    raw = False
+
+    async def send_10(message: dict) -> None:
+        nonlocal raw
+        if message["type"] == "http.response.start":
+            if not any(name.lower() == b"content-length" for name, _ in message.get("headers", ())):
+                raw = True
+                cycle.keep_alive = False
+                cycle.chunked_encoding = False  # uvicorn then writes the body as it is
+        elif raw and message["type"] == "http.response.body":
+            cycle.expected_content_length = len(message.get("body", b""))
+        await send(message)
+
+    return send_10
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+def _peer(client: Any) -> str:
+    return "%s:%s" % client if client else "?"
+
+
+class GatewayServer(Server):
+    """uvicorn's server, exiting with status 0 after a graceful stop on SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        # Like uvicorn's, without re-raising the signal afterwards: a graceful stop exits 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def _find(app: Any, attribute: str) -> Any:
+    """The app (or the app inside uvicorn's middleware wrappers) that has ``attribute``."""
+    for _ in range(8):
+        if app is None or hasattr(app, attribute):
+            return app
+        app = getattr(app, "app", None)
+    return None
