@@ -247,3 +247,32 @@ def test_wildcard_never_lets_the_client_pick_host_or_key(wildcard):
             client(wildcard, "x").chat.completions.create(
                 model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}],
                 extra_body={bad_key: "http://evil.example/v1"})
+
+
+def test_merge_reasoning_non_streaming(homelab, upstream):
+    from servers.openai_server import completion_reply
+
+    upstream.enqueue(completion_reply("Answer.", reasoning_content="Think first."))
+    reply = client(homelab).chat.completions.create(model="thinker", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "<think>Think first.</think>Answer."
+
+
+def test_a_hundred_deployments(tmp_path, monkeypatch):
+    """A big config loads whole (start time is measured, not asserted: see docs/proxy.md)."""
+    from llmrelay.proxy.config import load_config
+    from llmrelay.proxy.models import ModelTable
+
+    models = ["openai/gpt-4o", "anthropic/claude-3-5-sonnet-latest", "groq/llama-3.1-8b-instant",
+              "gemini/gemini-1.5-flash", "mistral/mistral-large-latest", "nvidia_nim/meta/llama-3.1-8b-instruct"]
+    lines = ["model_list:"]
+    for i in range(100):
+        lines += [f"  - model_name: group-{i % 40}", "    litellm_params:", f"      model: {models[i % len(models)]}",
+                  "      api_key: os.environ/HUNDRED_KEY", f"      rpm: {100 + i}", "      tags: [bulk]",
+                  f"      order: {i % 3}", "    model_info:", f"      id: dep-{i}", "      mode: chat"]
+    path = tmp_path / "big.yaml"
+    path.write_text("\n".join(lines) + "\nrouter_settings:\n  model_group_alias: {big: group-0}\n")
+    monkeypatch.setenv("HUNDRED_KEY", "sk-hundred")
+    config = load_config(str(path))
+    assert len(config.deployments) == 100 and config.warnings == []
+    table = ModelTable(config)
+    assert len(table.names) == 41 and "big" in table
