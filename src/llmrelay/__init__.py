@@ -6,7 +6,9 @@
 
 Public names are imported lazily, so ``import llmrelay`` loads no HTTP library.
 Module settings (``REPEATED_STREAMING_CHUNK_LIMIT``, ``drop_params``, ``num_retries``,
-``request_timeout``, ``api_key``, ``api_base``, ``set_verbose``) are attributes of this module.
+``request_timeout``, ``api_key``, ``api_base``, ``set_verbose``) are attributes of this module,
+and so are LiteLLM's callback lists (``callbacks``, ``success_callback``, ``failure_callback``,
+``_async_success_callback``, ``_async_failure_callback``; see ``docs/callbacks.md``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ api_key: str | None = None
 api_base: str | None = None
 ssl_verify: bool | str = True
 
+# Callbacks (LiteLLM's lists): CustomLogger instances, functions (kwargs, response, start, end),
+# or built-in names ("prometheus", "otel"). Read at the start of every call.
+callbacks: list = []
+success_callback: list = []
+failure_callback: list = []
+_async_success_callback: list = []
+_async_failure_callback: list = []
+
 _LAZY = {
     "completion": ("main", "completion"),
     "acompletion": ("main", "acompletion"),
@@ -72,6 +82,7 @@ _LAZY = {
     "Function": ("types", "Function"),
     "Logging": ("logging_obj", "Logging"),
     "Router": ("router", "Router"),
+    "CustomLogger": ("integrations.custom_logger", "CustomLogger"),
 }
 
 __all__ = [
@@ -82,6 +93,9 @@ __all__ = [
     "api_key",
     "api_base",
     "set_verbose",
+    "callbacks",
+    "success_callback",
+    "failure_callback",
     "APIConnectionError",
     "APIError",
     "AuthenticationError",

@@ -1,16 +1,75 @@
-"""``Logging``: the per-call record LiteLLM code passes to ``CustomStreamWrapper``.
+"""``Logging``: the record of one call, and what tells the callbacks about it (once).
 
-llmrelay keeps it as a plain record of the call (model, messages, timings, ids); nothing runs
-per chunk.
+LiteLLM code passes it to ``CustomStreamWrapper``; llmrelay also uses it to build the
+``kwargs`` every callback receives (``model``, ``messages``, ``optional_params``,
+``litellm_params`` with ``metadata``, ``litellm_call_id``, ``response_cost``,
+``standard_logging_object``…) and to make sure a call reports exactly one success or failure:
+the first of :meth:`success` / :meth:`failure` / the stream hooks wins, later ones do nothing.
+
+Nothing here runs per chunk: a stream reports at its end, from its state machine.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
-__all__ = ["Logging"]
+__all__ = ["Logging", "start_call", "response_cost"]
+
+log = logging.getLogger("llmrelay.callbacks")
+
+#: Keyword arguments of a call that are not model parameters (kept out of ``optional_params``).
+_NOT_PARAMS = frozenset({
+    "api_key", "api_base", "base_url", "timeout", "request_timeout", "stream_timeout", "num_retries",
+    "max_retries", "extra_headers", "headers", "extra_body", "custom_llm_provider", "drop_params",
+    "mock_response", "metadata", "litellm_call_id", "litellm_logging_obj", "litellm_metadata",
+    "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "stream_idle_timeout",
+    "model_info", "litellm_trace_id",
+})
+
+
+def response_cost(response: Any) -> float | None:
+    """The cost in USD of a response (the one place the library prices a call), or None."""
+    try:
+        from .cost import completion_cost
+    except ImportError:
+        return None
+    try:
+        return completion_cost(completion_response=response)
+    except Exception:  # noqa: BLE001 - an unknown model has no price; never fail the call
+        log.debug("no cost for %r", getattr(response, "model", None), exc_info=True)
+        return None
+
+
+def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], is_async: bool,
+               call_type: str | None = None) -> "Logging | None":
+    """The record of a call that the caller must report, or None (nothing registered, or the
+    call belongs to an outer layer such as the Router, which passed ``litellm_logging_obj``)."""
+    if kwargs.get("litellm_logging_obj") is not None:
+        return None
+    from .integrations.dispatch import registered
+
+    callbacks = registered()
+    if callbacks is None:
+        return None
+    record = Logging(
+        model=model, messages=messages, stream=stream,
+        call_type=call_type or ("acompletion" if is_async else "completion"),
+        litellm_call_id=kwargs.get("litellm_call_id"), callbacks=callbacks, is_async=is_async,
+        optional_params={k: v for k, v in kwargs.items() if k not in _NOT_PARAMS},
+        metadata=kwargs.get("metadata"),
+        custom_llm_provider=kwargs.get("custom_llm_provider"),
+    )
+    record.pre_call()
+    return record
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump() if dump is not None else value
 
 
 class Logging:
@@ -25,6 +84,12 @@ class Logging:
         start_time: float | None = None,
         litellm_call_id: str | None = None,
         function_id: str | None = None,
+        *,
+        callbacks: Any = None,
+        is_async: bool = False,
+        optional_params: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        custom_llm_provider: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.model = model
@@ -35,6 +100,197 @@ class Logging:
         self.litellm_call_id = litellm_call_id or str(uuid.uuid4())
         self.function_id = function_id
         self.model_call_details: dict[str, Any] = dict(kwargs)
+        self.callbacks = callbacks
+        self.is_async = is_async
+        self.optional_params = optional_params or {}
+        self.metadata = dict(metadata) if isinstance(metadata, dict) else {}
+        #: Facts about where the call went (custom_llm_provider, api_base, model_group, model_id).
+        self.route: dict[str, Any] = {"custom_llm_provider": custom_llm_provider}
+        self.completion_start_time: float | None = None
+        self.trace_id: str | None = None
+        self.done = False
+
+    # ------------------------------------------------------------------ the events
+    def pre_call(self) -> None:
+        if self.callbacks is not None and self.callbacks.pre:
+            self.callbacks.pre_call(self.model, self.messages, self._base_kwargs())
+
+    def success(self, response: Any, end_time: float | None = None, cost: Any = False) -> None:
+        """A complete response (not a stream): report it, with its cost."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._route_from(response)
+            if cost is False:
+                cost = response_cost(response)
+            hidden = getattr(response, "_hidden_params", None)
+            if isinstance(hidden, dict) and cost is not None:
+                hidden["response_cost"] = cost
+            self._emit("success", response, getattr(response, "usage", None), cost, end_time, None)
+        except Exception:  # noqa: BLE001 - never break the call
+            log.warning("building the success event failed", exc_info=True)
+
+    def failure(self, exc: BaseException, partial: Any = None, end_time: float | None = None) -> None:
+        """The call failed (``partial``: what a stream generated before it did)."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            cost = response_cost(partial) if partial is not None else None
+            self._emit("failure", partial, getattr(partial, "usage", None), cost, end_time, exc)
+        except Exception:  # noqa: BLE001
+            log.warning("building the failure event failed", exc_info=True)
+
+    def returned(self, result: Any) -> Any:
+        """The call returned ``result``: a response is reported now, a stream at its end."""
+        if hasattr(result, "observe"):
+            self._route_from(result)
+            if self.callbacks is not None and self.callbacks.post:
+                self.callbacks.post_call(self._base_kwargs(), None, self._dt(self.start_time), datetime.now())
+            result.observe(self)
+        else:
+            if self.callbacks is not None and self.callbacks.post:
+                self.callbacks.post_call(self._base_kwargs(), result, self._dt(self.start_time), datetime.now())
+            self.success(result)
+        return result
+
+    # called by CustomStreamWrapper, once, when the stream ends one way or another
+    def stream_success(self, stream: Any) -> None:
+        if not self.done:
+            self._stream_times(stream)
+            self.success(stream.state.response(), cost=False)
+
+    def stream_failure(self, stream: Any, exc: BaseException) -> None:
+        if not self.done:
+            self._stream_times(stream)
+            self.failure(exc, stream.state.response())
+
+    def stream_abandoned(self, stream: Any) -> None:
+        if not self.done:
+            from .exceptions import APIConnectionError
+
+            self._stream_times(stream)
+            state = stream.state
+            exc = APIConnectionError("The stream was closed before it ended (abandoned by the caller).",
+                                     llm_provider=self.route.get("custom_llm_provider"), model=self.model,
+                                     generated_content=state.generated_content())
+            self.failure(exc, state.response())
+
+    # ------------------------------------------------------------------ building the kwargs
+    def _stream_times(self, stream: Any) -> None:
+        first = getattr(stream.state, "first_time", None)
+        if first is not None and self.completion_start_time is None:
+            self.completion_start_time = first
+        self._route_from(stream)
+
+    def _route_from(self, result: Any) -> None:
+        hidden = getattr(result, "_hidden_params", None)
+        if isinstance(hidden, dict):
+            for key in ("custom_llm_provider", "api_base", "model_group", "model_id"):
+                value = hidden.get(key)
+                if value is not None:
+                    self.route[key] = value
+
+    def _base_kwargs(self) -> dict[str, Any]:
+        route = self.route
+        return {
+            "model": self.model,
+            "messages": self.messages,
+            "optional_params": self.optional_params,
+            "litellm_params": {
+                "metadata": self.metadata,
+                "litellm_call_id": self.litellm_call_id,
+                "custom_llm_provider": route.get("custom_llm_provider"),
+                "api_base": route.get("api_base"),
+                "acompletion": self.is_async,
+                "model_info": {"id": route.get("model_id")},
+            },
+            "litellm_call_id": self.litellm_call_id,
+            "stream": self.stream,
+            "call_type": self.call_type,
+            "custom_llm_provider": route.get("custom_llm_provider"),
+            "api_base": route.get("api_base"),
+            "start_time": self._dt(self.start_time),
+        }
+
+    @staticmethod
+    def _dt(t: float | None) -> datetime | None:
+        return datetime.fromtimestamp(t) if t is not None else None
+
+    def event_kwargs(self, status: str, response: Any, usage: Any, cost: float | None, end: float,
+                     exc: BaseException | None) -> dict[str, Any]:
+        """The ``kwargs`` of a success or failure event (LiteLLM's ``model_call_details``)."""
+        kwargs = self._base_kwargs()
+        get = (usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get) if usage is not None else None
+        prompt = (get("prompt_tokens") or 0) if get else 0
+        completion = (get("completion_tokens") or 0) if get else 0
+        total = (get("total_tokens") or prompt + completion) if get else 0
+        first = self.completion_start_time
+        route = self.route
+        error_str = None
+        error_info = None
+        if exc is not None:
+            error_str = str(exc)
+            error_info = {
+                "error_code": str(getattr(exc, "status_code", "") or ""),
+                "error_class": type(exc).__name__,
+                "llm_provider": getattr(exc, "llm_provider", None) or route.get("custom_llm_provider") or "",
+                "error_message": error_str,
+            }
+        slo = {
+            "id": self.litellm_call_id,
+            "trace_id": self.trace_id or self.litellm_call_id,
+            "call_type": self.call_type,
+            "stream": self.stream,
+            "status": status,
+            "response_cost": cost or 0.0,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": total,
+            "startTime": self.start_time,
+            "endTime": end,
+            "completionStartTime": first if first is not None else end,
+            "response_time": end - self.start_time,
+            "model": self.model,
+            "model_id": route.get("model_id"),
+            "model_group": route.get("model_group"),
+            "custom_llm_provider": route.get("custom_llm_provider"),
+            "api_base": route.get("api_base") or "",
+            "metadata": self.metadata,
+            "cache_hit": False,
+            "error_str": error_str,
+            "error_information": error_info,
+            "messages": self.messages,
+            "response": _plain(response) if response is not None else None,
+            "model_parameters": self.optional_params,
+            "hidden_params": {"response_cost": cost, "model_id": route.get("model_id"),
+                              "api_base": route.get("api_base")},
+            "end_user": self.optional_params.get("user"),
+            "request_tags": list(self.metadata.get("tags") or []),
+        }
+        kwargs.update(
+            end_time=self._dt(end),
+            completion_start_time=self._dt(first if first is not None else end),
+            response_cost=cost,
+            cache_hit=False,
+            standard_logging_object=slo,
+        )
+        if self.stream and response is not None:
+            kwargs["complete_streaming_response"] = response
+            kwargs["async_complete_streaming_response"] = response
+        if exc is not None:
+            kwargs["exception"] = exc
+            kwargs["traceback_exception"] = error_str
+        self.model_call_details.update(kwargs)
+        return kwargs
+
+    def _emit(self, status: str, response: Any, usage: Any, cost: float | None, end_time: float | None,
+              exc: BaseException | None) -> None:
+        end = end_time if end_time is not None else time.time()
+        kwargs = self.event_kwargs(status, response, usage, cost, end, exc)
+        if self.callbacks:
+            self.callbacks.emit(status, self.is_async, kwargs, response, kwargs["start_time"], kwargs["end_time"])
 
     def __repr__(self) -> str:
         return f"Logging(model={self.model!r}, call_type={self.call_type!r}, id={self.litellm_call_id!r})"

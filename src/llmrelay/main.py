@@ -20,6 +20,7 @@ from .exceptions import (
     LLMRelayError,
     Timeout,
 )
+from .logging_obj import start_call
 from .providers import registry
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
@@ -304,8 +305,20 @@ def completion(
     ``tools``, ``stream_options``…) plus ``api_base``/``base_url``, ``api_key``, ``timeout``,
     ``num_retries``, ``extra_headers``, ``extra_body``, ``custom_llm_provider``,
     ``drop_params`` and ``mock_response``. HTTP errors raise from this call; errors inside a
-    stream raise from its iteration.
+    stream raise from its iteration. Registered callbacks (``llmrelay.callbacks``…) hear of
+    the call once: at its end, or at the end of the stream.
     """
+    record = start_call(model, messages, stream, kwargs, False)
+    if record is None:
+        return _completion(model, messages, stream, kwargs)
+    try:
+        return record.returned(_completion(model, messages, stream, kwargs))
+    except BaseException as exc:
+        record.failure(exc)
+        raise
+
+
+def _completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
     if kwargs.get("mock_response") is not None:
         return _mocked(model, messages, stream, kwargs)
     call, options, provider = _begin(model, messages, stream, kwargs)
@@ -341,6 +354,17 @@ async def acompletion(
     **kwargs: Any,
 ) -> ModelResponse | CustomStreamWrapper:
     """The async twin of :func:`completion` (natively async; ``async for`` over streams)."""
+    record = start_call(model, messages, stream, kwargs, True)
+    if record is None:
+        return await _acompletion(model, messages, stream, kwargs)
+    try:
+        return record.returned(await _acompletion(model, messages, stream, kwargs))
+    except BaseException as exc:
+        record.failure(exc)
+        raise
+
+
+async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
     import asyncio
 
     if kwargs.get("mock_response") is not None:

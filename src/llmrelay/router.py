@@ -45,6 +45,7 @@ from . import settings
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing import names as _names
+from .logging_obj import start_call
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
@@ -512,7 +513,7 @@ class Router:
         """The async twin of :meth:`completion` (returns what ``llmrelay.acompletion`` does)."""
         from .main import acompletion
 
-        run = _Run(self, model, messages, stream, kwargs)
+        run = _Run(self, model, messages, stream, kwargs, is_async=True)
 
         async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
             if stream:
@@ -582,9 +583,10 @@ class _Run:
 
     __slots__ = ("router", "model", "messages", "stream", "kwargs", "overrides", "attempts", "tried_groups",
                  "group", "deps", "tried", "attempt", "retries", "last", "deadline", "count", "dep", "start",
-                 "first_timeout", "idle", "tags")
+                 "first_timeout", "idle", "tags", "logging")
 
-    def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]) -> None:
+    def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any],
+                 is_async: bool = False) -> None:
         self.router = router
         self.model = model
         self.tags = _names.request_tags(kwargs) if kwargs else frozenset()
@@ -607,6 +609,9 @@ class _Run:
         self.start = 0.0
         self.first_timeout: float | None = None
         self.idle: float | None = None
+        # Callbacks hear of the routed call once (not of each attempt): the library calls below
+        # get this record as litellm_logging_obj and leave the reporting to us (chat calls only).
+        self.logging = start_call(model, messages, stream, kwargs, is_async) if messages is not None else None
 
     # ---------------------------------------------------------------- choosing
     def next_deployment(self) -> Deployment | float:
@@ -635,6 +640,8 @@ class _Run:
         router = self.router
         self.tried.add(dep.id)
         kw, limit, idle = router._call_kwargs(dep, self.kwargs, self.overrides, self.stream)
+        if self.logging is not None:
+            kw["litellm_logging_obj"] = self.logging
         self.first_timeout = limit if self.stream else None
         self.idle = idle
         self.count = router._usage_based or dep.tpm is not None
@@ -651,6 +658,8 @@ class _Run:
         self._label(dep, result)
         if self.count:
             dep.add_tokens(getattr(getattr(result, "usage", None), "total_tokens", 0) or 0)
+        if self.logging is not None:
+            self.logging.success(result)
         return result
 
     def track(self, stream: Any) -> TrackedSource:
@@ -673,6 +682,8 @@ class _Run:
         if first is not None:
             stream.unread(first)
         self._label(dep, stream)
+        if self.logging is not None:
+            stream.observe(self.logging)
         return stream
 
     def _label(self, dep: Deployment, result: Any) -> None:
@@ -707,6 +718,8 @@ class _Run:
         if target is None:
             if isinstance(exc, APIError):
                 exc.attempts = list(self.attempts)
+            if self.logging is not None:
+                self.logging.failure(exc)
             raise exc
         log.info("group %s failed (%s); falling back to %s", self.group, type(exc).__name__, target)
         self.tried_groups.append(target)

@@ -34,6 +34,7 @@ from .types import (
     ChatCompletionDeltaToolCall,
     Delta,
     Function,
+    ModelResponse,
     ModelResponseStream,
     OpenAIObject,
     StreamingChoices,
@@ -126,6 +127,7 @@ class StreamState:
         self.choices: dict[int, _ChoiceState] = {}
         self.first_choice: _ChoiceState | None = None
         self.ended = False
+        self.first_time: float | None = None  # when the first chunk arrived (time.time())
 
     # ---------------------------------------------------------------- per chunk
     def process(self, raw: Any) -> ModelResponseStream | None:
@@ -134,6 +136,7 @@ class StreamState:
             raw = _as_dict(raw)
         if self.id is None:
             self._start(raw)
+            self.first_time = time.time()
         usage = raw.get("usage")
         if usage:
             self.upstream_usage = usage if type(usage) is dict else _as_dict(usage)
@@ -330,6 +333,28 @@ class StreamState:
         state = self.first_choice
         return "".join(state.text) if state is not None else ""
 
+    def response(self) -> ModelResponse:
+        """What was streamed so far as one ``chat.completion`` (for callbacks; once per stream)."""
+        choices = []
+        for index in sorted(self.choices):
+            state = self.choices[index]
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(state.text) if state.text else None}
+            if state.reasoning:
+                message["reasoning_content"] = "".join(state.reasoning)
+            if state.tools:
+                message["tool_calls"] = [
+                    {"id": call_id or "", "type": "function", "function": {"name": name or "", "arguments": "".join(args)}}
+                    for _, (call_id, name, args) in sorted(state.tools.items())
+                ]
+            if state.function_call:
+                message["function_call"] = {"name": state.function_call[0] or "",
+                                            "arguments": "".join(state.function_call[1])}
+            choices.append({"index": index, "message": message, "finish_reason": state.finish})
+        response = ModelResponse(id=self.id, created=self.created, model=self.model, choices=choices,
+                                 system_fingerprint=self.system_fingerprint)
+        response.usage = self.usage()
+        return response
+
     def usage(self) -> Usage:
         """The upstream's usage if it sent one, else counted offline."""
         if self.upstream_usage:
@@ -478,6 +503,12 @@ class CustomStreamWrapper:
         self._pending: BaseException | None = None
         self._hidden_params = dict(hidden_params or {})
         self._hidden_params.setdefault("custom_llm_provider", custom_llm_provider)
+        self._observer: Any = None
+
+    def observe(self, observer: Any) -> None:
+        """Report the end of this stream to ``observer`` (a :class:`~llmrelay.logging_obj.Logging`):
+        ``stream_success``, ``stream_failure`` or ``stream_abandoned``, once; nothing per chunk."""
+        self._observer = observer
 
     # -------------------------------------------------------------- shared logic
     def _take(self, batch: list) -> None:
@@ -505,11 +536,28 @@ class CustomStreamWrapper:
         self._queue.extend(self._state.finish(getattr(self._source, "complete", True)))
         self._finished = True
 
+    def _closing(self) -> None:
+        """Tell the observer how the stream ended: read to its end, or abandoned (no-op after a
+        failure was reported)."""
+        observer = self._observer
+        if observer is not None:
+            if self._state.ended:
+                observer.stream_success(self)
+            else:
+                observer.stream_abandoned(self)
+
     def _fail(self, exc: BaseException) -> BaseException:
         self._finished = True
         self._queue.clear()
         if isinstance(exc, StreamUsageError):
             return exc
+        error = self._error(exc)
+        if self._observer is not None:
+            self._observer.stream_failure(self, error)
+        return error
+
+    def _error(self, exc: BaseException) -> BaseException:
+        """The error the caller sees: typed, with what was generated."""
         if isinstance(exc, APIError):
             if exc.generated_content is None:
                 exc.generated_content = self._state.generated_content()
@@ -546,8 +594,8 @@ class CustomStreamWrapper:
                 else:
                     self._take(batch)
             except BaseException as exc:
-                self.close()
                 error = self._fail(exc)
+                self.close()
                 if error is exc:
                     raise
                 raise error from exc
@@ -558,6 +606,7 @@ class CustomStreamWrapper:
         if not self._closed:
             self._closed = True
             self._finished = True
+            self._closing()
             self._source.close()
 
     def __enter__(self) -> "CustomStreamWrapper":
@@ -584,8 +633,8 @@ class CustomStreamWrapper:
                 else:
                     self._take(batch)
             except BaseException as exc:
-                await self.aclose()
                 error = self._fail(exc)
+                await self.aclose()
                 if error is exc:
                     raise
                 raise error from exc
@@ -596,6 +645,7 @@ class CustomStreamWrapper:
         if not self._closed:
             self._closed = True
             self._finished = True
+            self._closing()
             await self._source.aclose()
 
     async def __aenter__(self) -> "CustomStreamWrapper":
@@ -608,6 +658,7 @@ class CustomStreamWrapper:
         if not getattr(self, "_closed", True):
             try:
                 self._closed = True
+                self._closing()
                 self._source.close()
             except Exception:  # noqa: BLE001 - never raise from a finaliser
                 pass

@@ -1,0 +1,216 @@
+"""Run the registered callbacks: once per call, never raising, never blocking a loop.
+
+The registered callbacks are the lists on the ``llmrelay`` module, as in LiteLLM:
+``callbacks`` (``CustomLogger`` instances, functions, or the names ``"prometheus"``, ``"otel"``,
+``"langfuse_otel"``), ``success_callback``, ``failure_callback``, ``_async_success_callback``,
+``_async_failure_callback``. :func:`registered` reads them at the start of a call; with all of
+them empty it returns None and the call does no callback work at all.
+
+How a callback runs:
+
+* from ``completion()`` (sync code): inline, in the calling thread;
+* from ``acompletion()`` and the gateway: ``async`` hooks and coroutine functions as tasks on
+  the caller's loop (the stream is not held up), plain functions in the loop's default
+  executor (off the loop). :func:`wait_pending` awaits whatever is still running.
+
+An exception raised by a callback is logged (logger ``llmrelay.callbacks``) and swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sys
+from typing import Any, Callable, Iterable
+
+from .custom_logger import overrides
+
+__all__ = ["Callbacks", "registered", "resolve", "wait_pending", "LIST_NAMES"]
+
+log = logging.getLogger("llmrelay.callbacks")
+
+#: The module-level lists read by :func:`registered`.
+LIST_NAMES = ("callbacks", "success_callback", "failure_callback", "_async_success_callback",
+              "_async_failure_callback")
+
+#: Built-in loggers by LiteLLM's names: "module:factory", built once per process.
+BUILTIN = {
+    "prometheus": "llmrelay.integrations.prometheus:PrometheusLogger",
+    "otel": "llmrelay.integrations.opentelemetry:OpenTelemetryLogger",
+    "opentelemetry": "llmrelay.integrations.opentelemetry:OpenTelemetryLogger",
+    "langfuse_otel": "llmrelay.integrations.opentelemetry:langfuse_logger",
+}
+_builtins: dict[str, Any] = {}
+_warned: set[str] = set()
+_pending: set[Any] = set()
+
+
+class Callbacks:
+    """Who to tell about one call: logger objects, and plain success / failure functions."""
+
+    __slots__ = ("loggers", "success", "failure", "pre", "post")
+
+    def __init__(self, loggers: Iterable[Any] = (), success: Iterable[Callable] = (),
+                 failure: Iterable[Callable] = ()) -> None:
+        self.loggers = list(dict.fromkeys(loggers))  # an object listed twice logs once
+        self.success = list(dict.fromkeys(success))
+        self.failure = list(dict.fromkeys(failure))
+        self.pre = [x for x in self.loggers if overrides(x, "log_pre_api_call")]
+        self.post = [x for x in self.loggers if overrides(x, "log_post_api_call")]
+
+    def __bool__(self) -> bool:
+        return bool(self.loggers or self.success or self.failure)
+
+    @classmethod
+    def from_lists(cls, callbacks: Iterable[Any] = (), success: Iterable[Any] = (),
+                   failure: Iterable[Any] = ()) -> "Callbacks":
+        """Sort LiteLLM-style lists: objects with hooks are loggers; a function in
+        ``callbacks`` is told of successes and failures; names are resolved."""
+        loggers: list[Any] = []
+        on_success: list[Callable] = []
+        on_failure: list[Callable] = []
+        for kind, items in (("both", callbacks), ("success", success), ("failure", failure)):
+            for item in items or ():
+                item = resolve(item) if isinstance(item, str) else item
+                if item is None:
+                    continue
+                if _is_logger(item):
+                    loggers.append(item)
+                elif callable(item):
+                    if kind != "failure":
+                        on_success.append(item)
+                    if kind != "success":
+                        on_failure.append(item)
+                else:
+                    _warn_once(repr(item), f"callback {item!r} is neither a CustomLogger nor a function; ignored")
+        return cls(loggers, on_success, on_failure)
+
+    # ------------------------------------------------------------------ the events
+    def pre_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        for logger in self.pre:
+            _safe(logger.log_pre_api_call, model, messages, kwargs)
+
+    def post_call(self, kwargs: dict[str, Any], response: Any, start: Any, end: Any) -> None:
+        for logger in self.post:
+            _safe(logger.log_post_api_call, kwargs, response, start, end)
+
+    def emit(self, event: str, is_async: bool, kwargs: dict[str, Any], response: Any, start: Any, end: Any) -> None:
+        """Tell every callback of a ``"success"`` or ``"failure"``."""
+        loop = None
+        if is_async:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # e.g. a stream collected after its loop ended
+                loop = None
+        args = (kwargs, response, start, end)
+        hook = f"async_log_{event}_event" if loop is not None else f"log_{event}_event"
+        for logger in self.loggers:
+            method = getattr(logger, hook, None)
+            if method is not None:
+                _call(loop, method, args)
+        for fn in self.success if event == "success" else self.failure:
+            if loop is None and inspect.iscoroutinefunction(fn):
+                continue  # an async function runs for async calls only (as in LiteLLM)
+            _call(loop, fn, args)
+
+
+def registered() -> Callbacks | None:
+    """The callbacks registered on the ``llmrelay`` module now, or None when there are none."""
+    module = sys.modules.get("llmrelay")
+    if module is None:
+        return None
+    d = module.__dict__
+    cbs, ok, bad, aok, abad = (d.get(name) for name in LIST_NAMES)
+    if not (cbs or ok or bad or aok or abad):
+        return None
+    found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())])
+    return found or None
+
+
+def resolve(name: str) -> Any:
+    """A callback named in a list: a built-in logger (one per process), else None (warned)."""
+    key = name.strip().lower()
+    if key in _builtins:
+        return _builtins[key]
+    target = BUILTIN.get(key)
+    if target is None:
+        _warn_once(name, f"callback {name!r} is not supported by llmrelay; ignored "
+                         f"(built in: {', '.join(sorted(BUILTIN))}; or pass a CustomLogger instance)")
+        return None
+    import importlib
+
+    module, attr = target.split(":")
+    logger = getattr(importlib.import_module(module), attr)()
+    _builtins[key] = logger
+    return logger
+
+
+async def wait_pending() -> None:
+    """Wait for the async callbacks and executor jobs started so far to finish."""
+    while _pending:
+        await asyncio.gather(*list(_pending), return_exceptions=True)
+
+
+# ---------------------------------------------------------------------- internals
+def _is_logger(obj: Any) -> bool:
+    from .custom_logger import CustomLogger
+
+    if isinstance(obj, CustomLogger):
+        return True
+    return not inspect.isroutine(obj) and any(
+        callable(getattr(obj, h, None)) for h in ("log_success_event", "async_log_success_event",
+                                                  "log_failure_event", "async_log_failure_event"))
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)
+
+
+def _safe(fn: Callable, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - a callback never breaks a call
+        log.warning("callback %s raised; ignored", _name(fn), exc_info=True)
+        return None
+
+
+def _call(loop: asyncio.AbstractEventLoop | None, fn: Callable, args: tuple) -> None:
+    if loop is None:
+        result = _safe(fn, *args)
+        if inspect.isawaitable(result):  # an async hook called from sync code: not run
+            getattr(result, "close", lambda: None)()
+        return
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        result = _safe(fn, *args)
+        if inspect.isawaitable(result):
+            _track(asyncio.ensure_future(_guarded(fn, result)))
+        return
+    _track(loop.run_in_executor(None, _safe_call, fn, args))
+
+
+def _safe_call(fn: Callable, args: tuple) -> None:
+    result = _safe(fn, *args)
+    if inspect.isawaitable(result):
+        getattr(result, "close", lambda: None)()
+
+
+async def _guarded(fn: Callable, awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001
+        log.warning("callback %s raised; ignored", _name(fn), exc_info=True)
+
+
+def _track(future: Any) -> None:
+    _pending.add(future)
+    future.add_done_callback(_pending.discard)
+
+
+def _name(fn: Any) -> str:
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:
+        return f"{type(owner).__name__}.{getattr(fn, '__name__', '?')}"
+    return getattr(fn, "__qualname__", None) or repr(fn)
