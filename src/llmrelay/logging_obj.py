@@ -31,14 +31,21 @@ _NOT_PARAMS = frozenset({
 })
 
 
+_pricer: Any = None
+
+
 def response_cost(response: Any) -> float | None:
     """The cost in USD of a response (the one place the library prices a call), or None."""
-    try:
-        from .cost import completion_cost
-    except ImportError:
+    global _pricer
+    if _pricer is None:
+        try:
+            from .cost import completion_cost as _pricer
+        except ImportError:
+            _pricer = False
+    if _pricer is False:
         return None
     try:
-        return completion_cost(completion_response=response)
+        return _pricer(completion_response=response)
     except Exception:  # noqa: BLE001 - an unknown model has no price; never fail the call
         log.debug("no cost for %r", getattr(response, "model", None), exc_info=True)
         return None
@@ -108,6 +115,8 @@ class Logging:
         self.route: dict[str, Any] = {"custom_llm_provider": custom_llm_provider}
         self.completion_start_time: float | None = None
         self.trace_id: str | None = None
+        #: Set by the gateway: the request this call answers (LiteLLM's litellm_params key).
+        self.proxy_server_request: dict[str, Any] | None = None
         self.done = False
 
     # ------------------------------------------------------------------ the events
@@ -191,6 +200,10 @@ class Logging:
                 value = hidden.get(key)
                 if value is not None:
                     self.route[key] = value
+            if hidden.get("model"):  # the upstream's model name (a router's deployment)
+                provider = self.route.get("custom_llm_provider")
+                model = hidden["model"]
+                self.route["litellm_model_name"] = f"{provider}/{model}" if provider and "/" not in model else model
 
     def _base_kwargs(self) -> dict[str, Any]:
         route = self.route
@@ -205,6 +218,7 @@ class Logging:
                 "api_base": route.get("api_base"),
                 "acompletion": self.is_async,
                 "model_info": {"id": route.get("model_id")},
+                "proxy_server_request": self.proxy_server_request,
             },
             "litellm_call_id": self.litellm_call_id,
             "stream": self.stream,
@@ -265,7 +279,8 @@ class Logging:
             "response": _plain(response) if response is not None else None,
             "model_parameters": self.optional_params,
             "hidden_params": {"response_cost": cost, "model_id": route.get("model_id"),
-                              "api_base": route.get("api_base")},
+                              "api_base": route.get("api_base"),
+                              "litellm_model_name": route.get("litellm_model_name")},
             "end_user": self.optional_params.get("user"),
             "request_tags": list(self.metadata.get("tags") or []),
         }

@@ -30,6 +30,7 @@ from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
 from .limits import ServerLimits
 from .models import ModelTable
+from .observe import Observe, rejection
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -65,7 +66,8 @@ class _Ctx:
     """What one request did, for its headers and its log line."""
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
-                 "usage", "error", "done", "disconnected", "ttft", "ingress", "cut")
+                 "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
+                 "exc", "result", "call", "traceparent")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -82,6 +84,13 @@ class _Ctx:
         self.disconnected = False
         self.ttft = 0.0
         self.cut: str | None = None  # why the gateway itself ended the request (shutdown)
+        self.key_alias: str | None = None  # the caller's key alias (set by key auth)
+        self.auth: Any = None  # who the caller is (UserAPIKeyAuth), for the proxy hooks
+        self.cost: float | None = None  # USD, set at the end of the request
+        self.exc: BaseException | None = None  # the failure, if the request failed
+        self.result: Any = None  # the response or the stream
+        self.call: Any = None  # observe's record of the request, when something observes
+        self.traceparent: bytes | None = None  # the client's W3C trace context
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -118,6 +127,9 @@ class ProxyApp:
         self._openapi: bytes | None = None
         self._inflight: dict[asyncio.Task, _Ctx] = {}  # requests waiting on an upstream
         self._drain: asyncio.TimerHandle | None = None
+        #: Hooks, callbacks, metrics and traces; the end-of-request fan-out (observe.on_request_end).
+        self.observe = Observe(config)
+        self.observe.models = self.models
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -136,6 +148,7 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.observe.close()
                 try:
                     from ..transport.aio import close_sessions
 
@@ -147,7 +160,7 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = _perf()
-        authorization = api_key = x_api_key = content_length = request_id = None
+        authorization = api_key = x_api_key = content_length = request_id = traceparent = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -159,9 +172,12 @@ class ProxyApp:
                 api_key = value
             elif name == b"x-api-key":
                 x_api_key = value
+            elif name == b"traceparent":
+                traceparent = value
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex.encode()
         ctx = _Ctx(start, request_id)
+        ctx.traceparent = traceparent
         path = scope["path"]
         method = scope["method"]
         try:
@@ -200,6 +216,8 @@ class ProxyApp:
                 await self._json(ctx, send, 200, self._openapi)
             elif path == "/":
                 await self._json(ctx, send, 200, b'{"name":"llmrelay gateway","openapi":"/openapi.json"}')
+            elif path in ("/metrics", "/metrics/") and (metrics := self.observe.metrics_body()) is not None:
+                await self._metrics(ctx, send, *metrics)
             else:
                 await self._error(
                     ctx, send, 404,
@@ -209,6 +227,7 @@ class ProxyApp:
         finally:
             if cuts.SCOPE_CUT in scope:  # the server cut the connection (a deadline): say why
                 ctx.status, ctx.error = scope[cuts.SCOPE_CUT]
+            self.observe.end(ctx)
             self._log(ctx, method, path)
 
     # ------------------------------------------------------------------ small answers
@@ -234,6 +253,12 @@ class ProxyApp:
         if extra:
             headers.extend(extra)
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": _BODY, "body": body, "more_body": False})
+
+    async def _metrics(self, ctx: _Ctx, send: Send, content_type: bytes, body: bytes) -> None:
+        ctx.status = 200
+        headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *ctx.headers()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": _BODY, "body": body, "more_body": False})
 
     async def _error(self, ctx: _Ctx, send: Send, status: int, message: str, *, param: str | None = None,
@@ -325,6 +350,14 @@ class ProxyApp:
             request.params = self.client_params.screen(model, request.params, ingress.known_params)
         except ClientParamError as exc:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
+        if self.observe.pre_hooks:
+            try:
+                await self.observe.pre_call(ctx, request)
+            except Exception as exc:  # noqa: BLE001 - a hook rejected the request
+                ctx.exc = exc
+                status, message = rejection(exc)
+                return await self._error(ctx, send, status, message)
+            ctx.model, ctx.stream = request.model, request.stream
         await self._call_upstream(ctx, receive, send, request)
 
     async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, request: CanonicalRequest) -> None:
@@ -345,21 +378,28 @@ class ProxyApp:
                     return
 
         watcher = asyncio.ensure_future(watch())
+        observe = self.observe
+        observe.upstream(ctx, request)
         try:
             t = _perf()
             try:
-                result = await self.models.acall(request)
+                result = ctx.result = await self.models.acall(request)
                 # A stream's first chunk is awaited before the response starts, so that a
                 # failure before it is still a normal HTTP error (the stream closes itself).
                 first = await _first_chunk(result) if stream else None
             except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error
                 ctx.upstream += _perf() - t
                 ctx.done = True
+                ctx.exc = exc
+                if observe.failure_hooks:
+                    await observe.post_failure(ctx, exc)
                 return await self._exception(ctx, send, exc)
             ctx.upstream += _perf() - t
             if stream:
-                await self._stream(ctx, send, result, first, ingress.encoder(request))
+                await self._stream(ctx, send, observe.wrap_stream(ctx, result), first, ingress.encoder(request))
             else:
+                if observe.success_hooks:
+                    result = ctx.result = await observe.post_success(ctx, result)
                 ctx.usage = getattr(result, "usage", None)
                 body = ingress.response_body(result, request)
                 ctx.done = True
@@ -412,6 +452,7 @@ class ProxyApp:
                 elif not isinstance(exc, LLMRelayError):
                     self._log_unexpected(ctx, exc)
                 ctx.error = type(exc).__name__
+                ctx.exc = exc
                 self._log_upstream_error(ctx, exc)
                 parts.append(encoder.error(exc, self.redact, **self._error_options(ctx)))
                 await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
@@ -475,6 +516,8 @@ class ProxyApp:
                 get = usage.get if isinstance(usage, dict) else usage.__dict__.get
                 record["prompt_tokens"] = get("prompt_tokens")
                 record["completion_tokens"] = get("completion_tokens")
+            record["cost"] = ctx.cost
+            record["key_alias"] = ctx.key_alias
         if ctx.error:
             record["error"] = self.redact(ctx.error)
         access_log.info(_dumps(record).decode())

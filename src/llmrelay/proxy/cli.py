@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, strict=args.strict) if args.config else default_config()
         from .app import CONFIG_ENV, create_app
+        from .observe import prepare_workers
 
+        metrics_dir = prepare_workers(config, args.workers)  # noqa: F841 - removed at exit
         limits = ServerLimits.from_args(args)
         app = create_app(config, limits)  # also builds the router: its errors are config errors
     except ConfigError as exc:

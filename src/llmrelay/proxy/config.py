@@ -51,6 +51,8 @@ __all__ = [
 log = logging.getLogger("llmrelay.proxy")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: ``litellm_settings`` keys naming the gateway's callbacks (proxy/observe.py builds them).
+CALLBACK_SETTINGS = ("callbacks", "success_callback", "failure_callback")
 ENV_PREFIX = "os.environ/"
 
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
@@ -173,6 +175,9 @@ class ProxyConfig:
     general_settings: dict[str, Any] = field(default_factory=dict)
     #: Why each skipped deployment was skipped (also in ``warnings``).
     skipped: list[str] = field(default_factory=list)
+    #: ``litellm_settings.callbacks`` / ``success_callback`` / ``failure_callback``: lists of names
+    #: (built by proxy/observe.py; not library settings, so ``apply_settings`` leaves them alone).
+    callbacks: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def model_names(self) -> list[str]:
@@ -360,6 +365,7 @@ class _Parser:
             warnings=self.warnings,
             general_settings=general,
             skipped=self.skipped,
+            callbacks=self.callbacks,
         )
 
     # ------------------------------------------------------------------ values
@@ -556,6 +562,9 @@ class _Parser:
         for key, value in raw.items():
             if key not in K.LITELLM_SETTINGS.used:
                 continue
+            if key in CALLBACK_SETTINGS:
+                self.callbacks[key] = self.callback_names(raw, key, value)
+                continue
             value = self.resolve_env(raw, key, value, secret=key == "api_key")
             if key in K.ROUTER_KEYS_IN_LITELLM_SETTINGS and key not in _settings.KNOWN_SETTINGS:
                 if key in _router_options():
@@ -578,6 +587,31 @@ class _Parser:
                 raise self.fail(raw, key, f"{key} must be a positive number of seconds, got {value}")
             out[key] = value
         return out, router
+
+    def callback_names(self, raw: Any, key: str, value: Any) -> list[str]:
+        """``callbacks: [prometheus, otel, my_module.handler]`` (a single name is accepted too);
+        names of LiteLLM integrations llmrelay does not have are dropped with a warning."""
+        from ..integrations.dispatch import BUILTIN
+
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(
+                raw, key,
+                f"litellm_settings.{key} must be a list of callback names: built-in ones (prometheus, otel, "
+                f"langfuse_otel) or module.attribute paths of CustomLogger instances, got {value!r}",
+            )
+        names = []
+        for name in (v.strip() for v in value):
+            if name.lower() in BUILTIN or "." in name:
+                names.append(name)
+            else:
+                self.warn(raw, key, f"litellm_settings.{key}: the callback {name!r} is a LiteLLM integration "
+                                    f"llmrelay does not have; ignored (built in: {', '.join(sorted(BUILTIN))}, "
+                                    "or module.attribute of your own CustomLogger)")
+        return names
 
     def general_settings(self, data: Any) -> dict[str, Any]:
         raw = self.section(data, "general_settings")

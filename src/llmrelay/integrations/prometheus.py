@@ -1,0 +1,241 @@
+"""``PrometheusLogger``: LiteLLM's Prometheus metrics (``callbacks: [prometheus]``).
+
+Needs the ``prometheus_client`` package (``pip install 'llmrelay[observability]'``). The metric
+names are LiteLLM's, so existing Grafana dashboards keep working; the full list, with labels,
+is in ``docs/observability.md``. With ``PROMETHEUS_MULTIPROC_DIR`` set (the gateway sets it for
+``--workers N``) every worker writes its samples there and ``/metrics`` reports the sum.
+
+As a library callback it counts calls, tokens, spend and latencies from each event's
+``standard_logging_object``; in the gateway it also sees the request itself (status code,
+in-flight requests and streams, gateway overhead, retries, fallbacks, cooldowns).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .custom_logger import CustomLogger
+
+__all__ = ["PrometheusLogger", "METRICS"]
+
+_KEY = ["hashed_api_key", "api_key_alias", "team", "team_alias"]
+_USER = ["end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user"]
+_DEPLOYMENT = ["requested_model", "litellm_model_name", "model_id", "api_base", "api_provider", *_KEY]
+_EXC = ["exception_status", "exception_class"]
+
+#: name → (kind, labels, help). Counters are exposed with the ``_total`` suffix.
+METRICS: dict[str, tuple[str, list[str], str]] = {
+    "litellm_requests_metric": ("counter", ["end_user", "hashed_api_key", "api_key_alias", "model", "team",
+                                            "team_alias", "user"], "LLM calls (successful and failed)"),
+    "litellm_spend_metric": ("counter", ["end_user", "hashed_api_key", "api_key_alias", "model", "team",
+                                         "team_alias", "user"], "Spend in USD"),
+    "litellm_input_tokens_metric": ("counter", [*_USER, "model"], "Input (prompt) tokens"),
+    "litellm_output_tokens_metric": ("counter", [*_USER, "model"], "Output (completion) tokens"),
+    "litellm_total_tokens_metric": ("counter", [*_USER, "model"], "Input + output tokens"),
+    "litellm_proxy_total_requests_metric": ("counter", [*_USER, "status_code"], "Requests to the gateway"),
+    "litellm_proxy_failed_requests_metric": ("counter", [*_USER, *_EXC], "Gateway requests that failed"),
+    "litellm_request_total_latency_metric": ("histogram", [*_USER, "model"], "Whole request latency (s)"),
+    "litellm_llm_api_latency_metric": ("histogram", [*_USER, "model"], "Upstream LLM API latency (s)"),
+    "litellm_llm_api_time_to_first_token_metric": ("histogram", ["model", *_KEY], "Time to first token (s), streams"),
+    "litellm_overhead_latency_metric": ("histogram", [*_USER, "model"], "Latency the gateway added (s)"),
+    "litellm_deployment_success_responses": ("counter", _DEPLOYMENT, "Successful calls per deployment"),
+    "litellm_deployment_failure_responses": ("counter", [*_DEPLOYMENT, *_EXC], "Failed calls per deployment"),
+    "litellm_deployment_total_requests": ("counter", _DEPLOYMENT, "Calls per deployment"),
+    "litellm_deployment_latency_per_output_token": ("histogram", ["litellm_model_name", "model_id", "api_base",
+                                                                  "api_provider", *_KEY], "Latency per output token (s)"),
+    "litellm_deployment_cooled_down": ("counter", ["litellm_model_name", "model_id", "api_base", "api_provider",
+                                                   "exception_status"], "Times a deployment was put in cooldown"),
+    "litellm_deployment_successful_fallbacks": ("counter", ["requested_model", "fallback_model", *_KEY, *_EXC],
+                                                "Requests answered by a fallback model group"),
+    "litellm_deployment_failed_fallbacks": ("counter", ["requested_model", "fallback_model", *_KEY, *_EXC],
+                                            "Fallbacks that failed too"),
+    "llmrelay_deployment_retries": ("counter", ["requested_model", "litellm_model_name", "model_id",
+                                                "exception_status"], "Retries after a failed attempt"),
+    "llmrelay_in_flight_requests": ("gauge", ["requested_model"], "Chat requests being answered"),
+    "llmrelay_in_flight_streams": ("gauge", ["requested_model"], "Streams being answered"),
+}
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0,
+            300.0, float("inf"))
+_PER_TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
+
+
+class PrometheusLogger(CustomLogger):
+    """Counts and times calls into ``prometheus_client`` metrics (one instance per process)."""
+
+    def __init__(self, registry: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        import prometheus_client as prom
+
+        self._prom = prom
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = registry if registry is not None else prom.REGISTRY
+        self.m: dict[str, Any] = {}
+        for name, (kind, labels, doc) in METRICS.items():
+            if kind == "counter":
+                metric = prom.Counter(name, doc, labels, registry=self.registry)
+            elif kind == "histogram":
+                buckets = _PER_TOKEN_BUCKETS if name.endswith("per_output_token") else _BUCKETS
+                metric = prom.Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+            else:
+                metric = prom.Gauge(name, doc, labels, registry=self.registry, multiprocess_mode="livesum")
+            self.m[name] = metric
+        self._cooldowns: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ /metrics
+    def metrics_body(self) -> tuple[bytes, bytes]:
+        prom = self._prom
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return prom.CONTENT_TYPE_LATEST.encode(), prom.generate_latest(registry)
+        return prom.CONTENT_TYPE_LATEST.encode(), prom.generate_latest(self.registry)
+
+    # ------------------------------------------------------------------ LLM call events
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, True)
+
+    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, False)
+
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        self._record(kwargs, True)
+
+    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        self._record(kwargs, False)
+
+    def _record(self, kwargs: dict[str, Any], ok: bool) -> None:
+        slo = kwargs.get("standard_logging_object") or {}
+        who = _who(slo)
+        m = self.m
+        hidden = slo.get("hidden_params") or {}
+        model = hidden.get("litellm_model_name") or slo.get("model") or ""
+        requested = slo.get("model_group") or slo.get("model") or ""
+        m["litellm_requests_metric"].labels(who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
+                                            who["team"], who["team_alias"], who["user"]).inc()
+        cost = slo.get("response_cost") or 0.0
+        if cost:
+            m["litellm_spend_metric"].labels(who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
+                                             who["team"], who["team_alias"], who["user"]).inc(cost)
+        user = (who["end_user"], who["hashed_api_key"], who["api_key_alias"], requested, who["team"],
+                who["team_alias"], who["user"], model)
+        prompt = slo.get("prompt_tokens") or 0
+        completion = slo.get("completion_tokens") or 0
+        if prompt or completion:
+            m["litellm_input_tokens_metric"].labels(*user).inc(prompt)
+            m["litellm_output_tokens_metric"].labels(*user).inc(completion)
+            m["litellm_total_tokens_metric"].labels(*user).inc(prompt + completion)
+        start = slo.get("startTime") or 0.0
+        end = slo.get("endTime") or start
+        m["litellm_request_total_latency_metric"].labels(*user).observe(max(end - start, 0.0))
+        api = slo.get("llm_api_duration")
+        if api is None:
+            api = end - start
+        m["litellm_llm_api_latency_metric"].labels(*user).observe(max(api, 0.0))
+        first = slo.get("completionStartTime")
+        key = (who["hashed_api_key"], who["api_key_alias"], who["team"], who["team_alias"])
+        if slo.get("stream") and first and ok:
+            m["litellm_llm_api_time_to_first_token_metric"].labels(model, *key).observe(max(first - start, 0.0))
+        deployment = (requested, model, slo.get("model_id") or "", slo.get("api_base") or "",
+                      slo.get("custom_llm_provider") or "", *key)
+        if ok:
+            m["litellm_deployment_success_responses"].labels(*deployment).inc()
+            m["litellm_deployment_total_requests"].labels(*deployment).inc()
+            if completion:
+                m["litellm_deployment_latency_per_output_token"].labels(*deployment[1:]).observe(
+                    max(end - start, 0.0) / completion)
+
+    # ------------------------------------------------------------------ the gateway's requests
+    def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
+        self.m["llmrelay_in_flight_requests"].labels(ctx.model).inc()
+        if ctx.stream:
+            self.m["llmrelay_in_flight_streams"].labels(ctx.model).inc()
+        record.state[id(self)] = (ctx.model, ctx.stream)
+
+    def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
+        m = self.m
+        started = record.state.pop(id(self), None)
+        if started is not None:
+            m["llmrelay_in_flight_requests"].labels(started[0]).dec()
+            if started[1]:
+                m["llmrelay_in_flight_streams"].labels(started[0]).dec()
+        slo = kwargs.get("standard_logging_object") or {}
+        who = _who(slo)
+        requested = ctx.model
+        user = (who["end_user"], who["hashed_api_key"], who["api_key_alias"], requested, who["team"],
+                who["team_alias"], who["user"])
+        key = (who["hashed_api_key"], who["api_key_alias"], who["team"], who["team_alias"])
+        m["litellm_proxy_total_requests_metric"].labels(*user, str(ctx.status)).inc()
+        failed = slo.get("status") == "failure"
+        exc = getattr(ctx, "exc", None)
+        exc_status = str(getattr(exc, "status_code", None) or (ctx.status if ctx.status >= 400 else ""))
+        exc_class = type(exc).__name__ if exc is not None else (ctx.error or "")
+        if failed:
+            m["litellm_proxy_failed_requests_metric"].labels(*user, exc_status, exc_class).inc()
+        hidden = slo.get("hidden_params") or {}
+        model = hidden.get("litellm_model_name") or ""
+        overhead = time.perf_counter() - ctx.start - ctx.upstream
+        m["litellm_overhead_latency_metric"].labels(*user, model).observe(max(overhead, 0.0))
+        self._attempts(ctx, record, requested, key, failed, exc_status, exc_class)
+
+    def _attempts(self, ctx: Any, record: Any, requested: str, key: tuple, failed: bool, exc_status: str,
+                  exc_class: str) -> None:
+        """Deployment failures, retries, fallbacks and cooldowns, from the router's attempts."""
+        m = self.m
+        result = getattr(ctx, "result", None)
+        hidden = getattr(result, "_hidden_params", None) or {}
+        exc = getattr(ctx, "exc", None)
+        attempts = hidden.get("router_attempts") or getattr(exc, "attempts", None) or []
+        last_group = requested
+        groups = [requested]
+        for attempt in attempts:
+            group = attempt.get("model_group") or requested
+            if group not in groups:
+                groups.append(group)
+            if attempt.get("error") is None or attempt.get("deployment_id") is None:
+                continue
+            status = str(attempt.get("status_code") or "")
+            model = attempt.get("model") or ""
+            provider = model.split("/", 1)[0] if "/" in model else ""
+            deployment = (group, model, attempt["deployment_id"], attempt.get("api_base") or "", provider, *key)
+            m["litellm_deployment_failure_responses"].labels(*deployment, status, attempt["error"]).inc()
+            m["litellm_deployment_total_requests"].labels(*deployment).inc()
+            if group == last_group:
+                m["llmrelay_deployment_retries"].labels(group, model, attempt["deployment_id"], status).inc()
+            last_group = group
+            self._cooled(record.router, attempt, model, provider, status)
+        final_group = hidden.get("model_group") if not failed else (groups[-1] if len(groups) > 1 else None)
+        for group in groups[1:]:
+            if not failed and group == final_group:
+                m["litellm_deployment_successful_fallbacks"].labels(requested, group, *key, exc_status, exc_class).inc()
+            else:
+                m["litellm_deployment_failed_fallbacks"].labels(requested, group, *key, exc_status, exc_class).inc()
+
+    def _cooled(self, router: Any, attempt: dict, model: str, provider: str, status: str) -> None:
+        """Count a cooldown the first time an attempt's deployment is seen cooling down."""
+        if router is None:
+            return
+        dep = router._by_id.get(attempt["deployment_id"])
+        until = getattr(dep, "cooldown_until", 0.0) if dep is not None else 0.0
+        if until and until > self._cooldowns.get(attempt["deployment_id"], 0.0):
+            self._cooldowns[attempt["deployment_id"]] = until
+            self.m["litellm_deployment_cooled_down"].labels(model, attempt["deployment_id"],
+                                                            attempt.get("api_base") or "", provider, status).inc()
+
+
+def _who(slo: dict[str, Any]) -> dict[str, str]:
+    meta = slo.get("metadata") or {}
+    return {
+        "end_user": str(slo.get("end_user") or ""),
+        "hashed_api_key": str(meta.get("user_api_key_hash") or ""),
+        "api_key_alias": str(meta.get("user_api_key_alias") or ""),
+        "team": str(meta.get("user_api_key_team_id") or ""),
+        "team_alias": str(meta.get("user_api_key_team_alias") or ""),
+        "user": str(meta.get("user_api_key_user_id") or ""),
+    }

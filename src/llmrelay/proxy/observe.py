@@ -1,0 +1,421 @@
+"""What the gateway tells others about each request: hooks, callbacks, metrics, traces.
+
+One :class:`Observe` per app, built from ``litellm_settings.callbacks`` / ``success_callback`` /
+``failure_callback``: built-in names (``prometheus``, ``otel``, ``langfuse_otel``) and
+``module.attribute`` paths of a team's own ``CustomLogger`` instances or functions, resolved
+relative to the config file's directory (as LiteLLM does).
+
+The app calls in at a few points of a chat request:
+
+* :meth:`Observe.pre_call` – ``async_pre_call_hook`` of each logger (may change the request, or
+  reject it: an exception with ``status_code`` becomes that HTTP error);
+* :meth:`Observe.upstream` – starts the request's record (trace span, in-flight gauges) and adds
+  the ``traceparent`` for the upstream call;
+* :meth:`Observe.post_success` / :meth:`Observe.post_failure` / :meth:`Observe.wrap_stream` – the
+  post-call hooks (the per-chunk ``async_post_call_streaming_hook`` only if a logger has it);
+* :meth:`Observe.end` – **the end-of-request fan-out**, exactly once per request, also for cut
+  and failed streams and client disconnects: usage → cost → ``on_request_end`` hooks (spend,
+  budgets… register with :meth:`Observe.on_request_end`) → success/failure callbacks → metrics
+  and traces. Nothing here runs per chunk unless a logger asked for the per-chunk hook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import time
+from typing import Any, AsyncIterator, Callable
+
+from ..integrations.custom_logger import overrides
+from ..integrations.dispatch import BUILTIN, Callbacks, resolve
+from ..logging_obj import Logging, response_cost
+from .config import ConfigError, ProxyConfig
+
+__all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
+
+log = logging.getLogger("llmrelay.proxy")
+
+
+class UserAPIKeyAuth:
+    """Who made the request, as the proxy hooks receive it (LiteLLM's name and fields)."""
+
+    def __init__(self, api_key: str | None = None, key_alias: str | None = None, user_id: str | None = None,
+                 team_id: str | None = None, team_alias: str | None = None,
+                 metadata: dict[str, Any] | None = None, **extra: Any) -> None:
+        self.api_key = api_key
+        self.key_alias = key_alias
+        self.user_id = user_id
+        self.team_id = team_id
+        self.team_alias = team_alias
+        self.metadata = metadata or {}
+        self.__dict__.update(extra)
+
+    def __repr__(self) -> str:
+        return f"UserAPIKeyAuth(key_alias={self.key_alias!r}, user_id={self.user_id!r}, team_id={self.team_id!r})"
+
+
+def wants_prometheus(config: ProxyConfig) -> bool:
+    return any(n.strip().lower() == "prometheus" for names in config.callbacks.values() for n in names)
+
+
+def prepare_workers(config: ProxyConfig, workers: int) -> Any:
+    """Before ``--workers N`` start: give Prometheus a shared directory for its samples (unless
+    ``PROMETHEUS_MULTIPROC_DIR`` is set). Returns what to keep alive until exit (or None)."""
+    if workers < 2 or not wants_prometheus(config) or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    import tempfile
+
+    directory = tempfile.TemporaryDirectory(prefix="llmrelay-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory.name
+    return directory
+
+
+def load_callback(name: str, config_path: str | None) -> Any:
+    """A built-in logger by name, or ``module.attribute`` (the module found next to the config
+    file first, then on the import path). Raises :class:`ConfigError` with what to fix."""
+    if name.strip().lower() in BUILTIN:
+        try:
+            return resolve(name)
+        except ImportError as exc:
+            raise ConfigError(f"callback {name!r} needs its optional dependencies "
+                              f"(pip install 'llmrelay[observability]'): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. missing credentials: a config problem
+            raise ConfigError(f"callback {name!r} cannot start: {exc}") from None
+    module_name, _, attr = name.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"callback {name!r} is neither a built-in one ({', '.join(sorted(BUILTIN))}) nor a "
+            "module.attribute path (e.g. custom_callbacks.proxy_handler_instance)"
+        )
+    module = _import_near(module_name, os.path.dirname(os.path.abspath(config_path)) if config_path else None)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"callback {name!r}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _import_near(module_name: str, directory: str | None) -> Any:
+    if directory is not None:
+        path = os.path.join(directory, *module_name.split(".")) + ".py"
+        if os.path.isfile(path):
+            if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == path:
+                return sys.modules[module_name]
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            sys.path.insert(0, directory)  # so the module can import its neighbours
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                sys.modules.pop(module_name, None)
+                raise ConfigError(f"callback module {path} failed to load: {type(exc).__name__}: {exc}") from None
+            finally:
+                sys.path.remove(directory)
+            return module
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        where = f" (looked for {module_name.replace('.', '/')}.py next to the config, in {directory})" if directory else ""
+        raise ConfigError(f"callback module {module_name!r} cannot be imported{where}: {exc}") from None
+
+
+class _Request:
+    """The observation record of one chat request (only built when something observes)."""
+
+    __slots__ = ("wall_start", "messages", "params", "stream", "state", "router")
+
+    def __init__(self, wall_start: float, messages: Any, params: dict[str, Any], stream: bool,
+                 router: Any = None) -> None:
+        self.router = router  # the gateway's Router (deployment state for metrics)
+        self.wall_start = wall_start
+        self.messages = messages
+        self.params = params
+        self.stream = stream
+        self.state: dict[int, Any] = {}  # per gateway logger (id) → what it keeps for this request
+
+
+class Observe:
+    """The gateway's observers (see the module docstring)."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        lists = {key: [load_callback(n, config.path) for n in names] for key, names in config.callbacks.items()}
+        self.callbacks = Callbacks.from_lists(lists.get("callbacks", ()), lists.get("success_callback", ()),
+                                              lists.get("failure_callback", ()))
+        loggers = self.callbacks.loggers
+        self.pre_hooks = [x for x in loggers if overrides(x, "async_pre_call_hook")]
+        self.success_hooks = [x for x in loggers if overrides(x, "async_post_call_success_hook")]
+        self.failure_hooks = [x for x in loggers if overrides(x, "async_post_call_failure_hook")]
+        self.iterator_hooks = [x for x in loggers if overrides(x, "async_post_call_streaming_iterator_hook")]
+        self.chunk_hooks = [x for x in loggers if overrides(x, "async_post_call_streaming_hook")]
+        #: Built-in loggers that also see the request itself (metrics, traces).
+        self.gateway_loggers = [x for x in loggers if hasattr(x, "request_end")]
+        self.metrics = next((x for x in loggers if hasattr(x, "metrics_body")), None)
+        self._end_hooks: list[Callable[[Any], Any]] = []
+        self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
+
+    # ------------------------------------------------------------------ registration
+    def on_request_end(self, hook: Callable[[Any], Any]) -> None:
+        """Call ``hook(ctx)`` at the end of every chat request, once, before the callbacks
+        (``ctx.usage``, ``ctx.cost``, ``ctx.status``, ``ctx.key_alias`` are final). A hook must
+        be quick (queue work, don't do it); its exceptions are logged."""
+        self._end_hooks.append(hook)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.callbacks or self._end_hooks)
+
+    # ------------------------------------------------------------------ before the upstream call
+    def auth(self, ctx: Any) -> UserAPIKeyAuth:
+        auth = getattr(ctx, "auth", None)
+        return auth if auth is not None else UserAPIKeyAuth(key_alias=getattr(ctx, "key_alias", None))
+
+    async def pre_call(self, ctx: Any, request: Any) -> None:
+        """Run ``async_pre_call_hook``s over the (canonical) request, which they may change;
+        their exceptions reject it."""
+        field = "input" if request.kind == "embedding" else "messages"
+        data = {"model": request.model, field: getattr(request, field), "stream": request.stream, **request.params}
+        auth = self.auth(ctx)
+        call_type = "aembedding" if request.kind == "embedding" else "completion"
+        for logger in self.pre_hooks:
+            result = await logger.async_pre_call_hook(auth, None, data, call_type)
+            if isinstance(result, dict):
+                data = result
+            elif isinstance(result, str):  # LiteLLM: a string is an answer to the client; reject
+                raise _Rejected(400, result)
+        data = dict(data)
+        request.model = data.pop("model", request.model)
+        setattr(request, field, data.pop(field, getattr(request, field)))
+        request.stream = bool(data.pop("stream", request.stream))
+        request.params = data
+
+    def upstream(self, ctx: Any, request: Any) -> None:
+        """The request is about to go upstream: start its record (and add the trace context to
+        the upstream call's headers)."""
+        if not self.callbacks:
+            return
+        record = ctx.call = _Request(time.time() - (time.perf_counter() - ctx.start),
+                                     request.messages if request.kind == "chat" else request.input,
+                                     request.params, request.stream, self._router())
+        headers: dict[str, str] = {}
+        for logger in self.gateway_loggers:
+            try:
+                logger.request_start(ctx, record, headers)
+            except Exception:  # noqa: BLE001 - observers never break a request
+                log.warning("%s.request_start failed", type(logger).__name__, exc_info=True)
+        if headers:
+            request.params = {**request.params,
+                              "extra_headers": {**(request.params.get("extra_headers") or {}), **headers}}
+
+    # ------------------------------------------------------------------ after it
+    async def post_success(self, ctx: Any, response: Any) -> Any:
+        data = self._data(ctx)
+        auth = self.auth(ctx)
+        for logger in self.success_hooks:
+            try:
+                replaced = await logger.async_post_call_success_hook(data, auth, response)
+            except Exception:  # noqa: BLE001
+                log.warning("%s.async_post_call_success_hook failed", type(logger).__name__, exc_info=True)
+                continue
+            if replaced is not None:
+                response = replaced
+        return response
+
+    async def post_failure(self, ctx: Any, exc: BaseException) -> None:
+        import traceback
+
+        data = self._data(ctx)
+        auth = self.auth(ctx)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        for logger in self.failure_hooks:
+            try:
+                await logger.async_post_call_failure_hook(data, exc, auth, text)
+            except Exception:  # noqa: BLE001
+                log.warning("%s.async_post_call_failure_hook failed", type(logger).__name__, exc_info=True)
+
+    def wrap_stream(self, ctx: Any, stream: Any) -> Any:
+        """The stream the client gets, through the streaming hooks (when a logger has them)."""
+        if not (self.iterator_hooks or self.chunk_hooks):
+            return stream
+        return _HookedStream(self, ctx, stream)
+
+    def _router(self) -> Any:
+        return getattr(self.models, "router", None)
+
+    def _data(self, ctx: Any) -> dict[str, Any]:
+        record = getattr(ctx, "call", None)
+        if record is None:
+            return {"model": ctx.model}
+        return {"model": ctx.model, "messages": record.messages, "stream": record.stream, **record.params}
+
+    # ------------------------------------------------------------------ the end-of-request fan-out
+    def end(self, ctx: Any) -> None:
+        """Once per chat request, after the response went out (see the module docstring)."""
+        if ctx.model is None:
+            return
+        record = getattr(ctx, "call", None)
+        if record is None and self.callbacks:  # failed before the upstream call
+            record = ctx.call = _Request(time.time() - (time.perf_counter() - ctx.start), None, {}, ctx.stream,
+                                         self._router())
+        result = getattr(ctx, "result", None)
+        response = None
+        if record is not None and result is not None:
+            state = getattr(result, "state", None)
+            response = state.response() if state is not None else result
+            if response is not None and ctx.usage is None:
+                ctx.usage = getattr(response, "usage", None)
+        if ctx.cost is None:
+            ctx.cost = self._cost(ctx, result, response)
+        for hook in self._end_hooks:
+            try:
+                hook(ctx)
+            except Exception:  # noqa: BLE001
+                log.warning("request-end hook %r failed", hook, exc_info=True)
+        if record is None:
+            return
+        kwargs = self._emit(ctx, record, result, response)
+        for logger in self.gateway_loggers:
+            try:
+                logger.request_end(ctx, record, kwargs)
+            except Exception:  # noqa: BLE001
+                log.warning("%s.request_end failed", type(logger).__name__, exc_info=True)
+
+    @staticmethod
+    def _cost(ctx: Any, result: Any, response: Any) -> float | None:
+        if response is not None:
+            return response_cost(response)
+        if result is None or ctx.usage is None:
+            return None
+        if getattr(result, "state", None) is None:
+            return response_cost(result)
+        from ..types import ModelResponse
+
+        priced = ModelResponse(model=result.state.model, choices=[], usage=ctx.usage)
+        priced._hidden_params = dict(getattr(result, "_hidden_params", None) or {})
+        return response_cost(priced)
+
+    def _emit(self, ctx: Any, record: _Request, result: Any, response: Any) -> dict[str, Any]:
+        failed = ctx.status >= 400 or ctx.error is not None or ctx.disconnected
+        meta = {
+            "user_api_key_alias": ctx.key_alias,
+            "requester_request_id": ctx.request_id.decode(),
+            "model_group": ctx.model,
+            **(record.params.get("metadata") or {} if isinstance(record.params.get("metadata"), dict) else {}),
+        }
+        auth = getattr(ctx, "auth", None)
+        if auth is not None:
+            meta.update(user_api_key_hash=getattr(auth, "api_key", None), user_api_key_team_id=auth.team_id,
+                        user_api_key_team_alias=auth.team_alias, user_api_key_user_id=auth.user_id)
+        entry = Logging(model=ctx.model, messages=record.messages, stream=record.stream, call_type="acompletion",
+                        start_time=record.wall_start, litellm_call_id=ctx.request_id.decode(),
+                        callbacks=self.callbacks, is_async=True,
+                        optional_params={k: v for k, v in record.params.items() if k not in ("metadata", "extra_headers")},
+                        metadata=meta)
+        entry.route["model_group"] = ctx.model
+        entry.proxy_server_request = {"url": "/v1/chat/completions", "request_id": ctx.request_id.decode()}
+        if result is not None:
+            entry._route_from(result)
+        if record.stream and ctx.ttft:
+            entry.completion_start_time = record.wall_start + ctx.ttft
+        end = record.wall_start + (time.perf_counter() - ctx.start)
+        if failed:
+            exc = getattr(ctx, "exc", None)
+            if exc is None:
+                from ..exceptions import APIConnectionError
+
+                exc = APIConnectionError(ctx.error or "client disconnected", model=ctx.model)
+            entry.failure(exc, response, end_time=end)
+        else:
+            entry.success(response, end_time=end, cost=ctx.cost)
+        return entry.model_call_details
+
+    # ------------------------------------------------------------------ /metrics and shutdown
+    def metrics_body(self) -> tuple[bytes, bytes] | None:
+        """(content type, body) of ``/metrics``, or None when Prometheus is not configured."""
+        if self.metrics is None:
+            return None
+        return self.metrics.metrics_body()
+
+    async def close(self) -> None:
+        from ..integrations.dispatch import wait_pending
+
+        try:
+            await wait_pending()
+        except Exception:  # noqa: BLE001
+            log.debug("waiting for callbacks failed", exc_info=True)
+        for logger in self.callbacks.loggers:
+            shutdown = getattr(logger, "shutdown", None)
+            if shutdown is not None:
+                try:
+                    shutdown()
+                except Exception:  # noqa: BLE001
+                    log.debug("shutting down %r failed", logger, exc_info=True)
+
+
+class _Rejected(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = message
+
+
+def rejection(exc: BaseException) -> tuple[int, str]:
+    """(HTTP status, message) for an exception a pre-call hook raised (fastapi's HTTPException
+    or anything with ``status_code``/``detail``; others are a 400)."""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        status = 400
+    detail = getattr(exc, "detail", None)
+    if isinstance(detail, dict):
+        detail = detail.get("error") or detail.get("message") or str(detail)
+    return status, str(detail if detail is not None else exc) or type(exc).__name__
+
+
+class _HookedStream:
+    """The client's stream through ``async_post_call_streaming_iterator_hook``s and the
+    per-chunk ``async_post_call_streaming_hook``s; the app uses it like the library's stream."""
+
+    chunks_ready = 0
+
+    def __init__(self, observe: Observe, ctx: Any, stream: Any) -> None:
+        self._stream = stream
+        self.state = getattr(stream, "state", None)
+        self._hidden_params = getattr(stream, "_hidden_params", {})
+        source: Any = stream
+        auth = observe.auth(ctx)
+        data = observe._data(ctx)
+        for logger in observe.iterator_hooks:
+            source = logger.async_post_call_streaming_iterator_hook(auth, source, data)
+        if observe.chunk_hooks:
+            source = _per_chunk(observe.chunk_hooks, auth, source)
+        self._it = source.__aiter__()
+
+    def __aiter__(self) -> "_HookedStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._it.__anext__()
+
+    async def aclose(self) -> None:
+        close = getattr(self._it, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001
+                log.debug("closing a hooked stream failed", exc_info=True)
+        await self._stream.aclose()
+
+
+async def _per_chunk(hooks: list[Any], auth: Any, source: Any) -> AsyncIterator[Any]:
+    async for chunk in source:
+        for logger in hooks:
+            try:
+                replaced = await logger.async_post_call_streaming_hook(auth, chunk)
+            except Exception:  # noqa: BLE001
+                log.warning("%s.async_post_call_streaming_hook failed", type(logger).__name__, exc_info=True)
+                continue
+            if replaced is not None and not isinstance(replaced, (str, bytes)):
+                chunk = replaced
+        yield chunk
