@@ -275,6 +275,7 @@ class _Parser:
         self.path = path
         self.secrets: list[str] = []
         self.warnings: list[str] = []
+        self.callbacks: dict[str, list[str]] = {}
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
@@ -609,7 +610,7 @@ class _Parser:
                 names.append(name)
             else:
                 self.warn(raw, key, f"litellm_settings.{key}: the callback {name!r} is a LiteLLM integration "
-                                    f"llmrelay does not have; ignored (built in: {', '.join(sorted(BUILTIN))}, "
+                                    f"llmrelay does not implement; ignored (built in: {', '.join(sorted(BUILTIN))}, "
                                     "or module.attribute of your own CustomLogger)")
         return names
 
