@@ -43,9 +43,9 @@ from typing import Any, Iterable
 
 from . import settings
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
+from .logging_obj import start_call
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing import names as _names
-from .logging_obj import start_call
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
