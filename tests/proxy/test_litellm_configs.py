@@ -276,3 +276,21 @@ def test_a_hundred_deployments(tmp_path, monkeypatch):
     assert len(config.deployments) == 100 and config.warnings == []
     table = ModelTable(config)
     assert len(table.names) == 41 and "big" in table
+
+
+def test_compose_stack_config(monkeypatch):
+    """Keys in the wrong section say where they belong; every provider of the file is served."""
+    from llmrelay.proxy.config import load_config
+
+    monkeypatch.setenv("AZURE_KEY", "azure-secret-key-1234")
+    monkeypatch.setenv("GW_MASTER_KEY", MASTER)
+    config = load_config(str(CONFIGS / "compose.yaml"))
+    assert config.model_names == ["gpt-4o", "llama3", "embed", "claude-haiku", "gemini"]
+    assert {d.model_name: d.provider for d in config.deployments}["gemini"] == "vertex_ai"  # a bare gemini- name
+    assert config.deployments[0].litellm_params["api_version"] == "2024-10-21"  # environment_variables first
+    warnings = "\n".join(config.warnings)
+    assert "litellm_settings.master_key: unknown key; ignored (it belongs under general_settings:)" in warnings
+    assert "general_settings.drop_params: unknown key; ignored (it belongs under litellm_settings:)" in warnings
+    assert "litellm_settings.json_logs" in warnings and "general_settings.proxy_batch_write_at" in warnings
+    assert len(config.warnings) == 4, warnings
+    assert config.master_key == MASTER and "azure-secret-key-1234" in config.secrets
