@@ -6,6 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
+from proxy.conftest import closed_port
 from proxy.harness import Gateway
 from servers.embedding_servers import KEY, FakeEmbeddingServer, vector
 
@@ -33,8 +34,11 @@ model_list:
     litellm_params: {{model: cohere/embed-v4.0, api_base: "{srv.url}", api_key: os.environ/T_EMB_KEY}}
   - model_name: broken
     litellm_params: {{model: openai/text-embedding-3-small, api_base: "{srv.url}/v1", api_key: wrong-key}}
+  - model_name: down
+    litellm_params: {{model: openai/text-embedding-3-small, api_base: "http://127.0.0.1:{closed_port()}/v1", api_key: x}}
 router_settings:
   num_retries: 0
+  fallbacks: [{{"down": ["gemini-embed"]}}]
 general_settings:
   master_key: {MASTER}
 """)
@@ -55,6 +59,11 @@ def test_embeddings_create(client, model):
     for d, text in zip(resp.data, ["alpha", "beta", "gamma"]):
         assert d.embedding == pytest.approx(vector(text))
     assert resp.usage.prompt_tokens > 0 and resp.usage.total_tokens == resp.usage.prompt_tokens
+
+
+def test_router_fallback(client):
+    resp = client.embeddings.create(model="down", input="alpha", encoding_format="float")
+    assert resp.data[0].embedding == vector("alpha")
 
 
 def test_float_and_dimensions(client):

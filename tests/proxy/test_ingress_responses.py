@@ -156,3 +156,14 @@ def test_errors(client, upstreams):
     events = list(client.responses.create(model="gpt", input="Hi", stream=True))
     assert [e.type for e in events][-2:] == ["error", "response.failed"]
     assert events[-1].response.status == "failed" and events[-1].response.error.message
+
+
+def test_router_fallback_serves_every_api(client, gateway3):
+    """The translated APIs go through the Router like chat: 'flaky' (unreachable) falls back to 'gpt'."""
+    import anthropic as anthropic_sdk
+
+    assert client.responses.create(model="flaky", input="Hi").output_text == DEFAULT_TEXT
+    assert client.completions.create(model="flaky", prompt="Hi").choices[0].text == DEFAULT_TEXT
+    claude = anthropic_sdk.Anthropic(base_url=gateway3.url, api_key=MASTER_KEY, max_retries=0)
+    msg = claude.messages.create(model="flaky", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert msg.content[0].text == DEFAULT_TEXT

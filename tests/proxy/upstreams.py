@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from proxy.conftest import closed_port
 from proxy.harness import Gateway
 from servers.anthropic_server import FakeAnthropicServer
 from servers.gemini_server import FakeGeminiServer
@@ -65,8 +66,14 @@ model_list:
       model: gemini/gemini-2.5-flash
       api_base: {gemini_url}
       api_key: os.environ/T_GEMINI_KEY
+  - model_name: flaky
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{closed_port()}/v1
+      api_key: os.environ/T_OPENAI_KEY
 router_settings:
   num_retries: 0
+  fallbacks: [{{"flaky": ["gpt"]}}]
 litellm_settings:
   num_retries: 0
 general_settings:
