@@ -115,19 +115,29 @@ def responses(input: Any, model: str, stream: bool = False, **kwargs: Any) -> An
     """
     from .main import completion
 
-    call, kw, stream = _split(model, input, {**kwargs, "stream": stream})
-    result = completion(model, call.messages, stream, **kw)
-    if stream:
-        return _SyncEvents(result, call, model)
-    return _finish(call, to_response(result, call, model))
+    return respond(completion, input, model, stream, kwargs)
 
 
 async def aresponses(input: Any, model: str, stream: bool = False, **kwargs: Any) -> Any:  # noqa: A002
     """The async twin of :func:`responses` (``async for`` over a stream's events)."""
     from .main import acompletion
 
+    return await arespond(acompletion, input, model, stream, kwargs)
+
+
+def respond(complete: Any, input: Any, model: str, stream: bool, kwargs: dict[str, Any]) -> Any:  # noqa: A002
+    """:func:`responses` over any ``completion``-like callable (the library's, a Router's)."""
     call, kw, stream = _split(model, input, {**kwargs, "stream": stream})
-    result = await acompletion(model, call.messages, stream, **kw)
+    result = complete(model, call.messages, stream, **kw)
+    if stream:
+        return _SyncEvents(result, call, model)
+    return _finish(call, to_response(result, call, model))
+
+
+async def arespond(acomplete: Any, input: Any, model: str, stream: bool, kwargs: dict[str, Any]) -> Any:  # noqa: A002
+    """The async twin of :func:`respond`."""
+    call, kw, stream = _split(model, input, {**kwargs, "stream": stream})
+    result = await acomplete(model, call.messages, stream, **kw)
     if stream:
         return _AsyncEvents(result, call, model)
     return _finish(call, to_response(result, call, model))

@@ -570,6 +570,31 @@ class Router:
 
         return await _aroute(run, attempt)
 
+    # ================================================================== other APIs over chat
+    def responses(self, input: Any = None, model: str = "", stream: bool = False, **kwargs: Any) -> Any:  # noqa: A002
+        """OpenAI's Responses API on group ``model`` (:func:`llmrelay.responses` over this router)."""
+        from .responses_api import respond
+
+        return respond(self.completion, input, model, stream, kwargs)
+
+    async def aresponses(self, input: Any = None, model: str = "", stream: bool = False, **kwargs: Any) -> Any:  # noqa: A002
+        """The async twin of :meth:`responses`."""
+        from .responses_api import arespond
+
+        return await arespond(self.acompletion, input, model, stream, kwargs)
+
+    def text_completion(self, model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+        """Legacy completions on group ``model`` (:func:`llmrelay.text_completion` over this router)."""
+        from .completions_api import complete_text
+
+        return complete_text(self.completion, model, prompt, stream, kwargs)
+
+    async def atext_completion(self, model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+        """The async twin of :meth:`text_completion`."""
+        from .completions_api import acomplete_text
+
+        return await acomplete_text(self.acompletion, model, prompt, stream, kwargs)
+
     def __repr__(self) -> str:
         return f"<Router strategy={self.routing_strategy!r} groups={self.model_names}>"
 

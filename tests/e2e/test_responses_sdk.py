@@ -64,3 +64,16 @@ async def test_async_anthropic_stream_and_follow_up():
         sent = srv.requests[-1].json()
         assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
         assert sent["max_tokens"] == 50
+
+
+async def test_router_aresponses_and_text_completion(oai):
+    router = llmrelay.Router(model_list=[{"model_name": "g", "litellm_params": {"model": "openai/gpt-4o-mini",
+                                                                                 "api_base": oai.url + "/v1",
+                                                                                 "api_key": "k"}}])
+    resp = await router.aresponses(model="g", input="Hi")
+    assert resp.output_text == DEFAULT_TEXT and resp.model == "g"
+    events = list(router.responses(model="g", input="Hi", stream=True))
+    assert events[-1].type == "response.completed"
+    text = await router.atext_completion(model="g", prompt="Hi")
+    assert text.choices[0].text == DEFAULT_TEXT
+    assert router.embedding is not None

@@ -109,22 +109,32 @@ def text_completion(model: str, prompt: Any = None, stream: bool = False, **kwar
     """Complete ``prompt`` (a string, or a list of strings) with any chat model."""
     from .main import completion
 
-    answers = []
-    for messages, kw, echo in _calls(model, prompt, stream, kwargs):
-        result = completion(model, messages, stream, **kw)
-        if stream:
-            return _Chunks(result, model, echo)
-        answers.append(to_text_completion(result, model, echo))
-    return _join(model, answers)
+    return complete_text(completion, model, prompt, stream, kwargs)
 
 
 async def atext_completion(model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
     """The async twin of :func:`text_completion`."""
     from .main import acompletion
 
+    return await acomplete_text(acompletion, model, prompt, stream, kwargs)
+
+
+def complete_text(complete: Any, model: str, prompt: Any, stream: bool, kwargs: dict[str, Any]) -> Any:
+    """:func:`text_completion` over any ``completion``-like callable (the library's, a Router's)."""
     answers = []
     for messages, kw, echo in _calls(model, prompt, stream, kwargs):
-        result = await acompletion(model, messages, stream, **kw)
+        result = complete(model, messages, stream, **kw)
+        if stream:
+            return _Chunks(result, model, echo)
+        answers.append(to_text_completion(result, model, echo))
+    return _join(model, answers)
+
+
+async def acomplete_text(acomplete: Any, model: str, prompt: Any, stream: bool, kwargs: dict[str, Any]) -> Any:
+    """The async twin of :func:`complete_text`."""
+    answers = []
+    for messages, kw, echo in _calls(model, prompt, stream, kwargs):
+        result = await acomplete(model, messages, stream, **kw)
         if stream:
             return _Chunks(result, model, echo)
         answers.append(to_text_completion(result, model, echo))
