@@ -89,3 +89,17 @@ def test_messages_request_tool_results_come_first():
     assert messages == [{"role": "tool", "tool_call_id": "t1", "content": "42"},
                         {"role": "user", "content": "and also"}]
     assert params == {"max_tokens": 5, "stop": ["END"], "user": "u1"}
+
+
+def test_messages_server_tools_are_left_out():
+    _, params = messages_to_chat({
+        "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search"},
+                  {"name": "Bash", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],
+        "tool_choice": {"type": "auto"},
+    })
+    assert [t["function"]["name"] for t in params["tools"]] == ["Bash"] and params["tool_choice"] == "auto"
+    _, params = messages_to_chat({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                                  "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+                                  "tool_choice": {"type": "any"}})
+    assert "tools" not in params and "tool_choice" not in params

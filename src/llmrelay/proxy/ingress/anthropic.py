@@ -12,6 +12,7 @@ Claude upstream sees exactly the blocks it produced.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -25,6 +26,7 @@ from .chat import take_model, take_stream
 __all__ = ["MessagesIngress", "CountTokensIngress", "to_chat", "to_message", "MessagesEncoder"]
 
 _dumps = orjson.dumps
+log = logging.getLogger("llmrelay.proxy")
 
 #: HTTP status → Anthropic's error type.
 _ERROR_TYPES = {
@@ -172,7 +174,10 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise _fail(f"tools.{i}: a tool needs a 'name'.", "tools")
         if tool.get("type") not in (None, "custom"):
-            raise _fail(f"tools.{i}: server tool type {tool.get('type')!r} is not supported by this gateway.", "tools")
+            # Anthropic's server tools (web search, code execution…) run on Anthropic's side; a
+            # chat upstream has none, so the model simply does not get them (Claude Code copes).
+            log.debug("dropping Anthropic server tool %r (no chat-completions equivalent)", tool.get("type"))
+            continue
         function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object", "properties": {}}}
         if tool.get("description"):
             function["description"] = tool["description"]
@@ -246,8 +251,9 @@ def to_chat(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         params["user"] = metadata["user_id"]
     tools = data.pop("tools", None)
+    tools = _tools(tools) if tools else None
     if tools:
-        params["tools"] = _tools(tools)
+        params["tools"] = tools
     choice = data.pop("tool_choice", None)
     if choice is not None and tools:
         _tool_choice(choice, params)
