@@ -167,3 +167,28 @@ def test_router_fallback_serves_every_api(client, gateway3):
     claude = anthropic_sdk.Anthropic(base_url=gateway3.url, api_key=MASTER_KEY, max_retries=0)
     msg = claude.messages.create(model="flaky", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
     assert msg.content[0].text == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_thinking_signatures_survive_the_next_turn(client, upstreams, stream):
+    """Claude's thinking blocks travel in the reasoning item's encrypted_content and go back
+    upstream with their signature (Anthropic needs them with tool use)."""
+    from servers.anthropic_server import SIGNATURE
+
+    kwargs = {"model": "claude", "input": "Weather?", "tools": [WEATHER], "reasoning": {"effort": "low"}}
+    if stream:
+        with client.responses.stream(**kwargs) as events:
+            first = events.get_final_response()
+    else:
+        first = client.responses.create(**kwargs)
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content and call.type == "function_call"
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    for follow in ({"previous_response_id": first.id, "input": [output]},
+                   {"input": [{"role": "user", "content": "Weather?"},
+                              *[item.model_dump(exclude_none=True) for item in first.output], output]}):
+        client.responses.create(model="claude", tools=[WEATHER], reasoning={"effort": "low"}, **follow)
+        sent = upstreams.anthropic.requests[-1].json()["messages"]
+        assert sent[1]["role"] == "assistant"
+        assert sent[1]["content"][0] == {"type": "thinking", "thinking": reasoning.summary[0].text,
+                                         "signature": SIGNATURE}

@@ -17,6 +17,8 @@ Both the library (:func:`llmrelay.responses`) and the gateway's ``/v1/responses`
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -130,9 +132,40 @@ def _output_text(output: Any) -> Any:
     return _dumps(output).decode()
 
 
+#: Marks ``encrypted_content`` of reasoning items made here: the provider's thinking blocks
+#: (Anthropic signatures…) that must go back with the next turn, base64 of their JSON.
+_STATE_PREFIX = "llmrelay.thinking:"
+
+
+def thinking_state(blocks: list[dict[str, Any]]) -> str:
+    """A reasoning item's ``encrypted_content`` carrying ``blocks``."""
+    return _STATE_PREFIX + base64.b64encode(_dumps(blocks)).decode()
+
+
+def _thinking_of(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str) and value.startswith(_STATE_PREFIX):
+        try:
+            blocks = orjson.loads(base64.b64decode(value[len(_STATE_PREFIX):]))
+        except (binascii.Error, orjson.JSONDecodeError):
+            return []
+        return [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+    return []  # another gateway's or OpenAI's own state: nothing a chat upstream can use
+
+
 def _items(items: list[Any]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
+
+    def attach(message: dict[str, Any]) -> None:
+        """Reasoning items belong to the assistant turn that follows them."""
+        nonlocal reasoning, thinking
+        if reasoning:
+            message["reasoning_content"] = "".join(reasoning)
+            reasoning = []
+        if thinking:
+            message["thinking_blocks"] = thinking
+            thinking = []
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
@@ -145,9 +178,7 @@ def _items(items: list[Any]) -> list[dict[str, Any]]:
                                             "input")
             if role == "assistant":
                 message = {"role": "assistant", "content": _text_of(item.get("content"))}
-                if reasoning:
-                    message["reasoning_content"] = "".join(reasoning)
-                    reasoning = []
+                attach(message)
             else:
                 message = {"role": role, "content": _content(item.get("content"), where)}
             messages.append(message)
@@ -160,15 +191,14 @@ def _items(items: list[Any]) -> list[dict[str, Any]]:
                 last.setdefault("tool_calls", []).append(call)
             else:
                 message = {"role": "assistant", "content": None, "tool_calls": [call]}
-                if reasoning:
-                    message["reasoning_content"] = "".join(reasoning)
-                    reasoning = []
+                attach(message)
                 messages.append(message)
         elif itype == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
                              "content": _output_text(item.get("output"))})
         elif itype == "reasoning":
             reasoning.extend(s.get("text") or "" for s in item.get("summary") or () if isinstance(s, dict))
+            thinking.extend(_thinking_of(item.get("encrypted_content")))
         else:
             raise ResponsesRequestError(f"{where}: input item type {itype!r} is not supported by this gateway.",
                                         "input")
@@ -322,8 +352,11 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
             "arguments": arguments}
 
 
-def _reasoning_item(item_id: str, text: str | None) -> dict[str, Any]:
-    return {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}] if text else []}
+def _reasoning_item(item_id: str, text: str | None, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    item = {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}] if text else []}
+    if blocks:
+        item["encrypted_content"] = thinking_state(blocks)
+    return item
 
 
 def _envelope(call: ResponsesCall, model: str, status: str, output: list[dict[str, Any]], usage: Any,
@@ -342,8 +375,9 @@ def to_response(result: Any, call: ResponsesCall, model: str) -> dict[str, Any]:
     message = choice.message
     output: list[dict[str, Any]] = []
     reasoning = message.__dict__.get("reasoning_content")
-    if reasoning:
-        output.append(_reasoning_item(_new_id("rs_"), reasoning))
+    blocks = message.__dict__.get("thinking_blocks")
+    if reasoning or blocks:
+        output.append(_reasoning_item(_new_id("rs_"), reasoning, blocks))
     if message.content is not None or not message.__dict__.get("tool_calls"):
         output.append(_message_item(_new_id("msg_"), message.content or ""))
     for tc in message.__dict__.get("tool_calls") or ():
@@ -369,7 +403,7 @@ class ResponseEvents:
     """
 
     __slots__ = ("call", "model", "seq", "output", "usage", "finish", "_text", "_text_item", "_reasoning",
-                 "_reasoning_item", "_calls", "_open", "failed", "response")
+                 "_reasoning_item", "_thinking", "_calls", "_open", "failed", "response")
 
     def __init__(self, call: ResponsesCall, model: str) -> None:
         self.call = call
@@ -382,6 +416,7 @@ class ResponseEvents:
         self._text_item: dict[str, Any] | None = None
         self._reasoning: list[str] = []
         self._reasoning_item: dict[str, Any] | None = None
+        self._thinking: list[dict[str, Any]] = []  # the provider's thinking blocks (signatures)
         self._calls: dict[int, tuple[dict[str, Any], list[str], int]] = {}
         self._open: str | None = None  # "reasoning" | "text" | "call:<index>"
         self.failed = False
@@ -421,6 +456,8 @@ class ResponseEvents:
             out.append(self._event("response.reasoning_summary_part.done",
                                    {"item_id": item["id"], "output_index": index, "summary_index": 0, "part": part}))
             item["summary"] = [part]
+            if self._thinking:
+                item["encrypted_content"] = thinking_state(self._thinking)
             out.append(self._event("response.output_item.done", {"output_index": index, "item": item}))
         elif kind == "text":
             item = self._text_item
@@ -457,6 +494,11 @@ class ResponseEvents:
             reasoning = delta.get("reasoning_content")
             if reasoning:
                 self._reasoning_delta(reasoning, out)
+            blocks = delta.get("thinking_blocks")
+            if blocks:
+                self._thinking.extend(blocks)
+                if self._reasoning_item is None:  # e.g. redacted thinking only
+                    self._reasoning_delta("", out)
             text = delta.get("content")
             if text:
                 self._text_delta(text, out)
@@ -530,6 +572,8 @@ class ResponseEvents:
             if item["status"] != "completed":
                 self._open = f"call:{index}"
                 self._close(out)
+        if self._thinking and self._reasoning_item is not None:  # blocks that came after the item closed
+            self._reasoning_item["encrypted_content"] = thinking_state(self._thinking)
         if self._text_item is not None and self._text_item["status"] != "completed":
             self._open = "text"
             self._close(out)
