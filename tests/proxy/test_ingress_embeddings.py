@@ -93,5 +93,10 @@ def test_unknown_path_lists_endpoints(gateway):
         urllib.request.urlopen(urllib.request.Request(gateway.url + "/v1/images/generations", method="POST", data=b"{}"))
     assert info.value.code == 404
     message = info.value.read().decode()
-    for path in ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/embeddings"):
-        assert path in message
+    import json
+
+    with urllib.request.urlopen(gateway.url + "/openapi.json") as r:
+        documented = json.loads(r.read())["paths"]
+    for path in ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens",
+                 "/v1/embeddings", "/v1/completions"):
+        assert path in message and "post" in documented[path]

@@ -60,6 +60,18 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "a model object"}, **_errors(401, 404)},
         }
     }
+    from .ingress.routes import ingress_table
+
+    apis = {
+        path: {"post": {
+            "summary": ingress.summary,
+            "security": [{"bearer": []}, {"apiKey": []}, {"xApiKey": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": {"description": "the API's answer (JSON, or a stream with stream=true)"},
+                          **_errors(400, 401, 404, 413, 429, 500, 502, 503, 504)},
+        }}
+        for path, ingress in ingress_table().items() if ingress.name != "chat"
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "llmrelay gateway", "version": __version__,
@@ -74,6 +86,7 @@ def openapi_document() -> dict[str, Any]:
             "/health/readiness": {"get": {"summary": "Ready to serve (has models)",
                                           "responses": {"200": {"description": "ready"}, "503": {"description": "no models"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI JSON"}}}},
+            **apis,
         },
         "components": {
             "securitySchemes": {

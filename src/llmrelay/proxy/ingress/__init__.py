@@ -81,6 +81,8 @@ class Ingress:
     name = "chat"
     #: The request paths this ingress answers (POST).
     paths: frozenset[str] = frozenset()
+    #: One line for the OpenAPI document.
+    summary = ""
     #: The parameters a canonical request of this ingress may carry; the gateway screens
     #: ``CanonicalRequest.params`` with the client-key policy against them.
     known_params: frozenset[str] = CHAT_PARAMS

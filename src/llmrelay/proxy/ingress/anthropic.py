@@ -449,6 +449,7 @@ class MessagesIngress(Ingress):
     """Anthropic's ``POST /v1/messages``."""
 
     name = "anthropic messages"
+    summary = "Anthropic Messages API (translated; stream=true gives Anthropic's event stream)"
     paths = frozenset({"/v1/messages", "/messages"})
 
     def parse(self, data: dict[str, Any]) -> CanonicalRequest:
@@ -482,6 +483,7 @@ class CountTokensIngress(MessagesIngress):
     """``POST /v1/messages/count_tokens``: counted offline, no upstream call."""
 
     name = "anthropic count_tokens"
+    summary = "Anthropic token counting (offline, no upstream call)"
     paths = frozenset({"/v1/messages/count_tokens", "/messages/count_tokens"})
 
     def parse(self, data: dict[str, Any]) -> CanonicalRequest:

@@ -53,6 +53,7 @@ class ChatIngress(Ingress):
     """OpenAI chat completions, passed through as they are."""
 
     name = "chat"
+    summary = "Create a chat completion (OpenAI-compatible; stream=true gives text/event-stream)"
     paths = frozenset({"/v1/chat/completions", "/chat/completions"})
 
     def parse(self, data: dict[str, Any]) -> CanonicalRequest:

@@ -34,6 +34,7 @@ class CompletionsIngress(Ingress):
     """OpenAI's legacy ``POST /v1/completions``."""
 
     name = "completions"
+    summary = "OpenAI legacy text completions (translated to chat)"
     paths = frozenset({"/v1/completions", "/completions"})
 
     def parse(self, data: dict[str, Any]) -> CanonicalRequest:

@@ -20,6 +20,7 @@ class EmbeddingsIngress(Ingress):
     """OpenAI's ``POST /v1/embeddings``."""
 
     name = "embeddings"
+    summary = "OpenAI embeddings (any configured embeddings provider)"
     paths = frozenset({"/v1/embeddings", "/embeddings"})
     known_params = EMBEDDING_PARAMS
 

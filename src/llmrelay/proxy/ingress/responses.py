@@ -69,6 +69,7 @@ class ResponsesIngress(Ingress):
     """OpenAI's ``POST /v1/responses``."""
 
     name = "responses"
+    summary = "OpenAI Responses API (translated; stream=true gives Responses events)"
     paths = frozenset({"/v1/responses", "/responses"})
 
     def __init__(self, store: ResponseStore | None = None) -> None:
