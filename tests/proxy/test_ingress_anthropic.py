@@ -159,3 +159,32 @@ def test_thinking_to_an_openai_upstream_is_not_forwarded(client, upstreams):
                                  messages=[{"role": "user", "content": "Hi"}])
     assert msg.content[-1].text == DEFAULT_TEXT
     assert "thinking" not in upstreams.openai.chat_requests[-1]
+
+
+@pytest.mark.parametrize("model", ALL)
+def test_claude_code_shaped_request(gateway3, model):
+    """What Claude Code sends: ?beta=true, beta headers, cache_control everywhere, system blocks,
+    metadata, thinking, tools, a server tool, and keys with no chat equivalent."""
+    import httpx
+
+    body = {
+        "model": model, "max_tokens": 32000, "stream": True, "temperature": 1,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+            {"type": "text", "text": "List the files", "cache_control": {"type": "ephemeral"}}]}],
+        "tools": [{"name": "Bash", "description": "Run a command",
+                   "input_schema": {"type": "object", "properties": {"command": {"type": "string"}},
+                                    "required": ["command"]}},
+                  {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}],
+        "metadata": {"user_id": "user_abc_account_123_session_xyz"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "context_management": {"edits": []},
+    }
+    headers = {"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01",
+               "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14", "user-agent": "claude-cli/2.0"}
+    with httpx.stream("POST", gateway3.url + "/v1/messages?beta=true", json=body, headers=headers, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        events = [line[7:] for line in r.iter_lines() if line.startswith("event: ")]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert "content_block_start" in events and "error" not in events

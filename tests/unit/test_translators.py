@@ -88,7 +88,7 @@ def test_messages_request_tool_results_come_first():
     })
     assert messages == [{"role": "tool", "tool_call_id": "t1", "content": "42"},
                         {"role": "user", "content": "and also"}]
-    assert params == {"max_tokens": 5, "stop": ["END"], "user": "u1"}
+    assert params == {"max_tokens": 5, "stop": ["END"]}
 
 
 def test_messages_server_tools_are_left_out():

@@ -247,9 +247,8 @@ def to_chat(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]
     stop = data.pop("stop_sequences", None)
     if stop:
         params["stop"] = stop
-    metadata = data.pop("metadata", None)
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        params["user"] = metadata["user_id"]
+    # metadata.user_id (Claude Code always sends one) is not made OpenAI's ``user``: several
+    # providers refuse that parameter, and it is only the client's tracking id.
     tools = data.pop("tools", None)
     tools = _tools(tools) if tools else None
     if tools:
