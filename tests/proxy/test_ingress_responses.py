@@ -192,3 +192,11 @@ def test_anthropic_thinking_signatures_survive_the_next_turn(client, upstreams, 
         assert sent[1]["role"] == "assistant"
         assert sent[1]["content"][0] == {"type": "thinking", "thinking": reasoning.summary[0].text,
                                          "signature": SIGNATURE}
+
+
+def test_codex_shaped_request_to_gemini(client, upstreams):
+    """OpenAI-only hints Codex CLI sends are not passed to a provider that would refuse them."""
+    resp = client.responses.create(model="gemini", input="Hi", store=False, prompt_cache_key="abc",
+                                   include=["reasoning.encrypted_content"], parallel_tool_calls=False,
+                                   tools=[WEATHER], tool_choice="none", service_tier="auto")
+    assert resp.output_text == DEFAULT_TEXT

@@ -32,13 +32,15 @@ __all__ = ["ResponsesRequestError", "ResponsesCall", "to_chat", "to_response", "
 _dumps = orjson.dumps
 
 #: Responses request keys with the same meaning in chat completions.
-_SAME = ("temperature", "top_p", "parallel_tool_calls", "user", "service_tier", "safety_identifier",
-         "prompt_cache_key", "top_logprobs")
-#: Request keys accepted and echoed (or ignored) but not sent upstream.
+_SAME = ("temperature", "top_p", "parallel_tool_calls", "user")
+#: Request keys accepted and echoed (or ignored) but not sent upstream. OpenAI's service hints
+#: (``prompt_cache_key``, ``safety_identifier``, ``service_tier``…) are among them: other providers
+#: refuse them, and a translated request may go to any provider.
 _ACCEPTED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "text", "reasoning",
                        "max_output_tokens", "previous_response_id", "store", "stream", "metadata",
                        "truncation", "include", "background", "stream_options", "prompt", "conversation",
-                       "max_tool_calls", *_SAME})
+                       "max_tool_calls", "service_tier", "safety_identifier", "prompt_cache_key", "top_logprobs",
+                       *_SAME})
 
 
 class ResponsesRequestError(ValueError):
