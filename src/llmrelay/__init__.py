@@ -83,6 +83,20 @@ _LAZY = {
     "Logging": ("logging_obj", "Logging"),
     "Router": ("router", "Router"),
     "CustomLogger": ("integrations.custom_logger", "CustomLogger"),
+    "completion_cost": ("cost", "completion_cost"),
+    "cost_per_token": ("cost", "cost_per_token"),
+    "model_cost": ("cost", "model_cost"),
+    "get_model_info": ("cost", "get_model_info"),
+    "register_model": ("cost", "register_model"),
+    "get_max_tokens": ("cost", "get_max_tokens"),
+    "supports_function_calling": ("cost", "supports_function_calling"),
+    "supports_parallel_function_calling": ("cost", "supports_parallel_function_calling"),
+    "supports_tool_choice": ("cost", "supports_tool_choice"),
+    "supports_vision": ("cost", "supports_vision"),
+    "supports_reasoning": ("cost", "supports_reasoning"),
+    "supports_response_schema": ("cost", "supports_response_schema"),
+    "supports_prompt_caching": ("cost", "supports_prompt_caching"),
+    "supports_system_messages": ("cost", "supports_system_messages"),
 }
 
 __all__ = [

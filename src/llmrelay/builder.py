@@ -155,6 +155,9 @@ def stream_chunk_builder(
         from .tokens import completion_text, counted_usage
 
         response.usage = counted_usage(model, messages, completion_text(c["message"] for c in out_choices))
+    from .cost import response_cost
+
+    response._hidden_params["response_cost"] = response_cost(model, None, response.usage, None) if model else None
     return response
 
 

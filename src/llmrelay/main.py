@@ -232,7 +232,7 @@ def _hidden(call: Call, url: str) -> dict[str, Any]:
 
 
 def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStreamWrapper:
-    return CustomStreamWrapper(
+    stream = CustomStreamWrapper(
         source,
         model=call.user_model,
         custom_llm_provider=call.provider,
@@ -240,6 +240,11 @@ def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStrea
         messages=call.messages,
         hidden_params=hidden,
     )
+    if call.extra:
+        from .cost import call_prices
+
+        stream._hidden_params.prices = call_prices(call.extra)
+    return stream
 
 
 def _begin(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any], Any]:
@@ -268,7 +273,10 @@ def _response(call: Call, provider: Any, url: str, status: int, headers: Any, bo
         result = provider.parse_response(call, status, headers, body)
     except SHAPE_ERRORS as exc:  # a 200 body of an unexpected shape: typed, not a traceback
         raise shape_error(exc, call.provider, call.user_model, "a response body") from exc
-    result._hidden_params = _hidden(call, url)
+    hidden = result._hidden_params = _hidden(call, url)
+    from .cost import call_prices, response_cost
+
+    hidden["response_cost"] = response_cost(call.model, call.provider, result.usage, call_prices(call.extra))
     return result
 
 

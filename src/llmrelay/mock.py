@@ -99,5 +99,11 @@ def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrappe
         choices=[{"index": 0, "message": {"role": "assistant", "content": mock}, "finish_reason": "stop"}],
         usage=counted_usage(call.user_model, call.messages, mock),
     )
-    response._hidden_params = {"custom_llm_provider": call.provider, "mock": True}
+    from .cost import call_prices, response_cost
+
+    response._hidden_params = {
+        "custom_llm_provider": call.provider,
+        "mock": True,
+        "response_cost": response_cost(call.model, call.provider, response.usage, call_prices(call.extra)),
+    }
     return response

@@ -42,6 +42,7 @@ import time
 from typing import Any, Iterable
 
 from . import settings
+from .cost import apply_deployment_prices
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .logging_obj import start_call
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
@@ -720,6 +721,7 @@ class _Run:
                 hidden["api_base"] = dep.api_base
             if self.attempts:
                 hidden["router_attempts"] = list(self.attempts)
+            apply_deployment_prices(result, dep.litellm_params, dep.model_info)
 
     def failed(self, exc: LLMRelayError) -> float:
         """Record a failed attempt; seconds to wait before the next one. Raises when final."""

@@ -374,6 +374,43 @@ class StreamState:
         return counted_usage(self.model, self.messages, "".join(texts))
 
 
+class StreamHiddenParams(dict):
+    """A stream's ``_hidden_params``. ``"response_cost"`` is there once the stream has ended:
+    priced from the stream's usage when first read, so a stream nobody prices costs nothing
+    (no per-chunk work, no token counting). ``prices`` are the deployment's overrides."""
+
+    __slots__ = ("_state", "prices")
+
+    def __init__(self, values: dict | None, state: StreamState) -> None:
+        super().__init__(values or {})
+        self._state = state
+        self.prices: dict | None = None
+
+    def __missing__(self, key: Any) -> Any:
+        state = self._state
+        if key != "response_cost" or not state.ended:
+            raise KeyError(key)
+        from .cost import response_cost
+
+        model = dict.get(self, "model") or state.model
+        value = self["response_cost"] = response_cost(
+            model, dict.get(self, "custom_llm_provider"), state.usage(), self.prices
+        )
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (key == "response_cost" and self._state.ended)
+
+    def copy(self) -> dict:
+        return {**self, **({"response_cost": self["response_cost"]} if self._state.ended else {})}
+
+
 # ====================================================================== sources
 class _IterableSource:
     """A source over any (a)sync iterable of chunks (dicts or chunk objects)."""
@@ -501,7 +538,7 @@ class CustomStreamWrapper:
         self._closed = False
         self._usage: Usage | None = None
         self._pending: BaseException | None = None
-        self._hidden_params = dict(hidden_params or {})
+        self._hidden_params = StreamHiddenParams(hidden_params, self._state)
         self._hidden_params.setdefault("custom_llm_provider", custom_llm_provider)
         self._observer: Any = None
 

@@ -1,0 +1,573 @@
+"""What a call costs, and what a model can do: LiteLLM's cost and model-facts API.
+
+The facts live in a bundled table (``data/model_prices.json``: prices in USD per token, context
+windows, capabilities, with the date they were taken and the pages they came from). It is read
+on first use, never at ``import llmrelay``. ``model_cost`` is that table as a plain dict keyed
+like LiteLLM's (``"gpt-4o"``, ``"claude-sonnet-4-20250514"``, ``"gemini/gemini-2.5-pro"``,
+``"groq/llama-3.3-70b-versatile"``…); :func:`register_model` adds or overrides entries.
+
+Pricing rules, for every provider (usage is the OpenAI-shaped usage llmrelay returns):
+
+* ``prompt_tokens`` includes cached tokens; the cache reads (``cache_read_input_tokens`` or
+  ``prompt_tokens_details.cached_tokens``) are billed at ``cache_read_input_token_cost`` and
+  Anthropic/Bedrock cache writes (``cache_creation_input_tokens``) at
+  ``cache_creation_input_token_cost``; the rest at ``input_cost_per_token``.
+* ``completion_tokens`` includes reasoning tokens; those
+  (``completion_tokens_details.reasoning_tokens``) are billed at
+  ``output_cost_per_reasoning_token`` where the table has one, else as output.
+* A model with long-context prices (``*_above_200k_tokens``, ``*_above_128k_tokens``) is billed
+  at them when the prompt is longer than the threshold.
+* Per-deployment prices (``input_cost_per_token``… in ``litellm_params`` or ``model_info``,
+  and ``model_info.base_model``) replace the table's for that deployment only.
+* Self-hosted providers (ollama, llama.cpp, LM Studio, vLLM, the in-process local model) cost 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .exceptions import LLMRelayError
+
+__all__ = [
+    "ModelNotMappedError",
+    "PRICE_KEYS",
+    "model_cost",
+    "get_model_info",
+    "register_model",
+    "cost_per_token",
+    "completion_cost",
+    "usage_cost",
+    "deployment_prices",
+    "apply_deployment_prices",
+    "supports_function_calling",
+    "supports_parallel_function_calling",
+    "supports_vision",
+    "supports_reasoning",
+    "supports_response_schema",
+    "supports_prompt_caching",
+    "supports_tool_choice",
+    "supports_system_messages",
+    "get_max_tokens",
+]
+
+log = logging.getLogger("llmrelay")
+
+_DATA = Path(__file__).parent / "data" / "model_prices.json"
+
+#: Keys that price a call; a deployment's ``litellm_params``/``model_info`` may set any of them.
+PRICE_KEYS = frozenset(
+    {
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+        "output_cost_per_reasoning_token",
+        "input_cost_per_token_above_128k_tokens",
+        "output_cost_per_token_above_128k_tokens",
+        "input_cost_per_token_above_200k_tokens",
+        "output_cost_per_token_above_200k_tokens",
+        "cache_read_input_token_cost_above_200k_tokens",
+        "cache_creation_input_token_cost_above_200k_tokens",
+    }
+)
+
+#: Long-context tiers: (threshold in prompt tokens, suffix of the keys that apply above it).
+_TIERS = ((200_000, "_above_200k_tokens"), (128_000, "_above_128k_tokens"))
+
+#: Defaults of the capability flags in :func:`get_model_info` (LiteLLM's keys).
+_FLAGS = (
+    "supports_function_calling",
+    "supports_parallel_function_calling",
+    "supports_tool_choice",
+    "supports_vision",
+    "supports_reasoning",
+    "supports_response_schema",
+    "supports_prompt_caching",
+    "supports_system_messages",
+    "supports_pdf_input",
+    "supports_audio_input",
+    "supports_audio_output",
+    "supports_web_search",
+)
+
+#: Bedrock cross-region inference profiles ("us.anthropic.claude-…") bill like the base model.
+_REGION_PREFIX = re.compile(r"^(?:us|eu|apac|us-gov|global|jp|au|ca)\.")
+#: A release date at the end of a model name (or before Bedrock's version): -2024-08-06, -20241022, @20241022.
+_DATE_SUFFIX = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})(?=$|-v\d)")
+
+
+class ModelNotMappedError(LLMRelayError, ValueError):
+    """The model is not in the price table (and no per-call prices were given)."""
+
+
+# ============================================================================ the table
+_lock = threading.Lock()
+_table: dict[str, dict[str, Any]] | None = None
+_meta: dict[str, Any] = {}
+_families: dict[str, str] = {}  # provider -> provider whose prices it shares
+_free: frozenset[str] = frozenset()
+_resolved: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = {}
+
+
+def _load() -> dict[str, dict[str, Any]]:
+    global _table, _meta, _families, _free
+    with _lock:
+        if _table is None:
+            data = json.loads(_DATA.read_text(encoding="utf-8"))
+            _meta = data["_meta"]
+            _families = data["provider_families"]
+            _free = frozenset(data["self_hosted_providers"])
+            _table = data["models"]
+    return _table
+
+
+def _models() -> dict[str, dict[str, Any]]:
+    table = _table
+    return table if table is not None else _load()
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the table loads when first asked for
+    if name == "model_cost":
+        return _models()
+    if name == "model_cost_meta":
+        _models()
+        return _meta
+    raise AttributeError(f"module 'llmrelay.cost' has no attribute {name!r}")
+
+
+def register_model(model_cost: Mapping[str, Mapping[str, Any]] | str) -> dict[str, dict[str, Any]]:
+    """Add models to the table, or change the given keys of models already in it.
+
+    ``model_cost`` maps a model name (``"openai/my-finetune"``, ``"my-model"``) to LiteLLM's keys
+    (``input_cost_per_token``, ``output_cost_per_token``, ``litellm_provider``,
+    ``max_input_tokens``, ``supports_function_calling``…). A path to a JSON file of that shape
+    is accepted too. Returns the table.
+    """
+    if isinstance(model_cost, str):
+        model_cost = json.loads(Path(model_cost).read_text(encoding="utf-8"))
+    if not isinstance(model_cost, Mapping):
+        raise TypeError(f"register_model takes a dict of model name -> facts, got {type(model_cost).__name__}")
+    table = _models()
+    with _lock:
+        for name, facts in model_cost.items():
+            if not isinstance(facts, Mapping):
+                raise TypeError(f"register_model: the facts for {name!r} must be a dict")
+            entry = table.get(name)
+            if entry is None:
+                entry = table[name] = {}
+                head, sep, _ = name.partition("/")
+                if sep and "litellm_provider" not in facts:
+                    entry["litellm_provider"] = head
+            entry.update(facts)
+        _resolved.clear()
+    return table
+
+
+# ============================================================================ lookup
+def _split(model: str, provider: str | None) -> tuple[str | None, str]:
+    """(provider or None, model name without the provider prefix)."""
+    if provider:
+        prefix = provider + "/"
+        return provider, model[len(prefix):] if model.startswith(prefix) else model
+    from .providers.registry import resolve
+
+    try:
+        return resolve(model)
+    except LLMRelayError:
+        return None, model
+
+
+def _variants(name: str) -> Iterable[str]:
+    yield name
+    short = name.removeprefix("accounts/fireworks/models/")
+    short = _REGION_PREFIX.sub("", short)
+    if short != name:
+        yield short
+    undated = _DATE_SUFFIX.sub("", short)
+    if undated != short:
+        yield undated
+
+
+def _family_ok(entry: Mapping[str, Any], provider: str | None) -> bool:
+    if provider is None:
+        return True
+    owner = entry.get("litellm_provider")
+    return owner is None or owner == provider or owner == _families.get(provider)
+
+
+def _lookup(model: str, provider: str | None) -> tuple[str, dict[str, Any]] | None:
+    table = _models()
+    cache_key = (model, provider)
+    hit = _resolved.get(cache_key)
+    if hit is not None:
+        return hit
+    found = _search(table, model, provider)
+    if found is not None:
+        _resolved[cache_key] = found
+    return found
+
+
+def _search(table: dict[str, dict[str, Any]], model: str, provider: str | None) -> tuple[str, dict[str, Any]] | None:
+    entry = table.get(model)
+    if entry is not None and (provider is None or "/" in model or _family_ok(entry, provider)):
+        return model, entry
+    provider, name = _split(model, provider)
+    family = _families.get(provider) if provider else None
+    for variant in _variants(name):
+        for owner in (provider, family):
+            if owner:
+                key = f"{owner}/{variant}"
+                if key in table:
+                    return key, table[key]
+        entry = table.get(variant)
+        if entry is not None and _family_ok(entry, provider):
+            return variant, entry
+    if provider and "/" in name and provider not in ("bedrock", "together_ai", "fireworks_ai", "deepinfra"):
+        # A router (openrouter/openai/gpt-4o) bills what the model's own provider does.
+        return _lookup(name, None)
+    if provider is None:
+        # A bare name from a response body ("gemini-2.5-pro"): any provider's entry for it.
+        for variant in _variants(name):
+            for key, entry in table.items():
+                if key.endswith("/" + variant) and key.count("/") == 1:
+                    return key, entry
+    return None
+
+
+def _find(model: str, custom_llm_provider: str | None) -> tuple[str, dict[str, Any]]:
+    found = _lookup(model, custom_llm_provider) if isinstance(model, str) and model else None
+    if found is None:
+        raise ModelNotMappedError(
+            f"The model {model!r} (provider {custom_llm_provider or 'not given'}) is not in llmrelay's price "
+            "table. Register it with llmrelay.register_model({name: {'input_cost_per_token': …, "
+            "'output_cost_per_token': …, 'litellm_provider': …}}) or give per-deployment prices."
+        )
+    return found
+
+
+def _is_free(model: str, provider: str | None) -> bool:
+    _models()
+    if provider is None:
+        provider = model.partition("/")[0] if "/" in model else None
+    return provider in _free
+
+
+# ============================================================================ model facts
+def get_model_info(model: str, custom_llm_provider: str | None = None) -> dict[str, Any]:
+    """LiteLLM's model info: prices, ``max_input_tokens``/``max_output_tokens``/``max_tokens``,
+    ``mode``, ``litellm_provider`` and the ``supports_*`` flags (False when not known).
+
+    Raises :class:`ModelNotMappedError` (a ``ValueError``) for a model not in the table.
+    """
+    key, entry = _find(model, custom_llm_provider)
+    info: dict[str, Any] = dict.fromkeys(_FLAGS, False)
+    info.update(
+        key=key,
+        max_tokens=None,
+        max_input_tokens=None,
+        max_output_tokens=None,
+        input_cost_per_token=0.0,
+        output_cost_per_token=0.0,
+        cache_read_input_token_cost=None,
+        cache_creation_input_token_cost=None,
+        output_cost_per_reasoning_token=None,
+        mode="chat",
+    )
+    info.update(entry)
+    if custom_llm_provider and entry.get("litellm_provider") != custom_llm_provider:
+        info["litellm_provider"] = custom_llm_provider
+    return info
+
+
+def _flag(model: str, custom_llm_provider: str | None, flag: str) -> bool:
+    try:
+        _, entry = _find(model, custom_llm_provider)
+    except (ModelNotMappedError, TypeError):
+        return False
+    return bool(entry.get(flag))
+
+
+def supports_function_calling(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model takes ``tools`` (False for models not in the table)."""
+    return _flag(model, custom_llm_provider, "supports_function_calling")
+
+
+def supports_parallel_function_calling(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model may call several tools in one turn."""
+    return _flag(model, custom_llm_provider, "supports_parallel_function_calling")
+
+
+def supports_tool_choice(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model honours ``tool_choice``."""
+    return _flag(model, custom_llm_provider, "supports_tool_choice")
+
+
+def supports_vision(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model takes images."""
+    return _flag(model, custom_llm_provider, "supports_vision")
+
+
+def supports_reasoning(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model reasons before answering (``reasoning_effort`` / thinking)."""
+    return _flag(model, custom_llm_provider, "supports_reasoning")
+
+
+def supports_response_schema(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model takes ``response_format={"type": "json_schema", …}``."""
+    return _flag(model, custom_llm_provider, "supports_response_schema")
+
+
+def supports_prompt_caching(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the provider caches prompt prefixes for this model (cheaper cached input)."""
+    return _flag(model, custom_llm_provider, "supports_prompt_caching")
+
+
+def supports_system_messages(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model takes ``system`` messages."""
+    return _flag(model, custom_llm_provider, "supports_system_messages")
+
+
+def get_max_tokens(model: str, custom_llm_provider: str | None = None) -> int | None:
+    """The most tokens the model can generate (``max_output_tokens``, else ``max_tokens``).
+
+    Raises :class:`ModelNotMappedError` for a model not in the table, as LiteLLM does.
+    """
+    _, entry = _find(model, custom_llm_provider)
+    return entry.get("max_output_tokens") or entry.get("max_tokens")
+
+
+# ============================================================================ prices
+def deployment_prices(*sources: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The price keys (and ``base_model``) set in a deployment's ``litellm_params`` and
+    ``model_info``, later sources winning; None when there are none (the table applies)."""
+    prices: dict[str, Any] = {}
+    for source in sources:
+        if not source:
+            continue
+        for key, value in source.items():
+            if value is not None and (key in PRICE_KEYS or key == "base_model"):
+                prices[key] = value
+    return prices or None
+
+
+def _num(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value)
+    return int(float(value))
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _tokens(usage: Any) -> tuple[int, int, int, int, int]:
+    """(prompt, completion, cache read, cache write, reasoning) from an OpenAI-shaped usage."""
+    prompt = _num(_get(usage, "prompt_tokens"))
+    completion = _num(_get(usage, "completion_tokens"))
+    details = _get(usage, "prompt_tokens_details")
+    read = _get(usage, "cache_read_input_tokens")
+    if read is None:
+        read = _get(details, "cached_tokens")
+    write = _get(usage, "cache_creation_input_tokens")
+    if write is None:
+        write = _get(details, "cache_creation_tokens")
+    reasoning = _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
+    return prompt, completion, _num(read), _num(write), _num(reasoning)
+
+
+def _rate(prices: Mapping[str, Any], key: str, suffix: str | None) -> float | None:
+    if suffix:
+        value = prices.get(key + suffix)
+        if value is not None:
+            return float(value)
+    value = prices.get(key)
+    return None if value is None else float(value)
+
+
+def _split_cost(
+    prices: Mapping[str, Any], prompt: int, completion: int, read: int = 0, write: int = 0, reasoning: int = 0
+) -> tuple[float, float]:
+    """(prompt cost, completion cost) in USD."""
+    suffix = None
+    for threshold, tier in _TIERS:
+        if prompt > threshold and ("input_cost_per_token" + tier) in prices:
+            suffix = tier
+            break
+    input_rate = _rate(prices, "input_cost_per_token", suffix) or 0.0
+    output_rate = _rate(prices, "output_cost_per_token", suffix) or 0.0
+    read_rate = _rate(prices, "cache_read_input_token_cost", suffix)
+    write_rate = _rate(prices, "cache_creation_input_token_cost", suffix)
+    read = min(read, prompt)
+    write = min(write, prompt - read)
+    uncached = prompt - read - write
+    prompt_cost = (
+        uncached * input_rate
+        + read * (input_rate if read_rate is None else read_rate)
+        + write * (input_rate if write_rate is None else write_rate)
+    )
+    reasoning_rate = prices.get("output_cost_per_reasoning_token")
+    if reasoning and reasoning_rate is not None:
+        reasoning = min(reasoning, completion)
+        completion_cost = (completion - reasoning) * output_rate + reasoning * float(reasoning_rate)
+    else:
+        completion_cost = completion * output_rate
+    return prompt_cost, completion_cost
+
+
+def _prices_for(model: str, provider: str | None, overrides: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The price keys for a call: the table's entry under the deployment's overrides."""
+    base = model
+    if overrides and overrides.get("base_model"):
+        base = overrides["base_model"]
+    found = _lookup(base, provider) if base else None
+    if found is None and overrides and base != model:
+        found = _lookup(model, provider)
+    if found is None:
+        if overrides and ("input_cost_per_token" in overrides or "output_cost_per_token" in overrides):
+            return overrides
+        if model and _is_free(model, provider):
+            return {}
+        return None
+    entry = found[1]
+    return {**entry, **overrides} if overrides else entry
+
+
+def usage_cost(
+    model: str,
+    usage: Any,
+    custom_llm_provider: str | None = None,
+    prices: Mapping[str, Any] | None = None,
+    default: float | None = 0.0,
+) -> float | None:
+    """USD for one call: the gateway's and the spend tracker's entry point (no I/O, ~µs).
+
+    ``model`` is ``"provider/model"`` or the provider's model name with ``custom_llm_provider``;
+    ``usage`` is the OpenAI-shaped usage (object or dict); ``prices`` are the deployment's
+    overrides (:func:`deployment_prices`). A model that is not priced costs ``default``.
+    """
+    rates = _prices_for(model, custom_llm_provider, prices)
+    if rates is None or usage is None:
+        return default
+    prompt_cost, completion_cost = _split_cost(rates, *_tokens(usage))
+    return prompt_cost + completion_cost
+
+
+def cost_per_token(
+    model: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    custom_llm_provider: str | None = None,
+    cache_read_input_tokens: int = 0,
+    cache_creation_input_tokens: int = 0,
+    usage_object: Any = None,
+    custom_cost_per_token: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> tuple[float, float]:
+    """``(prompt cost, completion cost)`` in USD, as LiteLLM's ``cost_per_token``.
+
+    ``prompt_tokens`` includes the cached ones; ``usage_object`` (a ``Usage``) takes the place
+    of the counts and also brings reasoning tokens. Raises :class:`ModelNotMappedError`.
+    """
+    rates = _prices_for(model, custom_llm_provider, custom_cost_per_token)
+    if rates is None:
+        _find(model, custom_llm_provider)  # raises the explanatory error
+    if usage_object is not None:
+        return _split_cost(rates, *_tokens(usage_object))
+    return _split_cost(rates, _num(prompt_tokens), _num(completion_tokens), _num(cache_read_input_tokens),
+                       _num(cache_creation_input_tokens))
+
+
+def completion_cost(
+    completion_response: Any = None,
+    model: str | None = None,
+    prompt: str = "",
+    messages: list[dict[str, Any]] | None = None,
+    completion: str = "",
+    custom_llm_provider: str | None = None,
+    custom_cost_per_token: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> float:
+    """USD for a call, from its response (a ``ModelResponse``, also a
+    ``stream_chunk_builder`` result, or a dict) or from ``model`` + ``prompt``/``messages`` +
+    ``completion`` text (counted offline). Raises :class:`ModelNotMappedError`."""
+    if completion_response is not None:
+        hidden = getattr(completion_response, "_hidden_params", None) or {}
+        if model is None:
+            model = hidden.get("model") or _get(completion_response, "model")
+            if custom_llm_provider is None:
+                custom_llm_provider = hidden.get("custom_llm_provider")
+        usage = _get(completion_response, "usage")
+        if usage is None:
+            from .tokens import completion_text, counted_usage
+
+            choices = _get(completion_response, "choices") or []
+            usage = counted_usage(model, messages, completion_text(_get(c, "message") or {} for c in choices))
+        prompt_cost, completion_cost_ = cost_per_token(
+            model or "", usage_object=usage, custom_llm_provider=custom_llm_provider,
+            custom_cost_per_token=custom_cost_per_token,
+        )
+        return prompt_cost + completion_cost_
+    if not model:
+        raise ModelNotMappedError("completion_cost needs completion_response= or model=")
+    from .tokens import token_counter
+
+    if messages:
+        prompt_tokens = token_counter(model=model, messages=messages)
+    else:
+        prompt_tokens = token_counter(model=model, text=prompt) if prompt else 0
+    completion_tokens = token_counter(model=model, text=completion) if completion else 0
+    prompt_cost, completion_cost_ = cost_per_token(
+        model, prompt_tokens, completion_tokens, custom_llm_provider=custom_llm_provider,
+        custom_cost_per_token=custom_cost_per_token,
+    )
+    return prompt_cost + completion_cost_
+
+
+# ============================================================================ on responses
+def call_prices(extra: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Per-call prices among ``completion()``'s extra keyword arguments (and ``model_info``)."""
+    if not extra:
+        return None
+    info = extra.get("model_info")
+    return deployment_prices(info if isinstance(info, Mapping) else None, extra)
+
+
+def response_cost(model: str, provider: str | None, usage: Any, prices: Mapping[str, Any] | None) -> float | None:
+    """``_hidden_params["response_cost"]``: USD, or None when the model is not priced."""
+    try:
+        return usage_cost(model, usage, provider, prices, default=None)
+    except (TypeError, ValueError):
+        log.debug("cannot price %s/%s", provider, model, exc_info=True)
+        return None
+
+
+def apply_deployment_prices(
+    result: Any, litellm_params: Mapping[str, Any] | None, model_info: Mapping[str, Any] | None
+) -> None:
+    """Price a router's result with its deployment's overrides (``litellm_params`` and
+    ``model_info``): a response's ``response_cost`` is recomputed, a stream's is priced with
+    them when read. Nothing happens for a deployment without prices."""
+    prices = deployment_prices(model_info, litellm_params)
+    if prices is None:
+        return
+    hidden = getattr(result, "_hidden_params", None)
+    if hidden is None:
+        return
+    if hasattr(hidden, "prices"):  # a stream: priced lazily at its end
+        hidden.prices = prices
+        return
+    model = hidden.get("model") or _get(result, "model")
+    if model:
+        hidden["response_cost"] = response_cost(model, hidden.get("custom_llm_provider"), _get(result, "usage"), prices)
