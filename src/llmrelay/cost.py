@@ -280,8 +280,9 @@ def get_model_info(model: str, custom_llm_provider: str | None = None) -> dict[s
         mode="chat",
     )
     info.update(entry)
-    if custom_llm_provider and entry.get("litellm_provider") != custom_llm_provider:
-        info["litellm_provider"] = custom_llm_provider
+    provider = _split(model, custom_llm_provider)[0]
+    if provider and provider != entry.get("litellm_provider"):  # azure/ on OpenAI's prices, vertex_ai/…
+        info["litellm_provider"] = provider
     return info
 
 
