@@ -33,6 +33,9 @@ LITELLM_PARAMS: dict[str, tuple[str, str]] = {
     "stream_idle_timeout": ("router", "seconds allowed between two stream chunks"),
     "input_cost_per_token": ("router", "price of a prompt token (USD), kept on the deployment for cost tracking"),
     "output_cost_per_token": ("router", "price of a completion token (USD), kept on the deployment for cost tracking"),
+    "cache_read_input_token_cost": ("router", "price of a cached prompt token (USD), for cost tracking"),
+    "cache_creation_input_token_cost": ("router", "price of a prompt token written to the cache (USD), for cost tracking"),
+    "output_cost_per_reasoning_token": ("router", "price of a reasoning token (USD), for cost tracking"),
     "region_name": ("router", "the deployment's region (informational; shown by /model/info)"),
     "use_in_pass_through": ("router", "LiteLLM pass-through routing flag; accepted (no pass-through endpoints)"),
     # ---- the call itself

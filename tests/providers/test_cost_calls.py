@@ -151,3 +151,18 @@ def test_router_deployment_prices_from_model_info():
     assert math.isclose(response._hidden_params["response_cost"], u.prompt_tokens * 1e-4 + u.completion_tokens * 3e-4)
     assert math.isclose(stream._hidden_params["response_cost"], response._hidden_params["response_cost"])
     assert math.isclose(base._hidden_params["response_cost"], cost.usage_cost("gpt-4o-mini", base.usage))
+
+
+def test_router_deployment_prices_from_litellm_params_are_not_forwarded():
+    with FakeOpenAIServer() as srv:
+        router = llmrelay.Router(model_list=[{
+            "model_name": "house",
+            "litellm_params": {"model": "hosted_vllm/my-llama", "api_base": srv.url + "/v1", "api_key": "k",
+                               "input_cost_per_token": 2e-4, "output_cost_per_token": 5e-4,
+                               "cache_read_input_token_cost": 1e-5},
+        }])
+        response = router.completion(model="house", messages=MESSAGES)
+        body = srv.last_request.json()
+    assert not {"input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost"} & set(body)
+    u = response.usage
+    assert math.isclose(response._hidden_params["response_cost"], u.prompt_tokens * 2e-4 + u.completion_tokens * 5e-4)
