@@ -60,25 +60,17 @@ log = logging.getLogger("llmrelay")
 
 _DATA = Path(__file__).parent / "data" / "model_prices.json"
 
+#: Long-context tiers, highest first: (threshold in prompt tokens, suffix of the keys that apply
+#: to the whole call when the prompt is longer).
+_TIERS = ((272_000, "_above_272k_tokens"), (200_000, "_above_200k_tokens"), (128_000, "_above_128k_tokens"),
+          (100_000, "_above_100k_tokens"))
+_TIERED_KEYS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+                "cache_creation_input_token_cost")
+
 #: Keys that price a call; a deployment's ``litellm_params``/``model_info`` may set any of them.
 PRICE_KEYS = frozenset(
-    {
-        "input_cost_per_token",
-        "output_cost_per_token",
-        "cache_read_input_token_cost",
-        "cache_creation_input_token_cost",
-        "output_cost_per_reasoning_token",
-        "input_cost_per_token_above_128k_tokens",
-        "output_cost_per_token_above_128k_tokens",
-        "input_cost_per_token_above_200k_tokens",
-        "output_cost_per_token_above_200k_tokens",
-        "cache_read_input_token_cost_above_200k_tokens",
-        "cache_creation_input_token_cost_above_200k_tokens",
-    }
+    {*_TIERED_KEYS, "output_cost_per_reasoning_token", *(key + suffix for key in _TIERED_KEYS for _, suffix in _TIERS)}
 )
-
-#: Long-context tiers: (threshold in prompt tokens, suffix of the keys that apply above it).
-_TIERS = ((200_000, "_above_200k_tokens"), (128_000, "_above_128k_tokens"))
 
 #: Defaults of the capability flags in :func:`get_model_info` (LiteLLM's keys).
 _FLAGS = (
@@ -112,17 +104,19 @@ _table: dict[str, dict[str, Any]] | None = None
 _meta: dict[str, Any] = {}
 _families: dict[str, str] = {}  # provider -> provider whose prices it shares
 _free: frozenset[str] = frozenset()
+_routers: frozenset[str] = frozenset()
 _resolved: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = {}
 
 
 def _load() -> dict[str, dict[str, Any]]:
-    global _table, _meta, _families, _free
+    global _table, _meta, _families, _free, _routers
     with _lock:
         if _table is None:
             data = json.loads(_DATA.read_text(encoding="utf-8"))
             _meta = data["_meta"]
             _families = data["provider_families"]
             _free = frozenset(data["self_hosted_providers"])
+            _routers = frozenset(data["router_providers"])
             _table = data["models"]
     return _table
 
@@ -228,7 +222,7 @@ def _search(table: dict[str, dict[str, Any]], model: str, provider: str | None) 
         entry = table.get(variant)
         if entry is not None and _family_ok(entry, provider):
             return variant, entry
-    if provider and "/" in name and provider not in ("bedrock", "together_ai", "fireworks_ai", "deepinfra"):
+    if provider in _routers and "/" in name:
         # A router (openrouter/openai/gpt-4o) bills what the model's own provider does.
         return _lookup(name, None)
     if provider is None:
@@ -505,6 +499,11 @@ def completion_cost(
     ``completion`` text (counted offline). Raises :class:`ModelNotMappedError`."""
     if completion_response is not None:
         hidden = getattr(completion_response, "_hidden_params", None) or {}
+        if model is None and custom_llm_provider is None and custom_cost_per_token is None:
+            # priced when it was made, with its deployment's prices
+            priced = hidden.get("response_cost")
+            if priced is not None:
+                return float(priced)
         if model is None:
             model = hidden.get("model") or _get(completion_response, "model")
             if custom_llm_provider is None:
