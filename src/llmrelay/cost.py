@@ -106,13 +106,16 @@ _families: dict[str, str] = {}  # provider -> provider whose prices it shares
 _free: frozenset[str] = frozenset()
 _routers: frozenset[str] = frozenset()
 _resolved: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = {}
+_unknown: dict[tuple[str, str | None], int] = {}  # misses, with the table size they were looked up at
 
 
 def _load() -> dict[str, dict[str, Any]]:
     global _table, _meta, _families, _free, _routers
     with _lock:
         if _table is None:
-            data = json.loads(_DATA.read_text(encoding="utf-8"))
+            import orjson
+
+            data = orjson.loads(_DATA.read_bytes())
             _meta = data["_meta"]
             _families = data["provider_families"]
             _free = frozenset(data["self_hosted_providers"])
@@ -160,6 +163,7 @@ def register_model(model_cost: Mapping[str, Mapping[str, Any]] | str) -> dict[st
                     entry["litellm_provider"] = head
             entry.update(facts)
         _resolved.clear()
+        _unknown.clear()
     return table
 
 
@@ -201,9 +205,13 @@ def _lookup(model: str, provider: str | None) -> tuple[str, dict[str, Any]] | No
     hit = _resolved.get(cache_key)
     if hit is not None:
         return hit
+    if _unknown.get(cache_key) == len(table):  # not found, and no model added since
+        return None
     found = _search(table, model, provider)
     if found is not None:
         _resolved[cache_key] = found
+    elif len(_unknown) < 10_000:
+        _unknown[cache_key] = len(table)
     return found
 
 
@@ -362,57 +370,60 @@ def _num(value: Any) -> int:
 def _get(obj: Any, key: str) -> Any:
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):
         return obj.get(key)
     return getattr(obj, key, None)
 
 
 def _tokens(usage: Any) -> tuple[int, int, int, int, int]:
     """(prompt, completion, cache read, cache write, reasoning) from an OpenAI-shaped usage."""
-    prompt = _num(_get(usage, "prompt_tokens"))
-    completion = _num(_get(usage, "completion_tokens"))
-    details = _get(usage, "prompt_tokens_details")
-    read = _get(usage, "cache_read_input_tokens")
+    if type(usage) is not dict and not isinstance(usage, Mapping):
+        # a Usage object: its fields (absent ones read as None below)
+        fields = getattr(usage, "__dict__", None)
+        usage = fields if fields is not None else {key: getattr(usage, key, None) for key in _USAGE_FIELDS}
+    get = usage.get
+    details = get("prompt_tokens_details")
+    read = get("cache_read_input_tokens")
     if read is None:
         read = _get(details, "cached_tokens")
-    write = _get(usage, "cache_creation_input_tokens")
+    write = get("cache_creation_input_tokens")
     if write is None:
         write = _get(details, "cache_creation_tokens")
-    reasoning = _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
-    return prompt, completion, _num(read), _num(write), _num(reasoning)
+    reasoning = _get(get("completion_tokens_details"), "reasoning_tokens")
+    return (_num(get("prompt_tokens")), _num(get("completion_tokens")), _num(read), _num(write),
+            _num(reasoning))
 
 
-def _rate(prices: Mapping[str, Any], key: str, suffix: str | None) -> float | None:
-    if suffix:
-        value = prices.get(key + suffix)
-        if value is not None:
-            return float(value)
-    value = prices.get(key)
-    return None if value is None else float(value)
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details",
+                 "cache_read_input_tokens", "cache_creation_input_tokens")
+#: Per tier: its threshold and the names of its four rate keys (built once, not per call).
+_TIER_NAMES = tuple((threshold, tuple(key + suffix for key in _TIERED_KEYS)) for threshold, suffix in _TIERS)
+_SMALLEST_TIER = min(threshold for threshold, _ in _TIERS)
 
 
 def _split_cost(
     prices: Mapping[str, Any], prompt: int, completion: int, read: int = 0, write: int = 0, reasoning: int = 0
 ) -> tuple[float, float]:
     """(prompt cost, completion cost) in USD."""
-    suffix = None
-    for threshold, tier in _TIERS:
-        if prompt > threshold and ("input_cost_per_token" + tier) in prices:
-            suffix = tier
-            break
-    input_rate = _rate(prices, "input_cost_per_token", suffix) or 0.0
-    output_rate = _rate(prices, "output_cost_per_token", suffix) or 0.0
-    read_rate = _rate(prices, "cache_read_input_token_cost", suffix)
-    write_rate = _rate(prices, "cache_creation_input_token_cost", suffix)
+    names = _TIERED_KEYS
+    if prompt > _SMALLEST_TIER:
+        for threshold, tier_names in _TIER_NAMES:
+            if prompt > threshold and tier_names[0] in prices:
+                names = tier_names
+                break
+    get = prices.get
+    input_rate = float(get(names[0], get("input_cost_per_token")) or 0.0)
+    output_rate = float(get(names[1], get("output_cost_per_token")) or 0.0)
+    read_rate = get(names[2], get("cache_read_input_token_cost"))
+    write_rate = get(names[3], get("cache_creation_input_token_cost"))
     read = min(read, prompt)
     write = min(write, prompt - read)
-    uncached = prompt - read - write
-    prompt_cost = (
-        uncached * input_rate
-        + read * (input_rate if read_rate is None else read_rate)
-        + write * (input_rate if write_rate is None else write_rate)
-    )
-    reasoning_rate = prices.get("output_cost_per_reasoning_token")
+    prompt_cost = (prompt - read - write) * input_rate
+    if read:
+        prompt_cost += read * (input_rate if read_rate is None else float(read_rate))
+    if write:
+        prompt_cost += write * (input_rate if write_rate is None else float(write_rate))
+    reasoning_rate = get("output_cost_per_reasoning_token")
     if reasoning and reasoning_rate is not None:
         reasoning = min(reasoning, completion)
         completion_cost = (completion - reasoning) * output_rate + reasoning * float(reasoning_rate)
