@@ -7,4 +7,4 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 "$PY" -m pip install --quiet --upgrade pip
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PY" -m pip install --quiet -e ".[${LLMRELAY_EXTRAS:-test,proxy,local,bedrock,observability}]"
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PY" -m pip install --quiet -e ".[${LLMRELAY_EXTRAS:-test,proxy,local,bedrock,observability,postgres}]"

@@ -5,6 +5,7 @@
     llmrelay chat --model openai/gpt-4o-mini --system "Be brief." "Hi"
     llmrelay proxy --config config.yaml           # the gateway (llmrelay.proxy.cli)
     llmrelay check-config config.yaml             # every warning and error of a gateway config
+    llmrelay db upgrade --config config.yaml      # apply the gateway database's migrations
 
 Every error ends the command with a one-line message on stderr and a non-zero exit status.
 """
@@ -47,7 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     commands.add_parser("check-config", help="check a gateway config.yaml (llmrelay check-config FILE)",
                         add_help=False)
+    db = commands.add_parser("db", help="the gateway's database (keys, budgets, spend)",
+                             description="Manage the gateway's database.")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser(
+        "upgrade", help="apply the schema migrations not applied yet",
+        description="Apply the schema migrations (the gateway also does this at start). The database is "
+                    "--database-url, else the config's general_settings.database_url, else $DATABASE_URL, "
+                    "else the SQLite file in the data directory ($LLMRELAY_DATA_DIR).")
+    upgrade.add_argument("--config", "-c", help="the gateway's config.yaml")
+    upgrade.add_argument("--database-url", help="postgresql://… or sqlite:///path")
     return parser
+
+
+def _db(args: argparse.Namespace) -> int:
+    from .storage import database_url, open_store
+    from .storage.migrations import LATEST
+
+    url = args.database_url
+    if url is None and args.config:
+        from .proxy.config import load_config
+
+        url = load_config(args.config).general_settings.get("database_url")
+    store = open_store(database_url(url))
+    try:
+        applied = store.migrate()
+        print(f"{store.describe}: schema version {store.version()} (latest {LATEST}); "
+              + (f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"))
+    finally:
+        store.close()
+    return 0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -128,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
         if args.command == "chat":
             return _chat(args)
+        if args.command == "db":
+            return _db(args)
         parser.print_help(sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -121,9 +121,23 @@ def test_config_warnings_and_strict(monkeypatch, text, words):
 def test_ignored_litellm_settings_warn(monkeypatch):
     monkeypatch.setenv("CFG_TEST_KEY", "k")
     config = parse_config(OK + "litellm_settings:\n  success_callback: [langfuse]\n"
-                          "general_settings:\n  database_url: postgres://x\n", "conf.yaml")
+                          "general_settings:\n  alerting: [slack]\n", "conf.yaml")
     assert any("success_callback" in w and "ignored" in w for w in config.warnings)
-    assert any("database_url" in w for w in config.warnings)
+    assert any("alerting" in w for w in config.warnings)
+
+
+def test_database_settings_are_read(monkeypatch):
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    monkeypatch.setenv("CFG_DB_URL", "postgresql://u:pw-secret@h/db")
+    config = parse_config(OK + "general_settings:\n  database_url: os.environ/CFG_DB_URL\n"
+                          "  store_prompts_in_spend_logs: true\n  proxy_batch_write_at: 2\n", "conf.yaml")
+    settings = config.general_settings
+    assert (settings["database_url"], settings["store_prompts_in_spend_logs"], settings["proxy_batch_write_at"]) == (
+        "postgresql://u:pw-secret@h/db", True, 2)
+    assert "postgresql://u:pw-secret@h/db" in config.secrets
+    assert not config.warnings
+    message = error_of(OK + "general_settings:\n  disable_spend_logs: 3\n")
+    assert "disable_spend_logs must be bool" in message
 
 
 def test_same_name_different_params_is_a_group(monkeypatch):

@@ -55,6 +55,12 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 CALLBACK_SETTINGS = ("callbacks", "success_callback", "failure_callback")
 ENV_PREFIX = "os.environ/"
 
+#: ``general_settings`` of keys, budgets and spend (llmrelay.proxy.keys) and their types.
+_DB_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "database_url": (str,), "store_prompts_in_spend_logs": (bool,), "disable_spend_logs": (bool,),
+    "proxy_batch_write_at": (int, float), "database_connection_pool_limit": (int,),
+}
+
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "REPEATED_STREAMING_CHUNK_LIMIT": (int,),
     "drop_params": (bool,),
@@ -620,7 +626,12 @@ class _Parser:
         out: dict[str, Any] = {}
         for key, value in raw.items():
             if key in K.GENERAL_SETTINGS.used and key != "master_key":
-                out[key] = self.resolve_env(raw, key, value)
+                out[key] = self.resolve_env(raw, key, value, secret=key == "database_url")
+        for key, types in _DB_SETTING_TYPES.items():
+            value = out.get(key)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+                names = " or ".join(t.__name__ for t in types)
+                raise self.fail(raw, key, f"general_settings.{key} must be {names}, got {value!r}")
         if "master_key" in raw and raw["master_key"] is not None:
             key = self.resolve_env(raw, "master_key", raw["master_key"], secret=True)
             if not isinstance(key, str) or not key:

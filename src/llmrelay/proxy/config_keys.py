@@ -81,10 +81,11 @@ LITELLM_SETTINGS = _keys(
 
 GENERAL_SETTINGS = _keys(
     "general_settings",
-    "master_key max_request_size_mb allow_unauthenticated",
-    "database_url database_connection_pool_limit database_connection_timeout store_model_in_db "
-    "store_prompts_in_spend_logs alerting alerting_threshold alert_types alert_to_webhook_url "
-    "alerting_args proxy_batch_write_at disable_spend_logs disable_master_key_return "
+    "master_key max_request_size_mb allow_unauthenticated database_url database_connection_pool_limit "
+    "store_prompts_in_spend_logs proxy_batch_write_at disable_spend_logs",
+    "database_connection_timeout store_model_in_db "
+    "alerting alerting_threshold alert_types alert_to_webhook_url "
+    "alerting_args disable_master_key_return "
     "disable_reset_budget disable_adding_master_key_hash_to_db ui_access_mode allowed_routes "
     "admin_only_routes custom_auth custom_key_generate enforce_user_param enable_jwt_auth "
     "litellm_jwtauth background_health_checks health_check_interval health_check_details "

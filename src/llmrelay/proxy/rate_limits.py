@@ -1,0 +1,187 @@
+"""Rate limits per key, team, user and model: requests/minute, tokens/minute, parallel requests.
+
+The pipeline builds the list of :class:`Limit` that apply to a request and makes **one**
+:meth:`LimitBackend.acquire` call: every counter is checked and, only if all pass, the request
+is counted — atomically, so a limit is hit exactly at its number under concurrency. At the end
+of the request one :meth:`LimitBackend.release` gives the parallel slot back and adds the
+tokens used. :class:`LocalLimits` keeps the counters in this process (each ``--workers``
+process counts on its own); a shared backend (Redis) implements the same two calls.
+
+Windows are sliding: a request counts against ``rpm`` for the 60 seconds after it started, and
+its tokens against ``tpm`` for the 60 seconds after it ended.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+__all__ = ["Limit", "Decision", "LimitBackend", "LocalLimits", "WINDOW", "rate_limit_headers"]
+
+#: Seconds of the rpm/tpm window.
+WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The limits on one counter (``None`` = not limited).
+
+    ``counter`` names what is counted (``key:<hash>``, ``team:<id>``, ``key:<hash>:model:<m>``…);
+    ``label`` says which limit it is in an error message (``key``, ``team``…)."""
+
+    counter: str
+    label: str
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+
+
+@dataclass
+class Decision:
+    """The result of :meth:`LimitBackend.acquire`.
+
+    When ``allowed`` is false nothing was counted; ``retry_after`` is the seconds until the
+    request would pass and ``reason`` names the limit hit. The ``remaining_*``/``limit_*``
+    fields describe the tightest requests and tokens limits (for the ``x-ratelimit-*`` headers).
+    """
+
+    allowed: bool
+    reason: str = ""
+    retry_after: float = 0.0
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+
+
+class LimitBackend(Protocol):
+    """Where counters live. Both calls must be atomic over all the limits given."""
+
+    async def acquire(self, limits: Sequence[Limit]) -> Decision:
+        """Check every limit; if all pass, count one request (and one parallel slot) on each."""
+
+    async def release(self, limits: Sequence[Limit], tokens: int) -> None:
+        """The request ended: free its parallel slot and add ``tokens`` to the tpm windows."""
+
+
+class _Counter:
+    __slots__ = ("requests", "tokens", "token_sum", "parallel")
+
+    def __init__(self) -> None:
+        self.requests: deque[float] = deque()
+        self.tokens: deque[tuple[float, int]] = deque()
+        self.token_sum = 0
+        self.parallel = 0
+
+    def prune(self, now: float) -> None:
+        edge = now - WINDOW
+        requests = self.requests
+        while requests and requests[0] <= edge:
+            requests.popleft()
+        tokens = self.tokens
+        while tokens and tokens[0][0] <= edge:
+            self.token_sum -= tokens.popleft()[1]
+
+    def idle(self) -> bool:
+        return not self.requests and not self.tokens and not self.parallel
+
+
+class LocalLimits:
+    """Counters in this process's memory (exact; nothing shared between workers)."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._counters: dict[str, _Counter] = {}
+        self._clock = clock
+        self._calls = 0
+
+    async def acquire(self, limits: Sequence[Limit]) -> Decision:
+        return self.acquire_now(limits)
+
+    async def release(self, limits: Sequence[Limit], tokens: int) -> None:
+        self.release_now(limits, tokens)
+
+    def acquire_now(self, limits: Sequence[Limit]) -> Decision:
+        """:meth:`acquire` without the coroutine (it never waits)."""
+        now = self._clock()
+        counters = self._counters
+        decision = Decision(True)
+        found = []
+        for limit in limits:
+            c = counters.get(limit.counter)
+            if c is None:
+                c = counters[limit.counter] = _Counter()
+            c.prune(now)
+            found.append(c)
+            if limit.rpm is not None:
+                if len(c.requests) >= limit.rpm:
+                    wait = c.requests[0] + WINDOW - now if c.requests else WINDOW
+                    return Decision(False, f"{limit.label} rpm limit ({limit.rpm}/min)", wait)
+                left = limit.rpm - len(c.requests) - 1
+                if decision.remaining_requests is None or left < decision.remaining_requests:
+                    decision.limit_requests, decision.remaining_requests = limit.rpm, left
+            if limit.tpm is not None:
+                if c.token_sum >= limit.tpm:
+                    wait = _tokens_free_at(c, limit.tpm) - now
+                    return Decision(False, f"{limit.label} tpm limit ({limit.tpm}/min)", wait)
+                left = limit.tpm - c.token_sum
+                if decision.remaining_tokens is None or left < decision.remaining_tokens:
+                    decision.limit_tokens, decision.remaining_tokens = limit.tpm, left
+            if limit.parallel is not None and c.parallel >= limit.parallel:
+                return Decision(False, f"{limit.label} max_parallel_requests limit ({limit.parallel})", 1.0)
+        for limit, c in zip(limits, found):
+            if limit.rpm is not None:
+                c.requests.append(now)
+            if limit.parallel is not None:
+                c.parallel += 1
+        self._calls += 1
+        if self._calls % 4096 == 0:
+            self._sweep(now)
+        return decision
+
+    def release_now(self, limits: Sequence[Limit], tokens: int) -> None:
+        now = self._clock()
+        counters = self._counters
+        for limit in limits:
+            c = counters.get(limit.counter)
+            if c is None:
+                continue
+            if limit.parallel is not None and c.parallel > 0:
+                c.parallel -= 1
+            if limit.tpm is not None and tokens > 0:
+                c.tokens.append((now, tokens))
+                c.token_sum += tokens
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle counters (keys seen once must not grow memory forever)."""
+        for name in [n for n, c in self._counters.items() if (c.prune(now) or c.idle())]:
+            del self._counters[name]
+
+
+def _tokens_free_at(c: _Counter, tpm: int) -> float:
+    """When enough token entries leave the window for the sum to drop below ``tpm``."""
+    total = c.token_sum
+    for at, n in c.tokens:
+        total -= n
+        if total < tpm:
+            return at + WINDOW
+    return c.tokens[-1][0] + WINDOW if c.tokens else 0.0
+
+
+def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    """``x-ratelimit-*`` headers (OpenAI's names) for the tightest limits, or none."""
+    out = []
+    if decision.limit_requests is not None:
+        out.append((b"x-ratelimit-limit-requests", b"%d" % decision.limit_requests))
+        out.append((b"x-ratelimit-remaining-requests", b"%d" % max(decision.remaining_requests or 0, 0)))
+    if decision.limit_tokens is not None:
+        out.append((b"x-ratelimit-limit-tokens", b"%d" % decision.limit_tokens))
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % max(decision.remaining_tokens or 0, 0)))
+    return out
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """A ``Retry-After`` value: whole seconds, at least 1."""
+    return max(1, math.ceil(seconds))

@@ -1,0 +1,436 @@
+"""The storage interface every backend implements, with the SQL they share.
+
+A backend only opens connections and runs transactions (:meth:`Store._transaction`); the
+queries live here, written once with ``?`` placeholders in the SQL both SQLite and PostgreSQL
+speak. Every method is synchronous and thread-safe: the gateway calls them through
+:meth:`Store.run`, on the store's own threads, so the event loop never waits on a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import orjson
+
+from .migrations import MIGRATIONS
+
+__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_REPORT_GROUPS"]
+
+T = TypeVar("T")
+
+_JSON = "json"
+_BOOL = "bool"
+_BUDGET_COLUMNS = {
+    "max_budget": None, "soft_budget": None, "spend": None, "budget_duration": None,
+    "budget_reset_at": None, "rpm_limit": None, "tpm_limit": None, "max_parallel_requests": None,
+    "models": _JSON, "metadata": _JSON, "tags": _JSON, "blocked": _BOOL, "created_at": None,
+    "updated_at": None,
+}
+
+#: kind → (table, id column, {column: None | "json" | "bool"}).
+ENTITIES: dict[str, tuple[str, str, dict[str, str | None]]] = {
+    "key": ("llmrelay_keys", "token", {
+        "token": None, "key_name": None, "key_alias": None, "team_id": None, "user_id": None,
+        "expires": None, "model_max_budget": _JSON, "model_rpm_limit": _JSON,
+        "model_tpm_limit": _JSON, "model_spend": _JSON, **_BUDGET_COLUMNS}),
+    "team": ("llmrelay_teams", "team_id", {
+        "team_id": None, "team_alias": None, "members": _JSON, **_BUDGET_COLUMNS}),
+    "user": ("llmrelay_users", "user_id", {
+        "user_id": None, "user_email": None, "user_role": None, "teams": _JSON, **_BUDGET_COLUMNS}),
+    "end_user": ("llmrelay_end_users", "user_id", {"user_id": None, "alias": None, **_BUDGET_COLUMNS}),
+}
+
+_SPEND_COLUMNS = (
+    "request_id", "api_key", "team_id", "user_id", "end_user", "model_group", "model", "model_id",
+    "call_type", "status", "prompt_tokens", "completion_tokens", "total_tokens", "spend",
+    "start_time", "end_time", "day", "tags", "metadata", "messages", "response",
+)
+_SPEND_JSON = frozenset({"tags", "metadata"})
+_INSERT_SPEND = (
+    f"INSERT INTO llmrelay_spend_logs ({', '.join(_SPEND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_SPEND_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
+)
+#: What the spend report can group by (the column, or the row's UTC day).
+SPEND_REPORT_GROUPS = {"key": "api_key", "api_key": "api_key", "team": "team_id", "team_id": "team_id",
+                       "user": "user_id", "user_id": "user_id", "end_user": "end_user",
+                       "customer": "end_user", "model": "model_group", "model_group": "model_group",
+                       "day": "day"}
+_SPEND_FILTERS = ("request_id", "api_key", "team_id", "user_id", "end_user", "model_group", "status")
+
+
+class StoreError(Exception):
+    """The database could not be reached or refused the operation."""
+
+
+class StoreConflict(StoreError):
+    """A row with that id already exists."""
+
+
+def _encode(kind: str | None, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == _JSON:
+        return orjson.dumps(value).decode()
+    if kind == _BOOL:
+        return 1 if value else 0
+    return value
+
+
+def _decode(kind: str | None, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == _JSON:
+        return orjson.loads(value)
+    if kind == _BOOL:
+        return bool(value)
+    return value
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` of a Unix time, in UTC."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+class Store:
+    """A database holding keys, teams, users, end users, spend logs and the change feed.
+
+    Subclasses implement :meth:`_transaction` (a context manager yielding a cursor whose
+    ``execute``/``executemany`` take ``?`` SQL and whose ``fetchall`` returns dicts),
+    :meth:`_migration_lock`, :attr:`serial` and :meth:`close`.
+    """
+
+    #: The auto-increment primary key column type.
+    serial = "INTEGER PRIMARY KEY"
+    #: A short description for logs (never a password).
+    describe = "database"
+    #: Threads that run the calls made through :meth:`run`.
+    threads = 1
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _transaction(self) -> contextlib.AbstractContextManager[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _migration_lock(self, cur: Any) -> None:
+        """Serialise concurrent migrations (two gateways starting on one database)."""
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store method on the store's threads (never on the event loop)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="llmrelay-db")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        with self._transaction() as cur:
+            yield cur
+
+    # ------------------------------------------------------------------ schema
+    def version(self) -> int:
+        """The schema version applied (0 for an empty database)."""
+        with self._cursor() as cur:
+            return self._version(cur)
+
+    def _version(self, cur: Any) -> int:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS llmrelay_schema_migrations "
+            "(version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        cur.execute("SELECT MAX(version) AS v FROM llmrelay_schema_migrations")
+        row = cur.fetchall()
+        return int(row[0]["v"] or 0) if row else 0
+
+    def migrate(self) -> list[int]:
+        """Apply every migration not applied yet, each in its own transaction; the versions applied."""
+        applied: list[int] = []
+        for number, name, statements in MIGRATIONS:
+            with self._cursor() as cur:
+                self._migration_lock(cur)
+                if self._version(cur) >= number:
+                    continue
+                for statement in statements:
+                    cur.execute(statement.replace("{serial}", self.serial))
+                cur.execute(
+                    "INSERT INTO llmrelay_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, time.time()),
+                )
+                applied.append(number)
+        return applied
+
+    # ------------------------------------------------------------------ entities
+    def get(self, kind: str, ident: str) -> dict[str, Any] | None:
+        """One key (by its hash), team, user or end user; None if there is none."""
+        table, id_col, columns = ENTITIES[kind]
+        with self._cursor() as cur:
+            cur.execute(f"SELECT * FROM {table} WHERE {id_col} = ?", (ident,))
+            rows = cur.fetchall()
+        return _row(columns, rows[0]) if rows else None
+
+    def find(self, kind: str, where: dict[str, Any] | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Rows whose columns equal ``where``'s values, oldest first."""
+        table, id_col, columns = ENTITIES[kind]
+        clauses, params = _where(columns, where or {})
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT * FROM {table}{clauses} ORDER BY created_at, {id_col} LIMIT ? OFFSET ?",
+                (*params, int(limit), int(offset)),
+            )
+            return [_row(columns, r) for r in cur.fetchall()]
+
+    def count(self, kind: str, where: dict[str, Any] | None = None) -> int:
+        table, _, columns = ENTITIES[kind]
+        clauses, params = _where(columns, where or {})
+        with self._cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) AS n FROM {table}{clauses}", params)
+            return int(cur.fetchall()[0]["n"])
+
+    def insert(self, kind: str, row: dict[str, Any]) -> None:
+        """Add a row; :class:`StoreConflict` if its id exists."""
+        table, id_col, columns = ENTITIES[kind]
+        now = time.time()
+        row = {"created_at": now, "updated_at": now, "spend": 0.0, "blocked": False, **row}
+        names = [c for c in row if c in columns]
+        with self._cursor() as cur:
+            cur.execute(f"SELECT 1 AS x FROM {table} WHERE {id_col} = ?", (row[id_col],))
+            if cur.fetchall():
+                raise StoreConflict(f"{kind} {row[id_col]!r} already exists")
+            cur.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                tuple(_encode(columns[c], row[c]) for c in names),
+            )
+            self._changed(cur, kind, row[id_col], now)
+
+    def update(self, kind: str, ident: str, fields: dict[str, Any]) -> bool:
+        """Set some columns of a row; False if there is no such row."""
+        table, id_col, columns = ENTITIES[kind]
+        now = time.time()
+        fields = {c: v for c, v in {**fields, "updated_at": now}.items() if c in columns and c != id_col}
+        with self._cursor() as cur:
+            cur.execute(
+                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in fields)} WHERE {id_col} = ?",
+                (*(_encode(columns[c], v) for c, v in fields.items()), ident),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._changed(cur, kind, ident, now)
+        return True
+
+    def replace_id(self, kind: str, ident: str, new_ident: str, fields: dict[str, Any]) -> bool:
+        """Give a row a new id (a regenerated key) and set some columns, in one transaction."""
+        table, id_col, columns = ENTITIES[kind]
+        now = time.time()
+        fields = {c: v for c, v in {**fields, "updated_at": now}.items() if c in columns and c != id_col}
+        with self._cursor() as cur:
+            cur.execute(
+                f"UPDATE {table} SET {id_col} = ?, {', '.join(f'{c} = ?' for c in fields)} WHERE {id_col} = ?",
+                (new_ident, *(_encode(columns[c], v) for c, v in fields.items()), ident),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._changed(cur, kind, ident, now)
+            self._changed(cur, kind, new_ident, now)
+        return True
+
+    def delete(self, kind: str, idents: Sequence[str]) -> list[str]:
+        """Delete rows; the ids that existed."""
+        table, id_col, _ = ENTITIES[kind]
+        now = time.time()
+        gone: list[str] = []
+        with self._cursor() as cur:
+            for ident in idents:
+                cur.execute(f"DELETE FROM {table} WHERE {id_col} = ?", (ident,))
+                if cur.rowcount:
+                    gone.append(ident)
+                    self._changed(cur, kind, ident, now)
+        return gone
+
+    # ------------------------------------------------------------------ change feed
+    def _changed(self, cur: Any, kind: str, ident: str, now: float) -> None:
+        cur.execute("INSERT INTO llmrelay_changes (kind, ident, at) VALUES (?, ?, ?)", (kind, ident, now))
+
+    def changes(self, after_seq: int, since: float) -> list[dict[str, Any]]:
+        """Change-feed rows with ``seq > after_seq`` or written at/after ``since`` (a sequence
+        number can commit late under concurrent writers, so callers re-read a time window)."""
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT seq, kind, ident, at FROM llmrelay_changes WHERE seq > ? OR at >= ? ORDER BY seq",
+                (int(after_seq), float(since)),
+            )
+            return cur.fetchall()
+
+    def last_change(self) -> int:
+        with self._cursor() as cur:
+            cur.execute("SELECT MAX(seq) AS s FROM llmrelay_changes")
+            return int(cur.fetchall()[0]["s"] or 0)
+
+    def prune_changes(self, before: float) -> None:
+        with self._cursor() as cur:
+            cur.execute("DELETE FROM llmrelay_changes WHERE at < ?", (before,))
+
+    # ------------------------------------------------------------------ budgets
+    def due_resets(self, kind: str, now: float) -> list[dict[str, Any]]:
+        """Rows whose budget period ended (id, budget_duration, budget_reset_at)."""
+        table, id_col, _ = ENTITIES[kind]
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT {id_col} AS ident, budget_duration, budget_reset_at FROM {table} "
+                "WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= ?",
+                (now,),
+            )
+            return cur.fetchall()
+
+    def reset_budget(self, kind: str, ident: str, was_due: float, next_reset: float | None) -> bool:
+        """Zero the spend of a row whose period ended at ``was_due`` (a no-op if another
+        process did it first)."""
+        table, id_col, _ = ENTITIES[kind]
+        now = time.time()
+        with self._cursor() as cur:
+            cur.execute(
+                f"UPDATE {table} SET spend = 0, model_spend = NULL, budget_reset_at = ?, updated_at = ? "
+                f"WHERE {id_col} = ? AND budget_reset_at = ?" if kind == "key" else
+                f"UPDATE {table} SET spend = 0, budget_reset_at = ?, updated_at = ? "
+                f"WHERE {id_col} = ? AND budget_reset_at = ?",
+                (next_reset, now, ident, was_due),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._changed(cur, kind, ident, now)
+        return True
+
+    # ------------------------------------------------------------------ spend
+    def write_spend(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert spend-log rows and add their cost to their key, team, user and end user, in
+        one transaction (all or nothing, so a failed batch can simply be written again)."""
+        if not rows:
+            return
+        by: dict[tuple[str, str], float] = {}
+        model_spend: dict[str, dict[str, float]] = {}
+        values = []
+        for r in rows:
+            values.append(tuple(
+                orjson.dumps(r.get(c)).decode() if c in _SPEND_JSON and r.get(c) is not None else r.get(c)
+                for c in _SPEND_COLUMNS
+            ))
+            cost = float(r.get("spend") or 0.0)
+            if not cost:
+                continue
+            for kind, col in (("key", "api_key"), ("team", "team_id"), ("user", "user_id"), ("end_user", "end_user")):
+                ident = r.get(col)
+                if ident:
+                    by[(kind, ident)] = by.get((kind, ident), 0.0) + cost
+            if r.get("api_key") and r.get("model_group"):
+                per = model_spend.setdefault(r["api_key"], {})
+                per[r["model_group"]] = per.get(r["model_group"], 0.0) + cost
+        with self._cursor() as cur:
+            cur.executemany(_INSERT_SPEND, values)
+            for (kind, ident), cost in sorted(by.items()):
+                table, id_col, _ = ENTITIES[kind]
+                if kind == "end_user":
+                    now = time.time()
+                    cur.execute(
+                        f"INSERT INTO {table} (user_id, spend, blocked, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "
+                        "ON CONFLICT (user_id) DO UPDATE SET spend = llmrelay_end_users.spend + excluded.spend",
+                        (ident, cost, now, now),
+                    )
+                else:
+                    cur.execute(f"UPDATE {table} SET spend = spend + ? WHERE {id_col} = ?", (cost, ident))
+            for token, per in sorted(model_spend.items()):
+                cur.execute("SELECT model_spend FROM llmrelay_keys WHERE token = ?", (token,))
+                found = cur.fetchall()
+                if not found:
+                    continue
+                current = orjson.loads(found[0]["model_spend"]) if found[0]["model_spend"] else {}
+                for model, cost in per.items():
+                    current[model] = current.get(model, 0.0) + cost
+                cur.execute("UPDATE llmrelay_keys SET model_spend = ? WHERE token = ?",
+                            (orjson.dumps(current).decode(), token))
+
+    def spend_logs(self, filters: dict[str, Any] | None = None, start: float | None = None,
+                   end: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Spend-log rows, newest first."""
+        clauses, params = [], []
+        for col, value in (filters or {}).items():
+            if col in _SPEND_FILTERS and value is not None:
+                clauses.append(f"{col} = ?")
+                params.append(value)
+        if start is not None:
+            clauses.append("start_time >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("start_time < ?")
+            params.append(end)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._cursor() as cur:
+            cur.execute(f"SELECT * FROM llmrelay_spend_logs{where} ORDER BY start_time DESC LIMIT ?",
+                        (*params, int(limit)))
+            rows = cur.fetchall()
+        for r in rows:
+            for c in _SPEND_JSON:
+                if r.get(c) is not None:
+                    r[c] = orjson.loads(r[c])
+        return rows
+
+    def spend_report(self, group_by: str, start: float | None = None, end: float | None = None,
+                     filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Spend, requests and tokens summed per ``group_by`` (see ``SPEND_REPORT_GROUPS``)."""
+        col = SPEND_REPORT_GROUPS[group_by]
+        clauses, params = [], []
+        for name, value in (filters or {}).items():
+            if name in _SPEND_FILTERS and value is not None:
+                clauses.append(f"{name} = ?")
+                params.append(value)
+        if start is not None:
+            clauses.append("start_time >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("start_time < ?")
+            params.append(end)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT {col} AS grp, SUM(spend) AS spend, COUNT(*) AS requests, "
+                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+                f"SUM(total_tokens) AS total_tokens FROM llmrelay_spend_logs{where} GROUP BY {col} ORDER BY {col}",
+                params,
+            )
+            rows = cur.fetchall()
+        return [{"group": r["grp"], "spend": float(r["spend"] or 0), "requests": int(r["requests"]),
+                 "prompt_tokens": int(r["prompt_tokens"] or 0), "completion_tokens": int(r["completion_tokens"] or 0),
+                 "total_tokens": int(r["total_tokens"] or 0)} for r in rows]
+
+
+def _row(columns: dict[str, str | None], raw: dict[str, Any]) -> dict[str, Any]:
+    return {c: _decode(columns.get(c), v) for c, v in raw.items()}
+
+
+def _where(columns: dict[str, str | None], where: dict[str, Any]) -> tuple[str, tuple]:
+    parts, params = [], []
+    for col, value in where.items():
+        if col not in columns:
+            raise KeyError(col)
+        if value is None:
+            parts.append(f"{col} IS NULL")
+        else:
+            parts.append(f"{col} = ?")
+            params.append(_encode(columns[col], value))
+    return (f" WHERE {' AND '.join(parts)}" if parts else ""), tuple(params)
+
+
+def spend_row_defaults(row: dict[str, Any]) -> dict[str, Any]:
+    """Fill a spend row's derived columns (total_tokens, day)."""
+    row.setdefault("total_tokens", int(row.get("prompt_tokens") or 0) + int(row.get("completion_tokens") or 0))
+    row.setdefault("day", utc_day(row["start_time"]))
+    return row
+

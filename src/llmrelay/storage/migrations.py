@@ -1,0 +1,89 @@
+"""The gateway's schema, as numbered migrations applied in order (never edited once landed).
+
+One schema for SQLite and PostgreSQL: only portable types (TEXT, BIGINT, DOUBLE PRECISION);
+JSON values are TEXT, times are Unix seconds. ``{serial}`` is the backend's auto-increment
+primary key. Add a migration by appending ``(next number, name, [statements])``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "LATEST"]
+
+_BUDGET = """
+    max_budget DOUBLE PRECISION,
+    soft_budget DOUBLE PRECISION,
+    spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+    budget_duration TEXT,
+    budget_reset_at DOUBLE PRECISION,
+    rpm_limit BIGINT,
+    tpm_limit BIGINT,
+    max_parallel_requests BIGINT,
+    models TEXT,
+    metadata TEXT,
+    tags TEXT,
+    blocked BIGINT NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION"""
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "keys, teams, users, end users, spend logs, change feed", [
+        f"""CREATE TABLE llmrelay_keys (
+            token TEXT PRIMARY KEY,
+            key_name TEXT,
+            key_alias TEXT,
+            team_id TEXT,
+            user_id TEXT,
+            expires DOUBLE PRECISION,
+            model_max_budget TEXT,
+            model_rpm_limit TEXT,
+            model_tpm_limit TEXT,
+            model_spend TEXT,{_BUDGET})""",
+        "CREATE INDEX llmrelay_keys_team ON llmrelay_keys (team_id)",
+        "CREATE INDEX llmrelay_keys_user ON llmrelay_keys (user_id)",
+        "CREATE INDEX llmrelay_keys_reset ON llmrelay_keys (budget_reset_at)",
+        f"""CREATE TABLE llmrelay_teams (
+            team_id TEXT PRIMARY KEY,
+            team_alias TEXT,
+            members TEXT,{_BUDGET})""",
+        f"""CREATE TABLE llmrelay_users (
+            user_id TEXT PRIMARY KEY,
+            user_email TEXT,
+            user_role TEXT,
+            teams TEXT,{_BUDGET})""",
+        f"""CREATE TABLE llmrelay_end_users (
+            user_id TEXT PRIMARY KEY,
+            alias TEXT,{_BUDGET})""",
+        """CREATE TABLE llmrelay_spend_logs (
+            request_id TEXT PRIMARY KEY,
+            api_key TEXT,
+            team_id TEXT,
+            user_id TEXT,
+            end_user TEXT,
+            model_group TEXT,
+            model TEXT,
+            model_id TEXT,
+            call_type TEXT,
+            status TEXT,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0,
+            total_tokens BIGINT NOT NULL DEFAULT 0,
+            spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+            start_time DOUBLE PRECISION NOT NULL,
+            end_time DOUBLE PRECISION NOT NULL,
+            day TEXT NOT NULL,
+            tags TEXT,
+            metadata TEXT,
+            messages TEXT,
+            response TEXT)""",
+        "CREATE INDEX llmrelay_spend_logs_time ON llmrelay_spend_logs (start_time)",
+        "CREATE INDEX llmrelay_spend_logs_key ON llmrelay_spend_logs (api_key, start_time)",
+        """CREATE TABLE llmrelay_changes (
+            seq {serial},
+            kind TEXT NOT NULL,
+            ident TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX llmrelay_changes_at ON llmrelay_changes (at)",
+    ]),
+]
+
+LATEST = MIGRATIONS[-1][0]

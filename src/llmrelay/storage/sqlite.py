@@ -1,0 +1,65 @@
+"""SQLite backend: one file, WAL mode, one connection used from the store's own thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from typing import Any, Iterator
+
+from .base import Store, StoreError
+
+__all__ = ["SQLiteStore"]
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+    return {d[0]: v for d, v in zip(cursor.description, row)}
+
+
+class SQLiteStore(Store):
+    """The default store: a file (created with its directory when missing)."""
+
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.describe = f"sqlite:{path}"
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self._conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = _dict_row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the SQLite database {path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                # IMMEDIATE takes the write lock up front: two gateways on one file queue
+                # (busy_timeout) instead of failing with "database is locked" mid-transaction.
+                cur.execute("BEGIN IMMEDIATE")
+                yield cur
+                cur.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+                raise StoreError(f"SQLite error: {exc}") from None
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,173 @@
+"""The storage interface, the same tests on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from llmrelay.storage import StoreConflict, StoreError, open_store
+from llmrelay.storage.base import spend_row_defaults
+from llmrelay.storage.migrations import LATEST
+
+
+def test_migrations_are_applied_once(store, store_url):
+    assert store.version() == LATEST
+    assert store.migrate() == []
+    other = open_store(store_url)
+    try:
+        assert other.migrate() == []
+        assert other.version() == LATEST
+    finally:
+        other.close()
+
+
+def test_concurrent_migrations_on_a_fresh_database(store_url):
+    stores = [open_store(store_url) for _ in range(3)]
+    results: list = []
+
+    def go(s):
+        try:
+            results.append(s.migrate())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=go, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert sorted(map(str, results)) == sorted(["[]", "[]", str(list(range(1, LATEST + 1)))])
+
+
+def test_entity_round_trip_with_json_and_bool_columns(store):
+    store.insert("key", {"token": "h1", "key_alias": "a", "models": ["gpt-4o", "openai/*"],
+                         "metadata": {"x": 1}, "max_budget": 2.5, "rpm_limit": 7, "blocked": True})
+    row = store.get("key", "h1")
+    assert row["models"] == ["gpt-4o", "openai/*"] and row["metadata"] == {"x": 1}
+    assert row["blocked"] is True and row["max_budget"] == 2.5 and row["rpm_limit"] == 7 and row["spend"] == 0
+    assert store.get("key", "nope") is None
+    with pytest.raises(StoreConflict):
+        store.insert("key", {"token": "h1"})
+    assert store.update("key", "h1", {"key_alias": "b", "blocked": False, "models": None})
+    row = store.get("key", "h1")
+    assert (row["key_alias"], row["blocked"], row["models"]) == ("b", False, None)
+    assert not store.update("key", "missing", {"key_alias": "c"})
+    assert store.replace_id("key", "h1", "h2", {"key_name": "sk-...new"})
+    assert store.get("key", "h1") is None and store.get("key", "h2")["key_alias"] == "b"
+    assert store.delete("key", ["h2", "zz"]) == ["h2"]
+    assert store.get("key", "h2") is None
+
+
+def test_find_and_count(store):
+    for i in range(5):
+        store.insert("key", {"token": f"t{i}", "team_id": "A" if i % 2 else "B"})
+    assert [r["token"] for r in store.find("key", {"team_id": "A"})] == ["t1", "t3"]
+    assert store.count("key") == 5 and store.count("key", {"team_id": "B"}) == 3
+    assert len(store.find("key", limit=2, offset=4)) == 1
+
+
+def test_change_feed_lists_every_write(store):
+    start = store.last_change()
+    store.insert("team", {"team_id": "T"})
+    store.update("team", "T", {"team_alias": "x"})
+    store.delete("team", ["T"])
+    changes = store.changes(start, time.time() + 60)
+    assert [(c["kind"], c["ident"]) for c in changes] == [("team", "T")] * 3
+    assert len(store.changes(0, 0.0)) >= 3
+    store.prune_changes(time.time() + 1)
+    assert store.changes(0, 0.0) == []
+
+
+def _spend(i: int, **kw):
+    row = {"request_id": f"r{i}", "api_key": "k", "team_id": "T", "user_id": "U", "end_user": "E",
+           "model_group": "m", "status": "success", "prompt_tokens": 3, "completion_tokens": 4,
+           "spend": 0.5, "start_time": 1_700_000_000.0 + i, "end_time": 1_700_000_001.0 + i,
+           "tags": ["a"], "metadata": {"n": i}}
+    row.update(kw)
+    return spend_row_defaults(row)
+
+
+def test_write_spend_adds_to_every_owner_in_one_transaction(store):
+    store.insert("key", {"token": "k", "team_id": "T", "user_id": "U"})
+    store.insert("team", {"team_id": "T"})
+    store.insert("user", {"user_id": "U"})
+    store.write_spend([_spend(i) for i in range(4)] + [_spend(9, model_group="n", spend=0.25)])
+    assert store.get("key", "k")["spend"] == pytest.approx(2.25)
+    assert store.get("key", "k")["model_spend"] == {"m": 2.0, "n": 0.25}
+    assert store.get("team", "T")["spend"] == pytest.approx(2.25)
+    assert store.get("user", "U")["spend"] == pytest.approx(2.25)
+    assert store.get("end_user", "E")["spend"] == pytest.approx(2.25)  # created on first spend
+    logs = store.spend_logs({"api_key": "k"}, limit=2)
+    assert [r["request_id"] for r in logs] == ["r9", "r3"] and logs[0]["tags"] == ["a"]
+    assert logs[0]["total_tokens"] == 7 and logs[0]["day"] == "2023-11-14"
+    report = store.spend_report("model")
+    assert [(r["group"], r["requests"], r["spend"]) for r in report] == [("m", 4, 2.0), ("n", 1, 0.25)]
+    assert store.spend_report("day")[0]["total_tokens"] == 35
+    assert store.spend_report("key", start=1_700_000_003.0)[0]["requests"] == 2
+
+
+def test_budget_reset_happens_once(store):
+    store.insert("key", {"token": "k", "budget_duration": "1h", "budget_reset_at": 100.0, "spend": 3.0})
+    due = store.due_resets("key", 150.0)
+    assert [(d["ident"], d["budget_reset_at"]) for d in due] == [("k", 100.0)]
+    assert store.reset_budget("key", "k", 100.0, 3700.0)
+    assert not store.reset_budget("key", "k", 100.0, 3700.0)  # another process got there first
+    row = store.get("key", "k")
+    assert (row["spend"], row["budget_reset_at"]) == (0, 3700.0)
+    assert store.due_resets("key", 150.0) == []
+
+
+def test_an_unreachable_database_is_a_store_error(tmp_path):
+    pytest.importorskip("psycopg")
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    s = open_store(f"postgresql://postgres@127.0.0.1:{port}/test")
+    try:
+        with pytest.raises(StoreError):
+            s.get("key", "x")
+    finally:
+        s.close()
+
+
+def test_unknown_scheme():
+    with pytest.raises(StoreError, match="postgresql://"):
+        open_store("mysql://x")
+
+
+def test_db_upgrade_command(store_url):
+    import subprocess
+    import sys
+
+    from proxy.harness import gateway_env
+
+    def run():
+        return subprocess.run([sys.executable, "-m", "llmrelay", "db", "upgrade", "--database-url", store_url],
+                              env=gateway_env(), capture_output=True, text=True, timeout=60)
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert f"schema version {LATEST}" in first.stdout and "applied 1" in first.stdout
+    again = run()
+    assert "nothing to apply" in again.stdout
+
+
+def test_db_upgrade_reports_an_unreachable_database_in_one_line():
+    import subprocess
+    import sys
+
+    from proxy.harness import gateway_env
+
+    proc = subprocess.run([sys.executable, "-m", "llmrelay", "db", "upgrade", "--database-url",
+                           "postgresql://u:hunter2secret@127.0.0.1:1/x"],
+                          env=gateway_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "llmrelay: error:" in proc.stderr
+    assert "hunter2secret" not in proc.stderr
