@@ -28,6 +28,8 @@ from .client_params import ClientParamError, ClientParamPolicy
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
+from .keys import KeyManager, Refusal, deployment_index
+from .management import is_management_path
 from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
@@ -67,7 +69,7 @@ class _Ctx:
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
                  "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
-                 "exc", "result", "call", "traceparent")
+                 "exc", "result", "call", "traceparent", "messages", "extra")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -91,13 +93,18 @@ class _Ctx:
         self.result: Any = None  # the response or the stream
         self.call: Any = None  # observe's record of the request, when something observes
         self.traceparent: bytes | None = None  # the client's W3C trace context
+        self.messages: Any = None
+        self.extra: list[tuple[bytes, bytes]] | None = None  # rate-limit and spend headers
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
-        return [
+        headers = [
             (b"x-request-id", self.request_id),
             (b"x-llmrelay-overhead-duration-ms", b"%.3f" % max(overhead, 0.0)),
         ]
+        if self.extra:
+            headers.extend(self.extra)
+        return headers
 
 
 class ProxyApp:
@@ -130,6 +137,14 @@ class ProxyApp:
         #: Hooks, callbacks, metrics and traces; the end-of-request fan-out (observe.on_request_end).
         self.observe = Observe(config)
         self.observe.models = self.models
+        self.keys: Any = None  # virtual keys, budgets, limits and spend: with a master key
+        if config.master_key:
+            groups, names = deployment_index(config)
+            router = self.models.router
+            self.keys = KeyManager(config.master_key, settings=config.general_settings, access_groups=groups,
+                                   deployment_models=names,
+                                   deployment_lookup=router.get_deployment if router is not None else None)
+            self.observe.on_request_end(self.keys.on_request_end)  # spend rows
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -146,8 +161,12 @@ class ProxyApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.keys is not None:
+                    await self.keys.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.keys is not None:
+                    await self.keys.stop()
                 await self.observe.close()
                 try:
                     from ..transport.aio import close_sessions
@@ -186,14 +205,14 @@ class ProxyApp:
                 ctx.ingress = ingress
                 if method != "POST":
                     return await self._method_not_allowed(ctx, send, b"POST")
-                if not self._authorized(authorization, api_key, x_api_key):
-                    return await self._unauthorized(ctx, send)
+                if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                    return
                 await self._api(ctx, ingress, receive, send, content_length)
             elif path in _MODELS_PATHS or path.startswith(("/v1/models/", "/models/")):
                 if method != "GET":
                     return await self._method_not_allowed(ctx, send, b"GET")
-                if not self._authorized(authorization, api_key, x_api_key):
-                    return await self._unauthorized(ctx, send)
+                if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                    return
                 await self._models(ctx, send, path)
             elif path in _MODEL_INFO_PATHS:
                 if method != "GET":
@@ -214,6 +233,9 @@ class ProxyApp:
 
                     self._openapi = _dumps(openapi_document())
                 await self._json(ctx, send, 200, self._openapi)
+            elif self.keys is not None and is_management_path(path):
+                if await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                    await self._manage(ctx, scope, receive, send, method, path)
             elif path == "/":
                 await self._json(ctx, send, 200, b'{"name":"llmrelay gateway","openapi":"/openapi.json"}')
             elif path in ("/metrics", "/metrics/") and (metrics := self.observe.metrics_body()) is not None:
@@ -227,8 +249,47 @@ class ProxyApp:
         finally:
             if cuts.SCOPE_CUT in scope:  # the server cut the connection (a deadline): say why
                 ctx.status, ctx.error = scope[cuts.SCOPE_CUT]
+            if ctx.auth is not None:
+                await self.keys.finish(ctx.auth, ctx)  # usage, cost, limits (before the fan-out)
             self.observe.end(ctx)
             self._log(ctx, method, path)
+
+    # ------------------------------------------------------------------ keys
+    async def _authenticate(self, ctx: _Ctx, send: Send, authorization: bytes | None, api_key: bytes | None,
+                            x_api_key: bytes | None) -> bool:
+        """Whether the caller may go on (else the refusal has been sent)."""
+        if self.keys is None:
+            if self._authorized(authorization, api_key, x_api_key):
+                return True
+            await self._unauthorized(ctx, send)
+            return False
+        who = await self.keys.authenticate(client_key(authorization, api_key, x_api_key))
+        if isinstance(who, Refusal):
+            await self._refuse(ctx, send, who)
+            return False
+        ctx.auth = who
+        return True
+
+    async def _refuse(self, ctx: _Ctx, send: Send, refusal: Refusal) -> None:
+        ctx.error = refusal.type
+        body = ctx.ingress.error_body(refusal.status, refusal.message, param=refusal.param, code=refusal.code,
+                                      type=refusal.type)
+        await self._json(ctx, send, refusal.status, body, refusal.headers)
+
+    async def _manage(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> None:
+        from .management import handle
+
+        try:
+            body = await self._read_body(receive)
+        except _Disconnected:
+            ctx.status = 499
+            return
+        if body is None:
+            return await self._too_large(ctx, send)
+        status, payload, extra = await handle(self.keys, ctx.auth, method, path, scope.get("query_string", b""), body)
+        if status != 200:
+            ctx.error = errors.ERROR_TYPES.get(status, "refused")
+        await self._json(ctx, send, status, payload, extra)
 
     # ------------------------------------------------------------------ small answers
     def _authorized(self, authorization: bytes | None, api_key: bytes | None, x_api_key: bytes | None) -> bool:
@@ -350,6 +411,13 @@ class ProxyApp:
             request.params = self.client_params.screen(model, request.params, ingress.known_params)
         except ClientParamError as exc:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
+        who = ctx.auth
+        if who is not None:
+            refused = await self.keys.admit(who, model, request.params.get("user"))
+            if refused is not None:
+                return await self._refuse(ctx, send, refused)
+            ctx.extra = self.keys.headers(who)
+            ctx.messages = request.messages
         if self.observe.pre_hooks:
             try:
                 await self.observe.pre_call(ctx, request)

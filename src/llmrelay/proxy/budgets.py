@@ -1,0 +1,41 @@
+"""Budget periods (``budget_duration``) and the budget checks, as pure functions.
+
+Durations are LiteLLM's: a number and a unit — ``s``, ``m`` (minutes), ``h``, ``d``, ``w``,
+``mo`` (calendar months, reset on the same day of the month, UTC).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["parse_duration", "next_reset", "DurationError"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mo|s|m|h|d|w)\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class DurationError(ValueError):
+    """Not a duration like ``30s``, ``1h``, ``30d``, ``1mo``."""
+
+
+def parse_duration(text: Any) -> tuple[float, str]:
+    """``"30d"`` → ``(30, "d")``; :class:`DurationError` for anything else."""
+    m = _DURATION.match(str(text)) if isinstance(text, str) else None
+    if m is None:
+        raise DurationError(f"invalid duration {text!r}: use a number and s, m, h, d, w or mo (e.g. 30s, 1h, 30d, 1mo)")
+    return float(m.group(1)), m.group(2)
+
+
+def next_reset(duration: str, now: float) -> float:
+    """The Unix time one ``duration`` after ``now``."""
+    amount, unit = parse_duration(duration)
+    if unit != "mo":
+        return now + amount * _SECONDS[unit]
+    start = datetime.fromtimestamp(now, timezone.utc)
+    months = start.month - 1 + int(amount)
+    year, month = start.year + months // 12, months % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return start.replace(year=year, month=month, day=day).timestamp()

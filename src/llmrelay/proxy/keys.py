@@ -1,0 +1,532 @@
+"""Virtual keys: who is calling, may they call this model, and are they within budget and limits.
+
+Pipeline steps, each called once per request by the app:
+
+* :meth:`KeyManager.authenticate` — the master key (constant-time comparison) or a virtual
+  key, looked up by its SHA-256 in an in-memory cache. Only a key seen for the first time
+  waits for the database; a cached key is refreshed in the background every few seconds, and
+  every write to a key, team, user or end user is announced in the database's change feed,
+  which each worker polls (so a delete or block reaches every worker within ~0.5 s). When the
+  database is down, cached keys keep working.
+* :meth:`KeyManager.admit` — expiry, blocked, the model allow-lists (key, team, user; names,
+  ``*`` wildcards, access groups from ``model_info.access_groups``), budgets (key, team, user,
+  end user, per-model) and one atomic rate-limit check (:mod:`llmrelay.proxy.limits`).
+* :meth:`KeyManager.finish` — the request's cost goes to the in-memory spend of everything it
+  is charged to, and a row to the spend queue (:mod:`llmrelay.proxy.spend`); its limits are
+  released.
+
+Neither a key nor its hash appears in a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+from ..storage import Store, StoreError, database_url, default_sqlite_path, open_store
+from .budgets import next_reset
+from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
+from .spend import SpendQueue, request_cost, spend_row
+
+__all__ = ["KeyManager", "Principal", "hash_key", "new_key", "key_name", "deployment_index"]
+
+log = logging.getLogger("llmrelay.proxy.keys")
+
+#: Seconds after which a cached key, team, user or end user is re-read (in the background).
+REFRESH_AFTER = 5.0
+#: Seconds an unknown key stays "unknown" before it is looked up again.
+NEGATIVE_TTL = 2.0
+#: Seconds between polls of the change feed.
+POLL_INTERVAL = 0.25
+#: Seconds between budget-reset sweeps of the database.
+RESET_INTERVAL = 2.0
+ALL_MODELS = frozenset({"all-proxy-models", "*"})
+
+_sha256 = hashlib.sha256
+_now = time.time
+_monotonic = time.monotonic
+
+
+def hash_key(key: str | bytes) -> str:
+    """The id a key is stored under: its SHA-256, hex (as LiteLLM stores ``token``)."""
+    return _sha256(key.encode() if isinstance(key, str) else key).hexdigest()
+
+
+def new_key() -> str:
+    return "sk-" + secrets.token_urlsafe(24)
+
+
+def key_name(key: str) -> str:
+    """The displayable form of a key: ``sk-...`` and its last 4 characters."""
+    return f"sk-...{key[-4:]}"
+
+
+class Refusal:
+    """What the app answers instead of calling the upstream (rendered in the API's error shape)."""
+
+    __slots__ = ("status", "message", "type", "param", "code", "headers")
+
+    def __init__(self, status: int, message: str, type_: str, *, param: str | None = None,
+                 code: str | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.param = param
+        self.code = code or str(status)
+        self.headers = headers
+
+
+
+class _Entry:
+    """A cached row (None: known not to exist) and when it was read."""
+
+    __slots__ = ("row", "fetched", "stale", "allowed")
+
+    def __init__(self, row: dict[str, Any] | None) -> None:
+        self.row = row
+        self.fetched = _monotonic()
+        self.stale = False
+        self.allowed: dict[str, bool] = {}
+
+
+class Principal:
+    """Who is calling, for one request."""
+
+    __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged")
+
+    def __init__(self, master: bool, token: str | None = None, entry: _Entry | None = None) -> None:
+        self.master = master
+        self.token = token
+        self.entry = entry
+        self.limits: list[Limit] | None = None
+        self.decision: Decision | None = None
+        self.end_user: str | None = None
+        self.model: str | None = None
+        self.charged = False
+
+    @property
+    def key(self) -> dict[str, Any] | None:
+        return self.entry.row if self.entry is not None else None
+
+
+class KeyManager:
+    """Keys, budgets, limits and spend for one gateway process."""
+
+    def __init__(self, master_key: str, *, url: str | None = None, settings: dict[str, Any] | None = None,
+                 access_groups: dict[str, set[str]] | None = None,
+                 deployment_models: dict[str, set[str]] | None = None,
+                 deployment_lookup: Any = None, limiter: LimitBackend | None = None) -> None:
+        settings = settings or {}
+        self._master = master_key.encode()
+        self.url = database_url(url if url is not None else settings.get("database_url"))
+        self.store: Store | None = None
+        self.limiter: LimitBackend = limiter or LocalLimits()
+        self.access_groups = access_groups or {}
+        self.deployment_models = deployment_models or {}
+        #: model_id → the deployment's config entry (``Router.get_deployment``), for prices.
+        self.deployment_lookup = deployment_lookup
+        self.deployments: dict[Any, tuple] = {}
+        self.store_prompts = bool(settings.get("store_prompts_in_spend_logs"))
+        self.spend = SpendQueue(
+            self, interval=float(settings.get("proxy_batch_write_at") or 0.5),
+            enabled=not settings.get("disable_spend_logs"),
+        )
+        self._cache: dict[str, dict[str, _Entry]] = {"key": {}, "team": {}, "user": {}, "end_user": {}}
+        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._to_refresh: set[tuple[str, str]] = set()
+        self._seen: dict[int, float] = {}
+        self._last_seq = 0
+        self._task: asyncio.Task | None = None
+        self._down_since: float | None = None
+        self._open_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Open and migrate the database (if there is one yet) and start the background work."""
+        await self._try_open()
+        self._task = asyncio.ensure_future(self._maintain())
+        self.spend.start()
+
+    async def stop(self) -> None:
+        """Flush the spend queue and close the database (graceful shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.spend.stop()
+        if self.store is not None:
+            store, self.store = self.store, None
+            await asyncio.to_thread(store.close)
+
+    async def _try_open(self, create: bool = False) -> Store | None:
+        if self.store is not None:
+            return self.store
+        if self.url is None and not create and not os.path.exists(default_sqlite_path()):
+            return None  # SQLite by default, created when the first key is
+        try:
+            store = await asyncio.to_thread(self._open_sync)
+        except StoreError as exc:
+            if self._open_error != str(exc):
+                log.error("KEY DATABASE UNAVAILABLE: %s; only the master key and cached keys work "
+                          "until it is back (retrying)", exc)
+                self._open_error = str(exc)
+            return None
+        self.store = store
+        self._open_error = None
+        log.info("keys and spend in %s", store.describe)
+        return store
+
+    def _open_sync(self) -> Store:
+        store = open_store(self.url)
+        try:
+            store.migrate()
+            self._last_seq = store.last_change()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    async def ensure_store(self) -> Store:
+        """The store, created if needed (management writes); :class:`StoreError` if unavailable."""
+        store = await self._try_open(create=True)
+        if store is None:
+            raise StoreError(self._open_error or "the key database is unavailable")
+        return store
+
+    async def _maintain(self) -> None:
+        last_reset = last_prune = 0.0
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                store = self.store or await self._try_open()
+                if store is None:
+                    continue
+                await self._poll(store)
+                await self._refresh_stale(store)
+                now = _monotonic()
+                if now - last_reset >= RESET_INTERVAL:
+                    last_reset = now
+                    await store.run(self._reset_budgets, store)
+                if now - last_prune >= 600:
+                    last_prune = now
+                    await store.run(store.prune_changes, _now() - 3600)
+                self._db_ok()
+            except StoreError as exc:
+                self._db_down(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("key maintenance failed")
+
+    def _db_down(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = _monotonic()
+            log.error("KEY DATABASE UNAVAILABLE: %s; cached keys keep working, spend is queued", exc)
+
+    def _db_ok(self) -> None:
+        if self._down_since is not None:
+            log.warning("key database is back after %.1fs", _monotonic() - self._down_since)
+            self._down_since = None
+
+    # ------------------------------------------------------------------ the cache
+    async def _poll(self, store: Store) -> None:
+        now = _now()
+        changes = await store.run(store.changes, self._last_seq, now - 5.0)
+        for change in changes:
+            seq = change["seq"]
+            if seq in self._seen:
+                continue
+            self._seen[seq] = now
+            self._last_seq = max(self._last_seq, seq)
+            cache = self._cache.get(change["kind"])
+            entry = cache.get(change["ident"]) if cache is not None else None
+            if entry is None:
+                continue
+            if entry.row is None:
+                del cache[change["ident"]]  # was unknown, may exist now
+            else:
+                self._to_refresh.add((change["kind"], change["ident"]))
+        if len(self._seen) > 10000:
+            self._seen = {s: t for s, t in self._seen.items() if t > now - 10.0}
+        if self._to_refresh:
+            await self._refresh_stale(store)
+
+    async def _refresh_stale(self, store: Store) -> None:
+        todo, self._to_refresh = self._to_refresh, set()
+        for kind, ident in todo:
+            row = await store.run(store.get, kind, ident)
+            self._put(kind, ident, row)
+
+    def _put(self, kind: str, ident: str, row: dict[str, Any] | None) -> _Entry:
+        if row is not None:
+            row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending.get((kind, ident), 0.0)
+        entry = self._cache[kind][ident] = _Entry(row)
+        return entry
+
+    async def _lookup(self, kind: str, ident: str) -> _Entry | None:
+        """The cached entry, read from the database on first sight; None if it cannot be read."""
+        cache = self._cache[kind]
+        entry = cache.get(ident)
+        if entry is not None:
+            age = _monotonic() - entry.fetched
+            if entry.row is None:
+                if age < NEGATIVE_TTL:
+                    return entry
+            else:
+                if age > REFRESH_AFTER and not entry.stale:
+                    entry.stale = True
+                    self._to_refresh.add((kind, ident))
+                return entry
+        store = self.store or await self._try_open()
+        if store is None:
+            return entry
+        pending = self._inflight.get((kind, ident))
+        if pending is None:
+            pending = self._inflight[(kind, ident)] = asyncio.ensure_future(store.run(store.get, kind, ident))
+            pending.add_done_callback(lambda _f, k=(kind, ident): self._inflight.pop(k, None))
+        try:
+            row = await asyncio.shield(pending)
+        except StoreError as exc:
+            self._db_down(exc)
+            return entry
+        return self._put(kind, ident, row)
+
+    def invalidate(self, kind: str, ident: str) -> None:
+        """Forget a cached row in this process (the change feed tells the other workers)."""
+        self._cache[kind].pop(ident, None)
+
+    def cached(self, kind: str, ident: str | None) -> dict[str, Any] | None:
+        entry = self._cache[kind].get(ident) if ident else None
+        return entry.row if entry is not None else None
+
+    # ------------------------------------------------------------------ authenticate
+    def is_master(self, presented: bytes | None) -> bool:
+        if presented is None:
+            hmac.compare_digest(self._master, self._master)
+            return False
+        return hmac.compare_digest(presented, self._master)
+
+    async def authenticate(self, presented: bytes | None) -> Principal | Refusal:
+        """The caller, or the refusal to send (401 unknown key, 503 database unavailable)."""
+        if self.is_master(presented):
+            return Principal(True)
+        if presented is None:
+            return _UNAUTHORIZED
+        token = _sha256(presented).hexdigest()
+        entry = await self._lookup("key", token)
+        if entry is None:
+            if self.store is None and self.url is None:
+                return _UNAUTHORIZED
+            return Refusal(503, "The key database is unavailable and this key is not cached; retry shortly.",
+                            "api_error", headers=[(b"retry-after", b"1")])
+        if entry.row is None:
+            return _UNAUTHORIZED
+        return Principal(False, token, entry)
+
+    # ------------------------------------------------------------------ admit
+    async def admit(self, who: Principal, model: str, end_user: Any) -> Refusal | None:
+        """Everything checked before the upstream call; a refusal, or None to go on (then the
+        request is charged at :meth:`finish`; refused requests cost nothing and are not logged)."""
+        if who.master:
+            if isinstance(end_user, str) and end_user:
+                who.end_user = end_user
+            who.model = model
+            return None
+        key = who.entry.row
+        now = _now()
+        expires = key.get("expires")
+        if expires is not None and expires <= now:
+            return Refusal(401, "Authentication Error - Expired Key. Generate a new one with /key/generate.",
+                            "expired_key")
+        if key.get("blocked"):
+            return Refusal(401, "Authentication Error - this key is blocked.", "auth_error")
+        team = user = None
+        if key.get("team_id"):
+            entry = await self._lookup("team", key["team_id"])
+            team = entry.row if entry is not None else None
+            if team is not None and team.get("blocked"):
+                return Refusal(401, "Authentication Error - the key's team is blocked.", "team_blocked")
+        if key.get("user_id"):
+            entry = await self._lookup("user", key["user_id"])
+            user = entry.row if entry is not None else None
+        allowed = who.entry.allowed.get(model)
+        if allowed is None:
+            allowed = who.entry.allowed[model] = self._allowed(key.get("models"), model)
+        if not allowed:
+            return Refusal(
+                401, f"key not allowed to access model. This key can only access models={key.get('models')}. "
+                f"Tried to access {model}", "key_model_access_denied", param="model")
+        if team is not None and not self._allowed(team.get("models"), model):
+            return Refusal(
+                401, f"team not allowed to access model. This team can only access models={team.get('models')}. "
+                f"Tried to access {model}", "team_model_access_denied", param="model")
+        if user is not None and not self._allowed(user.get("models"), model):
+            return Refusal(401, f"user not allowed to access model {model}", "key_model_access_denied", param="model")
+        customer = None
+        if isinstance(end_user, str) and end_user:
+            who.end_user = end_user
+            entry = await self._lookup("end_user", end_user)
+            customer = entry.row if entry is not None else None
+            if customer is not None and customer.get("blocked"):
+                return Refusal(400, f"End user {end_user} is blocked.", "budget_exceeded")
+        refused = self._over_budget(key, team, user, customer, model, now)
+        if refused is not None:
+            return refused
+        limits = self._limits(who.token, key, team, user, model)
+        if limits:
+            decision = await self.limiter.acquire(limits)
+            if not decision.allowed:
+                wait = retry_after_seconds(decision.retry_after)
+                return Refusal(429, f"Rate limit reached: {decision.reason}. Retry after {wait}s.",
+                                "rate_limit_error", headers=[(b"retry-after", b"%d" % wait)])
+            who.limits = limits
+            who.decision = decision
+        who.model = model
+        return None
+
+    def _allowed(self, models: list[str] | None, model: str) -> bool:
+        if not models:
+            return True
+        names = self.deployment_models.get(model, ())
+        for pattern in models:
+            if pattern == model or pattern in ALL_MODELS:
+                return True
+            if model in self.access_groups.get(pattern, ()):
+                return True
+            if "*" in pattern and (fnmatch.fnmatchcase(model, pattern)
+                                   or any(fnmatch.fnmatchcase(n, pattern) for n in names)):
+                return True
+        return False
+
+    def _over_budget(self, key: dict, team: dict | None, user: dict | None, customer: dict | None,
+                     model: str, now: float) -> Refusal | None:
+        for kind, row in (("key", key), ("team", team), ("user", user), ("end_user", customer)):
+            if row is None:
+                continue
+            reset_at = row.get("budget_reset_at")
+            if reset_at is not None and reset_at <= now and row.get("budget_duration"):
+                # the period is over: the database is reset by the sweep, this process at once
+                row["spend"] = 0.0
+                row["model_spend"] = None
+                row["budget_reset_at"] = next_reset(row["budget_duration"], now)
+            limit = row.get("max_budget")
+            if limit is not None and row["spend"] >= limit:
+                spend = row["spend"]
+                if kind == "key":
+                    message = f"Budget has been exceeded! Current cost: {spend}, Max budget: {limit}"
+                elif kind == "end_user":
+                    message = f"ExceededBudget: End User={row['user_id']} over budget. Spend={spend}, Budget={limit}"
+                else:
+                    ident = row.get("team_id") if kind == "team" else row.get("user_id")
+                    message = f"Budget has been exceeded! {kind.capitalize()}={ident} Current cost: {spend}, Max budget: {limit}"
+                return Refusal(400, message, "budget_exceeded")
+        per_model = key.get("model_max_budget")
+        if per_model and model in per_model:
+            limit = per_model[model]
+            if isinstance(limit, dict):
+                limit = limit.get("budget_limit")
+            spent = (key.get("model_spend") or {}).get(model, 0.0)
+            if limit is not None and spent >= float(limit):
+                return Refusal(400, f"Budget has been exceeded for model={model}! Current cost: {spent}, "
+                                f"Max budget: {float(limit)}", "budget_exceeded")
+        return None
+
+    @staticmethod
+    def _limits(token: str, key: dict, team: dict | None, user: dict | None, model: str) -> list[Limit]:
+        out = []
+        for label, counter, row in (("key", "key:" + token, key),
+                                    ("team", "team:" + (key.get("team_id") or ""), team),
+                                    ("user", "user:" + (key.get("user_id") or ""), user)):
+            if row is None:
+                continue
+            rpm, tpm, par = row.get("rpm_limit"), row.get("tpm_limit"), row.get("max_parallel_requests")
+            if rpm is not None or tpm is not None or par is not None:
+                out.append(Limit(counter, label, rpm, tpm, par))
+        model_rpm = (key.get("model_rpm_limit") or {}).get(model)
+        model_tpm = (key.get("model_tpm_limit") or {}).get(model)
+        if model_rpm is not None or model_tpm is not None:
+            out.append(Limit(f"key:{token}:model:{model}", f"key model {model}", model_rpm, model_tpm))
+        return out
+
+    def headers(self, who: Principal) -> list[tuple[bytes, bytes]]:
+        """Response headers: ``x-ratelimit-*`` and the key's spend and budget."""
+        out = rate_limit_headers(who.decision) if who.decision is not None else []
+        key = who.key
+        if key is not None:
+            out.append((b"x-litellm-key-spend", repr(float(key["spend"])).encode()))
+            if key.get("max_budget") is not None:
+                out.append((b"x-litellm-key-max-budget", repr(float(key["max_budget"])).encode()))
+        return out
+
+    # ------------------------------------------------------------------ finish
+    async def finish(self, who: Principal, ctx: Any) -> None:
+        """The request ended (any way): charge it and release its limits."""
+        if who.charged or who.model is None:
+            return
+        who.charged = True
+        usage = ctx.usage
+        if usage is None and ctx.result is not None:
+            state = getattr(ctx.result, "state", None)
+            if state is not None and hasattr(state, "usage"):
+                usage = state.usage()  # a cut or failed stream: what was generated, counted
+        prompt, completion = _tokens(usage)
+        if who.limits:
+            await self.limiter.release(who.limits, prompt + completion)
+        cost = request_cost(self, ctx.result, who.model, usage)
+        if cost:
+            self._charge(who, cost)
+        self.spend.add(spend_row(self, who, ctx, usage, prompt, completion, cost))
+
+    def _charge(self, who: Principal, cost: float) -> None:
+        key = who.key
+        if key is not None:
+            key["spend"] = key["spend"] + cost
+            if who.model:
+                per = key.get("model_spend") or {}
+                per[who.model] = per.get(who.model, 0.0) + cost
+                key["model_spend"] = per
+            for kind, ident in (("team", key.get("team_id")), ("user", key.get("user_id"))):
+                row = self.cached(kind, ident)
+                if row is not None:
+                    row["spend"] = row["spend"] + cost
+        row = self.cached("end_user", who.end_user)
+        if row is not None:
+            row["spend"] = row["spend"] + cost
+
+    # ------------------------------------------------------------------ budgets in the database
+    def _reset_budgets(self, store: Store) -> None:
+        now = _now()
+        for kind in ("key", "team", "user", "end_user"):
+            for due in store.due_resets(kind, now):
+                duration = due.get("budget_duration")
+                following = next_reset(duration, now) if duration else None
+                store.reset_budget(kind, due["ident"], due["budget_reset_at"], following)
+
+
+_UNAUTHORIZED = Refusal(401, "Missing or invalid API key: send the gateway's key as 'Authorization: Bearer <key>'.",
+                        "authentication_error", code="invalid_api_key", headers=[(b"www-authenticate", b"Bearer")])
+
+
+def _tokens(usage: Any) -> tuple[int, int]:
+    if usage is None:
+        return 0, 0
+    get = usage.get if isinstance(usage, dict) else usage.__dict__.get
+    return int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
+
+
+def deployment_index(config: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(access group → model names, model name → its deployments' ``litellm_params.model``)."""
+    groups: dict[str, set[str]] = {}
+    models: dict[str, set[str]] = {}
+    for d in config.deployments:
+        models.setdefault(d.model_name, set()).add(str(d.litellm_params.get("model")))
+        for group in d.model_info.get("access_groups") or ():
+            groups.setdefault(str(group), set()).add(d.model_name)
+    return groups, models
+

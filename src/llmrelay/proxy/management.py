@@ -1,0 +1,451 @@
+"""The management API in LiteLLM's shapes: keys, teams, users, end users (customers), spend.
+
+Every route needs the master key, except ``GET /key/info`` for the caller's own key.
+Keys are shown once (in the answer to ``/key/generate``, ``/key/regenerate``, ``/user/new``);
+afterwards a key is named by its SHA-256 (``token``) or its ``key_alias``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+import orjson
+
+from ..storage import StoreConflict, StoreError
+from . import errors
+from .budgets import DurationError, next_reset, parse_duration
+from .keys import KeyManager, Principal, hash_key, key_name, new_key
+
+__all__ = ["handle", "is_management_path"]
+
+Answer = tuple  # (status, body bytes, extra headers | None)
+
+_BUDGET_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit",
+                  "max_parallel_requests", "models", "metadata", "tags", "blocked")
+_KEY_FIELDS = _BUDGET_FIELDS + ("key_alias", "team_id", "user_id", "model_max_budget", "model_rpm_limit",
+                                "model_tpm_limit", "expires")
+_TEAM_FIELDS = _BUDGET_FIELDS + ("team_alias", "members")
+_USER_FIELDS = _BUDGET_FIELDS + ("user_email", "user_role", "teams")
+_CUSTOMER_FIELDS = ("alias", "max_budget", "budget_duration", "blocked", "metadata")
+_TIMES = ("expires", "budget_reset_at", "created_at", "updated_at")
+
+
+class _Bad(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+
+
+def is_management_path(path: str) -> bool:
+    return path.startswith(("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/spend/", "/global/spend/"))
+
+
+async def handle(keys: KeyManager, who: Principal, method: str, path: str, query: bytes, body: bytes) -> Answer:
+    """Answer one management request (the caller is already authenticated)."""
+    if path.startswith("/key/") and path.endswith("/regenerate") and path.count("/") == 3:
+        route, params = "/key/regenerate", {"key": path.split("/")[2]}
+    else:
+        route, params = path.rstrip("/"), {}
+    entry = _ROUTES.get(route)
+    if entry is None:
+        return _error(404, f"Unknown path: {method} {path}")
+    want, fn = entry
+    if method != want:
+        return _error(405, f"Method not allowed; use {want}.")
+    try:
+        if want == "GET":
+            params.update({k: v[-1] for k, v in parse_qs(query.decode("latin-1")).items()})
+        else:
+            data = orjson.loads(body) if body.strip() else {}
+            if type(data) is not dict:
+                raise _Bad(400, "The request body must be a JSON object.")
+            params.update(data)
+        if not who.master and not (route == "/key/info" and _is_own_key(who, params)):
+            return _error(401, f"Only the master key can use {route}; a key can read only its own /key/info.",
+                          type_="auth_error")
+        store = await keys.ensure_store()
+        result = await fn(keys, store, who, params)
+    except _Bad as exc:
+        return _error(exc.status, str(exc), param=exc.param)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, f"The request body is not valid JSON: {exc}")
+    except StoreError as exc:
+        return _error(503, f"The key database is unavailable: {exc}", extra=[(b"retry-after", b"1")])
+    return 200, orjson.dumps(result, default=str), None
+
+
+def _error(status: int, message: str, *, param: str | None = None, type_: str | None = None,
+           extra: list | None = None) -> Answer:
+    return status, errors.error_json(message, status, param=param, type=type_), extra
+
+
+def _is_own_key(who: Principal, params: dict) -> bool:
+    asked = params.get("key")
+    return asked is None or _token_of(asked) == who.token
+
+
+def _token_of(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise _Bad(400, "'key' must be a key (sk-…) or its token (the key's SHA-256).", "key")
+    return hash_key(key) if key.startswith("sk-") or len(key) != 64 else key
+
+
+# ====================================================================== validation
+def _number(name: str, value: Any, integer: bool = False) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (integer and value != int(value)):
+        raise _Bad(400, f"{name} must be a {'whole ' if integer else ''}number ≥ 0, got {value!r}", name)
+    return int(value) if integer else float(value)
+
+
+def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in allowed:
+        if name not in params:
+            continue
+        value = params[name]
+        if name in ("max_budget", "soft_budget"):
+            value = _number(name, value)
+        elif name in ("rpm_limit", "tpm_limit", "max_parallel_requests"):
+            value = _number(name, value, integer=True)
+        elif name == "budget_duration":
+            if value is not None:
+                try:
+                    parse_duration(value)
+                except DurationError as exc:
+                    raise _Bad(400, f"budget_duration: {exc}", name) from None
+                out["budget_reset_at"] = next_reset(value, now)
+            else:
+                out["budget_reset_at"] = None
+        elif name in ("models", "tags", "teams"):
+            if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                raise _Bad(400, f"{name} must be a list of strings", name)
+        elif name in ("metadata", "model_max_budget", "model_rpm_limit", "model_tpm_limit"):
+            if value is not None and not isinstance(value, dict):
+                raise _Bad(400, f"{name} must be an object", name)
+        elif name == "blocked":
+            value = bool(value)
+        elif name == "expires":
+            continue  # set through duration
+        elif value is not None and not isinstance(value, (str, list)):
+            raise _Bad(400, f"{name} must be a string", name)
+        out[name] = value
+    if "duration" in params:
+        duration = params["duration"]
+        if duration is None:
+            out["expires"] = None
+        else:
+            try:
+                out["expires"] = next_reset(duration, now)
+            except DurationError as exc:
+                raise _Bad(400, f"duration: {exc}", "duration") from None
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name in _TIMES:
+        if name in out:
+            out[name] = _iso(out[name])
+    return out
+
+
+def _key_info(row: dict[str, Any]) -> dict[str, Any]:
+    out = _public(row)
+    out["token"] = row["token"]
+    return out
+
+
+# ====================================================================== keys
+async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
+    now = time.time()
+    raw = params.get("key") or new_key()
+    if not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 8:
+        raise _Bad(400, "a custom 'key' must start with 'sk-' and be at least 8 characters", "key")
+    row = {"token": hash_key(raw), "key_name": key_name(raw), **_fields(params, _KEY_FIELDS, now)}
+    try:
+        await store.run(store.insert, "key", row)
+    except StoreConflict:
+        raise _Bad(400, "this key already exists", "key") from None
+    keys.invalidate("key", row["token"])
+    saved = await store.run(store.get, "key", row["token"])
+    return {**_key_info(saved), "key": raw, "token_id": row["token"]}
+
+
+async def _find_key(store, params: dict) -> str:
+    if params.get("key") is not None:
+        return _token_of(params["key"])
+    if params.get("key_alias"):
+        found = await store.run(store.find, "key", {"key_alias": params["key_alias"]}, 2)
+        if len(found) == 1:
+            return found[0]["token"]
+    raise _Bad(404, "no such key (send 'key': the key or its token)", "key")
+
+
+async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
+    token = await _find_key(store, params)
+    fields = _fields(params, _KEY_FIELDS, time.time())
+    if not await store.run(store.update, "key", token, fields):
+        raise _Bad(404, "no such key", "key")
+    keys.invalidate("key", token)
+    return _key_info(await store.run(store.get, "key", token))
+
+
+async def _key_delete(keys: KeyManager, store, who, params: dict) -> dict:
+    tokens = [_token_of(k) for k in params.get("keys") or ()]
+    for alias in params.get("key_aliases") or ():
+        tokens += [r["token"] for r in await store.run(store.find, "key", {"key_alias": alias}, 1000)]
+    if not tokens:
+        raise _Bad(400, "send 'keys': [key or token, …] or 'key_aliases'", "keys")
+    gone = await store.run(store.delete, "key", tokens)
+    for token in tokens:
+        keys.invalidate("key", token)
+    if not gone:
+        raise _Bad(404, "none of these keys exist", "keys")
+    return {"deleted_keys": gone}
+
+
+async def _key_regenerate(keys: KeyManager, store, who, params: dict) -> dict:
+    token = await _find_key(store, params)
+    raw = params.get("new_key") or new_key()
+    fields = {"key_name": key_name(raw), **_fields(params, _KEY_FIELDS, time.time())}
+    if not await store.run(store.replace_id, "key", token, hash_key(raw), fields):
+        raise _Bad(404, "no such key", "key")
+    keys.invalidate("key", token)
+    saved = await store.run(store.get, "key", hash_key(raw))
+    return {**_key_info(saved), "key": raw, "token_id": saved["token"]}
+
+
+async def _key_info_route(keys: KeyManager, store, who, params: dict) -> dict:
+    token = _token_of(params["key"]) if params.get("key") else who.token
+    if token is None:
+        raise _Bad(400, "send ?key=<key or token>", "key")
+    row = await store.run(store.get, "key", token)
+    if row is None:
+        raise _Bad(404, "no such key", "key")
+    row["spend"] = float(row["spend"]) + keys.spend.pending.get(("key", token), 0.0)
+    return {"key": token, "info": _key_info(row)}
+
+
+async def _page(store, kind: str, params: dict, where_keys: tuple[str, ...]) -> tuple[list, int, int, int]:
+    try:
+        page = max(1, int(params.get("page") or 1))
+        size = min(1000, max(1, int(params.get("size") or 100)))
+    except ValueError:
+        raise _Bad(400, "page and size must be whole numbers") from None
+    where = {k: params[k] for k in where_keys if params.get(k)}
+    rows = await store.run(store.find, kind, where, size, (page - 1) * size)
+    total = await store.run(store.count, kind, where)
+    return rows, total, page, max(1, -(-total // size))
+
+
+async def _key_list(keys: KeyManager, store, who, params: dict) -> dict:
+    rows, total, page, pages = await _page(store, "key", params, ("user_id", "team_id", "key_alias"))
+    full = str(params.get("return_full_object", "")).lower() == "true"
+    return {"keys": [_key_info(r) if full else r["token"] for r in rows], "total_count": total,
+            "current_page": page, "total_pages": pages}
+
+
+# ====================================================================== teams, users, customers
+async def _team_new(keys: KeyManager, store, who, params: dict) -> dict:
+    team_id = params.get("team_id") or str(uuid.uuid4())
+    row = {"team_id": str(team_id), **_fields(params, _TEAM_FIELDS, time.time())}
+    try:
+        await store.run(store.insert, "team", row)
+    except StoreConflict:
+        raise _Bad(400, f"team {team_id!r} already exists", "team_id") from None
+    keys.invalidate("team", row["team_id"])
+    return _public(await store.run(store.get, "team", row["team_id"]))
+
+
+async def _update(keys: KeyManager, store, kind: str, id_name: str, params: dict, allowed: tuple) -> dict:
+    ident = params.get(id_name)
+    if not isinstance(ident, str) or not ident:
+        raise _Bad(400, f"send {id_name!r}", id_name)
+    if not await store.run(store.update, kind, ident, _fields(params, allowed, time.time())):
+        raise _Bad(404, f"no such {kind.replace('_', ' ')} {ident!r}", id_name)
+    keys.invalidate(kind, ident)
+    return _public(await store.run(store.get, kind, ident))
+
+
+async def _delete(keys: KeyManager, store, kind: str, ids: Any, name: str) -> dict:
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise _Bad(400, f"send {name!r}: a list of ids", name)
+    gone = await store.run(store.delete, kind, ids)
+    for ident in ids:
+        keys.invalidate(kind, ident)
+    if not gone:
+        raise _Bad(404, f"none of these {name} exist", name)
+    return {"deleted": gone}
+
+
+async def _team_update(keys, store, who, params):
+    return await _update(keys, store, "team", "team_id", params, _TEAM_FIELDS)
+
+
+async def _team_delete(keys, store, who, params):
+    return await _delete(keys, store, "team", params.get("team_ids"), "team_ids")
+
+
+async def _team_info(keys: KeyManager, store, who, params: dict) -> dict:
+    team_id = params.get("team_id")
+    row = await store.run(store.get, "team", team_id) if team_id else None
+    if row is None:
+        raise _Bad(404, f"no such team {team_id!r}", "team_id")
+    members = await store.run(store.find, "key", {"team_id": team_id}, 1000)
+    return {"team_id": team_id, "team_info": _public(row), "keys": [_key_info(k) for k in members]}
+
+
+async def _team_list(keys: KeyManager, store, who, params: dict) -> list:
+    rows, _, _, _ = await _page(store, "team", params, ())
+    return [_public(r) for r in rows]
+
+
+async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
+    now = time.time()
+    user_id = str(params.get("user_id") or uuid.uuid4())
+    fields = _fields(params, _USER_FIELDS, now)
+    if params.get("team_id"):
+        fields["teams"] = sorted(set(fields.get("teams") or []) | {params["team_id"]})
+    try:
+        await store.run(store.insert, "user", {"user_id": user_id, **fields})
+    except StoreConflict:
+        raise _Bad(400, f"user {user_id!r} already exists", "user_id") from None
+    keys.invalidate("user", user_id)
+    out = _public(await store.run(store.get, "user", user_id))
+    if params.get("auto_create_key", True):
+        key_params = {k: params[k] for k in ("models", "key_alias", "duration", "team_id", "metadata") if k in params}
+        made = await _key_generate(keys, store, who, {**key_params, "user_id": user_id})
+        out["key"] = made["key"]
+        out["token"] = made["token"]
+    return out
+
+
+async def _user_update(keys, store, who, params):
+    return await _update(keys, store, "user", "user_id", params, _USER_FIELDS)
+
+
+async def _user_delete(keys, store, who, params):
+    return await _delete(keys, store, "user", params.get("user_ids"), "user_ids")
+
+
+async def _user_info(keys: KeyManager, store, who, params: dict) -> dict:
+    user_id = params.get("user_id")
+    row = await store.run(store.get, "user", user_id) if user_id else None
+    if row is None:
+        raise _Bad(404, f"no such user {user_id!r}", "user_id")
+    owned = await store.run(store.find, "key", {"user_id": user_id}, 1000)
+    teams = [t for t in [await store.run(store.get, "team", t) for t in row.get("teams") or ()] if t]
+    return {"user_id": user_id, "user_info": _public(row), "keys": [_key_info(k) for k in owned],
+            "teams": [_public(t) for t in teams]}
+
+
+async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
+    user_id = params.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise _Bad(400, "send 'user_id': the end user's id (the 'user' field of their requests)", "user_id")
+    try:
+        await store.run(store.insert, "end_user", {"user_id": user_id, **_fields(params, _CUSTOMER_FIELDS, time.time())})
+    except StoreConflict:
+        raise _Bad(400, f"end user {user_id!r} already exists", "user_id") from None
+    keys.invalidate("end_user", user_id)
+    return _public(await store.run(store.get, "end_user", user_id))
+
+
+async def _customer_update(keys, store, who, params):
+    return await _update(keys, store, "end_user", "user_id", params, _CUSTOMER_FIELDS)
+
+
+async def _customer_delete(keys, store, who, params):
+    return await _delete(keys, store, "end_user", params.get("user_ids"), "user_ids")
+
+
+async def _customer_info(keys: KeyManager, store, who, params: dict) -> dict:
+    user_id = params.get("end_user_id") or params.get("user_id")
+    row = await store.run(store.get, "end_user", user_id) if user_id else None
+    if row is None:
+        raise _Bad(404, f"no such end user {user_id!r}", "end_user_id")
+    return _public(row)
+
+
+# ====================================================================== spend
+def _dates(params: dict) -> tuple[float | None, float | None]:
+    def day(name: str) -> datetime | None:
+        value = params.get(name)
+        if not value:
+            return None
+        try:
+            return datetime.strptime(value[:10], "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise _Bad(400, f"{name} must be a date YYYY-MM-DD", name) from None
+
+    start, end = day("start_date"), day("end_date")
+    return (start.timestamp() if start else None), ((end + timedelta(days=1)).timestamp() if end else None)
+
+
+def _spend_filters(params: dict) -> dict[str, Any]:
+    filters = {name: params.get(name) for name in ("request_id", "user_id", "team_id", "end_user", "model_group")}
+    if params.get("api_key"):
+        filters["api_key"] = _token_of(params["api_key"])
+    if params.get("model"):
+        filters["model_group"] = params["model"]
+    return filters
+
+
+async def _spend_logs(keys: KeyManager, store, who, params: dict) -> list:
+    start, end = _dates(params)
+    limit = min(10000, max(1, int(params.get("limit") or 1000)))
+    rows = await store.run(store.spend_logs, _spend_filters(params), start, end, limit)
+    for row in rows:
+        row["startTime"], row["endTime"] = _iso(row["start_time"]), _iso(row["end_time"])
+    return rows
+
+
+async def _spend_report(keys: KeyManager, store, who, params: dict) -> dict:
+    from ..storage.base import SPEND_REPORT_GROUPS
+
+    group_by = params.get("group_by") or "team"
+    if group_by not in SPEND_REPORT_GROUPS:
+        raise _Bad(400, f"group_by must be one of {', '.join(sorted(SPEND_REPORT_GROUPS))}", "group_by")
+    start, end = _dates(params)
+    rows = await store.run(store.spend_report, group_by, start, end, _spend_filters(params))
+    return {"group_by": group_by, "start_date": params.get("start_date"), "end_date": params.get("end_date"),
+            "total_spend": sum(r["spend"] for r in rows), "results": rows}
+
+
+_Handler = Callable[..., Any]
+_ROUTES: dict[str, tuple[str, _Handler]] = {
+    "/key/generate": ("POST", _key_generate),
+    "/key/update": ("POST", _key_update),
+    "/key/delete": ("POST", _key_delete),
+    "/key/regenerate": ("POST", _key_regenerate),
+    "/key/info": ("GET", _key_info_route),
+    "/key/list": ("GET", _key_list),
+    "/team/new": ("POST", _team_new),
+    "/team/update": ("POST", _team_update),
+    "/team/delete": ("POST", _team_delete),
+    "/team/info": ("GET", _team_info),
+    "/team/list": ("GET", _team_list),
+    "/user/new": ("POST", _user_new),
+    "/user/update": ("POST", _user_update),
+    "/user/delete": ("POST", _user_delete),
+    "/user/info": ("GET", _user_info),
+    "/customer/new": ("POST", _customer_new),
+    "/customer/update": ("POST", _customer_update),
+    "/customer/delete": ("POST", _customer_delete),
+    "/customer/info": ("GET", _customer_info),
+    "/end_user/new": ("POST", _customer_new),
+    "/end_user/info": ("GET", _customer_info),
+    "/spend/logs": ("GET", _spend_logs),
+    "/global/spend/report": ("GET", _spend_report),
+}

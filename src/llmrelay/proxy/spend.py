@@ -1,0 +1,230 @@
+"""Spend: what each request cost, written to the spend log in the background.
+
+The request path only appends a row to a bounded in-memory queue (:meth:`SpendQueue.add`); a
+background task writes the queue in batches every ``proxy_batch_write_at`` seconds (default
+0.5), one transaction per batch (rows and the spend of their key, team, user and end user).
+When the database is down the rows stay queued (up to ``MAX_QUEUED``; beyond that new rows are
+dropped with a loud log line) and are written when it is back. Graceful shutdown flushes the
+queue; a crash loses at most the last interval's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..storage import StoreError
+from ..storage.base import utc_day
+
+if TYPE_CHECKING:
+    from .keys import KeyManager, Principal
+
+__all__ = ["SpendQueue", "request_cost", "spend_row", "MAX_QUEUED"]
+
+log = logging.getLogger("llmrelay.proxy.spend")
+
+#: Most rows held while the database is unreachable.
+MAX_QUEUED = 200_000
+#: Most rows per write.
+BATCH = 2000
+_perf = time.perf_counter
+
+
+class SpendQueue:
+    """Spend rows waiting to be written, and the cost they add that the database has not seen."""
+
+    def __init__(self, keys: "KeyManager", interval: float = 0.5, enabled: bool = True,
+                 max_rows: int = MAX_QUEUED) -> None:
+        self.keys = keys
+        self.interval = max(0.01, interval)
+        self.enabled = enabled
+        self.max_rows = max_rows
+        self.rows: deque[dict[str, Any]] = deque()
+        #: (kind, id) → cost queued but not yet written (added to rows read back from the database).
+        self.pending: dict[tuple[str, str], float] = {}
+        self.written = 0
+        self.dropped = 0
+        self._task: asyncio.Task | None = None
+        self._failing = 0
+        self._last_drop_log = 0.0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except (asyncio.TimeoutError, StoreError) as exc:
+            log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", len(self.rows), exc)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue a row (never waits)."""
+        keys = self.keys
+        if not self.enabled or (keys.store is None and keys.url is None and row["api_key"] is None):
+            return
+        if len(self.rows) >= self.max_rows:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_log > 10:
+                self._last_drop_log = now
+                log.error("SPEND LOST: the spend queue is full (%d rows, database unavailable); "
+                          "%d rows dropped so far", self.max_rows, self.dropped)
+            return
+        self.rows.append(row)
+        cost = row["spend"]
+        if cost:
+            pending = self.pending
+            for owner in row["_owners"]:
+                pending[owner] = pending.get(owner, 0.0) + cost
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval if not self._failing else min(5.0, self.interval * 2 ** self._failing))
+            try:
+                await self.flush()
+            except StoreError as exc:
+                self._failing += 1
+                self.keys._db_down(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the writer must survive anything
+                log.exception("spend flush failed")
+
+    async def flush(self) -> None:
+        """Write every queued row; :class:`StoreError` (rows kept) if the database fails."""
+        rows = self.rows
+        while rows:
+            store = self.keys.store or await self.keys._try_open(create=True)
+            if store is None:
+                raise StoreError("the spend database is unavailable")
+            batch = [rows.popleft() for _ in range(min(BATCH, len(rows)))]
+            try:
+                await store.run(store.write_spend, batch)
+            except BaseException:
+                rows.extendleft(reversed(batch))
+                raise
+            self.written += len(batch)
+            pending = self.pending
+            for row in batch:
+                cost = row["spend"]
+                if cost:
+                    for owner in row["_owners"]:
+                        left = pending.get(owner, 0.0) - cost
+                        if left > 1e-12:
+                            pending[owner] = left
+                        else:
+                            pending.pop(owner, None)
+            if self._failing:
+                log.warning("spend written again: %d delayed rows caught up", len(batch))
+                self._failing = 0
+                self.keys._db_ok()
+
+
+# ====================================================================== cost
+def _prices(keys: "KeyManager", model_id: str | None) -> tuple[str | None, str | None, Any]:
+    """(litellm model, provider, per-deployment prices) of a deployment, cached by id."""
+    cache = keys.deployments
+    if model_id in cache:
+        return cache[model_id]
+    found: tuple[str | None, str | None, Any] = (None, None, None)
+    dep = keys.deployment_lookup(model_id) if model_id and keys.deployment_lookup else None
+    if dep:
+        params = dep.get("litellm_params") or {}
+        info = dep.get("model_info") or {}
+        found = (params.get("model"), params.get("custom_llm_provider"), _deployment_prices(params, info))
+    cache[model_id] = found
+    return found
+
+
+def _deployment_prices(params: dict, info: dict) -> dict[str, Any] | None:
+    try:
+        from ..cost import deployment_prices
+    except ImportError:  # the cost table is not part of this installation
+        prices = {k: v for src in (params, info) for k, v in src.items()
+                  if k in ("input_cost_per_token", "output_cost_per_token") and v is not None}
+        return prices or None
+    return deployment_prices(params, info)
+
+
+def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) -> float:
+    """USD for a request from its usage and the deployment that answered (0 when unpriced)."""
+    if usage is None:
+        return 0.0
+    hidden = getattr(result, "_hidden_params", None) or {}
+    model, provider, prices = _prices(keys, hidden.get("model_id"))
+    try:
+        from ..cost import usage_cost
+    except ImportError:
+        prices = prices or {}
+        get = usage.get if isinstance(usage, dict) else usage.__dict__.get
+        return float(prices.get("input_cost_per_token") or 0) * int(get("prompt_tokens") or 0) + \
+            float(prices.get("output_cost_per_token") or 0) * int(get("completion_tokens") or 0)
+    try:
+        return float(usage_cost(model or model_group, usage, provider or hidden.get("custom_llm_provider"),
+                                prices, default=0.0) or 0.0)
+    except Exception:  # noqa: BLE001 - an unpriced or odd usage must not fail the request
+        log.debug("cannot price %s", model_group, exc_info=True)
+        return 0.0
+
+
+def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, usage: Any, prompt: int, completion: int,
+              cost: float) -> dict[str, Any]:
+    """The spend-log row of a finished request."""
+    end = time.time()
+    start = end - (_perf() - ctx.start)
+    key = who.key
+    team_id = key.get("team_id") if key else None
+    user_id = key.get("user_id") if key else None
+    owners = []
+    if who.token:
+        owners.append(("key", who.token))
+    if team_id:
+        owners.append(("team", team_id))
+    if user_id:
+        owners.append(("user", user_id))
+    if who.end_user:
+        owners.append(("end_user", who.end_user))
+    hidden = getattr(ctx.result, "_hidden_params", None) or {}
+    model_id = hidden.get("model_id")
+    if ctx.disconnected:
+        status = "client_disconnected"
+    elif ctx.status == 200 and ctx.error is None:
+        status = "success"
+    else:
+        status = "failure"
+    row = {
+        "request_id": ctx.request_id.decode(),
+        "api_key": who.token,
+        "team_id": team_id,
+        "user_id": user_id,
+        "end_user": who.end_user,
+        "model_group": who.model,
+        "model": _prices(keys, model_id)[0] if model_id else None,
+        "model_id": model_id,
+        "call_type": "acompletion",
+        "status": status,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "spend": cost,
+        "start_time": start,
+        "end_time": end,
+        "day": utc_day(start),
+        "tags": key.get("tags") if key else None,
+        "metadata": {"stream": ctx.stream, "http_status": ctx.status, **({"error": ctx.error} if ctx.error else {})},
+        "messages": None,
+        "response": None,
+        "_owners": owners,
+    }
+    if keys.store_prompts and getattr(ctx, "messages", None) is not None:
+        import orjson
+
+        row["messages"] = orjson.dumps(ctx.messages, default=str).decode()
+    return row

@@ -1,0 +1,456 @@
+"""Virtual keys, budgets, rate limits and spend through the real gateway and the openai SDK,
+on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from dbs import HOW_TO, postgres_schema, postgres_url
+from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
+from proxy.harness import Gateway
+from servers.openai_server import FakeOpenAIServer, dropped_stream, slow_headers_reply, slow_stream_reply
+
+IN_PRICE = 0.001
+OUT_PRICE = 0.002
+MESSAGES = [{"role": "user", "content": "Hi there"}]
+
+
+def keys_config(upstream_url: str, database_url: str) -> str:
+    def model(name: str, extra: str = "") -> str:
+        return f"""
+  - model_name: {name}
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {upstream_url}/v1
+      api_key: os.environ/TEST_UPSTREAM_KEY
+      input_cost_per_token: {IN_PRICE}
+      output_cost_per_token: {OUT_PRICE}{extra}"""
+
+    return f"""
+model_list:{model("gpt-4o-mini")}{model("gpt-4o")}{model("beta-model", '''
+    model_info:
+      access_groups: [beta]''')}
+litellm_settings:
+  num_retries: 0
+router_settings:
+  num_retries: 0
+  disable_cooldowns: true
+general_settings:
+  master_key: {MASTER_KEY}
+  database_url: "{database_url}"
+  proxy_batch_write_at: 0.1
+"""
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/llmrelay.db"
+        return
+    url = postgres_url()
+    if url is None:
+        pytest.skip(HOW_TO)
+    with postgres_schema(url, "llmrelay_keys") as schema_url:
+        yield schema_url
+
+
+def start_gateway(upstream_url: str, database: str, tmp_path_factory, args: list[str] = ()) -> Gateway:
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(keys_config(upstream_url, database))
+    data_dir = tmp_path_factory.mktemp("data")
+    return Gateway(str(path), list(args), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "LLMRELAY_DATA_DIR": str(data_dir)})
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=UPSTREAM_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def gw(upstream, database, tmp_path_factory) -> Iterator[Gateway]:
+    with start_gateway(upstream.url, database, tmp_path_factory) as g:
+        yield g
+
+
+class Admin:
+    """The management API with the master key."""
+
+    def __init__(self, url: str, key: str = MASTER_KEY) -> None:
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+    def post(self, path: str, expect: int = 200, **body) -> dict:
+        r = self.http.post(path, json=body)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    def get(self, path: str, expect: int = 200, **params) -> dict:
+        r = self.http.get(path, params=params)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    def key(self, **fields) -> str:
+        return self.post("/key/generate", **fields)["key"]
+
+
+@pytest.fixture(scope="module")
+def admin(gw) -> Admin:
+    return Admin(gw.url)
+
+
+def client(gw: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+
+
+def chat(gw: Gateway, key: str, model: str = "gpt-4o-mini", **kw):
+    return client(gw, key).chat.completions.create(model=model, messages=MESSAGES, **kw)
+
+
+def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def cost_of(row: dict) -> float:
+    return row["prompt_tokens"] * IN_PRICE + row["completion_tokens"] * OUT_PRICE
+
+
+# ====================================================================== lifecycle
+def test_key_lifecycle(gw, admin):
+    made = admin.post("/key/generate", key_alias="app-1", models=["gpt-4o-mini"], metadata={"team": "x"},
+                      max_budget=10, duration="1h")
+    key = made["key"]
+    assert key.startswith("sk-") and made["token"] == hashlib.sha256(key.encode()).hexdigest()
+    assert made["key_name"] == f"sk-...{key[-4:]}" and made["expires"] and made["models"] == ["gpt-4o-mini"]
+    answer = chat(gw, key)
+    assert answer.choices[0].message.content
+    info = admin.get("/key/info", key=key)
+    assert info["key"] == made["token"] and info["info"]["key_alias"] == "app-1"
+    assert "key" not in info["info"]  # shown once
+    assert made["token"] in admin.get("/key/list")["keys"]
+    admin.post("/key/update", key=key, models=["gpt-4o"])
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key)
+    assert chat(gw, key, model="gpt-4o").choices
+    new = admin.post("/key/regenerate", key=key)["key"]
+    assert new != key
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key, model="gpt-4o")
+    assert chat(gw, new, model="gpt-4o").choices
+    assert admin.post("/key/delete", keys=[new])["deleted_keys"] == [hashlib.sha256(new.encode()).hexdigest()]
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, new, model="gpt-4o")
+    admin.get("/key/info", expect=404, key=new)
+
+
+def test_expired_and_blocked_keys(gw, admin):
+    key = admin.key()
+    admin.post("/key/update", key=key, blocked=True)
+    with pytest.raises(openai.AuthenticationError, match="blocked"):
+        chat(gw, key)
+    admin.post("/key/update", key=key, blocked=False)
+    assert chat(gw, key).choices
+    short = admin.key(duration="1s")
+    time.sleep(1.1)
+    with pytest.raises(openai.AuthenticationError, match="Expired"):
+        chat(gw, short)
+
+
+# ====================================================================== model access
+def test_model_allow_lists(gw, admin):
+    exact = admin.key(models=["gpt-4o-mini"])
+    with pytest.raises(openai.AuthenticationError) as err:
+        chat(gw, exact, model="gpt-4o")
+    assert err.value.status_code == 401
+    assert err.value.body["type"] == "key_model_access_denied" and err.value.body["param"] == "model"
+    wildcard = admin.key(models=["gpt-4o*"])
+    assert chat(gw, wildcard, model="gpt-4o").choices and chat(gw, wildcard).choices
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, wildcard, model="beta-model")
+    group = admin.key(models=["beta"])
+    assert chat(gw, group, model="beta-model").choices
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, group)
+    team = admin.post("/team/new", team_alias="t-models", models=["gpt-4o"])["team_id"]
+    member = admin.key(team_id=team)
+    assert chat(gw, member, model="gpt-4o").choices
+    with pytest.raises(openai.AuthenticationError) as err:
+        chat(gw, member)
+    assert err.value.body["type"] == "team_model_access_denied"
+
+
+# ====================================================================== limits
+def test_rpm_limit_is_hit_at_its_number(gw, admin):
+    key = admin.key(rpm_limit=3)
+    raw = client(gw, key).chat.completions.with_raw_response
+    remaining = [raw.create(model="gpt-4o-mini", messages=MESSAGES).headers["x-ratelimit-remaining-requests"]
+                 for _ in range(3)]
+    assert remaining == ["2", "1", "0"]
+    with pytest.raises(openai.RateLimitError) as err:
+        chat(gw, key)
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 60
+    assert "rpm" in err.value.message
+
+
+def test_rpm_limit_under_concurrency(gw, admin):
+    key = admin.key(rpm_limit=5)
+
+    def one(_):
+        try:
+            chat(gw, key)
+            return 200
+        except openai.RateLimitError:
+            return 429
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(one, range(12)))
+    assert results.count(200) == 5 and results.count(429) == 7
+
+
+def test_parallel_limit(gw, admin, upstream):
+    key = admin.key(max_parallel_requests=2)
+    for _ in range(2):
+        upstream.enqueue(slow_headers_reply(0.8, stream=False))
+
+    def one(_):
+        try:
+            chat(gw, key)
+            return 200
+        except openai.RateLimitError as exc:
+            return int(exc.response.headers["retry-after"])
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(one, range(5)))
+    assert results.count(200) == 2 and results.count(1) == 3
+    assert chat(gw, key).choices  # slots are given back
+
+
+def test_tpm_limit(gw, admin):
+    key = admin.key(tpm_limit=20)
+    raw = client(gw, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.headers["x-ratelimit-limit-tokens"] == "20"
+    used = raw.parse().usage.total_tokens
+    assert 0 < used < 20
+    calls = 1
+    while True:
+        try:
+            chat(gw, key)
+            calls += 1
+        except openai.RateLimitError as exc:
+            assert "tpm" in exc.message
+            break
+        assert calls < 20
+    assert calls == -(-20 // used)  # allowed while the tokens used so far are under the limit
+
+
+def test_team_rpm_limit_is_shared_by_its_keys(gw, admin):
+    team = admin.post("/team/new", rpm_limit=2)["team_id"]
+    a, b = admin.key(team_id=team), admin.key(team_id=team)
+    chat(gw, a)
+    chat(gw, b)
+    with pytest.raises(openai.RateLimitError, match="team"):
+        chat(gw, a)
+
+
+# ====================================================================== budgets
+def test_budget_exceeded_and_reset(gw, admin):
+    key = admin.key(max_budget=0.0001, budget_duration="2s")
+    raw = client(gw, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.headers["x-litellm-key-spend"] == "0.0" and raw.headers["x-litellm-key-max-budget"] == "0.0001"
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(gw, key)
+    assert err.value.body["type"] == "budget_exceeded" and "Budget has been exceeded" in err.value.message
+    time.sleep(2.2)
+    assert chat(gw, key).choices  # a new period
+    wait_for(lambda: admin.get("/key/info", key=key)["info"]["spend"] > 0, what="spend written")
+
+
+def test_team_user_and_end_user_budgets(gw, admin):
+    team = admin.post("/team/new", max_budget=0.0001)["team_id"]
+    key = admin.key(team_id=team)
+    chat(gw, key)
+    with pytest.raises(openai.BadRequestError, match="Team="):
+        chat(gw, key)
+    user = admin.post("/user/new", user_id="u-budget", max_budget=0.0001)
+    chat(gw, user["key"])
+    with pytest.raises(openai.BadRequestError, match="User=u-budget"):
+        chat(gw, user["key"])
+    admin.post("/customer/new", user_id="end-user-1", max_budget=0.0001)
+    free = admin.key()
+    chat(gw, free, user="end-user-1")
+    with pytest.raises(openai.BadRequestError, match="End User=end-user-1"):
+        chat(gw, free, user="end-user-1")
+    assert chat(gw, free, user="someone-else").choices
+
+
+# ====================================================================== spend
+def test_spend_is_the_sum_of_request_costs(gw, admin, upstream):
+    import socket
+
+    import orjson
+
+    key = admin.key(key_alias="spender")
+    token = hashlib.sha256(key.encode()).hexdigest()
+    sdk = client(gw, key)
+    plain = sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    expected = plain.usage.prompt_tokens * IN_PRICE + plain.usage.completion_tokens * OUT_PRICE
+    chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                              stream_options={"include_usage": True}))
+    usage = chunks[-1].usage
+    expected += usage.prompt_tokens * IN_PRICE + usage.completion_tokens * OUT_PRICE
+    assert [c for c in sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)]
+    # an upstream that fails mid-stream: charged for what was generated
+    upstream.enqueue(dropped_stream(after_chunks=3))
+    with pytest.raises(Exception):
+        list(sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    # a client that disconnects mid-stream
+    upstream.enqueue(slow_stream_reply(0.2))
+    host, port = gw.url.removeprefix("http://").split(":")
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while data.count(b"data: ") < 2:
+        data += sock.recv(65536)
+    sock.close()
+
+    rows = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) == 5 and r, what="5 spend rows")
+    by_status = sorted(r["status"] for r in rows)
+    assert by_status == ["client_disconnected", "failure", "success", "success", "success"]
+    for row in rows:
+        assert row["api_key"] == token and row["model_group"] == "gpt-4o-mini"
+        assert row["spend"] == pytest.approx(cost_of(row))
+        assert row["completion_tokens"] > 0, row  # cut streams are charged for what was generated
+    assert sum(r["spend"] for r in rows if r["metadata"]["stream"] is False) == pytest.approx(
+        plain.usage.prompt_tokens * IN_PRICE + plain.usage.completion_tokens * OUT_PRICE)
+    total = sum(r["spend"] for r in rows)
+    assert total >= expected
+    info = wait_for(lambda: (i := admin.get("/key/info", key=key)["info"]) and i["spend"] == pytest.approx(total) and i,
+                    what="key spend")
+    assert info["spend"] == pytest.approx(total)
+    report = admin.get("/global/spend/report", group_by="key", api_key=key)
+    assert report["results"] == [{"group": token, "spend": pytest.approx(total), "requests": 5,
+                                  "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+                                  "completion_tokens": sum(r["completion_tokens"] for r in rows),
+                                  "total_tokens": sum(r["total_tokens"] for r in rows)}]
+    days = admin.get("/global/spend/report", group_by="day")["results"]
+    assert days and all(len(d["group"]) == 10 for d in days)
+
+
+# ====================================================================== security
+def test_management_needs_the_master_key(gw, admin):
+    key = admin.key()
+    other = admin.key()
+    as_key = Admin(gw.url, key)
+    for path in ("/key/generate", "/key/update", "/key/delete", "/team/new", "/user/new", "/customer/new"):
+        as_key.post(path, expect=401)
+    for path in ("/key/list", "/team/list", "/spend/logs", "/global/spend/report"):
+        as_key.get(path, expect=401)
+    assert as_key.get("/key/info")["key"] == hashlib.sha256(key.encode()).hexdigest()
+    assert as_key.get("/key/info", key=key)["info"]["spend"] == 0
+    as_key.get("/key/info", expect=401, key=other)
+    Admin(gw.url, "sk-wrong").get("/key/info", expect=401)
+    r = httpx.post(gw.url + "/key/generate", json={})
+    assert r.status_code == 401
+
+
+def test_no_key_or_hash_in_any_log_line(gw, admin):
+    key = admin.key(key_alias="secret-check")
+    chat(gw, key)
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key + "x")
+    admin.post("/key/delete", keys=[key])
+    time.sleep(0.3)
+    text = "\n".join(gw.lines)
+    for secret in (key, hashlib.sha256(key.encode()).hexdigest(), key + "x",
+                   hashlib.sha256((key + "x").encode()).hexdigest(), MASTER_KEY):
+        assert secret not in text
+
+
+# ====================================================================== several gateways, a dying database
+def test_two_gateways_on_one_database(gw, admin, upstream, database, tmp_path_factory):
+    with start_gateway(upstream.url, database, tmp_path_factory) as second:
+        key = admin.key(models=["gpt-4o-mini"])
+        assert chat(second, key).choices  # created on one, used on the other
+        admin.post("/key/update", key=key, models=["gpt-4o"])
+        wait_for(lambda: _refused(second, key, "gpt-4o-mini"), timeout=1.5, what="update seen by the other gateway")
+        chat(gw, key, model="gpt-4o")
+        chat(second, key, model="gpt-4o")
+        token = hashlib.sha256(key.encode()).hexdigest()
+        # (requests on the second gateway before it saw the update were served and charged too)
+        rows = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) >= 3 and r, what="spend rows")
+        assert {r["model_group"] for r in rows} == {"gpt-4o-mini", "gpt-4o"}
+        info = wait_for(lambda: (i := Admin(second.url).get("/key/info", key=key)["info"])
+                        and i["spend"] == pytest.approx(sum(r["spend"] for r in admin.get("/spend/logs", api_key=key)))
+                        and i, what="summed spend")
+        assert info["token"] == token
+        started = time.monotonic()
+        admin.post("/key/delete", keys=[key])
+        wait_for(lambda: _refused(second, key, "gpt-4o"), timeout=1.0, what="delete seen by the other gateway")
+        assert time.monotonic() - started < 1.0
+
+
+def _refused(g: Gateway, key: str, model: str) -> bool:
+    try:
+        chat(g, key, model=model)
+    except openai.AuthenticationError:
+        return True
+    return False
+
+
+def test_requests_keep_flowing_when_the_database_dies(upstream, tmp_path_factory):
+    from urllib.parse import urlsplit
+
+    from tcp_proxy import CuttableProxy
+
+    url = postgres_url()
+    if url is None:
+        pytest.skip(HOW_TO)
+    parts = urlsplit(url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    via_proxy = url.replace(parts.netloc, f"{parts.username + '@' if parts.username else ''}127.0.0.1:{proxy.port}")
+    try:
+        with postgres_schema(url, "llmrelay_dbkill") as schema_url:
+            schema_via_proxy = schema_url.replace(url, via_proxy)
+            with start_gateway(upstream.url, schema_via_proxy, tmp_path_factory) as g:
+                admin = Admin(g.url)
+                key = admin.key(max_budget=100)
+                chat(g, key)  # now cached
+                wait_for(lambda: len(admin.get("/spend/logs", api_key=key)) == 1, what="first row")
+                proxy.cut()
+                started = time.monotonic()
+                for _ in range(5):
+                    assert chat(g, key).choices
+                    assert chat(g, MASTER_KEY).choices
+                assert time.monotonic() - started < 5  # not waiting on the database
+                wait_for(lambda: any("KEY DATABASE UNAVAILABLE" in line for line in g.lines), what="a loud log line")
+                admin.get("/key/info", expect=503, key=key)
+                proxy.restore()
+                rows = wait_for(lambda: (r := _try_logs(admin, key)) and len(r) == 6 and r, timeout=20,
+                                what="spend written after the database returned")
+                total = sum(r["spend"] for r in rows)
+                assert total > 0
+                info = wait_for(lambda: (i := admin.get("/key/info", key=key)["info"]) and
+                                i["spend"] == pytest.approx(total) and i, what="key spend caught up")
+                assert info["spend"] == pytest.approx(total)
+                assert len(admin.get("/spend/logs")) == 11  # the master key's requests too
+    finally:
+        proxy.close()
+
+
+def _try_logs(admin: Admin, key: str):
+    r = admin.http.get("/spend/logs", params={"api_key": key})
+    return r.json() if r.status_code == 200 else None
