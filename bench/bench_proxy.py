@@ -132,7 +132,8 @@ async def _load(url: str, stream: bool, conc: int, seconds: float, paced: bool =
     if paced:
         request["user"] = "bench-paced"
     body = orjson.dumps(request)
-    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    headers = {"content-type": "application/json",
+               "authorization": f"Bearer {os.environ.get('BENCH_KEY', 'sk-bench')}"}
     ttfts: list[float] = []
     lats: list[float] = []
     chunks = 0

@@ -454,3 +454,35 @@ def test_requests_keep_flowing_when_the_database_dies(upstream, tmp_path_factory
 def _try_logs(admin: Admin, key: str):
     r = admin.http.get("/spend/logs", params={"api_key": key})
     return r.json() if r.status_code == 200 else None
+
+
+def test_management_shapes_and_validation(gw, admin):
+    admin.post("/key/generate", expect=400, budget_duration="1year")
+    admin.post("/key/generate", expect=400, rpm_limit=-1)
+    admin.post("/key/generate", expect=400, models="gpt-4o")
+    admin.post("/key/generate", expect=400, key="not-a-key")
+    custom = admin.post("/key/generate", key="sk-my-custom-key-1", key_alias="custom")
+    assert custom["key"] == "sk-my-custom-key-1"
+    admin.post("/key/generate", expect=400, key="sk-my-custom-key-1")
+    team = admin.post("/team/new", team_id="team-shapes", team_alias="shapes", max_budget=5, budget_duration="30d")
+    assert team["team_id"] == "team-shapes" and team["budget_reset_at"]
+    admin.post("/team/new", expect=400, team_id="team-shapes")
+    k1 = admin.post("/key/generate", team_id="team-shapes")["token"]
+    info = admin.get("/team/info", team_id="team-shapes")
+    assert info["team_info"]["team_alias"] == "shapes" and [k["token"] for k in info["keys"]] == [k1]
+    assert admin.post("/team/update", team_id="team-shapes", rpm_limit=7)["rpm_limit"] == 7
+    assert "team-shapes" in [t["team_id"] for t in admin.get("/team/list")]
+    user = admin.post("/user/new", user_id="u-shapes", user_email="a@b.c", team_id="team-shapes")
+    assert user["key"].startswith("sk-")
+    uinfo = admin.get("/user/info", user_id="u-shapes")
+    assert uinfo["user_info"]["teams"] == ["team-shapes"] and len(uinfo["keys"]) == 1
+    assert uinfo["teams"][0]["team_id"] == "team-shapes"
+    page = admin.get("/key/list", team_id="team-shapes", size=1, return_full_object="true")
+    assert page["total_count"] == 2 and page["keys"][0]["token"] == k1 and page["total_pages"] == 2  # + the user's key
+    assert admin.post("/key/delete", key_aliases=["custom"])["deleted_keys"] == [custom["token"]]
+    assert admin.post("/team/delete", team_ids=["team-shapes"])["deleted"] == ["team-shapes"]
+    admin.get("/team/info", expect=404, team_id="team-shapes")
+    assert admin.post("/customer/new", user_id="c-shapes", alias="C")["alias"] == "C"
+    assert admin.get("/customer/info", end_user_id="c-shapes")["user_id"] == "c-shapes"
+    admin.get("/nope", expect=404)
+    admin.get("/key/generate", expect=405)

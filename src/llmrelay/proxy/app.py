@@ -23,7 +23,7 @@ import orjson
 from ..exceptions import LLMRelayError
 from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import cuts, errors
-from .auth import client_key, key_matches
+from .auth import client_key
 from .client_params import ClientParamError, ClientParamPolicy
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
@@ -120,7 +120,6 @@ class ProxyApp:
             self.client_params = ClientParamPolicy(config.deployments)
         except ValueError as exc:
             raise ConfigError(f"{config.path or '<config>'}: {exc}") from None
-        self.master_key = config.master_key.encode() if config.master_key else None
         self.max_body = config.max_body_bytes
         secrets = list(config.secrets)
         if config.master_key:
@@ -258,11 +257,8 @@ class ProxyApp:
     async def _authenticate(self, ctx: _Ctx, send: Send, authorization: bytes | None, api_key: bytes | None,
                             x_api_key: bytes | None) -> bool:
         """Whether the caller may go on (else the refusal has been sent)."""
-        if self.keys is None:
-            if self._authorized(authorization, api_key, x_api_key):
-                return True
-            await self._unauthorized(ctx, send)
-            return False
+        if self.keys is None:  # no master key: an open gateway
+            return True
         who = await self.keys.authenticate(client_key(authorization, api_key, x_api_key))
         if isinstance(who, Refusal):
             await self._refuse(ctx, send, who)
@@ -292,18 +288,6 @@ class ProxyApp:
         await self._json(ctx, send, status, payload, extra)
 
     # ------------------------------------------------------------------ small answers
-    def _authorized(self, authorization: bytes | None, api_key: bytes | None, x_api_key: bytes | None) -> bool:
-        if self.master_key is None:
-            return True
-        return key_matches(client_key(authorization, api_key, x_api_key), self.master_key)
-
-    async def _unauthorized(self, ctx: _Ctx, send: Send) -> None:
-        await self._error(
-            ctx, send, 401,
-            "Missing or invalid API key: send the gateway's key as 'Authorization: Bearer <key>'.",
-            code="invalid_api_key", extra=[(b"www-authenticate", b"Bearer")],
-        )
-
     async def _method_not_allowed(self, ctx: _Ctx, send: Send, allow: bytes) -> None:
         await self._error(ctx, send, 405, f"Method not allowed; use {allow.decode()}.", extra=[(b"allow", allow)])
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -31,6 +30,7 @@ import time
 from typing import Any
 
 from ..storage import Store, StoreError, database_url, default_sqlite_path, open_store
+from .auth import key_matches
 from .budgets import next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
 from .spend import SpendQueue, request_cost, spend_row
@@ -306,15 +306,9 @@ class KeyManager:
         return entry.row if entry is not None else None
 
     # ------------------------------------------------------------------ authenticate
-    def is_master(self, presented: bytes | None) -> bool:
-        if presented is None:
-            hmac.compare_digest(self._master, self._master)
-            return False
-        return hmac.compare_digest(presented, self._master)
-
     async def authenticate(self, presented: bytes | None) -> Principal | Refusal:
         """The caller, or the refusal to send (401 unknown key, 503 database unavailable)."""
-        if self.is_master(presented):
+        if key_matches(presented, self._master):  # constant-time
             return Principal(True)
         if presented is None:
             return _UNAUTHORIZED
@@ -481,7 +475,8 @@ class KeyManager:
         cost = request_cost(self, ctx.result, who.model, usage)
         if cost:
             self._charge(who, cost)
-        self.spend.add(spend_row(self, who, ctx, usage, prompt, completion, cost))
+        if self.spend.accepts(who):
+            self.spend.add(spend_row(self, who, ctx, usage, prompt, completion, cost))
 
     def _charge(self, who: Principal, cost: float) -> None:
         key = who.key

@@ -64,11 +64,14 @@ class SpendQueue:
         except (asyncio.TimeoutError, StoreError) as exc:
             log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", len(self.rows), exc)
 
+    def accepts(self, who: "Principal") -> bool:
+        """Whether a request is logged: spend logging is on and there is a database (a gateway
+        with only a master key and no database_url creates none for its spend)."""
+        keys = self.keys
+        return self.enabled and (keys.store is not None or keys.url is not None or not who.master)
+
     def add(self, row: dict[str, Any]) -> None:
         """Queue a row (never waits)."""
-        keys = self.keys
-        if not self.enabled or (keys.store is None and keys.url is None and row["api_key"] is None):
-            return
         if len(self.rows) >= self.max_rows:
             self.dropped += 1
             now = time.monotonic()

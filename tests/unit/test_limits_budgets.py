@@ -1,0 +1,90 @@
+"""The local rate-limit backend and budget periods (pure, with a fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from llmrelay.proxy.budgets import DurationError, next_reset, parse_duration
+from llmrelay.proxy.limits import Limit, LocalLimits, rate_limit_headers
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rpm_sliding_window_and_retry_after():
+    clock = Clock()
+    limits = LocalLimits(clock)
+    rule = [Limit("key:a", "key", rpm=2)]
+    assert limits.acquire_now(rule).remaining_requests == 1
+    clock.t += 10
+    assert limits.acquire_now(rule).remaining_requests == 0
+    denied = limits.acquire_now(rule)
+    assert not denied.allowed and denied.retry_after == pytest.approx(50) and "rpm" in denied.reason
+    clock.t += 50.01
+    assert limits.acquire_now(rule).allowed  # the first request left the window
+    assert not limits.acquire_now(rule).allowed
+
+
+def test_all_or_nothing_over_several_counters():
+    limits = LocalLimits(Clock())
+    key = Limit("key:a", "key", rpm=5)
+    team = Limit("team:t", "team", rpm=1)
+    assert limits.acquire_now([key, team]).allowed
+    denied = limits.acquire_now([key, team])
+    assert not denied.allowed and denied.reason.startswith("team")
+    # the refused request was not counted on the key
+    assert limits.acquire_now([key]).remaining_requests == 3
+
+
+def test_parallel_and_tokens():
+    clock = Clock()
+    limits = LocalLimits(clock)
+    rule = [Limit("k", "key", tpm=100, parallel=1)]
+    first = limits.acquire_now(rule)
+    assert first.allowed and first.remaining_tokens == 100
+    assert limits.acquire_now(rule).reason.startswith("key max_parallel")
+    asyncio.run(limits.release(rule, 60))
+    assert limits.acquire_now(rule).remaining_tokens == 40
+    limits.release_now(rule, 60)
+    denied = limits.acquire_now(rule)
+    assert not denied.allowed and "tpm" in denied.reason and denied.retry_after == pytest.approx(60)
+    clock.t += 60.01
+    assert limits.acquire_now(rule).allowed
+    headers = dict(rate_limit_headers(limits.acquire_now([Limit("z", "key", rpm=3, tpm=7)])))
+    assert headers == {b"x-ratelimit-limit-requests": b"3", b"x-ratelimit-remaining-requests": b"2",
+                       b"x-ratelimit-limit-tokens": b"7", b"x-ratelimit-remaining-tokens": b"7"}
+
+
+def test_idle_counters_are_forgotten():
+    clock = Clock()
+    limits = LocalLimits(clock)
+    for i in range(5000):
+        limits.acquire_now([Limit(f"key:{i}", "key", rpm=10)])
+        clock.t += 0.1
+    assert len(limits._counters) < 5000
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("1m", 60), ("1h", 3600), ("1d", 86400), ("30d", 30 * 86400),
+                                          ("2w", 14 * 86400), ("1.5h", 5400)])
+def test_durations(text, seconds):
+    assert next_reset(text, 1000.0) == 1000.0 + seconds
+
+
+def test_calendar_months():
+    jan31 = datetime(2026, 1, 31, 12, tzinfo=timezone.utc).timestamp()
+    assert datetime.fromtimestamp(next_reset("1mo", jan31), timezone.utc) == datetime(2026, 2, 28, 12, tzinfo=timezone.utc)
+    assert datetime.fromtimestamp(next_reset("12mo", jan31), timezone.utc).year == 2027
+
+
+@pytest.mark.parametrize("bad", ["", "10", "1y", "abc", None, 5])
+def test_bad_durations(bad):
+    with pytest.raises(DurationError):
+        parse_duration(bad)
