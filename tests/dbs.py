@@ -91,3 +91,19 @@ def postgres_schema(url: str, prefix: str = "llmrelay_t") -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def database_for(backend: str, directory: str, prefix: str = "llmrelay_t") -> Iterator[str]:
+    """A database URL for ``backend`` ("sqlite": a file in ``directory``; "postgres": a fresh
+    schema), or ``pytest.skip`` with how to run the PostgreSQL tests."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory}/llmrelay.db"
+        return
+    url = postgres_url()
+    if url is None:
+        import pytest
+
+        pytest.skip(HOW_TO)
+    with postgres_schema(url, prefix) as schema_url:
+        yield schema_url

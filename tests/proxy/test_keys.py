@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from dbs import HOW_TO, postgres_schema, postgres_url
+from dbs import HOW_TO, database_for, postgres_schema, postgres_url
 from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
 from proxy.harness import Gateway
 from servers.openai_server import FakeOpenAIServer, dropped_stream, slow_headers_reply, slow_stream_reply
@@ -51,14 +51,8 @@ general_settings:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/llmrelay.db"
-        return
-    url = postgres_url()
-    if url is None:
-        pytest.skip(HOW_TO)
-    with postgres_schema(url, "llmrelay_keys") as schema_url:
-        yield schema_url
+    with database_for(request.param, str(tmp_path_factory.mktemp("db")), "llmrelay_keys") as url:
+        yield url
 
 
 def start_gateway(upstream_url: str, database: str, tmp_path_factory, args: list[str] = ()) -> Gateway:

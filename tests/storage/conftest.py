@@ -6,19 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from dbs import HOW_TO, postgres_schema, postgres_url
+from dbs import database_for
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/llmrelay.db"
-        return
-    url = postgres_url()
-    if url is None:
-        pytest.skip(HOW_TO)
-    with postgres_schema(url) as schema_url:
-        yield schema_url
+    with database_for(request.param, str(tmp_path)) as url:
+        yield url
 
 
 @pytest.fixture

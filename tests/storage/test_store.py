@@ -56,7 +56,7 @@ def test_entity_round_trip_with_json_and_bool_columns(store):
     row = store.get("key", "h1")
     assert (row["key_alias"], row["blocked"], row["models"]) == ("b", False, None)
     assert not store.update("key", "missing", {"key_alias": "c"})
-    assert store.replace_id("key", "h1", "h2", {"key_name": "sk-...new"})
+    assert store.update("key", "h1", {"key_name": "sk-...new"}, new_ident="h2")
     assert store.get("key", "h1") is None and store.get("key", "h2")["key_alias"] == "b"
     assert store.delete("key", ["h2", "zz"]) == ["h2"]
     assert store.get("key", "h2") is None

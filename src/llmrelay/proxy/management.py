@@ -219,7 +219,7 @@ async def _key_regenerate(keys: KeyManager, store, who, params: dict) -> dict:
     token = await _find_key(store, params)
     raw = params.get("new_key") or new_key()
     fields = {"key_name": key_name(raw), **_fields(params, _KEY_FIELDS, time.time())}
-    if not await store.run(store.replace_id, "key", token, hash_key(raw), fields):
+    if not await store.run(store.update, "key", token, fields, hash_key(raw)):
         raise _Bad(404, "no such key", "key")
     keys.invalidate("key", token)
     saved = await store.run(store.get, "key", hash_key(raw))
@@ -297,13 +297,20 @@ async def _team_delete(keys, store, who, params):
     return await _delete(keys, store, "team", params.get("team_ids"), "team_ids")
 
 
-async def _team_info(keys: KeyManager, store, who, params: dict) -> dict:
-    team_id = params.get("team_id")
-    row = await store.run(store.get, "team", team_id) if team_id else None
+async def _owner(store, kind: str, id_name: str, ident: Any) -> tuple[dict, list[dict]]:
+    """A team's or user's row and its keys; 404 if there is no such row."""
+    row = await store.run(store.get, kind, ident) if isinstance(ident, str) and ident else None
     if row is None:
-        raise _Bad(404, f"no such team {team_id!r}", "team_id")
-    members = await store.run(store.find, "key", {"team_id": team_id}, 1000)
-    return {"team_id": team_id, "team_info": _public(row), "keys": [_key_info(k) for k in members]}
+        raise _Bad(404, f"no such {kind.replace('_', ' ')} {ident!r}", id_name)
+    if kind == "end_user":
+        return row, []
+    owned = await store.run(store.find, "key", {id_name: ident}, 1000)
+    return row, [_key_info(k) for k in owned]
+
+
+async def _team_info(keys: KeyManager, store, who, params: dict) -> dict:
+    row, owned = await _owner(store, "team", "team_id", params.get("team_id"))
+    return {"team_id": row["team_id"], "team_info": _public(row), "keys": owned}
 
 
 async def _team_list(keys: KeyManager, store, who, params: dict) -> list:
@@ -340,14 +347,9 @@ async def _user_delete(keys, store, who, params):
 
 
 async def _user_info(keys: KeyManager, store, who, params: dict) -> dict:
-    user_id = params.get("user_id")
-    row = await store.run(store.get, "user", user_id) if user_id else None
-    if row is None:
-        raise _Bad(404, f"no such user {user_id!r}", "user_id")
-    owned = await store.run(store.find, "key", {"user_id": user_id}, 1000)
+    row, owned = await _owner(store, "user", "user_id", params.get("user_id"))
     teams = [t for t in [await store.run(store.get, "team", t) for t in row.get("teams") or ()] if t]
-    return {"user_id": user_id, "user_info": _public(row), "keys": [_key_info(k) for k in owned],
-            "teams": [_public(t) for t in teams]}
+    return {"user_id": row["user_id"], "user_info": _public(row), "keys": owned, "teams": [_public(t) for t in teams]}
 
 
 async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
@@ -371,10 +373,7 @@ async def _customer_delete(keys, store, who, params):
 
 
 async def _customer_info(keys: KeyManager, store, who, params: dict) -> dict:
-    user_id = params.get("end_user_id") or params.get("user_id")
-    row = await store.run(store.get, "end_user", user_id) if user_id else None
-    if row is None:
-        raise _Bad(404, f"no such end user {user_id!r}", "end_user_id")
+    row, _ = await _owner(store, "end_user", "end_user_id", params.get("end_user_id") or params.get("user_id"))
     return _public(row)
 
 

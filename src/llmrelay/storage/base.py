@@ -212,35 +212,24 @@ class Store:
             )
             self._changed(cur, kind, row[id_col], now)
 
-    def update(self, kind: str, ident: str, fields: dict[str, Any]) -> bool:
-        """Set some columns of a row; False if there is no such row."""
+    def update(self, kind: str, ident: str, fields: dict[str, Any], new_ident: str | None = None) -> bool:
+        """Set some columns of a row (and with ``new_ident`` give it a new id: a regenerated
+        key), in one transaction; False if there is no such row."""
         table, id_col, columns = ENTITIES[kind]
         now = time.time()
         fields = {c: v for c, v in {**fields, "updated_at": now}.items() if c in columns and c != id_col}
+        values = [_encode(columns[c], v) for c, v in fields.items()]
+        sets = [f"{c} = ?" for c in fields]
+        if new_ident is not None:
+            sets.insert(0, f"{id_col} = ?")
+            values.insert(0, new_ident)
         with self._cursor() as cur:
-            cur.execute(
-                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in fields)} WHERE {id_col} = ?",
-                (*(_encode(columns[c], v) for c, v in fields.items()), ident),
-            )
+            cur.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE {id_col} = ?", (*values, ident))
             if cur.rowcount == 0:
                 return False
             self._changed(cur, kind, ident, now)
-        return True
-
-    def replace_id(self, kind: str, ident: str, new_ident: str, fields: dict[str, Any]) -> bool:
-        """Give a row a new id (a regenerated key) and set some columns, in one transaction."""
-        table, id_col, columns = ENTITIES[kind]
-        now = time.time()
-        fields = {c: v for c, v in {**fields, "updated_at": now}.items() if c in columns and c != id_col}
-        with self._cursor() as cur:
-            cur.execute(
-                f"UPDATE {table} SET {id_col} = ?, {', '.join(f'{c} = ?' for c in fields)} WHERE {id_col} = ?",
-                (new_ident, *(_encode(columns[c], v) for c, v in fields.items()), ident),
-            )
-            if cur.rowcount == 0:
-                return False
-            self._changed(cur, kind, ident, now)
-            self._changed(cur, kind, new_ident, now)
+            if new_ident is not None:
+                self._changed(cur, kind, new_ident, now)
         return True
 
     def delete(self, kind: str, idents: Sequence[str]) -> list[str]:
@@ -360,18 +349,7 @@ class Store:
     def spend_logs(self, filters: dict[str, Any] | None = None, start: float | None = None,
                    end: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Spend-log rows, newest first."""
-        clauses, params = [], []
-        for col, value in (filters or {}).items():
-            if col in _SPEND_FILTERS and value is not None:
-                clauses.append(f"{col} = ?")
-                params.append(value)
-        if start is not None:
-            clauses.append("start_time >= ?")
-            params.append(start)
-        if end is not None:
-            clauses.append("start_time < ?")
-            params.append(end)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _spend_where(filters, start, end)
         with self._cursor() as cur:
             cur.execute(f"SELECT * FROM llmrelay_spend_logs{where} ORDER BY start_time DESC LIMIT ?",
                         (*params, int(limit)))
@@ -386,18 +364,7 @@ class Store:
                      filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Spend, requests and tokens summed per ``group_by`` (see ``SPEND_REPORT_GROUPS``)."""
         col = SPEND_REPORT_GROUPS[group_by]
-        clauses, params = [], []
-        for name, value in (filters or {}).items():
-            if name in _SPEND_FILTERS and value is not None:
-                clauses.append(f"{name} = ?")
-                params.append(value)
-        if start is not None:
-            clauses.append("start_time >= ?")
-            params.append(start)
-        if end is not None:
-            clauses.append("start_time < ?")
-            params.append(end)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _spend_where(filters, start, end)
         with self._cursor() as cur:
             cur.execute(
                 f"SELECT {col} AS grp, SUM(spend) AS spend, COUNT(*) AS requests, "
@@ -409,6 +376,22 @@ class Store:
         return [{"group": r["grp"], "spend": float(r["spend"] or 0), "requests": int(r["requests"]),
                  "prompt_tokens": int(r["prompt_tokens"] or 0), "completion_tokens": int(r["completion_tokens"] or 0),
                  "total_tokens": int(r["total_tokens"] or 0)} for r in rows]
+
+
+def _spend_where(filters: dict[str, Any] | None, start: float | None, end: float | None) -> tuple[str, list]:
+    """The WHERE clause for spend-log queries: column filters and a [start, end) time range."""
+    clauses, params = [], []
+    for col, value in (filters or {}).items():
+        if col in _SPEND_FILTERS and value is not None:
+            clauses.append(f"{col} = ?")
+            params.append(value)
+    if start is not None:
+        clauses.append("start_time >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("start_time < ?")
+        params.append(end)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def _row(columns: dict[str, str | None], raw: dict[str, Any]) -> dict[str, Any]:
