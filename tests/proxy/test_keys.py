@@ -480,3 +480,17 @@ def test_management_shapes_and_validation(gw, admin):
     assert admin.get("/customer/info", end_user_id="c-shapes")["user_id"] == "c-shapes"
     admin.get("/nope", expect=404)
     admin.get("/key/generate", expect=405)
+
+
+def test_keys_on_the_anthropic_messages_api(gw, admin):
+    key = admin.key(models=["gpt-4o-mini"], key_alias="anthropic-client")
+    body = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}
+    ok = httpx.post(gw.url + "/v1/messages", json=body, headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["type"] == "message"
+    refused = httpx.post(gw.url + "/v1/messages", json={**body, "model": "gpt-4o"},
+                         headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "error" and "not allowed" in refused.json()["error"]["message"]
+    rows = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="spend row")
+    assert len(rows) == 1 and rows[0]["spend"] == pytest.approx(cost_of(rows[0])) and rows[0]["spend"] > 0

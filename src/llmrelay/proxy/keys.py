@@ -47,6 +47,8 @@ NEGATIVE_TTL = 2.0
 POLL_INTERVAL = 0.25
 #: Seconds between budget-reset sweeps of the database.
 RESET_INTERVAL = 2.0
+#: Cache size beyond which entries for unknown keys are dropped.
+MAX_CACHED = 100_000
 ALL_MODELS = frozenset({"all-proxy-models", "*"})
 
 _sha256 = hashlib.sha256
@@ -264,9 +266,14 @@ class KeyManager:
             self._put(kind, ident, row)
 
     def _put(self, kind: str, ident: str, row: dict[str, Any] | None) -> _Entry:
+        cache = self._cache[kind]
         if row is not None:
             row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending.get((kind, ident), 0.0)
-        entry = self._cache[kind][ident] = _Entry(row)
+        elif len(cache) >= MAX_CACHED:
+            # many unknown keys (a scan?): forget the unknown ones, never the real ones
+            for name in [n for n, e in cache.items() if e.row is None]:
+                del cache[name]
+        entry = cache[ident] = _Entry(row)
         return entry
 
     async def _lookup(self, kind: str, ident: str) -> _Entry | None:
