@@ -51,6 +51,7 @@ _SPEND_COLUMNS = (
     "start_time", "end_time", "day", "tags", "metadata", "messages", "response",
 )
 _SPEND_JSON = frozenset({"tags", "metadata"})
+_SPEND_JSON_AT = [i for i, c in enumerate(_SPEND_COLUMNS) if c in _SPEND_JSON]
 _INSERT_SPEND = (
     f"INSERT INTO llmrelay_spend_logs ({', '.join(_SPEND_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_SPEND_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
@@ -307,11 +308,13 @@ class Store:
         by: dict[tuple[str, str], float] = {}
         model_spend: dict[str, dict[str, float]] = {}
         values = []
+        dumps = orjson.dumps
         for r in rows:
-            values.append(tuple(
-                orjson.dumps(r.get(c)).decode() if c in _SPEND_JSON and r.get(c) is not None else r.get(c)
-                for c in _SPEND_COLUMNS
-            ))
+            row = list(map(r.get, _SPEND_COLUMNS))
+            for i in _SPEND_JSON_AT:
+                if row[i] is not None:
+                    row[i] = dumps(row[i]).decode()
+            values.append(row)
             cost = float(r.get("spend") or 0.0)
             if not cost:
                 continue
