@@ -11,6 +11,7 @@ queue; a crash loses at most the last interval's rows.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -146,14 +147,23 @@ def _prices(keys: "KeyManager", model_id: str | None) -> tuple[str | None, str |
     return found
 
 
-def _deployment_prices(params: dict, info: dict) -> dict[str, Any] | None:
+@functools.lru_cache(maxsize=None)
+def _cost_module() -> Any:
+    """``llmrelay.cost`` (the price table), or None in an installation without it; looked up once."""
     try:
-        from ..cost import deployment_prices
-    except ImportError:  # the cost table is not part of this installation
+        from .. import cost
+    except ImportError:
+        return None
+    return cost
+
+
+def _deployment_prices(params: dict, info: dict) -> dict[str, Any] | None:
+    cost = _cost_module()
+    if cost is None:  # only the deployment's own prices
         prices = {k: v for src in (params, info) for k, v in src.items()
                   if k in ("input_cost_per_token", "output_cost_per_token") and v is not None}
         return prices or None
-    return deployment_prices(params, info)
+    return cost.deployment_prices(params, info)
 
 
 def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) -> float:
@@ -162,15 +172,14 @@ def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) 
         return 0.0
     hidden = getattr(result, "_hidden_params", None) or {}
     model, provider, prices = _prices(keys, hidden.get("model_id"))
-    try:
-        from ..cost import usage_cost
-    except ImportError:
+    cost = _cost_module()
+    if cost is None:
         prices = prices or {}
         get = usage.get if isinstance(usage, dict) else usage.__dict__.get
         return float(prices.get("input_cost_per_token") or 0) * int(get("prompt_tokens") or 0) + \
             float(prices.get("output_cost_per_token") or 0) * int(get("completion_tokens") or 0)
     try:
-        return float(usage_cost(model or model_group, usage, provider or hidden.get("custom_llm_provider"),
+        return float(cost.usage_cost(model or model_group, usage, provider or hidden.get("custom_llm_provider"),
                                 prices, default=0.0) or 0.0)
     except Exception:  # noqa: BLE001 - an unpriced or odd usage must not fail the request
         log.debug("cannot price %s", model_group, exc_info=True)
