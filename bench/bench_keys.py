@@ -127,9 +127,7 @@ def overhead(seconds: float, chunks: int, conc: int) -> None:
 
 
 def _rows(n: int, start: float) -> list[dict]:
-    from llmrelay.storage.base import spend_row_defaults
-
-    return [spend_row_defaults({
+    return [({
         "request_id": uuid.uuid4().hex, "api_key": "k" * 64, "team_id": "team-1", "user_id": "user-1",
         "end_user": f"end-{i % 50}", "model_group": "gpt-4o-mini", "model": "openai/gpt-4o-mini",
         "model_id": "dep-1", "call_type": "acompletion", "status": "success", "prompt_tokens": 9,

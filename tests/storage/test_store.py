@@ -8,7 +8,6 @@ import time
 import pytest
 
 from llmrelay.storage import StoreConflict, StoreError, open_store
-from llmrelay.storage.base import spend_row_defaults
 from llmrelay.storage.migrations import LATEST
 
 
@@ -88,7 +87,7 @@ def _spend(i: int, **kw):
            "spend": 0.5, "start_time": 1_700_000_000.0 + i, "end_time": 1_700_000_001.0 + i,
            "tags": ["a"], "metadata": {"n": i}}
     row.update(kw)
-    return spend_row_defaults(row)
+    return row
 
 
 def test_write_spend_adds_to_every_owner_in_one_transaction(store):

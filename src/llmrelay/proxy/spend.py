@@ -18,7 +18,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..storage import StoreError
-from ..storage.base import utc_day
 
 if TYPE_CHECKING:
     from .keys import KeyManager, Principal
@@ -225,10 +224,10 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, usage: Any, prompt
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "day": None,  # filled in by the writer
         "spend": cost,
         "start_time": start,
         "end_time": end,
-        "day": utc_day(start),
         "tags": key.get("tags") if key else None,
         "metadata": {"stream": ctx.stream, "http_status": ctx.status, **({"error": ctx.error} if ctx.error else {})},
         "messages": None,

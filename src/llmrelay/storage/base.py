@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import orjson
@@ -52,6 +51,8 @@ _SPEND_COLUMNS = (
 )
 _SPEND_JSON = frozenset({"tags", "metadata"})
 _SPEND_JSON_AT = [i for i, c in enumerate(_SPEND_COLUMNS) if c in _SPEND_JSON]
+_DAY, _START, _TOTAL, _PROMPT, _COMPLETION = map(
+    _SPEND_COLUMNS.index, ("day", "start_time", "total_tokens", "prompt_tokens", "completion_tokens"))
 _INSERT_SPEND = (
     f"INSERT INTO llmrelay_spend_logs ({', '.join(_SPEND_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_SPEND_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
@@ -94,7 +95,7 @@ def _decode(kind: str | None, value: Any) -> Any:
 
 def utc_day(ts: float) -> str:
     """``YYYY-MM-DD`` of a Unix time, in UTC."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 class Store:
@@ -314,6 +315,10 @@ class Store:
             for i in _SPEND_JSON_AT:
                 if row[i] is not None:
                     row[i] = dumps(row[i]).decode()
+            if row[_DAY] is None:  # derived columns, computed here rather than on the request path
+                row[_DAY] = utc_day(row[_START])
+            if row[_TOTAL] is None:
+                row[_TOTAL] = int(row[_PROMPT] or 0) + int(row[_COMPLETION] or 0)
             values.append(row)
             cost = float(r.get("spend") or 0.0)
             if not cost:
@@ -412,11 +417,4 @@ def _where(columns: dict[str, str | None], where: dict[str, Any]) -> tuple[str, 
             parts.append(f"{col} = ?")
             params.append(_encode(columns[col], value))
     return (f" WHERE {' AND '.join(parts)}" if parts else ""), tuple(params)
-
-
-def spend_row_defaults(row: dict[str, Any]) -> dict[str, Any]:
-    """Fill a spend row's derived columns (total_tokens, day)."""
-    row.setdefault("total_tokens", int(row.get("prompt_tokens") or 0) + int(row.get("completion_tokens") or 0))
-    row.setdefault("day", utc_day(row["start_time"]))
-    return row
 
