@@ -67,7 +67,7 @@ def _get(url: str, path: str) -> object:
         return json.loads(r.read())
 
 
-def overhead(seconds: float, chunks: int, conc: int) -> None:
+def overhead(seconds: float, chunks: int, conc: int, rounds: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_keys_"))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
@@ -91,16 +91,23 @@ def overhead(seconds: float, chunks: int, conc: int) -> None:
         key = _post(keyed_url, "/key/generate", {
             "models": ["gpt-4o-mini"], "max_budget": 1e9, "budget_duration": "1d", "rpm_limit": 10**9,
             "tpm_limit": 10**12, "max_parallel_requests": 10**6, "metadata": {"bench": True}})["key"]
-        rows = []
-        for mode in ("nonstream", "stream"):
-            for name, url, pid, bearer in (("bare", bare_url, bare.pid, MASTER), ("keys", keyed_url, keyed.pid, key)):
-                os.environ["BENCH_KEY"] = bearer
-                result, cpu, _ = bp._loadgen(f"{url}/v1/chat/completions", mode, conc, seconds, pid)
-                rows.append((mode, name, result, cpu))
+        # The two gateways take turns, ``rounds`` times; each keeps its cheapest round (the
+        # machine is shared, so the other rounds measure the neighbours as much as the gateway).
+        best: dict[tuple[str, str], tuple[float, dict, float]] = {}
+        for _ in range(rounds):
+            for mode in ("nonstream", "stream"):
+                for name, url, pid, bearer in (("bare", bare_url, bare.pid, MASTER), ("keys", keyed_url, keyed.pid, key)):
+                    os.environ["BENCH_KEY"] = bearer
+                    result, cpu, _ = bp._loadgen(f"{url}/v1/chat/completions", mode, conc, seconds, pid)
+                    unit = cpu / max(1, result["chunks"] if mode == "stream" else result["n"])
+                    if (mode, name) not in best or unit < best[(mode, name)][0]:
+                        best[(mode, name)] = (unit, result, cpu)
+        rows = [(mode, name, best[(mode, name)][1], best[(mode, name)][2])
+                for mode in ("nonstream", "stream") for name in ("bare", "keys")]
         time.sleep(1.0)  # let the last spend batch land
         written = len(_get(keyed_url, "/spend/logs?limit=10000"))
         print(f"\nkeys + budgets + limits + spend vs bare gateway: 1 worker each, C={conc}, {seconds:g}s per cell, "
-              f"{chunks} chunks per stream\n")
+              f"{chunks} chunks per stream, best of {rounds} alternating rounds\n")
         print("| mode | gateway | req/s | CPU/req µs | CPU/chunk µs | errors |")
         print("|---|---|---|---|---|---|")
         per: dict[tuple[str, str], float] = {}
@@ -181,10 +188,11 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--conc", type=int, default=16)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-gateway", action="store_true")
     args = parser.parse_args()
     if not args.skip_gateway:
-        overhead(args.seconds, args.chunks, args.conc)
+        overhead(args.seconds, args.chunks, args.conc, args.rounds)
     spend_rates(args.seconds, args.batch)
 
 

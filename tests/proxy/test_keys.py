@@ -494,3 +494,16 @@ def test_keys_on_the_anthropic_messages_api(gw, admin):
     assert refused.json()["type"] == "error" and "not allowed" in refused.json()["error"]["message"]
     rows = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="spend row")
     assert len(rows) == 1 and rows[0]["spend"] == pytest.approx(cost_of(rows[0])) and rows[0]["spend"] > 0
+
+
+def test_workers_share_keys_and_see_a_delete_within_a_second(upstream, database, tmp_path_factory):
+    with start_gateway(upstream.url, database, tmp_path_factory, ["--workers", "2"]) as g:
+        admin = Admin(g.url)
+        key = admin.key()
+        for _ in range(6):  # spread over both workers (each caches the key)
+            assert chat(g, key).choices
+        admin.post("/key/delete", keys=[key])
+        time.sleep(1.0)
+        for _ in range(6):
+            with pytest.raises(openai.AuthenticationError):
+                chat(g, key)
