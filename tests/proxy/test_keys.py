@@ -507,3 +507,29 @@ def test_workers_share_keys_and_see_a_delete_within_a_second(upstream, database,
         for _ in range(6):
             with pytest.raises(openai.AuthenticationError):
                 chat(g, key)
+
+
+def test_a_disconnect_still_closes_the_upstream_at_once(gw, admin, upstream):
+    import socket
+
+    import orjson
+
+    from servers.openai_server import hanging_stream
+
+    key = admin.key()
+    upstream.enqueue(hanging_stream(after_chunks=3))
+    before = len(upstream.requests)
+    host, port = gw.url.removeprefix("http://").split(":")
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while b"data: " not in data:
+        data += sock.recv(65536)
+    request = wait_for(lambda: len(upstream.requests) > before and upstream.requests[before], what="upstream call")
+    since = time.monotonic()
+    sock.close()
+    upstream.assert_closed_within(request.connection_id, 0.1, since)
+    row = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="spend row")[0]
+    assert row["status"] == "client_disconnected" and row["completion_tokens"] > 0

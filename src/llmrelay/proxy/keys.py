@@ -148,13 +148,25 @@ class KeyManager:
         self._task: asyncio.Task | None = None
         self._down_since: float | None = None
         self._open_error: str | None = None
+        self._warm: asyncio.Future | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Open and migrate the database (if there is one yet) and start the background work."""
-        await self._try_open()
+        if await self._try_open() is not None:
+            await self._warm  # before serving: see _try_open
         self._task = asyncio.ensure_future(self._maintain())
         self.spend.start()
+
+    def _warm_tokenizers(self) -> None:
+        from ..tokens import counted_usage
+
+        for models in self.deployment_models.values():
+            for model in models:
+                try:
+                    counted_usage(model, [{"role": "user", "content": "hi"}], "hi")
+                except Exception:  # noqa: BLE001 - only a warm-up
+                    log.debug("tokenizer warm-up for %s failed", model, exc_info=True)
 
     async def stop(self) -> None:
         """Flush the spend queue and close the database (graceful shutdown)."""
@@ -181,6 +193,10 @@ class KeyManager:
             return None
         self.store = store
         self._open_error = None
+        if self._warm is None:
+            # Streams without upstream usage are counted offline; load the tokenizers now
+            # rather than in the first such request (~1 s, holding the GIL).
+            self._warm = asyncio.ensure_future(asyncio.to_thread(self._warm_tokenizers))
         log.info("keys and spend in %s", store.describe)
         return store
 
@@ -468,14 +484,16 @@ class KeyManager:
     # ------------------------------------------------------------------ finish
     async def finish(self, who: Principal, ctx: Any) -> None:
         """The request ended (any way): charge it and release its limits."""
-        if who.charged or who.model is None:
-            return
+        if who.charged or who.model is None or (who.master and not self.spend.accepts(who)):
+            return  # (a master-key request on a gateway without a database: nothing to record)
         who.charged = True
         usage = ctx.usage
         if usage is None and ctx.result is not None:
             state = getattr(ctx.result, "state", None)
             if state is not None and hasattr(state, "usage"):
-                usage = state.usage()  # a cut or failed stream: what was generated, counted
+                # a cut or failed stream, or no upstream usage: what was generated, counted
+                # offline (on a thread while the tokenizers are still loading)
+                usage = state.usage()
         prompt, completion = _tokens(usage)
         if who.limits:
             await self.limiter.release(who.limits, prompt + completion)
