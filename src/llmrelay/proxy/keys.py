@@ -10,7 +10,7 @@ Pipeline steps, each called once per request by the app:
   database is down, cached keys keep working.
 * :meth:`KeyManager.admit` — expiry, blocked, the model allow-lists (key, team, user; names,
   ``*`` wildcards, access groups from ``model_info.access_groups``), budgets (key, team, user,
-  end user, per-model) and one atomic rate-limit check (:mod:`llmrelay.proxy.limits`).
+  end user, per-model) and one atomic rate-limit check (:mod:`llmrelay.proxy.rate_limits`).
 * :meth:`KeyManager.finish` — the request's cost goes to the in-memory spend of everything it
   is charged to, and a row to the spend queue (:mod:`llmrelay.proxy.spend`); its limits are
   released.

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from llmrelay.proxy.budgets import DurationError, next_reset, parse_duration
-from llmrelay.proxy.limits import Limit, LocalLimits, rate_limit_headers
+from llmrelay.proxy.rate_limits import Limit, LocalLimits, rate_limit_headers
 
 
 class Clock:
