@@ -20,7 +20,7 @@ from . import errors
 from .budgets import DurationError, next_reset, parse_duration
 from .keys import KeyManager, Principal, hash_key, key_name, new_key
 
-__all__ = ["handle", "is_management_path"]
+__all__ = ["handle", "is_management_path", "routes"]
 
 Answer = tuple  # (status, body bytes, extra headers | None)
 
@@ -39,6 +39,11 @@ class _Bad(Exception):
         super().__init__(message)
         self.status = status
         self.param = param
+
+
+def routes() -> list[tuple[str, str]]:
+    """(path, method) of every management route (for the OpenAPI document)."""
+    return [(path, method) for path, (method, _) in _ROUTES.items()]
 
 
 def is_management_path(path: str) -> bool:

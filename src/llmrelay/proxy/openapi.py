@@ -61,6 +61,7 @@ def openapi_document() -> dict[str, Any]:
         }
     }
     from .ingress.routes import ingress_table
+    from .management import routes
 
     apis = {
         path: {"post": {
@@ -71,6 +72,13 @@ def openapi_document() -> dict[str, Any]:
                           **_errors(400, 401, 404, 413, 429, 500, 502, 503, 504)},
         }}
         for path, ingress in ingress_table().items() if ingress.name != "chat"
+    }
+    management = {
+        path: {method.lower(): {
+            "summary": f"Management API (LiteLLM's shape, see docs/keys.md): {path}",
+            "security": [{"bearer": []}, {"apiKey": []}, {"xApiKey": []}],
+            "responses": {"200": {"description": "JSON"}, **_errors(400, 401, 404, 503)},
+        }} for path, method in routes()
     }
     return {
         "openapi": "3.1.0",
@@ -87,6 +95,7 @@ def openapi_document() -> dict[str, Any]:
                                           "responses": {"200": {"description": "ready"}, "503": {"description": "no models"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI JSON"}}}},
             **apis,
+            **management,
         },
         "components": {
             "securitySchemes": {
