@@ -533,3 +533,23 @@ def test_a_disconnect_still_closes_the_upstream_at_once(gw, admin, upstream):
     upstream.assert_closed_within(request.connection_id, 0.1, since)
     row = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="spend row")[0]
     assert row["status"] == "client_disconnected" and row["completion_tokens"] > 0
+
+
+def test_sqlite_in_the_data_directory_by_default(upstream, tmp_path):
+    config = tmp_path / "config.yaml"
+    # no database_url; spend written only at (graceful) shutdown
+    config.write_text(keys_config(upstream.url, "").replace('  database_url: ""\n', "")
+                      .replace("proxy_batch_write_at: 0.1", "proxy_batch_write_at: 600"))
+    data_dir = tmp_path / "data"
+    with Gateway(str(config), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "LLMRELAY_DATA_DIR": str(data_dir)}) as g:
+        assert not (data_dir / "llmrelay.db").exists()  # nothing until keys are used
+        assert chat(g, MASTER_KEY).choices
+        with pytest.raises(openai.AuthenticationError):
+            chat(g, "sk-unknown-key-000")
+        key = Admin(g.url).key()
+        assert (data_dir / "llmrelay.db").exists()
+        assert chat(g, key).choices
+    with Gateway(str(config), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "LLMRELAY_DATA_DIR": str(data_dir)}) as g:
+        # the file is found again at start, and the first gateway's queued row was flushed at shutdown
+        assert len(Admin(g.url).get("/spend/logs", api_key=key)) == 1
+        assert chat(g, key).choices
