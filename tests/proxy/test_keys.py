@@ -117,6 +117,23 @@ def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
         time.sleep(0.05)
 
 
+def open_stream(gw: Gateway, key: str, frames: int):
+    """A raw streamed request (a socket the test can close mid-stream), read up to ``frames`` frames."""
+    import socket
+
+    import orjson
+
+    host, port = gw.url.removeprefix("http://").split(":")
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while data.count(b"data: ") < frames:
+        data += sock.recv(65536)
+    return sock
+
+
 def cost_of(row: dict) -> float:
     return row["prompt_tokens"] * IN_PRICE + row["completion_tokens"] * OUT_PRICE
 
@@ -291,10 +308,6 @@ def test_team_user_and_end_user_budgets(gw, admin):
 
 # ====================================================================== spend
 def test_spend_is_the_sum_of_request_costs(gw, admin, upstream):
-    import socket
-
-    import orjson
-
     key = admin.key(key_alias="spender")
     token = hashlib.sha256(key.encode()).hexdigest()
     sdk = client(gw, key)
@@ -311,15 +324,7 @@ def test_spend_is_the_sum_of_request_costs(gw, admin, upstream):
         list(sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     # a client that disconnects mid-stream
     upstream.enqueue(slow_stream_reply(0.2))
-    host, port = gw.url.removeprefix("http://").split(":")
-    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    data = b""
-    while data.count(b"data: ") < 2:
-        data += sock.recv(65536)
-    sock.close()
+    open_stream(gw, key, frames=2).close()
 
     rows = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) == 5 and r, what="5 spend rows")
     by_status = sorted(r["status"] for r in rows)
@@ -510,23 +515,12 @@ def test_workers_share_keys_and_see_a_delete_within_a_second(upstream, database,
 
 
 def test_a_disconnect_still_closes_the_upstream_at_once(gw, admin, upstream):
-    import socket
-
-    import orjson
-
     from servers.openai_server import hanging_stream
 
     key = admin.key()
     upstream.enqueue(hanging_stream(after_chunks=3))
     before = len(upstream.requests)
-    host, port = gw.url.removeprefix("http://").split(":")
-    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    data = b""
-    while b"data: " not in data:
-        data += sock.recv(65536)
+    sock = open_stream(gw, key, frames=1)
     request = wait_for(lambda: len(upstream.requests) > before and upstream.requests[before], what="upstream call")
     since = time.monotonic()
     sock.close()
