@@ -67,7 +67,7 @@ def test_homelab_starts_and_names_every_ignored_key(homelab):
         "litellm_settings.success_callback": "does not implement",
         "litellm_settings.cache": "does not implement",
         "litellm_settings.drop_param": "did you mean 'drop_params'?",
-        "general_settings.database_url": "does not implement",
+        "general_settings.database_url": "DATABASE_URL_NOT_SET is not set; virtual keys and spend use the SQLite",
         "general_settings.alerting": "does not implement",
         "router_settings.redis_host": "does not implement",
         "litellm_params.litellm_credential_name": "ignored, never sent upstream",

@@ -216,8 +216,8 @@ class ProxyApp:
             elif path in _MODEL_INFO_PATHS:
                 if method != "GET":
                     return await self._method_not_allowed(ctx, send, b"GET")
-                if not self._authorized(authorization, api_key, x_api_key):
-                    return await self._unauthorized(ctx, send)
+                if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                    return
                 from .model_info import model_info_list
 
                 await self._json(ctx, send, 200, _dumps({"data": model_info_list(self.config)}))

@@ -625,6 +625,12 @@ class _Parser:
         self.check_keys(raw, K.GENERAL_SETTINGS, "general_settings.")
         out: dict[str, Any] = {}
         for key, value in raw.items():
+            if key == "database_url" and isinstance(value, str) and value.startswith(ENV_PREFIX) \
+                    and value[len(ENV_PREFIX):] and os.environ.get(value[len(ENV_PREFIX):]) is None:
+                self.warn(raw, key, f"general_settings.database_url: the environment variable "
+                                    f"{value[len(ENV_PREFIX):]} is not set; virtual keys and spend use the "
+                                    "SQLite file in the data directory instead (docs/keys.md)")
+                continue
             if key in K.GENERAL_SETTINGS.used and key != "master_key":
                 out[key] = self.resolve_env(raw, key, value, secret=key == "database_url")
         for key, types in _DB_SETTING_TYPES.items():
