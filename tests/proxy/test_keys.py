@@ -372,6 +372,9 @@ def test_no_key_or_hash_in_any_log_line(gw, admin):
     with pytest.raises(openai.AuthenticationError):
         chat(gw, key + "x")
     admin.post("/key/delete", keys=[key])
+    record = gw.wait_log(lambda r: r.get("key_alias") == "secret-check")  # the alias names the key
+    assert record["cost"] == pytest.approx(cost_of({"prompt_tokens": record["prompt_tokens"],
+                                                    "completion_tokens": record["completion_tokens"]}))
     time.sleep(0.3)
     text = "\n".join(gw.lines)
     for secret in (key, hashlib.sha256(key.encode()).hexdigest(), key + "x",

@@ -264,6 +264,7 @@ class ProxyApp:
             await self._refuse(ctx, send, who)
             return False
         ctx.auth = who
+        ctx.key_alias = who.key_alias
         return True
 
     async def _refuse(self, ctx: _Ctx, send: Send, refusal: Refusal) -> None:

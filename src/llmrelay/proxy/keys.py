@@ -117,6 +117,22 @@ class Principal:
     def key(self) -> dict[str, Any] | None:
         return self.entry.row if self.entry is not None else None
 
+    # LiteLLM's UserAPIKeyAuth fields, as the proxy hooks read them (observe.UserAPIKeyAuth)
+    @property
+    def api_key(self) -> str | None:
+        """The key's token (its SHA-256), never the key."""
+        return self.token
+
+    def _field(self, name: str) -> Any:
+        key = self.key
+        return key.get(name) if key is not None else None
+
+    key_alias = property(lambda self: self._field("key_alias"))
+    user_id = property(lambda self: self._field("user_id"))
+    team_id = property(lambda self: self._field("team_id"))
+    team_alias = property(lambda self: None)
+    metadata = property(lambda self: self._field("metadata") or {})
+
 
 class KeyManager:
     """Keys, budgets, limits and spend for one gateway process."""
@@ -483,7 +499,8 @@ class KeyManager:
 
     # ------------------------------------------------------------------ finish
     async def finish(self, who: Principal, ctx: Any) -> None:
-        """The request ended (any way): charge it and release its limits."""
+        """The request ended (any way): its final usage and cost (``ctx.usage``, ``ctx.cost``,
+        which the end-of-request fan-out then reports), its charge, and its limits released."""
         if who.charged or who.model is None or (who.master and not self.spend.accepts(who)):
             return  # (a master-key request on a gateway without a database: nothing to record)
         who.charged = True
@@ -491,17 +508,21 @@ class KeyManager:
         if usage is None and ctx.result is not None:
             state = getattr(ctx.result, "state", None)
             if state is not None and hasattr(state, "usage"):
-                # a cut or failed stream, or no upstream usage: what was generated, counted
-                # offline (on a thread while the tokenizers are still loading)
-                usage = state.usage()
+                # a cut or failed stream, or no upstream usage: what was generated, counted offline
+                usage = ctx.usage = state.usage()
         prompt, completion = _tokens(usage)
         if who.limits:
             await self.limiter.release(who.limits, prompt + completion)
-        cost = request_cost(self, ctx.result, who.model, usage)
+        cost = ctx.cost = request_cost(self, ctx.result, who.model, usage)
         if cost:
             self._charge(who, cost)
-        if self.spend.accepts(who):
-            self.spend.add(spend_row(self, who, ctx, usage, prompt, completion, cost))
+
+    def on_request_end(self, ctx: Any) -> None:
+        """The fan-out's hook (``observe.on_request_end``): queue the request's spend row."""
+        who = ctx.auth
+        if isinstance(who, Principal) and who.charged and self.spend.accepts(who):
+            prompt, completion = _tokens(ctx.usage)
+            self.spend.add(spend_row(self, who, ctx, ctx.usage, prompt, completion, ctx.cost or 0.0))
 
     def _charge(self, who: Principal, cost: float) -> None:
         key = who.key
