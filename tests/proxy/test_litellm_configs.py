@@ -293,5 +293,5 @@ def test_compose_stack_config(monkeypatch):
     assert "general_settings.drop_params: unknown key; ignored (it belongs under litellm_settings:)" in warnings
     assert "litellm_settings.json_logs" in warnings
     assert "general_settings.proxy_batch_write_at" not in warnings  # used: the spend flush interval
-    assert len(config.warnings) == 4, warnings
+    assert len(config.warnings) == 3, warnings
     assert config.master_key == MASTER and "azure-secret-key-1234" in config.secrets
