@@ -8,9 +8,9 @@ script as the load generator. Phases:
 1. warm-up (``--warmup`` requests, mixed stream / non-stream, C=32): the baseline;
 2. soak (``--requests``, same mix), RSS and fds sampled every 5,000;
 3. disconnect storm (``--storm`` streams closed after their first bytes, C=64);
-4. stalled readers (``--stalled`` connections asking for a long stream and never reading)
-   while normal requests continue: their latency is compared with the warm-up's; the gateway
-   cuts the stalled ones after ``--write-timeout``;
+4. stalled readers, twice (``--stalled`` connections asking for a long stream and never
+   reading) while normal requests continue: their latency is compared with the warm-up's; the
+   gateway cuts the stalled ones after ``--write-timeout``;
 5. cool-down: the warm-up's mix again, then RSS and fds are compared with the baseline.
 
     PYTHONPATH=src python bench/bench_soak.py [--requests 30000] [--storm 2000] [--stalled 200]
@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 KEY = "sk-soak"
+LOG_LEVEL = os.environ.get("SOAK_LOG_LEVEL", "warning")
 
 
 def rss_mib(pid: int) -> float:
@@ -63,7 +64,7 @@ def start_gateway(config: Path, write_timeout: float, log: Path) -> tuple[subpro
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen([PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0",
-                             "--log-level", "warning", "--write-timeout", str(write_timeout)],
+                             "--log-level", LOG_LEVEL, "--write-timeout", str(write_timeout)],
                             env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     url = None
@@ -206,18 +207,19 @@ def main() -> None:
         asyncio.run(storm(url, args.storm, 64))
         time.sleep(0.5)
         sample("after disconnect storm", f"{args.storm} streams cut by their clients")
-        socks = stalled_readers(url, args.stalled)
-        time.sleep(0.5)
-        sample("stalled readers connected", f"{args.stalled} clients not reading")
-        during: list[float] = []
-        errors = asyncio.run(mixed(url, 500, 8, during))
-        sample("normal traffic meanwhile", f"500 req, {errors} errors, p50 {pct(during, .5) * 1e3:.1f} ms, "
-                                           f"p99 {pct(during, .99) * 1e3:.1f} ms "
-                                           f"(p50 ratio vs warm-up {pct(during, .5) / pct(base_lat, .5):.2f})")
-        time.sleep(args.write_timeout + 2)
-        sample("after write_timeout", "stalled clients cut by the gateway")
-        for s in socks:
-            s.close()
+        for burst in (1, 2):  # twice: the second burst must not grow memory further
+            socks = stalled_readers(url, args.stalled)
+            time.sleep(0.5)
+            sample(f"stalled burst {burst}", f"{args.stalled} clients not reading")
+            during: list[float] = []
+            errors = asyncio.run(mixed(url, 500, 8, during))
+            sample("  normal traffic meanwhile", f"500 req, {errors} errors, p50 {pct(during, .5) * 1e3:.1f} ms, "
+                                                 f"p99 {pct(during, .99) * 1e3:.1f} ms "
+                                                 f"(p50 ratio vs warm-up {pct(during, .5) / pct(base_lat, .5):.2f})")
+            time.sleep(args.write_timeout + 2)
+            sample("  after write_timeout", "stalled clients cut by the gateway")
+            for s in socks:
+                s.close()
         cool: list[float] = []
         errors = asyncio.run(mixed(url, args.warmup, 32, cool))
         time.sleep(0.5)
@@ -229,8 +231,8 @@ def main() -> None:
         short.terminate()
         long.terminate()
 
-    print(f"\nllmrelay gateway soak: 1 worker, {args.requests + 2 * args.warmup + 500} requests, "
-          f"{args.storm} client disconnects, {args.stalled} stalled readers; {total:.0f} s; "
+    print(f"\nllmrelay gateway soak: 1 worker, {args.requests + 2 * args.warmup + 1000} requests, "
+          f"{args.storm} client disconnects, 2 x {args.stalled} stalled readers; {total:.0f} s; "
           f"gateway exit status {gateway.returncode}\n")
     print("| phase | RSS MiB | open fds | notes |")
     print("|---|---|---|---|")

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -64,9 +65,16 @@ class GatewayProtocol(HttpToolsProtocol):
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Bound what one client can make us buffer, in the process and in the kernel (a fixed
+        # SO_SNDBUF also stops the kernel from growing it to megabytes for a client that does
+        # not read, which we would spend CPU filling from the upstream).
+        size = self.limits.write_buffer_bytes
         try:
-            transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
-        except (AttributeError, NotImplementedError):  # pragma: no cover - every loop has it
+            transport.set_write_buffer_limits(high=size)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except (AttributeError, NotImplementedError, OSError):  # pragma: no cover - platform dependent
             pass
         self._arm_header_timer()
 

@@ -52,6 +52,10 @@ async def close_sessions() -> None:
         await session.close()
 
 
+#: Largest read from a streamed body (what arrived since the last read, up to this).
+_READ_MAX = 64 * 1024
+
+
 def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, TimeoutError))
 
@@ -70,8 +74,10 @@ class AsyncResponse(ResponseBase):
         return data
 
     async def readany(self) -> bytes:
+        # At most _READ_MAX bytes: bounds one batch of decoded chunks (memory and time per step
+        # when the caller is slow to consume, e.g. a gateway client that does not read).
         try:
-            return await self._raw.content.readany()
+            return await self._raw.content.read(_READ_MAX)
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from exc
 
