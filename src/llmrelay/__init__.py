@@ -97,6 +97,7 @@ _LAZY = {
     "supports_response_schema": ("cost", "supports_response_schema"),
     "supports_prompt_caching": ("cost", "supports_prompt_caching"),
     "supports_system_messages": ("cost", "supports_system_messages"),
+    "get_supported_openai_params": ("providers.registry", "get_supported_openai_params"),
 }
 
 __all__ = [

@@ -168,3 +168,15 @@ def test_router_deployment_prices_from_litellm_params_are_not_forwarded():
     assert not {"input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost"} & set(body)
     u = response.usage
     assert math.isclose(response._hidden_params["response_cost"], u.prompt_tokens * 2e-4 + u.completion_tokens * 5e-4)
+
+
+def test_embedding_response_cost():
+    from servers.embedding_servers import KEY, FakeEmbeddingServer
+
+    with FakeEmbeddingServer() as srv:
+        response = llmrelay.embedding("openai/text-embedding-3-small", ["hello there", "general kenobi"],
+                                      api_base=srv.url + "/v1", api_key=KEY)
+    tokens = response.usage.prompt_tokens
+    assert tokens > 0
+    assert math.isclose(response._hidden_params["response_cost"], tokens * 0.02e-6)
+    assert math.isclose(llmrelay.completion_cost(completion_response=response), tokens * 0.02e-6)

@@ -285,3 +285,15 @@ def test_import_llmrelay_does_not_load_the_table():
     code = ("import sys, llmrelay; assert 'llmrelay.cost' not in sys.modules; "
             "llmrelay.supports_vision('gpt-4o'); import llmrelay.cost as c; assert c._table is not None")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ":".join(sys.path)})
+
+
+def test_get_supported_openai_params():
+    anthropic = llmrelay.get_supported_openai_params("anthropic/claude-sonnet-4-5")
+    assert {"tools", "tool_choice", "response_format", "max_tokens", "reasoning_effort"} <= set(anthropic)
+    assert "logit_bias" not in anthropic and "n" not in anthropic
+    assert "tools" not in llmrelay.get_supported_openai_params("perplexity/sonar")
+    assert "logit_bias" not in llmrelay.get_supported_openai_params("groq/llama-3.3-70b-versatile")
+    assert {"logit_bias", "n", "tools", "seed"} <= set(llmrelay.get_supported_openai_params("gpt-4o"))
+    assert llmrelay.get_supported_openai_params(model="claude-3-5-haiku-latest", custom_llm_provider="anthropic")
+    assert llmrelay.get_supported_openai_params("nope/model") is None
+    assert llmrelay.get_supported_openai_params("gpt-4o", request_type="embeddings") is None

@@ -155,7 +155,13 @@ def _response(call: EmbedCall, results: list[tuple[list[list[float]], int | None
     data = [Embedding(object="embedding", index=i, embedding=encode(v) if encode else v) for i, v in enumerate(vectors)]
     response = EmbeddingResponse(object="list", data=data, model=call.model,
                                  usage={"prompt_tokens": prompt, "total_tokens": prompt})
-    response._hidden_params = {"custom_llm_provider": call.provider, "model": call.model}
+    from ..cost import response_cost
+
+    response._hidden_params = {
+        "custom_llm_provider": call.provider,
+        "model": call.model,
+        "response_cost": response_cost(call.model, call.provider, response.usage, None),
+    }
     return response
 
 

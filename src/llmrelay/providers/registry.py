@@ -14,7 +14,7 @@ import threading
 from ..exceptions import BadRequestError
 from .base import Provider
 
-__all__ = ["PROVIDERS", "resolve", "get_provider", "known_prefixes", "register"]
+__all__ = ["PROVIDERS", "resolve", "get_provider", "known_prefixes", "register", "get_supported_openai_params"]
 
 #: prefix → "module:attribute" of a Provider class (or a factory taking the prefix).
 PROVIDERS: dict[str, str] = {
@@ -152,3 +152,25 @@ def resolve(model: str, custom_llm_provider: str | None = None) -> tuple[str, st
         f"the known provider prefixes: {', '.join(known_prefixes())}; or pass custom_llm_provider=.",
         model=model,
     )
+
+
+def get_supported_openai_params(
+    model: str, custom_llm_provider: str | None = None, request_type: str = "chat_completion"
+) -> list[str] | None:
+    """LiteLLM's ``get_supported_openai_params``: the OpenAI chat parameters llmrelay accepts for
+    this model's provider (others raise ``UnsupportedParamsError`` or are dropped with
+    ``drop_params``); None for a model of no known provider, or another ``request_type``."""
+    if request_type != "chat_completion":
+        return None
+    try:
+        prefix, _ = resolve(model, custom_llm_provider)
+        provider = get_provider(prefix)
+    except BadRequestError:
+        return None
+    params = provider.supported_params
+    if params is None:
+        from .base import OPENAI_PARAMS
+
+        params = OPENAI_PARAMS
+    return sorted(params)
+
