@@ -157,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         if args.workers == 1:
-            from .server import GatewayServer
-
-            server = GatewayServer(_uvicorn_config(uvicorn.Config(app, **options), limits))
+            try:
+                from .server import GatewayServer as server_class
+            except ImportError:  # no httptools: uvicorn's own server and h11 protocol
+                server_class = uvicorn.Server
+            server = server_class(_uvicorn_config(uvicorn.Config(app, **options), limits))
             server.run(sockets=[sock])
         else:
             os.environ[LIMITS_ENV] = limits.to_env()
