@@ -26,25 +26,40 @@ class ResponseStore:
     def __init__(self, ttl: float = DEFAULT_TTL, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._items: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, list[dict[str, Any]], dict[str, Any] | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, response_id: str, conversation: list[dict[str, Any]]) -> None:
+    def put(self, response_id: str, conversation: list[dict[str, Any]], response: dict[str, Any] | None = None) -> None:
+        """Keep the conversation a response ends (and the response object, for retrieval)."""
         with self._lock:
-            self._items[response_id] = (time.monotonic() + self.ttl, conversation)
+            self._items[response_id] = (time.monotonic() + self.ttl, conversation, response)
             self._items.move_to_end(response_id)
             while len(self._items) > self.max_entries:
                 self._items.popitem(last=False)
 
+    def _entry(self, response_id: str) -> tuple[float, list[dict[str, Any]], dict[str, Any] | None] | None:
+        entry = self._items.get(response_id)
+        if entry is not None and entry[0] < time.monotonic():
+            del self._items[response_id]
+            return None
+        return entry
+
     def get(self, response_id: str) -> list[dict[str, Any]] | None:
+        """The conversation ``response_id`` ends, or None (unknown or expired)."""
         with self._lock:
-            entry = self._items.get(response_id)
-            if entry is None:
-                return None
-            if entry[0] < time.monotonic():
-                del self._items[response_id]
-                return None
-            return list(entry[1])
+            entry = self._entry(response_id)
+            return None if entry is None else list(entry[1])
+
+    def response(self, response_id: str) -> dict[str, Any] | None:
+        """The stored response object, or None."""
+        with self._lock:
+            entry = self._entry(response_id)
+            return None if entry is None else entry[2]
+
+    def delete(self, response_id: str) -> bool:
+        """Forget a response; whether it was there."""
+        with self._lock:
+            return self._items.pop(response_id, None) is not None
 
     def __len__(self) -> int:
         return len(self._items)

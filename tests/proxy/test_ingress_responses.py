@@ -200,3 +200,19 @@ def test_codex_shaped_request_to_gemini(client, upstreams):
                                    include=["reasoning.encrypted_content"], parallel_tool_calls=False,
                                    tools=[WEATHER], tool_choice="none", service_tier="auto")
     assert resp.output_text == DEFAULT_TEXT
+
+
+def test_retrieve_and_delete_stored_response(client):
+    resp = client.responses.create(model="gpt", input="Hi")
+    again = client.responses.retrieve(resp.id)
+    assert again.id == resp.id and again.output_text == DEFAULT_TEXT
+    streamed = list(client.responses.create(model="gpt", input="Hi", stream=True))[-1].response
+    assert client.responses.retrieve(streamed.id).output_text == DEFAULT_TEXT
+    client.responses.delete(resp.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(resp.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="gpt", input="more", previous_response_id=resp.id)
+    unstored = client.responses.create(model="gpt", input="Hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)

@@ -213,6 +213,14 @@ class ProxyApp:
                 if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
                     return
                 await self._models(ctx, send, path)
+            elif path.startswith(("/v1/responses/", "/responses/")):
+                ctx.ingress = ingress = self.ingresses["/v1/responses"]
+                if method not in ("GET", "DELETE"):
+                    return await self._method_not_allowed(ctx, send, b"GET, DELETE")
+                if not self._authorized(authorization, api_key, x_api_key):
+                    return await self._unauthorized(ctx, send)
+                status, body = ingress.stored(method, path.rsplit("/", 1)[1])
+                await self._json(ctx, send, status, body)
             elif path in _MODEL_INFO_PATHS:
                 if method != "GET":
                     return await self._method_not_allowed(ctx, send, b"GET")

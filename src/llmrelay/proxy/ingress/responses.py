@@ -61,7 +61,7 @@ class _Encoder(StreamEncoder):
         frames = _frames(self.events.end())
         events = self.events
         if events.response is not None and events.call.store:
-            self.store.put(events.call.id, conversation_after(events.call, events.response))
+            self.store.put(events.call.id, conversation_after(events.call, events.response), events.response)
         return frames
 
 
@@ -99,8 +99,20 @@ class ResponsesIngress(Ingress):
         call = request.state
         response = to_response(result, call, request.model)
         if call.store:
-            self.store.put(call.id, conversation_after(call, response))
+            self.store.put(call.id, conversation_after(call, response), response)
         return _dumps(response)
 
     def encoder(self, request: CanonicalRequest) -> StreamEncoder:
         return _Encoder(request.state, request.model, self.store)
+
+    def stored(self, method: str, response_id: str) -> tuple[int, bytes]:
+        """``GET`` / ``DELETE /v1/responses/{id}``: (status, body) from this gateway's store."""
+        if method == "DELETE":
+            if self.store.delete(response_id):
+                return 200, _dumps({"id": response_id, "object": "response", "deleted": True})
+        else:
+            response = self.store.response(response_id)
+            if response is not None:
+                return 200, _dumps(response)
+        return 404, self.error_body(404, f"Response with id {response_id!r} not found (responses are kept in this "
+                                    f"gateway's memory for {self.store.ttl:.0f} seconds).", param="response_id")
