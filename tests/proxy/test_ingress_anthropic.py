@@ -188,3 +188,14 @@ def test_claude_code_shaped_request(gateway3, model):
         events = [line[7:] for line in r.iter_lines() if line.startswith("event: ")]
     assert events[0] == "message_start" and events[-1] == "message_stop"
     assert "content_block_start" in events and "error" not in events
+
+
+def test_error_mid_stream_is_an_anthropic_error_event(client, upstreams):
+    from servers.openai_server import dropped_stream
+
+    upstreams.openai.enqueue(dropped_stream(after_chunks=3))
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with client.messages.stream(model="gpt", max_tokens=100, messages=[{"role": "user", "content": "Hi"}]) as s:
+            for _ in s:
+                pass
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "api_error"
