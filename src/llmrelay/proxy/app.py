@@ -217,8 +217,8 @@ class ProxyApp:
                 ctx.ingress = ingress = self.ingresses["/v1/responses"]
                 if method not in ("GET", "DELETE"):
                     return await self._method_not_allowed(ctx, send, b"GET, DELETE")
-                if not self._authorized(authorization, api_key, x_api_key):
-                    return await self._unauthorized(ctx, send)
+                if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                    return
                 status, body = ingress.stored(method, path.rsplit("/", 1)[1])
                 await self._json(ctx, send, status, body)
             elif path in _MODEL_INFO_PATHS:
