@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-EXTRAS="${LLMRELAY_EXTRAS:-test,proxy,local,bedrock,observability,postgres}"
+EXTRAS="${LLMRELAY_EXTRAS:-test,proxy,local,bedrock,observability,postgres,redis}"
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS_RELEASE='-O2 -DNDEBUG' -DCMAKE_CXX_FLAGS_RELEASE='-O1 -DNDEBUG'}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
 "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip

@@ -46,6 +46,8 @@ request_timeout: float = _settings.DEFAULTS["request_timeout"]
 api_key: str | None = None
 api_base: str | None = None
 ssl_verify: bool | str = True
+#: The response cache for completion()/acompletion(): ``llmrelay.cache = llmrelay.Cache(...)``.
+cache: Any = None
 
 # Callbacks (LiteLLM's lists): CustomLogger instances, functions (kwargs, response, start, end),
 # or built-in names ("prometheus", "otel"). Read at the start of every call.
@@ -98,6 +100,7 @@ _LAZY = {
     "supports_prompt_caching": ("cost", "supports_prompt_caching"),
     "supports_system_messages": ("cost", "supports_system_messages"),
     "get_supported_openai_params": ("providers.registry", "get_supported_openai_params"),
+    "Cache": ("caching", "Cache"),
 }
 
 __all__ = [
@@ -107,6 +110,7 @@ __all__ = [
     "request_timeout",
     "api_key",
     "api_base",
+    "cache",
     "set_verbose",
     "callbacks",
     "success_callback",

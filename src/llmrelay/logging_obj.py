@@ -35,8 +35,12 @@ _pricer: Any = None
 
 
 def response_cost(response: Any) -> float | None:
-    """The cost in USD of a response (the one place the library prices a call), or None."""
+    """The cost in USD of a response (the one place the library prices a call), or None.
+    A cache hit (``_hidden_params["cache_hit"]``) costs nothing."""
     global _pricer
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, dict) and hidden.get("cache_hit"):
+        return 0.0
     if _pricer is None:
         try:
             from .cost import completion_cost as _pricer
@@ -196,7 +200,7 @@ class Logging:
     def _route_from(self, result: Any) -> None:
         hidden = getattr(result, "_hidden_params", None)
         if isinstance(hidden, dict):
-            for key in ("custom_llm_provider", "api_base", "model_group", "model_id"):
+            for key in ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit"):
                 value = hidden.get(key)
                 if value is not None:
                     self.route[key] = value
@@ -272,7 +276,7 @@ class Logging:
             "custom_llm_provider": route.get("custom_llm_provider"),
             "api_base": route.get("api_base") or "",
             "metadata": self.metadata,
-            "cache_hit": False,
+            "cache_hit": bool(route.get("cache_hit")),
             "error_str": error_str,
             "error_information": error_info,
             "messages": self.messages,
@@ -288,7 +292,7 @@ class Logging:
             end_time=self._dt(end),
             completion_start_time=self._dt(first if first is not None else end),
             response_cost=cost,
-            cache_hit=False,
+            cache_hit=bool(route.get("cache_hit")),
             standard_logging_object=slo,
         )
         if self.stream and response is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from .types import ModelResponse
 __all__ = ["completion", "acompletion", "prepare_call", "validate_messages", "validate_params", "retryable", "retry_delay"]
 
 log = logging.getLogger("llmrelay")
+_module = sys.modules["llmrelay"]
 
 #: Keyword arguments that configure the call itself rather than the model.
 _CALL_KWARGS = {
@@ -299,6 +301,32 @@ def _delay_before_retry(exc: LLMRelayError, attempt: int, options: dict[str, Any
     return delay
 
 
+def _cache_for(model: Any, messages: Any, kwargs: dict[str, Any], call_type: str) -> Any:
+    """(cache, controls, key) when ``llmrelay.cache`` applies to this call, else None.
+    Pops ``caching``/``cache`` from ``kwargs`` either way."""
+    if "caching" in kwargs or "cache" in kwargs or _module.__dict__.get("cache") is not None:
+        from .caching import call_cache, library_key
+
+        cached = call_cache(kwargs, call_type)
+        if cached is not None:
+            return (*cached, library_key(cached[0], model, messages, kwargs, cached[1]))
+    return None
+
+
+def _replay(cache: Any, entry: dict, model: Any, messages: Any, stream: Any, key: str, kwargs: dict[str, Any]) -> Any:
+    if not isinstance(stream, bool):
+        raise _bad(f"stream must be True or False, got {stream!r}", model)
+    return cache.replay(entry, entry.get("model") or model, stream, key,
+                        stream_options=kwargs.get("stream_options"), messages=messages)
+
+
+def _mark_miss(result: Any, key: str) -> None:
+    hidden = getattr(result, "_hidden_params", None)
+    if isinstance(hidden, dict):
+        hidden["cache_hit"] = False
+        hidden["cache_key"] = key
+
+
 # =============================================================================== sync
 def completion(
     model: str,
@@ -318,12 +346,30 @@ def completion(
     """
     record = start_call(model, messages, stream, kwargs, False)
     if record is None:
-        return _completion(model, messages, stream, kwargs)
+        return _cached_completion(model, messages, stream, kwargs)
     try:
-        return record.returned(_completion(model, messages, stream, kwargs))
+        return record.returned(_cached_completion(model, messages, stream, kwargs))
     except BaseException as exc:
         record.failure(exc)
         raise
+
+
+def _cached_completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
+    """:func:`_completion` through ``llmrelay.cache`` when it applies."""
+    cached = _cache_for(model, messages, kwargs, "completion")
+    if cached is None:
+        return _completion(model, messages, stream, kwargs)
+    cache, controls, key = cached
+    entry = cache.lookup(key, controls)
+    if entry is not None:
+        return _replay(cache, entry, model, messages, stream, key, kwargs)
+    result = _completion(model, messages, stream, kwargs)
+    _mark_miss(result, key)
+    if stream:
+        cache.store_when_complete(result, key, controls)
+    else:
+        cache.store(key, result, controls)
+    return result
 
 
 def _completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
@@ -364,12 +410,30 @@ async def acompletion(
     """The async twin of :func:`completion` (natively async; ``async for`` over streams)."""
     record = start_call(model, messages, stream, kwargs, True)
     if record is None:
-        return await _acompletion(model, messages, stream, kwargs)
+        return await _cached_acompletion(model, messages, stream, kwargs)
     try:
-        return record.returned(await _acompletion(model, messages, stream, kwargs))
+        return record.returned(await _cached_acompletion(model, messages, stream, kwargs))
     except BaseException as exc:
         record.failure(exc)
         raise
+
+
+async def _cached_acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
+    """:func:`_acompletion` through ``llmrelay.cache`` when it applies."""
+    cached = _cache_for(model, messages, kwargs, "acompletion")
+    if cached is None:
+        return await _acompletion(model, messages, stream, kwargs)
+    cache, controls, key = cached
+    entry = await cache.alookup(key, controls)
+    if entry is not None:
+        return _replay(cache, entry, model, messages, stream, key, kwargs)
+    result = await _acompletion(model, messages, stream, kwargs)
+    _mark_miss(result, key)
+    if stream:
+        cache.store_when_complete(result, key, controls)
+    else:
+        await cache.astore(key, result, controls)
+    return result
 
 
 async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:

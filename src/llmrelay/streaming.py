@@ -540,6 +540,7 @@ class CustomStreamWrapper:
         self._pending: BaseException | None = None
         self._hidden_params = StreamHiddenParams(hidden_params, self._state)
         self._hidden_params.setdefault("custom_llm_provider", custom_llm_provider)
+        self._end_hooks: list | None = None
         self._observer: Any = None
 
     def observe(self, observer: Any) -> None:
@@ -572,6 +573,12 @@ class CustomStreamWrapper:
     def _end(self) -> None:
         self._queue.extend(self._state.finish(getattr(self._source, "complete", True)))
         self._finished = True
+        if self._end_hooks:
+            for hook in self._end_hooks:
+                try:
+                    hook(self)
+                except Exception:  # noqa: BLE001 - a hook must not break the stream
+                    log.warning("stream end hook %r failed", hook, exc_info=True)
 
     def _closing(self) -> None:
         """Tell the observer how the stream ended: read to its end, or abandoned (no-op after a
@@ -719,6 +726,13 @@ class CustomStreamWrapper:
     def chunks_ready(self) -> int:
         """How many chunks the next iterations return without waiting for the upstream."""
         return len(self._queue)
+
+    def add_end_hook(self, hook: Any) -> None:
+        """Call ``hook(stream)`` once, when the stream has ended normally (the upstream finished
+        and every closing chunk is decided). Not called for a failed or early-closed stream."""
+        if self._end_hooks is None:
+            self._end_hooks = []
+        self._end_hooks.append(hook)
 
     def unread(self, chunk: ModelResponseStream) -> None:
         """Put a chunk back at the head of the stream (after peeking at the first one)."""

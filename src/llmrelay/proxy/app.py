@@ -33,6 +33,7 @@ from .management import is_management_path
 from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
+from .response_cache import build_gateway_cache
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -69,7 +70,7 @@ class _Ctx:
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
                  "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
-                 "exc", "result", "call", "traceparent", "messages", "extra")
+                 "exc", "result", "call", "traceparent", "messages", "extra", "cache")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -95,6 +96,7 @@ class _Ctx:
         self.traceparent: bytes | None = None  # the client's W3C trace context
         self.messages: Any = None
         self.extra: list[tuple[bytes, bytes]] | None = None  # rate-limit and spend headers
+        self.cache: Any = None  # the request's CacheRequest, when the response cache applies
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -104,6 +106,8 @@ class _Ctx:
         ]
         if self.extra:
             headers.extend(self.extra)
+        if self.cache is not None:
+            headers += self.cache.headers()
         return headers
 
 
@@ -144,6 +148,7 @@ class ProxyApp:
                                    deployment_models=names,
                                    deployment_lookup=router.get_deployment if router is not None else None)
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
+        self.cache = build_gateway_cache(config.cache_params)
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -206,7 +211,7 @@ class ProxyApp:
                     return await self._method_not_allowed(ctx, send, b"POST")
                 if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
                     return
-                await self._api(ctx, ingress, receive, send, content_length)
+                await self._api(ctx, ingress, receive, send, content_length, scope)
             elif path in _MODELS_PATHS or path.startswith(("/v1/models/", "/models/")):
                 if method != "GET":
                     return await self._method_not_allowed(ctx, send, b"GET")
@@ -363,7 +368,7 @@ class ProxyApp:
         )
 
     async def _api(self, ctx: _Ctx, ingress: Ingress, receive: Receive, send: Send,
-                   content_length: bytes | None) -> None:
+                   content_length: bytes | None, scope: Scope) -> None:
         """Every API's request path: read the body, translate it, check it, call upstream."""
         if content_length is not None:
             try:
@@ -419,6 +424,11 @@ class ProxyApp:
                 status, message = rejection(exc)
                 return await self._error(ctx, send, status, message)
             ctx.model, ctx.stream = request.model, request.stream
+        if self.cache is not None and request.kind == "chat":
+            try:
+                ctx.cache = self.cache.request(scope, request)
+            except ValueError as exc:
+                return await self._error(ctx, send, 400, str(exc), param="cache")
         await self._call_upstream(ctx, receive, send, request)
 
     async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, request: CanonicalRequest) -> None:
@@ -444,7 +454,10 @@ class ProxyApp:
         try:
             t = _perf()
             try:
-                result = ctx.result = await self.models.acall(request)
+                if ctx.cache is None:
+                    result = ctx.result = await self.models.acall(request)
+                else:
+                    result = ctx.result = await ctx.cache.acall(self.models, request)
                 # A stream's first chunk is awaited before the response starts, so that a
                 # failure before it is still a normal HTTP error (the stream closes itself).
                 first = await _first_chunk(result) if stream else None
@@ -579,6 +592,8 @@ class ProxyApp:
                 record["completion_tokens"] = get("completion_tokens")
             record["cost"] = ctx.cost
             record["key_alias"] = ctx.key_alias
+        if ctx.cache is not None:
+            record["cache_hit"] = ctx.cache.hit
         if ctx.error:
             record["error"] = self.redact(ctx.error)
         access_log.info(_dumps(record).decode())

@@ -36,8 +36,8 @@ __all__ = [
 #: ``stream`` are read by the endpoint itself before the rest is screened).
 CHAT_PARAMS = OPENAI_PARAMS | frozenset({"metadata", "prompt_cache_key", "safety_identifier"})
 
-#: Keys the gateway reads itself (routing); accepted from any client.
-GATEWAY_KEYS = frozenset({"tags"})
+#: Keys the gateway reads itself (routing, the response cache's controls); accepted from any client.
+GATEWAY_KEYS = frozenset({"tags", "cache"})
 
 #: Set by the endpoint from its own top-level fields; never from ``extra_body``.
 _ENDPOINT_KEYS = frozenset({"model", "messages", "stream", "stream_options", "extra_body", "input", "prompt"})

@@ -61,6 +61,9 @@ _DB_SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "proxy_batch_write_at": (int, float), "database_connection_pool_limit": (int,),
 }
 
+#: ``litellm_settings`` keys that configure the response cache rather than a module setting.
+_CACHE_SETTINGS = frozenset({"cache", "cache_params"})
+
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "REPEATED_STREAMING_CHUNK_LIMIT": (int,),
     "drop_params": (bool,),
@@ -173,6 +176,8 @@ class ProxyConfig:
     master_key: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     allow_unauthenticated: bool = False
+    #: ``Cache(**cache_params)`` when ``litellm_settings.cache`` is true (see proxy/response_cache.py).
+    cache_params: dict[str, Any] | None = None
     #: Values that must never appear in a response or a log line (keys read from the config).
     secrets: list[str] = field(default_factory=list)
     #: One line each: ``file, line N: section.key: what and why``.
@@ -354,6 +359,7 @@ class _Parser:
         if env is not None:
             self.environment(data, env)
         settings, router_from_settings = self.litellm_settings(data)
+        cache_params = self.cache_settings(data)
         general = self.general_settings(data)
         router = self.router_settings(data)
         for key, value in router_from_settings.items():
@@ -365,6 +371,7 @@ class _Parser:
             deployments=deployments,
             litellm_settings=settings,
             router_settings=router,
+            cache_params=cache_params,
             master_key=general.get("master_key"),
             max_body_bytes=general.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
             allow_unauthenticated=general.get("allow_unauthenticated", False),
@@ -567,8 +574,8 @@ class _Parser:
         router: dict[str, Any] = {}
         self.check_keys(raw, K.LITELLM_SETTINGS, "litellm_settings.")
         for key, value in raw.items():
-            if key not in K.LITELLM_SETTINGS.used:
-                continue
+            if key not in K.LITELLM_SETTINGS.used or key in _CACHE_SETTINGS:
+                continue  # the cache's keys: see cache_settings()
             if key in CALLBACK_SETTINGS:
                 self.callbacks[key] = self.callback_names(raw, key, value)
                 continue
@@ -620,6 +627,20 @@ class _Parser:
                                     "or module.attribute of your own CustomLogger)")
         return names
 
+    def cache_settings(self, data: Any) -> dict[str, Any] | None:
+        """``litellm_settings.cache`` + ``cache_params`` → ``Cache(**kwargs)``, or None."""
+        from .response_cache import cache_settings
+
+        raw = self.section(data, "litellm_settings")
+        params = self.resolve_env(raw, "cache_params", raw.get("cache_params"))
+        try:
+            out = cache_settings(raw.get("cache"), params)
+        except ValueError as exc:
+            raise self.fail(raw, "cache_params" if "cache_params" in raw else "cache", str(exc)) from None
+        if out:
+            self.secrets.extend(_redis_secrets(out))
+        return out
+
     def general_settings(self, data: Any) -> dict[str, Any]:
         raw = self.section(data, "general_settings")
         self.check_keys(raw, K.GENERAL_SETTINGS, "general_settings.")
@@ -668,6 +689,7 @@ class _Parser:
         for alias, name in _ROUTER_ALIASES.items():
             if alias in out:
                 out.setdefault(name, out.pop(alias))
+        self.secrets.extend(_redis_secrets({"password": out.get("redis_password"), "url": out.get("redis_url")}))
         return out
 
     def check_router_references(self, data: Any, router: dict[str, Any], deployments: list[Deployment]) -> None:
@@ -711,6 +733,18 @@ class _Parser:
                     self.warn(container, "default_fallbacks", f"default_fallbacks: {target!r} is not a served "
                                                               "model_name; dropped")
             router["default_fallbacks"] = [t for t in default if t in names]
+
+
+def _redis_secrets(settings: dict[str, Any]) -> list[str]:
+    """The password of Redis settings (given as ``password`` or inside ``url``)."""
+    from urllib.parse import urlsplit
+
+    out = [str(settings["password"])] if settings.get("password") else []
+    try:
+        password = urlsplit(str(settings.get("url") or "")).password
+    except ValueError:
+        password = None
+    return out + [password] if password else out
 
 
 @functools.lru_cache(maxsize=1)

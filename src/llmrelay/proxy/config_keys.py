@@ -60,10 +60,10 @@ LITELLM_SETTINGS = _keys(
     "litellm_settings",
     # the library's module settings (llmrelay.settings) and the Router options above
     "REPEATED_STREAMING_CHUNK_LIMIT drop_params num_retries request_timeout set_verbose api_key api_base "
-    "ssl_verify " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
+    "ssl_verify cache cache_params " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
     # the gateway's callbacks (proxy/observe.py)
     + " callbacks success_callback failure_callback",
-    "service_callback input_callback cache cache_params "
+    "service_callback input_callback "
     "json_logs turn_off_message_logging redact_user_api_key_info redact_messages_in_exceptions "
     "telemetry max_budget budget_duration default_team_settings upperbound_key_generate_params "
     "default_key_generate_params key_generation_settings default_internal_user_params modify_params "
@@ -109,14 +109,16 @@ ROUTER_SETTINGS = _keys(
     "routing_strategy routing_strategy_args num_retries retry_after timeout stream_timeout "
     "stream_idle_timeout fallbacks context_window_fallbacks content_policy_fallbacks "
     "default_fallbacks allowed_fails cooldown_time allowed_fails_window disable_cooldowns "
-    "rate_limit_wait model_group_alias request_timeout max_retries",
+    "rate_limit_wait model_group_alias request_timeout max_retries "
+    # shared state through Redis (llmrelay.routing.shared)
+    "redis_host redis_port redis_password redis_url redis_db redis_prefix redis_timeout",
     # LiteLLM Router options accepted and ignored (shared caches, alerting…)
-    "redis_host redis_port redis_password redis_url cache_responses cache_kwargs caching_groups "
+    "cache_responses cache_kwargs caching_groups "
     "client_ttl debug_level set_verbose alerting_config polling_interval provider_budget_config "
     "enable_pre_call_checks router_general_settings assistants_config retry_policy "
     "allowed_fails_policy enable_tag_filtering optional_pre_call_checks "
     "ignore_invalid_deployments model_group_retry_policy tag_filtering_match_any "
-    "deployment_affinity_ttl_seconds redis_db",
+    "deployment_affinity_ttl_seconds",
 )
 
 #: Keys of a ``model_list`` entry itself (LiteLLM also reads rpm/tpm and friends here).

@@ -1,0 +1,120 @@
+"""Turn answers into cache entries and cache entries back into answers (pure, no I/O).
+
+An entry is JSON: ``{"t": stored_at_epoch_seconds, "r": <chat.completion dict>}``. A streamed
+answer is stored in the same ``chat.completion`` shape (rebuilt from the finished stream's
+state), so either kind of request can be served from either kind of answer. A hit is replayed
+as a stream through the real stream state machine (one id, role first, content, tool calls,
+finish_reason, usage when asked, as every stream), or returned as a ``ModelResponse``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from ..streaming import CustomStreamWrapper, StreamState
+from ..types import ModelResponse, json_default, new_completion_id
+
+__all__ = ["encode_entry", "decode_entry", "response_from_stream_state", "replay"]
+
+
+def encode_entry(response: Any, now: float | None = None) -> bytes:
+    """The bytes stored for ``response`` (a ``ModelResponse`` or a plain ``chat.completion`` dict)."""
+    return orjson.dumps({"t": time.time() if now is None else now, "r": response}, default=json_default)
+
+
+def decode_entry(blob: bytes | str | None, max_age: float | None = None, now: float | None = None) -> dict | None:
+    """The stored ``chat.completion`` dict, or None when absent, unreadable or older than ``max_age``."""
+    if blob is None:
+        return None
+    try:
+        entry = orjson.loads(blob)
+        response = entry["r"]
+        stored = float(entry["t"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if type(response) is not dict or not response.get("choices"):
+        return None
+    if max_age is not None and (time.time() if now is None else now) - stored > max_age:
+        return None
+    return response
+
+
+def response_from_stream_state(state: StreamState) -> dict[str, Any]:
+    """The ``chat.completion`` a finished stream amounts to (from its state, no chunk list)."""
+    choices = []
+    for index in sorted(state.choices):
+        c = state.choices[index]
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text) if c.text else None}
+        if c.reasoning:
+            message["reasoning_content"] = "".join(c.reasoning)
+        if c.tools:
+            message["tool_calls"] = [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": "".join(args)}}
+                for _i, (call_id, name, args) in sorted(c.tools.items())
+            ]
+        if c.function_call:
+            message["function_call"] = {"name": c.function_call[0], "arguments": "".join(c.function_call[1])}
+        choices.append({"index": index, "message": message, "finish_reason": c.finish or "stop"})
+    out: dict[str, Any] = {
+        "id": state.id,
+        "object": "chat.completion",
+        "created": state.created,
+        "model": state.model,
+        "choices": choices,
+        "usage": state.usage().model_dump(),
+    }
+    if state.system_fingerprint is not None:
+        out["system_fingerprint"] = state.system_fingerprint
+    return out
+
+
+def _stream_chunks(response: dict[str, Any], response_id: str) -> list[dict[str, Any]]:
+    """A cached answer as upstream-style chunk dicts: the text in one piece per choice."""
+    base = {"id": response_id, "created": response.get("created"), "model": response.get("model")}
+    if response.get("system_fingerprint"):
+        base["system_fingerprint"] = response["system_fingerprint"]
+    chunks = []
+    finishes = []
+    for choice in response.get("choices") or ():
+        index = choice.get("index") or 0
+        message = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant"}
+        if message.get("reasoning_content"):
+            delta["reasoning_content"] = message["reasoning_content"]
+        delta["content"] = message.get("content") or ""
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [
+                {"index": i, "id": call.get("id"), "type": call.get("type") or "function",
+                 "function": dict(call.get("function") or {})}
+                for i, call in enumerate(message["tool_calls"])
+            ]
+        if message.get("function_call"):
+            delta["function_call"] = dict(message["function_call"])
+        chunks.append({**base, "choices": [{"index": index, "delta": delta}]})
+        finishes.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"})
+    chunks.append({**base, "choices": finishes, "usage": response.get("usage")})
+    return chunks
+
+
+def replay(response: dict[str, Any], model: str, stream: bool, key: str, *,
+           stream_options: dict | None = None, messages: list | None = None) -> Any:
+    """A cache hit as what ``acompletion`` returns: a ``ModelResponse`` or a ``CustomStreamWrapper``.
+
+    Each hit gets a fresh id; ``_hidden_params`` says ``cache_hit`` and ``cache_key``.
+    """
+    hidden = {"cache_hit": True, "cache_key": key, "custom_llm_provider": "cached_response"}
+    response_id = new_completion_id()
+    if stream:
+        return CustomStreamWrapper(
+            _stream_chunks(response, response_id), model=model, custom_llm_provider="cached_response",
+            stream_options=stream_options, messages=messages, hidden_params=hidden,
+        )
+    data = dict(response)
+    data["id"] = response_id
+    data["model"] = model
+    result = ModelResponse(**data)
+    result._hidden_params = hidden
+    return result

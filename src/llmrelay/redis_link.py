@@ -1,0 +1,241 @@
+"""One Redis server as seen by this process: clients, short timeouts, and whether it is up.
+
+Every feature that uses Redis (the response cache, shared rate limits, shared router state,
+broadcasts) goes through a :class:`RedisLink`, so they share one connection pool per event loop
+and one view of Redis's health:
+
+* every command has a short timeout (``timeout``, default 0.25 s, connect and read), and
+  redis-py's own retries are off: a slow or dead Redis costs a request at most one timeout;
+* a failure marks the link *down*: callers get their fallback at once (no network) and one
+  warning is logged; after a pause (0.5 s, doubling up to 5 s) the next call probes Redis
+  again, and the first success marks it *up* with one more log line. Nothing else is needed
+  for recovery;
+* ``listeners`` are called with ``True``/``False`` on each change (a metric hook), and
+  ``state`` gives the counters (``up``, ``failures``, ``transitions``).
+
+The ``redis`` package (``pip install 'llmrelay[redis]'``) is imported only when a link is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import quote
+
+__all__ = ["RedisLink", "get_link", "redis_settings_from_env", "RedisUnavailable"]
+
+log = logging.getLogger("llmrelay.redis")
+
+T = TypeVar("T")
+
+_FIRST_PAUSE = 0.5
+_MAX_PAUSE = 5.0
+
+
+class RedisUnavailable(Exception):
+    """Redis is down (or was a moment ago); the caller uses its per-instance fallback."""
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, TimeoutError)
+
+
+class RedisLink:
+    """A Redis server: ``url`` or ``host``/``port``/``password``/``db``; see the module docstring."""
+
+    def __init__(self, url: str | None = None, *, host: str | None = None, port: int | str | None = None,
+                 password: str | None = None, db: int | None = None, username: str | None = None,
+                 timeout: float = 0.25, ssl: bool = False) -> None:
+        if not url:
+            host = host or "127.0.0.1"
+            port = int(port or 6379)
+            auth = ""
+            if password:
+                auth = f"{quote(username or '', safe='')}:{quote(str(password), safe='')}@"
+            scheme = "rediss" if ssl else "redis"
+            url = f"{scheme}://{auth}{host}:{port}/{int(db or 0)}"
+            db = None
+        self.url = url
+        self.db = None if db is None else int(db)
+        self.timeout = float(timeout)
+        self.listeners: list[Callable[[bool], None]] = []
+        self.up = True
+        self.failures = 0
+        self.transitions = 0
+        self._retry_at = 0.0
+        self._pause = _FIRST_PAUSE
+        self._clients: dict[Any, Any] = {}  # event loop -> redis.asyncio.Redis
+        self._sync: Any = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ description
+    @property
+    def where(self) -> str:
+        """host:port/db, without credentials (for log lines)."""
+        rest = self.url.split("://", 1)[-1]
+        return rest.rsplit("@", 1)[-1]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"up": self.up, "where": self.where, "failures": self.failures, "transitions": self.transitions}
+
+    def __repr__(self) -> str:
+        return f"<RedisLink {self.where} {'up' if self.up else 'down'}>"
+
+    # ------------------------------------------------------------------ clients
+    def _db(self) -> dict[str, int]:
+        return {} if self.db is None else {"db": self.db}
+
+    def client(self) -> Any:
+        """The ``redis.asyncio.Redis`` for the running event loop (one pool per loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            client = Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0, **self._db(),
+            )
+            for old in [k for k in self._clients if k.is_closed()]:
+                del self._clients[old]
+            self._clients[loop] = client
+        return client
+
+    def sync_client(self) -> Any:
+        """A thread-safe synchronous ``redis.Redis`` (for ``completion()``)."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    from redis import Redis
+                    from redis.backoff import NoBackoff
+                    from redis.retry import Retry
+
+                    self._sync = Redis.from_url(
+                        self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                        retry=Retry(NoBackoff(), 0), **self._db(),
+                    )
+        return self._sync
+
+    async def aclose(self) -> None:
+        """Close this loop's client (at shutdown)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            try:
+                await client.aclose()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
+
+    # ------------------------------------------------------------------ health
+    def available(self) -> bool:
+        """Whether a call may be tried now (up, or down long enough to probe again)."""
+        return self.up or time.monotonic() >= self._retry_at
+
+    def succeeded(self) -> None:
+        if not self.up:
+            with self._lock:
+                if self.up:
+                    return
+                self.up = True
+                self.transitions += 1
+                self._pause = _FIRST_PAUSE
+            log.warning("Redis at %s is reachable again: shared mode resumed", self.where)
+            self._notify(True)
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            now = time.monotonic()
+            was_up = self.up
+            if was_up:
+                self.up = False
+                self.transitions += 1
+                self._pause = _FIRST_PAUSE
+            else:
+                self._pause = min(self._pause * 2, _MAX_PAUSE)
+            self._retry_at = now + self._pause
+        if was_up:
+            log.warning(
+                "Redis at %s is unreachable (%s: %s): cache bypassed, limits and router state per "
+                "instance until it returns", self.where, type(exc).__name__, str(exc)[:200],
+            )
+            self._notify(False)
+
+    def _notify(self, up: bool) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(up)
+            except Exception:  # noqa: BLE001 - a metric hook must not break requests
+                log.debug("redis state listener failed", exc_info=True)
+
+    # ------------------------------------------------------------------ calls
+    async def run(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``await call(client)``; raises :class:`RedisUnavailable` when Redis is (or just went) down."""
+        if not self.up and time.monotonic() < self._retry_at:
+            raise RedisUnavailable(self.where)
+        try:
+            result = await call(self.client())
+        except asyncio.CancelledError:
+            raise
+        except _errors() as exc:
+            self.failed(exc)
+            raise RedisUnavailable(self.where) from exc
+        if not self.up:
+            self.succeeded()
+        return result
+
+    def run_sync(self, call: Callable[[Any], T]) -> T:
+        """The synchronous twin of :meth:`run`."""
+        if not self.up and time.monotonic() < self._retry_at:
+            raise RedisUnavailable(self.where)
+        try:
+            result = call(self.sync_client())
+        except _errors() as exc:
+            self.failed(exc)
+            raise RedisUnavailable(self.where) from exc
+        if not self.up:
+            self.succeeded()
+        return result
+
+
+_links: dict[tuple[str, int | None, float], RedisLink] = {}
+_links_lock = threading.Lock()
+
+
+def get_link(url: str | None = None, **settings: Any) -> RedisLink:
+    """The process's :class:`RedisLink` for these settings (one per server and timeout)."""
+    probe = RedisLink(url, **settings)
+    key = (probe.url, probe.db, probe.timeout)
+    with _links_lock:
+        link = _links.get(key)
+        if link is None:
+            link = _links[key] = probe
+        return link
+
+
+def redis_settings_from_env(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """``REDIS_URL`` or ``REDIS_HOST`` (+ ``REDIS_PORT``, ``REDIS_PASSWORD``, ``REDIS_USERNAME``,
+    ``REDIS_DB``), as LiteLLM reads them; None when neither is set."""
+    env = os.environ if environ is None else environ
+    if env.get("REDIS_URL"):
+        return {"url": env["REDIS_URL"]}
+    if env.get("REDIS_HOST"):
+        out: dict[str, Any] = {"host": env["REDIS_HOST"]}
+        for name, key in (("REDIS_PORT", "port"), ("REDIS_PASSWORD", "password"),
+                          ("REDIS_USERNAME", "username"), ("REDIS_DB", "db")):
+            if env.get(name):
+                out[key] = env[name]
+        return out
+    return None
