@@ -4,8 +4,9 @@ Every feature that uses Redis (the response cache, shared rate limits, shared ro
 broadcasts) goes through a :class:`RedisLink`, so they share one connection pool per event loop
 and one view of Redis's health:
 
-* every command has a short timeout (``timeout``, default 0.25 s, connect and read), and
-  redis-py's own retries are off: a slow or dead Redis costs a request at most one timeout;
+* every command has a short timeout (``timeout``, default 0.5 s; connecting: twice that, at
+  least 1 s), connections come from a bounded pool, and redis-py's own retries are off: a slow
+  or dead Redis costs a request at most one timeout;
 * a failure marks the link *down*: callers get their fallback at once (no network) and one
   warning is logged; after a pause (0.5 s, doubling up to 5 s) the next call probes Redis
   again, and the first success marks it *up* with one more log line. Nothing else is needed
@@ -51,7 +52,7 @@ class RedisLink:
 
     def __init__(self, url: str | None = None, *, host: str | None = None, port: int | str | None = None,
                  password: str | None = None, db: int | None = None, username: str | None = None,
-                 timeout: float = 0.25, ssl: bool = False) -> None:
+                 timeout: float = 0.5, ssl: bool = False, max_connections: int = 32) -> None:
         if not url:
             host = host or "127.0.0.1"
             port = int(port or 6379)
@@ -64,6 +65,8 @@ class RedisLink:
         self.url = url
         self.db = None if db is None else int(db)
         self.timeout = float(timeout)
+        self.connect_timeout = max(1.0, 2 * self.timeout)
+        self.max_connections = int(max_connections)
         self.listeners: list[Callable[[bool], None]] = []
         self.up = True
         self.failures = 0
@@ -97,14 +100,19 @@ class RedisLink:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            client = Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0), health_check_interval=0, **self._db(),
+            # A bounded pool: a burst of requests waits (up to the timeout) for a connection
+            # instead of opening dozens at once.
+            pool = BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=self.connect_timeout,
+                socket_timeout=self.timeout, socket_connect_timeout=self.connect_timeout,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0,
+                **self._db(),
             )
+            client = Redis(connection_pool=pool)
             for old in [k for k in self._clients if k.is_closed()]:
                 del self._clients[old]
             self._clients[loop] = client
@@ -120,7 +128,7 @@ class RedisLink:
                     from redis.retry import Retry
 
                     self._sync = Redis.from_url(
-                        self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                        self.url, socket_timeout=self.timeout, socket_connect_timeout=self.connect_timeout,
                         retry=Retry(NoBackoff(), 0), **self._db(),
                     )
         return self._sync
@@ -180,6 +188,15 @@ class RedisLink:
             except Exception:  # noqa: BLE001 - a metric hook must not break requests
                 log.debug("redis state listener failed", exc_info=True)
 
+    def _drop_pool(self) -> None:
+        """Forget this loop's client: after a Redis restart every pooled connection is stale,
+        and the next call should probe with a fresh one, not find them one by one."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(_close_quietly(client))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
     # ------------------------------------------------------------------ calls
     async def run(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """``await call(client)``; raises :class:`RedisUnavailable` when Redis is (or just went) down."""
@@ -191,6 +208,7 @@ class RedisLink:
             raise
         except _errors() as exc:
             self.failed(exc)
+            self._drop_pool()
             raise RedisUnavailable(self.where) from exc
         if not self.up:
             self.succeeded()
@@ -204,10 +222,24 @@ class RedisLink:
             result = call(self.sync_client())
         except _errors() as exc:
             self.failed(exc)
+            try:  # after a restart every pooled connection is stale: start afresh
+                self.sync_client().connection_pool.disconnect()
+            except Exception:  # noqa: BLE001
+                pass
             raise RedisUnavailable(self.where) from exc
         if not self.up:
             self.succeeded()
         return result
+
+
+_closing: set[asyncio.Task] = set()
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # noqa: BLE001 - it is being thrown away
+        pass
 
 
 _links: dict[tuple[str, int | None, float], RedisLink] = {}

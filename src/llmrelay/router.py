@@ -50,6 +50,7 @@ from .routing import names as _names
 from .routing.deployment import Deployment
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
+from .routing.shared import SHARED_OPTIONS, shared_from_options
 from .routing.streams import TrackedSource
 
 __all__ = ["Router"]
@@ -71,10 +72,11 @@ _ROUTER_CALL_KWARGS = (
     "content_policy_fallbacks",
 )
 
-#: LiteLLM Router options that are accepted and ignored (caching, redis, alerting…).
+#: LiteLLM Router options that are accepted and ignored (caching, alerting…; redis_* are
+#: routing.shared.SHARED_OPTIONS).
 _IGNORED_OPTIONS = frozenset(
     {
-        "redis_host", "redis_port", "redis_password", "redis_url", "cache_responses", "cache_kwargs",
+        "cache_responses", "cache_kwargs",
         "caching_groups", "client_ttl", "debug_level", "set_verbose", "alerting_config",
         "polling_interval", "provider_budget_config", "enable_pre_call_checks",
         "router_general_settings", "assistants_config", "retry_policy", "allowed_fails_policy",
@@ -158,9 +160,11 @@ class Router:
         ``max_retry_after`` (default 60 s) caps how long an upstream's Retry-After is honoured:
         the cooldown and the retry wait it causes (malformed values are ignored).
         """
-        unknown = set(options) - _IGNORED_OPTIONS
+        unknown = set(options) - _IGNORED_OPTIONS - SHARED_OPTIONS
         if unknown:
             raise TypeError(f"Router() got unexpected keyword arguments: {sorted(unknown)}")
+        #: Cooldowns and deployment limits shared through Redis (``redis_url``/``redis_host``…).
+        self.shared = shared_from_options(options)
         for name in set(options) & _IGNORED_OPTIONS:
             log.debug("Router option %s is accepted and ignored", name)
         self.num_retries = _retry_count(settings.get("num_retries") or 0 if num_retries is None else num_retries)
@@ -208,6 +212,8 @@ class Router:
         self._wildcards = _names.Wildcards(groups)
         self._tagged = any(d.tags for d in by_id.values())
         self._check_fallbacks()
+        if getattr(self, "shared", None) is not None:
+            self.shared.attach(by_id)
 
     def _check_fallbacks(self) -> None:
         for what, table in (
@@ -233,6 +239,7 @@ class Router:
         self._tagged = self._tagged or bool(dep.tags)
         if "*" in dep.model_name:
             self._wildcards = _names.Wildcards(self._groups)
+        dep.shared = self.shared
         return dep.describe()
 
     def delete_deployment(self, id: str) -> bool:  # noqa: A002 - LiteLLM's name
@@ -389,6 +396,8 @@ class Router:
         )
         if cooled:
             log.info("deployment %s of %s cooling down (%s)", dep.id, dep.model_name, type(exc).__name__)
+            if self.shared is not None:
+                self.shared.cooled(dep, _monotonic())
 
     def _call_kwargs(self, dep: Deployment, kwargs: dict[str, Any], overrides: dict[str, Any], stream: bool) -> tuple[dict[str, Any], float | None, float | None]:
         """kwargs for ``completion`` (deployment's params, then the caller's) and the
@@ -776,11 +785,16 @@ def _route(run: _Run, attempt: Any) -> Any:
 
 async def _aroute(run: _Run, attempt: Any) -> Any:
     """The async twin of :func:`_route` (``attempt`` is a coroutine function)."""
+    shared = run.router.shared
+    if shared is not None:
+        shared.start()
     while True:
         dep = run.next_deployment()
         if type(dep) is float:
             await asyncio.sleep(dep)
             continue
+        if shared is not None and shared.limited(dep) and not await shared.admit(dep, run.messages, run.kwargs):
+            continue  # another instance used its share up; it now counts as full here too
         kw, limit = run.begin(dep)
         try:
             return await attempt(dep, kw, limit)

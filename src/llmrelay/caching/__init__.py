@@ -66,7 +66,7 @@ class Cache:
         db: int | None = None,
         username: str | None = None,
         ssl: bool = False,
-        redis_timeout: float = 0.25,
+        redis_timeout: float = 0.5,
         **ignored: Any,
     ) -> None:
         kind = str(type or "local").lower()

@@ -34,6 +34,7 @@ from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
+from .shared import redis_state, start_shared
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -167,6 +168,7 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 if self.keys is not None:
                     await self.keys.start()
+                start_shared(self.models.router)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.keys is not None:
@@ -238,6 +240,9 @@ class ProxyApp:
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":
                 body = {"status": "healthy" if self.models.names else "no models", "models": len(self.models.names)}
+                shared = redis_state(self.models.router)
+                if shared is not None:  # degraded, not unready: requests go on per instance
+                    body["redis"] = "connected" if shared["up"] else "unreachable"
                 await self._json(ctx, send, 200 if self.models.names else 503, _dumps(body))
             elif path == "/openapi.json":
                 if self._openapi is None:

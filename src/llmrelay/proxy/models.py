@@ -11,6 +11,7 @@ from typing import Any
 from ..router import Router
 from ..routing.names import visible_aliases
 from .config import ConfigError, ProxyConfig
+from .shared import router_options
 
 __all__ = ["ModelTable"]
 
@@ -26,7 +27,7 @@ class ModelTable:
                 for d in config.deployments
             ]
             try:
-                self.router = Router(model_list=model_list, **config.router_settings)
+                self.router = Router(model_list=model_list, **router_options(config.router_settings))
             except (TypeError, ValueError) as exc:
                 where = config.path or "<config>"
                 raise ConfigError(f"{where}: router_settings: {exc}. Check the keys and values under router_settings.") from None

@@ -56,7 +56,7 @@ class Deployment:
         "output_cost_per_token", "region_name",
         "in_flight", "fails", "cooldown_until", "cooldown_reason",
         "window_start", "window_requests", "window_tokens",
-        "latency", "ttft", "successes", "failures", "lock",
+        "latency", "ttft", "successes", "failures", "lock", "shared",
     )
 
     def __init__(self, entry: dict[str, Any], index: int) -> None:
@@ -110,6 +110,7 @@ class Deployment:
         self.successes = 0
         self.failures = 0
         self.lock = threading.Lock()
+        self.shared: Any = None  # the router's RouterShared in shared (Redis) mode
 
     # ------------------------------------------------------------------ availability
     def cooling(self, now: float) -> bool:
@@ -153,11 +154,15 @@ class Deployment:
         with self.lock:
             if self.in_flight > 0:
                 self.in_flight -= 1
+        if self.shared is not None:
+            self.shared.done(self)
 
     def add_tokens(self, tokens: int) -> None:
         if tokens:
             with self.lock:
                 self.window_tokens += tokens
+            if self.shared is not None:
+                self.shared.tokens(self, tokens)
 
     def success(self, latency: float, stream: bool) -> None:
         with self.lock:

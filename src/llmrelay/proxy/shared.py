@@ -1,0 +1,44 @@
+"""The gateway's shared mode: which Redis the Router shares its state through, and starting it.
+
+``router_settings.redis_url`` or ``redis_host``/``redis_port``/``redis_password`` (LiteLLM's
+keys) turn it on; without them, ``REDIS_URL`` or ``REDIS_HOST`` (+ ``REDIS_PORT``,
+``REDIS_PASSWORD``) from the environment do. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..redis_link import redis_settings_from_env
+
+__all__ = ["router_options", "start_shared", "redis_state"]
+
+_ENV_TO_ROUTER = {"url": "redis_url", "host": "redis_host", "port": "redis_port", "password": "redis_password",
+                  "db": "redis_db"}
+
+
+def router_options(router_settings: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``router_settings`` with the environment's Redis added when the config names none."""
+    if router_settings.get("redis_url") or router_settings.get("redis_host"):
+        return router_settings
+    env = redis_settings_from_env(environ)
+    if env is None:
+        return router_settings
+    out = dict(router_settings)
+    for key, value in env.items():
+        if key in _ENV_TO_ROUTER:
+            out[_ENV_TO_ROUTER[key]] = value
+    return out
+
+
+def start_shared(router: Any) -> None:
+    """Start listening to the other instances (at the gateway's startup, in its event loop)."""
+    shared = getattr(router, "shared", None)
+    if shared is not None:
+        shared.start()
+
+
+def redis_state(router: Any) -> dict[str, Any] | None:
+    """``{"up": bool, "where": host:port/db, "failures": n, "transitions": n}`` in shared mode."""
+    shared = getattr(router, "shared", None)
+    return None if shared is None else shared.link.state

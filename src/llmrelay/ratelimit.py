@@ -1,0 +1,311 @@
+"""Rate limits (requests and tokens per minute, requests in flight) as one atomic check-and-take.
+
+A request names the :class:`Limit` s that apply to it (its key, team, user, the deployment…);
+:meth:`acquire` admits it under *all* of them or under none, and :meth:`release` gives back its
+in-flight slots and books the tokens it really used. Two backends, one interface:
+
+* :class:`LocalLimiter` — this process's memory (one instance, or the fallback);
+* :class:`RedisLimiter` — one Lua script per request on a shared Redis, so N gateway instances
+  enforce one set of numbers; ``SharedLimiter`` uses it while Redis answers and falls back to
+  a :class:`LocalLimiter` (each instance enforcing the full limits) while it does not.
+
+Windows are fixed minutes of the Redis server's clock (``TIME``), so every instance agrees on
+them; ``retry_after`` is the time to the next minute (1 s for a parallel-request refusal).
+TPM admission reserves ``tokens`` (the caller's estimate) and :meth:`release` corrects the
+count to the tokens really used, so concurrent requests cannot overshoot a TPM limit by more
+than their estimates undercount. In-flight slots are members of a sorted set scored by their
+deadline, so the slots of a crashed instance free themselves (``slot_ttl``, default 600 s).
+Keys embed the window, so Redis Cluster is not supported (one Redis or a primary/replica pair).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .redis_link import RedisLink, RedisUnavailable
+
+__all__ = ["Limit", "Grant", "LocalLimiter", "RedisLimiter", "SharedLimiter", "WINDOW", "tokens_only"]
+
+WINDOW = 60
+
+_KINDS = {1: "rpm", 2: "tpm", 3: "parallel"}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The limits of one scope (``name``: e.g. ``key:<hash>``, ``team:<id>``, ``deployment:<id>``).
+    None means unlimited."""
+
+    name: str
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rpm or self.tpm or self.parallel)
+
+
+@dataclass
+class Grant:
+    """The answer to :meth:`acquire`. When refused: ``limit``/``kind`` say which (``rpm``,
+    ``tpm``, ``parallel``) and ``retry_after`` when to try again. When admitted: what is left
+    (the smallest over all scopes; None when no such limit applies), and what :meth:`release`
+    needs. ``shared``: decided by Redis (False: by this instance alone)."""
+
+    allowed: bool
+    limit: str | None = None
+    kind: str | None = None
+    retry_after: float = 0.0
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    window: int = 0
+    reserved: int = 0
+    slot: str = ""
+    shared: bool = False
+    limits: Sequence[Limit] = field(default_factory=tuple)
+
+
+def _slot() -> str:
+    return uuid.uuid4().hex
+
+
+# ============================================================================ in memory
+class LocalLimiter:
+    """The same semantics in this process's memory (thread-safe; windows of this machine's clock)."""
+
+    def __init__(self, slot_ttl: float = 600.0) -> None:
+        self.slot_ttl = slot_ttl
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._slots: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def _acquire(self, limits: Sequence[Limit], tokens: int) -> Grant:
+        now = time.time()
+        window = int(now // WINDOW)
+        reset = WINDOW - (now % WINDOW)
+        slot = _slot()
+        counts = self._counts
+        rem_r = rem_t = None
+        with self._lock:
+            if len(counts) > 4096:
+                for k in [k for k in counts if k[2] < window]:
+                    del counts[k]
+            for lim in limits:
+                if lim.rpm:
+                    used = counts.get((lim.name, "r", window), 0)
+                    if used + 1 > lim.rpm:
+                        return Grant(False, lim.name, "rpm", reset, window=window)
+                    rem_r = _least(rem_r, lim.rpm - used - 1)
+                if lim.tpm:
+                    used = counts.get((lim.name, "t", window), 0)
+                    if used >= lim.tpm or (used > 0 and used + tokens > lim.tpm):
+                        return Grant(False, lim.name, "tpm", reset, window=window)
+                    rem_t = _least(rem_t, lim.tpm - used - tokens)
+                if lim.parallel:
+                    slots = self._slots.setdefault(lim.name, {})
+                    for k in [k for k, deadline in slots.items() if deadline <= now]:
+                        del slots[k]
+                    if len(slots) + 1 > lim.parallel:
+                        return Grant(False, lim.name, "parallel", 1.0, window=window)
+            for lim in limits:
+                if lim.rpm:
+                    counts[(lim.name, "r", window)] = counts.get((lim.name, "r", window), 0) + 1
+                if lim.tpm and tokens:
+                    counts[(lim.name, "t", window)] = counts.get((lim.name, "t", window), 0) + tokens
+                if lim.parallel:
+                    self._slots.setdefault(lim.name, {})[slot] = now + self.slot_ttl
+        return Grant(True, retry_after=reset, remaining_requests=rem_r, remaining_tokens=rem_t, window=window,
+                     reserved=tokens, slot=slot, limits=tuple(limits))
+
+    def _release(self, grant: Grant, tokens_used: int | None) -> None:
+        with self._lock:
+            for lim in grant.limits:
+                if lim.parallel:
+                    self._slots.get(lim.name, {}).pop(grant.slot, None)
+                if lim.tpm and tokens_used is not None:
+                    key = (lim.name, "t", grant.window)
+                    if key in self._counts or tokens_used:
+                        self._counts[key] = max(0, self._counts.get(key, 0) + tokens_used - grant.reserved)
+
+    async def acquire(self, limits: Sequence[Limit], tokens: int = 0) -> Grant:
+        """Admit a request under every limit in ``limits`` (taking its share), or refuse it."""
+        return self._acquire(limits, tokens)
+
+    async def release(self, grant: Grant, tokens_used: int | None = None) -> None:
+        """The request ended: free its slots; book ``tokens_used`` (None: keep the reservation)."""
+        if grant.allowed:
+            self._release(grant, tokens_used)
+
+
+def _least(a: int | None, b: int) -> int:
+    return b if a is None or b < a else a
+
+
+# ============================================================================ on Redis
+#: KEYS: per limit, its base name. ARGV: tokens, slot id, slot ttl, then per limit rpm, tpm, parallel.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local win = math.floor(now / 60)
+local reset = 60 - (now % 60)
+local tokens = tonumber(ARGV[1])
+local slot = ARGV[2]
+local ttl = tonumber(ARGV[3])
+local rem_r, rem_t = -1, -1
+for i = 1, #KEYS do
+  local base = KEYS[i]
+  local rpm, tpm, par = tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3])
+  if rpm > 0 then
+    local used = tonumber(redis.call('GET', base .. ':r:' .. win) or '0')
+    if used + 1 > rpm then return {0, i, 1, tostring(reset), 0, 0, win} end
+    if rem_r < 0 or rpm - used - 1 < rem_r then rem_r = rpm - used - 1 end
+  end
+  if tpm > 0 then
+    local used = tonumber(redis.call('GET', base .. ':t:' .. win) or '0')
+    if used >= tpm or (used > 0 and used + tokens > tpm) then return {0, i, 2, tostring(reset), 0, 0, win} end
+    if rem_t < 0 or tpm - used - tokens < rem_t then rem_t = tpm - used - tokens end
+  end
+  if par > 0 then
+    redis.call('ZREMRANGEBYSCORE', base .. ':p', '-inf', now)
+    if redis.call('ZCARD', base .. ':p') + 1 > par then return {0, i, 3, '1', 0, 0, win} end
+  end
+end
+for i = 1, #KEYS do
+  local base = KEYS[i]
+  local rpm, tpm, par = tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3])
+  if rpm > 0 then
+    local k = base .. ':r:' .. win
+    if redis.call('INCR', k) == 1 then redis.call('EXPIRE', k, 120) end
+  end
+  if tpm > 0 and tokens > 0 then
+    local k = base .. ':t:' .. win
+    if redis.call('INCRBY', k, tokens) == tokens then redis.call('EXPIRE', k, 120) end
+  end
+  if par > 0 then
+    redis.call('ZADD', base .. ':p', now + ttl, slot)
+    redis.call('EXPIRE', base .. ':p', math.ceil(ttl))
+  end
+end
+return {1, 0, 0, tostring(reset), rem_r, rem_t, win}
+"""
+
+#: KEYS: per limit, its base name. ARGV: slot id, window, token correction, then per limit tpm?, parallel?.
+_RELEASE = """
+local slot, win, delta = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 1, #KEYS do
+  local base = KEYS[i]
+  if ARGV[2*i+2] == '1' and delta ~= 0 then
+    local k = base .. ':t:' .. win
+    if redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, delta)
+    elseif delta > 0 then redis.call('SET', k, delta, 'EX', 120) end
+  end
+  if ARGV[2*i+3] == '1' then redis.call('ZREM', base .. ':p', slot) end
+end
+return 1
+"""
+
+
+class RedisLimiter:
+    """Limits on Redis: one ``EVALSHA`` per :meth:`acquire` and per :meth:`release`.
+
+    Raises :class:`~llmrelay.redis_link.RedisUnavailable` when Redis does not answer.
+    """
+
+    def __init__(self, link: RedisLink, prefix: str = "llmrelay:rl:", slot_ttl: float = 600.0) -> None:
+        self.link = link
+        self.prefix = prefix
+        self.slot_ttl = slot_ttl
+        self._acquire_script: Any = None
+        self._release_script: Any = None
+
+    def _scripts(self, client: Any) -> tuple[Any, Any]:
+        # register_script objects run EVALSHA and load the script on NOSCRIPT (after a restart)
+        if self._acquire_script is None or self._acquire_script.registered_client is not client:
+            self._acquire_script = client.register_script(_ACQUIRE)
+            self._release_script = client.register_script(_RELEASE)
+        return self._acquire_script, self._release_script
+
+    def acquire_args(self, limits: Sequence[Limit], tokens: int, slot: str) -> tuple[list[str], list[Any]]:
+        keys = [self.prefix + lim.name for lim in limits]
+        args: list[Any] = [int(tokens), slot, self.slot_ttl]
+        for lim in limits:
+            args += [int(lim.rpm or 0), int(lim.tpm or 0), int(lim.parallel or 0)]
+        return keys, args
+
+    @staticmethod
+    def grant_of(reply: list, limits: Sequence[Limit], tokens: int, slot: str) -> Grant:
+        ok, index, kind, reset, rem_r, rem_t, window = reply
+        if not int(ok):
+            return Grant(False, limits[int(index) - 1].name, _KINDS[int(kind)], float(reset), window=int(window),
+                         shared=True)
+        return Grant(True, retry_after=float(reset), remaining_requests=None if int(rem_r) < 0 else int(rem_r),
+                     remaining_tokens=None if int(rem_t) < 0 else int(rem_t), window=int(window), reserved=tokens,
+                     slot=slot, shared=True, limits=tuple(limits))
+
+    async def acquire(self, limits: Sequence[Limit], tokens: int = 0) -> Grant:
+        slot = _slot()
+        keys, args = self.acquire_args(limits, tokens, slot)
+
+        async def run(client: Any) -> list:
+            return await self._scripts(client)[0](keys=keys, args=args)
+
+        return self.grant_of(await self.link.run(run), limits, tokens, slot)
+
+    async def release(self, grant: Grant, tokens_used: int | None = None) -> None:
+        if not grant.allowed:
+            return
+        delta = 0 if tokens_used is None else int(tokens_used) - grant.reserved
+        keys = [self.prefix + lim.name for lim in grant.limits]
+        args: list[Any] = [grant.slot, grant.window, delta]
+        for lim in grant.limits:
+            args += ["1" if lim.tpm else "0", "1" if lim.parallel else "0"]
+
+        async def run(client: Any) -> Any:
+            return await self._scripts(client)[1](keys=keys, args=args)
+
+        await self.link.run(run)
+
+
+def tokens_only(grant: Grant) -> Grant:
+    """A copy of an admitted ``grant`` that :meth:`release` uses only to correct its tokens (no
+    slot): for callers that learn the tokens after freeing the slot."""
+    from dataclasses import replace
+
+    limits = tuple(Limit(lim.name, tpm=lim.tpm) for lim in grant.limits if lim.tpm)
+    return replace(grant, slot="", limits=limits)
+
+
+class SharedLimiter:
+    """:class:`RedisLimiter` while Redis answers, :class:`LocalLimiter` while it does not.
+
+    A grant is released where it was taken. Never raises for Redis's sake.
+    """
+
+    def __init__(self, link: RedisLink, prefix: str = "llmrelay:rl:", slot_ttl: float = 600.0) -> None:
+        self.redis = RedisLimiter(link, prefix, slot_ttl)
+        self.local = LocalLimiter(slot_ttl)
+        self.link = link
+
+    async def acquire(self, limits: Sequence[Limit], tokens: int = 0) -> Grant:
+        if self.link.available():
+            try:
+                return await self.redis.acquire(limits, tokens)
+            except RedisUnavailable:
+                pass
+        return await self.local.acquire(limits, tokens)
+
+    async def release(self, grant: Grant, tokens_used: int | None = None) -> None:
+        if not grant.allowed:
+            return
+        if grant.shared:
+            try:
+                await self.redis.release(grant, tokens_used)
+            except RedisUnavailable:
+                pass  # the slot frees itself at its deadline; the token correction is lost
+        else:
+            await self.local.release(grant, tokens_used)

@@ -1,0 +1,255 @@
+"""Router state shared by every instance through Redis (``Router(redis_host=…)``/``redis_url=``).
+
+* **Cooldowns.** When a deployment goes into cooldown on one instance, the instance stores
+  ``cooldown:<id>`` (expiring with the cooldown) and broadcasts it; every other instance puts
+  the deployment in cooldown for the rest of that time, so all stop sending to a failing
+  deployment at once. After (re)connecting, an instance reads the stored cooldowns to catch up.
+  Costs nothing per request: only failures write, and the listener runs in the background.
+* **Deployment limits** (``rpm``/``tpm``/``max_parallel_requests`` in ``litellm_params``) are
+  checked and taken in one Redis script per attempt (async calls), so N instances share one
+  budget per deployment. A refused deployment counts as full locally until the window ends and
+  the Router picks another, or answers 429 with ``Retry-After``. Sync ``completion()`` calls and
+  any call while Redis is unreachable count per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..broadcast import get_broadcaster
+from ..ratelimit import WINDOW, Limit, SharedLimiter, tokens_only
+from ..redis_link import RedisLink, RedisUnavailable, get_link
+
+if TYPE_CHECKING:
+    from .deployment import Deployment
+
+__all__ = ["RouterShared", "shared_from_options", "SHARED_OPTIONS"]
+
+#: Router options that turn on and tune the shared state (LiteLLM's names, plus a few).
+SHARED_OPTIONS = frozenset({"redis_url", "redis_host", "redis_port", "redis_password", "redis_db", "redis_prefix",
+                            "redis_timeout"})
+
+log = logging.getLogger("llmrelay.router")
+
+_TOPIC = "router.cooldown"
+_pending: set[asyncio.Task] = set()
+
+
+def _spawn(coro: Any) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        return
+    task = loop.create_task(coro)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+class RouterShared:
+    """One router's link to the shared state (see the module docstring)."""
+
+    def __init__(self, link: RedisLink, prefix: str = "llmrelay:") -> None:
+        self.link = link
+        self.prefix = prefix + "router:"
+        self.limiter = SharedLimiter(link, prefix + "rl:")
+        self.broadcaster = get_broadcaster(link, prefix)
+        self.broadcaster.on(_TOPIC, self._on_cooldown)
+        self.broadcaster.on_connect(self._catch_up)
+        self._by_id: dict[str, Deployment] = {}  # shared name -> deployment
+        self._names: dict[str, str] = {}  # deployment id -> shared name
+        self._grants: dict[str, deque] = {}
+        self._last: dict[str, Any] = {}  # deployment id -> its last grant (to book tokens into)
+
+    def attach(self, by_id: dict[str, "Deployment"]) -> None:
+        """Track the router's deployments (after every change of its model list)."""
+        self._by_id = {}
+        self._names = {}
+        seen: dict[str, int] = {}
+        for dep in by_id.values():
+            dep.shared = self
+            name = shared_name(dep)
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                name = f"{name}.{seen[name]}"
+            self._names[dep.id] = name
+            self._by_id[name] = dep
+
+    def name(self, dep: "Deployment") -> str:
+        """The deployment's name in Redis, the same on every instance with the same config."""
+        name = self._names.get(dep.id)
+        if name is None:
+            self.attach({**{d.id: d for d in self._by_id.values()}, dep.id: dep})
+            name = self._names[dep.id]
+        return name
+
+    def start(self) -> None:
+        """Start listening for other instances' cooldowns (in the running loop; idempotent)."""
+        self.broadcaster.start()
+
+    # ------------------------------------------------------------------ cooldowns
+    def cooled(self, dep: "Deployment", now: float) -> None:
+        """``dep`` just went into cooldown here: tell the others."""
+        seconds = dep.cooldown_until - now
+        if seconds <= 0:
+            return
+        name = self.name(dep)
+        payload = {"id": name, "until": time.time() + seconds, "reason": dep.cooldown_reason}
+        key = self.prefix + "cooldown:" + name
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync completion(): tell the others synchronously
+            import orjson
+
+            try:
+                self.link.run_sync(lambda r: r.set(key, orjson.dumps(payload), px=max(1, int(seconds * 1000))))
+            except RedisUnavailable:
+                return
+            self.broadcaster.publish_sync(_TOPIC, payload)
+            return
+        _spawn(self._publish(key, payload, seconds))
+
+    async def _publish(self, key: str, payload: dict, seconds: float) -> None:
+        import orjson
+
+        try:
+            await self.link.run(lambda r: r.set(key, orjson.dumps(payload), px=max(1, int(seconds * 1000))))
+        except RedisUnavailable:
+            return
+        await self.broadcaster.publish(_TOPIC, payload)
+
+    def _on_cooldown(self, payload: dict) -> None:
+        dep = self._by_id.get(payload.get("id"))
+        if dep is None:
+            return
+        try:
+            left = float(payload["until"]) - time.time()
+        except (KeyError, TypeError, ValueError):
+            return
+        if left <= 0:
+            return
+        until = time.monotonic() + left
+        with dep.lock:
+            if until > dep.cooldown_until:
+                dep.cooldown_until = until
+                dep.cooldown_reason = str(payload.get("reason") or "cooldown on another instance")
+                dep.fails.clear()
+        log.info("deployment %s of %s cooling down for %.1fs (reported by another instance)",
+                 dep.id, dep.model_name, left)
+
+    async def _catch_up(self) -> None:
+        import orjson
+
+        ids = list(self._by_id)
+        if not ids:
+            return
+        keys = [self.prefix + "cooldown:" + i for i in ids]
+        try:
+            values = await self.link.run(lambda r: r.mget(keys))
+        except RedisUnavailable:
+            return
+        for value in values:
+            if value:
+                try:
+                    self._on_cooldown(orjson.loads(value))
+                except orjson.JSONDecodeError:
+                    pass
+
+    # ------------------------------------------------------------------ limits
+    @staticmethod
+    def limited(dep: "Deployment") -> bool:
+        return bool(dep.rpm or dep.tpm or dep.max_parallel_requests)
+
+    async def admit(self, dep: "Deployment", messages: Any = None, kwargs: dict[str, Any] | None = None) -> bool:
+        """Take ``dep``'s share for one attempt on the shared limits; False (and ``dep`` marked
+        full here until the window ends) when another instance used it up.
+
+        With a TPM limit the attempt reserves its estimated tokens (:func:`estimate_tokens`); the
+        count is corrected to the real usage when it ends.
+        """
+        limit = Limit("deployment:" + self.name(dep), _int(dep.rpm), _int(dep.tpm), dep.max_parallel_requests)
+        tokens = estimate_tokens(messages, kwargs) if dep.tpm else 0
+        grant = await self.limiter.acquire((limit,), tokens)
+        if grant.allowed:
+            self._grants.setdefault(dep.id, deque()).append(grant)
+            return True
+        now = time.monotonic()
+        with dep.lock:
+            if grant.kind in ("rpm", "tpm"):
+                # full until the shared window ends: align the local window with it
+                dep.window_start = now - (WINDOW - grant.retry_after)
+                if grant.kind == "rpm":
+                    dep.window_requests = max(dep.window_requests, int(dep.rpm or 0))
+                else:
+                    dep.window_tokens = max(dep.window_tokens, int(dep.tpm or 0))
+        return False
+
+    def done(self, dep: "Deployment") -> None:
+        """An admitted attempt ended: give back its in-flight slot (in the background)."""
+        grants = self._grants.get(dep.id)
+        if not grants:
+            return
+        grant = grants.popleft()
+        if dep.tpm:
+            self._last[dep.id] = tokens_only(grant)
+        if dep.max_parallel_requests:
+            _spawn(self.limiter.release(grant))
+
+    def tokens(self, dep: "Deployment", tokens: int) -> None:
+        """Book the tokens an attempt on ``dep`` used against its shared TPM (in the background)."""
+        grant = self._last.get(dep.id)
+        if grant is not None and tokens:
+            _spawn(self.limiter.release(grant, tokens))
+
+
+def shared_name(dep: "Deployment") -> str:
+    """The group and a digest of the deployment's params: the same on every instance with the
+    same config (a generated ``model_info.id`` differs between instances)."""
+    import hashlib
+
+    import orjson
+
+    blob = orjson.dumps([dep.model_name, dep.litellm_params], option=orjson.OPT_SORT_KEYS, default=str)
+    return f"{dep.model_name}:{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def estimate_tokens(messages: Any, kwargs: dict[str, Any] | None) -> int:
+    """A quick upper estimate of an attempt's tokens: about one token per 3 characters of the
+    messages' text (+4 per message), plus the answer's cap (``max_tokens``), if any. No tokenizer
+    on the hot path; the count is corrected to the real usage when the attempt ends."""
+    chars = 0
+    count = 0
+    for message in messages or ():
+        count += 1
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    cap = (kwargs or {}).get("max_completion_tokens") or (kwargs or {}).get("max_tokens") or 0
+    cap = int(cap) if isinstance(cap, int) and not isinstance(cap, bool) else 0
+    return chars // 3 + 4 * count + cap
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def shared_from_options(options: dict[str, Any]) -> RouterShared | None:
+    """LiteLLM's Router options ``redis_url`` / ``redis_host``+``redis_port``+``redis_password``
+    (and ``redis_prefix``, ``redis_timeout``) → a :class:`RouterShared`, or None."""
+    url = options.get("redis_url")
+    host = options.get("redis_host")
+    if not url and not host:
+        return None
+    settings: dict[str, Any] = {"url": url} if url else {
+        "host": host, "port": options.get("redis_port"), "password": options.get("redis_password"),
+    }
+    if options.get("redis_db") is not None:
+        settings["db"] = options["redis_db"]
+    link = get_link(timeout=float(options.get("redis_timeout") or 0.5), **settings)
+    return RouterShared(link, options.get("redis_prefix") or "llmrelay:")

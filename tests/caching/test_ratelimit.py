@@ -1,0 +1,68 @@
+"""The limiter's semantics, the same on both backends: in memory and on a real Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrelay.ratelimit import Limit, LocalLimiter, RedisLimiter, SharedLimiter
+from llmrelay.redis_link import RedisLink, RedisUnavailable
+from servers.redis_server import SKIP_REASON, delete_matching, free_port, redis_url, unique_prefix
+
+
+@pytest.fixture(params=["local", "redis"])
+def limiter(request):
+    if request.param == "local":
+        yield LocalLimiter()
+        return
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+    prefix = unique_prefix("rl") + ":"
+    yield RedisLimiter(RedisLink(url), prefix)
+    delete_matching(url, prefix + "*")
+
+
+async def test_rpm_all_or_nothing(limiter):
+    both = [Limit("key:a", rpm=3), Limit("team:t", rpm=5)]
+    grants = [await limiter.acquire(both) for _ in range(4)]
+    assert [g.allowed for g in grants] == [True, True, True, False]
+    assert grants[0].remaining_requests == 2 and grants[2].remaining_requests == 0
+    refused = grants[3]
+    assert refused.limit == "key:a" and refused.kind == "rpm" and 0 < refused.retry_after <= 60
+    # the refused request took nothing from the team: 2 more fit under its 5
+    team = [await limiter.acquire([Limit("team:t", rpm=5)]) for _ in range(3)]
+    assert [g.allowed for g in team] == [True, True, False]
+
+
+async def test_parallel_slots_are_given_back(limiter):
+    lim = [Limit("key:p", parallel=2)]
+    a, b, c = [await limiter.acquire(lim) for _ in range(3)]
+    assert (a.allowed, b.allowed, c.allowed) == (True, True, False)
+    assert c.kind == "parallel" and c.retry_after == 1.0
+    await limiter.release(a)
+    assert (await limiter.acquire(lim)).allowed
+
+
+async def test_tpm_reserves_then_books_real_usage(limiter):
+    lim = [Limit("key:t", tpm=100)]
+    first = await limiter.acquire(lim, tokens=60)
+    assert first.allowed and first.remaining_tokens == 40
+    assert not (await limiter.acquire(lim, tokens=60)).allowed  # 60 reserved + 60 > 100
+    await limiter.release(first, tokens_used=20)  # it really used 20
+    second = await limiter.acquire(lim, tokens=60)
+    assert second.allowed and second.remaining_tokens == 20
+    await limiter.release(second, tokens_used=90)  # over the estimate: booked as used
+    refused = await limiter.acquire(lim, tokens=1)
+    assert not refused.allowed and refused.kind == "tpm"
+
+
+async def test_shared_limiter_falls_back_to_local_and_back():
+    link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    shared = SharedLimiter(link, unique_prefix("rl") + ":")
+    lim = [Limit("key:f", rpm=2)]
+    grants = [await shared.acquire(lim) for _ in range(3)]
+    assert [g.allowed for g in grants] == [True, True, False]
+    assert not any(g.shared for g in grants) and link.up is False
+    await shared.release(grants[0])
+    with pytest.raises(RedisUnavailable):
+        await link.run(lambda r: r.ping())

@@ -1,0 +1,248 @@
+"""Several real gateway processes sharing one Redis behave as one gateway.
+
+* a deployment limited to 100 RPM gets exactly 100 successes across 3 instances hammered at
+  once; a TPM limit holds within one request's tokens;
+* a deployment failing behind instance A is cooled down on B and C;
+* Redis stopped and restarted under load: no client request fails, shared mode comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import openai
+import pytest
+
+from proxy.harness import Gateway
+from servers.loopback import LoopbackServer
+from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer, error_reply
+from servers.redis_server import SKIP_REASON, RedisServer, delete_matching, redis_url, unique_prefix
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-scaling-master"
+UP_KEY = "sk-scaling-upstream-0123456789"
+
+
+def config(upstream: str, bad: str, url: str, prefix: str, *, cache: bool = False) -> str:
+    params = f'api_base: "{{base}}/v1", api_key: {UP_KEY}'
+    cache_part = f"""
+litellm_settings:
+  cache: true
+  cache_params: {{type: redis, url: "{url}", namespace: "{prefix}"}}
+""" if cache else ""
+    return f"""
+model_list:
+  - model_name: limited
+    litellm_params: {{model: openai/gpt-4o-mini, {params.format(base=upstream)}, rpm: 100}}
+  - model_name: tpm-limited
+    litellm_params: {{model: openai/gpt-4o-mini, {params.format(base=upstream)}, tpm: 300}}
+  - model_name: open
+    litellm_params: {{model: openai/gpt-4o-mini, {params.format(base=upstream)}}}
+  - model_name: busy
+    litellm_params: {{model: openai/gpt-4o-mini, {params.format(base=upstream)}, rpm: 1000000, max_parallel_requests: 1000}}
+  - model_name: pair
+    litellm_params: {{model: openai/gpt-4o-mini, {params.format(base=upstream)}}}
+    model_info: {{id: good}}
+  - model_name: pair
+    litellm_params: {{model: openai/gpt-4o-mini, {params.format(base=bad)}}}
+    model_info: {{id: bad}}
+router_settings:
+  redis_url: "{url}"
+  redis_prefix: "{prefix}:"
+  num_retries: 1
+  allowed_fails: 1
+  cooldown_time: 60
+general_settings:
+  master_key: {KEY}
+{cache_part}"""
+
+
+@pytest.fixture(scope="module")
+def redis_conf():
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+    prefix = unique_prefix("scale")
+    yield url, prefix
+    delete_matching(url, prefix + "*")
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with FakeOpenAIServer(api_key=UP_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def bad_upstream():
+    srv = LoopbackServer(lambda request: error_reply(500, "the bad deployment always fails")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def three(upstream, bad_upstream, redis_conf, tmp_path_factory):
+    path = tmp_path_factory.mktemp("scale") / "config.yaml"
+    path.write_text(config(upstream.url, bad_upstream.url, *redis_conf))
+    gateways = [Gateway(str(path)) for _ in range(3)]
+    try:
+        yield gateways
+    finally:
+        for gw in gateways:
+            gw.stop()
+
+
+def aclient(gw) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=KEY, max_retries=0, timeout=20)
+
+
+def seconds_into_minute(url: str) -> float:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        sec, usec = client.time()
+    finally:
+        client.close()
+    return (sec % 60) + usec / 1e6
+
+
+def wait_for_fresh_window(url: str, need: float = 20.0) -> None:
+    """Limits count per minute of the Redis clock: start where the test fits in one."""
+    into = seconds_into_minute(url)
+    if into > 60 - need:
+        time.sleep(60 - into + 0.3)
+
+
+async def hammer(gateways, model: str, total: int, conc: int, **kw) -> tuple[list, list]:
+    """``total`` requests spread over ``gateways`` with ``conc`` in flight: (successes, refusals)."""
+    clients = [aclient(gw) for gw in gateways]
+    sem = asyncio.Semaphore(conc)
+    ok, refused = [], []
+
+    async def one(i: int) -> None:
+        async with sem:
+            try:
+                resp = await clients[i % len(clients)].chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "Hi"}], **kw)
+                ok.append(resp)
+            except openai.RateLimitError as exc:
+                refused.append(exc)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(total)))
+    finally:
+        for c in clients:
+            await c.close()
+    return ok, refused
+
+
+async def test_rpm_and_tpm_are_shared_by_three_instances(three, redis_conf, upstream):
+    wait_for_fresh_window(redis_conf[0])
+    before = len(upstream.chat_requests)
+    (ok, refused), (tok_ok, _tok_refused) = await asyncio.gather(
+        hammer(three, "limited", 150, 30),
+        hammer(three, "tpm-limited", 60, 12, max_tokens=10),
+    )
+    assert len(ok) == 100, f"{len(ok)} successes for rpm: 100 across 3 instances"
+    assert len(refused) == 50
+    assert all(e.status_code == 429 for e in refused)
+    retry_after = float(refused[0].response.headers["retry-after"])
+    assert 0 < retry_after <= 60
+    per_request = tok_ok[0].usage.total_tokens
+    used = sum(r.usage.total_tokens for r in tok_ok)
+    assert used <= 300 + per_request, f"{used} tokens through tpm: 300 (one request is {per_request})"
+    assert used >= 300 - 3 * per_request - 20, f"only {used} tokens of 300 were let through"
+    assert len(upstream.chat_requests) - before == len(ok) + len(tok_ok)
+
+
+async def test_cooldown_on_one_instance_reaches_the_others(three, bad_upstream):
+    a, b, c = three
+    client = aclient(a)
+    try:
+        deadline = time.monotonic() + 20
+        while len(bad_upstream.requests) < 2:  # allowed_fails: 1 -> the 2nd failure cools it down
+            assert time.monotonic() < deadline, "the bad deployment was never tried"
+            resp = await client.chat.completions.create(model="pair", messages=[{"role": "user", "content": "x"}])
+            assert resp.choices[0].message.content == DEFAULT_TEXT  # the retry went to the good one
+    finally:
+        await client.close()
+    failed = len(bad_upstream.requests)
+    await asyncio.sleep(0.5)
+    ok, refused = await hammer([b, c], "pair", 40, 4)
+    assert len(ok) == 40 and not refused
+    assert len(bad_upstream.requests) == failed, "B or C still sent requests to the cooled-down deployment"
+
+
+def readiness(gw) -> dict:
+    with urllib.request.urlopen(gw.url + "/health/readiness", timeout=5) as r:
+        return json.loads(r.read())
+
+
+async def test_redis_stopped_and_restarted_under_load(upstream, bad_upstream, tmp_path):
+    with RedisServer() as private:
+        prefix = unique_prefix("restart")
+        path = tmp_path / "config.yaml"
+        path.write_text(config(upstream.url, bad_upstream.url, private.url, prefix, cache=True))
+        with Gateway(str(path)) as g1, Gateway(str(path)) as g2:
+            clients = [aclient(g1), aclient(g2)]
+            failures: list[BaseException] = []
+            done = 0
+            stop = asyncio.Event()
+
+            async def worker(i: int) -> None:
+                nonlocal done
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    model = ("busy", "open")[n % 2]
+                    try:
+                        kw = {"stream": True} if n % 3 == 0 else {}
+                        resp = await clients[i % 2].chat.completions.create(
+                            model=model, messages=[{"role": "user", "content": f"w{i}-{n % 5}"}], **kw)
+                        if kw:
+                            text = "".join([c.choices[0].delta.content or "" async for c in resp if c.choices])
+                        else:
+                            text = resp.choices[0].message.content
+                        assert text == DEFAULT_TEXT
+                        done += 1
+                    except Exception as exc:  # noqa: BLE001 - collected and reported
+                        failures.append(exc)
+
+            workers = [asyncio.create_task(worker(i)) for i in range(6)]
+            await asyncio.sleep(1.5)
+            private.stop()
+            await asyncio.sleep(2.0)
+            during = done
+            private.start()
+            await asyncio.sleep(2.0)
+            stop.set()
+            await asyncio.gather(*workers)
+            for c in clients:
+                await c.close()
+            assert not failures, f"{len(failures)} requests failed, first: {failures[0]!r}"
+            assert done > during > 0
+            deadline = time.monotonic() + 10
+            while not all(readiness(g).get("redis") == "connected" for g in (g1, g2)):
+                assert time.monotonic() < deadline, "shared mode did not come back"
+                await asyncio.sleep(0.2)
+            for gw in (g1, g2):
+                down = [line for line in gw.lines if "is unreachable" in line]
+                back = [line for line in gw.lines if "reachable again" in line]
+                assert len(down) == 1 and len(back) == 1, gw.lines[-20:]
+            # the cache works across instances again
+            c1, c2 = aclient(g1), aclient(g2)
+            try:
+                raw = await c1.chat.completions.with_raw_response.create(
+                    model="open", messages=[{"role": "user", "content": "after-restart"}])
+                assert raw.headers["x-llmrelay-cache"] == "miss"
+                raw = await c2.chat.completions.with_raw_response.create(
+                    model="open", messages=[{"role": "user", "content": "after-restart"}])
+                assert raw.headers["x-llmrelay-cache"] == "hit"
+            finally:
+                await c1.close()
+                await c2.close()
