@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Any, Iterable
 
+from ..routing.deployment import _positive_number
 from .backends import DiskBackend, LocalBackend, RedisBackend
 from .keys import NO_CONTROLS, CacheControls, cache_key, parse_controls
 from .replay import decode_entry, encode_entry, replay, response_from_stream_state
@@ -178,11 +179,10 @@ class Cache:
 
 
 def _ttl(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"cache ttl must be a positive number of seconds, got {value!r}")
-    return float(value)
+    seconds = _positive_number(value, "cache ttl (seconds)")
+    if seconds == 0:
+        raise ValueError("cache ttl must be a positive number of seconds, got 0")
+    return seconds
 
 
 def _storable(response: Any) -> bool:

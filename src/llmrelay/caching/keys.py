@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import orjson
 
+from ..routing.deployment import _positive_number
 from ..types import json_default
 
 __all__ = ["CacheControls", "cache_key", "parse_controls", "parse_cache_control_header", "NOT_IN_KEY"]
@@ -72,16 +73,7 @@ NO_CONTROLS = CacheControls()
 
 
 def _seconds(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"cache {what} must be a number of seconds, got {value!r}") from None
-    if value < 0:
-        raise ValueError(f"cache {what} must not be negative, got {value!r}")
-    return float(value)
+    return _positive_number(value, f"cache {what} (seconds)")
 
 
 def parse_controls(value: Any, header: str | None = None) -> CacheControls:
