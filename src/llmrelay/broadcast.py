@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from typing import Any, Callable
 
@@ -27,8 +28,16 @@ __all__ = ["Broadcaster", "get_broadcaster"]
 
 log = logging.getLogger("llmrelay.redis")
 
-#: This process, so that it can skip its own messages.
-INSTANCE = uuid.uuid4().hex[:12]
+_instance: tuple[int, str] = (0, "")
+
+
+def instance_id() -> str:
+    """This process, so that it can skip its own messages (fresh after a fork: per worker)."""
+    global _instance
+    pid = os.getpid()
+    if _instance[0] != pid:
+        _instance = (pid, f"{uuid.uuid4().hex[:12]}-{pid}")
+    return _instance[1]
 
 
 class Broadcaster:
@@ -53,7 +62,7 @@ class Broadcaster:
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> bool:
         """Send to every other instance; False when Redis is unavailable (not delivered)."""
-        message = orjson.dumps({"topic": topic, "from": INSTANCE, "payload": payload})
+        message = orjson.dumps({"topic": topic, "from": instance_id(), "payload": payload})
         try:
             await self.link.run(lambda r: r.publish(self.channel, message))
         except RedisUnavailable:
@@ -61,7 +70,7 @@ class Broadcaster:
         return True
 
     def publish_sync(self, topic: str, payload: dict[str, Any]) -> bool:
-        message = orjson.dumps({"topic": topic, "from": INSTANCE, "payload": payload})
+        message = orjson.dumps({"topic": topic, "from": instance_id(), "payload": payload})
         try:
             self.link.run_sync(lambda r: r.publish(self.channel, message))
         except RedisUnavailable:
@@ -97,6 +106,7 @@ class Broadcaster:
             try:
                 await pubsub.subscribe(self.channel)
                 pause = 0.2
+                await self.link.probe()  # back: shared mode resumes without waiting for traffic
                 await self._connected()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
@@ -131,7 +141,7 @@ class Broadcaster:
     def _dispatch(self, data: Any) -> None:
         try:
             message = orjson.loads(data)
-            if message.get("from") == INSTANCE:
+            if message.get("from") == instance_id():
                 return
             topic = message["topic"]
             payload = message.get("payload") or {}

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from .redis_link import RedisLink, RedisUnavailable
 
-__all__ = ["Limit", "Grant", "LocalLimiter", "RedisLimiter", "SharedLimiter", "WINDOW", "tokens_only"]
+__all__ = ["Limit", "Grant", "LocalLimiter", "RedisLimiter", "SharedLimiter", "WINDOW"]
 
 WINDOW = 60
 
@@ -269,15 +269,6 @@ class RedisLimiter:
             return await self._scripts(client)[1](keys=keys, args=args)
 
         await self.link.run(run)
-
-
-def tokens_only(grant: Grant) -> Grant:
-    """A copy of an admitted ``grant`` that :meth:`release` uses only to correct its tokens (no
-    slot): for callers that learn the tokens after freeing the slot."""
-    from dataclasses import replace
-
-    limits = tuple(Limit(lim.name, tpm=lim.tpm) for lim in grant.limits if lim.tpm)
-    return replace(grant, slot="", limits=limits)
 
 
 class SharedLimiter:

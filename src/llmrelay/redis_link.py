@@ -214,6 +214,15 @@ class RedisLink:
             self.succeeded()
         return result
 
+    async def probe(self) -> bool:
+        """When down and due for a retry: PING now. Whether Redis is up."""
+        if not self.up and self.available():
+            try:
+                await self.run(lambda r: r.ping())
+            except RedisUnavailable:
+                pass
+        return self.up
+
     def run_sync(self, call: Callable[[Any], T]) -> T:
         """The synchronous twin of :meth:`run`."""
         if not self.up and time.monotonic() < self._retry_at:

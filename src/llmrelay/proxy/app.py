@@ -240,7 +240,7 @@ class ProxyApp:
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":
                 body = {"status": "healthy" if self.models.names else "no models", "models": len(self.models.names)}
-                shared = redis_state(self.models.router)
+                shared = await redis_state(self.models.router)
                 if shared is not None:  # degraded, not unready: requests go on per instance
                     body["redis"] = "connected" if shared["up"] else "unreachable"
                 await self._json(ctx, send, 200 if self.models.names else 503, _dumps(body))

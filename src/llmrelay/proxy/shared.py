@@ -38,7 +38,11 @@ def start_shared(router: Any) -> None:
         shared.start()
 
 
-def redis_state(router: Any) -> dict[str, Any] | None:
-    """``{"up": bool, "where": host:port/db, "failures": n, "transitions": n}`` in shared mode."""
+async def redis_state(router: Any) -> dict[str, Any] | None:
+    """``{"up": bool, "where": host:port/db, "failures": n, "transitions": n}`` in shared mode
+    (probing Redis first when it was down and a retry is due)."""
     shared = getattr(router, "shared", None)
-    return None if shared is None else shared.link.state
+    if shared is None:
+        return None
+    await shared.link.probe()
+    return shared.link.state

@@ -21,7 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..broadcast import get_broadcaster
-from ..ratelimit import WINDOW, Limit, SharedLimiter, tokens_only
+from ..ratelimit import WINDOW, Limit, SharedLimiter
 from ..redis_link import RedisLink, RedisUnavailable, get_link
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class RouterShared:
         self._by_id: dict[str, Deployment] = {}  # shared name -> deployment
         self._names: dict[str, str] = {}  # deployment id -> shared name
         self._grants: dict[str, deque] = {}
-        self._last: dict[str, Any] = {}  # deployment id -> its last grant (to book tokens into)
+        self._last: dict[str, list] = {}  # deployment id -> [grant, tokens] of the attempt just ended
 
     def attach(self, by_id: dict[str, "Deployment"]) -> None:
         """Track the router's deployments (after every change of its model list)."""
@@ -189,21 +189,28 @@ class RouterShared:
         return False
 
     def done(self, dep: "Deployment") -> None:
-        """An admitted attempt ended: give back its in-flight slot (in the background)."""
+        """An admitted attempt ended: give back its share, in the background, in one call that
+        also books the tokens :meth:`tokens` reports right after (same synchronous step)."""
         grants = self._grants.get(dep.id)
         if not grants:
             return
         grant = grants.popleft()
-        if dep.tpm:
-            self._last[dep.id] = tokens_only(grant)
-        if dep.max_parallel_requests:
-            _spawn(self.limiter.release(grant))
+        if not (dep.tpm or dep.max_parallel_requests):
+            return  # an rpm count has nothing to give back
+        box = [grant, None]
+        self._last[dep.id] = box
+        _spawn(self._finish(dep.id, box))
 
     def tokens(self, dep: "Deployment", tokens: int) -> None:
-        """Book the tokens an attempt on ``dep`` used against its shared TPM (in the background)."""
-        grant = self._last.get(dep.id)
-        if grant is not None and tokens:
-            _spawn(self.limiter.release(grant, tokens))
+        """The tokens the attempt that just ended on ``dep`` used (booked by its release)."""
+        box = self._last.get(dep.id)
+        if box is not None and box[1] is None:
+            box[1] = tokens
+
+    async def _finish(self, dep_id: str, box: list) -> None:
+        if self._last.get(dep_id) is box:
+            del self._last[dep_id]
+        await self.limiter.release(box[0], box[1])
 
 
 def shared_name(dep: "Deployment") -> str:
