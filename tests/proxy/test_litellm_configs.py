@@ -65,11 +65,11 @@ def test_homelab_starts_and_names_every_ignored_key(homelab):
         "logging": "unknown top-level section",
         "health_check": "unknown top-level section",
         "litellm_settings.success_callback": "does not implement",
-        "litellm_settings.cache": "does not implement",
+        "litellm_settings.cache_params": "REDIS_HOST, which is not set; the response cache is off",
         "litellm_settings.drop_param": "did you mean 'drop_params'?",
         "general_settings.database_url": "DATABASE_URL_NOT_SET is not set; virtual keys and spend use the SQLite",
         "general_settings.alerting": "does not implement",
-        "router_settings.redis_host": "does not implement",
+        "router_settings.redis_host": "REDIS_HOST, which is not set; shared state through Redis is off",
         "litellm_params.litellm_credential_name": "ignored, never sent upstream",
         "model 'mystery'": "skipped",
     }

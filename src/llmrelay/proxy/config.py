@@ -632,6 +632,11 @@ class _Parser:
         from .response_cache import cache_settings
 
         raw = self.section(data, "litellm_settings")
+        missing = _unset_env(raw.get("cache_params")) if raw.get("cache") is True else []
+        if missing:
+            self.warn(raw, "cache_params", f"litellm_settings.cache_params: refers to the environment variable "
+                                           f"{missing[0]}, which is not set; the response cache is off")
+            return None
         params = self.resolve_env(raw, "cache_params", raw.get("cache_params"))
         try:
             out = cache_settings(raw.get("cache"), params)
@@ -678,6 +683,13 @@ class _Parser:
         raw = self.section(data, "router_settings")
         implemented = _router_options()
         out: dict[str, Any] = {}
+        redis = [k for k in raw if str(k).startswith("redis_")]
+        missing = [(k, name) for k in redis for name in _unset_env(raw[k])]
+        if missing:
+            key, name = missing[0]
+            self.warn(raw, key, f"router_settings.{key}: refers to the environment variable {name}, which is not "
+                                "set; shared state through Redis is off")
+            raw = {k: v for k, v in raw.items() if k not in redis}
         for key, value in raw.items():
             if key in K.ROUTER_SETTINGS.used or key in implemented:
                 out[key] = self.resolve_env(raw, key, value)
@@ -733,6 +745,18 @@ class _Parser:
                     self.warn(container, "default_fallbacks", f"default_fallbacks: {target!r} is not a served "
                                                               "model_name; dropped")
             router["default_fallbacks"] = [t for t in default if t in names]
+
+
+def _unset_env(value: Any) -> list[str]:
+    """The ``os.environ/NAME`` references in ``value`` whose variable is not set."""
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        return [name] if name and name not in os.environ else []
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _unset_env(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _unset_env(v)]
+    return []
 
 
 def _redis_secrets(settings: dict[str, Any]) -> list[str]:
