@@ -66,3 +66,51 @@ async def test_shared_limiter_falls_back_to_local_and_back():
     await shared.release(grants[0])
     with pytest.raises(RedisUnavailable):
         await link.run(lambda r: r.ping())
+
+
+async def test_redis_limits_speaks_the_keys_pipeline_protocol():
+    """The keys pipeline's LimitBackend calls (acquire(limits) / release(limits, tokens)) on Redis."""
+    from dataclasses import dataclass
+
+    from llmrelay.proxy.shared_limits import RedisLimits
+
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+
+    @dataclass(frozen=True)
+    class KeyLimit:  # the keys module's Limit shape
+        counter: str
+        label: str
+        rpm: int | None = None
+        tpm: int | None = None
+        parallel: int | None = None
+
+    @dataclass
+    class Decision:
+        allowed: bool
+        reason: str = ""
+        retry_after: float = 0.0
+        limit_requests: int | None = None
+        remaining_requests: int | None = None
+        limit_tokens: int | None = None
+        remaining_tokens: int | None = None
+
+    prefix = unique_prefix("keys") + ":"
+    backend = RedisLimits(RedisLink(url), Decision, prefix)
+    limits = [KeyLimit("key:abc", "key", rpm=5, tpm=100, parallel=1), KeyLimit("team:t", "team", rpm=2)]
+    try:
+        first = await backend.acquire(limits)
+        assert first.allowed and first.limit_requests == 2 and first.remaining_requests == 1
+        assert first.limit_tokens == 100 and first.remaining_tokens == 100
+        busy = await backend.acquire(limits)
+        assert not busy.allowed and busy.reason == "key max_parallel_requests limit (1)"
+        await backend.release(limits, 60)
+        second = await backend.acquire(limits)
+        assert second.allowed and second.remaining_tokens == 40
+        await backend.release(limits, 30)
+        third = await backend.acquire(limits)
+        assert not third.allowed and third.reason == "team rpm limit (2/min)" and 0 < third.retry_after <= 60
+        await backend.release(limits, 0)  # nothing held: a no-op
+    finally:
+        delete_matching(url, prefix + "*")
