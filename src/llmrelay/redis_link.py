@@ -4,9 +4,9 @@ Every feature that uses Redis (the response cache, shared rate limits, shared ro
 broadcasts) goes through a :class:`RedisLink`, so they share one connection pool per event loop
 and one view of Redis's health:
 
-* every command has a short timeout (``timeout``, default 0.5 s; connecting: twice that, at
-  least 1 s), connections come from a bounded pool, and redis-py's own retries are off: a slow
-  or dead Redis costs a request at most one timeout;
+* every command has a short timeout (``timeout``, default 0.5 s; connecting: 4× that, at least
+  2 s), connections come from a bounded pool (warmed at startup), and redis-py's own retries are
+  off: a slow or dead Redis costs a request at most one timeout;
 * a failure marks the link *down*: callers get their fallback at once (no network) and one
   warning is logged; after a pause (0.5 s, doubling up to 5 s) the next call probes Redis
   again, and the first success marks it *up* with one more log line. Nothing else is needed
@@ -65,7 +65,9 @@ class RedisLink:
         self.url = url
         self.db = None if db is None else int(db)
         self.timeout = float(timeout)
-        self.connect_timeout = max(1.0, 2 * self.timeout)
+        # Connecting gets more time than a command: a burst of requests opens connections while
+        # the event loop is at its busiest, and a local connect is never slow otherwise.
+        self.connect_timeout = max(2.0, 4 * self.timeout)
         self.max_connections = int(max_connections)
         self.listeners: list[Callable[[bool], None]] = []
         self.up = True
@@ -213,6 +215,14 @@ class RedisLink:
         if not self.up:
             self.succeeded()
         return result
+
+    async def warm(self, connections: int = 8) -> None:
+        """Open ``connections`` pooled connections now (at startup), so that a first burst of
+        requests does not have to connect while the event loop is busy serving them."""
+        try:
+            await asyncio.gather(*(self.run(lambda r: r.ping()) for _ in range(max(1, connections))))
+        except RedisUnavailable:
+            pass
 
     async def probe(self) -> bool:
         """When down and due for a retry: PING now. Whether Redis is up."""

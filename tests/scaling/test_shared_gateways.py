@@ -148,7 +148,8 @@ async def test_rpm_and_tpm_are_shared_by_three_instances(three, redis_conf, upst
         hammer(three, "limited", 150, 30),
         hammer(three, "tpm-limited", 60, 12, max_tokens=10),
     )
-    assert len(ok) == 100, f"{len(ok)} successes for rpm: 100 across 3 instances"
+    redis_lines = [line for gw in three for line in gw.lines if "Redis" in line]
+    assert len(ok) == 100, f"{len(ok)} successes for rpm: 100 across 3 instances; {redis_lines}"
     assert len(refused) == 50
     assert all(e.status_code == 429 for e in refused)
     retry_after = float(refused[0].response.headers["retry-after"])

@@ -88,8 +88,12 @@ class RouterShared:
         return name
 
     def start(self) -> None:
-        """Start listening for other instances' cooldowns (in the running loop; idempotent)."""
-        self.broadcaster.start()
+        """Start listening for other instances' cooldowns and warm the connection pool (in the
+        running loop; idempotent)."""
+        task = self.broadcaster._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self.broadcaster.start()
+            _spawn(self.link.warm())
 
     # ------------------------------------------------------------------ cooldowns
     def cooled(self, dep: "Deployment", now: float) -> None:
