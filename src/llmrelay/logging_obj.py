@@ -172,7 +172,7 @@ class Logging:
     def stream_success(self, stream: Any) -> None:
         if not self.done:
             self._stream_times(stream)
-            self.success(stream.state.response(), cost=False)
+            self.success(stream.state.response(), cost=0.0 if self.route.get("cache_hit") else False)
 
     def stream_failure(self, stream: Any, exc: BaseException) -> None:
         if not self.done:

@@ -102,7 +102,7 @@ def test_non_stream_miss_then_hit_on_another_instance(gateways, upstream):
     assert second.id != first.id
     assert upstream_count(upstream, "q-nonstream") == 1
     record = b.wait_log(lambda r: r.get("cache_hit") is True)
-    assert record["status"] == 200
+    assert record["status"] == 200 and record["cost"] == 0  # a hit costs nothing
 
 
 def test_stream_hit_is_a_proper_stream(gateways, upstream):

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from ..routing.deployment import _positive_number
 from .backends import DiskBackend, LocalBackend, RedisBackend
 from .keys import NO_CONTROLS, CacheControls, cache_key, parse_controls
-from .replay import decode_entry, encode_entry, replay, response_from_stream_state
+from .replay import decode_entry, encode_entry, replay
 
 __all__ = ["Cache", "CacheControls", "parse_controls", "cache_key", "TYPES"]
 
@@ -154,7 +154,7 @@ class Cache:
             return
 
         def on_end(finished: Any) -> None:
-            response = response_from_stream_state(finished.state)
+            response = finished.state.response()
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:

@@ -1,8 +1,8 @@
 """Turn answers into cache entries and cache entries back into answers (pure, no I/O).
 
 An entry is JSON: ``{"t": stored_at_epoch_seconds, "r": <chat.completion dict>}``. A streamed
-answer is stored in the same ``chat.completion`` shape (rebuilt from the finished stream's
-state), so either kind of request can be served from either kind of answer. A hit is replayed
+answer is stored in the same ``chat.completion`` shape (``StreamState.response()`` of the
+finished stream), so either kind of request can be served from either kind of answer. A hit is replayed
 as a stream through the real stream state machine (one id, role first, content, tool calls,
 finish_reason, usage when asked, as every stream), or returned as a ``ModelResponse``.
 """
@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from ..streaming import CustomStreamWrapper, StreamState
+from ..streaming import CustomStreamWrapper
 from ..types import ModelResponse, json_default, new_completion_id
 
-__all__ = ["encode_entry", "decode_entry", "response_from_stream_state", "replay"]
+__all__ = ["encode_entry", "decode_entry", "replay"]
 
 
 def encode_entry(response: Any, now: float | None = None) -> bytes:
@@ -40,35 +40,6 @@ def decode_entry(blob: bytes | str | None, max_age: float | None = None, now: fl
     if max_age is not None and (time.time() if now is None else now) - stored > max_age:
         return None
     return response
-
-
-def response_from_stream_state(state: StreamState) -> dict[str, Any]:
-    """The ``chat.completion`` a finished stream amounts to (from its state, no chunk list)."""
-    choices = []
-    for index in sorted(state.choices):
-        c = state.choices[index]
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text) if c.text else None}
-        if c.reasoning:
-            message["reasoning_content"] = "".join(c.reasoning)
-        if c.tools:
-            message["tool_calls"] = [
-                {"id": call_id, "type": "function", "function": {"name": name, "arguments": "".join(args)}}
-                for _i, (call_id, name, args) in sorted(c.tools.items())
-            ]
-        if c.function_call:
-            message["function_call"] = {"name": c.function_call[0], "arguments": "".join(c.function_call[1])}
-        choices.append({"index": index, "message": message, "finish_reason": c.finish or "stop"})
-    out: dict[str, Any] = {
-        "id": state.id,
-        "object": "chat.completion",
-        "created": state.created,
-        "model": state.model,
-        "choices": choices,
-        "usage": state.usage().model_dump(),
-    }
-    if state.system_fingerprint is not None:
-        out["system_fingerprint"] = state.system_fingerprint
-    return out
 
 
 def _stream_chunks(response: dict[str, Any], response_id: str) -> list[dict[str, Any]]:
