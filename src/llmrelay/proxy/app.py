@@ -34,7 +34,7 @@ from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
-from .shared import redis_state, start_shared
+from .shared import redis_state, start_shared, stop_shared
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -174,6 +174,7 @@ class ProxyApp:
                 if self.keys is not None:
                     await self.keys.stop()
                 await self.observe.close()
+                await stop_shared(self.models.router, self.cache)
                 try:
                     from ..transport.aio import close_sessions
 

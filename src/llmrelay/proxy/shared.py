@@ -11,7 +11,7 @@ from typing import Any
 
 from ..redis_link import redis_settings_from_env
 
-__all__ = ["router_options", "start_shared", "redis_state"]
+__all__ = ["router_options", "start_shared", "stop_shared", "redis_state"]
 
 _ENV_TO_ROUTER = {"url": "redis_url", "host": "redis_host", "port": "redis_port", "password": "redis_password",
                   "db": "redis_db"}
@@ -36,6 +36,20 @@ def start_shared(router: Any) -> None:
     shared = getattr(router, "shared", None)
     if shared is not None:
         shared.start()
+
+
+async def stop_shared(router: Any, cache: Any) -> None:
+    """At shutdown: stop listening and close this loop's Redis connections (never raises)."""
+    links = []
+    shared = getattr(router, "shared", None)
+    if shared is not None:
+        await shared.broadcaster.stop()
+        links.append(shared.link)
+    link = getattr(getattr(cache, "cache", None), "link", None)
+    if link is not None and link not in links:
+        links.append(link)
+    for link in links:
+        await link.aclose()
 
 
 async def redis_state(router: Any) -> dict[str, Any] | None:
