@@ -27,7 +27,7 @@ KEY = "sk-scaling-master"
 UP_KEY = "sk-scaling-upstream-0123456789"
 
 
-def config(upstream: str, bad: str, url: str, prefix: str, *, cache: bool = False) -> str:
+def config(upstream: str, bad: str, url: str, prefix: str, *, cache: bool = False, database: str = "") -> str:
     params = f'api_base: "{{base}}/v1", api_key: {UP_KEY}'
     cache_part = f"""
 litellm_settings:
@@ -58,6 +58,7 @@ router_settings:
   cooldown_time: 60
 general_settings:
   master_key: {KEY}
+{f'  database_url: "{database}"' if database else ""}
 {cache_part}"""
 
 
@@ -87,7 +88,8 @@ def bad_upstream():
 @pytest.fixture(scope="module")
 def three(upstream, bad_upstream, redis_conf, tmp_path_factory):
     path = tmp_path_factory.mktemp("scale") / "config.yaml"
-    path.write_text(config(upstream.url, bad_upstream.url, *redis_conf))
+    path.write_text(config(upstream.url, bad_upstream.url, *redis_conf,
+                           database=f"sqlite:///{tmp_path_factory.mktemp('keysdb')}/llmrelay.db"))
     gateways = [Gateway(str(path)) for _ in range(3)]
     try:
         yield gateways
@@ -118,9 +120,9 @@ def wait_for_fresh_window(url: str, need: float = 20.0) -> None:
         time.sleep(60 - into + 0.3)
 
 
-async def hammer(gateways, model: str, total: int, conc: int, **kw) -> tuple[list, list]:
+async def hammer(gateways, model: str, total: int, conc: int, key: str = KEY, **kw) -> tuple[list, list]:
     """``total`` requests spread over ``gateways`` with ``conc`` in flight: (successes, refusals)."""
-    clients = [aclient(gw) for gw in gateways]
+    clients = [openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=20) for gw in gateways]
     sem = asyncio.Semaphore(conc)
     ok, refused = [], []
 
@@ -159,6 +161,19 @@ async def test_rpm_and_tpm_are_shared_by_three_instances(three, redis_conf, upst
     assert used <= 300 + per_request, f"{used} tokens through tpm: 300 (one request is {per_request})"
     assert used >= 300 - 3 * per_request - 20, f"only {used} tokens of 300 were let through"
     assert len(upstream.chat_requests) - before == len(ok) + len(tok_ok)
+
+
+async def test_a_virtual_keys_rpm_limit_is_shared(three, redis_conf):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=three[0].url, headers={"Authorization": f"Bearer {KEY}"}) as admin:
+        r = await admin.post("/key/generate", json={"rpm_limit": 40, "key_alias": "scaling"})
+        assert r.status_code == 200, r.text
+        key = r.json()["key"]
+    wait_for_fresh_window(redis_conf[0])
+    ok, refused = await hammer(three, "open", 70, 21, key=key)
+    assert len(ok) == 40 and len(refused) == 30, (len(ok), len(refused))
+    assert "rpm" in str(refused[0]) and refused[0].response.headers.get("retry-after")
 
 
 async def test_cooldown_on_one_instance_reaches_the_others(three, bad_upstream):

@@ -34,7 +34,7 @@ from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
-from .shared import redis_state, start_shared, stop_shared
+from .shared import key_limiter, redis_state, start_shared, stop_shared
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -147,7 +147,8 @@ class ProxyApp:
             router = self.models.router
             self.keys = KeyManager(config.master_key, settings=config.general_settings, access_groups=groups,
                                    deployment_models=names,
-                                   deployment_lookup=router.get_deployment if router is not None else None)
+                                   deployment_lookup=router.get_deployment if router is not None else None,
+                                   limiter=key_limiter(router))
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
         self.cache = build_gateway_cache(config.cache_params)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..redis_link import redis_settings_from_env
 
-__all__ = ["router_options", "start_shared", "stop_shared", "redis_state"]
+__all__ = ["router_options", "start_shared", "stop_shared", "redis_state", "key_limiter"]
 
 _ENV_TO_ROUTER = {"url": "redis_url", "host": "redis_host", "port": "redis_port", "password": "redis_password",
                   "db": "redis_db"}
@@ -29,6 +29,17 @@ def router_options(router_settings: dict[str, Any], environ: dict[str, str] | No
         if key in _ENV_TO_ROUTER:
             out[_ENV_TO_ROUTER[key]] = value
     return out
+
+
+def key_limiter(router: Any) -> Any:
+    """In shared mode, the virtual keys' rate limits counted on Redis (else None: per instance)."""
+    shared = getattr(router, "shared", None)
+    if shared is None:
+        return None
+    from .rate_limits import Decision
+    from .shared_limits import RedisLimits
+
+    return RedisLimits(shared.link, Decision, shared.root)
 
 
 def start_shared(router: Any) -> None:

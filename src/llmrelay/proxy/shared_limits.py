@@ -1,4 +1,4 @@
-"""Virtual keys' rate limits (:mod:`.limits`) counted on Redis: the ``LimitBackend`` of shared mode.
+"""Virtual keys' rate limits (:mod:`.rate_limits`) counted on Redis: the ``LimitBackend`` of shared mode.
 
 The keys pipeline makes one ``acquire(limits)`` per request (key, team, user, per-model
 limits…) and one ``release(limits, tokens)`` at its end. Here both are one Lua script each on

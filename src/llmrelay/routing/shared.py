@@ -55,6 +55,7 @@ class RouterShared:
 
     def __init__(self, link: RedisLink, prefix: str = "llmrelay:") -> None:
         self.link = link
+        self.root = prefix
         self.prefix = prefix + "router:"
         self.limiter = SharedLimiter(link, prefix + "rl:")
         self.broadcaster = get_broadcaster(link, prefix)
