@@ -69,32 +69,14 @@ async def test_shared_limiter_falls_back_to_local_and_back():
 
 
 async def test_redis_limits_speaks_the_keys_pipeline_protocol():
-    """The keys pipeline's LimitBackend calls (acquire(limits) / release(limits, tokens)) on Redis."""
-    from dataclasses import dataclass
-
+    """The keys pipeline's LimitBackend (rate_limits: acquire(limits) / release(limits, tokens)) on Redis."""
+    from llmrelay.proxy.rate_limits import Decision
+    from llmrelay.proxy.rate_limits import Limit as KeyLimit
     from llmrelay.proxy.shared_limits import RedisLimits
 
     url = redis_url()
     if url is None:
         pytest.skip(SKIP_REASON)
-
-    @dataclass(frozen=True)
-    class KeyLimit:  # the keys module's Limit shape
-        counter: str
-        label: str
-        rpm: int | None = None
-        tpm: int | None = None
-        parallel: int | None = None
-
-    @dataclass
-    class Decision:
-        allowed: bool
-        reason: str = ""
-        retry_after: float = 0.0
-        limit_requests: int | None = None
-        remaining_requests: int | None = None
-        limit_tokens: int | None = None
-        remaining_tokens: int | None = None
 
     prefix = unique_prefix("keys") + ":"
     backend = RedisLimits(RedisLink(url), Decision, prefix)
