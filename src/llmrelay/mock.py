@@ -82,7 +82,7 @@ def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrappe
             for piece in split_for_stream(mock)
         ]
         chunks.append({"id": response_id, "created": created, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        return CustomStreamWrapper(
+        stream = CustomStreamWrapper(
             chunks,
             model=call.user_model,
             custom_llm_provider=call.provider,
@@ -90,6 +90,11 @@ def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrappe
             messages=call.messages,
             hidden_params={"custom_llm_provider": call.provider, "mock": True},
         )
+        if call.extra:
+            from .cost import call_prices
+
+            stream._hidden_params.prices = call_prices(call.extra)
+        return stream
     from .tokens import counted_usage
 
     response = ModelResponse(

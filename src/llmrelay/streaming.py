@@ -377,7 +377,9 @@ class StreamState:
 class StreamHiddenParams(dict):
     """A stream's ``_hidden_params``. ``"response_cost"`` is there once the stream has ended:
     priced from the stream's usage when first read, so a stream nobody prices costs nothing
-    (no per-chunk work, no token counting). ``prices`` are the deployment's overrides."""
+    (no per-chunk work, no token counting). ``prices`` are the deployment's overrides. Reading
+    the whole mapping (``dict(...)``, ``{**...}``, iteration, ``keys()``…) after the end includes
+    the cost, so a copy carries the deployment's price."""
 
     __slots__ = ("_state", "prices")
 
@@ -398,6 +400,11 @@ class StreamHiddenParams(dict):
         )
         return value
 
+    def _settle(self) -> None:
+        """Price the ended stream now, so the mapping's own methods see the cost."""
+        if self._state.ended and not dict.__contains__(self, "response_cost"):
+            self["response_cost"]  # noqa: B018 - __missing__ stores it
+
     def get(self, key: Any, default: Any = None) -> Any:
         try:
             return self[key]
@@ -407,8 +414,33 @@ class StreamHiddenParams(dict):
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key) or (key == "response_cost" and self._state.ended)
 
+    def __iter__(self) -> Any:
+        self._settle()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._settle()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:
+        self._settle()
+        return dict.keys(self)
+
+    def items(self) -> Any:
+        self._settle()
+        return dict.items(self)
+
+    def values(self) -> Any:
+        self._settle()
+        return dict.values(self)
+
     def copy(self) -> dict:
-        return {**self, **({"response_cost": self["response_cost"]} if self._state.ended else {})}
+        self._settle()
+        return dict(dict.items(self))
+
+    def __repr__(self) -> str:
+        self._settle()
+        return dict.__repr__(self)
 
 
 # ====================================================================== sources

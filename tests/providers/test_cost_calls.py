@@ -150,6 +150,8 @@ def test_router_deployment_prices_from_model_info():
     u = response.usage
     assert math.isclose(response._hidden_params["response_cost"], u.prompt_tokens * 1e-4 + u.completion_tokens * 3e-4)
     assert math.isclose(stream._hidden_params["response_cost"], response._hidden_params["response_cost"])
+    # a copy of the stream's hidden params (as callbacks take) keeps the deployment's price
+    assert math.isclose(dict(stream._hidden_params)["response_cost"], response._hidden_params["response_cost"])
     assert math.isclose(base._hidden_params["response_cost"], cost.usage_cost("gpt-4o-mini", base.usage))
     # completion_cost of a priced response is its price (the deployment's), as callbacks report it
     assert llmrelay.completion_cost(completion_response=response) == response._hidden_params["response_cost"]

@@ -279,6 +279,17 @@ def test_mock_stream_cost_is_lazy_and_equals_the_builder():
     assert "response_cost" in stream._hidden_params
     built = llmrelay.stream_chunk_builder(chunks, messages=messages)
     assert stream._hidden_params["response_cost"] == built._hidden_params["response_cost"] > 0
+    # a copy of the mapping taken after the end carries the cost (callbacks copy hidden params)
+    assert dict(stream._hidden_params)["response_cost"] == {**stream._hidden_params}["response_cost"] > 0
+    assert "response_cost" in list(stream._hidden_params) and len(stream._hidden_params) == 3
+
+
+def test_mock_stream_uses_per_call_prices():
+    messages = [{"role": "user", "content": "hi"}]
+    stream = llmrelay.completion(model="gpt-4o-mini", messages=messages, mock_response="Hello world", stream=True,
+                                 input_cost_per_token=1.0, output_cost_per_token=0)
+    list(stream)
+    assert stream._hidden_params["response_cost"] == stream.usage.prompt_tokens
 
 
 def test_import_llmrelay_does_not_load_the_table():
