@@ -24,6 +24,15 @@ Translated streams: the same upstream chat stream answered through ``/v1/respons
 to the chat-completions pass-through of the same run (``stream`` C=16); the target is ≤ 1.5.
 
     PYTHONPATH=src python bench/bench_proxy.py [--seconds 2] [--chunks 200] [--conc 1,16,64]
+
+Paced streams (``--paced``, issue 18): 50-chunk streams, one chunk every 20 ms, at C = 64 / 256 /
+512 concurrent streams against the upstream directly, a byte-relay floor (uvloop, no parsing) and
+the gateway, all measured in the same run (``bench/_paced.py``). Per cell: chunks/s and its ratio
+to direct, TTFT p50/p99 and added TTFT vs direct, CPU per chunk of the relay process over the
+measured window and its ratio to the floor's, share of a core, peak RSS. ``--quick``: C = 64, 512
+and 2 s cells; ``--repeat 2``: the whole table twice.
+
+    PYTHONPATH=src python bench/bench_proxy.py --paced [--quick] [--repeat 2] [--paced-conc 64,256,512]
 """
 
 from __future__ import annotations
@@ -240,6 +249,155 @@ def _loadgen(url: str, mode: str, conc: int, seconds: float, target_pid: int | N
     return json.loads(out), cpu, rss[0]
 
 
+def _start_gateway(tmp: Path, env: dict, up_port: int) -> tuple[subprocess.Popen, str, float]:
+    """Start one gateway process as ``llmrelay proxy --config`` does, in front of ``up_port``."""
+    import shutil
+    import threading
+    import urllib.request
+
+    config = tmp / "config.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+        f"      api_base: http://127.0.0.1:{up_port}/v1\n      api_key: sk-upstream\n"
+        "general_settings:\n  master_key: sk-bench\n"
+    )
+    t0 = time.perf_counter()
+    log = open(tmp / "gateway.log", "w")
+    gateway = subprocess.Popen([PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0"],
+                               env=env, stderr=subprocess.PIPE, text=True)
+    gw_url = None
+    for line in gateway.stderr:
+        if "listening on" in line:
+            gw_url = line.split("listening on ")[1].split()[0]
+            break
+    if gw_url is None:
+        raise RuntimeError("gateway did not start")
+    while True:
+        try:
+            urllib.request.urlopen(gw_url + "/health/liveliness", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.01)
+    startup = time.perf_counter() - t0
+    # the rest of the gateway's stderr (one log line per request) goes to a file
+    threading.Thread(target=shutil.copyfileobj, args=(gateway.stderr, log), daemon=True).start()
+    return gateway, gw_url, startup
+
+
+# ============================================================ paced streams (issue 18)
+def _paced_part(argv: list[str]) -> None:
+    """Run one paced-benchmark process (see ``bench/_paced.py``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _paced
+
+    kind, *rest = argv
+    if kind == "upstream":
+        _paced.run_upstream(rest[0])
+    elif kind == "floor":
+        _paced.run_floor(rest[0], int(rest[1]))
+    else:
+        host, port, path, conc, seconds = rest
+        _paced.run_loadgen(host, int(port), path, int(conc), float(seconds),
+                           os.environ.get("BENCH_KEY", "sk-bench"))
+
+
+def _paced_cell(port: int, path: str, conc: int, seconds: float, pid: int | None) -> dict:
+    """One load-generator run; the target's CPU is read exactly over the measured window."""
+    proc = subprocess.Popen([PY, __file__, "--paced-part", "loadgen", "127.0.0.1", str(port), path, str(conc),
+                             str(seconds)], stdout=subprocess.PIPE, text=True)
+    cpu0 = cpu1 = 0.0
+    rss = 0.0
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() == "start":
+        cpu0 = _cpu(pid) if pid else 0.0
+        import threading
+
+        sampling = True
+
+        def sample() -> None:
+            nonlocal rss
+            while sampling:
+                rss = max(rss, _rss_mib(pid))
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True) if pid else None
+        if sampler:
+            sampler.start()
+        line = proc.stdout.readline()
+        cpu1 = _cpu(pid) if pid else 0.0
+        sampling = False
+    result = json.loads(proc.stdout.readline() or "{}")
+    proc.wait()
+    result.update(cpu=cpu1 - cpu0, rss=rss)
+    return result
+
+
+def main_paced(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _paced
+
+    concs = [64, 512] if args.quick and args.paced_conc == "64,256,512" else [int(c) for c in args.paced_conc.split(",")]
+    seconds = 2.0 if args.quick else 3.0
+    tmp = Path(tempfile.mkdtemp(prefix="bench_paced_"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    procs: list[subprocess.Popen] = []
+    try:
+        upstream = subprocess.Popen([PY, __file__, "--paced-part", "upstream", str(tmp / "up")], env=env)
+        procs.append(upstream)
+        up_port = _wait_port(tmp / "up", upstream)
+        floor = subprocess.Popen([PY, __file__, "--paced-part", "floor", str(tmp / "floor"), str(up_port)], env=env)
+        procs.append(floor)
+        floor_port = _wait_port(tmp / "floor", floor)
+        gateway, gw_url, startup = _start_gateway(tmp, env, up_port)
+        procs.append(gateway)
+        gw_port = int(gw_url.rsplit(":", 1)[1].split("/")[0])
+        time.sleep(0.3)
+        idle = {"floor": _rss_mib(floor.pid), "llmrelay": _rss_mib(gateway.pid)}
+        path = "/v1/chat/completions"
+        targets = [("direct", up_port, None), ("floor", floor_port, floor.pid), ("llmrelay", gw_port, gateway.pid)]
+        print(f"\npaced streams: {_paced.FRAMES} chunks/stream, one every {_paced.GAP * 1000:g} ms, "
+              f"{seconds:g} s per cell, 1 gateway worker (startup {startup * 1000:.0f} ms); "
+              f"idle RSS floor {idle['floor']:.1f} MiB, llmrelay {idle['llmrelay']:.1f} MiB; "
+              f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+        head = ("run", "C", "target", "chunks/s", "vs direct", "TTFT p50 ms", "TTFT p99 ms", "+TTFT p50 ms",
+                "+TTFT p99 ms", "CPU/chunk µs", "vs floor", "CPU % core", "RSS MiB", "errors")
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head), flush=True)
+        for run in range(1, args.repeat + 1):
+            for conc in concs:
+                res = {name: _paced_cell(port, path, conc, seconds, pid) for name, port, pid in targets}
+                d = res["direct"]
+                d_rate = d["frames"] / d["wall"] if d.get("wall") else float("nan")
+                floor_pc = res["floor"]["cpu"] / res["floor"]["frames"] * 1e6 if res["floor"].get("frames") else float("nan")
+                for name, _, pid in targets:
+                    r = res[name]
+                    if not r.get("frames"):
+                        print(f"| {run} | {conc} | {name} | 0 | - | - | - | - | - | - | - | - | - | {r.get('errors', '?')} |")
+                        continue
+                    rate = r["frames"] / r["wall"]
+                    per_chunk = r["cpu"] / r["frames"] * 1e6 if pid else float("nan")
+                    cells = [run, conc, name, f"{rate:.0f}", f"{rate / d_rate:.2f}",
+                             f"{_pct(r['ttft'], .5) * 1000:.2f}", f"{_pct(r['ttft'], .99) * 1000:.2f}",
+                             "-" if name == "direct" else f"{(_pct(r['ttft'], .5) - _pct(d['ttft'], .5)) * 1000:.2f}",
+                             "-" if name == "direct" else f"{(_pct(r['ttft'], .99) - _pct(d['ttft'], .99)) * 1000:.2f}",
+                             "-" if not pid else f"{per_chunk:.1f}",
+                             "-" if not pid else f"{per_chunk / floor_pc:.2f}",
+                             "-" if not pid else f"{r['cpu'] / r['wall'] * 100:.0f}",
+                             "-" if not pid else f"{r['rss']:.1f}", r["errors"]]
+                    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -247,7 +405,17 @@ def main() -> None:
     parser.add_argument("--conc", default="1,16,64")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT_FILE", "CHUNKS"))
     parser.add_argument("--loadgen", nargs=4, metavar=("URL", "MODE", "C", "SECONDS"))
+    parser.add_argument("--paced", action="store_true",
+                        help="paced streams (50 chunks, one every 20 ms) at --paced-conc, vs a byte-relay floor")
+    parser.add_argument("--paced-conc", default="64,256,512")
+    parser.add_argument("--quick", action="store_true", help="paced: C=64,512 and 2 s cells")
+    parser.add_argument("--repeat", type=int, default=1, help="paced: run the whole table this many times")
+    parser.add_argument("--paced-part", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.paced_part:
+        return _paced_part(args.paced_part)
+    if args.paced:
+        return main_paced(args)
     if args.upstream:
         return run_upstream(args.upstream[0], int(args.upstream[1]))
     if args.loadgen:
@@ -262,35 +430,7 @@ def main() -> None:
     gateway = None
     try:
         up_port = _wait_port(port_file, upstream)
-        config = tmp / "config.yaml"
-        config.write_text(
-            "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
-            f"      api_base: http://127.0.0.1:{up_port}/v1\n      api_key: sk-upstream\n"
-            "general_settings:\n  master_key: sk-bench\n"
-        )
-        t0 = time.perf_counter()
-        log = open(tmp / "gateway.log", "w")
-        gateway = subprocess.Popen([PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0"],
-                                   env=env, stderr=subprocess.PIPE, text=True)
-        gw_url = None
-        for line in gateway.stderr:
-            if "listening on" in line:
-                gw_url = line.split("listening on ")[1].split()[0]
-                break
-        import urllib.request
-
-        while True:
-            try:
-                urllib.request.urlopen(gw_url + "/health/liveliness", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.01)
-        startup = time.perf_counter() - t0
-        # the rest of the gateway's stderr (one log line per request) goes to a file
-        import shutil
-        import threading
-
-        threading.Thread(target=shutil.copyfileobj, args=(gateway.stderr, log), daemon=True).start()
+        gateway, gw_url, startup = _start_gateway(tmp, env, up_port)
         time.sleep(0.3)
         idle_rss = _rss_mib(gateway.pid)
         rows = []
