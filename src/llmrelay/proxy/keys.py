@@ -89,13 +89,15 @@ class Refusal:
 class _Entry:
     """A cached row (None: known not to exist) and when it was read."""
 
-    __slots__ = ("row", "fetched", "stale", "allowed")
+    __slots__ = ("row", "fetched", "stale", "allowed", "limits")
 
     def __init__(self, row: dict[str, Any] | None) -> None:
         self.row = row
         self.fetched = _monotonic()
         self.stale = False
         self.allowed: dict[str, bool] = {}
+        #: model → (team row, user row, the limits built from them): rebuilt when those change
+        self.limits: dict[str, tuple[Any, Any, list[Limit]]] = {}
 
 
 class Principal:
@@ -352,7 +354,9 @@ class KeyManager:
         if presented is None:
             return _UNAUTHORIZED
         token = _sha256(presented).hexdigest()
-        entry = await self._lookup("key", token)
+        entry = self._cache["key"].get(token)
+        if entry is None or entry.row is None or _monotonic() - entry.fetched > REFRESH_AFTER:
+            entry = await self._lookup("key", token)
         if entry is None:
             if self.store is None and self.url is None:
                 return _UNAUTHORIZED
@@ -411,7 +415,12 @@ class KeyManager:
         refused = self._over_budget(key, team, user, customer, model, now)
         if refused is not None:
             return refused
-        limits = self._limits(who.token, key, team, user, model)
+        cached = who.entry.limits.get(model)
+        if cached is not None and cached[0] is team and cached[1] is user:
+            limits = cached[2]
+        else:
+            limits = self._limits(who.token, key, team, user, model)
+            who.entry.limits[model] = (team, user, limits)
         if limits:
             decision = await self.limiter.acquire(limits)
             if not decision.allowed:
