@@ -50,6 +50,16 @@ def _frames() -> list[bytes]:
     return out
 
 
+async def _serve(protocol: type, port_file: str) -> None:
+    """Serve ``protocol`` on a free loopback port, written to ``port_file``."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=4096)
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    await server.serve_forever()
+
+
 # ============================================================ fake upstream
 def run_upstream(port_file: str) -> None:
     import httptools
@@ -98,14 +108,8 @@ def run_upstream(port_file: str) -> None:
             last = now
 
     async def main():
-        loop = asyncio.get_running_loop()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        server = await loop.create_server(Upstream, sock=sock, backlog=4096)
-        Path(port_file).write_text(str(sock.getsockname()[1]))
         asyncio.ensure_future(ticker())
-        await server.serve_forever()
+        await _serve(Upstream, port_file)
 
     uvloop.run(main())
 
@@ -158,16 +162,7 @@ def run_floor(port_file: str, up_port: int) -> None:
                 up.t.write(b"".join(self.pending))
                 self.pending.clear()
 
-    async def main():
-        loop = asyncio.get_running_loop()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        server = await loop.create_server(Client, sock=sock, backlog=4096)
-        Path(port_file).write_text(str(sock.getsockname()[1]))
-        await server.serve_forever()
-
-    uvloop.run(main())
+    uvloop.run(_serve(Client, port_file))
 
 
 # ============================================================ load generator

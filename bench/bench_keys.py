@@ -124,13 +124,7 @@ def overhead(seconds: float, chunks: int, conc: int, rounds: int) -> None:
               "  (target ≤ 1.05)")
         print(f"spend rows written by the keyed gateway (warm-up included; /spend/logs caps at 10000): {written}")
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        bp.stop(procs)
 
 
 def _rows(n: int, start: float) -> list[dict]:

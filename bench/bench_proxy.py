@@ -249,6 +249,17 @@ def _loadgen(url: str, mode: str, conc: int, seconds: float, target_pid: int | N
     return json.loads(out), cpu, rss[0]
 
 
+def stop(procs: list) -> None:
+    """Terminate the processes still running, last started first (kill those that hang)."""
+    for proc in reversed(procs):
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _start_gateway(tmp: Path, env: dict, up_port: int) -> tuple[subprocess.Popen, str, float]:
     """Start one gateway process as ``llmrelay proxy --config`` does, in front of ``up_port``."""
     import shutil
@@ -389,13 +400,7 @@ def main_paced(args: argparse.Namespace) -> None:
                     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop(procs)
 
 
 def main() -> None:
@@ -483,13 +488,7 @@ def main() -> None:
                 print(f"| {mode} | {g['n'] / g['wall']:.0f} | {g['chunks'] / g['n']:.0f} | {mine:.1f} | "
                       f"{mine / per_chunk:.2f} | {g['errors']} |")
     finally:
-        for proc in (gateway, upstream):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop([upstream, gateway])
 
 
 if __name__ == "__main__":
