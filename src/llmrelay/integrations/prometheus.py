@@ -192,9 +192,9 @@ class PrometheusLogger(CustomLogger):
         hidden = getattr(result, "_hidden_params", None) or {}
         exc = getattr(ctx, "exc", None)
         attempts = hidden.get("router_attempts") or getattr(exc, "attempts", None) or []
-        last_group = requested
         groups = [requested]
-        for attempt in attempts:
+        final_group = hidden.get("model_group") if not failed else None
+        for i, attempt in enumerate(attempts):
             group = attempt.get("model_group") or requested
             if group not in groups:
                 groups.append(group)
@@ -206,11 +206,12 @@ class PrometheusLogger(CustomLogger):
             deployment = (group, model, attempt["deployment_id"], attempt.get("api_base") or "", provider, *key)
             m["litellm_deployment_failure_responses"].labels(*deployment, status, attempt["error"]).inc()
             m["litellm_deployment_total_requests"].labels(*deployment).inc()
-            if group == last_group:
+            after = attempts[i + 1].get("model_group") if i + 1 < len(attempts) else final_group
+            if after == group:  # the next attempt is in the same group: a retry
                 m["llmrelay_deployment_retries"].labels(group, model, attempt["deployment_id"], status).inc()
-            last_group = group
             self._cooled(record.router, attempt, model, provider, status)
-        final_group = hidden.get("model_group") if not failed else (groups[-1] if len(groups) > 1 else None)
+        if final_group and final_group not in groups:
+            groups.append(final_group)
         for group in groups[1:]:
             if not failed and group == final_group:
                 m["litellm_deployment_successful_fallbacks"].labels(requested, group, *key, exc_status, exc_class).inc()
