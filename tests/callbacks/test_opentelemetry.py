@@ -1,0 +1,159 @@
+"""OpenTelemetry: spans over real OTLP/HTTP to a loopback receiver (the gateway), and through the
+SDK's in-memory exporter (the library); GenAI semantic conventions, W3C traceparent in and out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import openai
+import pytest
+
+import llmrelay
+from proxy.harness import Gateway
+from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer
+
+pytest.importorskip("opentelemetry.sdk")
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+MESSAGES = [{"role": "user", "content": "Tell me a secret"}]
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+class OTLPReceiver:
+    """A minimal OTLP/HTTP trace receiver (protobuf bodies on POST /v1/traces)."""
+
+    def __init__(self) -> None:
+        self.spans: list = []
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver.paths.append(self.path)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans.extend(scope_spans.spans)
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "OTLPReceiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait(self, count: int, timeout: float = 10.0) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.spans)
+
+
+def attrs(span) -> dict:
+    out = {}
+    for kv in span.attributes:
+        v = kv.value
+        kind = v.WhichOneof("value")
+        out[kv.key] = list(x.string_value for x in v.array_value.values) if kind == "array_value" else getattr(v, kind)
+    return out
+
+
+def test_gateway_exports_request_and_upstream_spans_over_otlp_http(tmp_path):
+    with OTLPReceiver() as receiver, FakeOpenAIServer() as up:
+        path = tmp_path / "config.yaml"
+        path.write_text(f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/gpt-4o-mini, "
+                        f"api_base: {up.url}/v1, api_key: sk-up}}\nlitellm_settings:\n  callbacks: [otel]\n")
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "50",
+               "OTEL_SERVICE_NAME": "gw-test"}
+        with Gateway(str(path), env=env) as gw:
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
+            stream = client.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True, temperature=0.5,
+                extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            client.chat.completions.create(model="m", messages=MESSAGES)  # no traceparent: a new trace
+            spans = receiver.wait(4)
+            upstream_headers = [r.headers.get("traceparent") for r in up.requests]
+    assert text == DEFAULT_TEXT
+    assert receiver.paths[0] == "/v1/traces"
+    assert len(spans) == 4
+    server = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
+    client_spans = [s for s in spans if s.kind == s.SPAN_KIND_CLIENT]
+    assert len(server) == 2 and len(client_spans) == 2
+    streamed = next(s for s in server if s.trace_id.hex() == TRACE_ID)
+    assert streamed.parent_span_id.hex() == PARENT_ID  # the client's trace continues here
+    upstream = next(s for s in client_spans if s.trace_id.hex() == TRACE_ID)
+    assert upstream.parent_span_id == streamed.span_id
+    # the upstream call carried the upstream span's context
+    assert upstream_headers[0] == f"00-{TRACE_ID}-{upstream.span_id.hex()}-01"
+    other = next(s for s in server if s.trace_id.hex() != TRACE_ID)
+    assert upstream_headers[1].split("-")[1] == other.trace_id.hex()
+    a = attrs(streamed)
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == "m"
+    assert a["gen_ai.response.model"] == "gpt-4o-mini"
+    assert a["gen_ai.system"] == "openai"
+    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+    assert a["gen_ai.response.finish_reasons"] == ["stop"]
+    assert a["gen_ai.request.temperature"] == 0.5
+    assert a["http.response.status_code"] == 200
+    assert "gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a  # not configured
+    assert [e.name for e in streamed.events] == ["gen_ai.first_token"]
+    first = streamed.events[0].time_unix_nano
+    assert streamed.start_time_unix_nano < first <= streamed.end_time_unix_nano
+    assert not [e for e in other.events]  # not a stream: no first-token event
+
+
+def test_library_spans_with_the_in_memory_exporter():
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmrelay.integrations.dispatch import LIST_NAMES
+    from llmrelay.integrations.opentelemetry import OpenTelemetryLogger
+
+    exporter = InMemorySpanExporter()
+    saved = {name: list(getattr(llmrelay, name)) for name in LIST_NAMES}
+    llmrelay.callbacks = [OpenTelemetryLogger(span_processor=SimpleSpanProcessor(exporter), capture_content=True)]
+    try:
+        with FakeOpenAIServer() as up:
+            kw = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "api_base": up.url + "/v1", "api_key": "k"}
+            llmrelay.completion(**kw)
+            assert "".join(c.choices[0].delta.content or "" for c in llmrelay.completion(stream=True, **kw))
+            up.enqueue(__import__("servers.openai_server", fromlist=["error_reply"]).error_reply(400, "bad"))
+            with pytest.raises(llmrelay.BadRequestError):
+                llmrelay.completion(**kw)
+    finally:
+        for name, value in saved.items():
+            setattr(llmrelay, name, value)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 3
+    plain, streamed, failed = spans
+    assert plain.attributes["gen_ai.operation.name"] == "chat"
+    assert plain.attributes["gen_ai.usage.output_tokens"] > 0
+    assert "Tell me a secret" in plain.attributes["gen_ai.input.messages"]
+    assert DEFAULT_TEXT in plain.attributes["gen_ai.output.messages"]
+    assert [e.name for e in streamed.events] == ["gen_ai.first_token"]
+    assert failed.status.status_code.name == "ERROR"
+    assert failed.attributes["error.type"] == "BadRequestError"
