@@ -121,6 +121,9 @@ class Logging:
         self.trace_id: str | None = None
         #: Set by the gateway: the request this call answers (LiteLLM's litellm_params key).
         self.proxy_server_request: dict[str, Any] | None = None
+        #: standard_logging_object["response"] as a plain dict (False: the response object itself,
+        #: which reads like a dict; the gateway's own loggers need no copy).
+        self.plain_response = True
         self.done = False
 
     # ------------------------------------------------------------------ the events
@@ -280,7 +283,7 @@ class Logging:
             "error_str": error_str,
             "error_information": error_info,
             "messages": self.messages,
-            "response": _plain(response) if response is not None else None,
+            "response": (_plain(response) if self.plain_response else response) if response is not None else None,
             "model_parameters": self.optional_params,
             "hidden_params": {"response_cost": cost, "model_id": route.get("model_id"),
                               "api_base": route.get("api_base"),

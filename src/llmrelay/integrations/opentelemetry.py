@@ -43,6 +43,11 @@ _PARAMS = {
 }
 
 
+def _json(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump() if dump is not None else str(value)
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
@@ -79,6 +84,9 @@ class OpenTelemetryLogger(CustomLogger):
         self._status = (Status, StatusCode)
         self._in_context = set_span_in_context
         self._propagator = TraceContextTextMapPropagator()
+        from opentelemetry.context import Context
+
+        self._root = Context()
 
     # ------------------------------------------------------------------ library calls
     def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -100,12 +108,12 @@ class OpenTelemetryLogger(CustomLogger):
             return  # the gateway's request span (request_start / request_end) covers it
         slo = kwargs.get("standard_logging_object") or {}
         start = slo.get("startTime") or 0.0
-        span = self.tracer.start_span(f"chat {slo.get('model')}", kind=self._kind.CLIENT, start_time=_ns(start))
+        span = self.tracer.start_span(f"chat {slo.get('model')}", kind=self._kind.CLIENT, start_time=_ns(start))  # in the caller's trace
         self._finish(span, slo, kwargs, None, None)
 
     # ------------------------------------------------------------------ gateway requests
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
-        parent = None
+        parent = self._root  # a new trace, unless the client sent its context
         traceparent = getattr(ctx, "traceparent", None)
         if traceparent:
             carrier = {"traceparent": traceparent.decode("latin-1")}
@@ -117,18 +125,20 @@ class OpenTelemetryLogger(CustomLogger):
                                       start_time=_ns(record.wall_start))
         upstream = self.tracer.start_span(f"chat {ctx.model} upstream", context=self._in_context(span),
                                           kind=self._kind.CLIENT)
-        self._propagator.inject(headers, context=self._in_context(upstream))
+        sc = upstream.get_span_context()
+        headers["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
+        if sc.trace_state:
+            headers["tracestate"] = sc.trace_state.to_header()
         record.state[id(self)] = (span, upstream)
 
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
         spans = record.state.pop(id(self), None)
         slo = kwargs.get("standard_logging_object") or {}
         if spans is None:  # the request failed before the upstream call
-            span = self.tracer.start_span(f"chat {ctx.model}", kind=self._kind.SERVER,
+            span = self.tracer.start_span(f"chat {ctx.model}", context=self._root, kind=self._kind.SERVER,
                                           start_time=_ns(record.wall_start))
             spans = (span, None)
         span, upstream = spans
-        span.set_attribute("http.response.status_code", ctx.status)
         if upstream is not None:
             # a stream's upstream call lasts until its end; a response's until it arrived
             end = slo.get("endTime") or record.wall_start
@@ -140,43 +150,48 @@ class OpenTelemetryLogger(CustomLogger):
     # ------------------------------------------------------------------ attributes
     def _finish(self, span: Any, slo: dict[str, Any], kwargs: dict[str, Any], ctx: Any, end_ns: int | None,
                 upstream_only: bool = False) -> None:
-        set_ = span.set_attribute
-        set_("gen_ai.operation.name", "chat")
+        response = slo.get("response") or {}
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": str(slo.get("model_group") or slo.get("model") or ""),
+            "gen_ai.usage.input_tokens": int(slo.get("prompt_tokens") or 0),
+            "gen_ai.usage.output_tokens": int(slo.get("completion_tokens") or 0),
+        }
         provider = slo.get("custom_llm_provider")
         if provider:
-            set_("gen_ai.system", str(provider))
-        set_("gen_ai.request.model", str(slo.get("model_group") or slo.get("model") or ""))
-        response = slo.get("response") or {}
+            attributes["gen_ai.system"] = str(provider)
         if response.get("model"):
-            set_("gen_ai.response.model", str(response["model"]))
+            attributes["gen_ai.response.model"] = str(response["model"])
         if response.get("id"):
-            set_("gen_ai.response.id", str(response["id"]))
-        set_("gen_ai.usage.input_tokens", int(slo.get("prompt_tokens") or 0))
-        set_("gen_ai.usage.output_tokens", int(slo.get("completion_tokens") or 0))
+            attributes["gen_ai.response.id"] = str(response["id"])
         reasons = [str(c.get("finish_reason")) for c in response.get("choices") or () if c.get("finish_reason")]
         if reasons:
-            set_("gen_ai.response.finish_reasons", reasons)
+            attributes["gen_ai.response.finish_reasons"] = reasons
         if not upstream_only:
+            params = slo.get("model_parameters") or {}
             for name, attr in _PARAMS.items():
-                value = (slo.get("model_parameters") or {}).get(name)
+                value = params.get(name)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    set_(attr, value)
+                    attributes[attr] = value
             if slo.get("response_cost") is not None:
-                set_("llmrelay.cost_usd", float(slo.get("response_cost") or 0.0))
+                attributes["llmrelay.cost_usd"] = float(slo.get("response_cost") or 0.0)
+            if ctx is not None:
+                attributes["http.response.status_code"] = ctx.status
             if slo.get("stream"):
-                set_("llmrelay.stream", True)
+                attributes["llmrelay.stream"] = True
                 first = slo.get("completionStartTime")
                 if first and first != slo.get("endTime"):  # it defaults to the end when nothing came
                     span.add_event("gen_ai.first_token", timestamp=_ns(first))
             if self.capture_content:
-                set_("gen_ai.input.messages", orjson.dumps(slo.get("messages") or []).decode())
+                attributes["gen_ai.input.messages"] = orjson.dumps(slo.get("messages") or [], default=_json).decode()
                 out = [c.get("message") for c in response.get("choices") or ()]
-                set_("gen_ai.output.messages", orjson.dumps(out, default=str).decode())
+                attributes["gen_ai.output.messages"] = orjson.dumps(out, default=_json).decode()
         if slo.get("status") == "failure":
             info = slo.get("error_information") or {}
-            set_("error.type", str(info.get("error_class") or "error"))
+            attributes["error.type"] = str(info.get("error_class") or "error")
             Status, StatusCode = self._status
             span.set_status(Status(StatusCode.ERROR, str(slo.get("error_str") or "")[:300]))
+        span.set_attributes(attributes)
         span.end(end_time=end_ns if end_ns is not None else _ns(slo.get("endTime") or 0.0) or None)
 
     def shutdown(self) -> None:

@@ -83,6 +83,15 @@ class PrometheusLogger(CustomLogger):
                 metric = prom.Gauge(name, doc, labels, registry=self.registry, multiprocess_mode="livesum")
             self.m[name] = metric
         self._cooldowns: dict[str, float] = {}
+        self._children: dict[tuple, Any] = {}
+
+    def _at(self, name: str, *values: str) -> Any:
+        """The metric's child for these label values (cached: ``labels()`` costs microseconds)."""
+        key = (name, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.m[name].labels(*values)
+        return child
 
     # ------------------------------------------------------------------ /metrics
     def metrics_body(self) -> tuple[bytes, bytes]:
@@ -111,83 +120,82 @@ class PrometheusLogger(CustomLogger):
         self._record(kwargs, False)
 
     def _record(self, kwargs: dict[str, Any], ok: bool) -> None:
+        """The LLM call's metrics (in the gateway, from request_end)."""
         slo = kwargs.get("standard_logging_object") or {}
         who = _who(slo)
-        m = self.m
         hidden = slo.get("hidden_params") or {}
         model = hidden.get("litellm_model_name") or slo.get("model") or ""
         requested = slo.get("model_group") or slo.get("model") or ""
-        m["litellm_requests_metric"].labels(who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
+        self._at("litellm_requests_metric", who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
                                             who["team"], who["team_alias"], who["user"]).inc()
         cost = slo.get("response_cost") or 0.0
         if cost:
-            m["litellm_spend_metric"].labels(who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
+            self._at("litellm_spend_metric", who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
                                              who["team"], who["team_alias"], who["user"]).inc(cost)
         user = (who["end_user"], who["hashed_api_key"], who["api_key_alias"], requested, who["team"],
                 who["team_alias"], who["user"], model)
         prompt = slo.get("prompt_tokens") or 0
         completion = slo.get("completion_tokens") or 0
         if prompt or completion:
-            m["litellm_input_tokens_metric"].labels(*user).inc(prompt)
-            m["litellm_output_tokens_metric"].labels(*user).inc(completion)
-            m["litellm_total_tokens_metric"].labels(*user).inc(prompt + completion)
+            self._at("litellm_input_tokens_metric", *user).inc(prompt)
+            self._at("litellm_output_tokens_metric", *user).inc(completion)
+            self._at("litellm_total_tokens_metric", *user).inc(prompt + completion)
         start = slo.get("startTime") or 0.0
         end = slo.get("endTime") or start
-        m["litellm_request_total_latency_metric"].labels(*user).observe(max(end - start, 0.0))
+        self._at("litellm_request_total_latency_metric", *user).observe(max(end - start, 0.0))
         api = slo.get("llm_api_duration")
         if api is None:
             api = end - start
-        m["litellm_llm_api_latency_metric"].labels(*user).observe(max(api, 0.0))
+        self._at("litellm_llm_api_latency_metric", *user).observe(max(api, 0.0))
         first = slo.get("completionStartTime")
         key = (who["hashed_api_key"], who["api_key_alias"], who["team"], who["team_alias"])
         if slo.get("stream") and first and ok:
-            m["litellm_llm_api_time_to_first_token_metric"].labels(model, *key).observe(max(first - start, 0.0))
+            self._at("litellm_llm_api_time_to_first_token_metric", model, *key).observe(max(first - start, 0.0))
         deployment = (requested, model, slo.get("model_id") or "", slo.get("api_base") or "",
                       slo.get("custom_llm_provider") or "", *key)
         if ok:
-            m["litellm_deployment_success_responses"].labels(*deployment).inc()
-            m["litellm_deployment_total_requests"].labels(*deployment).inc()
+            self._at("litellm_deployment_success_responses", *deployment).inc()
+            self._at("litellm_deployment_total_requests", *deployment).inc()
             if completion:
-                m["litellm_deployment_latency_per_output_token"].labels(*deployment[1:]).observe(
+                self._at("litellm_deployment_latency_per_output_token", *deployment[1:]).observe(
                     max(end - start, 0.0) / completion)
 
     # ------------------------------------------------------------------ the gateway's requests
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
-        self.m["llmrelay_in_flight_requests"].labels(ctx.model).inc()
+        self._at("llmrelay_in_flight_requests", ctx.model).inc()
         if ctx.stream:
-            self.m["llmrelay_in_flight_streams"].labels(ctx.model).inc()
+            self._at("llmrelay_in_flight_streams", ctx.model).inc()
         record.state[id(self)] = (ctx.model, ctx.stream)
 
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
-        m = self.m
         started = record.state.pop(id(self), None)
         if started is not None:
-            m["llmrelay_in_flight_requests"].labels(started[0]).dec()
+            self._at("llmrelay_in_flight_requests", started[0]).dec()
             if started[1]:
-                m["llmrelay_in_flight_streams"].labels(started[0]).dec()
+                self._at("llmrelay_in_flight_streams", started[0]).dec()
         slo = kwargs.get("standard_logging_object") or {}
+        self._record(kwargs, slo.get("status") == "success")
         who = _who(slo)
         requested = ctx.model
         user = (who["end_user"], who["hashed_api_key"], who["api_key_alias"], requested, who["team"],
                 who["team_alias"], who["user"])
         key = (who["hashed_api_key"], who["api_key_alias"], who["team"], who["team_alias"])
-        m["litellm_proxy_total_requests_metric"].labels(*user, str(ctx.status)).inc()
+        self._at("litellm_proxy_total_requests_metric", *user, str(ctx.status)).inc()
         failed = slo.get("status") == "failure"
         exc = getattr(ctx, "exc", None)
         exc_status = str(getattr(exc, "status_code", None) or (ctx.status if ctx.status >= 400 else ""))
         exc_class = type(exc).__name__ if exc is not None else (ctx.error or "")
         if failed:
-            m["litellm_proxy_failed_requests_metric"].labels(*user, exc_status, exc_class).inc()
+            self._at("litellm_proxy_failed_requests_metric", *user, exc_status, exc_class).inc()
         hidden = slo.get("hidden_params") or {}
         model = hidden.get("litellm_model_name") or ""
         overhead = time.perf_counter() - ctx.start - ctx.upstream
-        m["litellm_overhead_latency_metric"].labels(*user, model).observe(max(overhead, 0.0))
+        self._at("litellm_overhead_latency_metric", *user, model).observe(max(overhead, 0.0))
         self._attempts(ctx, record, requested, key, failed, exc_status, exc_class)
 
     def _attempts(self, ctx: Any, record: Any, requested: str, key: tuple, failed: bool, exc_status: str,
                   exc_class: str) -> None:
         """Deployment failures, retries, fallbacks and cooldowns, from the router's attempts."""
-        m = self.m
         result = getattr(ctx, "result", None)
         hidden = getattr(result, "_hidden_params", None) or {}
         exc = getattr(ctx, "exc", None)
@@ -204,19 +212,19 @@ class PrometheusLogger(CustomLogger):
             model = attempt.get("model") or ""
             provider = model.split("/", 1)[0] if "/" in model else ""
             deployment = (group, model, attempt["deployment_id"], attempt.get("api_base") or "", provider, *key)
-            m["litellm_deployment_failure_responses"].labels(*deployment, status, attempt["error"]).inc()
-            m["litellm_deployment_total_requests"].labels(*deployment).inc()
+            self._at("litellm_deployment_failure_responses", *deployment, status, attempt["error"]).inc()
+            self._at("litellm_deployment_total_requests", *deployment).inc()
             after = attempts[i + 1].get("model_group") if i + 1 < len(attempts) else final_group
             if after == group:  # the next attempt is in the same group: a retry
-                m["llmrelay_deployment_retries"].labels(group, model, attempt["deployment_id"], status).inc()
+                self._at("llmrelay_deployment_retries", group, model, attempt["deployment_id"], status).inc()
             self._cooled(record.router, attempt, model, provider, status)
         if final_group and final_group not in groups:
             groups.append(final_group)
         for group in groups[1:]:
             if not failed and group == final_group:
-                m["litellm_deployment_successful_fallbacks"].labels(requested, group, *key, exc_status, exc_class).inc()
+                self._at("litellm_deployment_successful_fallbacks", requested, group, *key, exc_status, exc_class).inc()
             else:
-                m["litellm_deployment_failed_fallbacks"].labels(requested, group, *key, exc_status, exc_class).inc()
+                self._at("litellm_deployment_failed_fallbacks", requested, group, *key, exc_status, exc_class).inc()
 
     def _cooled(self, router: Any, attempt: dict, model: str, provider: str, status: str) -> None:
         """Count a cooldown the first time an attempt's deployment is seen cooling down."""
@@ -226,7 +234,7 @@ class PrometheusLogger(CustomLogger):
         until = getattr(dep, "cooldown_until", 0.0) if dep is not None else 0.0
         if until and until > self._cooldowns.get(attempt["deployment_id"], 0.0):
             self._cooldowns[attempt["deployment_id"]] = until
-            self.m["litellm_deployment_cooled_down"].labels(model, attempt["deployment_id"],
+            self._at("litellm_deployment_cooled_down", model, attempt["deployment_id"],
                                                             attempt.get("api_base") or "", provider, status).inc()
 
 

@@ -152,6 +152,10 @@ class Observe:
         self.chunk_hooks = [x for x in loggers if overrides(x, "async_post_call_streaming_hook")]
         #: Built-in loggers that also see the request itself (metrics, traces).
         self.gateway_loggers = [x for x in loggers if hasattr(x, "request_end")]
+        #: Who hears the success/failure events: everyone but the gateway loggers, which see the
+        #: same kwargs in request_end (no second pass, no task per request for them).
+        self.events = Callbacks([x for x in loggers if x not in self.gateway_loggers],
+                                self.callbacks.success, self.callbacks.failure)
         self.metrics = next((x for x in loggers if hasattr(x, "metrics_body")), None)
         self._end_hooks: list[Callable[[Any], Any]] = []
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
@@ -310,10 +314,11 @@ class Observe:
                         user_api_key_team_alias=auth.team_alias, user_api_key_user_id=auth.user_id)
         entry = Logging(model=ctx.model, messages=record.messages, stream=record.stream, call_type="acompletion",
                         start_time=record.wall_start, litellm_call_id=ctx.request_id.decode(),
-                        callbacks=self.callbacks, is_async=True,
+                        callbacks=self.events, is_async=True,
                         optional_params={k: v for k, v in record.params.items() if k not in ("metadata", "extra_headers")},
                         metadata=meta)
         entry.route["model_group"] = ctx.model
+        entry.plain_response = bool(self.events)
         entry.proxy_server_request = {"url": "/v1/chat/completions", "request_id": ctx.request_id.decode()}
         if result is not None:
             entry._route_from(result)
