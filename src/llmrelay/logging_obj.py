@@ -78,6 +78,13 @@ def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], 
     return record
 
 
+def _assembled(stream: Any) -> Any:
+    """What a stream generated, as one response carrying the stream's facts (model, provider)."""
+    response = stream.state.response()
+    response._hidden_params = {k: v for k, v in dict.items(stream._hidden_params) if k != "response_cost"}
+    return response
+
+
 def _plain(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     return dump() if dump is not None else value
@@ -175,12 +182,14 @@ class Logging:
     def stream_success(self, stream: Any) -> None:
         if not self.done:
             self._stream_times(stream)
-            self.success(stream.state.response(), cost=0.0 if self.route.get("cache_hit") else False)
+            # the stream prices itself at its end (with its deployment's prices); a cache hit is free
+            cost = 0.0 if self.route.get("cache_hit") else stream._hidden_params.get("response_cost")
+            self.success(_assembled(stream), cost=cost)
 
     def stream_failure(self, stream: Any, exc: BaseException) -> None:
         if not self.done:
             self._stream_times(stream)
-            self.failure(exc, stream.state.response())
+            self.failure(exc, _assembled(stream))
 
     def stream_abandoned(self, stream: Any) -> None:
         if not self.done:
@@ -191,7 +200,7 @@ class Logging:
             exc = APIConnectionError("The stream was closed before it ended (abandoned by the caller).",
                                      llm_provider=self.route.get("custom_llm_provider"), model=self.model,
                                      generated_content=state.generated_content())
-            self.failure(exc, state.response())
+            self.failure(exc, _assembled(stream))
 
     # ------------------------------------------------------------------ building the kwargs
     def _stream_times(self, stream: Any) -> None:

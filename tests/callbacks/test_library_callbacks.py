@@ -93,7 +93,7 @@ def test_stream_and_non_stream_report_the_same_usage(server, recorder: Recorder)
     list(llmrelay.completion(**kw(server, stream=True, stream_options={"include_usage": True})))
     a, b = (e[1]["standard_logging_object"] for e in recorder.events if e[0] == "success")
     assert (a["prompt_tokens"], a["completion_tokens"]) == (b["prompt_tokens"], b["completion_tokens"])
-    assert a["response_cost"] == b["response_cost"]
+    assert a["response_cost"] == b["response_cost"] > 0
 
 
 async def test_async_stream_runs_async_hooks_on_the_loop_and_sync_functions_off_it(server, recorder: Recorder):

@@ -288,17 +288,16 @@ class Observe:
 
     @staticmethod
     def _cost(ctx: Any, result: Any, response: Any) -> float | None:
-        if response is not None:
-            return response_cost(response)
-        if result is None or ctx.usage is None:
+        """Responses are priced when made, streams when they end (with the deployment's prices);
+        a cut stream by what it generated."""
+        hidden = getattr(result, "_hidden_params", None)
+        if hidden is None:
             return None
-        if getattr(result, "state", None) is None:
-            return response_cost(result)
-        from ..types import ModelResponse
-
-        priced = ModelResponse(model=result.state.model, choices=[], usage=ctx.usage)
-        priced._hidden_params = dict(getattr(result, "_hidden_params", None) or {})
-        return response_cost(priced)
+        cost = hidden.get("response_cost")
+        if cost is None and response is not None and response is not result:
+            response._hidden_params = {k: v for k, v in dict.items(hidden) if k != "response_cost"}
+            cost = response_cost(response)
+        return cost
 
     def _emit(self, ctx: Any, record: _Request, result: Any, response: Any) -> dict[str, Any]:
         failed = ctx.status >= 400 or ctx.error is not None or ctx.disconnected
