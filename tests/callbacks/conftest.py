@@ -61,3 +61,21 @@ def recorder() -> Recorder:
     rec = Recorder()
     llmrelay.callbacks = [rec]
     return rec
+
+
+def two_groups_config(upstream: str, down: str, callback: str) -> str:
+    """Group ``m`` on ``upstream``; group ``flaky`` on ``down``, retried once, falling back to ``m``."""
+    return f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: {upstream}/v1, api_key: sk-up}}
+  - model_name: flaky
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: {down}/v1, api_key: sk-up}}
+router_settings:
+  disable_cooldowns: true
+  num_retries: 1
+  retry_after: 0
+  fallbacks: [{{"flaky": ["m"]}}]
+litellm_settings:
+  callbacks: [{callback}]
+"""

@@ -15,6 +15,8 @@ import pytest
 from proxy.harness import Gateway
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer, dropped_stream, error_reply, slow_stream_reply
 
+from .conftest import two_groups_config
+
 HANDLER = '''
 import json, os
 from llmrelay.integrations.custom_logger import CustomLogger
@@ -71,23 +73,6 @@ proxy_handler_instance = Handler()
 '''
 
 
-def config(upstream: str, down: str) -> str:
-    return f"""
-model_list:
-  - model_name: m
-    litellm_params: {{model: openai/gpt-4o-mini, api_base: {upstream}/v1, api_key: sk-up}}
-  - model_name: flaky
-    litellm_params: {{model: openai/gpt-4o-mini, api_base: {down}/v1, api_key: sk-up}}
-router_settings:
-  disable_cooldowns: true
-  num_retries: 1
-  retry_after: 0
-  fallbacks: [{{"flaky": ["m"]}}]
-litellm_settings:
-  callbacks: [custom_callbacks.proxy_handler_instance]
-"""
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cb")
@@ -96,7 +81,7 @@ def setup(tmp_path_factory):
     log = tmp / "events.jsonl"
     with FakeOpenAIServer() as up, FakeOpenAIServer() as down:
         path = tmp / "config.yaml"
-        path.write_text(config(up.url, down.url))
+        path.write_text(two_groups_config(up.url, down.url, "custom_callbacks.proxy_handler_instance"))
         # started from another directory: the module is found next to the config, not in the cwd
         with Gateway(str(path), env={"CALLBACK_LOG": str(log)}) as gw:
             yield gw, up, down, log

@@ -13,6 +13,8 @@ import pytest
 from proxy.harness import Gateway
 from servers.openai_server import FakeOpenAIServer, error_reply
 
+from .conftest import two_groups_config
+
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -31,27 +33,11 @@ def total(families: dict[str, list], sample_name: str, **labels: str) -> float:
     return out
 
 
-CONFIG = """
-model_list:
-  - model_name: m
-    litellm_params: {{model: openai/gpt-4o-mini, api_base: {up}/v1, api_key: sk-up}}
-  - model_name: flaky
-    litellm_params: {{model: openai/gpt-4o-mini, api_base: {down}/v1, api_key: sk-up}}
-router_settings:
-  disable_cooldowns: true
-  num_retries: 1
-  retry_after: 0
-  fallbacks: [{{"flaky": ["m"]}}]
-litellm_settings:
-  callbacks: [prometheus]
-"""
-
-
 @pytest.mark.slow
 def test_metrics_add_up_across_two_workers(tmp_path):
     with FakeOpenAIServer() as up, FakeOpenAIServer() as down:
         path = tmp_path / "config.yaml"
-        path.write_text(CONFIG.format(up=up.url, down=down.url))
+        path.write_text(two_groups_config(up.url, down.url, "prometheus"))
         with Gateway(str(path), ["--workers", "2"]) as gw:
             client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
 
