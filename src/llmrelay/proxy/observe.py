@@ -293,6 +293,8 @@ class Observe:
         hidden = getattr(result, "_hidden_params", None)
         if hidden is None:
             return None
+        if hidden.get("cache_hit"):
+            return 0.0  # a cache hit costs nothing
         cost = hidden.get("response_cost")
         if cost is None and response is not None and response is not result:
             response._hidden_params = {k: v for k, v in dict.items(hidden) if k != "response_cost"}
