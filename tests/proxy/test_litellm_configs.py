@@ -154,6 +154,8 @@ def test_model_info_shows_no_host_or_key(homelab):
         assert first["model_info"]["id"] == "gpt4o-main" and first["model_info"]["mode"] == "chat"
         assert first["model_info"]["base_model"] == "gpt-4o" and first["model_info"]["max_input_tokens"] == 128000
         assert first["model_info"]["input_cost_per_token"] == 0.0000025
+        # the rest from llmrelay's price table, as LiteLLM fills model_info
+        assert first["model_info"]["max_output_tokens"] == 16384 and first["model_info"]["supports_vision"] is True
         assert first["litellm_params"]["model"] == "openai/gpt-4o" and first["litellm_params"]["tags"] == ["prod", "eu"]
         assert UPSTREAM_KEY not in r.text and "127.0.0.1" not in r.text and "api_base" not in r.text
     assert httpx.get(homelab.url + "/v1/model/info").status_code == 401

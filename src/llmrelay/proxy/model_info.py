@@ -36,5 +36,24 @@ def model_info_list(config: ProxyConfig, mode_default: str = "chat") -> list[dic
             if key not in info and key in params:
                 info[key] = params[key]
         info.setdefault("litellm_provider", dep.provider)
+        for key, value in _table_facts(info.get("base_model") or dep.litellm_params["model"], dep.provider).items():
+            info.setdefault(key, value)
         out.append({"model_name": dep.model_name, "litellm_params": params, "model_info": info})
     return out
+
+
+def _table_facts(model: str, provider: str | None) -> dict[str, Any]:
+    """LiteLLM fills ``model_info`` from its price table: context windows, prices, ``supports_*``
+    (the config's own values win). Nothing for a model the table does not know."""
+    from ..cost import ModelNotMappedError, get_model_info
+
+    if not isinstance(model, str):
+        return {}
+    try:
+        facts = get_model_info(model, provider if provider and not model.startswith(provider + "/") else None)
+    except (ModelNotMappedError, TypeError):
+        return {}
+    facts.pop("source", None)
+    facts.pop("litellm_provider", None)
+    return facts
+
