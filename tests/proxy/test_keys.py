@@ -524,7 +524,7 @@ def test_a_disconnect_still_closes_the_upstream_at_once(gw, admin, upstream):
     key = admin.key()
     upstream.enqueue(hanging_stream(after_chunks=3))
     before = len(upstream.requests)
-    sock = open_stream(gw, key, frames=1)
+    sock = open_stream(gw, key, frames=3)  # role and both content chunks reached the client
     request = wait_for(lambda: len(upstream.requests) > before and upstream.requests[before], what="upstream call")
     since = time.monotonic()
     sock.close()
