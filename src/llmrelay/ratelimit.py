@@ -20,6 +20,7 @@ Keys embed the window, so Redis Cluster is not supported (one Redis or a primary
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -31,6 +32,9 @@ from .redis_link import RedisLink, RedisUnavailable
 __all__ = ["Limit", "Grant", "LocalLimiter", "RedisLimiter", "SharedLimiter", "WINDOW"]
 
 WINDOW = 60
+#: Seconds a finished request's release may wait to be sent with others (:meth:`SharedLimiter.release_soon`).
+RELEASE_DELAY = 0.02
+_tasks: set[asyncio.Task] = set()
 
 _KINDS = {1: "rpm", 2: "tpm", 3: "parallel"}
 
@@ -256,17 +260,36 @@ class RedisLimiter:
 
         return self.grant_of(await self.link.run(run), limits, tokens, slot)
 
-    async def release(self, grant: Grant, tokens_used: int | None = None) -> None:
-        if not grant.allowed:
-            return
+    def release_args(self, grant: Grant, tokens_used: int | None) -> tuple[list[str], list[Any]]:
         delta = 0 if tokens_used is None else int(tokens_used) - grant.reserved
         keys = [self.prefix + lim.name for lim in grant.limits]
         args: list[Any] = [grant.slot, grant.window, delta]
         for lim in grant.limits:
             args += ["1" if lim.tpm else "0", "1" if lim.parallel else "0"]
+        return keys, args
 
-        async def run(client: Any) -> Any:
-            return await self._scripts(client)[1](keys=keys, args=args)
+    async def release(self, grant: Grant, tokens_used: int | None = None) -> None:
+        if grant.allowed:
+            await self.release_many([(grant, tokens_used)])
+
+    async def release_many(self, batch: Sequence[tuple[Grant, int | None]]) -> None:
+        """Release several grants in one pipelined round trip."""
+        calls = [self.release_args(grant, tokens) for grant, tokens in batch if grant.allowed]
+        if not calls:
+            return
+
+        async def run(client: Any) -> None:
+            import redis
+
+            script = self._scripts(client)[1]
+            for attempt in (0, 1):
+                pipe = client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+                if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+                    return
+                await client.script_load(_RELEASE)  # Redis restarted empty: load it, send again
 
         await self.link.run(run)
 
@@ -281,6 +304,8 @@ class SharedLimiter:
         self.redis = RedisLimiter(link, prefix, slot_ttl)
         self.local = LocalLimiter(slot_ttl)
         self.link = link
+        self._pending: list[tuple[Grant, int | None]] = []
+        self._flush: Any = None
 
     async def acquire(self, limits: Sequence[Limit], tokens: int = 0) -> Grant:
         if self.link.available():
@@ -300,3 +325,35 @@ class SharedLimiter:
                 pass  # the slot frees itself at its deadline; the token correction is lost
         else:
             await self.local.release(grant, tokens_used)
+
+    def release_soon(self, grant: Grant, tokens_used: int | None = None) -> None:
+        """:meth:`release` without waiting. A grant holding in-flight slots is released at once
+        (in the background); token corrections alone are batched: one pipelined round trip per
+        :data:`RELEASE_DELAY` whatever the request rate."""
+        if not grant.allowed:
+            return
+        if not grant.shared:
+            self.local._release(grant, tokens_used)
+            return
+        if any(lim.parallel for lim in grant.limits):
+            # a held slot is given back at once: the caller's next request must find it free
+            task = asyncio.get_running_loop().create_task(self._release_batch([(grant, tokens_used)]))
+            _tasks.add(task)
+            task.add_done_callback(_tasks.discard)
+            return
+        self._pending.append((grant, tokens_used))
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(RELEASE_DELAY, self._send_pending)
+
+    def _send_pending(self) -> None:
+        self._flush = None
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._release_batch(batch))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    async def _release_batch(self, batch: list[tuple[Grant, int | None]]) -> None:
+        try:
+            await self.redis.release_many(batch)
+        except RedisUnavailable:
+            pass  # the slots free themselves at their deadline; the token corrections are lost

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from llmrelay.ratelimit import Limit, LocalLimiter, RedisLimiter, SharedLimiter
@@ -88,11 +90,33 @@ async def test_redis_limits_speaks_the_keys_pipeline_protocol():
         busy = await backend.acquire(limits)
         assert not busy.allowed and busy.reason == "key max_parallel_requests limit (1)"
         await backend.release(limits, 60)
+        await asyncio.sleep(0.3)  # releases are sent in the background
         second = await backend.acquire(limits)
         assert second.allowed and second.remaining_tokens == 40
         await backend.release(limits, 30)
+        await asyncio.sleep(0.3)
         third = await backend.acquire(limits)
         assert not third.allowed and third.reason == "team rpm limit (2/min)" and 0 < third.retry_after <= 60
         await backend.release(limits, 0)  # nothing held: a no-op
+    finally:
+        delete_matching(url, prefix + "*")
+
+
+async def test_release_soon_sends_token_corrections_together():
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+    prefix = unique_prefix("rl") + ":"
+    shared = SharedLimiter(RedisLink(url), prefix)
+    lim = [Limit("key:b", tpm=100)]
+    try:
+        grants = [await shared.acquire(lim, tokens=30) for _ in range(3)]
+        assert [g.allowed for g in grants] == [True, True, True] and all(g.shared for g in grants)
+        for grant in grants:
+            shared.release_soon(grant, 10)  # each really used 10
+        assert len(shared._pending) == 3  # waiting to go out in one round trip
+        await asyncio.sleep(0.2)
+        after = await shared.acquire(lim, tokens=60)
+        assert after.allowed and after.remaining_tokens == 10
     finally:
         delete_matching(url, prefix + "*")

@@ -62,4 +62,4 @@ class RedisLimits:
         grant = grants.popleft()
         if not grants:
             self._grants.pop(tuple(lim.counter for lim in limits), None)
-        await self.limiter.release(grant, tokens)
+        self.limiter.release_soon(grant, tokens)

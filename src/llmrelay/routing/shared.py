@@ -215,7 +215,7 @@ class RouterShared:
     async def _finish(self, dep_id: str, box: list) -> None:
         if self._last.get(dep_id) is box:
             del self._last[dep_id]
-        await self.limiter.release(box[0], box[1])
+        self.limiter.release_soon(box[0], box[1])
 
 
 def shared_name(dep: "Deployment") -> str:
