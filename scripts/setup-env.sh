@@ -53,3 +53,13 @@ if [ "$_llmrelay_needs_build" = 1 ]; then
 else
   _llmrelay_install
 fi
+# Frameworks built on LiteLLM (tests/frameworks run them on llmrelay via install_as_litellm):
+# their dependencies first, then the frameworks themselves with --no-deps so that the real
+# litellm package is never installed.
+if [ "${LLMRELAY_FRAMEWORKS:-1}" = "1" ]; then
+  "$PY" -m pip install --quiet --disable-pip-version-check -r scripts/frameworks-deps.txt
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/frameworks-requirements.txt
+  if "$PY" -m pip show --quiet litellm >/dev/null 2>&1; then
+    echo "setup-env: the real litellm package is installed in $VENV; tests/frameworks need it absent" >&2
+  fi
+fi

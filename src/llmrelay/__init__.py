@@ -57,6 +57,17 @@ failure_callback: list = []
 _async_success_callback: list = []
 _async_failure_callback: list = []
 
+# LiteLLM's other module settings, for code written against LiteLLM (install_as_litellm).
+#: model name → the model string to call instead (read by ``completion``).
+model_alias_map: dict[str, str] = {}
+#: Accepted for compatibility; llmrelay sends no telemetry.
+telemetry: bool = False
+#: Accepted for compatibility; llmrelay prints nothing (it logs to the "llmrelay" logger).
+suppress_debug_info: bool = False
+modify_params: bool = False
+model_fallbacks: list | None = None
+use_litellm_proxy: bool = False
+
 _LAZY = {
     "completion": ("main", "completion"),
     "acompletion": ("main", "acompletion"),
@@ -101,6 +112,13 @@ _LAZY = {
     "supports_system_messages": ("cost", "supports_system_messages"),
     "get_supported_openai_params": ("providers.registry", "get_supported_openai_params"),
     "Cache": ("caching", "Cache"),
+    "install_as_litellm": ("litellm_compat", "install_as_litellm"),
+    "get_llm_provider": ("provider_info", "get_llm_provider"),
+    "OPENAI_CHAT_COMPLETION_PARAMS": ("provider_info", "OPENAI_CHAT_COMPLETION_PARAMS"),
+    "InvalidRequestError": ("exceptions", "InvalidRequestError"),
+    "APIResponseValidationError": ("exceptions", "APIResponseValidationError"),
+    "BudgetExceededError": ("exceptions", "BudgetExceededError"),
+    "RouterRateLimitError": ("exceptions", "RouterRateLimitError"),
 }
 
 __all__ = [
@@ -115,6 +133,9 @@ __all__ = [
     "callbacks",
     "success_callback",
     "failure_callback",
+    "model_alias_map",
+    "telemetry",
+    "suppress_debug_info",
     "APIConnectionError",
     "APIError",
     "AuthenticationError",

@@ -32,6 +32,10 @@ __all__ = [
     "InternalServerError",
     "BadGatewayError",
     "ServiceUnavailableError",
+    "InvalidRequestError",
+    "APIResponseValidationError",
+    "BudgetExceededError",
+    "RouterRateLimitError",
     "exception_for_status",
     "parse_retry_after",
 ]
@@ -181,3 +185,46 @@ def exception_for_status(status: int) -> type[APIError]:
     if 400 <= status < 500:
         return BadRequestError
     return APIError
+
+
+# LiteLLM's remaining public exception names, for code written against LiteLLM.
+class InvalidRequestError(BadRequestError):
+    """LiteLLM's older name for a 400 error (kept for code that still catches it)."""
+
+
+class APIResponseValidationError(APIError):
+    """The upstream answered, but not in the shape its API promises."""
+
+    status_code = 500
+
+
+class BudgetExceededError(LLMRelayError):
+    """A spend limit was reached (``current_cost`` > ``max_budget``)."""
+
+    def __init__(self, current_cost: float, max_budget: float, message: str | None = None) -> None:
+        self.current_cost = current_cost
+        self.max_budget = max_budget
+        self.message = message or f"Budget has been exceeded! Current cost: {current_cost}, Max budget: {max_budget}"
+        super().__init__(self.message)
+
+
+class RouterRateLimitError(LLMRelayError, ValueError):
+    """Every deployment of a router model group is cooling down."""
+
+    def __init__(
+        self,
+        model: str,
+        cooldown_time: float,
+        enable_pre_call_checks: bool = False,
+        cooldown_list: list | None = None,
+    ) -> None:
+        self.model = model
+        self.cooldown_time = cooldown_time
+        self.enable_pre_call_checks = enable_pre_call_checks
+        self.cooldown_list = list(cooldown_list or [])
+        self.message = (
+            f"No deployments available for selected model, Try again in {cooldown_time} seconds. "
+            f"Passed model={model}. pre-call-checks={enable_pre_call_checks}, "
+            f"cooldown_list={self.cooldown_list}"
+        )
+        super().__init__(self.message)

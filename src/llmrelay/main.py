@@ -23,6 +23,7 @@ from .exceptions import (
 )
 from .logging_obj import start_call
 from .providers import registry
+from .response_format import response_format_param
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
 from .streaming import CustomStreamWrapper
@@ -131,6 +132,7 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
         raise _bad(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
     if not isinstance(stream, bool):
         raise _bad(f"stream must be True or False, got {stream!r}", model)
+    model = (settings.get("model_alias_map") or {}).get(model, model)
     messages = validate_messages(messages, model)
     provider_name, provider_model = registry.resolve(model, kwargs.get("custom_llm_provider"))
     params: dict[str, Any] = {}
@@ -143,6 +145,8 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
                 params[key] = value
         else:
             extra[key] = value
+    if "response_format" in params:
+        params["response_format"] = response_format_param(params["response_format"])
     validate_params(params, model)
     if not stream:
         params.pop("stream_options", None)

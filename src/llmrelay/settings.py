@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "api_base": None,
     # TLS verification of upstream connections: True, False, or the path of a CA bundle.
     "ssl_verify": True,
+    # model name → the model string to call instead (LiteLLM's model_alias_map).
+    "model_alias_map": {},
 }
 
 KNOWN_SETTINGS = frozenset(DEFAULTS) | {"set_verbose"}
