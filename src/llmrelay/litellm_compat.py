@@ -85,6 +85,21 @@ def _exists(module: str) -> bool:
         return False
 
 
+def _present_types_as_litellm() -> None:
+    """Response classes report ``litellm.types.utils`` as their module, as LiteLLM's do.
+
+    Frameworks recognise chunks by it (DSPy's streamify checks ``type(chunk).__module__``),
+    and DSPy's disk cache only unpickles classes from ``litellm.types.*``; pickles made
+    now name ``litellm.types.utils.X``, which resolves to the same class while installed.
+    """
+    from . import types as relay_types
+
+    for name in relay_types.__all__:
+        value = getattr(relay_types, name)
+        if isinstance(value, type) and value.__module__ == relay_types.__name__:
+            value.__module__ = "litellm.types.utils"
+
+
 def install_as_litellm() -> None:
     """Make ``import litellm`` (and its common submodule paths) give llmrelay.
 
@@ -103,6 +118,7 @@ def install_as_litellm() -> None:
             "anything imports litellm"
         )
     sys.modules["litellm"] = llmrelay
+    _present_types_as_litellm()
     for path, sources in SUBMODULES.items():
         present = tuple(s for s in sources if _exists(s))
         if sources and not present:
