@@ -3,8 +3,30 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from typing import Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_upstream(chunks: int) -> tuple[subprocess.Popen, str]:
+    """bench/fake_upstream.py in its own process, streaming ``chunks`` chunks; and its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_upstream.py"), str(port), str(chunks)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, f"http://127.0.0.1:{port}/v1"
 
 
 def best_seconds(run: Callable[[], object], repeats: int) -> float:

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import gc
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,22 +27,10 @@ import time
 
 import orjson
 
+from _common import start_upstream  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_upstream(chunks: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_upstream.py"), str(port), str(chunks)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc, f"http://127.0.0.1:{port}/v1"
 
 
 # ------------------------------------------------------------------ stream variants (sync)

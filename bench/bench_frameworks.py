@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
+
+from _common import start_upstream  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -71,20 +72,6 @@ SETUP = {
     "llmrelay": "import llmrelay; llmrelay.install_as_litellm()",
     "litellm": "",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_upstream(chunks: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_upstream.py"), str(port), str(chunks)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc, f"http://127.0.0.1:{port}/v1"
 
 
 def child_env(side: str) -> dict[str, str]:
