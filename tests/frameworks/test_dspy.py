@@ -95,3 +95,19 @@ def test_streamify(server_factory):
     assert final is not None and final.answer == "Paris"
     assert "".join(chunks).strip() == "Paris"
     assert srv.chat_requests[0]["stream"] is True
+
+
+def test_disk_cache_round_trip(server_factory, tmp_path):
+    """DSPy's disk cache unpickles only classes from ``litellm.types.*``: a cached llmrelay
+    response is served on the second call without a request."""
+    srv = server_factory(_answer)
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(tmp_path))
+    try:
+        lm = dspy.LM(MODEL, api_base=srv.url + "/v1", api_key="sk-test", engine="litellm", cache=True)
+        with dspy.context(lm=lm):
+            first = dspy.Predict("question -> answer")(question="Capital of France, cached?")
+            second = dspy.Predict("question -> answer")(question="Capital of France, cached?")
+    finally:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    assert first.answer == second.answer == "Paris"
+    assert len(srv.chat_requests) == 1
