@@ -35,6 +35,9 @@ from litellm.exceptions import BudgetExceededError, RateLimitError
 from litellm.main import completion
 from litellm.router import Router
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.caching.caching import Cache
+from litellm.caching import Cache as Cache2
+assert Cache is Cache2 is llmrelay.Cache
 assert litellm is llmrelay and Delta is llmrelay.Delta and M2 is llmrelay.ModelResponse
 assert completion is llmrelay.completion and Router is llmrelay.Router
 assert RateLimitError is llmrelay.RateLimitError and CustomLogger is llmrelay.CustomLogger
