@@ -12,6 +12,7 @@ Nothing here runs per chunk: a stream reports at its end, from its state machine
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from datetime import datetime
@@ -78,6 +79,11 @@ def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], 
     return record
 
 
+def _new_id() -> str:
+    """A random UUID4 string (without a system call per call, as uuid.uuid4 makes)."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 def _assembled(stream: Any) -> Any:
     """What a stream generated, as one response carrying the stream's facts (model, provider)."""
     response = stream.state.response()
@@ -115,7 +121,7 @@ class Logging:
         self.stream = stream
         self.call_type = call_type
         self.start_time = start_time if start_time is not None else time.time()
-        self.litellm_call_id = litellm_call_id or str(uuid.uuid4())
+        self.litellm_call_id = litellm_call_id or _new_id()
         self.function_id = function_id
         self.model_call_details: dict[str, Any] = dict(kwargs)
         self.callbacks = callbacks
@@ -212,13 +218,14 @@ class Logging:
     def _route_from(self, result: Any) -> None:
         hidden = getattr(result, "_hidden_params", None)
         if isinstance(hidden, dict):
+            get = dict.get  # not a stream's lazy lookups: only what is there
             for key in ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit"):
-                value = hidden.get(key)
+                value = get(hidden, key)
                 if value is not None:
                     self.route[key] = value
-            if hidden.get("model"):  # the upstream's model name (a router's deployment)
+            model = get(hidden, "model")
+            if model:  # the upstream's model name (a router's deployment)
                 provider = self.route.get("custom_llm_provider")
-                model = hidden["model"]
                 self.route["litellm_model_name"] = f"{provider}/{model}" if provider and "/" not in model else model
 
     def _base_kwargs(self) -> dict[str, Any]:

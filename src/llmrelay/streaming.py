@@ -128,6 +128,7 @@ class StreamState:
         self.first_choice: _ChoiceState | None = None
         self.ended = False
         self.first_time: float | None = None  # when the first chunk arrived (time.time())
+        self._counted: Usage | None = None  # usage counted offline once the stream ended
 
     # ---------------------------------------------------------------- per chunk
     def process(self, raw: Any) -> ModelResponseStream | None:
@@ -359,6 +360,8 @@ class StreamState:
         """The upstream's usage if it sent one, else counted offline."""
         if self.upstream_usage:
             return Usage(**self.upstream_usage)
+        if self._counted is not None:
+            return self._counted
         from .tokens import counted_usage
 
         texts: list[str] = []
@@ -371,7 +374,10 @@ class StreamState:
             if state.function_call:
                 texts.append(state.function_call[0] or "")
                 texts += state.function_call[1]
-        return counted_usage(self.model, self.messages, "".join(texts))
+        counted = counted_usage(self.model, self.messages, "".join(texts))
+        if self.ended:  # final: count once (callbacks, cost and the caller may each ask)
+            self._counted = counted
+        return counted
 
 
 class StreamHiddenParams(dict):

@@ -44,6 +44,7 @@ BUILTIN = {
 _builtins: dict[str, Any] = {}
 _warned: set[str] = set()
 _pending: set[Any] = set()
+_snapshot: tuple[Any, Any] = (None, None)  # (identity of the registered lists, their Callbacks)
 
 
 class Callbacks:
@@ -120,12 +121,18 @@ def registered() -> Callbacks | None:
     module = sys.modules.get("llmrelay")
     if module is None:
         return None
+    global _snapshot
     d = module.__dict__
     cbs, ok, bad, aok, abad = (d.get(name) for name in LIST_NAMES)
     if not (cbs or ok or bad or aok or abad):
         return None
-    found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())])
-    return found or None
+    # the same lists holding the same objects as last time: the same Callbacks
+    key = tuple(tuple(map(id, x)) if x else () for x in (cbs, ok, bad, aok, abad))
+    if _snapshot[0] == key:
+        return _snapshot[1]
+    found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())]) or None
+    _snapshot = (key, found)
+    return found
 
 
 def resolve(name: str) -> Any:
