@@ -7,7 +7,7 @@ interleaved round after round against one fake upstream process (bench/fake_upst
 median CPU (time.process_time) per stream of each is reported with its ratio to the baseline:
 
 * baseline: the library as it was before callbacks existed (``--baseline-ref``, extracted
-  with ``git archive``), no callback;
+  with ``git archive``), no callback (other changes since then count too: compare with care);
 * none: this tree, no callback registered (target: within ±5% of the baseline);
 * success fn / CustomLogger: a plain ``success_callback`` function, a ``CustomLogger``
   (target: ≤ 1.05× the baseline per response: the work is per call, not per chunk);
@@ -117,15 +117,16 @@ def main() -> None:
         upstream.terminate()
     print(f"\nCPU per streamed response of {args.chunks} chunks (median of {args.rounds} rounds x "
           f"{args.streams} streams; baseline = {args.baseline_ref})\n")
-    print("| variant | CPU/stream µs | CPU/chunk µs | ratio to baseline |")
-    print("|---|---|---|---|")
+    print("| variant | CPU/stream µs | CPU/chunk µs | ratio to baseline | ratio to none |")
+    print("|---|---|---|---|---|")
     for mode in ("sync", "async"):
         floor = statistics.median(results[f"baseline {mode}"])
+        none = statistics.median(results[f"none {mode}"])
         for name, _, m, _ in variants:
             if m != mode:
                 continue
             med = statistics.median(results[name])
-            print(f"| {name} | {med:.0f} | {med / args.chunks:.2f} | {med / floor:.3f} |")
+            print(f"| {name} | {med:.0f} | {med / args.chunks:.2f} | {med / floor:.3f} | {med / none:.3f} |")
 
 
 if __name__ == "__main__":
