@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--baseline-ref", default=DEFAULT_BASELINE)
     args = parser.parse_args()
     sys.path.insert(0, HERE)
-    from bench_core import start_upstream
+    from _common import start_upstream
 
     tmp = tempfile.mkdtemp(prefix="bench_callbacks_")
     baseline_src = extract(args.baseline_ref, tmp)
