@@ -107,3 +107,24 @@ def test_with_structured_output(server_factory, method):
     else:
         assert sent["response_format"]["type"] == "json_schema"
         assert set(sent["response_format"]["json_schema"]["schema"]["properties"]) == {"city", "unit"}
+
+
+def test_tool_round_trip(server_factory):
+    """An AIMessage's tool call and the ToolMessage answering it go back upstream intact."""
+    from langchain_core.messages import ToolMessage
+
+    def decide(body):
+        return [] if any(m["role"] == "tool" for m in body["messages"]) else [("GetWeather", WEATHER_ARGS)]
+
+    srv = server_factory("It is sunny in Paris.", decide=decide)
+    chat = _chat(srv).bind_tools([GetWeather])
+    history = [HumanMessage("Weather in Paris?")]
+    first = chat.invoke(history)
+    call = first.tool_calls[0]
+    history += [first, ToolMessage(content="sunny, 21C", tool_call_id=call["id"])]
+    second = chat.invoke(history)
+    assert second.content == "It is sunny in Paris." and not second.tool_calls
+    sent = srv.chat_requests[1]["messages"]
+    assistant = next(m for m in sent if m["role"] == "assistant")
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == WEATHER_ARGS
+    assert sent[-1] == {"role": "tool", "content": "sunny, 21C", "tool_call_id": call["id"]}

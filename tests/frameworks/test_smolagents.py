@@ -66,3 +66,19 @@ def test_tool_calling_agent(server_factory):
     assert {t["function"]["name"] for t in first["tools"]} >= {"add", "final_answer"}
     assert len(srv.chat_requests) == 2
     assert json.dumps(srv.chat_requests[1]["messages"]).count("42") >= 1
+
+
+def test_tool_calling_agent_streaming(server_factory):
+    """The same agent with stream_outputs: tool calls assembled from streamed deltas."""
+
+    def decide(body):
+        if any(m["role"] == "assistant" for m in body["messages"]):
+            observed = json.dumps(body["messages"][-1]["content"])
+            return [("final_answer", {"answer": "the sum is 42" if "42" in observed else "unknown"})]
+        return [("add", {"a": 2, "b": 40})]
+
+    srv = server_factory(decide=decide)
+    agent = ToolCallingAgent(tools=[add], model=_model(srv), max_steps=4, stream_outputs=True)
+    answer = agent.run("What is 2 + 40?")
+    assert "42" in str(answer)
+    assert len(srv.chat_requests) == 2 and all(r["stream"] for r in srv.chat_requests)
