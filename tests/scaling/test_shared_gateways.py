@@ -33,6 +33,7 @@ def config(upstream: str, bad: str, url: str, prefix: str, *, cache: bool = Fals
 litellm_settings:
   cache: true
   cache_params: {{type: redis, url: "{url}", namespace: "{prefix}"}}
+  callbacks: [prometheus]
 """ if cache else ""
     return f"""
 model_list:
@@ -246,10 +247,16 @@ async def test_redis_stopped_and_restarted_under_load(upstream, bad_upstream, tm
             while not all(readiness(g).get("redis") == "connected" for g in (g1, g2)):
                 assert time.monotonic() < deadline, "shared mode did not come back"
                 await asyncio.sleep(0.2)
+            where = f'redis="127.0.0.1:{private.port}/0"'
             for gw in (g1, g2):
                 down = [line for line in gw.lines if "is unreachable" in line]
                 back = [line for line in gw.lines if "reachable again" in line]
                 assert len(down) == 1 and len(back) == 1, gw.lines[-20:]
+                with urllib.request.urlopen(gw.url + "/metrics", timeout=5) as r:
+                    metrics = r.read().decode()
+                assert f"llmrelay_redis_up{{{where}}} 1.0" in metrics
+                assert f'llmrelay_redis_state_changes_total{{{where},state="down"}} 1.0' in metrics
+                assert f'llmrelay_redis_state_changes_total{{{where},state="up"}} 1.0' in metrics
             # the cache works across instances again
             c1, c2 = aclient(g1), aclient(g2)
             try:

@@ -55,6 +55,9 @@ METRICS: dict[str, tuple[str, list[str], str]] = {
                                                 "exception_status"], "Retries after a failed attempt"),
     "llmrelay_in_flight_requests": ("gauge", ["requested_model"], "Chat requests being answered"),
     "llmrelay_in_flight_streams": ("gauge", ["requested_model"], "Streams being answered"),
+    "llmrelay_redis_up": ("gauge", ["redis"], "1 while the shared Redis answers this worker, else 0"),
+    "llmrelay_redis_state_changes": ("counter", ["redis", "state"],
+                                     "Times the shared Redis went down or came back (per worker)"),
 }
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0,
@@ -92,6 +95,12 @@ class PrometheusLogger(CustomLogger):
         if child is None:
             child = self._children[key] = self.m[name].labels(*values)
         return child
+
+    def redis_state(self, where: str, up: bool, changed: bool = True) -> None:
+        """The shared Redis at ``where`` (host:port/db) answers or not (``RedisLink`` listener)."""
+        self._at("llmrelay_redis_up", where).set(1 if up else 0)
+        if changed:
+            self._at("llmrelay_redis_state_changes", where, "up" if up else "down").inc()
 
     # ------------------------------------------------------------------ /metrics
     def metrics_body(self) -> tuple[bytes, bytes]:

@@ -34,7 +34,7 @@ from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
-from .shared import key_limiter, redis_state, start_shared, stop_shared
+from .shared import key_limiter, redis_state, start_shared, stop_shared, watch_redis
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -151,6 +151,7 @@ class ProxyApp:
                                    limiter=key_limiter(router))
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
         self.cache = build_gateway_cache(config.cache_params)
+        watch_redis(self.observe.metrics, self.models.router, self.cache)
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}

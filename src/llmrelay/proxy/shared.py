@@ -11,7 +11,7 @@ from typing import Any
 
 from ..redis_link import redis_settings_from_env
 
-__all__ = ["router_options", "start_shared", "stop_shared", "redis_state", "key_limiter"]
+__all__ = ["router_options", "start_shared", "stop_shared", "redis_state", "key_limiter", "watch_redis"]
 
 _ENV_TO_ROUTER = {"url": "redis_url", "host": "redis_host", "port": "redis_port", "password": "redis_password",
                   "db": "redis_db"}
@@ -42,6 +42,28 @@ def key_limiter(router: Any) -> Any:
     return RedisLimits(shared.link, Decision, shared.root)
 
 
+def _links(router: Any, cache: Any) -> list[Any]:
+    links = []
+    shared = getattr(router, "shared", None)
+    if shared is not None:
+        links.append(shared.link)
+    link = getattr(getattr(cache, "cache", None), "link", None)
+    if link is not None and link not in links:
+        links.append(link)
+    return links
+
+
+def watch_redis(metrics: Any, router: Any, cache: Any) -> None:
+    """Report each Redis the gateway uses to ``metrics`` (the Prometheus logger, if any): up now,
+    then every change (``RedisLink.listeners``, the metric hook)."""
+    report = getattr(metrics, "redis_state", None)
+    if report is None:
+        return
+    for link in _links(router, cache):
+        report(link.where, link.up, False)
+        link.listeners.append(lambda up, where=link.where: report(where, up))
+
+
 def start_shared(router: Any) -> None:
     """Start listening to the other instances (at the gateway's startup, in its event loop)."""
     shared = getattr(router, "shared", None)
@@ -51,15 +73,10 @@ def start_shared(router: Any) -> None:
 
 async def stop_shared(router: Any, cache: Any) -> None:
     """At shutdown: stop listening and close this loop's Redis connections (never raises)."""
-    links = []
     shared = getattr(router, "shared", None)
     if shared is not None:
         await shared.broadcaster.stop()
-        links.append(shared.link)
-    link = getattr(getattr(cache, "cache", None), "link", None)
-    if link is not None and link not in links:
-        links.append(link)
-    for link in links:
+    for link in _links(router, cache):
         await link.aclose()
 
 
