@@ -151,7 +151,7 @@ class ProxyApp:
                                    limiter=key_limiter(router))
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
         self.cache = build_gateway_cache(config.cache_params)
-        watch_redis(self.observe.metrics, self.models.router, self.cache)
+        watch_redis(self.observe.metrics, getattr(self.models, "router", None), self.cache)
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -170,13 +170,13 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 if self.keys is not None:
                     await self.keys.start()
-                start_shared(self.models.router)
+                start_shared(getattr(self.models, "router", None))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.keys is not None:
                     await self.keys.stop()
                 await self.observe.close()
-                await stop_shared(self.models.router, self.cache)
+                await stop_shared(getattr(self.models, "router", None), self.cache)
                 try:
                     from ..transport.aio import close_sessions
 
@@ -243,7 +243,7 @@ class ProxyApp:
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":
                 body = {"status": "healthy" if self.models.names else "no models", "models": len(self.models.names)}
-                shared = await redis_state(self.models.router)
+                shared = await redis_state(getattr(self.models, "router", None))
                 if shared is not None:  # degraded, not unready: requests go on per instance
                     body["redis"] = "connected" if shared["up"] else "unreachable"
                 await self._json(ctx, send, 200 if self.models.names else 503, _dumps(body))
