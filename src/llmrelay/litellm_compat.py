@@ -28,6 +28,8 @@ __all__ = ["install_as_litellm", "SUBMODULES"]
 SUBMODULES: dict[str, tuple[str, ...]] = {
     "types": ("llmrelay.types",),
     "types.utils": ("llmrelay.types", "llmrelay.exceptions"),
+    "types.llms": ("llmrelay.types",),
+    "types.llms.openai": ("llmrelay.types",),
     "utils": ("llmrelay.types", "llmrelay.provider_info", "llmrelay.providers.registry"),
     "main": ("llmrelay.main",),
     "exceptions": ("llmrelay.exceptions",),
@@ -39,6 +41,10 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "cost_calculator": ("llmrelay.cost",),
     "_logging": (),
 }
+
+#: Real llmrelay modules whose ``litellm.`` path has alias children: the children are also set
+#: as their attributes, so attribute chains such as ``litellm.types.utils.ModelResponse`` work.
+_ATTACH_TO_REAL = ("types",)
 
 #: LiteLLM's logger names, all pointing at llmrelay's logger.
 _LOGGERS = ("verbose_logger", "verbose_router_logger", "verbose_proxy_logger")
@@ -133,3 +139,9 @@ def install_as_litellm() -> None:
         elif child not in llmrelay.__dict__ and not _exists(f"llmrelay.{child}"):
             # ``litellm.utils.x`` as an attribute chain; real llmrelay submodules keep their name.
             setattr(llmrelay, child, alias)
+    for name in _ATTACH_TO_REAL:
+        real = importlib.import_module(f"llmrelay.{name}")
+        for path, alias in list(sys.modules.items()):
+            head, _, child = path.rpartition(".")
+            if head == f"litellm.{name}" and isinstance(alias, _AliasModule):
+                real.__dict__.setdefault(child, alias)

@@ -43,6 +43,8 @@ assert completion is llmrelay.completion and Router is llmrelay.Router
 assert RateLimitError is llmrelay.RateLimitError and CustomLogger is llmrelay.CustomLogger
 assert litellm.utils.get_supported_openai_params is llmrelay.get_supported_openai_params
 assert litellm._logging.verbose_logger.name == "llmrelay"
+assert litellm.types.utils.ModelResponse is llmrelay.ModelResponse  # attribute chain
+assert litellm.types.llms.openai.Message is llmrelay.Message
 try:
     litellm.utils.ProviderConfigManager
 except AttributeError as e:
