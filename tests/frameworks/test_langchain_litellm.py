@@ -70,10 +70,14 @@ def test_bind_tools_invoke(server_factory):
 def _dumped_deltas_carry_none_keys() -> bool:
     """langchain-litellm model_dump()s each chunk and reads ``tc["function"]["name"]`` and
     ``tc["id"]`` on every tool-call delta, so those keys must be present (as None)."""
-    from llmrelay.types import ChatCompletionDeltaToolCall
+    from llmrelay.types import ModelResponseStream
 
-    dumped = ChatCompletionDeltaToolCall(index=0, function={"arguments": "{}"}).model_dump()
-    return "id" in dumped and "name" in (dumped.get("function") or {})
+    chunk = ModelResponseStream(
+        id="c", choices=[{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]
+    )
+    call = chunk.model_dump()["choices"][0]["delta"]["tool_calls"][0]
+    call = call if isinstance(call, dict) else call.model_dump()
+    return "id" in call and "name" in (call.get("function") or {})
 
 
 @pytest.mark.xfail(
