@@ -129,7 +129,8 @@ def stream_chunk_builder(
                 {
                     "id": tool[0] or ("call_" + new_completion_id()[9:33]),
                     "type": tool[3] or "function",
-                    "function": {"name": tool[1] or "", "arguments": "".join(tool[2])},
+                    # a call streamed without argument text (Anthropic's empty tool_use input) took none: {}
+                    "function": {"name": tool[1] or "", "arguments": "".join(tool[2]) or "{}"},
                 }
                 for _, tool in sorted(state.tools.items())
             ]

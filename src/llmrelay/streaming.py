@@ -28,9 +28,12 @@ import time
 from collections import deque
 from typing import Any, Iterable
 
+import orjson
+
 from . import settings
-from .exceptions import APIConnectionError, APIError, InternalServerError
+from .exceptions import APIConnectionError, APIError, InternalServerError, LLMRelayError
 from .types import (
+    content_parts_text,
     ChatCompletionDeltaToolCall,
     Delta,
     Function,
@@ -173,6 +176,13 @@ class StreamState:
             if value is None or key == "role":
                 continue
             if key == "content":
+                if type(value) is not str:
+                    value, reasoning = self._parts(value)
+                    if reasoning:
+                        state.reasoning.append(reasoning)
+                        delta["reasoning_content"] = delta.get("reasoning_content", "") + reasoning
+                    if not value:
+                        continue
                 if value:
                     self._guard(state, value)
                     state.text.append(value)
@@ -181,13 +191,19 @@ class StreamState:
                     delta["content"] = value
             elif key == "tool_calls":
                 if value:
-                    delta["tool_calls"] = self._tool_calls(state, value)
+                    delta["tool_calls"] = self._tool_calls(state, value if type(value) is list else [value])
             elif key in ("reasoning_content", "reasoning"):
                 if value:
+                    if type(value) is not str:
+                        value = "".join(self._parts(value))
                     state.reasoning.append(value)
-                    delta["reasoning_content"] = value
+                    delta["reasoning_content"] = delta.get("reasoning_content", "") + value
             elif key == "function_call":
                 delta["function_call"] = self._function_call(state, value)
+            elif key == "refusal" and type(value) is not str:
+                delta[key] = "".join(self._parts(value))
+            elif key == "thinking_blocks" and type(value) is not list:
+                delta[key] = [value]
             else:
                 delta[key] = value
         logprobs = choice.get("logprobs")
@@ -202,8 +218,31 @@ class StreamState:
             fields["logprobs"] = logprobs
         return _fast(StreamingChoices, fields)
 
+    def _parts(self, value: Any) -> tuple[str, str]:
+        """Content sent as typed parts (Mistral's ``thinking``/``text`` parts…): (text, reasoning)."""
+        try:
+            return content_parts_text(value)
+        except ValueError as exc:
+            raise self._bad(f"a delta whose content is not text: {exc}") from None
+
+    def _bad(self, what: str) -> APIError:
+        return APIError(f"The upstream sent {what}", llm_provider=self.llm_provider, model=self.model,
+                        generated_content=self.generated_content())
+
+    def _arguments(self, arguments: Any) -> str:
+        """Tool-call arguments are JSON text; some servers send the object itself."""
+        if type(arguments) is str:
+            return arguments
+        return orjson.dumps(arguments).decode()
+
     def _guard(self, state: _ChoiceState, content: str) -> None:
-        """The repeat guard: the same non-blank content more than LIMIT times in a row."""
+        """The repeat guard: the same content (longer than 2 characters, not blank) more than
+        LIMIT times in a row, counting content deltas only."""
+        if len(content) <= 2:
+            if content.strip():
+                state.last_content = None  # a different (short) chunk breaks a run
+                state.repeats = 0
+            return
         if content == state.last_content:
             state.repeats += 1
             limit = settings.get("REPEATED_STREAMING_CHUNK_LIMIT")
@@ -226,6 +265,8 @@ class StreamState:
             if type(call) is not dict:
                 call = _as_dict(call)
             call_id = call.get("id")
+            if call_id is not None and type(call_id) is not str:
+                raise self._bad(f"a tool call whose id is not a string: {call_id!r}")
             index = call.get("index")
             if index is None:
                 if call_id and call_id in state.tool_index_by_id:
@@ -248,8 +289,14 @@ class StreamState:
                 fields["type"] = call["type"]
             function = call.get("function")
             if function:
+                if type(function) is not dict:
+                    function = _as_dict(function) if isinstance(function, OpenAIObject) else None
+                    if function is None:
+                        raise self._bad("a tool call whose function is not an object")
                 fn: dict[str, Any] = {}
                 name = function.get("name")
+                if name is not None and type(name) is not str:
+                    raise self._bad(f"a tool call whose name is not a string: {name!r}")
                 if name:
                     if record[1] is None:
                         record[1] = name
@@ -257,6 +304,7 @@ class StreamState:
                     fields.setdefault("type", "function")
                 arguments = function.get("arguments")
                 if arguments is not None:
+                    arguments = self._arguments(arguments)
                     record[2].append(arguments)
                     fn["arguments"] = arguments
                 fields["function"] = _fast(Function, fn)
@@ -271,11 +319,16 @@ class StreamState:
             call = _as_dict(call)
         if state.function_call is None:
             state.function_call = [None, []]
-        if call.get("name") and state.function_call[0] is None:
-            state.function_call[0] = call["name"]
-        if call.get("arguments"):
-            state.function_call[1].append(call["arguments"])
-        return _fast(Function, {k: v for k, v in call.items() if v is not None})
+        name = call.get("name")
+        if name is not None and type(name) is not str:
+            raise self._bad(f"a function call whose name is not a string: {name!r}")
+        if name and state.function_call[0] is None:
+            state.function_call[0] = name
+        fields = {k: v for k, v in call.items() if v is not None}
+        if "arguments" in fields:
+            fields["arguments"] = self._arguments(fields["arguments"])
+            state.function_call[1].append(fields["arguments"])
+        return _fast(Function, fields)
 
     # ---------------------------------------------------------------- end of stream
     def finish(self, complete: bool) -> list[ModelResponseStream]:
@@ -594,13 +647,24 @@ class CustomStreamWrapper:
             try:
                 chunk = process(raw)
             except Exception as exc:
+                error = exc if isinstance(exc, LLMRelayError) else self._shape_error(exc)
                 if not queue:
-                    raise
+                    if error is exc:
+                        raise
+                    raise error from exc
                 # Chunks that came before the failing one are delivered first.
-                self._pending = exc
+                self._pending = error
                 return
             if chunk is not None:
                 queue.append(chunk)
+
+    def _shape_error(self, exc: Exception) -> APIError:
+        """A chunk of valid JSON but an unexpected shape: a typed error, never a bare TypeError."""
+        from .providers.base import shape_error
+
+        error = shape_error(exc, self.custom_llm_provider, self.model, "a stream chunk")
+        error.generated_content = self._state.generated_content()
+        return error
 
     def _raise_pending(self) -> None:
         exc = self._pending

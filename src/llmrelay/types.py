@@ -5,8 +5,12 @@ They read like the official OpenAI SDK's objects (``chunk.choices[0].delta.conte
 plain Python objects: building one does no validation, so a streamed chunk costs about a
 microsecond. Unknown fields from the upstream are kept as attributes and serialised as is.
 
-Fields that are absent read as ``None`` (class-level defaults) and are left out of dumps, so a
-content delta dumps as ``{"content": "Hi"}`` exactly as OpenAI sends it.
+Fields that are absent read as ``None`` (class-level defaults), also with dict access
+(``delta["role"]``). Dumps follow pydantic and the ``openai`` SDK: ``model_dump()`` has every key
+of OpenAI's schema for that object (absent ones as ``None``, so a content delta dumps as
+``{"content": "Hi", "function_call": None, "refusal": None, "role": None, "tool_calls": None}``)
+plus any extra field; ``exclude_unset=True`` gives exactly the fields that were received or set
+(the wire shape, which is also what the gateway sends); ``exclude_none=True`` drops ``None``s.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ __all__ = [
     "Choices",
     "StreamingChoices",
     "TokensDetails",
+    "PromptTokensDetails",
+    "CompletionTokensDetails",
     "Usage",
     "ModelResponse",
     "ModelResponseStream",
     "new_completion_id",
     "to_plain",
     "json_default",
+    "content_parts_text",
 ]
 
 _MISSING = object()
@@ -52,31 +59,77 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def to_plain(value: Any, exclude_none: bool = False) -> Any:
+def to_plain(value: Any, exclude_none: bool = False, exclude_unset: bool = False) -> Any:
     """Recursively turn our objects (and lists/dicts of them) into plain dicts and lists."""
     if isinstance(value, OpenAIObject):
-        return value.model_dump(exclude_none=exclude_none)
+        return value.model_dump(exclude_none=exclude_none, exclude_unset=exclude_unset)
     if isinstance(value, list):
-        return [to_plain(v, exclude_none) for v in value]
+        return [to_plain(v, exclude_none, exclude_unset) for v in value]
     if isinstance(value, dict):
         return {
-            k: to_plain(v, exclude_none)
+            k: to_plain(v, exclude_none, exclude_unset)
             for k, v in value.items()
             if not (exclude_none and v is None)
         }
     return value
 
 
+_TEXT_PARTS = frozenset({"text", "output_text", "input_text"})
+_REASONING_PARTS = frozenset({"thinking", "reasoning", "reasoning_text"})
+
+
+def content_parts_text(content: Any) -> tuple[str, str]:
+    """``content`` sent as a list of typed parts → (text, reasoning).
+
+    Mistral's Magistral models (and others) answer with ``[{"type": "thinking", "thinking":
+    [{"type": "text", "text": …}]}, {"type": "text", "text": …}]``: text parts make the content,
+    thinking/reasoning parts (their text possibly nested in parts again) the reasoning. Parts of
+    other types (images, references…) carry no text and are skipped. A value that is neither
+    text, a part nor a list of parts raises ``ValueError``.
+    """
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
+    if isinstance(content, dict):
+        content = [content]
+    elif not isinstance(content, list):
+        raise ValueError(f"expected text or a list of content parts, got {type(content).__name__}")
+    text: list[str] = []
+    reasoning: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            text.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise ValueError(f"expected a content part (an object), got {type(part).__name__}")
+        kind = part.get("type")
+        if kind in _REASONING_PARTS:
+            inner = part.get(kind)
+            if inner is None:
+                inner = part.get("text") if part.get("text") is not None else part.get("summary")
+            reasoning.append("".join(content_parts_text(inner)))
+        elif kind in _TEXT_PARTS or (kind is None and "text" in part):
+            inner = part.get("text")
+            if isinstance(inner, str):
+                text.append(inner)
+            elif inner is not None:
+                raise ValueError(f"a text part's text must be a string, got {type(inner).__name__}")
+    return "".join(text), "".join(reasoning)
+
+
 class OpenAIObject:
     """Base: attribute and dict access over ``__dict__``; unknown fields are kept.
 
     Subclasses list nested fields in ``_nested`` (field name → class) so that building from
-    plain dicts gives objects all the way down.
+    plain dicts gives objects all the way down, and the keys of OpenAI's schema for the object
+    in ``_schema`` (the keys the ``openai`` SDK's ``model_dump()`` always has; taken from openai 3.x).
     """
 
     __slots__ = ("__dict__", "_hp")
     _nested: dict[str, type["OpenAIObject"]] = {}
     _nested_lists: dict[str, type["OpenAIObject"]] = {}
+    _schema: tuple[str, ...] = ()
 
     def __init__(self, **fields: Any) -> None:
         for name, cls in self._nested.items():
@@ -106,6 +159,8 @@ class OpenAIObject:
     def __getitem__(self, key: str) -> Any:
         value = getattr(self, key, _MISSING) if isinstance(key, str) else _MISSING
         if value is _MISSING:
+            if key in self._schema:
+                return None
             raise KeyError(key)
         return value
 
@@ -113,33 +168,71 @@ class OpenAIObject:
         setattr(self, key, value)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.__dict__
+        return key in self.__dict__ or key in self._schema
 
     def get(self, key: str, default: Any = None) -> Any:
         value = getattr(self, key, _MISSING)
         return default if value is _MISSING or value is None else value
 
+    def _fields(self) -> dict[str, Any]:
+        """The schema's keys (absent ones from class defaults) followed by the extra fields."""
+        own = self.__dict__
+        schema = self._schema
+        if not schema:
+            return own
+        fields = {k: own[k] if k in own else getattr(self, k, None) for k in schema}
+        for k, v in own.items():
+            if k not in fields:
+                fields[k] = v
+        return fields
+
     def keys(self):
-        return self.__dict__.keys()
+        return self._fields().keys()
+
+    def values(self):
+        return self._fields().values()
+
+    def items(self):
+        return self._fields().items()
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         # pydantic semantics: ``dict(obj)`` gives the top-level fields.
-        return iter(self.__dict__.items())
+        return iter(self._fields().items())
 
     # serialisation -------------------------------------------------------------------
-    def model_dump(self, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
-        """A plain ``dict`` of the object, recursively (like pydantic's ``model_dump``)."""
-        return {
-            k: to_plain(v, exclude_none)
-            for k, v in self.__dict__.items()
+    def model_dump(
+        self,
+        *,
+        exclude_none: bool = False,
+        exclude_unset: bool = False,
+        exclude_defaults: bool = False,
+        include: Any = None,
+        exclude: Any = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """A plain ``dict`` of the object, recursively, as pydantic's ``model_dump``:
+        every schema key (absent ones as ``None``) unless ``exclude_unset``; ``None`` values
+        dropped with ``exclude_none``; ``include``/``exclude`` select top-level keys."""
+        if exclude_defaults:
+            exclude_unset = True
+        fields = self.__dict__ if exclude_unset else self._fields()
+        out = {
+            k: to_plain(v, exclude_none, exclude_unset)
+            for k, v in fields.items()
             if not (exclude_none and v is None)
         }
+        if include is not None:
+            out = {k: v for k, v in out.items() if k in include}
+        if exclude is not None:
+            out = {k: v for k, v in out.items() if k not in exclude}
+        return out
 
-    def model_dump_json(self, exclude_none: bool = False, **_: Any) -> str:
-        """The object as a JSON string."""
-        if exclude_none:
-            return orjson.dumps(self.model_dump(exclude_none=True)).decode()
-        return orjson.dumps(self, default=json_default).decode()
+    def model_dump_json(self, *, indent: int | None = None, **kwargs: Any) -> str:
+        """The object as a JSON string (same keys as :meth:`model_dump` with these options)."""
+        option = orjson.OPT_INDENT_2 if indent else 0
+        if kwargs.get("exclude_unset") and len(kwargs) == 1:
+            return orjson.dumps(self, default=json_default, option=option).decode()
+        return orjson.dumps(self.model_dump(**kwargs), option=option).decode()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -147,7 +240,7 @@ class OpenAIObject:
     def dict(self, **kwargs: Any) -> dict[str, Any]:  # pydantic v1 name
         return self.model_dump(**kwargs)
 
-    def json(self, **kwargs: Any) -> dict[str, Any]:
+    def json(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         """LiteLLM compatibility: ``.json()`` returns the dict (use ``model_dump_json`` for text)."""
         return self.model_dump(**kwargs)
 
@@ -155,8 +248,8 @@ class OpenAIObject:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, OpenAIObject):
             return type(self) is type(other) and self.model_dump() == other.model_dump()
-        if isinstance(other, dict):
-            return self.model_dump() == other
+        if isinstance(other, dict):  # the full dump or the fields as received
+            return self.model_dump() == other or self.model_dump(exclude_unset=True) == other
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -170,6 +263,7 @@ class Function(OpenAIObject):
     """``function`` of a tool call: ``name`` and JSON ``arguments`` text."""
 
     __slots__ = ()
+    _schema = ("arguments", "name")
     name: str | None = None
     arguments: str | None = None
 
@@ -180,6 +274,7 @@ FunctionCall = Function
 class ChatCompletionMessageToolCall(OpenAIObject):
     __slots__ = ()
     _nested = {"function": Function}
+    _schema = ("id", "function", "type")
     id: str | None = None
     type: str = "function"
     function: Function | None = None
@@ -188,6 +283,7 @@ class ChatCompletionMessageToolCall(OpenAIObject):
 class ChatCompletionDeltaToolCall(OpenAIObject):
     __slots__ = ()
     _nested = {"function": Function}
+    _schema = ("index", "id", "function", "type")
     index: int = 0
     id: str | None = None
     type: str | None = None
@@ -200,6 +296,7 @@ class Message(OpenAIObject):
     __slots__ = ()
     _nested = {"function_call": Function}
     _nested_lists = {"tool_calls": ChatCompletionMessageToolCall}
+    _schema = ("content", "refusal", "role", "annotations", "audio", "function_call", "tool_calls")
     content: str | None = None
     role: str = "assistant"
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
@@ -220,6 +317,7 @@ class Delta(OpenAIObject):
     __slots__ = ()
     _nested = {"function_call": Function}
     _nested_lists = {"tool_calls": ChatCompletionDeltaToolCall}
+    _schema = ("audio", "content", "function_call", "refusal", "role", "tool_calls")
     content: str | None = None
     role: str | None = None
     tool_calls: list[ChatCompletionDeltaToolCall] | None = None
@@ -232,6 +330,7 @@ class Delta(OpenAIObject):
 class Choices(OpenAIObject):
     __slots__ = ()
     _nested = {"message": Message}
+    _schema = ("finish_reason", "index", "logprobs", "message")
     index: int = 0
     message: Message | None = None
     finish_reason: str | None = None
@@ -248,6 +347,7 @@ class Choices(OpenAIObject):
 class StreamingChoices(OpenAIObject):
     __slots__ = ()
     _nested = {"delta": Delta}
+    _schema = ("delta", "finish_reason", "index", "logprobs")
     index: int = 0
     delta: Delta | None = None
     finish_reason: str | None = None
@@ -268,11 +368,26 @@ class TokensDetails(OpenAIObject):
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class PromptTokensDetails(TokensDetails):
+    __slots__ = ()
+    _schema = ("audio_tokens", "cache_write_tokens", "cached_tokens", "image_tokens", "text_tokens")
+
+
+class CompletionTokensDetails(TokensDetails):
+    __slots__ = ()
+    _schema = ("accepted_prediction_tokens", "audio_tokens", "reasoning_tokens", "rejected_prediction_tokens",
+               "text_tokens")
 
 
 class Usage(OpenAIObject):
     __slots__ = ()
-    _nested = {"prompt_tokens_details": TokensDetails, "completion_tokens_details": TokensDetails}
+    _nested = {"prompt_tokens_details": PromptTokensDetails, "completion_tokens_details": CompletionTokensDetails}
+    _schema = ("completion_tokens", "prompt_tokens", "total_tokens", "completion_tokens_details",
+               "prompt_tokens_details")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -305,6 +420,8 @@ class ModelResponse(OpenAIObject):
 
     __slots__ = ()
     _nested = {"usage": Usage}
+    _schema = ("id", "choices", "created", "model", "object", "metadata", "moderation", "service_tier",
+               "system_fingerprint", "usage")
     _choice_class: type[OpenAIObject] = Choices
     _object = "chat.completion"
     id: str | None = None
@@ -341,6 +458,8 @@ class ModelResponseStream(ModelResponse):
 
     __slots__ = ()
     _choice_class = StreamingChoices
+    _schema = ("id", "choices", "created", "model", "object", "moderation", "obfuscation", "service_tier",
+               "system_fingerprint", "usage")
     _object = "chat.completion.chunk"
     object: str = "chat.completion.chunk"
 

@@ -59,18 +59,18 @@ def limit(monkeypatch):
 
 
 def test_repeat_guard_in_one_batch_yields_chunks_then_raises(limit):
-    stream = CustomStreamWrapper(_OneBatch([_chunk("x")] * 10), model="m", custom_llm_provider="openai")
+    stream = CustomStreamWrapper(_OneBatch([_chunk("xyz")] * 10), model="m", custom_llm_provider="openai")
     seen = []
     with pytest.raises(InternalServerError, match="REPEATED_STREAMING_CHUNK_LIMIT"):
         for chunk in stream:
             seen.append(chunk.choices[0].delta.content)
-    assert seen == ["x", "x", "x"]
+    assert seen == ["xyz", "xyz", "xyz"]
 
 
 async def test_repeat_guard_in_one_batch_async(limit):
-    stream = CustomStreamWrapper(_OneBatch([_chunk("x")] * 10), model="m", custom_llm_provider="openai")
+    stream = CustomStreamWrapper(_OneBatch([_chunk("xyz")] * 10), model="m", custom_llm_provider="openai")
     seen = []
     with pytest.raises(InternalServerError):
         async for chunk in stream:
             seen.append(chunk.choices[0].delta.content)
-    assert seen == ["x", "x", "x"]
+    assert seen == ["xyz", "xyz", "xyz"]

@@ -93,20 +93,20 @@ def test_usage_chunk_and_stream_usage():
 
 def test_repeat_guard_runtime_change(monkeypatch):
     monkeypatch.setattr(llmrelay, "REPEATED_STREAMING_CHUNK_LIMIT", 3)
-    stream = CustomStreamWrapper([chunk("x")] * 4, model="m")
+    stream = CustomStreamWrapper([chunk("xy ")] * 4, model="m")
     with pytest.raises(llmrelay.InternalServerError) as info:
         list(stream)
-    assert info.value.generated_content == "xxx"
+    assert info.value.generated_content == "xy xy xy "
     assert list(stream) == []  # raised once, then the stream is over
     monkeypatch.setattr(llmrelay, "REPEATED_STREAMING_CHUNK_LIMIT", 4)
-    assert len(list(CustomStreamWrapper([chunk("x")] * 4, model="m"))) == 5
+    assert len(list(CustomStreamWrapper([chunk("xy ")] * 4, model="m"))) == 5
 
 
 def test_repeat_guard_counts_only_consecutive():
     import llmrelay.settings as s
 
     limit = s.get("REPEATED_STREAMING_CHUNK_LIMIT")
-    chunks = ([chunk("x")] * limit + [chunk("y")]) * 3
+    chunks = ([chunk("xxx")] * limit + [chunk("yyy")]) * 3
     assert len(list(CustomStreamWrapper(chunks, model="m"))) == len(chunks) + 1
 
 

@@ -18,7 +18,9 @@ def test_model_response_shapes():
     assert r["choices"][0]["message"]["content"] == "hi" and r.get("nope") is None
     assert r.usage.total_tokens == 3
     d = r.model_dump()
-    assert d["choices"][0]["message"] == {"content": "hi", "role": "assistant"}
+    assert d["choices"][0]["message"] == {"content": "hi", "role": "assistant", "refusal": None, "annotations": None,
+                                          "audio": None, "function_call": None, "tool_calls": None}
+    assert r.model_dump(exclude_unset=True)["choices"][0]["message"] == {"content": "hi", "role": "assistant"}
     assert ModelResponse(**d) == r
     assert pickle.loads(pickle.dumps(r)) == r
     assert "_hp" not in r.model_dump_json() and "hidden" not in r.model_dump_json()
@@ -32,7 +34,8 @@ def test_stream_true_builds_a_chunk():
     assert c.object == "chat.completion.chunk"
     assert c.choices[0].delta.content == "x" and c.choices[0].delta.role is None
     assert c.choices[0].finish_reason is None
-    assert '"delta":{"content":"x"}' in c.model_dump_json()
+    assert '"delta":{"content":"x"}' in c.model_dump_json(exclude_unset=True)
+    assert '"delta":{"audio":null,"content":"x","function_call":null' in c.model_dump_json()
 
 
 def test_openai_sdk_parses_our_chunks():
@@ -95,7 +98,8 @@ def test_exceptions_carry_fields_and_pickle():
     e = llmrelay.RateLimitError("slow down", llm_provider="openai", model="m", headers={"Retry-After": "3"})
     assert e.status_code == 429 and e.retry_after == 3 and e.message == "slow down"
     e2 = pickle.loads(pickle.dumps(e))
-    assert type(e2) is llmrelay.RateLimitError and e2.retry_after == 3 and e2.model == "m"
+    assert isinstance(e2, llmrelay.RateLimitError) and type(e2).__name__ == "RateLimitError"
+    assert e2.retry_after == 3 and e2.model == "m"
     assert issubclass(llmrelay.ContextWindowExceededError, llmrelay.BadRequestError)
     assert issubclass(llmrelay.InternalServerError, llmrelay.APIError)
     assert llmrelay.InternalServerError("x").status_code == 500
@@ -129,4 +133,6 @@ def test_usage_details_read_like_the_openai_sdk():
                            completion_tokens_details={"reasoning_tokens": 2})
     assert usage.prompt_tokens_details.cached_tokens == 4
     assert usage.completion_tokens_details.reasoning_tokens == 2
-    assert usage.model_dump()["prompt_tokens_details"] == {"cached_tokens": 4}
+    assert usage.model_dump()["prompt_tokens_details"] == {"cached_tokens": 4, "audio_tokens": None, "image_tokens": None,
+                                                           "cache_write_tokens": None, "text_tokens": None}
+    assert usage.model_dump(exclude_unset=True)["prompt_tokens_details"] == {"cached_tokens": 4}

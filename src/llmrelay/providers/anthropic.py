@@ -383,7 +383,8 @@ def parse_message(call: Call, data: dict, json_mode: bool) -> ModelResponse:
 class AnthropicStreamDecoder(ChunkDecoder):
     """Messages API SSE events → OpenAI chunk dicts (pure, incremental)."""
 
-    __slots__ = ("_id", "_usage", "_kinds", "_tool_index", "_tools", "_thinking", "_signature", "_json_mode")
+    __slots__ = ("_id", "_usage", "_kinds", "_tool_index", "_tools", "_thinking", "_signature", "_json_mode",
+                 "_tool_args")
 
     def __init__(self, provider: str, model: str | None, json_mode: bool = False) -> None:
         super().__init__(SSEDecoder(), provider, model)
@@ -395,6 +396,7 @@ class AnthropicStreamDecoder(ChunkDecoder):
         self._thinking: list[str] = []
         self._signature: str | None = None
         self._json_mode = json_mode
+        self._tool_args: set[int] = set()  # content blocks of tool calls that streamed arguments
 
     def _chunk(self, delta: dict) -> dict:
         return {"id": self._id, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
@@ -417,9 +419,8 @@ class AnthropicStreamDecoder(ChunkDecoder):
                         if partial:
                             out.append(self._chunk({"content": partial}))
                     elif partial:
-                        out.append(self._chunk({"tool_calls": [
-                            {"index": self._tool_index.get(index, 0), "function": {"arguments": partial}}
-                        ]}))
+                        self._tool_args.add(index)
+                        out.append(self._tool_arguments(index, partial))
                 elif dtype == "thinking_delta":
                     thinking = delta.get("thinking") or ""
                     self._thinking.append(thinking)
@@ -434,7 +435,11 @@ class AnthropicStreamDecoder(ChunkDecoder):
             elif etype == "content_block_start":
                 self._start_block(data, out)
             elif etype == "content_block_stop":
-                if self._kinds.get(data.get("index", 0)) == "thinking":
+                kind = self._kinds.get(data.get("index", 0))
+                if kind == "tool" and data.get("index", 0) not in self._tool_args:
+                    # a tool_use with empty input streams no input_json_delta: its arguments are {}
+                    out.append(self._tool_arguments(data.get("index", 0), "{}"))
+                elif kind == "thinking":
                     block = {"type": "thinking", "thinking": "".join(self._thinking),
                              "signature": self._signature}
                     self._thinking = []
@@ -459,6 +464,11 @@ class AnthropicStreamDecoder(ChunkDecoder):
                 raise anthropic_error(0, None, data, self._provider, self._model)
             # ping and event types added later are ignored, as Anthropic's versioning asks
 
+    def _tool_arguments(self, index: int, arguments: str) -> dict:
+        return self._chunk({"tool_calls": [
+            {"index": self._tool_index.get(index, 0), "function": {"arguments": arguments}}
+        ]})
+
     def _start_block(self, data: dict, out: list[dict]) -> None:
         index = data.get("index", 0)
         block = data.get("content_block") or {}
@@ -474,9 +484,13 @@ class AnthropicStreamDecoder(ChunkDecoder):
             self._kinds[index] = "tool"
             tool_index = self._tool_index[index] = self._tools
             self._tools += 1
+            start = block.get("input")
+            arguments = orjson.dumps(start).decode() if isinstance(start, dict) and start else ""
+            if arguments:
+                self._tool_args.add(index)
             out.append(self._chunk({"tool_calls": [{
                 "index": tool_index, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
+                "function": {"name": block.get("name"), "arguments": arguments},
             }]}))
         elif btype == "thinking":
             self._kinds[index] = "thinking"

@@ -14,7 +14,7 @@ from .. import settings
 from ..codecs.sse import SSEDecoder
 from ..exceptions import APIError, AuthenticationError
 from ..litellm_params import NOT_FORWARDED
-from ..types import ModelResponse, Usage
+from ..types import ModelResponse, Usage, content_parts_text
 from .base import Call, ChunkDecoder, HttpRequest, Provider, error_from_openai_body
 from .common import first_env, load_object, malformed, post_json, require_key
 
@@ -115,6 +115,12 @@ def parse_openai_completion(call: Call, body: bytes) -> ModelResponse:
         message = choice.message
         if message is not None and message.__dict__.get("reasoning") and not message.reasoning_content:
             message.reasoning_content = message.__dict__.pop("reasoning")
+        if message is not None and message.content is not None and type(message.content) is not str:
+            # typed parts (Mistral's thinking/text parts): plain text content plus reasoning
+            text, reasoning = content_parts_text(message.content)
+            message.content = text
+            if reasoning and not message.reasoning_content:
+                message.reasoning_content = reasoning
     if response.usage is None:
         response.usage = count_usage(call, response)
     return response
