@@ -55,6 +55,9 @@ LITELLM_PARAMS: dict[str, tuple[str, str]] = {
     "ssl_verify": ("call", "false to skip TLS verification, or the path of a CA bundle"),
     "merge_reasoning_content_in_choices": ("call", "put reasoning into content as <think>…</think>"),
     "mock_response": ("call", "answer with this text without calling the provider"),
+    "mock_tool_calls": ("call", "answer with these tool calls without calling the provider"),
+    "mock_timeout": ("call", "raise Timeout after the call's timeout without calling the provider"),
+    "mock_delay": ("call", "seconds a mock answer waits"),
     "organization": ("call", "OpenAI-Organization header (OpenAI-compatible providers)"),
     # ---- provider settings (read by one provider, never part of the body)
     "api_version": ("provider", "Azure API version"),

@@ -26,6 +26,7 @@ from .providers import registry
 from .response_format import response_format_param
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
+from .mock import is_mocked
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse
 
@@ -50,6 +51,10 @@ _CALL_KWARGS = {
     "custom_llm_provider",
     "drop_params",
     "mock_response",
+    "mock_tool_calls",
+    "mock_timeout",
+    "mock_delay",
+    "mock_testing_fallbacks",
     "ssl_verify",
     "merge_reasoning_content_in_choices",
     "stream",
@@ -261,11 +266,12 @@ def _begin(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> tu
     return call, options, provider
 
 
-def _mocked(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
-    from .mock import mock_completion
+def _mocked(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> tuple[float, Any]:
+    """A mock call (``mock_response=`` & co.): seconds to wait first, and what then answers."""
+    from .mock import mock_completion, mock_wait
 
-    call, _ = prepare_call(model, messages, stream, kwargs)
-    return mock_completion(call, kwargs["mock_response"])
+    call, options = prepare_call(model, messages, stream, kwargs)
+    return mock_wait(kwargs, options["timeout"]), lambda: mock_completion(call, kwargs, options["timeout"])
 
 
 def _in_process(call: Call, provider: Any) -> Any:
@@ -344,7 +350,8 @@ def completion(
     bare OpenAI model name. Keyword arguments are OpenAI's parameters (``temperature``,
     ``tools``, ``stream_options``…) plus ``api_base``/``base_url``, ``api_key``, ``timeout``,
     ``num_retries``, ``extra_headers``, ``extra_body``, ``custom_llm_provider``,
-    ``drop_params`` and ``mock_response``. HTTP errors raise from this call; errors inside a
+    ``drop_params`` and the mocks (``mock_response``, ``mock_tool_calls``, ``mock_timeout``,
+    ``mock_delay``; see :mod:`llmrelay.mock`). HTTP errors raise from this call; errors inside a
     stream raise from its iteration. Registered callbacks (``llmrelay.callbacks``…) hear of
     the call once: at its end, or at the end of the stream.
     """
@@ -377,8 +384,11 @@ def _cached_completion(model: Any, messages: Any, stream: Any, kwargs: dict[str,
 
 
 def _completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
-    if kwargs.get("mock_response") is not None:
-        return _mocked(model, messages, stream, kwargs)
+    if kwargs and is_mocked(kwargs):
+        wait, answer = _mocked(model, messages, stream, kwargs)
+        if wait:
+            time.sleep(wait)
+        return answer()
     call, options, provider = _begin(model, messages, stream, kwargs)
     if provider.in_process:
         return _in_process(call, provider) if call.stream else provider.complete(call)
@@ -443,8 +453,11 @@ async def _cached_acompletion(model: Any, messages: Any, stream: Any, kwargs: di
 async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
     import asyncio
 
-    if kwargs.get("mock_response") is not None:
-        return _mocked(model, messages, stream, kwargs)
+    if kwargs and is_mocked(kwargs):
+        wait, answer = _mocked(model, messages, stream, kwargs)
+        if wait:
+            await asyncio.sleep(wait)
+        return answer()
     call, options, provider = _begin(model, messages, stream, kwargs)
     if provider.in_process:
         return _in_process(call, provider) if call.stream else await provider.acomplete(call)

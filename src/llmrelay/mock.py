@@ -1,11 +1,20 @@
-"""``mock_response=``: test code that calls llmrelay without any server.
+"""Mock calls: test code that calls llmrelay without any server, as LiteLLM's ``mock_*`` do.
 
-* a string → a response with that content; with ``stream=True`` streamed in small pieces
-  through the real stream state machine;
-* an exception instance → raised;
-* an exception class name (``"litellm.RateLimitError"``, ``"llmrelay.RateLimitError"`` or
-  just ``"RateLimitError"``) → that exception raised;
-* a dict → a ``ModelResponse`` built from it (``chat.completion`` shape).
+``mock_response=``
+
+* a string → a response with that content (``n`` choices for ``n=``); with ``stream=True``
+  streamed in small pieces through the real stream state machine;
+* a ``ModelResponse`` → returned as is (streamed, choice by choice, with ``stream=True``);
+* a dict → a ``ModelResponse`` built from it (``chat.completion`` shape);
+* an llmrelay exception (instance or class), or its name (``"litellm.RateLimitError"``,
+  ``"llmrelay.RateLimitError"``, ``"RateLimitError"``) → raised;
+* any other exception → mapped as a real upstream error would be: by its ``status_code``
+  attribute (500 without one), and to ``ContextWindowExceededError`` /
+  ``ContentPolicyViolationError`` when its message reads like one — so retries and fallbacks
+  react to mocks exactly as to real errors.
+
+``mock_tool_calls=[...]`` answers with those tool calls; ``mock_timeout=True`` raises
+``Timeout`` after the call's timeout; ``mock_delay=`` seconds are waited before answering.
 """
 
 from __future__ import annotations
@@ -15,12 +24,15 @@ import time
 from typing import Any
 
 from . import exceptions
-from .exceptions import BadRequestError
-from .providers.base import Call
+from .exceptions import BadRequestError, LLMRelayError, Timeout, exception_for_status
+from .providers.base import Call, error_class_for_message
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse, new_completion_id
 
-__all__ = ["mock_completion", "split_for_stream"]
+__all__ = ["MOCK_KWARGS", "is_mocked", "mock_wait", "mock_completion", "mocked_error", "split_for_stream"]
+
+#: The call keyword arguments that make or shape a mock call.
+MOCK_KWARGS = ("mock_response", "mock_tool_calls", "mock_timeout", "mock_delay")
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 _EXCEPTION_NAME = re.compile(r"^(?:(?:litellm|llmrelay)(?:\.exceptions)?\.)?([A-Z][A-Za-z]+)$")
@@ -31,59 +43,92 @@ def split_for_stream(text: str) -> list[str]:
     return _PIECE.findall(text) or [""]
 
 
-def _exception_for(mock: Any, call: Call) -> BaseException | None:
-    if isinstance(mock, BaseException):
+def is_mocked(kwargs: dict[str, Any]) -> bool:
+    """Whether these call arguments ask for a mock answer instead of a real call."""
+    return (
+        kwargs.get("mock_response") is not None
+        or kwargs.get("mock_tool_calls") is not None
+        or bool(kwargs.get("mock_timeout"))
+    )
+
+
+def mock_wait(kwargs: dict[str, Any], timeout: float | None) -> float:
+    """Seconds a mock call waits before answering: the call's timeout for ``mock_timeout``,
+    else ``mock_delay``."""
+    if kwargs.get("mock_timeout"):
+        return timeout or 0.0
+    delay = kwargs.get("mock_delay")
+    if delay is None:
+        return 0.0
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise BadRequestError(f"mock_delay must be a non-negative number of seconds, got {delay!r}")
+    return float(delay)
+
+
+def mocked_error(mock: Any, provider: str | None = None, model: str | None = None) -> BaseException | None:
+    """The exception ``mock_response=mock`` raises, or None when it is not an error."""
+    if isinstance(mock, LLMRelayError) or (isinstance(mock, BaseException) and not isinstance(mock, Exception)):
         return mock
+    if isinstance(mock, Exception):
+        status = getattr(mock, "status_code", None)
+        if isinstance(status, bool) or not isinstance(status, int):
+            status = 500
+        message = getattr(mock, "message", None)
+        if not isinstance(message, str) or not message:
+            message = str(mock) or type(mock).__name__
+        # The wording decides first (LiteLLM maps a mock's message whatever its status), then the status.
+        cls = error_class_for_message(400, message)
+        if cls is BadRequestError:
+            cls = exception_for_status(status)
+        error = cls(message, status_code=status, llm_provider=provider, model=model)
+        error.__cause__ = mock
+        return error
     if isinstance(mock, type) and issubclass(mock, BaseException):
-        return _instantiate(mock, call)
+        return _instantiate(mock, provider, model)
     if isinstance(mock, str):
         match = _EXCEPTION_NAME.match(mock.strip())
         if match:
             cls = getattr(exceptions, match.group(1), None)
             if isinstance(cls, type) and issubclass(cls, BaseException):
-                return _instantiate(cls, call)
+                return _instantiate(cls, provider, model)
     return None
 
 
-def _instantiate(cls: type[BaseException], call: Call) -> BaseException:
+def _instantiate(cls: type[BaseException], provider: str | None, model: str | None) -> BaseException:
     if issubclass(cls, exceptions.APIError):
-        return cls(
-            f"mock_response raised {cls.__name__}",
-            llm_provider=call.provider,
-            model=call.user_model,
-        )
+        return cls(f"mock_response raised {cls.__name__}", llm_provider=provider, model=model)
     return cls(f"mock_response raised {cls.__name__}")
 
 
-def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrapper:
-    """The response (or stream) ``completion(..., mock_response=mock)`` returns."""
-    error = _exception_for(mock, call)
+def mock_completion(call: Call, kwargs: dict[str, Any], timeout: float | None = None) -> Any:
+    """The response (or stream) of a mock call (after :func:`mock_wait` seconds)."""
+    if kwargs.get("mock_timeout"):
+        raise Timeout(f"mock_timeout: no answer within the call's timeout ({timeout}s)",
+                      llm_provider=call.provider, model=call.user_model)
+    mock = kwargs.get("mock_response")
+    error = mocked_error(mock, call.provider, call.user_model)
     if error is not None:
         raise error
-    if isinstance(mock, dict):
+    tool_calls = kwargs.get("mock_tool_calls")
+    if tool_calls is not None and not (isinstance(tool_calls, list) and all(isinstance(t, dict) for t in tool_calls)):
+        raise BadRequestError("mock_tool_calls must be a list of tool call dicts", model=call.user_model)
+    if isinstance(mock, ModelResponse):
+        response = mock
+    elif isinstance(mock, dict):
         data = dict(mock)
         data.setdefault("model", call.user_model)
-        return ModelResponse(**data)
-    if not isinstance(mock, str):
+        response = ModelResponse(**data)
+    elif isinstance(mock, str) or (mock is None and tool_calls is not None):
+        response = _text_response(call, mock, tool_calls)
+    else:
         raise BadRequestError(
-            f"mock_response must be a string, a dict, an exception or an exception name; "
+            f"mock_response must be a string, a dict, a ModelResponse, an exception or an exception name; "
             f"got {type(mock).__name__}",
             model=call.user_model,
         )
-    response_id = new_completion_id()
-    created = int(time.time())
     if call.stream:
-        chunks = [
-            {
-                "id": response_id,
-                "created": created,
-                "choices": [{"index": 0, "delta": {"content": piece}}],
-            }
-            for piece in split_for_stream(mock)
-        ]
-        chunks.append({"id": response_id, "created": created, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         stream = CustomStreamWrapper(
-            chunks,
+            response_chunks(response),
             model=call.user_model,
             custom_llm_provider=call.provider,
             stream_options=call.params.get("stream_options"),
@@ -95,15 +140,8 @@ def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrappe
 
             stream._hidden_params.prices = call_prices(call.extra)
         return stream
-    from .tokens import counted_usage
-
-    response = ModelResponse(
-        id=response_id,
-        created=created,
-        model=call.user_model,
-        choices=[{"index": 0, "message": {"role": "assistant", "content": mock}, "finish_reason": "stop"}],
-        usage=counted_usage(call.user_model, call.messages, mock),
-    )
+    if isinstance(mock, ModelResponse):
+        return mock
     from .cost import call_prices, response_cost
 
     response._hidden_params = {
@@ -112,3 +150,54 @@ def mock_completion(call: Call, mock: Any) -> ModelResponse | CustomStreamWrappe
         "response_cost": response_cost(call.model, call.provider, response.usage, call_prices(call.extra)),
     }
     return response
+
+
+def _text_response(call: Call, text: str | None, tool_calls: list[dict] | None) -> ModelResponse:
+    from .tokens import completion_text, counted_usage
+
+    n = call.params.get("n") or 1
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = [
+            {"id": tc.get("id") or "call_" + new_completion_id()[9:33], "type": tc.get("type") or "function",
+             "function": dict(tc.get("function") or {})}
+            for tc in tool_calls
+        ]
+    finish = "tool_calls" if tool_calls else "stop"
+    return ModelResponse(
+        id=new_completion_id(),
+        created=int(time.time()),
+        model=call.user_model,
+        choices=[{"index": i, "message": dict(message), "finish_reason": finish} for i in range(n)],
+        usage=counted_usage(call.user_model, call.messages, n * completion_text([message])),
+    )
+
+
+def response_chunks(response: ModelResponse) -> list[dict[str, Any]]:
+    """A whole response as the chunk dicts a server would stream: each choice's reasoning,
+    content (word by word) and tool calls, then its finish reason; the usage last."""
+    head = {"id": response.id, "created": response.created, "model": response.model}
+    chunks: list[dict[str, Any]] = []
+
+    def add(index: int, delta: dict[str, Any], finish: str | None = None) -> None:
+        chunks.append({**head, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+
+    for choice in response.choices:
+        message = choice.message
+        index = choice.index or 0
+        if message.reasoning_content:
+            add(index, {"reasoning_content": message.reasoning_content})
+        if message.content:
+            for piece in split_for_stream(message.content):
+                add(index, {"content": piece})
+        for position, call in enumerate(message.tool_calls or ()):
+            function = call.function
+            add(index, {"tool_calls": [{
+                "index": position, "id": call.id, "type": call.type or "function",
+                "function": {"name": function.name if function else None,
+                             "arguments": (function.arguments if function else None) or ""},
+            }]})
+        add(index, {}, choice.finish_reason or ("tool_calls" if message.tool_calls else "stop"))
+    if response.usage is not None:
+        chunks.append({**head, "choices": [], "usage": response.usage.model_dump(exclude_unset=True)})
+    return chunks

@@ -48,6 +48,7 @@ from .logging_obj import start_call
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing import names as _names
 from .routing.deployment import Deployment
+from .routing.precall import DeploymentView, fitting, mock_fallback_error, no_fit_error
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
 from .routing.shared import SHARED_OPTIONS, shared_from_options
@@ -78,7 +79,7 @@ _IGNORED_OPTIONS = frozenset(
     {
         "cache_responses", "cache_kwargs",
         "caching_groups", "client_ttl", "debug_level", "set_verbose", "alerting_config",
-        "polling_interval", "provider_budget_config", "enable_pre_call_checks",
+        "polling_interval", "provider_budget_config",
         "router_general_settings", "assistants_config", "retry_policy", "allowed_fails_policy",
         "enable_tag_filtering", "optional_pre_call_checks", "ignore_invalid_deployments",
     }
@@ -141,6 +142,7 @@ class Router:
         rate_limit_wait: float = 0.0,
         model_group_alias: dict[str, Any] | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        enable_pre_call_checks: bool = False,
         **options: Any,
     ) -> None:
         """Build a router.
@@ -159,6 +161,11 @@ class Router:
         :mod:`llmrelay.routing.names`.
         ``max_retry_after`` (default 60 s) caps how long an upstream's Retry-After is honoured:
         the cooldown and the retry wait it causes (malformed values are ignored).
+        ``enable_pre_call_checks``: skip deployments whose context window (``model_info``
+        ``max_input_tokens`` / ``max_tokens``) is too small for the prompt; when none fits, the
+        call fails with ContextWindowExceededError (so ``context_window_fallbacks`` apply).
+        ``default_fallbacks`` serve any group without fallbacks of its own, and a model group
+        that does not exist.
         """
         unknown = set(options) - _IGNORED_OPTIONS - SHARED_OPTIONS
         if unknown:
@@ -187,6 +194,7 @@ class Router:
         self.default_fallbacks = list(default_fallbacks or [])
         self.model_group_alias = _names.parse_aliases(model_group_alias)
         self._wildcards = _names.Wildcards({})
+        self.enable_pre_call_checks = bool(enable_pre_call_checks)
         self._groups: dict[str, list[Deployment]] = {}
         self._by_id: dict[str, Deployment] = {}
         self.set_model_list(model_list or [])
@@ -271,9 +279,11 @@ class Router:
         """The entries of group ``model_name`` ([] if there is no such group)."""
         return self.get_model_list(model_name)
 
-    def get_deployment(self, model_id: str) -> dict[str, Any] | None:
+    def get_deployment(self, model_id: str) -> DeploymentView | None:
+        """The ``model_list`` entry of deployment ``model_id`` (a copy), read as a dict or by
+        attribute (``.litellm_params.api_key``), with ``model_dump()``; None if there is none."""
         dep = self._by_id.get(model_id)
-        return dep.describe() if dep is not None else None
+        return DeploymentView.of(dep.describe()) if dep is not None else None
 
     def deployment_state(self, model_name: str | None = None) -> list[dict[str, Any]]:
         """Live health of each deployment (for dashboards and tests)."""
@@ -618,14 +628,23 @@ class _Run:
 
     __slots__ = ("router", "model", "messages", "stream", "kwargs", "overrides", "attempts", "tried_groups",
                  "group", "deps", "tried", "attempt", "retries", "last", "deadline", "count", "dep", "start",
-                 "first_timeout", "idle", "tags", "logging")
+                 "first_timeout", "idle", "tags", "logging", "mock_fallbacks", "checked")
 
     def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any],
                  is_async: bool = False) -> None:
         self.router = router
         self.model = model
         self.tags = _names.request_tags(kwargs) if kwargs else frozenset()
-        self.deps = router._select(model, self.tags)
+        group = model
+        try:
+            self.deps = router._select(model, self.tags)
+        except NotFoundError:  # an unknown group is served by default_fallbacks, as in LiteLLM
+            group = next((g for g in router.default_fallbacks if g in router._groups), None)
+            if group is None:
+                raise
+            self.deps = router._select(group, self.tags)
+        self.mock_fallbacks = bool(kwargs.pop("mock_testing_fallbacks", False))
+        self.checked: str | None = None  # the group whose deployments passed the pre-call checks
         self.messages = messages
         self.stream = stream
         self.kwargs = kwargs
@@ -633,8 +652,8 @@ class _Run:
         retries = overrides.get("num_retries")
         self.retries = router.num_retries if retries is None else retries
         self.attempts: list[dict[str, Any]] = []
-        self.tried_groups = [model]
-        self.group = model
+        self.tried_groups = [model] if group == model else [model, group]
+        self.group = group
         self.tried: set[str] = set()
         self.attempt = 0
         self.last: LLMRelayError | None = None
@@ -655,6 +674,15 @@ class _Run:
         Raises the final error when nothing is left to try.
         """
         router = self.router
+        if router.enable_pre_call_checks and self.checked != self.group:
+            self.checked = self.group
+            fit = fitting(self.deps, self.messages, self.kwargs)
+            if not fit:
+                error = no_fit_error(self.group, self.deps, self.messages, self.kwargs)
+                self.attempts.append(attempt_record(self.group, None, error, 0.0))
+                self._group_failed(error)
+                return self.next_deployment()  # in the fallback group
+            self.deps = fit
         choice = router._choose(self.group, self.deps, self.stream, self.tried)
         if isinstance(choice, Deployment):
             self.deadline = None
@@ -677,6 +705,8 @@ class _Run:
         kw, limit, idle = router._call_kwargs(dep, self.kwargs, self.overrides, self.stream)
         if self.logging is not None:
             kw["litellm_logging_obj"] = self.logging
+        if self.mock_fallbacks and self.group == self.model:  # mock_testing_fallbacks: the first group fails
+            kw["mock_response"] = mock_fallback_error(self.group, dep.model)
         self.first_timeout = limit if self.stream else None
         self.idle = idle
         self.count = router._usage_based or dep.tpm is not None

@@ -262,6 +262,10 @@ def _image_part_tokens(part: Mapping[str, Any]) -> int:
     else:
         # Responses-API style: {"type": "input_image", "image_url": "...", "detail": "low"}
         url, detail = spec if isinstance(spec, str) else "", part.get("detail") or "auto"
+        source = part.get("source")
+        if not url and isinstance(source, Mapping) and source.get("type") == "base64":
+            # Anthropic style: {"type": "image", "source": {"type": "base64", "media_type", "data"}}
+            url = f"data:{source.get('media_type') or 'image/png'};base64,{source.get('data') or ''}"
     if detail == "low":
         return _IMAGE_LOW_TOKENS
     size = None
@@ -297,15 +301,36 @@ def _count(enc: tiktoken.Encoding, value: Any) -> int:
     return len(enc.encode_ordinary(value)) if value else 0
 
 
-def _content_tokens(enc: tiktoken.Encoding, content: Any) -> int:
-    """Content is a string or a list of parts: text parts are encoded, image parts
-    use :func:`image_token_count`, other parts (audio, files) count 0."""
+#: What LiteLLM counts an image as with ``use_default_image_token_count=True``.
+DEFAULT_IMAGE_TOKEN_COUNT = 250
+
+
+class _Options:
+    """How parts without text are counted (``token_counter``'s LiteLLM keywords)."""
+
+    __slots__ = ("default_image", "default_block")
+
+    def __init__(self, default_image: bool = False, default_block: int | None = None) -> None:
+        self.default_image = default_image
+        self.default_block = default_block
+
+
+_PLAIN = _Options()
+
+
+def _content_tokens(enc: tiktoken.Encoding, content: Any, opts: _Options = _PLAIN) -> int:
+    """Content is a string or a list of parts, counted wherever text can be: text parts, the
+    nested content of Anthropic-style ``tool_result`` blocks, ``tool_use`` input, thinking;
+    image parts use :func:`image_token_count`; other parts (audio, files) count
+    ``default_token_count`` (0 when not given)."""
     if content is None:
         return 0
     if isinstance(content, str):
         return _count(enc, content)
     if isinstance(content, Mapping):
         content = [content]
+    elif not isinstance(content, (list, tuple)):
+        return _count(enc, content)
     total = 0
     for part in content:
         if isinstance(part, str):
@@ -314,10 +339,18 @@ def _content_tokens(enc: tiktoken.Encoding, content: Any) -> int:
             kind = part.get("type")
             if kind in ("text", "input_text", "output_text") or (kind is None and "text" in part):
                 total += _count(enc, part.get("text"))
-            elif kind in ("image_url", "input_image") or "image_url" in part:
-                total += _image_part_tokens(part)
+            elif kind in ("image_url", "input_image", "image") or "image_url" in part:
+                total += DEFAULT_IMAGE_TOKEN_COUNT if opts.default_image else _image_part_tokens(part)
             elif kind == "refusal":
                 total += _count(enc, part.get("refusal"))
+            elif kind == "tool_result":
+                total += _content_tokens(enc, part.get("content"), opts)
+            elif kind == "tool_use":
+                total += _count(enc, part.get("name")) + _count(enc, part.get("input"))
+            elif kind in ("thinking", "reasoning"):
+                total += _content_tokens(enc, part.get(kind) if part.get(kind) is not None else part.get("text"), opts)
+            elif opts.default_block is not None:
+                total += opts.default_block
     return total
 
 
@@ -331,10 +364,10 @@ def _tool_call_tokens(enc: tiktoken.Encoding, call: Any) -> int:
     return _count(enc, fn.get("name")) + _count(enc, fn.get("arguments"))
 
 
-def _message_tokens(enc: tiktoken.Encoding, msg: Mapping[str, Any]) -> int:
+def _message_tokens(enc: tiktoken.Encoding, msg: Mapping[str, Any], opts: _Options = _PLAIN) -> int:
     n = _TOKENS_PER_MESSAGE
     n += _count(enc, msg.get("role"))
-    n += _content_tokens(enc, msg.get("content"))
+    n += _content_tokens(enc, msg.get("content"), opts)
     name = msg.get("name")
     if name:
         n += _count(enc, name) + _TOKENS_PER_NAME
@@ -419,18 +452,36 @@ def token_counter(
     messages: list[Mapping[str, Any]] | None = None,
     text: str | list[str] | None = None,
     tools: list[Any] | None = None,
+    tool_choice: Any = None,
+    count_response_tokens: bool | None = False,
+    default_token_count: int | None = None,
+    use_default_image_token_count: bool | None = False,
+    custom_tokenizer: Any = None,
 ) -> int:
-    """Count prompt/completion tokens offline.
+    """Count prompt/completion tokens offline (LiteLLM's ``token_counter`` keywords).
 
     * ``text``: plain text (a string or a list of strings), no chat overhead.
     * ``messages``: OpenAI chat messages, with the per-message overhead
-      (3 per message, +1 per ``name``) and +3 for the reply priming.
-    * ``tools``: the tools definitions sent with the request (approximation).
+      (3 per message, +1 per ``name``) and +3 for the reply priming. Text is counted
+      wherever it appears in list-of-parts content (text parts, Anthropic-style
+      ``tool_result`` blocks and their nested content, ``tool_use`` input, thinking
+      parts, tool messages); images by :func:`image_token_count`.
+    * ``tools``: the tools definitions sent with the request (approximation);
+      ``tool_choice``: ``"none"`` adds 1, a named function 7 plus its name (LiteLLM's rule).
+    * ``count_response_tokens=True``: the messages are an answer being counted, so no
+      reply priming and no tools / tool_choice overhead.
+    * ``use_default_image_token_count=True``: every image counts 250 tokens.
+    * ``default_token_count``: what a content part without countable text (audio, files…)
+      counts (0 when not given).
+    * ``custom_tokenizer`` is accepted for LiteLLM compatibility and ignored.
 
     All given parts are added up. ``model`` chooses the encoding (see
     :func:`encoding_name_for_model`); an empty model uses o200k_base.
     """
     enc = get_encoding(model)
+    opts = _PLAIN
+    if use_default_image_token_count or default_token_count is not None:
+        opts = _Options(bool(use_default_image_token_count), default_token_count)
     total = 0
     if text is not None:
         if isinstance(text, str):
@@ -438,11 +489,35 @@ def token_counter(
         else:
             total += sum(_count(enc, t) for t in text)
     if messages:
-        total += sum(_message_tokens(enc, m) for m in messages if isinstance(m, Mapping))
-        total += _REPLY_PRIMING
-    if tools:
-        total += _tools_tokens(enc, tools)
+        total += sum(_message_tokens(enc, _as_mapping(m), opts) for m in messages if _as_mapping(m) is not None)
+        if not count_response_tokens:
+            total += _REPLY_PRIMING
+    if not count_response_tokens:
+        if tools:
+            total += _tools_tokens(enc, tools)
+        total += _tool_choice_tokens(enc, tool_choice)
     return total
+
+
+def _as_mapping(message: Any) -> Mapping[str, Any] | None:
+    """Messages may be dicts or message objects (``Message``, pydantic models)."""
+    if isinstance(message, Mapping):
+        return message
+    dump = getattr(message, "model_dump", None)
+    if dump is not None:
+        value = dump(exclude_none=True)
+        return value if isinstance(value, Mapping) else None
+    return None
+
+
+def _tool_choice_tokens(enc: tiktoken.Encoding, tool_choice: Any) -> int:
+    if tool_choice == "none":
+        return 1
+    if isinstance(tool_choice, Mapping):
+        fn = tool_choice.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else tool_choice.get("name")
+        return 7 + _count(enc, name if isinstance(name, str) else None)
+    return 0
 
 
 def completion_text(messages: Iterable[Mapping[str, Any]]) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "ChunkDecoder",
     "SHAPE_ERRORS",
     "shape_error",
+    "error_class_for_message",
 ]
 
 #: The OpenAI chat-completions parameters llmrelay knows (forwarded when given).
@@ -248,6 +249,28 @@ _CONTEXT_PHRASES = (
     "exceed context limit",
 )
 _POLICY_CODES = {"content_policy_violation", "content_filter", "content_policy"}
+_POLICY_PHRASES = (
+    "content policy",
+    "content_policy",
+    "content management policy",
+    "safety system",
+    "content filter",
+)
+
+
+def error_class_for_message(status: int, message: str, code: Any = None, etype: Any = None) -> type[APIError]:
+    """The exception class for an error with this status, message and (OpenAI-style) code and
+    type: the status's class, made :class:`ContextWindowExceededError` or
+    :class:`ContentPolicyViolationError` when a 400-ish error's code or wording says so."""
+    cls = exception_for_status(status)
+    if status in (400, 413, 422) or cls is APIError or status < 400:
+        code_s = str(code).lower() if code is not None else ""
+        lowered = message.lower()
+        if code_s in _CONTEXT_CODES or any(p in lowered for p in _CONTEXT_PHRASES):
+            return ContextWindowExceededError
+        if code_s in _POLICY_CODES or str(etype).lower() in _POLICY_CODES or any(p in lowered for p in _POLICY_PHRASES):
+            return ContentPolicyViolationError
+    return cls
 
 
 def decode_json_body(body: bytes) -> Any:
@@ -280,14 +303,7 @@ def error_from_openai_body(
         else:
             message = str(body)
         code = etype = param = None
-    code_s = str(code).lower() if code is not None else ""
-    lowered = message.lower()
-    cls = exception_for_status(status)
-    if status in (400, 413, 422) or cls is APIError or status < 400:
-        if code_s in _CONTEXT_CODES or any(p in lowered for p in _CONTEXT_PHRASES):
-            cls = ContextWindowExceededError
-        elif code_s in _POLICY_CODES or str(etype).lower() in _POLICY_CODES:
-            cls = ContentPolicyViolationError
+    cls = error_class_for_message(status, message, code, etype)
     return cls(
         message,
         status_code=status if status >= 400 else None,

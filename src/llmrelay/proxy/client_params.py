@@ -46,7 +46,8 @@ _ENDPOINT_KEYS = frozenset({"model", "messages", "stream", "stream_options", "ex
 _CONNECTION_KEYS = frozenset(
     {
         "api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers",
-        "headers", "mock_response", "num_retries", "max_retries", "timeout", "request_timeout",
+        "headers", "mock_response", "mock_tool_calls", "mock_timeout", "mock_delay",
+        "mock_testing_fallbacks", "num_retries", "max_retries", "timeout", "request_timeout",
         "stream_timeout", "stream_idle_timeout", "organization", "azure_ad_token",
         "azure_ad_token_provider", "model_list", "litellm_params", "drop_params", "fallbacks",
         "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",

@@ -1,0 +1,126 @@
+"""LiteLLM-compatible extras of the Router that sit before a call.
+
+* :class:`DeploymentView` — what ``Router.get_deployment(model_id=…)`` returns: the ``model_list``
+  entry, read as a dict (``dep["litellm_params"]["model"]``) or by attribute
+  (``dep.litellm_params.api_key``), with ``model_dump()`` like LiteLLM's pydantic ``Deployment``.
+* :func:`context_window` / :func:`fitting` — ``enable_pre_call_checks``: drop the deployments
+  whose context window is too small for the request's prompt.
+* :func:`mock_fallback_error` — ``mock_testing_fallbacks=True``: the error the first group's
+  deployments answer with, so the fallback serves the call.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable
+
+from ..exceptions import ContextWindowExceededError, InternalServerError
+
+__all__ = ["DeploymentView", "context_window", "prompt_tokens", "fitting", "no_fit_error", "mock_fallback_error"]
+
+
+class DeploymentView(dict):
+    """A ``model_list`` entry as a dict that also reads by attribute, recursively.
+
+    Absent fields read as ``None`` (LiteLLM's ``Deployment`` has optional fields with ``None``
+    defaults): ``dep.litellm_params.api_base`` is ``None`` when no api_base was configured.
+    The view is a deep copy: changing it does not change the router.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = self.get(name)
+        if type(value) is dict:
+            value = DeploymentView(value)
+            self[name] = value
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def model_dump(self, *, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
+        """A plain ``dict`` (recursively), like pydantic's ``model_dump``."""
+        return _plain(self, exclude_none)
+
+    def dict(self, **kwargs: Any) -> dict[str, Any]:  # pydantic v1 name
+        return self.model_dump(**kwargs)
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        import orjson
+
+        return orjson.dumps(self.model_dump(**kwargs), default=str).decode()
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> "DeploymentView":
+        return cls(copy.deepcopy(entry))
+
+
+def _plain(value: Any, exclude_none: bool) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v, exclude_none) for k, v in value.items() if not (exclude_none and v is None)}
+    if isinstance(value, list):
+        return [_plain(v, exclude_none) for v in value]
+    return value
+
+
+# ================================================================ enable_pre_call_checks
+def context_window(dep: Any) -> int | None:
+    """The deployment's input token limit: ``model_info.max_input_tokens``, else
+    ``model_info.max_tokens`` (also read from ``litellm_params``); None when unknown."""
+    for source in (dep.model_info, dep.litellm_params):
+        for key in ("max_input_tokens", "max_tokens"):
+            value = source.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return int(value)
+    return None
+
+
+def prompt_tokens(model: str, messages: Any, kwargs: dict[str, Any]) -> int:
+    """The prompt's tokens as the deployment would count them (messages and tools)."""
+    from ..tokens import token_counter
+
+    if not isinstance(messages, list):
+        return 0
+    return token_counter(model=model, messages=messages, tools=kwargs.get("tools"))
+
+
+def fitting(deps: Iterable[Any], messages: Any, kwargs: dict[str, Any]) -> list[Any]:
+    """The deployments whose context window holds the prompt (unknown windows always fit).
+
+    Token counts are made once per tokenizer-relevant model name.
+    """
+    counts: dict[str, int] = {}
+    out = []
+    for dep in deps:
+        window = context_window(dep)
+        if window is None:
+            out.append(dep)
+            continue
+        count = counts.get(dep.model)
+        if count is None:
+            count = counts[dep.model] = prompt_tokens(dep.model, messages, kwargs)
+        if count <= window:
+            out.append(dep)
+    return out
+
+
+def no_fit_error(group: str, deps: list[Any], messages: Any, kwargs: dict[str, Any]) -> ContextWindowExceededError:
+    """The error when no deployment of ``group`` has a context window large enough."""
+    windows = sorted({w for w in (context_window(d) for d in deps) if w is not None})
+    tokens = prompt_tokens(deps[0].model, messages, kwargs) if deps else 0
+    return ContextWindowExceededError(
+        f"enable_pre_call_checks: no deployment of {group!r} has a context window large enough for this "
+        f"call ({tokens} prompt tokens; windows: {windows})",
+        model=group,
+        code="context_length_exceeded",
+    )
+
+
+# ================================================================ mock_testing_fallbacks
+def mock_fallback_error(group: str, model: str) -> InternalServerError:
+    """What each deployment of the first group answers with under ``mock_testing_fallbacks``."""
+    return InternalServerError(
+        f"mock_testing_fallbacks: a mock failure of {model} (group {group!r}) to trigger the fallbacks",
+        model=model,
+    )
