@@ -265,7 +265,7 @@ class StreamState:
             if type(call) is not dict:
                 call = _as_dict(call)
             call_id = call.get("id")
-            if call_id is not None and type(call_id) is not str:
+            if call_id and type(call_id) is not str:
                 raise self._bad(f"a tool call whose id is not a string: {call_id!r}")
             index = call.get("index")
             if index is None:
@@ -295,16 +295,17 @@ class StreamState:
                         raise self._bad("a tool call whose function is not an object")
                 fn: dict[str, Any] = {}
                 name = function.get("name")
-                if name is not None and type(name) is not str:
-                    raise self._bad(f"a tool call whose name is not a string: {name!r}")
                 if name:
+                    if type(name) is not str:
+                        raise self._bad(f"a tool call whose name is not a string: {name!r}")
                     if record[1] is None:
                         record[1] = name
                     fn["name"] = name
                     fields.setdefault("type", "function")
                 arguments = function.get("arguments")
                 if arguments is not None:
-                    arguments = self._arguments(arguments)
+                    if type(arguments) is not str:
+                        arguments = self._arguments(arguments)
                     record[2].append(arguments)
                     fn["arguments"] = arguments
                 fields["function"] = _fast(Function, fn)
