@@ -162,3 +162,39 @@ def test_openai_imported_first_links_at_import():
     code = "import openai, llmrelay; assert issubclass(llmrelay.RateLimitError, openai.RateLimitError); print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_docs_exception_mapping_timeout_example(server):
+    """LiteLLM's exception-mapping page, with ``import llmrelay as litellm`` and a slow upstream."""
+    from servers.openai_server import slow_headers_reply
+
+    import llmrelay as litellm
+
+    server.enqueue(slow_headers_reply(2.0, stream=False), slow_headers_reply(2.0))
+    base = {"api_base": server.url + "/v1", "api_key": "sk-test"}
+    try:
+        response = litellm.completion(
+            model="gpt-4",
+            messages=[{"role": "user", "content": "hello, write a 20 pageg essay"}],
+            timeout=0.01,  # this will raise a timeout exception
+            **base,
+        )
+    except openai.APITimeoutError as e:
+        print("Passed: Raised correct exception. Got openai.APITimeoutError\nGood Job", e)
+        print(type(e))
+    else:
+        pytest.fail(f"no timeout: {response}")
+    try:
+        response = litellm.completion(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": "hello, write a 20 pg essay"}],
+            timeout=0.0001,  # this will raise an exception
+            stream=True,
+            **base,
+        )
+        for chunk in response:
+            print(chunk)
+    except openai.APITimeoutError as e:
+        print("Passed: Raised correct exception. Got openai.APITimeoutError\nGood Job", e)
+    else:
+        pytest.fail("no timeout")
