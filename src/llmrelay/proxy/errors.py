@@ -153,7 +153,11 @@ def status_and_body(exc: BaseException, redact: Callable[[str], str], *, request
         message = client_message(exc, request_id)
         param = getattr(exc, "param", None)
         code = getattr(exc, "code", None)
+        if code == str(getattr(exc, "status_code", None)):
+            code = None  # the class's default (LiteLLM's ``.code``), not the upstream's: use the gateway's status
         etype = getattr(exc, "type", None)
+        if etype is not None and etype == getattr(exc, "_default_type", None):
+            etype = None  # likewise LiteLLM's class default (``throttling_error``): OpenAI's type for the status
     else:
         rid = f" (request id {request_id})" if request_id else ""
         message, param, code, etype = f"Internal error in the gateway (see its log){rid}.", None, None, None
