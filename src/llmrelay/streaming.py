@@ -176,18 +176,21 @@ class StreamState:
             if value is None or key == "role":
                 continue
             if key == "content":
-                if type(value) is not str:
-                    value, reasoning = self._parts(value)
-                    if reasoning:
-                        state.reasoning.append(reasoning)
-                        delta["reasoning_content"] = delta.get("reasoning_content", "") + reasoning
-                    if not value:
-                        continue
+                if type(value) is str:
+                    if value:
+                        self._guard(state, value)
+                        state.text.append(value)
+                        delta["content"] = value
+                    elif not state.role_sent:
+                        delta["content"] = value
+                    continue
+                value, reasoning = self._parts(value)  # typed parts (Mistral's thinking/text…)
+                if reasoning:
+                    state.reasoning.append(reasoning)
+                    delta["reasoning_content"] = delta.get("reasoning_content", "") + reasoning
                 if value:
                     self._guard(state, value)
                     state.text.append(value)
-                    delta["content"] = value
-                elif not state.role_sent:
                     delta["content"] = value
             elif key == "tool_calls":
                 if value:
@@ -238,12 +241,7 @@ class StreamState:
     def _guard(self, state: _ChoiceState, content: str) -> None:
         """The repeat guard: the same content (longer than 2 characters, not blank) more than
         LIMIT times in a row, counting content deltas only."""
-        if len(content) <= 2:
-            if content.strip():
-                state.last_content = None  # a different (short) chunk breaks a run
-                state.repeats = 0
-            return
-        if content == state.last_content:
+        if content == state.last_content:  # never a chunk of 2 characters or fewer
             state.repeats += 1
             limit = settings.get("REPEATED_STREAMING_CHUNK_LIMIT")
             if limit is not None and state.repeats > limit:
@@ -255,8 +253,12 @@ class StreamState:
                     generated_content=self.generated_content(),
                 )
         elif content.strip():
-            state.last_content = content
-            state.repeats = 1
+            if len(content) > 2:
+                state.last_content = content
+                state.repeats = 1
+            else:  # short chunks are not counted (LiteLLM's rule); a different one ends a run
+                state.last_content = None
+                state.repeats = 0
         # blank content neither counts nor breaks a run
 
     def _tool_calls(self, state: _ChoiceState, calls: list) -> list:
