@@ -84,3 +84,15 @@ def llmrelay_error():
     from servers.openai_server import error_reply
 
     return error_reply(500, "boom")
+
+
+def test_pre_call_checks_use_the_model_table(upstreams):
+    """Without model_info, the window comes from llmrelay's model table (get_model_info)."""
+    small, large = upstreams[0], upstreams[1]
+    llmrelay.register_model({"openai/parity-tiny-window": {"max_input_tokens": 50, "input_cost_per_token": 0.0,
+                                                           "output_cost_per_token": 0.0, "litellm_provider": "openai"}})
+    router = Router(model_list=[deployment(small, model="openai/parity-tiny-window"), deployment(large)],
+                    enable_pre_call_checks=True)
+    for _ in range(3):
+        assert router.completion(model="g", messages=LONG).choices[0].message.content.startswith("from B")
+    assert counts([small, large]) == [0, 3]

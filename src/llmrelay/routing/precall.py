@@ -67,12 +67,26 @@ def _plain(value: Any, exclude_none: bool) -> Any:
 # ================================================================ enable_pre_call_checks
 def context_window(dep: Any) -> int | None:
     """The deployment's input token limit: ``model_info.max_input_tokens``, else
-    ``model_info.max_tokens`` (also read from ``litellm_params``); None when unknown."""
+    ``model_info.max_tokens`` (also read from ``litellm_params``), else the model table's
+    (:func:`llmrelay.cost.get_model_info` of ``model_info.base_model`` or the model); None
+    when unknown."""
     for source in (dep.model_info, dep.litellm_params):
-        for key in ("max_input_tokens", "max_tokens"):
-            value = source.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-                return int(value)
+        window = _window(source)
+        if window is not None:
+            return window
+    from ..cost import get_model_info
+
+    try:
+        return _window(get_model_info(dep.model_info.get("base_model") or dep.model))
+    except (ValueError, TypeError):  # not in the table (ModelNotMappedError is a ValueError)
+        return None
+
+
+def _window(source: Any) -> int | None:
+    for key in ("max_input_tokens", "max_tokens"):
+        value = source.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return int(value)
     return None
 
 
