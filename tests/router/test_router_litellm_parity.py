@@ -87,12 +87,16 @@ def llmrelay_error():
 
 
 def test_pre_call_checks_use_the_model_table(upstreams):
-    """Without model_info, the window comes from llmrelay's model table (get_model_info)."""
+    """Without a window in model_info, it comes from llmrelay's model table (get_model_info):
+    gpt-4 takes 8,192 input tokens, gpt-4o-mini 128,000."""
     small, large = upstreams[0], upstreams[1]
-    llmrelay.register_model({"openai/parity-tiny-window": {"max_input_tokens": 50, "input_cost_per_token": 0.0,
-                                                           "output_cost_per_token": 0.0, "litellm_provider": "openai"}})
-    router = Router(model_list=[deployment(small, model="openai/parity-tiny-window"), deployment(large)],
+    router = Router(model_list=[deployment(small, model="openai/gpt-4"), deployment(large)],
                     enable_pre_call_checks=True)
+    huge = [{"role": "user", "content": "word " * 9000}]
     for _ in range(3):
-        assert router.completion(model="g", messages=LONG).choices[0].message.content.startswith("from B")
+        assert router.completion(model="g", messages=huge).choices[0].message.content.startswith("from B")
     assert counts([small, large]) == [0, 3]
+    based = Router(model_list=[deployment(small, model="openai/my-gpt4-finetune", model_info={"base_model": "gpt-4"}),
+                               deployment(large)], enable_pre_call_checks=True)
+    based.completion(model="g", messages=huge)
+    assert counts([small, large]) == [0, 4]
