@@ -229,7 +229,9 @@ def _link_openai() -> None:
                 continue
             base = getattr(openai, name, None)
             if not (isinstance(base, type) and issubclass(base, Exception)):
-                return  # openai half-imported (or too old): try again next time
+                if name == "APIError":
+                    return  # openai half-imported: try again next time
+                continue  # a class this openai does not have
             targets.append((cls, base))
         for cls, base in targets:
             if not issubclass(cls, base):
