@@ -34,6 +34,7 @@ from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
+from .response_db import responses_db
 from .shared import key_limiter, redis_state, start_shared, stop_shared, watch_redis
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
@@ -150,6 +151,7 @@ class ProxyApp:
                                    deployment_lookup=router.get_deployment if router is not None else None,
                                    limiter=key_limiter(router))
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
+        self.responses_db = responses_db(self.keys, self.ingresses["/v1/responses"])
         self.cache = build_gateway_cache(config.cache_params)
         watch_redis(self.observe.metrics, getattr(self.models, "router", None), self.cache)
 
@@ -170,10 +172,12 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 if self.keys is not None:
                     await self.keys.start()
+                    self.responses_db.start()
                 start_shared(getattr(self.models, "router", None))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.keys is not None:
+                    await self.responses_db.stop()
                     await self.keys.stop()
                 await self.observe.close()
                 await stop_shared(getattr(self.models, "router", None), self.cache)
@@ -229,7 +233,10 @@ class ProxyApp:
                     return await self._method_not_allowed(ctx, send, b"GET, DELETE")
                 if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
                     return
-                status, body = ingress.stored(method, path.rsplit("/", 1)[1])
+                response_id = path.rsplit("/", 1)[1]
+                if self.responses_db is not None:
+                    await self.responses_db.load(response_id)
+                status, body = ingress.stored(method, response_id)
                 await self._json(ctx, send, status, body)
             elif path in _MODEL_INFO_PATHS:
                 if method != "GET":
@@ -399,6 +406,8 @@ class ProxyApp:
             return await self._error(ctx, send, 400, f"The request body is not valid JSON: {exc}")
         if type(data) is not dict:
             return await self._error(ctx, send, 400, "The request body must be a JSON object.")
+        if self.responses_db is not None and "previous_response_id" in data and ingress.name == "responses":
+            await self.responses_db.load(data["previous_response_id"])
         try:
             request = ingress.parse(data)
         except IngressError as exc:

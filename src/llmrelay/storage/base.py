@@ -386,6 +386,47 @@ class Store:
                  "total_tokens": int(r["total_tokens"] or 0)} for r in rows]
 
 
+    # ------------------------------------------------------------------ responses
+    def write_responses(self, ops: Sequence[tuple]) -> None:
+        """Apply Responses API state changes in order, in one transaction: ``("put", id,
+        conversation, response, expires_at)`` (JSON values) or ``("delete", id)``."""
+        if not ops:
+            return
+        dumps = orjson.dumps
+        with self._cursor() as cur:
+            for op in ops:
+                if op[0] == "delete":
+                    cur.execute("DELETE FROM llmrelay_responses WHERE response_id = ?", (op[1],))
+                    continue
+                _, ident, conversation, response, expires_at = op
+                cur.execute(
+                    "INSERT INTO llmrelay_responses (response_id, conversation, response, expires_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (response_id) DO UPDATE SET "
+                    "conversation = excluded.conversation, response = excluded.response, "
+                    "expires_at = excluded.expires_at",
+                    (ident, dumps(conversation, default=str).decode(),
+                     None if response is None else dumps(response, default=str).decode(), float(expires_at)),
+                )
+
+    def read_response(self, ident: str, now: float) -> tuple[list, dict | None, float] | None:
+        """(conversation, response, expires_at) of a stored response not expired at ``now``, or None."""
+        with self._cursor() as cur:
+            cur.execute("SELECT conversation, response, expires_at FROM llmrelay_responses "
+                        "WHERE response_id = ? AND expires_at > ?", (ident, float(now)))
+            rows = cur.fetchall()
+        if not rows:
+            return None
+        row = rows[0]
+        response = orjson.loads(row["response"]) if row["response"] is not None else None
+        return orjson.loads(row["conversation"]), response, float(row["expires_at"])
+
+    def prune_responses(self, now: float) -> int:
+        """Delete the responses expired at ``now``; how many."""
+        with self._cursor() as cur:
+            cur.execute("DELETE FROM llmrelay_responses WHERE expires_at <= ?", (float(now),))
+            return max(0, cur.rowcount)
+
+
 def _spend_where(filters: dict[str, Any] | None, start: float | None, end: float | None) -> tuple[str, list]:
     """The WHERE clause for spend-log queries: column filters and a [start, end) time range."""
     clauses, params = [], []

@@ -84,6 +84,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX llmrelay_changes_at ON llmrelay_changes (at)",
     ]),
+    (2, "Responses API conversation state (previous_response_id)", [
+        """CREATE TABLE llmrelay_responses (
+            response_id TEXT PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            response TEXT,
+            expires_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX llmrelay_responses_expires ON llmrelay_responses (expires_at)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -3,7 +3,7 @@
 The translation lives in :mod:`llmrelay.translate.responses` (shared with
 :func:`llmrelay.responses`); this module adds the gateway's side: the stored conversations of
 ``previous_response_id`` (a :class:`~llmrelay.response_store.ResponseStore` per gateway
-process) and the SSE framing (``event: <type>`` + ``data: <json>``, no ``[DONE]``).
+process, persisted by :mod:`llmrelay.proxy.response_db` when the gateway has a database) and the SSE framing (``event: <type>`` + ``data: <json>``, no ``[DONE]``).
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ class ResponsesIngress(Ingress):
         if previous is not None:
             history = self.store.get(previous) if isinstance(previous, str) else None
             if history is None:
-                raise IngressError(f"Previous response with id {previous!r} not found (responses are kept in "
-                                   f"this gateway's memory for {self.store.ttl:.0f} seconds).",
+                raise IngressError(f"Previous response with id {previous!r} not found (responses are kept "
+                                   f"for {self.store.ttl:.0f} seconds).",
                                    status=404, param="previous_response_id", code="previous_response_not_found")
         try:
             call = to_chat(data, model, history)
@@ -114,5 +114,5 @@ class ResponsesIngress(Ingress):
             response = self.store.response(response_id)
             if response is not None:
                 return 200, _dumps(response)
-        return 404, self.error_body(404, f"Response with id {response_id!r} not found (responses are kept in this "
-                                    f"gateway's memory for {self.store.ttl:.0f} seconds).", param="response_id")
+        return 404, self.error_body(404, f"Response with id {response_id!r} not found (responses are kept "
+                                    f"for {self.store.ttl:.0f} seconds).", param="response_id")
