@@ -39,7 +39,9 @@ def test_concurrent_migrations_on_a_fresh_database(store_url):
         t.join()
     for s in stores:
         s.close()
-    assert sorted(map(str, results)) == sorted(["[]", "[]", str(list(range(1, LATEST + 1)))])
+    assert all(isinstance(r, list) for r in results), results
+    # each migration applied exactly once (its own locked transaction: migrators may split them)
+    assert sorted(v for r in results for v in r) == list(range(1, LATEST + 1))
 
 
 def test_entity_round_trip_with_json_and_bool_columns(store):
