@@ -11,7 +11,6 @@ pruned every ``PRUNE_INTERVAL`` seconds. Without a database the state stays in m
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..response_store import ResponseStore
 from ..storage import StoreError
+from .write_behind import WriteBehind
 
 if TYPE_CHECKING:
     from .keys import KeyManager
@@ -35,16 +35,17 @@ BATCH = 500
 PRUNE_INTERVAL = 600.0
 
 
-class ResponseDB:
+class ResponseDB(WriteBehind):
     """Persists one :class:`ResponseStore` in the database of a :class:`KeyManager`."""
 
+    what = "Responses API state"
+
     def __init__(self, keys: "KeyManager", memory: ResponseStore, interval: float = 0.5) -> None:
+        super().__init__(interval)
         self.keys = keys
         self.memory = memory
-        self.interval = max(0.01, interval)
         self.ops: deque[tuple] = deque(maxlen=MAX_QUEUED)
-        self._task: asyncio.Task | None = None
-        self._failing = 0
+        self._last_prune = float("-inf")
         memory.persist = self
 
     # ------------------------------------------------------------------ ResponseStore.persist
@@ -54,42 +55,23 @@ class ResponseDB:
     def delete(self, response_id: str) -> None:
         self.ops.append(("delete", response_id))
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+    # ------------------------------------------------------------------ WriteBehind
+    def lost(self, exc: BaseException) -> None:
+        log.warning("%d Responses API state changes not written at shutdown (%s)", len(self.ops), exc)
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        try:
-            await asyncio.wait_for(self.flush(), timeout)
-        except (asyncio.TimeoutError, StoreError) as exc:
-            log.warning("%d Responses API state changes not written at shutdown (%s)", len(self.ops), exc)
+    def failed(self, exc: StoreError) -> None:
+        if self._failing == 1:
+            log.error("Responses API state not written to the database (kept queued): %s", exc)
 
     async def _store(self) -> Any:
         return self.keys.store or await self.keys._try_open()
 
-    async def _run(self) -> None:
-        last_prune = 0.0
-        while True:
-            await asyncio.sleep(self.interval if not self._failing else min(5.0, self.interval * 2 ** self._failing))
-            try:
-                await self.flush()
-                self._failing = 0
-                now = time.monotonic()
-                if now - last_prune >= PRUNE_INTERVAL and (store := await self._store()) is not None:
-                    last_prune = now
-                    await store.run(store.prune_responses, time.time())
-            except StoreError as exc:
-                self._failing += 1
-                if self._failing == 1:
-                    log.error("Responses API state not written to the database (kept queued): %s", exc)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the writer must survive anything
-                log.exception("writing Responses API state failed")
+    async def after_flush(self) -> None:
+        self._failing = 0
+        now = time.monotonic()
+        if now - self._last_prune >= PRUNE_INTERVAL and (store := await self._store()) is not None:
+            self._last_prune = now
+            await store.run(store.prune_responses, time.time())
 
     async def flush(self) -> None:
         """Write every queued change; :class:`StoreError` (changes kept) if the database fails."""

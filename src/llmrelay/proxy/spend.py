@@ -10,7 +10,6 @@ queue; a crash loses at most the last interval's rows.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -18,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..storage import StoreError
+from .write_behind import WriteBehind
 
 if TYPE_CHECKING:
     from .keys import KeyManager, Principal
@@ -33,13 +33,15 @@ BATCH = 2000
 _perf = time.perf_counter
 
 
-class SpendQueue:
+class SpendQueue(WriteBehind):
     """Spend rows waiting to be written, and the cost they add that the database has not seen."""
+
+    what = "spend log"
 
     def __init__(self, keys: "KeyManager", interval: float = 0.5, enabled: bool = True,
                  max_rows: int = MAX_QUEUED) -> None:
+        super().__init__(interval)
         self.keys = keys
-        self.interval = max(0.01, interval)
         self.enabled = enabled
         self.max_rows = max_rows
         self.rows: deque[dict[str, Any]] = deque()
@@ -47,22 +49,13 @@ class SpendQueue:
         self.pending: dict[tuple[str, str], float] = {}
         self.written = 0
         self.dropped = 0
-        self._task: asyncio.Task | None = None
-        self._failing = 0
         self._last_drop_log = 0.0
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+    def lost(self, exc: BaseException) -> None:
+        log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", len(self.rows), exc)
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        try:
-            await asyncio.wait_for(self.flush(), timeout)
-        except (asyncio.TimeoutError, StoreError) as exc:
-            log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", len(self.rows), exc)
+    def failed(self, exc: StoreError) -> None:
+        self.keys._db_down(exc)
 
     def accepts(self, who: "Principal") -> bool:
         """Whether a request is logged: spend logging is on and there is a database (a gateway
@@ -86,19 +79,6 @@ class SpendQueue:
             pending = self.pending
             for owner in row["_owners"]:
                 pending[owner] = pending.get(owner, 0.0) + cost
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval if not self._failing else min(5.0, self.interval * 2 ** self._failing))
-            try:
-                await self.flush()
-            except StoreError as exc:
-                self._failing += 1
-                self.keys._db_down(exc)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the writer must survive anything
-                log.exception("spend flush failed")
 
     async def flush(self) -> None:
         """Write every queued row; :class:`StoreError` (rows kept) if the database fails."""

@@ -1,0 +1,66 @@
+"""The background writer behind the spend log and the Responses API state: a queue the request
+path only appends to, written by a task every ``interval`` seconds (backing off while the
+database fails) and flushed at graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..storage import StoreError
+
+__all__ = ["WriteBehind"]
+
+log = logging.getLogger("llmrelay.proxy.write_behind")
+
+
+class WriteBehind:
+    """Subclasses implement :meth:`flush` (raise :class:`StoreError`, queue kept, on failure) and
+    may override :meth:`after_flush`, :meth:`failed` and :meth:`lost`."""
+
+    #: What is written, for the log.
+    what = "queue"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = max(0.01, interval)
+        self._task: asyncio.Task | None = None
+        self._failing = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except (asyncio.TimeoutError, StoreError) as exc:
+            self.lost(exc)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval if not self._failing else min(5.0, self.interval * 2 ** self._failing))
+            try:
+                await self.flush()
+                await self.after_flush()
+            except StoreError as exc:
+                self._failing += 1
+                self.failed(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the writer must survive anything
+                log.exception("writing the %s failed", self.what)
+
+    async def flush(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def after_flush(self) -> None:
+        """After a successful flush (periodic upkeep)."""
+
+    def failed(self, exc: StoreError) -> None:
+        """A flush failed (the queue is kept and retried)."""
+
+    def lost(self, exc: BaseException) -> None:
+        """The shutdown flush failed: what was queued is lost."""
