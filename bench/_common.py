@@ -42,3 +42,27 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
 def reads_of(data: bytes, size: int) -> list[bytes]:
     """``data`` as consecutive reads of ``size`` bytes (the last one may be shorter)."""
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def start_gateway(config: str, env: dict) -> tuple[subprocess.Popen, str]:
+    """``python -m llmrelay.proxy --config CONFIG`` on a free port, once it answers; (process, URL).
+
+    Its stderr is drained in the background (a full pipe would block the gateway)."""
+    import threading
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0",
+                             "--log-level", "warning"], env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "listening on" in line:
+            url = line.split("listening on ")[1].split()[0]
+            break
+    else:
+        raise RuntimeError("gateway did not start")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health/liveliness", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.01)

@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 from _common import start_upstream  # noqa: E402
 

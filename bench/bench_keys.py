@@ -27,31 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_proxy as bp  # noqa: E402  (the fake upstream, load generator and /proc readers)
+from _common import start_gateway  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 MASTER = "sk-bench"
-
-
-def _gateway(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0", "--log-level", "warning"],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "listening on" in line:
-            url = line.split("listening on ")[1].split()[0]
-            break
-    else:
-        raise RuntimeError("gateway did not start")
-    import shutil
-    import threading
-
-    threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, open(os.devnull, "w")), daemon=True).start()
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health/liveliness", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.01)
 
 
 def _post(url: str, path: str, body: dict) -> dict:
@@ -84,9 +64,9 @@ def overhead(seconds: float, chunks: int, conc: int, rounds: int) -> None:
         bare_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n")
         keyed_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n"
                              f"  database_url: sqlite:///{tmp}/keys.db\n")
-        bare, bare_url = _gateway(bare_cfg, env)
+        bare, bare_url = start_gateway(bare_cfg, env)
         procs.append(bare)
-        keyed, keyed_url = _gateway(keyed_cfg, env)
+        keyed, keyed_url = start_gateway(keyed_cfg, env)
         procs.append(keyed)
         key = _post(keyed_url, "/key/generate", {
             "models": ["gpt-4o-mini"], "max_budget": 1e9, "budget_duration": "1d", "rpm_limit": 10**9,

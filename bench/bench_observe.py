@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_proxy as bp  # noqa: E402
+from _common import start_gateway  # noqa: E402
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -38,24 +38,6 @@ class _Sink(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def start_gateway(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0",
-                             "--log-level", "warning"], env=env, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "listening on" in line:
-            url = line.split("listening on ")[1].split()[0]
-            break
-    else:
-        raise RuntimeError("gateway did not start")
-    threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health/liveliness", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.01)
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from servers.anthropic_server import message_dict, message_events
 from servers.bedrock_server import event_frame as bedrock_frame
 from servers.cohere_server import cohere_events
 from servers.gemini_server import response_dict, stream_events
-from servers.ollama_server import _final, _line, ollama_stream_lines
+from servers.ollama_server import _final, ollama_stream_lines
 from servers.openai_server import ChunkFactory, completion_dict, text_stream_events, tool_call_stream_events
 
 ROUNDS = 150
