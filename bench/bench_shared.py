@@ -33,6 +33,8 @@ import time
 import uuid
 from pathlib import Path
 
+from _common import free_port  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -95,12 +97,6 @@ def run_upstream(port: int, chunks: int, gap_ms: float) -> None:
 
 
 # ============================================================ orchestration
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port: int) -> None:

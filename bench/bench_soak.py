@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import free_port  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 KEY = "sk-soak"
@@ -46,10 +48,6 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_upstream(chunks: int) -> tuple[subprocess.Popen, int]:

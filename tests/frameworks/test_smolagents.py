@@ -50,15 +50,17 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-def test_tool_calling_agent(server_factory):
-    def decide(body):
-        # smolagents sends the tool's observation back as a message after the assistant turn
-        if any(m["role"] == "assistant" for m in body["messages"]):
-            observed = json.dumps(body["messages"][-1]["content"])
-            return [("final_answer", {"answer": "the sum is 42" if "42" in observed else "unknown"})]
-        return [("add", {"a": 2, "b": 40})]
+def _decide(body):
+    """The fake model: call ``add``, then answer from the tool's observation."""
+    # smolagents sends the tool's observation back as a message after the assistant turn
+    if any(m["role"] == "assistant" for m in body["messages"]):
+        observed = json.dumps(body["messages"][-1]["content"])
+        return [("final_answer", {"answer": "the sum is 42" if "42" in observed else "unknown"})]
+    return [("add", {"a": 2, "b": 40})]
 
-    srv = server_factory(decide=decide)
+
+def test_tool_calling_agent(server_factory):
+    srv = server_factory(decide=_decide)
     agent = ToolCallingAgent(tools=[add], model=_model(srv), max_steps=4)
     answer = agent.run("What is 2 + 40?")
     assert "42" in str(answer)
@@ -70,14 +72,7 @@ def test_tool_calling_agent(server_factory):
 
 def test_tool_calling_agent_streaming(server_factory):
     """The same agent with stream_outputs: tool calls assembled from streamed deltas."""
-
-    def decide(body):
-        if any(m["role"] == "assistant" for m in body["messages"]):
-            observed = json.dumps(body["messages"][-1]["content"])
-            return [("final_answer", {"answer": "the sum is 42" if "42" in observed else "unknown"})]
-        return [("add", {"a": 2, "b": 40})]
-
-    srv = server_factory(decide=decide)
+    srv = server_factory(decide=_decide)
     agent = ToolCallingAgent(tools=[add], model=_model(srv), max_steps=4, stream_outputs=True)
     answer = agent.run("What is 2 + 40?")
     assert "42" in str(answer)
