@@ -216,7 +216,7 @@ def redis_capacity(url: str, prefix: str) -> list[tuple[str, float]]:
     client.close()
     keys = [f"{prefix}:rl:key:k", f"{prefix}:rl:team:t", f"{prefix}:rl:deployment:d"]
     # unlimited numbers: every call takes the full check-and-increment path
-    script = ["EVALSHA", sha, "3", *keys, "0", "slot", "600", "1000000000", "0", "0",
+    script = ["EVALSHA", sha, "3", *keys, "0", "slot", "600", "3", "0", "0", "1000000000", "0", "0",
               "1000000000", "0", "0", "1000000000", "0", "0"]
     out = []
     for name, cmd in (("limiter script (3 scopes)", script), ("cache GET (2 kB entry)", ["GET", f"{prefix}:cache:probe"])):

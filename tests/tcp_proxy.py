@@ -21,6 +21,8 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._closed = False
+        #: Chunks received from clients and forwarded (≈ the round trips clients started).
+        self.client_writes = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -39,16 +41,17 @@ class CuttableProxy:
                 continue
             with self._lock:
                 self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, count in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, count), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool = False) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if count:
+                    self.client_writes += 1
                 dst.sendall(data)
         except OSError:
             pass

@@ -36,7 +36,7 @@ WINDOW = 60
 RELEASE_DELAY = 0.02
 _tasks: set[asyncio.Task] = set()
 
-_KINDS = {1: "rpm", 2: "tpm", 3: "parallel"}
+_KINDS = {1: "rpm", 2: "tpm", 3: "parallel", 4: "budget"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class Grant:
     slot: str = ""
     shared: bool = False
     limits: Sequence[Limit] = field(default_factory=tuple)
+    #: The budgets' spend as read by the same round trip (:meth:`RedisLimiter.acquire`'s
+    #: ``budgets``; a refusal for a budget has ``kind`` "budget" and ``limit`` its index).
+    spent: tuple[float, ...] = ()
+    #: The cache entry read by the same round trip (``get``), None if absent or not asked.
+    cached: bytes | None = None
 
 
 def _slot() -> str:
@@ -151,51 +156,77 @@ def _least(a: int | None, b: int) -> int:
 
 
 # ============================================================================ on Redis
-#: KEYS: per limit, its base name. ARGV: tokens, slot id, slot ttl, then per limit rpm, tpm, parallel.
+#: One admission, all in one script (one round trip): budgets first (a request over a budget takes
+#: no share of any limit), then every limit checked and, only if all admit it, taken; then the
+#: response cache's entry, if asked for.
+#: KEYS: the limits' base names (nl), the budgets' spend counters (nb), then the cache key (get=1).
+#: ARGV: tokens, slot id, slot ttl, nl, nb, get, then per limit rpm, tpm, parallel, then per budget
+#: its maximum (-1: none).
+#: Reply: {ok, index, kind (1 rpm, 2 tpm, 3 parallel, 4 budget), reset, rem_r, rem_t, window,
+#: cache entry or nil, then each budget's spend as read (strings)}.
 _ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local win = math.floor(now / 60)
-local reset = 60 - (now % 60)
 local tokens = tonumber(ARGV[1])
 local slot = ARGV[2]
 local ttl = tonumber(ARGV[3])
-local rem_r, rem_t = -1, -1
-for i = 1, #KEYS do
-  local base = KEYS[i]
-  local rpm, tpm, par = tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3])
-  if rpm > 0 then
-    local used = tonumber(redis.call('GET', base .. ':r:' .. win) or '0')
-    if used + 1 > rpm then return {0, i, 1, tostring(reset), 0, 0, win} end
-    if rem_r < 0 or rpm - used - 1 < rem_r then rem_r = rpm - used - 1 end
-  end
-  if tpm > 0 then
-    local used = tonumber(redis.call('GET', base .. ':t:' .. win) or '0')
-    if used >= tpm or (used > 0 and used + tokens > tpm) then return {0, i, 2, tostring(reset), 0, 0, win} end
-    if rem_t < 0 or tpm - used - tokens < rem_t then rem_t = tpm - used - tokens end
-  end
-  if par > 0 then
-    redis.call('ZREMRANGEBYSCORE', base .. ':p', '-inf', now)
-    if redis.call('ZCARD', base .. ':p') + 1 > par then return {0, i, 3, '1', 0, 0, win} end
+local nl, nb, get = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
+local out = {1, 0, 0, '0', -1, -1, 0, false}
+for j = 1, nb do
+  local s = redis.call('GET', KEYS[nl + j]) or '0'
+  out[8 + j] = s
+  local cap = tonumber(ARGV[6 + 3 * nl + j])
+  if cap >= 0 and tonumber(s) >= cap then
+    out[1], out[2], out[3] = 0, j, 4
+    return out
   end
 end
-for i = 1, #KEYS do
-  local base = KEYS[i]
-  local rpm, tpm, par = tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3])
-  if rpm > 0 then
-    local k = base .. ':r:' .. win
-    if redis.call('INCR', k) == 1 then redis.call('EXPIRE', k, 120) end
+if nl > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local win = math.floor(now / 60)
+  local reset = tostring(60 - (now % 60))
+  out[4], out[7] = reset, win
+  local rem_r, rem_t = -1, -1
+  for i = 1, nl do
+    local base = KEYS[i]
+    local rpm, tpm, par = tonumber(ARGV[3*i+4]), tonumber(ARGV[3*i+5]), tonumber(ARGV[3*i+6])
+    if rpm > 0 then
+      local used = tonumber(redis.call('GET', base .. ':r:' .. win) or '0')
+      if used + 1 > rpm then out[1], out[2], out[3] = 0, i, 1 return out end
+      if rem_r < 0 or rpm - used - 1 < rem_r then rem_r = rpm - used - 1 end
+    end
+    if tpm > 0 then
+      local used = tonumber(redis.call('GET', base .. ':t:' .. win) or '0')
+      if used >= tpm or (used > 0 and used + tokens > tpm) then out[1], out[2], out[3] = 0, i, 2 return out end
+      if rem_t < 0 or tpm - used - tokens < rem_t then rem_t = tpm - used - tokens end
+    end
+    if par > 0 then
+      redis.call('ZREMRANGEBYSCORE', base .. ':p', '-inf', now)
+      if redis.call('ZCARD', base .. ':p') + 1 > par then
+        out[1], out[2], out[3], out[4] = 0, i, 3, '1'
+        return out
+      end
+    end
   end
-  if tpm > 0 and tokens > 0 then
-    local k = base .. ':t:' .. win
-    if redis.call('INCRBY', k, tokens) == tokens then redis.call('EXPIRE', k, 120) end
+  for i = 1, nl do
+    local base = KEYS[i]
+    local rpm, tpm, par = tonumber(ARGV[3*i+4]), tonumber(ARGV[3*i+5]), tonumber(ARGV[3*i+6])
+    if rpm > 0 then
+      local k = base .. ':r:' .. win
+      if redis.call('INCR', k) == 1 then redis.call('EXPIRE', k, 120) end
+    end
+    if tpm > 0 and tokens > 0 then
+      local k = base .. ':t:' .. win
+      if redis.call('INCRBY', k, tokens) == tokens then redis.call('EXPIRE', k, 120) end
+    end
+    if par > 0 then
+      redis.call('ZADD', base .. ':p', now + ttl, slot)
+      redis.call('EXPIRE', base .. ':p', math.ceil(ttl))
+    end
   end
-  if par > 0 then
-    redis.call('ZADD', base .. ':p', now + ttl, slot)
-    redis.call('EXPIRE', base .. ':p', math.ceil(ttl))
-  end
+  out[5], out[6] = rem_r, rem_t
 end
-return {1, 0, 0, tostring(reset), rem_r, rem_t, win}
+if get then out[8] = redis.call('GET', KEYS[nl + nb + 1]) end
+return out
 """
 
 #: KEYS: per limit, its base name. ARGV: slot id, window, token correction, then per limit tpm?, parallel?.
@@ -224,41 +255,50 @@ class RedisLimiter:
         self.link = link
         self.prefix = prefix
         self.slot_ttl = slot_ttl
-        self._acquire_script: Any = None
-        self._release_script: Any = None
+        self._sha: str | None = None
+        self._release_sha: str | None = None
 
-    def _scripts(self, client: Any) -> tuple[Any, Any]:
-        # register_script objects run EVALSHA and load the script on NOSCRIPT (after a restart)
-        if self._acquire_script is None or self._acquire_script.registered_client is not client:
-            self._acquire_script = client.register_script(_ACQUIRE)
-            self._release_script = client.register_script(_RELEASE)
-        return self._acquire_script, self._release_script
-
-    def acquire_args(self, limits: Sequence[Limit], tokens: int, slot: str) -> tuple[list[str], list[Any]]:
-        keys = [self.prefix + lim.name for lim in limits]
-        args: list[Any] = [int(tokens), slot, self.slot_ttl]
+    def acquire_args(self, limits: Sequence[Limit], tokens: int, slot: str,
+                     budgets: Sequence[tuple[str, float]] = (), get: str | None = None) -> tuple[list[str], list[Any]]:
+        prefix = self.prefix
+        keys = [prefix + lim.name for lim in limits]
+        args: list[Any] = [int(tokens), slot, self.slot_ttl, len(limits), len(budgets), 1 if get else 0]
         for lim in limits:
             args += [int(lim.rpm or 0), int(lim.tpm or 0), int(lim.parallel or 0)]
+        for counter, cap in budgets:
+            keys.append(counter)
+            args.append(cap)
+        if get:
+            keys.append(get)
         return keys, args
 
     @staticmethod
     def grant_of(reply: list, limits: Sequence[Limit], tokens: int, slot: str) -> Grant:
-        ok, index, kind, reset, rem_r, rem_t, window = reply
+        ok, index, kind, reset, rem_r, rem_t, window = reply[:7]
+        cached = reply[7] if len(reply) > 7 else None
+        spent = tuple(float(v) for v in reply[8:])
         if not int(ok):
-            return Grant(False, limits[int(index) - 1].name, _KINDS[int(kind)], float(reset), window=int(window),
-                         shared=True)
+            kind = _KINDS[int(kind)]
+            name = str(index) if kind == "budget" else limits[int(index) - 1].name
+            return Grant(False, name, kind, float(reset), window=int(window), shared=True, spent=spent)
         return Grant(True, retry_after=float(reset), remaining_requests=None if int(rem_r) < 0 else int(rem_r),
                      remaining_tokens=None if int(rem_t) < 0 else int(rem_t), window=int(window), reserved=tokens,
-                     slot=slot, shared=True, limits=tuple(limits))
+                     slot=slot, shared=True, limits=tuple(limits), spent=spent, cached=cached)
 
-    async def acquire(self, limits: Sequence[Limit], tokens: int = 0) -> Grant:
+    async def acquire(self, limits: Sequence[Limit], tokens: int = 0, budgets: Sequence[tuple[str, float]] = (),
+                      get: str | None = None) -> Grant:
+        """Admit a request (see :class:`LocalLimiter`), in one round trip that also reads
+        ``budgets`` (``(counter key, maximum or -1)``: refused when a counter ≥ its maximum,
+        before any limit is taken) and, when admitted, the key ``get`` (the cache's entry)."""
         slot = _slot()
-        keys, args = self.acquire_args(limits, tokens, slot)
+        keys, args = self.acquire_args(limits, tokens, slot, budgets, get)
+        sha = self._sha or self._load()
+        return self.grant_of(await self.link.execute("EVALSHA", sha, len(keys), *keys, *args), limits, tokens, slot)
 
-        async def run(client: Any) -> list:
-            return await self._scripts(client)[0](keys=keys, args=args)
-
-        return self.grant_of(await self.link.run(run), limits, tokens, slot)
+    def _load(self) -> str:
+        self._sha = self.link.script(_ACQUIRE)
+        self._release_sha = self.link.script(_RELEASE)
+        return self._sha
 
     def release_args(self, grant: Grant, tokens_used: int | None) -> tuple[list[str], list[Any]]:
         delta = 0 if tokens_used is None else int(tokens_used) - grant.reserved
@@ -278,20 +318,10 @@ class RedisLimiter:
         if not calls:
             return
 
-        async def run(client: Any) -> None:
-            import redis
-
-            script = self._scripts(client)[1]
-            for attempt in (0, 1):
-                pipe = client.pipeline(transaction=False)
-                for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-                if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-                    return
-                await client.script_load(_RELEASE)  # Redis restarted empty: load it, send again
-
-        await self.link.run(run)
+        if self._release_sha is None:
+            self._load()
+        sha = self._release_sha
+        await self.link.pipeline([("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls])
 
 
 class SharedLimiter:
@@ -307,10 +337,13 @@ class SharedLimiter:
         self._pending: list[tuple[Grant, int | None]] = []
         self._flush: Any = None
 
-    async def acquire(self, limits: Sequence[Limit], tokens: int = 0) -> Grant:
+    async def acquire(self, limits: Sequence[Limit], tokens: int = 0, budgets: Sequence[tuple[str, float]] = (),
+                      get: str | None = None) -> Grant:
+        """:meth:`RedisLimiter.acquire`; while Redis is unreachable the limits are counted here
+        and ``budgets``/``get`` are not read (``spent`` empty, ``cached`` None)."""
         if self.link.available():
             try:
-                return await self.redis.acquire(limits, tokens)
+                return await self.redis.acquire(limits, tokens, budgets, get)
             except RedisUnavailable:
                 pass
         return await self.local.acquire(limits, tokens)

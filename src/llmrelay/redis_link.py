@@ -14,6 +14,12 @@ and one view of Redis's health:
 * ``listeners`` are called with ``True``/``False`` on each change (a metric hook), and
   ``state`` gives the counters (``up``, ``failures``, ``transitions``).
 
+The request path's commands (the limiter's script, budget counters, the cache's ``GET``) go
+through :meth:`RedisLink.execute` / :meth:`RedisLink.pipeline`: redis-py's own connections,
+command packing and (hiredis) reply parser, but without its client layer (connection-pool
+locks, health checks, retry wrappers, observability hooks), which cost more than the Redis
+round trip itself (≈100 µs against ≈45 µs per command here).
+
 The ``redis`` package (``pip install 'llmrelay[redis]'``) is imported only when a link is used.
 """
 
@@ -76,6 +82,8 @@ class RedisLink:
         self._retry_at = 0.0
         self._pause = _FIRST_PAUSE
         self._clients: dict[Any, Any] = {}  # event loop -> redis.asyncio.Redis
+        self._idle: dict[Any, list[Any]] = {}  # event loop -> idle connections of execute()
+        self._scripts: dict[str, str] = {}  # sha1 -> script source (loaded again after a restart)
         self._sync: Any = None
         self._lock = threading.Lock()
 
@@ -116,6 +124,7 @@ class RedisLink:
             client = Redis(connection_pool=pool)
             for old in [k for k in self._clients if k.is_closed()]:
                 del self._clients[old]
+                self._idle.pop(old, None)
             self._clients[loop] = client
         return client
 
@@ -140,6 +149,11 @@ class RedisLink:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        for conn in self._idle.pop(loop, ()):
+            try:
+                await conn.disconnect()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
         client = self._clients.pop(loop, None)
         if client is not None:
             try:
@@ -192,6 +206,8 @@ class RedisLink:
     def _drop_pool(self) -> None:
         """Forget this loop's client: after a Redis restart every pooled connection is stale,
         and the next call should probe with a fresh one, not find them one by one."""
+        for conn in self._idle.pop(asyncio.get_running_loop(), ()):
+            _close_soon(conn)
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             task = asyncio.get_running_loop().create_task(_close_quietly(client))
@@ -219,9 +235,65 @@ class RedisLink:
         """Open ``connections`` pooled connections now (at startup), so that a first burst of
         requests does not have to connect while the event loop is busy serving them."""
         try:
-            await asyncio.gather(*(self.run(lambda r: r.ping()) for _ in range(max(1, connections))))
+            await asyncio.gather(*(self.run(lambda r: r.ping()) for _ in range(max(1, connections))),
+                                 *(self.execute("PING") for _ in range(max(1, connections))))
         except RedisUnavailable:
             pass
+
+    # ------------------------------------------------------------------ the fast path
+    def script(self, source: str) -> str:
+        """Register a Lua script; its SHA1 for :meth:`execute` ``("EVALSHA", sha, …)`` (loaded
+        on demand: a ``NOSCRIPT`` reply loads it and sends the command again)."""
+        import hashlib
+
+        sha = hashlib.sha1(source.encode()).hexdigest()
+        self._scripts[sha] = source
+        return sha
+
+    async def execute(self, *args: Any) -> Any:
+        """One command, one round trip: its reply (redis-py's parsing; error replies raise
+        ``redis.ResponseError``). :class:`RedisUnavailable` when Redis is (or just went) down."""
+        return (await self.pipeline((args,), raise_on_error=True))[0]
+
+    async def pipeline(self, commands: Any, raise_on_error: bool = False) -> list[Any]:
+        """Several commands in one write and one round trip; their replies in order (an error
+        reply is returned as its exception unless ``raise_on_error``)."""
+        if not self.up and time.monotonic() < self._retry_at:
+            raise RedisUnavailable(self.where)
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(loop)
+        if idle is None:
+            idle = self._idle[loop] = []
+        conn = idle.pop() if idle else None
+        try:
+            if conn is None:
+                conn = self.client().connection_pool.make_connection()
+                await conn.connect()
+            replies = await _send(conn, commands)
+            again = [i for i, r in enumerate(replies) if _noscript(r) and str(commands[i][1]) in self._scripts]
+            if again:  # Redis restarted empty: load the scripts, send those commands again
+                for sha in {str(commands[i][1]) for i in again}:
+                    await _send(conn, (("SCRIPT", "LOAD", self._scripts[sha]),))
+                for i, reply in zip(again, await _send(conn, [commands[i] for i in again])):
+                    replies[i] = reply
+        except asyncio.CancelledError:
+            if conn is not None:  # a reply may still come: the connection cannot be reused
+                _close_soon(conn)
+            raise
+        except _errors() as exc:
+            if conn is not None:
+                _close_soon(conn)
+            self.failed(exc)
+            self._drop_pool()
+            raise RedisUnavailable(self.where) from exc
+        idle.append(conn)
+        if not self.up:
+            self.succeeded()
+        if raise_on_error:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
 
     async def probe(self) -> bool:
         """When down and due for a retry: PING now. Whether Redis is up."""
@@ -251,6 +323,38 @@ class RedisLink:
 
 
 _closing: set[asyncio.Task] = set()
+
+
+async def _send(conn: Any, commands: Any) -> list[Any]:
+    """Write ``commands`` on ``conn`` and read their replies (error replies as exceptions)."""
+    import redis
+
+    packed = conn.pack_commands(commands) if len(commands) > 1 else conn.pack_command(*commands[0])
+    writer = getattr(conn, "_writer", None)
+    if writer is not None and conn.is_connected:
+        writer.writelines(packed)  # a few hundred bytes: the transport takes them at once
+    else:
+        await conn.send_packed_command(packed, check_health=False)
+    out = []
+    for _ in commands:
+        try:
+            out.append(await conn.read_response())
+        except redis.exceptions.ResponseError as exc:
+            out.append(exc)
+    return out
+
+
+def _noscript(reply: Any) -> bool:
+    return isinstance(reply, Exception) and type(reply).__name__ == "NoScriptError"
+
+
+def _close_soon(conn: Any) -> None:
+    try:
+        task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+    except RuntimeError:
+        return
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 async def _close_quietly(client: Any) -> None:

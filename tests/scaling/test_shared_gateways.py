@@ -54,6 +54,7 @@ model_list:
 router_settings:
   redis_url: "{url}"
   redis_prefix: "{prefix}:"
+  redis_timeout: 2  # a machine busy with other suites can starve a process for 0.5 s
   num_retries: 1
   allowed_fails: 1
   cooldown_time: 60

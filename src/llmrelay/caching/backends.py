@@ -128,13 +128,14 @@ class RedisBackend:
 
     async def aget(self, key: str) -> bytes | None:
         try:
-            return await self.link.run(lambda r: r.get(self.prefix + key))
+            return await self.link.execute("GET", self.prefix + key)
         except RedisUnavailable:
             return None
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        ms = self._ms(ttl)
         try:
-            await self.link.run(lambda r: r.set(self.prefix + key, value, px=self._ms(ttl)))
+            await self.link.execute("SET", self.prefix + key, value, *(("PX", ms) if ms is not None else ()))
         except RedisUnavailable:
             pass
 

@@ -426,9 +426,17 @@ class ProxyApp:
             request.params = self.client_params.screen(model, request.params, ingress.known_params)
         except ClientParamError as exc:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
+        # The cache key before the keys' admission (unless a hook may still change the request):
+        # in shared mode the admission reads the cache entry in its own Redis round trip.
+        early = self.cache is not None and request.kind == "chat" and not self.observe.pre_hooks
+        if early:
+            try:
+                ctx.cache = self.cache.request(scope, request)
+            except ValueError as exc:
+                return await self._error(ctx, send, 400, str(exc), param="cache")
         who = ctx.auth
         if who is not None:
-            refused = await self.keys.admit(who, model, request.params.get("user"))
+            refused = await self.keys.admit(who, model, request.params.get("user"), ctx.cache)
             if refused is not None:
                 return await self._refuse(ctx, send, refused)
             ctx.extra = self.keys.headers(who)
@@ -441,7 +449,7 @@ class ProxyApp:
                 status, message = rejection(exc)
                 return await self._error(ctx, send, status, message)
             ctx.model, ctx.stream = request.model, request.stream
-        if self.cache is not None and request.kind == "chat":
+        if self.cache is not None and request.kind == "chat" and not early:
             try:
                 ctx.cache = self.cache.request(scope, request)
             except ValueError as exc:

@@ -43,8 +43,9 @@ log = logging.getLogger("llmrelay.proxy.keys")
 REFRESH_AFTER = 5.0
 #: Seconds an unknown key stays "unknown" before it is looked up again.
 NEGATIVE_TTL = 2.0
-#: Seconds between polls of the change feed.
-POLL_INTERVAL = 0.25
+#: Seconds between polls of the change feed (``LLMRELAY_KEYS_POLL_INTERVAL``; in shared mode a
+#: Redis broadcast brings other instances' changes at once, the feed is the fallback).
+POLL_INTERVAL = float(os.environ.get("LLMRELAY_KEYS_POLL_INTERVAL") or 0.25)
 #: Seconds between budget-reset sweeps of the database.
 RESET_INTERVAL = 2.0
 #: Cache size beyond which entries for unknown keys are dropped.
@@ -167,6 +168,11 @@ class KeyManager:
         self._down_since: float | None = None
         self._open_error: str | None = None
         self._warm: asyncio.Future | None = None
+        #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
+        #: read and spend added on Redis, key changes broadcast to every instance.
+        self.shared: Any = limiter if getattr(limiter, "shares_budgets", False) else None
+        if self.shared is not None:
+            self.shared.attach(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -302,6 +308,8 @@ class KeyManager:
     def _put(self, kind: str, ident: str, row: dict[str, Any] | None) -> _Entry:
         cache = self._cache[kind]
         if row is not None:
+            if self.shared is not None:  # the ledger's spend: reconciles the shared counter
+                self.shared.reconcile(kind, ident, row)
             row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending.get((kind, ident), 0.0)
         elif len(cache) >= MAX_CACHED:
             # many unknown keys (a scan?): forget the unknown ones, never the real ones
@@ -339,8 +347,32 @@ class KeyManager:
         return self._put(kind, ident, row)
 
     def invalidate(self, kind: str, ident: str) -> None:
-        """Forget a cached row in this process (the change feed tells the other workers)."""
+        """Forget a cached row in this process (the change feed tells the other workers; in
+        shared mode a Redis broadcast tells every instance at once)."""
         self._cache[kind].pop(ident, None)
+        if self.shared is not None:
+            self.shared.announce(kind, ident)
+
+    def changed_elsewhere(self, kind: str, ident: str) -> None:
+        """Another instance changed this row: read it again now (a cached row keeps serving
+        if the database cannot be read; a remembered unknown key is forgotten)."""
+        cache = self._cache.get(kind)
+        entry = cache.get(ident) if cache is not None else None
+        if entry is None:
+            return
+        if entry.row is None:
+            del cache[ident]
+            return
+        self._to_refresh.add((kind, ident))
+        asyncio.ensure_future(self._refresh_now())
+
+    async def _refresh_now(self) -> None:
+        try:
+            store = self.store or await self._try_open()
+            if store is not None:
+                await self._refresh_stale(store)
+        except StoreError as exc:
+            self._db_down(exc)
 
     def cached(self, kind: str, ident: str | None) -> dict[str, Any] | None:
         entry = self._cache[kind].get(ident) if ident else None
@@ -367,9 +399,12 @@ class KeyManager:
         return Principal(False, token, entry)
 
     # ------------------------------------------------------------------ admit
-    async def admit(self, who: Principal, model: str, end_user: Any) -> Refusal | None:
+    async def admit(self, who: Principal, model: str, end_user: Any, prefetch: Any = None) -> Refusal | None:
         """Everything checked before the upstream call; a refusal, or None to go on (then the
-        request is charged at :meth:`finish`; refused requests cost nothing and are not logged)."""
+        request is charged at :meth:`finish`; refused requests cost nothing and are not logged).
+
+        ``prefetch``: the request's cache lookup (``CacheRequest``), read in the same Redis round
+        trip as the limits and budgets in shared mode."""
         if who.master:
             if isinstance(end_user, str) and end_user:
                 who.end_user = end_user
@@ -421,14 +456,22 @@ class KeyManager:
         else:
             limits = self._limits(who.token, key, team, user, model)
             who.entry.limits[model] = (team, user, limits)
-        if limits:
-            decision = await self.limiter.acquire(limits)
+        shared = self.shared
+        budgets = shared.budgets(who.token, key, team, user, customer, model) if shared is not None else None
+        if limits or budgets:
+            if shared is not None:  # limits, shared budgets and the cache lookup: one round trip
+                decision = await shared.admit(limits, budgets, prefetch)
+                if decision is None:  # spent on other instances too (the rows now say how much)
+                    return self._over_budget(key, team, user, customer, model, now) or _SPENT
+            else:
+                decision = await self.limiter.acquire(limits)
             if not decision.allowed:
                 wait = retry_after_seconds(decision.retry_after)
                 return Refusal(429, f"Rate limit reached: {decision.reason}. Retry after {wait}s.",
                                 "rate_limit_error", headers=[(b"retry-after", b"%d" % wait)])
-            who.limits = limits
-            who.decision = decision
+            if limits:
+                who.limits = limits
+                who.decision = decision
         who.model = model
         return None
 
@@ -534,6 +577,8 @@ class KeyManager:
             self.spend.add(spend_row(self, who, ctx, ctx.usage, prompt, completion, ctx.cost or 0.0))
 
     def _charge(self, who: Principal, cost: float) -> None:
+        if self.shared is not None:  # the shared counters, in the background
+            self.shared.charge(who, cost)
         key = who.key
         if key is not None:
             key["spend"] = key["spend"] + cost
@@ -559,6 +604,7 @@ class KeyManager:
                 store.reset_budget(kind, due["ident"], due["budget_reset_at"], following)
 
 
+_SPENT = Refusal(400, "Budget has been exceeded!", "budget_exceeded")
 _UNAUTHORIZED = Refusal(401, "Missing or invalid API key: send the gateway's key as 'Authorization: Bearer <key>'.",
                         "authentication_error", code="invalid_api_key", headers=[(b"www-authenticate", b"Bearer")])
 

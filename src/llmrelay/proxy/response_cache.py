@@ -15,30 +15,48 @@ from typing import Any
 
 from ..caching import Cache, parse_controls
 from ..caching.keys import CacheControls
+from ..caching.replay import decode_entry
 
 __all__ = ["GatewayCache", "CacheRequest", "build_gateway_cache"]
 
 _HIT = (b"x-llmrelay-cache", b"hit")
+_UNREAD = object()
 _MISS = (b"x-llmrelay-cache", b"miss")
 
 
 class CacheRequest:
     """One request's cache decision: its key and controls."""
 
-    __slots__ = ("cache", "key", "controls", "hit")
+    __slots__ = ("cache", "key", "controls", "hit", "_entry")
 
     def __init__(self, cache: Cache, key: str, controls: CacheControls) -> None:
         self.cache = cache
         self.key = key
         self.controls = controls
         self.hit = False
+        self._entry: Any = _UNREAD
+
+    def redis_key(self, link: Any) -> str | None:
+        """The entry's Redis key when the cache lives on ``link`` (another round trip on that
+        Redis may read it: :meth:`prefetched`), else None."""
+        backend = self.cache.backend
+        if getattr(backend, "link", None) is not link or self.controls.no_cache:
+            return None
+        return backend.prefix + self.key
+
+    def prefetched(self, raw: bytes | None) -> None:
+        """The entry as read by another round trip (the keys' admission): no lookup of its own."""
+        self._entry = raw
 
     async def acall(self, models: Any, request: Any) -> Any:
         """The cached answer to a chat :class:`~.ingress.CanonicalRequest`, or the Router's
         (stored when it completes)."""
         cache = self.cache
         stream = request.stream
-        entry = await cache.alookup(self.key, self.controls)
+        if self._entry is _UNREAD:
+            entry = await cache.alookup(self.key, self.controls)
+        else:
+            entry = decode_entry(self._entry, self.controls.max_age)
         if entry is not None:
             self.hit = True
             return cache.replay(entry, request.model, stream, self.key,

@@ -39,7 +39,7 @@ def key_limiter(router: Any) -> Any:
     from .rate_limits import Decision
     from .shared_limits import RedisLimits
 
-    return RedisLimits(shared.link, Decision, shared.root)
+    return RedisLimits(shared.link, Decision, shared.root, shared.broadcaster)
 
 
 def _links(router: Any, cache: Any) -> list[Any]:

@@ -1,43 +1,169 @@
-"""Virtual keys' rate limits (:mod:`.rate_limits`) counted on Redis: the ``LimitBackend`` of shared mode.
+"""Virtual keys in shared mode: limits, live budgets and key changes shared through Redis.
 
-The keys pipeline makes one ``acquire(limits)`` per request (key, team, user, per-model
-limits…) and one ``release(limits, tokens)`` at its end. Here both are one Lua script each on
-Redis (:class:`~llmrelay.ratelimit.RedisLimiter`), so every gateway instance counts against the
-same numbers; while Redis is unreachable the counting falls back to this instance alone
-(:class:`~llmrelay.ratelimit.SharedLimiter`). Windows are the Redis clock's minutes (the local
-backend's are sliding): a refusal's ``Retry-After`` is the time to the next minute.
+The keys pipeline (:mod:`.keys`) calls this module's :class:`RedisLimits` (its ``LimitBackend``):
+
+* **Admission** — one Lua script per request (:class:`~llmrelay.ratelimit.RedisLimiter`) reads
+  the spend counters of the request's budgets (key, team, user, end user, the key's per-model
+  budget) and refuses it when one is spent, else checks and takes every rate limit (key, team,
+  user, per model) and, when the response cache is on the same Redis, reads the cache entry:
+  **one round trip** for all of it. While Redis is unreachable the limits are counted by this
+  instance alone (:class:`~llmrelay.ratelimit.SharedLimiter`) and budgets are checked against
+  what this instance knows (the database's spend plus its own).
+* **Spend** — when a request ends, its cost is added to each budget's counter
+  (``INCRBYFLOAT``; one script per batch of finished requests, sent in the background right
+  after, never awaited by a request). The replies are the shared totals, which this instance
+  keeps in its cached rows (``x-litellm-key-spend`` shows the shared spend).
+* **Reconciliation** — the database stays the ledger. Every time a row with a budget is read
+  from it (first use, and every ``REFRESH_AFTER`` = 5 s while in use, after each change), the
+  counter is raised to the database's spend if lower (``counter = max(counter, ledger)``): a
+  Redis that lost its data (restart, eviction) is refilled within seconds of the next use.
+* **Periods** — a counter is per budget period: its name ends with the period's end
+  (``budget_reset_at`` of the row) and it expires an hour after it; without
+  ``budget_duration`` it never resets (and expires after 7 idle days: the ledger refills it).
+* **Key changes** — every management write (``/key/update``, ``/key/delete``,
+  ``/key/regenerate``, teams, users, customers) is broadcast (``keys.changed``); every other
+  instance re-reads the row at once, whatever its database poll interval. The database's change
+  feed stays the fallback while Redis is down.
+
+Windows of the rate limits are the Redis clock's minutes (the local backend's are sliding): a
+refusal's ``Retry-After`` is the time to the next minute.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections import deque
 from typing import Any, Sequence
 
 from ..ratelimit import Limit, SharedLimiter
-from ..redis_link import RedisLink
+from ..redis_link import RedisLink, RedisUnavailable
 
 __all__ = ["RedisLimits"]
 
+log = logging.getLogger("llmrelay.proxy.keys")
+
+_TOPIC = "keys.changed"
+#: Seconds a counter of a budget without a period lives after its last write.
+_NO_PERIOD_TTL = 7 * 86400
+
+#: KEYS: spend counters. ARGV: per counter "+" (add) or "max" (raise to), the amount, its ttl.
+#: Reply: each counter's value afterwards (strings).
+_SPEND = """
+local out = {}
+for i = 1, #KEYS do
+  local op, v, ttl = ARGV[3*i-2], ARGV[3*i-1], tonumber(ARGV[3*i])
+  local s
+  if op == '+' then
+    s = redis.call('INCRBYFLOAT', KEYS[i], v)
+  else
+    s = redis.call('GET', KEYS[i])
+    if not s or tonumber(s) < tonumber(v) then redis.call('SET', KEYS[i], v) s = v end
+  end
+  redis.call('EXPIRE', KEYS[i], ttl)
+  out[i] = s
+end
+return out
+"""
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _spawn(coro: Any) -> None:
+    try:
+        task = asyncio.get_running_loop().create_task(coro)
+    except RuntimeError:
+        coro.close()
+        return
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _period(row: dict) -> int:
+    """The row's budget period, named by its end (0: no period)."""
+    reset_at = row.get("budget_reset_at")
+    return int(reset_at) if reset_at is not None and row.get("budget_duration") else 0
+
+
+def _ttl(period: int) -> int:
+    return max(60, int(period - time.time()) + 3600) if period else _NO_PERIOD_TTL
+
+
+class _Budget:
+    """One budget of a request: its counter, maximum, and the cached row it mirrors."""
+
+    __slots__ = ("counter", "cap", "row", "model", "period")
+
+    def __init__(self, counter: str, cap: float, row: dict, model: str | None, period: int) -> None:
+        self.counter = counter
+        self.cap = cap
+        self.row = row
+        self.model = model
+        self.period = period
+
+    def learn(self, total: float) -> None:
+        """The shared spend is ``total``: raise the cached row's to it (same period only)."""
+        row = self.row
+        if _period(row) != self.period:
+            return
+        if self.model is None:
+            if total > row.get("spend", 0.0):
+                row["spend"] = total
+        else:
+            per = row.get("model_spend") or {}
+            if total > per.get(self.model, 0.0):
+                per[self.model] = total
+                row["model_spend"] = per
+
 
 class RedisLimits:
-    """``acquire``/``release`` of the keys' ``LimitBackend`` protocol, on a :class:`SharedLimiter`.
+    """The keys' ``LimitBackend`` in shared mode (see the module docstring).
 
     ``decision`` builds the pipeline's ``Decision`` (passed in, so this module does not depend
-    on the keys module's layout).
+    on the keys module's layout); ``broadcaster`` carries key changes to the other instances.
     """
 
-    def __init__(self, link: RedisLink, decision: Any, prefix: str = "llmrelay:") -> None:
-        self.limiter = SharedLimiter(link, prefix + "rl:")
-        self.decision = decision
-        self._grants: dict[tuple[str, ...], deque] = {}
+    shares_budgets = True
 
+    def __init__(self, link: RedisLink, decision: Any, prefix: str = "llmrelay:", broadcaster: Any = None) -> None:
+        self.limiter = SharedLimiter(link, prefix + "rl:")
+        self.link = link
+        self.decision = decision
+        self.spend_prefix = prefix + "sp:"
+        self.broadcaster = broadcaster
+        self.keys: Any = None
+        self._grants: dict[tuple[str, ...], deque] = {}
+        self._queue: list[tuple[str, str, float, int, _Budget | None]] = []
+        self._spend_sha = link.script(_SPEND)
+
+    def attach(self, keys: Any) -> None:
+        """Serve ``keys`` (the :class:`~.keys.KeyManager`): its rows, its key-change broadcasts."""
+        self.keys = keys
+        if self.broadcaster is not None:
+            self.broadcaster.on(_TOPIC, self._on_changed)
+
+    # ------------------------------------------------------------------ limits
     @staticmethod
     def _ours(limits: Sequence[Any]) -> tuple[Limit, ...]:
         return tuple(Limit(lim.counter, lim.rpm, lim.tpm, lim.parallel) for lim in limits)
 
     async def acquire(self, limits: Sequence[Any]) -> Any:
-        grant = await self.limiter.acquire(self._ours(limits))
+        """The ``LimitBackend`` call: the limits alone."""
+        return await self.admit(limits, None, None)
+
+    async def admit(self, limits: Sequence[Any], budgets: Sequence[_Budget] | None, prefetch: Any) -> Any:
+        """Budgets, limits and the cache entry in one round trip: the ``Decision``, or None when
+        a budget is spent (the rows then hold the shared spend, for the refusal's message)."""
+        get = prefetch.redis_key(self.link) if prefetch is not None else None
+        caps = [(b.counter, b.cap) for b in budgets] if budgets else ()
+        grant = await self.limiter.acquire(self._ours(limits), 0, caps, get)
+        if budgets and grant.spent:
+            for budget, total in zip(budgets, grant.spent):
+                budget.learn(total)
         if not grant.allowed:
+            if grant.kind == "budget":
+                return None
             refused = next((lim for lim in limits if lim.counter == grant.limit), None)
             label = getattr(refused, "label", grant.limit)
             number = {"rpm": getattr(refused, "rpm", None), "tpm": getattr(refused, "tpm", None),
@@ -45,7 +171,10 @@ class RedisLimits:
             what = {"rpm": f"rpm limit ({number}/min)", "tpm": f"tpm limit ({number}/min)",
                     "parallel": f"max_parallel_requests limit ({number})"}[grant.kind or "rpm"]
             return self.decision(False, f"{label} {what}", grant.retry_after)
-        self._grants.setdefault(tuple(lim.counter for lim in limits), deque()).append(grant)
+        if get is not None and grant.shared:
+            prefetch.prefetched(grant.cached)
+        if limits:
+            self._grants.setdefault(tuple(lim.counter for lim in limits), deque()).append(grant)
         out = self.decision(True)
         rpms = [lim.rpm for lim in limits if lim.rpm is not None]
         tpms = [lim.tpm for lim in limits if lim.tpm is not None]
@@ -62,4 +191,109 @@ class RedisLimits:
         grant = grants.popleft()
         if not grants:
             self._grants.pop(tuple(lim.counter for lim in limits), None)
-        self.limiter.release_soon(grant, tokens)
+        if any(lim.tpm or lim.parallel for lim in limits):  # a request count has nothing to give back
+            self.limiter.release_soon(grant, tokens)
+
+    # ------------------------------------------------------------------ budgets
+    def budgets(self, token: str | None, key: dict, team: dict | None, user: dict | None,
+                customer: dict | None, model: str) -> list[_Budget] | None:
+        """The request's budgets with a maximum (their counters), or None."""
+        out = None
+        prefix = self.spend_prefix
+        for kind, ident, row in (("key", token, key), ("team", key.get("team_id"), team),
+                                 ("user", key.get("user_id"), user),
+                                 ("end_user", customer.get("user_id") if customer else None, customer)):
+            if row is None or ident is None:
+                continue
+            cap = row.get("max_budget")
+            if cap is not None:
+                period = _period(row)
+                out = out or []
+                out.append(_Budget(f"{prefix}{kind}:{ident}:{period}", float(cap), row, None, period))
+        per_model = key.get("model_max_budget")
+        if per_model and model in per_model:
+            cap = per_model[model]
+            if isinstance(cap, dict):
+                cap = cap.get("budget_limit")
+            if cap is not None:
+                period = _period(key)
+                out = out or []
+                out.append(_Budget(f"{prefix}key:{token}:{period}:m:{model}", float(cap), key, model, period))
+        return out
+
+    def charge(self, who: Any, cost: float) -> None:
+        """A request that ``who`` made cost ``cost``: add it to the shared counters of its
+        budgets (in the background, batched with the other requests ending now)."""
+        keys = self.keys
+        if keys is None:
+            return
+        customer = keys.cached("end_user", who.end_user)
+        key = who.key
+        if key is None:  # the master key: only an end user's budget
+            if customer is not None and customer.get("max_budget") is not None:
+                period = _period(customer)
+                self._add(_Budget(f"{self.spend_prefix}end_user:{who.end_user}:{period}",
+                                  float(customer["max_budget"]), customer, None, period), cost)
+            return
+        team = keys.cached("team", key.get("team_id"))
+        user = keys.cached("user", key.get("user_id"))
+        for budget in self.budgets(who.token, key, team, user, customer, who.model or "") or ():
+            self._add(budget, cost)
+
+    def reconcile(self, kind: str, ident: str, row: dict) -> None:
+        """``row`` was just read from the database (the ledger): raise its shared counter to
+        the ledger's spend if lower."""
+        period = _period(row)
+        if row.get("max_budget") is not None and row.get("spend"):
+            self._queue_op(f"{self.spend_prefix}{kind}:{ident}:{period}", "max", float(row["spend"]), period, None)
+        if kind == "key" and row.get("model_max_budget") and row.get("model_spend"):
+            for model, spent in row["model_spend"].items():
+                if model in row["model_max_budget"] and spent:
+                    self._queue_op(f"{self.spend_prefix}key:{ident}:{period}:m:{model}", "max", float(spent),
+                                   period, None)
+
+    def _add(self, budget: _Budget, cost: float) -> None:
+        self._queue_op(budget.counter, "+", cost, budget.period, budget)
+
+    def _queue_op(self, counter: str, op: str, amount: float, period: int, budget: _Budget | None) -> None:
+        if not self.link.available():
+            return  # Redis is down: the ledger refills the counters when it is back
+        first = not self._queue
+        self._queue.append((counter, op, amount, period, budget))
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush)
+            except RuntimeError:
+                self._queue.clear()
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if batch:
+            _spawn(self._send(batch))
+
+    async def _send(self, batch: list[tuple[str, str, float, int, _Budget | None]]) -> None:
+        keys = [counter for counter, *_ in batch]
+        args: list[Any] = []
+        for _counter, op, amount, period, _budget in batch:
+            args += [op, repr(amount), _ttl(period)]
+        try:
+            totals = await self.link.execute("EVALSHA", self._spend_sha, len(keys), *keys, *args)
+        except RedisUnavailable:
+            return  # lost here; the ledger has it and refills the counter at the next read
+        except Exception:  # noqa: BLE001 - a background write must not raise
+            log.debug("shared spend update failed", exc_info=True)
+            return
+        for (_counter, _op, _amount, _period, budget), total in zip(batch, totals):
+            if budget is not None:
+                budget.learn(float(total))
+
+    # ------------------------------------------------------------------ key changes
+    def announce(self, kind: str, ident: str) -> None:
+        """A row changed here: tell every other instance (in the background)."""
+        if self.broadcaster is not None:
+            _spawn(self.broadcaster.publish(_TOPIC, {"kind": kind, "ident": ident}))
+
+    def _on_changed(self, payload: dict) -> None:
+        kind, ident = payload.get("kind"), payload.get("ident")
+        if self.keys is not None and isinstance(kind, str) and isinstance(ident, str):
+            self.keys.changed_elsewhere(kind, ident)

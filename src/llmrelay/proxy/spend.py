@@ -150,6 +150,8 @@ def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) 
     if usage is None:
         return 0.0
     hidden = getattr(result, "_hidden_params", None) or {}
+    if hidden.get("cache_hit"):
+        return 0.0  # answered from the response cache: no upstream cost
     model, provider, prices = _prices(keys, hidden.get("model_id"))
     cost = _cost_module()
     if cost is None:
