@@ -25,6 +25,7 @@ from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import cuts, errors
 from .auth import client_key
 from .client_params import ClientParamError, ClientParamPolicy
+from .fastpath import relay_for
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
@@ -61,6 +62,7 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _JSON = (b"content-type", b"application/json")
+_DIRECT = "llmrelay.direct"  # server.DIRECT (not imported: the app runs under any ASGI server)
 
 
 class _Disconnected(Exception):
@@ -72,7 +74,7 @@ class _Ctx:
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
                  "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
-                 "exc", "result", "call", "traceparent", "messages", "extra", "cache")
+                 "exc", "result", "call", "traceparent", "messages", "extra", "cache", "direct", "fast")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -99,6 +101,8 @@ class _Ctx:
         self.messages: Any = None
         self.extra: list[tuple[bytes, bytes]] | None = None  # rate-limit and spend headers
         self.cache: Any = None  # the request's CacheRequest, when the response cache applies
+        self.direct: Any = None  # the server's DirectBody (scope extension), for the stream fast path
+        self.fast = 0  # chunks the fast path rewrote without decoding them (see fastpath.py)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -210,6 +214,9 @@ class ProxyApp:
             request_id = uuid.uuid4().hex.encode()
         ctx = _Ctx(start, request_id)
         ctx.traceparent = traceparent
+        extensions = scope.get("extensions")
+        if extensions:
+            ctx.direct = extensions.get(_DIRECT)
         path = scope["path"]
         method = scope["method"]
         try:
@@ -530,11 +537,28 @@ class ProxyApp:
             ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
+            # The common case (OpenAI-format upstream, chat client) is relayed from the upstream's
+            # read callback once the chunks decoded so far are out (see fastpath.py).
+            relay = relay_for(stream, encoder, ctx.direct) if ctx.direct is not None and ctx.cache is None else None
             # Chunks the library has already decoded (they arrived in the same upstream read)
             # go out in one write; a chunk is never held back waiting for the upstream.
             parts: list[bytes] = []
             try:
-                async for chunk in stream:
+                while True:
+                    if relay is not None and not stream.chunks_ready:
+                        if relay.attach():
+                            try:
+                                await relay.run()
+                            finally:
+                                count += relay.count
+                                ctx.fast = relay.fast
+                                if relay.last is not None:
+                                    last = relay.last
+                        relay = None
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
                     parts.append(encode(chunk))
                     count += 1
                     last = chunk
@@ -610,6 +634,8 @@ class ProxyApp:
             if ctx.stream:
                 record["chunks"] = ctx.chunks
                 record["ttft_ms"] = round(ctx.ttft * 1000.0, 3)
+                if ctx.fast:
+                    record["fast_chunks"] = ctx.fast
             usage = ctx.usage
             if usage is not None:
                 get = usage.get if isinstance(usage, dict) else usage.__dict__.get

@@ -11,6 +11,11 @@ per-request work in the app:
 - close-delimited response bodies for HTTP/1.0 clients (no chunked encoding);
 - OpenAI-shaped error JSON for protocol errors uvicorn would answer in plain text.
 
+Streamed bodies may skip uvicorn's per-``send`` work: ``scope["extensions"]["llmrelay.direct"]``
+(a :class:`DirectBody`, for our own app) writes body bytes straight to the transport, framed
+as uvicorn frames them, and tells its user when the client's write buffer fills and drains
+(the stream fast path, :mod:`.fastpath`).
+
 A cut request is marked in its ASGI scope (:data:`~llmrelay.proxy.cuts.SCOPE_CUT`) so the
 app's log line says why.
 
@@ -37,7 +42,10 @@ from .cuts import SCOPE_CUT
 from .errors import error_json
 from .limits import ServerLimits
 
-__all__ = ["GatewayProtocol", "GatewayServer"]
+__all__ = ["GatewayProtocol", "GatewayServer", "DirectBody", "DIRECT"]
+
+#: The scope extension under which a :class:`DirectBody` is offered.
+DIRECT = "llmrelay.direct"
 
 log = logging.getLogger("llmrelay.proxy")
 
@@ -61,6 +69,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._direct: DirectBody | None = None  # the body being written directly, watching flow
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -83,6 +92,7 @@ class GatewayProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._header_timer = self._body_timer = self._write_timer = None
+        self._direct = None
         super().connection_lost(exc)
 
     # ------------------------------------------------------------------ request line and headers
@@ -166,12 +176,18 @@ class GatewayProtocol(HttpToolsProtocol):
         super().pause_writing()
         if self._write_timer is None:
             self._write_timer = self.loop.call_later(self.limits.write_timeout, self._write_stalled)
+        direct = self._direct
+        if direct is not None and direct.on_pause is not None:
+            direct.on_pause()
 
     def resume_writing(self) -> None:
         super().resume_writing()
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+        direct = self._direct
+        if direct is not None and direct.on_resume is not None:
+            direct.on_resume()
 
     def _write_stalled(self) -> None:
         self._write_timer = None
@@ -197,7 +213,66 @@ class GatewayProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if cycle.scope.get("http_version") == "1.0":
             cycle.send = _close_delimited(cycle)
+        extensions = cycle.scope.get("extensions")
+        if extensions is None:
+            extensions = cycle.scope["extensions"] = {}
+        extensions[DIRECT] = DirectBody(self, cycle)
         super()._start_asgi_task(cycle, app)
+
+
+class DirectBody:
+    """Write a started response's body straight to the connection (scope extension
+    :data:`DIRECT`), as uvicorn's ``send`` would frame it (chunked, or as-is for a
+    close-delimited HTTP/1.0 body), without a task switch or an ASGI message per write.
+
+    The user writes only between the ``http.response.start`` it sent and its final
+    ``http.response.body`` (sent through ASGI as usual, which ends the chunked body).
+    """
+
+    __slots__ = ("_protocol", "_cycle", "on_pause", "on_resume")
+
+    def __init__(self, protocol: GatewayProtocol, cycle: Any) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+        self.on_pause: Any = None
+        self.on_resume: Any = None
+
+    def ready(self) -> bool:
+        """Whether body bytes may be written now (the response started and is not complete,
+        the client is still there, not a HEAD request)."""
+        cycle = self._cycle
+        return (cycle.response_started and not cycle.response_complete and not cycle.disconnected
+                and cycle.scope["method"] != "HEAD" and self._protocol.cycle is cycle
+                and not self._protocol.transport.is_closing())
+
+    def write(self, data: bytes) -> None:
+        """Write body bytes (nothing once the client is gone)."""
+        cycle = self._cycle
+        transport = self._protocol.transport
+        if cycle.disconnected or transport.is_closing():
+            return
+        if cycle.chunked_encoding:
+            transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            transport.write(data)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the client's write buffer is full (writes still work, and buffer)."""
+        return bool(self._protocol.flow.write_paused)
+
+    def watch(self, on_pause: Any, on_resume: Any) -> None:
+        """Call ``on_pause()`` when the client's write buffer fills, ``on_resume()`` when it
+        drains (until :meth:`unwatch`); ``on_pause()`` at once if it is full already."""
+        self.on_pause, self.on_resume = on_pause, on_resume
+        self._protocol._direct = self
+        if self.paused:
+            on_pause()
+
+    def unwatch(self) -> None:
+        self.on_pause = self.on_resume = None
+        if self._protocol._direct is self:
+            self._protocol._direct = None
 
 
 def _close_delimited(cycle: Any) -> Any:

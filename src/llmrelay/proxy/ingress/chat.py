@@ -9,7 +9,7 @@ import orjson
 from ...types import json_default
 from . import CanonicalRequest, Ingress, IngressError, StreamEncoder
 
-__all__ = ["ChatIngress", "take_model", "take_stream"]
+__all__ = ["ChatIngress", "ChatEncoder", "take_model", "take_stream"]
 
 _dumps = orjson.dumps
 _DONE_FRAME = b"data: [DONE]\n\n"
@@ -35,7 +35,9 @@ def take_stream(data: dict[str, Any]) -> bool:
     return stream
 
 
-class _ChatEncoder(StreamEncoder):
+class ChatEncoder(StreamEncoder):
+    """Chunks as ``chat.completion.chunk`` SSE frames, ``model`` set to the client's name."""
+
     __slots__ = ("model",)
 
     def __init__(self, model: str) -> None:
@@ -71,4 +73,4 @@ class ChatIngress(Ingress):
         return _dumps(result, default=json_default)
 
     def encoder(self, request: CanonicalRequest) -> StreamEncoder:
-        return _ChatEncoder(request.model)
+        return ChatEncoder(request.model)

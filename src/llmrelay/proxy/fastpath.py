@@ -1,0 +1,490 @@
+"""The relay fast path for the common stream: an OpenAI-format upstream to a chat client (issue 18).
+
+Per paced chunk the general path wakes the request task, decodes the SSE frame into a dict,
+runs the stream state machine, builds a chunk object, encodes it again and sends it through
+uvicorn. For an OpenAI-format upstream relayed to ``/v1/chat/completions`` almost every frame
+is a content delta whose only change on the way is the ``model`` (and the stream's first
+``id``/``created``/``system_fingerprint``, which the upstream repeats anyway). So once the
+response has started, :class:`FastRelay` takes the upstream body over *inside the upstream
+connection's read callback*: aiohttp's parser hands it each body piece, it splits SSE frames,
+rewrites a content frame at the byte level (:class:`ChatFrameRewriter`), feeds the repeat
+guard and the generated text, and writes the result straight to the client's transport (the
+``llmrelay.direct`` scope extension of :mod:`.server`). No task wake-up, no dict, no re-encode.
+
+Correctness first: every frame that is not a plain content delta of the learned shape (the
+role, finish and usage frames, tool calls, logprobs, other choices, comments, ``event:``/``id:``
+lines, multi-line data, CRLF streams, malformed JSON, in-band errors) goes through the general
+path's own pieces — the provider's decoder and :class:`~llmrelay.streaming.StreamState` — frame
+by frame, so the output is the general path's. A content frame the rewriter accepts produces
+the same bytes the general path would. The fast path stops (and the request task continues on
+the general path) at the end of the body, at an upstream or decode error, at a repeat-guard
+error and when the task is cancelled (client gone, write timeout, shutdown): end-of-stream
+chunks, usage, error frames, spend and callbacks are then exactly the general path's.
+
+Writes: the first frame of an event-loop turn is written at once; further frames of the same
+turn (a burst in one upstream read) are collected and written together at the end of the turn,
+so the first chunk never waits for the rest of its read. When the client stops reading, the
+upstream connection stops being read (backpressure), as on the general path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import orjson
+
+from ..types import Delta, StreamingChoices, _fast
+
+__all__ = ["ChatFrameRewriter", "FastRelay", "relay_for", "ENABLED"]
+
+log = logging.getLogger("llmrelay.proxy")
+
+#: Off with ``LLMRELAY_STREAM_FAST_PATH=0`` in the environment (or by setting this to False):
+#: every stream then takes the general path (for comparisons; the output is the same).
+ENABLED = os.environ.get("LLMRELAY_STREAM_FAST_PATH", "1") != "0"
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+_SENTINEL = "\x00llmrelay-fast\x00"
+_SENTINEL_JSON = _dumps(_SENTINEL)
+_OBFUSCATION = b'"obfuscation":"'
+#: Delta keys the general path ignores when they are null (``role`` it ignores always).
+_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
+
+
+class ChatFrameRewriter:
+    """Sans-I/O: an upstream ``chat.completion.chunk`` JSON text → the client's frame, or None.
+
+    It learns the shape of the upstream's content frames from one frame the general path
+    decoded (:meth:`learn`): the bytes before the content string (``head``) and after it
+    (``tail``). A later frame with the same head and tail (or the same tail but another
+    ``obfuscation`` value) differs from the learned one only in its content, so the general
+    path would turn it into a content chunk: :meth:`rewrite` emits that chunk's bytes (the
+    client's template around the content) after feeding the state machine exactly as
+    ``StreamState.process`` would (repeat guard, generated text).
+    """
+
+    __slots__ = ("state", "choice", "head", "tail", "obf_pre", "obf_post", "prefix", "suffix", "attempts")
+
+    #: Frames tried for learning before the rewriter gives up on a stream (tool-call streams…).
+    MAX_ATTEMPTS = 4
+
+    def __init__(self, state: Any, encoder: Any) -> None:
+        self.state = state
+        self.choice: Any = None
+        self.head: bytes | None = None
+        self.tail = b""
+        self.obf_pre: bytes | None = None
+        self.obf_post = b""
+        self.attempts = 0
+        # The client's bytes for a content chunk, around the content: what the general path's
+        # encoder makes of StreamState's chunk for choice 0 (the same code builds both).
+        delta = _fast(Delta, {"content": _SENTINEL})
+        chunk = state._chunk([_fast(StreamingChoices, {"index": 0, "delta": delta, "finish_reason": None})])
+        frame = encoder.chunk(chunk)
+        i = frame.index(_SENTINEL_JSON)
+        self.prefix = frame[: i + 1]
+        self.suffix = frame[i + len(_SENTINEL_JSON) - 1:]
+
+    @property
+    def learning(self) -> bool:
+        """Whether :meth:`learn` is still worth calling."""
+        return self.head is None and self.attempts < self.MAX_ATTEMPTS
+
+    def learn(self, data: bytes, parsed: Any) -> bool:
+        """Learn the content-frame shape from ``data`` (one frame's JSON) and ``parsed`` (its
+        decoded dict, already processed by the general path). True if learned."""
+        self.attempts += 1
+        state = self.state
+        choice = state.choices.get(0)
+        if choice is None or not choice.role_sent or type(parsed) is not dict or parsed.get("usage"):
+            return False
+        choices = parsed.get("choices")
+        if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
+            return False
+        c = choices[0]
+        if not _CHOICE_KEYS.issuperset(c) or (c.get("index") or 0) != 0:
+            return False
+        if c.get("finish_reason") is not None or c.get("logprobs") is not None:
+            return False
+        delta = c.get("delta")
+        if type(delta) is not dict:
+            return False
+        content = delta.get("content")
+        if type(content) is not str or not content:
+            return False
+        for key, value in delta.items():
+            if key not in ("content", "role") and value is not None:
+                return False
+        if data.count(b'"content":') != 1:
+            return False
+        s = data.index(b'"content":') + 10
+        while data[s:s + 1] == b" ":
+            s += 1
+        if data[s:s + 1] != b'"':
+            return False
+        s += 1
+        e = _string_end(data, s)
+        if e < 0 or _loads(data[s - 1:e + 1]) != content:
+            return False
+        head, tail = data[:s], data[e:]
+        if b"\\" in tail:
+            return False
+        if tail.count(_OBFUSCATION) == 1:
+            vs = tail.index(_OBFUSCATION) + len(_OBFUSCATION)
+            ve = tail.index(b'"', vs)
+            self.obf_pre, self.obf_post = tail[:vs], tail[ve:]
+        self.head, self.tail, self.choice = head, tail, choice
+        return True
+
+    def rewrite(self, data: bytes) -> bytes | None:
+        """The client's frame for upstream frame JSON ``data`` (``b""``: nothing to send), or
+        None when the frame is not a plain content delta of the learned shape. Raises what the
+        state machine raises (the repeat guard)."""
+        head = self.head
+        if head is None or not data.startswith(head):
+            return None
+        s = len(head)
+        e = data.find(b'"', s)
+        if e < 0 or data[e - 1] == 92:  # an escaped quote in the content: the general path
+            return None
+        tail = data[e:]
+        if tail != self.tail:
+            pre = self.obf_pre
+            if pre is None or not tail.startswith(pre) or not tail.endswith(self.obf_post):
+                return None
+            value = tail[len(pre):len(tail) - len(self.obf_post)]
+            if b'"' in value or b"\\" in value:
+                return None
+        raw = data[s:e]
+        try:
+            if b"\\" in raw:
+                text = _loads(data[s - 1:e + 1])
+                raw = _dumps(text)[1:-1]
+            else:
+                text = raw.decode()
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
+            return None
+        if not text:
+            return b""  # an empty delta after the role chunk: the general path drops it
+        choice = self.choice
+        self.state._guard(choice, text)
+        choice.text.append(text)
+        return self.prefix + raw + self.suffix
+
+
+def _string_end(data: bytes, start: int) -> int:
+    """Index of the quote closing the JSON string whose content starts at ``start`` (-1: none)."""
+    i = start
+    while True:
+        i = data.find(b'"', i)
+        if i < 0:
+            return -1
+        backslashes = 0
+        j = i - 1
+        while j >= start and data[j] == 92:
+            backslashes += 1
+            j -= 1
+        if backslashes % 2 == 0:
+            return i
+        i += 1
+
+
+# ====================================================================== the I/O side
+def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
+    """A :class:`FastRelay` for ``stream`` if it is the common case (an OpenAI-format upstream
+    read by our aiohttp transport, relayed to a chat client over a direct-write connection),
+    else None. Cheap: type checks only; :meth:`FastRelay.attach` checks the moment."""
+    if direct is None or not ENABLED:
+        return None
+    from ..streaming import CustomStreamWrapper
+    from .ingress.chat import ChatEncoder
+
+    if type(stream) is not CustomStreamWrapper or type(encoder) is not ChatEncoder:
+        return None
+    source = stream.source
+    inner = getattr(source, "inner", source)
+    from ..providers.openai import OpenAIStreamDecoder
+    from ..transport.aio import AsyncStreamSource
+
+    if type(inner) is not AsyncStreamSource or type(inner._decoder) is not OpenAIStreamDecoder:
+        return None
+    raw = getattr(inner._response, "_raw", None)
+    if raw is None:
+        return None
+    if _READERS is None:
+        _load_readers()
+    if type(raw.content) is not _READERS[0]:
+        return None
+    return FastRelay(stream, inner, raw, encoder, direct)
+
+
+class FastRelay:
+    """Relay one upstream body to the client from the upstream's read callback (module docstring)."""
+
+    __slots__ = ("stream", "source", "decoder", "wire", "raw", "content", "encoder", "direct", "rewriter",
+                 "count", "fast", "last", "_buf", "_raw_mode", "_out", "_turn", "_flush_handle", "_future", "_loop",
+                 "_saved_timer", "_hooked", "_stopped", "_paused")
+
+    def __init__(self, stream: Any, source: Any, raw: Any, encoder: Any, direct: Any) -> None:
+        self.stream = stream
+        self.source = source
+        self.decoder = source._decoder
+        self.wire = self.decoder._wire
+        self.raw = raw
+        self.content = raw.content
+        self.encoder = encoder
+        self.direct = direct
+        self.rewriter: ChatFrameRewriter | None = None
+        self.count = 0  # chunks sent to the client
+        self.fast = 0  # of which rewritten at the byte level
+        self.last: Any = None  # the last chunk object sent (from a general-path frame)
+        self._buf = b""
+        self._raw_mode = False  # CR line ends seen: every byte goes through the general decoder
+        self._out: list[bytes] = []
+        self._turn = -1.0
+        self._flush_handle: asyncio.Handle | None = None
+        self._future: asyncio.Future | None = None
+        self._loop: Any = None
+        self._saved_timer: Any = None
+        self._hooked = False
+        self._stopped = False
+        self._paused = False
+
+    # ------------------------------------------------------------------ taking over
+    def attach(self) -> bool:
+        """Whether the body can be taken over now (the stream has nothing queued, the decoder
+        is between events, the body is not over). Call only when ``chunks_ready`` is 0."""
+        stream, source, decoder, wire, content = self.stream, self.source, self.decoder, self.wire, self.content
+        if stream.chunks_ready or stream._pending is not None or stream._finished or source._eof:
+            return False
+        if decoder.error is not None or decoder.done or not self.direct.ready():
+            return False
+        if content._eof or content._exception is not None or getattr(self.raw, "_closed", False):
+            return False
+        if wire._data or wire._event is not None or not wire._started:
+            return False
+        if self.rewriter is None:
+            self.rewriter = ChatFrameRewriter(stream.state, self.encoder)
+        if wire._parts:  # a line begun in the last read: the relay's buffer starts with it
+            self._buf = b"".join(wire._parts)
+            wire._parts.clear()
+            wire._size = 0
+        return True
+
+    async def run(self) -> None:
+        """Relay until the body ends, fails or needs the general path; the caller's task then
+        goes on with the stream (its end, its error) on the general path."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._future = loop.create_future()
+        content = self.content
+        buffered = content.read_nowait(-1) if content._size else b""
+        self._hook()
+        self.direct.watch(self._pause, self._resume)
+        try:
+            if buffered:
+                self._feed(buffered)
+            if not self._stopped:
+                await self._future
+        finally:
+            self.direct.unwatch()
+            self._stop()
+            self._flush()
+            if self._paused:
+                self._paused = False
+                self._resume_upstream()
+
+    # ------------------------------------------------------------------ aiohttp's reader, hooked
+    def _hook(self) -> None:
+        content = self.content
+        self._saved_timer = content._timer
+        content._timer = self  # the slot read methods use; nothing reads while we are hooked
+        content.__class__ = _READERS[1]
+        self._hooked = True
+
+    def _unhook(self) -> None:
+        if self._hooked:
+            self._hooked = False
+            content = self.content
+            content.__class__ = _READERS[0]
+            content._timer = self._saved_timer
+
+    def _stop(self) -> None:
+        """Stop relaying (idempotent): leftover bytes go to the decoder, aiohttp's reader is back."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._unhook()
+        if self._buf:
+            buf, self._buf = self._buf, b""
+            try:
+                self._general(buf, learn=False)
+            except Exception:  # noqa: BLE001 - parked for the general path below
+                pass
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _eof(self) -> None:
+        self._stop()
+
+    # ------------------------------------------------------------------ per upstream read
+    def _feed(self, data: bytes) -> None:
+        if self._stopped:
+            return
+        try:
+            if self._raw_mode or b"\r" in data:
+                self._raw_mode = True
+                buf, self._buf = self._buf + data, b""
+                self._general(buf, learn=False)
+                return
+            buf = self._buf + data if self._buf else data
+            start = 0
+            rewrite = self.rewriter.rewrite
+            while True:
+                end = buf.find(b"\n\n", start)
+                if end < 0:
+                    break
+                frame = buf[start:end]
+                start = end + 2
+                if frame[:6] == b"data: " and b"\n" not in frame:
+                    out = rewrite(frame[6:])
+                    if out is not None:
+                        if out:
+                            self.count += 1
+                            self.fast += 1
+                            self._send(out)
+                        continue
+                self._general(frame + b"\n\n", learn=frame[:6] == b"data: " and b"\n" not in frame)
+                if self._stopped:
+                    return
+            self._buf = buf[start:] if start else buf
+        except Exception as exc:  # noqa: BLE001 - the state machine's (repeat guard) or a bug
+            self._fail(exc)
+
+    def _general(self, data: bytes, learn: bool) -> None:
+        """Bytes (whole frames, or anything in raw mode) through the provider's decoder and the
+        stream's state machine, as the general path would; its chunks are sent. An error is
+        parked where the general path raises it, and the relay stops."""
+        decoder = self.decoder
+        try:
+            dicts = decoder.feed(data)
+        except Exception as exc:  # noqa: BLE001 - malformed JSON, an in-band error event
+            decoder.error = exc  # raised by the source's next read, as on the general path
+            self._stop()
+            return
+        stream = self.stream
+        if dicts:
+            try:
+                stream._take(dicts)
+            except Exception as exc:  # noqa: BLE001
+                stream._pending = exc
+            queue = stream._queue
+            if queue:
+                encode = self.encoder.chunk
+                while queue:
+                    chunk = queue.popleft()
+                    self._send(encode(chunk))
+                    self.count += 1
+                    self.last = chunk
+            rewriter = self.rewriter
+            if learn and len(dicts) == 1 and rewriter.learning and stream._pending is None:
+                rewriter.learn(data[6:-2], dicts[0])
+        if decoder.error is not None or stream._pending is not None:
+            self._stop()
+
+    def _fail(self, exc: Exception) -> None:
+        from ..exceptions import LLMRelayError
+
+        if not isinstance(exc, LLMRelayError):  # a bug: say so, the client gets an error frame
+            log.error("stream fast path failed", exc_info=exc)
+        stream = self.stream
+        if stream._pending is None:
+            stream._pending = exc
+        self._stop()
+
+    # ------------------------------------------------------------------ writing
+    def _send(self, frame: bytes) -> None:
+        now = self._loop.time()  # uvloop's clock is updated once per loop turn
+        if now != self._turn and not self._out:
+            self._turn = now
+            self.direct.write(frame)
+            return
+        self._out.append(frame)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.direct.write(data)
+
+    # ------------------------------------------------------------------ backpressure
+    def _pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            protocol = self._protocol()
+            if protocol is not None:
+                protocol.pause_reading()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._resume_upstream()
+
+    def _resume_upstream(self) -> None:
+        protocol = self._protocol()
+        if protocol is not None and protocol.transport is not None:
+            protocol.resume_reading()
+
+    def _protocol(self) -> Any:
+        connection = getattr(self.raw, "_connection", None)
+        return getattr(connection, "protocol", None) if connection is not None else None
+
+
+#: (aiohttp's StreamReader, its relay subclass), made on first use (aiohttp imports lazily).
+_READERS: "tuple[type, type] | None" = None
+
+
+def _load_readers() -> None:
+    global _READERS
+    from aiohttp import StreamReader
+
+    class RelayReader(StreamReader):
+        """aiohttp's body reader while a :class:`FastRelay` owns the body: the parser's calls go
+        to the relay (kept in the ``_timer`` slot) instead of a buffer and a waiter."""
+
+        __slots__ = ()
+
+        def feed_data(self, data: bytes, size: int = 0) -> bool:
+            self._timer._feed(data)
+            return False
+
+        def begin_http_chunk_receiving(self) -> None:
+            pass
+
+        def end_http_chunk_receiving(self) -> None:
+            pass
+
+        def feed_eof(self) -> None:
+            relay = self._timer
+            relay._eof()
+            StreamReader.feed_eof(self)
+
+        def set_exception(self, exc: BaseException, exc_cause: BaseException = None) -> None:  # type: ignore[assignment]
+            relay = self._timer
+            relay._stop()
+            if exc_cause is None:
+                StreamReader.set_exception(self, exc)
+            else:
+                StreamReader.set_exception(self, exc, exc_cause)
+
+    _READERS = (StreamReader, RelayReader)
