@@ -66,3 +66,24 @@ def start_gateway(config: str, env: dict) -> tuple[subprocess.Popen, str]:
             return proc, url
         except OSError:
             time.sleep(0.01)
+
+
+def start_otlp_sink() -> tuple[object, str]:
+    """An OTLP/HTTP receiver on 127.0.0.1 that reads and drops what it is sent (in a thread of this
+    process); (server, endpoint URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``). ``server.shutdown()`` stops it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

@@ -7,13 +7,16 @@ programs measure that without measuring themselves much:
 * ``upstream``: a fake OpenAI chat endpoint (raw protocol + httptools, keep-alive, chunked SSE)
   whose streams are ``FRAMES`` frames, the first at once, then one every ``GAP`` seconds. Streams
   are kept in 1 ms time slots and one ticker writes every due frame, so the upstream costs one
-  timer wake-up per millisecond rather than one per chunk;
+  timer wake-up per millisecond rather than one per chunk. A request whose body names the
+  ``BURST_USER`` is answered with ``BURST_FRAMES`` frames in one write instead (the burst cell);
+  one that asks ``stream_options.include_usage`` gets a usage frame before ``[DONE]``, as OpenAI
+  sends it;
 * ``floor``: a byte relay (accept, connect upstream, copy bytes both ways, no parsing), the
   lowest CPU per chunk any relay in Python on uvloop can reach here;
-* ``loadgen``: ``C`` keep-alive connections (random start phase) each streaming one request after
-  the other; reports per-request TTFT (request written -> first body byte), frames and errors.
-  It prints ``start``/``stop`` lines around the measured window so the orchestrator can read the
-  target's CPU exactly over it.
+* ``loadgen``: ``C`` keep-alive connections each streaming one request after the other, their
+  start phases spread over one stream's duration; reports per-request TTFT (request written ->
+  first body byte), frames and errors over a steady-state window. It prints ``start``/``stop``
+  lines around that window so the orchestrator can read the target's CPU exactly over it.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ from pathlib import Path
 FRAMES = 50
 GAP = 0.020
 SLOT = 0.001
+#: The burst cell: this many frames in one upstream write, asked for with ``"user": BURST_USER``.
+BURST_FRAMES = 200
+BURST_USER = "bench-burst"
 
 
-def _frames() -> list[bytes]:
+def _frames(count: int = FRAMES, usage: bool = False) -> list[bytes]:
+    """``count`` HTTP chunks of SSE frames (role, content…, finish, [usage], ``[DONE]``), the last
+    one with the chunked body's terminator."""
     import orjson
 
     base = {"id": "chatcmpl-paced", "object": "chat.completion.chunk", "created": 1700000000,
@@ -40,10 +48,13 @@ def _frames() -> list[bytes]:
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                     "logprobs": None, "finish_reason": None}]}]
     words = ["Hello", " world", ",", " this", " is", " a", " token", " stream", "."]
-    for i in range(FRAMES - 3):
+    for i in range(count - 3):
         events.append({**base, "choices": [{"index": 0, "delta": {"content": words[i % len(words)]},
                                             "logprobs": None, "finish_reason": None}]})
     events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
+    if usage:  # one more frame, as OpenAI sends when stream_options.include_usage is asked
+        events.append({**base, "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": count - 3,
+                                                       "total_tokens": count + 6}})
     datas = [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
     out = [b"%x\r\n%s\r\n" % (len(d), d) for d in datas]
     out[-1] += b"0\r\n\r\n"
@@ -66,6 +77,9 @@ def run_upstream(port_file: str) -> None:
     import uvloop
 
     frames = _frames()
+    usage_frames = _frames(usage=True)
+    burst = b"".join(_frames(BURST_FRAMES))
+    burst_marker = f'"{BURST_USER}"'.encode()
     head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
             b"cache-control: no-cache\r\n\r\n")
     nslots = round(GAP / SLOT)
@@ -75,6 +89,7 @@ def run_upstream(port_file: str) -> None:
         def connection_made(self, transport):
             self.t = transport
             self.p = httptools.HttpRequestParser(self)
+            self.body = b""
 
         def data_received(self, data):
             try:
@@ -82,9 +97,19 @@ def run_upstream(port_file: str) -> None:
             except httptools.HttpParserError:
                 self.t.close()
 
+        def on_body(self, data):
+            self.body += data
+
         def on_message_complete(self):
-            self.t.write(head + frames[0])
-            slots[int(time.monotonic() / SLOT) % nslots].append([self.t, 1])
+            body, self.body = self.body, b""
+            if burst_marker in body:
+                self.t.write(head + burst)
+                return
+            answer = usage_frames if b'"include_usage":true' in body.replace(b" ", b"") else frames
+            self.t.write(head + answer[0])
+            # the slot just behind the ticker: its next frame one GAP from now, whether or not
+            # the ticker has handled the current millisecond yet
+            slots[(int(time.monotonic() / SLOT) - 1) % nslots].append([self.t, 1, answer])
 
     async def ticker():
         last = int(time.monotonic() / SLOT)
@@ -97,11 +122,11 @@ def run_upstream(port_file: str) -> None:
                     continue
                 keep = []
                 for stream in slot:
-                    t, i = stream
+                    t, i, answer = stream
                     if t.is_closing():
                         continue
-                    t.write(frames[i])
-                    if i + 1 < len(frames):
+                    t.write(answer[i])
+                    if i + 1 < len(answer):
                         stream[1] = i + 1
                         keep.append(stream)
                 slot[:] = keep
@@ -166,21 +191,39 @@ def run_floor(port_file: str, up_port: int) -> None:
 
 
 # ============================================================ load generator
-def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key: str) -> None:
+def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key: str,
+                burst: bool = False, usage: bool = False, herd: bool = False) -> None:
+    """``conc`` keep-alive connections, each streaming one request after the other.
+
+    Every connection first makes one warm-up request; then each starts at a random point of one
+    stream's duration (``FRAMES * GAP``; ``herd``: of one ``GAP``, so the streams end and the
+    next requests arrive together, once a stream's duration) and the measured window of
+    ``seconds`` starts one stream's duration later, when every connection is busy: request
+    arrivals are then spread evenly, as independent clients' are. Counted in the window: frames
+    received, TTFT (request written -> first body byte) of the requests that got their first
+    byte in it, finished requests, errors. ``burst``: ask the upstream for its one-write
+    answer; ``usage``: ask ``stream_options.include_usage``."""
     import httptools
     import uvloop
 
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}],
-                       "stream": True}).encode()
-    request = (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-               f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
-    stats = {"ttft": [], "frames": 0, "requests": 0, "errors": 0, "measuring": False}
+    request: dict = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}], "stream": True}
+    if burst:
+        request["user"] = BURST_USER
+    if usage:
+        request["stream_options"] = {"include_usage": True}
+    body = json.dumps(request).encode()
+    request_bytes = (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+                     f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    spread = 0.0 if burst else GAP if herd else FRAMES * GAP
+    stats = {"ttft": [], "frames": 0, "all_frames": 0, "requests": 0, "errors": 0}
+    state = {"measuring": False, "stopping": False}
 
     class Client(asyncio.Protocol):
-        def __init__(self, done: asyncio.Future):
-            self.done = done
+        def __init__(self, closed: asyncio.Future):
+            self.closed = closed
             self.p = httptools.HttpResponseParser(self)
             self.status = 0
+            self.finished: asyncio.Future | None = None
 
         def connection_made(self, transport):
             self.t = transport
@@ -188,10 +231,9 @@ def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key:
         def send(self, finished: asyncio.Future):
             self.finished = finished
             self.first = None
-            self.frames = 0
             self.tail = b""
             self.t0 = time.perf_counter()
-            self.t.write(request)
+            self.t.write(request_bytes)
 
         def data_received(self, data):
             try:
@@ -205,73 +247,77 @@ def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key:
         def on_body(self, data):
             if self.first is None:
                 self.first = time.perf_counter()
+                if state["measuring"] and self.status == 200:
+                    stats["ttft"].append(self.first - self.t0)
             data = self.tail + data
             end = data.rfind(b"\n\n")
             if end >= 0:  # whole frames only
-                self.frames += data.count(b"\n\n", 0, end + 2)
+                n = data.count(b"\n\n", 0, end + 2)
+                stats["all_frames"] += n
+                if state["measuring"]:
+                    stats["frames"] += n
                 self.tail = data[end + 2:]
             else:
                 self.tail = data
 
         def on_message_complete(self):
-            if not self.finished.done():
+            if state["measuring"]:
+                stats["requests" if self.status == 200 else "errors"] += 1
+            if self.finished is not None and not self.finished.done():
                 self.finished.set_result(True)
 
         def connection_lost(self, exc):
-            if not self.finished.done():
+            if state["measuring"]:
+                stats["errors"] += 1
+            if self.finished is not None and not self.finished.done():
                 self.finished.set_result(False)
-            if not self.done.done():
-                self.done.set_result(None)
+            if not self.closed.done():
+                self.closed.set_result(None)
 
-    async def worker(deadline_box: list[float], warm: asyncio.Event, warmed: list[int]) -> None:
+    clients: list[Client] = []
+
+    async def worker(warm: asyncio.Event, warmed: list[int]) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(random.random() * GAP)  # spread the streams' phases
-        done = loop.create_future()
-        _, c = await loop.create_connection(lambda: Client(done), host, port)
+        await asyncio.sleep(random.random() * GAP)  # connect and warm up over one gap
+        _, c = await loop.create_connection(lambda: Client(loop.create_future()), host, port)
         c.t.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        clients.append(c)
         first = True
-        while first or time.perf_counter() < deadline_box[0]:
+        while not state["stopping"]:
             finished = loop.create_future()
             c.send(finished)
-            ok = await finished
-            measuring = stats["measuring"] and not first
-            if measuring:
-                if ok and c.status == 200 and c.first is not None:
-                    stats["ttft"].append(c.first - c.t0)
-                    stats["frames"] += c.frames
-                    stats["requests"] += 1
-                else:
-                    stats["errors"] += 1
+            if not await finished:
+                return
             if first:
                 first = False
                 warmed[0] += 1
                 if warmed[0] == conc:
                     warm.set()
                 await warm.wait()
-                await asyncio.sleep(random.random() * GAP)  # keep the phases spread
-            if not ok:
-                return
-        c.t.close()
+                await asyncio.sleep(random.random() * spread)
 
     async def main():
         warm = asyncio.Event()
-        deadline_box = [float("inf")]
-        tasks = [asyncio.ensure_future(worker(deadline_box, warm, warmed)) for _ in range(conc)]
+        warmed = [0]
+        tasks = [asyncio.ensure_future(worker(warm, warmed)) for _ in range(conc)]
         await warm.wait()
-        stats["measuring"] = True
+        await asyncio.sleep(spread + 2 * GAP)  # every connection is streaming again
+        state["measuring"] = True
         sys.stdout.write("start\n")
         sys.stdout.flush()
         t0 = time.perf_counter()
-        deadline_box[0] = t0 + seconds
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(seconds)
+        state["measuring"] = False
         wall = time.perf_counter() - t0
         sys.stdout.write("stop\n")
         sys.stdout.flush()
+        state["stopping"] = True
+        for c in clients:
+            c.t.abort()
+        await asyncio.gather(*tasks, return_exceptions=True)
         stats["wall"] = wall
-        stats.pop("measuring")
         stats["ttft"].sort()
         sys.stdout.write(json.dumps(stats) + "\n")
         sys.stdout.flush()
 
-    warmed = [0]
     uvloop.run(main())

@@ -17,27 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_proxy as bp  # noqa: E402
-from _common import start_gateway  # noqa: E402
-
-
-class _Sink(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
+from _common import start_gateway, start_otlp_sink  # noqa: E402
 
 
 def main() -> None:
@@ -48,12 +35,11 @@ def main() -> None:
     parser.add_argument("--conc", type=int, default=16)
     args = parser.parse_args()
 
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink, sink_url = start_otlp_sink()
     tmp = Path(tempfile.mkdtemp(prefix="bench_observe_"))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(bp.ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_url
     port_file = tmp / "port"
     upstream = subprocess.Popen([sys.executable, bp.__file__, "--upstream", str(port_file), str(args.chunks)], env=env)
     gateways: dict[str, tuple[subprocess.Popen, str]] = {}
