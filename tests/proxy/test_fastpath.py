@@ -296,3 +296,16 @@ def test_chunks_are_relayed_as_they_come(gateway, upstream, newline):
     events = [f.role(), f.content("Hello"), f.content(" there"), f.content(" my"), f.content(" friend"),
               f.content(" LAST-PIECE")]
     _arrives_before_end(gateway, upstream, events, b"LAST-PIECE", newline)
+
+
+def test_idle_timeout_between_chunks(gateway, general, upstream):
+    """Model "slow" has timeout 0.5 s: a stream that goes silent after some chunks ends with the
+    timeout's error frame (the fast path keeps the read timeout with its own timer)."""
+    from servers.loopback import Hang
+
+    events = text_stream_events(TEXT)[:12]
+    frames, record = _compare(gateway, general, upstream, lambda: stream_reply([*events, Hang()], interval=0.05),
+                              {"model": "slow"})
+    assert "error" in frames[-2] and frames[-1] == "[DONE]"
+    assert record["fast_chunks"] > 0
+    assert 0.5 < record["latency_ms"] / 1000 < 5

@@ -226,8 +226,9 @@ class FastRelay:
     """Relay one upstream body to the client from the upstream's read callback (module docstring)."""
 
     __slots__ = ("stream", "source", "decoder", "wire", "raw", "content", "encoder", "direct", "rewriter",
-                 "count", "fast", "last", "_buf", "_raw_mode", "_out", "_turn", "_flush_handle", "_future", "_loop",
-                 "_saved_timer", "_hooked", "_stopped", "_paused")
+                 "count", "fast", "last", "_write", "_buf", "_raw_mode", "_out", "_turn", "_flush_handle", "_future", "_loop",
+                 "_saved_timer", "_hooked", "_stopped", "_paused", "_handler", "_transport", "_idle",
+                 "_idle_timer", "_last_read")
 
     def __init__(self, stream: Any, source: Any, raw: Any, encoder: Any, direct: Any) -> None:
         self.stream = stream
@@ -242,6 +243,7 @@ class FastRelay:
         self.count = 0  # chunks sent to the client
         self.fast = 0  # of which rewritten at the byte level
         self.last: Any = None  # the last chunk object sent (from a general-path frame)
+        self._write: Any = None  # the client connection's write (DirectBody.writer), set by run()
         self._buf = b""
         self._raw_mode = False  # CR line ends seen: every byte goes through the general decoder
         self._out: list[bytes] = []
@@ -253,6 +255,11 @@ class FastRelay:
         self._hooked = False
         self._stopped = False
         self._paused = False
+        self._handler: Any = None  # aiohttp's protocol, while ours reads the connection
+        self._transport: Any = None
+        self._idle: float | None = None  # the read timeout (aiohttp's sock_read), kept by us
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0
 
     # ------------------------------------------------------------------ taking over
     def attach(self) -> bool:
@@ -280,6 +287,7 @@ class FastRelay:
         goes on with the stream (its end, its error) on the general path."""
         loop = self._loop = asyncio.get_running_loop()
         self._future = loop.create_future()
+        self._write = self.direct.writer()
         content = self.content
         buffered = content.read_nowait(-1) if content._size else b""
         self._hook()
@@ -288,6 +296,7 @@ class FastRelay:
             if buffered:
                 self._feed(buffered)
             if not self._stopped:
+                self._interpose()
                 await self._future
         finally:
             self.direct.unwatch()
@@ -312,11 +321,59 @@ class FastRelay:
             content.__class__ = _READERS[0]
             content._timer = self._saved_timer
 
+    def _interpose(self) -> None:
+        """Read the upstream connection with :class:`_Upstream` (aiohttp's own parser, without
+        its per-read Python: the read timeout becomes one timer per idle period, not per read)."""
+        handler = self._protocol()
+        if handler is None or type(handler).__name__ != "ResponseHandler":
+            return
+        transport = handler.transport
+        parser = getattr(handler, "_parser", None)
+        if (transport is None or parser is None or transport.is_closing() or handler._upgraded
+                or handler._payload_parser is not None or handler._tail or not hasattr(transport, "set_protocol")):
+            return
+        self._handler, self._transport = handler, transport
+        idle = handler.read_timeout
+        handler._drop_timeout()
+        if idle:
+            self._idle = idle
+            self._last_read = self._loop.time()
+            self._idle_timer = self._loop.call_at(self._last_read + idle, self._check_idle)
+        transport.set_protocol(_Upstream(self, handler, parser.feed_data))
+
+    def _restore(self) -> None:
+        """aiohttp's protocol reads the connection again (idempotent)."""
+        handler = self._handler
+        if handler is None:
+            return
+        self._handler = None
+        timer, self._idle_timer = self._idle_timer, None
+        if timer is not None:
+            timer.cancel()
+        transport = self._transport
+        if not transport.is_closing():
+            transport.set_protocol(handler)
+            if self._idle and not self.content._eof and self.content._exception is None:
+                handler.start_timeout()  # the general path may read on
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        if self._handler is None:
+            return
+        due = self._last_read + self._idle
+        if self._loop.time() < due:
+            self._idle_timer = self._loop.call_at(due, self._check_idle)
+            return
+        handler = self._handler
+        self._restore()
+        handler._on_read_timeout()  # aiohttp's own: the body fails with its timeout error
+
     def _stop(self) -> None:
         """Stop relaying (idempotent): leftover bytes go to the decoder, aiohttp's reader is back."""
         if self._stopped:
             return
         self._stopped = True
+        self._restore()
         self._unhook()
         if self._buf:
             buf, self._buf = self._buf, b""
@@ -356,7 +413,12 @@ class FastRelay:
                         if out:
                             self.count += 1
                             self.fast += 1
-                            self._send(out)
+                            now = self._loop.time()  # uvloop's clock: updated once per loop turn
+                            if now != self._turn and not self._out:  # the turn's first frame: now
+                                self._turn = now
+                                self._write(out)
+                            else:
+                                self._send(out)
                         continue
                 self._general(frame + b"\n\n", learn=frame[:6] == b"data: " and b"\n" not in frame)
                 if self._stopped:
@@ -408,10 +470,11 @@ class FastRelay:
 
     # ------------------------------------------------------------------ writing
     def _send(self, frame: bytes) -> None:
+        """Write ``frame`` now if it is the first of this loop turn, else at the turn's end."""
         now = self._loop.time()  # uvloop's clock is updated once per loop turn
         if now != self._turn and not self._out:
             self._turn = now
-            self.direct.write(frame)
+            self._write(frame)
             return
         self._out.append(frame)
         if self._flush_handle is None:
@@ -425,7 +488,7 @@ class FastRelay:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self.direct.write(data)
+            self._write(data)
 
     # ------------------------------------------------------------------ backpressure
     def _pause(self) -> None:
@@ -448,6 +511,45 @@ class FastRelay:
     def _protocol(self) -> Any:
         connection = getattr(self.raw, "_connection", None)
         return getattr(connection, "protocol", None) if connection is not None else None
+
+
+class _Upstream(asyncio.Protocol):
+    """The upstream connection's protocol while a relay owns the body: bytes go straight into
+    aiohttp's parser (which calls the hooked reader); the rest is aiohttp's protocol's."""
+
+    __slots__ = ("relay", "handler", "feed")
+
+    def __init__(self, relay: FastRelay, handler: Any, feed: Any) -> None:
+        self.relay = relay
+        self.handler = handler
+        self.feed = feed
+
+    def data_received(self, data: bytes) -> None:
+        relay = self.relay
+        relay._last_read = relay._loop.time()
+        try:
+            self.feed(data)
+        except Exception as exc:  # noqa: BLE001 - a broken body, as aiohttp's data_received handles it
+            from aiohttp.http_exceptions import HttpProcessingError
+
+            handler = self.handler
+            relay._restore()
+            if handler.transport is not None:
+                handler.transport.close()
+            handler.set_exception(HttpProcessingError(), exc)
+
+    def eof_received(self) -> Any:
+        return self.handler.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.relay._restore()
+        self.handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
 
 
 #: (aiohttp's StreamReader, its relay subclass), made on first use (aiohttp imports lazily).
