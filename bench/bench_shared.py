@@ -235,6 +235,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--gap", type=float, default=1.0, help="ms between upstream chunks (cache cell)")
     parser.add_argument("--redis", default=os.environ.get("LLMRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
+    parser.add_argument("--only", choices=("limits", "cache", "capacity"), action="append",
+                        help="run only these parts (repeatable; default: all)")
     parser.add_argument("--upstream", nargs=3, metavar=("PORT", "CHUNKS", "GAP_MS"))
     args = parser.parse_args()
     if args.upstream:
@@ -269,13 +271,16 @@ def main() -> None:
         time.sleep(0.5)
         import uvloop
 
-        lat_off, lat_on = uvloop.run(limits_cell(off, on, args.requests))
+        parts = set(args.only or ("limits", "cache", "capacity"))
+        lat_off, lat_on = uvloop.run(limits_cell(off, on, args.requests)) if "limits" in parts else ([], [])
         rows = []
         for label, up, gw in (("no pause", flat, cached_flat), (f"{args.gap:g} ms between chunks", paced, cached_paced)):
+            if "cache" not in parts:
+                break
             direct, hits = uvloop.run(cache_cell(f"http://127.0.0.1:{up}/v1/chat/completions",
                                                  gw + "/v1/chat/completions", args.hits))
             rows.append((label, direct, hits))
-        capacity = redis_capacity(args.redis, prefix)
+        capacity = redis_capacity(args.redis, prefix) if "capacity" in parts else []
     finally:
         for p in procs:
             p.stop()
@@ -289,7 +294,10 @@ def main() -> None:
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
 
-    print(f"\nllmrelay shared-mode benchmark (Redis {args.redis.rsplit('@', 1)[-1]}, 1 worker per gateway, C=1)\n")
+    print(f"\nllmrelay shared-mode benchmark (Redis {args.redis.rsplit('@', 1)[-1]}, 1 worker per gateway, C=1; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})\n")
+    if not lat_off:
+        lat_off = lat_on = [0.0]
     print("Shared limits (rpm + tpm on the deployment), non-streamed, "
           f"{len(lat_off)} requests each:\n")
     print("| limits | p50 ms | p99 ms |\n|---|---|---|")

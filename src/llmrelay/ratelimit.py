@@ -290,7 +290,7 @@ class RedisLimiter:
         """Admit a request (see :class:`LocalLimiter`), in one round trip that also reads
         ``budgets`` (``(counter key, maximum or -1)``: refused when a counter ≥ its maximum,
         before any limit is taken) and, when admitted, the key ``get`` (the cache's entry)."""
-        slot = _slot()
+        slot = _slot() if any(lim.parallel for lim in limits) else ""
         keys, args = self.acquire_args(limits, tokens, slot, budgets, get)
         sha = self._sha or self._load()
         return self.grant_of(await self.link.execute("EVALSHA", sha, len(keys), *keys, *args), limits, tokens, slot)

@@ -80,6 +80,9 @@ class RedisLink:
         self.failures = 0
         self.transitions = 0
         self._retry_at = 0.0
+        #: Failures so far: a success only marks the link up again if its call started after
+        #: the last failure (a reply to an older command may still arrive while Redis is down).
+        self._epoch = 0
         self._pause = _FIRST_PAUSE
         self._clients: dict[Any, Any] = {}  # event loop -> redis.asyncio.Redis
         self._idle: dict[Any, list[Any]] = {}  # event loop -> idle connections of execute()
@@ -180,6 +183,7 @@ class RedisLink:
     def failed(self, exc: BaseException) -> None:
         with self._lock:
             self.failures += 1
+            self._epoch += 1
             now = time.monotonic()
             was_up = self.up
             if was_up:
@@ -219,6 +223,7 @@ class RedisLink:
         """``await call(client)``; raises :class:`RedisUnavailable` when Redis is (or just went) down."""
         if not self.up and time.monotonic() < self._retry_at:
             raise RedisUnavailable(self.where)
+        epoch = self._epoch
         try:
             result = await call(self.client())
         except asyncio.CancelledError:
@@ -227,7 +232,7 @@ class RedisLink:
             self.failed(exc)
             self._drop_pool()
             raise RedisUnavailable(self.where) from exc
-        if not self.up:
+        if not self.up and epoch == self._epoch:
             self.succeeded()
         return result
 
@@ -260,6 +265,7 @@ class RedisLink:
         reply is returned as its exception unless ``raise_on_error``)."""
         if not self.up and time.monotonic() < self._retry_at:
             raise RedisUnavailable(self.where)
+        epoch = self._epoch
         loop = asyncio.get_running_loop()
         idle = self._idle.get(loop)
         if idle is None:
@@ -286,8 +292,11 @@ class RedisLink:
             self.failed(exc)
             self._drop_pool()
             raise RedisUnavailable(self.where) from exc
-        idle.append(conn)
-        if not self.up:
+        if self._idle.get(loop) is idle:
+            idle.append(conn)
+        else:  # the pool was dropped meanwhile (a failure): do not keep an old connection
+            _close_soon(conn)
+        if not self.up and epoch == self._epoch:
             self.succeeded()
         if raise_on_error:
             for reply in replies:
@@ -308,6 +317,7 @@ class RedisLink:
         """The synchronous twin of :meth:`run`."""
         if not self.up and time.monotonic() < self._retry_at:
             raise RedisUnavailable(self.where)
+        epoch = self._epoch
         try:
             result = call(self.sync_client())
         except _errors() as exc:
@@ -317,7 +327,7 @@ class RedisLink:
             except Exception:  # noqa: BLE001
                 pass
             raise RedisUnavailable(self.where) from exc
-        if not self.up:
+        if not self.up and epoch == self._epoch:
             self.succeeded()
         return result
 

@@ -32,7 +32,7 @@ def config(upstream: str, bad: str, url: str, prefix: str, *, cache: bool = Fals
     cache_part = f"""
 litellm_settings:
   cache: true
-  cache_params: {{type: redis, url: "{url}", namespace: "{prefix}"}}
+  cache_params: {{type: redis, url: "{url}", namespace: "{prefix}", redis_timeout: 2}}
   callbacks: [prometheus]
 """ if cache else ""
     return f"""

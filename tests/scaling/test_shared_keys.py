@@ -34,7 +34,7 @@ def config(upstream: str, url: str, prefix: str, database: str, *, cache: bool =
     cache_part = f"""
 litellm_settings:
   cache: true
-  cache_params: {{type: redis, url: "{url}", namespace: "{prefix}"}}
+  cache_params: {{type: redis, url: "{url}", namespace: "{prefix}", redis_timeout: 2}}
 """ if cache else ""
     return f"""
 model_list:

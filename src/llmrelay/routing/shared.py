@@ -65,11 +65,13 @@ class RouterShared:
         self._names: dict[str, str] = {}  # deployment id -> shared name
         self._grants: dict[str, deque] = {}
         self._last: dict[str, list] = {}  # deployment id -> [grant, tokens] of the attempt just ended
+        self._limits: dict[str, Limit] = {}  # deployment id -> its limits (built once)
 
     def attach(self, by_id: dict[str, "Deployment"]) -> None:
         """Track the router's deployments (after every change of its model list)."""
         self._by_id = {}
         self._names = {}
+        self._limits = {}
         seen: dict[str, int] = {}
         for dep in by_id.values():
             dep.shared = self
@@ -176,7 +178,11 @@ class RouterShared:
         With a TPM limit the attempt reserves its estimated tokens (:func:`estimate_tokens`); the
         count is corrected to the real usage when it ends.
         """
-        limit = Limit("deployment:" + self.name(dep), _int(dep.rpm), _int(dep.tpm), dep.max_parallel_requests)
+        limit = self._limits.get(dep.id)
+        if limit is None or (limit.rpm, limit.tpm, limit.parallel) != (_int(dep.rpm), _int(dep.tpm),
+                                                                       dep.max_parallel_requests):
+            limit = self._limits[dep.id] = Limit("deployment:" + self.name(dep), _int(dep.rpm), _int(dep.tpm),
+                                                 dep.max_parallel_requests)
         tokens = estimate_tokens(messages, kwargs) if dep.tpm else 0
         grant = await self.limiter.acquire((limit,), tokens)
         if grant.allowed:
@@ -204,7 +210,10 @@ class RouterShared:
             return  # an rpm count has nothing to give back
         box = [grant, None]
         self._last[dep.id] = box
-        _spawn(self._finish(dep.id, box))
+        try:
+            asyncio.get_running_loop().call_soon(self._finish, dep.id, box)
+        except RuntimeError:  # no loop (a sync call): nothing was taken on Redis
+            self._last.pop(dep.id, None)
 
     def tokens(self, dep: "Deployment", tokens: int) -> None:
         """The tokens the attempt that just ended on ``dep`` used (booked by its release)."""
@@ -212,7 +221,7 @@ class RouterShared:
         if box is not None and box[1] is None:
             box[1] = tokens
 
-    async def _finish(self, dep_id: str, box: list) -> None:
+    def _finish(self, dep_id: str, box: list) -> None:
         if self._last.get(dep_id) is box:
             del self._last[dep_id]
         self.limiter.release_soon(box[0], box[1])
