@@ -309,3 +309,14 @@ def test_idle_timeout_between_chunks(gateway, general, upstream):
     assert "error" in frames[-2] and frames[-1] == "[DONE]"
     assert record["fast_chunks"] > 0
     assert 0.5 < record["latency_ms"] / 1000 < 5
+
+
+def test_whole_body_in_one_write(gateway, general, upstream):
+    """Every frame in one upstream write (the first read also carries the first chunk): the
+    first chunk is decoded and sent alone, the rest of that read goes through the fast path."""
+    events = text_stream_events(TEXT * 4)
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" if isinstance(e, dict) else b"data: [DONE]\n\n"
+                    for e in events)
+    frames, record = _compare(gateway, general, upstream, lambda: stream_reply([data]))
+    assert _texts(frames) == TEXT * 4
+    assert record["fast_chunks"] > 20

@@ -270,7 +270,7 @@ class FastRelay:
             return False
         if decoder.error is not None or decoder.done or not self.direct.ready():
             return False
-        if content._eof or content._exception is not None or getattr(self.raw, "_closed", False):
+        if content._exception is not None or (getattr(self.raw, "_closed", False) and not content._eof):
             return False
         if wire._data or wire._event is not None or not wire._started:
             return False
@@ -290,16 +290,21 @@ class FastRelay:
         self._write = self.direct.writer()
         content = self.content
         buffered = content.read_nowait(-1) if content._size else b""
-        self._hook()
-        self.direct.watch(self._pause, self._resume)
+        if self.source.stash:  # read before, not decoded yet: it comes first
+            buffered, self.source.stash = self.source.stash + buffered, b""
+        ended = content._eof  # the whole body is here already (a burst): relay it, no hooks
+        if not ended:
+            self._hook()
+            self.direct.watch(self._pause, self._resume)
         try:
             if buffered:
                 self._feed(buffered)
-            if not self._stopped:
+            if not self._stopped and not ended:
                 self._interpose()
                 await self._future
         finally:
-            self.direct.unwatch()
+            if not ended:
+                self.direct.unwatch()
             self._stop()
             self._flush()
             if self._paused:

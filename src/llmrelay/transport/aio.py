@@ -145,14 +145,39 @@ async def send(
 class AsyncStreamSource(StreamSourceBase):
     """A streamed HTTP response + the provider's decoder → batches of chunk dicts."""
 
-    __slots__ = ()
+    __slots__ = ("stash", "_first")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Bytes read but not decoded yet: the rest of the read that carried the first event.
+        self.stash = b""
+        self._first = True
 
     async def anext_batch(self) -> list | None:
         while self._ready():
-            items = self._took(await self._response.readany())
+            if self.stash:
+                data, self.stash = self.stash, b""
+            else:
+                data = await self._response.readany()
+                if self._first and data:
+                    data = self._first_event(data)
+            items = self._took(data)
             if items:
                 return items
         return None
+
+    def _first_event(self, data: bytes) -> bytes:
+        """The first read of an SSE body: only up to its first event now, the rest at the next
+        batch, so the first chunk goes out before the rest of a burst is decoded."""
+        self._first = False
+        from ..codecs.sse import SSEDecoder
+
+        if type(getattr(self._decoder, "_wire", None)) is SSEDecoder:
+            end = data.find(b"\n\n") + 2
+            if 1 < end < len(data):
+                self.stash = data[end:]
+                return data[:end]
+        return data
 
     def set_read_timeout(self, seconds: float | None) -> None:
         """Change the read timeout for the rest of the stream (time to first chunk, idle)."""
