@@ -12,10 +12,11 @@ A client that goes away cancels the request task, which closes the upstream conn
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -51,6 +52,7 @@ access_log = logging.getLogger("llmrelay.proxy.access")
 CONFIG_ENV = "LLMRELAY_PROXY_CONFIG"
 
 _perf = time.perf_counter
+_time = time.time
 _dumps = orjson.dumps
 _BODY = "http.response.body"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -63,6 +65,30 @@ _SSE_HEADERS = [
 ]
 _JSON = (b"content-type", b"application/json")
 _DIRECT = "llmrelay.direct"  # server.DIRECT (not imported: the app runs under any ASGI server)
+
+
+def _id_source() -> tuple[bytes, Any]:
+    return os.urandom(4).hex().encode(), itertools.count(int.from_bytes(os.urandom(5), "big"))
+
+
+_id_prefix, _id_counter = _id_source()
+
+
+def _reseed_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = _id_source()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_request_id() -> bytes:
+    """A request id: 32 hex characters like ``uuid4().hex``, but time-ordered (milliseconds,
+    then this process's random prefix and counter), so the spend log's primary key is
+    appended to rather than written at random places (random keys make every insert slower
+    as the table grows), and without a ``urandom`` call per request."""
+    return b"%012x%s%012x" % (int(_time() * 1000), _id_prefix, next(_id_counter) & 0xFFFFFFFFFFFF)
 
 
 class _Disconnected(Exception):
@@ -211,7 +237,7 @@ class ProxyApp:
             elif name == b"traceparent":
                 traceparent = value
         if request_id is None or not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex.encode()
+            request_id = new_request_id()
         ctx = _Ctx(start, request_id)
         ctx.traceparent = traceparent
         extensions = scope.get("extensions")

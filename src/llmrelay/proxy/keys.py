@@ -33,7 +33,7 @@ from ..storage import Store, StoreError, database_url, default_sqlite_path, open
 from .auth import key_matches
 from .budgets import next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
-from .spend import SpendQueue, request_cost, spend_row
+from .spend import SpendQueue, request_cost, spend_row, usage_tokens as _tokens
 
 __all__ = ["KeyManager", "Principal", "hash_key", "new_key", "key_name", "deployment_index"]
 
@@ -90,7 +90,7 @@ class Refusal:
 class _Entry:
     """A cached row (None: known not to exist) and when it was read."""
 
-    __slots__ = ("row", "fetched", "stale", "allowed", "limits")
+    __slots__ = ("row", "fetched", "stale", "allowed", "limits", "owners", "budget_header")
 
     def __init__(self, row: dict[str, Any] | None) -> None:
         self.row = row
@@ -99,6 +99,12 @@ class _Entry:
         self.allowed: dict[str, bool] = {}
         #: model → (team row, user row, the limits built from them): rebuilt when those change
         self.limits: dict[str, tuple[Any, Any, list[Limit]]] = {}
+        #: what a key's spend is charged to: [("key", token), ("team", id), ("user", id)]
+        self.owners: list[tuple[str, str]] | None = None
+        #: the ``x-litellm-key-max-budget`` header (or None), built once
+        self.budget_header: tuple[bytes, bytes] | None = None
+        if row is not None and row.get("max_budget") is not None:
+            self.budget_header = (b"x-litellm-key-max-budget", repr(float(row["max_budget"])).encode())
 
 
 class Principal:
@@ -149,6 +155,9 @@ class KeyManager:
         self.url = database_url(url if url is not None else settings.get("database_url"))
         self.store: Store | None = None
         self.limiter: LimitBackend = limiter or LocalLimits()
+        # the in-process counters answer at once: no coroutine per request
+        self._acquire_now = getattr(self.limiter, "acquire_now", None)
+        self._release_now = getattr(self.limiter, "release_now", None)
         self.access_groups = access_groups or {}
         self.deployment_models = deployment_models or {}
         #: model_id → the deployment's config entry (``Router.get_deployment``), for prices.
@@ -463,6 +472,8 @@ class KeyManager:
                 decision = await shared.admit(limits, budgets, prefetch)
                 if decision is None:  # spent on other instances too (the rows now say how much)
                     return self._over_budget(key, team, user, customer, model, now) or _SPENT
+            elif self._acquire_now is not None:
+                decision = self._acquire_now(limits)
             else:
                 decision = await self.limiter.acquire(limits)
             if not decision.allowed:
@@ -542,11 +553,11 @@ class KeyManager:
     def headers(self, who: Principal) -> list[tuple[bytes, bytes]]:
         """Response headers: ``x-ratelimit-*`` and the key's spend and budget."""
         out = rate_limit_headers(who.decision) if who.decision is not None else []
-        key = who.key
-        if key is not None:
-            out.append((b"x-litellm-key-spend", repr(float(key["spend"])).encode()))
-            if key.get("max_budget") is not None:
-                out.append((b"x-litellm-key-max-budget", repr(float(key["max_budget"])).encode()))
+        entry = who.entry
+        if entry is not None:
+            out.append((b"x-litellm-key-spend", repr(float(entry.row["spend"])).encode()))
+            if entry.budget_header is not None:
+                out.append(entry.budget_header)
         return out
 
     # ------------------------------------------------------------------ finish
@@ -557,24 +568,42 @@ class KeyManager:
             return  # (a master-key request on a gateway without a database: nothing to record)
         who.charged = True
         usage = ctx.usage
-        if usage is None and ctx.result is not None:
-            state = getattr(ctx.result, "state", None)
+        result = ctx.result
+        if usage is None and result is not None:
+            state = getattr(result, "state", None)
             if state is not None and hasattr(state, "usage"):
                 # a cut or failed stream, or no upstream usage: what was generated, counted offline
                 usage = ctx.usage = state.usage()
-        prompt, completion = _tokens(usage)
         if who.limits:
-            await self.limiter.release(who.limits, prompt + completion)
-        cost = ctx.cost = request_cost(self, ctx.result, who.model, usage)
+            prompt, completion = _tokens(usage)
+            if self._release_now is not None:
+                self._release_now(who.limits, prompt + completion)
+            else:
+                await self.limiter.release(who.limits, prompt + completion)
+        cost = ctx.cost = self._cost(result, who.model, usage)
         if cost:
             self._charge(who, cost)
+
+    def _cost(self, result: Any, model: str, usage: Any) -> float:
+        """USD for the request: the price the library already put on the response (with the
+        deployment's prices; a cache hit costs nothing), else priced here from ``usage`` (a cut
+        stream: what it generated)."""
+        if usage is None:
+            return 0.0
+        hidden = getattr(result, "_hidden_params", None)
+        if hidden is not None:
+            if hidden.get("cache_hit"):
+                return 0.0
+            cost = hidden.get("response_cost")  # a stream's: priced once, when it ended
+            if cost is not None:
+                return float(cost)
+        return request_cost(self, result, model, usage)
 
     def on_request_end(self, ctx: Any) -> None:
         """The fan-out's hook (``observe.on_request_end``): queue the request's spend row."""
         who = ctx.auth
-        if isinstance(who, Principal) and who.charged and self.spend.accepts(who):
-            prompt, completion = _tokens(ctx.usage)
-            self.spend.add(spend_row(self, who, ctx, ctx.usage, prompt, completion, ctx.cost or 0.0))
+        if who is not None and who.charged and self.spend.accepts(who):
+            self.spend.add(spend_row(self, who, ctx, ctx.cost or 0.0))
 
     def _charge(self, who: Principal, cost: float) -> None:
         if self.shared is not None:  # the shared counters, in the background
@@ -607,13 +636,6 @@ class KeyManager:
 _SPENT = Refusal(400, "Budget has been exceeded!", "budget_exceeded")
 _UNAUTHORIZED = Refusal(401, "Missing or invalid API key: send the gateway's key as 'Authorization: Bearer <key>'.",
                         "authentication_error", code="invalid_api_key", headers=[(b"www-authenticate", b"Bearer")])
-
-
-def _tokens(usage: Any) -> tuple[int, int]:
-    if usage is None:
-        return 0, 0
-    get = usage.get if isinstance(usage, dict) else usage.__dict__.get
-    return int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
 
 
 def deployment_index(config: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:

@@ -25,7 +25,7 @@ __all__ = ["Limit", "Decision", "LimitBackend", "LocalLimits", "WINDOW", "rate_l
 WINDOW = 60.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Limit:
     """The limits on one counter (``None`` = not limited).
 
@@ -39,7 +39,7 @@ class Limit:
     parallel: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The result of :meth:`LimitBackend.acquire`.
 
@@ -106,29 +106,34 @@ class LocalLimits:
     def acquire_now(self, limits: Sequence[Limit]) -> Decision:
         """:meth:`acquire` without the coroutine (it never waits)."""
         now = self._clock()
+        edge = now - WINDOW
         counters = self._counters
-        decision = Decision(True)
         found = []
+        limit_requests = remaining_requests = limit_tokens = remaining_tokens = None
         for limit in limits:
             c = counters.get(limit.counter)
             if c is None:
                 c = counters[limit.counter] = _Counter()
-            c.prune(now)
+            elif (c.requests and c.requests[0] <= edge) or (c.tokens and c.tokens[0][0] <= edge):
+                c.prune(now)
             found.append(c)
-            if limit.rpm is not None:
-                if len(c.requests) >= limit.rpm:
+            rpm = limit.rpm
+            if rpm is not None:
+                used = len(c.requests)
+                if used >= rpm:
                     wait = c.requests[0] + WINDOW - now if c.requests else WINDOW
-                    return Decision(False, f"{limit.label} rpm limit ({limit.rpm}/min)", wait)
-                left = limit.rpm - len(c.requests) - 1
-                if decision.remaining_requests is None or left < decision.remaining_requests:
-                    decision.limit_requests, decision.remaining_requests = limit.rpm, left
-            if limit.tpm is not None:
-                if c.token_sum >= limit.tpm:
-                    wait = _tokens_free_at(c, limit.tpm) - now
-                    return Decision(False, f"{limit.label} tpm limit ({limit.tpm}/min)", wait)
-                left = limit.tpm - c.token_sum
-                if decision.remaining_tokens is None or left < decision.remaining_tokens:
-                    decision.limit_tokens, decision.remaining_tokens = limit.tpm, left
+                    return Decision(False, f"{limit.label} rpm limit ({rpm}/min)", wait)
+                left = rpm - used - 1
+                if remaining_requests is None or left < remaining_requests:
+                    limit_requests, remaining_requests = rpm, left
+            tpm = limit.tpm
+            if tpm is not None:
+                if c.token_sum >= tpm:
+                    wait = _tokens_free_at(c, tpm) - now
+                    return Decision(False, f"{limit.label} tpm limit ({tpm}/min)", wait)
+                left = tpm - c.token_sum
+                if remaining_tokens is None or left < remaining_tokens:
+                    limit_tokens, remaining_tokens = tpm, left
             if limit.parallel is not None and c.parallel >= limit.parallel:
                 return Decision(False, f"{limit.label} max_parallel_requests limit ({limit.parallel})", 1.0)
         for limit, c in zip(limits, found):
@@ -139,7 +144,7 @@ class LocalLimits:
         self._calls += 1
         if self._calls % 4096 == 0:
             self._sweep(now)
-        return decision
+        return Decision(True, "", 0.0, limit_requests, remaining_requests, limit_tokens, remaining_tokens)
 
     def release_now(self, limits: Sequence[Limit], tokens: int) -> None:
         now = self._clock()

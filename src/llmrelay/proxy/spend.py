@@ -22,7 +22,7 @@ from .write_behind import WriteBehind
 if TYPE_CHECKING:
     from .keys import KeyManager, Principal
 
-__all__ = ["SpendQueue", "request_cost", "spend_row", "MAX_QUEUED"]
+__all__ = ["SpendQueue", "request_cost", "spend_row", "usage_tokens", "MAX_QUEUED"]
 
 log = logging.getLogger("llmrelay.proxy.spend")
 
@@ -31,6 +31,7 @@ MAX_QUEUED = 200_000
 #: Most rows per write.
 BATCH = 2000
 _perf = time.perf_counter
+_time = time.time
 
 
 class SpendQueue(WriteBehind):
@@ -149,7 +150,9 @@ def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) 
     """USD for a request from its usage and the deployment that answered (0 when unpriced)."""
     if usage is None:
         return 0.0
-    hidden = getattr(result, "_hidden_params", None) or {}
+    hidden = getattr(result, "_hidden_params", None)
+    if hidden is None:  # (not ``or {}``: a stream's mapping would price itself to answer len())
+        hidden = {}
     if hidden.get("cache_hit"):
         return 0.0  # answered from the response cache: no upstream cost
     model, provider, prices = _prices(keys, hidden.get("model_id"))
@@ -167,31 +170,48 @@ def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) 
         return 0.0
 
 
-def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, usage: Any, prompt: int, completion: int,
-              cost: float) -> dict[str, Any]:
-    """The spend-log row of a finished request."""
-    end = time.time()
+def usage_tokens(usage: Any) -> tuple[int, int]:
+    """(prompt tokens, completion tokens) of an OpenAI-shaped usage (object or dict), or zeros."""
+    if usage is None:
+        return 0, 0
+    get = usage.get if isinstance(usage, dict) else usage.__dict__.get
+    return int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
+
+
+def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, cost: float) -> dict[str, Any]:
+    """The spend-log row of a finished request (its usage is ``ctx.usage``)."""
+    prompt, completion = usage_tokens(ctx.usage)
+    end = _time()
     start = end - (_perf() - ctx.start)
-    key = who.key
-    team_id = key.get("team_id") if key else None
-    user_id = key.get("user_id") if key else None
-    owners = []
-    if who.token:
-        owners.append(("key", who.token))
-    if team_id:
-        owners.append(("team", team_id))
-    if user_id:
-        owners.append(("user", user_id))
+    entry = who.entry
+    key = entry.row if entry is not None else None
+    if key is not None:
+        team_id = key.get("team_id")
+        user_id = key.get("user_id")
+        owners = entry.owners
+        if owners is None:
+            owners = entry.owners = [("key", who.token)]
+            if team_id:
+                owners.append(("team", team_id))
+            if user_id:
+                owners.append(("user", user_id))
+        tags = key.get("tags")
+    else:
+        team_id = user_id = tags = None
+        owners = []
     if who.end_user:
-        owners.append(("end_user", who.end_user))
-    hidden = getattr(ctx.result, "_hidden_params", None) or {}
-    model_id = hidden.get("model_id")
+        owners = [*owners, ("end_user", who.end_user)]
+    hidden = getattr(ctx.result, "_hidden_params", None)
+    model_id = hidden.get("model_id") if hidden is not None else None
     if ctx.disconnected:
         status = "client_disconnected"
     elif ctx.status == 200 and ctx.error is None:
         status = "success"
     else:
         status = "failure"
+    metadata = {"stream": ctx.stream, "http_status": ctx.status}
+    if ctx.error:
+        metadata["error"] = ctx.error
     row = {
         "request_id": ctx.request_id.decode(),
         "api_key": who.token,
@@ -210,8 +230,8 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, usage: Any, prompt
         "spend": cost,
         "start_time": start,
         "end_time": end,
-        "tags": key.get("tags") if key else None,
-        "metadata": {"stream": ctx.stream, "http_status": ctx.status, **({"error": ctx.error} if ctx.error else {})},
+        "tags": tags,
+        "metadata": metadata,
         "messages": None,
         "response": None,
         "_owners": owners,

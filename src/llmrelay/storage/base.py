@@ -310,13 +310,18 @@ class Store:
         model_spend: dict[str, dict[str, float]] = {}
         values = []
         dumps = orjson.dumps
+        days: dict[int, str] = {}
         for r in rows:
             row = list(map(r.get, _SPEND_COLUMNS))
             for i in _SPEND_JSON_AT:
                 if row[i] is not None:
                     row[i] = dumps(row[i]).decode()
             if row[_DAY] is None:  # derived columns, computed here rather than on the request path
-                row[_DAY] = utc_day(row[_START])
+                number = int(row[_START] // 86400)
+                day = days.get(number)
+                if day is None:
+                    day = days[number] = utc_day(row[_START])
+                row[_DAY] = day
             if row[_TOTAL] is None:
                 row[_TOTAL] = int(row[_PROMPT] or 0) + int(row[_COMPLETION] or 0)
             values.append(row)
