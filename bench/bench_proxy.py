@@ -40,7 +40,8 @@ chunk of each relay under ``strace -c -f`` and ``perf stat``. ``--quick``: C = 6
 cells, one round; ``--pin``: relays on CPU 0, upstream and load generator on CPU 1.
 
     PYTHONPATH=src python bench/bench_proxy.py --paced [--quick] [--repeat 3] [--paced-conc 64,256,512]
-        [--pin] [--syscalls] [--include-usage] [--no-governed] [--no-burst]
+        [--pin] [--syscalls] [--include-usage] [--no-governed] [--split-governed] [--no-burst]
+        [--herd] [--baseline-src TREE]
 """
 
 from __future__ import annotations
@@ -466,10 +467,12 @@ def _get_text(url: str) -> str:
 
 
 def _start_paced(tmp: Path, env: dict, pin_relay: list[str], pin_load: list[str], governed: bool,
-                 split: bool = False) -> tuple[list[subprocess.Popen], list[dict], dict]:
-    """Upstream, floor, bare gateway, (``governed``) the governed gateway with its key and
-    (``split``) one with keys, limits and spend but no callbacks; the processes, the targets
-    (name, port, pid, bearer) and facts for the report."""
+                 split: bool = False, baseline: str | None = None
+                 ) -> tuple[list[subprocess.Popen], list[dict], dict]:
+    """Upstream, floor, bare gateway, (``baseline``) the bare gateway from that source tree,
+    (``governed``) the governed gateway with its key and (``split``) one with keys, limits and
+    spend but no callbacks; the processes, the targets (name, port, pid, bearer) and facts for
+    the report."""
     procs: list[subprocess.Popen] = []
     facts: dict = {}
     upstream = subprocess.Popen([*pin_load, PY, __file__, "--paced-part", "upstream", str(tmp / "up")], env=env)
@@ -487,6 +490,14 @@ def _start_paced(tmp: Path, env: dict, pin_relay: list[str], pin_load: list[str]
     procs.append(gateway)
     targets.append({"name": "llmrelay", "port": int(url.rsplit(":", 1)[1].split("/")[0]), "pid": gateway.pid,
                     "key": MASTER, "url": url})
+    if baseline:
+        # the same bare gateway from another source tree (an older commit): before/after in one run
+        base_env = dict(env, LLMRELAY_DATA_DIR=str(tmp / "base-data"),
+                        PYTHONPATH=str(Path(baseline) / "src") + os.pathsep + env.get("PYTHONPATH", ""))
+        base, base_url, _ = _start_gateway(tmp, base_env, up_port, name="llmrelay@base", pin=pin_relay)
+        procs.append(base)
+        targets.append({"name": "llmrelay@base", "port": int(base_url.rsplit(":", 1)[1].split("/")[0]),
+                        "pid": base.pid, "key": MASTER, "url": base_url})
     variants = ([("llmrelay+keys", "")] if split else []) + ([("llmrelay+gov", GOVERNED)] if governed else [])
     if governed:
         from _common import start_otlp_sink
@@ -566,7 +577,7 @@ def _print_table(table: dict[tuple[int, str], list[dict]], cells: list[int], tar
                    "-" if t["name"] == "direct" else _fmt(med["add50"], 2),
                    "-" if t["name"] == "direct" else _fmt(med["add99"], 2),
                    _fmt(med["cpu"]) if relay else "-", _fmt(med["vs_floor"], 2) if relay else "-",
-                   _fmt(med["vs_bare"], 3) if t["name"].startswith("llmrelay+") else "-",
+                   _fmt(med["vs_bare"], 3) if t["name"].startswith(("llmrelay+", "llmrelay@")) else "-",
                    _fmt(med["core"], 0) if relay else "-", _fmt(med["sleeps"], 2) if relay else "-",
                    _fmt(med["preempted"], 3) if relay else "-",
                    _fmt(max((m["rss"] for m in ms if m["rss"] == m["rss"]), default=float("nan"))) if relay else "-", sum(m["errors"] for m in ms)]
@@ -652,7 +663,7 @@ def main_paced(args: argparse.Namespace) -> None:
     facts: dict = {}
     try:
         procs, targets, facts = _start_paced(tmp, env, pin_relay, pin_load, governed=not args.no_governed,
-                                             split=args.split_governed)
+                                             split=args.split_governed, baseline=args.baseline_src)
         time.sleep(0.3)
         idle = {t["name"]: _rss_mib(t["pid"]) for t in targets if t["pid"]}
         # warm-up: imports, tokenizers, connection pools, the key's cache entry
@@ -695,8 +706,8 @@ def main_paced(args: argparse.Namespace) -> None:
                   "sink); llmrelay+keys (--split-governed): the same without the callbacks. Sanity, warm-up "
                   "included:")
         for t in governed:
-            spend = json.loads(_get_text(t["url"] + "/spend/logs?limit=1000000"))
-            line = f"  {t['name']}: {len(spend)} spend rows"
+            spend = json.loads(_get_text(t["url"] + "/spend/logs?limit=10000"))
+            line = f"  {t['name']}: {'≥ ' if len(spend) >= 10000 else ''}{len(spend)} spend rows"
             if t["name"] == "llmrelay+gov":
                 metrics = _get_text(t["url"] + "/metrics")
                 counted = sum(float(m.rsplit(" ", 1)[1]) for m in metrics.splitlines()
@@ -731,6 +742,9 @@ def main() -> None:
                         help="paced: without the governed gateway (keys, limits, spend, Prometheus + OTel)")
     parser.add_argument("--split-governed", action="store_true",
                         help="paced: also a gateway with keys, limits and spend but no callbacks (llmrelay+keys)")
+    parser.add_argument("--baseline-src", metavar="TREE",
+                        help="paced: also the bare gateway from TREE/src (e.g. `git archive OLD src | tar -x -C TREE`), "
+                             "as llmrelay@base: before/after in one run")
     parser.add_argument("--no-burst", action="store_true", help="paced: without the C=1 burst cell")
     parser.add_argument("--include-usage", action="store_true",
                         help="paced: clients ask stream_options.include_usage (the upstream then sends usage)")
