@@ -133,20 +133,44 @@ class Proc:
                 self.proc.kill()
 
 
-def gateway_config(up: int, *, redis: str | None = None, prefix: str = "", cache: bool = False) -> str:
+def gateway_config(up: int, *, redis: str | None = None, prefix: str = "", cache: bool = False,
+                   database: str | None = None) -> str:
     shared = f'router_settings:\n  redis_url: "{redis}"\n  redis_prefix: "{prefix}:"\n' if redis and not cache else ""
     caching = (f'litellm_settings:\n  cache: true\n  cache_params: {{type: redis, url: "{redis}", '
                f'namespace: "{prefix}"}}\n') if cache else ""
+    # with a database: the virtual keys' path (the key's limits and budget), no deployment limits
+    limits = "" if database else "      rpm: 100000000\n      tpm: 100000000000\n"
+    db = f'  database_url: "{database}"\n' if database else ""
     return (
         "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
         f"      api_base: http://127.0.0.1:{up}/v1\n      api_key: sk-up\n"
-        "      rpm: 100000000\n      tpm: 100000000000\n"
-        f"general_settings:\n  master_key: sk-bench\n{shared}{caching}"
+        "      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n"
+        f"{limits}general_settings:\n  master_key: sk-bench\n{db}{shared}{caching}"
     )
 
 
-async def timed(session, url: str, body: bytes, n: int, stream: bool, hit: bool = False) -> list[float]:
-    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+def virtual_key(base: str) -> str:
+    """A key with rpm, tpm and a budget that are never reached (every check runs in full)."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"rpm_limit": 100000000, "tpm_limit": 100000000000, "max_budget": 1e9}).encode()
+    req = urllib.request.Request(base + "/key/generate", data=body, headers={
+        "authorization": "Bearer sk-bench", "content-type": "application/json"})
+    for attempt in range(100):  # the gateway may still be opening its database
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())["key"]
+        except OSError:
+            if attempt == 99:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
+
+
+async def timed(session, url: str, body: bytes, n: int, stream: bool, hit: bool = False,
+                key: str = "sk-bench") -> list[float]:
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -165,7 +189,8 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] * 1000.0
 
 
-async def limits_cell(off_url: str, on_url: str, n: int) -> tuple[list[float], list[float]]:
+async def limits_cell(off_url: str, on_url: str, n: int, off_key: str = "sk-bench",
+                      on_key: str = "sk-bench") -> tuple[list[float], list[float]]:
     import aiohttp
     import orjson
 
@@ -173,12 +198,12 @@ async def limits_cell(off_url: str, on_url: str, n: int) -> tuple[list[float], l
     off: list[float] = []
     on: list[float] = []
     async with aiohttp.ClientSession() as s:
-        await timed(s, off_url, body, 50, False)  # warm up both
-        await timed(s, on_url, body, 50, False)
+        await timed(s, off_url, body, 50, False, key=off_key)  # warm up both
+        await timed(s, on_url, body, 50, False, key=on_key)
         rounds = 10
         for _ in range(rounds):
-            off += await timed(s, off_url, body, n // rounds, False)
-            on += await timed(s, on_url, body, n // rounds, False)
+            off += await timed(s, off_url, body, n // rounds, False, key=off_key)
+            on += await timed(s, on_url, body, n // rounds, False, key=on_key)
     return off, on
 
 
@@ -205,6 +230,7 @@ def redis_capacity(url: str, prefix: str) -> list[tuple[str, float]]:
 
     import redis
 
+    from llmrelay.proxy.shared_limits import _SPEND
     from llmrelay.ratelimit import _ACQUIRE
 
     parts = urlsplit(url)
@@ -212,14 +238,23 @@ def redis_capacity(url: str, prefix: str) -> list[tuple[str, float]]:
     db = (parts.path or "/0").strip("/") or "0"
     client = redis.Redis.from_url(url)
     sha = client.script_load(_ACQUIRE)
+    spend_sha = client.script_load(_SPEND)
     client.set(f"{prefix}:cache:probe", b"x" * 2000)
     client.close()
     keys = [f"{prefix}:rl:key:k", f"{prefix}:rl:team:t", f"{prefix}:rl:deployment:d"]
     # unlimited numbers: every call takes the full check-and-increment path
     script = ["EVALSHA", sha, "3", *keys, "0", "slot", "600", "3", "0", "0", "1000000000", "0", "0",
               "1000000000", "0", "0", "1000000000", "0", "0"]
+    # what a virtual key's request sends: rpm + tpm of the key and its team, 2 budgets, the cache entry
+    budgets = [f"{prefix}:sp:key:k:0", f"{prefix}:sp:team:t:0"]
+    admission = ["EVALSHA", sha, "5", *keys[:2], *budgets, f"{prefix}:cache:probe", "0", "", "600", "2", "2", "1",
+                 "1000000000", "1000000000", "0", "1000000000", "1000000000", "0", "1e12", "1e12"]
+    spend = ["EVALSHA", spend_sha, "2", *budgets, "+", "0.00042", "604800", "+", "0.00042", "604800"]
     out = []
-    for name, cmd in (("limiter script (3 scopes)", script), ("cache GET (2 kB entry)", ["GET", f"{prefix}:cache:probe"])):
+    for name, cmd in (("limiter script (3 scopes)", script),
+                      ("admission script (2 scopes rpm+tpm, 2 budgets, 2 kB cache entry)", admission),
+                      ("spend script (2 counters)", spend),
+                      ("cache GET (2 kB entry)", ["GET", f"{prefix}:cache:probe"])):
         proc = subprocess.run([binary, "-h", host, "-p", port, "--dbnum", db, "-n", "200000", "-c", "50", "-P", "16",
                                "-q", *cmd], capture_output=True, text=True, timeout=120)
         m = re.search(r"([\d.]+) requests per second", proc.stdout)
@@ -235,7 +270,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--gap", type=float, default=1.0, help="ms between upstream chunks (cache cell)")
     parser.add_argument("--redis", default=os.environ.get("LLMRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
-    parser.add_argument("--only", choices=("limits", "cache", "capacity"), action="append",
+    parser.add_argument("--only", choices=("limits", "keys", "cache", "capacity"), action="append",
                         help="run only these parts (repeatable; default: all)")
     parser.add_argument("--upstream", nargs=3, metavar=("PORT", "CHUNKS", "GAP_MS"))
     args = parser.parse_args()
@@ -271,8 +306,15 @@ def main() -> None:
         time.sleep(0.5)
         import uvloop
 
-        parts = set(args.only or ("limits", "cache", "capacity"))
+        parts = set(args.only or ("limits", "keys", "cache", "capacity"))
         lat_off, lat_on = uvloop.run(limits_cell(off, on, args.requests)) if "limits" in parts else ([], [])
+        key_off = key_on = ([], [])
+        if "keys" in parts:
+            koff = start_gateway(gateway_config(flat, database=f"sqlite:///{tmp}/off.db"), "koff")
+            kon = start_gateway(gateway_config(flat, redis=args.redis, prefix=prefix + "k",
+                                               database=f"sqlite:///{tmp}/on.db"), "kon")
+            key_off, key_on = uvloop.run(limits_cell(koff + "/v1/chat/completions", kon + "/v1/chat/completions",
+                                                     args.requests, virtual_key(koff), virtual_key(kon)))
         rows = []
         for label, up, gw in (("no pause", flat, cached_flat), (f"{args.gap:g} ms between chunks", paced, cached_paced)):
             if "cache" not in parts:
@@ -306,6 +348,14 @@ def main() -> None:
     added = pct(lat_on, .5) - pct(lat_off, .5)
     print(f"\nadded by shared limits: p50 {added:+.3f} ms (target ≤ 0.3 ms), "
           f"p99 {pct(lat_on, .99) - pct(lat_off, .99):+.3f} ms\n")
+    if key_off[0]:
+        print("Virtual key with rpm_limit + tpm_limit + max_budget (one admission script; spend added "
+              f"after the request), non-streamed, {len(key_off)} requests each:\n")
+        print("| key limits and budget | p50 ms | p99 ms |\n|---|---|---|")
+        print(f"| per instance (no Redis) | {pct(key_off, .5):.3f} | {pct(key_off, .99):.3f} |")
+        print(f"| shared (Redis) | {pct(key_on, .5):.3f} | {pct(key_on, .99):.3f} |")
+        print(f"\nadded by shared key limits and budget: p50 {pct(key_on, .5) - pct(key_off, .5):+.3f} ms, "
+              f"p99 {pct(key_on, .99) - pct(key_off, .99):+.3f} ms\n")
     print(f"Cache hit vs upstream, {args.chunks}-chunk stream, time to [DONE], {args.hits} requests each:\n")
     print("| upstream | upstream p50 ms | cache hit p50 ms | hit is × faster |\n|---|---|---|---|")
     for label, direct, hits in rows:

@@ -237,10 +237,11 @@ class RedisLink:
         return result
 
     async def warm(self, connections: int = 8) -> None:
-        """Open ``connections`` pooled connections now (at startup), so that a first burst of
-        requests does not have to connect while the event loop is busy serving them."""
+        """Open ``connections`` connections of the request path (:meth:`execute`) now (at
+        startup), so that a first burst of requests does not have to connect while the event
+        loop is busy serving them; and one of the client's (rare commands)."""
         try:
-            await asyncio.gather(*(self.run(lambda r: r.ping()) for _ in range(max(1, connections))),
+            await asyncio.gather(self.run(lambda r: r.ping()),
                                  *(self.execute("PING") for _ in range(max(1, connections))))
         except RedisUnavailable:
             pass
