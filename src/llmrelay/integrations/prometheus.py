@@ -56,6 +56,9 @@ METRICS: dict[str, tuple[str, list[str], str]] = {
     "llmrelay_in_flight_requests": ("gauge", ["requested_model"], "Chat requests being answered"),
     "llmrelay_in_flight_streams": ("gauge", ["requested_model"], "Streams being answered"),
     "llmrelay_redis_up": ("gauge", ["redis"], "1 while the shared Redis answers this worker, else 0"),
+    "llmrelay_soft_budget_crossed": ("counter", ["budget_type", "hashed_api_key", "api_key_alias", "team", "user",
+                                                 "end_user"],
+                                     "Soft budgets crossed (key, team, user, end_user): once per budget period"),
     "llmrelay_redis_state_changes": ("counter", ["redis", "state"],
                                      "Times the shared Redis went down or came back (per worker)"),
 }
@@ -101,6 +104,12 @@ class PrometheusLogger(CustomLogger):
         self._at("llmrelay_redis_up", where).set(1 if up else 0)
         if changed:
             self._at("llmrelay_redis_state_changes", where, "up" if up else "down").inc()
+
+    def soft_budget_crossed(self, budget_type: str, labels: dict[str, str]) -> None:
+        """A soft_budget was crossed (``KeyManager.soft_budget_listeners``)."""
+        self._at("llmrelay_soft_budget_crossed", budget_type, labels.get("hashed_api_key", ""),
+                 labels.get("api_key_alias", ""), labels.get("team", ""), labels.get("user", ""),
+                 labels.get("end_user", "")).inc()
 
     # ------------------------------------------------------------------ /metrics
     def metrics_body(self) -> tuple[bytes, bytes]:

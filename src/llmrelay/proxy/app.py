@@ -181,6 +181,9 @@ class ProxyApp:
                                    deployment_lookup=router.get_deployment if router is not None else None,
                                    limiter=key_limiter(router))
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
+            crossed = getattr(self.observe.metrics, "soft_budget_crossed", None)
+            if crossed is not None:
+                self.keys.soft_budget_listeners.append(crossed)
         self.responses_db = responses_db(self.keys, self.ingresses["/v1/responses"])
         self.cache = build_gateway_cache(config.cache_params)
         watch_redis(self.observe.metrics, getattr(self.models, "router", None), self.cache)

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["parse_duration", "next_reset", "DurationError"]
+__all__ = ["parse_duration", "next_reset", "DurationError", "model_budget", "model_resets"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mo|s|m|h|d|w)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -39,3 +39,26 @@ def next_reset(duration: str, now: float) -> float:
     year, month = start.year + months // 12, months % 12 + 1
     day = min(start.day, calendar.monthrange(year, month)[1])
     return start.replace(year=year, month=month, day=day).timestamp()
+
+
+def model_budget(entry: Any) -> tuple[float | None, str | None]:
+    """(limit in USD, period) of one ``model_max_budget`` entry: a number, or LiteLLM's
+    ``{"budget_limit": 10, "time_period": "1d"}`` (``budget_duration`` is accepted for the period)."""
+    if isinstance(entry, dict):
+        limit = entry.get("budget_limit", entry.get("max_budget"))
+        period = entry.get("time_period") or entry.get("budget_duration")
+        return (float(limit) if limit is not None else None), (str(period) if period else None)
+    return (float(entry) if entry is not None else None), None
+
+
+def model_resets(per_model: Any, now: float) -> dict[str, float] | None:
+    """model → the end of its first period, for the ``model_max_budget`` entries that have
+    their own period (None if none has); :class:`DurationError` for a bad period."""
+    if not isinstance(per_model, dict):
+        return None
+    out = {}
+    for model, entry in per_model.items():
+        period = model_budget(entry)[1]
+        if period:
+            out[str(model)] = next_reset(period, now)
+    return out or None

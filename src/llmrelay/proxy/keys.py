@@ -31,7 +31,7 @@ from typing import Any
 
 from ..storage import Store, StoreError, database_url, default_sqlite_path, open_store
 from .auth import key_matches
-from .budgets import next_reset
+from .budgets import model_budget, next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
 from .spend import SpendQueue, request_cost, spend_row, usage_tokens as _tokens
 
@@ -177,6 +177,11 @@ class KeyManager:
         self._down_since: float | None = None
         self._open_error: str | None = None
         self._warm: asyncio.Future | None = None
+        #: Called ``listener(budget_type, labels)`` once per budget period when a soft_budget is
+        #: crossed (``labels``: hashed_api_key, api_key_alias, team, user, end_user); the app adds
+        #: the Prometheus counter here.
+        self.soft_budget_listeners: list[Any] = []
+        self._alerts: set[asyncio.Task] = set()
         #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
         #: read and spend added on Redis, key changes broadcast to every instance.
         self.shared: Any = limiter if getattr(limiter, "shares_budgets", False) else None
@@ -320,6 +325,9 @@ class KeyManager:
             if self.shared is not None:  # the ledger's spend: reconciles the shared counter
                 self.shared.reconcile(kind, ident, row)
             row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending.get((kind, ident), 0.0)
+            old = cache.get(ident)
+            if old is not None and old.row is not None:
+                _keep_known(old.row, row)
         elif len(cache) >= MAX_CACHED:
             # many unknown keys (a scan?): forget the unknown ones, never the real ones
             for name in [n for n, e in cache.items() if e.row is None]:
@@ -509,7 +517,10 @@ class KeyManager:
             if reset_at is not None and reset_at <= now and row.get("budget_duration"):
                 # the period is over: the database is reset by the sweep, this process at once
                 row["spend"] = 0.0
-                row["model_spend"] = None
+                own = row.get("model_budget_reset_at")  # per-model budgets with their own period stay
+                row["model_spend"] = {m: v for m, v in (row.get("model_spend") or {}).items() if m in own} \
+                    if own else None
+                row["soft_budget_cooldown"] = False
                 row["budget_reset_at"] = next_reset(row["budget_duration"], now)
             limit = row.get("max_budget")
             if limit is not None and row["spend"] >= limit:
@@ -524,10 +535,16 @@ class KeyManager:
                 return Refusal(400, message, "budget_exceeded")
         per_model = key.get("model_max_budget")
         if per_model and model in per_model:
-            limit = per_model[model]
-            if isinstance(limit, dict):
-                limit = limit.get("budget_limit")
+            limit, period = model_budget(per_model[model])
             spent = (key.get("model_spend") or {}).get(model, 0.0)
+            if period and spent:
+                resets = key.get("model_budget_reset_at") or {}
+                at = resets.get(model)
+                if at is not None and at <= now:
+                    # the model's own period is over: this process at once, the database by the sweep
+                    key["model_spend"] = {**key["model_spend"], model: 0.0}
+                    key["model_budget_reset_at"] = {**resets, model: next_reset(period, now)}
+                    spent = 0.0
             if limit is not None and spent >= float(limit):
                 return Refusal(400, f"Budget has been exceeded for model={model}! Current cost: {spent}, "
                                 f"Max budget: {float(limit)}", "budget_exceeded")
@@ -610,18 +627,67 @@ class KeyManager:
             self.shared.charge(who, cost)
         key = who.key
         if key is not None:
-            key["spend"] = key["spend"] + cost
+            spend = key["spend"] = key["spend"] + cost
             if who.model:
                 per = key.get("model_spend") or {}
                 per[who.model] = per.get(who.model, 0.0) + cost
                 key["model_spend"] = per
+            soft = key.get("soft_budget")
+            if soft is not None and spend >= soft and not key.get("soft_budget_cooldown"):
+                self._soft_budget_crossed(who, "key", who.token, key)
             for kind, ident in (("team", key.get("team_id")), ("user", key.get("user_id"))):
                 row = self.cached(kind, ident)
                 if row is not None:
-                    row["spend"] = row["spend"] + cost
+                    spend = row["spend"] = row["spend"] + cost
+                    soft = row.get("soft_budget")
+                    if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
+                        self._soft_budget_crossed(who, kind, ident, row)
         row = self.cached("end_user", who.end_user)
         if row is not None:
-            row["spend"] = row["spend"] + cost
+            spend = row["spend"] = row["spend"] + cost
+            soft = row.get("soft_budget")
+            if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
+                self._soft_budget_crossed(who, "end_user", who.end_user, row)
+
+    # ------------------------------------------------------------------ soft budgets
+    def _soft_budget_crossed(self, who: Principal, kind: str, ident: str, row: dict[str, Any]) -> None:
+        """``row``'s spend reached its soft_budget: alert once per budget period (the flag is
+        set here at once, and in the database in the background, where only the first process
+        to set it alerts)."""
+        row["soft_budget_cooldown"] = True
+        task = asyncio.ensure_future(self._alert_soft_budget(who, kind, ident, row, float(row["spend"])))
+        self._alerts.add(task)
+        task.add_done_callback(self._alerts.discard)
+
+    async def _alert_soft_budget(self, who: Principal, kind: str, ident: str, row: dict[str, Any],
+                                 spend: float) -> None:
+        store = self.store
+        if store is not None:
+            try:
+                if not await store.run(store.set_soft_budget_alerted, kind, ident):
+                    return  # another process alerted for this period
+            except StoreError as exc:
+                self._db_down(exc)  # alert anyway: better twice than never
+        key = who.key or {}
+        if kind == "key":
+            name = f"key {key.get('key_alias') or key.get('key_name') or '(no alias)'}"
+        elif kind == "team":
+            name = f"team {row.get('team_alias') or ident}"
+        else:
+            name = f"{'end user' if kind == 'end_user' else 'user'} {ident}"
+        limit = row.get("max_budget")
+        log.warning("SOFT BUDGET CROSSED: %s spent %.6g USD, soft_budget %.6g USD%s; no further alert until "
+                    "its budget resets%s", name, spend, float(row["soft_budget"]),
+                    f", max_budget {float(limit):.6g} USD" if limit is not None else "",
+                    f" (budget_duration {row['budget_duration']})" if row.get("budget_duration") else "")
+        labels = {"hashed_api_key": who.token or "", "api_key_alias": key.get("key_alias") or "",
+                  "team": key.get("team_id") or "", "user": key.get("user_id") or "",
+                  "end_user": who.end_user or ""}
+        for listener in self.soft_budget_listeners:
+            try:
+                listener(kind, labels)
+            except Exception:  # noqa: BLE001 - an observer never breaks the gateway
+                log.warning("soft-budget listener %r failed", listener, exc_info=True)
 
     # ------------------------------------------------------------------ budgets in the database
     def _reset_budgets(self, store: Store) -> None:
@@ -631,6 +697,36 @@ class KeyManager:
                 duration = due.get("budget_duration")
                 following = next_reset(duration, now) if duration else None
                 store.reset_budget(kind, due["ident"], due["budget_reset_at"], following)
+        for due in store.due_model_resets(now):
+            # per-model budgets with their own time_period whose period ended
+            per_model = due.get("model_max_budget") or {}
+            resets, ended = {}, []
+            for model, at in (due.get("model_budget_reset_at") or {}).items():
+                period = model_budget(per_model.get(model))[1] if model in per_model else None
+                if period is None:
+                    continue  # no longer has a period of its own
+                if at <= now:
+                    ended.append(model)
+                    at = next_reset(period, now)
+                resets[model] = at
+            store.reset_model_budgets(due["token"], due["model_reset_at"], ended, resets,
+                                      min(resets.values()) if resets else None)
+
+
+def _keep_known(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A row re-read from the database replaces ``old``: within the same budget period, keep
+    what this process already knew. (A spend batch written while the row was being read is in
+    neither the row read nor the queue's pending cost; spend only grows within a period.)"""
+    if old.get("budget_reset_at") != new.get("budget_reset_at"):
+        return  # a new period (or a changed one): the database's row is right
+    if old["spend"] > new["spend"]:
+        new["spend"] = old["spend"]
+    if old.get("soft_budget_cooldown") and old.get("soft_budget") == new.get("soft_budget"):
+        new["soft_budget_cooldown"] = True  # (the alert's database write may still be on its way)
+    known = old.get("model_spend")
+    if known and old.get("model_budget_reset_at") == new.get("model_budget_reset_at"):
+        fresh = new.get("model_spend") or {}
+        new["model_spend"] = {**fresh, **{m: v for m, v in known.items() if v > fresh.get(m, 0.0)}}
 
 
 _SPENT = Refusal(400, "Budget has been exceeded!", "budget_exceeded")

@@ -17,7 +17,7 @@ import orjson
 
 from ..storage import StoreConflict, StoreError
 from . import errors
-from .budgets import DurationError, next_reset, parse_duration
+from .budgets import DurationError, model_budget, model_resets, next_reset, parse_duration
 from .keys import KeyManager, Principal, hash_key, key_name, new_key
 
 __all__ = ["handle", "is_management_path", "routes"]
@@ -31,7 +31,7 @@ _KEY_FIELDS = _BUDGET_FIELDS + ("key_alias", "team_id", "user_id", "model_max_bu
 _TEAM_FIELDS = _BUDGET_FIELDS + ("team_alias", "members")
 _USER_FIELDS = _BUDGET_FIELDS + ("user_email", "user_role", "teams")
 _CUSTOMER_FIELDS = ("alias", "max_budget", "budget_duration", "blocked", "metadata")
-_TIMES = ("expires", "budget_reset_at", "created_at", "updated_at")
+_TIMES = ("expires", "budget_reset_at", "created_at", "updated_at", "model_reset_at")
 
 
 class _Bad(Exception):
@@ -117,6 +117,8 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
         value = params[name]
         if name in ("max_budget", "soft_budget"):
             value = _number(name, value)
+            if name == "soft_budget":
+                out["soft_budget_cooldown"] = False  # a new soft budget alerts again
         elif name in ("rpm_limit", "tpm_limit", "max_parallel_requests"):
             value = _number(name, value, integer=True)
         elif name == "budget_duration":
@@ -134,6 +136,17 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
         elif name in ("metadata", "model_max_budget", "model_rpm_limit", "model_tpm_limit"):
             if value is not None and not isinstance(value, dict):
                 raise _Bad(400, f"{name} must be an object", name)
+            if name == "model_max_budget":
+                try:
+                    for entry in (value or {}).values():
+                        model_budget(entry)
+                    resets = model_resets(value, now)
+                except (DurationError, TypeError, ValueError) as exc:
+                    raise _Bad(400, f"model_max_budget: {exc} (use a number or "
+                               '{"budget_limit": 10, "time_period": "1d"})', name) from None
+                # each model with its own time_period starts its first period now
+                out["model_budget_reset_at"] = resets
+                out["model_reset_at"] = min(resets.values()) if resets else None
         elif name == "blocked":
             value = bool(value)
         elif name == "expires":
@@ -162,6 +175,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     for name in _TIMES:
         if name in out:
             out[name] = _iso(out[name])
+    if out.get("model_budget_reset_at"):
+        out["model_budget_reset_at"] = {m: _iso(t) for m, t in out["model_budget_reset_at"].items()}
     return out
 
 

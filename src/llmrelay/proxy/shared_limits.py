@@ -86,6 +86,13 @@ def _period(row: dict) -> int:
     return int(reset_at) if reset_at is not None and row.get("budget_duration") else 0
 
 
+def _model_period(row: dict, model: str) -> int:
+    """The period of a key's per-model budget: the model's own (``time_period``) if it has
+    one, else the key's."""
+    own = (row.get("model_budget_reset_at") or {}).get(model)
+    return int(own) if own is not None else _period(row)
+
+
 def _ttl(period: int) -> int:
     return max(60, int(period - time.time()) + 3600) if period else _NO_PERIOD_TTL
 
@@ -105,7 +112,7 @@ class _Budget:
     def learn(self, total: float) -> None:
         """The shared spend is ``total``: raise the cached row's to it (same period only)."""
         row = self.row
-        if _period(row) != self.period:
+        if (_period(row) if self.model is None else _model_period(row, self.model)) != self.period:
             return
         if self.model is None:
             if total > row.get("spend", 0.0):
@@ -216,7 +223,7 @@ class RedisLimits:
             if isinstance(cap, dict):
                 cap = cap.get("budget_limit")
             if cap is not None:
-                period = _period(key)
+                period = _model_period(key, model)
                 out = out or []
                 out.append(_Budget(f"{prefix}key:{token}:{period}:m:{model}", float(cap), key, model, period))
         return out
@@ -249,8 +256,9 @@ class RedisLimits:
         if kind == "key" and row.get("model_max_budget") and row.get("model_spend"):
             for model, spent in row["model_spend"].items():
                 if model in row["model_max_budget"] and spent:
-                    self._queue_op(f"{self.spend_prefix}key:{ident}:{period}:m:{model}", "max", float(spent),
-                                   period, None)
+                    own = _model_period(row, model)
+                    self._queue_op(f"{self.spend_prefix}key:{ident}:{own}:m:{model}", "max", float(spent),
+                                   own, None)
 
     def _add(self, budget: _Budget, cost: float) -> None:
         self._queue_op(budget.counter, "+", cost, budget.period, budget)

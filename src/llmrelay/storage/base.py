@@ -28,7 +28,7 @@ _BUDGET_COLUMNS = {
     "max_budget": None, "soft_budget": None, "spend": None, "budget_duration": None,
     "budget_reset_at": None, "rpm_limit": None, "tpm_limit": None, "max_parallel_requests": None,
     "models": _JSON, "metadata": _JSON, "tags": _JSON, "blocked": _BOOL, "created_at": None,
-    "updated_at": None,
+    "updated_at": None, "soft_budget_cooldown": _BOOL,
 }
 
 #: kind → (table, id column, {column: None | "json" | "bool"}).
@@ -36,7 +36,8 @@ ENTITIES: dict[str, tuple[str, str, dict[str, str | None]]] = {
     "key": ("llmrelay_keys", "token", {
         "token": None, "key_name": None, "key_alias": None, "team_id": None, "user_id": None,
         "expires": None, "model_max_budget": _JSON, "model_rpm_limit": _JSON,
-        "model_tpm_limit": _JSON, "model_spend": _JSON, **_BUDGET_COLUMNS}),
+        "model_tpm_limit": _JSON, "model_spend": _JSON, "model_budget_reset_at": _JSON,
+        "model_reset_at": None, **_BUDGET_COLUMNS}),
     "team": ("llmrelay_teams", "team_id", {
         "team_id": None, "team_alias": None, "members": _JSON, **_BUDGET_COLUMNS}),
     "user": ("llmrelay_users", "user_id", {
@@ -284,21 +285,83 @@ class Store:
 
     def reset_budget(self, kind: str, ident: str, was_due: float, next_reset: float | None) -> bool:
         """Zero the spend of a row whose period ended at ``was_due`` (a no-op if another
-        process did it first)."""
+        process did it first), and re-arm its soft-budget alert. A key's per-model spend goes
+        with it, except for the models whose budget has its own period."""
         table, id_col, _ = ENTITIES[kind]
         now = time.time()
         with self._cursor() as cur:
-            cur.execute(
-                f"UPDATE {table} SET spend = 0, model_spend = NULL, budget_reset_at = ?, updated_at = ? "
-                f"WHERE {id_col} = ? AND budget_reset_at = ?" if kind == "key" else
-                f"UPDATE {table} SET spend = 0, budget_reset_at = ?, updated_at = ? "
-                f"WHERE {id_col} = ? AND budget_reset_at = ?",
-                (next_reset, now, ident, was_due),
-            )
+            if kind == "key":
+                cur.execute("SELECT model_spend, model_budget_reset_at FROM llmrelay_keys "
+                            "WHERE token = ? AND budget_reset_at = ?", (ident, was_due))
+                found = cur.fetchall()
+                if not found:
+                    return False
+                kept = None
+                if found[0]["model_spend"] and found[0]["model_budget_reset_at"]:
+                    own = orjson.loads(found[0]["model_budget_reset_at"])
+                    spend = {m: v for m, v in orjson.loads(found[0]["model_spend"]).items() if m in own}
+                    kept = orjson.dumps(spend).decode() if spend else None
+                cur.execute(
+                    "UPDATE llmrelay_keys SET spend = 0, model_spend = ?, soft_budget_cooldown = 0, "
+                    "budget_reset_at = ?, updated_at = ? WHERE token = ? AND budget_reset_at = ?",
+                    (kept, next_reset, now, ident, was_due),
+                )
+            else:
+                cur.execute(
+                    f"UPDATE {table} SET spend = 0, soft_budget_cooldown = 0, budget_reset_at = ?, updated_at = ? "
+                    f"WHERE {id_col} = ? AND budget_reset_at = ?",
+                    (next_reset, now, ident, was_due),
+                )
             if cur.rowcount == 0:
                 return False
             self._changed(cur, kind, ident, now)
         return True
+
+    def due_model_resets(self, now: float) -> list[dict[str, Any]]:
+        """Keys with a per-model budget period that ended (token, model_max_budget,
+        model_budget_reset_at, model_reset_at)."""
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT token, model_max_budget, model_budget_reset_at, model_reset_at FROM llmrelay_keys "
+                "WHERE model_reset_at IS NOT NULL AND model_reset_at <= ?",
+                (now,),
+            )
+            return [_row(ENTITIES["key"][2], r) for r in cur.fetchall()]
+
+    def reset_model_budgets(self, token: str, was_due: float, models: Sequence[str],
+                            resets: dict[str, float], next_due: float | None) -> bool:
+        """Zero the spend of ``models`` on a key (their periods ended) and store their next
+        periods (``resets``, the earliest ``next_due``); a no-op if another process did it
+        first (``model_reset_at`` is no longer ``was_due``)."""
+        now = time.time()
+        with self._cursor() as cur:
+            cur.execute("SELECT model_spend FROM llmrelay_keys WHERE token = ? AND model_reset_at = ?",
+                        (token, was_due))
+            found = cur.fetchall()
+            if not found:
+                return False
+            spend = orjson.loads(found[0]["model_spend"]) if found[0]["model_spend"] else {}
+            for model in models:
+                spend.pop(model, None)
+            cur.execute(
+                "UPDATE llmrelay_keys SET model_spend = ?, model_budget_reset_at = ?, model_reset_at = ?, "
+                "updated_at = ? WHERE token = ? AND model_reset_at = ?",
+                (orjson.dumps(spend).decode() if spend else None, orjson.dumps(resets).decode(), next_due, now,
+                 token, was_due),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._changed(cur, "key", token, now)
+        return True
+
+    def set_soft_budget_alerted(self, kind: str, ident: str) -> bool:
+        """Mark a row's soft-budget alert as sent for this period; False if it already was
+        (another process alerted first) or there is no such row."""
+        table, id_col, _ = ENTITIES[kind]
+        with self._cursor() as cur:
+            cur.execute(f"UPDATE {table} SET soft_budget_cooldown = 1 WHERE {id_col} = ? AND soft_budget_cooldown = 0",
+                        (ident,))
+            return cur.rowcount == 1
 
     # ------------------------------------------------------------------ spend
     def write_spend(self, rows: Sequence[dict[str, Any]]) -> None:

@@ -92,6 +92,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             expires_at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX llmrelay_responses_expires ON llmrelay_responses (expires_at)",
     ]),
+    (3, "per-model budget periods (model_max_budget time_period), soft-budget alert state", [
+        "ALTER TABLE llmrelay_keys ADD COLUMN model_budget_reset_at TEXT",
+        "ALTER TABLE llmrelay_keys ADD COLUMN model_reset_at DOUBLE PRECISION",
+        "CREATE INDEX llmrelay_keys_model_reset ON llmrelay_keys (model_reset_at)",
+        *(f"ALTER TABLE {table} ADD COLUMN soft_budget_cooldown BIGINT NOT NULL DEFAULT 0"
+          for table in ("llmrelay_keys", "llmrelay_teams", "llmrelay_users", "llmrelay_end_users")),
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]
