@@ -1,0 +1,114 @@
+"""ChatFrameRewriter (the gateway's stream fast path, sans-I/O): a content frame of the learned
+shape becomes exactly the general path's bytes; every other frame is refused (None)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from llmrelay import settings
+from llmrelay.exceptions import InternalServerError
+from llmrelay.proxy.fastpath import ChatFrameRewriter
+from llmrelay.proxy.ingress.chat import ChatEncoder
+from llmrelay.streaming import StreamState
+
+BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
+        "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_1"}
+
+
+def chunk(delta: dict, **extra) -> dict:
+    return {**BASE, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}], **extra}
+
+
+def data(obj: dict) -> bytes:
+    return orjson.dumps(obj)
+
+
+def general(state: StreamState, encoder: ChatEncoder, obj: dict) -> bytes:
+    out = state.process(obj)
+    return b"" if out is None else encoder.chunk(out)
+
+
+@pytest.fixture()
+def pair():
+    """(rewriter, state, encoder, reference state/encoder for the general path), after the role
+    chunk and one learned content frame."""
+    encoder = ChatEncoder("client-model")
+    state, ref = StreamState("gpt-4o-mini"), StreamState("gpt-4o-mini")
+    for s in (state, ref):
+        s.process(chunk({"role": "assistant", "content": "", "refusal": None}))
+    rewriter = ChatFrameRewriter(state, encoder)
+    first = chunk({"content": "Hello"})
+    general(state, encoder, first)
+    general(ref, encoder, first)
+    assert rewriter.learn(data(first), first)
+    return rewriter, state, encoder, ref
+
+
+@pytest.mark.parametrize("text", [" world", "é ✓ 漢字", 'a "quoted" \\ back\nslash\t', "\u2028", "x" * 500])
+def test_content_frames_match_the_general_path(pair, text):
+    rewriter, state, encoder, ref = pair
+    frame = chunk({"content": text})
+    out = rewriter.rewrite(data(frame))
+    if '"' in text:
+        assert out is None  # an escaped quote: left to the general path
+        return
+    assert out == general(ref, encoder, frame)
+    assert orjson.loads(out[6:])["model"] == "client-model"
+    assert state.generated_content() == ref.generated_content()
+
+
+def test_obfuscation_value_may_differ(pair):
+    rewriter, state, encoder, ref = pair
+    first = chunk({"content": "a"}, obfuscation="Zx9")
+    rewriter2 = ChatFrameRewriter(state, encoder)
+    assert rewriter2.learn(data(first), first)
+    frame = chunk({"content": " next"}, obfuscation="q")
+    assert rewriter2.rewrite(data(frame)) == general(ref, encoder, frame)
+    assert rewriter2.rewrite(data(chunk({"content": " x"}, obfuscation='a\\"b'))) is None
+
+
+@pytest.mark.parametrize("frame", [
+    chunk({"content": "x", "role": "assistant"}),
+    chunk({"content": "x", "tool_calls": None, "reasoning_content": "r"}),
+    {**BASE, "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": {"content": []}, "finish_reason": None}]},
+    {**BASE, "choices": [{"index": 1, "delta": {"content": "x"}, "logprobs": None, "finish_reason": None}]},
+    {**BASE, "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": None, "finish_reason": "stop"}]},
+    chunk({"content": "x"}, usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
+    {**chunk({"content": "x"}), "id": "chatcmpl-2"},
+    {**BASE, "choices": [], "usage": {"prompt_tokens": 1}},
+])
+def test_other_shapes_are_refused(pair, frame):
+    rewriter, *_ = pair
+    assert rewriter.rewrite(data(frame)) is None
+
+
+def test_refused_before_learning_and_learning_needs_plain_content():
+    encoder = ChatEncoder("m")
+    state = StreamState("m")
+    state.process(chunk({"role": "assistant", "content": ""}))
+    rewriter = ChatFrameRewriter(state, encoder)
+    assert rewriter.rewrite(data(chunk({"content": "x"}))) is None
+    tool = chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
+    assert not rewriter.learn(data(tool), tool)
+    logprobs = {**BASE, "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": {"a": 1}, "finish_reason": None}]}
+    assert not rewriter.learn(data(logprobs), logprobs)
+    for _ in range(ChatFrameRewriter.MAX_ATTEMPTS):
+        rewriter.learn(data(tool), tool)
+    assert not rewriter.learning
+
+
+def test_empty_content_is_dropped_like_the_general_path(pair):
+    rewriter, state, encoder, ref = pair
+    frame = chunk({"content": ""})
+    assert rewriter.rewrite(data(frame)) == b"" == general(ref, encoder, frame)
+
+
+def test_repeat_guard(pair):
+    rewriter, state, *_ = pair
+    limit = settings.get("REPEATED_STREAMING_CHUNK_LIMIT")
+    frame = data(chunk({"content": " again"}))
+    with pytest.raises(InternalServerError):
+        for _ in range(limit + 2):
+            rewriter.rewrite(frame)
+    assert state.choices[0].repeats == limit + 1
