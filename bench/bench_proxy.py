@@ -41,7 +41,7 @@ cells, one round; ``--pin``: relays on CPU 0, upstream and load generator on CPU
 
     PYTHONPATH=src python bench/bench_proxy.py --paced [--quick] [--repeat 3] [--paced-conc 64,256,512]
         [--pin] [--syscalls] [--include-usage] [--no-governed] [--split-governed] [--no-burst]
-        [--herd] [--baseline-src TREE]
+        [--herd] [--baseline-src TREE] [--nice -10]
 """
 
 from __future__ import annotations
@@ -655,6 +655,16 @@ def main_paced(args: argparse.Namespace) -> None:
             print("--pin: needs taskset and 2 CPUs; not pinning", file=sys.stderr)
         else:
             pin_relay, pin_load = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
+    if args.nice:
+        if not os.path.exists("/proc/self/autogroup") or (args.nice < 0 and os.geteuid() != 0):
+            print("--nice: needs /proc/<pid>/autogroup (and root below 0); not changing priorities", file=sys.stderr)
+        else:
+            # With autogroup scheduling (CONFIG_SCHED_AUTOGROUP) each session shares the CPUs
+            # fairly with the others and a process's own nice value only counts inside its
+            # session, so each benchmark process gets a session of its own at this nice value.
+            prio = [PY, "-c", "import os, sys; os.setsid(); open('/proc/self/autogroup', 'w').write(sys.argv[1]); "
+                    "os.execvp(sys.argv[2], sys.argv[2:])", str(args.nice)]
+            pin_relay, pin_load = prio + pin_relay, prio + pin_load
     tmp = Path(tempfile.mkdtemp(prefix="bench_paced_"))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
@@ -676,7 +686,8 @@ def main_paced(args: argparse.Namespace) -> None:
               f"per cell, {rounds} interleaved round(s) (medians below), 1 gateway worker each (startup "
               f"{facts['startup'] * 1000:.0f} ms), include_usage {'asked' if args.include_usage else 'not asked'}, "
               f"stream starts spread over {'one gap (herd)' if args.herd else 'one stream duration'}"
-              f"{', pinned: relays on CPU 0, upstream + load generator on CPU 1' if pin_relay else ''}; idle RSS "
+              f"{', pinned: relays on CPU 0, upstream + load generator on CPU 1' if 'taskset' in pin_relay else ''}"
+              f"{f', each of its processes in its own session at autogroup nice {args.nice}' if args.nice and PY in pin_relay else ''}; idle RSS "
               + ", ".join(f"{n} {v:.1f} MiB" for n, v in idle.items())
               + f"; load average {load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f} on {os.cpu_count()} CPUs\n",
               flush=True)
@@ -738,6 +749,10 @@ def main() -> None:
                         help="paced: interleaved rounds per cell, medians reported (default 3, --quick 1)")
     parser.add_argument("--pin", action="store_true",
                         help="paced: relays on CPU 0, upstream and load generator on CPU 1 (taskset)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="paced: run upstream, relays and load generator each in its own session at this "
+                             "autogroup nice value (e.g. -10 as root: the machine's other work then waits instead of "
+                             "the benchmark; it slows everything else down while it runs)")
     parser.add_argument("--no-governed", action="store_true",
                         help="paced: without the governed gateway (keys, limits, spend, Prometheus + OTel)")
     parser.add_argument("--split-governed", action="store_true",
