@@ -584,6 +584,22 @@ def _print_table(table: dict[tuple[int, str], list[dict]], cells: list[int], tar
             print("| " + " | ".join(str(c) for c in row) + " |", flush=True)
 
 
+def _print_governance_cost(table: dict[tuple[int, str], list[dict]], cells: list[int], targets: list[dict],
+                           chunks: int) -> None:
+    """What the keyed/governed gateways spend more than the bare one, per request: the per-round
+    difference in CPU per chunk times the chunks of a stream (median over rounds). Work done once
+    per request shows the same here in the paced and the burst cells; work per chunk would not."""
+    parts = []
+    for conc in cells:
+        for t in targets:
+            if not t["name"].startswith("llmrelay+"):
+                continue
+            deltas = [(m["cpu"] - m["cpu"] / m["vs_bare"]) * chunks for m in table[(conc, t["name"])]]
+            parts.append(f"{t['name']} C={conc}: {_fmt(_median(deltas), 0)} µs")
+    if parts:
+        print(f"CPU per request over the bare gateway (Δ CPU/chunk × {chunks} chunks): " + ", ".join(parts))
+
+
 def _syscall_cells(targets: list[dict], conc: int, seconds: float, flags: str, pin_load: list[str], tmp: Path
                    ) -> None:
     """Syscalls per relayed chunk for each relay: ``strace -c -f`` (by name) and, if ``perf`` is
@@ -694,6 +710,7 @@ def main_paced(args: argparse.Namespace) -> None:
         table = _run_table(concs, rounds, targets, seconds, flags, pin_load, "paced")
         loads = [m["load"] for ms in table.values() for m in ms]
         _print_table(table, concs, targets)
+        _print_governance_cost(table, concs, targets, _paced.FRAMES)
         print(f"\nload average (1 min) at the cells' starts: median {_median(loads):.1f}, "
               f"{min(loads):.1f}–{max(loads):.1f} (this benchmark's own processes add up to ~2)")
         print("peak RSS over the run (VmHWM, at most " + str(max(concs)) + " open streams): "
@@ -705,6 +722,7 @@ def main_paced(args: argparse.Namespace) -> None:
             print(f"\nburst cell, C=1: the upstream writes all {_paced.BURST_FRAMES} chunks of a stream in one write; "
                   f"added TTFT vs direct (target ≤ 1 ms), medians of {rounds} round(s)\n")
             _print_table(burst, [1], targets)
+            _print_governance_cost(burst, [1], targets, _paced.BURST_FRAMES)
 
         if args.syscalls:
             _syscall_cells(targets, args.syscalls_conc, seconds, flags, pin_load, tmp)
