@@ -10,9 +10,11 @@ The keys pipeline (:mod:`.keys`) calls this module's :class:`RedisLimits` (its `
   instance alone (:class:`~llmrelay.ratelimit.SharedLimiter`) and budgets are checked against
   what this instance knows (the database's spend plus its own).
 * **Spend** — when a request ends, its cost is added to each budget's counter
-  (``INCRBYFLOAT``; one script per batch of finished requests, sent in the background right
-  after, never awaited by a request). The replies are the shared totals, which this instance
-  keeps in its cached rows (``x-litellm-key-spend`` shows the shared spend).
+  (``INCRBYFLOAT``; one script per batch of finished requests, in the background, never
+  awaited by a request): at once when this instance's view of the budget is at
+  :data:`URGENT` (80 %) or more, else within :data:`SPEND_DELAY` (20 ms) together with the
+  others. The replies are the shared totals, which this instance keeps in its cached rows
+  (``x-litellm-key-spend`` shows the shared spend).
 * **Reconciliation** — the database stays the ledger. Every time a row with a budget is read
   from it (first use, and every ``REFRESH_AFTER`` = 5 s while in use, after each change), the
   counter is raised to the database's spend if lower (``counter = max(counter, ledger)``): a
@@ -45,6 +47,10 @@ __all__ = ["RedisLimits"]
 log = logging.getLogger("llmrelay.proxy.keys")
 
 _TOPIC = "keys.changed"
+#: Seconds spend updates far from their budgets wait to be sent together.
+SPEND_DELAY = 0.02
+#: Share of a budget from which this instance's view makes a spend update urgent (sent at once).
+URGENT = 0.8
 #: Seconds a counter of a budget without a period lives after its last write.
 _NO_PERIOD_TTL = 7 * 86400
 
@@ -142,6 +148,7 @@ class RedisLimits:
         self.keys: Any = None
         self._grants: dict[tuple[str, ...], deque] = {}
         self._queue: list[tuple[str, str, float, int, _Budget | None]] = []
+        self._timer: Any = None
         self._spend_sha = link.script(_SPEND)
 
     def attach(self, keys: Any) -> None:
@@ -261,20 +268,31 @@ class RedisLimits:
                                    own, None)
 
     def _add(self, budget: _Budget, cost: float) -> None:
-        self._queue_op(budget.counter, "+", cost, budget.period, budget)
+        row = budget.row
+        spent = row.get("spend", 0.0) if budget.model is None else (row.get("model_spend") or {}).get(budget.model, 0.0)
+        # near the budget every instance must see this at once; far from it, a batch will do
+        urgent = spent + cost >= URGENT * budget.cap
+        self._queue_op(budget.counter, "+", cost, budget.period, budget, urgent)
 
-    def _queue_op(self, counter: str, op: str, amount: float, period: int, budget: _Budget | None) -> None:
+    def _queue_op(self, counter: str, op: str, amount: float, period: int, budget: _Budget | None,
+                  urgent: bool = False) -> None:
         if not self.link.available():
             return  # Redis is down: the ledger refills the counters when it is back
-        first = not self._queue
         self._queue.append((counter, op, amount, period, budget))
-        if first:
-            try:
-                asyncio.get_running_loop().call_soon(self._flush)
-            except RuntimeError:
-                self._queue.clear()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._queue.clear()
+            return
+        if urgent:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_soon(self._flush)
+        elif self._timer is None:
+            self._timer = loop.call_later(SPEND_DELAY, self._flush)
 
     def _flush(self) -> None:
+        self._timer = None
         batch, self._queue = self._queue, []
         if batch:
             _spawn(self._send(batch))
