@@ -86,6 +86,18 @@ def test_team_soft_budget_alerts_once(gw, admin):
     assert admin.get("/team/info", team_id=team)["team_info"]["soft_budget_cooldown"] is False
 
 
+def test_end_user_soft_budget_alerts_once(gw, admin):
+    admin.post("/customer/new", user_id="soft-customer", soft_budget=0.00001)
+    key = admin.key(key_alias="customer-app")
+    chat(gw, key, user="soft-customer")
+    wait_for(lambda: alerts(gw, "end user soft-customer"), what="the end user's warning")
+    chat(gw, key, user="soft-customer")
+    time.sleep(0.3)
+    assert len(alerts(gw, "end user soft-customer")) == 1
+    assert crossed_metric(gw, "end_user", "customer-app") == 1
+    assert admin.get("/customer/info", end_user_id="soft-customer")["soft_budget_cooldown"] is True
+
+
 def test_no_alert_under_the_soft_budget(gw, admin):
     key = admin.key(key_alias="soft-far", soft_budget=100.0)
     chat(gw, key)
