@@ -112,3 +112,30 @@ def test_repeat_guard(pair):
         for _ in range(limit + 2):
             rewriter.rewrite(frame)
     assert state.choices[0].repeats == limit + 1
+
+
+def test_azure_shaped_chunks():
+    """Azure's chunks carry content_filter_results in each choice (keys in alphabetical order)."""
+    filters = {"hate": {"filtered": False, "severity": "safe"}, "violence": {"filtered": False, "severity": "safe"}}
+
+    def azure(text: str, level: str = "safe") -> dict:
+        f = {k: {**v, "severity": level} for k, v in filters.items()}
+        return {"choices": [{"content_filter_results": f, "delta": {"content": text}, "finish_reason": None,
+                             "index": 0, "logprobs": None}], "created": 1700000000, "id": "chatcmpl-az",
+                "model": "gpt-4o-2024-08-06", "object": "chat.completion.chunk", "system_fingerprint": "fp_az"}
+
+    encoder = ChatEncoder("azure-model")
+    state, ref = StreamState("gpt-4o"), StreamState("gpt-4o")
+    role = {"choices": [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None, "index": 0}],
+            "created": 1700000000, "id": "chatcmpl-az", "model": "gpt-4o-2024-08-06", "object": "chat.completion.chunk"}
+    for s in (state, ref):
+        s.process(role)
+    rewriter = ChatFrameRewriter(state, encoder)
+    first = azure("Hi")
+    general(state, encoder, first)
+    general(ref, encoder, first)
+    assert rewriter.learn(data(first), first)
+    for text in (" there", " friend"):
+        frame = azure(text)
+        assert rewriter.rewrite(data(frame)) == general(ref, encoder, frame)
+    assert rewriter.rewrite(data(azure(" x", level="low"))) is None  # the filters changed: decoded

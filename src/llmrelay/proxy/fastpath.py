@@ -51,8 +51,6 @@ _dumps = orjson.dumps
 _SENTINEL = "\x00llmrelay-fast\x00"
 _SENTINEL_JSON = _dumps(_SENTINEL)
 _OBFUSCATION = b'"obfuscation":"'
-#: Delta keys the general path ignores when they are null (``role`` it ignores always).
-_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
 
 
 class ChatFrameRewriter:
@@ -106,7 +104,9 @@ class ChatFrameRewriter:
         if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
             return False
         c = choices[0]
-        if not _CHOICE_KEYS.issuperset(c) or (c.get("index") or 0) != 0:
+        # Other choice keys (Azure's content_filter_results…) are ignored by the general path;
+        # the head and tail then must match byte for byte, so a change in them falls back.
+        if (c.get("index") or 0) != 0:
             return False
         if c.get("finish_reason") is not None or c.get("logprobs") is not None:
             return False
