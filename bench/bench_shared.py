@@ -109,9 +109,27 @@ def wait_port(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+#: Command prefix for every benchmark process (``--nice``): a session of its own at that autogroup nice.
+PREFIX: list[str] = []
+
+
+def use_nice(nice: int) -> None:
+    """With autogroup scheduling each session shares the CPUs fairly with the others and a
+    process's own nice value only counts inside its session (see docs/proxy.md): give each
+    benchmark process a session of its own at ``nice``, and this client's session too."""
+    if not os.path.exists("/proc/self/autogroup") or (nice < 0 and os.geteuid() != 0):
+        print("--nice: needs /proc/<pid>/autogroup (and root below 0); not changing priorities", file=sys.stderr)
+        return
+    PREFIX[:] = [PY, "-c", "import os, sys; os.setsid(); open('/proc/self/autogroup', 'w').write(sys.argv[1]); "
+                 "os.execvp(sys.argv[2], sys.argv[2:])", str(nice)]
+    with open("/proc/self/autogroup", "w") as f:
+        f.write(str(nice))
+
+
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen([*PREFIX, *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     text=True)
 
     def gateway_url(self) -> str:
         assert self.proc.stderr is not None
@@ -272,10 +290,15 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("LLMRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
     parser.add_argument("--only", choices=("limits", "keys", "cache", "capacity"), action="append",
                         help="run only these parts (repeatable; default: all)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="each benchmark process in a session of its own at this autogroup nice "
+                             "(e.g. -10 as root: the machine's other work waits instead; Redis is not changed)")
     parser.add_argument("--upstream", nargs=3, metavar=("PORT", "CHUNKS", "GAP_MS"))
     args = parser.parse_args()
     if args.upstream:
         return run_upstream(int(args.upstream[0]), int(args.upstream[1]), float(args.upstream[2]))
+    if args.nice:
+        use_nice(args.nice)
 
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
@@ -337,7 +360,8 @@ def main() -> None:
             pass
 
     print(f"\nllmrelay shared-mode benchmark (Redis {args.redis.rsplit('@', 1)[-1]}, 1 worker per gateway, C=1; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})\n")
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+          f"{f'; autogroup nice {args.nice} per process' if PREFIX else ''})\n")
     if not lat_off:
         lat_off = lat_on = [0.0]
     print("Shared limits (rpm + tpm on the deployment), non-streamed, "
