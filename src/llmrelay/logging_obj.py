@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -79,15 +78,26 @@ def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], 
     return record
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def _new_id() -> str:
     """A random UUID4 string (without a system call per call, as uuid.uuid4 makes)."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _assembled(stream: Any) -> Any:
-    """What a stream generated, as one response carrying the stream's facts (model, provider)."""
+def _assembled(stream: Any, cost: Any = None) -> Any:
+    """What a stream generated, as one response carrying the stream's facts (model, provider)
+    and ``cost`` as its ``response_cost``."""
     response = stream.state.response()
-    response._hidden_params = {k: v for k, v in dict.items(stream._hidden_params) if k != "response_cost"}
+    hidden = dict.copy(stream._hidden_params)  # what is there (a stream prices itself lazily)
+    if cost is not None:
+        hidden["response_cost"] = cost
+    else:
+        hidden.pop("response_cost", None)
+    response._hidden_params = hidden
     return response
 
 
@@ -186,11 +196,17 @@ class Logging:
 
     # called by CustomStreamWrapper, once, when the stream ends one way or another
     def stream_success(self, stream: Any) -> None:
-        if not self.done:
+        if self.done:
+            return
+        self.done = True
+        try:
             self._stream_times(stream)
             # the stream prices itself at its end (with its deployment's prices); a cache hit is free
             cost = 0.0 if self.route.get("cache_hit") else stream._hidden_params.get("response_cost")
-            self.success(_assembled(stream), cost=cost)
+            response = _assembled(stream, cost)
+            self._emit("success", response, response.usage, cost, None, None)
+        except Exception:  # noqa: BLE001 - never break the call
+            log.warning("building the success event failed", exc_info=True)
 
     def stream_failure(self, stream: Any, exc: BaseException) -> None:
         if not self.done:

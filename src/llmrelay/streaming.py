@@ -35,8 +35,10 @@ from .exceptions import APIConnectionError, APIError, InternalServerError, LLMRe
 from .types import (
     content_parts_text,
     ChatCompletionDeltaToolCall,
+    Choices,
     Delta,
     Function,
+    Message,
     ModelResponse,
     ModelResponseStream,
     OpenAIObject,
@@ -395,22 +397,28 @@ class StreamState:
         choices = []
         for index in sorted(self.choices):
             state = self.choices[index]
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(state.text) if state.text else None}
+            fields: dict[str, Any] = {"content": "".join(state.text) if state.text else None, "role": "assistant"}
             if state.reasoning:
-                message["reasoning_content"] = "".join(state.reasoning)
-            if state.tools:
-                message["tool_calls"] = [
-                    {"id": call_id or "", "type": "function", "function": {"name": name or "", "arguments": "".join(args)}}
-                    for _, (call_id, name, args) in sorted(state.tools.items())
-                ]
-            if state.function_call:
-                message["function_call"] = {"name": state.function_call[0] or "",
-                                            "arguments": "".join(state.function_call[1])}
-            choices.append({"index": index, "message": message, "finish_reason": state.finish})
-        response = ModelResponse(id=self.id, created=self.created, model=self.model, choices=choices,
-                                 system_fingerprint=self.system_fingerprint)
-        response.usage = self.usage()
-        return response
+                fields["reasoning_content"] = "".join(state.reasoning)
+            if state.tools or state.function_call:
+                if state.tools:
+                    fields["tool_calls"] = [
+                        {"id": call_id or "", "type": "function",
+                         "function": {"name": name or "", "arguments": "".join(args)}}
+                        for _, (call_id, name, args) in sorted(state.tools.items())
+                    ]
+                if state.function_call:
+                    fields["function_call"] = {"name": state.function_call[0] or "",
+                                               "arguments": "".join(state.function_call[1])}
+                message = Message(**fields)
+            else:  # plain text (the common case): no nested objects to build
+                message = _fast(Message, fields)
+            choices.append(_fast(Choices, {"index": index, "message": message, "finish_reason": state.finish}))
+        return _fast(ModelResponse, {
+            "id": self.id or new_completion_id(), "created": self.created or int(time.time()), "model": self.model,
+            "choices": choices,
+            "system_fingerprint": self.system_fingerprint, "object": "chat.completion", "usage": self.usage(),
+        })
 
     def usage(self) -> Usage:
         """The upstream's usage if it sent one, else counted offline."""

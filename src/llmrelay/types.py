@@ -59,8 +59,39 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> Any:
+    """:func:`to_plain` without options (``model_dump()``'s default): the common case, fast."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        return [v if type(v) in _SCALARS else _plain(v) for v in value]
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
+    if isinstance(value, OpenAIObject):
+        own = value.__dict__
+        out = {}
+        for k in value._schema:  # as _fields(): the schema's keys first, then the extra ones
+            v = own[k] if k in own else getattr(value, k, None)
+            out[k] = v if type(v) in _SCALARS else _plain(v)
+        for k, v in own.items():
+            if k not in out:
+                out[k] = v if type(v) in _SCALARS else _plain(v)
+        return out
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def to_plain(value: Any, exclude_none: bool = False, exclude_unset: bool = False) -> Any:
     """Recursively turn our objects (and lists/dicts of them) into plain dicts and lists."""
+    if not exclude_none and not exclude_unset:
+        return _plain(value)
     if isinstance(value, OpenAIObject):
         return value.model_dump(exclude_none=exclude_none, exclude_unset=exclude_unset)
     if isinstance(value, list):
@@ -215,6 +246,8 @@ class OpenAIObject:
         dropped with ``exclude_none``; ``include``/``exclude`` select top-level keys."""
         if exclude_defaults:
             exclude_unset = True
+        if not (exclude_none or exclude_unset or include or exclude):
+            return _plain(self)
         fields = self.__dict__ if exclude_unset else self._fields()
         out = {
             k: to_plain(v, exclude_none, exclude_unset)

@@ -10,8 +10,8 @@ How a callback runs:
 
 * from ``completion()`` (sync code): inline, in the calling thread;
 * from ``acompletion()`` and the gateway: ``async`` hooks and coroutine functions as tasks on
-  the caller's loop (the stream is not held up), plain functions in the loop's default
-  executor (off the loop). :func:`wait_pending` awaits whatever is still running.
+  the caller's loop (the stream is not held up), plain functions in llmrelay's callback
+  threads (:mod:`.offloop`, off the loop). :func:`wait_pending` awaits whatever is still running.
 
 An exception raised by a callback is logged (logger ``llmrelay.callbacks``) and swallowed.
 """
@@ -24,6 +24,7 @@ import logging
 import sys
 from typing import Any, Callable, Iterable
 
+from . import offloop
 from .custom_logger import overrides
 
 __all__ = ["Callbacks", "registered", "resolve", "wait_pending", "LIST_NAMES"]
@@ -50,7 +51,7 @@ _snapshot: tuple[Any, Any] = (None, None)  # (identity of the registered lists, 
 class Callbacks:
     """Who to tell about one call: logger objects, and plain success / failure functions."""
 
-    __slots__ = ("loggers", "success", "failure", "pre", "post")
+    __slots__ = ("loggers", "success", "failure", "pre", "post", "_plans")
 
     def __init__(self, loggers: Iterable[Any] = (), success: Iterable[Callable] = (),
                  failure: Iterable[Callable] = ()) -> None:
@@ -59,6 +60,8 @@ class Callbacks:
         self.failure = list(dict.fromkeys(failure))
         self.pre = [x for x in self.loggers if overrides(x, "log_pre_api_call")]
         self.post = [x for x in self.loggers if overrides(x, "log_post_api_call")]
+        #: (event, from a loop) → [(object, hook name or None for a function, is a coroutine function)]
+        self._plans: dict[tuple[str, bool], list[tuple[Any, str | None, bool]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.loggers or self.success or self.failure)
@@ -104,16 +107,37 @@ class Callbacks:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # e.g. a stream collected after its loop ended
                 loop = None
+        plan = self._plans.get((event, loop is not None))
+        if plan is None:
+            plan = self._plans[(event, loop is not None)] = self._plan(event, loop is not None)
         args = (kwargs, response, start, end)
-        hook = f"async_log_{event}_event" if loop is not None else f"log_{event}_event"
+        for target, hook, coro in plan:
+            fn = getattr(target, hook, None) if hook is not None else target
+            if fn is None:
+                continue
+            if loop is None:
+                _safe_call(fn, args)
+            elif coro:
+                result = _safe(fn, *args)
+                if inspect.isawaitable(result):
+                    _track(asyncio.ensure_future(_guarded(fn, result)))
+            else:
+                offloop.submit(_safe_call, (fn, args))
+
+    def _plan(self, event: str, on_loop: bool) -> list[tuple[Any, str | None, bool]]:
+        """Who hears ``event``, and how (worked out once per registered set, not per call).
+        Hooks a ``CustomLogger`` does not override are skipped (they do nothing)."""
+        hook = f"async_log_{event}_event" if on_loop else f"log_{event}_event"
+        plan: list[tuple[Any, str | None, bool]] = []
         for logger in self.loggers:
-            method = getattr(logger, hook, None)
-            if method is not None:
-                _call(loop, method, args)
+            if overrides(logger, hook):
+                plan.append((logger, hook, _is_coroutine(getattr(logger, hook, None))))
         for fn in self.success if event == "success" else self.failure:
-            if loop is None and inspect.iscoroutinefunction(fn):
+            coro = _is_coroutine(fn)
+            if coro and not on_loop:
                 continue  # an async function runs for async calls only (as in LiteLLM)
-            _call(loop, fn, args)
+            plan.append((fn, None, coro))
+        return plan
 
 
 def registered() -> Callbacks | None:
@@ -126,12 +150,13 @@ def registered() -> Callbacks | None:
     cbs, ok, bad, aok, abad = (d.get(name) for name in LIST_NAMES)
     if not (cbs or ok or bad or aok or abad):
         return None
-    # the same lists holding the same objects as last time: the same Callbacks
-    key = tuple(tuple(map(id, x)) if x else () for x in (cbs, ok, bad, aok, abad))
-    if _snapshot[0] == key:
+    # the same lists holding the same objects as last time: the same Callbacks (list equality
+    # compares identity first; the saved copies keep the objects alive, so ids are not reused)
+    lists = (cbs, ok, bad, aok, abad)
+    if _snapshot[0] == lists:
         return _snapshot[1]
     found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())]) or None
-    _snapshot = (key, found)
+    _snapshot = (tuple(list(x or ()) for x in lists), found)
     return found
 
 
@@ -154,9 +179,11 @@ def resolve(name: str) -> Any:
 
 
 async def wait_pending() -> None:
-    """Wait for the async callbacks and executor jobs started so far to finish."""
-    while _pending:
-        await asyncio.gather(*list(_pending), return_exceptions=True)
+    """Wait until the async callbacks and the sync ones run off the loop have finished."""
+    while _pending or offloop.busy():
+        if _pending:
+            await asyncio.gather(*list(_pending), return_exceptions=True)
+        await offloop.flush()
 
 
 # ---------------------------------------------------------------------- internals
@@ -184,18 +211,8 @@ def _safe(fn: Callable, *args: Any) -> Any:
         return None
 
 
-def _call(loop: asyncio.AbstractEventLoop | None, fn: Callable, args: tuple) -> None:
-    if loop is None:
-        result = _safe(fn, *args)
-        if inspect.isawaitable(result):  # an async hook called from sync code: not run
-            getattr(result, "close", lambda: None)()
-        return
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-        result = _safe(fn, *args)
-        if inspect.isawaitable(result):
-            _track(asyncio.ensure_future(_guarded(fn, result)))
-        return
-    _track(loop.run_in_executor(None, _safe_call, fn, args))
+def _is_coroutine(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 def _safe_call(fn: Callable, args: tuple) -> None:

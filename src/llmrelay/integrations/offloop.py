@@ -1,0 +1,116 @@
+"""Where sync callbacks of async calls run: a few long-lived threads fed by one queue.
+
+``loop.run_in_executor`` per call costs a future, a hand-off to the executor and a hand-back to
+the loop (a write to its self-pipe, an extra loop iteration) for a result nobody needs. Here a
+call costs one ``SimpleQueue.put``: the threads never report back. :func:`flush` waits (from a
+loop, without blocking it) until nothing is queued or running.
+
+Threads start on first use, one more whenever a job arrives while all are busy (up to
+:data:`MAX_THREADS`, so a slow callback does not hold up the others), and live for the process
+(as an executor's do). At interpreter exit the queued jobs are run before the threads stop;
+a forked child starts its own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from typing import Any, Callable
+
+__all__ = ["submit", "flush", "busy", "MAX_THREADS"]
+
+log = logging.getLogger("llmrelay.callbacks")
+
+#: Most threads running callbacks at once.
+MAX_THREADS = 8
+
+_queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+_threads: list[threading.Thread] = []
+_idle: list[int] = []  # one entry per thread waiting for a job (list append/pop are atomic)
+_inflight: deque = deque()  # one entry per job queued or running
+_lock = threading.Lock()
+_stopping = False
+
+
+def submit(fn: Callable[..., Any], args: tuple) -> None:
+    """Run ``fn(*args)`` in a callback thread (its exceptions are the caller's ``fn``'s to catch)."""
+    _inflight.append(None)
+    _queue.put((fn, args))
+    if not _idle and len(_threads) < MAX_THREADS:
+        _start()
+
+
+def busy() -> bool:
+    """Whether a job is queued or running."""
+    return bool(_inflight)
+
+
+async def flush() -> None:
+    """Wait (polling, without blocking the loop) until no job is queued or running."""
+    import asyncio
+
+    while _inflight:
+        await asyncio.sleep(0.001)
+
+
+def _start() -> None:
+    with _lock:
+        if _stopping or len(_threads) >= MAX_THREADS:
+            return
+        thread = threading.Thread(target=_run, name=f"llmrelay-callbacks-{len(_threads)}", daemon=True)
+        _threads.append(thread)
+        thread.start()
+
+
+def _run() -> None:
+    get = _queue.get
+    idle = _idle
+    while True:
+        idle.append(1)
+        job = get()
+        idle.pop()
+        if job is None:
+            return
+        fn, args = job
+        try:
+            fn(*args)
+        except BaseException:  # noqa: BLE001 - a thread that dies would strand the queue
+            log.warning("callback job %r failed", fn, exc_info=True)
+        finally:
+            _inflight.pop()
+        del job, fn, args
+
+
+def _drain_at_exit() -> None:
+    """Run what is queued, then stop the threads (before the interpreter tears down)."""
+    global _stopping
+    with _lock:
+        _stopping = True
+        threads = list(_threads)
+    for _ in threads:
+        _queue.put(None)
+    for thread in threads:
+        thread.join(timeout=10)
+
+
+def _after_fork() -> None:
+    global _queue, _lock, _stopping
+    _queue = queue.SimpleQueue()
+    _lock = threading.Lock()
+    _threads.clear()
+    _idle.clear()
+    _inflight.clear()
+    _stopping = False
+
+
+try:  # as concurrent.futures does: before threads are joined and modules torn down
+    threading._register_atexit(_drain_at_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    import atexit
+
+    atexit.register(_drain_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
