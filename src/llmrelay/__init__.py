@@ -8,7 +8,8 @@ Public names are imported lazily, so ``import llmrelay`` loads no HTTP library.
 Module settings (``REPEATED_STREAMING_CHUNK_LIMIT``, ``drop_params``, ``num_retries``,
 ``request_timeout``, ``api_key``, ``api_base``, ``set_verbose``) are attributes of this module,
 and so are LiteLLM's callback lists (``callbacks``, ``success_callback``, ``failure_callback``,
-``_async_success_callback``, ``_async_failure_callback``; see ``docs/callbacks.md``).
+``_async_success_callback``, ``_async_failure_callback``, ``input_callback``; see
+``docs/observability.md``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ success_callback: list = []
 failure_callback: list = []
 _async_success_callback: list = []
 _async_failure_callback: list = []
+#: Told of each call before it goes out: functions ``fn(kwargs)``, loggers' ``log_pre_api_call``.
+input_callback: list = []
 
 # LiteLLM's other module settings, for code written against LiteLLM (install_as_litellm).
 #: model name → the model string to call instead (read by ``completion``).

@@ -106,7 +106,9 @@ def _calls(model: str, prompt: Any, stream: bool, kwargs: dict[str, Any]) -> lis
 
 
 def text_completion(model: str, prompt: Any = None, stream: bool = False, **kwargs: Any) -> Any:
-    """Complete ``prompt`` (a string, or a list of strings) with any chat model."""
+    """Complete ``prompt`` (a string, or a list of strings) with any chat model. Registered
+    callbacks hear of the call once (``call_type`` ``"text_completion"``), whatever the number
+    of prompts."""
     from .main import completion
 
     return complete_text(completion, model, prompt, stream, kwargs)
@@ -119,23 +121,67 @@ async def atext_completion(model: str, prompt: Any = None, stream: bool = False,
     return await acomplete_text(acompletion, model, prompt, stream, kwargs)
 
 
+def _record(model: str, prompt: Any, stream: bool, kwargs: dict[str, Any], is_async: bool) -> tuple[Any, dict]:
+    """The call's record (or None) and the kwargs for the chat calls (which then leave the
+    reporting to us: one event for the call, not one per prompt)."""
+    from .logging_obj import start_call
+
+    record = start_call(model, [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt,
+                        stream, kwargs, is_async, "text_completion", {"prompt": prompt})
+    if record is None:
+        return None, kwargs
+    return record, {**kwargs, "litellm_logging_obj": record}
+
+
+def _report(record: Any, result: Any, answers: list[Any]) -> Any:
+    """Report a finished call: a stream at its end (the chat stream under ``result``), else now,
+    priced as the sum of its chat calls."""
+    if record is None:
+        return result
+    if isinstance(result, _Chunks):
+        record.returned(result.stream)
+        return result
+    costs = [(getattr(a, "_hidden_params", None) or {}).get("response_cost") for a in answers]
+    hidden = dict(getattr(answers[0], "_hidden_params", None) or {}) if answers else {}
+    hidden["response_cost"] = None if any(c is None for c in costs) else sum(costs)
+    result._hidden_params = hidden
+    record.returned(result)
+    return result
+
+
 def complete_text(complete: Any, model: str, prompt: Any, stream: bool, kwargs: dict[str, Any]) -> Any:
     """:func:`text_completion` over any ``completion``-like callable (the library's, a Router's)."""
-    answers = []
-    for messages, kw, echo in _calls(model, prompt, stream, kwargs):
-        result = complete(model, messages, stream, **kw)
-        if stream:
-            return _Chunks(result, model, echo)
-        answers.append(to_text_completion(result, model, echo))
-    return _join(model, answers)
+    record, kw_all = _record(model, prompt, stream, kwargs, False)
+    answers: list[Any] = []
+    try:
+        texts = []
+        for messages, kw, echo in _calls(model, prompt, stream, kw_all):
+            result = complete(model, messages, stream, **kw)
+            if stream:
+                return _report(record, _Chunks(result, model, echo), answers)
+            answers.append(result)
+            texts.append(to_text_completion(result, model, echo))
+        return _report(record, _join(model, texts), answers)
+    except BaseException as exc:
+        if record is not None:
+            record.failure(exc)
+        raise
 
 
 async def acomplete_text(acomplete: Any, model: str, prompt: Any, stream: bool, kwargs: dict[str, Any]) -> Any:
     """The async twin of :func:`complete_text`."""
-    answers = []
-    for messages, kw, echo in _calls(model, prompt, stream, kwargs):
-        result = await acomplete(model, messages, stream, **kw)
-        if stream:
-            return _Chunks(result, model, echo)
-        answers.append(to_text_completion(result, model, echo))
-    return _join(model, answers)
+    record, kw_all = _record(model, prompt, stream, kwargs, True)
+    answers: list[Any] = []
+    try:
+        texts = []
+        for messages, kw, echo in _calls(model, prompt, stream, kw_all):
+            result = await acomplete(model, messages, stream, **kw)
+            if stream:
+                return _report(record, _Chunks(result, model, echo), answers)
+            answers.append(result)
+            texts.append(to_text_completion(result, model, echo))
+        return _report(record, _join(model, texts), answers)
+    except BaseException as exc:
+        if record is not None:
+            record.failure(exc)
+        raise

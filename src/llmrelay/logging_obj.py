@@ -56,9 +56,13 @@ def response_cost(response: Any) -> float | None:
 
 
 def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], is_async: bool,
-               call_type: str | None = None) -> "Logging | None":
+               call_type: str = "completion", extra: dict[str, Any] | None = None) -> "Logging | None":
     """The record of a call that the caller must report, or None (nothing registered, or the
-    call belongs to an outer layer such as the Router, which passed ``litellm_logging_obj``)."""
+    call belongs to an outer layer, which passed ``litellm_logging_obj`` and reports it).
+
+    ``call_type`` is the sync name (``"completion"``, ``"embedding"``, ``"text_completion"``);
+    an async call's is ``"a" + call_type``, as LiteLLM's. ``extra`` are more keys of every
+    event's ``kwargs`` (``input`` for embeddings)."""
     if kwargs.get("litellm_logging_obj") is not None:
         return None
     from .integrations.dispatch import registered
@@ -68,14 +72,17 @@ def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], 
         return None
     record = Logging(
         model=model, messages=messages, stream=stream,
-        call_type=call_type or ("acompletion" if is_async else "completion"),
+        call_type="a" + call_type if is_async else call_type,
         litellm_call_id=kwargs.get("litellm_call_id"), callbacks=callbacks, is_async=is_async,
         optional_params={k: v for k, v in kwargs.items() if k not in _NOT_PARAMS},
         metadata=kwargs.get("metadata"),
         custom_llm_provider=kwargs.get("custom_llm_provider"),
     )
+    if extra:
+        record.call_kwargs = extra
     record.pre_call()
-    return record
+    # input_callback only: told of the call's start, nothing to report at its end
+    return record if callbacks.reports else None
 
 
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
@@ -147,12 +154,15 @@ class Logging:
         #: standard_logging_object["response"] as a plain dict (False: the response object itself,
         #: which reads like a dict; the gateway's own loggers need no copy).
         self.plain_response = True
+        #: More keys of every event's kwargs (``input`` for embeddings, ``prompt``…).
+        self.call_kwargs: dict[str, Any] | None = None
         self.done = False
 
     # ------------------------------------------------------------------ the events
     def pre_call(self) -> None:
-        if self.callbacks is not None and self.callbacks.pre:
-            self.callbacks.pre_call(self.model, self.messages, self._base_kwargs())
+        callbacks = self.callbacks
+        if callbacks is not None and (callbacks.pre or callbacks.inputs):
+            callbacks.pre_call(self.model, self.messages, self._base_kwargs())
 
     def success(self, response: Any, end_time: float | None = None, cost: Any = False) -> None:
         """A complete response (not a stream): report it, with its cost."""
@@ -246,7 +256,7 @@ class Logging:
 
     def _base_kwargs(self) -> dict[str, Any]:
         route = self.route
-        return {
+        kwargs = {
             "model": self.model,
             "messages": self.messages,
             "optional_params": self.optional_params,
@@ -266,6 +276,9 @@ class Logging:
             "api_base": route.get("api_base"),
             "start_time": self._dt(self.start_time),
         }
+        if self.call_kwargs:
+            kwargs.update(self.call_kwargs)
+        return kwargs
 
     @staticmethod
     def _dt(t: float | None) -> datetime | None:

@@ -576,14 +576,14 @@ class Router:
         """Route an embeddings call to group ``model`` (retries, fallbacks and cooldowns as for chat)."""
         from .embeddings import embedding
 
-        run = _Run(self, model, None, False, kwargs)
+        run = _Run(self, model, None, False, kwargs, call_type="embedding", embed_input=input)
         return _route(run, lambda dep, kw, limit: _finish(run, dep, lambda: embedding(dep.model, input, **kw)))
 
     async def aembedding(self, model: str, input: Any = None, **kwargs: Any) -> Any:  # noqa: A002
         """The async twin of :meth:`embedding`."""
         from .embeddings import aembedding
 
-        run = _Run(self, model, None, False, kwargs)
+        run = _Run(self, model, None, False, kwargs, is_async=True, call_type="embedding", embed_input=input)
 
         async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
             return await _afinish(run, dep, aembedding(dep.model, input, **kw), limit)
@@ -631,7 +631,21 @@ class _Run:
                  "first_timeout", "idle", "tags", "logging", "mock_fallbacks", "checked")
 
     def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any],
-                 is_async: bool = False) -> None:
+                 is_async: bool = False, call_type: str = "completion", embed_input: Any = None) -> None:
+        # Callbacks hear of the routed call once (not of each attempt): the library calls below
+        # get this record as litellm_logging_obj and leave the reporting to us. A caller that
+        # passed its own litellm_logging_obj (text_completion, the gateway) reports it itself.
+        if call_type == "embedding":
+            self.logging = start_call(model, embed_input, False, kwargs, is_async, call_type, {"input": embed_input})
+        else:
+            self.logging = start_call(model, messages, stream, kwargs, is_async, call_type)
+        try:
+            self._setup(router, model, messages, stream, kwargs)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    def _setup(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]) -> None:
         self.router = router
         self.model = model
         self.tags = _names.request_tags(kwargs) if kwargs else frozenset()
@@ -663,9 +677,11 @@ class _Run:
         self.start = 0.0
         self.first_timeout: float | None = None
         self.idle: float | None = None
-        # Callbacks hear of the routed call once (not of each attempt): the library calls below
-        # get this record as litellm_logging_obj and leave the reporting to us (chat calls only).
-        self.logging = start_call(model, messages, stream, kwargs, is_async) if messages is not None else None
+
+    def fail(self, exc: BaseException) -> None:
+        """The routed call failed for good (reported once; later reports do nothing)."""
+        if self.logging is not None:
+            self.logging.failure(exc)
 
     # ---------------------------------------------------------------- choosing
     def next_deployment(self) -> Deployment | float:
@@ -784,8 +800,7 @@ class _Run:
         if target is None:
             if isinstance(exc, APIError):
                 exc.attempts = list(self.attempts)
-            if self.logging is not None:
-                self.logging.failure(exc)
+            self.fail(exc)
             raise exc
         log.info("group %s failed (%s); falling back to %s", self.group, type(exc).__name__, target)
         self.tried_groups.append(target)
@@ -799,6 +814,14 @@ class _Run:
 def _route(run: _Run, attempt: Any) -> Any:
     """Try deployments until ``attempt(dep, kwargs, limit)`` returns: retries, fallbacks and
     pauses as :class:`_Run` decides; the last error raises."""
+    try:
+        return _route_on(run, attempt)
+    except BaseException as exc:  # anything else that ends the call (reported once)
+        run.fail(exc)
+        raise
+
+
+def _route_on(run: _Run, attempt: Any) -> Any:
     while True:
         dep = run.next_deployment()
         if type(dep) is float:
@@ -815,6 +838,14 @@ def _route(run: _Run, attempt: Any) -> Any:
 
 async def _aroute(run: _Run, attempt: Any) -> Any:
     """The async twin of :func:`_route` (``attempt`` is a coroutine function)."""
+    try:
+        return await _aroute_on(run, attempt)
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+
+
+async def _aroute_on(run: _Run, attempt: Any) -> Any:
     shared = run.router.shared
     if shared is not None:
         shared.start()

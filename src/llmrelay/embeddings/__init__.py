@@ -20,6 +20,7 @@ from array import array
 from typing import Any
 
 from ..exceptions import BadRequestError, LLMRelayError
+from ..logging_obj import start_call
 from ..providers.base import Call
 from .base import Codec, EmbedCall, Embedding, EmbeddingResponse
 
@@ -54,6 +55,9 @@ EMBEDDING_PARAMS = frozenset({"dimensions", "encoding_format", "user", "input_ty
 _CALL_KWARGS = ("api_base", "base_url", "api_key", "api_version", "extra_headers", "headers", "custom_llm_provider",
                 "timeout", "request_timeout", "num_retries", "max_retries", "organization", "azure_ad_token",
                 "azure_ad_token_provider")
+
+#: Keyword arguments that are about the call's bookkeeping, never sent anywhere.
+_NOT_SENT = frozenset({"litellm_logging_obj", "litellm_call_id", "metadata", "litellm_metadata"})
 
 _codecs: dict[str, Codec] = {}
 
@@ -111,7 +115,8 @@ def _prepare(model: Any, input: Any, kwargs: dict[str, Any]) -> tuple[Codec, Emb
     extra = {k: v for k, v in kwargs.items() if k in EMBEDDING_PARAMS and k not in ("dimensions", "encoding_format")}
     headers = dict(kwargs.get("headers") or {})
     headers.update(kwargs.get("extra_headers") or {})
-    connection = {k: v for k, v in kwargs.items() if k not in EMBEDDING_PARAMS and k not in _CALL_KWARGS}
+    connection = {k: v for k, v in kwargs.items()
+                  if k not in EMBEDDING_PARAMS and k not in _CALL_KWARGS and k not in _NOT_SENT}
     chat = Call(provider=provider, model=name, messages=[], params={}, api_base=kwargs.get("api_base") or
                 kwargs.get("base_url"), api_key=kwargs.get("api_key"), extra_headers=headers,
                 extra={**connection, **{k: kwargs[k] for k in ("api_version", "organization", "azure_ad_token",
@@ -126,7 +131,10 @@ def _prepare(model: Any, input: Any, kwargs: dict[str, Any]) -> tuple[Codec, Emb
     timeout = _timeout_seconds(_first_given(kwargs, ("timeout", "request_timeout"), settings.get("request_timeout")),
                                name)
     retries = _first_given(kwargs, ("num_retries", "max_retries"), settings.get("num_retries") or 0)
-    return codec, call, batches, {"timeout": timeout, "retries": retries, "encoding": encoding, "items": items}
+    from ..cost import call_prices
+
+    return codec, call, batches, {"timeout": timeout, "retries": retries, "encoding": encoding, "items": items,
+                                  "prices": call_prices(connection)}
 
 
 def _b64(vector: list[float]) -> str:
@@ -160,7 +168,8 @@ def _response(call: EmbedCall, results: list[tuple[list[list[float]], int | None
     response._hidden_params = {
         "custom_llm_provider": call.provider,
         "model": call.model,
-        "response_cost": response_cost(call.model, call.provider, response.usage, None),
+        "api_base": (options.get("api_base") or "").split("?", 1)[0] or None,
+        "response_cost": response_cost(call.model, call.provider, response.usage, options.get("prices")),
     }
     return response
 
@@ -176,8 +185,32 @@ def embedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingResponse
 
     Keyword arguments: ``dimensions``, ``encoding_format`` (``"float"``/``"base64"``), ``user``,
     provider extras (``input_type`` for Cohere/Voyage, ``task_type`` for Gemini), and the call's
-    ``api_base``, ``api_key``, ``timeout``, ``num_retries``, ``extra_headers``…
+    ``api_base``, ``api_key``, ``timeout``, ``num_retries``, ``extra_headers``… Registered
+    callbacks hear of the call once (``call_type`` ``"embedding"``).
     """
+    record = start_call(model, input, False, kwargs, False, "embedding", {"input": input})
+    if record is None:
+        return _embedding(model, input, kwargs)
+    try:
+        return record.returned(_embedding(model, input, kwargs))
+    except BaseException as exc:
+        record.failure(exc)
+        raise
+
+
+async def aembedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingResponse:  # noqa: A002
+    """The async twin of :func:`embedding`; batches are sent concurrently."""
+    record = start_call(model, input, False, kwargs, True, "embedding", {"input": input})
+    if record is None:
+        return await _aembedding(model, input, kwargs)
+    try:
+        return record.returned(await _aembedding(model, input, kwargs))
+    except BaseException as exc:
+        record.failure(exc)
+        raise
+
+
+def _embedding(model: str, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
     import time
 
     from ..main import retry_delay, retryable
@@ -187,6 +220,7 @@ def embedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingResponse
     results = []
     for batch in batches:
         request = codec.build(call, batch)
+        options.setdefault("api_base", request.url)
         attempt = 0
         while True:
             try:
@@ -201,8 +235,7 @@ def embedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingResponse
     return _response(call, results, options)
 
 
-async def aembedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingResponse:  # noqa: A002
-    """The async twin of :func:`embedding`; batches are sent concurrently."""
+async def _aembedding(model: str, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
     import asyncio
 
     from ..main import retry_delay, retryable
@@ -212,6 +245,7 @@ async def aembedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingR
 
     async def one(batch: list[Any]) -> Any:
         request = codec.build(call, batch)
+        options.setdefault("api_base", request.url)
         attempt = 0
         while True:
             try:

@@ -3,8 +3,9 @@
 The registered callbacks are the lists on the ``llmrelay`` module, as in LiteLLM:
 ``callbacks`` (``CustomLogger`` instances, functions, or the names ``"prometheus"``, ``"otel"``,
 ``"langfuse_otel"``), ``success_callback``, ``failure_callback``, ``_async_success_callback``,
-``_async_failure_callback``. :func:`registered` reads them at the start of a call; with all of
-them empty it returns None and the call does no callback work at all.
+``_async_failure_callback``, ``input_callback`` (before the call only: functions ``fn(kwargs)``
+and loggers' ``log_pre_api_call``). :func:`registered` reads them at the start of a call; with
+all of them empty it returns None and the call does no callback work at all.
 
 How a callback runs:
 
@@ -33,7 +34,7 @@ log = logging.getLogger("llmrelay.callbacks")
 
 #: The module-level lists read by :func:`registered`.
 LIST_NAMES = ("callbacks", "success_callback", "failure_callback", "_async_success_callback",
-              "_async_failure_callback")
+              "_async_failure_callback", "input_callback")
 
 #: Built-in loggers by LiteLLM's names: "module:factory", built once per process.
 BUILTIN = {
@@ -51,26 +52,33 @@ _snapshot: tuple[Any, Any] = (None, None)  # (identity of the registered lists, 
 class Callbacks:
     """Who to tell about one call: logger objects, and plain success / failure functions."""
 
-    __slots__ = ("loggers", "success", "failure", "pre", "post", "_plans")
+    __slots__ = ("loggers", "success", "failure", "pre", "post", "inputs", "reports", "_plans")
 
     def __init__(self, loggers: Iterable[Any] = (), success: Iterable[Callable] = (),
-                 failure: Iterable[Callable] = ()) -> None:
+                 failure: Iterable[Callable] = (), inputs: Iterable[Any] = ()) -> None:
         self.loggers = list(dict.fromkeys(loggers))  # an object listed twice logs once
         self.success = list(dict.fromkeys(success))
         self.failure = list(dict.fromkeys(failure))
-        self.pre = [x for x in self.loggers if overrides(x, "log_pre_api_call")]
+        input_loggers = [x for x in dict.fromkeys(inputs) if _is_logger(x) and x not in self.loggers]
+        #: input_callback functions: fn(kwargs) before the call (LiteLLM's log_input_event)
+        self.inputs = [x for x in dict.fromkeys(inputs) if not _is_logger(x) and callable(x)]
+        self.pre = [x for x in (*self.loggers, *input_loggers) if overrides(x, "log_pre_api_call")]
         self.post = [x for x in self.loggers if overrides(x, "log_post_api_call")]
+        #: whether anyone hears of the call's end (else a call reports nothing at its end)
+        self.reports = bool(self.loggers or self.success or self.failure)
         #: (event, from a loop) → [(object, hook name or None for a function, is a coroutine function)]
         self._plans: dict[tuple[str, bool], list[tuple[Any, str | None, bool]]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.loggers or self.success or self.failure)
+        return bool(self.reports or self.pre or self.inputs)
 
     @classmethod
     def from_lists(cls, callbacks: Iterable[Any] = (), success: Iterable[Any] = (),
-                   failure: Iterable[Any] = ()) -> "Callbacks":
+                   failure: Iterable[Any] = (), inputs: Iterable[Any] = ()) -> "Callbacks":
         """Sort LiteLLM-style lists: objects with hooks are loggers; a function in
-        ``callbacks`` is told of successes and failures; names are resolved."""
+        ``callbacks`` is told of successes and failures; names are resolved; ``inputs``
+        (``input_callback``) hear of the call's start only."""
+        inputs = [x for x in inputs or () if not isinstance(x, str)]
         loggers: list[Any] = []
         on_success: list[Callable] = []
         on_failure: list[Callable] = []
@@ -88,12 +96,16 @@ class Callbacks:
                         on_failure.append(item)
                 else:
                     _warn_once(repr(item), f"callback {item!r} is neither a CustomLogger nor a function; ignored")
-        return cls(loggers, on_success, on_failure)
+        return cls(loggers, on_success, on_failure, inputs)
 
     # ------------------------------------------------------------------ the events
     def pre_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
         for logger in self.pre:
             _safe(logger.log_pre_api_call, model, messages, kwargs)
+        if self.inputs:
+            details = {**kwargs, "model": model, "messages": messages, "log_event_type": "pre_api_call"}
+            for fn in self.inputs:
+                _safe(fn, details)
 
     def post_call(self, kwargs: dict[str, Any], response: Any, start: Any, end: Any) -> None:
         for logger in self.post:
@@ -147,15 +159,16 @@ def registered() -> Callbacks | None:
         return None
     global _snapshot
     d = module.__dict__
-    cbs, ok, bad, aok, abad = (d.get(name) for name in LIST_NAMES)
-    if not (cbs or ok or bad or aok or abad):
+    cbs, ok, bad, aok, abad, inp = (d.get(name) for name in LIST_NAMES)
+    if not (cbs or ok or bad or aok or abad or inp):
         return None
     # the same lists holding the same objects as last time: the same Callbacks (list equality
     # compares identity first; the saved copies keep the objects alive, so ids are not reused)
-    lists = (cbs, ok, bad, aok, abad)
+    lists = (cbs, ok, bad, aok, abad, inp)
     if _snapshot[0] == lists:
         return _snapshot[1]
-    found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())]) or None
+    found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())],
+                                 inp or ()) or None
     _snapshot = (tuple(list(x or ()) for x in lists), found)
     return found
 
