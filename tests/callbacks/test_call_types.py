@@ -317,3 +317,42 @@ async def test_slow_sync_callback_does_not_hold_up_the_next_calls(server):
     await asyncio.wait_for(wait_pending(), 10)
     assert order == ["first", "second"] and release.is_set()
     assert not offloop.busy()
+
+
+async def test_cancelled_router_call_reports_one_failure(recorder: Recorder):
+    from servers.openai_server import slow_headers_reply
+
+    with FakeOpenAIServer() as a:
+        a.enqueue(slow_headers_reply(1.5, stream=False))
+        router = llmrelay.Router(model_list=[
+            {"model_name": "a", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": a.url + "/v1", "api_key": "k"}},
+        ])
+        task = asyncio.ensure_future(router.acompletion(model="a", messages=MESSAGES))
+        for _ in range(500):  # until the request reached the upstream
+            if a.requests:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await wait_pending()
+    name, kwargs, _ = _outcome(recorder)
+    assert name == "async_failure" and kwargs["call_type"] == "acompletion"
+
+
+async def test_async_callback_exceptions_are_logged_not_raised(server, caplog):
+    class Broken(llmrelay.CustomLogger):
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            raise ValueError("async logger bug")
+
+    def broken(kwargs, response, start, end):
+        raise RuntimeError("sync function bug, off the loop")
+
+    llmrelay.callbacks = [Broken()]
+    llmrelay.success_callback = [broken]
+    with caplog.at_level("WARNING", logger="llmrelay.callbacks"):
+        response = await llmrelay.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES,
+                                              api_base=server.url + "/v1", api_key="k")
+        await wait_pending()
+    assert response.choices[0].message.content == DEFAULT_TEXT
+    assert "async logger bug" in caplog.text and "sync function bug, off the loop" in caplog.text

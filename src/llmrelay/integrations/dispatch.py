@@ -131,7 +131,11 @@ class Callbacks:
                 _safe_call(fn, args)
             elif coro:
                 result = _safe(fn, *args)
-                if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    task = loop.create_task(result)
+                    _pending.add(task)
+                    task.add_done_callback(_finished)
+                elif inspect.isawaitable(result):
                     _track(asyncio.ensure_future(_guarded(fn, result)))
             else:
                 offloop.submit(_safe_call, (fn, args))
@@ -239,6 +243,15 @@ async def _guarded(fn: Callable, awaitable: Any) -> None:
         await awaitable
     except Exception:  # noqa: BLE001
         log.warning("callback %s raised; ignored", _name(fn), exc_info=True)
+
+
+def _finished(task: Any) -> None:
+    """A callback task ended: forget it; log what it raised (never re-raised)."""
+    _pending.discard(task)
+    if not task.cancelled():
+        exc = task.exception()
+        if exc is not None:
+            log.warning("callback %s raised; ignored", task.get_coro().__qualname__, exc_info=exc)
 
 
 def _track(future: Any) -> None:
