@@ -31,6 +31,16 @@ _NOT_PARAMS = frozenset({
 })
 
 
+#: The keys of LiteLLM's ``StandardLoggingMetadata``: always in ``standard_logging_object
+#: ["metadata"]`` (None unless the call's metadata has them; the gateway fills the key's).
+_STANDARD_METADATA = dict.fromkeys((
+    "user_api_key_hash", "user_api_key_alias", "user_api_key_org_id", "user_api_key_team_id",
+    "user_api_key_user_id", "user_api_key_user_email", "user_api_key_team_alias", "user_api_key_end_user_id",
+    "spend_logs_metadata", "requester_ip_address", "requester_metadata", "prompt_management_metadata",
+    "applied_guardrails", "mcp_tool_call_metadata", "vector_store_request_metadata", "usage_object",
+    "requester_custom_headers",
+))
+
 _pricer: Any = None
 
 
@@ -245,7 +255,7 @@ class Logging:
         hidden = getattr(result, "_hidden_params", None)
         if isinstance(hidden, dict):
             get = dict.get  # not a stream's lazy lookups: only what is there
-            for key in ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit"):
+            for key in ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit", "cache_key"):
                 value = get(hidden, key)
                 if value is not None:
                     self.route[key] = value
@@ -323,18 +333,25 @@ class Logging:
             "model_group": route.get("model_group"),
             "custom_llm_provider": route.get("custom_llm_provider"),
             "api_base": route.get("api_base") or "",
-            "metadata": self.metadata,
+            "metadata": {**_STANDARD_METADATA, **self.metadata},
             "cache_hit": bool(route.get("cache_hit")),
+            "cache_key": route.get("cache_key"),
+            "saved_cache_cost": 0.0,
             "error_str": error_str,
             "error_information": error_info,
             "messages": self.messages,
             "response": (_plain(response) if self.plain_response else response) if response is not None else None,
             "model_parameters": self.optional_params,
             "hidden_params": {"response_cost": cost, "model_id": route.get("model_id"),
-                              "api_base": route.get("api_base"),
+                              "api_base": route.get("api_base"), "cache_key": route.get("cache_key"),
                               "litellm_model_name": route.get("litellm_model_name")},
             "end_user": self.optional_params.get("user"),
             "request_tags": list(self.metadata.get("tags") or []),
+            "requester_ip_address": None,
+            "model_map_information": {"model_map_key": route.get("litellm_model_name") or self.model,
+                                      "model_map_value": None},
+            "response_cost_failure_debug_info": None,
+            "guardrail_information": None,
         }
         kwargs.update(
             end_time=self._dt(end),
@@ -349,7 +366,10 @@ class Logging:
         if exc is not None:
             kwargs["exception"] = exc
             kwargs["traceback_exception"] = error_str
-        self.model_call_details.update(kwargs)
+        if self.model_call_details:
+            self.model_call_details.update(kwargs)
+        else:  # as LiteLLM's: the event's kwargs are the call's details
+            self.model_call_details = kwargs
         return kwargs
 
     def _emit(self, status: str, response: Any, usage: Any, cost: float | None, end_time: float | None,

@@ -356,3 +356,55 @@ async def test_async_callback_exceptions_are_logged_not_raised(server, caplog):
         await wait_pending()
     assert response.choices[0].message.content == DEFAULT_TEXT
     assert "async logger bug" in caplog.text and "sync function bug, off the loop" in caplog.text
+
+
+#: LiteLLM's StandardLoggingPayload keys that callbacks commonly read (all present, maybe None).
+LITELLM_SLO_KEYS = {
+    "id", "trace_id", "call_type", "stream", "response_cost", "response_cost_failure_debug_info", "status",
+    "custom_llm_provider", "total_tokens", "prompt_tokens", "completion_tokens", "startTime", "endTime",
+    "completionStartTime", "response_time", "model_map_information", "model", "model_id", "model_group",
+    "api_base", "metadata", "cache_hit", "cache_key", "saved_cache_cost", "request_tags", "end_user",
+    "requester_ip_address", "messages", "response", "error_str", "error_information", "model_parameters",
+    "hidden_params", "guardrail_information",
+}
+LITELLM_METADATA_KEYS = {"user_api_key_hash", "user_api_key_alias", "user_api_key_team_id", "user_api_key_user_id",
+                         "user_api_key_team_alias", "spend_logs_metadata", "requester_ip_address",
+                         "requester_metadata"}
+
+
+def test_standard_logging_object_has_litellms_keys(server, recorder: Recorder):
+    llmrelay.completion(model="openai/gpt-4o-mini", messages=MESSAGES, user="u-1", metadata={"tags": ["t1"]},
+                        api_base=server.url + "/v1", api_key="k")
+    _, kwargs, _ = _outcome(recorder)
+    slo = kwargs["standard_logging_object"]
+    assert LITELLM_SLO_KEYS <= set(slo), LITELLM_SLO_KEYS - set(slo)
+    assert LITELLM_METADATA_KEYS <= set(slo["metadata"])
+    assert slo["request_tags"] == ["t1"] and slo["end_user"] == "u-1"
+    assert slo["response"]["choices"][0]["message"]["content"] == DEFAULT_TEXT  # a plain dict
+    assert slo["hidden_params"]["response_cost"] == slo["response_cost"] == kwargs["response_cost"]
+    assert slo["model_map_information"]["model_map_key"]
+
+
+def test_sync_callbacks_of_async_calls_still_run_at_interpreter_exit(tmp_path):
+    """A script that ends right after its last call loses no event (as with an executor)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "events.txt"
+    script = f"""
+import asyncio, time, llmrelay
+def on_success(kwargs, response, start, end):
+    time.sleep(0.3)  # still running when the script ends
+    with open({str(out)!r}, "a") as f:
+        f.write(kwargs["call_type"] + "\\n")
+llmrelay.success_callback = [on_success]
+async def main():
+    for _ in range(3):
+        await llmrelay.acompletion(model="openai/gpt-4o-mini", messages=[{{"role": "user", "content": "x"}}],
+                                   mock_response="hi")
+asyncio.run(main())
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)
+    assert out.read_text().split() == ["acompletion"] * 3

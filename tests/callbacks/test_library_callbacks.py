@@ -67,7 +67,8 @@ def test_sync_call_reports_once_with_litellm_kwargs(server, recorder: Recorder):
     assert slo["api_base"].startswith(server.url)
     assert slo["total_tokens"] == response.usage.total_tokens > 0
     assert slo["prompt_tokens"] == response.usage.prompt_tokens
-    assert slo["metadata"] == {"team": "a"}
+    assert slo["metadata"]["team"] == "a"  # the call's metadata, and LiteLLM's standard keys:
+    assert slo["metadata"]["user_api_key_alias"] is None and "spend_logs_metadata" in slo["metadata"]
     assert slo["error_str"] is None
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -26,6 +27,8 @@ log = logging.getLogger("llmrelay.callbacks")
 
 #: Most threads running callbacks at once.
 MAX_THREADS = 8
+#: Seconds the interpreter's exit waits for queued callbacks at most.
+EXIT_WAIT = 10.0
 
 _queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
 _threads: list[threading.Thread] = []
@@ -92,8 +95,9 @@ def _drain_at_exit() -> None:
         threads = list(_threads)
     for _ in threads:
         _queue.put(None)
-    for thread in threads:
-        thread.join(timeout=10)
+    deadline = time.monotonic() + EXIT_WAIT
+    for thread in threads:  # a callback that hangs delays the exit by EXIT_WAIT at most
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _after_fork() -> None:
