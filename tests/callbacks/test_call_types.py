@@ -408,3 +408,18 @@ asyncio.run(main())
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)
     assert out.read_text().split() == ["acompletion"] * 3
+
+
+def test_router_text_completion_stream_reports_once_at_its_end(server, recorder: Recorder):
+    router = llmrelay.Router(model_list=[
+        {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": server.url + "/v1", "api_key": "k"}},
+    ])
+    text = ""
+    for chunk in router.text_completion(model="m", prompt="hi", stream=True):
+        assert recorder.outcomes() == []
+        text += chunk.choices[0].text
+    assert text == DEFAULT_TEXT
+    name, kwargs, _ = _outcome(recorder)
+    assert name == "success" and kwargs["call_type"] == "text_completion"
+    assert kwargs["standard_logging_object"]["model_group"] == "m"
+    assert kwargs["standard_logging_object"]["completion_tokens"] > 0
