@@ -1,10 +1,12 @@
 """CPU cost of callbacks in the SDK: per streamed response of ``--chunks`` chunks.
 
-    python bench/bench_callbacks.py [--chunks 200] [--streams 20] [--rounds 7] [--baseline-ref REF]
+    python bench/bench_callbacks.py [--chunks 200] [--streams 20] [--rounds 7] [--baseline-ref REF] [--ref REF]
 
 Variants, each in its own interpreter (so imports and caches don't leak between them), run
 interleaved round after round against one fake upstream process (bench/fake_upstream.py); the
-median CPU (time.process_time) per stream of each is reported with its ratio to the baseline:
+median CPU (time.process_time) per stream of each is reported with its ratio to the baseline
+and to "none" (also as the median of the per-round ratios, which a change of the machine's
+load between rounds does not move):
 
 * baseline: the library as it was before callbacks existed (``--baseline-ref``, extracted
   with ``git archive``), no callback (other changes since then count too: compare with care);
@@ -90,13 +92,15 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--baseline-ref", default=DEFAULT_BASELINE)
+    parser.add_argument("--ref", default=None, help="measure this git ref instead of the working tree "
+                        "(before/after comparisons)")
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     from _common import start_upstream
 
     tmp = tempfile.mkdtemp(prefix="bench_callbacks_")
     baseline_src = extract(args.baseline_ref, tmp)
-    here_src = os.path.join(ROOT, "src")
+    here_src = os.path.join(ROOT, "src") if args.ref is None else extract(args.ref, os.path.join(tmp, "ref"))
     worker = os.path.join(tmp, "worker.py")
     with open(worker, "w") as f:
         f.write(WORKER)
@@ -117,8 +121,8 @@ def main() -> None:
         upstream.terminate()
     print(f"\nCPU per streamed response of {args.chunks} chunks (median of {args.rounds} rounds x "
           f"{args.streams} streams; baseline = {args.baseline_ref})\n")
-    print("| variant | CPU/stream µs | CPU/chunk µs | ratio to baseline | ratio to none |")
-    print("|---|---|---|---|---|")
+    print("| variant | CPU/stream µs | CPU/chunk µs | ratio to baseline | ratio to none | paired ratio to none |")
+    print("|---|---|---|---|---|---|")
     for mode in ("sync", "async"):
         floor = statistics.median(results[f"baseline {mode}"])
         none = statistics.median(results[f"none {mode}"])
@@ -126,7 +130,12 @@ def main() -> None:
             if m != mode:
                 continue
             med = statistics.median(results[name])
-            print(f"| {name} | {med:.0f} | {med / args.chunks:.2f} | {med / floor:.3f} | {med / none:.3f} |")
+            # the median of the per-round ratios: each round's variants ran back to back, so a
+            # change in the machine's load between rounds cancels out
+            paired = statistics.median(v / n for v, n in zip(results[name], results[f"none {mode}"]))
+            print(f"| {name} | {med:.0f} | {med / args.chunks:.2f} | {med / floor:.3f} | {med / none:.3f} "
+                  f"| {paired:.3f} |")
+    print(f"\nload average (1, 5, 15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
