@@ -38,6 +38,7 @@ from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
 from .response_db import responses_db
 from .shared import key_limiter, redis_state, start_shared, stop_shared, watch_redis
+from .warmup import warm_tokenizers
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
 
@@ -203,6 +204,10 @@ class ProxyApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self._prices():
+                    # streams without upstream usage are counted offline: load the
+                    # tokenizers now, in a thread, not in the first such request on the loop
+                    await warm_tokenizers(m for ms in deployment_index(self.config)[1].values() for m in ms)
                 if self.keys is not None:
                     await self.keys.start()
                     self.responses_db.start()
@@ -314,7 +319,8 @@ class ProxyApp:
                 ctx.status, ctx.error = scope[cuts.SCOPE_CUT]
             if ctx.auth is not None:
                 await self.keys.finish(ctx.auth, ctx)  # usage, cost, limits (before the fan-out)
-            self.observe.end(ctx)
+            if self._prices():
+                self.observe.end(ctx)
             self._log(ctx, method, path)
 
     # ------------------------------------------------------------------ keys
@@ -644,6 +650,12 @@ class ProxyApp:
 
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         log.error("unexpected error handling request %s: %s", ctx.request_id.decode(), self.redact(text))
+
+    def _prices(self) -> bool:
+        """Whether anything takes a request's usage and cost (keys and spend, hooks, callbacks,
+        metrics, the access log): if nothing does, a stream without upstream usage is not
+        counted offline at its end (nor its tokenizer loaded)."""
+        return self.observe.active or access_log.isEnabledFor(logging.INFO)
 
     # ------------------------------------------------------------------ the log line
     def _log(self, ctx: _Ctx, method: str, path: str) -> None:

@@ -34,6 +34,7 @@ from .auth import key_matches
 from .budgets import model_budget, next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
 from .spend import SpendQueue, request_cost, spend_row, usage_tokens as _tokens
+from .warmup import warm_tokenizers
 
 __all__ = ["KeyManager", "Principal", "hash_key", "new_key", "key_name", "deployment_index"]
 
@@ -196,15 +197,8 @@ class KeyManager:
         self._task = asyncio.ensure_future(self._maintain())
         self.spend.start()
 
-    def _warm_tokenizers(self) -> None:
-        from ..tokens import counted_usage
-
-        for models in self.deployment_models.values():
-            for model in models:
-                try:
-                    counted_usage(model, [{"role": "user", "content": "hi"}], "hi")
-                except Exception:  # noqa: BLE001 - only a warm-up
-                    log.debug("tokenizer warm-up for %s failed", model, exc_info=True)
+    def _all_models(self) -> list[str]:
+        return [model for models in self.deployment_models.values() for model in models]
 
     async def stop(self) -> None:
         """Flush the spend queue and close the database (graceful shutdown)."""
@@ -234,7 +228,7 @@ class KeyManager:
         if self._warm is None:
             # Streams without upstream usage are counted offline; load the tokenizers now
             # rather than in the first such request (~1 s, holding the GIL).
-            self._warm = asyncio.ensure_future(asyncio.to_thread(self._warm_tokenizers))
+            self._warm = asyncio.ensure_future(warm_tokenizers(self._all_models()))
         log.info("keys and spend in %s", store.describe)
         return store
 
