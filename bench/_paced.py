@@ -215,7 +215,7 @@ def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key:
     request_bytes = (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
                      f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
     spread = 0.0 if burst else GAP if herd else FRAMES * GAP
-    stats = {"ttft": [], "frames": 0, "all_frames": 0, "requests": 0, "errors": 0}
+    stats = {"ttft": [], "frames": 0, "all_frames": 0, "requests": 0, "errors": 0, "failures": []}
     state = {"measuring": False, "stopping": False}
 
     class Client(asyncio.Protocol):
@@ -232,6 +232,7 @@ def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key:
             self.finished = finished
             self.first = None
             self.tail = b""
+            self.error_body = b""
             self.t0 = time.perf_counter()
             self.t.write(request_bytes)
 
@@ -245,6 +246,8 @@ def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key:
             self.status = self.p.get_status_code()
 
         def on_body(self, data):
+            if self.status != 200 and len(self.error_body) < 500:
+                self.error_body += data
             if self.first is None:
                 self.first = time.perf_counter()
                 if state["measuring"] and self.status == 200:
@@ -263,18 +266,29 @@ def run_loadgen(host: str, port: int, path: str, conc: int, seconds: float, key:
         def on_message_complete(self):
             if state["measuring"]:
                 stats["requests" if self.status == 200 else "errors"] += 1
+                if self.status != 200:
+                    _failure(self.status, self.error_body.decode(errors="replace")[:300])
             if self.finished is not None and not self.finished.done():
                 self.finished.set_result(True)
 
         def connection_lost(self, exc):
             if state["measuring"]:
                 stats["errors"] += 1
+                _failure(self.status, f"connection lost ({exc!r}) after "
+                                      f"{time.perf_counter() - getattr(self, 't0', 0.0):.3f} s, "
+                                      f"{getattr(self, 'tail', b'')[-200:]!r}")
             if self.finished is not None and not self.finished.done():
                 self.finished.set_result(False)
             if not self.closed.done():
                 self.closed.set_result(None)
 
     clients: list[Client] = []
+
+    def _failure(status: int, detail: str) -> None:
+        """Keep what a failed request got (status, error body or how the connection ended), for
+        the orchestrator to print: a failure's cause is otherwise lost with the run."""
+        if len(stats["failures"]) < 50:
+            stats["failures"].append({"status": status, "detail": detail, "at": time.time()})
 
     async def worker(warm: asyncio.Event, warmed: list[int]) -> None:
         loop = asyncio.get_running_loop()

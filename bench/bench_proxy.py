@@ -558,6 +558,9 @@ def _run_table(cells: list[int], rounds: int, targets: list[dict], seconds: floa
                       f"({_fmt(m['vs_direct'], 2)}× direct), TTFT p50/p99 {_fmt(m['p50'], 2)}/{_fmt(m['p99'], 2)} ms, "
                       f"CPU/chunk {_fmt(m['cpu'])} µs, load {m['load']:.1f}, errors {m['errors']}",
                       file=sys.stderr, flush=True)
+                for f in res[t["name"]].get("failures", []):
+                    print(f"    failed request: status {f['status']} at {f['at']:.3f}: {f['detail']}",
+                          file=sys.stderr, flush=True)
     return out
 
 
@@ -690,6 +693,10 @@ def main_paced(args: argparse.Namespace) -> None:
     try:
         procs, targets, facts = _start_paced(tmp, env, pin_relay, pin_load, governed=not args.no_governed,
                                              split=args.split_governed, baseline=args.baseline_src)
+        if args.paced_only:
+            # "direct" stays: every cell's ratios are to it
+            only = set(args.paced_only.split(",")) | {"direct"}
+            targets = [t for t in targets if t["name"] in only]
         time.sleep(0.3)
         idle = {t["name"]: _rss_mib(t["pid"]) for t in targets if t["pid"]}
         # warm-up: imports, tokenizers, connection pools, the key's cache entry
@@ -749,7 +756,10 @@ def main_paced(args: argparse.Namespace) -> None:
         stop(procs)
         if facts.get("sink") is not None:
             facts["sink"].shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep_logs:
+            print(f"gateway logs and data kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -787,6 +797,10 @@ def main() -> None:
     parser.add_argument("--syscalls", action="store_true",
                         help="paced: one more cell per relay under strace -c -f / perf stat: syscalls per chunk")
     parser.add_argument("--syscalls-conc", type=int, default=64)
+    parser.add_argument("--paced-only", metavar="NAMES",
+                        help="paced: measure only these targets (comma-separated, e.g. llmrelay+gov; direct always)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="paced: keep the temporary directory (gateway stderr logs, SQLite databases)")
     parser.add_argument("--paced-part", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.paced_part:
