@@ -7,8 +7,9 @@ loop, without blocking it) until nothing is queued or running.
 
 Threads start on first use, one more whenever a job arrives while all are busy (up to
 :data:`MAX_THREADS`, so a slow callback does not hold up the others), and live for the process
-(as an executor's do). At interpreter exit the queued jobs are run before the threads stop;
-a forked child starts its own threads.
+(as an executor's do). A thread that ran a job takes what arrives within :data:`BATCH_WAIT`
+without being woken per job, so calls close together share one wake-up. At interpreter exit
+the queued jobs are run before the threads stop; a forked child starts its own threads.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ log = logging.getLogger("llmrelay.callbacks")
 MAX_THREADS = 8
 #: Seconds the interpreter's exit waits for queued callbacks at most.
 EXIT_WAIT = 10.0
+#: After a job, a thread takes what arrived within this many seconds without being woken for
+#: each (a callback runs at most this much later; calls close together share one wake-up).
+BATCH_WAIT = 0.02
 
 _queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
 _threads: list[threading.Thread] = []
@@ -69,22 +73,40 @@ def _start() -> None:
 
 
 def _run() -> None:
-    get = _queue.get
-    idle = _idle
+    get, get_nowait, idle = _queue.get, _queue.get_nowait, _idle
     while True:
         idle.append(1)
         job = get()
         idle.pop()
-        if job is None:
-            return
-        fn, args = job
-        try:
-            fn(*args)
-        except BaseException:  # noqa: BLE001 - a thread that dies would strand the queue
-            log.warning("callback job %r failed", fn, exc_info=True)
-        finally:
-            _inflight.pop()
-        del job, fn, args
+        while True:
+            if job is None:
+                return
+            _one(job)
+            try:  # what is already queued
+                job = get_nowait()
+                continue
+            except queue.Empty:
+                pass
+            # What arrives in the next moment is taken without a wake-up per job: the thread
+            # counts as idle meanwhile (no thread is started for it), and a put while nobody
+            # waits on the queue makes no system call.
+            idle.append(1)
+            time.sleep(BATCH_WAIT)
+            idle.pop()
+            try:
+                job = get_nowait()
+            except queue.Empty:
+                break  # quiet: wait to be woken
+
+
+def _one(job: tuple) -> None:
+    fn, args = job
+    try:
+        fn(*args)
+    except BaseException:  # noqa: BLE001 - a thread that dies would strand the queue
+        log.warning("callback job %r failed", fn, exc_info=True)
+    finally:
+        _inflight.pop()
 
 
 def _drain_at_exit() -> None:
