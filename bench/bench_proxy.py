@@ -540,6 +540,10 @@ def _cell_metrics(r: dict, d: dict, floor: dict | None, bare: dict | None, pid: 
     return m
 
 
+#: Cells with failed requests (their gateway logs are then kept, whatever --keep-logs says).
+_FAILED: list[str] = []
+
+
 def _run_table(cells: list[int], rounds: int, targets: list[dict], seconds: float, flags: str,
                pin_load: list[str], label: str) -> dict[tuple[int, str], list[dict]]:
     """``rounds`` interleaved rounds per concurrency (the targets' order rotates each round);
@@ -558,6 +562,8 @@ def _run_table(cells: list[int], rounds: int, targets: list[dict], seconds: floa
                       f"({_fmt(m['vs_direct'], 2)}× direct), TTFT p50/p99 {_fmt(m['p50'], 2)}/{_fmt(m['p99'], 2)} ms, "
                       f"CPU/chunk {_fmt(m['cpu'])} µs, load {m['load']:.1f}, errors {m['errors']}",
                       file=sys.stderr, flush=True)
+                if m["errors"]:
+                    _FAILED.append(f"{label} C={conc} round {rnd + 1} {t['name']}")
                 for f in res[t["name"]].get("failures", []):
                     print(f"    failed request: status {f['status']} at {f['at']:.3f}: {f['detail']}",
                           file=sys.stderr, flush=True)
@@ -756,8 +762,9 @@ def main_paced(args: argparse.Namespace) -> None:
         stop(procs)
         if facts.get("sink") is not None:
             facts["sink"].shutdown()
-        if args.keep_logs:
-            print(f"gateway logs and data kept in {tmp}", file=sys.stderr)
+        if args.keep_logs or _FAILED:
+            print(f"gateway logs and data kept in {tmp}"
+                  + (f" (failed requests in: {', '.join(_FAILED)})" if _FAILED else ""), file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -800,7 +807,8 @@ def main() -> None:
     parser.add_argument("--paced-only", metavar="NAMES",
                         help="paced: measure only these targets (comma-separated, e.g. llmrelay+gov; direct always)")
     parser.add_argument("--keep-logs", action="store_true",
-                        help="paced: keep the temporary directory (gateway stderr logs, SQLite databases)")
+                        help="paced: keep the temporary directory (gateway stderr logs, SQLite databases); "
+                             "kept anyway when a request failed")
     parser.add_argument("--paced-part", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.paced_part:
