@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 MESSAGES = [{"role": "user", "content": "Tell me a secret"}]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
+OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 
 class OTLPReceiver:
@@ -94,14 +95,31 @@ def test_gateway_exports_request_and_upstream_spans_over_otlp_http(tmp_path):
                 extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
             text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             client.chat.completions.create(model="m", messages=MESSAGES)  # no traceparent: a new trace
-            spans = receiver.wait(4)
+            # the client's trace is not sampled: no spans, and the upstream hears so
+            client.chat.completions.create(model="m", messages=MESSAGES,
+                                           extra_headers={"traceparent": f"00-{OTHER_TRACE}-{PARENT_ID}-00"})
+            # an invalid traceparent (version ff) is ignored: a new trace
+            client.chat.completions.create(model="m", messages=MESSAGES,
+                                           extra_headers={"traceparent": f"ff-{OTHER_TRACE}-{PARENT_ID}-01"})
+            spans = receiver.wait(6)
+            time.sleep(0.3)  # (a span of the unsampled request would come in the same batches)
+            spans = list(receiver.spans)
             upstream_headers = [r.headers.get("traceparent") for r in up.requests]
     assert text == DEFAULT_TEXT
     assert receiver.paths[0] == "/v1/traces"
-    assert len(spans) == 4
+    assert len(spans) == 6
+    assert not [s for s in spans if s.trace_id.hex() == OTHER_TRACE]
+    assert upstream_headers[2].startswith(f"00-{OTHER_TRACE}-") and upstream_headers[2].endswith("-00")
+    assert upstream_headers[2].split("-")[2] != PARENT_ID
+    assert upstream_headers[3].split("-")[1] != OTHER_TRACE
     server = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
     client_spans = [s for s in spans if s.kind == s.SPAN_KIND_CLIENT]
-    assert len(server) == 2 and len(client_spans) == 2
+    assert len(server) == 3 and len(client_spans) == 3
+    for span in client_spans:  # each upstream span is its request span's child, within it
+        parent = next(s for s in server if s.span_id == span.parent_span_id)
+        assert span.trace_id == parent.trace_id
+        assert parent.start_time_unix_nano <= span.start_time_unix_nano <= span.end_time_unix_nano
+        assert span.end_time_unix_nano <= parent.end_time_unix_nano
     streamed = next(s for s in server if s.trace_id.hex() == TRACE_ID)
     assert streamed.parent_span_id.hex() == PARENT_ID  # the client's trace continues here
     upstream = next(s for s in client_spans if s.trace_id.hex() == TRACE_ID)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from typing import Any
 
 from .custom_logger import CustomLogger
@@ -90,6 +91,10 @@ class PrometheusLogger(CustomLogger):
             self.m[name] = metric
         self._cooldowns: dict[str, float] = {}
         self._children: dict[tuple, Any] = {}
+        # The hot path updates prometheus_client's own value objects directly (the same values
+        # /metrics and the multiprocess files report), skipping inc()/observe()'s checks.
+        self._incs: dict[tuple, Any] = {}
+        self._observes: dict[tuple, Any] = {}
 
     def _at(self, name: str, *values: str) -> Any:
         """The metric's child for these label values (cached: ``labels()`` costs microseconds)."""
@@ -98,6 +103,24 @@ class PrometheusLogger(CustomLogger):
         if child is None:
             child = self._children[key] = self.m[name].labels(*values)
         return child
+
+    def _inc(self, name: str, *values: str) -> Any:
+        """``inc(amount)`` of a counter's or gauge's child, straight on its value (cached)."""
+        key = (name, values)
+        inc = self._incs.get(key)
+        if inc is None:
+            child = self._at(name, *values)
+            value = getattr(child, "_value", None)
+            inc = self._incs[key] = value.inc if hasattr(value, "inc") else child.inc
+        return inc
+
+    def _obs(self, name: str, *values: str) -> Any:
+        """``observe(amount)`` of a histogram's child, straight on its values (cached)."""
+        key = (name, values)
+        observe = self._observes.get(key)
+        if observe is None:
+            observe = self._observes[key] = _observer(self._at(name, *values))
+        return observe
 
     def redis_state(self, where: str, up: bool, changed: bool = True) -> None:
         """The shared Redis at ``where`` (host:port/db) answers or not (``RedisLink`` listener)."""
@@ -137,79 +160,81 @@ class PrometheusLogger(CustomLogger):
                                       end_time: Any) -> None:
         self._record(kwargs, False)
 
-    def _record(self, kwargs: dict[str, Any], ok: bool) -> None:
-        """The LLM call's metrics (in the gateway, from request_end)."""
+    def _record(self, kwargs: dict[str, Any], ok: bool) -> tuple[str, ...]:
+        """The LLM call's metrics (in the gateway, from request_end); returns ``_who``'s labels."""
         slo = kwargs.get("standard_logging_object") or {}
         who = _who(slo)
+        end_user, hashed, alias, team, team_alias, user_id = who
+        key = who[1:5]
         hidden = slo.get("hidden_params") or {}
         model = hidden.get("litellm_model_name") or slo.get("model") or ""
         requested = slo.get("model_group") or slo.get("model") or ""
-        self._at("litellm_requests_metric", who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
-                                            who["team"], who["team_alias"], who["user"]).inc()
+        inc, obs = self._inc, self._obs
+        inc("litellm_requests_metric", end_user, hashed, alias, model, team, team_alias, user_id)(1)
         cost = slo.get("response_cost") or 0.0
-        if cost:
-            self._at("litellm_spend_metric", who["end_user"], who["hashed_api_key"], who["api_key_alias"], model,
-                                             who["team"], who["team_alias"], who["user"]).inc(cost)
-        user = (who["end_user"], who["hashed_api_key"], who["api_key_alias"], requested, who["team"],
-                who["team_alias"], who["user"], model)
+        if cost > 0:
+            inc("litellm_spend_metric", end_user, hashed, alias, model, team, team_alias, user_id)(cost)
+        user = (end_user, hashed, alias, requested, team, team_alias, user_id, model)
         prompt = slo.get("prompt_tokens") or 0
         completion = slo.get("completion_tokens") or 0
         if prompt or completion:
-            self._at("litellm_input_tokens_metric", *user).inc(prompt)
-            self._at("litellm_output_tokens_metric", *user).inc(completion)
-            self._at("litellm_total_tokens_metric", *user).inc(prompt + completion)
+            inc("litellm_input_tokens_metric", *user)(prompt)
+            inc("litellm_output_tokens_metric", *user)(completion)
+            inc("litellm_total_tokens_metric", *user)(prompt + completion)
         start = slo.get("startTime") or 0.0
         end = slo.get("endTime") or start
-        self._at("litellm_request_total_latency_metric", *user).observe(max(end - start, 0.0))
+        latency = end - start if end > start else 0.0
+        obs("litellm_request_total_latency_metric", *user)(latency)
         api = slo.get("llm_api_duration")
-        if api is None:
-            api = end - start
-        self._at("litellm_llm_api_latency_metric", *user).observe(max(api, 0.0))
+        obs("litellm_llm_api_latency_metric", *user)(latency if api is None else max(api, 0.0))
         first = slo.get("completionStartTime")
-        key = (who["hashed_api_key"], who["api_key_alias"], who["team"], who["team_alias"])
         if slo.get("stream") and first and ok:
-            self._at("litellm_llm_api_time_to_first_token_metric", model, *key).observe(max(first - start, 0.0))
-        deployment = (requested, model, slo.get("model_id") or "", slo.get("api_base") or "",
-                      slo.get("custom_llm_provider") or "", *key)
+            obs("litellm_llm_api_time_to_first_token_metric", model, *key)(max(first - start, 0.0))
         if ok:
-            self._at("litellm_deployment_success_responses", *deployment).inc()
-            self._at("litellm_deployment_total_requests", *deployment).inc()
+            deployment = (requested, model, slo.get("model_id") or "", slo.get("api_base") or "",
+                          slo.get("custom_llm_provider") or "", *key)
+            inc("litellm_deployment_success_responses", *deployment)(1)
+            inc("litellm_deployment_total_requests", *deployment)(1)
             if completion:
-                self._at("litellm_deployment_latency_per_output_token", *deployment[1:]).observe(
-                    max(end - start, 0.0) / completion)
+                obs("litellm_deployment_latency_per_output_token", *deployment[1:])(latency / completion)
+        return who
 
     # ------------------------------------------------------------------ the gateway's requests
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
-        self._at("llmrelay_in_flight_requests", ctx.model).inc()
+        self._inc("llmrelay_in_flight_requests", ctx.model)(1)
         if ctx.stream:
-            self._at("llmrelay_in_flight_streams", ctx.model).inc()
+            self._inc("llmrelay_in_flight_streams", ctx.model)(1)
         record.state[id(self)] = (ctx.model, ctx.stream)
 
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
         started = record.state.pop(id(self), None)
         if started is not None:
-            self._at("llmrelay_in_flight_requests", started[0]).dec()
+            self._inc("llmrelay_in_flight_requests", started[0])(-1)
             if started[1]:
-                self._at("llmrelay_in_flight_streams", started[0]).dec()
+                self._inc("llmrelay_in_flight_streams", started[0])(-1)
         slo = kwargs.get("standard_logging_object") or {}
-        self._record(kwargs, slo.get("status") == "success")
-        who = _who(slo)
+        status = slo.get("status")
+        failed = status == "failure"
+        who = self._record(kwargs, status == "success")
         requested = ctx.model
-        user = (who["end_user"], who["hashed_api_key"], who["api_key_alias"], requested, who["team"],
-                who["team_alias"], who["user"])
-        key = (who["hashed_api_key"], who["api_key_alias"], who["team"], who["team_alias"])
-        self._at("litellm_proxy_total_requests_metric", *user, str(ctx.status)).inc()
-        failed = slo.get("status") == "failure"
+        user = (who[0], who[1], who[2], requested, who[3], who[4], who[5])
+        self._inc("litellm_proxy_total_requests_metric", *user, str(ctx.status))(1)
         exc = getattr(ctx, "exc", None)
-        exc_status = str(getattr(exc, "status_code", None) or (ctx.status if ctx.status >= 400 else ""))
-        exc_class = type(exc).__name__ if exc is not None else (ctx.error or "")
+        hidden = getattr(getattr(ctx, "result", None), "_hidden_params", None)
+        # retries, fallbacks, cooldowns: only after a failure somewhere (a plain success has none)
+        attempts = failed or (hidden is not None and (hidden.get("router_attempts")
+                                                      or hidden.get("model_group") not in (None, requested)))
+        exc_status = exc_class = ""
+        if failed or attempts:
+            exc_status = str(getattr(exc, "status_code", None) or (ctx.status if ctx.status >= 400 else ""))
+            exc_class = type(exc).__name__ if exc is not None else (ctx.error or "")
         if failed:
-            self._at("litellm_proxy_failed_requests_metric", *user, exc_status, exc_class).inc()
-        hidden = slo.get("hidden_params") or {}
-        model = hidden.get("litellm_model_name") or ""
+            self._inc("litellm_proxy_failed_requests_metric", *user, exc_status, exc_class)(1)
+        model = (slo.get("hidden_params") or {}).get("litellm_model_name") or ""
         overhead = time.perf_counter() - ctx.start - ctx.upstream
-        self._at("litellm_overhead_latency_metric", *user, model).observe(max(overhead, 0.0))
-        self._attempts(ctx, record, requested, key, failed, exc_status, exc_class)
+        self._obs("litellm_overhead_latency_metric", *user, model)(overhead if overhead > 0 else 0.0)
+        if attempts:
+            self._attempts(ctx, record, requested, who[1:5], failed, exc_status, exc_class)
 
     def _attempts(self, ctx: Any, record: Any, requested: str, key: tuple, failed: bool, exc_status: str,
                   exc_class: str) -> None:
@@ -256,13 +281,29 @@ class PrometheusLogger(CustomLogger):
                                                             attempt.get("api_base") or "", provider, status).inc()
 
 
-def _who(slo: dict[str, Any]) -> dict[str, str]:
+def _who(slo: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+    """(end_user, hashed_api_key, api_key_alias, team, team_alias, user) label values."""
     meta = slo.get("metadata") or {}
-    return {
-        "end_user": str(slo.get("end_user") or ""),
-        "hashed_api_key": str(meta.get("user_api_key_hash") or ""),
-        "api_key_alias": str(meta.get("user_api_key_alias") or ""),
-        "team": str(meta.get("user_api_key_team_id") or ""),
-        "team_alias": str(meta.get("user_api_key_team_alias") or ""),
-        "user": str(meta.get("user_api_key_user_id") or ""),
-    }
+    get = meta.get
+    return (str(slo.get("end_user") or ""), str(get("user_api_key_hash") or ""),
+            str(get("user_api_key_alias") or ""), str(get("user_api_key_team_id") or ""),
+            str(get("user_api_key_team_alias") or ""), str(get("user_api_key_user_id") or ""))
+
+
+def _observer(child: Any) -> Any:
+    """``observe`` of a histogram child: the sum and the one bucket the value falls in (the
+    client's cumulative counts are made at exposition), through its value objects."""
+    total, buckets, bounds = (getattr(child, name, None) for name in ("_sum", "_buckets", "_upper_bounds"))
+    if total is None or buckets is None or bounds is None or len(buckets) != len(bounds):
+        return child.observe
+    add = total.inc
+    incs = [b.inc for b in buckets]
+    bounds = list(bounds)
+
+    def observe(amount: float) -> None:
+        add(amount)
+        i = bisect_left(bounds, amount)
+        if i < len(incs):
+            incs[i](1)
+
+    return observe

@@ -1,0 +1,197 @@
+"""OTLP trace export requests as protobuf bytes, written directly (sans-I/O).
+
+:func:`encode_spans` turns finished spans (the SDK's ``ReadableSpan``, or anything with the same
+read-only properties) into the bytes of an ``ExportTraceServiceRequest`` — the same message the
+OpenTelemetry exporter builds through generated protobuf classes, at a fraction of the CPU (the
+generated classes cost ~55 µs per span; this ~6). The span processor's thread runs it, but its
+CPU is the gateway's too. ``tests/callbacks/test_otlp_proto.py`` checks it against the SDK's
+encoder field for field.
+
+Wire format reference: opentelemetry-proto ``trace/v1/trace.proto``, ``common/v1/common.proto``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["encode_spans"]
+
+_pack_q = struct.Struct("<Q").pack
+_pack_d = struct.Struct("<d").pack
+_pack_i = struct.Struct("<I").pack
+_HAS_IS_REMOTE = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+_IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n &= 0xFFFFFFFFFFFFFFFF  # int64: two's complement, ten bytes
+    elif n < 128:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, data: bytes) -> bytes:
+    """A length-delimited field (tag already encoded)."""
+    n = len(data)
+    return tag + (_SMALL[n] if n < 128 else _varint(n)) + data
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def _key(key: str) -> bytes:
+    """KeyValue.key (field 1), cached: attribute names repeat on every span."""
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", key.encode())
+        if len(_KEYS) < 4096:
+            _KEYS[key] = encoded
+    return encoded
+
+
+def _value(value: Any) -> bytes:
+    """An AnyValue message's bytes."""
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _pack_d(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if type(value) in (list, tuple) or isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", b"".join([_field(b"\x0a", _key(str(k)) + _field(b"\x12", _value(v)))
+                                         for k, v in value.items()]))
+    raise TypeError(f"Invalid type {type(value)} of value {value!r}")
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Repeated KeyValue ``attributes`` under ``tag`` (the common value types inline)."""
+    if not attributes:
+        return b""
+    out = []
+    for k, v in attributes.items():
+        t = type(v)
+        if t is str:
+            b = v.encode()
+            n = len(b)
+            value = b"\x0a" + (_SMALL[n] if n < 128 else _varint(n)) + b
+        elif t is int:
+            value = b"\x18" + (_SMALL[v] if 0 <= v < 128 else _varint(v))
+        elif t is float:
+            value = b"\x21" + _pack_d(v)
+        elif t is bool:
+            value = b"\x10\x01" if v else b"\x10\x00"
+        else:
+            value = _value(v)
+        key = _KEYS.get(k) or _key(k)
+        n = len(value)
+        kv = key + b"\x12" + (_SMALL[n] if n < 128 else _varint(n)) + value
+        n = len(kv)
+        out.append(tag + (_SMALL[n] if n < 128 else _varint(n)) + kv)
+    return b"".join(out)
+
+
+def _span(span: Any) -> bytes:
+    ctx = span.context
+    parent = span.parent
+    out = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
+    state = ctx.trace_state
+    if state:
+        out.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in state.items()).encode()))
+    if parent is not None:
+        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+    out += (_field(b"\x2a", span.name.encode()), b"\x30", _varint(span.kind.value + 1))
+    if span.start_time:
+        out += (b"\x39", _pack_q(span.start_time))
+    if span.end_time:
+        out += (b"\x41", _pack_q(span.end_time))
+    out.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        out += (b"\x50", _varint(span.dropped_attributes))
+    for event in span.events:
+        body = b"\x09" + _pack_q(event.timestamp or 0) if event.timestamp else b""
+        body += _field(b"\x12", event.name.encode()) + _attributes(b"\x1a", event.attributes)
+        if event.dropped_attributes:
+            body += b"\x20" + _varint(event.dropped_attributes)
+        out.append(_field(b"\x5a", body))
+    if span.dropped_events:
+        out += (b"\x60", _varint(span.dropped_events))
+    for link in span.links:
+        lctx = link.context
+        body = b"\x0a\x10" + lctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + lctx.span_id.to_bytes(8, "big")
+        # (no trace_state on links: the SDK's encoder sends none either)
+        body += _attributes(b"\x22", link.attributes)
+        if link.dropped_attributes:
+            body += b"\x28" + _varint(link.dropped_attributes)
+        body += b"\x35" + _pack_i(_HAS_IS_REMOTE | (_IS_REMOTE if lctx.is_remote else 0))
+        out.append(_field(b"\x6a", body))
+    if span.dropped_links:
+        out += (b"\x70", _varint(span.dropped_links))
+    status = span.status
+    if status is not None:
+        body = _field(b"\x12", status.description.encode()) if status.description else b""
+        code = status.status_code.value
+        out.append(_field(b"\x7a", body + (b"\x18" + _varint(code) if code else b"")))
+    out += (b"\x85\x01", _pack_i(_HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)))
+    return b"".join(out)
+
+
+def _scope(scope: Any) -> bytes:
+    if scope is None:
+        return b""
+    out = _field(b"\x0a", scope.name.encode()) if scope.name else b""
+    if scope.version:
+        out += _field(b"\x12", scope.version.encode())
+    return out + _attributes(b"\x1a", scope.attributes)
+
+
+def encode_spans(spans: Sequence[Any]) -> bytes:
+    """An OTLP ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource and
+    instrumentation scope as the SDK's encoder groups them."""
+    # grouped by resource (compared by identity first: hashing a Resource serializes it)
+    groups: dict[int, tuple[Any, dict[Any, list[bytes]]]] = {}
+    for span in spans:
+        resource = span.resource
+        group = groups.get(id(resource))
+        if group is None:
+            group = next((g for g in groups.values() if g[0] == resource), None) or (resource, {})
+            groups[id(resource)] = group
+        by_scope = group[1]
+        scope = span.instrumentation_scope or None
+        encoded = by_scope.get(scope)
+        if encoded is None:
+            encoded = by_scope[scope] = []
+        encoded.append(_span(span))
+    out = []
+    seen: set[int] = set()
+    for resource, by_scope in groups.values():
+        if id(by_scope) in seen:
+            continue
+        seen.add(id(by_scope))
+        scopes = []
+        for scope, encoded in by_scope.items():
+            body = _field(b"\x0a", _scope(scope)) + b"".join([_field(b"\x12", s) for s in encoded])
+            if scope is not None and scope.schema_url:
+                body += _field(b"\x1a", scope.schema_url.encode())
+            scopes.append(_field(b"\x12", body))
+        body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes)) + b"".join(scopes)
+        if resource.schema_url:
+            body += _field(b"\x1a", resource.schema_url.encode())
+        out.append(_field(b"\x0a", body))
+    return b"".join(out)

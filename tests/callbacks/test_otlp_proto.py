@@ -1,0 +1,77 @@
+"""llmrelay's own OTLP protobuf encoding of spans equals the OpenTelemetry exporter's, message for
+message, for spans made by the SDK (every field kind: attributes of each value type, events,
+links, status, remote and local parents, trace state, several resources and scopes)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("opentelemetry.exporter.otlp.proto.common")
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from opentelemetry.sdk.resources import Resource  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags  # noqa: E402
+from opentelemetry.trace import TraceState, set_span_in_context  # noqa: E402
+from opentelemetry.trace import NonRecordingSpan  # noqa: E402
+
+from llmrelay.integrations.otlp_proto import encode_spans  # noqa: E402
+
+
+def _spans() -> list:
+    exporter = InMemorySpanExporter()
+    spans = []
+    for service in ("one", "two"):
+        provider = TracerProvider(resource=Resource.create({"service.name": service, "n": 3}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        plain = provider.get_tracer("llmrelay")
+        versioned = provider.get_tracer("other", "1.2.3", schema_url="https://example.com/schema",
+                                        attributes={"scope.attr": "x"})
+        remote = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=True,
+                             trace_flags=TraceFlags(1), trace_state=TraceState([("vendor", "v1"), ("b", "2")]))
+        parent = plain.start_span("chat m", context=set_span_in_context(NonRecordingSpan(remote)),
+                                  kind=SpanKind.SERVER, start_time=1_700_000_000_123_456_789)
+        parent.set_attributes({
+            "s": "text é", "empty": "", "t": True, "f": False, "i": 7, "zero": 0, "neg": -5, "big": 2**62,
+            "d": 0.25, "dz": 0.0, "strs": ["stop", "length"], "ints": [1, -2], "floats": [0.5], "bools": [True],
+        })
+        parent.add_event("gen_ai.first_token", timestamp=1_700_000_000_200_000_000)
+        parent.add_event("with.attrs", {"k": "v", "n": 1}, timestamp=1_700_000_000_300_000_000)
+        child = plain.start_span("chat m upstream", context=set_span_in_context(parent), kind=SpanKind.CLIENT,
+                                 links=[Link(remote, {"why": "because"})])
+        child.set_status(Status(StatusCode.ERROR, "upstream said no"))
+        child.end(end_time=1_700_000_000_400_000_000)
+        parent.set_status(Status(StatusCode.OK))
+        parent.end(end_time=1_700_000_000_500_000_000)
+        other = versioned.start_span("internal", kind=SpanKind.INTERNAL)
+        other.end()
+        for kind in (SpanKind.PRODUCER, SpanKind.CONSUMER):
+            plain.start_span(f"k{kind.value}", kind=kind).end()
+    spans.extend(exporter.get_finished_spans())
+    return spans
+
+
+def test_the_bytes_parse_to_the_sdk_encoders_message():
+    spans = _spans()
+    ours = ExportTraceServiceRequest.FromString(encode_spans(spans))
+    theirs = sdk_encode(spans)
+    assert ours == theirs
+    assert len(ours.resource_spans) == 2 and len(ours.resource_spans[0].scope_spans) == 2
+
+
+def test_one_span_at_a_time_and_none():
+    spans = _spans()
+    for span in spans:
+        assert ExportTraceServiceRequest.FromString(encode_spans([span])) == sdk_encode([span])
+    assert encode_spans([]) == b""
+
+
+def test_a_changed_field_is_seen():
+    """The comparison can fail: a span whose name differs does not encode to the same message."""
+    spans = _spans()
+    ours = ExportTraceServiceRequest.FromString(encode_spans(spans[:1]))
+    ours.resource_spans[0].scope_spans[0].spans[0].name = "something else"
+    assert ours != sdk_encode(spans[:1])
