@@ -118,12 +118,17 @@ class OpenTelemetryLogger(CustomLogger):
         self._status = (Status, StatusCode)
         self._in_context = set_span_in_context
         from opentelemetry.sdk.trace import Event
+        from opentelemetry.trace import TraceFlags
         from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
         from opentelemetry.sdk.trace.sampling import DEFAULT_ON
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import TraceFlags
 
         self._event = Event
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.trace import SpanContext, TraceState
+
+        self._types = (SpanContext, TraceFlags, ReadableSpan)
+        self._trace_state = lambda header: TraceState.from_header([header])
         self._unset = Status(StatusCode.UNSET)
         self._scope = InstrumentationScope("llmrelay")
         #: where the gateway's finished spans go (the provider's span processors)
@@ -215,28 +220,28 @@ class OpenTelemetryLogger(CustomLogger):
         trace_id, span_id, upstream_id, parent_id, flags, tracestate, sampled, upstream_start = ids
         if not sampled or self._processor is None:
             return
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.trace import SpanContext, TraceFlags, TraceState
-
+        SpanContext, TraceFlags, ReadableSpan = self._types
         slo = kwargs.get("standard_logging_object") or {}
-        state = TraceState.from_header([tracestate]) if tracestate else None
+        state = self._trace_state(tracestate) if tracestate else None
         trace_flags = TraceFlags(flags)
         context = SpanContext(trace_id, span_id, False, trace_flags, state)
         parent = SpanContext(trace_id, parent_id, True, trace_flags, state) if parent_id is not None else None
         end = _ns(slo.get("endTime") or record.wall_start)
         name = f"chat {ctx.model}"
         processor = self._processor
+        resource = self.provider.resource
+        attributes, status = self._common(slo)
         if upstream:
             # a stream's upstream call lasts until its end; a response's until it arrived
             upstream_end = end if ctx.stream else _ns(record.wall_start + (ctx.upstream or 0.0))
-            attributes, status, _ = self._attributes(slo, None, True)
             processor.on_end(ReadableSpan(
                 name + " upstream", SpanContext(trace_id, upstream_id, False, trace_flags, state), context,
-                self.provider.resource, attributes, (), (), self._kind.CLIENT, None, status,
+                resource, attributes, (), (), self._kind.CLIENT, None, status,
                 min(upstream_start, upstream_end), upstream_end, self._scope))
-        attributes, status, events = self._attributes(slo, ctx, False)
+            attributes = dict(attributes)
+        events = self._request(attributes, slo, ctx)
         processor.on_end(ReadableSpan(
-            name, context, parent, self.provider.resource, attributes, events, (), self._kind.SERVER, None,
+            name, context, parent, resource, attributes, events, (), self._kind.SERVER, None,
             status, _ns(record.wall_start), end, self._scope))
 
     # ------------------------------------------------------------------ attributes
@@ -252,7 +257,12 @@ class OpenTelemetryLogger(CustomLogger):
         span.end(end_time=end_ns if end_ns is not None else _ns(slo.get("endTime") or 0.0) or None)
 
     def _attributes(self, slo: dict[str, Any], ctx: Any, upstream_only: bool) -> tuple[dict[str, Any], Any, tuple]:
-        """(attributes, status, events) of a call's span."""
+        """(attributes, status, events) of a call's span (``upstream_only``: the upstream call's)."""
+        attributes, status = self._common(slo)
+        return attributes, status, () if upstream_only else self._request(attributes, slo, ctx)
+
+    def _common(self, slo: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """The attributes both spans of a request have (GenAI conventions), and the status."""
         response = slo.get("response") or {}
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
@@ -263,41 +273,49 @@ class OpenTelemetryLogger(CustomLogger):
         provider = slo.get("custom_llm_provider")
         if provider:
             attributes["gen_ai.system"] = str(provider)
-        if response.get("model"):
-            attributes["gen_ai.response.model"] = str(response["model"])
-        if response.get("id"):
-            attributes["gen_ai.response.id"] = str(response["id"])
-        reasons = [str(c.get("finish_reason")) for c in response.get("choices") or () if c.get("finish_reason")]
+        get = response.get
+        model = get("model")
+        if model:
+            attributes["gen_ai.response.model"] = str(model)
+        response_id = get("id")
+        if response_id:
+            attributes["gen_ai.response.id"] = str(response_id)
+        reasons = [str(c.get("finish_reason")) for c in get("choices") or () if c.get("finish_reason")]
         if reasons:
             attributes["gen_ai.response.finish_reasons"] = reasons
-        events: tuple = ()
-        if not upstream_only:
-            params = slo.get("model_parameters") or {}
-            if params:
-                for name, attr in _PARAMS.items():
-                    value = params.get(name)
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        attributes[attr] = value
-            if slo.get("response_cost") is not None:
-                attributes["llmrelay.cost_usd"] = float(slo.get("response_cost") or 0.0)
-            if ctx is not None:
-                attributes["http.response.status_code"] = ctx.status
-            if slo.get("stream"):
-                attributes["llmrelay.stream"] = True
-                first = slo.get("completionStartTime")
-                if first and first != slo.get("endTime"):  # it defaults to the end when nothing came
-                    events = (self._event("gen_ai.first_token", timestamp=_ns(first)),)
-            if self.capture_content:
-                attributes["gen_ai.input.messages"] = orjson.dumps(slo.get("messages") or [], default=_json).decode()
-                out = [c.get("message") for c in response.get("choices") or ()]
-                attributes["gen_ai.output.messages"] = orjson.dumps(out, default=_json).decode()
         status = self._unset
         if slo.get("status") == "failure":
             info = slo.get("error_information") or {}
             attributes["error.type"] = str(info.get("error_class") or "error")
             Status, StatusCode = self._status
             status = Status(StatusCode.ERROR, str(slo.get("error_str") or "")[:300])
-        return attributes, status, events
+        return attributes, status
+
+    def _request(self, attributes: dict[str, Any], slo: dict[str, Any], ctx: Any) -> tuple:
+        """Add the request's own attributes (parameters, cost, status code, content); its events."""
+        params = slo.get("model_parameters")
+        if params:
+            for name, attr in _PARAMS.items():
+                value = params.get(name)
+                if value is not None and type(value) in (int, float):
+                    attributes[attr] = value
+        cost = slo.get("response_cost")
+        if cost is not None:
+            attributes["llmrelay.cost_usd"] = float(cost or 0.0)
+        if ctx is not None:
+            attributes["http.response.status_code"] = ctx.status
+        events: tuple = ()
+        if slo.get("stream"):
+            attributes["llmrelay.stream"] = True
+            first = slo.get("completionStartTime")
+            if first and first != slo.get("endTime"):  # it defaults to the end when nothing came
+                events = (self._event("gen_ai.first_token", timestamp=_ns(first)),)
+        if self.capture_content:
+            response = slo.get("response") or {}
+            attributes["gen_ai.input.messages"] = orjson.dumps(slo.get("messages") or [], default=_json).decode()
+            out = [c.get("message") for c in response.get("choices") or ()]
+            attributes["gen_ai.output.messages"] = orjson.dumps(out, default=_json).decode()
+        return events
 
     def shutdown(self) -> None:
         shutdown = getattr(self.provider, "shutdown", None)

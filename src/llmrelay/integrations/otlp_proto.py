@@ -87,6 +87,23 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     out = []
     for k, v in attributes.items():
         t = type(v)
+        if t is str or t is int or t is bool:  # most values repeat from span to span: cached
+            if t is not str or len(v) <= 64:
+                cached = _KV.get((k, v, t))
+                if cached is None:
+                    cached = _kv(k, v)
+                    if len(_KV) < 8192:
+                        _KV[(k, v, t)] = cached
+                out.append(tag + cached)
+                continue
+        elif t is list and len(v) == 1 and type(v[0]) is str and len(v[0]) <= 64:  # e.g. finish reasons
+            cached = _KV.get((k, v[0], t))
+            if cached is None:
+                cached = _kv(k, v)
+                if len(_KV) < 8192:
+                    _KV[(k, v[0], t)] = cached
+            out.append(tag + cached)
+            continue
         if t is str:
             b = v.encode()
             n = len(b)
@@ -105,6 +122,16 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         n = len(kv)
         out.append(tag + (_SMALL[n] if n < 128 else _varint(n)) + kv)
     return b"".join(out)
+
+
+_KV: dict[tuple, bytes] = {}
+
+
+def _kv(key: str, value: Any) -> bytes:
+    """A KeyValue message with its length prefix (what follows the field's tag)."""
+    kv = (_KEYS.get(key) or _key(key)) + _field(b"\x12", _value(value))
+    n = len(kv)
+    return (_SMALL[n] if n < 128 else _varint(n)) + kv
 
 
 def _span(span: Any) -> bytes:

@@ -95,6 +95,7 @@ class PrometheusLogger(CustomLogger):
         # /metrics and the multiprocess files report), skipping inc()/observe()'s checks.
         self._incs: dict[tuple, Any] = {}
         self._observes: dict[tuple, Any] = {}
+        self._kinds: dict[tuple, _Kind] = {}
 
     def _at(self, name: str, *values: str) -> Any:
         """The metric's child for these label values (cached: ``labels()`` costs microseconds)."""
@@ -160,44 +161,92 @@ class PrometheusLogger(CustomLogger):
                                       end_time: Any) -> None:
         self._record(kwargs, False)
 
-    def _record(self, kwargs: dict[str, Any], ok: bool) -> tuple[str, ...]:
-        """The LLM call's metrics (in the gateway, from request_end); returns ``_who``'s labels."""
+    def _record(self, kwargs: dict[str, Any], ok: bool, ctx: Any = None) -> tuple[str, ...]:
+        """The LLM call's metrics (and with the gateway's ``ctx``, the request's); returns
+        ``_who``'s labels. The update functions of each kind of call (same caller, model,
+        deployment, status) are looked up once and kept in a :class:`_Kind`."""
         slo = kwargs.get("standard_logging_object") or {}
+        get = slo.get
         who = _who(slo)
-        end_user, hashed, alias, team, team_alias, user_id = who
-        key = who[1:5]
-        hidden = slo.get("hidden_params") or {}
-        model = hidden.get("litellm_model_name") or slo.get("model") or ""
-        requested = slo.get("model_group") or slo.get("model") or ""
-        inc, obs = self._inc, self._obs
-        inc("litellm_requests_metric", end_user, hashed, alias, model, team, team_alias, user_id)(1)
-        cost = slo.get("response_cost") or 0.0
+        hidden = get("hidden_params") or {}
+        model = hidden.get("litellm_model_name") or get("model") or ""
+        requested = get("model_group") or get("model") or ""
+        stream = bool(get("stream"))
+        key = (who, model, requested, get("model_id") or "", get("api_base") or "", get("custom_llm_provider") or "",
+               ok, stream, ctx.model if ctx is not None else None, ctx.status if ctx is not None else None,
+               (hidden.get("litellm_model_name") or "") if ctx is not None else None)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._kind(key)
+        kind.requests(1)
+        cost = get("response_cost") or 0.0
         if cost > 0:
-            inc("litellm_spend_metric", end_user, hashed, alias, model, team, team_alias, user_id)(cost)
-        user = (end_user, hashed, alias, requested, team, team_alias, user_id, model)
-        prompt = slo.get("prompt_tokens") or 0
-        completion = slo.get("completion_tokens") or 0
+            (kind.spend or kind.make("spend"))(cost)
+        prompt = get("prompt_tokens") or 0
+        completion = get("completion_tokens") or 0
         if prompt or completion:
-            inc("litellm_input_tokens_metric", *user)(prompt)
-            inc("litellm_output_tokens_metric", *user)(completion)
-            inc("litellm_total_tokens_metric", *user)(prompt + completion)
-        start = slo.get("startTime") or 0.0
-        end = slo.get("endTime") or start
+            (kind.input or kind.make("input"))(prompt)
+            (kind.output or kind.make("output"))(completion)
+            (kind.total or kind.make("total"))(prompt + completion)
+        start = get("startTime") or 0.0
+        end = get("endTime") or start
         latency = end - start if end > start else 0.0
-        obs("litellm_request_total_latency_metric", *user)(latency)
-        api = slo.get("llm_api_duration")
-        obs("litellm_llm_api_latency_metric", *user)(latency if api is None else max(api, 0.0))
-        first = slo.get("completionStartTime")
-        if slo.get("stream") and first and ok:
-            obs("litellm_llm_api_time_to_first_token_metric", model, *key)(max(first - start, 0.0))
+        kind.latency(latency)
+        api = get("llm_api_duration")
+        kind.api_latency(latency if api is None else max(api, 0.0))
         if ok:
-            deployment = (requested, model, slo.get("model_id") or "", slo.get("api_base") or "",
-                          slo.get("custom_llm_provider") or "", *key)
-            inc("litellm_deployment_success_responses", *deployment)(1)
-            inc("litellm_deployment_total_requests", *deployment)(1)
+            if stream:
+                first = get("completionStartTime")
+                if first:
+                    (kind.ttft or kind.make("ttft"))(max(first - start, 0.0))
+            kind.success(1)
+            kind.deployment(1)
             if completion:
-                obs("litellm_deployment_latency_per_output_token", *deployment[1:])(latency / completion)
+                (kind.per_token or kind.make("per_token"))(latency / completion)
+        if ctx is not None:
+            kind.proxy(1)
+            overhead = time.perf_counter() - ctx.start - ctx.upstream
+            kind.overhead(overhead if overhead > 0 else 0.0)
         return who
+
+    def _kind(self, key: tuple) -> "_Kind":
+        who, model, requested, model_id, api_base, provider, ok, stream, gateway_model, status, gateway_name = key
+        end_user, hashed, alias, team, team_alias, user_id = who
+        keys = (hashed, alias, team, team_alias)
+        user = (end_user, hashed, alias, requested, team, team_alias, user_id, model)
+        deployment = (requested, model, model_id, api_base, provider, *keys)
+        by_model = (end_user, hashed, alias, model, team, team_alias, user_id)
+        labels: dict[str, tuple[str, tuple]] = {
+            "requests": ("litellm_requests_metric", by_model),
+            "spend": ("litellm_spend_metric", by_model),
+            "input": ("litellm_input_tokens_metric", user),
+            "output": ("litellm_output_tokens_metric", user),
+            "total": ("litellm_total_tokens_metric", user),
+            "latency": ("litellm_request_total_latency_metric", user),
+            "api_latency": ("litellm_llm_api_latency_metric", user),
+            "ttft": ("litellm_llm_api_time_to_first_token_metric", (model, *keys)),
+            "success": ("litellm_deployment_success_responses", deployment),
+            "deployment": ("litellm_deployment_total_requests", deployment),
+            "per_token": ("litellm_deployment_latency_per_output_token", deployment[1:]),
+        }
+        if gateway_model is not None:
+            requester = (end_user, hashed, alias, gateway_model, team, team_alias, user_id)
+            labels["proxy"] = ("litellm_proxy_total_requests_metric", (*requester, str(status)))
+            labels["overhead"] = ("litellm_overhead_latency_metric", (*requester, gateway_name))
+        kind = _Kind(self, labels)
+        # what every call of this kind updates is made now; the rest on first use (a series
+        # appears in /metrics only once it has been updated, as with prometheus_client's own calls)
+        for slot in ("requests", "latency", "api_latency"):
+            kind.make(slot)
+        if ok:
+            kind.make("success")
+            kind.make("deployment")
+        if gateway_model is not None:
+            kind.make("proxy")
+            kind.make("overhead")
+        if len(self._kinds) < 10000:
+            self._kinds[key] = kind
+        return kind
 
     # ------------------------------------------------------------------ the gateway's requests
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
@@ -215,26 +264,21 @@ class PrometheusLogger(CustomLogger):
         slo = kwargs.get("standard_logging_object") or {}
         status = slo.get("status")
         failed = status == "failure"
-        who = self._record(kwargs, status == "success")
-        requested = ctx.model
-        user = (who[0], who[1], who[2], requested, who[3], who[4], who[5])
-        self._inc("litellm_proxy_total_requests_metric", *user, str(ctx.status))(1)
-        exc = getattr(ctx, "exc", None)
+        who = self._record(kwargs, status == "success", ctx)
         hidden = getattr(getattr(ctx, "result", None), "_hidden_params", None)
+        requested = ctx.model
         # retries, fallbacks, cooldowns: only after a failure somewhere (a plain success has none)
         attempts = failed or (hidden is not None and (hidden.get("router_attempts")
                                                       or hidden.get("model_group") not in (None, requested)))
-        exc_status = exc_class = ""
-        if failed or attempts:
-            exc_status = str(getattr(exc, "status_code", None) or (ctx.status if ctx.status >= 400 else ""))
-            exc_class = type(exc).__name__ if exc is not None else (ctx.error or "")
+        if not attempts:
+            return
+        exc = getattr(ctx, "exc", None)
+        exc_status = str(getattr(exc, "status_code", None) or (ctx.status if ctx.status >= 400 else ""))
+        exc_class = type(exc).__name__ if exc is not None else (ctx.error or "")
         if failed:
-            self._inc("litellm_proxy_failed_requests_metric", *user, exc_status, exc_class)(1)
-        model = (slo.get("hidden_params") or {}).get("litellm_model_name") or ""
-        overhead = time.perf_counter() - ctx.start - ctx.upstream
-        self._obs("litellm_overhead_latency_metric", *user, model)(overhead if overhead > 0 else 0.0)
-        if attempts:
-            self._attempts(ctx, record, requested, who[1:5], failed, exc_status, exc_class)
+            self._inc("litellm_proxy_failed_requests_metric", who[0], who[1], who[2], requested, who[3], who[4],
+                      who[5], exc_status, exc_class)(1)
+        self._attempts(ctx, record, requested, who[1:5], failed, exc_status, exc_class)
 
     def _attempts(self, ctx: Any, record: Any, requested: str, key: tuple, failed: bool, exc_status: str,
                   exc_class: str) -> None:
@@ -279,6 +323,27 @@ class PrometheusLogger(CustomLogger):
             self._cooldowns[attempt["deployment_id"]] = until
             self._at("litellm_deployment_cooled_down", model, attempt["deployment_id"],
                                                             attempt.get("api_base") or "", provider, status).inc()
+
+
+class _Kind:
+    """The update functions of one kind of call (``PrometheusLogger._record``): slots filled
+    with the metric children's ``inc``/``observe``, by :meth:`make` on first use."""
+
+    __slots__ = ("_logger", "_labels", "requests", "spend", "input", "output", "total", "latency",
+                 "api_latency", "ttft", "success", "deployment", "per_token", "proxy", "overhead")
+
+    def __init__(self, logger: PrometheusLogger, labels: dict[str, tuple[str, tuple]]) -> None:
+        self._logger = logger
+        self._labels = labels
+        for slot in self.__slots__[2:]:
+            setattr(self, slot, None)
+
+    def make(self, slot: str) -> Any:
+        name, values = self._labels[slot]
+        kind = METRICS[name][0]
+        fn = self._logger._obs(name, *values) if kind == "histogram" else self._logger._inc(name, *values)
+        setattr(self, slot, fn)
+        return fn
 
 
 def _who(slo: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
