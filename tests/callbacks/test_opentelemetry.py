@@ -175,3 +175,24 @@ def test_library_spans_with_the_in_memory_exporter():
     assert [e.name for e in streamed.events] == ["gen_ai.first_token"]
     assert failed.status.status_code.name == "ERROR"
     assert failed.attributes["error.type"] == "BadRequestError"
+
+
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"])
+def test_grpc_protocol_uses_the_grpc_exporter_or_says_what_to_install(monkeypatch, variable):
+    from llmrelay.proxy.config import ConfigError
+    from llmrelay.proxy.observe import load_callback
+
+    monkeypatch.setenv(variable, "grpc")
+    try:
+        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install opentelemetry-exporter-otlp-proto-grpc"):
+            load_callback("otel", None)
+    else:
+        from llmrelay.integrations.opentelemetry import default_exporter
+
+        assert "grpc" in type(default_exporter()).__module__
+        load_callback("otel", None).shutdown()
+    monkeypatch.setenv(variable, "http/json")
+    with pytest.raises(ConfigError, match="not supported"):
+        load_callback("otel", None)

@@ -1,7 +1,8 @@
 """``OpenTelemetryLogger``: one span per call, GenAI semantic conventions (``callbacks: [otel]``).
 
 Needs ``opentelemetry-sdk`` and ``opentelemetry-exporter-otlp-proto-http``
-(``pip install 'llmrelay[observability]'``). Spans go out over OTLP/HTTP, configured by the
+(``pip install 'llmrelay[observability]'``); ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` needs
+``opentelemetry-exporter-otlp-proto-grpc`` too. Spans go out over OTLP/HTTP, configured by the
 standard variables (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``,
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``, ``OTEL_BSP_*``…) through a batch processor,
 off the request path. The logger has its own tracer provider; it does not replace the
@@ -37,7 +38,7 @@ import orjson
 
 from .custom_logger import CustomLogger
 
-__all__ = ["OpenTelemetryLogger", "langfuse_logger", "otlp_http_exporter"]
+__all__ = ["OpenTelemetryLogger", "langfuse_logger", "default_exporter", "otlp_http_exporter"]
 
 log = logging.getLogger("llmrelay.callbacks")
 
@@ -106,7 +107,7 @@ class OpenTelemetryLogger(CustomLogger):
                 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
                 if exporter is None:
-                    exporter = otlp_http_exporter()
+                    exporter = default_exporter()
                 span_processor = BatchSpanProcessor(exporter)
             tracer_provider.add_span_processor(span_processor)
         self.provider = tracer_provider
@@ -335,6 +336,26 @@ def langfuse_logger() -> OpenTelemetryLogger:
     token = base64.b64encode(f"{public}:{secret}".encode()).decode()
     exporter = otlp_http_exporter(endpoint=f"{host}/api/public/otel/v1/traces", headers={"Authorization": f"Basic {token}"})
     return OpenTelemetryLogger(exporter=exporter)
+
+
+def default_exporter() -> Any:
+    """The span exporter ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``
+    ask for: ``http/protobuf`` (the default, :func:`otlp_http_exporter`) or ``grpc`` (the
+    ``opentelemetry-exporter-otlp-proto-grpc`` package, not installed by llmrelay's extras)."""
+    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf").strip().lower()
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            raise RuntimeError(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the OTLP gRPC exporter: "
+                "pip install opentelemetry-exporter-otlp-proto-grpc (or use http/protobuf, the default)") from None
+        return OTLPSpanExporter()
+    if protocol != "http/protobuf":
+        raise RuntimeError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: "
+                           "use http/protobuf (the default) or grpc")
+    return otlp_http_exporter()
 
 
 def otlp_http_exporter(**kwargs: Any) -> Any:
