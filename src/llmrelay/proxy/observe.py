@@ -321,7 +321,7 @@ class Observe:
         entry.route["model_group"] = ctx.model
         entry.plain_response = bool(self.events)
         entry.proxy_server_request = {"url": "/v1/chat/completions", "request_id": ctx.request_id.decode()}
-        if result is not None:
+        if result is not None and (failed or result is not response):  # (success() reads a response's)
             entry._route_from(result)
         if record.stream and ctx.ttft:
             entry.completion_start_time = record.wall_start + ctx.ttft
