@@ -134,48 +134,67 @@ def _kv(key: str, value: Any) -> bytes:
     return (_SMALL[n] if n < 128 else _varint(n)) + kv
 
 
+_FLAGS_LOCAL = b"\x85\x01" + _pack_i(_HAS_IS_REMOTE)  # field 16 (fixed32): the parent is not remote
+_FLAGS_REMOTE = b"\x85\x01" + _pack_i(_HAS_IS_REMOTE | _IS_REMOTE)
+_NO_STATUS = b"\x7a\x00"  # an UNSET status without description: an empty Status message
+
+
 def _span(span: Any) -> bytes:
     ctx = span.context
     parent = span.parent
+    name = span.name.encode()
+    n = len(name)
     out = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
     state = ctx.trace_state
     if state:
         out.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in state.items()).encode()))
     if parent is not None:
         out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-    out += (_field(b"\x2a", span.name.encode()), b"\x30", _varint(span.kind.value + 1))
-    if span.start_time:
-        out += (b"\x39", _pack_q(span.start_time))
-    if span.end_time:
-        out += (b"\x41", _pack_q(span.end_time))
+    out += (b"\x2a", _SMALL[n] if n < 128 else _varint(n), name, b"\x30", _SMALL[span.kind.value + 1])
+    start, end = span.start_time, span.end_time
+    if start:
+        out += (b"\x39", _pack_q(start))
+    if end:
+        out += (b"\x41", _pack_q(end))
     out.append(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        out += (b"\x50", _varint(span.dropped_attributes))
-    for event in span.events:
-        body = b"\x09" + _pack_q(event.timestamp or 0) if event.timestamp else b""
-        body += _field(b"\x12", event.name.encode()) + _attributes(b"\x1a", event.attributes)
-        if event.dropped_attributes:
-            body += b"\x20" + _varint(event.dropped_attributes)
-        out.append(_field(b"\x5a", body))
-    if span.dropped_events:
-        out += (b"\x60", _varint(span.dropped_events))
-    for link in span.links:
-        lctx = link.context
-        body = b"\x0a\x10" + lctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + lctx.span_id.to_bytes(8, "big")
-        # (no trace_state on links: the SDK's encoder sends none either)
-        body += _attributes(b"\x22", link.attributes)
-        if link.dropped_attributes:
-            body += b"\x28" + _varint(link.dropped_attributes)
-        body += b"\x35" + _pack_i(_HAS_IS_REMOTE | (_IS_REMOTE if lctx.is_remote else 0))
-        out.append(_field(b"\x6a", body))
-    if span.dropped_links:
-        out += (b"\x70", _varint(span.dropped_links))
+    dropped = span.dropped_attributes
+    if dropped:
+        out += (b"\x50", _varint(dropped))
+    events = span.events
+    if events:
+        for event in events:
+            body = b"\x09" + _pack_q(event.timestamp) if event.timestamp else b""
+            body += _field(b"\x12", event.name.encode()) + _attributes(b"\x1a", event.attributes)
+            if event.dropped_attributes:
+                body += b"\x20" + _varint(event.dropped_attributes)
+            out.append(_field(b"\x5a", body))
+    dropped = span.dropped_events
+    if dropped:
+        out += (b"\x60", _varint(dropped))
+    links = span.links
+    if links:
+        for link in links:
+            lctx = link.context
+            body = b"\x0a\x10" + lctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + lctx.span_id.to_bytes(8, "big")
+            # (no trace_state on links: the SDK's encoder sends none either)
+            body += _attributes(b"\x22", link.attributes)
+            if link.dropped_attributes:
+                body += b"\x28" + _varint(link.dropped_attributes)
+            body += b"\x35" + _pack_i(_HAS_IS_REMOTE | (_IS_REMOTE if lctx.is_remote else 0))
+            out.append(_field(b"\x6a", body))
+    dropped = span.dropped_links
+    if dropped:
+        out += (b"\x70", _varint(dropped))
     status = span.status
     if status is not None:
-        body = _field(b"\x12", status.description.encode()) if status.description else b""
         code = status.status_code.value
-        out.append(_field(b"\x7a", body + (b"\x18" + _varint(code) if code else b"")))
-    out += (b"\x85\x01", _pack_i(_HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)))
+        description = status.description
+        if not code and not description:
+            out.append(_NO_STATUS)
+        else:
+            body = _field(b"\x12", description.encode()) if description else b""
+            out.append(_field(b"\x7a", body + (b"\x18" + _varint(code) if code else b"")))
+    out.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(out)
 
 
