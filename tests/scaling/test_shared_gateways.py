@@ -18,8 +18,8 @@ import pytest
 
 from proxy.harness import Gateway
 from servers.loopback import LoopbackServer
-from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer, error_reply
-from servers.redis_server import SKIP_REASON, RedisServer, delete_matching, redis_url, unique_prefix
+from servers.openai_server import DEFAULT_TEXT, error_reply
+from servers.redis_server import RedisServer, unique_prefix
 
 pytestmark = pytest.mark.slow
 
@@ -62,22 +62,6 @@ general_settings:
   master_key: {KEY}
 {f'  database_url: "{database}"' if database else ""}
 {cache_part}"""
-
-
-@pytest.fixture(scope="module")
-def redis_conf():
-    url = redis_url()
-    if url is None:
-        pytest.skip(SKIP_REASON)
-    prefix = unique_prefix("scale")
-    yield url, prefix
-    delete_matching(url, prefix + "*")
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeOpenAIServer(api_key=UP_KEY) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ import openai
 import pytest
 
 from proxy.harness import Gateway
-from servers.openai_server import FakeOpenAIServer
-from servers.redis_server import SKIP_REASON, delete_matching, redis_url, unique_prefix
 from tcp_proxy import CuttableProxy
 
 pytestmark = pytest.mark.slow
@@ -49,22 +47,6 @@ general_settings:
   master_key: {KEY}
   database_url: "{database}"
 {cache_part}"""
-
-
-@pytest.fixture(scope="module")
-def redis_conf():
-    url = redis_url()
-    if url is None:
-        pytest.skip(SKIP_REASON)
-    prefix = unique_prefix("keys")
-    yield url, prefix
-    delete_matching(url, prefix + "*")
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeOpenAIServer(api_key=UP_KEY) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")
