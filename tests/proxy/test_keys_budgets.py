@@ -133,3 +133,8 @@ def test_model_max_budget_resets_on_its_own_time_period(gw, admin):
 
 def test_model_max_budget_rejects_a_bad_time_period(gw, admin):
     admin.post("/key/generate", expect=400, model_max_budget={"gpt-4o": {"budget_limit": 1, "time_period": "1year"}})
+
+
+def test_key_info_model_spend_is_an_empty_dict_before_any_spend(gw, admin):
+    key = admin.key(model_max_budget={"gpt-4o": {"budget_limit": 1.0, "time_period": "1d"}})
+    assert admin.get("/key/info", key=key)["info"]["model_spend"] == {}

@@ -183,6 +183,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 def _key_info(row: dict[str, Any]) -> dict[str, Any]:
     out = _public(row)
     out["token"] = row["token"]
+    if "model_spend" in out and out["model_spend"] is None:
+        out["model_spend"] = {}  # as LiteLLM shows a key that has spent nothing yet
     return out
 
 
