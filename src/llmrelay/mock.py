@@ -26,7 +26,6 @@ from typing import Any
 from . import exceptions
 from .exceptions import BadRequestError, LLMRelayError, Timeout, exception_for_status
 from .providers.base import Call, error_class_for_message
-from .streaming import CustomStreamWrapper
 from .types import ModelResponse, new_completion_id
 
 __all__ = ["MOCK_KWARGS", "is_mocked", "mock_wait", "mock_completion", "mocked_error", "split_for_stream"]
@@ -127,19 +126,9 @@ def mock_completion(call: Call, kwargs: dict[str, Any], timeout: float | None = 
             model=call.user_model,
         )
     if call.stream:
-        stream = CustomStreamWrapper(
-            response_chunks(response),
-            model=call.user_model,
-            custom_llm_provider=call.provider,
-            stream_options=call.params.get("stream_options"),
-            messages=call.messages,
-            hidden_params={"custom_llm_provider": call.provider, "mock": True},
-        )
-        if call.extra:
-            from .cost import call_prices
+        from .main import _wrap_stream  # the same stream (and prices) as a real call's
 
-            stream._hidden_params.prices = call_prices(call.extra)
-        return stream
+        return _wrap_stream(call, response_chunks(response), {"custom_llm_provider": call.provider, "mock": True})
     if isinstance(mock, ModelResponse):
         return mock
     from .cost import call_prices, response_cost
