@@ -27,14 +27,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .redis_link import RedisLink, RedisUnavailable
+from .redis_link import RedisLink, RedisUnavailable, spawn
 
 __all__ = ["Limit", "Grant", "LocalLimiter", "RedisLimiter", "SharedLimiter", "WINDOW"]
 
 WINDOW = 60
 #: Seconds a finished request's release may wait to be sent with others (:meth:`SharedLimiter.release_soon`).
 RELEASE_DELAY = 0.02
-_tasks: set[asyncio.Task] = set()
 
 _KINDS = {1: "rpm", 2: "tpm", 3: "parallel", 4: "budget"}
 
@@ -370,9 +369,7 @@ class SharedLimiter:
             return
         if any(lim.parallel for lim in grant.limits):
             # a held slot is given back at once: the caller's next request must find it free
-            task = asyncio.get_running_loop().create_task(self._release_batch([(grant, tokens_used)]))
-            _tasks.add(task)
-            task.add_done_callback(_tasks.discard)
+            spawn(self._release_batch([(grant, tokens_used)]))
             return
         self._pending.append((grant, tokens_used))
         if self._flush is None:
@@ -381,9 +378,7 @@ class SharedLimiter:
     def _send_pending(self) -> None:
         self._flush = None
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._release_batch(batch))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
+        spawn(self._release_batch(batch))
 
     async def _release_batch(self, batch: list[tuple[Grant, int | None]]) -> None:
         try:

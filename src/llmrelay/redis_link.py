@@ -214,9 +214,7 @@ class RedisLink:
             _close_soon(conn)
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            task = asyncio.get_running_loop().create_task(_close_quietly(client))
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+            spawn(_close_quietly(client))
 
     # ------------------------------------------------------------------ calls
     async def run(self, call: Callable[[Any], Awaitable[T]]) -> T:
@@ -333,7 +331,19 @@ class RedisLink:
         return result
 
 
-_closing: set[asyncio.Task] = set()
+_background: set[asyncio.Task] = set()
+
+
+def spawn(coro: Any) -> None:
+    """Run ``coro`` in the background on the running loop, keeping a reference until it ends
+    (closed unrun when no loop is running). Shared by the Redis-backed modules' fire-and-forget writes."""
+    try:
+        task = asyncio.get_running_loop().create_task(coro)
+    except RuntimeError:
+        coro.close()
+        return
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def _send(conn: Any, commands: Any) -> list[Any]:
@@ -360,12 +370,7 @@ def _noscript(reply: Any) -> bool:
 
 
 def _close_soon(conn: Any) -> None:
-    try:
-        task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
-    except RuntimeError:
-        return
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+    spawn(conn.disconnect(nowait=True))
 
 
 async def _close_quietly(client: Any) -> None:

@@ -40,7 +40,7 @@ from collections import deque
 from typing import Any, Sequence
 
 from ..ratelimit import Limit, SharedLimiter
-from ..redis_link import RedisLink, RedisUnavailable
+from ..redis_link import RedisLink, RedisUnavailable, spawn as _spawn
 
 __all__ = ["RedisLimits"]
 
@@ -72,18 +72,6 @@ for i = 1, #KEYS do
 end
 return out
 """
-
-_tasks: set[asyncio.Task] = set()
-
-
-def _spawn(coro: Any) -> None:
-    try:
-        task = asyncio.get_running_loop().create_task(coro)
-    except RuntimeError:
-        coro.close()
-        return
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
 
 
 def _period(row: dict) -> int:

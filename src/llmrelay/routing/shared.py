@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..broadcast import get_broadcaster
 from ..ratelimit import WINDOW, Limit, SharedLimiter
-from ..redis_link import RedisLink, RedisUnavailable, get_link
+from ..redis_link import RedisLink, RedisUnavailable, get_link, spawn as _spawn
 
 if TYPE_CHECKING:
     from .deployment import Deployment
@@ -36,18 +36,6 @@ SHARED_OPTIONS = frozenset({"redis_url", "redis_host", "redis_port", "redis_pass
 log = logging.getLogger("llmrelay.router")
 
 _TOPIC = "router.cooldown"
-_pending: set[asyncio.Task] = set()
-
-
-def _spawn(coro: Any) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        coro.close()
-        return
-    task = loop.create_task(coro)
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
 
 
 class RouterShared:
