@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,28 +44,44 @@ def reads_of(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def start_gateway(config: str, env: dict) -> tuple[subprocess.Popen, str]:
-    """``python -m llmrelay.proxy --config CONFIG`` on a free port, once it answers; (process, URL).
+def start_gateway(config: str, env: dict, args: Sequence[str] = (), log_level: str | None = "warning",
+                  log: str | None = None, pin: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
+    """``python -m llmrelay.proxy --config CONFIG [ARGS]`` on a free port, once it answers; (process, URL).
 
-    Its stderr is drained in the background (a full pipe would block the gateway)."""
+    ``log_level`` None leaves the gateway's default; ``pin`` prefixes the command (``taskset -c N``).
+    Its stderr is drained in the background (a full pipe would block the gateway), into ``log`` if given."""
+    import shutil
     import threading
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0",
-                             "--log-level", "warning"], env=env, stderr=subprocess.PIPE, text=True)
+    level = ["--log-level", log_level] if log_level else []
+    proc = subprocess.Popen([*pin, sys.executable, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0",
+                             *level, *args], env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "listening on" in line:
             url = line.split("listening on ")[1].split()[0]
             break
     else:
         raise RuntimeError("gateway did not start")
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    if log is None:
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+    else:
+        threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, open(log, "w")), daemon=True).start()
     while True:
         try:
             urllib.request.urlopen(url + "/health/liveliness", timeout=1).read()
             return proc, url
         except OSError:
             time.sleep(0.01)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` now (``VmRSS``), MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def start_otlp_sink() -> tuple[object, str]:

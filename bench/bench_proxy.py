@@ -57,6 +57,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import rss_mib, start_gateway  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CLK = os.sysconf("SC_CLK_TCK")
@@ -222,14 +224,6 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def _rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _wait_port(port_file: Path, proc: subprocess.Popen) -> int:
     for _ in range(400):
         if port_file.exists() and port_file.read_text():
@@ -250,7 +244,7 @@ def _loadgen(url: str, mode: str, conc: int, seconds: float, target_pid: int | N
     # sample the gateway's RSS while it is under load
     while proc.poll() is None:
         if target_pid:
-            rss[0] = max(rss[0], _rss_mib(target_pid))
+            rss[0] = max(rss[0], rss_mib(target_pid))
         time.sleep(0.1)
     out_file.seek(0)
     out = out_file.read()
@@ -274,10 +268,6 @@ def _start_gateway(tmp: Path, env: dict, up_port: int, name: str = "gateway", mo
     """Start one gateway process as ``llmrelay proxy --config`` does, in front of ``up_port``;
     ``model_extra`` is added to the deployment's ``litellm_params``, ``extra`` to the config,
     ``pin`` prefixes the command (``taskset -c N``)."""
-    import shutil
-    import threading
-    import urllib.request
-
     config = tmp / f"{name}.yaml"
     config.write_text(
         "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
@@ -285,25 +275,9 @@ def _start_gateway(tmp: Path, env: dict, up_port: int, name: str = "gateway", mo
         + "general_settings:\n  master_key: sk-bench\n" + extra
     )
     t0 = time.perf_counter()
-    log = open(tmp / f"{name}.log", "w")
-    gateway = subprocess.Popen([*(pin or []), PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0"],
-                               env=env, stderr=subprocess.PIPE, text=True)
-    gw_url = None
-    for line in gateway.stderr:
-        if "listening on" in line:
-            gw_url = line.split("listening on ")[1].split()[0]
-            break
-    if gw_url is None:
-        raise RuntimeError("gateway did not start")
-    while True:
-        try:
-            urllib.request.urlopen(gw_url + "/health/liveliness", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.01)
-    startup = time.perf_counter() - t0
     # the rest of the gateway's stderr (one log line per request) goes to a file
-    threading.Thread(target=shutil.copyfileobj, args=(gateway.stderr, log), daemon=True).start()
+    gateway, gw_url = start_gateway(config, env, log_level=None, log=tmp / f"{name}.log", pin=pin or ())
+    startup = time.perf_counter() - t0
     return gateway, gw_url, startup
 
 
@@ -418,7 +392,7 @@ def _paced_cell(port: int, path: str, conc: int, seconds: float, pid: int | None
             def sample() -> None:
                 nonlocal rss
                 while sampling:
-                    rss = max(rss, _rss_mib(pid))
+                    rss = max(rss, rss_mib(pid))
                     time.sleep(0.1)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -704,7 +678,7 @@ def main_paced(args: argparse.Namespace) -> None:
             only = set(args.paced_only.split(",")) | {"direct"}
             targets = [t for t in targets if t["name"] in only]
         time.sleep(0.3)
-        idle = {t["name"]: _rss_mib(t["pid"]) for t in targets if t["pid"]}
+        idle = {t["name"]: rss_mib(t["pid"]) for t in targets if t["pid"]}
         # warm-up: imports, tokenizers, connection pools, the key's cache entry
         for t in targets:
             if t["pid"]:
@@ -831,7 +805,7 @@ def main() -> None:
         up_port = _wait_port(port_file, upstream)
         gateway, gw_url, startup = _start_gateway(tmp, env, up_port)
         time.sleep(0.3)
-        idle_rss = _rss_mib(gateway.pid)
+        idle_rss = rss_mib(gateway.pid)
         rows = []
         cells = [(mode, int(c)) for mode in ("stream", "nonstream") for c in args.conc.split(",")]
         cells.append(("paced", 1))

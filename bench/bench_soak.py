@@ -23,68 +23,25 @@ import asyncio
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import free_port  # bench/ is on sys.path when run as a script
+from _common import rss_mib, start_gateway, start_upstream  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
 KEY = "sk-soak"
 LOG_LEVEL = os.environ.get("SOAK_LOG_LEVEL", "warning")
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-
-
-def start_upstream(chunks: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen([PY, str(ROOT / "bench" / "fake_upstream.py"), str(port), str(chunks)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc, port
-
-
-def start_gateway(config: Path, write_timeout: float, log: Path) -> tuple[subprocess.Popen, str]:
+def start_soak_gateway(config: Path, write_timeout: float, log: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([PY, "-m", "llmrelay.proxy", "--config", str(config), "--port", "0",
-                             "--log-level", LOG_LEVEL, "--write-timeout", str(write_timeout)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    url = None
-    for line in proc.stderr:
-        if "listening on" in line:
-            url = line.split("listening on ")[1].split()[0]
-            break
-    if url is None:
-        raise RuntimeError("the gateway did not start")
-    import shutil
-    import threading
-
-    threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, open(log, "w")), daemon=True).start()
-    import urllib.request
-
-    for _ in range(500):
-        try:
-            urllib.request.urlopen(url + "/health/liveliness", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.01)
-    raise RuntimeError("the gateway is not answering")
+    return start_gateway(config, env, ["--write-timeout", str(write_timeout)], log_level=LOG_LEVEL, log=log)
 
 
 def request_bytes(model: str, stream: bool) -> bytes:
@@ -172,16 +129,16 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_soak_"))
-    short, short_port = start_upstream(20)
-    long, long_port = start_upstream(args.long_chunks)
+    short, short_base = start_upstream(20)
+    long, long_base = start_upstream(args.long_chunks)
     config = tmp / "config.yaml"
     config.write_text(
         "model_list:\n"
-        f"  - model_name: short\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: 'http://127.0.0.1:{short_port}/v1', api_key: sk-up}}\n"
-        f"  - model_name: long\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: 'http://127.0.0.1:{long_port}/v1', api_key: sk-up}}\n"
+        f"  - model_name: short\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{short_base}', api_key: sk-up}}\n"
+        f"  - model_name: long\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{long_base}', api_key: sk-up}}\n"
         f"general_settings:\n  master_key: {KEY}\n"
     )
-    gateway, url = start_gateway(config, args.write_timeout, tmp / "gateway.log")
+    gateway, url = start_soak_gateway(config, args.write_timeout, tmp / "gateway.log")
     pid = gateway.pid
     rows: list[tuple[str, float, int, str]] = []
 
