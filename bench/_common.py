@@ -75,6 +75,17 @@ def start_gateway(config: str, env: dict, args: Sequence[str] = (), log_level: s
             time.sleep(0.01)
 
 
+def stop(procs: list) -> None:
+    """Terminate the processes still running, last started first (kill those that hang)."""
+    for proc in reversed(procs):
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of ``pid`` now (``VmRSS``), MiB."""
     with open(f"/proc/{pid}/status") as f:

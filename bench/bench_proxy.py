@@ -57,7 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import rss_mib, start_gateway  # bench/ is on sys.path when run as a script
+from _common import rss_mib, start_gateway, stop  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -250,17 +250,6 @@ def _loadgen(url: str, mode: str, conc: int, seconds: float, target_pid: int | N
     out = out_file.read()
     cpu = (_cpu(target_pid) - cpu0) if target_pid else 0.0
     return json.loads(out), cpu, rss[0]
-
-
-def stop(procs: list) -> None:
-    """Terminate the processes still running, last started first (kill those that hang)."""
-    for proc in reversed(procs):
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def _start_gateway(tmp: Path, env: dict, up_port: int, name: str = "gateway", model_extra: str = "",

@@ -33,7 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import free_port  # bench/ is on sys.path when run as a script
+from _common import free_port, start_gateway, stop  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -124,31 +124,6 @@ def use_nice(nice: int) -> None:
                  "os.execvp(sys.argv[2], sys.argv[2:])", str(nice)]
     with open("/proc/self/autogroup", "w") as f:
         f.write(str(nice))
-
-
-class Proc:
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([*PREFIX, *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True)
-
-    def gateway_url(self) -> str:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if "listening on" in line:
-                url = line.split("listening on ")[1].split()[0]
-                import threading
-
-                threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
-                return url
-        raise RuntimeError("gateway did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def gateway_config(up: int, *, redis: str | None = None, prefix: str = "", cache: bool = False,
@@ -304,28 +279,30 @@ def main() -> None:
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     prefix = f"llmrelay-bench:{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="bench_shared_"))
-    procs: list[Proc] = []
+    procs: list[subprocess.Popen] = []
 
     def start_upstream(gap: float) -> int:
         port = free_port()
-        procs.append(Proc([PY, __file__, "--upstream", str(port), str(args.chunks), str(gap)], env))
+        procs.append(subprocess.Popen([*PREFIX, PY, __file__, "--upstream", str(port), str(args.chunks), str(gap)],
+                                      env=env, stdout=subprocess.DEVNULL))
         wait_port(port)
         return port
 
-    def start_gateway(text: str, name: str) -> str:
+    def start_bench_gateway(text: str, name: str) -> str:
         path = tmp / f"{name}.yaml"
         path.write_text(text)
-        proc = Proc([PY, "-m", "llmrelay.proxy", "--config", str(path), "--port", "0"], env)
+        proc, url = start_gateway(path, env, log_level=None, pin=PREFIX)
         procs.append(proc)
-        return proc.gateway_url()
+        return url
 
     try:
         flat = start_upstream(0.0)
         paced = start_upstream(args.gap)
-        off = start_gateway(gateway_config(flat), "off") + "/v1/chat/completions"
-        on = start_gateway(gateway_config(flat, redis=args.redis, prefix=prefix), "on") + "/v1/chat/completions"
-        cached_flat = start_gateway(gateway_config(flat, redis=args.redis, prefix=prefix, cache=True), "cf")
-        cached_paced = start_gateway(gateway_config(paced, redis=args.redis, prefix=prefix + "p", cache=True), "cp")
+        off = start_bench_gateway(gateway_config(flat), "off") + "/v1/chat/completions"
+        on = start_bench_gateway(gateway_config(flat, redis=args.redis, prefix=prefix), "on") + "/v1/chat/completions"
+        cached_flat = start_bench_gateway(gateway_config(flat, redis=args.redis, prefix=prefix, cache=True), "cf")
+        cached_paced = start_bench_gateway(gateway_config(paced, redis=args.redis, prefix=prefix + "p", cache=True),
+                                           "cp")
         time.sleep(0.5)
         import uvloop
 
@@ -333,8 +310,8 @@ def main() -> None:
         lat_off, lat_on = uvloop.run(limits_cell(off, on, args.requests)) if "limits" in parts else ([], [])
         key_off = key_on = ([], [])
         if "keys" in parts:
-            koff = start_gateway(gateway_config(flat, database=f"sqlite:///{tmp}/off.db"), "koff")
-            kon = start_gateway(gateway_config(flat, redis=args.redis, prefix=prefix + "k",
+            koff = start_bench_gateway(gateway_config(flat, database=f"sqlite:///{tmp}/off.db"), "koff")
+            kon = start_bench_gateway(gateway_config(flat, redis=args.redis, prefix=prefix + "k",
                                                database=f"sqlite:///{tmp}/on.db"), "kon")
             key_off, key_on = uvloop.run(limits_cell(koff + "/v1/chat/completions", kon + "/v1/chat/completions",
                                                      args.requests, virtual_key(koff), virtual_key(kon)))
@@ -347,8 +324,7 @@ def main() -> None:
             rows.append((label, direct, hits))
         capacity = redis_capacity(args.redis, prefix) if "capacity" in parts else []
     finally:
-        for p in procs:
-            p.stop()
+        stop(procs)
         try:
             import redis
 
