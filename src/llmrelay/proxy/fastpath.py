@@ -412,20 +412,16 @@ class FastRelay:
                     break
                 frame = buf[start:end]
                 start = end + 2
-                if frame[:6] == b"data: " and b"\n" not in frame:
+                single = frame[:6] == b"data: " and b"\n" not in frame
+                if single:
                     out = rewrite(frame[6:])
                     if out is not None:
                         if out:
                             self.count += 1
                             self.fast += 1
-                            now = self._loop.time()  # uvloop's clock: updated once per loop turn
-                            if now != self._turn and not self._out:  # the turn's first frame: now
-                                self._turn = now
-                                self._write(out)
-                            else:
-                                self._send(out)
+                            self._send(out)
                         continue
-                self._general(frame + b"\n\n", learn=frame[:6] == b"data: " and b"\n" not in frame)
+                self._general(frame + b"\n\n", learn=single)
                 if self._stopped:
                     return
             self._buf = buf[start:] if start else buf
