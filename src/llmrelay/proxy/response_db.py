@@ -83,12 +83,7 @@ class ResponseDB(WriteBehind):
                     ops.clear()
                     return
                 raise StoreError("the database is unavailable")
-            batch = [ops.popleft() for _ in range(min(BATCH, len(ops)))]
-            try:
-                await store.run(store.write_responses, batch)
-            except BaseException:
-                ops.extendleft(reversed(batch))
-                raise
+            await self.write_batch(ops, store, store.write_responses, BATCH)
 
     # ------------------------------------------------------------------ read-through
     async def load(self, response_id: Any) -> None:

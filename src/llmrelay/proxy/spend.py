@@ -88,12 +88,7 @@ class SpendQueue(WriteBehind):
             store = self.keys.store or await self.keys._try_open(create=True)
             if store is None:
                 raise StoreError("the spend database is unavailable")
-            batch = [rows.popleft() for _ in range(min(BATCH, len(rows)))]
-            try:
-                await store.run(store.write_spend, batch)
-            except BaseException:
-                rows.extendleft(reversed(batch))
-                raise
+            batch = await self.write_batch(rows, store, store.write_spend, BATCH)
             self.written += len(batch)
             pending = self.pending
             for row in batch:

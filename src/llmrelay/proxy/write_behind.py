@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from typing import Any
 
 from ..storage import StoreError
 
@@ -52,6 +54,18 @@ class WriteBehind:
                 raise
             except Exception:  # noqa: BLE001 - the writer must survive anything
                 log.exception("writing the %s failed", self.what)
+
+    @staticmethod
+    async def write_batch(queue: deque, store: Any, write: Any, size: int) -> list:
+        """Write up to ``size`` items from the front of ``queue`` with ``store.run(write, batch)``
+        and return them; if the write fails they go back to the front, in order."""
+        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+        try:
+            await store.run(write, batch)
+        except BaseException:
+            queue.extendleft(reversed(batch))
+            raise
+        return batch
 
     async def flush(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
