@@ -489,7 +489,8 @@ def token_counter(
         else:
             total += sum(_count(enc, t) for t in text)
     if messages:
-        total += sum(_message_tokens(enc, _as_mapping(m), opts) for m in messages if _as_mapping(m) is not None)
+        mapped = (_as_mapping(m) for m in messages)
+        total += sum(_message_tokens(enc, m, opts) for m in mapped if m is not None)
         if not count_response_tokens:
             total += _REPLY_PRIMING
     if not count_response_tokens:
