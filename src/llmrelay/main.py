@@ -286,10 +286,15 @@ def _response(call: Call, provider: Any, url: str, status: int, headers: Any, bo
     except SHAPE_ERRORS as exc:  # a 200 body of an unexpected shape: typed, not a traceback
         raise shape_error(exc, call.provider, call.user_model, "a response body") from exc
     hidden = result._hidden_params = _hidden(call, url)
+    hidden["response_cost"] = _call_cost(call, result.usage)
+    return result
+
+
+def _call_cost(call: Call, usage: Any) -> float | None:
+    """What ``usage`` cost on this call's model (at the call's own prices when it gives some)."""
     from .cost import call_prices, response_cost
 
-    hidden["response_cost"] = response_cost(call.model, call.provider, result.usage, call_prices(call.extra))
-    return result
+    return response_cost(call.model, call.provider, usage, call_prices(call.extra))
 
 
 def _merged(result: Any, options: dict[str, Any]) -> Any:

@@ -131,13 +131,10 @@ def mock_completion(call: Call, kwargs: dict[str, Any], timeout: float | None = 
         return _wrap_stream(call, response_chunks(response), {"custom_llm_provider": call.provider, "mock": True})
     if isinstance(mock, ModelResponse):
         return mock
-    from .cost import call_prices, response_cost
+    from .main import _call_cost
 
-    response._hidden_params = {
-        "custom_llm_provider": call.provider,
-        "mock": True,
-        "response_cost": response_cost(call.model, call.provider, response.usage, call_prices(call.extra)),
-    }
+    response._hidden_params = {"custom_llm_provider": call.provider, "mock": True,
+                               "response_cost": _call_cost(call, response.usage)}
     return response
 
 
