@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-__all__ = ["Limit", "Decision", "LimitBackend", "LocalLimits", "WINDOW", "rate_limit_headers"]
+__all__ = ["Limit", "Decision", "LimitBackend", "LocalLimits", "WINDOW", "rate_limit_headers", "refusal_reason"]
 
 #: Seconds of the rpm/tpm window.
 WINDOW = 60.0
@@ -122,7 +122,7 @@ class LocalLimits:
                 used = len(c.requests)
                 if used >= rpm:
                     wait = c.requests[0] + WINDOW - now if c.requests else WINDOW
-                    return Decision(False, f"{limit.label} rpm limit ({rpm}/min)", wait)
+                    return Decision(False, refusal_reason(limit.label, "rpm", rpm), wait)
                 left = rpm - used - 1
                 if remaining_requests is None or left < remaining_requests:
                     limit_requests, remaining_requests = rpm, left
@@ -130,12 +130,12 @@ class LocalLimits:
             if tpm is not None:
                 if c.token_sum >= tpm:
                     wait = _tokens_free_at(c, tpm) - now
-                    return Decision(False, f"{limit.label} tpm limit ({tpm}/min)", wait)
+                    return Decision(False, refusal_reason(limit.label, "tpm", tpm), wait)
                 left = tpm - c.token_sum
                 if remaining_tokens is None or left < remaining_tokens:
                     limit_tokens, remaining_tokens = tpm, left
             if limit.parallel is not None and c.parallel >= limit.parallel:
-                return Decision(False, f"{limit.label} max_parallel_requests limit ({limit.parallel})", 1.0)
+                return Decision(False, refusal_reason(limit.label, "parallel", limit.parallel), 1.0)
         for limit, c in zip(limits, found):
             if limit.rpm is not None:
                 c.requests.append(now)
@@ -185,6 +185,15 @@ def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
         out.append((b"x-ratelimit-limit-tokens", b"%d" % decision.limit_tokens))
         out.append((b"x-ratelimit-remaining-tokens", b"%d" % max(decision.remaining_tokens or 0, 0)))
     return out
+
+
+def refusal_reason(label: str, kind: str, number: int | None) -> str:
+    """A refusal's ``Decision.reason`` (in the 429's message): ``label``'s ``kind`` limit
+    (``rpm``, ``tpm`` or ``parallel``) of ``number``, e.g. ``team rpm limit (2/min)``.
+    Every ``LimitBackend`` words its refusals with it."""
+    if kind == "parallel":
+        return f"{label} max_parallel_requests limit ({number})"
+    return f"{label} {kind} limit ({number}/min)"
 
 
 def retry_after_seconds(seconds: float) -> int:

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 from ..ratelimit import Limit, SharedLimiter
 from ..redis_link import RedisLink, RedisUnavailable, spawn as _spawn
+from .rate_limits import refusal_reason
 
 __all__ = ["RedisLimits"]
 
@@ -167,12 +168,9 @@ class RedisLimits:
             if grant.kind == "budget":
                 return None
             refused = next((lim for lim in limits if lim.counter == grant.limit), None)
-            label = getattr(refused, "label", grant.limit)
-            number = {"rpm": getattr(refused, "rpm", None), "tpm": getattr(refused, "tpm", None),
-                      "parallel": getattr(refused, "parallel", None)}[grant.kind or "rpm"]
-            what = {"rpm": f"rpm limit ({number}/min)", "tpm": f"tpm limit ({number}/min)",
-                    "parallel": f"max_parallel_requests limit ({number})"}[grant.kind or "rpm"]
-            return self.decision(False, f"{label} {what}", grant.retry_after)
+            kind = grant.kind or "rpm"  # the Limit's field of the same name holds the number
+            reason = refusal_reason(getattr(refused, "label", grant.limit), kind, getattr(refused, kind, None))
+            return self.decision(False, reason, grant.retry_after)
         if get is not None and grant.shared:
             prefetch.prefetched(grant.cached)
         if limits:
