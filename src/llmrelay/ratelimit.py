@@ -84,7 +84,15 @@ def _slot() -> str:
 
 # ============================================================================ in memory
 class LocalLimiter:
-    """The same semantics in this process's memory (thread-safe; windows of this machine's clock)."""
+    """The same semantics in this process's memory (thread-safe; windows of this machine's clock).
+
+    It is :class:`RedisLimiter`'s stand-in (:class:`SharedLimiter`'s fallback while Redis is
+    down), so it keeps the script's model: fixed minutes, tpm reserved at admission and corrected
+    at release, slots with a deadline. The keys' limits without Redis use
+    :class:`llmrelay.proxy.rate_limits.LocalLimits` instead, whose documented windows slide
+    (docs/keys.md) and which costs a quarter of the CPU per request; its docstring says why the
+    two are not one.
+    """
 
     def __init__(self, slot_ttl: float = 600.0) -> None:
         self.slot_ttl = slot_ttl
