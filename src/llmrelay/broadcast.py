@@ -108,8 +108,13 @@ class Broadcaster:
                 pause = 0.2
                 await self.link.probe()  # back: shared mode resumes without waiting for traffic
                 await self._connected()
+                task = asyncio.current_task()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
+                    if _cancelling(task):
+                        # redis-py's get_message() can take a cancellation for its own timeout and
+                        # return None: without this check, asyncio.run() would wait forever here.
+                        raise asyncio.CancelledError
                     if message is not None:
                         self._dispatch(message.get("data"))
             except asyncio.CancelledError:
@@ -152,6 +157,12 @@ class Broadcaster:
                 callback(payload)
             except Exception:  # noqa: BLE001 - a bad handler must not stop the listener
                 log.warning("broadcast handler for %s failed", topic, exc_info=True)
+
+
+def _cancelling(task: asyncio.Task | None) -> bool:
+    """Whether ``task`` has been asked to cancel (Python 3.11+; always False on 3.10)."""
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
 
 
 _broadcasters: dict[tuple[int, str], Broadcaster] = {}

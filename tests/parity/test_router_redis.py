@@ -1,0 +1,46 @@
+"""LiteLLM's ``Router(redis_host=..., routing_strategy=...)`` used from sync and async code in
+one process (as LiteLLM's router tests do), against a fake upstream and the real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from servers.redis_server import SKIP_REASON, TEST_DB, redis_url
+
+SCRIPT = textwrap.dedent("""
+    import asyncio, sys
+    import llmrelay as litellm
+
+    url, host, port, db, strategy = sys.argv[1:]
+    router = litellm.Router(
+        model_list=[{"model_name": "gpt-3.5-turbo",
+                     "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": url + "/v1",
+                                        "api_key": "sk-x", "rpm": 100, "tpm": 100000}}],
+        routing_strategy=strategy, redis_host=host, redis_port=int(port), redis_db=int(db),
+    )
+    messages = [{"role": "user", "content": "hey"}]
+    print(router.completion(model="gpt-3.5-turbo", messages=messages).choices[0].message.content)
+    for _ in range(2):  # each asyncio.run() ends the loop the shared state's tasks run on
+        answer = asyncio.run(router.acompletion(model="gpt-3.5-turbo", messages=messages))
+        print(answer.choices[0].message.content)
+    print("finished")
+""")
+
+
+@pytest.mark.parametrize("strategy", ["usage-based-routing", "usage-based-routing-v2", "least-busy",
+                                      "simple-shuffle"])
+def test_sync_then_async_calls_with_redis_end(upstream, strategy):
+    """``asyncio.run(router.acompletion(...))`` returns: the shared-state listener honours the
+    cancellation at loop shutdown (it used to hang there, swallowed by redis-py's get_message)."""
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    done = subprocess.run([sys.executable, "-c", SCRIPT, upstream.url, host, port, str(TEST_DB), strategy],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "finished"
