@@ -319,7 +319,7 @@ def _delay_before_retry(exc: LLMRelayError, attempt: int, options: dict[str, Any
 def _cache_for(model: Any, messages: Any, kwargs: dict[str, Any], call_type: str) -> Any:
     """(cache, controls, key) when ``llmrelay.cache`` applies to this call, else None.
     Pops ``caching``/``cache`` from ``kwargs`` either way."""
-    if "caching" in kwargs or "cache" in kwargs or _module.__dict__.get("cache") is not None:
+    if "caching" in kwargs or "cache" in kwargs or "ttl" in kwargs or _module.__dict__.get("cache") is not None:
         from .caching import call_cache, library_key
 
         cached = call_cache(kwargs, call_type)

@@ -26,7 +26,7 @@ from .backends import DiskBackend, LocalBackend, RedisBackend
 from .keys import NO_CONTROLS, CacheControls, cache_key, parse_controls
 from .replay import decode_entry, encode_entry, replay
 
-__all__ = ["Cache", "CacheControls", "parse_controls", "cache_key", "TYPES"]
+__all__ = ["Cache", "CacheControls", "parse_controls", "cache_key", "TYPES", "enable_cache", "disable_cache", "update_cache"]
 
 log = logging.getLogger("llmrelay.cache")
 
@@ -126,6 +126,10 @@ class Cache:
     def _ttl_for(self, controls: CacheControls) -> float | None:
         return controls.ttl if controls.ttl is not None else self.ttl
 
+    def _keeps(self, controls: CacheControls) -> bool:
+        """Whether an answer is stored at all: not with ``no-store`` or a ttl of 0."""
+        return not controls.no_store and self._ttl_for(controls) != 0
+
     # ------------------------------------------------------------------ reading
     def lookup(self, key: str, controls: CacheControls = NO_CONTROLS) -> dict | None:
         """The stored ``chat.completion`` dict for ``key`` (None: miss, or ``no-cache``)."""
@@ -141,16 +145,16 @@ class Cache:
     # ------------------------------------------------------------------ writing
     def store(self, key: str, response: Any, controls: CacheControls = NO_CONTROLS) -> None:
         """Store a whole answer (a ``ModelResponse`` or ``chat.completion`` dict) unless ``no-store``."""
-        if not controls.no_store and _storable(response):
+        if self._keeps(controls) and _storable(response):
             self.backend.set(key, encode_entry(response), self._ttl_for(controls))
 
     async def astore(self, key: str, response: Any, controls: CacheControls = NO_CONTROLS) -> None:
-        if not controls.no_store and _storable(response):
+        if self._keeps(controls) and _storable(response):
             await self.backend.aset(key, encode_entry(response), self._ttl_for(controls))
 
     def store_when_complete(self, stream: Any, key: str, controls: CacheControls = NO_CONTROLS) -> None:
         """Store ``stream``'s answer once it ends normally (nothing if it fails or is closed early)."""
-        if controls.no_store:
+        if not self._keeps(controls):
             return
 
         def on_end(finished: Any) -> None:
@@ -177,12 +181,83 @@ class Cache:
         """Remove every entry (in Redis: every entry of this cache's namespace, or all of llmrelay's)."""
         self.backend.clear(self.namespace)
 
+    # ------------------------------------------------------------------ LiteLLM's direct API
+    def get_cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The key of a call given as its keyword arguments (``model=``, ``messages=``/``input=``,
+        the parameters): the key ``completion(**kwargs)`` reads and writes. ``cache_key=`` is
+        returned as is. The model group (``metadata["model_group"]``) stands for the model when
+        given, as in LiteLLM's proxy."""
+        if kwargs.get("cache_key"):
+            return str(kwargs["cache_key"])
+        params = dict(kwargs)
+        model = params.pop("model", None)
+        group = (params.get("metadata") or {}).get("model_group") if isinstance(params.get("metadata"), dict) else None
+        messages = params.pop("messages", None)
+        try:
+            controls = parse_controls(params.pop("cache", None))
+        except ValueError:
+            controls = NO_CONTROLS
+        for name in ("caching", "ttl", "result"):
+            params.pop(name, None)
+        return library_key(self, str(group or model or ""), messages, params, controls)
+
+    def add_cache(self, result: Any, *args: Any, **kwargs: Any) -> None:
+        """Store ``result`` under the key of ``kwargs`` (or ``cache_key=``); ``ttl=`` seconds."""
+        key = self.get_cache_key(*args, **kwargs)
+        ttl = kwargs.get("ttl", self.ttl)
+        if ttl != 0:
+            self.backend.set(key, encode_entry(result), ttl)
+
+    async def async_add_cache(self, result: Any, *args: Any, **kwargs: Any) -> None:
+        key = self.get_cache_key(*args, **kwargs)
+        ttl = kwargs.get("ttl", self.ttl)
+        if ttl != 0:
+            await self.backend.aset(key, encode_entry(result), ttl)
+
+    def get_cache(self, *args: Any, **kwargs: Any) -> Any:
+        """What is stored under the key of ``kwargs`` (or ``cache_key=``): a response is returned
+        as a dict; None when absent."""
+        return _stored_value(self.backend.get(self.get_cache_key(*args, **kwargs)))
+
+    async def async_get_cache(self, *args: Any, **kwargs: Any) -> Any:
+        return _stored_value(await self.backend.aget(self.get_cache_key(*args, **kwargs)))
+
+
+def _stored_value(blob: Any) -> Any:
+    if blob is None:
+        return None
+    import orjson
+
+    try:
+        return orjson.loads(blob)["r"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def enable_cache(type: str = "local", **params: Any) -> Cache:  # noqa: A002 - LiteLLM's name
+    """``llmrelay.cache = Cache(type=..., **params)`` (LiteLLM's ``litellm.enable_cache``)."""
+    import sys
+
+    cache = Cache(type=type, **params)
+    sys.modules["llmrelay"].cache = cache
+    return cache
+
+
+def update_cache(type: str = "local", **params: Any) -> Cache:  # noqa: A002
+    """Replace ``llmrelay.cache`` with a new ``Cache(type=..., **params)``."""
+    return enable_cache(type, **params)
+
+
+def disable_cache() -> None:
+    """``llmrelay.cache = None``."""
+    import sys
+
+    sys.modules["llmrelay"].cache = None
+
 
 def _ttl(value: Any) -> float | None:
-    seconds = _positive_number(value, "cache ttl (seconds)")
-    if seconds == 0:
-        raise ValueError("cache ttl must be a positive number of seconds, got 0")
-    return seconds
+    """Seconds to keep entries; 0 (LiteLLM's ``Cache(ttl=0)``) keeps nothing."""
+    return _positive_number(value, "cache ttl (seconds)")
 
 
 def _storable(response: Any) -> bool:
@@ -199,9 +274,14 @@ def _storable(response: Any) -> bool:
 
 # --------------------------------------------------------------------- the library's call path
 def call_cache(kwargs: dict[str, Any], call_type: str) -> tuple[Cache, CacheControls] | None:
-    """Pop ``caching``/``cache`` out of a call's kwargs; the cache to use, if any."""
+    """Pop ``caching``/``cache``/``ttl`` out of a call's kwargs; the cache to use, if any.
+
+    ``ttl=`` (LiteLLM's per-call keyword) is the same as ``cache={"ttl": ...}``."""
     caching = kwargs.pop("caching", None)
     raw = kwargs.pop("cache", None)
+    ttl = kwargs.pop("ttl", None)
+    if ttl is not None:
+        raw = {"ttl": ttl, **(raw if isinstance(raw, dict) else {})} if raw is None or isinstance(raw, dict) else raw
     import sys
 
     cache = sys.modules["llmrelay"].__dict__.get("cache")

@@ -74,10 +74,11 @@ def replay(response: dict[str, Any], model: str, stream: bool, key: str, *,
            stream_options: dict | None = None, messages: list | None = None) -> Any:
     """A cache hit as what ``acompletion`` returns: a ``ModelResponse`` or a ``CustomStreamWrapper``.
 
-    Each hit gets a fresh id; ``_hidden_params`` says ``cache_hit`` and ``cache_key``.
+    A hit keeps the stored answer's ``id`` and ``created``, as LiteLLM's hits do (callers tell a
+    hit from a miss by comparing ids); ``_hidden_params`` says ``cache_hit`` and ``cache_key``.
     """
-    hidden = {"cache_hit": True, "cache_key": key, "custom_llm_provider": "cached_response"}
-    response_id = new_completion_id()
+    hidden = {"cache_hit": True, "cache_key": key, "custom_llm_provider": "cached_response", "response_cost": 0.0}
+    response_id = response.get("id") or new_completion_id()
     if stream:
         return CustomStreamWrapper(
             _stream_chunks(response, response_id), model=model, custom_llm_provider="cached_response",
