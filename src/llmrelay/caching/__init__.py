@@ -33,7 +33,7 @@ log = logging.getLogger("llmrelay.cache")
 TYPES = ("local", "redis", "disk")
 #: LiteLLM's cache types we do not have (a clear error instead of a silent local cache).
 _UNSUPPORTED = ("redis-semantic", "qdrant-semantic", "s3", "gcs", "azure-blob", "valkey-semantic")
-_CALL_TYPES = ("completion", "acompletion")
+_CALL_TYPES = ("completion", "acompletion", "embedding", "aembedding")
 #: Fire-and-forget stores of finished async streams (kept so they are not garbage collected).
 _pending: set[asyncio.Task] = set()
 
@@ -45,7 +45,8 @@ class Cache:
     ``password``/``db``, else ``REDIS_URL``/``REDIS_HOST`` from the environment, else
     127.0.0.1:6379) or ``"disk"`` (``disk_cache_dir``). ``ttl``: default seconds to keep an
     entry (None: until evicted). ``namespace``: prefix of every key. ``supported_call_types``:
-    which calls are cached (``completion``/``acompletion`` are the ones llmrelay caches).
+    which calls are cached (llmrelay caches ``completion``/``acompletion`` and
+    ``embedding``/``aembedding``, each input item apart: :mod:`llmrelay.caching.embed`).
     ``mode``: ``"default_on"`` or ``"default_off"``. ``redis_timeout``: seconds per Redis command.
     """
 

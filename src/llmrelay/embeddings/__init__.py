@@ -190,9 +190,9 @@ def embedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingResponse
     """
     record = start_call(model, input, False, kwargs, False, "embedding", {"input": input})
     if record is None:
-        return _embedding(model, input, kwargs)
+        return _cached_embedding(model, input, kwargs)
     try:
-        return record.returned(_embedding(model, input, kwargs))
+        return record.returned(_cached_embedding(model, input, kwargs))
     except BaseException as exc:
         record.failure(exc)
         raise
@@ -202,16 +202,90 @@ async def aembedding(model: str, input: Any = None, **kwargs: Any) -> EmbeddingR
     """The async twin of :func:`embedding`; batches are sent concurrently."""
     record = start_call(model, input, False, kwargs, True, "embedding", {"input": input})
     if record is None:
-        return await _aembedding(model, input, kwargs)
+        return await _cached_aembedding(model, input, kwargs)
     try:
-        return record.returned(await _aembedding(model, input, kwargs))
+        return record.returned(await _cached_aembedding(model, input, kwargs))
     except BaseException as exc:
         record.failure(exc)
         raise
 
 
+def _cache_plan(model: Any, input: Any, kwargs: dict[str, Any], call_type: str) -> Any:  # noqa: A002
+    if "caching" in kwargs or "cache" in kwargs or "ttl" in kwargs or sys.modules["llmrelay"].__dict__.get("cache"):
+        from ..caching.embed import plan
+
+        return plan(model, input, kwargs, call_type)
+    return None
+
+
+def _cached_embedding(model: Any, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
+    """:func:`_embedding` through ``llmrelay.cache`` (per input item) when it applies."""
+    cache_plan = _cache_plan(model, input, kwargs, "embedding")
+    if cache_plan is None:
+        return _embedding(model, input, kwargs)
+    from ..caching import embed
+
+    embed.lookup(cache_plan)
+    if cache_plan.complete:
+        return cache_plan.answer(str(model))
+    upstream = _embedding(model, cache_plan.missing_input(), kwargs)
+    embed.store(cache_plan, upstream)
+    return cache_plan.answer(str(model), upstream) if cache_plan.found else cache_plan.mark_miss(upstream)
+
+
+async def _cached_aembedding(model: Any, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
+    cache_plan = _cache_plan(model, input, kwargs, "aembedding")
+    if cache_plan is None:
+        return await _aembedding(model, input, kwargs)
+    from ..caching import embed
+
+    await embed.alookup(cache_plan)
+    if cache_plan.complete:
+        return cache_plan.answer(str(model))
+    upstream = await _aembedding(model, cache_plan.missing_input(), kwargs)
+    await embed.astore(cache_plan, upstream)
+    return cache_plan.answer(str(model), upstream) if cache_plan.found else cache_plan.mark_miss(upstream)
+
+
+def _mocked(model: Any, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
+    """LiteLLM's ``embedding(..., mock_response=...)``: no upstream call. ``mock_response`` is
+    the vector of every input (a list of floats, or a string of comma-separated numbers; any
+    other value gives 1536 zeros); an exception instance is raised. Usage counts the input
+    offline and the cost follows from the model's prices."""
+    mock = kwargs.get("mock_response")
+    if isinstance(mock, BaseException):
+        raise mock
+    provider, name = _resolve(model, kwargs.get("custom_llm_provider"))
+    items = _inputs(input, _codec(provider) if provider in CODECS else _codec("openai"), name)
+    vector: Any = mock
+    if isinstance(mock, str):
+        try:
+            vector = [float(x) for x in mock.split(",")]
+        except ValueError:
+            vector = None
+    if not isinstance(vector, list):
+        vector = [0.0] * 1536
+    if kwargs.get("encoding_format") == "base64":
+        vector = _b64(vector)
+    from ..tokens import token_counter
+
+    prompt = sum(token_counter(name, text=t) if isinstance(t, str) else len(t) for t in items)
+    response = EmbeddingResponse(object="list", model=name,
+                                 data=[Embedding(object="embedding", index=i, embedding=vector)
+                                       for i in range(len(items))],
+                                 usage={"prompt_tokens": prompt, "total_tokens": prompt})
+    from ..cost import call_prices, response_cost
+
+    response._hidden_params = {"custom_llm_provider": provider, "model": name, "api_base": None,
+                               "response_cost": response_cost(name, provider, response.usage, call_prices(kwargs))}
+    return response
+
+
 def _embedding(model: str, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
     import time
+
+    if kwargs.get("mock_response") is not None:
+        return _mocked(model, input, kwargs)
 
     from ..main import retry_delay, retryable
     from ..transport import sync as transport
@@ -241,6 +315,8 @@ async def _aembedding(model: str, input: Any, kwargs: dict[str, Any]) -> Embeddi
     from ..main import retry_delay, retryable
     from ..transport import aio as transport
 
+    if kwargs.get("mock_response") is not None:
+        return _mocked(model, input, kwargs)
     codec, call, batches, options = _prepare(model, input, kwargs)
 
     async def one(batch: list[Any]) -> Any:
