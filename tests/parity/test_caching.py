@@ -11,7 +11,7 @@ import pytest
 
 import llmrelay as litellm
 from servers.openai_server import DEFAULT_TEXT
-from servers.redis_server import SKIP_REASON, redis_url, unique_prefix
+from servers.redis_server import SKIP_REASON, TEST_DB, redis_url, unique_prefix
 
 
 def _cache(kind: str, tmp_path, **kw) -> litellm.Cache:
@@ -20,7 +20,9 @@ def _cache(kind: str, tmp_path, **kw) -> litellm.Cache:
         if url is None:
             pytest.skip(SKIP_REASON)
         host, port = url.removeprefix("redis://").split("/")[0].split(":")
-        return litellm.Cache(type="redis", host=host, port=port, password=None, namespace=unique_prefix("par"), **kw)
+        # a generous command timeout: the shared test machine is often loaded
+        return litellm.Cache(type="redis", host=host, port=port, password=None, db=TEST_DB,
+                             namespace=unique_prefix("par"), redis_timeout=5, **kw)
     if kind == "disk":
         return litellm.Cache(type="disk", disk_cache_dir=str(tmp_path / "c"), **kw)
     return litellm.Cache(**kw)
