@@ -3,7 +3,8 @@
 ``loop.run_in_executor`` per call costs a future, a hand-off to the executor and a hand-back to
 the loop (a write to its self-pipe, an extra loop iteration) for a result nobody needs. Here a
 call costs one ``SimpleQueue.put``: the threads never report back. :func:`flush` waits (from a
-loop, without blocking it) until nothing is queued or running.
+loop, without blocking it or polling) until nothing is queued or running: the thread that finishes
+the last job wakes the loops waiting in it, once.
 
 Threads start on first use, one more whenever a job arrives while all are busy (up to
 :data:`MAX_THREADS`, so a slow callback does not hold up the others), and live for the process
@@ -40,6 +41,10 @@ _idle: list[int] = []  # one entry per thread waiting for a job (list append/pop
 _inflight: deque = deque()  # one entry per job queued or running
 _lock = threading.Lock()
 _stopping = False
+#: (loop, future) of each flush() waiting for the last job to finish (resolved by that job's thread)
+_waiters: list[tuple[Any, Any]] = []
+#: Longest a flush() waits for its wake-up before looking again (a safety net: it is woken).
+FLUSH_RECHECK = 0.25
 
 
 def submit(fn: Callable[..., Any], args: tuple) -> None:
@@ -56,11 +61,22 @@ def busy() -> bool:
 
 
 async def flush() -> None:
-    """Wait (polling, without blocking the loop) until no job is queued or running."""
+    """Wait (without blocking the loop) until no job is queued or running. The thread that
+    finishes the last job wakes the waiting loop (one hand-off, not a poll per millisecond)."""
     import asyncio
 
+    loop = asyncio.get_running_loop()
     while _inflight:
-        await asyncio.sleep(0.001)
+        future = loop.create_future()
+        waiter = (loop, future)
+        with _lock:
+            _waiters.append(waiter)
+        # a job that ended between the check above and the append did not see this waiter
+        if _inflight:
+            await asyncio.wait((future,), timeout=FLUSH_RECHECK)
+        with _lock:
+            if waiter in _waiters:
+                _waiters.remove(waiter)
 
 
 def _start() -> None:
@@ -107,6 +123,25 @@ def _one(job: tuple) -> None:
         log.warning("callback job %r failed", fn, exc_info=True)
     finally:
         _inflight.pop()
+        if not _inflight and _waiters:
+            _wake_flushers()
+
+
+def _wake_flushers() -> None:
+    """Nothing is queued or running: wake the loops waiting in :func:`flush`."""
+    with _lock:
+        waiters = list(_waiters)
+        _waiters.clear()
+    for loop, future in waiters:
+        try:
+            loop.call_soon_threadsafe(_resolve, future)
+        except RuntimeError:  # its loop is closed: nobody waits any more
+            pass
+
+
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _drain_at_exit() -> None:
@@ -129,6 +164,7 @@ def _after_fork() -> None:
     _threads.clear()
     _idle.clear()
     _inflight.clear()
+    _waiters.clear()
     _stopping = False
 
 
