@@ -166,6 +166,10 @@ class Logging:
         self.plain_response = True
         #: More keys of every event's kwargs (``input`` for embeddings, ``prompt``…).
         self.call_kwargs: dict[str, Any] | None = None
+        #: Set by the gateway when only its own loggers (which read ``standard_logging_object``)
+        #: hear the event: its kwargs are then ``standard_logging_object`` and ``response_cost``
+        #: alone (LiteLLM's other keys, their datetimes and nested dicts are not built).
+        self.slim = False
         self.done = False
 
     # ------------------------------------------------------------------ the events
@@ -297,7 +301,6 @@ class Logging:
     def event_kwargs(self, status: str, response: Any, usage: Any, cost: float | None, end: float,
                      exc: BaseException | None) -> dict[str, Any]:
         """The ``kwargs`` of a success or failure event (LiteLLM's ``model_call_details``)."""
-        kwargs = self._base_kwargs()
         get = (usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get) if usage is not None else None
         prompt = (get("prompt_tokens") or 0) if get else 0
         completion = (get("completion_tokens") or 0) if get else 0
@@ -353,6 +356,10 @@ class Logging:
             "response_cost_failure_debug_info": None,
             "guardrail_information": None,
         }
+        if self.slim:
+            kwargs = self.model_call_details = {"standard_logging_object": slo, "response_cost": cost}
+            return kwargs
+        kwargs = self._base_kwargs()
         kwargs.update(
             end_time=self._dt(end),
             completion_start_time=self._dt(first if first is not None else end),

@@ -134,6 +134,7 @@ class OpenTelemetryLogger(CustomLogger):
         self._scope = InstrumentationScope("llmrelay")
         #: where the gateway's finished spans go (the provider's span processors)
         self._processor = getattr(tracer_provider, "_active_span_processor", None)
+        self._flags: dict[int, Any] = {}  # TraceFlags by value (made once each)
         ids = getattr(tracer_provider, "id_generator", None)
         if ids is None or type(ids) is RandomIdGenerator:
             self._new_trace_id, self._new_span_id = _random_trace_id, _random_span_id
@@ -224,24 +225,26 @@ class OpenTelemetryLogger(CustomLogger):
         SpanContext, TraceFlags, ReadableSpan = self._types
         slo = kwargs.get("standard_logging_object") or {}
         state = self._trace_state(tracestate) if tracestate else None
-        trace_flags = TraceFlags(flags)
+        trace_flags = self._flags.get(flags)
+        if trace_flags is None:
+            trace_flags = self._flags[flags] = TraceFlags(flags)
         context = SpanContext(trace_id, span_id, False, trace_flags, state)
         parent = SpanContext(trace_id, parent_id, True, trace_flags, state) if parent_id is not None else None
         end = _ns(slo.get("endTime") or record.wall_start)
         name = f"chat {ctx.model}"
-        processor = self._processor
+        on_end = self._processor.on_end
         resource = self.provider.resource
         attributes, status = self._common(slo)
         if upstream:
             # a stream's upstream call lasts until its end; a response's until it arrived
             upstream_end = end if ctx.stream else _ns(record.wall_start + (ctx.upstream or 0.0))
-            processor.on_end(ReadableSpan(
+            on_end(ReadableSpan(
                 name + " upstream", SpanContext(trace_id, upstream_id, False, trace_flags, state), context,
                 resource, attributes, (), (), self._kind.CLIENT, None, status,
                 min(upstream_start, upstream_end), upstream_end, self._scope))
             attributes = dict(attributes)
         events = self._request(attributes, slo, ctx)
-        processor.on_end(ReadableSpan(
+        on_end(ReadableSpan(
             name, context, parent, resource, attributes, events, (), self._kind.SERVER, None,
             status, _ns(record.wall_start), end, self._scope))
 

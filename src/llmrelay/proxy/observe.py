@@ -302,25 +302,34 @@ class Observe:
         return cost
 
     def _emit(self, ctx: Any, record: _Request, result: Any, response: Any) -> dict[str, Any]:
+        """Build the event (and tell the success/failure callbacks); its kwargs, for the gateway
+        loggers. With no callback but the gateway loggers, the kwargs are the slim ones
+        (``standard_logging_object`` and ``response_cost``: all they read)."""
         failed = ctx.status >= 400 or ctx.error is not None or ctx.disconnected
-        meta = {
-            "user_api_key_alias": ctx.key_alias,
-            "requester_request_id": ctx.request_id.decode(),
-            "model_group": ctx.model,
-            **(record.params.get("metadata") or {} if isinstance(record.params.get("metadata"), dict) else {}),
-        }
+        request_id = ctx.request_id.decode()
+        params = record.params
+        metadata = params.get("metadata")
+        meta = {"user_api_key_alias": ctx.key_alias, "requester_request_id": request_id, "model_group": ctx.model}
+        if metadata and isinstance(metadata, dict):
+            meta.update(metadata)
         auth = getattr(ctx, "auth", None)
         if auth is not None:
             meta.update(user_api_key_hash=getattr(auth, "api_key", None), user_api_key_team_id=auth.team_id,
                         user_api_key_team_alias=auth.team_alias, user_api_key_user_id=auth.user_id)
+        if "metadata" in params or "extra_headers" in params:
+            params = {k: v for k, v in params.items() if k not in ("metadata", "extra_headers")}
+        else:
+            params = dict(params)
+        listeners = self.events
         entry = Logging(model=ctx.model, messages=record.messages, stream=record.stream, call_type="acompletion",
-                        start_time=record.wall_start, litellm_call_id=ctx.request_id.decode(),
-                        callbacks=self.events, is_async=True,
-                        optional_params={k: v for k, v in record.params.items() if k not in ("metadata", "extra_headers")},
-                        metadata=meta)
+                        start_time=record.wall_start, litellm_call_id=request_id,
+                        callbacks=listeners, is_async=True, optional_params=params, metadata=meta)
         entry.route["model_group"] = ctx.model
-        entry.plain_response = bool(self.events)
-        entry.proxy_server_request = {"url": "/v1/chat/completions", "request_id": ctx.request_id.decode()}
+        if listeners:
+            entry.proxy_server_request = {"url": "/v1/chat/completions", "request_id": request_id}
+        else:
+            entry.plain_response = False
+            entry.slim = True
         if result is not None and (failed or result is not response):  # (success() reads a response's)
             entry._route_from(result)
         if record.stream and ctx.ttft:

@@ -1,0 +1,133 @@
+"""The gateway's end-of-request event (proxy/observe.py): what its own loggers are handed.
+
+With no callback but the gateway's loggers (metrics, traces), the event's kwargs are the slim
+ones: ``standard_logging_object`` and ``response_cost``, all those loggers read (LiteLLM's other
+keys are not built per request). A success/failure callback next to them gets the full kwargs,
+and so do they."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from llmrelay.logging_obj import Logging
+from llmrelay.proxy.app import _Ctx
+from llmrelay.proxy.config import load_config
+from llmrelay.proxy.observe import Observe
+from llmrelay.types import ModelResponse, Usage
+
+MODULE = '''
+seen = []
+
+
+class GatewayLogger:
+    """The gateway-logger protocol of the built-in Prometheus / OpenTelemetry loggers."""
+
+    def log_success_event(self, kwargs, response_obj, start_time, end_time):
+        pass
+
+    def request_start(self, ctx, record, headers):
+        headers["x-probe"] = "1"
+
+    def request_end(self, ctx, record, kwargs):
+        seen.append(("gateway", kwargs))
+
+
+def on_success(kwargs, response, start, end):
+    seen.append(("function", kwargs))
+
+
+gateway_logger = GatewayLogger()
+'''
+
+
+def _observe(tmp_path, names: list[str]):
+    (tmp_path / "probe_loggers.py").write_text(MODULE)
+    path = tmp_path / "config.yaml"
+    path.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+                    "litellm_settings:\n  callbacks: [" + ", ".join(names) + "]\n")
+    import sys
+
+    sys.modules.pop("probe_loggers", None)
+    observe = Observe(load_config(str(path)))
+    return observe, sys.modules["probe_loggers"].seen
+
+
+class _Request:
+    kind = "chat"
+    model = "m"
+    stream = False
+
+    def __init__(self) -> None:
+        self.messages = [{"role": "user", "content": "hi"}]
+        self.params = {"temperature": 0.5, "user": "u1", "metadata": {"tags": ["t"]}}
+
+
+def _one_request(observe: Observe) -> None:
+    ctx = _Ctx(time.perf_counter(), b"req-1")
+    ctx.model = "m"
+    request = _Request()
+    observe.upstream(ctx, request)
+    assert request.params["extra_headers"] == {"x-probe": "1"}
+    response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini",
+                             choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                                       "finish_reason": "stop"}],
+                             usage=Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7))
+    response._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d1",
+                               "api_base": "http://upstream/v1", "response_cost": 1e-5}
+    ctx.result = response
+    ctx.status = 200
+    observe.end(ctx)
+
+
+def _check_slo(slo: dict) -> None:
+    assert slo["id"] == "req-1" and slo["status"] == "success" and slo["model_group"] == "m"
+    assert (slo["prompt_tokens"], slo["completion_tokens"], slo["total_tokens"]) == (5, 2, 7)
+    assert slo["response_cost"] == 1e-5 and slo["custom_llm_provider"] == "openai" and slo["model_id"] == "d1"
+    assert slo["model_parameters"] == {"temperature": 0.5, "user": "u1"} and slo["end_user"] == "u1"
+    assert slo["metadata"]["requester_request_id"] == "req-1" and slo["request_tags"] == ["t"]
+    assert slo["response"]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_gateway_loggers_alone_get_the_slim_kwargs(tmp_path):
+    observe, seen = _observe(tmp_path, ["probe_loggers.gateway_logger"])
+    _one_request(observe)
+    [(who, kwargs)] = seen
+    assert who == "gateway"
+    assert set(kwargs) == {"standard_logging_object", "response_cost"}
+    assert kwargs["response_cost"] == 1e-5
+    _check_slo(kwargs["standard_logging_object"])
+
+
+@pytest.mark.asyncio
+async def test_with_a_callback_everyone_gets_litellms_kwargs(tmp_path):
+    observe, seen = _observe(tmp_path, ["probe_loggers.gateway_logger", "probe_loggers.on_success"])
+    _one_request(observe)
+    from llmrelay.integrations.dispatch import wait_pending
+
+    await wait_pending()
+    assert sorted(who for who, _ in seen) == ["function", "gateway"]
+    for _, kwargs in seen:
+        assert kwargs["litellm_params"]["proxy_server_request"]["request_id"] == "req-1"
+        assert kwargs["litellm_call_id"] == "req-1" and kwargs["start_time"] is not None
+        assert kwargs["optional_params"] == {"temperature": 0.5, "user": "u1"}
+        _check_slo(kwargs["standard_logging_object"])
+
+
+def test_slim_event_has_the_same_standard_logging_object():
+    def entry(slim: bool) -> Logging:
+        record = Logging(model="m", messages=[{"role": "user", "content": "hi"}], start_time=1000.0,
+                         litellm_call_id="id-1", optional_params={"user": "u"}, metadata={"k": "v"})
+        record.slim = slim
+        return record
+
+    response = ModelResponse(id="r", model="gpt-4o-mini",
+                             choices=[{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+                             usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2))
+    full, slim = entry(False), entry(True)
+    full.success(response, end_time=1001.0, cost=0.5)
+    slim.success(response, end_time=1001.0, cost=0.5)
+    assert set(slim.model_call_details) == {"standard_logging_object", "response_cost"}
+    assert slim.model_call_details["standard_logging_object"] == full.model_call_details["standard_logging_object"]
+    assert "litellm_params" in full.model_call_details
