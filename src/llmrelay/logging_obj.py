@@ -27,7 +27,7 @@ _NOT_PARAMS = frozenset({
     "max_retries", "extra_headers", "headers", "extra_body", "custom_llm_provider", "drop_params",
     "mock_response", "metadata", "litellm_call_id", "litellm_logging_obj", "litellm_metadata",
     "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "stream_idle_timeout",
-    "model_info", "litellm_trace_id",
+    "model_info", "litellm_trace_id", "caching", "cache", "ttl",
 })
 
 
@@ -176,7 +176,16 @@ class Logging:
     def pre_call(self) -> None:
         callbacks = self.callbacks
         if callbacks is not None and (callbacks.pre or callbacks.inputs):
-            callbacks.pre_call(self.model, self.messages, self._base_kwargs())
+            kwargs = self._base_kwargs()
+            # LiteLLM's additional_args: the request as llmrelay's OpenAI-shaped view of it (the
+            # provider's own wire body is built later, after this hook)
+            body = {"model": self.model, **self.optional_params}
+            if self.call_kwargs and "input" in self.call_kwargs:
+                body["input"] = self.call_kwargs["input"]
+            elif self.messages is not None:
+                body["messages"] = self.messages
+            kwargs["additional_args"] = {"complete_input_dict": body, "api_base": self.route.get("api_base")}
+            callbacks.pre_call(self.model, self.messages, kwargs)
 
     def success(self, response: Any, end_time: float | None = None, cost: Any = False) -> None:
         """A complete response (not a stream): report it, with its cost."""
@@ -200,7 +209,8 @@ class Logging:
             return
         self.done = True
         try:
-            cost = response_cost(partial) if partial is not None else None
+            # nothing generated costs nothing: 0, as LiteLLM's failure events say (not None)
+            cost = response_cost(partial) if partial is not None else 0.0
             self._emit("failure", partial, getattr(partial, "usage", None), cost, end_time, exc)
         except Exception:  # noqa: BLE001
             log.warning("building the failure event failed", exc_info=True)
@@ -284,6 +294,7 @@ class Logging:
                 "proxy_server_request": self.proxy_server_request,
             },
             "litellm_call_id": self.litellm_call_id,
+            "user": self.optional_params.get("user"),
             "stream": self.stream,
             "call_type": self.call_type,
             "custom_llm_provider": route.get("custom_llm_provider"),
