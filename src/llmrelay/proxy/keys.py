@@ -520,7 +520,9 @@ class KeyManager:
             if limit is not None and row["spend"] >= limit:
                 spend = row["spend"]
                 if kind == "key":
-                    message = f"Budget has been exceeded! Current cost: {spend}, Max budget: {limit}"
+                    # LiteLLM's message, then its older one (its docs and clients still match it)
+                    message = (f"Budget has been exceeded! Current cost: {spend}, Max budget: {limit} "
+                               f"(ExceededTokenBudget: Current spend for token: {spend}; Max Budget for Token: {limit})")
                 elif kind == "end_user":
                     message = f"ExceededBudget: End User={row['user_id']} over budget. Spend={spend}, Budget={limit}"
                 else:

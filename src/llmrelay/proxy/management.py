@@ -71,6 +71,9 @@ async def handle(keys: KeyManager, who: Principal, method: str, path: str, query
                 raise _Bad(400, "The request body must be a JSON object.")
             params.update(data)
         if not who.master and not (route == "/key/info" and _is_own_key(who, params)):
+            if route == "/key/info":  # another key's info: forbidden (403), as in LiteLLM
+                return _error(403, "You are not allowed to access this key's info: a key can read only its "
+                                   "own /key/info.", type_="auth_error")
             return _error(401, f"Only the master key can use {route}; a key can read only its own /key/info.",
                           type_="auth_error")
         store = await keys.ensure_store()
@@ -423,10 +426,21 @@ def _spend_filters(params: dict) -> dict[str, Any]:
     return filters
 
 
+#: How many of the newest spend-log rows ``/spend/logs?request_id=<response id>`` looks through.
+_RESPONSE_ID_SCAN = 10000
+
+
 async def _spend_logs(keys: KeyManager, store, who, params: dict) -> list:
     start, end = _dates(params)
     limit = min(10000, max(1, int(params.get("limit") or 1000)))
-    rows = await store.run(store.spend_logs, _spend_filters(params), start, end, limit)
+    filters = _spend_filters(params)
+    rows = await store.run(store.spend_logs, filters, start, end, limit)
+    if not rows and filters.get("request_id"):
+        # LiteLLM's request_id is the response's id (chatcmpl-…): look for it among the newest
+        # rows' response_id (a bounded scan; the gateway's own request id is the indexed one)
+        wanted = filters.pop("request_id")
+        recent = await store.run(store.spend_logs, filters, start, end, _RESPONSE_ID_SCAN)
+        rows = [r for r in recent if (r.get("metadata") or {}).get("response_id") == wanted][:limit]
     for row in rows:
         row["startTime"], row["endTime"] = _iso(row["start_time"]), _iso(row["end_time"])
     return rows

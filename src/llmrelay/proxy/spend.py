@@ -205,6 +205,10 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, cost: float) -> di
     else:
         status = "failure"
     metadata = {"stream": ctx.stream, "http_status": ctx.status}
+    result = ctx.result
+    response_id = getattr(result, "id", None) or getattr(getattr(result, "state", None), "id", None)
+    if response_id:  # the answer's own id (chatcmpl-…): LiteLLM's spend-log request_id
+        metadata["response_id"] = response_id
     if ctx.error:
         metadata["error"] = ctx.error
     row = {

@@ -1,0 +1,124 @@
+"""LiteLLM's /key, /team, /user and /spend routes as its e2e tests call them (tests/test_keys.py,
+docs/my-website/docs/proxy/virtual_keys.md), through the real gateway on SQLite, with a fake
+upstream; spend is checked against ``litellm.cost_per_token`` as LiteLLM's tests do."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+import llmrelay as litellm
+from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
+from proxy.harness import Gateway
+from servers.openai_server import FakeOpenAIServer
+
+CONFIG = """
+model_list:
+  - model_name: gpt-4
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: {url}/v1
+      api_key: os.environ/TEST_UPSTREAM_KEY
+general_settings:
+  master_key: {master}
+  database_url: "sqlite:///{db}"
+  proxy_batch_write_at: 0.1
+"""
+MESSAGES = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}]
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory) -> Iterator[Gateway]:
+    with FakeOpenAIServer(api_key=UPSTREAM_KEY) as upstream:
+        d = tmp_path_factory.mktemp("mgmt")
+        path = d / "config.yaml"
+        path.write_text(CONFIG.format(url=upstream.url, master=MASTER_KEY, db=d / "keys.db"))
+        with Gateway(str(path), [], env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "LLMRELAY_DATA_DIR": str(d)}) as g:
+            yield g
+
+
+def as_(gw: Gateway, key: str) -> httpx.Client:
+    return httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+
+def generate_key(gw: Gateway, **fields) -> dict:
+    data = {"models": ["gpt-4"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": None,
+            "max_budget": None, "budget_duration": None, **fields}
+    r = as_(gw, MASTER_KEY).post("/key/generate", json=data)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def chat(gw: Gateway, key: str):
+    return openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0).chat.completions.create(
+        model="gpt-4", messages=MESSAGES)
+
+
+def wait_for(fn, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (value := fn()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return value
+
+
+def test_key_info_as_admin_as_itself_and_as_another_key(gw):
+    key = generate_key(gw)["key"]
+    assert as_(gw, MASTER_KEY).get(f"/key/info?key={key}").status_code == 200
+    assert as_(gw, key).get(f"/key/info?key={key}").status_code == 200
+    own = as_(gw, key).get("/key/info")
+    assert own.status_code == 200 and own.json()["info"]["models"] == ["gpt-4"]
+    random_key = generate_key(gw)["key"]
+    assert as_(gw, random_key).get(f"/key/info?key={key}").status_code == 403
+
+
+def test_key_update_then_call(gw):
+    key = generate_key(gw, models=["gpt-3.5-turbo"])["key"]
+    updated = as_(gw, MASTER_KEY).post("/key/update", json={"key": key, "models": ["gpt-4"]})
+    assert updated.status_code == 200 and updated.json()["models"] == ["gpt-4"]
+    assert chat(gw, key).choices[0].message.content
+    assert as_(gw, MASTER_KEY).post("/key/delete", json={"keys": [key]}).status_code == 200
+
+
+def test_spend_logs_by_the_response_id_and_key_spend(gw):
+    key = generate_key(gw)["key"]
+    response = chat(gw, key)
+    admin = as_(gw, MASTER_KEY)
+    logs = wait_for(lambda: admin.get(f"/spend/logs?request_id={response.id}").json())
+    prompt_tokens, completion_tokens = logs[0]["prompt_tokens"], logs[0]["completion_tokens"]
+    assert (prompt_tokens, completion_tokens) == (response.usage.prompt_tokens, response.usage.completion_tokens)
+    prompt_cost, completion_cost = litellm.cost_per_token(model="gpt-4o", prompt_tokens=prompt_tokens,
+                                                          completion_tokens=completion_tokens)
+    info = as_(gw, key).get(f"/key/info?key={key}").json()
+    assert round(info["info"]["spend"], 8) == round(prompt_cost + completion_cost, 8) == round(logs[0]["spend"], 8)
+    assert admin.get("/spend/logs?request_id=chatcmpl-no-such-answer").json() == []
+
+
+def test_key_crossing_budget(gw):
+    key = generate_key(gw, max_budget=0.0000001)["key"]
+    chat(gw, key)
+    admin = as_(gw, MASTER_KEY)
+    wait_for(lambda: admin.get(f"/key/info?key={key}").json()["info"]["spend"] > 0)
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(gw, key)
+    assert err.value.status_code == 400 and err.value.body["type"] == "budget_exceeded"
+    assert "Budget has been exceeded!" in str(err.value)
+    assert "ExceededTokenBudget: Current spend for token:" in str(err.value)  # LiteLLM's older text
+
+
+def test_team_and_user_shapes(gw):
+    admin = as_(gw, MASTER_KEY)
+    team = admin.post("/team/new", json={"team_alias": "my-new-team", "max_budget": 10}).json()
+    assert team["team_id"] and team["team_alias"] == "my-new-team" and team["max_budget"] == 10
+    user = admin.post("/user/new", json={"user_email": "a@example.com", "user_role": "internal_user",
+                                         "team_id": team["team_id"]}).json()
+    assert user["user_id"] and user["key"].startswith("sk-") and user["user_email"] == "a@example.com"
+    key = generate_key(gw, team_id=team["team_id"], user_id=user["user_id"])
+    assert key["team_id"] == team["team_id"] and key["user_id"] == user["user_id"]
+    info = admin.get(f"/team/info?team_id={team['team_id']}").json()
+    assert info["team_id"] == team["team_id"] and info["team_info"]["team_alias"] == "my-new-team"
+    assert admin.get(f"/user/info?user_id={user['user_id']}").json()["user_id"] == user["user_id"]
