@@ -135,7 +135,40 @@ def __getattr__(name: str) -> Any:  # PEP 562: the table loads when first asked 
     if name == "model_cost_meta":
         _models()
         return _meta
+    if name in _MODEL_LISTS:
+        return _model_list(name)
     raise AttributeError(f"module 'llmrelay.cost' has no attribute {name!r}")
+
+
+#: LiteLLM's module-level model lists, computed from the table when asked for:
+#: name → (litellm_provider or None for all, mode or None for all).
+_MODEL_LISTS: dict[str, tuple[str | None, str | None]] = {
+    "model_list": (None, None),
+    "open_ai_chat_completion_models": ("openai", "chat"),
+    "open_ai_embedding_models": ("openai", "embedding"),
+    "anthropic_models": ("anthropic", None),
+    "cohere_models": ("cohere", None),
+    "gemini_models": ("gemini", None),
+    "mistral_chat_models": ("mistral", "chat"),
+    "groq_models": ("groq", None),
+    "bedrock_models": ("bedrock", None),
+    "models_by_provider": (None, None),
+}
+
+
+def _model_list(name: str) -> Any:
+    """``model_list`` (every model name), ``open_ai_chat_completion_models``… (a set per provider,
+    as LiteLLM's), ``models_by_provider`` (provider → set of names), from the current table."""
+    table = _models()
+    if name == "models_by_provider":
+        out: dict[str, set[str]] = {}
+        for model, entry in table.items():
+            out.setdefault(str(entry.get("litellm_provider")), set()).add(model)
+        return out
+    provider, mode = _MODEL_LISTS[name]
+    names = [m for m, e in table.items() if (provider is None or e.get("litellm_provider") == provider)
+             and (mode is None or e.get("mode") == mode)]
+    return names if name == "model_list" else set(names)
 
 
 def register_model(model_cost: Mapping[str, Mapping[str, Any]] | str) -> dict[str, dict[str, Any]]:
@@ -183,6 +216,11 @@ def _split(model: str, provider: str | None) -> tuple[str | None, str]:
 
 def _variants(name: str) -> Iterable[str]:
     yield name
+    if name.startswith("ft:") and name.count(":") > 1:
+        # an OpenAI fine-tune (ft:gpt-4o-mini-2024-07-18:org:suffix:id) is billed at its base
+        # model's fine-tuned prices ("ft:gpt-4o-mini" in the table), as LiteLLM prices it
+        yield from _variants(name[: name.index(":", 3)])
+        return
     short = name.removeprefix("accounts/fireworks/models/")
     short = _REGION_PREFIX.sub("", short)
     if short != name:
@@ -525,10 +563,20 @@ def completion_cost(
 
             choices = _get(completion_response, "choices") or []
             usage = counted_usage(model, messages, completion_text(_get(c, "message") or {} for c in choices))
-        prompt_cost, completion_cost_ = cost_per_token(
-            model or "", usage_object=usage, custom_llm_provider=custom_llm_provider,
-            custom_cost_per_token=custom_cost_per_token,
-        )
+        try:
+            prompt_cost, completion_cost_ = cost_per_token(
+                model or "", usage_object=usage, custom_llm_provider=custom_llm_provider,
+                custom_cost_per_token=custom_cost_per_token,
+            )
+        except ModelNotMappedError:
+            # model= named something unpriced (an Azure deployment's own name): price the model
+            # the response says answered, as LiteLLM does
+            answered = hidden.get("model") or _get(completion_response, "model")
+            if not answered or answered == model:
+                raise
+            prompt_cost, completion_cost_ = cost_per_token(
+                answered, usage_object=usage, custom_cost_per_token=custom_cost_per_token,
+            )
         return prompt_cost + completion_cost_
     if not model:
         raise ModelNotMappedError("completion_cost needs completion_response= or model=")

@@ -37,6 +37,8 @@ __all__ = [
     "Usage",
     "ModelResponse",
     "ModelResponseStream",
+    "ImageResponse",
+    "TranscriptionResponse",
     "new_completion_id",
     "to_plain",
     "json_default",
@@ -495,6 +497,28 @@ class ModelResponseStream(ModelResponse):
                "system_fingerprint", "usage")
     _object = "chat.completion.chunk"
     object: str = "chat.completion.chunk"
+
+
+class ImageResponse(OpenAIObject):
+    """OpenAI's image-generation answer (``created``, ``data``), LiteLLM's ``ImageResponse`` (the
+    type only: llmrelay does not generate images)."""
+
+    __slots__ = ()
+    _schema = ("created", "data", "usage")
+
+    def __init__(self, **fields: Any) -> None:
+        fields.setdefault("created", int(time.time()))
+        fields.setdefault("data", [])
+        super().__init__(**fields)
+
+
+class TranscriptionResponse(OpenAIObject):
+    """OpenAI's transcription answer (``text``), LiteLLM's ``TranscriptionResponse`` (the type
+    only: llmrelay does not transcribe audio)."""
+
+    __slots__ = ()
+    _schema = ("text",)
+    text: str | None = None
 
 
 def _fast(cls: type, fields: dict) -> Any:

@@ -1,0 +1,85 @@
+"""LiteLLM's cost calls and the facts its tests assert (tests/local_testing/test_completion_cost.py,
+docs/my-website/docs/completion/token_usage.md): module-level names, fine-tune and deployment-name
+pricing, custom prices, register_model, and response_cost on real (fake-upstream) calls."""
+
+from __future__ import annotations
+
+import pytest
+
+import llmrelay as litellm
+from llmrelay import (  # the names test_completion_cost.py imports at its top
+    Choices,
+    Message,
+    ModelResponse,
+    TranscriptionResponse,
+    Usage,
+    completion_cost,
+    cost_per_token,
+    get_max_tokens,
+    model_cost,
+    open_ai_chat_completion_models,
+)
+
+
+def response(model: str, prompt: int = 21, completion: int = 17) -> ModelResponse:
+    return ModelResponse(
+        id="chatcmpl-e41836bb", created=1700775391, model=model, object="chat.completion",
+        choices=[Choices(finish_reason=None, index=0, message=Message(content="A canvas of blue", role="assistant"))],
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+    )
+
+
+def test_module_level_names():
+    assert "gpt-4o" in open_ai_chat_completion_models and "gpt-4o" in litellm.model_list
+    assert "text-embedding-3-small" in litellm.open_ai_embedding_models
+    assert "gpt-4o" in litellm.models_by_provider["openai"]
+    assert TranscriptionResponse(text="Four score").text == "Four score"
+    assert get_max_tokens("gpt-3.5-turbo") == 4096
+
+
+def test_fine_tuned_openai_model_is_priced_at_its_fine_tune_prices():
+    resp = response("ft:gpt-3.5-turbo:my-org:custom_suffix:id")
+    cost = completion_cost(completion_response=resp, custom_llm_provider="openai")
+    expected = (model_cost["ft:gpt-3.5-turbo"]["input_cost_per_token"] * 21
+                + model_cost["ft:gpt-3.5-turbo"]["output_cost_per_token"] * 17)
+    assert cost == expected
+    assert model_cost["ft:gpt-3.5-turbo"]["input_cost_per_token"] > model_cost["gpt-3.5-turbo"]["input_cost_per_token"]
+    dated = cost_per_token(model="ft:gpt-4o-mini-2024-07-18:org::abc", prompt_tokens=1000, completion_tokens=1000)
+    assert dated == cost_per_token(model="ft:gpt-4o-mini", prompt_tokens=1000, completion_tokens=1000)
+
+
+def test_unpriced_model_argument_falls_back_to_the_answering_model():
+    """test_cost_azure_gpt_35: an Azure deployment's own name is priced as the model that answered."""
+    cost = completion_cost(completion_response=response("gpt-4o-2024-08-06"), model="azure/chatgpt-deployment-2")
+    assert cost == pytest.approx(completion_cost(completion_response=response("gpt-4o"), model="gpt-4o"))
+    with pytest.raises(Exception):
+        completion_cost(completion_response=response("no-such-model-x"), model="azure/no-such-deployment")
+
+
+def test_custom_cost_per_token_and_register_model():
+    cost = completion_cost(completion_response=response("ft:gpt-3.5-turbo:my-org:custom_suffix:id"),
+                           custom_cost_per_token={"input_cost_per_token": 1000, "output_cost_per_token": 20})
+    assert round(cost, 5) == round(1000 * 21 + 17 * 20, 5)
+    litellm.register_model({"replicate/meta/meta-llama-3-8b-instruct": {
+        "input_cost_per_token": 0.00000005, "output_cost_per_token": 0.00000025, "litellm_provider": "replicate"}})
+    try:
+        cost = completion_cost(completion_response=response("replicate/meta/meta-llama-3-8b-instruct", 48, 31),
+                               messages=[{"role": "user", "content": "Hey, how's it going?"}])
+        assert round(cost, 5) == round(0.00000005 * 48 + 0.00000025 * 31, 5)
+    finally:  # the table is the process's: leave it as it was
+        from llmrelay import cost as cost_module
+
+        model_cost.pop("replicate/meta/meta-llama-3-8b-instruct", None)
+        cost_module._resolved.clear()
+
+
+def test_response_cost_on_calls_matches_cost_per_token(upstream):
+    call = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hey!"}],
+            "api_base": upstream.url + "/v1", "api_key": "sk-x"}
+    answer = litellm.completion(**call)
+    prompt, completion = cost_per_token(model="gpt-4o-mini", prompt_tokens=answer.usage.prompt_tokens,
+                                        completion_tokens=answer.usage.completion_tokens)
+    assert answer._hidden_params["response_cost"] == pytest.approx(prompt + completion)
+    assert completion_cost(completion_response=answer) == pytest.approx(prompt + completion)
+    free = litellm.completion(**call, input_cost_per_token=0.0, output_cost_per_token=0.0)
+    assert free._hidden_params["response_cost"] == 0
