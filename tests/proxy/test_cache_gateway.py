@@ -3,6 +3,7 @@ gateway processes sharing it (a miss on one is a hit on the other)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
@@ -184,3 +185,75 @@ def test_bad_cache_object_is_a_400(gateways):
     a, _ = gateways
     with pytest.raises(openai.BadRequestError, match="cache"):
         ask(a, "q-bad", extra_body={"cache": "yes please"})
+
+
+def test_hits_carry_the_stored_id_and_the_requested_model_name(gateways, upstream):
+    """Group ``other`` is served by an upstream model of another name: every hit says ``other``,
+    and carries the stored answer's id and time (as LiteLLM), one id for all of a stream's chunks."""
+    a, b = gateways
+    first, _ = ask(a, "q-ids", model="other")
+    for gw in (a, b, b):
+        hit, h = ask(gw, "q-ids", model="other")
+        assert h["x-llmrelay-cache"] == "hit" and hit.model == "other"
+        assert hit.id == first.id and hit.created == first.created
+    for gw in (a, b):
+        chunks, h = ask_stream(gw, "q-ids", model="other")
+        assert h["x-llmrelay-cache"] == "hit"
+        assert {c.id for c in chunks} == {first.id} and {c.created for c in chunks} == {first.created}
+        assert all(c.model == "other" for c in chunks)
+    assert upstream_count(upstream, "q-ids") == 1
+
+
+def test_stream_hit_without_include_usage_has_no_usage_chunk(gateways, upstream):
+    a, b = gateways
+    ask(a, "q-no-usage")
+    chunks, headers = ask_stream(b, "q-no-usage")
+    assert headers["x-llmrelay-cache"] == "hit" and text_of(chunks) == DEFAULT_TEXT
+    assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    record = b.wait_log(lambda r: r.get("cache_hit") is True and r.get("stream") is True
+                        and r.get("chunks") == len(chunks))
+    assert record["status"] == 200 and record["cost"] == 0 and record["completion_tokens"] > 0
+
+
+CALLBACK = '''
+import json, os
+from llmrelay.integrations.custom_logger import CustomLogger
+
+
+class Recorder(CustomLogger):
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        with open(os.environ["CALLBACK_LOG"], "a") as f:
+            f.write(json.dumps({"cache_hit": kwargs.get("cache_hit"), "cost": kwargs.get("response_cost"),
+                                "id": response_obj.id, "model": response_obj.model,
+                                "text": response_obj.choices[0].message.content,
+                                "stream": kwargs.get("stream")}) + "\\n")
+
+
+recorder = Recorder()
+'''
+
+
+def test_hits_served_as_bytes_still_reach_the_callbacks(upstream, redis_conf, tmp_path):
+    """A success callback (no hook that rewrites answers): hits are still served as bytes, and
+    the callback hears of each with ``cache_hit``, no cost and the id the client got."""
+    (tmp_path / "recording.py").write_text(CALLBACK)
+    log = tmp_path / "events.jsonl"
+    url, namespace = redis_conf
+    path = tmp_path / "config.yaml"
+    path.write_text(cache_config(upstream.url, url, namespace + "-cb").replace(
+        "litellm_settings:\n", "litellm_settings:\n  callbacks: [recording.recorder]\n"))
+    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "CALLBACK_LOG": str(log)}) as gw:
+        first, _ = ask(gw, "q-callbacks")
+        second, h2 = ask(gw, "q-callbacks")
+        chunks, h3 = ask_stream(gw, "q-callbacks")
+        assert h2["x-llmrelay-cache"] == h3["x-llmrelay-cache"] == "hit"
+        deadline = time.monotonic() + 5
+        while len(log.read_text().splitlines() if log.exists() else []) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [e["cache_hit"] for e in events] == [False, True, True]
+    assert events[1]["cost"] == 0 and events[2]["cost"] == 0
+    assert [e["id"] for e in events] == [first.id, second.id, chunks[0].id]
+    assert all(e["model"] == "gpt-4o-mini" and e["text"] == DEFAULT_TEXT for e in events[1:])
+    assert events[2]["stream"] is True

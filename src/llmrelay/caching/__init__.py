@@ -139,9 +139,14 @@ class Cache:
         return decode_entry(self.backend.get(key), controls.max_age)
 
     async def alookup(self, key: str, controls: CacheControls = NO_CONTROLS) -> dict | None:
+        return decode_entry(await self.araw(key, controls), controls.max_age)
+
+    async def araw(self, key: str, controls: CacheControls = NO_CONTROLS) -> bytes | None:
+        """The stored entry's bytes, undecoded (None: none, or ``no-cache``); see
+        :func:`~llmrelay.caching.replay.decode_entry`."""
         if controls.no_cache:
             return None
-        return decode_entry(await self.backend.aget(key), controls.max_age)
+        return await self.backend.aget(key)
 
     # ------------------------------------------------------------------ writing
     def store(self, key: str, response: Any, controls: CacheControls = NO_CONTROLS) -> None:

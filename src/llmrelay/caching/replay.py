@@ -4,7 +4,9 @@ An entry is JSON: ``{"t": stored_at_epoch_seconds, "r": <chat.completion dict>}`
 answer is stored in the same ``chat.completion`` shape (``StreamState.response()`` of the
 finished stream), so either kind of request can be served from either kind of answer. A hit is replayed
 as a stream through the real stream state machine (one id, role first, content, tool calls,
-finish_reason, usage when asked, as every stream), or returned as a ``ModelResponse``.
+finish_reason, usage when asked, as every stream), or returned as a ``ModelResponse``. (The
+gateway renders an entry this way once and serves later hits from the rendered bytes:
+:mod:`llmrelay.proxy.response_cache`.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import orjson
 from ..streaming import CustomStreamWrapper
 from ..types import ModelResponse, json_default, new_completion_id
 
-__all__ = ["encode_entry", "decode_entry", "replay"]
+__all__ = ["encode_entry", "decode_entry", "read_entry", "fresh", "replay", "hit_id", "hit_hidden_params"]
 
 
 def encode_entry(response: Any, now: float | None = None) -> bytes:
@@ -25,8 +27,8 @@ def encode_entry(response: Any, now: float | None = None) -> bytes:
     return orjson.dumps({"t": time.time() if now is None else now, "r": response}, default=json_default)
 
 
-def decode_entry(blob: bytes | str | None, max_age: float | None = None, now: float | None = None) -> dict | None:
-    """The stored ``chat.completion`` dict, or None when absent, unreadable or older than ``max_age``."""
+def read_entry(blob: bytes | str | None) -> tuple[float, dict] | None:
+    """(stored at, the stored ``chat.completion`` dict), or None when absent or unreadable."""
     if blob is None:
         return None
     try:
@@ -37,9 +39,31 @@ def decode_entry(blob: bytes | str | None, max_age: float | None = None, now: fl
         return None
     if type(response) is not dict or not response.get("choices"):
         return None
-    if max_age is not None and (time.time() if now is None else now) - stored > max_age:
+    return stored, response
+
+
+def fresh(stored: float, max_age: float | None, now: float | None = None) -> bool:
+    """Whether an entry stored at ``stored`` is at most ``max_age`` seconds old (None: any age)."""
+    return max_age is None or (time.time() if now is None else now) - stored <= max_age
+
+
+def decode_entry(blob: bytes | str | None, max_age: float | None = None, now: float | None = None) -> dict | None:
+    """The stored ``chat.completion`` dict, or None when absent, unreadable or older than ``max_age``."""
+    entry = read_entry(blob)
+    if entry is None or not fresh(entry[0], max_age, now):
         return None
-    return response
+    return entry[1]
+
+
+def hit_id(response: dict[str, Any]) -> str:
+    """The id a hit of the stored ``response`` carries: the stored one, as LiteLLM's hits (callers
+    tell a hit from a miss by comparing ids); a fresh one per hit if none was stored."""
+    return response.get("id") or new_completion_id()
+
+
+def hit_hidden_params(key: str) -> dict[str, Any]:
+    """A hit's ``_hidden_params``: ``cache_hit``, ``cache_key``, and no cost."""
+    return {"cache_hit": True, "cache_key": key, "custom_llm_provider": "cached_response", "response_cost": 0.0}
 
 
 def _stream_chunks(response: dict[str, Any], response_id: str) -> list[dict[str, Any]]:
@@ -71,14 +95,15 @@ def _stream_chunks(response: dict[str, Any], response_id: str) -> list[dict[str,
 
 
 def replay(response: dict[str, Any], model: str, stream: bool, key: str, *,
-           stream_options: dict | None = None, messages: list | None = None) -> Any:
+           stream_options: dict | None = None, messages: list | None = None, response_id: str | None = None) -> Any:
     """A cache hit as what ``acompletion`` returns: a ``ModelResponse`` or a ``CustomStreamWrapper``.
 
-    A hit keeps the stored answer's ``id`` and ``created``, as LiteLLM's hits do (callers tell a
-    hit from a miss by comparing ids); ``_hidden_params`` says ``cache_hit`` and ``cache_key``.
+    A hit keeps the stored answer's ``id`` and ``created``, as LiteLLM's hits do (:func:`hit_id`;
+    ``response_id`` sets another); ``_hidden_params`` says ``cache_hit`` and ``cache_key``.
     """
-    hidden = {"cache_hit": True, "cache_key": key, "custom_llm_provider": "cached_response", "response_cost": 0.0}
-    response_id = response.get("id") or new_completion_id()
+    hidden = hit_hidden_params(key)
+    if response_id is None:
+        response_id = hit_id(response)
     if stream:
         return CustomStreamWrapper(
             _stream_chunks(response, response_id), model=model, custom_llm_provider="cached_response",

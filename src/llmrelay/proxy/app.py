@@ -187,6 +187,9 @@ class ProxyApp:
                 self.keys.soft_budget_listeners.append(crossed)
         self.responses_db = responses_db(self.keys, self.ingresses["/v1/responses"])
         self.cache = build_gateway_cache(config.cache_params)
+        # Cache hits on the chat API go out as bytes unless a hook may rewrite the answer.
+        self._served_streams = not (self.observe.iterator_hooks or self.observe.chunk_hooks)
+        self._served_plain = not self.observe.success_hooks
         watch_redis(self.observe.metrics, getattr(self.models, "router", None), self.cache)
 
     def _model_card(self, name: str) -> dict[str, Any]:
@@ -496,7 +499,41 @@ class ProxyApp:
                 ctx.cache = self.cache.request(scope, request)
             except ValueError as exc:
                 return await self._error(ctx, send, 400, str(exc), param="cache")
+        if (ctx.cache is not None and ingress is CHAT
+                and (self._served_streams if request.stream else self._served_plain)
+                and await self._served(ctx, send, request)):
+            return
         await self._call_upstream(ctx, receive, send, request)
+
+    async def _served(self, ctx: _Ctx, send: Send, request: CanonicalRequest) -> bool:
+        """Answer a cache hit on the chat API with its stored bytes (``CacheRequest.served``: the
+        general replay's bytes, rendered once per entry) in one body write; False: not such a
+        hit, the request goes on as usual (without reading the cache again)."""
+        t = _perf()
+        hit = await ctx.cache.served(request)
+        ctx.upstream += _perf() - t
+        if hit is None:
+            return False
+        self.observe.upstream(ctx, request)
+        ctx.result = hit
+        ctx.usage = hit.usage
+        ctx.done = True
+        ctx.status = 200
+        if request.stream:
+            ctx.chunks = hit.chunks
+            headers = _SSE_HEADERS + ctx.headers()
+        else:
+            headers = [_JSON, (b"content-length", b"%d" % len(hit.body)), *ctx.headers()]
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
+        body = {"type": _BODY, "body": hit.body, "more_body": False}
+        if ctx.direct is not None:
+            await ctx.direct.respond(start, body)
+        else:
+            await send(start)
+            await send(body)
+        if request.stream:
+            ctx.ttft = _perf() - ctx.start
+        return True
 
     async def _call_upstream(self, ctx: _Ctx, receive: Receive, send: Send, request: CanonicalRequest) -> None:
         """Call the model group for a canonical request and answer in the ingress's format."""

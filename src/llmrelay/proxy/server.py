@@ -14,7 +14,8 @@ per-request work in the app:
 Streamed bodies may skip uvicorn's per-``send`` work: ``scope["extensions"]["llmrelay.direct"]``
 (a :class:`DirectBody`, for our own app) writes body bytes straight to the transport, framed
 as uvicorn frames them, and tells its user when the client's write buffer fills and drains
-(the stream fast path, :mod:`.fastpath`).
+(the stream fast path, :mod:`.fastpath`); :meth:`DirectBody.respond` sends a whole response in
+one write (cache hits).
 
 A cut request is marked in its ASGI scope (:data:`~llmrelay.proxy.cuts.SCOPE_CUT`) so the
 app's log line says why.
@@ -272,6 +273,24 @@ class DirectBody:
                     put(data)
         return write
 
+    async def respond(self, start: dict, body: dict) -> None:
+        """Send a whole response — its ``http.response.start`` and its last ``http.response.body``
+        — through uvicorn's ``send`` (same headers, framing and connection handling), in one
+        transport write: one segment, one wake-up of the client instead of two."""
+        cycle = self._cycle
+        transport = cycle.transport
+        gathered = _Gathered(transport)
+        cycle.transport = gathered
+        try:
+            await cycle.send(start)
+            await cycle.send(body)
+        finally:
+            cycle.transport = transport
+            if gathered.parts and not transport.is_closing():
+                transport.write(b"".join(gathered.parts))
+            if gathered.closed:
+                transport.close()
+
     @property
     def paused(self) -> bool:
         """Whether the client's write buffer is full (writes still work, and buffer)."""
@@ -289,6 +308,27 @@ class DirectBody:
         self.on_pause = self.on_resume = None
         if self._protocol._direct is self:
             self._protocol._direct = None
+
+
+class _Gathered:
+    """What uvicorn's ``send`` sees as the transport during :meth:`DirectBody.respond`: its
+    writes are collected (and a close deferred) until the response is whole."""
+
+    __slots__ = ("parts", "closed", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self.parts: list[bytes] = []
+        self.closed = False
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self._transport.is_closing()
 
 
 def _close_delimited(cycle: Any) -> Any:
