@@ -207,8 +207,14 @@ async def cache_cell(direct_url: str, gw_url: str, n: int) -> tuple[list[float],
     body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "cache me " + uuid.uuid4().hex}],
                          "stream": True})
     async with aiohttp.ClientSession() as s:
-        await timed(s, gw_url, body, 1, True)  # the miss that fills the cache
-        await asyncio.sleep(0.2)
+        await timed(s, gw_url, body, 1, True)  # the miss that fills the cache (stored once it ended)
+        for _ in range(100):  # its store lands in the background: wait for the first hit
+            await asyncio.sleep(0.05)
+            try:
+                await timed(s, gw_url, body, 1, True, hit=True)
+                break
+            except RuntimeError:
+                pass
         hits = await timed(s, gw_url, body, n, True, hit=True)
         direct = await timed(s, direct_url, body, n, True)
     return direct, hits
