@@ -257,3 +257,30 @@ def test_hits_served_as_bytes_still_reach_the_callbacks(upstream, redis_conf, tm
     assert [e["id"] for e in events] == [first.id, second.id, chunks[0].id]
     assert all(e["model"] == "gpt-4o-mini" and e["text"] == DEFAULT_TEXT for e in events[1:])
     assert events[2]["stream"] is True
+
+
+def test_hits_served_as_bytes_in_the_spend_log(upstream, redis_conf, tmp_path):
+    """With a database: a hit's spend-log row is a success costing 0 with the answer's id
+    (``metadata.response_id``, as for any answer), streamed or not."""
+    import httpx
+
+    url, namespace = redis_conf
+    path = tmp_path / "config.yaml"
+    path.write_text(cache_config(upstream.url, url, namespace + "-spend")
+                    + f'  database_url: "sqlite:///{tmp_path}/llmrelay.db"\n  proxy_batch_write_at: 0.1\n')
+    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY}) as gw:
+        first, _ = ask(gw, "q-spend")
+        _, h = ask(gw, "q-spend")
+        chunks, hs = ask_stream(gw, "q-spend")
+        assert h["x-llmrelay-cache"] == hs["x-llmrelay-cache"] == "hit"
+        deadline = time.monotonic() + 10
+        while True:
+            rows = httpx.get(gw.url + "/spend/logs", headers={"Authorization": f"Bearer {MASTER_KEY}"}).json()
+            if len(rows) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert len(rows) == 3, rows
+    assert all(r["status"] == "success" and r["metadata"]["response_id"] == first.id for r in rows)
+    hits = [r for r in rows if r["spend"] == 0]
+    assert len(hits) == 2 and {r["metadata"]["stream"] for r in hits} == {False, True}
+    assert all(r["completion_tokens"] > 0 for r in hits)

@@ -193,7 +193,7 @@ async def test_served_result_for_the_callbacks(gateway):
     assert served._hidden_params["cache_hit"] is True
     response = served.state.response()  # what the end-of-request callbacks report
     first = orjson.loads(served.body[6:served.body.index(b"\n\n")])
-    assert response.id == first["id"] and response.model == "other"
+    assert response.id == first["id"] == served.id and response.model == "other"  # (served.id: the spend log's)
     assert response.choices[0].message.content == ANSWERS["text"]["choices"][0]["message"]["content"]
     assert response._hidden_params["cache_hit"] is True
 

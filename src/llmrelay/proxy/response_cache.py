@@ -160,11 +160,11 @@ class Rendered:
 
 class Served:
     """A hit answered as bytes: the body, and what the end of the request reads — the
-    answer's ``usage`` (a dict), the chunks of a stream, and as the request's result
-    ``_hidden_params`` (``cache_hit``) and ``state.response()`` (the answer as a
-    ``ModelResponse``, built only when something asks: the callbacks)."""
+    answer's ``usage`` (a dict), the chunks of a stream, and as the request's result its ``id``
+    (the spend log's), ``_hidden_params`` (``cache_hit``) and ``state.response()`` (the answer as
+    a ``ModelResponse``, built only when something asks: the callbacks)."""
 
-    __slots__ = ("body", "usage", "chunks", "_hidden_params", "_entry", "_model", "_id", "_key")
+    __slots__ = ("body", "usage", "chunks", "id", "_hidden_params", "_entry", "_model", "_key")
 
     def __init__(self, body: bytes, chunks: int, entry: _Entry, model: str, response_id: str, key: str) -> None:
         self.body = body
@@ -173,7 +173,7 @@ class Served:
         self._hidden_params = hit_hidden_params(key)
         self._entry = entry
         self._model = model
-        self._id = response_id
+        self.id = response_id
         self._key = key
 
     @property
@@ -182,7 +182,7 @@ class Served:
 
     def response(self) -> Any:
         """The answer as the general replay makes it (same id and model as the bytes)."""
-        return replay(self._entry.response, self._model, False, self._key, response_id=self._id)
+        return replay(self._entry.response, self._model, False, self._key, response_id=self.id)
 
 
 class CacheRequest:
