@@ -335,8 +335,9 @@ def main() -> None:
             import redis
 
             client = redis.Redis.from_url(args.redis)
-            for name in client.scan_iter(match=prefix + "*", count=1000):
-                client.delete(name)
+            for pattern in (prefix + "*", f"llmrelay:cache:{prefix}*"):  # (the cache's entries: its own prefix)
+                for name in client.scan_iter(match=pattern, count=1000):
+                    client.delete(name)
             client.close()
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
