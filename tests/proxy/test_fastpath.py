@@ -1,7 +1,10 @@
 """The stream fast path (issue 18, ``llmrelay/proxy/fastpath.py``) against the general path.
 
 Two real gateways in front of one fake OpenAI upstream on 127.0.0.1: the default one (fast path
-on) and one started with ``LLMRELAY_STREAM_FAST_PATH=0``. Each test sends the same upstream
+on) and one started with ``LLMRELAY_STREAM_FAST_PATH=0``. Every test runs twice: with the
+default gateway's upstream requests sent by the lean HTTP client (the relay reads its
+connection's body pieces) and by aiohttp (``LLMRELAY_LEAN_HTTP=0``: the relay hooks aiohttp's
+reader). Each test sends the same upstream
 stream through both and expects the same client stream (frame by frame), and checks from the
 access log how many chunks the fast path rewrote: all the plain content frames of a normal
 stream, and a fallback to the general path's decoder for every unusual frame (unexpected
@@ -32,6 +35,18 @@ from servers.openai_server import (
 )
 
 TEXT = "The quick brown fox jumps over the lazy dog and keeps running far away from here"
+
+
+@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+def gateway(request: pytest.FixtureRequest, upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The default gateway (fast path on), with either upstream HTTP client."""
+    path = tmp_path_factory.mktemp(f"gw-{request.param}") / "config.yaml"
+    path.write_text(gateway_config(upstream.url))
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    if request.param == "aiohttp":
+        env["LLMRELAY_LEAN_HTTP"] = "0"
+    with Gateway(str(path), env=env) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

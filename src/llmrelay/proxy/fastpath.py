@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from ..transport import lean
 from ..types import Delta, StreamingChoices, _fast
 
 __all__ = ["ChatFrameRewriter", "FastRelay", "relay_for", "ENABLED"]
@@ -196,8 +197,9 @@ def _string_end(data: bytes, start: int) -> int:
 # ====================================================================== the I/O side
 def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
     """A :class:`FastRelay` for ``stream`` if it is the common case (an OpenAI-format upstream
-    read by our aiohttp transport, relayed to a chat client over a direct-write connection),
-    else None. Cheap: type checks only; :meth:`FastRelay.attach` checks the moment."""
+    read by our async transport — its lean client or aiohttp — relayed to a chat client over a
+    direct-write connection), else None. Cheap: type checks only; :meth:`FastRelay.attach`
+    checks the moment."""
     if direct is None or not ENABLED:
         return None
     from ..streaming import CustomStreamWrapper
@@ -212,7 +214,11 @@ def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
 
     if type(inner) is not AsyncStreamSource or type(inner._decoder) is not OpenAIStreamDecoder:
         return None
-    raw = getattr(inner._response, "_raw", None)
+    response = inner._response
+    if type(response) is lean.LeanResponse:
+        conn = response.conn
+        return LeanRelay(stream, inner, conn, encoder, direct) if conn is not None else None
+    raw = getattr(response, "_raw", None)
     if raw is None:
         return None
     if _READERS is None:
@@ -236,7 +242,7 @@ class FastRelay:
         self.decoder = source._decoder
         self.wire = self.decoder._wire
         self.raw = raw
-        self.content = raw.content
+        self.content = self._content(raw)
         self.encoder = encoder
         self.direct = direct
         self.rewriter: ChatFrameRewriter | None = None
@@ -261,16 +267,20 @@ class FastRelay:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
 
+    @staticmethod
+    def _content(raw: Any) -> Any:
+        return raw.content
+
     # ------------------------------------------------------------------ taking over
     def attach(self) -> bool:
         """Whether the body can be taken over now (the stream has nothing queued, the decoder
         is between events, the body is not over). Call only when ``chunks_ready`` is 0."""
-        stream, source, decoder, wire, content = self.stream, self.source, self.decoder, self.wire, self.content
+        stream, source, decoder, wire = self.stream, self.source, self.decoder, self.wire
         if stream.chunks_ready or stream._pending is not None or stream._finished or source._eof:
             return False
         if decoder.error is not None or decoder.done or not self.direct.ready():
             return False
-        if content._exception is not None or (getattr(self.raw, "_closed", False) and not content._eof):
+        if not self._body_ok():
             return False
         if wire._data or wire._event is not None or not wire._started:
             return False
@@ -288,11 +298,9 @@ class FastRelay:
         loop = self._loop = asyncio.get_running_loop()
         self._future = loop.create_future()
         self._write = self.direct.writer()
-        content = self.content
-        buffered = content.read_nowait(-1) if content._size else b""
+        buffered, ended = self._take_buffered()  # ended: the whole body is here already (a burst)
         if self.source.stash:  # read before, not decoded yet: it comes first
             buffered, self.source.stash = self.source.stash + buffered, b""
-        ended = content._eof  # the whole body is here already (a burst): relay it, no hooks
         if not ended:
             self._hook()
             self.direct.watch(self._pause, self._resume)
@@ -312,6 +320,16 @@ class FastRelay:
                 self._resume_upstream()
 
     # ------------------------------------------------------------------ aiohttp's reader, hooked
+    def _body_ok(self) -> bool:
+        """Whether the upstream body can still be taken over (no error, not cut short)."""
+        content = self.content
+        return content._exception is None and not (getattr(self.raw, "_closed", False) and not content._eof)
+
+    def _take_buffered(self) -> tuple[bytes, bool]:
+        """The body bytes received and not read yet, and whether the body is complete."""
+        content = self.content
+        return (content.read_nowait(-1) if content._size else b""), content._eof
+
     def _hook(self) -> None:
         content = self.content
         self._saved_timer = content._timer
@@ -495,9 +513,12 @@ class FastRelay:
     def _pause(self) -> None:
         if not self._paused:
             self._paused = True
-            protocol = self._protocol()
-            if protocol is not None:
-                protocol.pause_reading()
+            self._pause_upstream()
+
+    def _pause_upstream(self) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.pause_reading()
 
     def _resume(self) -> None:
         if self._paused:
@@ -512,6 +533,54 @@ class FastRelay:
     def _protocol(self) -> Any:
         connection = getattr(self.raw, "_connection", None)
         return getattr(connection, "protocol", None) if connection is not None else None
+
+
+class LeanRelay(FastRelay):
+    """:class:`FastRelay` over the lean client's connection (:mod:`llmrelay.transport.lean`): its
+    parser hands the decoded body pieces to the relay (the connection's ``sink``) from its read
+    callback, and it keeps the read timeout itself (one timer per idle period)."""
+
+    __slots__ = ()
+
+    def __init__(self, stream: Any, source: Any, conn: Any, encoder: Any, direct: Any) -> None:
+        super().__init__(stream, source, conn, encoder, direct)  # self.raw: the connection
+
+    @staticmethod
+    def _content(raw: Any) -> Any:
+        return None
+
+    def _body_ok(self) -> bool:
+        conn = self.raw
+        return conn.exc is None and conn.state in (lean._BODY, lean._DONE)
+
+    def _take_buffered(self) -> tuple[bytes, bool]:
+        conn = self.raw
+        return (conn.take_body() if conn.body else b""), conn.state == lean._DONE
+
+    def _hook(self) -> None:
+        conn = self.raw
+        conn.sink = self._feed
+        conn.on_end = self._eof
+        self._hooked = True
+
+    def _unhook(self) -> None:
+        if self._hooked:
+            self._hooked = False
+            conn = self.raw
+            if conn.sink == self._feed:
+                conn.sink = conn.on_end = None
+
+    def _interpose(self) -> None:
+        pass
+
+    def _restore(self) -> None:
+        pass
+
+    def _pause_upstream(self) -> None:
+        self.raw.pause_reading()
+
+    def _resume_upstream(self) -> None:
+        self.raw.resume_reading()
 
 
 class _Upstream(asyncio.Protocol):

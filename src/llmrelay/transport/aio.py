@@ -1,4 +1,6 @@
-"""The async transport: aiohttp, one pooled session per event loop.
+"""The async transport: a lean HTTP/1.1 client for ``http``/``https`` URLs (:mod:`.lean`),
+aiohttp for the rest (and for everything with ``LLMRELAY_LEAN_HTTP=0``), one pooled session
+per event loop.
 
 A session belongs to the loop it was made on; when that loop is garbage-collected its
 session's sockets are closed with it (see ``_forget``), so ``asyncio.run`` per call works.
@@ -7,13 +9,19 @@ session's sockets are closed with it (see ``_forget``), so ``asyncio.run`` per c
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from typing import Any
 
 from ..providers.base import HttpRequest
 from .base import ResponseBase, StreamSourceBase, ssl_context, transport_error
 
-__all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions"]
+__all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions", "LEAN"]
+
+#: Whether ``http``/``https`` requests take the lean client (:mod:`.lean`); off with
+#: ``LLMRELAY_LEAN_HTTP=0`` in the environment (or by setting this to False): aiohttp then
+#: sends every request (for comparisons, or should an upstream need what only aiohttp does).
+LEAN = os.environ.get("LLMRELAY_LEAN_HTTP", "1") != "0"
 
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
 
@@ -45,7 +53,10 @@ def _session() -> Any:
 
 
 async def close_sessions() -> None:
-    """Close this event loop's session (call before the loop ends to close politely)."""
+    """Close this event loop's session and connections (call before the loop ends to close politely)."""
+    from . import lean
+
+    await lean.close_pools()
     loop = asyncio.get_running_loop()
     session = _sessions.pop(loop, None)
     if session is not None and not session.closed:
@@ -114,11 +125,17 @@ async def send(
     model: str | None = None,
     connect_timeout: float | None = None,
     ssl_verify: bool | str = True,
-) -> AsyncResponse:
+) -> "AsyncResponse | Any":
     """Send ``request``; return once the status line and headers have arrived.
 
     ``ssl_verify``: False skips TLS verification; a string is the path of a CA bundle.
     """
+    if LEAN and request.method != "HEAD":
+        from . import lean
+
+        where = lean.target(request.url)
+        if where is not None:
+            return await lean.send(where, request, timeout, provider, model, connect_timeout, ssl_verify)
     import aiohttp
     from yarl import URL
 
