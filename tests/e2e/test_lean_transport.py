@@ -191,3 +191,15 @@ async def test_an_abandoned_response_drops_its_connection(srv):
     del response
     gc.collect()
     await srv.await_connection_closed(0, timeout=5)
+
+
+async def test_without_httptools_aiohttp_sends(srv, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # the proxy extra not installed
+    monkeypatch.setattr(lean, "_parser_class", None)
+    srv.enqueue(Reply.json({"n": 1}))
+    response = await aio.send(_request(srv), 5.0)
+    assert isinstance(response, aio.AsyncResponse)
+    assert await response.read() == b'{"n":1}'
+    await aio.close_sessions()

@@ -1,6 +1,6 @@
-"""The async transport: a lean HTTP/1.1 client for ``http``/``https`` URLs (:mod:`.lean`),
-aiohttp for the rest (and for everything with ``LLMRELAY_LEAN_HTTP=0``), one pooled session
-per event loop.
+"""The async transport: a lean HTTP/1.1 client for ``http``/``https`` URLs (:mod:`.lean`, when
+httptools is installed), aiohttp for the rest (and for everything with ``LLMRELAY_LEAN_HTTP=0``),
+one pooled session per event loop.
 
 A session belongs to the loop it was made on; when that loop is garbage-collected its
 session's sockets are closed with it (see ``_forget``), so ``asyncio.run`` per call works.
@@ -134,7 +134,7 @@ async def send(
         from . import lean
 
         where = lean.target(request.url)
-        if where is not None:
+        if where is not None and lean.available():
             return await lean.send(where, request, timeout, provider, model, connect_timeout, ssl_verify)
     import aiohttp
     from yarl import URL

@@ -24,8 +24,8 @@ maps onto ours, as it does aiohttp's. A pooled connection is never retried after
 was sent (an LLM request is not idempotent): only when the write fails at once on a reused
 connection is the request sent again, once, on a new one.
 
-:mod:`.aio` uses this client for ``http``/``https`` URLs unless ``LLMRELAY_LEAN_HTTP=0`` and
-keeps aiohttp for everything else.
+:mod:`.aio` uses this client for ``http``/``https`` URLs when httptools is installed (the
+``proxy`` extra) unless ``LLMRELAY_LEAN_HTTP=0``, and aiohttp for everything else.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, Callable
 from ..providers.base import HttpRequest
 from .base import ResponseBase, ssl_context, transport_error
 
-__all__ = ["send", "LeanResponse", "close_pools", "target", "LeanError", "HIGH_WATER", "KEEPALIVE"]
+__all__ = ["send", "LeanResponse", "available", "close_pools", "target", "LeanError", "HIGH_WATER", "KEEPALIVE"]
 
 #: Seconds a pooled connection may stay idle before it is closed instead of reused (aiohttp's
 #: keep-alive timeout): a server usually closes idle connections after some time of its own.
@@ -76,6 +76,22 @@ class ReadTimeout(TimeoutError):
 
 def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, TimeoutError))
+
+
+_parser_class: Any = None
+
+
+def available() -> bool:
+    """Whether httptools (the ``proxy`` extra) is installed: without it :mod:`.aio` uses aiohttp."""
+    global _parser_class
+    if _parser_class is None:
+        try:
+            from httptools import HttpResponseParser
+        except ImportError:
+            _parser_class = False
+        else:
+            _parser_class = HttpResponseParser
+    return _parser_class is not False
 
 
 # ====================================================================== URLs
@@ -178,10 +194,8 @@ class _Conn(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: Any) -> None:
-        import httptools
-
         self.transport = transport
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = _parser_class(self)
         self.pool.open.add(self)
 
     def data_received(self, data: bytes) -> None:
