@@ -178,6 +178,8 @@ class Router:
         self.routing_strategy = routing_strategy
         self._pick = get_strategy(routing_strategy, routing_strategy_args)
         self._usage_based = routing_strategy.startswith("usage-based")
+        if self.shared is not None:  # the counters the strategy reads, from every instance
+            self.shared.share_counters(usage=self._usage_based, busy=routing_strategy == "least-busy")
         self.retry_after = float(retry_after or 0.0)
         self.timeout = _seconds(timeout, "timeout")
         self.stream_timeout = _seconds(stream_timeout, "stream_timeout")
@@ -247,7 +249,8 @@ class Router:
         self._tagged = self._tagged or bool(dep.tags)
         if "*" in dep.model_name:
             self._wildcards = _names.Wildcards(self._groups)
-        dep.shared = self.shared
+        if self.shared is not None:
+            self.shared.attach(self._by_id)
         return dep.describe()
 
     def delete_deployment(self, id: str) -> bool:  # noqa: A002 - LiteLLM's name
@@ -259,6 +262,8 @@ class Router:
         group.remove(dep)
         if not group:
             del self._groups[dep.model_name]
+        if self.shared is not None:
+            self.shared.attach(self._by_id)
         return True
 
     @property
@@ -298,6 +303,10 @@ class Router:
                 "cooldown_reason": d.cooldown_reason if d.cooling(now) else None,
                 "rpm_used": d.window_requests,
                 "tpm_used": d.window_tokens,
+                # the other instances' (shared mode, least-busy and usage-based routing)
+                "remote_in_flight": d.remote_in_flight,
+                "remote_rpm_used": d.remote_requests,
+                "remote_tpm_used": d.remote_tokens,
                 "latency": d.latency,
                 "ttft": d.ttft,
                 "successes": d.successes,

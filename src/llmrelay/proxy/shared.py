@@ -75,7 +75,7 @@ async def stop_shared(router: Any, cache: Any) -> None:
     """At shutdown: stop listening and close this loop's Redis connections (never raises)."""
     shared = getattr(router, "shared", None)
     if shared is not None:
-        await shared.broadcaster.stop()
+        await shared.stop()
     for link in _links(router, cache):
         await link.aclose()
 

@@ -2,6 +2,10 @@
 
 State is kept per router (not per process) and only touched under the deployment's lock, so
 a router can be shared by threads. Everything is O(1) per call.
+
+In shared mode (:mod:`llmrelay.routing.shared_usage`) the ``remote_*`` fields hold what the
+other instances report (their requests and tokens this minute, their requests in flight); the
+strategies add them to this instance's own counts. They are 0 otherwise.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ class Deployment:
         "max_parallel_requests", "order", "cooldown_time", "tags", "input_cost_per_token",
         "output_cost_per_token", "region_name",
         "in_flight", "fails", "cooldown_until", "cooldown_reason",
-        "window_start", "window_requests", "window_tokens",
+        "window_start", "window_requests", "window_tokens", "past_requests", "past_tokens",
+        "remote_requests", "remote_tokens", "remote_in_flight",
         "latency", "ttft", "successes", "failures", "lock", "shared",
     )
 
@@ -105,6 +110,12 @@ class Deployment:
         self.window_start = 0.0
         self.window_requests = 0
         self.window_tokens = 0
+        #: Requests/tokens counted in earlier windows (so ``past + window`` only grows).
+        self.past_requests = 0
+        self.past_tokens = 0
+        self.remote_requests = 0
+        self.remote_tokens = 0
+        self.remote_in_flight = 0
         self.latency: float | None = None
         self.ttft: float | None = None
         self.successes = 0
@@ -123,6 +134,8 @@ class Deployment:
     def _roll(self, now: float) -> None:
         if now - self.window_start >= USAGE_WINDOW:
             self.window_start = now
+            self.past_requests += self.window_requests
+            self.past_tokens += self.window_tokens
             self.window_requests = 0
             self.window_tokens = 0
 
@@ -142,6 +155,26 @@ class Deployment:
         if self.rpm is None and self.tpm is None:
             return 0.0
         return max(0.0, self.window_start + USAGE_WINDOW - now)
+
+    def fill_window(self, now: float, kind: str, frees_in: float) -> None:
+        """Count as full on ``kind`` ("rpm" or "tpm") until ``frees_in`` seconds from ``now``
+        (another instance used the shared limit up). The filler is not usage: :meth:`usage`
+        does not count it."""
+        with self.lock:
+            self.window_start = now - (USAGE_WINDOW - frees_in)
+            if kind == "rpm":
+                fill = max(0, int(self.rpm or 0) - self.window_requests)
+                self.window_requests += fill
+                self.past_requests -= fill
+            elif kind == "tpm":
+                fill = max(0, int(self.tpm or 0) - self.window_tokens)
+                self.window_tokens += fill
+                self.past_tokens -= fill
+
+    def usage(self) -> tuple[int, int]:
+        """(requests, tokens) counted here since the deployment was made (only grows)."""
+        with self.lock:
+            return self.past_requests + self.window_requests, self.past_tokens + self.window_tokens
 
     # ------------------------------------------------------------------ bookkeeping
     def start(self, now: float) -> None:

@@ -10,6 +10,10 @@
   budget per deployment. A refused deployment counts as full locally until the window ends and
   the Router picks another, or answers 429 with ``Retry-After``. Sync ``completion()`` calls and
   any call while Redis is unreachable count per instance.
+* **Routing counters** of ``usage-based-routing`` and ``least-busy`` (requests and tokens per
+  deployment this minute, requests in flight) are exchanged in the background every 0.5 s by
+  :class:`~llmrelay.routing.shared_usage.SharedCounters` (only for those strategies): nothing
+  is added to a request.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..broadcast import get_broadcaster
-from ..ratelimit import WINDOW, Limit, SharedLimiter
+from ..ratelimit import Limit, SharedLimiter
 from ..redis_link import RedisLink, RedisUnavailable, get_link, spawn as _spawn
 
 if TYPE_CHECKING:
@@ -54,6 +58,16 @@ class RouterShared:
         self._grants: dict[str, deque] = {}
         self._last: dict[str, list] = {}  # deployment id -> [grant, tokens] of the attempt just ended
         self._limits: dict[str, Limit] = {}  # deployment id -> its limits (built once)
+        self._loop: Any = None  # the event loop the background tasks run in
+        #: The routing counters exchanged with the other instances (:meth:`share_counters`).
+        self.counters: Any = None
+
+    def share_counters(self, usage: bool, busy: bool) -> None:
+        """Share the counters a routing strategy reads: requests and tokens per deployment
+        (``usage``), requests in flight (``busy``); neither: share none."""
+        from .shared_usage import SharedCounters
+
+        self.counters = SharedCounters(self, usage, busy) if usage or busy else None
 
     def attach(self, by_id: dict[str, "Deployment"]) -> None:
         """Track the router's deployments (after every change of its model list)."""
@@ -79,12 +93,33 @@ class RouterShared:
         return name
 
     def start(self) -> None:
-        """Start listening for other instances' cooldowns and warm the connection pool (in the
-        running loop; idempotent)."""
+        """Start listening for other instances' cooldowns, exchanging the routing counters and
+        warm the connection pool (in the running loop; idempotent, cheap: called per request)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop = loop
         task = self.broadcaster._task
-        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+        if task is None or task.done() or task.get_loop() is not loop:
             self.broadcaster.start()
             _spawn(self.link.warm())
+        tasks = [self.broadcaster._task]
+        if self.counters is not None:
+            tasks.append(self.counters.start())
+        for task in tasks:
+            if task is not None:  # a task ending (stopped) makes the next call start it again
+                task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if self._loop is task.get_loop():
+            self._loop = None
+
+    async def stop(self) -> None:
+        """Stop the background tasks of the running loop (at shutdown)."""
+        self._loop = None
+        if self.counters is not None:
+            await self.counters.stop()
+        await self.broadcaster.stop()
 
     # ------------------------------------------------------------------ cooldowns
     def cooled(self, dep: "Deployment", now: float) -> None:
@@ -176,15 +211,9 @@ class RouterShared:
         if grant.allowed:
             self._grants.setdefault(dep.id, deque()).append(grant)
             return True
-        now = time.monotonic()
-        with dep.lock:
-            if grant.kind in ("rpm", "tpm"):
-                # full until the shared window ends: align the local window with it
-                dep.window_start = now - (WINDOW - grant.retry_after)
-                if grant.kind == "rpm":
-                    dep.window_requests = max(dep.window_requests, int(dep.rpm or 0))
-                else:
-                    dep.window_tokens = max(dep.window_tokens, int(dep.tpm or 0))
+        if grant.kind in ("rpm", "tpm"):
+            # full until the shared window ends: align the local window with it
+            dep.fill_window(time.monotonic(), grant.kind, grant.retry_after)
         return False
 
     def done(self, dep: "Deployment") -> None:

@@ -2,6 +2,10 @@
 
 Each strategy is ``pick(candidates, stream) -> Deployment``; ``candidates`` is never empty and
 holds only deployments that are neither cooling down nor over their limits.
+
+``least-busy`` and ``usage-based-routing`` read this instance's counts plus, in shared mode,
+the other instances' (``remote_*``, refreshed in the background: see
+:mod:`llmrelay.routing.shared_usage`).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ def simple_shuffle(candidates: Sequence[Deployment], stream: bool) -> Deployment
 
 
 def least_busy(candidates: Sequence[Deployment], stream: bool) -> Deployment:
-    """The fewest requests in flight (ties broken at random)."""
-    low = min(d.in_flight for d in candidates)
-    best = [d for d in candidates if d.in_flight == low]
+    """The fewest requests in flight, on every instance (ties broken at random)."""
+    busy = [d.in_flight + d.remote_in_flight for d in candidates]
+    low = min(busy)
+    best = [d for d, n in zip(candidates, busy) if n == low]
     return best[0] if len(best) == 1 else random.choice(best)
 
 
@@ -60,14 +65,15 @@ def make_latency_based(buffer: float = 0.0) -> Pick:
 
 
 def usage_based(candidates: Sequence[Deployment], stream: bool) -> Deployment:
-    """The lowest share of its tpm (else rpm) used this minute; unlimited ones by raw usage."""
+    """The lowest share of its tpm (else rpm) used this minute, on every instance; unlimited
+    ones by raw usage."""
 
     def load(d: Deployment) -> float:
         if d.tpm:
-            return d.window_tokens / d.tpm
+            return (d.window_tokens + d.remote_tokens) / d.tpm
         if d.rpm:
-            return d.window_requests / d.rpm
-        return float(d.window_tokens) + d.window_requests
+            return (d.window_requests + d.remote_requests) / d.rpm
+        return float(d.window_tokens + d.remote_tokens) + d.window_requests + d.remote_requests
 
     loads = [load(d) for d in candidates]
     low = min(loads)
