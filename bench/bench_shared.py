@@ -12,7 +12,8 @@ at ``--redis`` (default 127.0.0.1:6379, DB 12, a fresh key prefix).
    fake upstream (which pauses ``--gap`` ms between chunks, as a fast model does; and once with
    no pause at all), and from the gateway answering from the Redis cache (target ≥ 5× faster).
 3. **Redis capacity** — ``redis-benchmark`` running the limiter's script (3 scopes: key, team,
-   deployment) and the cache's GET, pipelined, from 50 clients: the operations per second one
+   deployment), the admission and spend scripts, the routing counters' exchange and the cache's
+   GET, pipelined, from 50 clients: the operations per second one
    Redis core carries here, for the capacity model of docs/scaling.md.
 
     PYTHONPATH=src python bench/bench_shared.py [--requests 1500] [--gap 1.0] [--redis redis://127.0.0.1:6379/12]
@@ -231,6 +232,7 @@ def redis_capacity(url: str, prefix: str) -> list[tuple[str, float]]:
 
     from llmrelay.proxy.shared_limits import _SPEND
     from llmrelay.ratelimit import _ACQUIRE
+    from llmrelay.routing.shared_usage import _EXCHANGE
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", str(parts.port or 6379)
@@ -238,6 +240,7 @@ def redis_capacity(url: str, prefix: str) -> list[tuple[str, float]]:
     client = redis.Redis.from_url(url)
     sha = client.script_load(_ACQUIRE)
     spend_sha = client.script_load(_SPEND)
+    exchange_sha = client.script_load(_EXCHANGE)
     client.set(f"{prefix}:cache:probe", b"x" * 2000)
     client.close()
     keys = [f"{prefix}:rl:key:k", f"{prefix}:rl:team:t", f"{prefix}:rl:deployment:d"]
@@ -249,12 +252,26 @@ def redis_capacity(url: str, prefix: str) -> list[tuple[str, float]]:
     admission = ["EVALSHA", sha, "5", *keys[:2], *budgets, f"{prefix}:cache:probe", "0", "", "600", "2", "2", "1",
                  "1000000000", "1000000000", "0", "1000000000", "1000000000", "0", "1e12", "1e12"]
     spend = ["EVALSHA", spend_sha, "2", *budgets, "+", "0.00042", "604800", "+", "0.00042", "604800"]
+    # the routing counters' exchange (one per instance every 0.5 s): usage + in flight; the
+    # shared hashes hold 50 deployments; ``changed`` of them have new counts and requests in
+    # flight here, and the in-flight slot is written every time (at most once a second really)
+    def exchange(changed: int) -> list[str]:
+        deps = [a for i in range(changed) for a in (f"group{i % 3}:{i:016x}", "3", "1500", "2")]
+        return ["EVALSHA", exchange_sha, "0", f"{prefix}:router:", "1", "1", "1000", "-1", str(changed), *deps]
+
+    fill = redis.Redis.from_url(url)
+    fill.execute_command(*exchange(50))  # every deployment in the hashes read back
+    fill.close()
+
     out = []
     for name, cmd in (("limiter script (3 scopes)", script),
+                      ("routing counters' exchange (50 deployments, 4 changed)", exchange(4)),
+                      ("routing counters' exchange (50 deployments, all changed)", exchange(50)),
                       ("admission script (2 scopes rpm+tpm, 2 budgets, 2 kB cache entry)", admission),
                       ("spend script (2 counters)", spend),
                       ("cache GET (2 kB entry)", ["GET", f"{prefix}:cache:probe"])):
-        proc = subprocess.run([binary, "-h", host, "-p", port, "--dbnum", db, "-n", "200000", "-c", "50", "-P", "16",
+        n = "20000" if cmd[1] == exchange_sha else "200000"
+        proc = subprocess.run([binary, "-h", host, "-p", port, "--dbnum", db, "-n", n, "-c", "50", "-P", "16",
                                "-q", *cmd], capture_output=True, text=True, timeout=120)
         m = re.search(r"([\d.]+) requests per second", proc.stdout)
         if m:

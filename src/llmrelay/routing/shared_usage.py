@@ -44,7 +44,7 @@ INTERVAL = 0.5
 SLOT = 1.0
 
 # ARGV: prefix, usage?, busy?, slot ms, the slot last written, n, then n × (name, requests,
-# tokens, in flight). Reply: {minute, usage hash, slot, written?, previous slot's busy hash}.
+# tokens, in flight) of the deployments with new counts or requests in flight. Reply: {minute, usage hash, slot, written?, previous slot's busy hash}.
 _EXCHANGE = """
 local prefix, usage, busy = ARGV[1], ARGV[2] == '1', ARGV[3] == '1'
 local slot_ms, last, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -142,26 +142,27 @@ class SharedCounters:
         deps = list(self.shared._by_id.items())
         sent: dict[Deployment, tuple[int, int]] = {}
         args: list[Any] = []
-        deltas = []
+        changes = []  # (name, requests, tokens, in flight) of the deployments with something to add
         for name, dep in deps:
             requests, tokens = counts = dep.usage() if self.usage else (0, 0)
             before = self._sent.get(dep, (0, 0))
             sent[dep] = counts
-            delta = (requests - before[0], tokens - before[1])
             in_flight = dep.in_flight if self.busy else 0
-            deltas.append((delta, in_flight))
-            args += (name, delta[0], delta[1], in_flight)
+            if requests != before[0] or tokens != before[1] or in_flight:
+                change = (name, requests - before[0], tokens - before[1], in_flight)
+                changes.append(change)
+                args += change
         # Sent, or lost with a failed call: what is counted during an outage stays local.
         self._sent = sent
         minute, totals, slot, written, busy_prev = await self.shared.link.execute(
             "EVALSHA", self._sha, 0, self.shared.prefix, int(self.usage), int(self.busy), self.slot_ms,
-            self._slot, len(deps), *args)
+            self._slot, len(changes), *args)
         if self.usage:
             if minute != self._minute:
                 self._minute = minute
                 self._own = {}
             own = self._own
-            for (name, _dep), ((dr, dt), _n) in zip(deps, deltas):
+            for name, dr, dt, _n in changes:
                 if dr or dt:
                     mine = own.setdefault(name, [0, 0])
                     mine[0] += dr
@@ -175,7 +176,7 @@ class SharedCounters:
             if written:
                 self._slot = slot
                 self._own_busy = {s: v for s, v in self._own_busy.items() if s >= slot - 1}
-                self._own_busy[slot] = {name: n for (name, _dep), (_d, n) in zip(deps, deltas) if n}
+                self._own_busy[slot] = {name: n for name, _r, _t, n in changes if n}
             mine_then = self._own_busy.get(slot - 1, {})
             total = _hash(busy_prev)
             for name, dep in deps:
