@@ -170,7 +170,8 @@ class Router:
         unknown = set(options) - _IGNORED_OPTIONS - SHARED_OPTIONS
         if unknown:
             raise TypeError(f"Router() got unexpected keyword arguments: {sorted(unknown)}")
-        #: Cooldowns and deployment limits shared through Redis (``redis_url``/``redis_host``…).
+        #: Cooldowns, deployment limits and routing counters shared through Redis
+        #: (``redis_url``/``redis_host``…; see :mod:`llmrelay.routing.shared`).
         self.shared = shared_from_options(options)
         for name in set(options) & _IGNORED_OPTIONS:
             log.debug("Router option %s is accepted and ignored", name)
