@@ -35,9 +35,15 @@ def simple_shuffle(candidates: Sequence[Deployment], stream: bool) -> Deployment
 
 def least_busy(candidates: Sequence[Deployment], stream: bool) -> Deployment:
     """The fewest requests in flight, on every instance (ties broken at random)."""
-    busy = [d.in_flight + d.remote_in_flight for d in candidates]
-    low = min(busy)
-    best = [d for d, n in zip(candidates, busy) if n == low]
+    best: list[Deployment] = []
+    low = 0
+    for d in candidates:  # one pass: this runs for every call
+        n = d.in_flight + d.remote_in_flight
+        if not best or n < low:
+            low = n
+            best = [d]
+        elif n == low:
+            best.append(d)
     return best[0] if len(best) == 1 else random.choice(best)
 
 
@@ -68,16 +74,20 @@ def usage_based(candidates: Sequence[Deployment], stream: bool) -> Deployment:
     """The lowest share of its tpm (else rpm) used this minute, on every instance; unlimited
     ones by raw usage."""
 
-    def load(d: Deployment) -> float:
+    best: list[Deployment] = []
+    low = 0.0
+    for d in candidates:  # one pass: this runs for every call
         if d.tpm:
-            return (d.window_tokens + d.remote_tokens) / d.tpm
-        if d.rpm:
-            return (d.window_requests + d.remote_requests) / d.rpm
-        return float(d.window_tokens + d.remote_tokens) + d.window_requests + d.remote_requests
-
-    loads = [load(d) for d in candidates]
-    low = min(loads)
-    best = [d for d, v in zip(candidates, loads) if v == low]
+            load = (d.window_tokens + d.remote_tokens) / d.tpm
+        elif d.rpm:
+            load = (d.window_requests + d.remote_requests) / d.rpm
+        else:
+            load = float(d.window_tokens + d.remote_tokens + d.window_requests + d.remote_requests)
+        if not best or load < low:
+            low = load
+            best = [d]
+        elif load == low:
+            best.append(d)
     return best[0] if len(best) == 1 else random.choice(best)
 
 
