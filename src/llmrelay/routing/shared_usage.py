@@ -28,6 +28,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..broadcast import _cancelling
 from ..redis_link import RedisUnavailable
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class SharedCounters:
         self._clear()
 
     async def _run(self) -> None:
+        task = asyncio.current_task()
         while True:
             await asyncio.sleep(self.interval)
             try:
@@ -130,6 +132,8 @@ class SharedCounters:
                     self._warned = True
                     log.warning("exchanging routing counters through Redis failed; routing on this "
                                 "instance's counts", exc_info=True)
+            if _cancelling(task):  # a cancellation redis-py took for its own timeout (loop shutdown)
+                raise asyncio.CancelledError
 
     def _clear(self) -> None:
         """Forget the other instances' counts (route on this instance's own)."""
