@@ -11,6 +11,7 @@ import pytest
 import llmrelay
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer, dropped_stream
 from servers.redis_server import SKIP_REASON, redis_url, unique_prefix
+from timing import DEADLINE, in_one_period, wait_for
 
 MESSAGES = [{"role": "user", "content": "Cache me"}]
 
@@ -61,7 +62,7 @@ def text_of(chunks) -> str:
 
 def wait_stored(cache, srv, **kw) -> None:
     """Async stream stores happen in a task just after the stream ends: wait for the entry."""
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + DEADLINE
     key = llmrelay.caching.library_key(cache, "openai/gpt-4o-mini", MESSAGES,
                                        {"api_base": srv.url + "/v1", **kw}, llmrelay.caching.keys.NO_CONTROLS)
     while cache.lookup(key) is None:
@@ -137,11 +138,16 @@ def test_controls_no_cache_no_store_and_max_age(cache, srv):
 
 
 def test_ttl_expiry(cache, srv):
-    call(srv, cache={"ttl": 1})
-    assert call(srv)._hidden_params["cache_hit"] is True
-    time.sleep(1.2)
-    assert call(srv)._hidden_params["cache_hit"] is False
-    assert len(srv.chat_requests) == 2
+    def store(ttl: float) -> list:  # and hit, within the entry's ttl
+        messages = [{"role": "user", "content": f"Cache me for {ttl:g} s"}]
+        call(srv, messages=messages, cache={"ttl": int(ttl)})
+        assert call(srv, messages=messages)._hidden_params["cache_hit"] is True
+        return messages
+
+    messages = in_one_period(store, (1, 4, 16))
+    stored = len(srv.chat_requests)
+    wait_for(lambda: call(srv, messages=messages)._hidden_params["cache_hit"] is False, what="the entry to expire")
+    assert len(srv.chat_requests) == stored + 1  # the hits did not go upstream, the miss did
 
 
 def test_key_changes_with_the_answer_changing_params_only(cache, srv):

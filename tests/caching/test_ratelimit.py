@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import pytest
 
 from llmrelay.ratelimit import Limit, LocalLimiter, RedisLimiter, SharedLimiter
 from llmrelay.redis_link import RedisLink, RedisUnavailable
 from servers.redis_server import SKIP_REASON, delete_matching, free_port, redis_url, unique_prefix
+from timing import eventually
+
+
+@pytest.fixture(autouse=True)
+def fresh_minute():
+    """Windows are minutes of the clock (Redis's is this machine's): a test that started in the
+    last seconds of one would see its counts start again halfway."""
+    into = time.time() % 60
+    if into > 55:
+        time.sleep(60.05 - into)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -89,13 +99,12 @@ async def test_redis_limits_speaks_the_keys_pipeline_protocol():
         assert first.limit_tokens == 100 and first.remaining_tokens == 100
         busy = await backend.acquire(limits)
         assert not busy.allowed and busy.reason == "key max_parallel_requests limit (1)"
-        await backend.release(limits, 60)
-        await asyncio.sleep(0.3)  # releases are sent in the background
-        second = await backend.acquire(limits)
-        assert second.allowed and second.remaining_tokens == 40
+        await backend.release(limits, 60)  # sent in the background: the slot is free once it is there
+        second = await eventually(lambda: backend.acquire(limits), lambda d: d.allowed, what="the slot given back")
+        assert second.remaining_tokens == 40
         await backend.release(limits, 30)
-        await asyncio.sleep(0.3)
-        third = await backend.acquire(limits)
+        third = await eventually(lambda: backend.acquire(limits), lambda d: "parallel" not in d.reason,
+                                 what="the slot given back")
         assert not third.allowed and third.reason == "team rpm limit (2/min)" and 0 < third.retry_after <= 60
         await backend.release(limits, 0)  # nothing held: a no-op
     finally:
@@ -115,8 +124,9 @@ async def test_release_soon_sends_token_corrections_together():
         for grant in grants:
             shared.release_soon(grant, 10)  # each really used 10
         assert len(shared._pending) == 3  # waiting to go out in one round trip
-        await asyncio.sleep(0.2)
-        after = await shared.acquire(lim, tokens=60)
-        assert after.allowed and after.remaining_tokens == 10
+        # 90 reserved + 60 > 100 until the corrections are in (a refusal takes nothing)
+        after = await eventually(lambda: shared.acquire(lim, tokens=60), lambda g: g.allowed,
+                                 what="the token corrections")
+        assert after.remaining_tokens == 10
     finally:
         delete_matching(url, prefix + "*")

@@ -13,6 +13,7 @@ from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
 from proxy.harness import Gateway
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer, dropped_stream
 from servers.redis_server import SKIP_REASON, delete_matching, redis_url, unique_prefix
+from timing import DEADLINE, in_one_period, wait_for
 
 
 def cache_config(upstream_url: str, url: str, namespace: str) -> str:
@@ -81,8 +82,8 @@ def upstream_count(upstream, content: str) -> int:
 
 
 def eventually_hit(gw, content: str, stream: bool = False):
-    """Stream stores land just after the stream ends: poll briefly for the hit."""
-    deadline = time.monotonic() + 3
+    """Stream stores land just after the stream ends: poll for the hit (the caller asserts it)."""
+    deadline = time.monotonic() + DEADLINE
     while True:
         result = ask_stream(gw, content) if stream else ask(gw, content)
         if result[1].get("x-llmrelay-cache") == "hit" or time.monotonic() > deadline:
@@ -166,11 +167,16 @@ def test_client_controls_body_and_header(gateways, upstream):
 
 def test_ttl_expiry(gateways, upstream):
     a, b = gateways
-    ask(a, "q-ttl", extra_body={"cache": {"ttl": 1}})
-    assert ask(b, "q-ttl")[1]["x-llmrelay-cache"] == "hit"
-    time.sleep(1.2)
-    assert ask(b, "q-ttl")[1]["x-llmrelay-cache"] == "miss"
-    assert upstream_count(upstream, "q-ttl") == 2
+
+    def store(ttl: float) -> str:  # and hit, within the entry's ttl
+        content = f"q-ttl-{ttl:g}"
+        ask(a, content, extra_body={"cache": {"ttl": int(ttl)}})
+        assert ask(b, content)[1]["x-llmrelay-cache"] == "hit"
+        return content
+
+    content = in_one_period(store, (1, 4, 16))
+    wait_for(lambda: ask(b, content)[1]["x-llmrelay-cache"] == "miss", what="the entry to expire")
+    assert upstream_count(upstream, content) == 2
 
 
 def test_key_is_per_model_group_and_params(gateways, upstream):

@@ -12,8 +12,9 @@ import openai
 import pytest
 
 from proxy.harness import Gateway
-from proxy.test_keys import Admin, chat, database, keys_config, upstream, wait_for  # noqa: F401 - fixtures
+from proxy.test_keys import Admin, chat, database, keys_config, refused_for_budget, served, upstream  # noqa: F401
 from proxy.conftest import UPSTREAM_KEY
+from timing import in_one_period, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -47,26 +48,30 @@ def crossed_metric(gw: Gateway, budget_type: str, alias: str) -> float:
 
 
 def test_soft_budget_alerts_once_per_period(gw, admin):
-    key = admin.key(key_alias="soft-key", soft_budget=0.00001, budget_duration="2s")
-    assert admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is False
-    chat(gw, key)  # crosses the soft budget: served (it is not a limit), alerted once
-    wait_for(lambda: alerts(gw, "soft-key"), what="the soft-budget warning")
-    chat(gw, key)
-    chat(gw, key)
-    time.sleep(0.3)
-    [line] = alerts(gw, "soft-key")
-    assert "WARNING" in line and "soft_budget 1e-05 USD" in line
-    for secret in (key, hashlib.sha256(key.encode()).hexdigest()):
-        assert secret not in line
-    assert crossed_metric(gw, "key", "soft-key") == 1
-    assert admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is True
+    def cross(period: float) -> tuple[str, str]:  # within the budget's period
+        alias = f"soft-key-{period:g}s"
+        key = admin.key(key_alias=alias, soft_budget=0.00001, budget_duration=f"{period:g}s")
+        assert admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is False
+        chat(gw, key)  # crosses the soft budget: served (it is not a limit), alerted once
+        wait_for(lambda: alerts(gw, alias), what="the soft-budget warning")
+        chat(gw, key)
+        chat(gw, key)
+        time.sleep(0.3)
+        [line] = alerts(gw, alias)
+        assert "WARNING" in line and "soft_budget 1e-05 USD" in line
+        for secret in (key, hashlib.sha256(key.encode()).hexdigest()):
+            assert secret not in line
+        assert crossed_metric(gw, "key", alias) == 1
+        assert admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is True
+        return key, alias
+
+    key, alias = in_one_period(cross)
     # the next period: spend back to 0, the alert re-armed, and crossed again
-    time.sleep(2.3)
-    wait_for(lambda: admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is False,
+    wait_for(lambda: admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is False, timeout=60,
              what="the reset in the database")
     chat(gw, key)
-    wait_for(lambda: len(alerts(gw, "soft-key")) == 2, what="the second period's warning")
-    assert crossed_metric(gw, "key", "soft-key") == 2
+    wait_for(lambda: len(alerts(gw, alias)) == 2, what="the second period's warning")
+    assert crossed_metric(gw, "key", alias) == 2
 
 
 def test_team_soft_budget_alerts_once(gw, admin):
@@ -107,21 +112,24 @@ def test_no_alert_under_the_soft_budget(gw, admin):
 
 
 def test_model_max_budget_resets_on_its_own_time_period(gw, admin):
-    key = admin.key(budget_duration="30d", model_max_budget={
-        "gpt-4o": {"budget_limit": 0.00001, "time_period": "2s"},
-        "gpt-4o-mini": {"budget_limit": 0.00001},  # no period of its own: the key's (30 days)
-    })
-    info = admin.get("/key/info", key=key)["info"]
-    assert set(info["model_budget_reset_at"]) == {"gpt-4o"}
-    assert chat(gw, key, model="gpt-4o").choices
-    assert chat(gw, key, model="gpt-4o-mini").choices
-    for model in ("gpt-4o", "gpt-4o-mini"):
-        with pytest.raises(openai.BadRequestError, match=f"model={model}") as err:
-            chat(gw, key, model=model)
-        assert err.value.body["type"] == "budget_exceeded"
-    wait_for(lambda: admin.get("/key/info", key=key)["info"]["model_spend"].get("gpt-4o"), what="model spend written")
-    time.sleep(2.2)  # gpt-4o's period ended; gpt-4o-mini's budget runs with the key's 30 days
-    assert chat(gw, key, model="gpt-4o").choices
+    def spend_both(period: float) -> tuple[str, dict]:  # within gpt-4o's period
+        key = admin.key(budget_duration="30d", model_max_budget={
+            "gpt-4o": {"budget_limit": 0.00001, "time_period": f"{period:g}s"},
+            "gpt-4o-mini": {"budget_limit": 0.00001},  # no period of its own: the key's (30 days)
+        })
+        info = admin.get("/key/info", key=key)["info"]
+        assert set(info["model_budget_reset_at"]) == {"gpt-4o"}
+        assert chat(gw, key, model="gpt-4o").choices
+        assert chat(gw, key, model="gpt-4o-mini").choices
+        for model in ("gpt-4o", "gpt-4o-mini"):
+            assert f"model={model}" in refused_for_budget(gw, key, timeout=period, model=model).message
+        wait_for(lambda: admin.get("/key/info", key=key)["info"]["model_spend"].get("gpt-4o"), timeout=period,
+                 what="model spend written")
+        return key, info
+
+    key, info = in_one_period(spend_both)
+    # gpt-4o's period ends; gpt-4o-mini's budget runs with the key's 30 days
+    wait_for(lambda: served(gw, key, model="gpt-4o"), timeout=60, what="gpt-4o's new period")
     with pytest.raises(openai.BadRequestError, match="model=gpt-4o-mini"):
         chat(gw, key, model="gpt-4o-mini")
     # the database was reset too (the sweep), and the next period is stored
