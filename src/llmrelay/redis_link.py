@@ -15,10 +15,30 @@ and one view of Redis's health:
   ``state`` gives the counters (``up``, ``failures``, ``transitions``).
 
 The request path's commands (the limiter's script, budget counters, the cache's ``GET``) go
-through :meth:`RedisLink.execute` / :meth:`RedisLink.pipeline`: redis-py's own connections,
-command packing and (hiredis) reply parser, but without its client layer (connection-pool
-locks, health checks, retry wrappers, observability hooks), which cost more than the Redis
-round trip itself (≈100 µs against ≈45 µs per command here).
+through :meth:`RedisLink.execute` / :meth:`RedisLink.pipeline`: redis-py's own connections
+(``make_connection``, ``connect``, ``pack_command(s)``, ``read_response``: its hiredis parser,
+socket timeouts and disconnect-on-cancel), but not its client layer. Why: for every command,
+``redis.asyncio.Redis.execute_command`` (redis-py 8.1) takes the pool's ``asyncio.Lock`` twice
+(``get_connection``, ``release``), runs ``ensure_connection`` (a ``connect()`` check and a
+``can_read()`` probe of the socket, there because a pooled connection may have been given back
+with a reply unread), awaits four ``record_connection_count`` calls, an after-release event
+dispatch and ``record_operation_duration`` (observability hooks: a coroutine each, awaited
+even when nothing collects) and wraps the call in ``Retry.call_with_retry``; its ``Pipeline``
+adds its own object and stack on top. What replaces it here: a list of idle connections per
+event loop, no lock (one loop, one thread), a connection owned by one call from the write to
+the last reply and closed, not given back, when that call fails or is cancelled (so nothing
+unread is ever pooled and no probe is needed), the command written straight to the transport
+(redis-py's private ``_writer``; without it, its ``send_packed_command``).
+
+Measured (``RedisLink`` against ``redis.asyncio`` with the same pool settings, C=1, medians of
+9 rounds, load ≈5): the limiter's ``EVALSHA`` 82 against 110 µs (×1.33), a 2-command pipeline
+93 against 134 µs (×1.44), ``GET`` 51 against 68 µs; through the gateway
+(bench/bench_shared.py part 1, 7 interleaved rounds): shared limits add 0.251 ms at p50 over
+per-instance ones, and redis-py's client layer would add 0.034 ms more — most of what is left
+under the 0.3 ms target, which on this loaded machine is not met in every run
+(docs/scaling.md). The failure behaviour (at most one timeout, the state-change log lines, the
+fallback) is this module's either way; :meth:`RedisLink.run` keeps the client layer for the
+commands off the request path (router state, broadcasts, ``PING``).
 
 The ``redis`` package (``pip install 'llmrelay[redis]'``) is imported only when a link is used.
 """
