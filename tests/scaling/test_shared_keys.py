@@ -156,13 +156,23 @@ async def test_a_cached_limited_request_is_one_redis_round_trip(upstream, redis_
             key = await new_key(gw, rpm_limit=1000, max_budget=1000.0)
             c = client(gw, key)
 
+            async def settled(quiet: float = 0.5) -> int:
+                """The gateway's Redis writes so far, once none came for ``quiet`` s: what it
+                sends in the background (after a response) is out, however loaded the machine."""
+                deadline = time.monotonic() + 30
+                last, since = proxy.client_writes, time.monotonic()
+                while time.monotonic() - since < quiet:
+                    assert time.monotonic() < deadline, "the gateway never stopped writing to Redis"
+                    await asyncio.sleep(0.05)
+                    if proxy.client_writes != last:
+                        last, since = proxy.client_writes, time.monotonic()
+                return last
+
             async def writes_of(content: str) -> tuple[int, str]:
-                await asyncio.sleep(0.3)  # anything in the background has been sent
-                before = proxy.client_writes
+                before = await settled()
                 raw = await c.chat.completions.with_raw_response.create(
                     model="priced", messages=[{"role": "user", "content": content}])
-                await asyncio.sleep(0.3)
-                return proxy.client_writes - before, raw.headers["x-llmrelay-cache"]
+                return await settled() - before, raw.headers["x-llmrelay-cache"]
 
             try:
                 miss, state = await writes_of("one round trip")
