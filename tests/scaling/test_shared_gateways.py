@@ -228,8 +228,19 @@ async def test_redis_stopped_and_restarted_under_load(upstream, bad_upstream, tm
                 await c.close()
             assert not failures, f"{len(failures)} requests failed, first: {failures[0]!r}"
             assert done > during > 0
-            deadline = time.monotonic() + 10
-            while not all(readiness(g).get("redis") == "connected" for g in (g1, g2)):
+
+            async def recovered(gw) -> bool:
+                # a link probes Redis again when it is next used (after a pause that doubles, up
+                # to 5 s, with each failed probe): use each gateway's links until they are back
+                probe = aclient(gw)
+                try:
+                    await probe.chat.completions.create(model="open", messages=[{"role": "user", "content": "probe"}])
+                finally:
+                    await probe.close()
+                return readiness(gw).get("redis") == "connected" and any("reachable again" in line for line in gw.lines)
+
+            deadline = time.monotonic() + 30
+            while not all([await recovered(g) for g in (g1, g2)]):
                 assert time.monotonic() < deadline, "shared mode did not come back"
                 await asyncio.sleep(0.2)
             where = f'redis="127.0.0.1:{private.port}/0"'
