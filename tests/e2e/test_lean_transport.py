@@ -13,6 +13,7 @@ import llmrelay
 from llmrelay.providers.base import HttpRequest
 from llmrelay.transport import aio, lean
 from servers.loopback import Drop, Hang, LoopbackServer, Reply, Sleep
+from timing import eventually
 
 
 def _request(srv: LoopbackServer, path: str = "/v1/x", body: bytes | None = b'{"a":1}',
@@ -157,8 +158,14 @@ async def test_unread_body_pauses_reading(srv):
     big = [b"y" * 65536] * 64  # 4 MiB
     srv.enqueue(Reply.stream(big))
     response = await aio.send(_request(srv), 5.0)
-    await asyncio.sleep(0.3)
     conn = response.conn
+
+    async def paused() -> bool:
+        return conn.paused
+
+    # the server writes 4 MiB; nobody reads: reading pauses once the buffer passes the high water
+    await eventually(paused, bool, what="the connection's reads to pause")
+    await asyncio.sleep(0.1)  # a paused connection buffers no further
     assert conn.paused and conn.size <= lean.HIGH_WATER + 65536 * 2
     assert len(await response.read()) == 64 * 65536
 
