@@ -1,5 +1,5 @@
 """A client that goes away cancels the upstream call: the upstream sees its connection closed
-within 100 ms, mid-stream and before the first chunk."""
+promptly, mid-stream and before the first chunk."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ import pytest
 
 from proxy.conftest import MASTER_KEY
 from servers.openai_server import Hang, hanging_stream, slow_headers_reply, slow_stream_reply, stream_reply
+
+
+#: How soon after the client leaves the upstream connection must be closed. Not a speed target
+#: (tests make none): it only has to be well below every other reason the upstream connection
+#: could close here (a reply after 5 s, a 10 s stream, the stream timeout), so that a close within
+#: it can only be the gateway passing the disconnect on; generous, because a loaded machine can
+#: take a while to schedule the gateway.
+PROMPTLY = 2.0
 
 
 def _open_stream(url: str, model: str = "gpt-4o-mini", stream: bool = True) -> socket.socket:
@@ -54,7 +62,7 @@ def test_disconnect_mid_stream_closes_upstream(gateway, upstream):
     sock = _open_stream(gateway.url)
     _read_until(sock, b"data: ")  # the first chunk reached us
     request = _wait_upstream_request(upstream, before)
-    upstream.assert_closed_within(request.connection_id, 0.1, _close(sock))
+    upstream.assert_closed_within(request.connection_id, PROMPTLY, _close(sock))
     gateway.wait_log(lambda r: r.get("status") == 499 and r.get("error") == "client disconnected")
 
 
@@ -64,7 +72,7 @@ def test_disconnect_during_slow_stream_closes_upstream(gateway, upstream):
     sock = _open_stream(gateway.url)
     _read_until(sock, b"word")
     request = _wait_upstream_request(upstream, before)
-    upstream.assert_closed_within(request.connection_id, 0.1, _close(sock))
+    upstream.assert_closed_within(request.connection_id, PROMPTLY, _close(sock))
 
 
 @pytest.mark.parametrize("reply", [lambda: stream_reply([Hang()]), lambda: slow_headers_reply(5)],
@@ -75,7 +83,7 @@ def test_disconnect_before_first_chunk_closes_upstream(gateway, upstream, reply)
     sock = _open_stream(gateway.url)
     request = _wait_upstream_request(upstream, before)
     time.sleep(0.05)  # the gateway is now waiting for the upstream
-    upstream.assert_closed_within(request.connection_id, 0.1, _close(sock))
+    upstream.assert_closed_within(request.connection_id, PROMPTLY, _close(sock))
 
 
 def test_disconnect_non_streaming_closes_upstream(gateway, upstream):
@@ -84,7 +92,7 @@ def test_disconnect_non_streaming_closes_upstream(gateway, upstream):
     sock = _open_stream(gateway.url, stream=False)
     request = _wait_upstream_request(upstream, before)
     time.sleep(0.05)
-    upstream.assert_closed_within(request.connection_id, 0.1, _close(sock))
+    upstream.assert_closed_within(request.connection_id, PROMPTLY, _close(sock))
 
 
 def test_gateway_still_serves_after_disconnects(gateway):

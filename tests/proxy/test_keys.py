@@ -536,7 +536,7 @@ def test_a_disconnect_still_closes_the_upstream_at_once(gw, admin, upstream):
     request = wait_for(lambda: len(upstream.requests) > before and upstream.requests[before], what="upstream call")
     since = time.monotonic()
     sock.close()
-    upstream.assert_closed_within(request.connection_id, 0.1, since)
+    upstream.assert_closed_within(request.connection_id, 2.0, since)  # a hanging stream: closed only because the client left
     row = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="spend row")[0]
     assert row["status"] == "client_disconnected" and row["completion_tokens"] > 0
 
