@@ -77,13 +77,34 @@ _ROUTER_CALL_KWARGS = (
 #: routing.shared.SHARED_OPTIONS).
 _IGNORED_OPTIONS = frozenset(
     {
-        "cache_responses", "cache_kwargs",
+        "cache_responses", "cache_kwargs",  # used by _response_cache
         "caching_groups", "client_ttl", "debug_level", "set_verbose", "alerting_config",
         "polling_interval", "provider_budget_config",
         "router_general_settings", "assistants_config", "retry_policy", "allowed_fails_policy",
         "enable_tag_filtering", "optional_pre_call_checks", "ignore_invalid_deployments",
     }
 )
+
+
+def _response_cache(options: dict[str, Any]) -> None:
+    """LiteLLM's ``Router(cache_responses=True)``: set ``llmrelay.cache`` unless one is set — a
+    Redis cache on the Router's ``redis_url``/``redis_host``… when given, else a local one —
+    with ``cache_kwargs`` as more ``Cache`` arguments."""
+    import sys
+
+    module = sys.modules["llmrelay"]
+    if module.__dict__.get("cache") is not None:
+        return
+    from .caching import Cache
+
+    config: dict[str, Any] = {}
+    if options.get("redis_url") or options.get("redis_host"):
+        config["type"] = "redis"
+        for name in ("url", "host", "port", "password", "db"):
+            if options.get(f"redis_{name}") is not None:
+                config[name] = options[f"redis_{name}"]
+    config.update(options.get("cache_kwargs") or {})
+    module.cache = Cache(**config)
 
 
 def _fallback_map(value: Any, what: str) -> dict[str, list[str]]:
@@ -173,8 +194,10 @@ class Router:
         #: Cooldowns, deployment limits and routing counters shared through Redis
         #: (``redis_url``/``redis_host``…; see :mod:`llmrelay.routing.shared`).
         self.shared = shared_from_options(options)
-        for name in set(options) & _IGNORED_OPTIONS:
+        for name in set(options) & _IGNORED_OPTIONS - {"cache_responses", "cache_kwargs"}:
             log.debug("Router option %s is accepted and ignored", name)
+        if options.get("cache_responses"):
+            _response_cache(options)
         self.num_retries = _retry_count(settings.get("num_retries") or 0 if num_retries is None else num_retries)
         self.routing_strategy = routing_strategy
         self._pick = get_strategy(routing_strategy, routing_strategy_args)

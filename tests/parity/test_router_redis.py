@@ -44,3 +44,28 @@ def test_sync_then_async_calls_with_redis_end(upstream, strategy):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "finished"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_cache_responses_caches_router_calls(upstream, shared):
+    """``Router(cache_responses=True)`` (LiteLLM's docs: router caching): a Redis cache on the
+    Router's Redis when it has one, else a local one; the second call is the stored answer."""
+    import llmrelay as litellm
+    from servers.redis_server import unique_prefix
+
+    options: dict = {"cache_responses": True, "cache_kwargs": {"namespace": unique_prefix("rc")}}
+    if shared:
+        url = redis_url()
+        if url is None:
+            pytest.skip(SKIP_REASON)
+        host, port = url.removeprefix("redis://").split("/")[0].split(":")
+        options.update(redis_host=host, redis_port=int(port), redis_db=TEST_DB)
+        options["cache_kwargs"]["redis_timeout"] = 5
+    router = litellm.Router(model_list=[{"model_name": "gpt-3.5-turbo", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": upstream.url + "/v1", "api_key": "sk-x"}}], **options)
+    assert litellm.cache is not None and litellm.cache.type == ("redis" if shared else "local")
+    messages = [{"role": "user", "content": "cache me through the router"}]
+    first = router.completion(model="gpt-3.5-turbo", messages=messages)
+    second = router.completion(model="gpt-3.5-turbo", messages=messages)
+    assert len(upstream.chat_requests) == 1
+    assert second._hidden_params["cache_hit"] is True and second.id == first.id
