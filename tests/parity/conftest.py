@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import llmrelay
+from router.conftest import upstreams  # noqa: F401 - four fake upstreams answering "from A" … "from D"
 from servers.openai_server import FakeOpenAIServer
 
 _GLOBALS = ("callbacks", "success_callback", "failure_callback", "input_callback",

@@ -69,3 +69,26 @@ def test_cache_responses_caches_router_calls(upstream, shared):
     second = router.completion(model="gpt-3.5-turbo", messages=messages)
     assert len(upstream.chat_requests) == 1
     assert second._hidden_params["cache_hit"] is True and second.id == first.id
+
+
+def test_cost_based_routing_picks_the_cheapest_deployment(upstreams):
+    """LiteLLM's ``routing_strategy="cost-based-routing"``: the lowest price per token (the
+    deployment's own prices, else the table's; unpriced ones last)."""
+    import llmrelay as litellm
+
+    def entry(server, model, **prices):
+        return {"model_name": "g", "litellm_params": {"model": model, "api_base": server.url + "/v1",
+                                                      "api_key": "sk-x", **prices}}
+
+    a, b, c, _ = upstreams
+    router = litellm.Router(model_list=[
+        entry(a, "openai/gpt-4o"),                      # table prices: dearer
+        entry(b, "openai/gpt-4o-mini"),                 # table prices: cheapest
+        entry(c, "openai/house-model-without-price"),   # unpriced: last
+    ], routing_strategy="cost-based-routing")
+    for _ in range(3):
+        answer = router.completion(model="g", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "from B"
+    cheap_own = litellm.Router(model_list=[entry(a, "openai/gpt-4o", input_cost_per_token=0, output_cost_per_token=0),
+                                           entry(b, "openai/gpt-4o-mini")], routing_strategy="cost-based-routing")
+    assert cheap_own.completion(model="g", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content == "from A"

@@ -91,12 +91,50 @@ def usage_based(candidates: Sequence[Deployment], stream: bool) -> Deployment:
     return best[0] if len(best) == 1 else random.choice(best)
 
 
+#: LiteLLM's price for a deployment whose model has none (so priced ones are preferred).
+_UNKNOWN_PRICE = 5.0
+#: (deployment id, model, its own prices) → price per token, worked out once.
+_prices: dict[tuple, float] = {}
+
+
+def _price(d: Deployment) -> float:
+    """Input + output USD per token: the deployment's own prices, else the table's (cached on it)."""
+    memo = (d.id, d.model, d.input_cost_per_token, d.output_cost_per_token)
+    price = _prices.get(memo)
+    if price is None:
+        inp, out = d.input_cost_per_token, d.output_cost_per_token
+        if inp is None or out is None:
+            from ..cost import ModelNotMappedError, get_model_info
+
+            try:
+                info = get_model_info((d.model_info or {}).get("base_model") or d.model)
+                inp = info.get("input_cost_per_token") if inp is None else inp
+                out = info.get("output_cost_per_token") if out is None else out
+            except (ModelNotMappedError, ValueError):
+                pass
+        price = _UNKNOWN_PRICE if inp is None and out is None else float(inp or 0.0) + float(out or 0.0)
+        if len(_prices) > 10_000:
+            _prices.clear()
+        _prices[memo] = price
+    return price
+
+
+def lowest_cost(candidates: Sequence[Deployment], stream: bool) -> Deployment:
+    """LiteLLM's ``cost-based-routing``: the lowest input + output price per token (a model
+    without prices counts as $5 per token); ties broken at random."""
+    prices = [_price(d) for d in candidates]
+    low = min(prices)
+    best = [d for d, p in zip(candidates, prices) if p == low]
+    return best[0] if len(best) == 1 else random.choice(best)
+
+
 STRATEGIES = {
     "simple-shuffle": simple_shuffle,
     "least-busy": least_busy,
     "latency-based-routing": None,  # built with its arguments
     "usage-based-routing": usage_based,
     "usage-based-routing-v2": usage_based,
+    "cost-based-routing": lowest_cost,
 }
 
 
