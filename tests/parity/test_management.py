@@ -79,9 +79,10 @@ def test_key_info_as_admin_as_itself_and_as_another_key(gw):
 def test_key_update_then_call(gw):
     key = generate_key(gw, models=["gpt-3.5-turbo"])["key"]
     updated = as_(gw, MASTER_KEY).post("/key/update", json={"key": key, "models": ["gpt-4"]})
-    assert updated.status_code == 200 and updated.json()["models"] == ["gpt-4"]
+    assert updated.status_code == 200 and updated.json()["models"] == ["gpt-4"] and updated.json()["key"] == key
     assert chat(gw, key).choices[0].message.content
-    assert as_(gw, MASTER_KEY).post("/key/delete", json={"keys": [key]}).status_code == 200
+    deleted = as_(gw, MASTER_KEY).post("/key/delete", json={"keys": [key]})
+    assert deleted.status_code == 200 and deleted.json() == {"deleted_keys": [key]}
 
 
 def test_spend_logs_by_the_response_id_and_key_spend(gw):

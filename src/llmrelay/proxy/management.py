@@ -223,11 +223,13 @@ async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
     if not await store.run(store.update, "key", token, fields):
         raise _Bad(404, "no such key", "key")
     keys.invalidate("key", token)
-    return _key_info(await store.run(store.get, "key", token))
+    info = _key_info(await store.run(store.get, "key", token))
+    return {"key": params["key"], **info} if params.get("key") else info  # LiteLLM echoes the key sent
 
 
 async def _key_delete(keys: KeyManager, store, who, params: dict) -> dict:
-    tokens = [_token_of(k) for k in params.get("keys") or ()]
+    sent = {_token_of(k): k for k in params.get("keys") or ()}
+    tokens = list(sent)
     for alias in params.get("key_aliases") or ():
         tokens += [r["token"] for r in await store.run(store.find, "key", {"key_alias": alias}, 1000)]
     if not tokens:
@@ -237,7 +239,7 @@ async def _key_delete(keys: KeyManager, store, who, params: dict) -> dict:
         keys.invalidate("key", token)
     if not gone:
         raise _Bad(404, "none of these keys exist", "keys")
-    return {"deleted_keys": gone}
+    return {"deleted_keys": [sent.get(t, t) for t in gone]}  # as sent (LiteLLM's); by alias: tokens
 
 
 async def _key_regenerate(keys: KeyManager, store, who, params: dict) -> dict:
