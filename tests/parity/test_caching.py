@@ -107,7 +107,9 @@ def test_mock_response_is_cached_like_any_answer():
 
 
 def test_default_off_mode(upstream):
-    litellm.cache = litellm.Cache(type="local", mode="default_off")
+    from llmrelay.caching import CacheMode
+
+    litellm.cache = litellm.Cache(type="local", mode=CacheMode.default_off)
     msgs = messages()
     assert ask(upstream, msgs).id != ask(upstream, msgs).id
     r3 = ask(upstream, msgs, caching=True)

@@ -18,6 +18,7 @@ de-duplication). The gateway uses the same class (``litellm_settings.cache``/``c
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import Any, Iterable
 
@@ -26,7 +27,7 @@ from .backends import DiskBackend, LocalBackend, RedisBackend
 from .keys import NO_CONTROLS, CacheControls, cache_key, parse_controls
 from .replay import decode_entry, encode_entry, replay
 
-__all__ = ["Cache", "CacheControls", "parse_controls", "cache_key", "TYPES", "enable_cache", "disable_cache", "update_cache"]
+__all__ = ["Cache", "CacheMode", "CacheControls", "parse_controls", "cache_key", "TYPES", "enable_cache", "disable_cache", "update_cache"]
 
 log = logging.getLogger("llmrelay.cache")
 
@@ -36,6 +37,13 @@ _UNSUPPORTED = ("redis-semantic", "qdrant-semantic", "s3", "gcs", "azure-blob", 
 _CALL_TYPES = ("completion", "acompletion", "embedding", "aembedding")
 #: Fire-and-forget stores of finished async streams (kept so they are not garbage collected).
 _pending: set[asyncio.Task] = set()
+
+
+class CacheMode(str, enum.Enum):
+    """LiteLLM's ``Cache(mode=CacheMode.default_off)`` (plain strings work as well)."""
+
+    default_on = "default_on"
+    default_off = "default_off"
 
 
 class Cache:
@@ -76,6 +84,7 @@ class Cache:
             raise ValueError(f"cache type {kind!r} is not supported by llmrelay; use one of {', '.join(TYPES)}")
         if kind not in TYPES:
             raise ValueError(f"unknown cache type {kind!r}; use one of {', '.join(TYPES)}")
+        mode = mode.value if isinstance(mode, CacheMode) else mode
         if mode not in ("default_on", "default_off"):
             raise ValueError(f"cache mode must be 'default_on' or 'default_off', got {mode!r}")
         if ignored:
