@@ -143,3 +143,15 @@ def test_enable_and_disable_cache():
     assert litellm.cache is None
     litellm.update_cache(type="local")
     assert litellm.cache.type == "local"
+
+
+async def test_text_completion_cached_when_its_call_type_is(upstream):
+    """test_redis_cache_atext_completion: ``supported_call_types=["atext_completion"]``."""
+    litellm.cache = litellm.Cache(supported_call_types=["atext_completion"])
+    prompt = f"write a one sentence poem about: {uuid.uuid4()}"
+    kw = {"model": "gpt-3.5-turbo-instruct", "prompt": prompt, "max_tokens": 40, "temperature": 1,
+          "api_base": upstream.url + "/v1", "api_key": "sk-x", "custom_llm_provider": "openai"}
+    response1 = await litellm.atext_completion(**kw)
+    response2 = await litellm.atext_completion(**kw)
+    assert response1.id == response2.id and len(upstream.chat_requests) == 1
+    assert response2.choices[0].text == response1.choices[0].text

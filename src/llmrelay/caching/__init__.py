@@ -34,7 +34,8 @@ log = logging.getLogger("llmrelay.cache")
 TYPES = ("local", "redis", "disk")
 #: LiteLLM's cache types we do not have (a clear error instead of a silent local cache).
 _UNSUPPORTED = ("redis-semantic", "qdrant-semantic", "s3", "gcs", "azure-blob", "valkey-semantic")
-_CALL_TYPES = ("completion", "acompletion", "embedding", "aembedding")
+_CALL_TYPES = ("completion", "acompletion", "embedding", "aembedding", "text_completion", "atext_completion")
+_TEXT_AS_CHAT = {"text_completion": "completion", "atext_completion": "acompletion"}
 #: Fire-and-forget stores of finished async streams (kept so they are not garbage collected).
 _pending: set[asyncio.Task] = set()
 
@@ -53,8 +54,9 @@ class Cache:
     ``password``/``db``, else ``REDIS_URL``/``REDIS_HOST`` from the environment, else
     127.0.0.1:6379) or ``"disk"`` (``disk_cache_dir``). ``ttl``: default seconds to keep an
     entry (None: until evicted). ``namespace``: prefix of every key. ``supported_call_types``:
-    which calls are cached (llmrelay caches ``completion``/``acompletion`` and
-    ``embedding``/``aembedding``, each input item apart: :mod:`llmrelay.caching.embed`).
+    which calls are cached (llmrelay caches ``completion``/``acompletion``,
+    ``embedding``/``aembedding``, each input item apart (:mod:`llmrelay.caching.embed`), and
+    ``text_completion``/``atext_completion`` through the chat calls they are made of).
     ``mode``: ``"default_on"`` or ``"default_off"``. ``redis_timeout``: seconds per Redis command.
     """
 
@@ -92,7 +94,10 @@ class Cache:
         self.type = kind
         self.mode = mode
         self.namespace = namespace or None
-        self.supported_call_types = frozenset(supported_call_types or _CALL_TYPES)
+        supported = set(supported_call_types or _CALL_TYPES)
+        # a legacy text completion is made of chat calls: caching it caches those
+        supported |= {_TEXT_AS_CHAT[t] for t in supported & set(_TEXT_AS_CHAT)}
+        self.supported_call_types = frozenset(supported)
         self.link = None
         if kind == "redis":
             from ..redis_link import get_link, redis_settings_from_env
