@@ -46,11 +46,12 @@ _pricer: Any = None
 
 def response_cost(response: Any) -> float | None:
     """The cost in USD of a response (the one place the library prices a call), or None.
-    A cache hit (``_hidden_params["cache_hit"]``) costs nothing."""
+    A cache hit (``_hidden_params["cache_hit"]``) costs nothing, or what the part its cache did
+    not hold cost (an embeddings call with some items stored: their ``response_cost``)."""
     global _pricer
     hidden = getattr(response, "_hidden_params", None)
     if isinstance(hidden, dict) and hidden.get("cache_hit"):
-        return 0.0
+        return hidden.get("response_cost") or 0.0
     if _pricer is None:
         try:
             from .cost import completion_cost as _pricer

@@ -90,3 +90,24 @@ def test_base64_vectors_are_cached_as_sent(emb):
     assert v2._hidden_params["cache_hit"] is True
     assert v2.data[0]["embedding"] == v1.data[0]["embedding"] and isinstance(v1.data[0]["embedding"], str)
     assert floats._hidden_params["cache_hit"] is False  # another encoding is another entry
+
+
+async def test_callbacks_charge_only_what_went_upstream(emb):
+    from llmrelay.integrations.custom_logger import CustomLogger
+    from llmrelay.integrations.dispatch import wait_pending
+
+    costs = []
+
+    class Costs(CustomLogger):
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            costs.append((kwargs["cache_hit"], kwargs["response_cost"]))
+
+    litellm.callbacks = [Costs()]
+    litellm.cache = litellm.Cache()
+    a, b = f"first {uuid.uuid4()}", f"second {uuid.uuid4()}"
+    await litellm.aembedding(input=[a], caching=True, **kw(emb))
+    await litellm.aembedding(input=[a], caching=True, **kw(emb))
+    await litellm.aembedding(input=[a, b], caching=True, **kw(emb))
+    await wait_pending()
+    assert costs[0][1] > 0 and costs[1] == (True, 0.0)
+    assert costs[2][0] is True and costs[2][1] > 0  # b went upstream and is charged
