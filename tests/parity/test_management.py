@@ -123,3 +123,21 @@ def test_team_and_user_shapes(gw):
     info = admin.get(f"/team/info?team_id={team['team_id']}").json()
     assert info["team_id"] == team["team_id"] and info["team_info"]["team_alias"] == "my-new-team"
     assert admin.get(f"/user/info?user_id={user['user_id']}").json()["user_id"] == user["user_id"]
+
+
+def test_key_block_unblock_and_team_members(gw):
+    admin = as_(gw, MASTER_KEY)
+    key = generate_key(gw)["key"]
+    assert admin.post("/key/block", json={"key": key}).json()["blocked"] is True
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key)
+    assert admin.post("/key/unblock", json={"key": key}).json()["blocked"] is False
+    assert chat(gw, key).choices
+    team = admin.post("/team/new", json={"team_alias": "members-team"}).json()["team_id"]
+    added = admin.post("/team/member_add", json={"team_id": team, "member": {"role": "user", "user_id": "krrish"}})
+    assert added.status_code == 200 and added.json()["members_with_roles"] == [
+        {"user_id": "krrish", "user_email": None, "role": "user"}]
+    admin.post("/team/member_add", json={"team_id": team, "member": [{"role": "admin", "user_id": "ishaan"}]})
+    removed = admin.post("/team/member_delete", json={"team_id": team, "user_id": "krrish"}).json()
+    assert [m["user_id"] for m in removed["members_with_roles"]] == ["ishaan"]
+    assert admin.post("/team/member_add", json={"team_id": "no-such-team", "member": {"user_id": "x"}}).status_code == 404

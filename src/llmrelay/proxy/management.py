@@ -320,6 +320,47 @@ async def _team_update(keys, store, who, params):
     return await _update(keys, store, "team", "team_id", params, _TEAM_FIELDS)
 
 
+async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -> dict:
+    """``/team/member_add`` (``member``: one ``{"user_id", "role"}`` or a list) and
+    ``/team/member_delete`` (``user_id``): the team's ``members`` list, as LiteLLM's routes."""
+    team_id = params.get("team_id")
+    row, _ = await _owner(store, "team", "team_id", team_id)
+    members = [m for m in (row.get("members") or []) if isinstance(m, dict)]
+    if add:
+        given = params.get("member")
+        given = given if isinstance(given, list) else [given]
+        if not given or not all(isinstance(m, dict) and (m.get("user_id") or m.get("user_email")) for m in given):
+            raise _Bad(400, "send 'member': {'user_id': …, 'role': 'user' | 'admin'} (or a list of them)", "member")
+        changed = [{"user_id": m.get("user_id"), "user_email": m.get("user_email"), "role": m.get("role") or "user"}
+                   for m in given]
+        ids = {m["user_id"] for m in changed}
+        members = [m for m in members if m.get("user_id") not in ids] + changed
+    else:
+        gone = params.get("user_id")
+        if not gone:
+            raise _Bad(400, "send 'user_id'", "user_id")
+        members = [m for m in members if m.get("user_id") != gone]
+    await _update(keys, store, "team", "team_id", {"team_id": team_id, "members": members}, ("members",))
+    team = _public(await store.run(store.get, "team", team_id))
+    return {**team, "team_id": team_id, "members_with_roles": members}
+
+
+async def _team_member_add(keys, store, who, params):
+    return await _team_members(keys, store, who, params, True)
+
+
+async def _team_member_delete(keys, store, who, params):
+    return await _team_members(keys, store, who, params, False)
+
+
+async def _key_block(keys, store, who, params):
+    return await _key_update(keys, store, who, {"key": params.get("key"), "blocked": True})
+
+
+async def _key_unblock(keys, store, who, params):
+    return await _key_update(keys, store, who, {"key": params.get("key"), "blocked": False})
+
+
 async def _team_delete(keys, store, who, params):
     return await _delete(keys, store, "team", params.get("team_ids"), "team_ids")
 
@@ -467,6 +508,10 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/key/delete": ("POST", _key_delete),
     "/key/regenerate": ("POST", _key_regenerate),
     "/key/info": ("GET", _key_info_route),
+    "/key/block": ("POST", _key_block),
+    "/key/unblock": ("POST", _key_unblock),
+    "/team/member_add": ("POST", _team_member_add),
+    "/team/member_delete": ("POST", _team_member_delete),
     "/key/list": ("GET", _key_list),
     "/team/new": ("POST", _team_new),
     "/team/update": ("POST", _team_update),
