@@ -134,10 +134,13 @@ def test_key_block_unblock_and_team_members(gw):
     assert admin.post("/key/unblock", json={"key": key}).json()["blocked"] is False
     assert chat(gw, key).choices
     team = admin.post("/team/new", json={"team_alias": "members-team"}).json()["team_id"]
+    admin.post("/user/new", json={"user_id": "krrish", "auto_create_key": False})
     added = admin.post("/team/member_add", json={"team_id": team, "member": {"role": "user", "user_id": "krrish"}})
+    assert admin.get("/user/info?user_id=krrish").json()["user_info"]["teams"] == [team]
     assert added.status_code == 200 and added.json()["members_with_roles"] == [
         {"user_id": "krrish", "user_email": None, "role": "user"}]
     admin.post("/team/member_add", json={"team_id": team, "member": [{"role": "admin", "user_id": "ishaan"}]})
     removed = admin.post("/team/member_delete", json={"team_id": team, "user_id": "krrish"}).json()
     assert [m["user_id"] for m in removed["members_with_roles"]] == ["ishaan"]
+    assert not admin.get("/user/info?user_id=krrish").json()["user_info"]["teams"]
     assert admin.post("/team/member_add", json={"team_id": "no-such-team", "member": {"user_id": "x"}}).status_code == 404

@@ -341,6 +341,13 @@ async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -
             raise _Bad(400, "send 'user_id'", "user_id")
         members = [m for m in members if m.get("user_id") != gone]
     await _update(keys, store, "team", "team_id", {"team_id": team_id, "members": members}, ("members",))
+    # the members' own `teams`, as LiteLLM keeps both sides (users that exist; no user is created)
+    for user_id in ([m["user_id"] for m in changed] if add else [params["user_id"]]):
+        user = await store.run(store.get, "user", user_id) if user_id else None
+        if user is not None:
+            teams = set(user.get("teams") or [])
+            teams = teams | {team_id} if add else teams - {team_id}
+            await _update(keys, store, "user", "user_id", {"user_id": user_id, "teams": sorted(teams)}, ("teams",))
     team = _public(await store.run(store.get, "team", team_id))
     return {**team, "team_id": team_id, "members_with_roles": members}
 
