@@ -134,8 +134,8 @@ class Principal:
         return self.token
 
     def _field(self, name: str) -> Any:
-        key = self.key
-        return key.get(name) if key is not None else None
+        entry = self.entry
+        return entry.row.get(name) if entry is not None and entry.row is not None else None
 
     key_alias = property(lambda self: self._field("key_alias"))
     user_id = property(lambda self: self._field("user_id"))
@@ -631,19 +631,22 @@ class KeyManager:
             soft = key.get("soft_budget")
             if soft is not None and spend >= soft and not key.get("soft_budget_cooldown"):
                 self._soft_budget_crossed(who, "key", who.token, key)
-            for kind, ident in (("team", key.get("team_id")), ("user", key.get("user_id"))):
-                row = self.cached(kind, ident)
-                if row is not None:
-                    spend = row["spend"] = row["spend"] + cost
-                    soft = row.get("soft_budget")
-                    if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
-                        self._soft_budget_crossed(who, kind, ident, row)
-        row = self.cached("end_user", who.end_user)
-        if row is not None:
-            spend = row["spend"] = row["spend"] + cost
-            soft = row.get("soft_budget")
-            if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
-                self._soft_budget_crossed(who, "end_user", who.end_user, row)
+            team_id, user_id = key.get("team_id"), key.get("user_id")
+            if team_id or user_id:  # (most keys have neither: no loop, no lookups)
+                for kind, ident in (("team", team_id), ("user", user_id)):
+                    row = self.cached(kind, ident)
+                    if row is not None:
+                        spend = row["spend"] = row["spend"] + cost
+                        soft = row.get("soft_budget")
+                        if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
+                            self._soft_budget_crossed(who, kind, ident, row)
+        if who.end_user:
+            row = self.cached("end_user", who.end_user)
+            if row is not None:
+                spend = row["spend"] = row["spend"] + cost
+                soft = row.get("soft_budget")
+                if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
+                    self._soft_budget_crossed(who, "end_user", who.end_user, row)
 
     # ------------------------------------------------------------------ soft budgets
     def _soft_budget_crossed(self, who: Principal, kind: str, ident: str, row: dict[str, Any]) -> None:

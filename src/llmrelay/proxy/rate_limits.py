@@ -118,25 +118,27 @@ class LocalLimits:
         self.release_now(limits, tokens)
 
     def acquire_now(self, limits: Sequence[Limit]) -> Decision:
-        """:meth:`acquire` without the coroutine (it never waits)."""
+        """:meth:`acquire` without the coroutine (it never waits).
+
+        Each limit is counted as soon as it passes; a refusal by a later one takes those counts
+        back (:meth:`_refused`) before returning, so it is all or nothing, as documented."""
         now = self._clock()
         edge = now - WINDOW
         counters = self._counters
-        found = []
         limit_requests = remaining_requests = limit_tokens = remaining_tokens = None
+        counted = 0
         for limit in limits:
             c = counters.get(limit.counter)
             if c is None:
                 c = counters[limit.counter] = _Counter()
             elif (c.requests and c.requests[0] <= edge) or (c.tokens and c.tokens[0][0] <= edge):
                 c.prune(now)
-            found.append(c)
             rpm = limit.rpm
             if rpm is not None:
                 used = len(c.requests)
                 if used >= rpm:
                     wait = c.requests[0] + WINDOW - now if c.requests else WINDOW
-                    return Decision(False, refusal_reason(limit.label, "rpm", rpm), wait)
+                    return self._refused(limits, counted, refusal_reason(limit.label, "rpm", rpm), wait)
                 left = rpm - used - 1
                 if remaining_requests is None or left < remaining_requests:
                     limit_requests, remaining_requests = rpm, left
@@ -144,21 +146,34 @@ class LocalLimits:
             if tpm is not None:
                 if c.token_sum >= tpm:
                     wait = _tokens_free_at(c, tpm) - now
-                    return Decision(False, refusal_reason(limit.label, "tpm", tpm), wait)
+                    return self._refused(limits, counted, refusal_reason(limit.label, "tpm", tpm), wait)
                 left = tpm - c.token_sum
                 if remaining_tokens is None or left < remaining_tokens:
                     limit_tokens, remaining_tokens = tpm, left
-            if limit.parallel is not None and c.parallel >= limit.parallel:
-                return Decision(False, refusal_reason(limit.label, "parallel", limit.parallel), 1.0)
-        for limit, c in zip(limits, found):
-            if limit.rpm is not None:
-                c.requests.append(now)
-            if limit.parallel is not None:
+            parallel = limit.parallel
+            if parallel is not None:
+                if c.parallel >= parallel:
+                    return self._refused(limits, counted, refusal_reason(limit.label, "parallel", parallel), 1.0)
                 c.parallel += 1
+            if rpm is not None:
+                c.requests.append(now)
+            counted += 1
         self._calls += 1
         if self._calls % 4096 == 0:
             self._sweep(now)
         return Decision(True, "", 0.0, limit_requests, remaining_requests, limit_tokens, remaining_tokens)
+
+    def _refused(self, limits: Sequence[Limit], counted: int, reason: str, wait: float) -> Decision:
+        """A refusal: the first ``counted`` limits, counted already by :meth:`acquire_now` in
+        this same call (no other request in between), are uncounted."""
+        counters = self._counters
+        for limit in limits[:counted]:
+            c = counters[limit.counter]
+            if limit.rpm is not None:
+                c.requests.pop()
+            if limit.parallel is not None:
+                c.parallel -= 1
+        return Decision(False, reason, wait)
 
     def release_now(self, limits: Sequence[Limit], tokens: int) -> None:
         now = self._clock()
@@ -189,15 +204,37 @@ def _tokens_free_at(c: _Counter, tpm: int) -> float:
     return c.tokens[-1][0] + WINDOW if c.tokens else 0.0
 
 
+#: The ``x-ratelimit-limit-*`` headers by limit (a key's limit is the same on every request).
+_LIMIT_REQUESTS: dict[int, tuple[bytes, bytes]] = {}
+_LIMIT_TOKENS: dict[int, tuple[bytes, bytes]] = {}
+
+
+def _remember(cache: dict[int, tuple[bytes, bytes]], limit: int, name: bytes) -> tuple[bytes, bytes]:
+    if len(cache) >= 4096:  # limits are few; never let odd ones grow it
+        cache.clear()
+    header = cache[limit] = (name, b"%d" % limit)
+    return header
+
+
 def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
     """``x-ratelimit-*`` headers (OpenAI's names) for the tightest limits, or none."""
     out = []
-    if decision.limit_requests is not None:
-        out.append((b"x-ratelimit-limit-requests", b"%d" % decision.limit_requests))
-        out.append((b"x-ratelimit-remaining-requests", b"%d" % max(decision.remaining_requests or 0, 0)))
-    if decision.limit_tokens is not None:
-        out.append((b"x-ratelimit-limit-tokens", b"%d" % decision.limit_tokens))
-        out.append((b"x-ratelimit-remaining-tokens", b"%d" % max(decision.remaining_tokens or 0, 0)))
+    limit = decision.limit_requests
+    if limit is not None:
+        header = _LIMIT_REQUESTS.get(limit)
+        if header is None:
+            header = _remember(_LIMIT_REQUESTS, limit, b"x-ratelimit-limit-requests")
+        left = decision.remaining_requests or 0  # (no max(): it costs more than the formatting)
+        out.append(header)
+        out.append((b"x-ratelimit-remaining-requests", b"%d" % left if left > 0 else b"0"))
+    limit = decision.limit_tokens
+    if limit is not None:
+        header = _LIMIT_TOKENS.get(limit)
+        if header is None:
+            header = _remember(_LIMIT_TOKENS, limit, b"x-ratelimit-limit-tokens")
+        left = decision.remaining_tokens or 0
+        out.append(header)
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % left if left > 0 else b"0"))
     return out
 
 

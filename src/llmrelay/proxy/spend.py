@@ -170,7 +170,9 @@ def usage_tokens(usage: Any) -> tuple[int, int]:
     if usage is None:
         return 0, 0
     get = usage.get if isinstance(usage, dict) else usage.__dict__.get
-    return int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
+    prompt, completion = get("prompt_tokens") or 0, get("completion_tokens") or 0
+    # (int() only when needed: a call per field costs more than the rest of this function)
+    return (prompt if type(prompt) is int else int(prompt)), (completion if type(completion) is int else int(completion))
 
 
 def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, cost: float) -> dict[str, Any]:
@@ -218,7 +220,7 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, cost: float) -> di
         "user_id": user_id,
         "end_user": who.end_user,
         "model_group": who.model,
-        "model": _prices(keys, model_id)[0] if model_id else None,
+        "model": (keys.deployments.get(model_id) or _prices(keys, model_id))[0] if model_id else None,
         "model_id": model_id,
         "call_type": "acompletion",
         "status": status,

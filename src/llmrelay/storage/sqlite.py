@@ -12,6 +12,13 @@ from .base import Store, StoreError
 
 __all__ = ["SQLiteStore"]
 
+# sqlite3 binds a None parameter only after looking for an adapter for it; with none registered
+# that lookup raises (and clears) an AttributeError with a formatted message, per parameter: a
+# spend row binds ~7 NULLs, a quarter of what inserting it costs (~13k of ~80k instructions).
+# An adapter for NoneType that returns its argument (``{}.get(None)`` is None: a C call, no
+# Python frame) makes it one dict lookup; what is stored is the same NULL.
+sqlite3.register_adapter(type(None), {}.get)
+
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
     return {d[0]: v for d, v in zip(cursor.description, row)}
