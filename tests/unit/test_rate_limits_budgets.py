@@ -43,6 +43,13 @@ def test_all_or_nothing_over_several_counters():
     assert not denied.allowed and denied.reason.startswith("team")
     # the refused request was not counted on the key
     assert limits.acquire_now([key]).remaining_requests == 3
+    # nor did it keep a parallel slot on a counter that passed before the one that refused
+    key = Limit("key:b", "key", rpm=5, parallel=2)
+    assert limits.acquire_now([key, team]).allowed is False  # (team:t is full)
+    assert limits.acquire_now([key]).allowed
+    assert limits.acquire_now([key]).allowed
+    assert limits.acquire_now([key]).reason == "key max_parallel_requests limit (2)"
+    assert limits.acquire_now([Limit("key:b", "key", rpm=5)]).remaining_requests == 2
 
 
 def test_parallel_and_tokens():
