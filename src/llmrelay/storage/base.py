@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -52,6 +53,11 @@ _SPEND_COLUMNS = (
 )
 _SPEND_JSON = frozenset({"tags", "metadata"})
 _SPEND_JSON_AT = [i for i, c in enumerate(_SPEND_COLUMNS) if c in _SPEND_JSON]
+#: A spend row's columns in one C call (a row the request path made has them all).
+_SPEND_VALUES = operator.itemgetter(*_SPEND_COLUMNS)
+#: (owner kind, index of its id column) of what a row's cost is added to.
+_SPEND_OWNERS = tuple((kind, _SPEND_COLUMNS.index(col)) for kind, col in (
+    ("key", "api_key"), ("team", "team_id"), ("user", "user_id"), ("end_user", "end_user")))
 _DAY, _START, _TOTAL, _PROMPT, _COMPLETION = map(
     _SPEND_COLUMNS.index, ("day", "start_time", "total_tokens", "prompt_tokens", "completion_tokens"))
 _INSERT_SPEND = (
@@ -375,7 +381,10 @@ class Store:
         dumps = orjson.dumps
         days: dict[int, str] = {}
         for r in rows:
-            row = list(map(r.get, _SPEND_COLUMNS))
+            try:
+                row = list(_SPEND_VALUES(r))
+            except KeyError:  # a row without some optional columns
+                row = list(map(r.get, _SPEND_COLUMNS))
             for i in _SPEND_JSON_AT:
                 if row[i] is not None:
                     row[i] = dumps(row[i]).decode()
@@ -391,8 +400,8 @@ class Store:
             cost = float(r.get("spend") or 0.0)
             if not cost:
                 continue
-            for kind, col in (("key", "api_key"), ("team", "team_id"), ("user", "user_id"), ("end_user", "end_user")):
-                ident = r.get(col)
+            for kind, at in _SPEND_OWNERS:
+                ident = row[at]
                 if ident:
                     by[(kind, ident)] = by.get((kind, ident), 0.0) + cost
             if r.get("api_key") and r.get("model_group"):
