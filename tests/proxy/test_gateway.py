@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import openai
 import pytest
@@ -140,6 +141,47 @@ def test_headers_and_log_line(client, gateway):
     assert body.endswith(b"data: [DONE]\n\n")
 
 
+def test_response_heads_on_the_wire(gateway):
+    """The status line and headers as the client receives them (the server writes the app's
+    header block itself, ``server.DirectBody.start``): lower-case names, each once, the framing
+    uvicorn would choose (content-length, or chunked for a stream), the connection kept alive
+    for the next request and closed after answering one that asks ``connection: close``."""
+    host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
+
+    def request(stream: bool, close: bool) -> bytes:
+        body = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream}).encode()
+        return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer %s\r\n"
+                b"content-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+                % (MASTER_KEY.encode(), len(body), b"connection: close\r\n" if close else b"", body))
+
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        for stream, close in ((False, False), (True, False), (False, True)):
+            sock.sendall(request(stream, close))
+            assert reader.readline() == b"HTTP/1.1 200 OK\r\n"
+            headers = []
+            while (line := reader.readline()) != b"\r\n":
+                name, _, value = line[:-2].partition(b": ")
+                headers.append((name, value))
+            names = [name for name, _ in headers]
+            assert names == [name.lower() for name in names] and len(set(names)) == len(names)
+            fields = dict(headers)
+            assert b"date" in fields and b"x-request-id" in fields
+            assert (fields.get(b"connection") == b"close") is close
+            if stream:
+                assert fields[b"content-type"].startswith(b"text/event-stream")
+                assert fields[b"transfer-encoding"] == b"chunked" and b"content-length" not in fields
+                body = b""
+                while not body.endswith(b"\r\n0\r\n\r\n"):
+                    body += reader.read1(65536)
+                assert b"data: [DONE]" in body
+            else:
+                assert fields[b"content-type"] == b"application/json" and b"transfer-encoding" not in fields
+                answer = json.loads(reader.read(int(fields[b"content-length"])))
+                assert answer["choices"][0]["message"]["content"] == DEFAULT_TEXT
+        assert reader.read() == b""  # closed after the answer to "connection: close"
+
+
 def test_chat_completions_without_v1(gateway):
     with openai.OpenAI(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0) as c:
         assert c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
@@ -185,3 +227,14 @@ def test_auth(gateway):
             assert h.post("/v1/chat/completions", json=body, headers={header: "nope"}).status_code == 401
         # health and the OpenAPI document need no key
         assert h.get("/health/readiness").status_code == 200
+
+
+def test_header_block_check():
+    """What the server's direct response start writes itself; anything else goes through
+    uvicorn's checks (which refuse control characters and lower-case names)."""
+    from llmrelay.proxy.server import _HEADER_BLOCK
+
+    assert _HEADER_BLOCK.fullmatch(b"content-type: application/json\r\nx-a: 1\tb \x80\r\nx-empty: ")
+    for bad in (b"Content-Type: a", b"x-a: 1\r\nx-b: 2\n", b"x-a: b\rc", b"x a: b", b"x-a: \x00", b"x-a:b",
+                b"x-a: 1\r\n", b"x-a: 1\r\n\r\nx-b: 2", b"x/a: 1", b""):
+        assert _HEADER_BLOCK.fullmatch(bad) is None, bad

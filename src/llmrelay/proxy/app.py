@@ -371,13 +371,13 @@ class ProxyApp:
         headers = [_JSON, (b"content-length", b"%d" % len(body)), *ctx.headers()]
         if extra:
             headers.extend(extra)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await _start(ctx, send, status, headers)
         await send({"type": _BODY, "body": body, "more_body": False})
 
     async def _metrics(self, ctx: _Ctx, send: Send, content_type: bytes, body: bytes) -> None:
         ctx.status = 200
         headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *ctx.headers()]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await _start(ctx, send, 200, headers)
         await send({"type": _BODY, "body": body, "more_body": False})
 
     async def _error(self, ctx: _Ctx, send: Send, status: int, message: str, *, param: str | None = None,
@@ -599,7 +599,7 @@ class ProxyApp:
     async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, encoder: Any) -> None:
         try:
             ctx.status = 200
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + ctx.headers()})
+            await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers())
             head = encoder.start()
             if first is None:
                 ctx.done = True
@@ -726,6 +726,14 @@ class ProxyApp:
         if ctx.error:
             record["error"] = self.redact(ctx.error)
         access_log.info(_dumps(record).decode())
+
+
+async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """Start the response: through the server's direct path when it takes it (one check of the
+    whole header block, see ``server.DirectBody.start``), else as an ASGI message."""
+    direct = ctx.direct
+    if direct is None or not direct.start(status, headers):
+        await send({"type": "http.response.start", "status": status, "headers": headers})
 
 
 def _uncancel(task: Any) -> None:
