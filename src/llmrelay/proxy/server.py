@@ -15,7 +15,8 @@ Streamed bodies may skip uvicorn's per-``send`` work: ``scope["extensions"]["llm
 (a :class:`DirectBody`, for our own app) writes body bytes straight to the transport, framed
 as uvicorn frames them, and tells its user when the client's write buffer fills and drains
 (the stream fast path, :mod:`.fastpath`); :meth:`DirectBody.respond` sends a whole response in
-one write (cache hits).
+one write (cache hits); :meth:`DirectBody.start` writes the app's status line and headers with
+one check of the whole block (not uvicorn's two regular-expression searches per header).
 
 A cut request is marked in its ASGI scope (:data:`~llmrelay.proxy.cuts.SCOPE_CUT`) so the
 app's log line says why.
