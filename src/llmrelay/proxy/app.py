@@ -24,6 +24,7 @@ import orjson
 from ..exceptions import LLMRelayError
 from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import cuts, errors
+from .accesslog import direct_handler
 from .auth import client_key
 from .client_params import ClientParamError, ClientParamPolicy
 from .fastpath import relay_for
@@ -55,6 +56,7 @@ CONFIG_ENV = "LLMRELAY_PROXY_CONFIG"
 _perf = time.perf_counter
 _time = time.time
 _dumps = orjson.dumps
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _BODY = "http.response.body"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
@@ -725,7 +727,11 @@ class ProxyApp:
             record["cache_hit"] = ctx.cache.hit
         if ctx.error:
             record["error"] = self.redact(ctx.error)
-        access_log.info(_dumps(record).decode())
+        handler = direct_handler(access_log)
+        if handler is not None:  # as `llmrelay proxy` configures it: the line's bytes, batched per loop turn
+            handler.write_line(_dumps(record, option=_NEWLINE))
+        else:  # the user's logging configuration: through logging, to every handler
+            access_log.info(_dumps(record).decode())
 
 
 async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -60,7 +60,9 @@ def log_config(level: str) -> dict[str, Any]:
             "default": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"},
         },
         "handlers": {
-            "access": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+            # one write per event-loop turn for the per-request JSON lines (see proxy/accesslog.py)
+            "access": {"class": "llmrelay.proxy.accesslog.TurnBatchedHandler", "formatter": "plain",
+                       "stream": "ext://sys.stderr"},
             "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
         },
         "loggers": {
