@@ -34,11 +34,14 @@ def total(families: dict[str, list], sample_name: str, **labels: str) -> float:
 
 
 @pytest.mark.slow
-def test_metrics_add_up_across_two_workers(tmp_path):
+@pytest.mark.parametrize("workers", [["--workers", "2"], []], ids=["two-workers", "one-process-batched"])
+def test_metrics_add_up_across_two_workers(tmp_path, workers):
+    """With two workers each request is written to the shared files at once; in one process the
+    requests' values are applied in batches, at the latest when /metrics is scraped."""
     with FakeOpenAIServer() as up, FakeOpenAIServer() as down:
         path = tmp_path / "config.yaml"
         path.write_text(two_groups_config(up.url, down.url, "prometheus"))
-        with Gateway(str(path), ["--workers", "2"]) as gw:
+        with Gateway(str(path), workers) as gw:
             client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
 
             def chat(i: int) -> None:
@@ -90,3 +93,95 @@ def test_no_metrics_endpoint_without_prometheus(tmp_path):
         path.write_text(f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/x, api_base: {up.url}/v1}}\n")
         with Gateway(str(path)) as gw:
             assert httpx.get(gw.url + "/metrics").status_code == 404
+
+
+# ---------------------------------------------------------------------- batches, in one process
+class _Ctx:
+    def __init__(self, model: str, stream: bool = False, status: int = 200) -> None:
+        self.model, self.stream, self.status = model, stream, status
+        self.start, self.upstream = time.perf_counter(), 0.0
+        self.result = self.exc = self.error = None
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.state: dict = {}
+        self.router = None
+
+
+def _slo(i: int, stream: bool) -> dict:
+    start = 1000.0 + i
+    return {"status": "success", "model": "gpt-4o-mini", "model_group": "m", "custom_llm_provider": "openai",
+            "model_id": "d1", "api_base": "http://u/v1", "stream": stream, "response_cost": 0.001 * (i + 1),
+            "prompt_tokens": 10 + i, "completion_tokens": 5 + i, "startTime": start, "endTime": start + 0.01 * (i + 1),
+            "completionStartTime": start + 0.002 * (i + 1) if stream else None,
+            "hidden_params": {"litellm_model_name": "openai/gpt-4o-mini"}, "metadata": {"user_api_key_alias": "k"}}
+
+
+def _logger():
+    from prometheus_client import CollectorRegistry
+
+    from llmrelay.integrations.prometheus import PrometheusLogger
+
+    return PrometheusLogger(registry=CollectorRegistry())
+
+
+def _samples(logger, skip=("llmrelay_in_flight",)) -> dict:
+    out = {}
+    for family in logger.registry.collect():
+        for s in family.samples:
+            if s.name.endswith("_created") or s.name.startswith(skip):
+                continue
+            if "overhead" in s.name and not s.name.endswith("_count"):
+                continue  # measured from the clock at each request's end (its count is compared)
+            out[(s.name, tuple(sorted(s.labels.items())))] = round(s.value, 9)
+    return out
+
+
+def _requests(logger, n: int) -> None:
+    for i in range(n):
+        ctx, record = _Ctx("m", stream=bool(i % 2)), _Record()
+        logger.request_start(ctx, record, {})
+        logger.request_end(ctx, record, {"standard_logging_object": _slo(i, bool(i % 2))})
+
+
+def test_one_process_applies_gateway_requests_in_batches_at_the_scrape():
+    logger = _logger()
+    assert logger.batched
+    ctx, record = _Ctx("m", stream=True), _Record()
+    logger.request_start(ctx, record, {})
+    _requests(logger, 7)
+    # nothing applied yet: the values wait for the scrape
+    assert not logger.registry.get_sample_value("litellm_proxy_total_requests_metric_total", _proxy_labels("200"))
+    logger.metrics_body()  # what /metrics calls: the waiting values first
+    assert logger.registry.get_sample_value("litellm_proxy_total_requests_metric_total", _proxy_labels("200")) == 7
+    assert logger.registry.get_sample_value("llmrelay_in_flight_requests", {"requested_model": "m"}) == 1
+    assert logger.registry.get_sample_value("llmrelay_in_flight_streams", {"requested_model": "m"}) == 1
+
+
+def _proxy_labels(status: str) -> dict:
+    return {"end_user": "", "hashed_api_key": "", "api_key_alias": "k", "requested_model": "m", "team": "",
+            "team_alias": "", "user": "", "status_code": status}
+
+
+def test_batched_values_equal_the_values_applied_one_by_one():
+    batched, at_once = _logger(), _logger()
+    at_once.batched = False
+    _requests(batched, 9)
+    _requests(at_once, 9)
+    batched.flush()
+    got, want = _samples(batched), _samples(at_once)
+    assert got == want
+    assert want[("litellm_llm_api_time_to_first_token_metric_count",
+                 (("api_key_alias", "k"), ("hashed_api_key", ""), ("model", "openai/gpt-4o-mini"), ("team", ""),
+                  ("team_alias", "")))] == 4
+
+
+def test_a_full_batch_is_applied_without_a_scrape():
+    from llmrelay.integrations import prometheus
+
+    logger = _logger()
+    _requests(logger, prometheus.BATCH)
+    assert logger.registry.get_sample_value("litellm_proxy_total_requests_metric_total",
+                                            _proxy_labels("200")) == prometheus.BATCH
+    assert not logger._waiting and logger._rows == 0

@@ -8,6 +8,13 @@ is in ``docs/observability.md``. With ``PROMETHEUS_MULTIPROC_DIR`` set (the gate
 As a library callback it counts calls, tokens, spend and latencies from each event's
 ``standard_logging_object``; in the gateway it also sees the request itself (status code,
 in-flight requests and streams, gateway overhead, retries, fallbacks, cooldowns).
+
+In a single gateway process (no ``PROMETHEUS_MULTIPROC_DIR``) the requests' values are applied
+in batches: kept per kind of request (same labels) and added to ``prometheus_client``'s values
+at every ``/metrics`` scrape and every :data:`BATCH` requests, so a scrape always reports every
+request that ended before it, and a batch of N requests of one kind costs one update per counter
+(not N). With workers sharing a directory each request is applied at once (the other workers'
+scrapes read it). Library events are applied at once.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from typing import Any
 
 from .custom_logger import CustomLogger
 
-__all__ = ["PrometheusLogger", "METRICS"]
+__all__ = ["PrometheusLogger", "METRICS", "BATCH"]
+
+#: Most gateway requests whose metrics wait for a scrape (a single process; see the docstring).
+BATCH = 256
 
 _KEY = ["hashed_api_key", "api_key_alias", "team", "team_alias"]
 _USER = ["end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user"]
@@ -96,6 +106,12 @@ class PrometheusLogger(CustomLogger):
         self._incs: dict[tuple, Any] = {}
         self._observes: dict[tuple, Any] = {}
         self._kinds: dict[tuple, _Kind] = {}
+        #: gateway requests are applied in batches (one process; the loop's thread alone updates
+        #: these): the kinds with waiting rows, their count, the in-flight gauges' changes
+        self.batched = not self.multiprocess
+        self._waiting: list[_Kind] = []
+        self._rows = 0
+        self._gauges: dict[tuple[str, str], int] = {}
 
     def _at(self, name: str, *values: str) -> Any:
         """The metric's child for these label values (cached: ``labels()`` costs microseconds)."""
@@ -116,7 +132,7 @@ class PrometheusLogger(CustomLogger):
         return inc
 
     def _obs(self, name: str, *values: str) -> Any:
-        """``observe(amount)`` of a histogram's child, straight on its values (cached)."""
+        """``observe(amounts)`` of a histogram's child (see :func:`_observer`), cached."""
         key = (name, values)
         observe = self._observes.get(key)
         if observe is None:
@@ -137,6 +153,7 @@ class PrometheusLogger(CustomLogger):
 
     # ------------------------------------------------------------------ /metrics
     def metrics_body(self) -> tuple[bytes, bytes]:
+        self.flush()
         prom = self._prom
         if self.multiprocess:
             from prometheus_client import multiprocess
@@ -161,10 +178,24 @@ class PrometheusLogger(CustomLogger):
                                       end_time: Any) -> None:
         self._record(kwargs, False)
 
+    def flush(self) -> None:
+        """Apply the gateway requests' waiting values (before a scrape reads them)."""
+        waiting, self._waiting = self._waiting, []
+        self._rows = 0
+        for kind in waiting:
+            rows, kind.rows = kind.rows, []
+            if rows:
+                kind.apply(rows)
+        gauges, self._gauges = self._gauges, {}
+        for (name, model), change in gauges.items():
+            if change:
+                self._inc(name, model)(change)
+
     def _record(self, kwargs: dict[str, Any], ok: bool, ctx: Any = None) -> tuple[str, ...]:
         """The LLM call's metrics (and with the gateway's ``ctx``, the request's); returns
         ``_who``'s labels. The update functions of each kind of call (same caller, model,
-        deployment, status) are looked up once and kept in a :class:`_Kind`."""
+        deployment, status) are looked up once and kept in a :class:`_Kind`; a gateway
+        request's values wait in it for the next batch (:attr:`batched`)."""
         slo = kwargs.get("standard_logging_object") or {}
         get = slo.get
         who = _who(slo)
@@ -178,35 +209,31 @@ class PrometheusLogger(CustomLogger):
         kind = self._kinds.get(key)
         if kind is None:
             kind = self._kind(key)
-        kind.requests(1)
-        cost = get("response_cost") or 0.0
-        if cost > 0:
-            (kind.spend or kind.make("spend"))(cost)
-        prompt = get("prompt_tokens") or 0
-        completion = get("completion_tokens") or 0
-        if prompt or completion:
-            (kind.input or kind.make("input"))(prompt)
-            (kind.output or kind.make("output"))(completion)
-            (kind.total or kind.make("total"))(prompt + completion)
         start = get("startTime") or 0.0
         end = get("endTime") or start
         latency = end - start if end > start else 0.0
-        kind.latency(latency)
         api = get("llm_api_duration")
-        kind.api_latency(latency if api is None else max(api, 0.0))
-        if ok:
-            if stream:
-                first = get("completionStartTime")
-                if first:
-                    (kind.ttft or kind.make("ttft"))(max(first - start, 0.0))
-            kind.success(1)
-            kind.deployment(1)
-            if completion:
-                (kind.per_token or kind.make("per_token"))(latency / completion)
+        ttft = None
+        if ok and stream:
+            first = get("completionStartTime")
+            if first:
+                ttft = max(first - start, 0.0)
+        overhead = None
         if ctx is not None:
-            kind.proxy(1)
             overhead = time.perf_counter() - ctx.start - ctx.upstream
-            kind.overhead(overhead if overhead > 0 else 0.0)
+            if overhead < 0:
+                overhead = 0.0
+        row = (get("response_cost") or 0.0, get("prompt_tokens") or 0, get("completion_tokens") or 0, latency,
+               latency if api is None else max(api, 0.0), ttft, overhead)
+        if ctx is not None and self.batched:
+            if not kind.rows:
+                self._waiting.append(kind)
+            kind.rows.append(row)
+            self._rows += 1
+            if self._rows >= BATCH:
+                self.flush()
+        else:
+            kind.apply((row,))
         return who
 
     def _kind(self, key: tuple) -> "_Kind":
@@ -233,7 +260,7 @@ class PrometheusLogger(CustomLogger):
             requester = (end_user, hashed, alias, gateway_model, team, team_alias, user_id)
             labels["proxy"] = ("litellm_proxy_total_requests_metric", (*requester, str(status)))
             labels["overhead"] = ("litellm_overhead_latency_metric", (*requester, gateway_name))
-        kind = _Kind(self, labels)
+        kind = _Kind(self, labels, ok, gateway_model is not None)
         # what every call of this kind updates is made now; the rest on first use (a series
         # appears in /metrics only once it has been updated, as with prometheus_client's own calls)
         for slot in ("requests", "latency", "api_latency"):
@@ -250,17 +277,26 @@ class PrometheusLogger(CustomLogger):
 
     # ------------------------------------------------------------------ the gateway's requests
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
-        self._inc("llmrelay_in_flight_requests", ctx.model)(1)
+        self._gauge("llmrelay_in_flight_requests", ctx.model, 1)
         if ctx.stream:
-            self._inc("llmrelay_in_flight_streams", ctx.model)(1)
+            self._gauge("llmrelay_in_flight_streams", ctx.model, 1)
         record.state[id(self)] = (ctx.model, ctx.stream)
+
+    def _gauge(self, name: str, model: str, change: int) -> None:
+        """Change an in-flight gauge (batched: the net change is applied at the next flush)."""
+        if self.batched:
+            key = (name, model)
+            gauges = self._gauges
+            gauges[key] = gauges.get(key, 0) + change
+        else:
+            self._inc(name, model)(change)
 
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
         started = record.state.pop(id(self), None)
         if started is not None:
-            self._inc("llmrelay_in_flight_requests", started[0])(-1)
+            self._gauge("llmrelay_in_flight_requests", started[0], -1)
             if started[1]:
-                self._inc("llmrelay_in_flight_streams", started[0])(-1)
+                self._gauge("llmrelay_in_flight_streams", started[0], -1)
         slo = kwargs.get("standard_logging_object") or {}
         status = slo.get("status")
         failed = status == "failure"
@@ -327,15 +363,22 @@ class PrometheusLogger(CustomLogger):
 
 class _Kind:
     """The update functions of one kind of call (``PrometheusLogger._record``): slots filled
-    with the metric children's ``inc``/``observe``, by :meth:`make` on first use."""
+    with the metric children's ``inc`` and (histograms) an ``observe`` of several values at
+    once, by :meth:`make` on first use; and the rows of values waiting for the next batch."""
 
-    __slots__ = ("_logger", "_labels", "requests", "spend", "input", "output", "total", "latency",
-                 "api_latency", "ttft", "success", "deployment", "per_token", "proxy", "overhead")
+    __slots__ = ("_logger", "_labels", "ok", "gateway", "rows", "requests", "spend", "input", "output", "total",
+                 "latency", "api_latency", "ttft", "success", "deployment", "per_token", "proxy", "overhead")
 
-    def __init__(self, logger: PrometheusLogger, labels: dict[str, tuple[str, tuple]]) -> None:
+    def __init__(self, logger: PrometheusLogger, labels: dict[str, tuple[str, tuple]], ok: bool = True,
+                 gateway: bool = False) -> None:
         self._logger = logger
         self._labels = labels
-        for slot in self.__slots__[2:]:
+        self.ok = ok
+        self.gateway = gateway
+        #: (cost, prompt tokens, completion tokens, latency, upstream latency, ttft or None,
+        #: gateway overhead or None) of each call not applied yet
+        self.rows: list[tuple] = []
+        for slot in self.__slots__[5:]:
             setattr(self, slot, None)
 
     def make(self, slot: str) -> Any:
@@ -344,6 +387,36 @@ class _Kind:
         fn = self._logger._obs(name, *values) if kind == "histogram" else self._logger._inc(name, *values)
         setattr(self, slot, fn)
         return fn
+
+    def apply(self, rows: Any) -> None:
+        """Add ``rows`` (see :attr:`rows`) to the metrics: one update per counter, and each
+        histogram's sum once and its buckets once each."""
+        n = len(rows)
+        self.requests(n)
+        cost = sum([r[0] for r in rows if r[0] > 0])
+        if cost > 0:
+            (self.spend or self.make("spend"))(cost)
+        counted = [r for r in rows if r[1] or r[2]]
+        if counted:
+            prompt = sum([r[1] for r in counted])
+            completion = sum([r[2] for r in counted])
+            (self.input or self.make("input"))(prompt)
+            (self.output or self.make("output"))(completion)
+            (self.total or self.make("total"))(prompt + completion)
+        self.latency([r[3] for r in rows])
+        self.api_latency([r[4] for r in rows])
+        if self.ok:
+            ttft = [r[5] for r in rows if r[5] is not None]
+            if ttft:
+                (self.ttft or self.make("ttft"))(ttft)
+            self.success(n)
+            self.deployment(n)
+            per_token = [r[3] / r[2] for r in rows if r[2]]
+            if per_token:
+                (self.per_token or self.make("per_token"))(per_token)
+        if self.gateway:
+            self.proxy(n)
+            self.overhead([r[6] for r in rows])
 
 
 def _who(slo: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
@@ -356,19 +429,36 @@ def _who(slo: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
 
 
 def _observer(child: Any) -> Any:
-    """``observe`` of a histogram child: the sum and the one bucket the value falls in (the
-    client's cumulative counts are made at exposition), through its value objects."""
+    """``observe`` of several values of a histogram child: the sum once, and each bucket the
+    values fall in once (the client's cumulative counts are made at exposition), through its
+    value objects."""
     total, buckets, bounds = (getattr(child, name, None) for name in ("_sum", "_buckets", "_upper_bounds"))
     if total is None or buckets is None or bounds is None or len(buckets) != len(bounds):
-        return child.observe
+        def observe_each(amounts: Any) -> None:
+            for amount in amounts:
+                child.observe(amount)
+
+        return observe_each
     add = total.inc
     incs = [b.inc for b in buckets]
     bounds = list(bounds)
+    last = len(incs)
 
-    def observe(amount: float) -> None:
-        add(amount)
-        i = bisect_left(bounds, amount)
-        if i < len(incs):
-            incs[i](1)
+    def observe(amounts: Any) -> None:
+        if len(amounts) == 1:
+            amount = amounts[0]
+            add(amount)
+            i = bisect_left(bounds, amount)
+            if i < last:
+                incs[i](1)
+            return
+        add(sum(amounts))
+        counts: dict[int, int] = {}
+        for amount in amounts:
+            i = bisect_left(bounds, amount)
+            counts[i] = counts.get(i, 0) + 1
+        for i, count in counts.items():
+            if i < last:
+                incs[i](count)
 
     return observe
