@@ -75,8 +75,19 @@ def _plain(value: Any) -> Any:
         return {k: v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
     if isinstance(value, OpenAIObject):
         own = value.__dict__
+        defaults = _DEFAULTS.get(kind, _MISSING)
+        if defaults is _MISSING:
+            defaults = _defaults(kind)
+        if defaults is not None:
+            # as _fields(): the schema's keys first (absent ones as the class's defaults), then the
+            # extra ones — one merge, then only the nested values are converted
+            out = {**defaults, **own}
+            for k, v in out.items():
+                if type(v) not in _SCALARS:
+                    out[k] = _plain(v)
+            return out
         out = {}
-        for k in value._schema:  # as _fields(): the schema's keys first, then the extra ones
+        for k in value._schema:
             v = own[k] if k in own else getattr(value, k, None)
             out[k] = v if type(v) in _SCALARS else _plain(v)
         for k, v in own.items():
@@ -88,6 +99,30 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+#: Per OpenAIObject class: its schema's keys with their class defaults (None where it has none),
+#: or None when a schema key is a descriptor (a property…): then each value is looked up.
+_DEFAULTS: dict[type, dict[str, Any] | None] = {}
+
+
+def _defaults(cls: type) -> dict[str, Any] | None:
+    defaults: dict[str, Any] | None = {}
+    if "__getattr__" in dir(cls):
+        defaults = None
+    else:
+        for k in cls._schema:  # type: ignore[attr-defined]
+            for klass in cls.__mro__:
+                if k in vars(klass):
+                    v = vars(klass)[k]
+                    if hasattr(type(v), "__get__"):
+                        defaults = None
+                    break
+            if defaults is None:
+                break
+            defaults[k] = getattr(cls, k, None)
+    _DEFAULTS[cls] = defaults
+    return defaults
 
 
 def to_plain(value: Any, exclude_none: bool = False, exclude_unset: bool = False) -> Any:

@@ -136,3 +136,34 @@ def test_usage_details_read_like_the_openai_sdk():
     assert usage.model_dump()["prompt_tokens_details"] == {"cached_tokens": 4, "audio_tokens": None, "image_tokens": None,
                                                            "cache_write_tokens": None, "text_tokens": None}
     assert usage.model_dump(exclude_unset=True)["prompt_tokens_details"] == {"cached_tokens": 4}
+
+
+def test_model_dump_schema_keys_first_with_class_defaults_then_extras():
+    """model_dump(): every schema key in schema order (absent ones as the class default or
+    None), then the extra fields in the order they were set; nested objects dumped too."""
+    from llmrelay.types import Message, Usage
+
+    response = ModelResponse(id="r", model="m", usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3),
+                             choices=[{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": "hi"}}],
+                             zz_extra={"inner": [Message(content="x")]}, aa_extra=1)
+    dump = response.model_dump()
+    assert list(dump)[:len(ModelResponse._schema)] == list(ModelResponse._schema)
+    assert list(dump)[len(ModelResponse._schema):] == ["zz_extra", "aa_extra"]
+    message = dump["choices"][0]["message"]
+    assert list(message) == list(Message._schema) and message["content"] == "hi" and message["tool_calls"] is None
+    assert dump["zz_extra"]["inner"][0]["content"] == "x" and dump["usage"]["total_tokens"] == 3
+    assert type(dump["choices"][0]) is dict and type(dump["usage"]) is dict
+
+
+def test_model_dump_reads_a_schema_property_of_a_subclass():
+    """A subclass whose schema key is a property is dumped through it (no cached defaults)."""
+    from llmrelay.types import Usage
+
+    class Counted(Usage):
+        @property
+        def total_tokens(self):  # noqa: D401 - computed
+            return (self.__dict__.get("prompt_tokens") or 0) + (self.__dict__.get("completion_tokens") or 0)
+
+    dump = Counted(prompt_tokens=2, completion_tokens=5).model_dump()
+    assert dump["total_tokens"] == 7 and list(dump)[:3] == list(Usage._schema)[:3]
