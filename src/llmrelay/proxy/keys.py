@@ -170,7 +170,12 @@ class KeyManager:
             enabled=not settings.get("disable_spend_logs"),
         )
         self._cache: dict[str, dict[str, _Entry]] = {"key": {}, "team": {}, "user": {}, "end_user": {}}
-        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        #: (kind, ident) → the read in flight and the generation it started in
+        self._inflight: dict[tuple[str, str], tuple[asyncio.Future, int]] = {}
+        #: Bumped by every invalidation (here, a broadcast, the change feed): a read that was in
+        #: flight then may hold the row from before the change, so it is not cached (one counter
+        #: for all rows: an unrelated change costs a re-read, never memory per row).
+        self._generation = 0
         self._to_refresh: set[tuple[str, str]] = set()
         self._seen: dict[int, float] = {}
         self._last_seq = 0
@@ -293,6 +298,7 @@ class KeyManager:
             if seq in self._seen:
                 continue
             self._seen[seq] = now
+            self._generation += 1
             self._last_seq = max(self._last_seq, seq)
             cache = self._cache.get(change["kind"])
             entry = cache.get(change["ident"]) if cache is not None else None
@@ -310,10 +316,18 @@ class KeyManager:
     async def _refresh_stale(self, store: Store) -> None:
         todo, self._to_refresh = self._to_refresh, set()
         for kind, ident in todo:
+            generation = self._generation
             row = await store.run(store.get, kind, ident)
-            self._put(kind, ident, row)
+            if generation == self._generation:
+                self._put(kind, ident, row, generation)
+            else:  # invalidated while being read: read it again
+                self._to_refresh.add((kind, ident))
 
-    def _put(self, kind: str, ident: str, row: dict[str, Any] | None) -> _Entry:
+    def _put(self, kind: str, ident: str, row: dict[str, Any] | None, generation: int) -> _Entry:
+        """The entry for ``row``, just read; cached only if nothing was invalidated since the
+        read began (``generation``): else it may be the row from before a change, and caching it
+        would undo the invalidation (it still answers the request that read it, which began
+        before the change)."""
         cache = self._cache[kind]
         if row is not None:
             if self.shared is not None:  # the ledger's spend: reconciles the shared counter
@@ -326,7 +340,9 @@ class KeyManager:
             # many unknown keys (a scan?): forget the unknown ones, never the real ones
             for name in [n for n, e in cache.items() if e.row is None]:
                 del cache[name]
-        entry = cache[ident] = _Entry(row)
+        entry = _Entry(row)
+        if generation == self._generation:
+            cache[ident] = entry
         return entry
 
     async def _lookup(self, kind: str, ident: str) -> _Entry | None:
@@ -347,19 +363,22 @@ class KeyManager:
         if store is None:
             return entry
         pending = self._inflight.get((kind, ident))
-        if pending is None:
-            pending = self._inflight[(kind, ident)] = asyncio.ensure_future(store.run(store.get, kind, ident))
-            pending.add_done_callback(lambda _f, k=(kind, ident): self._inflight.pop(k, None))
+        if pending is None or pending[1] != self._generation:  # (not a read from before a change)
+            pending = (asyncio.ensure_future(store.run(store.get, kind, ident)), self._generation)
+            self._inflight[(kind, ident)] = pending
+            pending[0].add_done_callback(
+                lambda _f, k=(kind, ident), p=pending: self._inflight.pop(k) if self._inflight.get(k) is p else None)
         try:
-            row = await asyncio.shield(pending)
+            row = await asyncio.shield(pending[0])
         except StoreError as exc:
             self._db_down(exc)
             return entry
-        return self._put(kind, ident, row)
+        return self._put(kind, ident, row, pending[1])
 
     def invalidate(self, kind: str, ident: str) -> None:
         """Forget a cached row in this process (the change feed tells the other workers; in
         shared mode a Redis broadcast tells every instance at once)."""
+        self._generation += 1
         self._cache[kind].pop(ident, None)
         if self.shared is not None:
             self.shared.announce(kind, ident)
@@ -367,6 +386,7 @@ class KeyManager:
     def changed_elsewhere(self, kind: str, ident: str) -> None:
         """Another instance changed this row: read it again now (a cached row keeps serving
         if the database cannot be read; a remembered unknown key is forgotten)."""
+        self._generation += 1
         cache = self._cache.get(kind)
         entry = cache.get(ident) if cache is not None else None
         if entry is None:

@@ -1,0 +1,135 @@
+"""The key manager's row cache against a change made while a database read is in flight (on
+SQLite and on a real PostgreSQL): the read must not put the row from before the change back.
+
+The read is held open by the store itself (:class:`HeldReads`: the row is read, then its return
+waits for an :class:`asyncio.Event`), so the interleaving is the same on every run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from dbs import database_for
+from llmrelay.proxy.keys import KeyManager, Principal, hash_key, new_key
+from llmrelay.storage.postgres import PostgresStore
+from llmrelay.storage.sqlite import SQLiteStore
+
+MODEL = "gpt-4o-mini"
+
+
+class HeldReads:
+    """Store mixin: the next read of one row (:meth:`hold`) is done, then held until
+    :attr:`release` is set; :attr:`read` is set once it has the row."""
+
+    _hold: tuple[str, str] | None = None
+
+    def hold(self, kind: str, ident: str) -> None:
+        self._hold = (kind, ident)
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, fn, *args):
+        result = await super().run(fn, *args)
+        if self._hold is not None and getattr(fn, "__name__", None) == "get" and args == self._hold:
+            self._hold = None
+            self.read.set()
+            await self.release.wait()
+        return result
+
+
+class HeldSQLite(HeldReads, SQLiteStore):
+    pass
+
+
+class HeldPostgres(HeldReads, PostgresStore):
+    pass
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def keys(request: pytest.FixtureRequest, tmp_path) -> Iterator[KeyManager]:
+    with database_for(request.param, str(tmp_path), "llmrelay_kc") as url:
+        store = HeldSQLite(url[len("sqlite:///"):]) if url.startswith("sqlite") else HeldPostgres(url)
+        store.migrate()
+        manager = KeyManager("sk-master", url=url)
+        manager.store = store  # (not started: no maintenance loop, every step is the test's)
+        try:
+            yield manager
+        finally:
+            store.close()
+
+
+async def authenticate(keys: KeyManager, raw: str) -> Principal:
+    who = await keys.authenticate(raw.encode())
+    assert isinstance(who, Principal), who.message
+    return who
+
+
+async def refused(keys: KeyManager, raw: str) -> str | None:
+    """The refusal's type for a new request with ``raw`` (None: admitted)."""
+    who = await keys.authenticate(raw.encode())
+    if not isinstance(who, Principal):
+        return who.type
+    refusal = await keys.admit(who, MODEL, None)
+    return refusal.type if refusal is not None else None
+
+
+async def block_during_a_read(keys: KeyManager, told: str) -> tuple[str, asyncio.Future]:
+    """A new key; a request whose read of it is held while the key is blocked and this manager
+    is told (``told``: /key/update here, another instance's broadcast, or the change feed)."""
+    store = keys.store
+    raw = new_key()
+    token = hash_key(raw)
+    await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
+    store.hold("key", token)
+    first = asyncio.ensure_future(authenticate(keys, raw))  # reads the key, unblocked
+    await store.read.wait()
+    assert await store.run(store.update, "key", token, {"blocked": True})
+    if told == "invalidate":
+        keys.invalidate("key", token)
+    elif told == "broadcast":
+        keys.changed_elsewhere("key", token)
+    else:
+        await keys._poll(store)
+    return raw, first
+
+
+TOLD = pytest.mark.parametrize("told", ["invalidate", "broadcast", "change_feed"])
+
+
+@TOLD
+async def test_a_read_in_flight_during_a_change_does_not_cache_the_old_row(keys, told):
+    raw, first = await block_during_a_read(keys, told)
+    keys.store.release.set()
+    await first  # (began before the change: either answer is right for it)
+    assert keys.cached("key", hash_key(raw)) in (None, await keys.store.run(keys.store.get, "key", hash_key(raw)))
+    assert await refused(keys, raw) == "auth_error"
+
+
+@TOLD
+async def test_a_request_after_a_change_does_not_wait_for_a_read_from_before_it(keys, told):
+    raw, first = await block_during_a_read(keys, told)
+    later = asyncio.ensure_future(refused(keys, raw))
+    keys.store.release.set()
+    await first
+    assert await later == "auth_error"
+
+
+async def test_a_background_refresh_during_a_change_does_not_cache_the_old_row(keys):
+    store = keys.store
+    raw = new_key()
+    await store.run(store.insert, "team", {"team_id": "team-race"})
+    await store.run(store.insert, "key", {"token": hash_key(raw), "key_name": "sk-...test", "team_id": "team-race"})
+    assert await refused(keys, raw) is None  # the key and its team are cached
+
+    store.hold("team", "team-race")
+    keys._to_refresh.add(("team", "team-race"))  # its periodic re-read (the maintenance loop's step)
+    refresh = asyncio.ensure_future(keys._refresh_stale(store))
+    await store.read.wait()
+    assert await store.run(store.update, "team", "team-race", {"blocked": True})  # /team/block
+    keys.invalidate("team", "team-race")
+    store.release.set()
+    await refresh
+
+    assert await refused(keys, raw) == "team_blocked"
