@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 HOW_TO = ("PostgreSQL tests need a server: set LLMRELAY_TEST_DATABASE_URL=postgresql://user@host:port/db, "
@@ -107,3 +108,43 @@ def database_for(backend: str, directory: str, prefix: str = "llmrelay_t") -> It
         pytest.skip(HOW_TO)
     with postgres_schema(url, prefix) as schema_url:
         yield schema_url
+
+
+class _HeldReads:
+    """Store mixin: the next call of one store method with given leading arguments
+    (:meth:`hold`) runs, then its return waits until :attr:`release` is set; :attr:`read` is set
+    once it has run (a database read still in flight, deterministically)."""
+
+    _hold: tuple | None = None
+
+    def hold(self, method: str, *args: Any) -> None:
+        import asyncio
+
+        self._hold = (method, args)
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        result = await super().run(fn, *args)
+        hold = self._hold
+        if hold is not None and getattr(fn, "__name__", None) == hold[0] and args[:len(hold[1])] == hold[1]:
+            self._hold = None
+            self.read.set()
+            await self.release.wait()
+        return result
+
+
+def held_store(url: str) -> Any:
+    """An opened, migrated store for ``url`` (from :func:`database_for`) that can hold a read
+    open: ``store.hold("get", "key", token)``, then ``await store.read.wait()``, change
+    something, ``store.release.set()``."""
+    if url.startswith("sqlite:///"):
+        from llmrelay.storage.sqlite import SQLiteStore
+
+        store = type("HeldSQLiteStore", (_HeldReads, SQLiteStore), {})(url[len("sqlite:///"):])
+    else:
+        from llmrelay.storage.postgres import PostgresStore
+
+        store = type("HeldPostgresStore", (_HeldReads, PostgresStore), {})(url)
+    store.migrate()
+    return store

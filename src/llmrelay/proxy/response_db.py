@@ -46,6 +46,8 @@ class ResponseDB(WriteBehind):
         self.memory = memory
         self.ops: deque[tuple] = deque(maxlen=MAX_QUEUED)
         self._last_prune = float("-inf")
+        #: Bumped by every delete: a read in flight then may hold the deleted response.
+        self._deletes = 0
         memory.persist = self
 
     # ------------------------------------------------------------------ ResponseStore.persist
@@ -53,6 +55,7 @@ class ResponseDB(WriteBehind):
         self.ops.append(("put", response_id, conversation, response, expires_at))
 
     def delete(self, response_id: str) -> None:
+        self._deletes += 1
         self.ops.append(("delete", response_id))
 
     # ------------------------------------------------------------------ WriteBehind
@@ -92,6 +95,7 @@ class ResponseDB(WriteBehind):
         if not isinstance(response_id, str) or self.memory.get(response_id) is not None \
                 or ("delete", response_id) in self.ops:  # deleted here, not written yet
             return
+        deletes = self._deletes
         try:
             store = await self._store()
             if store is None:
@@ -100,7 +104,7 @@ class ResponseDB(WriteBehind):
         except StoreError as exc:
             log.error("Responses API state could not be read from the database: %s", exc)
             return
-        if found is not None:
+        if found is not None and deletes == self._deletes:  # (a delete meanwhile: it may be this one)
             conversation, response, expires_at = found
             self.memory.restore(response_id, conversation, response, expires_at - time.time())
 

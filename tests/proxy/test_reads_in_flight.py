@@ -1,57 +1,30 @@
-"""The key manager's row cache against a change made while a database read is in flight (on
-SQLite and on a real PostgreSQL): the read must not put the row from before the change back.
+"""A database read still in flight when what it reads changes (on SQLite and on a real
+PostgreSQL): it must not bring the state from before the change back into memory (the key
+manager's row cache, the Responses API state read through on a miss).
 
-The read is held open by the store itself (:class:`HeldReads`: the row is read, then its return
-waits for an :class:`asyncio.Event`), so the interleaving is the same on every run."""
+The read is held open by the store itself (:func:`dbs.held_store`: the row is read, then its
+return waits for an :class:`asyncio.Event`), so the interleaving is the same on every run."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from dbs import database_for
+from dbs import database_for, held_store
 from llmrelay.proxy.keys import KeyManager, Principal, hash_key, new_key
-from llmrelay.storage.postgres import PostgresStore
-from llmrelay.storage.sqlite import SQLiteStore
+from llmrelay.proxy.response_db import ResponseDB
+from llmrelay.response_store import ResponseStore
 
 MODEL = "gpt-4o-mini"
-
-
-class HeldReads:
-    """Store mixin: the next read of one row (:meth:`hold`) is done, then held until
-    :attr:`release` is set; :attr:`read` is set once it has the row."""
-
-    _hold: tuple[str, str] | None = None
-
-    def hold(self, kind: str, ident: str) -> None:
-        self._hold = (kind, ident)
-        self.read = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def run(self, fn, *args):
-        result = await super().run(fn, *args)
-        if self._hold is not None and getattr(fn, "__name__", None) == "get" and args == self._hold:
-            self._hold = None
-            self.read.set()
-            await self.release.wait()
-        return result
-
-
-class HeldSQLite(HeldReads, SQLiteStore):
-    pass
-
-
-class HeldPostgres(HeldReads, PostgresStore):
-    pass
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def keys(request: pytest.FixtureRequest, tmp_path) -> Iterator[KeyManager]:
     with database_for(request.param, str(tmp_path), "llmrelay_kc") as url:
-        store = HeldSQLite(url[len("sqlite:///"):]) if url.startswith("sqlite") else HeldPostgres(url)
-        store.migrate()
+        store = held_store(url)
         manager = KeyManager("sk-master", url=url)
         manager.store = store  # (not started: no maintenance loop, every step is the test's)
         try:
@@ -82,7 +55,7 @@ async def block_during_a_read(keys: KeyManager, told: str) -> tuple[str, asyncio
     raw = new_key()
     token = hash_key(raw)
     await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
-    store.hold("key", token)
+    store.hold("get", "key", token)
     first = asyncio.ensure_future(authenticate(keys, raw))  # reads the key, unblocked
     await store.read.wait()
     assert await store.run(store.update, "key", token, {"blocked": True})
@@ -123,7 +96,7 @@ async def test_a_background_refresh_during_a_change_does_not_cache_the_old_row(k
     await store.run(store.insert, "key", {"token": hash_key(raw), "key_name": "sk-...test", "team_id": "team-race"})
     assert await refused(keys, raw) is None  # the key and its team are cached
 
-    store.hold("team", "team-race")
+    store.hold("get", "team", "team-race")
     keys._to_refresh.add(("team", "team-race"))  # its periodic re-read (the maintenance loop's step)
     refresh = asyncio.ensure_future(keys._refresh_stale(store))
     await store.read.wait()
@@ -133,3 +106,20 @@ async def test_a_background_refresh_during_a_change_does_not_cache_the_old_row(k
     await refresh
 
     assert await refused(keys, raw) == "team_blocked"
+
+
+async def test_a_response_deleted_while_it_is_being_read_stays_deleted(keys):
+    store = keys.store
+    memory = ResponseStore()
+    db = ResponseDB(keys, memory)
+    conversation = [{"role": "user", "content": "hi"}]
+    await store.run(store.write_responses, [("put", "resp_race", conversation, {"id": "resp_race"}, time.time() + 600)])
+    store.hold("read_response", "resp_race")
+    first = asyncio.ensure_future(db.load("resp_race"))  # GET /v1/responses/resp_race: a miss, read
+    await store.read.wait()
+
+    await db.load("resp_race")  # DELETE /v1/responses/resp_race: its own read, then the delete
+    assert memory.get("resp_race") == conversation and memory.delete("resp_race")
+    store.release.set()
+    await first
+    assert memory.get("resp_race") is None
