@@ -455,6 +455,17 @@ async def _cached_acompletion(model: Any, messages: Any, stream: Any, kwargs: di
     return result
 
 
+_aio: Any = None  # llmrelay.transport.aio, imported by the first async call (not per call)
+
+
+def _load_aio() -> Any:
+    global _aio
+    from .transport import aio
+
+    _aio = aio
+    return aio
+
+
 async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
     import asyncio
 
@@ -466,8 +477,7 @@ async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str,
     call, options, provider = _begin(model, messages, stream, kwargs)
     if provider.in_process:
         return _in_process(call, provider) if call.stream else await provider.acomplete(call)
-    from .transport import aio as transport
-
+    transport = _aio or _load_aio()
     request = provider.build_request(call)
     attempt = 0
     while True:

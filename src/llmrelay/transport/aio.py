@@ -13,7 +13,9 @@ import os
 import weakref
 from typing import Any
 
+from ..codecs.sse import SSEDecoder
 from ..providers.base import HttpRequest
+from . import lean
 from .base import ResponseBase, StreamSourceBase, ssl_context, transport_error
 
 __all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions", "LEAN"]
@@ -54,8 +56,6 @@ def _session() -> Any:
 
 async def close_sessions() -> None:
     """Close this event loop's session and connections (call before the loop ends to close politely)."""
-    from . import lean
-
     await lean.close_pools()
     loop = asyncio.get_running_loop()
     session = _sessions.pop(loop, None)
@@ -131,8 +131,6 @@ async def send(
     ``ssl_verify``: False skips TLS verification; a string is the path of a CA bundle.
     """
     if LEAN and request.method != "HEAD":
-        from . import lean
-
         where = lean.target(request.url)
         if where is not None and lean.available():
             return await lean.send(where, request, timeout, provider, model, connect_timeout, ssl_verify)
@@ -187,8 +185,6 @@ class AsyncStreamSource(StreamSourceBase):
         """The first read of an SSE body: only up to its first event now, the rest at the next
         batch, so the first chunk goes out before the rest of a burst is decoded."""
         self._first = False
-        from ..codecs.sse import SSEDecoder
-
         if type(getattr(self._decoder, "_wire", None)) is SSEDecoder:
             end = data.find(b"\n\n") + 2
             if 1 < end < len(data):
