@@ -107,15 +107,6 @@ class AsyncResponse(ResponseBase):
             if getattr(protocol, "_read_timeout_handle", None) is not None:
                 protocol._reschedule_timeout()  # noqa: SLF001 - no public way to re-arm it
 
-    def close(self) -> None:
-        raw = self._detach()
-        if raw is not None:
-            raw.close()
-
-    def release(self) -> None:
-        raw = self._detach()
-        if raw is not None:
-            raw.release()
 
 
 async def send(

@@ -75,6 +75,18 @@ class ResponseBase:
         raw, self._raw = self._raw, None
         return raw
 
+    def close(self) -> None:
+        """Drop the connection (it may be mid-body, so it is not reused)."""
+        raw = self._detach()
+        if raw is not None:
+            raw.close()
+
+    def release(self) -> None:
+        """The body was read to its end: the connection may be reused."""
+        raw = self._detach()
+        if raw is not None:
+            raw.release()
+
 
 class StreamSourceBase:
     __slots__ = ("_response", "_decoder", "_eof", "_provider", "_model")

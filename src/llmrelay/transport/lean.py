@@ -366,6 +366,8 @@ class _Conn(asyncio.Protocol):
         if transport is not None:
             transport.abort()
 
+    close = abort  # what the response's close() calls
+
     def release(self) -> None:
         """The exchange is over: back to the pool if the response was complete and reusable."""
         self.sink = self.on_end = None
@@ -727,16 +729,6 @@ class LeanResponse(ResponseBase):
     def conn(self) -> "_Conn | None":
         """The connection (None once released or closed): a body sink's hooks."""
         return self._raw
-
-    def close(self) -> None:
-        conn = self._detach()
-        if conn is not None:
-            conn.abort()
-
-    def release(self) -> None:
-        conn = self._detach()
-        if conn is not None:
-            conn.release()
 
     def __del__(self) -> None:
         # Abandoned without close() or release() (a stream left unfinished): drop the connection
