@@ -9,14 +9,11 @@ stored with its token count, so a hit's ``usage`` still counts the input.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from . import Cache, CacheControls, call_cache, library_key
-from .replay import encode_entry
+from .replay import encode_entry, fresh, read_envelope
 
 __all__ = ["EmbedPlan", "plan", "lookup", "alookup", "store", "astore"]
 
@@ -114,17 +111,13 @@ class EmbedPlan:
 
 
 def _decode(blob: Any, max_age: float | None) -> dict[str, Any] | None:
-    if blob is None:
+    entry = read_envelope(blob)
+    if entry is None:
         return None
-    try:
-        entry = orjson.loads(blob)
-        value = entry["r"]
-        stored = float(entry["t"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
+    stored, value = entry
     if type(value) is not dict or "v" not in value:
         return None
-    if max_age is not None and time.time() - stored > max_age:
+    if not fresh(stored, max_age):
         return None
     return value
 

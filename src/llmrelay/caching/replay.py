@@ -19,7 +19,7 @@ import orjson
 from ..streaming import CustomStreamWrapper
 from ..types import ModelResponse, json_default, new_completion_id
 
-__all__ = ["encode_entry", "decode_entry", "read_entry", "fresh", "replay", "hit_id", "hit_hidden_params"]
+__all__ = ["encode_entry", "decode_entry", "read_envelope", "read_entry", "fresh", "replay", "hit_id", "hit_hidden_params"]
 
 
 def encode_entry(response: Any, now: float | None = None) -> bytes:
@@ -27,19 +27,24 @@ def encode_entry(response: Any, now: float | None = None) -> bytes:
     return orjson.dumps({"t": time.time() if now is None else now, "r": response}, default=json_default)
 
 
-def read_entry(blob: bytes | str | None) -> tuple[float, dict] | None:
-    """(stored at, the stored ``chat.completion`` dict), or None when absent or unreadable."""
+def read_envelope(blob: bytes | str | None) -> tuple[float, Any] | None:
+    """(stored at, the stored value) of an entry :func:`encode_entry` wrote, or None when absent
+    or unreadable."""
     if blob is None:
         return None
     try:
         entry = orjson.loads(blob)
-        response = entry["r"]
-        stored = float(entry["t"])
+        return float(entry["t"]), entry["r"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    if type(response) is not dict or not response.get("choices"):
+
+
+def read_entry(blob: bytes | str | None) -> tuple[float, dict] | None:
+    """(stored at, the stored ``chat.completion`` dict), or None when absent or unreadable."""
+    entry = read_envelope(blob)
+    if entry is None or type(entry[1]) is not dict or not entry[1].get("choices"):
         return None
-    return stored, response
+    return entry
 
 
 def fresh(stored: float, max_age: float | None, now: float | None = None) -> bool:
