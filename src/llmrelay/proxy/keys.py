@@ -643,30 +643,28 @@ class KeyManager:
             self.shared.charge(who, cost)
         key = who.key
         if key is not None:
-            spend = key["spend"] = key["spend"] + cost
             if who.model:
                 per = key.get("model_spend") or {}
                 per[who.model] = per.get(who.model, 0.0) + cost
                 key["model_spend"] = per
-            soft = key.get("soft_budget")
-            if soft is not None and spend >= soft and not key.get("soft_budget_cooldown"):
-                self._soft_budget_crossed(who, "key", who.token, key)
+            self._add_spend(who, "key", who.token, key, cost)
             team_id, user_id = key.get("team_id"), key.get("user_id")
             if team_id or user_id:  # (most keys have neither: no loop, no lookups)
                 for kind, ident in (("team", team_id), ("user", user_id)):
                     row = self.cached(kind, ident)
                     if row is not None:
-                        spend = row["spend"] = row["spend"] + cost
-                        soft = row.get("soft_budget")
-                        if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
-                            self._soft_budget_crossed(who, kind, ident, row)
+                        self._add_spend(who, kind, ident, row, cost)
         if who.end_user:
             row = self.cached("end_user", who.end_user)
             if row is not None:
-                spend = row["spend"] = row["spend"] + cost
-                soft = row.get("soft_budget")
-                if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
-                    self._soft_budget_crossed(who, "end_user", who.end_user, row)
+                self._add_spend(who, "end_user", who.end_user, row, cost)
+
+    def _add_spend(self, who: Principal, kind: str, ident: str, row: dict[str, Any], cost: float) -> None:
+        """Add ``cost`` to a cached row's spend; alert once when it crosses the row's soft budget."""
+        spend = row["spend"] = row["spend"] + cost
+        soft = row.get("soft_budget")
+        if soft is not None and spend >= soft and not row.get("soft_budget_cooldown"):
+            self._soft_budget_crossed(who, kind, ident, row)
 
     # ------------------------------------------------------------------ soft budgets
     def _soft_budget_crossed(self, who: Principal, kind: str, ident: str, row: dict[str, Any]) -> None:
