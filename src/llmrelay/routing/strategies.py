@@ -33,18 +33,28 @@ def simple_shuffle(candidates: Sequence[Deployment], stream: bool) -> Deployment
     return candidates[random.randrange(len(candidates))]
 
 
-def least_busy(candidates: Sequence[Deployment], stream: bool) -> Deployment:
-    """The fewest requests in flight, on every instance (ties broken at random)."""
+def _lowest(candidates: Sequence[Deployment], load: Callable[[Deployment], float]) -> Deployment:
+    """The candidate with the lowest ``load`` (ties broken at random), in one pass: the
+    load-based strategies run this for every call."""
     best: list[Deployment] = []
-    low = 0
-    for d in candidates:  # one pass: this runs for every call
-        n = d.in_flight + d.remote_in_flight
+    low = 0.0
+    for d in candidates:
+        n = load(d)
         if not best or n < low:
             low = n
             best = [d]
         elif n == low:
             best.append(d)
     return best[0] if len(best) == 1 else random.choice(best)
+
+
+def _busy(d: Deployment) -> float:
+    return d.in_flight + d.remote_in_flight
+
+
+def least_busy(candidates: Sequence[Deployment], stream: bool) -> Deployment:
+    """The fewest requests in flight, on every instance (ties broken at random)."""
+    return _lowest(candidates, _busy)
 
 
 def make_latency_based(buffer: float = 0.0) -> Pick:
@@ -73,22 +83,15 @@ def make_latency_based(buffer: float = 0.0) -> Pick:
 def usage_based(candidates: Sequence[Deployment], stream: bool) -> Deployment:
     """The lowest share of its tpm (else rpm) used this minute, on every instance; unlimited
     ones by raw usage."""
+    return _lowest(candidates, _usage)
 
-    best: list[Deployment] = []
-    low = 0.0
-    for d in candidates:  # one pass: this runs for every call
-        if d.tpm:
-            load = (d.window_tokens + d.remote_tokens) / d.tpm
-        elif d.rpm:
-            load = (d.window_requests + d.remote_requests) / d.rpm
-        else:
-            load = float(d.window_tokens + d.remote_tokens + d.window_requests + d.remote_requests)
-        if not best or load < low:
-            low = load
-            best = [d]
-        elif load == low:
-            best.append(d)
-    return best[0] if len(best) == 1 else random.choice(best)
+
+def _usage(d: Deployment) -> float:
+    if d.tpm:
+        return (d.window_tokens + d.remote_tokens) / d.tpm
+    if d.rpm:
+        return (d.window_requests + d.remote_requests) / d.rpm
+    return float(d.window_tokens + d.remote_tokens + d.window_requests + d.remote_requests)
 
 
 #: LiteLLM's price for a deployment whose model has none (so priced ones are preferred).
