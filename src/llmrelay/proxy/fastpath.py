@@ -540,10 +540,7 @@ class LeanRelay(FastRelay):
     parser hands the decoded body pieces to the relay (the connection's ``sink``) from its read
     callback, and it keeps the read timeout itself (one timer per idle period)."""
 
-    __slots__ = ()
-
-    def __init__(self, stream: Any, source: Any, conn: Any, encoder: Any, direct: Any) -> None:
-        super().__init__(stream, source, conn, encoder, direct)  # self.raw: the connection
+    __slots__ = ()  # self.raw: the connection
 
     @staticmethod
     def _content(raw: Any) -> Any:
