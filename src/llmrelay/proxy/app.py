@@ -160,6 +160,8 @@ class ProxyApp:
         except ValueError as exc:
             raise ConfigError(f"{config.path or '<config>'}: {exc}") from None
         self.max_body = config.max_body_bytes
+        #: general_settings.always_include_stream_usage: every streamed chat/text completion ends with usage
+        self.stream_usage = bool(config.general_settings.get("always_include_stream_usage"))
         secrets = list(config.secrets)
         if config.master_key:
             secrets.append(config.master_key)
@@ -473,6 +475,8 @@ class ProxyApp:
             request.params = self.client_params.screen(model, request.params, ingress.known_params)
         except ClientParamError as exc:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
+        if self.stream_usage and request.stream and ingress.name in _USAGE_INGRESSES:
+            _include_usage(request.params)
         # The cache key before the keys' admission (unless a hook may still change the request):
         # in shared mode the admission reads the cache entry in its own Redis round trip.
         early = self.cache is not None and request.kind == "chat" and not self.observe.pre_hooks
@@ -740,6 +744,17 @@ async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, 
     direct = ctx.direct
     if direct is None or not direct.start(status, headers):
         await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+#: The APIs whose streams end with a usage chunk only when the client asks (``stream_options``).
+_USAGE_INGRESSES = frozenset({"chat", "completions"})
+
+
+def _include_usage(params: dict[str, Any]) -> None:
+    """Ask for the usage chunk, keeping the client's other ``stream_options`` (LiteLLM's
+    ``always_include_stream_usage``)."""
+    options = params.get("stream_options")
+    params["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
 
 
 def _uncancel(task: Any) -> None:

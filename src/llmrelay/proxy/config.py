@@ -674,9 +674,11 @@ class _Parser:
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
                 raise self.fail(raw, "max_request_size_mb", f"max_request_size_mb must be a positive number, got {size!r}")
             out["max_body_bytes"] = int(size * 1024 * 1024)
-        allow = out.get("allow_unauthenticated")
-        if allow is not None and not isinstance(allow, bool):
-            raise self.fail(raw, "allow_unauthenticated", "allow_unauthenticated must be true or false")
+        for key in ("allow_unauthenticated", "always_include_stream_usage"):
+            if out.get(key) is not None and not isinstance(out[key], bool):
+                raise self.fail(raw, key, f"{key} must be true or false")
+        if "always_include_stream_usage" not in out and os.environ.get("LITELLM_ENFORCE_STREAMED_USAGE", "").strip().lower() == "true":
+            out["always_include_stream_usage"] = True  # LiteLLM's environment switch for the same setting
         return out
 
     def router_settings(self, data: Any) -> dict[str, Any]:
