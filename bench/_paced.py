@@ -72,17 +72,18 @@ async def _serve(protocol: type, port_file: str) -> None:
 
 
 # ============================================================ fake upstream
-def run_upstream(port_file: str) -> None:
+def run_upstream(port_file: str, count: int = FRAMES, gap: float = GAP) -> None:
+    """The fake upstream (see the module docstring): streams of ``count`` frames, ``gap`` apart."""
     import httptools
     import uvloop
 
-    frames = _frames()
-    usage_frames = _frames(usage=True)
+    frames = _frames(count)
+    usage_frames = _frames(count, usage=True)
     burst = b"".join(_frames(BURST_FRAMES))
     burst_marker = f'"{BURST_USER}"'.encode()
     head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
             b"cache-control: no-cache\r\n\r\n")
-    nslots = round(GAP / SLOT)
+    nslots = max(1, round(gap / SLOT))
     slots: list[list[list]] = [[] for _ in range(nslots)]
 
     class Upstream(asyncio.Protocol):
