@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "log_config": log_config(args.log_level),
         "access_log": False,
         "server_header": False,
+        "proxy_headers": False,
         "http": _http_protocol(),
         "loop": _pick("uvloop", "auto"),
         "lifespan": "on",
