@@ -548,17 +548,23 @@ class ProxyApp:
         ingress = ctx.ingress
         stream = request.stream
 
+        def lost() -> None:
+            # The client left before our response was complete: stop the upstream call.
+            if not ctx.done:
+                ctx.disconnected = True
+                task.cancel()
+
         async def watch() -> None:
             # Any http.disconnect before our response is complete means the client left.
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    if not ctx.done:
-                        ctx.disconnected = True
-                        task.cancel()
-                    return
+                    return lost()
 
-        watcher = asyncio.ensure_future(watch())
+        # Our server calls lost() itself when the connection goes; under another ASGI server
+        # a task waits for http.disconnect.
+        direct = ctx.direct
+        watcher = None if direct is not None and direct.on_disconnect(lost) else asyncio.ensure_future(watch())
         observe = self.observe
         observe.upstream(ctx, request)
         try:
@@ -599,7 +605,10 @@ class ProxyApp:
                 await self._exception(ctx, send, cuts.cut_error(ctx.cut))
         finally:
             ctx.done = True
-            watcher.cancel()
+            if watcher is None:
+                direct.on_disconnect(None)
+            else:
+                watcher.cancel()
             self._inflight.pop(task, None)
 
     async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, encoder: Any) -> None:

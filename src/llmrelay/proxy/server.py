@@ -73,6 +73,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._direct: DirectBody | None = None  # the body being written directly, watching flow
+        self._on_lost: Any = None  # the running request's disconnect callback (DirectBody.on_disconnect)
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -97,6 +98,9 @@ class GatewayProtocol(HttpToolsProtocol):
         self._header_timer = self._body_timer = self._write_timer = None
         self._direct = None
         super().connection_lost(exc)
+        lost, self._on_lost = self._on_lost, None
+        if lost is not None:
+            lost()
 
     # ------------------------------------------------------------------ request line and headers
     def _arm_header_timer(self) -> None:
@@ -357,6 +361,20 @@ class DirectBody:
         self.on_pause = self.on_resume = None
         if self._protocol._direct is self:
             self._protocol._direct = None
+
+    def on_disconnect(self, callback: Any) -> bool:
+        """Call ``callback()`` once when the client's connection is lost (``None``: no longer),
+        instead of a task waiting for ASGI's ``http.disconnect``. False, with nothing done, when
+        the client is gone already or this is not the connection's running request."""
+        protocol = self._protocol
+        if callback is None:
+            protocol._on_lost = None
+            return True
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete or protocol.transport.is_closing():
+            return False
+        protocol._on_lost = callback
+        return True
 
 
 class _Gathered:
