@@ -597,7 +597,7 @@ class Router:
             first = await open_and_peek()
         else:
             try:
-                first = await asyncio.wait_for(open_and_peek(), first_timeout)
+                first = await _within(open_and_peek(), first_timeout)
             except asyncio.TimeoutError:  # not the builtin one before 3.11
                 if holder:
                     await holder[0].aclose()
@@ -914,12 +914,43 @@ async def _afinish(run: _Run, dep: Deployment, coro: Any, limit: float | None) -
             result = await coro
         else:
             try:
-                result = await asyncio.wait_for(coro, limit)
+                result = await _within(coro, limit)
             except asyncio.TimeoutError:  # not the builtin one before 3.11
                 raise _timeout(dep, "No response", "timeout", limit) from None
     finally:
         dep.done()
     return run.ok(result)
+
+
+async def _within(coro: Any, seconds: float) -> Any:
+    """``await asyncio.wait_for(coro, seconds)`` (``asyncio.TimeoutError`` when it takes longer)
+    without a task of its own: a timer cancels the calling task, as ``asyncio.timeout`` does
+    (Python 3.11+; that one's context manager costs as much as the task it saves)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is None:  # Python 3.10
+        return await asyncio.wait_for(coro, seconds)
+    cancelling = task.cancelling()
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if fired:
+            fired = False
+            if uncancel() <= cancelling:  # our cancel alone, not the caller's
+                raise asyncio.TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
+        if fired:  # the call ended in spite of our cancel: undo it, as asyncio.timeout does
+            uncancel()
 
 
 def _timeout(dep: Deployment, what: str, setting: str, seconds: float) -> Timeout:
