@@ -79,3 +79,46 @@ async def test_a_closed_connection_gets_nothing():
     await DirectBody(None, cycle).respond({"type": "http.response.start", "status": 200, "headers": JSON},
                                           {"type": "http.response.body", "body": b'{"id":"x1"}'})
     assert gone.writes == [] and cycle.transport is gone
+
+
+class _Protocol:
+    """What ``DirectBody.start`` reads of the server's protocol."""
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self.cycle = cycle
+        self.transport = cycle.transport
+        self.flow = cycle.flow
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+@pytest.mark.parametrize("headers, parts", [
+    (SSE, [b"data: {\"a\":1}\n\n", b"data: {\"b\":2}\n\n", b"data: [DONE]\n\n"]),
+    (JSON, [b'{"id":"x1"}', b""]),
+    ([(b"content-type", b"application/json"), (b"content-length", b"11")], [b'{"id":', b'"x1"}']),
+])
+async def test_start_with_the_first_part_is_one_write_of_the_same_bytes(headers, parts, keep_alive):
+    """``DirectBody.start(status, headers, first)``: the head and the first body part in one
+    write, the same bytes uvicorn's ``send`` writes for start + body, and the rest of the body
+    through ``send`` as before."""
+    plain = Recorder()
+    cycle = _cycle(plain, keep_alive=keep_alive)
+    await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+    for i, part in enumerate(parts):
+        await cycle.send({"type": "http.response.body", "body": part, "more_body": i < len(parts) - 1})
+    assert cycle.response_complete
+
+    direct = Recorder()
+    cycle = _cycle(direct, keep_alive=keep_alive)
+    assert DirectBody(_Protocol(cycle), cycle).start(200, headers, parts[0])
+    assert len(direct.writes) == 1 and direct.writes[0].endswith(parts[0] + (b"\r\n" if headers is SSE else b""))
+    for i, part in enumerate(parts[1:], 1):
+        await cycle.send({"type": "http.response.body", "body": part, "more_body": i < len(parts) - 1})
+    assert cycle.response_complete
+    assert b"".join(direct.writes) == b"".join(plain.writes)
+    assert direct.closed == plain.closed == (not keep_alive)
+
+
+async def test_start_leaves_a_body_longer_than_its_length_to_send():
+    cycle = _cycle(Recorder())
+    assert not DirectBody(_Protocol(cycle), cycle).start(200, JSON, b'{"id":"x1"} and more')
+    assert not cycle.response_started and cycle.transport.writes == []

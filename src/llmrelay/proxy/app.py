@@ -375,14 +375,12 @@ class ProxyApp:
         headers = [_JSON, (b"content-length", b"%d" % len(body)), *ctx.headers()]
         if extra:
             headers.extend(extra)
-        await _start(ctx, send, status, headers)
-        await send({"type": _BODY, "body": body, "more_body": False})
+        await _start(ctx, send, status, headers, body)
 
     async def _metrics(self, ctx: _Ctx, send: Send, content_type: bytes, body: bytes) -> None:
         ctx.status = 200
         headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *ctx.headers()]
-        await _start(ctx, send, 200, headers)
-        await send({"type": _BODY, "body": body, "more_body": False})
+        await _start(ctx, send, 200, headers, body)
 
     async def _error(self, ctx: _Ctx, send: Send, status: int, message: str, *, param: str | None = None,
                      code: str | None = None, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -614,13 +612,14 @@ class ProxyApp:
     async def _stream(self, ctx: _Ctx, send: Send, stream: Any, first: Any, encoder: Any) -> None:
         try:
             ctx.status = 200
-            await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers())
             head = encoder.start()
             if first is None:
+                await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers())
                 ctx.done = True
                 return await send({"type": _BODY, "body": head + encoder.end(), "more_body": False})
             encode = encoder.chunk
-            await send({"type": _BODY, "body": head + encode(first), "more_body": True})
+            # The headers and the first chunk in one write where the server takes it.
+            await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers(), head + encode(first), True)
             ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
@@ -747,12 +746,20 @@ class ProxyApp:
             access_log.info(_dumps(record).decode())
 
 
-async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-    """Start the response: through the server's direct path when it takes it (one check of the
-    whole header block, see ``server.DirectBody.start``), else as an ASGI message."""
+async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None = None,
+                 more: bool = False) -> None:
+    """Start the response and send ``body`` (the whole body, or with ``more`` its first part):
+    through the server's direct path when it takes it (one check of the whole header block,
+    the headers and the body in one write, see ``server.DirectBody.start``), else as ASGI
+    messages."""
     direct = ctx.direct
-    if direct is None or not direct.start(status, headers):
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+    if direct is not None and direct.start(status, headers, body or b""):
+        if not more and body is not None:
+            await send({"type": _BODY, "body": b"", "more_body": False})  # the end (nothing to write)
+        return
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if body is not None:
+        await send({"type": _BODY, "body": body, "more_body": more})
 
 
 #: The APIs whose streams end with a usage chunk only when the client asks (``stream_options``).

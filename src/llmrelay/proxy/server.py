@@ -244,12 +244,15 @@ class DirectBody:
         self.on_pause: Any = None
         self.on_resume: Any = None
 
-    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    def start(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bool:
         """Start the response (status line and ``headers``) as uvicorn's ``send`` of
         ``http.response.start`` would, with one check of the whole header block instead of two
-        regular-expression searches per header (a keyed response has ~14 headers). The body
-        then goes through ``send`` as usual. False, with nothing done, when uvicorn's own
-        ``send`` must do it: a name that is not a lower-case token or a value with a control
+        regular-expression searches per header (a keyed response has ~14 headers); ``body``,
+        the body's first bytes (or all of a ``content-length`` body), goes out in the same
+        write, framed as ``send`` would frame it (one segment and one syscall, not two). The
+        rest of the body, and its end (``more_body`` false, maybe empty), then goes through
+        ``send`` (or :meth:`write`) as usual. False, with nothing done, when uvicorn's
+        own ``send`` must do it: a name that is not a lower-case token or a value with a control
         character (uvicorn's ``send`` then refuses or lower-cases it, as before), a
         ``connection`` or ``transfer-encoding`` header, HTTP/1.0, HEAD, uvicorn's access log,
         a full write buffer, a started response or a gone client."""
@@ -274,16 +277,23 @@ class DirectBody:
         block = b"\r\n".join(map(b": ".join, headers))
         if length is not None:
             try:
-                cycle.expected_content_length = int(length)
+                expected = int(length)
             except ValueError:
                 return False
+            if len(body) > expected:
+                return False  # (send raises "Response content longer than Content-Length")
+            cycle.expected_content_length = expected - len(body)
             cycle.chunked_encoding = False
-            tail = b"\r\n\r\n"
+            tail = b"\r\n\r\n" + body
         elif status == 204 or status == 304:
+            if body:
+                return False
             tail = b"\r\n\r\n"
         else:
             cycle.chunked_encoding = True
             tail = b"\r\ntransfer-encoding: chunked\r\n\r\n"
+            if body:
+                tail += b"%x\r\n%s\r\n" % (len(body), body)
         if not cycle.keep_alive:
             tail = b"\r\nconnection: close" + tail
         cycle.response_started = True
