@@ -17,7 +17,7 @@ counted (not the kernel's, nor the upstream's or the load generator's), determin
 ``--baseline-src TREE`` measures the same with the gateway from another source tree
 (``git archive OLD src | tar -x -C TREE``) too. ``--out DIR`` keeps the callgrind files
 (``callgrind_annotate`` reads them); ``--profile`` runs the gateway under cProfile instead (no
-valgrind; written to DIR/<name>-<frames>.prof), to see which Python functions the work is in.
+valgrind; the measured requests only, written to DIR/<name>-<frames>.cg.prof), to see which Python functions the work is in.
 """
 
 from __future__ import annotations
@@ -67,8 +67,15 @@ def _gateway(tmp: Path, name: str, src: Path, up_port: int, out: Path, profile: 
     )
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                LLMRELAY_DATA_DIR=str(tmp / f"{name}-data"))
-    if profile:
-        cmd = [PY, "-m", "cProfile", "-o", str(out) + ".prof", "-m", "llmrelay.proxy"]
+    if os.environ.get("OPTRACE"):  # (a local opcode tracer, see the session notes)
+        env["OPTRACE_OUT"] = str(out) + ".ops"
+        cmd = [PY, os.environ["OPTRACE"]]
+    elif profile:  # cProfile on between SIGUSR1 and SIGUSR2 (the measured requests), then written
+        code = ("import cProfile, runpy, signal, sys; p = cProfile.Profile(); "
+                "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
+                f"signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({str(out) + '.prof'!r}))); "
+                "sys.argv[0] = 'llmrelay.proxy'; runpy.run_module('llmrelay.proxy', run_name='__main__')")
+        cmd = [PY, "-c", code]
     else:
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
                PY, "-m", "llmrelay.proxy"]
@@ -139,12 +146,18 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
     try:
         gw, port = _gateway(tmp, f"{name}-{frames}", src, up_port, out, args.profile)
         asyncio.run(_requests(port, args.warmup, args.conc))
-        if not args.profile:
+        if args.profile:
+            gw.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+        else:
             subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], check=True, capture_output=True)
         t0 = time.perf_counter()
         got = asyncio.run(_requests(port, args.requests, args.conc))
         wall = time.perf_counter() - t0
-        if not args.profile:
+        if args.profile:
+            gw.send_signal(signal.SIGUSR2)
+            time.sleep(1.0)
+        else:
             subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], check=True, capture_output=True)
     except BaseException:
         log = tmp / f"{name}-{frames}.log"
