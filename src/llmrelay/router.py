@@ -564,8 +564,7 @@ class Router:
         **kwargs: Any,
     ) -> Any:
         """The async twin of :meth:`completion` (returns what ``llmrelay.acompletion`` does)."""
-        from .main import acompletion
-
+        acompletion = (_main or _load_main()).acompletion
         run = _Run(self, model, messages, stream, kwargs, is_async=True)
 
         async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
@@ -922,6 +921,19 @@ async def _afinish(run: _Run, dep: Deployment, coro: Any, limit: float | None) -
     return run.ok(result)
 
 
+_main: Any = None  # llmrelay.main (it imports this module), once the first call has loaded it
+
+
+def _load_main() -> Any:
+    """``llmrelay.main``, imported once (a function-level import runs importlib's machinery
+    on every call); its functions are still read at call time, as the import did."""
+    global _main
+    from . import main
+
+    _main = main
+    return main
+
+
 async def _within(coro: Any, seconds: float) -> Any:
     """``await asyncio.wait_for(coro, seconds)`` (``asyncio.TimeoutError`` when it takes longer)
     without a task of its own: a timer cancels the calling task, as ``asyncio.timeout`` does
@@ -938,7 +950,7 @@ async def _within(coro: Any, seconds: float) -> Any:
         fired = True
         task.cancel()
 
-    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    handle = task.get_loop().call_later(seconds, expire)
     try:
         return await coro
     except asyncio.CancelledError:
