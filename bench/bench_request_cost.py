@@ -12,12 +12,14 @@ counted (not the kernel's, nor the upstream's or the load generator's), determin
 0.1 % run to run, so before/after comparisons need no quiet machine::
 
     PYTHONPATH=src python bench/bench_request_cost.py [--baseline-src TREE] [--frames 4,50]
-        [--requests 300] [--conc 8] [--out DIR] [--profile]
+        [--requests 100] [--conc 4] [--out DIR] [--profile | --opcodes]
 
 ``--baseline-src TREE`` measures the same with the gateway from another source tree
 (``git archive OLD src | tar -x -C TREE``) too. ``--out DIR`` keeps the callgrind files
 (``callgrind_annotate`` reads them); ``--profile`` runs the gateway under cProfile instead (no
-valgrind; the measured requests only, written to DIR/<name>-<frames>.cg.prof), to see which Python functions the work is in.
+valgrind; the measured requests only, written to DIR/<name>-<frames>.cg.prof), to see which Python functions the work is in;
+``--opcodes`` counts the bytecodes each Python function executes per request instead
+(``bench/_optrace.py``: deterministic, not timing).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _upstream(tmp: Path, frames: int, gap: float) -> tuple[subprocess.Popen, int
     raise RuntimeError("upstream did not start")
 
 
-def _gateway(tmp: Path, name: str, src: Path, up_port: int, out: Path, profile: bool
+def _gateway(tmp: Path, name: str, src: Path, up_port: int, out: Path, profile: "bool | str"
              ) -> tuple[subprocess.Popen, int]:
     config = tmp / f"{name}.yaml"
     config.write_text(
@@ -67,9 +69,9 @@ def _gateway(tmp: Path, name: str, src: Path, up_port: int, out: Path, profile: 
     )
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                LLMRELAY_DATA_DIR=str(tmp / f"{name}-data"))
-    if os.environ.get("OPTRACE"):  # (a local opcode tracer, see the session notes)
+    if profile == "opcodes":  # bench/_optrace.py, on and off by the same signals
         env["OPTRACE_OUT"] = str(out) + ".ops"
-        cmd = [PY, os.environ["OPTRACE"]]
+        cmd = [PY, str(HERE / "_optrace.py")]
     elif profile:  # cProfile on between SIGUSR1 and SIGUSR2 (the measured requests), then written
         code = ("import cProfile, runpy, signal, sys; p = cProfile.Profile(); "
                 "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
@@ -144,9 +146,10 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
     out = out_dir / f"{name}-{frames}.cg"
     gw = None
     try:
-        gw, port = _gateway(tmp, f"{name}-{frames}", src, up_port, out, args.profile)
+        gw, port = _gateway(tmp, f"{name}-{frames}", src, up_port, out,
+                            "opcodes" if args.opcodes else args.profile)
         asyncio.run(_requests(port, args.warmup, args.conc))
-        if args.profile:
+        if args.profile or args.opcodes:
             gw.send_signal(signal.SIGUSR1)
             time.sleep(0.5)
         else:
@@ -154,7 +157,7 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
         t0 = time.perf_counter()
         got = asyncio.run(_requests(port, args.requests, args.conc))
         wall = time.perf_counter() - t0
-        if args.profile:
+        if args.profile or args.opcodes:
             gw.send_signal(signal.SIGUSR2)
             time.sleep(1.0)
         else:
@@ -174,7 +177,7 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
         up.kill()
         up.wait()
     result = {"name": name, "frames": frames, "requests": args.requests, "got": got, "wall": wall}
-    if not args.profile:
+    if not (args.profile or args.opcodes):
         result["ir"] = sum(_total(p) for p in out_dir.glob(f"{name}-{frames}.cg*"))
     return result
 
@@ -189,6 +192,7 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.02)
     parser.add_argument("--out", metavar="DIR")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--opcodes", action="store_true")
     args = parser.parse_args()
     trees = [("llmrelay", HERE.parent / "src")]
     if args.baseline_src:
@@ -203,9 +207,14 @@ def main() -> None:
             for name, src in trees:
                 r = results[name, count] = measure(name, src, count, args, tmp, out_dir)
                 per = r.get("ir", 0) / args.requests
+                if args.opcodes:
+                    import _optrace
+
+                    _optrace.show(str(out_dir / f"{name}-{count}.cg.ops"), args.requests)
+                    continue
                 print(f"{name:10} frames={count:3}  {r['got'] / args.requests:.1f} frames/request  "
                       f"{per / 1e6:.3f} M instructions/request  ({r['wall']:.1f} s)", flush=True)
-    if args.profile or len(frames) < 2:
+    if args.profile or args.opcodes or len(frames) < 2:
         return
     lo, hi = min(frames), max(frames)
     print()
