@@ -8,7 +8,10 @@ against the SHA-256 hashes tiktoken uses) and are turned into
 (``TIKTOKEN_CACHE_DIR``) are never involved.
 
 Encodings are loaded lazily, once per process, under a lock; importing this
-module does not import tiktoken.
+module does not import tiktoken. A loaded encoding does not keep the Python dict
+of its ranks that ``tiktoken.Encoding`` holds only to be pickled (~27 MiB for
+``o200k_base``; the tokenizer itself has its own copy): ``_mergeable_ranks`` is a
+:class:`_BundledRanks` that rereads the bundled file when it is read or pickled.
 
 Model -> encoding (after stripping any ``provider/`` prefix and ``ft:``):
 
@@ -122,6 +125,39 @@ def _load_ranks(filename: str, sha256: str) -> dict[bytes, int]:
     return {b64(tok): int(rank) for tok, rank in (line.split() for line in data.splitlines() if line)}
 
 
+class _BundledRanks(Mapping):  # type: ignore[type-arg]
+    """An encoding's ``_mergeable_ranks``, read again from the bundled file when needed.
+
+    ``tiktoken.Encoding`` keeps the ~200,000-entry dict it was built from only for pickling
+    (its Rust tokenizer has its own copy): ≈ 27 MiB of RSS for ``o200k_base`` that no encode
+    or decode reads. This stands in for it: reading it loads the dict (kept from then on),
+    pickling it pickles the call that loads it, so an unpickled encoding is whole."""
+
+    __slots__ = ("_filename", "_sha256", "_loaded")
+
+    def __init__(self, filename: str, sha256: str) -> None:
+        self._filename = filename
+        self._sha256 = sha256
+        self._loaded: dict[bytes, int] | None = None
+
+    def _ranks(self) -> dict[bytes, int]:
+        if self._loaded is None:
+            self._loaded = _load_ranks(self._filename, self._sha256)
+        return self._loaded
+
+    def __getitem__(self, key: bytes) -> int:
+        return self._ranks()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._ranks())
+
+    def __len__(self) -> int:
+        return len(self._ranks())
+
+    def __reduce__(self) -> tuple:
+        return (_load_ranks, (self._filename, self._sha256))
+
+
 def _load_encoding(name: str) -> tiktoken.Encoding:
     enc = _ENCODINGS.get(name)
     if enc is not None:
@@ -138,6 +174,7 @@ def _load_encoding(name: str) -> tiktoken.Encoding:
                 mergeable_ranks=_load_ranks(filename, sha256),
                 special_tokens=dict(special),
             )
+            enc._mergeable_ranks = _BundledRanks(filename, sha256)  # type: ignore[assignment]
             _ENCODINGS[name] = enc
     return enc
 

@@ -408,6 +408,26 @@ def test_import_does_not_load_tiktoken():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_loaded_encoding_keeps_no_ranks_dict_and_still_pickles():
+    """tiktoken keeps the dict of ranks only for pickling (~27 MiB of RSS for o200k): a loaded
+    encoding holds none until someone reads it, and it still pickles into a whole encoding."""
+    proc = _run_py(
+        """
+        import pickle
+        from llmrelay.tokens import get_encoding
+        enc = get_encoding("o200k_base")
+        assert enc.encode_ordinary("hello world") == [24912, 2375]
+        held = [len(v) for v in vars(enc).values() if isinstance(v, dict) and len(v) > 1000]
+        assert not held, held
+        copy = pickle.loads(pickle.dumps(enc))
+        assert copy.encode_ordinary("hello world") == [24912, 2375]
+        assert copy.n_vocab == enc.n_vocab and len(enc._mergeable_ranks) == 199998
+        assert enc._mergeable_ranks[b"hello"] == 24912 and dict(copy._mergeable_ranks) == dict(enc._mergeable_ranks)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_works_without_network(tmp_path):
     """Empty tiktoken cache + every socket connection refused: counting still works,
     and nothing even tries to resolve or connect."""
