@@ -122,3 +122,28 @@ async def test_start_leaves_a_body_longer_than_its_length_to_send():
     cycle = _cycle(Recorder())
     assert not DirectBody(_Protocol(cycle), cycle).start(200, JSON, b'{"id":"x1"} and more')
     assert not cycle.response_started and cycle.transport.writes == []
+def test_a_served_request_is_freed_without_the_cycle_collector():
+    """The request's scope offers its ``DirectBody``, which must not hold the request's cycle
+    strongly: a reference cycle would keep every finished request (~4 KB) until a full
+    garbage collection, which the gateway makes rare (proxy/gctune.py)."""
+    import gc
+    import weakref
+
+    from llmrelay.proxy.server import DIRECT
+
+    class Protocol:
+        cycle = None
+
+    cycle = _cycle(Recorder())
+    direct = DirectBody(Protocol(), cycle)
+    cycle.scope["extensions"] = {DIRECT: direct}
+    assert direct._cycle is cycle
+    gone = weakref.ref(cycle)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del cycle, direct
+        assert gone() is None, "a request's cycle was kept alive by a reference cycle"
+    finally:
+        if enabled:
+            gc.enable()

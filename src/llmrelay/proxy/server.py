@@ -36,6 +36,7 @@ import operator
 import signal
 import socket
 import threading
+import weakref
 from typing import Any
 
 from uvicorn import Server
@@ -243,13 +244,20 @@ class DirectBody:
     ``http.response.body`` (sent through ASGI as usual, which ends the chunked body).
     """
 
-    __slots__ = ("_protocol", "_cycle", "on_pause", "on_resume")
+    __slots__ = ("_protocol", "_cycle_ref", "on_pause", "on_resume")
 
     def __init__(self, protocol: GatewayProtocol, cycle: Any) -> None:
         self._protocol = protocol
-        self._cycle = cycle
+        # Weakly: the cycle's scope holds this object, and a reference cycle would keep each
+        # request's objects (~4 KB) alive until a full garbage collection (see proxy/gctune.py).
+        self._cycle_ref = weakref.ref(cycle)
         self.on_pause: Any = None
         self.on_resume: Any = None
+
+    @property
+    def _cycle(self) -> Any:
+        """The request's ``RequestResponseCycle`` (alive as long as its request is served)."""
+        return self._cycle_ref()
 
     def start(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bool:
         """Start the response (status line and ``headers``) as uvicorn's ``send`` of
@@ -265,7 +273,7 @@ class DirectBody:
         a full write buffer, a started response or a gone client."""
         cycle = self._cycle
         protocol = self._protocol
-        if (cycle.response_started or cycle.disconnected or cycle.access_log or protocol.cycle is not cycle
+        if (cycle is None or cycle.response_started or cycle.disconnected or cycle.access_log or protocol.cycle is not cycle
                 or protocol.flow.write_paused or cycle.scope["http_version"] != "1.1"
                 or cycle.scope["method"] == "HEAD"):
             return False
@@ -312,7 +320,7 @@ class DirectBody:
         """Whether body bytes may be written now (the response started and is not complete,
         the client is still there, not a HEAD request)."""
         cycle = self._cycle
-        return (cycle.response_started and not cycle.response_complete and not cycle.disconnected
+        return (cycle is not None and cycle.response_started and not cycle.response_complete and not cycle.disconnected
                 and cycle.scope["method"] != "HEAD" and self._protocol.cycle is cycle
                 and not self._protocol.transport.is_closing())
 
@@ -320,7 +328,7 @@ class DirectBody:
         """Write body bytes (nothing once the client is gone)."""
         cycle = self._cycle
         transport = self._protocol.transport
-        if cycle.disconnected or transport.is_closing():
+        if cycle is None or cycle.disconnected or transport.is_closing():
             return
         if cycle.chunked_encoding:
             transport.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -388,7 +396,7 @@ class DirectBody:
             protocol._on_lost = None
             return True
         cycle = self._cycle
-        if cycle.disconnected or cycle.response_complete or protocol.transport.is_closing():
+        if cycle is None or cycle.disconnected or cycle.response_complete or protocol.transport.is_closing():
             return False
         protocol._on_lost = callback
         return True
