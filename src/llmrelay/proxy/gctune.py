@@ -3,8 +3,8 @@
 CPython's cyclic collector stops the event loop while it runs, and every open stream waits.
 Measured in a gateway holding 256 paced streams (``bench/bench_proxy.py --paced``, main-thread
 CPU time of each collection, timed with ``gc.callbacks``): a full (generation-2) collection
-took 22–65 ms and came every ~10 young collections, i.e. every few seconds under load — enough
-to set the added time-to-first-token p99 by itself. It walks every tracked object: ~32,000
+took 22–78 ms and came every few seconds under load (Python's default: after 10 generation-1
+collections) — over 1% of the time, enough to set the added time-to-first-token p99 by itself. It walks every tracked object: ~32,000
 (bare) to ~46,000 (governed) of them were there from start-up (modules, classes, functions,
 config, router, key cache) and never become garbage.
 
@@ -12,11 +12,15 @@ So ``llmrelay proxy`` (each ``--workers`` process), after its start-up and befor
 
 * collects once, then :func:`gc.freeze` — what is alive then moves to the permanent generation
   and is never walked again (reference counting still frees it if it is ever dropped);
+* collects generation 1 every :data:`MIDDLE_EVERY` young collections (Python's default: 10). A
+  generation-1 collection walks what survived the young collections since the last one — the
+  objects of the streams started meanwhile: with 10 it took 2.5–3.2 ms (median, 256–512
+  streams), with 4 0.8–1.0 ms, as often as needed for the same total;
 * collects generation 2 at most every :data:`FULL_EVERY` generation-1 collections (Python's
-  default: 10). What is left for a full collection is cyclic garbage that outlived two young
-  collections: the gateway's requests make none (a served request is freed by reference
-  counting, ``tests/unit/test_direct_respond.py``), so a rarer full collection holds little
-  memory. Young collections (generations 0 and 1) are unchanged.
+  default: 10), every ~10 s with 256–512 open streams. What is left for a full collection is
+  cyclic garbage that outlived the young collections: a served request makes none (it is freed
+  by reference counting, ``tests/unit/test_direct_respond.py``); a closed connection or a
+  stream cut by its client leaves a few KB, so a rarer full collection holds little memory.
 
 Only the gateway's command does this: the library and an app that embeds :class:`ProxyApp`
 keep Python's defaults.
@@ -27,18 +31,20 @@ from __future__ import annotations
 import gc
 import logging
 
-__all__ = ["FULL_EVERY", "settle"]
+__all__ = ["FULL_EVERY", "MIDDLE_EVERY", "settle"]
 
 log = logging.getLogger("llmrelay.proxy")
 
-#: Generation-1 collections between two full ones (CPython's default threshold is 10).
+#: Young (generation-0) collections between two generation-1 ones (CPython's default: 10).
+MIDDLE_EVERY = 4
+#: Generation-1 collections between two full ones (CPython's default: 10).
 FULL_EVERY = 100
 
 
 def settle() -> None:
-    """Collect once, freeze what start-up left alive, and make full collections rarer."""
+    """Collect once, freeze what start-up left alive, shorten generation-1 collections and make
+    full ones rarer (the young threshold stays as it is)."""
     gc.collect()
     gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_EVERY)
+    gc.set_threshold(gc.get_threshold()[0], MIDDLE_EVERY, FULL_EVERY)
     log.debug("gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold())
