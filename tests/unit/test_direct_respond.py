@@ -125,7 +125,7 @@ async def test_start_leaves_a_body_longer_than_its_length_to_send():
 def test_a_served_request_is_freed_without_the_cycle_collector():
     """The request's scope offers its ``DirectBody``, which must not hold the request's cycle
     strongly: a reference cycle would keep every finished request (~4 KB) until a full
-    garbage collection, which the gateway makes rare (proxy/gctune.py)."""
+    garbage collection, which the gateway makes rare (proxy/runtime.py)."""
     import gc
     import weakref
 

@@ -23,7 +23,7 @@ import orjson
 
 from ..exceptions import LLMRelayError
 from ..retry_after import DEFAULT_MAX_RETRY_AFTER
-from . import cuts, errors, gctune
+from . import cuts, errors, runtime
 from .accesslog import direct_handler
 from .auth import client_key
 from .client_params import ClientParamError, ClientParamPolicy
@@ -149,8 +149,8 @@ class _Ctx:
 class ProxyApp:
     """The ASGI callable. One instance per process; ``config`` is already validated."""
 
-    #: Set by ``llmrelay proxy``: freeze start-up objects and make full GCs rare (proxy/gctune.py).
-    settle_gc = False
+    #: Set by ``llmrelay proxy``: tune the GC and the GIL switch interval after start-up (proxy/runtime.py).
+    tune_runtime = False
 
     def __init__(self, config: ProxyConfig, models: ModelTable | None = None,
                  limits: ServerLimits | None = None) -> None:
@@ -222,8 +222,8 @@ class ProxyApp:
                     await self.keys.start()
                     self.responses_db.start()
                 start_shared(getattr(self.models, "router", None))
-                if self.settle_gc:
-                    gctune.settle()
+                if self.tune_runtime:
+                    runtime.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.keys is not None:
@@ -819,5 +819,5 @@ def create_app_from_env() -> ProxyApp:
     path = os.environ.get(CONFIG_ENV)
     config = load_config(path) if path else default_config()
     app = create_app(config, ServerLimits.from_env())
-    app.settle_gc = True  # a worker of `llmrelay proxy --workers N`
+    app.tune_runtime = True  # a worker of `llmrelay proxy --workers N`
     return app

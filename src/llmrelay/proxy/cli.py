@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_dir = prepare_workers(config, args.workers)  # noqa: F841 - removed at exit
         limits = ServerLimits.from_args(args)
         app = create_app(config, limits)  # also builds the router: its errors are config errors
-        app.settle_gc = True  # this process is the gateway: see proxy/gctune.py
+        app.tune_runtime = True  # this process is the gateway: see proxy/runtime.py
     except ConfigError as exc:
         for warning in exc.warnings:
             _say(f"llmrelay proxy: warning: {warning}")

@@ -249,7 +249,7 @@ class DirectBody:
     def __init__(self, protocol: GatewayProtocol, cycle: Any) -> None:
         self._protocol = protocol
         # Weakly: the cycle's scope holds this object, and a reference cycle would keep each
-        # request's objects (~4 KB) alive until a full garbage collection (see proxy/gctune.py).
+        # request's objects (~4 KB) alive until a full garbage collection (see proxy/runtime.py).
         self._cycle_ref = weakref.ref(cycle)
         self.on_pause: Any = None
         self.on_resume: Any = None

@@ -1,8 +1,10 @@
-"""Issue 18: the gateway's process freezes its start-up objects and makes full GCs rare.
+"""Issue 18: the gateway's process freezes its start-up objects, makes full GCs rare and
+shortens the GIL switch interval.
 
 A full garbage collection stops the event loop for tens of milliseconds with a few hundred open
-streams (proxy/gctune.py), so ``llmrelay proxy`` (and each of its ``--workers``) freezes what its
-start-up left alive and collects generation 2 less often. The library and an app embedding
+streams, and a background thread running Python kept it waiting for the GIL up to 5 ms
+(proxy/runtime.py), so ``llmrelay proxy`` (and each of its ``--workers``) freezes what its
+start-up left alive, collects generation 2 less often and lets the loop wait less. The library and an app embedding
 ``ProxyApp`` keep Python's defaults. A custom callback in the real gateway process reports what
 it sees there.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import time
 
 import openai
@@ -18,14 +21,14 @@ import pytest
 
 from llmrelay.proxy.app import ProxyApp
 from llmrelay.proxy.config import parse_config
-from llmrelay.proxy.gctune import FULL_EVERY, MIDDLE_EVERY
+from llmrelay.proxy.runtime import FULL_EVERY, MIDDLE_EVERY, SWITCH_INTERVAL
 from servers.openai_server import FakeOpenAIServer
 
 from .harness import Gateway
 from .test_tokenizer_warmup import _lifespan
 
 REPORTER = '''
-import gc, json, os
+import gc, json, os, sys
 from llmrelay.integrations.custom_logger import CustomLogger
 
 
@@ -33,7 +36,7 @@ class Reporter(CustomLogger):
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         with open(os.environ["GC_REPORT"], "a") as f:
             f.write(json.dumps({"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold(),
-                                "enabled": gc.isenabled()}) + "\\n")
+                                "enabled": gc.isenabled(), "switch": sys.getswitchinterval()}) + "\\n")
 
 
 reporter = Reporter()
@@ -47,7 +50,7 @@ def upstream():
 
 
 @pytest.mark.parametrize("args", [[], ["--workers", "2"]], ids=["one-process", "workers"])
-def test_the_gateway_process_freezes_start_up_and_collects_gen2_rarely(upstream, tmp_path, args):
+def test_the_gateway_process_tunes_its_interpreter_after_start_up(upstream, tmp_path, args):
     (tmp_path / "reporting.py").write_text(REPORTER)
     report = tmp_path / "gc.jsonl"
     config = tmp_path / "config.yaml"
@@ -67,13 +70,14 @@ def test_the_gateway_process_freezes_start_up_and_collects_gen2_rarely(upstream,
     assert seen["frozen"] > 10_000  # modules, classes, config, router: never walked again
     young, middle, full = seen["threshold"]
     assert young == gc.get_threshold()[0] and (middle, full) == (MIDDLE_EVERY, FULL_EVERY)
+    assert seen["switch"] == pytest.approx(SWITCH_INTERVAL) and SWITCH_INTERVAL < 0.005
 
 
 async def test_an_embedded_app_leaves_the_collector_alone(upstream):
     """``ProxyApp`` used as a library (mounted in someone's server): Python's defaults stay."""
-    before = gc.get_freeze_count(), gc.get_threshold()
+    before = gc.get_freeze_count(), gc.get_threshold(), sys.getswitchinterval()
     app = ProxyApp(parse_config(
         "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
         f"      api_base: {upstream.url}/v1\n      api_key: sk-upstream\n"))
     await _lifespan(app, "startup")
-    assert (gc.get_freeze_count(), gc.get_threshold()) == before
+    assert (gc.get_freeze_count(), gc.get_threshold(), sys.getswitchinterval()) == before
