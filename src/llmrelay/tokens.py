@@ -56,6 +56,7 @@ __all__ = [
     "token_counter",
     "completion_text",
     "counted_usage",
+    "count_text",
 ]
 
 CL100K_BASE = "cl100k_base"
@@ -335,7 +336,114 @@ def _count(enc: tiktoken.Encoding, value: Any) -> int:
         return 0
     if not isinstance(value, str):
         value = _dumps(value)
-    return len(enc.encode_ordinary(value)) if value else 0
+    return count_text(enc, value) if value else 0
+
+
+# --------------------------------------------------------------------------- counting text by words
+#
+# ``len(enc.encode_ordinary(text))`` costs ~1.7k instructions per token in tiktoken (its split
+# pattern runs over every character, then BPE over every piece), ~7.7k for a call on a short
+# string. Text is counted here as the sum of remembered counts of its words instead, which is
+# exact:
+#
+# tiktoken splits text into pieces with its pattern (``_CL100K_PAT`` / ``_O200K_PAT``) and
+# byte-pair-merges each piece alone. Cut ``A + B`` where ``A`` ends with a character that is not
+# whitespace and ``B`` starts with a space. No alternative of either pattern can run from such a
+# character over a space (letters, digits, contractions, punctuation runs, their trailing
+# ``[\r\n/]*`` and the whitespace alternatives all stop there, as they stop at the end of the
+# text), and the pattern has no look-behind; so the pieces of ``A + B`` are the pieces of ``A``
+# followed by those of ``B``, and ``count(A + B) == count(A) + count(B)``. ``str.isspace`` holds
+# for every character of the patterns' ``\s`` (Unicode White_Space) and a few more, so "not
+# ``isspace``" is a safe test. The text is therefore cut at every space that follows a
+# non-whitespace character (``text.split(" ")``, then parts that end with whitespace or are
+# empty joined to the next), each segment's count is looked up (``" " + part`` for all but the
+# first), and only the segments never seen go through tiktoken: together, in one call (their
+# concatenation in order has only such cuts between them), a few of them also alone to be
+# remembered. The tests compare the result with tiktoken's on texts full of edge cases.
+
+#: Segments remembered per encoding (the memo is emptied when it grows past this).
+MEMO_MAX = 1 << 15
+#: Longest segment remembered (longer ones are counted every time).
+_MEMO_PART = 64
+#: Segments never seen that are counted alone (and remembered) per call, at most; the others
+#: are counted together in one call (a call costs ~7.7k instructions however short its text).
+_MEMO_FILL = 8
+#: encoding name -> (counts of first segments, counts of " " + segment)
+_MEMOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+
+
+def count_text(enc: tiktoken.Encoding, text: str) -> int:
+    """``len(enc.encode_ordinary(text))``, from the remembered counts of its words (exact; see
+    the comment above)."""
+    parts = text.split(" ")
+    if len(parts) > 1 and ("  " in text or not text.isprintable()):  # a space after whitespace is no cut
+        parts = _cuts(parts)
+    memo = _MEMOS.get(enc.name)
+    if memo is None:
+        memo = _MEMOS.setdefault(enc.name, ({}, {}))
+    first, spaced = memo
+    head = parts[0]
+    n = first.get(head)
+    if len(parts) == 1:
+        if n is None:
+            n = len(enc.encode_ordinary(head)) if head else 0
+            if len(head) <= _MEMO_PART:
+                _remember(first, head, n, spaced)
+        return n
+    rest = iter(parts)
+    next(rest)
+    counts = list(map(spaced.get, rest))
+    if n is not None and None not in counts:
+        return n + sum(counts)
+    return _count_missing(enc, parts, n, counts, first, spaced)
+
+
+def _cuts(parts: list[str]) -> list[str]:
+    """``text.split(" ")`` regrouped so that every part but the last ends with a character that
+    is not whitespace (a space after whitespace, or a leading one, is no cut)."""
+    out = [parts[0]]
+    for part in parts[1:]:
+        prev = out[-1]
+        if prev and not prev[-1].isspace():
+            out.append(part)
+        else:
+            out[-1] = f"{prev} {part}"
+    return out
+
+
+def _count_missing(enc: tiktoken.Encoding, parts: list[str], n: int | None, counts: list[int | None],
+                   first: dict[str, int], spaced: dict[str, int]) -> int:
+    total = 0
+    fill = _MEMO_FILL
+    head = parts[0]
+    if n is None:
+        n = len(enc.encode_ordinary(head)) if head else 0
+        if len(head) <= _MEMO_PART:
+            _remember(first, head, n, spaced)
+        fill -= 1
+    total += n
+    unseen: list[str] = []
+    for part, count in zip(parts[1:], counts):
+        if count is None:
+            count = spaced.get(part)  # the same word earlier in this text
+            if count is None:
+                if fill <= 0 or len(part) > _MEMO_PART:
+                    unseen.append(part)
+                    continue
+                count = len(enc.encode_ordinary(" " + part))
+                _remember(spaced, part, count, first)
+                fill -= 1
+        total += count
+    if unseen:
+        total += len(enc.encode_ordinary(" " + " ".join(unseen)))
+    return total
+
+
+def _remember(memo: dict[str, int], key: str, count: int, other: dict[str, int]) -> None:
+    if len(memo) >= MEMO_MAX:
+        memo.clear()
+        other.clear()
+    memo[key] = count
 
 
 #: What LiteLLM counts an image as with ``use_default_image_token_count=True``.

@@ -511,3 +511,35 @@ def test_responses_style_image_part():
     high = {"type": "input_image", "image_url": _data_url("image/png", _png(2048, 4096)), "detail": "high"}
     assert token_counter("gpt-4o", messages=[{"role": "user", "content": [low]}]) - empty == 85
     assert token_counter("gpt-4o", messages=[{"role": "user", "content": [high]}]) - empty == 1105
+
+
+# ----------------------------------------------------------------------------- counting by words
+_EDGE_PIECES = [
+    "a", "Z", "é", "ß", "ǅ", "x", " ", " ", " ", "  ", "\n", "\r\n", "\t", "\xa0", "\u3000", "\u2028", "\x1c", "\x85",
+    "1", "23", "4567", "²", "½", "Ⅻ", "'", "'s", "'LL", "’", ".", ",", "!", "/", "(", "—", "中文", "日本", "😀",
+    "👍🏽", "\u200d", "\u0301", "\u200b", "<|endoftext|>", "\x00", "\ud800", "-", "_", "#", "```", "café", "THE",
+    "Hello", "world", "?!", "...", "$",
+]
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+def test_count_text_equals_tiktoken(encoding, monkeypatch):
+    """count_text sums remembered word counts: it must equal tiktoken's count on any text (edge
+    cases: runs of spaces, other whitespace before a space, digits, contractions, marks, lone
+    surrogates), cold and remembered, also when the memo is emptied along the way."""
+    import random
+
+    monkeypatch.setattr(tokens, "MEMO_MAX", 500)
+    monkeypatch.setattr(tokens, "_MEMOS", {})
+    enc = get_encoding(encoding)
+    rng = random.Random(12)
+    for _ in range(3000):
+        text = "".join(rng.choice(_EDGE_PIECES) for _ in range(rng.randint(0, 60)))
+        want = len(enc.encode_ordinary(text))
+        assert tokens.count_text(enc, text) == want, repr(text)
+        assert tokens.count_text(enc, text) == want, repr(text)
+    assert 0 < sum(len(m) for m in tokens._MEMOS[encoding]) <= 1000
+    prose = Path(tokens.__file__).read_text()  # code and prose, newlines, indentation
+    for start in range(0, len(prose) - 4000, 997):
+        text = prose[start : start + rng.randint(0, 4000)]
+        assert tokens.count_text(enc, text) == len(enc.encode_ordinary(text))
