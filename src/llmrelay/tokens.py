@@ -682,12 +682,16 @@ def completion_text(messages: Iterable[Mapping[str, Any]]) -> str:
     return "".join(pieces)
 
 
+_Usage: Any = None  # llmrelay.types.Usage, imported on first use by counted_usage
+
+
 def counted_usage(model: str | None, messages: list[Mapping[str, Any]] | None, completion: str) -> Any:
     """A ``Usage`` counted offline: the prompt from ``messages``, the answer from its text."""
-    from .types import Usage
-
+    global _Usage
+    if _Usage is None:  # imported once: a function-level import costs ~10k instructions a call
+        from .types import Usage as _Usage
     model = model or ""
-    return Usage(
+    return _Usage(
         prompt_tokens=token_counter(model=model, messages=messages) if messages else 0,
         completion_tokens=token_counter(model=model, text=completion) if completion else 0,
     )
