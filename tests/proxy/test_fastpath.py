@@ -24,7 +24,7 @@ import pytest
 
 from proxy.conftest import MASTER_KEY, UPSTREAM_KEY, gateway_config
 from proxy.harness import Gateway
-from servers.loopback import Drop, Sleep
+from servers.loopback import Drop, Reply, Sleep
 from servers.openai_server import (
     ChunkFactory,
     Reply,
@@ -143,6 +143,29 @@ def test_frames_split_across_reads(gateway, general, upstream):
     frames, record = _compare(gateway, general, upstream, lambda: stream_reply(parts))
     assert _texts(frames) == TEXT
     assert record["fast_chunks"] > 5
+
+
+def test_chunk_framing_split_across_reads(gateway, general, upstream):
+    """HTTP chunks (one frame each) whose framing is cut across reads — inside a chunk-size line,
+    inside a chunk's data, between its data and its CRLF, inside that CRLF — with whole chunks
+    before and after: the relay reads whole chunks itself only where the parser stands between
+    two chunks, so the client stream is the general path's, and whole chunks after a cut are
+    relayed on the fast path again."""
+    events = text_stream_events(TEXT * 2)
+    chunks = [b"%x\r\n%s\r\n" % (len(f), f) for f in
+              (b"data: " + orjson.dumps(e) + b"\n\n" if isinstance(e, dict) else b"data: [DONE]\n\n" for e in events)]
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    parts: list[Any] = [head + chunks[0]]
+    for i, chunk in enumerate(chunks[1:-1], 1):
+        cut = [None, 1, 20, len(chunk) - 2, len(chunk) - 1][i % 5]  # whole, size line, data, before/in CRLF
+        if cut is None or i < 3:
+            parts += [Sleep(0.005), chunk]
+        else:
+            parts += [Sleep(0.005), chunk[:cut], Sleep(0.005), chunk[cut:]]
+    parts += [Sleep(0.005), chunks[-1] + b"0\r\n\r\n"]
+    frames, record = _compare(gateway, general, upstream, lambda: Reply.raw_bytes(*parts))
+    assert _texts(frames) == TEXT * 2
+    assert record["fast_chunks"] > 10
 
 
 def test_crlf_line_ends_fall_back(gateway, general, upstream):

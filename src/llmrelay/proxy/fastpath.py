@@ -132,7 +132,7 @@ class ChatFrameRewriter:
         if e < 0 or _loads(data[s - 1:e + 1]) != content:
             return False
         head, tail = data[:s], data[e:]
-        if b"\\" in tail:
+        if tail.find(b"\\") >= 0:
             return False
         if tail.count(_OBFUSCATION) == 1:
             vs = tail.index(_OBFUSCATION) + len(_OBFUSCATION)
@@ -158,15 +158,17 @@ class ChatFrameRewriter:
             if pre is None or not tail.startswith(pre) or not tail.endswith(self.obf_post):
                 return None
             value = tail[len(pre):len(tail) - len(self.obf_post)]
-            if b'"' in value or b"\\" in value:
+            if value.find(b'"') >= 0 or value.find(b"\\") >= 0:
                 return None
         raw = data[s:e]
         try:
-            if b"\\" in raw:
+            if raw.find(b"\\") >= 0:
                 text = _loads(data[s - 1:e + 1])
                 raw = _dumps(text)[1:-1]
             else:
                 text = raw.decode()
+                if not text.isprintable():  # a raw control character (malformed JSON) or rarer text
+                    return None
         except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
         if not text:
@@ -232,9 +234,10 @@ class FastRelay:
     """Relay one upstream body to the client from the upstream's read callback (module docstring)."""
 
     __slots__ = ("stream", "source", "decoder", "wire", "raw", "content", "encoder", "direct", "rewriter",
-                 "count", "fast", "last", "_write", "_buf", "_raw_mode", "_out", "_turn", "_flush_handle", "_future", "_loop",
+                 "general", "fast", "last", "_write", "_buf", "_raw_mode", "_out", "_turn", "_flush_handle", "_future", "_loop",
                  "_saved_timer", "_hooked", "_stopped", "_paused", "_handler", "_transport", "_idle",
-                 "_idle_timer", "_last_read")
+                 "_idle_timer", "_last_read", "_time", "_put", "_closing", "_chunked", "_state", "_choice",
+                 "_fhead", "_fs", "_ftail", "_obf_pre", "_obf_post", "_prefix", "_suffix", "_fixed")
 
     def __init__(self, stream: Any, source: Any, raw: Any, encoder: Any, direct: Any) -> None:
         self.stream = stream
@@ -246,8 +249,8 @@ class FastRelay:
         self.encoder = encoder
         self.direct = direct
         self.rewriter: ChatFrameRewriter | None = None
-        self.count = 0  # chunks sent to the client
-        self.fast = 0  # of which rewritten at the byte level
+        self.general = 0  # chunks sent to the client from frames the general path's pieces decoded
+        self.fast = 0  # chunks sent to the client from frames rewritten at the byte level
         self.last: Any = None  # the last chunk object sent (from a general-path frame)
         self._write: Any = None  # the client connection's write (DirectBody.writer), set by run()
         self._buf = b""
@@ -266,6 +269,23 @@ class FastRelay:
         self._idle: float | None = None  # the read timeout (aiohttp's sock_read), kept by us
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
+        self._time: Any = None  # loop.time (uvloop's: the time of this loop turn)
+        # The client connection (DirectBody.framing), for the one write of a fast frame.
+        self._put: Any = None
+        self._closing: Any = None
+        self._chunked = False
+        self._state = stream.state
+        # The learned content frame (ChatFrameRewriter.learn), unpacked for _feed: None until then.
+        self._fhead: bytes | None = None
+        self._choice: Any = None
+        self._fs = 0
+        self._ftail = self._obf_pre = self._obf_post = self._prefix = self._suffix = b""
+        self._fixed = 0
+
+    @property
+    def count(self) -> int:
+        """Chunks sent to the client."""
+        return self.general + self.fast
 
     @staticmethod
     def _content(raw: Any) -> Any:
@@ -296,8 +316,12 @@ class FastRelay:
         """Relay until the body ends, fails or needs the general path; the caller's task then
         goes on with the stream (its end, its error) on the general path."""
         loop = self._loop = asyncio.get_running_loop()
+        self._time = loop.time
         self._future = loop.create_future()
         self._write = self.direct.writer()
+        self._put, self._closing, self._chunked = self.direct.framing()
+        if self.rewriter.head is not None:
+            self._learned()
         buffered, ended = self._take_buffered()  # ended: the whole body is here already (a burst)
         if self.source.stash:  # read before, not decoded yet: it comes first
             buffered, self.source.stash = self.source.stash + buffered, b""
@@ -396,6 +420,7 @@ class FastRelay:
         if self._stopped:
             return
         self._stopped = True
+        self._fhead = None
         self._restore()
         self._unhook()
         if self._buf:
@@ -413,11 +438,83 @@ class FastRelay:
 
     # ------------------------------------------------------------------ per upstream read
     def _feed(self, data: bytes) -> None:
+        """One piece of the upstream body. The common paced read — one whole content frame of
+        the learned shape, nothing buffered — is checked, accounted and written here in one
+        call: the bytes between the learned head and tail are the content (no escape, printable
+        text), the repeat guard and the generated text get it as ``StreamState`` would, and the
+        client's frame goes out in one transport write (chunk size, the client's head, the
+        content, the client's tail). Anything else goes through :meth:`_frames`."""
+        fhead = self._fhead
+        if fhead is not None and not self._buf and data.startswith(fhead):
+            s = self._fs
+            e = data.find(b'"', s)
+            if e > 0 and data[e - 1] != 92 and (data[e:] == self._ftail or self._obfuscated(data, e, self._obf_post)):
+                raw = data[s:e]
+                if raw.find(b"\\") < 0:
+                    try:
+                        text = raw.decode()
+                    except UnicodeDecodeError:
+                        text = ""
+                    if text.isprintable():
+                        if not text:
+                            if e == s:
+                                return  # an empty delta after the role chunk: the general path drops it
+                        else:
+                            choice = self._choice
+                            # StreamState._guard, inlined for the common outcomes
+                            if text == choice.last_content:
+                                try:
+                                    self._state._guard(choice, text)
+                                except Exception as exc:  # noqa: BLE001 - the repeat guard
+                                    self._fail(exc)
+                                    return
+                            elif len(text) > 2 and text.strip():
+                                choice.last_content = text
+                                choice.repeats = 1
+                            choice.text.append(text)
+                            self.fast += 1
+                            now = self._time()  # uvloop's clock: one value per loop turn
+                            if now != self._turn and not self._out and self._chunked:
+                                self._turn = now
+                                if not self._closing():
+                                    self._put(b"%x\r\n%b%b%b\r\n" % (self._fixed + e - s, self._prefix, raw, self._suffix))
+                                return
+                            self._send(self._prefix + raw + self._suffix)
+                            return
+        self._frames(data)
+
+    def _obfuscated(self, data: bytes, e: int, post: bytes) -> bool:
+        """Whether ``data[e:]`` is the learned tail (ending with ``post``) with another
+        ``obfuscation`` value (OpenAI's)."""
+        pre = self._obf_pre
+        if not pre or not data.startswith(pre, e):
+            return False
+        if not data.endswith(post):
+            return False
+        vs, ve = e + len(pre), len(data) - len(post)
+        return vs <= ve and data.find(b'"', vs, ve) < 0 and data.find(b"\\", vs, ve) < 0
+
+    def _learned(self) -> None:
+        """Unpack the rewriter's learned frame for :meth:`_feed`."""
+        rewriter = self.rewriter
+        if self._raw_mode or rewriter.head is None:
+            return
+        self._fhead = b"data: " + rewriter.head
+        self._fs = len(self._fhead)
+        self._ftail = rewriter.tail + b"\n\n"
+        if rewriter.obf_pre is not None:
+            self._obf_pre, self._obf_post = rewriter.obf_pre, rewriter.obf_post + b"\n\n"
+        self._choice = rewriter.choice
+        self._prefix, self._suffix = rewriter.prefix, rewriter.suffix
+        self._fixed = len(rewriter.prefix) + len(rewriter.suffix)
+
+    def _frames(self, data: bytes) -> None:
         if self._stopped:
             return
         try:
-            if self._raw_mode or b"\r" in data:
+            if self._raw_mode or data.find(b"\r") >= 0:
                 self._raw_mode = True
+                self._fhead = None
                 buf, self._buf = self._buf + data, b""
                 self._general(buf, learn=False)
                 return
@@ -430,12 +527,11 @@ class FastRelay:
                     break
                 frame = buf[start:end]
                 start = end + 2
-                single = frame[:6] == b"data: " and b"\n" not in frame
+                single = frame[:6] == b"data: " and frame.find(b"\n") < 0
                 if single:
                     out = rewrite(frame[6:])
                     if out is not None:
                         if out:
-                            self.count += 1
                             self.fast += 1
                             self._send(out)
                         continue
@@ -469,11 +565,12 @@ class FastRelay:
                 while queue:
                     chunk = queue.popleft()
                     self._send(encode(chunk))
-                    self.count += 1
+                    self.general += 1
                     self.last = chunk
             rewriter = self.rewriter
             if learn and len(dicts) == 1 and rewriter.learning and stream._pending is None:
-                rewriter.learn(data[6:-2], dicts[0])
+                if rewriter.learn(data[6:-2], dicts[0]):
+                    self._learned()
         if decoder.error is not None or stream._pending is not None:
             self._stop()
 
@@ -490,7 +587,7 @@ class FastRelay:
     # ------------------------------------------------------------------ writing
     def _send(self, frame: bytes) -> None:
         """Write ``frame`` now if it is the first of this loop turn, else at the turn's end."""
-        now = self._loop.time()  # uvloop's clock is updated once per loop turn
+        now = self._time()  # uvloop's clock is updated once per loop turn
         if now != self._turn and not self._out:
             self._turn = now
             self._write(frame)
@@ -536,11 +633,24 @@ class FastRelay:
 
 
 class LeanRelay(FastRelay):
-    """:class:`FastRelay` over the lean client's connection (:mod:`llmrelay.transport.lean`): its
-    parser hands the decoded body pieces to the relay (the connection's ``sink``) from its read
-    callback, and it keeps the read timeout itself (one timer per idle period)."""
+    """:class:`FastRelay` over the lean client's connection (:mod:`llmrelay.transport.lean`).
 
-    __slots__ = ()  # self.raw: the connection
+    Its parser hands the decoded body pieces to the relay (the connection's ``sink``) from its
+    read callback. For a chunked body the relay also reads the connection itself
+    (:class:`_LeanUpstream`): a read that is exactly one chunk carrying one content frame of the
+    learned shape — the paced stream's every read — is checked, accounted and written to the
+    client in that one callback (:meth:`_read`), without the parser (which stands between two
+    chunks before and after such a read, so it is not needed for it). Every other read goes
+    through the parser as before, and the relay reads whole chunks itself again once the parser
+    stands between two chunks (:meth:`lean._Conn.aligned`). The read timeout stays the
+    connection's (one timer per idle period)."""
+
+    __slots__ = ("_aligned", "_ftail_c", "_obf_post_c")  # self.raw: the connection
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._aligned = False
+        self._ftail_c = self._obf_post_c = b""
 
     @staticmethod
     def _content(raw: Any) -> Any:
@@ -567,17 +677,114 @@ class LeanRelay(FastRelay):
             if conn.sink == self._feed:
                 conn.sink = conn.on_end = None
 
+    def _learned(self) -> None:
+        super()._learned()
+        if self._fhead is not None:
+            self._ftail_c = self._ftail + b"\r\n"
+            self._obf_post_c = self._obf_post + b"\r\n"
+
     def _interpose(self) -> None:
-        pass
+        conn = self.raw
+        transport = conn.transport
+        if (not conn.chunked or conn.decoder is not None or transport is None or transport.is_closing()
+                or not hasattr(transport, "set_protocol") or transport.get_protocol() is not conn):
+            return
+        self._handler, self._transport = _LeanUpstream(self, conn), transport
+        self._aligned = conn.aligned()
+        transport.set_protocol(self._handler)
 
     def _restore(self) -> None:
-        pass
+        upstream = self._handler
+        if upstream is None:
+            return
+        self._handler = None
+        self._aligned = False
+        transport = self._transport
+        if transport.get_protocol() is upstream:
+            transport.set_protocol(self.raw)
+
+    def _read(self, data: bytes) -> None:
+        """One read of the upstream connection while the relay reads it (see the class)."""
+        conn = self.raw
+        fhead = self._fhead
+        if fhead is not None and self._aligned and not self._buf:
+            i = data.find(b"\r\n", 0, 18)
+            if i > 0 and data.startswith(fhead, i + 2):
+                s = i + 2 + self._fs
+                e = data.find(b'"', s)
+                if (e > 0 and data[e - 1] != 92
+                        and (data[e:] == self._ftail_c or self._obfuscated(data, e, self._obf_post_c))
+                        and data[:i] == b"%x" % (len(data) - i - 4) and conn.state == _LEAN_BODY):
+                    raw = data[s:e]
+                    if raw.find(b"\\") < 0:
+                        try:
+                            text = raw.decode()
+                        except UnicodeDecodeError:
+                            text = ""
+                        if text.isprintable():
+                            if not text:
+                                if e == s:  # an empty delta after the role chunk: the general path drops it
+                                    conn.last_read = self._time()
+                                    return
+                            else:
+                                choice = self._choice
+                                # StreamState._guard, inlined for the common outcomes
+                                if text == choice.last_content:
+                                    try:
+                                        self._state._guard(choice, text)
+                                    except Exception as exc:  # noqa: BLE001 - the repeat guard
+                                        conn.last_read = self._time()
+                                        self._fail(exc)
+                                        return
+                                elif len(text) > 2 and text.strip():
+                                    choice.last_content = text
+                                    choice.repeats = 1
+                                choice.text.append(text)
+                                self.fast += 1
+                                conn.last_read = now = self._time()  # the read timeout's, as data_received
+                                if now != self._turn and not self._out and self._chunked:
+                                    self._turn = now
+                                    if not self._closing():
+                                        self._put(b"%x\r\n%b%b%b\r\n" % (self._fixed + e - s, self._prefix, raw,
+                                                                           self._suffix))
+                                    return
+                                self._send(self._prefix + raw + self._suffix)
+                                return
+        conn.data_received(data)  # the parser: its body pieces come to _feed
+        if self._handler is not None:
+            self._aligned = conn.aligned()
 
     def _pause_upstream(self) -> None:
         self.raw.pause_reading()
 
     def _resume_upstream(self) -> None:
         self.raw.resume_reading()
+
+
+_LEAN_BODY = lean._BODY
+
+
+class _LeanUpstream(asyncio.Protocol):
+    """The lean connection's protocol while a :class:`LeanRelay` reads its body: reads go to
+    :meth:`LeanRelay._read`, the rest to the connection."""
+
+    __slots__ = ("data_received", "conn")
+
+    def __init__(self, relay: LeanRelay, conn: Any) -> None:
+        self.data_received = relay._read  # type: ignore[method-assign]
+        self.conn = conn
+
+    def eof_received(self) -> Any:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
 
 
 class _Upstream(asyncio.Protocol):

@@ -351,6 +351,13 @@ class DirectBody:
                     put(data)
         return write
 
+    def framing(self) -> tuple[Any, Any, bool]:
+        """``(write, is_closing, chunked)`` of this body's connection, for a writer that frames
+        its bytes itself (one write per piece: ``b"%x\\r\\n%s\\r\\n"`` when ``chunked``, as
+        :meth:`writer` does; nothing once ``is_closing()``)."""
+        transport = self._protocol.transport
+        return transport.write, transport.is_closing, bool(self._cycle.chunked_encoding)
+
     async def respond(self, start: dict, body: dict) -> None:
         """Send a whole response — its ``http.response.start`` and its last ``http.response.body``
         — through uvicorn's ``send`` (same headers, framing and connection handling), in one

@@ -158,7 +158,8 @@ class _Conn(asyncio.Protocol):
     __slots__ = ("pool", "key", "loop", "transport", "parser", "state", "idle_since", "reused", "status",
                  "headers", "head_waiter", "body", "size", "body_waiter", "exc", "sink", "on_end",
                  "delimited", "decoder", "keep_alive", "timeout", "last_read", "timer", "paused",
-                 "relay_paused", "informational", "received")
+                 "relay_paused", "informational", "received", "chunked", "last_data", "chunk_starts",
+                 "chunk_ends", "on_chunk_header", "on_chunk_complete")
 
     def __init__(self, pool: "_Pool", key: Any) -> None:
         self.pool = pool
@@ -169,6 +170,13 @@ class _Conn(asyncio.Protocol):
         self.state = _IDLE
         self.idle_since = 0.0
         self.reused = False
+        # Chunk boundaries, for a sink that reads whole chunks itself (aligned()): httptools calls
+        # these two at every chunk's start and end; C callables, no Python frame per chunk.
+        self.last_data = b""  # the last read's bytes
+        self.chunk_starts = iter(range(1 << 62))
+        self.chunk_ends = iter(range(1 << 62))
+        self.on_chunk_header = self.chunk_starts.__next__
+        self.on_chunk_complete = self.chunk_ends.__next__
         self._reset()
 
     def _reset(self) -> None:
@@ -182,6 +190,7 @@ class _Conn(asyncio.Protocol):
         self.sink: Callable[[bytes], None] | None = None
         self.on_end: Callable[[], None] | None = None
         self.delimited = False  # Content-Length or chunked (else the body ends with the connection)
+        self.chunked = False  # Transfer-Encoding: chunked
         self.decoder: Any = None
         self.keep_alive = False
         self.timeout: float | None = None
@@ -206,6 +215,7 @@ class _Conn(asyncio.Protocol):
             return
         self.last_read = self.loop.time()
         self.received = True
+        self.last_data = data
         try:
             self.parser.feed_data(data)
         except Exception as exc:  # noqa: BLE001 - httptools' parser errors (malformed bytes)
@@ -242,8 +252,10 @@ class _Conn(asyncio.Protocol):
         if key not in self.headers:
             self.headers[key] = value.decode("utf-8", "surrogateescape")
         lower = name.lower()
-        if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+        if lower == b"content-length":
             self.delimited = True
+        elif lower == b"transfer-encoding" and value.lower().find(b"chunked") >= 0:
+            self.delimited = self.chunked = True
         elif lower == b"content-encoding":
             coding = value.strip().lower()
             if coding in (b"gzip", b"x-gzip"):
@@ -300,7 +312,7 @@ class _Conn(asyncio.Protocol):
         if self.informational:
             self.informational = False
             self.headers = {}
-            self.delimited = False
+            self.delimited = self.chunked = False
             self.decoder = None
             return
         if self.state != _BODY:
@@ -442,6 +454,14 @@ class _Conn(asyncio.Protocol):
         return data
 
     # ------------------------------------------------------------------ a sink's hooks
+    def aligned(self) -> bool:
+        """Whether the parser stands between two chunks of a chunked body (every chunk begun has
+        ended and the last read ended with a line end: not inside a chunk-size line), so that
+        a read of whole chunks may be handled without it."""
+        return (self.state == _BODY and self.chunked and self.decoder is None and not self.informational
+                and self.chunk_starts.__length_hint__() == self.chunk_ends.__length_hint__()
+                and self.last_data.endswith(b"\r\n"))
+
     def take_body(self) -> bytes:
         """The buffered body bytes (for a sink taking the body over)."""
         body = self.body
