@@ -204,17 +204,12 @@ def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
     checks the moment."""
     if direct is None or not ENABLED:
         return None
-    from ..streaming import CustomStreamWrapper
-    from .ingress.chat import ChatEncoder
-
-    if type(stream) is not CustomStreamWrapper or type(encoder) is not ChatEncoder:
+    wrapper, chat_encoder, source_type, decoder_type = _TYPES or _load_types()
+    if type(stream) is not wrapper or type(encoder) is not chat_encoder:
         return None
     source = stream.source
     inner = getattr(source, "inner", source)
-    from ..providers.openai import OpenAIStreamDecoder
-    from ..transport.aio import AsyncStreamSource
-
-    if type(inner) is not AsyncStreamSource or type(inner._decoder) is not OpenAIStreamDecoder:
+    if type(inner) is not source_type or type(inner._decoder) is not decoder_type:
         return None
     response = inner._response
     if type(response) is lean.LeanResponse:
@@ -228,6 +223,22 @@ def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
     if type(raw.content) is not _READERS[0]:
         return None
     return FastRelay(stream, inner, raw, encoder, direct)
+
+
+#: (CustomStreamWrapper, ChatEncoder, AsyncStreamSource, OpenAIStreamDecoder), imported on first
+#: use (not per request: a function-level import runs importlib's fromlist handling every time).
+_TYPES: "tuple[type, type, type, type] | None" = None
+
+
+def _load_types() -> "tuple[type, type, type, type]":
+    global _TYPES
+    from ..providers.openai import OpenAIStreamDecoder
+    from ..streaming import CustomStreamWrapper
+    from ..transport.aio import AsyncStreamSource
+    from .ingress.chat import ChatEncoder
+
+    _TYPES = (CustomStreamWrapper, ChatEncoder, AsyncStreamSource, OpenAIStreamDecoder)
+    return _TYPES
 
 
 class FastRelay:
@@ -291,6 +302,9 @@ class FastRelay:
     def _content(raw: Any) -> Any:
         return raw.content
 
+    def _running_loop(self) -> Any:
+        return asyncio.get_running_loop()
+
     # ------------------------------------------------------------------ taking over
     def attach(self) -> bool:
         """Whether the body can be taken over now (the stream has nothing queued, the decoder
@@ -315,7 +329,7 @@ class FastRelay:
     async def run(self) -> None:
         """Relay until the body ends, fails or needs the general path; the caller's task then
         goes on with the stream (its end, its error) on the general path."""
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop = self._running_loop()
         self._time = loop.time
         self._future = loop.create_future()
         self._write = self.direct.writer()
@@ -655,6 +669,9 @@ class LeanRelay(FastRelay):
     @staticmethod
     def _content(raw: Any) -> Any:
         return None
+
+    def _running_loop(self) -> Any:
+        return self.raw.loop  # the connection's (its pool's), the running one: no getpid() as 3.11's lookup
 
     def _body_ok(self) -> bool:
         conn = self.raw
