@@ -58,6 +58,19 @@ def test_content_frames_match_the_general_path(pair, text):
     assert state.generated_content() == ref.generated_content()
 
 
+@pytest.mark.parametrize("control", [b"\x01", b"\t", b"\x1f"])
+def test_raw_control_character_is_left_to_the_general_path(pair, control):
+    """JSON forbids a raw control character in a string: the general path's decoder refuses the
+    frame, so the rewriter must not relay it (nor count it as generated text)."""
+    rewriter, state, _, _ = pair
+    frame = data(chunk({"content": "a\u0001b"})).replace(b"\\u0001", control)
+    assert control in frame
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(frame)
+    assert rewriter.rewrite(frame) is None
+    assert state.generated_content() == "Hello"
+
+
 def test_obfuscation_value_may_differ(pair):
     rewriter, state, encoder, ref = pair
     first = chunk({"content": "a"}, obfuscation="Zx9")

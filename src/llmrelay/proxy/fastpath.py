@@ -167,7 +167,7 @@ class ChatFrameRewriter:
                 raw = _dumps(text)[1:-1]
             else:
                 text = raw.decode()
-                if not text.isprintable():  # a raw control character (malformed JSON) or rarer text
+                if not text.isprintable() and not _no_control(raw):  # malformed JSON: the general path's error
                     return None
         except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
@@ -177,6 +177,16 @@ class ChatFrameRewriter:
         self.state._guard(choice, text)
         choice.text.append(text)
         return self.prefix + raw + self.suffix
+
+
+_CONTROL = bytes(range(32))
+
+
+def _no_control(raw: bytes) -> bool:
+    """Whether ``raw`` (a JSON string's bytes) has no raw control character, which JSON forbids
+    (the general path's decoder refuses the frame). Asked only when ``str.isprintable`` says no
+    (rarer text: U+2028, NBSP…)."""
+    return len(raw.translate(None, _CONTROL)) == len(raw)
 
 
 def _string_end(data: bytes, start: int) -> int:
@@ -469,7 +479,7 @@ class FastRelay:
                         text = raw.decode()
                     except UnicodeDecodeError:
                         text = ""
-                    if text.isprintable():
+                    if text.isprintable() or _no_control(raw):
                         if not text:
                             if e == s:
                                 return  # an empty delta after the role chunk: the general path drops it
@@ -738,7 +748,7 @@ class LeanRelay(FastRelay):
                             text = raw.decode()
                         except UnicodeDecodeError:
                             text = ""
-                        if text.isprintable():
+                        if text.isprintable() or _no_control(raw):
                             if not text:
                                 if e == s:  # an empty delta after the role chunk: the general path drops it
                                     conn.last_read = self._time()
