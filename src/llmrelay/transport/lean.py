@@ -456,11 +456,11 @@ class _Conn(asyncio.Protocol):
     # ------------------------------------------------------------------ a sink's hooks
     def aligned(self) -> bool:
         """Whether the parser stands between two chunks of a chunked body (every chunk begun has
-        ended and the last read ended with a line end: not inside a chunk-size line), so that
-        a read of whole chunks may be handled without it."""
+        ended, and the last read ended with a line feed: not inside a chunk-size line, whose end
+        would have begun a chunk), so that a read of whole chunks may be handled without it."""
         return (self.state == _BODY and self.chunked and self.decoder is None and not self.informational
                 and self.chunk_starts.__length_hint__() == self.chunk_ends.__length_hint__()
-                and self.last_data.endswith(b"\r\n"))
+                and self.last_data[-1:] == b"\n")
 
     def take_body(self) -> bytes:
         """The buffered body bytes (for a sink taking the body over)."""
