@@ -168,6 +168,23 @@ def test_chunk_framing_split_across_reads(gateway, general, upstream):
     assert record["fast_chunks"] > 10
 
 
+def test_many_chunks_in_one_read(gateway, general, upstream):
+    """Many HTTP chunks (one frame each) in one upstream write, as a paced upstream's chunks pile
+    up behind a busy relay: whole chunks are de-chunked by the relay, up to the last chunk and
+    whatever is not a whole chunk, which the parser takes."""
+    events = text_stream_events(TEXT * 3)
+    chunks = [b"%x\r\n%s\r\n" % (len(f), f) for f in
+              (b"data: " + orjson.dumps(e) + b"\n\n" if isinstance(e, dict) else b"data: [DONE]\n\n" for e in events)]
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    middle = chunks[3:-1]
+    parts: list[Any] = [head + chunks[0], Sleep(0.01), chunks[1], Sleep(0.01), chunks[2], Sleep(0.01),
+                        b"".join(middle[:10]), Sleep(0.01), b"".join(middle[10:]) + chunks[-1][:7], Sleep(0.01),
+                        chunks[-1][7:] + b"0\r\n\r\n"]
+    frames, record = _compare(gateway, general, upstream, lambda: Reply.raw_bytes(*parts))
+    assert _texts(frames) == TEXT * 3
+    assert record["fast_chunks"] > 20
+
+
 def test_crlf_line_ends_fall_back(gateway, general, upstream):
     events = text_stream_events(TEXT)
     frames, record = _compare(gateway, general, upstream, lambda: stream_reply(events, newline="\r\n", interval=0.002))

@@ -787,6 +787,30 @@ class LeanRelay(FastRelay):
                             return
                         self._send(self._prefix + raw + self._suffix)
                         return
+        if self._aligned and conn.state == _LEAN_BODY and self._fhead is not None:
+            # Whole chunks (a read that carries several: a burst, or a relay that fell behind):
+            # each chunk's data to _feed, as the parser would hand it, up to the first chunk
+            # that is not whole or whose size line is not the plain one (the last chunk, "0").
+            n = len(data)
+            pos = 0
+            while True:
+                i = data.find(b"\r\n", pos, pos + 5)
+                size = _HEX_SIZES.get(data[pos:i]) if i > pos else None
+                if size is None:
+                    break
+                start = i + 2
+                stop = start + size
+                if data[stop:stop + 2] != b"\r\n":
+                    break
+                self._feed(data[start:stop])
+                pos = stop + 2
+                if pos == n or self._handler is None:  # all read, or the relay stopped
+                    break
+            if pos:
+                conn.last_read = self._time()
+                if pos == n:
+                    return
+                data = data[pos:]
         conn.data_received(data)  # the parser: its body pieces come to _feed
         if self._handler is not None:
             self._aligned = conn.aligned()
@@ -801,6 +825,8 @@ class LeanRelay(FastRelay):
 _LEAN_BODY = lean._BODY
 #: ``b"%x\r\n" % n``: an HTTP chunk's size line, for sizes below 4096.
 _HEX_LINES = [b"%x\r\n" % n for n in range(4096)]
+#: A chunk's size from its size line's plain lower-case hex digits, 1 to 4095 (not 0: the last chunk).
+_HEX_SIZES = {b"%x" % n: n for n in range(1, 4096)}
 
 
 class _LeanUpstream(asyncio.Protocol):
