@@ -112,7 +112,6 @@ def measure(target: str, frames: int, conc: int, seconds: float, extra_config: s
             relay.wait(120)
             return {"target": target, "frames_per_stream": 0, "conc": 0, "Ir": _total_ir(cg_out), "frames": 0,
                     "requests": 0, "errors": 0, "Ir_per_frame": 0, "cg_out": str(cg_out)}
-        flags = "usage" if usage else "-"
         load = subprocess.Popen(_python(
             f"_paced.GAP = {gap}; _paced.run_loadgen('127.0.0.1', {port}, {path!r}, {conc}, {seconds}, 'sk-bench', usage={usage})"),
             env=env, stdout=subprocess.PIPE, text=True)
@@ -130,7 +129,6 @@ def measure(target: str, frames: int, conc: int, seconds: float, extra_config: s
         relay.terminate()
         relay.wait(120)
         ir = _total_ir(cg_out)
-        del flags
         return {"target": target, "frames_per_stream": frames, "conc": conc, "Ir": ir,
                 "frames": stats["frames"], "requests": stats["requests"], "errors": stats["errors"],
                 "Ir_per_frame": ir / max(1, stats["frames"]), "cg_out": str(cg_out)}
