@@ -112,6 +112,8 @@ class PrometheusLogger(CustomLogger):
         self._waiting: list[_Kind] = []
         self._rows = 0
         self._gauges: dict[tuple[str, str], int] = {}
+        #: called before every /metrics page is written (``StateGauges.refresh``)
+        self.before_scrape: list[Any] = []
 
     def _at(self, name: str, *values: str) -> Any:
         """The metric's child for these label values (cached: ``labels()`` costs microseconds)."""
@@ -154,6 +156,8 @@ class PrometheusLogger(CustomLogger):
     # ------------------------------------------------------------------ /metrics
     def metrics_body(self) -> tuple[bytes, bytes]:
         self.flush()
+        for refresh in self.before_scrape:  # the state gauges (integrations/prometheus_state.py)
+            refresh()
         prom = self._prom
         if self.multiprocess:
             from prometheus_client import multiprocess

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..exceptions import LLMRelayError
+from ..integrations.prometheus_state import state_gauges
 from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import cuts, errors, runtime
 from .accesslog import direct_handler
@@ -198,6 +199,7 @@ class ProxyApp:
         self._served_streams = not (self.observe.iterator_hooks or self.observe.chunk_hooks)
         self._served_plain = not self.observe.success_hooks
         watch_redis(self.observe.metrics, getattr(self.models, "router", None), self.cache)
+        self.state_gauges = state_gauges(self.observe.metrics, self.keys, getattr(self.models, "router", None))
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -222,10 +224,14 @@ class ProxyApp:
                     await self.keys.start()
                     self.responses_db.start()
                 start_shared(getattr(self.models, "router", None))
+                if self.state_gauges is not None:
+                    self.state_gauges.start()
                 if self.tune_runtime:
                     runtime.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.state_gauges is not None:
+                    await self.state_gauges.stop()
                 if self.keys is not None:
                     await self.responses_db.stop()
                     await self.keys.stop()

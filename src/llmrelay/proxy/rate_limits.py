@@ -188,6 +188,14 @@ class LocalLimits:
                 c.tokens.append((now, tokens))
                 c.token_sum += tokens
 
+    def peek(self, counter: str) -> tuple[int, int]:
+        """(requests, tokens) ``counter`` holds in the current window (for metrics; counts nothing)."""
+        c = self._counters.get(counter)
+        if c is None:
+            return 0, 0
+        c.prune(self._clock())
+        return len(c.requests), c.token_sum
+
     def _sweep(self, now: float) -> None:
         """Forget idle counters (keys seen once must not grow memory forever)."""
         for name in [n for n, c in self._counters.items() if (c.prune(now) or c.idle())]:

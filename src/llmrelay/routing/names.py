@@ -114,6 +114,10 @@ class Wildcards:
     def matches(self, model: Any) -> bool:
         return isinstance(model, str) and any(p.fullmatch(model) for p, _ in self.patterns)
 
+    def made(self) -> list[Deployment]:
+        """The deployments made so far (and still cached) for names matching a pattern."""
+        return [dep for deps in list(self._made.values()) for dep in deps]
+
     def deployments(self, model: Any, groups: dict[str, list[Deployment]]) -> list[Deployment] | None:
         """The deployments serving ``model`` through a wildcard group (None: no pattern matches)."""
         if not self.patterns or not isinstance(model, str):
