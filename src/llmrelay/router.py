@@ -203,6 +203,7 @@ class Router:
         self._pick = get_strategy(routing_strategy, routing_strategy_args)
         self._usage_based = routing_strategy.startswith("usage-based")
         if self.shared is not None:  # the counters the strategy reads, from every instance
+            self.shared.made = lambda: self._wildcards.made()  # (also those made for wildcard groups)
             self.shared.share_counters(usage=self._usage_based, busy=routing_strategy == "least-busy")
         self.retry_after = float(retry_after or 0.0)
         self.timeout = _seconds(timeout, "timeout")

@@ -61,6 +61,10 @@ class RouterShared:
         self._loop: Any = None  # the event loop the background tasks run in
         #: The routing counters exchanged with the other instances (:meth:`share_counters`).
         self.counters: Any = None
+        #: The deployments the router made so far for names matching its wildcard groups
+        #: (``Router`` sets it: ``Wildcards.made``); their counters are exchanged too.
+        self.made: Any = None
+        self._made_names: dict[str, str] = {}  # made deployment id -> shared name (unsuffixed)
 
     def share_counters(self, usage: bool, busy: bool) -> None:
         """Share the counters a routing strategy reads: requests and tokens per deployment
@@ -83,6 +87,26 @@ class RouterShared:
                 name = f"{name}.{seen[name]}"
             self._names[dep.id] = name
             self._by_id[name] = dep
+
+    def counted(self) -> list[tuple[str, "Deployment"]]:
+        """(shared name, deployment) of every deployment whose routing counters are exchanged:
+        the configured ones and those made on the fly for wildcard groups (named like the
+        configured ones, from the concrete model and params: the same on every instance)."""
+        deps = list(self._by_id.items())
+        made = self.made() if self.made is not None else None
+        if not made:
+            return deps
+        known = {id(dep) for _, dep in deps}
+        names, seen = {}, {}
+        for dep in made:
+            if id(dep) in known:  # (put in _by_id by name(), for a cooldown)
+                continue
+            base = self._made_names.get(dep.id) or shared_name(dep)
+            names[dep.id] = base
+            seen[base] = seen.get(base, 0) + 1
+            deps.append((base if seen[base] == 1 else f"{base}.{seen[base]}", dep))
+        self._made_names = names
+        return deps
 
     def name(self, dep: "Deployment") -> str:
         """The deployment's name in Redis, the same on every instance with the same config."""

@@ -137,13 +137,13 @@ class SharedCounters:
 
     def _clear(self) -> None:
         """Forget the other instances' counts (route on this instance's own)."""
-        for dep in self.shared._by_id.values():
+        for _name, dep in self.shared.counted():
             dep.remote_requests = dep.remote_tokens = dep.remote_in_flight = 0
 
     # ------------------------------------------------------------------ one exchange
     async def exchange(self) -> None:
         """Send this instance's counts, read everyone's (raises RedisUnavailable)."""
-        deps = list(self.shared._by_id.items())
+        deps = self.shared.counted()  # (also the deployments made on the fly for wildcard groups)
         sent: dict[Deployment, tuple[int, int]] = {}
         args: list[Any] = []
         changes = []  # (name, requests, tokens, in flight) of the deployments with something to add
