@@ -74,14 +74,23 @@ def test_budget_and_key_limit_gauges(keyed):
     openai.OpenAI(base_url=gw.url + "/v1", api_key=free, max_retries=0).chat.completions.create(
         model="gpt-4o", messages=MESSAGES)
 
-    def charged(page: dict) -> bool:  # (charged when each request ended, just after its answer)
-        left = value(page, "litellm_remaining_api_key_budget_metric", hashed_api_key=token)
-        return left is not None and left < 1.0 and value(page, "litellm_remaining_api_key_budget_metric",
-                                                         api_key_alias="no-budget") is not None
+    def settled(page: dict) -> bool:
+        """Every charge and token count seen (each request is charged when it ends, just after
+        its answer went out): exactly, in one process; at least one, in some worker's view."""
+        key_left = value(page, "litellm_remaining_api_key_budget_metric", hashed_api_key=token)
+        team_left = value(page, "litellm_remaining_team_budget_metric", team=team)
+        tokens_left = value(page, "litellm_remaining_api_key_tokens_for_model", hashed_api_key=token)
+        if None in (key_left, team_left, tokens_left) or value(
+                page, "litellm_remaining_api_key_budget_metric", api_key_alias="no-budget") is None:
+            return False
+        if two:
+            return key_left < 1.0 and team_left < 5.0 and tokens_left < 100000
+        return (math.isclose(key_left, 1.0 - spent, abs_tol=1e-9) and math.isclose(team_left, 5.0 - spent, abs_tol=1e-9)
+                and tokens_left == 100000 - tokens)
 
     def ready() -> dict | None:
         page = gauges(gw.url)
-        return page if charged(page) else None
+        return page if settled(page) else None
 
     page = wait_for(ready, what="the key's budget gauges")
     assert value(page, "litellm_api_key_max_budget_metric", hashed_api_key=token, api_key_alias="budgeted") == 1.0
@@ -108,12 +117,11 @@ def test_budget_and_key_limit_gauges(keyed):
     else:  # per-worker windows: the lowest of the workers that served the key
         assert 7 <= requests_left < 10
         assert 100000 - tokens <= tokens_left < 100000
-    # (one series per worker with --workers: a generated model_id differs between processes)
-    assert set(page["litellm_deployment_rpm_limit"].values()) == {1000}
-    assert set(page["litellm_deployment_tpm_limit"].values()) == {90000}
-    if not two:
-        [labels] = page["litellm_deployment_tpm_limit"]
-        assert ("litellm_model_name", "openai/gpt-4o-mini") in labels and ("api_provider", "openai") in labels
+    # one series, also with --workers (a generated model_id is the same in every process)
+    assert list(page["litellm_deployment_rpm_limit"].values()) == [1000]
+    [labels] = page["litellm_deployment_tpm_limit"]
+    assert page["litellm_deployment_tpm_limit"][labels] == 90000
+    assert ("litellm_model_name", "openai/gpt-4o-mini") in labels and ("api_provider", "openai") in labels
     # every deployment is healthy
     assert set(page["litellm_deployment_state"].values()) == {0}
 
@@ -153,6 +161,7 @@ def test_deployment_state_after_failing_upstreams(tmp_path, workers):
             def states() -> dict[str, float] | None:
                 page = gauges(gw.url).get("litellm_deployment_state", {})
                 found = {dict(k)["litellm_model_name"].split("/")[1]: v for k, v in page.items()}
+                assert len(found) == len(page)  # one series per deployment (the workers' combined)
                 want = {"ok-model": 0, "flaky-model": 1, "dead-model": 2}
                 return found if found == want else None
 
@@ -163,4 +172,5 @@ def test_deployment_state_after_failing_upstreams(tmp_path, workers):
                 assert ("api_provider", "openai") in labels
             if not workers:  # one process: a success after the failure makes it healthy again
                 client.chat.completions.create(model="flaky", messages=MESSAGES)
-                assert value(gauges(gw.url), "litellm_deployment_state", litellm_model_name="openai/flaky-model") == 0
+                wait_for(lambda: value(gauges(gw.url), "litellm_deployment_state",
+                                       litellm_model_name="openai/flaky-model") == 0, what="the flaky one healthy")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
+import hashlib
 from collections import deque
 from typing import Any
 
@@ -50,6 +50,18 @@ def _positive_number(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def _stable_id(name: str, params: dict[str, Any], index: int) -> str:
+    """A deployment's generated ``model_info.id``: a digest of its group, params (its
+    ``api_key`` left out) and place in the list, so every process (``--workers``, instances) with
+    the same config names it alike, as LiteLLM's generated ids do; metrics labelled by
+    ``model_id`` then add up across processes."""
+    import orjson
+
+    blob = orjson.dumps([name, index, {k: v for k, v in params.items() if k != "api_key"}],
+                        option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
 class Deployment:
     """A ``model_list`` entry: ``model_name`` (its group), ``litellm_params``, ``model_info``."""
 
@@ -77,7 +89,7 @@ class Deployment:
         self.model_name = name
         self.litellm_params = params
         self.model_info = info
-        self.id = str(info.get("id") or entry.get("id") or uuid.uuid4().hex[:12])
+        self.id = str(info.get("id") or entry.get("id") or _stable_id(name, params, index))
         info.setdefault("id", self.id)
         self.model = params["model"]
         where = f"model_list[{index}] ({name})"
