@@ -8,7 +8,9 @@ import threading
 
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to ``target``; :meth:`cut` drops every connection and refuses
-    new ones (accepted, then closed at once) until :meth:`restore`."""
+    new ones (accepted, then closed at once) until :meth:`restore`; :meth:`hang` makes the
+    database stop answering instead (nothing forwarded either way, new connections accepted and
+    left waiting), so whoever waits on it waits until :meth:`restore` or :meth:`cut`."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -18,6 +20,7 @@ class CuttableProxy:
         self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
         self._cut = False
+        self._hanging = False
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._closed = False
@@ -33,6 +36,10 @@ class CuttableProxy:
                 return
             if self._cut:
                 client.close()
+                continue
+            if self._hanging:  # accepted, never answered
+                with self._lock:
+                    self._socks.append(client)
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -50,6 +57,8 @@ class CuttableProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self._hanging:
+                    continue  # swallowed: the other side waits for an answer that never comes
                 if count:
                     self.client_writes += 1
                 dst.sendall(data)
@@ -62,8 +71,12 @@ class CuttableProxy:
                 except OSError:
                     pass
 
+    def hang(self) -> None:
+        self._hanging = True
+
     def cut(self) -> None:
         self._cut = True
+        self._hanging = False  # (the connections a hang held are dropped now)
         with self._lock:
             socks, self._socks = self._socks, []
         for s in socks:
@@ -74,6 +87,8 @@ class CuttableProxy:
                 pass
 
     def restore(self) -> None:
+        if self._hanging:  # what was swallowed broke those connections: drop them
+            self.cut()
         self._cut = False
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -15,7 +16,8 @@ import pytest
 from dbs import HOW_TO, database_for, postgres_schema, postgres_url
 from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
 from proxy.harness import Gateway
-from servers.openai_server import FakeOpenAIServer, dropped_stream, slow_headers_reply, slow_stream_reply
+from servers.loopback import Gate
+from servers.openai_server import FakeOpenAIServer, completion_reply, dropped_stream, slow_stream_reply
 from timing import DEADLINE, in_one_period, wait_for
 
 IN_PRICE = 0.001
@@ -246,8 +248,11 @@ def test_rpm_limit_under_concurrency(gw, admin):
 
 def test_parallel_limit(gw, admin, upstream):
     key = admin.key(max_parallel_requests=2)
-    for _ in range(2):
-        upstream.enqueue(slow_headers_reply(0.8, stream=False))
+    gate = threading.Event()
+    for _ in range(2):  # answers the upstream holds back until the gate opens
+        held = completion_reply()
+        held.body = [Gate(gate), *held.body]
+        upstream.enqueue(held)
 
     def one(_):
         try:
@@ -256,9 +261,16 @@ def test_parallel_limit(gw, admin, upstream):
         except openai.RateLimitError as exc:
             return int(exc.response.headers["retry-after"])
 
-    with concurrent.futures.ThreadPoolExecutor(5) as pool:
-        results = list(pool.map(one, range(5)))
-    assert results.count(200) == 2 and results.count(1) == 3
+    before = len(upstream.chat_requests)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        try:
+            held_two = [pool.submit(one, i) for i in range(2)]
+            wait_for(lambda: len(upstream.chat_requests) - before == 2, what="two requests in flight")
+            # both slots taken until the gate opens: the next three are refused
+            assert [one(i) for i in range(3)] == [1, 1, 1]
+        finally:
+            gate.set()
+        assert [f.result() for f in held_two] == [200, 200]
     assert chat(gw, key).choices  # slots are given back
 
 
@@ -443,12 +455,15 @@ def test_requests_keep_flowing_when_the_database_dies(upstream, tmp_path_factory
                 key = admin.key(max_budget=100)
                 chat(g, key)  # now cached
                 wait_for(lambda: len(admin.get("/spend/logs", api_key=key)) == 1, what="first row")
-                proxy.cut()
-                started = time.monotonic()
+                # The database stops answering: a request that waited on it would wait until the
+                # client gives up (DEADLINE), so these complete only if none of them touches it.
+                proxy.hang()
+                patient = openai.OpenAI(base_url=g.url + "/v1", api_key=key, max_retries=0, timeout=DEADLINE)
+                master = openai.OpenAI(base_url=g.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=DEADLINE)
                 for _ in range(5):
-                    assert chat(g, key).choices
-                    assert chat(g, MASTER_KEY).choices
-                assert time.monotonic() - started < 5  # not waiting on the database
+                    assert patient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+                    assert master.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+                proxy.cut()  # and now it is gone
                 wait_for(lambda: any("KEY DATABASE UNAVAILABLE" in line for line in g.lines), what="a loud log line")
                 admin.get("/key/info", expect=503, key=key)
                 proxy.restore()

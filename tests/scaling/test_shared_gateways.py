@@ -20,6 +20,7 @@ from proxy.harness import Gateway
 from servers.loopback import LoopbackServer
 from servers.openai_server import DEFAULT_TEXT, error_reply
 from servers.redis_server import RedisServer, unique_prefix
+from timing import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,10 @@ litellm_settings:
   cache: true
   cache_params: {{type: redis, url: "{url}", namespace: "{prefix}", redis_timeout: 2}}
   callbacks: [prometheus]
-""" if cache else ""
+""" if cache else """
+litellm_settings:
+  callbacks: [prometheus]
+"""
     return f"""
 model_list:
   - model_name: limited
@@ -174,10 +178,26 @@ async def test_cooldown_on_one_instance_reaches_the_others(three, bad_upstream):
     finally:
         await client.close()
     failed = len(bad_upstream.requests)
-    await asyncio.sleep(0.5)
+    # B and C have heard of the cooldown: their litellm_deployment_state for it is 2
+    for gw in (b, c):
+        await eventually(lambda gw=gw: asyncio.to_thread(deployment_state, gw, "bad"), lambda s: s == 2,
+                         what="the cooldown on " + gw.url)
     ok, refused = await hammer([b, c], "pair", 40, 4)
     assert len(ok) == 40 and not refused
     assert len(bad_upstream.requests) == failed, "B or C still sent requests to the cooled-down deployment"
+
+
+def deployment_state(gw, model_id: str) -> float | None:
+    """``litellm_deployment_state`` of one deployment on ``gw``'s /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(gw.url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "litellm_deployment_state" and s.labels.get("model_id") == model_id:
+                return s.value
+    return None
 
 
 def readiness(gw) -> dict:

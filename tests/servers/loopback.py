@@ -41,6 +41,7 @@ __all__ = [
     "Sleep",
     "Drop",
     "Hang",
+    "Gate",
     "Action",
     "Part",
     "Headers",
@@ -82,7 +83,14 @@ class Hang:
     """Stop sending and keep the socket open until the peer goes away or the server stops."""
 
 
-Action = Union[Sleep, Drop, Hang]
+@dataclass(frozen=True)
+class Gate:
+    """Wait until the test sets ``event`` (a ``threading.Event``), then go on."""
+
+    event: threading.Event
+
+
+Action = Union[Sleep, Drop, Hang, Gate]
 Part = Union[bytes, Action]
 
 
@@ -807,6 +815,9 @@ class LoopbackServer:
             elif isinstance(part, Hang):
                 await conn.eof.wait()  # until the peer goes away; stop() cancels us too
                 raise _Dropped
+            elif isinstance(part, Gate):
+                while not part.event.is_set():  # (a thread's event: polled, the loop keeps serving)
+                    await asyncio.sleep(0.01)
             elif part:
                 data = b"%x\r\n%s\r\n" % (len(part), part) if chunked else part
                 await conn.send(data)
