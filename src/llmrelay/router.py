@@ -266,7 +266,12 @@ class Router:
 
     def add_deployment(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Add one ``model_list`` entry; return its public view."""
-        dep = Deployment(entry, len(self._by_id))
+        index = len(self._by_id)
+        dep = Deployment(entry, index)
+        named = isinstance(entry, dict) and (entry.get("id") or (entry.get("model_info") or {}).get("id"))
+        while dep.id in self._by_id and not named:  # a generated id (after a delete): the next place's
+            index += 1
+            dep = Deployment(entry, index)
         if dep.id in self._by_id:
             raise ValueError(f"duplicate model_info.id {dep.id!r}")
         self._by_id[dep.id] = dep

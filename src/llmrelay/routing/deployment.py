@@ -10,9 +10,9 @@ strategies add them to this instance's own counts. They are 0 otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
-import hashlib
 from collections import deque
 from typing import Any
 
