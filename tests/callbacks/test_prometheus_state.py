@@ -4,6 +4,7 @@ prometheus_client's parser."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 
@@ -16,7 +17,7 @@ from proxy.conftest import UPSTREAM_KEY
 from proxy.harness import Gateway
 from proxy.test_keys import IN_PRICE, OUT_PRICE, Admin, keys_config
 from servers.openai_server import FakeOpenAIServer, error_reply
-from timing import wait_for
+from timing import eventually, wait_for
 
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -174,3 +175,69 @@ def test_deployment_state_after_failing_upstreams(tmp_path, workers):
                 client.chat.completions.create(model="flaky", messages=MESSAGES)
                 wait_for(lambda: value(gauges(gw.url), "litellm_deployment_state",
                                        litellm_model_name="openai/flaky-model") == 0, what="the flaky one healthy")
+
+
+# ---------------------------------------------------------------------- the refresh itself
+class _Entry:
+    def __init__(self, row):
+        self.row = row
+
+
+class _Keys:
+    """What StateGauges reads of a KeyManager: its cached rows and its limiter."""
+
+    def __init__(self, n: int) -> None:
+        from llmrelay.proxy.rate_limits import LocalLimits
+
+        self._cache = {"key": {f"{i:064x}": _Entry({"key_alias": f"k{i}", "spend": 0.5, "max_budget": 2.0})
+                               for i in range(n)}, "team": {}, "user": {}, "end_user": {}}
+        self.limiter = LocalLimits()
+
+
+def _state(keys) -> tuple:
+    from prometheus_client import CollectorRegistry
+
+    from llmrelay.integrations.prometheus_state import StateGauges
+
+    registry = CollectorRegistry()
+    return StateGauges(registry, keys, None, multiprocess=False), registry
+
+
+def test_a_deleted_key_leaves_the_page():
+    keys = _Keys(2)
+    gauges_, registry = _state(keys)
+    gauges_.refresh()
+    first, second = keys._cache["key"]
+    assert registry.get_sample_value("litellm_remaining_api_key_budget_metric",
+                                     {"hashed_api_key": second, "api_key_alias": "k1"}) == 1.5
+    del keys._cache["key"][second]
+    keys._cache["key"][first].row["spend"] = 1.0
+    gauges_.refresh()
+    assert registry.get_sample_value("litellm_remaining_api_key_budget_metric",
+                                     {"hashed_api_key": second, "api_key_alias": "k1"}) is None
+    assert registry.get_sample_value("litellm_remaining_api_key_budget_metric",
+                                     {"hashed_api_key": first, "api_key_alias": "k0"}) == 1.0
+
+
+async def test_many_keys_are_refreshed_in_chunks_in_the_background_not_at_the_scrape():
+    from llmrelay.integrations import prometheus_state
+
+    keys = _Keys(3 * prometheus_state.CHUNK)
+    gauges_, registry = _state(keys)
+    gauges_._cost = 1.0  # the last refresh was costly: a scrape does not refresh
+    gauges_.refresh()
+    token = next(iter(keys._cache["key"]))
+    labels = {"hashed_api_key": token, "api_key_alias": "k0"}
+    assert registry.get_sample_value("litellm_api_key_max_budget_metric", labels) is None
+    pauses = 0
+    for _ in gauges_._steps():  # what the background task runs, pausing between chunks
+        pauses += 1
+    assert pauses >= 3
+    assert registry.get_sample_value("litellm_api_key_max_budget_metric", labels) == 2.0
+    gauges_.start()
+    try:
+        keys._cache["key"][token].row["spend"] = 1.25
+        await eventually(lambda: asyncio.sleep(0, registry.get_sample_value(
+            "litellm_remaining_api_key_budget_metric", labels)), lambda v: v == 0.75, what="the background refresh")
+    finally:
+        await gauges_.stop()
