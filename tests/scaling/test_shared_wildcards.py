@@ -14,6 +14,8 @@ from servers.openai_server import FakeOpenAIServer, slow_headers_reply
 
 from .test_shared_gateways import wait_for_fresh_window
 
+pytestmark = pytest.mark.slow
+
 UP_KEY = "sk-wildcard-upstream-0123456789"
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
