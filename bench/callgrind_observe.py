@@ -1,0 +1,120 @@
+"""User-space instructions per gateway request with Prometheus + OpenTelemetry on and off, counted
+by valgrind's callgrind (deterministic where CPU time on a shared machine is not).
+
+    python bench/callgrind_observe.py [--requests 600] [--chunks 200] [--mode nonstream|stream|both]
+
+Each gateway runs under ``valgrind --tool=callgrind --instr-atstart=no``; after a warm-up (64
+requests) the instrumentation is switched on around ``--requests`` sequential requests (streams:
+half as many). The span exporter sends only full batches (``OTEL_BSP_SCHEDULE_DELAY`` is made
+long): 512 spans each, so the window holds the export of its own spans (two a request) to ±1
+batch; the exporter thread's instructions count, as they do in the gateway's CPU. Reported: instructions per
+request, on and off, and their ratio. ``--keep DIR`` keeps the callgrind files (for
+``callgrind_annotate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_proxy as bp  # noqa: E402
+from _common import start_gateway, start_otlp_sink  # noqa: E402
+
+
+def _requests(url: str, stream: bool, n: int) -> None:
+    host, port = url.split("//", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=600)
+    body = (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":'
+            + (b"true}" if stream else b"false}"))
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    for _ in range(n):
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        assert resp.status == 200, data[:300]
+    conn.close()
+
+
+def _total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=512)
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--mode", default="nonstream", choices=["nonstream", "stream", "both"])
+    parser.add_argument("--keep", default=None)
+    parser.add_argument("--callbacks", default="prometheus,otel", help="the observed gateway's callbacks")
+    args = parser.parse_args()
+
+    sink, sink_url = start_otlp_sink()
+    tmp = Path(args.keep or tempfile.mkdtemp(prefix="callgrind_observe_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(bp.ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_url
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # exports only of full batches (512 spans): 2 a window
+    env["PYTHONHASHSEED"] = "0"
+    port_file = tmp / "port"
+    port_file.unlink(missing_ok=True)
+    upstream = subprocess.Popen([sys.executable, bp.__file__, "--upstream", str(port_file), str(args.chunks)], env=env)
+    modes = ["nonstream", "stream"] if args.mode == "both" else [args.mode]
+    results: dict[tuple[str, str], float] = {}
+    try:
+        port = bp._wait_port(port_file, upstream)
+        while True:  # (the port is written before the upstream listens)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        base = ("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+                f"      api_base: http://127.0.0.1:{port}/v1\n      api_key: sk-upstream\n")
+        names = (("off", ""), ("on", f"litellm_settings:\n  callbacks: [{args.callbacks}]\n"))
+        for mode in modes:
+            n = args.requests if mode == "nonstream" else max(args.requests // 2, 20)
+            for name, extra in names:
+                config = tmp / f"{name}.yaml"
+                config.write_text(base + extra)
+                out = tmp / f"callgrind.{mode}.{name}.{args.callbacks.replace(',', '_')}.out"
+                pin = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+                proc, url = start_gateway(config, env, pin=pin)
+                try:
+                    _requests(url, mode == "stream", 64)  # warm up: imports, pools, caches
+                    time.sleep(1.0)
+                    subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
+                                   stdout=subprocess.DEVNULL)
+                    _requests(url, mode == "stream", n)
+                    subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
+                                   stdout=subprocess.DEVNULL)
+                finally:
+                    proc.terminate()
+                    proc.wait(120)
+                results[(mode, name)] = _total(out) / n
+                print(f"{mode} {name}: {results[(mode, name)]:,.0f} instructions/request", flush=True)
+    finally:
+        upstream.terminate()
+        sink.shutdown()
+    print(f"\n| mode | off | {args.callbacks} | added | ratio |\n|---|---|---|---|---|")
+    for mode in modes:
+        if (mode, "off") in results and (mode, "on") in results:
+            off, on = results[(mode, "off")], results[(mode, "on")]
+            print(f"| {mode} | {off:,.0f} | {on:,.0f} | {on - off:+,.0f} | {on / off:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
