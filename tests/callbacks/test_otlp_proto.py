@@ -75,3 +75,86 @@ def test_a_changed_field_is_seen():
     ours = ExportTraceServiceRequest.FromString(encode_spans(spans[:1]))
     ours.resource_spans[0].scope_spans[0].spans[0].name = "something else"
     assert ours != sdk_encode(spans[:1])
+
+
+# ---------------------------------------------------------------------- the gateway's span records
+class _Ctx:
+    def __init__(self, **kw) -> None:
+        self.traceparent = self.tracestate = None
+        self.model, self.stream, self.upstream, self.status = "m", False, 0.25, 200
+        self.__dict__.update(kw)
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.state: dict = {}
+        self.wall_start = 1_700_000_000.125
+
+
+def _slo(**kw) -> dict:
+    slo = {"model_group": "m", "model": "m", "prompt_tokens": 9, "completion_tokens": 300,
+           "custom_llm_provider": "openai", "status": "success", "response_cost": 0.00125, "stream": False,
+           "startTime": 1_700_000_000.125, "endTime": 1_700_000_000.5, "completionStartTime": 1_700_000_000.5,
+           "messages": [{"role": "user", "content": "hi é"}], "model_parameters": {},
+           "response": {"id": "chatcmpl-1", "model": "gpt-4o-mini",
+                        "choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": "yo"}}]}}
+    slo.update(kw)
+    return slo
+
+
+_CASES = [
+    (dict(), _slo(), True),
+    (dict(stream=True, traceparent=b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+          tracestate=b"vendor=v1,b=2"),
+     _slo(stream=True, completionStartTime=1_700_000_000.25, response_cost=0, response={"id": "x" * 200},
+          model_parameters={"temperature": 0.5, "max_tokens": 10, "max_completion_tokens": 20, "seed": True,
+                            "top_p": "no", "user": "u"}), True),
+    (dict(status=502), _slo(status="failure", error_str="upstream said no " * 30, response=None, response_cost=None,
+                            error_information={"error_class": "APIError"}, custom_llm_provider=None,
+                            prompt_tokens=None, completion_tokens=2**40), True),
+    (dict(status=429, model="other"), _slo(status="failure", error_str="", model_group=None, model="x",
+                                           response={"choices": [{"finish_reason": "length"}, {}]}), False),
+]
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_gateway_span_records_encode_as_the_sdk_spans_do(capture):
+    """The gateway's fast path (span records written by otlp_proto.gateway_span) and its SDK path
+    (ReadableSpans, encoded by the SDK's encoder) send the same message, case for case."""
+    import itertools
+
+    from llmrelay.integrations.opentelemetry import OpenTelemetryLogger, otlp_http_exporter
+
+    exporter = otlp_http_exporter(endpoint="http://127.0.0.1:9/v1/traces")
+    fast = OpenTelemetryLogger(exporter=exporter, capture_content=capture, service_name="svc")
+    assert fast._emit is not None and exporter.gateway_group is not None
+    records: list = []
+    fast._emit = records.append
+    memory = InMemorySpanExporter()
+    sdk = OpenTelemetryLogger(span_processor=SimpleSpanProcessor(memory), capture_content=capture,
+                              service_name="svc")
+    assert sdk._emit is None
+    try:
+        for ctx_kw, slo, started in _CASES:
+            for logger in (fast, sdk):
+                ids = itertools.count(0xABCDEF0123)
+                logger._new_trace_id = logger._new_span_id = lambda ids=ids: next(ids)
+            ctx, record = _Ctx(**ctx_kw), _Record()
+            if started:
+                fast.request_start(ctx, record, {})
+                record.state[id(sdk)] = record.state[id(fast)]
+            state = dict(record.state)
+            fast.request_end(ctx, record, {"standard_logging_object": slo})
+            record.state = state
+            sdk.request_end(ctx, record, {"standard_logging_object": slo})
+        spans = memory.get_finished_spans()
+        assert len(spans) == len(records) == 7
+        ours = ExportTraceServiceRequest.FromString(encode_spans(records, exporter.gateway_group))
+        assert ours == sdk_encode(spans)
+        # and one at a time, mixed with SDK spans of the same provider (one resource, one scope)
+        for record, span in zip(records, spans):
+            ours = ExportTraceServiceRequest.FromString(encode_spans([record, span], exporter.gateway_group))
+            assert ours == sdk_encode([span, span])
+    finally:
+        fast.shutdown()
+        sdk.shutdown()

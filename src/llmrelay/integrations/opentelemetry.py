@@ -22,6 +22,10 @@ when one came, and has the upstream call as a child span whose context is sent u
 span processors (their ids are drawn when the upstream call starts): no SDK ``Span`` objects and
 no context switching on the request path. The provider's sampler decides as the SDK's would
 (processors' ``on_start`` is not called for them). Batches are encoded by :mod:`.otlp_proto`.
+With the logger's own batch processor and OTLP/HTTP exporter (no ``tracer_provider`` or
+``span_processor`` given) the two spans are not even ``ReadableSpan`` objects: each is a tuple of
+plain values queued in the batch processor and written by :func:`.otlp_proto.gateway_span` in
+the export thread, to the same bytes (a provider or processor of your own gets ``ReadableSpan``\ s).
 """
 
 from __future__ import annotations
@@ -93,6 +97,10 @@ def _random_span_id() -> int:
 class OpenTelemetryLogger(CustomLogger):
     """Exports spans of calls (library) and of gateway requests."""
 
+    #: where the gateway's span records go (the batch processor's ``emit``), when the spans are
+    #: exported by llmrelay's own batch processor and OTLP/HTTP exporter; else None
+    _emit: Any = None
+
     def __init__(self, exporter: Any = None, span_processor: Any = None, tracer_provider: Any = None,
                  capture_content: bool | None = None, service_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -110,6 +118,11 @@ class OpenTelemetryLogger(CustomLogger):
                     exporter = default_exporter()
                 span_processor = BatchSpanProcessor(exporter)
             tracer_provider.add_span_processor(span_processor)
+            # our own batch processor and OTLP/HTTP exporter: the gateway's spans go in as records
+            # (tuples) the exporter writes itself (otlp_proto.gateway_span), not as ReadableSpans
+            batch = getattr(span_processor, "_batch_processor", None)
+            if getattr(exporter, "gateway_records", False) and callable(getattr(batch, "emit", None)):
+                self._emit = batch.emit
         self.provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("llmrelay")
         if capture_content is None:
@@ -132,6 +145,8 @@ class OpenTelemetryLogger(CustomLogger):
         self._trace_state = lambda header: TraceState.from_header([header])
         self._unset = Status(StatusCode.UNSET)
         self._scope = InstrumentationScope("llmrelay")
+        if self._emit is not None:
+            exporter.gateway_group = (tracer_provider.resource, self._scope)
         #: where the gateway's finished spans go (the provider's span processors)
         self._processor = getattr(tracer_provider, "_active_span_processor", None)
         self._flags: dict[int, Any] = {}  # TraceFlags by value (made once each)
@@ -222,8 +237,10 @@ class OpenTelemetryLogger(CustomLogger):
         trace_id, span_id, upstream_id, parent_id, flags, tracestate, sampled, upstream_start = ids
         if not sampled or self._processor is None:
             return
-        SpanContext, TraceFlags, ReadableSpan = self._types
         slo = kwargs.get("standard_logging_object") or {}
+        if self._emit is not None:
+            return self._record(ctx, record, slo, ids, upstream)
+        SpanContext, TraceFlags, ReadableSpan = self._types
         state = self._trace_state(tracestate) if tracestate else None
         trace_flags = self._flags.get(flags)
         if trace_flags is None:
@@ -247,6 +264,62 @@ class OpenTelemetryLogger(CustomLogger):
         on_end(ReadableSpan(
             name, context, parent, resource, attributes, events, (), self._kind.SERVER, None,
             status, _ns(record.wall_start), end, self._scope))
+
+    def _record(self, ctx: Any, record: Any, slo: dict[str, Any], ids: tuple, upstream: bool) -> None:
+        """The fast path of :meth:`request_end`: the request's spans as two records for the batch
+        processor, holding what the SDK path puts in its ReadableSpans (written to the same bytes
+        by :func:`.otlp_proto.gateway_span`)."""
+        trace_id, span_id, upstream_id, parent_id, flags, tracestate, sampled, upstream_start = ids
+        get = slo.get
+        end = _ns(get("endTime") or record.wall_start)
+        if upstream:
+            upstream_end = end if ctx.stream else _ns(record.wall_start + (ctx.upstream or 0.0))
+            upstream_start = min(upstream_start, upstream_end)
+        else:
+            upstream_end = upstream_id = None
+        response = get("response") or {}
+        rget = response.get
+        provider = get("custom_llm_provider")
+        model = rget("model")
+        response_id = rget("id")
+        reasons = tuple([str(c.get("finish_reason")) for c in rget("choices") or () if c.get("finish_reason")])
+        error_type = error = None
+        if get("status") == "failure":
+            info = get("error_information") or {}
+            error_type = str(info.get("error_class") or "error")
+            error = str(get("error_str") or "")[:300]
+        params = get("model_parameters")
+        if params:
+            found = {}
+            for name, attr in _PARAMS.items():
+                value = params.get(name)
+                if value is not None and type(value) in (int, float):
+                    found[attr] = value
+            params = tuple(found.items()) or None
+        else:
+            params = None
+        cost = get("response_cost")
+        stream = bool(get("stream"))
+        first = None
+        if stream:
+            first = get("completionStartTime")
+            first = _ns(first) if first and first != get("endTime") else None
+        messages = out = None
+        if self.capture_content:
+            messages = orjson.dumps(get("messages") or [], default=_json).decode()
+            out = orjson.dumps([c.get("message") for c in rget("choices") or ()], default=_json).decode()
+        if tracestate:
+            tracestate = ",".join(f"{k}={v}" for k, v in self._trace_state(tracestate).items()) or None
+        fields = (trace_id, span_id, upstream_id, parent_id, tracestate, f"chat {ctx.model}", _ns(record.wall_start),
+                  end, upstream_start, upstream_end, str(get("model_group") or get("model") or ""),
+                  int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0),
+                  str(provider) if provider else None, str(model) if model else None,
+                  str(response_id) if response_id else None, reasons or None, error_type, error, params,
+                  None if cost is None else float(cost or 0.0), ctx.status, stream, first, messages, out)
+        emit = self._emit
+        if upstream:
+            emit((True, fields))
+        emit((False, fields))
 
     # ------------------------------------------------------------------ attributes
     def _finish(self, span: Any, slo: dict[str, Any], kwargs: dict[str, Any], ctx: Any, end_ns: int | None,
@@ -372,12 +445,18 @@ def otlp_http_exporter(**kwargs: Any) -> Any:
     from .otlp_proto import encode_spans
 
     class _Exporter(OTLPSpanExporter):
+        #: (resource, scope) of the gateway's span records (set by the OpenTelemetryLogger that
+        #: sends them, see its ``_emit``)
+        gateway_group: Any = None
+
         def export(self, spans: Any) -> Any:
             client = getattr(self, "_client", None)
             if getattr(self, "_shutdown", False) or not hasattr(client, "export"):
+                if self.gateway_group is not None:  # (not with this exporter version: see gateway_records)
+                    spans = [s for s in spans if type(s) is not tuple]
                 return super().export(spans)
             try:
-                data = encode_spans(spans)
+                data = encode_spans(spans, self.gateway_group)
             except Exception:  # noqa: BLE001 - an unencodable attribute drops its batch, as the SDK does
                 log.exception("encoding a span batch failed")
                 return SpanExportResult.FAILURE
@@ -385,4 +464,7 @@ def otlp_http_exporter(**kwargs: Any) -> Any:
             return SpanExportResult.SUCCESS if getattr(result, "success", False) else SpanExportResult.FAILURE
 
     _Exporter.__name__ = _Exporter.__qualname__ = "OTLPSpanExporter"
-    return _Exporter(**kwargs)
+    exporter = _Exporter(**kwargs)
+    #: whether the gateway's span records may be sent here (the exporter encodes them itself)
+    exporter.gateway_records = hasattr(getattr(exporter, "_client", None), "export")
+    return exporter

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["encode_spans"]
+__all__ = ["encode_spans", "gateway_span"]
 
 _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
@@ -207,23 +207,29 @@ def _scope(scope: Any) -> bytes:
     return out + _attributes(b"\x1a", scope.attributes)
 
 
-def encode_spans(spans: Sequence[Any]) -> bytes:
+def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -> bytes:
     """An OTLP ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource and
-    instrumentation scope as the SDK's encoder groups them."""
+    instrumentation scope as the SDK's encoder groups them. A span may also be a gateway span
+    record (a tuple, see :func:`gateway_span`), of ``gateway``'s (resource, scope)."""
     # grouped by resource (compared by identity first: hashing a Resource serializes it)
     groups: dict[int, tuple[Any, dict[Any, list[bytes]]]] = {}
     for span in spans:
-        resource = span.resource
+        if type(span) is tuple:
+            resource, scope = gateway  # type: ignore[misc]
+            data = gateway_span(span)
+        else:
+            resource, scope = span.resource, span.instrumentation_scope
+            data = _span(span)
         group = groups.get(id(resource))
         if group is None:
             group = next((g for g in groups.values() if g[0] == resource), None) or (resource, {})
             groups[id(resource)] = group
         by_scope = group[1]
-        scope = span.instrumentation_scope or None
+        scope = scope or None
         encoded = by_scope.get(scope)
         if encoded is None:
             encoded = by_scope[scope] = []
-        encoded.append(_span(span))
+        encoded.append(data)
     out = []
     seen: set[int] = set()
     for resource, by_scope in groups.values():
@@ -240,4 +246,132 @@ def encode_spans(spans: Sequence[Any]) -> bytes:
         if resource.schema_url:
             body += _field(b"\x1a", resource.schema_url.encode())
         out.append(_field(b"\x0a", body))
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------------- the gateway's spans
+# The gateway's two spans of a request are handed to the batch processor as plain tuples (no SDK
+# objects on the request path; atomic values only, so that the garbage collector soon stops
+# tracking them) and written here, in the export thread, as ``_span`` writes the ReadableSpan
+# the SDK path makes of the same request (checked in tests/callbacks/test_otlp_proto.py). What
+# repeats from request to request (names, the model's attributes) is encoded once.
+
+#: what ``OpenTelemetryLogger.request_end`` puts in a record, in order
+GATEWAY_FIELDS = (
+    "trace_id", "span_id", "upstream_id", "parent_id", "trace_state", "name", "start", "end", "upstream_start",
+    "upstream_end", "request_model", "input_tokens", "output_tokens", "system", "response_model", "response_id",
+    "finish_reasons", "error_type", "error", "params", "cost", "status_code", "stream", "first_token",
+    "input_messages", "output_messages",
+)
+_KIND_SERVER = b"\x30\x02"  # SpanKind.SERVER (1) + 1
+_KIND_CLIENT = b"\x30\x03"  # SpanKind.CLIENT (2) + 1
+_NAMES: dict[tuple[str, bool], bytes] = {}
+_ATTR = b"\x4a"
+_FIRST_TOKEN = _field(b"\x12", b"gen_ai.first_token")
+
+
+def _name(name: str, upstream: bool) -> bytes:
+    """The name field (and the kind after it) of a gateway span, cached."""
+    encoded = _NAMES.get((name, upstream))
+    if encoded is None:
+        data = (name + " upstream" if upstream else name).encode()
+        encoded = _field(b"\x2a", data) + (_KIND_CLIENT if upstream else _KIND_SERVER)
+        if len(_NAMES) < 4096:
+            _NAMES[(name, upstream)] = encoded
+    return encoded
+
+
+_RUNS: dict[tuple, bytes] = {}
+
+
+def _run(values: tuple) -> bytes:
+    """A run of a gateway span's attributes that repeats from request to request, by what it
+    is and its values: ("model", request model), ("system", system, response model),
+    ("finish", finish reasons, error type), ("status", status code, stream) – cached."""
+    encoded = _RUNS.get(values)
+    if encoded is None:
+        what = values[0]
+        if what == "model":
+            names = ("gen_ai.operation.name", "gen_ai.request.model")
+            values = (what, "chat", values[1])
+        elif what == "system":
+            names = ("gen_ai.system", "gen_ai.response.model")
+        elif what == "finish":
+            names = ("gen_ai.response.finish_reasons", "error.type")
+        else:
+            names = ("http.response.status_code", "llmrelay.stream")
+        attributes = {name: list(value) if type(value) is tuple else value
+                      for name, value in zip(names, values[1:]) if value is not None and value is not False}
+        encoded = _attributes(_ATTR, attributes)
+        if len(_RUNS) < 4096:
+            _RUNS[values if what != "model" else (what, values[2])] = encoded
+    return encoded
+
+
+_INPUT_TOKENS = _key("gen_ai.usage.input_tokens") + b"\x12"
+_OUTPUT_TOKENS = _key("gen_ai.usage.output_tokens") + b"\x12"
+_RESPONSE_ID = _key("gen_ai.response.id") + b"\x12"
+_COST = _ATTR + _SMALL[len(_key("llmrelay.cost_usd")) + 11] + _key("llmrelay.cost_usd") + b"\x12\x09\x21"
+
+
+def _int_kv(key: bytes, value: int) -> bytes:
+    """An int attribute; ``key``: its key and the value's tag."""
+    data = b"\x18" + (_SMALL[value] if 0 <= value < 128 else _varint(value))
+    kv = key + _SMALL[len(data)] + data
+    n = len(kv)
+    return _ATTR + (_SMALL[n] if n < 128 else _varint(n)) + kv
+
+
+def gateway_span(item: tuple) -> bytes:
+    """The Span message of a gateway span record: ``(upstream, fields)``, ``fields`` as named by
+    :data:`GATEWAY_FIELDS`; ``upstream`` true for the upstream call's span (the request span's
+    child, with the request's common attributes), false for the request's."""
+    upstream, f = item
+    (trace_id, span_id, upstream_id, parent_id, state, name, start, end, upstream_start, upstream_end,
+     request_model, input_tokens, output_tokens, system, response_model, response_id, reasons, error_type,
+     error, params, cost, status_code, stream, first_token, input_messages, output_messages) = f
+    trace = trace_id.to_bytes(16, "big")
+    if upstream:
+        out = [b"\x0a\x10", trace, b"\x12\x08", upstream_id.to_bytes(8, "big")]
+        if state:
+            out.append(_field(b"\x1a", state.encode()))
+        out += (b"\x22\x08", span_id.to_bytes(8, "big"), _name(name, True), b"\x39", _pack_q(upstream_start),
+                b"\x41", _pack_q(upstream_end))
+    else:
+        out = [b"\x0a\x10", trace, b"\x12\x08", span_id.to_bytes(8, "big")]
+        if state:
+            out.append(_field(b"\x1a", state.encode()))
+        if parent_id is not None:
+            out += (b"\x22\x08", parent_id.to_bytes(8, "big"))
+        out += (_name(name, False), b"\x39", _pack_q(start), b"\x41", _pack_q(end))
+    # the attributes both spans have (OpenTelemetryLogger._common's, in its order), then the
+    # request's own (its _request's); the runs of attributes that repeat are cached
+    out += (_run(("model", request_model)), _int_kv(_INPUT_TOKENS, input_tokens),
+            _int_kv(_OUTPUT_TOKENS, output_tokens), _run(("system", system, response_model)))
+    if response_id is not None:
+        value = response_id.encode()
+        n = len(value)
+        value = b"\x0a" + (_SMALL[n] if n < 128 else _varint(n)) + value
+        n = len(value)
+        kv = _RESPONSE_ID + (_SMALL[n] if n < 128 else _varint(n)) + value
+        n = len(kv)
+        out += (_ATTR, _SMALL[n] if n < 128 else _varint(n), kv)
+    if reasons is not None or error_type is not None:
+        out.append(_run(("finish", reasons, error_type)))
+    if not upstream:
+        if params is not None:
+            out.append(_attributes(_ATTR, dict(params)))
+        if cost is not None:
+            out += (_COST, _pack_d(cost))
+        out.append(_run(("status", status_code, stream)))
+        if input_messages is not None:
+            out.append(_attributes(_ATTR, {"gen_ai.input.messages": input_messages,
+                                           "gen_ai.output.messages": output_messages}))
+    if first_token is not None and not upstream:
+        out.append(_field(b"\x5a", b"\x09" + _pack_q(first_token) + _FIRST_TOKEN))
+    if error is None:
+        out.append(_NO_STATUS)
+    else:
+        out.append(_field(b"\x7a", (_field(b"\x12", error.encode()) if error else b"") + b"\x18\x02"))
+    out.append(_FLAGS_REMOTE if parent_id is not None and not upstream else _FLAGS_LOCAL)
     return b"".join(out)
