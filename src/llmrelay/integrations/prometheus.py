@@ -106,6 +106,7 @@ class PrometheusLogger(CustomLogger):
         self._incs: dict[tuple, Any] = {}
         self._observes: dict[tuple, Any] = {}
         self._kinds: dict[tuple, _Kind] = {}
+        self._raw_kinds: dict[tuple, _Kind] = {}  # the same, by the raw values of the labels
         #: gateway requests are applied in batches (one process; the loop's thread alone updates
         #: these): the kinds with waiting rows, their count, the in-flight gauges' changes
         self.batched = not self.multiprocess
@@ -202,17 +203,32 @@ class PrometheusLogger(CustomLogger):
         request's values wait in it for the next batch (:attr:`batched`)."""
         slo = kwargs.get("standard_logging_object") or {}
         get = slo.get
-        who = _who(slo)
         hidden = get("hidden_params") or {}
-        model = hidden.get("litellm_model_name") or get("model") or ""
-        requested = get("model_group") or get("model") or ""
-        stream = bool(get("stream"))
-        key = (who, model, requested, get("model_id") or "", get("api_base") or "", get("custom_llm_provider") or "",
-               ok, stream, ctx.model if ctx is not None else None, ctx.status if ctx is not None else None,
-               (hidden.get("litellm_model_name") or "") if ctx is not None else None)
-        kind = self._kinds.get(key)
+        meta = get("metadata") or {}
+        mget = meta.get
+        stream = get("stream")
+        # the kind is found by the raw values its labels are made of (made once per kind)
+        raw = (get("end_user"), mget("user_api_key_hash"), mget("user_api_key_alias"), mget("user_api_key_team_id"),
+               mget("user_api_key_team_alias"), mget("user_api_key_user_id"), hidden.get("litellm_model_name"),
+               get("model"), get("model_group"), get("model_id"), get("api_base"), get("custom_llm_provider"), ok,
+               stream, ctx.model if ctx is not None else None, ctx.status if ctx is not None else None)
+        try:
+            kind = self._raw_kinds.get(raw)
+        except TypeError:  # an unhashable value (a client's ``user`` may be any JSON): by the labels
+            kind = raw = None
         if kind is None:
-            kind = self._kind(key)
+            who = _who(slo)
+            model = hidden.get("litellm_model_name") or get("model") or ""
+            requested = get("model_group") or get("model") or ""
+            key = (who, model, requested, get("model_id") or "", get("api_base") or "",
+                   get("custom_llm_provider") or "", ok, bool(stream), ctx.model if ctx is not None else None,
+                   ctx.status if ctx is not None else None,
+                   (hidden.get("litellm_model_name") or "") if ctx is not None else None)
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._kind(key)
+            if raw is not None and len(self._raw_kinds) < 10000:
+                self._raw_kinds[raw] = kind
         start = get("startTime") or 0.0
         end = get("endTime") or start
         latency = end - start if end > start else 0.0
@@ -238,7 +254,7 @@ class PrometheusLogger(CustomLogger):
                 self.flush()
         else:
             kind.apply((row,))
-        return who
+        return kind.who
 
     def _kind(self, key: tuple) -> "_Kind":
         who, model, requested, model_id, api_base, provider, ok, stream, gateway_model, status, gateway_name = key
@@ -265,6 +281,7 @@ class PrometheusLogger(CustomLogger):
             labels["proxy"] = ("litellm_proxy_total_requests_metric", (*requester, str(status)))
             labels["overhead"] = ("litellm_overhead_latency_metric", (*requester, gateway_name))
         kind = _Kind(self, labels, ok, gateway_model is not None)
+        kind.who = who
         # what every call of this kind updates is made now; the rest on first use (a series
         # appears in /metrics only once it has been updated, as with prometheus_client's own calls)
         for slot in ("requests", "latency", "api_latency"):
@@ -370,7 +387,7 @@ class _Kind:
     with the metric children's ``inc`` and (histograms) an ``observe`` of several values at
     once, by :meth:`make` on first use; and the rows of values waiting for the next batch."""
 
-    __slots__ = ("_logger", "_labels", "ok", "gateway", "rows", "requests", "spend", "input", "output", "total",
+    __slots__ = ("_logger", "_labels", "ok", "gateway", "rows", "who", "requests", "spend", "input", "output", "total",
                  "latency", "api_latency", "ttft", "success", "deployment", "per_token", "proxy", "overhead")
 
     def __init__(self, logger: PrometheusLogger, labels: dict[str, tuple[str, tuple]], ok: bool = True,
@@ -382,7 +399,9 @@ class _Kind:
         #: (cost, prompt tokens, completion tokens, latency, upstream latency, ttft or None,
         #: gateway overhead or None) of each call not applied yet
         self.rows: list[tuple] = []
-        for slot in self.__slots__[5:]:
+        #: the caller's labels (``_who``)
+        self.who: tuple = ()
+        for slot in self.__slots__[6:]:
             setattr(self, slot, None)
 
     def make(self, slot: str) -> Any:
