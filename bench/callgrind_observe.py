@@ -8,8 +8,9 @@ requests) the instrumentation is switched on around ``--requests`` sequential re
 half as many). The span exporter sends only full batches (``OTEL_BSP_SCHEDULE_DELAY`` is made
 long): 512 spans each, so the window holds the export of its own spans (two a request) to ±1
 batch; the exporter thread's instructions count, as they do in the gateway's CPU. Reported: instructions per
-request, on and off, and their ratio. ``--keep DIR`` keeps the callgrind files (for
-``callgrind_annotate``).
+request, on and off, and their ratio. Garbage collections are counted apart too: a
+full one (every few thousand requests) falls inside a window or not. ``--keep DIR`` keeps the
+callgrind files (for ``callgrind_annotate``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -43,6 +45,13 @@ def _requests(url: str, stream: bool, n: int) -> None:
         data = resp.read()
         assert resp.status == 200, data[:300]
     conn.close()
+
+
+def _gc(path: Path) -> int:
+    """Instructions in garbage collections (inclusive: gc_collect_main and what it calls)."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(path)], capture_output=True, text=True).stdout
+    match = re.search(r"^\s*([\d,]+) .*gcmodule\.c:gc_collect_main ", out, re.M)
+    return int(match.group(1).replace(",", "")) if match else 0
 
 
 def _total(path: Path) -> int:
@@ -74,6 +83,7 @@ def main() -> None:
     upstream = subprocess.Popen([sys.executable, bp.__file__, "--upstream", str(port_file), str(args.chunks)], env=env)
     modes = ["nonstream", "stream"] if args.mode == "both" else [args.mode]
     results: dict[tuple[str, str], float] = {}
+    gcs: dict[tuple[str, str], float] = {}
     try:
         port = bp._wait_port(port_file, upstream)
         while True:  # (the port is written before the upstream listens)
@@ -105,15 +115,22 @@ def main() -> None:
                     proc.terminate()
                     proc.wait(120)
                 results[(mode, name)] = _total(out) / n
-                print(f"{mode} {name}: {results[(mode, name)]:,.0f} instructions/request", flush=True)
+                gcs[(mode, name)] = _gc(out) / n
+                print(f"{mode} {name}: {results[(mode, name)]:,.0f} instructions/request "
+                      f"({gcs[(mode, name)]:,.0f} in garbage collections)", flush=True)
     finally:
         upstream.terminate()
         sink.shutdown()
-    print(f"\n| mode | off | {args.callbacks} | added | ratio |\n|---|---|---|---|---|")
+    # a full collection (every few thousand requests) falls in a window or not: the counts
+    # without garbage collection are the steady part, the collections are reported apart
+    print(f"\n| mode | off | {args.callbacks} | added | ratio | without GC: off | on | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for mode in modes:
         if (mode, "off") in results and (mode, "on") in results:
             off, on = results[(mode, "off")], results[(mode, "on")]
-            print(f"| {mode} | {off:,.0f} | {on:,.0f} | {on - off:+,.0f} | {on / off:.3f} |")
+            off_gc, on_gc = off - gcs[(mode, "off")], on - gcs[(mode, "on")]
+            print(f"| {mode} | {off:,.0f} | {on:,.0f} | {on - off:+,.0f} | {on / off:.3f} | {off_gc:,.0f} | "
+                  f"{on_gc:,.0f} | {on_gc / off_gc:.3f} |")
 
 
 if __name__ == "__main__":
