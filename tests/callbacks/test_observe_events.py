@@ -131,3 +131,68 @@ def test_slim_event_has_the_same_standard_logging_object():
     assert set(slim.model_call_details) == {"standard_logging_object", "response_cost"}
     assert slim.model_call_details["standard_logging_object"] == full.model_call_details["standard_logging_object"]
     assert "litellm_params" in full.model_call_details
+
+
+class _Stream:
+    """What the app's ctx.result is for a stream: not the response; its state assembles it."""
+
+    def __init__(self, response) -> None:
+        self._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d2",
+                               "api_base": "http://other/v1", "model": "gpt-4o", "cache_key": "k"}
+        self.state = self
+        self._response = response
+
+    def response(self):
+        return self._response
+
+
+@pytest.mark.parametrize("kind", ["response", "stream", "no usage", "no response"])
+def test_the_fast_slim_success_is_what_logging_makes(tmp_path, kind):
+    """A success only the gateway loggers hear is built without a Logging record: the same
+    kwargs, key for key (timings apart), and the same response_cost left on the response."""
+    from llmrelay.proxy.observe import UserAPIKeyAuth
+
+    observe, seen = _observe(tmp_path, ["probe_loggers.gateway_logger"])
+    made = []
+    for fast in (True, False):
+        observe.fast_event = fast
+        ctx = _Ctx(time.perf_counter(), b"req-1")
+        ctx.model = "m"
+        ctx.auth = UserAPIKeyAuth(api_key="hash", key_alias="alias", team_id="t1", user_id="u9")
+        ctx.key_alias = "alias"
+        request = _Request()
+        request.stream = kind == "stream"
+        observe.upstream(ctx, request)
+        usage = None if kind == "no usage" else Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7)
+        response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini", usage=usage,
+                                 choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                                           "finish_reason": "stop"}])
+        response._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d1",
+                                   "api_base": "http://upstream/v1", "response_cost": 1e-5, "model": "gpt-4o-mini"}
+        if kind == "stream":
+            ctx.result = _Stream(response)
+            ctx.ttft = 0.01
+            ctx.cost = 2e-5
+        elif kind == "no response":
+            ctx.result = _Stream(None)
+        else:
+            ctx.result = response
+        ctx.status = 200
+        observe.end(ctx)
+        [(_, kwargs)] = seen
+        seen.clear()
+        made.append((kwargs, response._hidden_params))
+    (fast_kwargs, fast_hidden), (kwargs, hidden) = made
+    assert fast_hidden == hidden
+    slo, fast_slo = kwargs["standard_logging_object"], fast_kwargs["standard_logging_object"]
+    assert slo["status"] == "success" and slo["metadata"]["user_api_key_alias"] == "alias"
+    for times in (slo, fast_slo):
+        assert times.pop("endTime") - times.pop("response_time") == times["startTime"]
+        if kind == "stream":
+            assert times.pop("completionStartTime") == pytest.approx(times["startTime"] + 0.01)
+        else:
+            times.pop("completionStartTime")
+        times.pop("startTime")
+    assert fast_slo == slo
+    assert list(fast_slo) == list(slo)
+    assert fast_kwargs.keys() == kwargs.keys() and fast_kwargs["response_cost"] == kwargs["response_cost"]

@@ -31,7 +31,7 @@ from typing import Any, AsyncIterator, Callable
 
 from ..integrations.custom_logger import overrides
 from ..integrations.dispatch import BUILTIN, Callbacks, resolve
-from ..logging_obj import Logging, response_cost
+from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
@@ -122,6 +122,15 @@ def _import_near(module_name: str, directory: str | None) -> Any:
         raise ConfigError(f"callback module {module_name!r} cannot be imported{where}: {exc}") from None
 
 
+class _Route:
+    """What ``Logging._route_from`` fills (its ``route``), for :meth:`Observe._slim_success`."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, model_group: str) -> None:
+        self.route: dict[str, Any] = {"custom_llm_provider": None, "model_group": model_group}
+
+
 class _Request:
     """The observation record of one chat request (only built when something observes)."""
 
@@ -158,6 +167,8 @@ class Observe:
                                 self.callbacks.success, self.callbacks.failure)
         self.metrics = next((x for x in loggers if hasattr(x, "metrics_body")), None)
         self._end_hooks: list[Callable[[Any], Any]] = []
+        #: a success only the gateway loggers hear is made by _slim_success (False: by Logging)
+        self.fast_event = True
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
 
     # ------------------------------------------------------------------ registration
@@ -321,6 +332,13 @@ class Observe:
         else:
             params = dict(params)
         listeners = self.events
+        end = record.wall_start + (time.perf_counter() - ctx.start)
+        if not listeners and not failed and self.fast_event:
+            try:
+                return self._slim_success(ctx, record, result, response, request_id, meta, params, end)
+            except Exception:  # noqa: BLE001 - never break the request (as Logging.success)
+                log.warning("building the success event failed", exc_info=True)
+                return {}
         entry = Logging(model=ctx.model, messages=record.messages, stream=record.stream, call_type="acompletion",
                         start_time=record.wall_start, litellm_call_id=request_id,
                         callbacks=listeners, is_async=True, optional_params=params, metadata=meta)
@@ -334,7 +352,6 @@ class Observe:
             entry._route_from(result)
         if record.stream and ctx.ttft:
             entry.completion_start_time = record.wall_start + ctx.ttft
-        end = record.wall_start + (time.perf_counter() - ctx.start)
         if failed:
             exc = getattr(ctx, "exc", None)
             if exc is None:
@@ -345,6 +362,54 @@ class Observe:
         else:
             entry.success(response, end_time=end, cost=ctx.cost)
         return entry.model_call_details
+
+    @staticmethod
+    def _slim_success(ctx: Any, record: _Request, result: Any, response: Any, request_id: str,
+                      meta: dict[str, Any], params: dict[str, Any], end: float) -> dict[str, Any]:
+        """The slim kwargs of a success no callback but the gateway loggers hears: what
+        ``Logging(...).success(response, cost=ctx.cost)`` in slim mode makes (``_emit`` above),
+        without the ``Logging`` record (tests/callbacks/test_observe_events.py compares the two)."""
+        route = _Route(ctx.model)
+        if result is not None and result is not response:
+            Logging._route_from(route, result)  # (success() reads a response's)
+        Logging._route_from(route, response)
+        cost = ctx.cost
+        hidden = getattr(response, "_hidden_params", None)
+        if isinstance(hidden, dict) and cost is not None:
+            hidden["response_cost"] = cost
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
+            prompt = get("prompt_tokens") or 0
+            completion = get("completion_tokens") or 0
+            total = get("total_tokens") or prompt + completion
+        else:
+            prompt = completion = total = 0
+        start = record.wall_start
+        first = start + ctx.ttft if record.stream and ctx.ttft else end
+        route = route.route
+        rget = route.get
+        model_id, api_base, cache_key = rget("model_id"), rget("api_base"), rget("cache_key")
+        name = rget("litellm_model_name")
+        call_id = request_id or _new_id()
+        slo = {
+            "id": call_id, "trace_id": call_id, "call_type": "acompletion", "stream": record.stream,
+            "status": "success", "response_cost": cost or 0.0, "prompt_tokens": prompt,
+            "completion_tokens": completion, "total_tokens": total, "startTime": start, "endTime": end,
+            "completionStartTime": first, "response_time": end - start, "model": ctx.model, "model_id": model_id,
+            "model_group": rget("model_group"), "custom_llm_provider": rget("custom_llm_provider"),
+            "api_base": api_base or "", "metadata": {**_STANDARD_METADATA, **meta},
+            "cache_hit": bool(rget("cache_hit")), "cache_key": cache_key, "saved_cache_cost": 0.0,
+            "error_str": None, "error_information": None, "messages": record.messages, "response": response,
+            "model_parameters": params,
+            "hidden_params": {"response_cost": cost, "model_id": model_id, "api_base": api_base,
+                              "cache_key": cache_key, "litellm_model_name": name},
+            "end_user": params.get("user"), "request_tags": list(meta.get("tags") or []),
+            "requester_ip_address": None,
+            "model_map_information": {"model_map_key": name or ctx.model, "model_map_value": None},
+            "response_cost_failure_debug_info": None, "guardrail_information": None,
+        }
+        return {"standard_logging_object": slo, "response_cost": cost}
 
     # ------------------------------------------------------------------ /metrics and shutdown
     def metrics_body(self) -> tuple[bytes, bytes] | None:
