@@ -128,8 +128,9 @@ def test_gateway_span_records_encode_as_the_sdk_spans_do(capture):
     exporter = otlp_http_exporter(endpoint="http://127.0.0.1:9/v1/traces")
     fast = OpenTelemetryLogger(exporter=exporter, capture_content=capture, service_name="svc")
     assert fast._emit is not None and exporter.gateway_group is not None
+    assert fast._queue is fast._batch._queue  # (appended to directly)
     records: list = []
-    fast._emit = records.append
+    fast._emit, fast._queue = records.append, None
     memory = InMemorySpanExporter()
     sdk = OpenTelemetryLogger(span_processor=SimpleSpanProcessor(memory), capture_content=capture,
                               service_name="svc")

@@ -31,6 +31,7 @@ the export thread, to the same bytes (a provider or processor of your own gets `
 from __future__ import annotations
 
 import base64
+import collections
 import logging
 import os
 import random
@@ -100,6 +101,11 @@ class OpenTelemetryLogger(CustomLogger):
     #: where the gateway's span records go (the batch processor's ``emit``), when the spans are
     #: exported by llmrelay's own batch processor and OTLP/HTTP exporter; else None
     _emit: Any = None
+    #: the batch processor's queue, appended to directly (as its ``emit`` does) when its shape is
+    #: the one known (opentelemetry-sdk's BatchProcessor); else None
+    _queue: Any = None
+    _batch: Any = None
+    _queue_limit = _batch_size = 0
 
     def __init__(self, exporter: Any = None, span_processor: Any = None, tracer_provider: Any = None,
                  capture_content: bool | None = None, service_name: str | None = None, **kwargs: Any) -> None:
@@ -123,6 +129,12 @@ class OpenTelemetryLogger(CustomLogger):
             batch = getattr(span_processor, "_batch_processor", None)
             if getattr(exporter, "gateway_records", False) and callable(getattr(batch, "emit", None)):
                 self._emit = batch.emit
+                queue = getattr(batch, "_queue", None)
+                if (isinstance(queue, collections.deque) and queue.maxlen
+                        and isinstance(getattr(batch, "_max_export_batch_size", None), int)
+                        and hasattr(batch, "_worker_awaken") and isinstance(getattr(batch, "_shutdown", None), bool)):
+                    self._batch, self._queue = batch, queue
+                    self._queue_limit, self._batch_size = queue.maxlen, batch._max_export_batch_size
         self.provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("llmrelay")
         if capture_content is None:
@@ -278,11 +290,15 @@ class OpenTelemetryLogger(CustomLogger):
         else:
             upstream_end = upstream_id = None
         response = get("response") or {}
-        rget = response.get
         provider = get("custom_llm_provider")
-        model = rget("model")
-        response_id = rget("id")
-        reasons = tuple([str(c.get("finish_reason")) for c in rget("choices") or () if c.get("finish_reason")])
+        if type(response) is dict:
+            rget = response.get
+            model, response_id, choices = rget("model"), rget("id"), rget("choices")
+        else:  # the response object itself (its get(key) is getattr(key, None))
+            model = getattr(response, "model", None)
+            response_id = getattr(response, "id", None)
+            choices = getattr(response, "choices", None)
+        reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")])
         error_type = error = None
         if get("status") == "failure":
             info = get("error_information") or {}
@@ -307,7 +323,7 @@ class OpenTelemetryLogger(CustomLogger):
         messages = out = None
         if self.capture_content:
             messages = orjson.dumps(get("messages") or [], default=_json).decode()
-            out = orjson.dumps([c.get("message") for c in rget("choices") or ()], default=_json).decode()
+            out = orjson.dumps([c.get("message") for c in choices or ()], default=_json).decode()
         if tracestate:
             tracestate = ",".join(f"{k}={v}" for k, v in self._trace_state(tracestate).items()) or None
         fields = (trace_id, span_id, upstream_id, parent_id, tracestate, f"chat {ctx.model}", _ns(record.wall_start),
@@ -316,10 +332,21 @@ class OpenTelemetryLogger(CustomLogger):
                   str(provider) if provider else None, str(model) if model else None,
                   str(response_id) if response_id else None, reasons or None, error_type, error, params,
                   None if cost is None else float(cost or 0.0), ctx.status, stream, first, messages, out)
-        emit = self._emit
+        queue = self._queue
+        batch = self._batch
+        if queue is None or batch._shutdown or len(queue) + 2 > self._queue_limit:
+            emit = self._emit  # (its checks, warnings and drops)
+            if upstream:
+                emit((True, fields))
+            return emit((False, fields))
+        # what BatchProcessor.emit does, for two spans at once
         if upstream:
-            emit((True, fields))
-        emit((False, fields))
+            queue.appendleft((True, fields))
+        queue.appendleft((False, fields))
+        if len(queue) >= self._batch_size:
+            awaken = batch._worker_awaken
+            if not awaken.is_set():
+                awaken.set()
 
     # ------------------------------------------------------------------ attributes
     def _finish(self, span: Any, slo: dict[str, Any], kwargs: dict[str, Any], ctx: Any, end_ns: int | None,
