@@ -22,6 +22,9 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left
+from collections import Counter
+from functools import partial
+from operator import lt
 from typing import Any
 
 from .custom_logger import CustomLogger
@@ -413,33 +416,36 @@ class _Kind:
 
     def apply(self, rows: Any) -> None:
         """Add ``rows`` (see :attr:`rows`) to the metrics: one update per counter, and each
-        histogram's sum once and its buckets once each."""
+        histogram's sum once and its buckets once each (columns summed and bucketed in C)."""
         n = len(rows)
         self.requests(n)
-        cost = sum([r[0] for r in rows if r[0] > 0])
+        costs, prompts, completions, latencies, api_latencies, ttfts, overheads = zip(*rows)
+        cost = sum(filter(_positive, costs))
         if cost > 0:
             (self.spend or self.make("spend"))(cost)
-        counted = [r for r in rows if r[1] or r[2]]
-        if counted:
-            prompt = sum([r[1] for r in counted])
-            completion = sum([r[2] for r in counted])
+        prompt = sum(prompts)
+        completion = sum(completions)
+        if prompt or completion:  # (token counts are never negative)
             (self.input or self.make("input"))(prompt)
             (self.output or self.make("output"))(completion)
             (self.total or self.make("total"))(prompt + completion)
-        self.latency([r[3] for r in rows])
-        self.api_latency([r[4] for r in rows])
+        self.latency(latencies)
+        self.api_latency(api_latencies)
         if self.ok:
-            ttft = [r[5] for r in rows if r[5] is not None]
+            ttft = [t for t in ttfts if t is not None] if ttfts.count(None) != n else None
             if ttft:
                 (self.ttft or self.make("ttft"))(ttft)
             self.success(n)
             self.deployment(n)
-            per_token = [r[3] / r[2] for r in rows if r[2]]
+            per_token = [latency / tokens for latency, tokens in zip(latencies, completions) if tokens]
             if per_token:
                 (self.per_token or self.make("per_token"))(per_token)
         if self.gateway:
+            self.overhead(overheads)
             self.proxy(n)
-            self.overhead([r[6] for r in rows])
+
+
+_positive = partial(lt, 0)  # 0 < x
 
 
 def _who(slo: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
@@ -466,6 +472,7 @@ def _observer(child: Any) -> Any:
     incs = [b.inc for b in buckets]
     bounds = list(bounds)
     last = len(incs)
+    bucket = partial(bisect_left, bounds)
 
     def observe(amounts: Any) -> None:
         if len(amounts) == 1:
@@ -476,11 +483,7 @@ def _observer(child: Any) -> Any:
                 incs[i](1)
             return
         add(sum(amounts))
-        counts: dict[int, int] = {}
-        for amount in amounts:
-            i = bisect_left(bounds, amount)
-            counts[i] = counts.get(i, 0) + 1
-        for i, count in counts.items():
+        for i, count in Counter(map(bucket, amounts)).items():
             if i < last:
                 incs[i](count)
 
