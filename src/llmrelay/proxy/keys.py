@@ -91,7 +91,7 @@ class Refusal:
 class _Entry:
     """A cached row (None: known not to exist) and when it was read."""
 
-    __slots__ = ("row", "fetched", "stale", "allowed", "limits", "owners", "budget_header")
+    __slots__ = ("row", "fetched", "stale", "allowed", "limits", "spend_head", "budget_header")
 
     def __init__(self, row: dict[str, Any] | None) -> None:
         self.row = row
@@ -100,8 +100,9 @@ class _Entry:
         self.allowed: dict[str, bool] = {}
         #: model → (team row, user row, the limits built from them): rebuilt when those change
         self.limits: dict[str, tuple[Any, Any, list[Limit]]] = {}
-        #: what a key's spend is charged to: [("key", token), ("team", id), ("user", id)]
-        self.owners: list[tuple[str, str]] | None = None
+        #: (what a key's spend is charged to: [("key", token), ("team", id), ("user", id)],
+        #: team_id, user_id, tags as JSON) for its spend rows, built once
+        self.spend_head: tuple[list[tuple[str, str]], str | None, str | None, str | None] | None = None
         #: the ``x-litellm-key-max-budget`` header (or None), built once
         self.budget_header: tuple[bytes, bytes] | None = None
         if row is not None and row.get("max_budget") is not None:
@@ -332,7 +333,7 @@ class KeyManager:
         if row is not None:
             if self.shared is not None:  # the ledger's spend: reconciles the shared counter
                 self.shared.reconcile(kind, ident, row)
-            row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending.get((kind, ident), 0.0)
+            row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending_cost(kind, ident)
             old = cache.get(ident)
             if old is not None and old.row is not None:
                 _keep_known(old.row, row)
@@ -636,7 +637,7 @@ class KeyManager:
         """The fan-out's hook (``observe.on_request_end``): queue the request's spend row."""
         who = ctx.auth
         if who is not None and who.charged and self.spend.accepts(who):
-            self.spend.add(spend_row(self, who, ctx, ctx.cost or 0.0))
+            self.spend.add(*spend_row(self, who, ctx))
 
     def _charge(self, who: Principal, cost: float) -> None:
         if self.shared is not None:  # the shared counters, in the background

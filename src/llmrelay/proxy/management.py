@@ -260,7 +260,7 @@ async def _key_info_route(keys: KeyManager, store, who, params: dict) -> dict:
     row = await store.run(store.get, "key", token)
     if row is None:
         raise _Bad(404, "no such key", "key")
-    row["spend"] = float(row["spend"]) + keys.spend.pending.get(("key", token), 0.0)
+    row["spend"] = float(row["spend"]) + keys.spend.pending_cost("key", token)
     return {"key": token, "info": _key_info(row)}
 
 

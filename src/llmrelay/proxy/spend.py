@@ -16,7 +16,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..storage import StoreError
+from ..storage.base import SPEND_COLUMNS, utc_day
 from .write_behind import WriteBehind
 
 if TYPE_CHECKING:
@@ -32,6 +35,23 @@ MAX_QUEUED = 200_000
 BATCH = 2000
 _perf = time.perf_counter
 _time = time.time
+_dumps = orjson.dumps
+_TOKEN, _MODEL_GROUP, _COST = map(SPEND_COLUMNS.index, ("api_key", "model_group", "spend"))
+
+
+class _Batch:
+    """Up to ``BATCH`` rows written in one transaction, with what they add to each owner's spend
+    (summed as the rows come, so the writer does not go over the rows again)."""
+
+    __slots__ = ("rows", "by", "models")
+
+    def __init__(self) -> None:
+        #: the rows, each a tuple in the spend table's column order (``Store.write_spend_batch``)
+        self.rows: list[tuple] = []
+        #: (kind, id) → cost, for the key, team, user and end user each row is charged to
+        self.by: dict[tuple[str, str], float] = {}
+        #: (key token, model group) → cost (a key's per-model spend)
+        self.models: dict[tuple[str, str], float] = {}
 
 
 class SpendQueue(WriteBehind):
@@ -45,15 +65,17 @@ class SpendQueue(WriteBehind):
         self.keys = keys
         self.enabled = enabled
         self.max_rows = max_rows
-        self.rows: deque[dict[str, Any]] = deque()
-        #: (kind, id) → cost queued but not yet written (added to rows read back from the database).
-        self.pending: dict[tuple[str, str], float] = {}
+        #: the rows queued, in batches (the last one is filled; the first is written next)
+        self.batches: deque[_Batch] = deque()
+        #: the batch being written (its cost is still pending until the write succeeds)
+        self._writing: _Batch | None = None
+        self.queued = 0
         self.written = 0
         self.dropped = 0
         self._last_drop_log = 0.0
 
     def lost(self, exc: BaseException) -> None:
-        log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", len(self.rows), exc)
+        log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", self.queued, exc)
 
     def failed(self, exc: StoreError) -> None:
         self.keys._db_down(exc)
@@ -64,9 +86,30 @@ class SpendQueue(WriteBehind):
         keys = self.keys
         return self.enabled and (keys.store is not None or keys.url is not None or not who.master)
 
-    def add(self, row: dict[str, Any]) -> None:
-        """Queue a row (never waits)."""
-        if len(self.rows) >= self.max_rows:
+    def pending_cost(self, kind: str, ident: str) -> float:
+        """The cost queued (or being written) for a key, team, user or end user that the
+        database has not seen yet (added to its row when the row is read back)."""
+        owner = (kind, ident)
+        total = 0.0
+        for batch in self.batches:
+            total += batch.by.get(owner, 0.0)
+        if self._writing is not None:
+            total += self._writing.by.get(owner, 0.0)
+        return total
+
+    @property
+    def pending(self) -> dict[tuple[str, str], float]:
+        """(kind, id) → :meth:`pending_cost`, for every owner with some."""
+        out: dict[tuple[str, str], float] = {}
+        for batch in (*self.batches, *((self._writing,) if self._writing is not None else ())):
+            for owner, cost in batch.by.items():
+                out[owner] = out.get(owner, 0.0) + cost
+        return out
+
+    def add(self, row: tuple, owners: list[tuple[str, str]]) -> None:
+        """Queue a row (never waits): ``row`` in the spend table's column order
+        (:func:`spend_row`), its cost charged to each of ``owners`` and to its key's per-model spend."""
+        if self.queued >= self.max_rows:
             self.dropped += 1
             now = time.monotonic()
             if now - self._last_drop_log > 10:
@@ -74,34 +117,42 @@ class SpendQueue(WriteBehind):
                 log.error("SPEND LOST: the spend queue is full (%d rows, database unavailable); "
                           "%d rows dropped so far", self.max_rows, self.dropped)
             return
-        self.rows.append(row)
-        cost = row["spend"]
+        batches = self.batches
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch.rows) >= BATCH:
+            batch = _Batch()
+            batches.append(batch)
+        batch.rows.append(row)
+        self.queued += 1
+        cost = row[_COST]
         if cost:
-            pending = self.pending
-            for owner in row["_owners"]:
-                pending[owner] = pending.get(owner, 0.0) + cost
+            by = batch.by
+            for owner in owners:
+                by[owner] = by.get(owner, 0.0) + cost
+            token, model = row[_TOKEN], row[_MODEL_GROUP]
+            if token and model:
+                models = batch.models
+                models[token, model] = models.get((token, model), 0.0) + cost
 
     async def flush(self) -> None:
         """Write every queued row; :class:`StoreError` (rows kept) if the database fails."""
-        rows = self.rows
-        while rows:
+        batches = self.batches
+        while batches:
             store = self.keys.store or await self.keys._try_open(create=True)
             if store is None:
                 raise StoreError("the spend database is unavailable")
-            batch = await self.write_batch(rows, store, store.write_spend, BATCH)
-            self.written += len(batch)
-            pending = self.pending
-            for row in batch:
-                cost = row["spend"]
-                if cost:
-                    for owner in row["_owners"]:
-                        left = pending.get(owner, 0.0) - cost
-                        if left > 1e-12:
-                            pending[owner] = left
-                        else:
-                            pending.pop(owner, None)
+            batch = self._writing = batches.popleft()
+            try:
+                await store.run(store.write_spend_batch, batch.rows, batch.by, batch.models)
+            except BaseException:
+                batches.appendleft(batch)  # written again, first, next time
+                raise
+            finally:
+                self._writing = None
+            self.queued -= len(batch.rows)
+            self.written += len(batch.rows)
             if self._failing:
-                log.warning("spend written again: %d delayed rows caught up", len(batch))
+                log.warning("spend written again: %d delayed rows caught up", len(batch.rows))
                 self._failing = 0
                 self.keys._db_ok()
 
@@ -175,30 +226,38 @@ def usage_tokens(usage: Any) -> tuple[int, int]:
     return (prompt if type(prompt) is int else int(prompt)), (completion if type(completion) is int else int(completion))
 
 
-def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, cost: float) -> dict[str, Any]:
-    """The spend-log row of a finished request (its usage is ``ctx.usage``)."""
+#: UTC day of a start time, by its day number (a spend row's ``day`` column).
+_DAYS: dict[float, str] = {}
+
+
+def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[tuple, list[tuple[str, str]]]:
+    """The spend-log row of a finished request (its usage is ``ctx.usage``, its cost
+    ``ctx.cost``), as a tuple in the spend table's column order (``Store.write_spend_batch``),
+    and what its cost is charged to: [("key", token), ("team", id), ("user", id), ("end_user", id)]."""
     prompt, completion = usage_tokens(ctx.usage)
     end = _time()
     start = end - (_perf() - ctx.start)
     entry = who.entry
-    key = entry.row if entry is not None else None
-    if key is not None:
-        team_id = key.get("team_id")
-        user_id = key.get("user_id")
-        owners = entry.owners
-        if owners is None:
-            owners = entry.owners = [("key", who.token)]
+    if entry is not None:
+        head = entry.spend_head
+        if head is None:
+            key = entry.row
+            team_id, user_id, tags = key.get("team_id"), key.get("user_id"), key.get("tags")
+            owners = [("key", who.token)]
             if team_id:
                 owners.append(("team", team_id))
             if user_id:
                 owners.append(("user", user_id))
-        tags = key.get("tags")
+            head = entry.spend_head = (owners, team_id, user_id, None if tags is None else _dumps(tags).decode())
+        owners, team_id, user_id, tags = head
     else:
         team_id = user_id = tags = None
         owners = []
-    if who.end_user:
-        owners = [*owners, ("end_user", who.end_user)]
-    hidden = getattr(ctx.result, "_hidden_params", None)
+    end_user = who.end_user
+    if end_user:
+        owners = [*owners, ("end_user", end_user)]
+    result = ctx.result
+    hidden = getattr(result, "_hidden_params", None)
     model_id = hidden.get("model_id") if hidden is not None else None
     if ctx.disconnected:
         status = "client_disconnected"
@@ -207,38 +266,22 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any, cost: float) -> di
     else:
         status = "failure"
     metadata = {"stream": ctx.stream, "http_status": ctx.status}
-    result = ctx.result
     response_id = getattr(result, "id", None) or getattr(getattr(result, "state", None), "id", None)
     if response_id:  # the answer's own id (chatcmpl-…): LiteLLM's spend-log request_id
         metadata["response_id"] = response_id
     if ctx.error:
         metadata["error"] = ctx.error
-    row = {
-        "request_id": ctx.request_id.decode(),
-        "api_key": who.token,
-        "team_id": team_id,
-        "user_id": user_id,
-        "end_user": who.end_user,
-        "model_group": who.model,
-        "model": (keys.deployments.get(model_id) or _prices(keys, model_id))[0] if model_id else None,
-        "model_id": model_id,
-        "call_type": "acompletion",
-        "status": status,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "day": None,  # filled in by the writer
-        "spend": cost,
-        "start_time": start,
-        "end_time": end,
-        "tags": tags,
-        "metadata": metadata,
-        "messages": None,
-        "response": None,
-        "_owners": owners,
-    }
+    number = start // 86400
+    day = _DAYS.get(number)
+    if day is None:
+        if len(_DAYS) > 8:
+            _DAYS.clear()
+        day = _DAYS[number] = utc_day(start)
+    messages = None
     if keys.store_prompts and getattr(ctx, "messages", None) is not None:
-        import orjson
-
-        row["messages"] = orjson.dumps(ctx.messages, default=str).decode()
-    return row
+        messages = _dumps(ctx.messages, default=str).decode()
+    # (the order of SPEND_COLUMNS)
+    return (ctx.request_id.decode(), who.token, team_id, user_id, end_user, who.model,
+            (keys.deployments.get(model_id) or _prices(keys, model_id))[0] if model_id else None, model_id,
+            "acompletion", status, prompt, completion, prompt + completion, ctx.cost or 0.0, start, end, day,
+            tags, _dumps(metadata).decode(), messages, None), owners

@@ -19,7 +19,7 @@ import orjson
 
 from .migrations import MIGRATIONS
 
-__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_REPORT_GROUPS"]
+__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_COLUMNS", "SPEND_REPORT_GROUPS"]
 
 T = TypeVar("T")
 
@@ -46,23 +46,25 @@ ENTITIES: dict[str, tuple[str, str, dict[str, str | None]]] = {
     "end_user": ("llmrelay_end_users", "user_id", {"user_id": None, "alias": None, **_BUDGET_COLUMNS}),
 }
 
-_SPEND_COLUMNS = (
+#: The spend table's columns, in the order of the rows :meth:`Store.write_spend_batch` takes.
+SPEND_COLUMNS = (
     "request_id", "api_key", "team_id", "user_id", "end_user", "model_group", "model", "model_id",
     "call_type", "status", "prompt_tokens", "completion_tokens", "total_tokens", "spend",
     "start_time", "end_time", "day", "tags", "metadata", "messages", "response",
 )
 _SPEND_JSON = frozenset({"tags", "metadata"})
-_SPEND_JSON_AT = [i for i, c in enumerate(_SPEND_COLUMNS) if c in _SPEND_JSON]
-#: A spend row's columns in one C call (a row the request path made has them all).
-_SPEND_VALUES = operator.itemgetter(*_SPEND_COLUMNS)
+_SPEND_JSON_AT = [i for i, c in enumerate(SPEND_COLUMNS) if c in _SPEND_JSON]
+#: A spend row's columns in one C call (a row with them all).
+_SPEND_VALUES = operator.itemgetter(*SPEND_COLUMNS)
 #: (owner kind, index of its id column) of what a row's cost is added to.
-_SPEND_OWNERS = tuple((kind, _SPEND_COLUMNS.index(col)) for kind, col in (
+_SPEND_OWNERS = tuple((kind, SPEND_COLUMNS.index(col)) for kind, col in (
     ("key", "api_key"), ("team", "team_id"), ("user", "user_id"), ("end_user", "end_user")))
-_DAY, _START, _TOTAL, _PROMPT, _COMPLETION = map(
-    _SPEND_COLUMNS.index, ("day", "start_time", "total_tokens", "prompt_tokens", "completion_tokens"))
+_DAY, _START, _TOTAL, _PROMPT, _COMPLETION, _COST, _KEY, _GROUP = map(
+    SPEND_COLUMNS.index, ("day", "start_time", "total_tokens", "prompt_tokens", "completion_tokens", "spend",
+                          "api_key", "model_group"))
 _INSERT_SPEND = (
-    f"INSERT INTO llmrelay_spend_logs ({', '.join(_SPEND_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_SPEND_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
+    f"INSERT INTO llmrelay_spend_logs ({', '.join(SPEND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SPEND_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
 )
 #: What the spend report can group by (the column, or the row's UTC day).
 SPEND_REPORT_GROUPS = {"key": "api_key", "api_key": "api_key", "team": "team_id", "team_id": "team_id",
@@ -371,12 +373,13 @@ class Store:
 
     # ------------------------------------------------------------------ spend
     def write_spend(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert spend-log rows and add their cost to their key, team, user and end user, in
-        one transaction (all or nothing, so a failed batch can simply be written again)."""
+        """Insert spend-log rows (dicts by column; ``day`` and ``total_tokens`` derived when
+        missing) and add their cost to their key, team, user and end user, in one transaction
+        (all or nothing, so a failed batch can simply be written again)."""
         if not rows:
             return
         by: dict[tuple[str, str], float] = {}
-        model_spend: dict[str, dict[str, float]] = {}
+        models: dict[tuple[str, str], float] = {}
         values = []
         dumps = orjson.dumps
         days: dict[int, str] = {}
@@ -384,11 +387,11 @@ class Store:
             try:
                 row = list(_SPEND_VALUES(r))
             except KeyError:  # a row without some optional columns
-                row = list(map(r.get, _SPEND_COLUMNS))
+                row = list(map(r.get, SPEND_COLUMNS))
             for i in _SPEND_JSON_AT:
                 if row[i] is not None:
                     row[i] = dumps(row[i]).decode()
-            if row[_DAY] is None:  # derived columns, computed here rather than on the request path
+            if row[_DAY] is None:
                 number = int(row[_START] // 86400)
                 day = days.get(number)
                 if day is None:
@@ -397,18 +400,30 @@ class Store:
             if row[_TOTAL] is None:
                 row[_TOTAL] = int(row[_PROMPT] or 0) + int(row[_COMPLETION] or 0)
             values.append(row)
-            cost = float(r.get("spend") or 0.0)
+            cost = float(row[_COST] or 0.0)
             if not cost:
                 continue
             for kind, at in _SPEND_OWNERS:
                 ident = row[at]
                 if ident:
                     by[(kind, ident)] = by.get((kind, ident), 0.0) + cost
-            if r.get("api_key") and r.get("model_group"):
-                per = model_spend.setdefault(r["api_key"], {})
-                per[r["model_group"]] = per.get(r["model_group"], 0.0) + cost
+            if row[_KEY] and row[_GROUP]:
+                models[(row[_KEY], row[_GROUP])] = models.get((row[_KEY], row[_GROUP]), 0.0) + cost
+        self.write_spend_batch(values, by, models)
+
+    def write_spend_batch(self, rows: Sequence[Sequence[Any]], by: dict[tuple[str, str], float],
+                          models: dict[tuple[str, str], float]) -> None:
+        """:meth:`write_spend` for rows already in :data:`SPEND_COLUMNS` order (JSON columns as
+        text, ``day`` and ``total_tokens`` set) with their costs already summed: ``by`` (kind,
+        id) → cost for each key, team, user and end user, ``models`` (key token, model group) →
+        cost. One transaction."""
+        if not rows:
+            return
+        per_key: dict[str, dict[str, float]] = {}
+        for (token, model), cost in models.items():
+            per_key.setdefault(token, {})[model] = cost
         with self._cursor() as cur:
-            cur.executemany(_INSERT_SPEND, values)
+            cur.executemany(_INSERT_SPEND, rows)
             for (kind, ident), cost in sorted(by.items()):
                 table, id_col, _ = ENTITIES[kind]
                 if kind == "end_user":
@@ -420,7 +435,7 @@ class Store:
                     )
                 else:
                     cur.execute(f"UPDATE {table} SET spend = spend + ? WHERE {id_col} = ?", (cost, ident))
-            for token, per in sorted(model_spend.items()):
+            for token, per in sorted(per_key.items()):
                 cur.execute("SELECT model_spend FROM llmrelay_keys WHERE token = ?", (token,))
                 found = cur.fetchall()
                 if not found:
