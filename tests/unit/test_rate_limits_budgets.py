@@ -96,3 +96,19 @@ def test_calendar_months():
 def test_bad_durations(bad):
     with pytest.raises(DurationError):
         parse_duration(bad)
+
+
+def test_spend_header_text_is_the_float_repr():
+    """``x-litellm-key-spend`` is ``repr(float(spend))``; its fast path (orjson) must write the
+    same text, including where the two would differ (below 1e-4, from 1e16)."""
+    import math
+    import random
+
+    from llmrelay.proxy.keys import float_text
+
+    rng = random.Random(13)
+    values = [0, 0.0, -0.0, 1, True, 5e-5, 1e-4, 1e-5, 0.1 + 0.2, 1e15, 1e16, 1e22, 5e-324, -3.5,
+              math.inf, math.nan, 9.999999999999999e15, math.nextafter(1e-4, 0)]
+    values += [rng.random() * 10 ** rng.uniform(-7, 18) for _ in range(20000)]
+    for value in values:
+        assert float_text(value) == repr(float(value)).encode(), value

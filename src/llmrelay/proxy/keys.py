@@ -29,6 +29,8 @@ import secrets
 import time
 from typing import Any
 
+import orjson
+
 from ..storage import Store, StoreError, database_url, default_sqlite_path, open_store
 from .auth import key_matches
 from .budgets import model_budget, next_reset
@@ -53,8 +55,17 @@ RESET_INTERVAL = 2.0
 MAX_CACHED = 100_000
 ALL_MODELS = frozenset({"all-proxy-models", "*"})
 
-_sha256 = hashlib.sha256
+try:
+    # CPython's own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before): the same digest as
+    # OpenSSL's, without its per-call context set-up (~4.8k instead of ~6.5k instructions for a key)
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        _sha256 = hashlib.sha256
 _now = time.time
+_dumps = orjson.dumps
 _monotonic = time.monotonic
 
 
@@ -65,6 +76,15 @@ def hash_key(key: str | bytes) -> str:
 
 def new_key() -> str:
     return "sk-" + secrets.token_urlsafe(24)
+
+
+def float_text(value: Any) -> bytes:
+    """``repr(float(value))``, encoded: through orjson (Ryū, ~1.3k instructions instead of
+    ~5k) where its text is the same — from 1e-4 to 1e16, where neither uses an exponent — else
+    by ``repr``."""
+    if type(value) is float and (1e-4 <= value < 1e16 or value == 0.0):
+        return _dumps(value)
+    return repr(float(value)).encode()
 
 
 def key_name(key: str) -> str:
@@ -100,9 +120,8 @@ class _Entry:
         self.allowed: dict[str, bool] = {}
         #: model → (team row, user row, the limits built from them): rebuilt when those change
         self.limits: dict[str, tuple[Any, Any, list[Limit]]] = {}
-        #: (what a key's spend is charged to: [("key", token), ("team", id), ("user", id)],
-        #: team_id, user_id, tags as JSON) for its spend rows, built once
-        self.spend_head: tuple[list[tuple[str, str]], str | None, str | None, str | None] | None = None
+        #: what a key's spend rows share (``spend._spend_head``), built once
+        self.spend_head: tuple[list[tuple[str, str]], int, tuple] | None = None
         #: the ``x-litellm-key-max-budget`` header (or None), built once
         self.budget_header: tuple[bytes, bytes] | None = None
         if row is not None and row.get("max_budget") is not None:
@@ -442,7 +461,8 @@ class KeyManager:
                 who.end_user = end_user
             who.model = model
             return None
-        key = who.entry.row
+        entry = who.entry
+        key = entry.row
         now = _now()
         expires = key.get("expires")
         if expires is not None and expires <= now:
@@ -459,9 +479,9 @@ class KeyManager:
         if key.get("user_id"):
             entry = await self._lookup("user", key["user_id"])
             user = entry.row if entry is not None else None
-        allowed = who.entry.allowed.get(model)
+        allowed = entry.allowed.get(model)
         if allowed is None:
-            allowed = who.entry.allowed[model] = self._allowed(key.get("models"), model)
+            allowed = entry.allowed[model] = self._allowed(key.get("models"), model)
         if not allowed:
             return Refusal(
                 401, f"key not allowed to access model. This key can only access models={key.get('models')}. "
@@ -479,15 +499,23 @@ class KeyManager:
             customer = entry.row if entry is not None else None
             if customer is not None and customer.get("blocked"):
                 return Refusal(400, f"End user {end_user} is blocked.", "budget_exceeded")
-        refused = self._over_budget(key, team, user, customer, model, now)
-        if refused is not None:
-            return refused
-        cached = who.entry.limits.get(model)
+        if team is not None or user is not None or customer is not None or key.get("model_max_budget"):
+            refused = self._over_budget(key, team, user, customer, model, now)
+            if refused is not None:
+                return refused
+        else:  # the key's own budget only (most keys): _over_budget only when it has work to do
+            reset_at = key.get("budget_reset_at")
+            limit = key.get("max_budget")
+            if (reset_at is not None and reset_at <= now) or (limit is not None and key["spend"] >= limit):
+                refused = self._over_budget(key, None, None, None, model, now)
+                if refused is not None:
+                    return refused
+        cached = entry.limits.get(model)
         if cached is not None and cached[0] is team and cached[1] is user:
             limits = cached[2]
         else:
             limits = self._limits(who.token, key, team, user, model)
-            who.entry.limits[model] = (team, user, limits)
+            entry.limits[model] = (team, user, limits)
         shared = self.shared
         budgets = shared.budgets(who.token, key, team, user, customer, model) if shared is not None else None
         if limits or budgets:
@@ -589,7 +617,7 @@ class KeyManager:
         out = rate_limit_headers(who.decision) if who.decision is not None else []
         entry = who.entry
         if entry is not None:
-            out.append((b"x-litellm-key-spend", repr(float(entry.row["spend"])).encode()))
+            out.append((b"x-litellm-key-spend", float_text(entry.row["spend"])))
             if entry.budget_header is not None:
                 out.append(entry.budget_header)
         return out
@@ -642,13 +670,19 @@ class KeyManager:
     def _charge(self, who: Principal, cost: float) -> None:
         if self.shared is not None:  # the shared counters, in the background
             self.shared.charge(who, cost)
-        key = who.key
-        if key is not None:
-            if who.model:
-                per = key.get("model_spend") or {}
-                per[who.model] = per.get(who.model, 0.0) + cost
-                key["model_spend"] = per
-            self._add_spend(who, "key", who.token, key, cost)
+        entry = who.entry
+        if entry is not None:
+            key = entry.row
+            model = who.model
+            if model:
+                per = key.get("model_spend")
+                if per is None:
+                    per = key["model_spend"] = {}
+                per[model] = per.get(model, 0.0) + cost
+            spend = key["spend"] = key["spend"] + cost
+            soft = key.get("soft_budget")
+            if soft is not None and spend >= soft and not key.get("soft_budget_cooldown"):
+                self._soft_budget_crossed(who, "key", who.token, key)
             team_id, user_id = key.get("team_id"), key.get("user_id")
             if team_id or user_id:  # (most keys have neither: no loop, no lookups)
                 for kind, ident in (("team", team_id), ("user", user_id)):
