@@ -36,18 +36,33 @@ BATCH = 2000
 _perf = time.perf_counter
 _time = time.time
 _dumps = orjson.dumps
-_TOKEN, _MODEL_GROUP, _COST = map(SPEND_COLUMNS.index, ("api_key", "model_group", "spend"))
+#: The columns of every spend row the request path makes, in its tuple's order...
+_FIXED = ("request_id", "api_key", "model_group", "model", "model_id", "call_type", "status", "prompt_tokens",
+          "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "day", "metadata")
+#: ... then those of these that the row has (a bit each in its shape; the others are NULL and
+#: not bound, nor is ``response``, never set here).
+_OPTIONAL = ("team_id", "user_id", "tags", "end_user", "messages")
+_TEAM, _USER, _TAGS, _END_USER, _MESSAGES = (1 << i for i in range(len(_OPTIONAL)))
+_TOKEN, _MODEL_GROUP, _COST = map(_FIXED.index, ("api_key", "model_group", "spend"))
+assert set(_FIXED) | set(_OPTIONAL) | {"response"} == set(SPEND_COLUMNS)
+
+
+@functools.lru_cache(maxsize=None)
+def shape_columns(shape: int) -> tuple[str, ...]:
+    """The columns of a spend row of this shape (see :func:`spend_row`)."""
+    return _FIXED + tuple(col for i, col in enumerate(_OPTIONAL) if shape & (1 << i))
 
 
 class _Batch:
     """Up to ``BATCH`` rows written in one transaction, with what they add to each owner's spend
     (summed as the rows come, so the writer does not go over the rows again)."""
 
-    __slots__ = ("rows", "by", "models")
+    __slots__ = ("rows", "n", "by", "models")
 
     def __init__(self) -> None:
-        #: the rows, each a tuple in the spend table's column order (``Store.write_spend_batch``)
-        self.rows: list[tuple] = []
+        #: shape → the rows of that shape (tuples in the order of ``shape_columns(shape)``)
+        self.rows: dict[int, list[tuple]] = {}
+        self.n = 0
         #: (kind, id) → cost, for the key, team, user and end user each row is charged to
         self.by: dict[tuple[str, str], float] = {}
         #: (key token, model group) → cost (a key's per-model spend)
@@ -106,9 +121,9 @@ class SpendQueue(WriteBehind):
                 out[owner] = out.get(owner, 0.0) + cost
         return out
 
-    def add(self, row: tuple, owners: list[tuple[str, str]]) -> None:
-        """Queue a row (never waits): ``row`` in the spend table's column order
-        (:func:`spend_row`), its cost charged to each of ``owners`` and to its key's per-model spend."""
+    def add(self, shape: int, row: tuple, owners: list[tuple[str, str]]) -> None:
+        """Queue a row (never waits): ``row`` with the columns of its ``shape`` (:func:`spend_row`),
+        its cost charged to each of ``owners`` and to its key's per-model spend."""
         if self.queued >= self.max_rows:
             self.dropped += 1
             now = time.monotonic()
@@ -119,10 +134,14 @@ class SpendQueue(WriteBehind):
             return
         batches = self.batches
         batch = batches[-1] if batches else None
-        if batch is None or len(batch.rows) >= BATCH:
+        if batch is None or batch.n >= BATCH:
             batch = _Batch()
             batches.append(batch)
-        batch.rows.append(row)
+        rows = batch.rows.get(shape)
+        if rows is None:
+            rows = batch.rows[shape] = []
+        rows.append(row)
+        batch.n += 1
         self.queued += 1
         cost = row[_COST]
         if cost:
@@ -143,16 +162,17 @@ class SpendQueue(WriteBehind):
                 raise StoreError("the spend database is unavailable")
             batch = self._writing = batches.popleft()
             try:
-                await store.run(store.write_spend_batch, batch.rows, batch.by, batch.models)
+                groups = [(shape_columns(shape), rows) for shape, rows in batch.rows.items()]
+                await store.run(store.write_spend_batch, groups, batch.by, batch.models)
             except BaseException:
                 batches.appendleft(batch)  # written again, first, next time
                 raise
             finally:
                 self._writing = None
-            self.queued -= len(batch.rows)
-            self.written += len(batch.rows)
+            self.queued -= batch.n
+            self.written += batch.n
             if self._failing:
-                log.warning("spend written again: %d delayed rows caught up", len(batch.rows))
+                log.warning("spend written again: %d delayed rows caught up", batch.n)
                 self._failing = 0
                 self.keys._db_ok()
 
@@ -230,10 +250,11 @@ def usage_tokens(usage: Any) -> tuple[int, int]:
 _DAYS: dict[float, str] = {}
 
 
-def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[tuple, list[tuple[str, str]]]:
+def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tuple, list[tuple[str, str]]]:
     """The spend-log row of a finished request (its usage is ``ctx.usage``, its cost
-    ``ctx.cost``), as a tuple in the spend table's column order (``Store.write_spend_batch``),
-    and what its cost is charged to: [("key", token), ("team", id), ("user", id), ("end_user", id)]."""
+    ``ctx.cost``): its shape (which optional columns it has), the row (a tuple in the order of
+    ``shape_columns(shape)``) and what its cost is charged to: [("key", token), ("team", id),
+    ("user", id), ("end_user", id)]."""
     prompt, completion = usage_tokens(ctx.usage)
     end = _time()
     start = end - (_perf() - ctx.start)
@@ -241,21 +262,18 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[tuple, li
     if entry is not None:
         head = entry.spend_head
         if head is None:
-            key = entry.row
-            team_id, user_id, tags = key.get("team_id"), key.get("user_id"), key.get("tags")
-            owners = [("key", who.token)]
-            if team_id:
-                owners.append(("team", team_id))
-            if user_id:
-                owners.append(("user", user_id))
-            head = entry.spend_head = (owners, team_id, user_id, None if tags is None else _dumps(tags).decode())
-        owners, team_id, user_id, tags = head
+            head = entry.spend_head = _spend_head(who.token, entry.row)
+        owners, shape, extra = head
     else:
-        team_id = user_id = tags = None
-        owners = []
+        owners, shape, extra = [], 0, ()
     end_user = who.end_user
     if end_user:
         owners = [*owners, ("end_user", end_user)]
+        shape |= _END_USER
+        extra += (end_user,)
+    if keys.store_prompts and getattr(ctx, "messages", None) is not None:
+        shape |= _MESSAGES
+        extra += (_dumps(ctx.messages, default=str).decode(),)
     result = ctx.result
     hidden = getattr(result, "_hidden_params", None)
     model_id = hidden.get("model_id") if hidden is not None else None
@@ -277,11 +295,27 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[tuple, li
         if len(_DAYS) > 8:
             _DAYS.clear()
         day = _DAYS[number] = utc_day(start)
-    messages = None
-    if keys.store_prompts and getattr(ctx, "messages", None) is not None:
-        messages = _dumps(ctx.messages, default=str).decode()
-    # (the order of SPEND_COLUMNS)
-    return (ctx.request_id.decode(), who.token, team_id, user_id, end_user, who.model,
-            (keys.deployments.get(model_id) or _prices(keys, model_id))[0] if model_id else None, model_id,
-            "acompletion", status, prompt, completion, prompt + completion, ctx.cost or 0.0, start, end, day,
-            tags, _dumps(metadata).decode(), messages, None), owners
+    row = (ctx.request_id.decode(), who.token, who.model,
+           (keys.deployments.get(model_id) or _prices(keys, model_id))[0] if model_id else None, model_id,
+           "acompletion", status, prompt, completion, prompt + completion, ctx.cost or 0.0, start, end, day,
+           _dumps(metadata).decode())
+    return shape, (row + extra if shape else row), owners
+
+
+def _spend_head(token: str | None, key: dict[str, Any]) -> tuple[list[tuple[str, str]], int, tuple]:
+    """What a key's spend rows share: what they are charged to, and the key's optional columns
+    (their shape bits, their values in column order)."""
+    team_id, user_id, tags = key.get("team_id"), key.get("user_id"), key.get("tags")
+    owners = [("key", token)]
+    shape, extra = 0, ()
+    if team_id:
+        owners.append(("team", team_id))
+    if team_id is not None:
+        shape, extra = shape | _TEAM, extra + (team_id,)
+    if user_id:
+        owners.append(("user", user_id))
+    if user_id is not None:
+        shape, extra = shape | _USER, extra + (user_id,)
+    if tags is not None:
+        shape, extra = shape | _TAGS, extra + (_dumps(tags).decode(),)
+    return owners, shape, extra

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,10 +63,14 @@ _SPEND_OWNERS = tuple((kind, SPEND_COLUMNS.index(col)) for kind, col in (
 _DAY, _START, _TOTAL, _PROMPT, _COMPLETION, _COST, _KEY, _GROUP = map(
     SPEND_COLUMNS.index, ("day", "start_time", "total_tokens", "prompt_tokens", "completion_tokens", "spend",
                           "api_key", "model_group"))
-_INSERT_SPEND = (
-    f"INSERT INTO llmrelay_spend_logs ({', '.join(SPEND_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(SPEND_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
-)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_spend(columns: tuple[str, ...]) -> str:
+    """The INSERT of spend rows with these columns (the others NULL: binding a None costs
+    sqlite3 an adapter lookup, ~1k instructions a value)."""
+    return (f"INSERT INTO llmrelay_spend_logs ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (request_id) DO NOTHING")
 #: What the spend report can group by (the column, or the row's UTC day).
 SPEND_REPORT_GROUPS = {"key": "api_key", "api_key": "api_key", "team": "team_id", "team_id": "team_id",
                        "user": "user_id", "user_id": "user_id", "end_user": "end_user",
@@ -409,21 +414,23 @@ class Store:
                     by[(kind, ident)] = by.get((kind, ident), 0.0) + cost
             if row[_KEY] and row[_GROUP]:
                 models[(row[_KEY], row[_GROUP])] = models.get((row[_KEY], row[_GROUP]), 0.0) + cost
-        self.write_spend_batch(values, by, models)
+        self.write_spend_batch([(SPEND_COLUMNS, values)], by, models)
 
-    def write_spend_batch(self, rows: Sequence[Sequence[Any]], by: dict[tuple[str, str], float],
-                          models: dict[tuple[str, str], float]) -> None:
-        """:meth:`write_spend` for rows already in :data:`SPEND_COLUMNS` order (JSON columns as
-        text, ``day`` and ``total_tokens`` set) with their costs already summed: ``by`` (kind,
-        id) → cost for each key, team, user and end user, ``models`` (key token, model group) →
-        cost. One transaction."""
-        if not rows:
+    def write_spend_batch(self, groups: Sequence[tuple[tuple[str, ...], Sequence[Sequence[Any]]]],
+                          by: dict[tuple[str, str], float], models: dict[tuple[str, str], float]) -> None:
+        """:meth:`write_spend` for rows already made (JSON columns as text, ``day`` and
+        ``total_tokens`` set), in groups of the same columns — ``(columns, rows)``, each row in
+        the order of its ``columns`` (a subset of :data:`SPEND_COLUMNS`; the others are NULL and
+        not bound) — with their costs already summed: ``by`` (kind, id) → cost for each key,
+        team, user and end user, ``models`` (key token, model group) → cost. One transaction."""
+        if not groups:
             return
         per_key: dict[str, dict[str, float]] = {}
         for (token, model), cost in models.items():
             per_key.setdefault(token, {})[model] = cost
         with self._cursor() as cur:
-            cur.executemany(_INSERT_SPEND, rows)
+            for columns, rows in groups:
+                cur.executemany(_insert_spend(columns), rows)
             for (kind, ident), cost in sorted(by.items()):
                 table, id_col, _ = ENTITIES[kind]
                 if kind == "end_user":
