@@ -217,6 +217,25 @@ def test_model_allow_lists(gw, admin):
     assert err.value.body["type"] == "team_model_access_denied"
 
 
+def test_each_key_keeps_its_own_allow_list_in_a_team(gw, admin):
+    # A key's allow-list answer is cached per key: never on its team's, user's or end user's
+    # row, where a key of the same team with a wider list would open the model to this one.
+    team = admin.post("/team/new", team_alias="t-shared", models=["gpt-4o", "gpt-4o-mini"])["team_id"]
+    wide = admin.key(team_id=team, models=["gpt-4o", "gpt-4o-mini"])
+    narrow = admin.key(team_id=team, models=["gpt-4o-mini"])
+    admin.post("/user/new", user_id="u-shared")
+    wide_user = admin.key(user_id="u-shared", models=["gpt-4o"])
+    narrow_user = admin.key(user_id="u-shared", models=["gpt-4o-mini"])
+    for ok, refused in ((wide, narrow), (wide_user, narrow_user)):
+        assert chat(gw, ok, model="gpt-4o").choices
+        assert client(gw, ok).chat.completions.create(model="gpt-4o", messages=MESSAGES, user="end-1").choices
+        for user in (None, "end-1"):
+            with pytest.raises(openai.AuthenticationError) as err:
+                client(gw, refused).chat.completions.create(
+                    model="gpt-4o", messages=MESSAGES, **({"user": user} if user else {}))
+            assert err.value.body["type"] == "key_model_access_denied"
+
+
 # ====================================================================== limits
 def test_rpm_limit_is_hit_at_its_number(gw, admin):
     key = admin.key(rpm_limit=3)

@@ -461,7 +461,7 @@ class KeyManager:
                 who.end_user = end_user
             who.model = model
             return None
-        entry = who.entry
+        entry = who.entry  # the key's own cache entry (its allow-list and limits are kept on it)
         key = entry.row
         now = _now()
         expires = key.get("expires")
@@ -472,13 +472,13 @@ class KeyManager:
             return Refusal(401, "Authentication Error - this key is blocked.", "auth_error")
         team = user = None
         if key.get("team_id"):
-            entry = await self._lookup("team", key["team_id"])
-            team = entry.row if entry is not None else None
+            found = await self._lookup("team", key["team_id"])
+            team = found.row if found is not None else None
             if team is not None and team.get("blocked"):
                 return Refusal(401, "Authentication Error - the key's team is blocked.", "team_blocked")
         if key.get("user_id"):
-            entry = await self._lookup("user", key["user_id"])
-            user = entry.row if entry is not None else None
+            found = await self._lookup("user", key["user_id"])
+            user = found.row if found is not None else None
         allowed = entry.allowed.get(model)
         if allowed is None:
             allowed = entry.allowed[model] = self._allowed(key.get("models"), model)
@@ -495,8 +495,8 @@ class KeyManager:
         customer = None
         if isinstance(end_user, str) and end_user:
             who.end_user = end_user
-            entry = await self._lookup("end_user", end_user)
-            customer = entry.row if entry is not None else None
+            found = await self._lookup("end_user", end_user)
+            customer = found.row if found is not None else None
             if customer is not None and customer.get("blocked"):
                 return Refusal(400, f"End user {end_user} is blocked.", "budget_exceeded")
         if team is not None or user is not None or customer is not None or key.get("model_max_budget"):
