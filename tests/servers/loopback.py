@@ -671,7 +671,11 @@ class LoopbackServer:
         self._conns[info.id] = conn
         try:
             await self._serve_connection(conn)
-        except (_Dropped, ConnectionError, OSError, asyncio.CancelledError):
+        except ConnectionError:
+            # A write failed because the peer had gone (reset, broken pipe), maybe before our
+            # reader saw its FIN: the peer closed first.
+            conn.mark_closed("peer")
+        except (_Dropped, OSError, asyncio.CancelledError):
             pass  # CancelledError: stop() in progress; ending quietly keeps asyncio from logging it
         except Exception as exc:  # noqa: BLE001 - a broken reply plan; the test sees it in .errors
             self.errors.append(exc)
