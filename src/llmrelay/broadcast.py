@@ -23,6 +23,7 @@ from typing import Any, Callable
 import orjson
 
 from .redis_link import RedisLink, RedisUnavailable
+from .tasks import stop_task
 
 __all__ = ["Broadcaster", "get_broadcaster"]
 
@@ -88,12 +89,7 @@ class Broadcaster:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - stopping
-                pass
+        await stop_task(task)
 
     async def _listen(self) -> None:
         from redis.asyncio import Redis

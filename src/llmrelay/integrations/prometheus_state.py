@@ -33,6 +33,8 @@ import os
 import time
 from typing import Any
 
+from ..tasks import stop_task
+
 __all__ = ["StateGauges", "STATE_METRICS", "REFRESH", "state_gauges"]
 
 log = logging.getLogger("llmrelay.callbacks")
@@ -128,12 +130,7 @@ class StateGauges:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - stopping
-                pass
+        await stop_task(task)
 
     async def _run(self) -> None:
         while True:

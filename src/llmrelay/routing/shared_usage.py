@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..broadcast import _cancelling
 from ..redis_link import RedisUnavailable
+from ..tasks import stop_task
 
 if TYPE_CHECKING:
     from .deployment import Deployment
@@ -111,11 +112,7 @@ class SharedCounters:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            task.cancel()
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - stopping
-                pass
+            await stop_task(task)
         self._clear()
 
     async def _run(self) -> None:
