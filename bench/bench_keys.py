@@ -47,6 +47,13 @@ def _get(url: str, path: str) -> object:
         return json.loads(r.read())
 
 
+def model_list(port: int) -> str:
+    """The benchmarks' config section: one priced deployment on the fake upstream at ``port``."""
+    return ("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+            f"      api_base: http://127.0.0.1:{port}/v1\n      api_key: sk-upstream\n"
+            "      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n")
+
+
 def overhead(seconds: float, chunks: int, conc: int, rounds: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_keys_"))
     env = dict(os.environ)
@@ -57,9 +64,7 @@ def overhead(seconds: float, chunks: int, conc: int, rounds: int) -> None:
     procs = [upstream]
     try:
         up = bp._wait_port(port_file, upstream)
-        model = ("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
-                 f"      api_base: http://127.0.0.1:{up}/v1\n      api_key: sk-upstream\n"
-                 "      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n")
+        model = model_list(up)
         bare_cfg, keyed_cfg = tmp / "bare.yaml", tmp / "keyed.yaml"
         bare_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n")
         keyed_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n"

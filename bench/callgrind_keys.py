@@ -83,9 +83,7 @@ def main() -> None:
     procs = [upstream]
     try:
         up = bp._wait_port(port_file, upstream)
-        model = ("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
-                 f"      api_base: http://127.0.0.1:{up}/v1\n      api_key: sk-upstream\n"
-                 "      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n")
+        model = bk.model_list(up)
         results = {}
         for name in args.which.split(","):
             cfg = tmp / f"{name}.yaml"
