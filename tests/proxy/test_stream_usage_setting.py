@@ -10,7 +10,7 @@ import pytest
 
 from llmrelay.proxy.config import ConfigError, parse_config
 
-from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
+from proxy.conftest import MASTER_KEY, UPSTREAM_KEY, gateway_config
 from proxy.harness import Gateway
 from servers.openai_server import FakeOpenAIServer
 
@@ -18,17 +18,8 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
 def _config(upstream_url: str, setting: str = "") -> str:
-    return f"""
-model_list:
-  - model_name: gpt-4o-mini
-    litellm_params:
-      model: openai/gpt-4o-mini
-      api_base: {upstream_url}/v1
-      api_key: os.environ/TEST_UPSTREAM_KEY
-general_settings:
-  master_key: {MASTER_KEY}
-{setting}
-"""
+    """The gateway tests' config (its general_settings come last) plus ``setting`` there."""
+    return gateway_config(upstream_url) + setting + "\n"
 
 
 @pytest.fixture(scope="module")
