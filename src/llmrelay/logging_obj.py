@@ -17,6 +17,8 @@ import time
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 __all__ = ["Logging", "start_call", "response_cost"]
 
 log = logging.getLogger("llmrelay.callbacks")
@@ -38,7 +40,8 @@ _STANDARD_METADATA = dict.fromkeys((
     "user_api_key_user_id", "user_api_key_user_email", "user_api_key_team_alias", "user_api_key_end_user_id",
     "spend_logs_metadata", "requester_ip_address", "requester_metadata", "prompt_management_metadata",
     "applied_guardrails", "mcp_tool_call_metadata", "vector_store_request_metadata", "usage_object",
-    "requester_custom_headers",
+    "requester_custom_headers", "user_api_key_spend", "user_api_key_max_budget", "user_api_key_budget_reset_at",
+    "user_api_key_request_route", "user_api_key_auth_metadata", "cold_storage_object_key",
 ))
 
 _pricer: Any = None
@@ -124,6 +127,30 @@ def _assembled(stream: Any, cost: Any = None) -> Any:
     return response
 
 
+_lookup: Any = None
+
+
+def _map_value(model: Any, provider: str | None) -> dict[str, Any] | None:
+    """``model_map_information["model_map_value"]``: the price table's facts for the model
+    (a copy; the lookup is cached), or None when it is not in the table."""
+    global _lookup
+    if _lookup is None:
+        from .cost import _lookup
+    try:
+        found = _lookup(model, provider) if isinstance(model, str) and model else None
+    except Exception:  # noqa: BLE001
+        return None
+    return {"key": found[0], **found[1]} if found is not None else None
+
+
+def _original(response: Any) -> str:
+    """``kwargs["original_response"]``: the answer as JSON text (LiteLLM's is the raw body)."""
+    try:
+        return orjson.dumps(_plain(response), default=str).decode()
+    except Exception:  # noqa: BLE001 - a str either way
+        return str(response)
+
+
 def _plain(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     return dump() if dump is not None else value
@@ -177,21 +204,40 @@ class Logging:
         #: alone (LiteLLM's other keys, their datetimes and nested dicts are not built).
         self.slim = False
         self.done = False
+        self.posted = False  # log_post_api_call sent
+        self.additional_args: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the events
     def pre_call(self) -> None:
         callbacks = self.callbacks
         if callbacks is not None and (callbacks.pre or callbacks.inputs):
-            kwargs = self._base_kwargs()
-            # LiteLLM's additional_args: the request as llmrelay's OpenAI-shaped view of it (the
-            # provider's own wire body is built later, after this hook)
+            kwargs = self._base_kwargs("pre_api_call")
+            callbacks.pre_call(self.model, self.messages, kwargs)
+
+    def _additional_args(self) -> dict[str, Any]:
+        """LiteLLM's ``additional_args``: the request as llmrelay's OpenAI-shaped view of it (the
+        provider's own wire body is built after the pre-call hook), made once per call."""
+        args = self.additional_args
+        if args is None:
             body = {"model": self.model, **self.optional_params}
             if self.call_kwargs and "input" in self.call_kwargs:
                 body["input"] = self.call_kwargs["input"]
             elif self.messages is not None:
                 body["messages"] = self.messages
-            kwargs["additional_args"] = {"complete_input_dict": body, "api_base": self.route.get("api_base")}
-            callbacks.pre_call(self.model, self.messages, kwargs)
+            args = self.additional_args = {"complete_input_dict": body, "api_base": self.route.get("api_base")}
+        return args
+
+    def _post_call(self, original_response: Any) -> None:
+        """``log_post_api_call`` once per call, as LiteLLM's: ``response_obj`` and ``end_time`` are
+        None, ``kwargs["original_response"]`` the answer (a failure's: its message)."""
+        if self.posted:
+            return
+        self.posted = True
+        callbacks = self.callbacks
+        if callbacks is not None and callbacks.post:
+            kwargs = self._base_kwargs("post_api_call")
+            kwargs["original_response"] = original_response
+            callbacks.post_call(kwargs, None, self._dt(self.start_time), None)
 
     def success(self, response: Any, end_time: float | None = None, cost: Any = False) -> None:
         """A complete response (not a stream): report it, with its cost."""
@@ -214,6 +260,11 @@ class Logging:
         if self.done:
             return
         self.done = True
+        if not self.posted:  # LiteLLM tells log_post_api_call of a failed call too
+            try:
+                self._post_call(str(exc))
+            except Exception:  # noqa: BLE001 - never break the call
+                log.warning("building the post-call event failed", exc_info=True)
         try:
             # nothing generated costs nothing: 0, as LiteLLM's failure events say (not None)
             cost = response_cost(partial) if partial is not None else 0.0
@@ -225,12 +276,13 @@ class Logging:
         """The call returned ``result``: a response is reported now, a stream at its end."""
         if hasattr(result, "observe"):
             self._route_from(result)
-            if self.callbacks is not None and self.callbacks.post:
-                self.callbacks.post_call(self._base_kwargs(), None, self._dt(self.start_time), datetime.now())
+            if not self.posted:
+                self._post_call("")  # a stream: nothing read yet
             result.observe(self)
         else:
-            if self.callbacks is not None and self.callbacks.post:
-                self.callbacks.post_call(self._base_kwargs(), result, self._dt(self.start_time), datetime.now())
+            if not self.posted:
+                self._route_from(result)
+                self._post_call(_original(result))
             self.success(result)
         return result
 
@@ -284,17 +336,21 @@ class Logging:
                 provider = self.route.get("custom_llm_provider")
                 self.route["litellm_model_name"] = f"{provider}/{model}" if provider and "/" not in model else model
 
-    def _base_kwargs(self) -> dict[str, Any]:
+    def _base_kwargs(self, event: str) -> dict[str, Any]:
         route = self.route
         kwargs = {
             "model": self.model,
             "messages": self.messages,
+            "input": self.messages,  # LiteLLM's: the messages (an embedding's input, below)
+            "api_key": None,  # LiteLLM passes the upstream key here; llmrelay never hands it out
+            "additional_args": self._additional_args(),
+            "log_event_type": event,
             "optional_params": self.optional_params,
             "litellm_params": {
                 "metadata": self.metadata,
                 "litellm_call_id": self.litellm_call_id,
                 "custom_llm_provider": route.get("custom_llm_provider"),
-                "api_base": route.get("api_base"),
+                "api_base": route.get("api_base") or "",
                 "acompletion": self.is_async,
                 "model_info": {"id": route.get("model_id")},
                 "proxy_server_request": self.proxy_server_request,
@@ -364,7 +420,9 @@ class Logging:
             "model_parameters": self.optional_params,
             "hidden_params": {"response_cost": cost, "model_id": route.get("model_id"),
                               "api_base": route.get("api_base"), "cache_key": route.get("cache_key"),
-                              "litellm_model_name": route.get("litellm_model_name")},
+                              "litellm_model_name": route.get("litellm_model_name"),
+                              "litellm_overhead_time_ms": None, "additional_headers": {}, "batch_models": None,
+                              "usage_object": None},
             "end_user": self.optional_params.get("user"),
             "request_tags": list(self.metadata.get("tags") or []),
             "requester_ip_address": None,
@@ -372,12 +430,21 @@ class Logging:
                                       "model_map_value": None},
             "response_cost_failure_debug_info": None,
             "guardrail_information": None,
+            "cost_breakdown": None,
+            "status_fields": {"llm_api_status": status, "guardrail_status": "not_run"},
+            "standard_built_in_tools_params": None,
         }
         if self.slim:
             kwargs = self.model_call_details = {"standard_logging_object": slo, "response_cost": cost}
             return kwargs
-        kwargs = self._base_kwargs()
+        # (not in slim events: the gateway's own loggers do not read it)
+        slo["model_map_information"]["model_map_value"] = _map_value(
+            slo["model_map_information"]["model_map_key"], route.get("custom_llm_provider"))
+        kwargs = self._base_kwargs("successful_api_call" if exc is None else "failed_api_call")
+        response_dict = slo["response"]
         kwargs.update(
+            original_response=error_str if exc is not None else (
+                _original(response_dict) if response_dict is not None else ""),
             end_time=self._dt(end),
             completion_start_time=self._dt(first if first is not None else end),
             response_cost=cost,

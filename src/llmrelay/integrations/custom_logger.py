@@ -45,6 +45,16 @@ class CustomLogger:
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         pass
 
+    def log_stream_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """Not called: llmrelay never reports per chunk (a stream's end is its success event)."""
+
+    async def async_log_stream_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
+                                     end_time: Any) -> None:
+        """Not called (see :meth:`log_stream_event`)."""
+
+    async def async_log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        """Not called, as in LiteLLM (``log_pre_api_call`` runs for async calls too)."""
+
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
                                       end_time: Any) -> None:
         pass
@@ -52,6 +62,35 @@ class CustomLogger:
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
                                       end_time: Any) -> None:
         pass
+
+    # ------------------------------------------------------------------ router hooks
+    async def log_success_fallback_event(self, original_model_group: str, kwargs: dict[str, Any],
+                                         original_exception: BaseException) -> None:
+        """Not called yet by llmrelay's router (kept so subclasses calling ``super()`` work)."""
+
+    async def log_failure_fallback_event(self, original_model_group: str, kwargs: dict[str, Any],
+                                         original_exception: BaseException) -> None:
+        """Not called yet by llmrelay's router."""
+
+    async def async_filter_deployments(self, model: str, healthy_deployments: list, messages: Any,
+                                       request_kwargs: dict[str, Any] | None = None,
+                                       parent_otel_span: Any = None) -> list:
+        return healthy_deployments
+
+    async def async_pre_call_check(self, deployment: dict[str, Any], parent_otel_span: Any = None) -> Any:
+        return None
+
+    def pre_call_check(self, deployment: dict[str, Any]) -> Any:
+        return None
+
+    # ------------------------------------------------------------------ masking hooks
+    def logging_hook(self, kwargs: dict[str, Any], result: Any, call_type: str) -> tuple[dict[str, Any], Any]:
+        """Not called by llmrelay; returns its arguments unchanged, as LiteLLM's default."""
+        return kwargs, result
+
+    async def async_logging_hook(self, kwargs: dict[str, Any], result: Any,
+                                 call_type: str) -> tuple[dict[str, Any], Any]:
+        return kwargs, result
 
     # ------------------------------------------------------------------ gateway hooks
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any],
@@ -66,6 +105,11 @@ class CustomLogger:
     async def async_post_call_failure_hook(self, request_data: dict[str, Any], original_exception: BaseException,
                                            user_api_key_dict: Any, traceback_str: str | None = None) -> None:
         pass
+
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: str) -> Any:
+        """Gateway: raise to reject the request (run before the upstream call, after the
+        ``async_pre_call_hook`` hooks; LiteLLM runs it beside the call, with the same outcome)."""
+        return None
 
     async def async_post_call_streaming_hook(self, user_api_key_dict: Any, response: Any) -> Any:
         """Per chunk (costly): return a replacement chunk or None."""

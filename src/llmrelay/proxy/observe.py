@@ -21,6 +21,8 @@ The app calls in at a few points of a chat request:
 
 from __future__ import annotations
 
+import asyncio
+
 import importlib
 import importlib.util
 import logging
@@ -154,7 +156,10 @@ class Observe:
         self.callbacks = Callbacks.from_lists(lists.get("callbacks", ()), lists.get("success_callback", ()),
                                               lists.get("failure_callback", ()))
         loggers = self.callbacks.loggers
-        self.pre_hooks = [x for x in loggers if overrides(x, "async_pre_call_hook")]
+        self._pre_call_hooks = [x for x in loggers if overrides(x, "async_pre_call_hook")]
+        self._moderation_hooks = [x for x in loggers if overrides(x, "async_moderation_hook")]
+        #: loggers that see (and may reject) a request before it goes upstream
+        self.pre_hooks = [x for x in loggers if x in self._pre_call_hooks or x in self._moderation_hooks]
         self.success_hooks = [x for x in loggers if overrides(x, "async_post_call_success_hook")]
         self.failure_hooks = [x for x in loggers if overrides(x, "async_post_call_failure_hook")]
         self.iterator_hooks = [x for x in loggers if overrides(x, "async_post_call_streaming_iterator_hook")]
@@ -194,12 +199,17 @@ class Observe:
         data = {"model": request.model, field: getattr(request, field), "stream": request.stream, **request.params}
         auth = self.auth(ctx)
         call_type = "aembedding" if request.kind == "embedding" else "completion"
-        for logger in self.pre_hooks:
+        for logger in self._pre_call_hooks:
             result = await logger.async_pre_call_hook(auth, None, data, call_type)
             if isinstance(result, dict):
                 data = result
             elif isinstance(result, str):  # LiteLLM: a string is an answer to the client; reject
                 raise _Rejected(400, result)
+        if self._moderation_hooks:
+            # LiteLLM runs these beside the upstream call and drops its answer when one raises;
+            # run before it, the outcome for the client is the same (and no upstream cost is spent)
+            kind = "embeddings" if request.kind == "embedding" else "completion"
+            await asyncio.gather(*(x.async_moderation_hook(data, auth, kind) for x in self._moderation_hooks))
         data = dict(data)
         request.model = data.pop("model", request.model)
         setattr(request, field, data.pop(field, getattr(request, field)))
@@ -403,11 +413,14 @@ class Observe:
             "error_str": None, "error_information": None, "messages": record.messages, "response": response,
             "model_parameters": params,
             "hidden_params": {"response_cost": cost, "model_id": model_id, "api_base": api_base,
-                              "cache_key": cache_key, "litellm_model_name": name},
+                              "cache_key": cache_key, "litellm_model_name": name, "litellm_overhead_time_ms": None,
+                              "additional_headers": {}, "batch_models": None, "usage_object": None},
             "end_user": params.get("user"), "request_tags": list(meta.get("tags") or []),
             "requester_ip_address": None,
             "model_map_information": {"model_map_key": name or ctx.model, "model_map_value": None},
-            "response_cost_failure_debug_info": None, "guardrail_information": None,
+            "response_cost_failure_debug_info": None, "guardrail_information": None, "cost_breakdown": None,
+            "status_fields": {"llm_api_status": "success", "guardrail_status": "not_run"},
+            "standard_built_in_tools_params": None,
         }
         return {"standard_logging_object": slo, "response_cost": cost}
 
