@@ -223,6 +223,8 @@ def _variants(name: str) -> Iterable[str]:
         return
     short = name.removeprefix("accounts/fireworks/models/")
     short = _REGION_PREFIX.sub("", short)
+    if short.startswith("gpt-35-"):  # Azure's name for gpt-3.5-* (azure/gpt-35-turbo)
+        short = "gpt-3.5-" + short[7:]
     if short != name:
         yield short
     undated = _DATE_SUFFIX.sub("", short)
@@ -283,10 +285,11 @@ def _search(table: dict[str, dict[str, Any]], model: str, provider: str | None) 
 def _find(model: str, custom_llm_provider: str | None) -> tuple[str, dict[str, Any]]:
     found = _lookup(model, custom_llm_provider) if isinstance(model, str) and model else None
     if found is None:
-        raise ModelNotMappedError(
-            f"The model {model!r} (provider {custom_llm_provider or 'not given'}) is not in llmrelay's price "
-            "table. Register it with llmrelay.register_model({name: {'input_cost_per_token': …, "
-            "'output_cost_per_token': …, 'litellm_provider': …}}) or give per-deployment prices."
+        raise ModelNotMappedError(  # LiteLLM's first sentence, which callers match on
+            f"This model isn't mapped yet. model={model}, custom_llm_provider={custom_llm_provider}. "
+            "It is not in llmrelay's price table: register it with llmrelay.register_model({name: "
+            "{'input_cost_per_token': …, 'output_cost_per_token': …, 'litellm_provider': …}}) or give "
+            "per-deployment prices."
         )
     return found
 

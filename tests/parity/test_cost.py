@@ -83,3 +83,22 @@ def test_response_cost_on_calls_matches_cost_per_token(upstream):
     assert completion_cost(completion_response=answer) == pytest.approx(prompt + completion)
     free = litellm.completion(**call, input_cost_per_token=0.0, output_cost_per_token=0.0)
     assert free._hidden_params["response_cost"] == 0
+
+
+def test_azure_gpt_35_names_are_priced_as_gpt_3_5():
+    """tests/test_keys.py prices a key's spend with cost_per_token(model="gpt-35-turbo",
+    custom_llm_provider="azure") and model="azure/gpt-35-turbo": Azure's name for gpt-3.5-turbo."""
+    expected = cost_per_token(model="gpt-3.5-turbo", prompt_tokens=21, completion_tokens=17)
+    assert expected[0] > 0
+    assert cost_per_token(model="gpt-35-turbo", prompt_tokens=21, completion_tokens=17,
+                          custom_llm_provider="azure") == expected
+    assert cost_per_token(model="azure/gpt-35-turbo", prompt_tokens=21, completion_tokens=17) == expected
+    assert litellm.get_model_info("azure/gpt-35-turbo")["litellm_provider"] == "azure"
+
+
+def test_unmapped_model_error_says_what_litellm_says():
+    for call in (lambda: litellm.get_model_info("no-such-model-x"),
+                 lambda: cost_per_token(model="no-such-model-x", prompt_tokens=1, completion_tokens=1),
+                 lambda: get_max_tokens("no-such-model-x")):
+        with pytest.raises(Exception, match="This model isn't mapped yet"):
+            call()
