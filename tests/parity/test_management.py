@@ -144,3 +144,40 @@ def test_key_block_unblock_and_team_members(gw):
     assert [m["user_id"] for m in removed["members_with_roles"]] == ["ishaan"]
     assert not admin.get("/user/info?user_id=krrish").json()["user_info"]["teams"]
     assert admin.post("/team/member_add", json={"team_id": "no-such-team", "member": {"user_id": "x"}}).status_code == 404
+
+
+def test_spend_reset_by_update_and_unique_key_alias(gw):
+    """Admin scripts reset spend with /key/update {"spend": 0} (tests/test_keys.py does so for a
+    user); LiteLLM refuses a second key with an alias already in use."""
+    admin = as_(gw, MASTER_KEY)
+    made = generate_key(gw, key_alias="parity-unique-alias")
+    key = made["key"]
+    response = chat(gw, key)
+    wait_for(lambda: admin.get(f"/spend/logs?request_id={response.id}").json())  # the batch is written
+    assert admin.get(f"/key/info?key={key}").json()["info"]["spend"] > 0
+    reset = admin.post("/key/update", json={"key": key, "spend": 0})
+    assert reset.status_code == 200 and reset.json()["spend"] == 0
+    assert admin.get(f"/key/info?key={key}").json()["info"]["spend"] == 0
+    again = admin.post("/key/generate", json={"key_alias": "parity-unique-alias"})
+    assert again.status_code == 400 and "parity-unique-alias" in again.json()["error"]["message"]
+    other = generate_key(gw)["key"]
+    assert admin.post("/key/update", json={"key": other, "key_alias": "parity-unique-alias"}).status_code == 400
+    renamed = admin.post("/key/update", json={"key_alias": "parity-unique-alias", "tpm_limit": 5})
+    assert renamed.status_code == 200 and renamed.json()["tpm_limit"] == 5
+    deleted = admin.post("/key/delete", json={"key_aliases": ["parity-unique-alias"]})
+    assert deleted.json() == {"deleted_keys": [made["token"]]}  # LiteLLM answers an alias delete with tokens
+
+
+def test_user_and_customer_lists_and_spend_log_names(gw):
+    admin = as_(gw, MASTER_KEY)
+    for i in range(3):
+        admin.post("/user/new", json={"user_id": f"list-user-{i}", "auto_create_key": False})
+    admin.post("/customer/new", json={"user_id": "list-customer"})
+    page = admin.get("/user/list?page=1&page_size=2").json()
+    assert len(page["users"]) == 2 and page["total"] >= 3 and page["page"] == 1 and page["page_size"] == 2
+    assert page["total_pages"] >= 2 and all("user_id" in u for u in page["users"])
+    assert "list-customer" in [c["user_id"] for c in admin.get("/customer/list").json()]
+    key = generate_key(gw, user_id="list-user-0")["key"]
+    response = chat(gw, key)
+    [row] = wait_for(lambda: admin.get(f"/spend/logs?request_id={response.id}").json())
+    assert row["user"] == "list-user-0" and row["request_tags"] == []

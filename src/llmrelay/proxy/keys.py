@@ -771,8 +771,8 @@ def _keep_known(old: dict[str, Any], new: dict[str, Any]) -> None:
     neither the row read nor the queue's pending cost; spend only grows within a period.)"""
     if old.get("budget_reset_at") != new.get("budget_reset_at"):
         return  # a new period (or a changed one): the database's row is right
-    if old["spend"] > new["spend"]:
-        new["spend"] = old["spend"]
+    if old["spend"] > new["spend"] and old.get("updated_at") == new.get("updated_at"):
+        new["spend"] = old["spend"]  # (a changed row may have had its spend set: /key/update {"spend": 0})
     if old.get("soft_budget_cooldown") and old.get("soft_budget") == new.get("soft_budget"):
         new["soft_budget_cooldown"] = True  # (the alert's database write may still be on its way)
     known = old.get("model_spend")

@@ -24,13 +24,14 @@ __all__ = ["handle", "is_management_path", "routes"]
 
 Answer = tuple  # (status, body bytes, extra headers | None)
 
+#: (``spend`` too: LiteLLM's admin scripts reset a spend with ``{"spend": 0}``)
 _BUDGET_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit",
-                  "max_parallel_requests", "models", "metadata", "tags", "blocked")
+                  "max_parallel_requests", "models", "metadata", "tags", "blocked", "spend")
 _KEY_FIELDS = _BUDGET_FIELDS + ("key_alias", "team_id", "user_id", "model_max_budget", "model_rpm_limit",
                                 "model_tpm_limit", "expires")
 _TEAM_FIELDS = _BUDGET_FIELDS + ("team_alias", "members")
 _USER_FIELDS = _BUDGET_FIELDS + ("user_email", "user_role", "teams")
-_CUSTOMER_FIELDS = ("alias", "max_budget", "soft_budget", "budget_duration", "blocked", "metadata")
+_CUSTOMER_FIELDS = ("alias", "max_budget", "soft_budget", "budget_duration", "blocked", "metadata", "spend")
 _TIMES = ("expires", "budget_reset_at", "created_at", "updated_at", "model_reset_at")
 
 
@@ -118,7 +119,7 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
         if name not in params:
             continue
         value = params[name]
-        if name in ("max_budget", "soft_budget"):
+        if name in ("max_budget", "soft_budget", "spend"):
             value = _number(name, value)
             if name == "soft_budget":
                 out["soft_budget_cooldown"] = False  # a new soft budget alerts again
@@ -198,6 +199,7 @@ async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
     if not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 8:
         raise _Bad(400, "a custom 'key' must start with 'sk-' and be at least 8 characters", "key")
     row = {"token": hash_key(raw), "key_name": key_name(raw), **_fields(params, _KEY_FIELDS, now)}
+    await _unique_alias(store, row.get("key_alias"), row["token"])
     try:
         await store.run(store.insert, "key", row)
     except StoreConflict:
@@ -205,6 +207,14 @@ async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
     keys.invalidate("key", row["token"])
     saved = await store.run(store.get, "key", row["token"])
     return {**_key_info(saved), "key": raw, "token_id": row["token"]}
+
+
+async def _unique_alias(store, alias: Any, token: str) -> None:
+    """A key alias names one key (LiteLLM refuses a second key with the same alias)."""
+    if alias:
+        if any(r["token"] != token for r in await store.run(store.find, "key", {"key_alias": alias}, 2)):
+            raise _Bad(400, f"Unique key aliases across all keys are required. Key alias '{alias}' is "
+                            "already used by another key.", "key_alias")
 
 
 async def _find_key(store, params: dict) -> str:
@@ -220,6 +230,8 @@ async def _find_key(store, params: dict) -> str:
 async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
     token = await _find_key(store, params)
     fields = _fields(params, _KEY_FIELDS, time.time())
+    if params.get("key") is not None:  # (found by its alias: the alias is its own)
+        await _unique_alias(store, fields.get("key_alias"), token)
     if not await store.run(store.update, "key", token, fields):
         raise _Bad(404, "no such key", "key")
     keys.invalidate("key", token)
@@ -427,6 +439,19 @@ async def _user_info(keys: KeyManager, store, who, params: dict) -> dict:
     return {"user_id": row["user_id"], "user_info": _public(row), "keys": owned, "teams": [_public(t) for t in teams]}
 
 
+async def _user_list(keys: KeyManager, store, who, params: dict) -> dict:
+    """LiteLLM's ``GET /user/list?page=&page_size=``: one page of users and the counts."""
+    params = {**params, "size": params.get("page_size") or params.get("size") or 25}
+    rows, total, page, pages = await _page(store, "user", params, ("user_email", "user_role"))
+    return {"users": [_public(r) for r in rows], "total": total, "page": page,
+            "page_size": int(params["size"]), "total_pages": pages}
+
+
+async def _customer_list(keys: KeyManager, store, who, params: dict) -> list:
+    rows, _, _, _ = await _page(store, "end_user", params, ())
+    return [_public(r) for r in rows]
+
+
 async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
     user_id = params.get("user_id")
     if not isinstance(user_id, str) or not user_id:
@@ -493,6 +518,7 @@ async def _spend_logs(keys: KeyManager, store, who, params: dict) -> list:
         rows = [r for r in recent if (r.get("metadata") or {}).get("response_id") == wanted][:limit]
     for row in rows:
         row["startTime"], row["endTime"] = _iso(row["start_time"]), _iso(row["end_time"])
+        row["user"], row["request_tags"] = row.get("user_id"), row.get("tags") or []  # LiteLLM's names
     return rows
 
 
@@ -529,6 +555,8 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/user/update": ("POST", _user_update),
     "/user/delete": ("POST", _user_delete),
     "/user/info": ("GET", _user_info),
+    "/user/list": ("GET", _user_list),
+    "/customer/list": ("GET", _customer_list),
     "/customer/new": ("POST", _customer_new),
     "/customer/update": ("POST", _customer_update),
     "/customer/delete": ("POST", _customer_delete),
