@@ -218,10 +218,15 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))]
 
 
-def _cpu(pid: int) -> float:
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far, all threads (``/proc/<pid>/stat``)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    return int(fields[11]) / CLK, int(fields[12]) / CLK
+
+
+def _cpu(pid: int) -> float:
+    return sum(_cpu_split(pid))
 
 
 def _wait_port(port_file: Path, proc: subprocess.Popen) -> int:
@@ -369,13 +374,13 @@ def _paced_cell(port: int, path: str, conc: int, seconds: float, pid: int | None
     proc = subprocess.Popen([*(pin or []), PY, __file__, "--paced-part", "loadgen", "127.0.0.1", str(port), path,
                              str(conc), str(seconds), flags], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, BENCH_KEY=key))
-    cpu = rss = 0.0
+    cpu = rss = user = system = 0.0
     vol = invol = 0
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if line.strip() == "start":
         if pid:
-            cpu0, (vol0, invol0) = _cpu(pid), _main_thread_switches(pid)
+            (user0, system0), (vol0, invol0) = _cpu_split(pid), _main_thread_switches(pid)
             sampling = True
 
             def sample() -> None:
@@ -388,14 +393,15 @@ def _paced_cell(port: int, path: str, conc: int, seconds: float, pid: int | None
             sampler.start()
         line = proc.stdout.readline()
         if pid:
-            cpu, (vol, invol) = _cpu(pid) - cpu0, _main_thread_switches(pid)
-            vol, invol = vol - vol0, invol - invol0
+            (user, system), (vol, invol) = _cpu_split(pid), _main_thread_switches(pid)
+            user, system, vol, invol = user - user0, system - system0, vol - vol0, invol - invol0
+            cpu = user + system
             sampling = False
     result = json.loads(proc.stdout.readline() or "{}")
     if proc.wait() != 0 or not result:
         print(f"load generator failed (exit status {proc.returncode}) against port {port}", file=sys.stderr)
         result = {"errors": 1}
-    result.update(cpu=cpu, rss=rss, sleeps=vol, preempted=invol, load=load)
+    result.update(cpu=cpu, user=user, system=system, rss=rss, sleeps=vol, preempted=invol, load=load)
     if probe is not None and pid:
         result["syscalls"] = probe.detach()
     return result
@@ -495,10 +501,12 @@ def _cell_metrics(r: dict, d: dict, floor: dict | None, bare: dict | None, pid: 
          "add50": (_pct(r.get("ttft", []), .5) - _pct(d.get("ttft", []), .5)) * 1e3,
          "add99": (_pct(r.get("ttft", []), .99) - _pct(d.get("ttft", []), .99)) * 1e3,
          "cpu": float("nan"), "vs_floor": float("nan"), "vs_bare": float("nan"), "core": float("nan"),
-         "rss": float("nan"), "sleeps": float("nan"), "preempted": float("nan"), "load": r.get("load", float("nan"))}
+         "rss": float("nan"), "sleeps": float("nan"), "preempted": float("nan"), "user": float("nan"),
+         "system": float("nan"), "load": r.get("load", float("nan"))}
     if pid and r.get("frames"):
         m.update(cpu=per_chunk(r), vs_floor=per_chunk(r) / per_chunk(floor), vs_bare=per_chunk(r) / per_chunk(bare),
-                 core=r["cpu"] / r["wall"] * 100, rss=r["rss"], sleeps=r["sleeps"] / r["frames"],
+                 core=r["cpu"] / r["wall"] * 100, rss=r["rss"], user=r.get("user", 0.0) / r["frames"] * 1e6,
+                 system=r.get("system", 0.0) / r["frames"] * 1e6, sleeps=r["sleeps"] / r["frames"],
                  preempted=r["preempted"] / r["frames"])
     return m
 
@@ -523,7 +531,7 @@ def _run_table(cells: list[int], rounds: int, targets: list[dict], seconds: floa
                 out.setdefault((conc, t["name"]), []).append(m)
                 print(f"  {label} C={conc} round {rnd + 1} {t['name']:>12}: {_fmt(m['rate'], 0)} chunks/s "
                       f"({_fmt(m['vs_direct'], 2)}× direct), TTFT p50/p99 {_fmt(m['p50'], 2)}/{_fmt(m['p99'], 2)} ms, "
-                      f"CPU/chunk {_fmt(m['cpu'])} µs, load {m['load']:.1f}, errors {m['errors']}",
+                      f"CPU/chunk {_fmt(m['cpu'])} µs (user {_fmt(m['user'])}, sys {_fmt(m['system'])}), load {m['load']:.1f}, errors {m['errors']}",
                       file=sys.stderr, flush=True)
                 if m["errors"]:
                     _FAILED.append(f"{label} C={conc} round {rnd + 1} {t['name']}")
@@ -535,7 +543,7 @@ def _run_table(cells: list[int], rounds: int, targets: list[dict], seconds: floa
 
 def _print_table(table: dict[tuple[int, str], list[dict]], cells: list[int], targets: list[dict]) -> None:
     head = ("C", "target", "chunks/s", "vs direct", "TTFT p50 ms", "TTFT p99 ms", "+TTFT p50 ms", "+TTFT p99 ms",
-            "CPU/chunk µs", "vs floor", "vs bare", "% core", "loop sleeps/chunk", "preempted/chunk", "RSS MiB",
+            "CPU/chunk µs", "user / sys µs", "vs floor", "vs bare", "% core", "loop sleeps/chunk", "preempted/chunk", "RSS MiB",
             "errors")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -548,7 +556,9 @@ def _print_table(table: dict[tuple[int, str], list[dict]], cells: list[int], tar
                    _fmt(med["p99"], 2),
                    "-" if t["name"] == "direct" else _fmt(med["add50"], 2),
                    "-" if t["name"] == "direct" else _fmt(med["add99"], 2),
-                   _fmt(med["cpu"]) if relay else "-", _fmt(med["vs_floor"], 2) if relay else "-",
+                   _fmt(med["cpu"]) if relay else "-",
+                   f"{_fmt(med['user'])} / {_fmt(med['system'])}" if relay else "-",
+                   _fmt(med["vs_floor"], 2) if relay else "-",
                    _fmt(med["vs_bare"], 3) if t["name"].startswith(("llmrelay+", "llmrelay@")) else "-",
                    _fmt(med["core"], 0) if relay else "-", _fmt(med["sleeps"], 2) if relay else "-",
                    _fmt(med["preempted"], 3) if relay else "-",
