@@ -63,7 +63,7 @@ def measure(target: str, frames: int, conc: int, seconds: float, extra_config: s
     try:
         up_file = tmp / "up.port"
         procs.append(subprocess.Popen(_python(
-            f"_paced.GAP = {gap}; _paced._frames.__defaults__ = ({frames}, False); _paced.run_upstream({str(up_file)!r})"),
+            f"_paced.GAP = {gap}; _paced.run_upstream({str(up_file)!r}, {frames}, {gap})"),
             env=env))
         up_port = int(_wait_file(up_file, procs[-1]))
         cg_out = tmp / "cg.out"

@@ -123,6 +123,20 @@ async def test_read_timeout_between_body_reads_and_rearm(srv):
     response.close()
 
 
+async def test_read_timeouts_on_a_reused_connection(srv):
+    # The connection keeps its timer across requests (arm()): a later, shorter timeout must
+    # still fire in time, and an earlier exchange's short one must not fail a later, longer one.
+    srv.enqueue(Reply.json({"n": 1}), Reply.json({}, delay_headers=2.0))
+    assert await _fetch(srv, timeout=30.0) == (200, b'{"n":1}')
+    with pytest.raises(llmrelay.Timeout):
+        await _fetch(srv, timeout=0.2)
+    srv.enqueue(Reply.json({"n": 2}), Reply.json({"n": 3}, delay_headers=0.6))
+    assert await _fetch(srv, timeout=0.3) == (200, b'{"n":2}')
+    assert await _fetch(srv, timeout=5.0) == (200, b'{"n":3}')  # its head comes after the first's timeout
+    # the timed-out exchange dropped the first connection; the last two shared the second
+    assert len(srv.connections) == 2 and srv.connections[1].requests == 2
+
+
 async def test_connect_error(srv):
     import socket
 

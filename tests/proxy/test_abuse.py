@@ -388,6 +388,47 @@ def test_short_body_gets_a_408(tight):
     tight.wait_log(lambda r: r.get("status") == 408 and "body_timeout" in (r.get("error") or ""))
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole Content-Length response from a connection that stays open."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += sock.recv(65536)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+# The deadlines of a kept-alive connection's next request (one timer per connection: see
+# GatewayProtocol._set_deadline; the keep-alive deadline, 5 s, is later than these two).
+def test_kept_alive_connection_next_request_slow_headers_get_a_408(tight):
+    sock = _connect(tight)
+    sock.sendall(_request({"model": "bare", "messages": MESSAGES}))
+    assert b" 200 " in _read_response(sock).split(b"\r\n", 1)[0]
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+    status, body = _status_and_json(_read_all(sock))
+    assert status == 408 and "headers" in body["error"]["message"]
+
+
+def test_kept_alive_connection_next_request_short_body_gets_a_408(tight):
+    sock = _connect(tight)
+    full = _request({"model": "bare", "messages": MESSAGES})
+    sock.sendall(full)
+    assert b" 200 " in _read_response(sock).split(b"\r\n", 1)[0]
+    sock.sendall(full[:-10])
+    status, body = _status_and_json(_read_all(sock))
+    assert status == 408 and "body" in body["error"]["message"]
+
+
+def test_kept_alive_idle_connection_is_closed(tight):
+    sock = _connect(tight)
+    for _ in range(2):  # the deadline moves from the headers to the body to the keep-alive, twice
+        sock.sendall(_request({"model": "bare", "messages": MESSAGES}))
+        assert b" 200 " in _read_response(sock).split(b"\r\n", 1)[0]
+    assert _read_all(sock) == b""  # closed by the gateway (uvicorn's keep-alive timeout), nothing sent
+
+
 def test_huge_headers_get_a_431(tight):
     sock = _connect(tight)
     try:

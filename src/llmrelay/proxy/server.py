@@ -58,6 +58,12 @@ class _HeadersTooLarge(Exception):
     """Raised from a parser callback; httptools turns it into a parser error."""
 
 
+#: What a connection's deadline is for (GatewayProtocol._set_deadline).
+_NONE, _HEADERS, _BODY, _KEEP_ALIVE = 0, 1, 2, 3
+#: A deadline's timer may fire this much before it (libuv's clock counts milliseconds).
+_EARLY = 0.001
+
+
 class GatewayProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with deadlines and size limits (see the module docstring).
 
@@ -70,8 +76,12 @@ class GatewayProtocol(HttpToolsProtocol):
         self.limits: ServerLimits = getattr(config, "llmrelay_limits", None) or ServerLimits()
         self._header_bytes = 0
         self._status = 0  # the status a parser error is answered with (0: 400)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
+        # The connection's one deadline at a time (see _set_deadline): which (_HEADERS, _BODY,
+        # _KEEP_ALIVE or _NONE), when, and the timer that checks it, armed for _timer_at.
+        self._deadline = _NONE
+        self._deadline_at = 0.0
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._write_timer: asyncio.TimerHandle | None = None
         self._direct: DirectBody | None = None  # the body being written directly, watching flow
         self._on_lost: Any = None  # the running request's disconnect callback (DirectBody.on_disconnect)
@@ -90,28 +100,84 @@ class GatewayProtocol(HttpToolsProtocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
         except (AttributeError, NotImplementedError, OSError):  # pragma: no cover - platform dependent
             pass
-        self._arm_header_timer()
+        self._set_deadline(_HEADERS, self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._header_timer, self._body_timer, self._write_timer):
+        self._deadline = _NONE
+        for timer in (self._deadline_timer, self._write_timer):
             if timer is not None:
                 timer.cancel()
-        self._header_timer = self._body_timer = self._write_timer = None
+        self._deadline_timer = self._write_timer = None
         self._direct = None
         super().connection_lost(exc)
         lost, self._on_lost = self._on_lost, None
         if lost is not None:
             lost()
 
-    # ------------------------------------------------------------------ request line and headers
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
+    # ------------------------------------------------------------------ deadlines
+    def _set_deadline(self, kind: int, delay: float) -> None:
+        """The connection's deadline is now ``kind`` (the request's headers, its body, or the
+        next request on a kept-alive connection), ``delay`` seconds from now.
 
+        One timer per connection checks it, re-armed only when it would fire too late; when it
+        fires early (the deadline moved on, or was met) it is re-armed for the current one, or
+        dropped. A request whose headers and body come in one read, answered on a kept-alive
+        connection, thus arms no timer of its own: three ``call_later``/``cancel`` pairs per
+        request (uvicorn's keep-alive timer, the header and body deadlines) were ≈ 4 k
+        instructions each with uvloop (a libuv timer allocated, started, closed and freed)."""
+        at = self.loop.time() + delay
+        self._deadline, self._deadline_at = kind, at
+        timer = self._deadline_timer
+        if timer is None or self._timer_at > at:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = at
+            self._deadline_timer = self.loop.call_at(at, self._deadline_due)
+
+    def _deadline_due(self) -> None:
+        self._deadline_timer = None
+        kind = self._deadline
+        if kind == _NONE:
+            return
+        at = self._deadline_at
+        if self.loop.time() + _EARLY < at:
+            self._timer_at = at
+            self._deadline_timer = self.loop.call_at(at, self._deadline_due)
+            return
+        self._deadline = _NONE
+        if kind == _HEADERS:
+            self._headers_late()
+        elif kind == _BODY:
+            self._body_late(self.cycle)
+        else:
+            self.timeout_keep_alive_handler()
+
+    def _unset_keepalive_if_required(self) -> None:
+        super()._unset_keepalive_if_required()
+        if self._deadline == _KEEP_ALIVE:
+            self._deadline = _NONE
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive deadline on the connection's timer (_set_deadline)
+        # instead of a timer of its own per response.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._set_deadline(_KEEP_ALIVE, self.timeout_keep_alive)
+        self.flow.resume_writing()
+
+    # ------------------------------------------------------------------ request line and headers
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
-        self._arm_header_timer()
+        if self._deadline != _HEADERS:  # (the first request's runs from the connection's start)
+            self._set_deadline(_HEADERS, self.limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -135,21 +201,18 @@ class GatewayProtocol(HttpToolsProtocol):
             raise _HeadersTooLarge
 
     def on_headers_complete(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._deadline == _HEADERS:
+            self._deadline = _NONE
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.more_body and _has_body(self.headers):
-            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late, self.cycle)
+            self._set_deadline(_BODY, self.limits.body_timeout)
 
     def on_message_complete(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        if self._deadline == _BODY:
+            self._deadline = _NONE
         super().on_message_complete()
 
     def _headers_late(self) -> None:
-        self._header_timer = None
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
@@ -159,7 +222,6 @@ class GatewayProtocol(HttpToolsProtocol):
         self._answer(408, f"The request headers were not received within {self.limits.header_timeout:g} s.")
 
     def _body_late(self, cycle: Any) -> None:
-        self._body_timer = None
         if cycle is not self.cycle or self.transport.is_closing() or cycle.response_started:
             return
         cycle.scope[SCOPE_CUT] = (408, f"request body not complete within body_timeout={self.limits.body_timeout:g}s")
