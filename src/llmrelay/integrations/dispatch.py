@@ -162,13 +162,12 @@ def registered() -> Callbacks | None:
     if module is None:
         return None
     global _snapshot
-    d = module.__dict__
-    cbs, ok, bad, aok, abad, inp = (d.get(name) for name in LIST_NAMES)
-    if not (cbs or ok or bad or aok or abad or inp):
+    lists = tuple(map(module.__dict__.get, LIST_NAMES))  # (not a generator: asked twice a request)
+    if not any(lists):
         return None
+    cbs, ok, bad, aok, abad, inp = lists
     # the same lists holding the same objects as last time: the same Callbacks (list equality
     # compares identity first; the saved copies keep the objects alive, so ids are not reused)
-    lists = (cbs, ok, bad, aok, abad, inp)
     if _snapshot[0] == lists:
         return _snapshot[1]
     found = Callbacks.from_lists(cbs or (), [*(ok or ()), *(aok or ())], [*(bad or ()), *(abad or ())],
