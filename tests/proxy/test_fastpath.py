@@ -120,6 +120,32 @@ def test_plain_stream_rewrites_every_content_frame(gateway, general, upstream):
     assert record["cost"] is not None  # spend charged from the stream's usage
 
 
+def _pieces(events: list[Any]) -> int:
+    return sum(1 for e in events if isinstance(e, dict) and e["choices"] and e["choices"][0]["delta"].get("content"))
+
+
+def test_first_content_frame_is_relayed_from_the_guessed_shape(gateway, general, upstream):
+    """OpenAI's role frame tells the content frames' shape: the first content frame is relayed
+    without being decoded, like the others (none is decoded to learn the shape from)."""
+    events = text_stream_events(TEXT)
+    frames, record = _compare(gateway, general, upstream,
+                              lambda: stream_reply([events[0], Sleep(0.05), *events[1:]], interval=0.002))
+    assert _texts(frames) == TEXT
+    assert record["fast_chunks"] == _pieces(events)
+
+
+def test_content_frames_of_another_shape_than_the_guess(gateway, general, upstream):
+    """A server whose content frames are not the role frame's bytes with a content delta: the
+    guess matches nothing, the shape is learned from the first content frame as before."""
+    events = text_stream_events(TEXT)
+    events = [{**e, "choices": [{**e["choices"][0], "delta": {**e["choices"][0]["delta"], "refusal": None}}]}
+              if isinstance(e, dict) and e["choices"][0]["delta"].get("content") else e for e in events]
+    frames, record = _compare(gateway, general, upstream,
+                              lambda: stream_reply([events[0], Sleep(0.05), *events[1:]], interval=0.002))
+    assert _texts(frames) == TEXT
+    assert record["fast_chunks"] == _pieces(events) - 1
+
+
 def test_burst_in_one_read(gateway, general, upstream):
     """All frames in one upstream write: order and content kept, the rest coalesced."""
     events = text_stream_events(TEXT * 3)

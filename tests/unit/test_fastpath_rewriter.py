@@ -152,3 +152,61 @@ def test_azure_shaped_chunks():
         frame = azure(text)
         assert rewriter.rewrite(data(frame)) == general(ref, encoder, frame)
     assert rewriter.rewrite(data(azure(" x", level="low"))) is None  # the filters changed: decoded
+
+
+def _after_role(role: dict) -> tuple[ChatFrameRewriter, StreamState, ChatEncoder, StreamState]:
+    encoder = ChatEncoder("client-model")
+    state, ref = StreamState("gpt-4o-mini"), StreamState("gpt-4o-mini")
+    for s in (state, ref):
+        s.process(role)
+    return ChatFrameRewriter(state, encoder), state, encoder, ref
+
+
+@pytest.mark.parametrize("role_delta", [{"role": "assistant", "content": "", "refusal": None},
+                                        {"role": "assistant", "content": ""}])
+@pytest.mark.parametrize("extra", [{}, {"obfuscation": "Zx9"}])
+def test_guessed_from_the_role_frame(role_delta, extra):
+    """OpenAI's (and the compatible servers') role frame: the first content frame is rewritten
+    without being learned, into the general path's bytes."""
+    rewriter, state, encoder, ref = _after_role(chunk(role_delta, **extra))
+    assert rewriter.guess(data(chunk(role_delta, **extra)))
+    assert rewriter.learning  # a wrong guess can still be corrected
+    for text in ("Hello", " world", "é ✓"):
+        frame = chunk({"content": text}, **({"obfuscation": text[:2]} if extra else {}))
+        assert rewriter.rewrite(data(frame)) == general(ref, encoder, frame)
+    assert state.generated_content() == ref.generated_content() == "Hello worldé ✓"
+
+
+def test_a_wrong_guess_only_fails_to_match_and_is_learned_over():
+    """A server whose content frames have another shape than the guess: nothing is rewritten
+    until the real shape is learned from a decoded frame."""
+    role = chunk({"role": "assistant", "content": ""})
+    rewriter, state, encoder, ref = _after_role(role)
+    assert rewriter.guess(data(role))
+    frame = chunk({"content": "Hi", "tool_calls": None})  # decodes to a content chunk, other bytes
+    assert rewriter.rewrite(data(frame)) is None
+    general(state, encoder, frame)
+    general(ref, encoder, frame)
+    assert rewriter.learn(data(frame), frame) and not rewriter.guessed
+    frame = chunk({"content": " there", "tool_calls": None})
+    assert rewriter.rewrite(data(frame)) == general(ref, encoder, frame)
+    assert rewriter.rewrite(data(chunk({"content": "x"}))) is None  # the guess is gone
+
+
+@pytest.mark.parametrize("first", [
+    chunk({"role": "assistant", "content": "Hi"}),  # content in the role frame
+    chunk({"role": "assistant", "content": None}),
+    chunk({"role": "assistant", "content": ""}, usage={"prompt_tokens": 1}),
+    {**BASE, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                          "finish_reason": "stop"}]},
+    {**BASE, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": {"content": []},
+                          "finish_reason": None}]},
+    {**BASE, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None},
+                         {"index": 1, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+    {**BASE, "choices": [{"index": 1, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+    {**chunk({"role": "assistant", "content": ""}), "note": "a \"quoted\" value"},
+])
+def test_no_guess_from_other_first_frames(first):
+    rewriter, *_ = _after_role(first)
+    assert not rewriter.guess(data(first))
+    assert rewriter.head is None

@@ -36,10 +36,12 @@ NON_BODY_KWARGS = NOT_FORWARDED
 class OpenAIStreamDecoder(ChunkDecoder):
     """SSE frames of ``chat.completion.chunk`` JSON → chunk dicts; in-band errors raise."""
 
-    __slots__ = ()
+    __slots__ = ("first",)
 
     def __init__(self, provider: str, model: str | None) -> None:
         super().__init__(SSEDecoder(), provider, model)
+        #: The first event's data (the gateway's fast path guesses the content frames' shape from it).
+        self.first: bytes | None = None
 
     def _translate(self, events: list, out: list) -> None:
         for event in events:
@@ -49,6 +51,8 @@ class OpenAIStreamDecoder(ChunkDecoder):
             if data == b"[DONE]":
                 self.done = True
                 continue
+            if self.first is None:
+                self.first = data
             try:  # inline rather than load_object: this is the hot path of every OpenAI-shaped stream
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError as exc:

@@ -66,7 +66,8 @@ class ChatFrameRewriter:
     ``StreamState.process`` would (repeat guard, generated text).
     """
 
-    __slots__ = ("state", "choice", "head", "tail", "obf_pre", "obf_post", "prefix", "suffix", "attempts")
+    __slots__ = ("state", "choice", "head", "tail", "obf_pre", "obf_post", "prefix", "suffix", "attempts",
+                 "guessed")
 
     #: Frames tried for learning before the rewriter gives up on a stream (tool-call streams…).
     MAX_ATTEMPTS = 4
@@ -79,6 +80,7 @@ class ChatFrameRewriter:
         self.obf_pre: bytes | None = None
         self.obf_post = b""
         self.attempts = 0
+        self.guessed = False  # head and tail guessed from the role frame (guess), not learned yet
         # The client's bytes for a content chunk, around the content: what the general path's
         # encoder makes of StreamState's chunk for choice 0 (the same code builds both).
         delta = _fast(Delta, {"content": _SENTINEL})
@@ -91,7 +93,49 @@ class ChatFrameRewriter:
     @property
     def learning(self) -> bool:
         """Whether :meth:`learn` is still worth calling."""
-        return self.head is None and self.attempts < self.MAX_ATTEMPTS
+        return (self.head is None or self.guessed) and self.attempts < self.MAX_ATTEMPTS
+
+    def guess(self, data: bytes) -> bool:
+        """Guess the content-frame shape from the stream's first frame ``data`` (its JSON, already
+        processed by the general path) when that is the role frame OpenAI and the compatible
+        servers send: a single choice 0 whose delta is exactly ``{"role":"assistant","content":""}``
+        (OpenAI adds ``"refusal":null``), no finish, no logprobs, no usage. Their content frames
+        are the same bytes with the delta ``{"content":"…"}``: so the first content frame is
+        relayed without being decoded too. A guess can only be wrong by not matching (the frame
+        then goes to the general path, which learns the real shape from it, as without a guess):
+        a frame that does match parses as this frame with that delta, which the general path
+        turns into a content chunk of choice 0, exactly what :meth:`rewrite` emits. True if
+        guessed."""
+        for delta in _ROLE_DELTAS:
+            i = data.find(delta)
+            if i >= 0:
+                break
+        else:
+            return False
+        choice = self.state.choices.get(0)
+        if choice is None or not choice.role_sent or len(self.state.choices) != 1:
+            return False
+        if data.count(b'"content":') != 1 or data.count(b'"delta":') != 1 or data.find(b"\\") >= 0:
+            return False
+        try:
+            parsed = _loads(data)
+            choices = parsed["choices"]
+            c = choices[0]
+            ok = (not parsed.get("usage") and len(choices) == 1 and (c.get("index") or 0) == 0
+                  and c.get("finish_reason") is None and c.get("logprobs") is None)
+        except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, AttributeError):
+            return False
+        if not ok:
+            return False
+        head = data[:i] + b'"delta":{"content":"'
+        tail = b'"}' + data[i + len(delta):]
+        if tail.count(_OBFUSCATION) == 1:
+            vs = tail.index(_OBFUSCATION) + len(_OBFUSCATION)
+            ve = tail.index(b'"', vs)
+            self.obf_pre, self.obf_post = tail[:vs], tail[ve:]
+        self.head, self.tail, self.choice = head, tail, choice
+        self.guessed = True
+        return True
 
     def learn(self, data: bytes, parsed: Any) -> bool:
         """Learn the content-frame shape from ``data`` (one frame's JSON) and ``parsed`` (its
@@ -134,11 +178,13 @@ class ChatFrameRewriter:
         head, tail = data[:s], data[e:]
         if tail.find(b"\\") >= 0:
             return False
+        self.obf_pre, self.obf_post = None, b""
         if tail.count(_OBFUSCATION) == 1:
             vs = tail.index(_OBFUSCATION) + len(_OBFUSCATION)
             ve = tail.index(b'"', vs)
             self.obf_pre, self.obf_post = tail[:vs], tail[ve:]
         self.head, self.tail, self.choice = head, tail, choice
+        self.guessed = False
         return True
 
     def rewrite(self, data: bytes) -> bytes | None:
@@ -178,6 +224,11 @@ class ChatFrameRewriter:
         choice.text.append(text)
         return self.prefix + raw + self.suffix
 
+
+#: A role frame's delta (OpenAI's, with ``refusal``, and the compatible servers'): its content
+#: frames have ``{"content":"…"}`` in its place (ChatFrameRewriter.guess).
+_ROLE_DELTAS = (b'"delta":{"role":"assistant","content":"","refusal":null}',
+                b'"delta":{"role":"assistant","content":""}')
 
 _CONTROL = bytes(range(32))
 
@@ -329,7 +380,10 @@ class FastRelay:
         if wire._data or wire._event is not None or not wire._started:
             return False
         if self.rewriter is None:
-            self.rewriter = ChatFrameRewriter(stream.state, self.encoder)
+            rewriter = self.rewriter = ChatFrameRewriter(stream.state, self.encoder)
+            first = decoder.first
+            if first is not None:
+                rewriter.guess(first)
         if wire._parts:  # a line begun in the last read: the relay's buffer starts with it
             self._buf = b"".join(wire._parts)
             wire._parts.clear()
@@ -528,6 +582,8 @@ class FastRelay:
         self._ftail = rewriter.tail + b"\n\n"
         if rewriter.obf_pre is not None:
             self._obf_pre, self._obf_post = rewriter.obf_pre, rewriter.obf_post + b"\n\n"
+        else:  # (learned again after a wrong guess that had one)
+            self._obf_pre = self._obf_post = b""
         self._choice = rewriter.choice
         self._prefix, self._suffix = rewriter.prefix, rewriter.suffix
         self._fixed = len(rewriter.prefix) + len(rewriter.suffix)
@@ -592,7 +648,9 @@ class FastRelay:
                     self.general += 1
                     self.last = chunk
             rewriter = self.rewriter
-            if learn and len(dicts) == 1 and rewriter.learning and stream._pending is None:
+            # (a guess that has rewritten frames is right: no need to learn)
+            if (learn and len(dicts) == 1 and rewriter.learning and stream._pending is None
+                    and not (rewriter.guessed and self.fast)):
                 if rewriter.learn(data[6:-2], dicts[0]):
                     self._learned()
         if decoder.error is not None or stream._pending is not None:
