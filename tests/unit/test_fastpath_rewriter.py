@@ -169,7 +169,7 @@ def test_guessed_from_the_role_frame(role_delta, extra):
     """OpenAI's (and the compatible servers') role frame: the first content frame is rewritten
     without being learned, into the general path's bytes."""
     rewriter, state, encoder, ref = _after_role(chunk(role_delta, **extra))
-    assert rewriter.guess(data(chunk(role_delta, **extra)))
+    assert rewriter.guess(data(chunk(role_delta, **extra)), chunk(role_delta, **extra))
     assert rewriter.learning  # a wrong guess can still be corrected
     for text in ("Hello", " world", "é ✓"):
         frame = chunk({"content": text}, **({"obfuscation": text[:2]} if extra else {}))
@@ -182,7 +182,7 @@ def test_a_wrong_guess_only_fails_to_match_and_is_learned_over():
     until the real shape is learned from a decoded frame."""
     role = chunk({"role": "assistant", "content": ""})
     rewriter, state, encoder, ref = _after_role(role)
-    assert rewriter.guess(data(role))
+    assert rewriter.guess(data(role), role)
     frame = chunk({"content": "Hi", "tool_calls": None})  # decodes to a content chunk, other bytes
     assert rewriter.rewrite(data(frame)) is None
     general(state, encoder, frame)
@@ -208,5 +208,5 @@ def test_a_wrong_guess_only_fails_to_match_and_is_learned_over():
 ])
 def test_no_guess_from_other_first_frames(first):
     rewriter, *_ = _after_role(first)
-    assert not rewriter.guess(data(first))
+    assert not rewriter.guess(data(first), first)
     assert rewriter.head is None

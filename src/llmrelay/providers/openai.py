@@ -40,8 +40,9 @@ class OpenAIStreamDecoder(ChunkDecoder):
 
     def __init__(self, provider: str, model: str | None) -> None:
         super().__init__(SSEDecoder(), provider, model)
-        #: The first event's data (the gateway's fast path guesses the content frames' shape from it).
-        self.first: bytes | None = None
+        #: The first chunk's data and its dict (the gateway's fast path guesses the content frames'
+        #: shape from it).
+        self.first: tuple[bytes, dict] | None = None
 
     def _translate(self, events: list, out: list) -> None:
         for event in events:
@@ -51,8 +52,6 @@ class OpenAIStreamDecoder(ChunkDecoder):
             if data == b"[DONE]":
                 self.done = True
                 continue
-            if self.first is None:
-                self.first = data
             try:  # inline rather than load_object: this is the hot path of every OpenAI-shaped stream
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
@@ -63,6 +62,8 @@ class OpenAIStreamDecoder(ChunkDecoder):
             if "error" in chunk and not chunk.get("choices"):
                 raise stream_error(chunk, self._provider, self._model)
             out.append(chunk)
+            if self.first is None:
+                self.first = (data, chunk)
 
 
 def stream_error(chunk: dict, provider: str, model: str | None) -> APIError:

@@ -95,9 +95,9 @@ class ChatFrameRewriter:
         """Whether :meth:`learn` is still worth calling."""
         return (self.head is None or self.guessed) and self.attempts < self.MAX_ATTEMPTS
 
-    def guess(self, data: bytes) -> bool:
+    def guess(self, data: bytes, parsed: Any) -> bool:
         """Guess the content-frame shape from the stream's first frame ``data`` (its JSON, already
-        processed by the general path) when that is the role frame OpenAI and the compatible
+        processed by the general path; ``parsed`` its dict) when that is the role frame OpenAI and the compatible
         servers send: a single choice 0 whose delta is exactly ``{"role":"assistant","content":""}``
         (OpenAI adds ``"refusal":null``), no finish, no logprobs, no usage. Their content frames
         are the same bytes with the delta ``{"content":"…"}``: so the first content frame is
@@ -117,15 +117,13 @@ class ChatFrameRewriter:
             return False
         if data.count(b'"content":') != 1 or data.count(b'"delta":') != 1 or data.find(b"\\") >= 0:
             return False
-        try:
-            parsed = _loads(data)
-            choices = parsed["choices"]
-            c = choices[0]
-            ok = (not parsed.get("usage") and len(choices) == 1 and (c.get("index") or 0) == 0
-                  and c.get("finish_reason") is None and c.get("logprobs") is None)
-        except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, AttributeError):
+        if type(parsed) is not dict or parsed.get("usage"):
             return False
-        if not ok:
+        choices = parsed.get("choices")
+        if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
+            return False
+        c = choices[0]
+        if (c.get("index") or 0) != 0 or c.get("finish_reason") is not None or c.get("logprobs") is not None:
             return False
         head = data[:i] + b'"delta":{"content":"'
         tail = b'"}' + data[i + len(delta):]
@@ -383,7 +381,7 @@ class FastRelay:
             rewriter = self.rewriter = ChatFrameRewriter(stream.state, self.encoder)
             first = decoder.first
             if first is not None:
-                rewriter.guess(first)
+                rewriter.guess(*first)
         if wire._parts:  # a line begun in the last read: the relay's buffer starts with it
             self._buf = b"".join(wire._parts)
             wire._parts.clear()
