@@ -45,6 +45,7 @@ __all__ = [
     "usage_cost",
     "deployment_prices",
     "apply_deployment_prices",
+    "apply_prices",
     "supports_function_calling",
     "supports_parallel_function_calling",
     "supports_vision",
@@ -622,8 +623,12 @@ def apply_deployment_prices(
     ``model_info``): a response's ``response_cost`` is recomputed, a stream's is priced with
     them when read. Nothing happens for a deployment without prices."""
     prices = deployment_prices(model_info, litellm_params)
-    if prices is None:
-        return
+    if prices is not None:
+        apply_prices(result, prices)
+
+
+def apply_prices(result: Any, prices: Mapping[str, Any]) -> None:
+    """:func:`apply_deployment_prices` with the deployment's prices already worked out."""
     hidden = getattr(result, "_hidden_params", None)
     if hidden is None:
         return

@@ -321,10 +321,15 @@ def _delay_before_retry(exc: LLMRelayError, attempt: int, options: dict[str, Any
     return delay
 
 
+def _uncached(kwargs: dict[str, Any]) -> bool:
+    """Whether ``llmrelay.cache`` cannot apply to a call with ``kwargs`` (see :func:`_cache_for`)."""
+    return not ("caching" in kwargs or "cache" in kwargs or "ttl" in kwargs or _module.__dict__.get("cache") is not None)
+
+
 def _cache_for(model: Any, messages: Any, kwargs: dict[str, Any], call_type: str) -> Any:
     """(cache, controls, key) when ``llmrelay.cache`` applies to this call, else None.
     Pops ``caching``/``cache`` from ``kwargs`` either way."""
-    if "caching" in kwargs or "cache" in kwargs or "ttl" in kwargs or _module.__dict__.get("cache") is not None:
+    if not _uncached(kwargs):
         from .caching import call_cache, library_key
 
         cached = call_cache(kwargs, call_type)
@@ -434,6 +439,8 @@ async def acompletion(
     """The async twin of :func:`completion` (natively async; ``async for`` over streams)."""
     record = start_call(model, messages, stream, kwargs, True)
     if record is None:
+        if _uncached(kwargs):  # (one coroutine less on the common path)
+            return await _acompletion(model, messages, stream, kwargs)
         return await _cached_acompletion(model, messages, stream, kwargs)
     try:
         return record.returned(await _cached_acompletion(model, messages, stream, kwargs))

@@ -42,7 +42,7 @@ import time
 from typing import Any, Iterable
 
 from . import settings
-from .cost import apply_deployment_prices
+from .cost import apply_prices, deployment_prices
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .logging_obj import start_call
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
@@ -814,7 +814,11 @@ class _Run:
                 hidden["api_base"] = dep.api_base
             if self.attempts:
                 hidden["router_attempts"] = list(self.attempts)
-            apply_deployment_prices(result, dep.litellm_params, dep.model_info)
+            prices = dep.prices
+            if prices is False:  # (worked out once per deployment, not per call)
+                prices = dep.prices = deployment_prices(dep.model_info, dep.litellm_params)
+            if prices is not None:
+                apply_prices(result, prices)
 
     def failed(self, exc: LLMRelayError) -> float:
         """Record a failed attempt; seconds to wait before the next one. Raises when final."""
@@ -875,32 +879,29 @@ def _route_on(run: _Run, attempt: Any) -> Any:
 
 
 async def _aroute(run: _Run, attempt: Any) -> Any:
-    """The async twin of :func:`_route` (``attempt`` is a coroutine function)."""
+    """The async twin of :func:`_route` (``attempt`` is a coroutine function; the loop of
+    :func:`_route_on` inline, one coroutine less per call)."""
     try:
-        return await _aroute_on(run, attempt)
-    except BaseException as exc:
+        shared = run.router.shared
+        if shared is not None:
+            shared.start()
+        while True:
+            dep = run.next_deployment()
+            if type(dep) is float:
+                await asyncio.sleep(dep)
+                continue
+            if shared is not None and shared.limited(dep) and not await shared.admit(dep, run.messages, run.kwargs):
+                continue  # another instance used its share up; it now counts as full here too
+            kw, limit = run.begin(dep)
+            try:
+                return await attempt(dep, kw, limit)
+            except LLMRelayError as exc:
+                wait = run.failed(exc)
+            if wait > 0:
+                await asyncio.sleep(wait)
+    except BaseException as exc:  # anything else that ends the call (reported once)
         run.fail(exc)
         raise
-
-
-async def _aroute_on(run: _Run, attempt: Any) -> Any:
-    shared = run.router.shared
-    if shared is not None:
-        shared.start()
-    while True:
-        dep = run.next_deployment()
-        if type(dep) is float:
-            await asyncio.sleep(dep)
-            continue
-        if shared is not None and shared.limited(dep) and not await shared.admit(dep, run.messages, run.kwargs):
-            continue  # another instance used its share up; it now counts as full here too
-        kw, limit = run.begin(dep)
-        try:
-            return await attempt(dep, kw, limit)
-        except LLMRelayError as exc:
-            wait = run.failed(exc)
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 def _finish(run: _Run, dep: Deployment, call: Any) -> Any:

@@ -73,7 +73,7 @@ class Deployment:
         "in_flight", "fails", "cooldown_until", "cooldown_reason",
         "window_start", "window_requests", "window_tokens", "past_requests", "past_tokens",
         "remote_requests", "remote_tokens", "remote_in_flight",
-        "latency", "ttft", "successes", "failures", "lock", "shared",
+        "latency", "ttft", "successes", "failures", "lock", "shared", "prices",
     )
 
     def __init__(self, entry: dict[str, Any], index: int) -> None:
@@ -115,6 +115,9 @@ class Deployment:
             k: _resolve_env(v) for k, v in params.items() if k != "model" and k not in ROUTER_ONLY_PARAMS
         }
         self.api_base = self.kwargs.get("api_base") or self.kwargs.get("base_url")
+        #: The price overrides of litellm_params and model_info (cost.deployment_prices), worked
+        #: out by the router on first use; False until then.
+        self.prices: Any = False
         self.in_flight = 0
         self.fails: deque[float] = deque()
         self.cooldown_until = 0.0
