@@ -853,6 +853,12 @@ class CustomStreamWrapper:
         """How many chunks the next iterations return without waiting for the upstream."""
         return len(self._queue)
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether the stream has ended (or failed): the next iterations return the chunks still
+        queued, then stop, without waiting for the upstream."""
+        return self._finished
+
     def add_end_hook(self, hook: Any) -> None:
         """Call ``hook(stream)`` once, when the stream has ended normally (the upstream finished
         and every closing chunk is decided). Not called for a failed or early-closed stream."""

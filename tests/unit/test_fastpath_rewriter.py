@@ -210,3 +210,19 @@ def test_no_guess_from_other_first_frames(first):
     rewriter, *_ = _after_role(first)
     assert not rewriter.guess(data(first), first)
     assert rewriter.head is None
+
+
+@pytest.mark.parametrize("base", [BASE, {k: v for k, v in BASE.items() if k != "system_fingerprint"}])
+def test_client_template_from_the_role_chunk_frame(base):
+    """The client's frame of the role chunk gives the content frames' template: the same bytes
+    as building it from the state (what the general path encodes)."""
+    encoder = ChatEncoder("client-model")
+    state = StreamState("gpt-4o-mini")
+    role = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                 "logprobs": None, "finish_reason": None}]}
+    frame = encoder.chunk(state.process(role))
+    built, derived = ChatFrameRewriter(state, encoder), ChatFrameRewriter(state, encoder, frame)
+    assert (derived.prefix, derived.suffix) == (built.prefix, built.suffix)
+    # not a role chunk's frame: built as before
+    other = ChatFrameRewriter(state, encoder, encoder.chunk(state.process(chunk({"content": "x"}))))
+    assert (other.prefix, other.suffix) == (built.prefix, built.suffix)

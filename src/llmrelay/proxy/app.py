@@ -630,13 +630,14 @@ class ProxyApp:
                 return await send({"type": _BODY, "body": head + encoder.end(), "more_body": False})
             encode = encoder.chunk
             # The headers and the first chunk in one write where the server takes it.
-            await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers(), head + encode(first), True)
+            frame = encode(first)
+            await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers(), head + frame, True)
             ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
             # The common case (OpenAI-format upstream, chat client) is relayed from the upstream's
             # read callback once the chunks decoded so far are out (see fastpath.py).
-            relay = relay_for(stream, encoder, ctx.direct) if ctx.direct is not None and ctx.cache is None else None
+            relay = relay_for(stream, encoder, ctx.direct, frame) if ctx.direct is not None and ctx.cache is None else None
             # Chunks the library has already decoded (they arrived in the same upstream read)
             # go out in one write; a chunk is never held back waiting for the upstream.
             parts: list[bytes] = []
@@ -659,7 +660,8 @@ class ProxyApp:
                     parts.append(encode(chunk))
                     count += 1
                     last = chunk
-                    if not stream.chunks_ready:
+                    # (the closing chunks of an ended stream go out with its end, in one write)
+                    if not stream.chunks_ready and not getattr(stream, "exhausted", False):
                         await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
                         parts.clear()
             except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - after the first chunk: an error frame
@@ -675,11 +677,11 @@ class ProxyApp:
                 ctx.exc = exc
                 self._log_upstream_error(ctx, exc)
                 parts.append(encoder.error(exc, self.redact, **self._error_options(ctx)))
-                await send({"type": _BODY, "body": b"".join(parts), "more_body": True})
             ctx.chunks = count
             ctx.usage = last.__dict__.get("usage") or _upstream_usage(stream)
             ctx.done = True
-            await send({"type": _BODY, "body": encoder.end(), "more_body": False})
+            parts.append(encoder.end())
+            await send({"type": _BODY, "body": b"".join(parts), "more_body": False})
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

@@ -72,7 +72,7 @@ class ChatFrameRewriter:
     #: Frames tried for learning before the rewriter gives up on a stream (tool-call streams…).
     MAX_ATTEMPTS = 4
 
-    def __init__(self, state: Any, encoder: Any) -> None:
+    def __init__(self, state: Any, encoder: Any, role_frame: bytes = b"") -> None:
         self.state = state
         self.choice: Any = None
         self.head: bytes | None = None
@@ -82,7 +82,15 @@ class ChatFrameRewriter:
         self.attempts = 0
         self.guessed = False  # head and tail guessed from the role frame (guess), not learned yet
         # The client's bytes for a content chunk, around the content: what the general path's
-        # encoder makes of StreamState's chunk for choice 0 (the same code builds both).
+        # encoder makes of StreamState's chunk for choice 0 (the same code builds both). From
+        # the role chunk's frame (``role_frame``, that encoder's bytes for StreamState's chunk
+        # of choice 0 with the delta {"role":"assistant","content":""}) when it is one: the same
+        # chunk but for that delta.
+        i = role_frame.find(_ROLE_CHOICES)
+        if i >= 0 and role_frame.find(_ROLE_CHOICES, i + 1) < 0:
+            self.prefix = role_frame[:i] + _CONTENT_CHOICES_HEAD
+            self.suffix = _CONTENT_CHOICES_TAIL + role_frame[i + len(_ROLE_CHOICES):]
+            return
         delta = _fast(Delta, {"content": _SENTINEL})
         chunk = state._chunk([_fast(StreamingChoices, {"index": 0, "delta": delta, "finish_reason": None})])
         frame = encoder.chunk(chunk)
@@ -223,6 +231,12 @@ class ChatFrameRewriter:
         return self.prefix + raw + self.suffix
 
 
+#: The client's role chunk's choices, as the general path encodes them; a content chunk's (of
+#: choice 0) around its content (ChatFrameRewriter.__init__).
+_ROLE_CHOICES = b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]'
+_CONTENT_CHOICES_HEAD = b'"choices":[{"index":0,"delta":{"content":"'
+_CONTENT_CHOICES_TAIL = b'"},"finish_reason":null}]'
+
 #: A role frame's delta (OpenAI's, with ``refusal``, and the compatible servers'): its content
 #: frames have ``{"content":"…"}`` in its place (ChatFrameRewriter.guess).
 _ROLE_DELTAS = (b'"delta":{"role":"assistant","content":"","refusal":null}',
@@ -256,11 +270,11 @@ def _string_end(data: bytes, start: int) -> int:
 
 
 # ====================================================================== the I/O side
-def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
+def relay_for(stream: Any, encoder: Any, direct: Any, first: bytes = b"") -> "FastRelay | None":
     """A :class:`FastRelay` for ``stream`` if it is the common case (an OpenAI-format upstream
     read by our async transport — its lean client or aiohttp — relayed to a chat client over a
     direct-write connection), else None. Cheap: type checks only; :meth:`FastRelay.attach`
-    checks the moment."""
+    checks the moment. ``first``: the client's frame of the stream's first chunk."""
     if direct is None or not ENABLED:
         return None
     wrapper, chat_encoder, source_type, decoder_type = _TYPES or _load_types()
@@ -273,7 +287,7 @@ def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
     response = inner._response
     if type(response) is lean.LeanResponse:
         conn = response.conn
-        return LeanRelay(stream, inner, conn, encoder, direct) if conn is not None else None
+        return LeanRelay(stream, inner, conn, encoder, direct, first) if conn is not None else None
     raw = getattr(response, "_raw", None)
     if raw is None:
         return None
@@ -281,7 +295,7 @@ def relay_for(stream: Any, encoder: Any, direct: Any) -> "FastRelay | None":
         _load_readers()
     if type(raw.content) is not _READERS[0]:
         return None
-    return FastRelay(stream, inner, raw, encoder, direct)
+    return FastRelay(stream, inner, raw, encoder, direct, first)
 
 
 #: (CustomStreamWrapper, ChatEncoder, AsyncStreamSource, OpenAIStreamDecoder), imported on first
@@ -303,14 +317,15 @@ def _load_types() -> "tuple[type, type, type, type]":
 class FastRelay:
     """Relay one upstream body to the client from the upstream's read callback (module docstring)."""
 
-    __slots__ = ("stream", "source", "decoder", "wire", "raw", "content", "encoder", "direct", "rewriter",
+    __slots__ = ("stream", "first", "source", "decoder", "wire", "raw", "content", "encoder", "direct", "rewriter",
                  "general", "fast", "last", "_write", "_buf", "_raw_mode", "_out", "_turn", "_flush_handle", "_future", "_loop",
                  "_saved_timer", "_hooked", "_stopped", "_paused", "_handler", "_transport", "_idle",
                  "_idle_timer", "_last_read", "_time", "_put", "_closing", "_chunked", "_state", "_choice",
                  "_fhead", "_fs", "_ftail", "_obf_pre", "_obf_post", "_prefix", "_suffix", "_fixed")
 
-    def __init__(self, stream: Any, source: Any, raw: Any, encoder: Any, direct: Any) -> None:
+    def __init__(self, stream: Any, source: Any, raw: Any, encoder: Any, direct: Any, first: bytes = b"") -> None:
         self.stream = stream
+        self.first = first  # the client's frame of the stream's first chunk
         self.source = source
         self.decoder = source._decoder
         self.wire = self.decoder._wire
@@ -378,7 +393,7 @@ class FastRelay:
         if wire._data or wire._event is not None or not wire._started:
             return False
         if self.rewriter is None:
-            rewriter = self.rewriter = ChatFrameRewriter(stream.state, self.encoder)
+            rewriter = self.rewriter = ChatFrameRewriter(stream.state, self.encoder, self.first)
             first = decoder.first
             if first is not None:
                 rewriter.guess(*first)
