@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import LLMRelayError
+from .types import OpenAIObject
 
 __all__ = [
     "ModelNotMappedError",
@@ -419,7 +420,8 @@ def _get(obj: Any, key: str) -> Any:
 
 def _tokens(usage: Any) -> tuple[int, int, int, int, int]:
     """(prompt, completion, cache read, cache write, reasoning) from an OpenAI-shaped usage."""
-    if type(usage) is not dict and not isinstance(usage, Mapping):
+    # (our Usage is no Mapping: asked first, it spares the ABC's isinstance check)
+    if type(usage) is not dict and (isinstance(usage, OpenAIObject) or not isinstance(usage, Mapping)):
         # a Usage object: its fields (absent ones read as None below)
         fields = getattr(usage, "__dict__", None)
         usage = fields if fields is not None else {key: getattr(usage, key, None) for key in _USAGE_FIELDS}

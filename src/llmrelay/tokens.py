@@ -634,14 +634,23 @@ def token_counter(
         else:
             total += sum(_count(enc, t) for t in text)
     if messages:
-        mapped = (_as_mapping(m) for m in messages)
-        total += sum(_message_tokens(enc, m, opts) for m in mapped if m is not None)
+        total += _messages_tokens(enc, messages, opts)
         if not count_response_tokens:
             total += _REPLY_PRIMING
     if not count_response_tokens:
         if tools:
             total += _tools_tokens(enc, tools)
         total += _tool_choice_tokens(enc, tool_choice)
+    return total
+
+
+def _messages_tokens(enc: tiktoken.Encoding, messages: Iterable[Any], opts: _Options) -> int:
+    """The messages' own tokens (no reply priming)."""
+    total = 0
+    for message in messages:
+        m = message if type(message) is dict else _as_mapping(message)
+        if m is not None:
+            total += _message_tokens(enc, m, opts)
     return total
 
 
@@ -657,6 +666,8 @@ def _as_mapping(message: Any) -> Mapping[str, Any] | None:
 
 
 def _tool_choice_tokens(enc: tiktoken.Encoding, tool_choice: Any) -> int:
+    if tool_choice is None:
+        return 0
     if tool_choice == "none":
         return 1
     if isinstance(tool_choice, Mapping):
@@ -690,8 +701,10 @@ def counted_usage(model: str | None, messages: list[Mapping[str, Any]] | None, c
     global _Usage
     if _Usage is None:  # imported once: a function-level import costs ~10k instructions a call
         from .types import Usage as _Usage
-    model = model or ""
+    # token_counter(model, messages=messages) and token_counter(model, text=completion), with
+    # the encoding looked up once
+    enc = get_encoding(model or "")
     return _Usage(
-        prompt_tokens=token_counter(model=model, messages=messages) if messages else 0,
-        completion_tokens=token_counter(model=model, text=completion) if completion else 0,
+        prompt_tokens=_messages_tokens(enc, messages, _PLAIN) + _REPLY_PRIMING if messages else 0,
+        completion_tokens=_count(enc, completion) if completion else 0,
     )
