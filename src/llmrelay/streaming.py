@@ -489,6 +489,8 @@ class StreamHiddenParams(dict):
             self["response_cost"]  # noqa: B018 - __missing__ stores it
 
     def get(self, key: Any, default: Any = None) -> Any:
+        if key != "response_cost" or dict.__contains__(self, key):  # (no KeyError raised and caught)
+            return dict.get(self, key, default)
         try:
             return self[key]
         except KeyError:
