@@ -102,6 +102,12 @@ class SSEDecoder:
             if trailing_cr:
                 rest += b"\r"
         else:
+            if not self._data and chunk[-2:] == b"\n\n" and chunk[:6] == b"data: " and chunk.find(b"\n") == len(chunk) - 2:
+                # one whole event of one data line (every frame of an OpenAI-shaped stream): what
+                # _lines makes of it, without splitting it into lines
+                event = ServerSentEvent(chunk[6:-2], self._event, self._last_id, self._retry)
+                self._event = None
+                return [event]
             lines = chunk.split(b"\n")
             rest = lines.pop()
         if rest:
