@@ -72,6 +72,7 @@ _ROUTER_CALL_KWARGS = (
     "context_window_fallbacks",
     "content_policy_fallbacks",
 )
+_ROUTER_CALL_KEYS = frozenset(_ROUTER_CALL_KWARGS)
 
 #: LiteLLM Router options that are accepted and ignored (caching, alerting…; redis_* are
 #: routing.shared.SHARED_OPTIONS).
@@ -477,7 +478,7 @@ class Router:
     def _split_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
         """Pop the router's own call arguments out of ``kwargs`` (a fresh ``**kwargs`` dict)."""
         overrides: dict[str, Any] = {}
-        if kwargs:
+        if kwargs and not _ROUTER_CALL_KEYS.isdisjoint(kwargs):
             for key in _ROUTER_CALL_KWARGS:
                 if key in kwargs:
                     overrides[key] = kwargs.pop(key)

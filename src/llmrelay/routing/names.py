@@ -66,11 +66,16 @@ def lowest_order(candidates: list[Deployment]) -> list[Deployment]:
     return [d for d in candidates if d.order == best]
 
 
+_NO_TAGS: frozenset[str] = frozenset()
+
+
 def request_tags(kwargs: dict[str, Any]) -> frozenset[str]:
     """Pop a call's ``tags`` (also read ``metadata.tags``): the tags it asks for."""
-    tags: list[Any] = []
     value = kwargs.pop("tags", None)
     metadata = kwargs.get("metadata")
+    if value is None and metadata is None:
+        return _NO_TAGS
+    tags: list[Any] = []
     for source in (value, metadata.get("tags") if isinstance(metadata, dict) else None):
         if isinstance(source, str):
             tags.append(source)
