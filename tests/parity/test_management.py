@@ -181,3 +181,15 @@ def test_user_and_customer_lists_and_spend_log_names(gw):
     response = chat(gw, key)
     [row] = wait_for(lambda: admin.get(f"/spend/logs?request_id={response.id}").json())
     assert row["user"] == "list-user-0" and row["request_tags"] == []
+
+
+def test_litellm_response_headers(gw):
+    """x-litellm-call-id (the request's id in the spend log and the callbacks) and
+    x-litellm-response-cost (what the request was charged), read with the OpenAI SDK."""
+    key = generate_key(gw)["key"]
+    client = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4", messages=MESSAGES)
+    call_id, cost = raw.headers["x-litellm-call-id"], float(raw.headers["x-litellm-response-cost"])
+    assert call_id == raw.headers["x-request-id"] and cost > 0
+    [row] = wait_for(lambda: as_(gw, MASTER_KEY).get(f"/spend/logs?request_id={call_id}").json())
+    assert row["spend"] == cost

@@ -57,6 +57,17 @@ CONFIG_ENV = "LLMRELAY_PROXY_CONFIG"
 _perf = time.perf_counter
 _time = time.time
 _dumps = orjson.dumps
+
+
+def _cost_header(result: Any) -> list[tuple[bytes, bytes]] | None:
+    """LiteLLM's ``x-litellm-response-cost`` of a whole (not streamed) answer: the price the
+    library put on it (float text by orjson: the same number as LiteLLM's ``str``, maybe spelt
+    ``8e-5`` for ``8e-05``)."""
+    hidden = getattr(result, "_hidden_params", None)
+    cost = hidden.get("response_cost") if type(hidden) is dict else None
+    if type(cost) is not float:
+        return None
+    return [(b"x-litellm-response-cost", _dumps(0.0 if hidden.get("cache_hit") else cost))]
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _BODY = "http.response.body"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -138,6 +149,7 @@ class _Ctx:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
         headers = [
             (b"x-request-id", self.request_id),
+            (b"x-litellm-call-id", self.request_id),  # LiteLLM's name for it (its callbacks' litellm_call_id)
             (b"x-llmrelay-overhead-duration-ms", b"%.3f" % max(overhead, 0.0)),
         ]
         if self.extra:
@@ -602,7 +614,7 @@ class ProxyApp:
                 ctx.usage = getattr(result, "usage", None)
                 body = ingress.response_body(result, request)
                 ctx.done = True
-                await self._json(ctx, send, 200, body)
+                await self._json(ctx, send, 200, body, _cost_header(result))
         except asyncio.CancelledError:
             if not ctx.disconnected and ctx.cut is None:
                 raise
