@@ -47,6 +47,8 @@ request_timeout: float = _settings.DEFAULTS["request_timeout"]
 api_key: str | None = None
 api_base: str | None = None
 ssl_verify: bool | str = True
+#: Callbacks (and OTel spans) get "redacted-by-litellm" instead of prompts and answers.
+turn_off_message_logging: bool = False
 #: The response cache for completion()/acompletion(): ``llmrelay.cache = llmrelay.Cache(...)``.
 cache: Any = None
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from . import settings as _settings
+
 __all__ = ["Logging", "start_call", "response_cost"]
 
 log = logging.getLogger("llmrelay.callbacks")
@@ -143,6 +145,33 @@ def _map_value(model: Any, provider: str | None) -> dict[str, Any] | None:
     return {"key": found[0], **found[1]} if found is not None else None
 
 
+REDACTED = "redacted-by-litellm"
+
+
+def _redact(kwargs: dict[str, Any], slo: dict[str, Any], response: Any) -> Any:
+    """``turn_off_message_logging``: what an event's callbacks see of the prompt and the
+    answer becomes LiteLLM's placeholder (the caller's own response is left alone: the
+    callbacks get a redacted copy)."""
+    messages = [{"role": "user", "content": REDACTED}]
+    kwargs["messages"] = kwargs["input"] = slo["messages"] = messages
+    kwargs["additional_args"] = {"complete_input_dict": {}, "api_base": kwargs["additional_args"].get("api_base")}
+    kwargs["original_response"] = REDACTED
+    slo["response"] = {"text": REDACTED}
+    if response is None:
+        return None
+    import copy
+
+    redacted = copy.deepcopy(response)
+    for choice in getattr(redacted, "choices", None) or ():
+        for part in ("message", "delta"):
+            message = getattr(choice, part, None)
+            if message is not None and getattr(message, "content", None) is not None:
+                message.content = REDACTED
+        if getattr(choice, "text", None) is not None:  # a text completion's
+            choice.text = REDACTED
+    return redacted
+
+
 def _original(response: Any) -> str:
     """``kwargs["original_response"]``: the answer as JSON text (LiteLLM's is the raw body)."""
     try:
@@ -205,6 +234,7 @@ class Logging:
         self.slim = False
         self.done = False
         self.posted = False  # log_post_api_call sent
+        self.event_response: Any = None  # the response the success/failure callbacks get
         self.additional_args: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the events
@@ -435,6 +465,7 @@ class Logging:
             "standard_built_in_tools_params": None,
         }
         if self.slim:
+            self.event_response = response
             kwargs = self.model_call_details = {"standard_logging_object": slo, "response_cost": cost}
             return kwargs
         # (not in slim events: the gateway's own loggers do not read it)
@@ -451,6 +482,9 @@ class Logging:
             cache_hit=bool(route.get("cache_hit")),
             standard_logging_object=slo,
         )
+        if _settings.get("turn_off_message_logging"):
+            response = _redact(kwargs, slo, response)
+        self.event_response = response  # what the callbacks get (a redacted copy, or the response)
         if self.stream and response is not None:
             kwargs["complete_streaming_response"] = response
             kwargs["async_complete_streaming_response"] = response
@@ -467,6 +501,7 @@ class Logging:
               exc: BaseException | None) -> None:
         end = end_time if end_time is not None else time.time()
         kwargs = self.event_kwargs(status, response, usage, cost, end, exc)
+        response = self.event_response
         if self.callbacks:
             self.callbacks.emit(status, self.is_async, kwargs, response, kwargs["start_time"], kwargs["end_time"])
 

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "ssl_verify": True,
     # model name → the model string to call instead (LiteLLM's model_alias_map).
     "model_alias_map": {},
+    # Callbacks get "redacted-by-litellm" instead of the messages and the answer's text.
+    "turn_off_message_logging": False,
 }
 
 KNOWN_SETTINGS = frozenset(DEFAULTS) | {"set_verbose"}

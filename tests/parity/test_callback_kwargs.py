@@ -203,3 +203,25 @@ def test_standard_logging_payload_keys_and_model_map(keyed):
         "input_cost_per_token"]
     assert json.loads(kwargs["original_response"])["id"] == answer.id
     assert kwargs["additional_args"]["complete_input_dict"]["messages"] == chat(keyed)["messages"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_turn_off_message_logging(keyed, stream, monkeypatch):
+    """test_standard_logging_payload / test_logging_async_cache_hit_sync_call with
+    turn_off_message_logging: the callbacks see LiteLLM's placeholder, the caller its answer."""
+    monkeypatch.setattr(litellm, "turn_off_message_logging", True)
+    handler = TypeChecker()
+    seen = []
+    litellm.callbacks = [handler]
+    litellm.success_callback = [lambda kwargs, response, start, end: seen.append(response)]
+    answer = litellm.completion(**chat(keyed), stream=stream)
+    text = "".join(c.choices[0].delta.content or "" for c in answer) if stream else answer.choices[0].message.content
+    assert text and "redacted" not in text
+    assert handler.errors == []
+    kwargs = handler.success_kwargs
+    slo = kwargs["standard_logging_object"]
+    assert slo["messages"][0]["content"] == "redacted-by-litellm" and slo["response"] == {"text": "redacted-by-litellm"}
+    assert kwargs["messages"][0]["content"] == "redacted-by-litellm" and "Hi" not in json.dumps(kwargs, default=str)
+    [response] = seen
+    assert response.choices[0].message.content == "redacted-by-litellm"
+    assert slo["response_cost"] > 0 and slo["total_tokens"] > 0  # spend is still tracked

@@ -14,7 +14,8 @@ Attributes: ``gen_ai.operation.name`` (``chat``), ``gen_ai.system``, ``gen_ai.re
 (``gen_ai.request.temperature``…), ``llmrelay.cost_usd``; an event ``gen_ai.first_token`` at the
 first streamed token; ``error.type`` and an error status on failures. The text of prompts and
 completions (``gen_ai.input.messages`` / ``gen_ai.output.messages``) is recorded only when
-``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` (or ``capture_content=True``).
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` (or ``capture_content=True``), and
+never while ``turn_off_message_logging`` is set.
 
 In the gateway the span covers the request, is the child of the client's W3C ``traceparent``
 when one came, and has the upstream call as a child span whose context is sent upstream in
@@ -41,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from .. import settings as _settings
 from .custom_logger import CustomLogger
 
 __all__ = ["OpenTelemetryLogger", "langfuse_logger", "default_exporter", "otlp_http_exporter"]
@@ -321,7 +323,7 @@ class OpenTelemetryLogger(CustomLogger):
             first = get("completionStartTime")
             first = _ns(first) if first and first != get("endTime") else None
         messages = out = None
-        if self.capture_content:
+        if self.capture_content and not _settings.get("turn_off_message_logging"):
             messages = orjson.dumps(get("messages") or [], default=_json).decode()
             out = orjson.dumps([c.get("message") for c in choices or ()], default=_json).decode()
         if tracestate:
@@ -414,7 +416,7 @@ class OpenTelemetryLogger(CustomLogger):
             first = slo.get("completionStartTime")
             if first and first != slo.get("endTime"):  # it defaults to the end when nothing came
                 events = (self._event("gen_ai.first_token", timestamp=_ns(first)),)
-        if self.capture_content:
+        if self.capture_content and not _settings.get("turn_off_message_logging"):
             response = slo.get("response") or {}
             attributes["gen_ai.input.messages"] = orjson.dumps(slo.get("messages") or [], default=_json).decode()
             out = [c.get("message") for c in response.get("choices") or ()]

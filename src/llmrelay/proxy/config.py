@@ -73,6 +73,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "api_key": (str,),
     "api_base": (str,),
     "ssl_verify": (bool, str),
+    "turn_off_message_logging": (bool,),
 }
 
 #: Optional extras a provider needs: prefix → (module that must be importable, extra name).

@@ -60,11 +60,11 @@ LITELLM_SETTINGS = _keys(
     "litellm_settings",
     # the library's module settings (llmrelay.settings) and the Router options above
     "REPEATED_STREAMING_CHUNK_LIMIT drop_params num_retries request_timeout set_verbose api_key api_base "
-    "ssl_verify cache cache_params " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
+    "ssl_verify cache cache_params turn_off_message_logging " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
     # the gateway's callbacks (proxy/observe.py)
     + " callbacks success_callback failure_callback",
     "service_callback input_callback "
-    "json_logs turn_off_message_logging redact_user_api_key_info redact_messages_in_exceptions "
+    "json_logs redact_user_api_key_info redact_messages_in_exceptions "
     "telemetry max_budget budget_duration default_team_settings upperbound_key_generate_params "
     "default_key_generate_params key_generation_settings default_internal_user_params modify_params "
     "enable_preview_features return_response_headers set_verbose_callbacks "
