@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -34,9 +35,12 @@ class Moderator(CustomLogger):
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         with open(os.environ["CALLBACK_LOG"], "a") as f:
+            meta = kwargs["litellm_params"]["metadata"]
             f.write(json.dumps({"event": kwargs["log_event_type"], "call_type": call_type_of(kwargs),
                                 "original": json.loads(kwargs["original_response"])["id"],
-                                "input": kwargs["input"]}) + "\\n")
+                                "input": kwargs["input"], "key_metadata": meta.get("user_api_key_metadata"),
+                                "key_hash": meta.get("user_api_key"), "end_user": meta.get("user_api_key_end_user_id"),
+                                "body": kwargs["litellm_params"]["proxy_server_request"]["body"]}) + "\\n")
 
 
 def call_type_of(kwargs):
@@ -52,6 +56,9 @@ model_list:
     litellm_params: {{model: openai/gpt-4o-mini, api_base: {url}/v1, api_key: sk-up}}
 litellm_settings:
   callbacks: custom_callbacks.moderator
+general_settings:
+  master_key: sk-1234
+  database_url: "sqlite:///{db}"
 """
 
 
@@ -62,8 +69,8 @@ def setup(tmp_path_factory):
     log = tmp / "events.jsonl"
     with FakeOpenAIServer() as up:
         path = tmp / "config.yaml"
-        path.write_text(CONFIG.format(url=up.url))
-        with Gateway(str(path), env={"CALLBACK_LOG": str(log)}) as gw:
+        path.write_text(CONFIG.format(url=up.url, db=tmp / "keys.db"))
+        with Gateway(str(path), env={"CALLBACK_LOG": str(log), "LLMRELAY_DATA_DIR": str(tmp)}) as gw:
             yield gw, up, log
 
 
@@ -76,7 +83,7 @@ def read_events(log: Path, timeout: float = 5.0) -> list[dict]:
 
 def test_moderation_hook_rejects_before_the_upstream_call(setup):
     gw, up, _ = setup
-    client = openai.OpenAI(base_url=gw.url, api_key="none", max_retries=0)
+    client = openai.OpenAI(base_url=gw.url, api_key="sk-1234", max_retries=0)
     before = len(up.chat_requests)
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hello world"}])
@@ -85,10 +92,16 @@ def test_moderation_hook_rejects_before_the_upstream_call(setup):
 
 
 def test_passing_request_and_the_success_kwargs(setup):
+    """A virtual key's metadata reaches the callbacks as LiteLLM's proxy puts it
+    (litellm_params.metadata.user_api_key_metadata), with the request's body."""
     gw, up, log = setup
-    client = openai.OpenAI(base_url=gw.url, api_key="none", max_retries=0)
-    answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    made = httpx.post(gw.url + "/key/generate", headers={"Authorization": "Bearer sk-1234"},
+                      json={"metadata": {"app": "billing"}}).json()
+    client = openai.OpenAI(base_url=gw.url, api_key=made["key"], max_retries=0)
+    answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], user="end-1")
     assert answer.choices[0].message.content == DEFAULT_TEXT
     [event] = read_events(log)
     assert event["event"] == "successful_api_call" and event["original"] == answer.id
     assert event["input"] == [{"role": "user", "content": "hi"}]
+    assert event["key_metadata"] == {"app": "billing"} and event["key_hash"] == made["token"]
+    assert event["end_user"] == "end-1" and event["body"]["messages"] == event["input"]

@@ -354,7 +354,12 @@ class Observe:
                         callbacks=listeners, is_async=True, optional_params=params, metadata=meta)
         entry.route["model_group"] = ctx.model
         if listeners:
-            entry.proxy_server_request = {"url": "/v1/chat/completions", "request_id": request_id}
+            body = {"model": ctx.model, "messages": record.messages, **params}
+            entry.proxy_server_request = {"url": "/v1/chat/completions", "method": "POST", "body": body,
+                                          "request_id": request_id}
+            if auth is not None:  # what LiteLLM's proxy adds for its callbacks: the key's hash and metadata
+                entry.metadata.update(user_api_key=auth.api_key, user_api_key_metadata=auth.metadata,
+                                      user_api_key_end_user_id=params.get("user"))
         else:
             entry.plain_response = False
             entry.slim = True
