@@ -49,6 +49,10 @@ api_base: str | None = None
 ssl_verify: bool | str = True
 #: Callbacks (and OTel spans) get "redacted-by-litellm" instead of prompts and answers.
 turn_off_message_logging: bool = False
+#: LiteLLM's global budget (USD): once the calls made since it was set (``_current_cost``) cost
+#: more, a call raises BudgetExceededError before it goes out. None: no budget.
+max_budget: float | None = None
+_current_cost: float = 0.0
 #: The response cache for completion()/acompletion(): ``llmrelay.cache = llmrelay.Cache(...)``.
 cache: Any = None
 

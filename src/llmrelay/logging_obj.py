@@ -89,7 +89,16 @@ def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], 
         from .integrations.dispatch import registered as _registered
 
     callbacks = _registered()
-    if callbacks is None:
+    budget = _package().get("max_budget")
+    if budget is not None:  # LiteLLM's global budget: llmrelay.max_budget, spent in llmrelay._current_cost
+        spent = _package().get("_current_cost") or 0.0
+        if spent > budget:
+            from .exceptions import BudgetExceededError
+
+            raise BudgetExceededError(current_cost=spent, max_budget=budget)
+        if callbacks is None:
+            callbacks = _no_callbacks()
+    elif callbacks is None:
         return None
     record = Logging(
         model=model, messages=messages, stream=stream,
@@ -102,8 +111,32 @@ def start_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any], 
     if extra:
         record.call_kwargs = extra
     record.pre_call()
+    record.budgeted = budget is not None
     # input_callback only: told of the call's start, nothing to report at its end
-    return record if callbacks.reports else None
+    return record if callbacks.reports or budget is not None else None
+
+
+_package_dict: dict[str, Any] | None = None
+_empty: Any = None
+
+
+def _package() -> dict[str, Any]:
+    """The ``llmrelay`` package's attributes (its module settings)."""
+    global _package_dict
+    if _package_dict is None:
+        import sys
+
+        _package_dict = sys.modules["llmrelay"].__dict__
+    return _package_dict
+
+
+def _no_callbacks() -> Any:
+    global _empty
+    if _empty is None:
+        from .integrations.dispatch import Callbacks
+
+        _empty = Callbacks()
+    return _empty
 
 
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
@@ -233,6 +266,7 @@ class Logging:
         #: alone (LiteLLM's other keys, their datetimes and nested dicts are not built).
         self.slim = False
         self.done = False
+        self.budgeted = False  # adds its cost to llmrelay._current_cost (llmrelay.max_budget is set)
         self.posted = False  # log_post_api_call sent
         self.event_response: Any = None  # the response the success/failure callbacks get
         self.additional_args: dict[str, Any] | None = None
@@ -500,6 +534,9 @@ class Logging:
     def _emit(self, status: str, response: Any, usage: Any, cost: float | None, end_time: float | None,
               exc: BaseException | None) -> None:
         end = end_time if end_time is not None else time.time()
+        if self.budgeted and cost:
+            package = _package()
+            package["_current_cost"] = (package.get("_current_cost") or 0.0) + cost
         kwargs = self.event_kwargs(status, response, usage, cost, end, exc)
         response = self.event_response
         if self.callbacks:

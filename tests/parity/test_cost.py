@@ -102,3 +102,22 @@ def test_unmapped_model_error_says_what_litellm_says():
                  lambda: get_max_tokens("no-such-model-x")):
         with pytest.raises(Exception, match="This model isn't mapped yet"):
             call()
+
+
+async def test_global_max_budget(upstream, monkeypatch):
+    """docs/budget_manager.md: litellm.max_budget stops calls once litellm._current_cost,
+    the cost of the calls so far (streams included), is over it."""
+    monkeypatch.setattr(litellm, "max_budget", 1e-9)
+    monkeypatch.setattr(litellm, "_current_cost", 0.0)
+    call = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hey"}],
+            "api_base": upstream.url + "/v1", "api_key": "sk-x"}
+    async for _ in await litellm.acompletion(**call, stream=True):
+        pass
+    spent = litellm._current_cost
+    assert spent > 0
+    with pytest.raises(litellm.BudgetExceededError) as err:
+        litellm.completion(**call)
+    assert err.value.current_cost == spent and err.value.max_budget == 1e-9
+    assert len(upstream.chat_requests) == 1  # refused before going out
+    monkeypatch.setattr(litellm, "max_budget", None)
+    assert litellm.completion(**call).choices

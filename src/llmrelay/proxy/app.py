@@ -58,16 +58,6 @@ _perf = time.perf_counter
 _time = time.time
 _dumps = orjson.dumps
 
-
-def _cost_header(result: Any) -> list[tuple[bytes, bytes]] | None:
-    """LiteLLM's ``x-litellm-response-cost`` of a whole (not streamed) answer: the price the
-    library put on it (float text by orjson: the same number as LiteLLM's ``str``, maybe spelt
-    ``8e-5`` for ``8e-05``)."""
-    hidden = getattr(result, "_hidden_params", None)
-    cost = hidden.get("response_cost") if type(hidden) is dict else None
-    if type(cost) is not float:
-        return None
-    return [(b"x-litellm-response-cost", _dumps(0.0 if hidden.get("cache_hit") else cost))]
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _BODY = "http.response.body"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -614,7 +604,13 @@ class ProxyApp:
                 ctx.usage = getattr(result, "usage", None)
                 body = ingress.response_body(result, request)
                 ctx.done = True
-                await self._json(ctx, send, 200, body, _cost_header(result))
+                # LiteLLM's x-litellm-response-cost: the price the library put on the answer (read
+                # from its _hidden_params slot, not the property: ~1 k instructions less), as
+                # orjson float text (the same number as LiteLLM's str; ~1.2 k instructions, repr ~4.4 k)
+                hidden = getattr(result, "_hp", None)
+                cost = hidden.get("response_cost") if hidden else None
+                await self._json(ctx, send, 200, body, None if type(cost) is not float else [
+                    (b"x-litellm-response-cost", b"0.0" if hidden.get("cache_hit") else _dumps(cost))])
         except asyncio.CancelledError:
             if not ctx.disconnected and ctx.cut is None:
                 raise
