@@ -107,6 +107,7 @@ _LAZY = {
     "Logging": ("logging_obj", "Logging"),
     "Router": ("router", "Router"),
     "CustomLogger": ("integrations.custom_logger", "CustomLogger"),
+    "logging_callback_manager": ("integrations.callback_manager", "logging_callback_manager"),
     "completion_cost": ("cost", "completion_cost"),
     "cost_per_token": ("cost", "cost_per_token"),
     "model_cost": ("cost", "model_cost"),

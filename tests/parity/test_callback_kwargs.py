@@ -225,3 +225,27 @@ def test_turn_off_message_logging(keyed, stream, monkeypatch):
     [response] = seen
     assert response.choices[0].message.content == "redacted-by-litellm"
     assert slo["response_cost"] > 0 and slo["total_tokens"] > 0  # spend is still tracked
+
+
+def test_logging_callback_manager(keyed):
+    """litellm.logging_callback_manager, as LiteLLM's tests and integrations use it: no
+    duplicates, async functions to the async list, and _reset_all_callbacks between cases."""
+    manager = litellm.logging_callback_manager
+    first, second = TypeChecker(), TypeChecker()
+    manager.add_litellm_callback(first)
+    manager.add_litellm_callback(second)  # the same class with the same settings: once
+    assert litellm.callbacks == [first]
+
+    async def on_success(kwargs, response, start, end):
+        pass
+
+    manager.add_litellm_success_callback(on_success)
+    manager.add_litellm_success_callback(on_success)
+    assert litellm._async_success_callback == [on_success] and litellm.success_callback == []
+    assert manager.get_custom_loggers_for_type(TypeChecker) == [first] and manager.callback_is_active(TypeChecker)
+    litellm.completion(**chat(keyed))
+    assert first.states == ["pre_api_call", "post_api_call", "sync_success"]
+    manager._reset_all_callbacks()
+    assert litellm.callbacks == [] == litellm._async_success_callback == litellm.input_callback
+    litellm.completion(**chat(keyed))
+    assert len(first.states) == 3

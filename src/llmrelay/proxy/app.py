@@ -306,7 +306,11 @@ class ProxyApp:
                     return
                 from .model_info import model_info_list
 
-                await self._json(ctx, send, 200, _dumps({"data": model_info_list(self.config)}))
+                data = model_info_list(self.config)
+                visible = await self._visible(ctx)
+                if visible is not None:
+                    data = [d for d in data if d.get("model_name") in visible]
+                await self._json(ctx, send, 200, _dumps({"data": data}))
             elif path in ("/health/liveliness", "/health/liveness"):
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":
@@ -408,11 +412,22 @@ class ProxyApp:
         ctx.error = type(exc).__name__
         await self._json(ctx, send, status, body, extra)
 
+    async def _visible(self, ctx: _Ctx) -> list[str] | None:
+        """The model groups the caller's key may use, or None for all (LiteLLM's /models and
+        /model/info show a key only its models)."""
+        if self.keys is None or ctx.auth is None:
+            return None
+        return await self.keys.visible_models(ctx.auth, self.models.names)
+
     async def _models(self, ctx: _Ctx, send: Send, path: str) -> None:
+        visible = await self._visible(ctx)
         if path in _MODELS_PATHS:
-            return await self._json(ctx, send, 200, self._models_body)
+            if visible is None:
+                return await self._json(ctx, send, 200, self._models_body)
+            cards = [self._model_card(n) for n in visible]
+            return await self._json(ctx, send, 200, _dumps({"object": "list", "data": cards}))
         name = path.split("/models/", 1)[1]
-        if name in self.models:
+        if name in self.models and (visible is None or name in visible):
             return await self._json(ctx, send, 200, _dumps(self._model_card(name)))
         await self._error(ctx, send, 404, f"The model {name!r} is not served here.", param="model", code="model_not_found")
 
@@ -604,13 +619,7 @@ class ProxyApp:
                 ctx.usage = getattr(result, "usage", None)
                 body = ingress.response_body(result, request)
                 ctx.done = True
-                # LiteLLM's x-litellm-response-cost: the price the library put on the answer (read
-                # from its _hidden_params slot, not the property: ~1 k instructions less), as
-                # orjson float text (the same number as LiteLLM's str; ~1.2 k instructions, repr ~4.4 k)
-                hidden = getattr(result, "_hp", None)
-                cost = hidden.get("response_cost") if hidden else None
-                await self._json(ctx, send, 200, body, None if type(cost) is not float else [
-                    (b"x-litellm-response-cost", b"0.0" if hidden.get("cache_hit") else _dumps(cost))])
+                await self._json(ctx, send, 200, body)
         except asyncio.CancelledError:
             if not ctx.disconnected and ctx.cut is None:
                 raise

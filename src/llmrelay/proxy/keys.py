@@ -537,6 +537,23 @@ class KeyManager:
         who.model = model
         return None
 
+    async def visible_models(self, who: Any, names: Any) -> list[str] | None:
+        """The model groups of ``names`` a caller may use (its key's, team's and user's
+        allow-lists; LiteLLM's ``/models`` for a key lists only these), or None for all."""
+        entry = getattr(who, "entry", None)
+        if who is None or who.master or entry is None or entry.row is None:
+            return None
+        key = entry.row
+        lists = [key.get("models")]
+        for kind, ident in (("team", key.get("team_id")), ("user", key.get("user_id"))):
+            if ident:
+                found = await self._lookup(kind, ident)
+                lists.append(found.row.get("models") if found is not None and found.row is not None else None)
+        lists = [models for models in lists if models]
+        if not lists:
+            return None
+        return [name for name in names if all(self._allowed(models, name) for models in lists)]
+
     def _allowed(self, models: list[str] | None, model: str) -> bool:
         if not models:
             return True
