@@ -269,6 +269,22 @@ def test_unexpected_shapes_fall_back(gateway, general, upstream):
     assert record["fast_chunks"] >= 3
 
 
+def test_content_lengths_and_obfuscation_values(gateway, general, upstream):
+    """Paced reads of every size class the relay lays out by length (2- and 3-digit HTTP chunk
+    size lines, one over 4 KiB), each length seen more than once, with OpenAI's ``obfuscation``
+    field of varying length (the learned tail then differs in every frame)."""
+    f = ChunkFactory()
+    events: list[Any] = [f.role()]
+    sizes = [1, 5, 5, 90, 90, 170, 171, 172, 173, 200, 200, 900, 900, 3900, 5000, 5000, 2, 1]
+    for i, size in enumerate(sizes):
+        text = ("word%d " % i * 1000)[:size]
+        events.append({**f.content(text), "obfuscation": "o" * (1 + i % 4)})
+    events += [f.finish(), "[DONE]"]
+    frames, record = _compare(gateway, general, upstream, lambda: stream_reply(events, interval=0.002))
+    assert _texts(frames) == "".join(("word%d " % i * 1000)[:size] for i, size in enumerate(sizes))
+    assert record["fast_chunks"] >= len(sizes) - 4
+
+
 def test_error_frame_mid_stream(gateway, general, upstream):
     events = [*text_stream_events(TEXT)[:8], error_body("upstream broke", "server_error", None, None)]
     frames, record = _compare(gateway, general, upstream, lambda: stream_reply(events, interval=0.002))

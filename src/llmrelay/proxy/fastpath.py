@@ -740,13 +740,15 @@ class LeanRelay(FastRelay):
     stands between two chunks (:meth:`lean._Conn.aligned`). The read timeout stays the
     connection's (one timer per idle period)."""
 
-    __slots__ = ("_aligned", "_ftail_c", "_ftail_n", "_obf_post_c", "_suffix_c")  # self.raw: the connection
+    __slots__ = ("_aligned", "_ftail_c", "_ftail_n", "_obf_post_c", "_suffix_c", "_shapes")  # self.raw: the connection
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._aligned = False
         self._ftail_c = self._obf_post_c = self._suffix_c = b""
         self._ftail_n = 0
+        # A one-chunk content read's layout by its length (_shape): {n: (head, s, e, out_head) | None}
+        self._shapes: dict[int, Any] = {}
 
     @staticmethod
     def _content(raw: Any) -> Any:
@@ -778,11 +780,33 @@ class LeanRelay(FastRelay):
 
     def _learned(self) -> None:
         super()._learned()
+        self._shapes = {}
         if self._fhead is not None:
             self._ftail_c = self._ftail + b"\r\n"
             self._ftail_n = len(self._ftail_c)
             self._obf_post_c = self._obf_post + b"\r\n"
             self._suffix_c = self._suffix + b"\r\n"
+
+    def _shape(self, n: int) -> Any:
+        """The layout of an ``n``-byte read that is one HTTP chunk carrying one content frame of
+        the learned shape: ``(head, s, e, out_head)`` — the chunk's size line and the learned
+        head (``data[:s]``), where the content ends if the tail is the learned one (``e``), and
+        the client's size line and head for that content (its frame is ``out_head + content +
+        suffix``) — or None when no such read has ``n`` bytes. Worked out once per length (a
+        stream's content chunks come in a few lengths) and kept for the stream."""
+        # its size line has 2 hex digits (16-255 bytes) or 3
+        k = 2 if 22 <= n < 262 else 3 if 262 <= n < 4103 else 0
+        line = _HEX_LINES[n - k - 4] if k else b""
+        shape = None
+        if k and len(line) == k + 2:
+            s = k + 2 + self._fs
+            e = n - self._ftail_n  # (below s: only another tail, an obfuscation value, can fit)
+            size = self._fixed + e - s
+            shape = (line + self._fhead, s, e,
+                     None if e < s else (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix)
+        if len(self._shapes) < 64:
+            self._shapes[n] = shape
+        return shape
 
     def _interpose(self) -> None:
         conn = self.raw
@@ -809,55 +833,58 @@ class LeanRelay(FastRelay):
 
         Written for CPython 3.11's costs: slices compared with ``==`` and table look-ups
         instead of ``bytes.find``/``startswith`` (argument tuples, ~700 instructions a call) and
-        ``%`` formatting (~1k)."""
+        ``%`` formatting (~1k); the read's layout by its length from :meth:`_shape` (the size
+        line, the learned head and the client's head checked and built once per length)."""
         conn = self.raw
-        fhead = self._fhead
-        if fhead is not None and self._aligned and not self._buf:
+        if self._fhead is not None and self._aligned and not self._buf:
             n = len(data)
-            # one chunk, the whole read: its size line has 2 hex digits (16-255 bytes), or 3
-            k = 0 if n < 22 else 2 if n < 262 else 3 if n < 4103 else 0
-            s = k + 2 + self._fs
-            if k and data[:k + 2] == _HEX_LINES[n - k - 4] and data[k + 2:s] == fhead and conn.state == _LEAN_BODY:
-                e = n - self._ftail_n
-                if data[e:] != self._ftail_c:  # another obfuscation value (OpenAI's), or another shape
-                    e = data.find(b'"', s) if self._obf_pre else -1
-                    if e < 0 or not self._obfuscated(data, e, self._obf_post_c):
-                        e = -1
-                if e >= s:
-                    raw = data[s:e]
-                    try:
-                        text: str | None = raw.decode()
-                    except UnicodeDecodeError:
-                        text = None
-                    if (text is not None and '"' not in text and "\\" not in text
-                            and (text.isprintable() or _no_control(raw))):
-                        if not text:  # an empty delta after the role chunk: the general path drops it
-                            conn.last_read = self._time()
-                            return
-                        choice = self._choice
-                        # StreamState._guard, inlined for the common outcomes
-                        if text == choice.last_content:
-                            try:
-                                self._state._guard(choice, text)
-                            except Exception as exc:  # noqa: BLE001 - the repeat guard
+            shape = self._shapes.get(n, False)
+            if shape is False:
+                shape = self._shape(n)
+            if shape is not None:
+                head, s, e, out_head = shape
+                if data[:s] == head and conn.state == _LEAN_BODY:
+                    if data[e:] != self._ftail_c:  # another obfuscation value (OpenAI's), or another shape
+                        e = data.find(b'"', s) if self._obf_pre else -1
+                        if e < 0 or not self._obfuscated(data, e, self._obf_post_c):
+                            e = -1
+                        out_head = None
+                    if e >= s:
+                        raw = data[s:e]
+                        try:
+                            text: str | None = raw.decode()
+                        except UnicodeDecodeError:
+                            text = None
+                        if (text is not None and '"' not in text and "\\" not in text
+                                and (text.isprintable() or _no_control(raw))):
+                            if not text:  # an empty delta after the role chunk: the general path drops it
                                 conn.last_read = self._time()
-                                self._fail(exc)
                                 return
-                        elif len(text) > 2 and text.strip():
-                            choice.last_content = text
-                            choice.repeats = 1
-                        choice.text.append(text)
-                        self.fast += 1
-                        conn.last_read = now = self._time()  # the read timeout's, as data_received
-                        if now != self._turn and not self._out and self._chunked:
-                            self._turn = now
-                            if not self._closing():
-                                size = self._fixed + e - s
-                                self._put(b"".join((_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size,
-                                                    self._prefix, raw, self._suffix_c)))
+                            choice = self._choice
+                            # StreamState._guard, inlined for the common outcomes
+                            if text == choice.last_content:
+                                try:
+                                    self._state._guard(choice, text)
+                                except Exception as exc:  # noqa: BLE001 - the repeat guard
+                                    conn.last_read = self._time()
+                                    self._fail(exc)
+                                    return
+                            elif len(text) > 2 and text.strip():
+                                choice.last_content = text
+                                choice.repeats = 1
+                            choice.text.append(text)
+                            self.fast += 1
+                            conn.last_read = now = self._time()  # the read timeout's, as data_received
+                            if now != self._turn and not self._out and self._chunked:
+                                self._turn = now
+                                if not self._closing():
+                                    if out_head is None:
+                                        size = self._fixed + e - s
+                                        out_head = (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix
+                                    self._put(out_head + raw + self._suffix_c)
+                                return
+                            self._send(self._prefix + raw + self._suffix)
                             return
-                        self._send(self._prefix + raw + self._suffix)
-                        return
         if self._aligned and conn.state == _LEAN_BODY and self._fhead is not None:
             # Whole chunks (a read that carries several: a burst, or a relay that fell behind):
             # each chunk's data to _feed, as the parser would hand it, up to the first chunk
