@@ -426,16 +426,22 @@ def _tokens(usage: Any) -> tuple[int, int, int, int, int]:
         fields = getattr(usage, "__dict__", None)
         usage = fields if fields is not None else {key: getattr(usage, key, None) for key in _USAGE_FIELDS}
     get = usage.get
+    prompt = get("prompt_tokens")
+    completion = get("completion_tokens")
     details = get("prompt_tokens_details")
     read = get("cache_read_input_tokens")
-    if read is None:
-        read = _get(details, "cached_tokens")
     write = get("cache_creation_input_tokens")
-    if write is None:
-        write = _get(details, "cache_creation_tokens")
-    reasoning = _get(get("completion_tokens_details"), "reasoning_tokens")
-    return (_num(get("prompt_tokens")), _num(get("completion_tokens")), _num(read), _num(write),
-            _num(reasoning))
+    if details is not None:
+        if read is None:
+            read = _get(details, "cached_tokens")
+        if write is None:
+            write = _get(details, "cache_creation_tokens")
+    details = get("completion_tokens_details")
+    reasoning = _get(details, "reasoning_tokens") if details is not None else None
+    # (plain ints, the common case, are taken as they are: _num(n) is n)
+    return (prompt if type(prompt) is int else _num(prompt), completion if type(completion) is int else _num(completion),
+            0 if read is None else _num(read), 0 if write is None else _num(write),
+            0 if reasoning is None else _num(reasoning))
 
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details",
@@ -449,6 +455,11 @@ def _split_cost(
     prices: Mapping[str, Any], prompt: int, completion: int, read: int = 0, write: int = 0, reasoning: int = 0
 ) -> tuple[float, float]:
     """(prompt cost, completion cost) in USD."""
+    if not (read or write or reasoning) and 0 <= prompt <= _SMALLEST_TIER:
+        # no cached, cache-write or reasoning tokens, no long-context tier: what the rest computes
+        get = prices.get
+        return (prompt * float(get("input_cost_per_token") or 0.0),
+                completion * float(get("output_cost_per_token") or 0.0))
     names = _TIERED_KEYS
     if prompt > _SMALLEST_TIER:
         for threshold, tier_names in _TIER_NAMES:

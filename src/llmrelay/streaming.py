@@ -390,14 +390,25 @@ class StreamState:
     def generated_content(self) -> str:
         """Text streamed so far (of the first choice)."""
         state = self.first_choice
-        return "".join(state.text) if state is not None else ""
+        return self._text(state) if state is not None else ""
+
+    def _text(self, state: _ChoiceState) -> str:
+        """A choice's streamed text. Once the stream has ended it is joined once and kept as the
+        only piece (the response, the usage count and the caller may each ask for it)."""
+        pieces = state.text
+        if len(pieces) < 2:
+            return pieces[0] if pieces else ""
+        text = "".join(pieces)
+        if self.ended:
+            pieces[:] = (text,)
+        return text
 
     def response(self) -> ModelResponse:
         """What was streamed so far as one ``chat.completion`` (for callbacks; once per stream)."""
         choices = []
         for index in sorted(self.choices):
             state = self.choices[index]
-            fields: dict[str, Any] = {"content": "".join(state.text) if state.text else None, "role": "assistant"}
+            fields: dict[str, Any] = {"content": self._text(state) if state.text else None, "role": "assistant"}
             if state.reasoning:
                 fields["reasoning_content"] = "".join(state.reasoning)
             if state.tools or state.function_call:
@@ -428,7 +439,7 @@ class StreamState:
             return self._counted
         texts: list[str] = []
         for state in self.choices.values():
-            texts += state.text
+            texts.append(self._text(state))
             texts += state.reasoning
             for _id, name, args in state.tools.values():
                 texts.append(name or "")

@@ -205,9 +205,19 @@ def encoding_name_for_model(model: str) -> str:
     return DEFAULT_ENCODING
 
 
+#: model name -> encoding name, as encoding_name_for_model answered (emptied past 4096 names).
+_NAMES: dict[str, str] = {}
+
+
 def get_encoding(model_or_encoding: str = "") -> tiktoken.Encoding:
     """The (cached) ``tiktoken.Encoding`` for a model name or an encoding name."""
-    return _load_encoding(encoding_name_for_model(model_or_encoding))
+    name = _NAMES.get(model_or_encoding)
+    if name is None:
+        name = encoding_name_for_model(model_or_encoding)
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        _NAMES[model_or_encoding] = name
+    return _load_encoding(name)
 
 
 def encode(model: str, text: str) -> list[int]:
@@ -372,30 +382,53 @@ _MEMO_FILL = 8
 _MEMOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
 
 
+#: The ASCII characters ``str.isspace`` holds for, but the space.
+_ASCII_SPACES = ("\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _space_after_space(text: str) -> bool:
+    """Whether a space in ``text`` may follow whitespace (then a space is not always a cut).
+    Long ASCII text is searched for each whitespace character followed by a space (a few ``in``
+    tests, each a ``memchr``); other text is asked ``isprintable()`` (every whitespace character
+    but the space is unprintable: a superset, cheaper for short text than the searches)."""
+    if "  " in text:
+        return True
+    if len(text) > 160 and text.isascii():
+        for c in _ASCII_SPACES:
+            if c in text and c + " " in text:
+                return True
+        return False
+    return not text.isprintable()
+
+
 def count_text(enc: tiktoken.Encoding, text: str) -> int:
     """``len(enc.encode_ordinary(text))``, from the remembered counts of its words (exact; see
     the comment above)."""
     parts = text.split(" ")
-    if len(parts) > 1 and ("  " in text or not text.isprintable()):  # a space after whitespace is no cut
-        parts = _cuts(parts)
     memo = _MEMOS.get(enc.name)
     if memo is None:
         memo = _MEMOS.setdefault(enc.name, ({}, {}))
     first, spaced = memo
-    head = parts[0]
-    n = first.get(head)
     if len(parts) == 1:
+        n = first.get(text)
         if n is None:
-            n = len(enc.encode_ordinary(head)) if head else 0
-            if len(head) <= _MEMO_PART:
-                _remember(first, head, n, spaced)
+            n = len(enc.encode_ordinary(text)) if text else 0
+            if len(text) <= _MEMO_PART:
+                _remember(first, text, n, spaced)
         return n
+    if _space_after_space(text):  # a space after whitespace is no cut
+        parts = _cuts(parts)
+    n = first.get(parts[0])
+    if n is not None:
+        rest = iter(parts)
+        next(rest)
+        try:  # every word remembered (the common case): no list of counts, no test for None
+            return n + sum(map(spaced.__getitem__, rest))
+        except KeyError:
+            pass
     rest = iter(parts)
     next(rest)
-    counts = list(map(spaced.get, rest))
-    if n is not None and None not in counts:
-        return n + sum(counts)
-    return _count_missing(enc, parts, n, counts, first, spaced)
+    return _count_missing(enc, parts, n, list(map(spaced.get, rest)), first, spaced)
 
 
 def _cuts(parts: list[str]) -> list[str]:
@@ -510,6 +543,11 @@ def _tool_call_tokens(enc: tiktoken.Encoding, call: Any) -> int:
 
 
 def _message_tokens(enc: tiktoken.Encoding, msg: Mapping[str, Any], opts: _Options = _PLAIN) -> int:
+    content = msg.get("content")
+    if len(msg) == 2 and type(content) is str:  # {"role": …, "content": "…"}: nothing else to count
+        role = msg.get("role")
+        if type(role) is str:
+            return _TOKENS_PER_MESSAGE + count_text(enc, role) + (count_text(enc, content) if content else 0)
     n = _TOKENS_PER_MESSAGE
     n += _count(enc, msg.get("role"))
     n += _content_tokens(enc, msg.get("content"), opts)
@@ -656,7 +694,7 @@ def _messages_tokens(enc: tiktoken.Encoding, messages: Iterable[Any], opts: _Opt
 
 def _as_mapping(message: Any) -> Mapping[str, Any] | None:
     """Messages may be dicts or message objects (``Message``, pydantic models)."""
-    if isinstance(message, Mapping):
+    if type(message) is dict or isinstance(message, Mapping):
         return message
     dump = getattr(message, "model_dump", None)
     if dump is not None:
@@ -694,17 +732,18 @@ def completion_text(messages: Iterable[Mapping[str, Any]]) -> str:
 
 
 _Usage: Any = None  # llmrelay.types.Usage, imported on first use by counted_usage
+_fast: Any = None  # llmrelay.types._fast, likewise
 
 
 def counted_usage(model: str | None, messages: list[Mapping[str, Any]] | None, completion: str) -> Any:
     """A ``Usage`` counted offline: the prompt from ``messages``, the answer from its text."""
-    global _Usage
+    global _Usage, _fast
     if _Usage is None:  # imported once: a function-level import costs ~10k instructions a call
-        from .types import Usage as _Usage
+        from .types import Usage as _Usage, _fast
     # token_counter(model, messages=messages) and token_counter(model, text=completion), with
     # the encoding looked up once
     enc = get_encoding(model or "")
-    return _Usage(
-        prompt_tokens=_messages_tokens(enc, messages, _PLAIN) + _REPLY_PRIMING if messages else 0,
-        completion_tokens=_count(enc, completion) if completion else 0,
-    )
+    prompt = _messages_tokens(enc, messages, _PLAIN) + _REPLY_PRIMING if messages else 0
+    answer = count_text(enc, completion) if completion else 0
+    # what Usage(prompt_tokens=, completion_tokens=) holds, without its constructor
+    return _fast(_Usage, {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer})

@@ -539,6 +539,16 @@ def test_count_text_equals_tiktoken(encoding, monkeypatch):
         assert tokens.count_text(enc, text) == want, repr(text)
         assert tokens.count_text(enc, text) == want, repr(text)
     assert 0 < sum(len(m) for m in tokens._MEMOS[encoding]) <= 1000
+    # Long ASCII text is searched for each kind of whitespace before a space: each text has one
+    # kind (any other kind before a space would make every space of the text be checked).
+    visible = [p for p in _EDGE_PIECES if p.isascii() and not p.isspace() and p.isprintable()] + ["\x00", "\x7f"]
+    for _ in range(1500):
+        pieces = visible + [rng.choice(["\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f"])] * 4
+        words = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(60, 200))]
+        text = " ".join(words)
+        want = len(enc.encode_ordinary(text))
+        assert tokens.count_text(enc, text) == want, repr(text)
+        assert tokens.count_text(enc, text) == want, repr(text)
     prose = Path(tokens.__file__).read_text()  # code and prose, newlines, indentation
     for start in range(0, len(prose) - 4000, 997):
         text = prose[start : start + rng.randint(0, 4000)]
