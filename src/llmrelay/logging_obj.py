@@ -47,6 +47,9 @@ _STANDARD_METADATA = dict.fromkeys((
 ))
 
 _pricer: Any = None
+_fromtimestamp = datetime.fromtimestamp
+#: The facts about where a call went that are read from a result's ``_hidden_params``.
+_ROUTE_KEYS = ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit", "cache_key")
 
 
 def response_cost(response: Any) -> float | None:
@@ -149,17 +152,21 @@ def _new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _assembled(stream: Any, cost: Any = None) -> Any:
+def _assembled(stream: Any, cost: Any = None, dump: bool = False) -> tuple[Any, Any]:
     """What a stream generated, as one response carrying the stream's facts (model, provider)
-    and ``cost`` as its ``response_cost``."""
-    response = stream.state.response()
+    and ``cost`` as its ``response_cost``; and with ``dump`` its ``model_dump()`` (made with it,
+    from the same facts), else None."""
+    if dump:
+        response, plain = stream.state.response_and_dump()
+    else:
+        response, plain = stream.state.response(), None
     hidden = dict.copy(stream._hidden_params)  # what is there (a stream prices itself lazily)
     if cost is not None:
         hidden["response_cost"] = cost
     else:
         hidden.pop("response_cost", None)
     response._hidden_params = hidden
-    return response
+    return response, plain
 
 
 _lookup: Any = None
@@ -216,6 +223,13 @@ def _original(response: Any) -> str:
 def _plain(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     return dump() if dump is not None else value
+
+
+def _response_value(response: Any, plain: bool) -> Any:
+    """``standard_logging_object["response"]``: the response as a plain dict (or as it is)."""
+    if response is None:
+        return None
+    return _plain(response) if plain else response
 
 
 class Logging:
@@ -338,10 +352,11 @@ class Logging:
 
     def returned(self, result: Any) -> Any:
         """The call returned ``result``: a response is reported now, a stream at its end."""
-        if hasattr(result, "observe"):
-            self._route_from(result)
+        if hasattr(result, "observe"):  # a stream: where it went is read at its end
             if not self.posted:
-                self._post_call("")  # a stream: nothing read yet
+                if self.callbacks is not None and self.callbacks.post:
+                    self._route_from(result)
+                self._post_call("")  # nothing read yet
             result.observe(self)
         else:
             if not self.posted:
@@ -359,15 +374,15 @@ class Logging:
             self._stream_times(stream)
             # the stream prices itself at its end (with its deployment's prices); a cache hit is free
             cost = 0.0 if self.route.get("cache_hit") else stream._hidden_params.get("response_cost")
-            response = _assembled(stream, cost)
-            self._emit("success", response, response.usage, cost, None, None)
+            response, plain = _assembled(stream, cost, self.plain_response)
+            self._emit("success", response, response.usage, cost, None, None, plain)
         except Exception:  # noqa: BLE001 - never break the call
             log.warning("building the success event failed", exc_info=True)
 
     def stream_failure(self, stream: Any, exc: BaseException) -> None:
         if not self.done:
             self._stream_times(stream)
-            self.failure(exc, _assembled(stream))
+            self.failure(exc, _assembled(stream)[0])
 
     def stream_abandoned(self, stream: Any) -> None:
         if not self.done:
@@ -378,7 +393,7 @@ class Logging:
             exc = APIConnectionError("The stream was closed before it ended (abandoned by the caller).",
                                      llm_provider=self.route.get("custom_llm_provider"), model=self.model,
                                      generated_content=state.generated_content())
-            self.failure(exc, _assembled(stream))
+            self.failure(exc, _assembled(stream)[0])
 
     # ------------------------------------------------------------------ building the kwargs
     def _stream_times(self, stream: Any) -> None:
@@ -391,14 +406,15 @@ class Logging:
         hidden = getattr(result, "_hidden_params", None)
         if isinstance(hidden, dict):
             get = dict.get  # not a stream's lazy lookups: only what is there
-            for key in ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit", "cache_key"):
+            route = self.route
+            for key in _ROUTE_KEYS:
                 value = get(hidden, key)
                 if value is not None:
-                    self.route[key] = value
+                    route[key] = value
             model = get(hidden, "model")
             if model:  # the upstream's model name (a router's deployment)
-                provider = self.route.get("custom_llm_provider")
-                self.route["litellm_model_name"] = f"{provider}/{model}" if provider and "/" not in model else model
+                provider = route.get("custom_llm_provider")
+                route["litellm_model_name"] = f"{provider}/{model}" if provider and "/" not in model else model
 
     def _base_kwargs(self, event: str) -> dict[str, Any]:
         route = self.route
@@ -425,7 +441,7 @@ class Logging:
             "call_type": self.call_type,
             "custom_llm_provider": route.get("custom_llm_provider"),
             "api_base": route.get("api_base"),
-            "start_time": self._dt(self.start_time),
+            "start_time": _fromtimestamp(self.start_time),
         }
         if self.call_kwargs:
             kwargs.update(self.call_kwargs)
@@ -436,14 +452,20 @@ class Logging:
         return datetime.fromtimestamp(t) if t is not None else None
 
     def event_kwargs(self, status: str, response: Any, usage: Any, cost: float | None, end: float,
-                     exc: BaseException | None) -> dict[str, Any]:
-        """The ``kwargs`` of a success or failure event (LiteLLM's ``model_call_details``)."""
-        get = (usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get) if usage is not None else None
-        prompt = (get("prompt_tokens") or 0) if get else 0
-        completion = (get("completion_tokens") or 0) if get else 0
-        total = (get("total_tokens") or prompt + completion) if get else 0
+                     exc: BaseException | None, plain: Any = None) -> dict[str, Any]:
+        """The ``kwargs`` of a success or failure event (LiteLLM's ``model_call_details``);
+        ``plain`` is ``response.model_dump()`` when the caller has it already."""
+        if usage is not None:
+            get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
+            prompt = get("prompt_tokens") or 0
+            completion = get("completion_tokens") or 0
+            total = get("total_tokens") or prompt + completion
+        else:
+            prompt = completion = total = 0
         first = self.completion_start_time
-        route = self.route
+        rget = self.route.get
+        provider, api_base, model_id = rget("custom_llm_provider"), rget("api_base"), rget("model_id")
+        cache_key, map_key, cache_hit = rget("cache_key"), rget("litellm_model_name"), bool(rget("cache_hit"))
         error_str = None
         error_info = None
         if exc is not None:
@@ -451,7 +473,7 @@ class Logging:
             error_info = {
                 "error_code": str(getattr(exc, "status_code", "") or ""),
                 "error_class": type(exc).__name__,
-                "llm_provider": getattr(exc, "llm_provider", None) or route.get("custom_llm_provider") or "",
+                "llm_provider": getattr(exc, "llm_provider", None) or provider or "",
                 "error_message": error_str,
             }
         slo = {
@@ -469,29 +491,27 @@ class Logging:
             "completionStartTime": first if first is not None else end,
             "response_time": end - self.start_time,
             "model": self.model,
-            "model_id": route.get("model_id"),
-            "model_group": route.get("model_group"),
-            "custom_llm_provider": route.get("custom_llm_provider"),
-            "api_base": route.get("api_base") or "",
+            "model_id": model_id,
+            "model_group": rget("model_group"),
+            "custom_llm_provider": provider,
+            "api_base": api_base or "",
             "metadata": {**_STANDARD_METADATA, **self.metadata},
-            "cache_hit": bool(route.get("cache_hit")),
-            "cache_key": route.get("cache_key"),
+            "cache_hit": cache_hit,
+            "cache_key": cache_key,
             "saved_cache_cost": 0.0,
             "error_str": error_str,
             "error_information": error_info,
             "messages": self.messages,
-            "response": (_plain(response) if self.plain_response else response) if response is not None else None,
+            "response": plain if plain is not None else _response_value(response, self.plain_response),
             "model_parameters": self.optional_params,
-            "hidden_params": {"response_cost": cost, "model_id": route.get("model_id"),
-                              "api_base": route.get("api_base"), "cache_key": route.get("cache_key"),
-                              "litellm_model_name": route.get("litellm_model_name"),
+            "hidden_params": {"response_cost": cost, "model_id": model_id, "api_base": api_base,
+                              "cache_key": cache_key, "litellm_model_name": map_key,
                               "litellm_overhead_time_ms": None, "additional_headers": {}, "batch_models": None,
                               "usage_object": None},
             "end_user": self.optional_params.get("user"),
             "request_tags": list(self.metadata.get("tags") or []),
             "requester_ip_address": None,
-            "model_map_information": {"model_map_key": route.get("litellm_model_name") or self.model,
-                                      "model_map_value": None},
+            "model_map_information": {"model_map_key": map_key or self.model, "model_map_value": None},
             "response_cost_failure_debug_info": None,
             "guardrail_information": None,
             "cost_breakdown": None,
@@ -503,19 +523,17 @@ class Logging:
             kwargs = self.model_call_details = {"standard_logging_object": slo, "response_cost": cost}
             return kwargs
         # (not in slim events: the gateway's own loggers do not read it)
-        slo["model_map_information"]["model_map_value"] = _map_value(
-            slo["model_map_information"]["model_map_key"], route.get("custom_llm_provider"))
+        slo["model_map_information"]["model_map_value"] = _map_value(map_key or self.model, provider)
         kwargs = self._base_kwargs("successful_api_call" if exc is None else "failed_api_call")
         response_dict = slo["response"]
-        kwargs.update(
-            original_response=error_str if exc is not None else (
-                _original(response_dict) if response_dict is not None else ""),
-            end_time=self._dt(end),
-            completion_start_time=self._dt(first if first is not None else end),
-            response_cost=cost,
-            cache_hit=bool(route.get("cache_hit")),
-            standard_logging_object=slo,
-        )
+        kwargs["original_response"] = error_str if exc is not None else (
+            _original(response_dict) if response_dict is not None else "")
+        end_time = _fromtimestamp(end)
+        kwargs["end_time"] = end_time
+        kwargs["completion_start_time"] = end_time if first is None else _fromtimestamp(first)
+        kwargs["response_cost"] = cost
+        kwargs["cache_hit"] = cache_hit
+        kwargs["standard_logging_object"] = slo
         if _settings.get("turn_off_message_logging"):
             response = _redact(kwargs, slo, response)
         self.event_response = response  # what the callbacks get (a redacted copy, or the response)
@@ -532,12 +550,12 @@ class Logging:
         return kwargs
 
     def _emit(self, status: str, response: Any, usage: Any, cost: float | None, end_time: float | None,
-              exc: BaseException | None) -> None:
+              exc: BaseException | None, plain: Any = None) -> None:
         end = end_time if end_time is not None else time.time()
         if self.budgeted and cost:
             package = _package()
             package["_current_cost"] = (package.get("_current_cost") or 0.0) + cost
-        kwargs = self.event_kwargs(status, response, usage, cost, end, exc)
+        kwargs = self.event_kwargs(status, response, usage, cost, end, exc, plain)
         response = self.event_response
         if self.callbacks:
             self.callbacks.emit(status, self.is_async, kwargs, response, kwargs["start_time"], kwargs["end_time"])

@@ -45,7 +45,9 @@ from .types import (
     StreamingChoices,
     Usage,
     _fast,
+    _plain,
     new_completion_id,
+    plain_fields,
 )
 
 __all__ = [
@@ -405,6 +407,20 @@ class StreamState:
 
     def response(self) -> ModelResponse:
         """What was streamed so far as one ``chat.completion`` (for callbacks; once per stream)."""
+        return self._response(None)
+
+    def response_and_dump(self) -> tuple[ModelResponse, dict[str, Any]]:
+        """:meth:`response` and its ``model_dump()``, built together from the same facts (the
+        dump is what callbacks get as ``standard_logging_object["response"]``)."""
+        dumps: list[Any] = []
+        response = self._response(dumps)
+        usage = response.usage
+        # a counted usage holds three ints; an upstream's may hold nested details
+        usage_dump = plain_fields(Usage, dict(usage.__dict__)) if usage is self._counted else _plain(usage)
+        fields = {**response.__dict__, "choices": dumps, "usage": usage_dump}
+        return response, plain_fields(ModelResponse, fields)
+
+    def _response(self, dumps: list | None) -> ModelResponse:
         choices = []
         for index in sorted(self.choices):
             state = self.choices[index]
@@ -422,9 +438,14 @@ class StreamState:
                     fields["function_call"] = {"name": state.function_call[0] or "",
                                                "arguments": "".join(state.function_call[1])}
                 message = Message(**fields)
+                message_dump = _plain(message) if dumps is not None else None
             else:  # plain text (the common case): no nested objects to build
+                message_dump = plain_fields(Message, fields) if dumps is not None else None
                 message = _fast(Message, fields)
             choices.append(_fast(Choices, {"index": index, "message": message, "finish_reason": state.finish}))
+            if dumps is not None:
+                dumps.append(plain_fields(Choices, {"index": index, "message": message_dump,
+                                                    "finish_reason": state.finish}))
         return _fast(ModelResponse, {
             "id": self.id or new_completion_id(), "created": self.created or int(time.time()), "model": self.model,
             "choices": choices,

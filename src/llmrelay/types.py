@@ -104,6 +104,8 @@ def _plain(value: Any) -> Any:
 #: Per OpenAIObject class: its schema's keys with their class defaults (None where it has none),
 #: or None when a schema key is a descriptor (a property…): then each value is looked up.
 _DEFAULTS: dict[type, dict[str, Any] | None] = {}
+#: Per class in _DEFAULTS: the schema keys whose class default is not a scalar (e.g. ``choices = []``).
+_SHARED_DEFAULTS: dict[type, tuple[str, ...]] = {}
 
 
 def _defaults(cls: type) -> dict[str, Any] | None:
@@ -122,7 +124,24 @@ def _defaults(cls: type) -> dict[str, Any] | None:
                 break
             defaults[k] = getattr(cls, k, None)
     _DEFAULTS[cls] = defaults
+    _SHARED_DEFAULTS[cls] = tuple(k for k, v in (defaults or {}).items() if type(v) not in _SCALARS)
     return defaults
+
+
+def plain_fields(cls: type, fields: dict[str, Any]) -> dict[str, Any]:
+    """``_fast(cls, fields).model_dump()`` for ``fields`` whose values are plain already
+    (scalars, or dicts and lists made by the caller, which are used as they are): the schema's
+    keys with the class's defaults, then ``fields``, without walking the values."""
+    defaults = _DEFAULTS.get(cls, _MISSING)
+    if defaults is _MISSING:
+        defaults = _defaults(cls)
+    if defaults is None:
+        return _plain(_fast(cls, fields))
+    out = {**defaults, **fields}
+    for k in _SHARED_DEFAULTS[cls]:  # a default list or dict is copied, as _plain copies it
+        if k not in fields:
+            out[k] = _plain(out[k])
+    return out
 
 
 def to_plain(value: Any, exclude_none: bool = False, exclude_unset: bool = False) -> Any:
