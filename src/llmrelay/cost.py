@@ -242,7 +242,7 @@ def _family_ok(entry: Mapping[str, Any], provider: str | None) -> bool:
 
 
 def _lookup(model: str, provider: str | None) -> tuple[str, dict[str, Any]] | None:
-    table = _models()
+    table = _table if _table is not None else _load()
     cache_key = (model, provider)
     hit = _resolved.get(cache_key)
     if hit is not None:
@@ -622,8 +622,12 @@ def call_prices(extra: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def response_cost(model: str, provider: str | None, usage: Any, prices: Mapping[str, Any] | None) -> float | None:
     """``_hidden_params["response_cost"]``: USD, or None when the model is not priced."""
-    try:
-        return usage_cost(model, usage, provider, prices, default=None)
+    try:  # usage_cost(model, usage, provider, prices, default=None), one call less (once per call)
+        rates = _prices_for(model, provider, prices)
+        if rates is None or usage is None:
+            return None
+        prompt_cost, completion_cost = _split_cost(rates, *_tokens(usage))
+        return prompt_cost + completion_cost
     except (TypeError, ValueError):
         log.debug("cannot price %s/%s", provider, model, exc_info=True)
         return None

@@ -11,7 +11,9 @@ Nothing here runs per chunk: a stream reports at its end, from its state machine
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
 import time
 from datetime import datetime
@@ -142,14 +144,32 @@ def _no_callbacks() -> Any:
     return _empty
 
 
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+def _id_prefix() -> str:
+    """The first 20 hex digits (and 4 dashes) of this process's call ids: random, version 4,
+    RFC 4122 variant."""
+    getrandbits = random.getrandbits
+    return "%08x-%04x-4%03x-%04x-" % (getrandbits(32), getrandbits(16), getrandbits(12),
+                                       0x8000 | getrandbits(14))
+
+
+_ID_PREFIX = _id_prefix()
+_ids = itertools.count(random.getrandbits(40))
+
+
+def _reset_ids() -> None:  # a forked child must not repeat its parent's ids
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = _id_prefix()
+    _ids = itertools.count(random.getrandbits(40))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_ids)
 
 
 def _new_id() -> str:
-    """A random UUID4 string (without a system call per call, as uuid.uuid4 makes)."""
-    h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A call id shaped as a UUID4: the process's random prefix and a counter as the last
+    12 hex digits (unique per process, one string format per call; no system call)."""
+    return _ID_PREFIX + "%012x" % (next(_ids) & 0xFFFFFFFFFFFF)
 
 
 def _assembled(stream: Any, cost: Any = None, dump: bool = False) -> tuple[Any, Any]:
@@ -160,7 +180,8 @@ def _assembled(stream: Any, cost: Any = None, dump: bool = False) -> tuple[Any, 
         response, plain = stream.state.response_and_dump()
     else:
         response, plain = stream.state.response(), None
-    hidden = dict.copy(stream._hidden_params)  # what is there (a stream prices itself lazily)
+    # what is there (read as a plain dict: a stream's mapping would price itself to be copied)
+    hidden = dict(dict.items(stream._hidden_params))
     if cost is not None:
         hidden["response_cost"] = cost
     else:
@@ -266,24 +287,27 @@ class Logging:
         self.metadata = dict(metadata) if isinstance(metadata, dict) else {}
         #: Facts about where the call went (custom_llm_provider, api_base, model_group, model_id).
         self.route: dict[str, Any] = {"custom_llm_provider": custom_llm_provider}
-        self.completion_start_time: float | None = None
-        self.trace_id: str | None = None
-        #: Set by the gateway: the request this call answers (LiteLLM's litellm_params key).
-        self.proxy_server_request: dict[str, Any] | None = None
-        #: standard_logging_object["response"] as a plain dict (False: the response object itself,
-        #: which reads like a dict; the gateway's own loggers need no copy).
-        self.plain_response = True
-        #: More keys of every event's kwargs (``input`` for embeddings, ``prompt``…).
-        self.call_kwargs: dict[str, Any] | None = None
-        #: Set by the gateway when only its own loggers (which read ``standard_logging_object``)
-        #: hear the event: its kwargs are then ``standard_logging_object`` and ``response_cost``
-        #: alone (LiteLLM's other keys, their datetimes and nested dicts are not built).
-        self.slim = False
-        self.done = False
-        self.budgeted = False  # adds its cost to llmrelay._current_cost (llmrelay.max_budget is set)
-        self.posted = False  # log_post_api_call sent
-        self.event_response: Any = None  # the response the success/failure callbacks get
-        self.additional_args: dict[str, Any] | None = None
+
+    # Set later, when at all (class-level defaults: a call does not pay for them at its start).
+    completion_start_time: float | None = None
+    trace_id: str | None = None
+    #: Set by the gateway: the request this call answers (LiteLLM's litellm_params key).
+    proxy_server_request: dict[str, Any] | None = None
+    #: standard_logging_object["response"] as a plain dict (False: the response object itself,
+    #: which reads like a dict; the gateway's own loggers need no copy).
+    plain_response = True
+    #: More keys of every event's kwargs (``input`` for embeddings, ``prompt``…).
+    call_kwargs: dict[str, Any] | None = None
+    #: Set by the gateway when only its own loggers (which read ``standard_logging_object``)
+    #: hear the event: its kwargs are then ``standard_logging_object`` and ``response_cost``
+    #: alone (LiteLLM's other keys, their datetimes and nested dicts are not built).
+    slim = False
+    #: The call has reported its end (success or failure): later reports do nothing.
+    done = False
+    budgeted = False  # adds its cost to llmrelay._current_cost (llmrelay.max_budget is set)
+    posted = False  # log_post_api_call sent
+    event_response: Any = None  # the response the success/failure callbacks get
+    additional_args: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the events
     def pre_call(self) -> None:

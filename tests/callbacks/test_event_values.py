@@ -161,3 +161,25 @@ async def test_two_streams_share_nothing(server, events):
     second, response = events[1][0]["standard_logging_object"]["response"], events[1][1]
     assert second == response.model_dump()
     assert second["choices"][0]["message"]["tool_calls"] is None and second["usage"]["completion_tokens_details"] is None
+
+
+def test_call_ids_are_unique_uuid4_strings_also_in_a_forked_child():
+    import os
+    import uuid
+
+    from llmrelay.logging_obj import _new_id
+
+    ids = [_new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, ",".join(_new_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write)
+    child = os.read(read, 1 << 16).decode().split(",")
+    os.close(read)
+    after = [_new_id() for _ in range(100)]
+    assert len(child) == 100 and not set(child) & set(ids + after)

@@ -233,7 +233,7 @@ def _is_coroutine(fn: Any) -> bool:
 
 def _safe_call(fn: Callable, args: tuple) -> None:
     result = _safe(fn, *args)
-    if inspect.isawaitable(result):
+    if result is not None and inspect.isawaitable(result):
         getattr(result, "close", lambda: None)()
 
 
