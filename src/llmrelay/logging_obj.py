@@ -351,8 +351,11 @@ class Logging:
             if cost is False:
                 cost = response_cost(response)
             hidden = getattr(response, "_hidden_params", None)
-            if isinstance(hidden, dict) and cost is not None:
-                hidden["response_cost"] = cost
+            if isinstance(hidden, dict):
+                if cost is not None:
+                    hidden["response_cost"] = cost
+                if not self.slim:  # LiteLLM's: ties the response to its callbacks' events
+                    hidden["litellm_call_id"] = self.litellm_call_id
             self._emit("success", response, getattr(response, "usage", None), cost, end_time, None)
         except Exception:  # noqa: BLE001 - never break the call
             log.warning("building the success event failed", exc_info=True)

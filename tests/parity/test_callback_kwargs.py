@@ -202,6 +202,7 @@ def test_standard_logging_payload_keys_and_model_map(keyed):
     assert facts is not None and facts["input_cost_per_token"] == litellm.get_model_info("gpt-3.5-turbo")[
         "input_cost_per_token"]
     assert json.loads(kwargs["original_response"])["id"] == answer.id
+    assert answer._hidden_params["litellm_call_id"] == kwargs["litellm_call_id"] == slo["id"]
     assert kwargs["additional_args"]["complete_input_dict"]["messages"] == chat(keyed)["messages"]
 
 

@@ -214,3 +214,15 @@ def test_a_key_lists_only_its_models(gw):
         assert [d["model_name"] for d in info] == ["gpt-4"]
     everything = openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0).models.list()
     assert sorted(m.id for m in everything) == ["gpt-4", "gpt-4-hidden"]
+
+
+def test_user_update_creates_a_missing_user(gw):
+    """tests/test_keys.py resets the proxy budget's user with /user/update before it exists:
+    LiteLLM's user update is an upsert."""
+    admin = as_(gw, MASTER_KEY)
+    updated = admin.post("/user/update", json={"user_id": "litellm-proxy-budget", "spend": 0})
+    assert updated.status_code == 200 and updated.json()["user_id"] == "litellm-proxy-budget"
+    assert admin.get("/user/info?user_id=litellm-proxy-budget").json()["user_info"]["spend"] == 0
+    again = admin.post("/user/update", json={"user_id": "litellm-proxy-budget", "max_budget": 5})
+    assert again.status_code == 200 and again.json()["max_budget"] == 5
+    assert admin.get("/key/list?user_id=litellm-proxy-budget").json()["total_count"] == 0

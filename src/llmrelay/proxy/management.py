@@ -426,6 +426,17 @@ async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
 
 
 async def _user_update(keys, store, who, params):
+    """As LiteLLM's (an upsert): a user that does not exist yet is created with these fields
+    (its tests reset "litellm-proxy-budget" this way); no key is made for it."""
+    user_id = params.get("user_id")
+    if isinstance(user_id, str) and user_id and await store.run(store.get, "user", user_id) is None:
+        try:
+            await store.run(store.insert, "user", {"user_id": user_id, **_fields(params, _USER_FIELDS, time.time())})
+        except StoreConflict:
+            pass  # made meanwhile: update it below
+        else:
+            keys.invalidate("user", user_id)
+            return _public(await store.run(store.get, "user", user_id))
     return await _update(keys, store, "user", "user_id", params, _USER_FIELDS)
 
 
