@@ -152,6 +152,20 @@ def test_gateway_span_records_encode_as_the_sdk_spans_do(capture):
         assert len(spans) == len(records) == 7
         ours = ExportTraceServiceRequest.FromString(encode_spans(records, exporter.gateway_group))
         assert ours == sdk_encode(spans)
+        # a request's two records are written at once when they come together; not when a batch
+        # splits them, nor when the order differs
+        shifted = records[1:] + records[:1]
+        ours = ExportTraceServiceRequest.FromString(encode_spans(shifted, exporter.gateway_group))
+        assert ours == sdk_encode(spans[1:] + spans[:1])
+        reversed_ = records[::-1]
+        ours = ExportTraceServiceRequest.FromString(encode_spans(reversed_, exporter.gateway_group))
+        assert ours == sdk_encode(spans[::-1])
+        from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+        from llmrelay.integrations.otlp_proto import gateway_span
+
+        sent = sdk_encode(spans).resource_spans[0].scope_spans[0].spans
+        assert [Span.FromString(gateway_span(r)) for r in records] == list(sent)
         # and one at a time, mixed with SDK spans of the same provider (one resource, one scope)
         for record, span in zip(records, spans):
             ours = ExportTraceServiceRequest.FromString(encode_spans([record, span], exporter.gateway_group))

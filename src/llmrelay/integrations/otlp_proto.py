@@ -195,7 +195,7 @@ def _span(span: Any) -> bytes:
             body = _field(b"\x12", description.encode()) if description else b""
             out.append(_field(b"\x7a", body + (b"\x18" + _varint(code) if code else b"")))
     out.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
-    return b"".join(out)
+    return _field(b"\x12", b"".join(out))  # (a ScopeSpans.spans entry)
 
 
 def _scope(scope: Any) -> bytes:
@@ -213,23 +213,31 @@ def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -
     record (a tuple, see :func:`gateway_span`), of ``gateway``'s (resource, scope)."""
     # grouped by resource (compared by identity first: hashing a Resource serializes it)
     groups: dict[int, tuple[Any, dict[Any, list[bytes]]]] = {}
+    records: list[bytes] | None = None  # the gateway group's list (looked up once, not per record)
+    pending: Any = None  # a request's upstream span record, when its request span may follow
     for span in spans:
         if type(span) is tuple:
-            resource, scope = gateway  # type: ignore[misc]
-            data = gateway_span(span)
-        else:
-            resource, scope = span.resource, span.instrumentation_scope
-            data = _span(span)
-        group = groups.get(id(resource))
-        if group is None:
-            group = next((g for g in groups.values() if g[0] == resource), None) or (resource, {})
-            groups[id(resource)] = group
-        by_scope = group[1]
-        scope = scope or None
-        encoded = by_scope.get(scope)
-        if encoded is None:
-            encoded = by_scope[scope] = []
-        encoded.append(data)
+            if records is None:
+                records = _group(groups, *gateway)  # type: ignore[misc]
+            upstream, fields = span
+            if pending is not None:
+                if not upstream and fields is pending:  # the pair (they are queued together): at once
+                    records += _gateway_spans(fields, fields[0].to_bytes(16, "big"), True, True)
+                    pending = None
+                    continue
+                records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])
+                pending = None
+            if upstream:
+                pending = fields
+            else:
+                records.append(_gateway_spans(fields, fields[0].to_bytes(16, "big"), False, True)[1])
+            continue
+        if pending is not None:
+            records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])
+            pending = None
+        _group(groups, span.resource, span.instrumentation_scope).append(_span(span))
+    if pending is not None:
+        records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])  # type: ignore[union-attr]
     out = []
     seen: set[int] = set()
     for resource, by_scope in groups.values():
@@ -238,7 +246,7 @@ def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -
         seen.add(id(by_scope))
         scopes = []
         for scope, encoded in by_scope.items():
-            body = _field(b"\x0a", _scope(scope)) + b"".join([_field(b"\x12", s) for s in encoded])
+            body = _field(b"\x0a", _scope(scope)) + b"".join(encoded)
             if scope is not None and scope.schema_url:
                 body += _field(b"\x1a", scope.schema_url.encode())
             scopes.append(_field(b"\x12", body))
@@ -247,6 +255,20 @@ def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -
             body += _field(b"\x1a", resource.schema_url.encode())
         out.append(_field(b"\x0a", body))
     return b"".join(out)
+
+
+def _group(groups: dict[int, tuple[Any, dict[Any, list[bytes]]]], resource: Any, scope: Any) -> list[bytes]:
+    """The list of (field-wrapped) spans of ``resource`` and ``scope`` in ``groups``."""
+    group = groups.get(id(resource))
+    if group is None:
+        group = next((g for g in groups.values() if g[0] == resource), None) or (resource, {})
+        groups[id(resource)] = group
+    by_scope = group[1]
+    scope = scope or None
+    encoded = by_scope.get(scope)
+    if encoded is None:
+        encoded = by_scope[scope] = []
+    return encoded
 
 
 # ---------------------------------------------------------------------- the gateway's spans
@@ -322,56 +344,115 @@ def _int_kv(key: bytes, value: int) -> bytes:
     return _ATTR + (_SMALL[n] if n < 128 else _varint(n)) + kv
 
 
+_TOKENS: dict[tuple[int, int], bytes] = {}
+
+
+def _tokens(input_tokens: int, output_tokens: int) -> bytes:
+    """The two token-count attributes (cached by their values: counts repeat)."""
+    encoded = _TOKENS.get((input_tokens, output_tokens))
+    if encoded is None:
+        encoded = _int_kv(_INPUT_TOKENS, input_tokens) + _int_kv(_OUTPUT_TOKENS, output_tokens)
+        if len(_TOKENS) < 16384:
+            _TOKENS[(input_tokens, output_tokens)] = encoded
+    return encoded
+
+
+_SHAPES: dict[tuple, tuple[bytes, ...]] = {}
+
+
+def _shape(key: tuple) -> tuple[bytes, ...]:
+    """What a request's gateway spans share with every request of its kind (``key``: name,
+    request model, system, response model, finish reasons, error type, params, status code,
+    stream), each encoded once: (the upstream span's name and kind, the request span's, the
+    request model's run, the system's run, the finish reasons' run, the same and the request's
+    parameters, the status code's run)."""
+    shape = _SHAPES.get(key)
+    if shape is None:
+        name, request_model, system, response_model, reasons, error_type, params, status_code, stream = key
+        finish = _run(("finish", reasons, error_type)) if reasons is not None or error_type is not None else b""
+        shape = (_name(name, True), _name(name, False), _run(("model", request_model)),
+                 _run(("system", system, response_model)), finish,
+                 finish + _attributes(_ATTR, dict(params)) if params is not None else finish,
+                 _run(("status", status_code, stream)))
+        if len(_SHAPES) < 4096:
+            _SHAPES[key] = shape
+    return shape
+
+
+_pack_times = struct.Struct("<BQBQ").pack  # start (field 7) and end (field 8), fixed64
+_RESPONSE_ID_SHORT = _ATTR + b"%c" + _RESPONSE_ID + b"%c\x0a%c%s"  # (an id of < 100 bytes)
+_FIRST_TOKEN_HEAD = b"\x5a" + _SMALL[9 + len(_FIRST_TOKEN)] + b"\x09"
+_HEADS: dict[int, bytes] = {}
+
+
+def _entry(data: bytes) -> bytes:
+    """A span as an entry of ScopeSpans.spans (field 2, length-delimited)."""
+    n = len(data)
+    head = _HEADS.get(n)
+    if head is None:
+        head = b"\x12" + _varint(n)
+        if len(_HEADS) < 65536:
+            _HEADS[n] = head
+    return head + data
+
+
 def gateway_span(item: tuple) -> bytes:
     """The Span message of a gateway span record: ``(upstream, fields)``, ``fields`` as named by
     :data:`GATEWAY_FIELDS`; ``upstream`` true for the upstream call's span (the request span's
     child, with the request's common attributes), false for the request's."""
-    upstream, f = item
+    upstream, fields = item
+    entry = _gateway_spans(fields, fields[0].to_bytes(16, "big"), upstream, not upstream)[0 if upstream else 1]
+    i = 1  # past the entry's tag and length
+    while entry[i] & 0x80:
+        i += 1
+    return entry[i + 1:]
+
+
+def _gateway_spans(f: tuple, trace: bytes, upstream: bool, request: bool) -> tuple[bytes, bytes]:
+    """(the upstream span's entry, the request span's) of one request's record (``b""`` for the
+    one not asked for); ``trace``: the trace id's bytes."""
     (trace_id, span_id, upstream_id, parent_id, state, name, start, end, upstream_start, upstream_end,
      request_model, input_tokens, output_tokens, system, response_model, response_id, reasons, error_type,
      error, params, cost, status_code, stream, first_token, input_messages, output_messages) = f
-    trace = trace_id.to_bytes(16, "big")
-    if upstream:
-        out = [b"\x0a\x10", trace, b"\x12\x08", upstream_id.to_bytes(8, "big")]
-        if state:
-            out.append(_field(b"\x1a", state.encode()))
-        out += (b"\x22\x08", span_id.to_bytes(8, "big"), _name(name, True), b"\x39", _pack_q(upstream_start),
-                b"\x41", _pack_q(upstream_end))
-    else:
-        out = [b"\x0a\x10", trace, b"\x12\x08", span_id.to_bytes(8, "big")]
-        if state:
-            out.append(_field(b"\x1a", state.encode()))
-        if parent_id is not None:
-            out += (b"\x22\x08", parent_id.to_bytes(8, "big"))
-        out += (_name(name, False), b"\x39", _pack_q(start), b"\x41", _pack_q(end))
     # the attributes both spans have (OpenTelemetryLogger._common's, in its order), then the
-    # request's own (its _request's); the runs of attributes that repeat are cached
-    out += (_run(("model", request_model)), _int_kv(_INPUT_TOKENS, input_tokens),
-            _int_kv(_OUTPUT_TOKENS, output_tokens), _run(("system", system, response_model)))
+    # request's own (its _request's); what repeats from request to request is cached (_shape)
+    upstream_name, request_name, model_run, system_run, finish, finish_params, status_run = _shape(
+        (name, request_model, system, response_model, reasons, error_type, params, status_code, stream))
+    span = span_id.to_bytes(8, "big")
+    common = [model_run, _tokens(input_tokens, output_tokens), system_run]
     if response_id is not None:
         value = response_id.encode()
         n = len(value)
-        value = b"\x0a" + (_SMALL[n] if n < 128 else _varint(n)) + value
-        n = len(value)
-        kv = _RESPONSE_ID + (_SMALL[n] if n < 128 else _varint(n)) + value
-        n = len(kv)
-        out += (_ATTR, _SMALL[n] if n < 128 else _varint(n), kv)
-    if reasons is not None or error_type is not None:
-        out.append(_run(("finish", reasons, error_type)))
-    if not upstream:
-        if params is not None:
-            out.append(_attributes(_ATTR, dict(params)))
+        if n < 100:
+            common.append(_RESPONSE_ID_SHORT % (len(_RESPONSE_ID) + n + 3, n + 2, n, value))
+        else:
+            value = b"\x0a" + _varint(n) + value
+            n = len(value)
+            kv = _RESPONSE_ID + (_SMALL[n] if n < 128 else _varint(n)) + value
+            n = len(kv)
+            common += (_ATTR, _SMALL[n] if n < 128 else _varint(n), kv)
+    common = b"".join(common)
+    status = _NO_STATUS if error is None else _field(
+        b"\x7a", (_field(b"\x12", error.encode()) if error else b"") + b"\x18\x02")
+    state = _field(b"\x1a", state.encode()) if state else b""
+    up = req = b""
+    if upstream:
+        up = _entry(b"".join((b"\x0a\x10", trace, b"\x12\x08", upstream_id.to_bytes(8, "big"), state,
+                              b"\x22\x08", span, upstream_name, _pack_times(0x39, upstream_start, 0x41, upstream_end),
+                              common, finish, status, _FLAGS_LOCAL)))
+    if request:
+        out = [b"\x0a\x10", trace, b"\x12\x08", span, state]
+        if parent_id is not None:
+            out += (b"\x22\x08", parent_id.to_bytes(8, "big"))
+        out += (request_name, _pack_times(0x39, start, 0x41, end), common, finish_params)
         if cost is not None:
             out += (_COST, _pack_d(cost))
-        out.append(_run(("status", status_code, stream)))
+        out.append(status_run)
         if input_messages is not None:
             out.append(_attributes(_ATTR, {"gen_ai.input.messages": input_messages,
                                            "gen_ai.output.messages": output_messages}))
-    if first_token is not None and not upstream:
-        out.append(_field(b"\x5a", b"\x09" + _pack_q(first_token) + _FIRST_TOKEN))
-    if error is None:
-        out.append(_NO_STATUS)
-    else:
-        out.append(_field(b"\x7a", (_field(b"\x12", error.encode()) if error else b"") + b"\x18\x02"))
-    out.append(_FLAGS_REMOTE if parent_id is not None and not upstream else _FLAGS_LOCAL)
-    return b"".join(out)
+        if first_token is not None:
+            out += (_FIRST_TOKEN_HEAD, _pack_q(first_token), _FIRST_TOKEN)
+        out += (status, _FLAGS_REMOTE if parent_id is not None else _FLAGS_LOCAL)
+        req = _entry(b"".join(out))
+    return up, req
