@@ -196,3 +196,77 @@ def test_the_fast_slim_success_is_what_logging_makes(tmp_path, kind):
     assert fast_slo == slo
     assert list(fast_slo) == list(slo)
     assert fast_kwargs.keys() == kwargs.keys() and fast_kwargs["response_cost"] == kwargs["response_cost"]
+
+
+@pytest.mark.parametrize("kind", ["response", "stream", "no usage", "no response", "keyed"])
+def test_the_request_facts_give_what_the_event_gives(tmp_path, kind):
+    """With Prometheus and OpenTelemetry alone, a success reaches them as the request's facts
+    (Observe._facts → request_facts), not as an event: the same Prometheus rows and labels, and
+    the same span records, as the event's kwargs give them (request_end)."""
+    pytest.importorskip("prometheus_client")
+    pytest.importorskip("opentelemetry.sdk")
+    import prometheus_client
+
+    from llmrelay.integrations.opentelemetry import OpenTelemetryLogger, otlp_http_exporter
+    from llmrelay.integrations.prometheus import PrometheusLogger
+    from llmrelay.proxy.observe import UserAPIKeyAuth
+
+    observe, _ = _observe(tmp_path, ["probe_loggers.gateway_logger"])
+    prom = PrometheusLogger(registry=prometheus_client.CollectorRegistry())
+    otel = OpenTelemetryLogger(exporter=otlp_http_exporter(endpoint="http://127.0.0.1:9/v1/traces"))
+    records: list = []
+    otel._emit, otel._queue = records.append, None
+    observe.gateway_loggers = [prom, otel]
+    observe.facts = True
+    calls: list = []
+    prom.request_facts = lambda *a, f=prom.request_facts: (calls.append(1), f(*a))[1]
+    made = []
+    for facts in (True, False):
+        observe.fast_event = facts  # False: the slim event's kwargs, to request_end
+        ctx = _Ctx(time.perf_counter(), b"req-1")
+        ctx.model = "m"
+        if kind == "keyed":
+            ctx.auth = UserAPIKeyAuth(api_key="hash", key_alias="alias", team_id="t1", team_alias="ta", user_id="u9")
+            ctx.key_alias = "alias"
+        request = _Request()
+        request.params = {"temperature": 0.5, "user": "u1"}
+        request.stream = kind == "stream"
+        ctx.stream = request.stream
+        otel._new_trace_id = otel._new_span_id = lambda: 0xABC
+        observe.upstream(ctx, request)
+        usage = None if kind == "no usage" else Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7)
+        response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini", usage=usage,
+                                 choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                                           "finish_reason": "stop"}])
+        response._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d1",
+                                   "api_base": "http://upstream/v1", "response_cost": 1e-5, "model": "gpt-4o-mini"}
+        if kind == "stream":
+            ctx.result = _Stream(response)
+            ctx.ttft = 0.01
+            ctx.cost = 2e-5
+        elif kind == "no response":
+            ctx.result = _Stream(None)
+        else:
+            ctx.result = response
+            ctx.cost = 1e-5
+        ctx.status = 200
+        ctx.upstream = 0.002
+        observe.end(ctx)
+        [(kind_, rows)] = [(k, k.rows) for k in prom._waiting]
+        [row] = rows
+        made.append((kind_, row, records.pop(), records.pop()))
+        prom.flush()
+    (fast_kind, fast_row, fast_request, fast_upstream), (kind_, row, request_, upstream) = made
+    assert calls == [1]  # (the facts' path, then the event's)
+    assert fast_kind is kind_ and fast_kind.who == kind_.who
+    if kind == "keyed":
+        assert kind_.who == ("u1", "hash", "alias", "t1", "ta", "u9")
+    # timings apart (taken at different moments), the same values
+    assert fast_row[:3] == row[:3] and (fast_row[5] is None) == (row[5] is None)
+    for fast, slow in ((fast_request, request_), (fast_upstream, upstream)):
+        assert fast[0] == slow[0]
+        f, s = list(fast[1]), list(slow[1])
+        for i in (6, 7, 8, 9, 23):  # start, end, upstream start and end, first token (ns)
+            assert (f[i] is None) == (s[i] is None)
+            f[i] = s[i] = None
+        assert f == s

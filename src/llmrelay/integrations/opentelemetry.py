@@ -253,7 +253,21 @@ class OpenTelemetryLogger(CustomLogger):
             return
         slo = kwargs.get("standard_logging_object") or {}
         if self._emit is not None:
-            return self._record(ctx, record, slo, ids, upstream)
+            get = slo.get
+            error_type = error = None
+            if get("status") == "failure":
+                info = get("error_information") or {}
+                error_type = str(info.get("error_class") or "error")
+                error = str(get("error_str") or "")[:300]
+            first = None
+            if get("stream"):
+                first = get("completionStartTime")
+                if first == get("endTime"):  # it defaults to the end when nothing came
+                    first = None
+            return self._record(ctx, record, ids, upstream, get("endTime"), get("model_group") or get("model"),
+                                get("prompt_tokens"), get("completion_tokens"), get("custom_llm_provider"),
+                                get("response"), error_type, error, get("model_parameters"), get("response_cost"),
+                                bool(get("stream")), first, get("messages"))
         SpanContext, TraceFlags, ReadableSpan = self._types
         state = self._trace_state(tracestate) if tracestate else None
         trace_flags = self._flags.get(flags)
@@ -279,20 +293,41 @@ class OpenTelemetryLogger(CustomLogger):
             name, context, parent, resource, attributes, events, (), self._kind.SERVER, None,
             status, _ns(record.wall_start), end, self._scope))
 
-    def _record(self, ctx: Any, record: Any, slo: dict[str, Any], ids: tuple, upstream: bool) -> None:
+    @property
+    def takes_facts(self) -> bool:
+        """Whether the gateway's observer may hand this logger a successful request's facts
+        (``request_facts``) instead of an event's kwargs: with span records (see ``_emit``)."""
+        return self._emit is not None
+
+    def request_facts(self, ctx: Any, record: Any, facts: tuple) -> None:
+        """A successful gateway request, from its facts (:data:`..proxy.observe.FACTS`): what
+        :meth:`request_end` does with its event's kwargs, on the span records' path."""
+        ids = record.state.pop(id(self), None)
+        upstream = ids is not None
+        if ids is None:
+            ids = self._ids(ctx)
+        if not ids[6] or self._processor is None:  # (not sampled)
+            return
+        raw, start, end, first, prompt, completion, cost, response, params, messages = facts
+        stream = raw[13]
+        self._record(ctx, record, ids, upstream, end, raw[8] or raw[7], prompt, completion, raw[11], response, None,
+                     None, params, 0.0 if cost is None else cost, stream,
+                     first if stream and first != end else None, messages)
+
+    def _record(self, ctx: Any, record: Any, ids: tuple, upstream: bool, end_time: float, request_model: Any,
+                prompt: Any, completion: Any, provider: Any, response: Any, error_type: str | None,
+                error: str | None, params: Any, cost: Any, stream: bool, first: float | None, messages: Any) -> None:
         """The fast path of :meth:`request_end`: the request's spans as two records for the batch
         processor, holding what the SDK path puts in its ReadableSpans (written to the same bytes
         by :func:`.otlp_proto.gateway_span`)."""
         trace_id, span_id, upstream_id, parent_id, flags, tracestate, sampled, upstream_start = ids
-        get = slo.get
-        end = _ns(get("endTime") or record.wall_start)
+        end = _ns(end_time or record.wall_start)
         if upstream:
             upstream_end = end if ctx.stream else _ns(record.wall_start + (ctx.upstream or 0.0))
             upstream_start = min(upstream_start, upstream_end)
         else:
             upstream_end = upstream_id = None
-        response = get("response") or {}
-        provider = get("custom_llm_provider")
+        response = response or {}
         if type(response) is dict:
             rget = response.get
             model, response_id, choices = rget("model"), rget("id"), rget("choices")
@@ -300,13 +335,11 @@ class OpenTelemetryLogger(CustomLogger):
             model = getattr(response, "model", None)
             response_id = getattr(response, "id", None)
             choices = getattr(response, "choices", None)
-        reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")])
-        error_type = error = None
-        if get("status") == "failure":
-            info = get("error_information") or {}
-            error_type = str(info.get("error_class") or "error")
-            error = str(get("error_str") or "")[:300]
-        params = get("model_parameters")
+        if choices and len(choices) == 1:
+            reason = choices[0].get("finish_reason")
+            reasons = (str(reason),) if reason else ()
+        else:
+            reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")])
         if params:
             found = {}
             for name, attr in _PARAMS.items():
@@ -316,21 +349,18 @@ class OpenTelemetryLogger(CustomLogger):
             params = tuple(found.items()) or None
         else:
             params = None
-        cost = get("response_cost")
-        stream = bool(get("stream"))
-        first = None
-        if stream:
-            first = get("completionStartTime")
-            first = _ns(first) if first and first != get("endTime") else None
-        messages = out = None
+        first = _ns(first) if first else None
+        out = None
         if self.capture_content and not _settings.get("turn_off_message_logging"):
-            messages = orjson.dumps(get("messages") or [], default=_json).decode()
+            messages = orjson.dumps(messages or [], default=_json).decode()
             out = orjson.dumps([c.get("message") for c in choices or ()], default=_json).decode()
+        else:
+            messages = None
         if tracestate:
             tracestate = ",".join(f"{k}={v}" for k, v in self._trace_state(tracestate).items()) or None
         fields = (trace_id, span_id, upstream_id, parent_id, tracestate, f"chat {ctx.model}", _ns(record.wall_start),
-                  end, upstream_start, upstream_end, str(get("model_group") or get("model") or ""),
-                  int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0),
+                  end, upstream_start, upstream_end, str(request_model or ""),
+                  int(prompt or 0), int(completion or 0),
                   str(provider) if provider else None, str(model) if model else None,
                   str(response_id) if response_id else None, reasons or None, error_type, error, params,
                   None if cost is None else float(cost or 0.0), ctx.status, stream, first, messages, out)

@@ -201,7 +201,7 @@ class PrometheusLogger(CustomLogger):
 
     def _record(self, kwargs: dict[str, Any], ok: bool, ctx: Any = None) -> tuple[str, ...]:
         """The LLM call's metrics (and with the gateway's ``ctx``, the request's); returns
-        ``_who``'s labels. The update functions of each kind of call (same caller, model,
+        the caller's labels (end user, key hash, key alias, team, team alias, user). The update functions of each kind of call (same caller, model,
         deployment, status) are looked up once and kept in a :class:`_Kind`; a gateway
         request's values wait in it for the next batch (:attr:`batched`)."""
         slo = kwargs.get("standard_logging_object") or {}
@@ -215,23 +215,7 @@ class PrometheusLogger(CustomLogger):
                mget("user_api_key_team_alias"), mget("user_api_key_user_id"), hidden.get("litellm_model_name"),
                get("model"), get("model_group"), get("model_id"), get("api_base"), get("custom_llm_provider"), ok,
                stream, ctx.model if ctx is not None else None, ctx.status if ctx is not None else None)
-        try:
-            kind = self._raw_kinds.get(raw)
-        except TypeError:  # an unhashable value (a client's ``user`` may be any JSON): by the labels
-            kind = raw = None
-        if kind is None:
-            who = _who(slo)
-            model = hidden.get("litellm_model_name") or get("model") or ""
-            requested = get("model_group") or get("model") or ""
-            key = (who, model, requested, get("model_id") or "", get("api_base") or "",
-                   get("custom_llm_provider") or "", ok, bool(stream), ctx.model if ctx is not None else None,
-                   ctx.status if ctx is not None else None,
-                   (hidden.get("litellm_model_name") or "") if ctx is not None else None)
-            kind = self._kinds.get(key)
-            if kind is None:
-                kind = self._kind(key)
-            if raw is not None and len(self._raw_kinds) < 10000:
-                self._raw_kinds[raw] = kind
+        kind = self._kind_of(raw, ctx is not None)
         start = get("startTime") or 0.0
         end = get("endTime") or start
         latency = end - start if end > start else 0.0
@@ -248,7 +232,31 @@ class PrometheusLogger(CustomLogger):
                 overhead = 0.0
         row = (get("response_cost") or 0.0, get("prompt_tokens") or 0, get("completion_tokens") or 0, latency,
                latency if api is None else max(api, 0.0), ttft, overhead)
-        if ctx is not None and self.batched:
+        self._add(kind, row, ctx is not None)
+        return kind.who
+
+    def _kind_of(self, raw: tuple, gateway: bool) -> "_Kind":
+        """The kind of call of the raw label values ``raw`` (see :data:`..proxy.observe.FACTS`)."""
+        try:
+            kind = self._raw_kinds.get(raw)
+        except TypeError:  # an unhashable value (a client's ``user`` may be any JSON): by the labels
+            kind = raw = None
+        if kind is None:
+            who = tuple([str(v or "") for v in raw[:6]])
+            name, model, group, model_id, api_base, provider, ok, stream, gateway_model, status = raw[6:]
+            key = (who, name or model or "", group or model or "", model_id or "", api_base or "", provider or "",
+                   ok, bool(stream), gateway_model if gateway else None, status if gateway else None,
+                   (name or "") if gateway else None)
+            kind = self._kinds.get(key)
+            if kind is None:
+                kind = self._kind(key)
+            if raw is not None and len(self._raw_kinds) < 10000:
+                self._raw_kinds[raw] = kind
+        return kind
+
+    def _add(self, kind: "_Kind", row: tuple, gateway: bool) -> None:
+        """A call's values: into its kind's batch (a gateway request, one process), else at once."""
+        if gateway and self.batched:
             if not kind.rows:
                 self._waiting.append(kind)
             kind.rows.append(row)
@@ -257,7 +265,6 @@ class PrometheusLogger(CustomLogger):
                 self.flush()
         else:
             kind.apply((row,))
-        return kind.who
 
     def _kind(self, key: tuple) -> "_Kind":
         who, model, requested, model_id, api_base, provider, ok, stream, gateway_model, status, gateway_name = key
@@ -315,6 +322,27 @@ class PrometheusLogger(CustomLogger):
         else:
             self._inc(name, model)(change)
 
+    #: the gateway's observer hands this logger a successful request's facts
+    #: (``request_facts``) instead of an event's kwargs
+    takes_facts = True
+
+    def request_facts(self, ctx: Any, record: Any, facts: tuple) -> None:
+        """A successful gateway request, from its facts (:data:`..proxy.observe.FACTS`): what
+        :meth:`request_end` does with its event's kwargs."""
+        started = record.state.pop(id(self), None)
+        if started is not None:
+            self._gauge("llmrelay_in_flight_requests", started[0], -1)
+            if started[1]:
+                self._gauge("llmrelay_in_flight_streams", started[0], -1)
+        raw, start, end, first, prompt, completion, cost, _, _, _ = facts
+        kind = self._kind_of(raw, True)
+        latency = end - start if end > start else 0.0
+        overhead = time.perf_counter() - ctx.start - ctx.upstream
+        self._add(kind, (cost or 0.0, prompt, completion, latency, latency,
+                         (first - start if first > start else 0.0) if raw[13] else None,
+                         overhead if overhead > 0 else 0.0), True)
+        self._after(ctx, record, kind.who, False)
+
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
         started = record.state.pop(id(self), None)
         if started is not None:
@@ -323,8 +351,10 @@ class PrometheusLogger(CustomLogger):
                 self._gauge("llmrelay_in_flight_streams", started[0], -1)
         slo = kwargs.get("standard_logging_object") or {}
         status = slo.get("status")
-        failed = status == "failure"
-        who = self._record(kwargs, status == "success", ctx)
+        self._after(ctx, record, self._record(kwargs, status == "success", ctx), status == "failure")
+
+    def _after(self, ctx: Any, record: Any, who: tuple, failed: bool) -> None:
+        """A gateway request's failure, retries, fallbacks and cooldowns (none in a plain success)."""
         hidden = getattr(getattr(ctx, "result", None), "_hidden_params", None)
         requested = ctx.model
         # retries, fallbacks, cooldowns: only after a failure somewhere (a plain success has none)
@@ -402,7 +432,7 @@ class _Kind:
         #: (cost, prompt tokens, completion tokens, latency, upstream latency, ttft or None,
         #: gateway overhead or None) of each call not applied yet
         self.rows: list[tuple] = []
-        #: the caller's labels (``_who``)
+        #: the caller's labels (end user, key hash, key alias, team, team alias, user)
         self.who: tuple = ()
         for slot in self.__slots__[6:]:
             setattr(self, slot, None)
@@ -446,15 +476,6 @@ class _Kind:
 
 
 _positive = partial(lt, 0)  # 0 < x
-
-
-def _who(slo: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
-    """(end_user, hashed_api_key, api_key_alias, team, team_alias, user) label values."""
-    meta = slo.get("metadata") or {}
-    get = meta.get
-    return (str(slo.get("end_user") or ""), str(get("user_api_key_hash") or ""),
-            str(get("user_api_key_alias") or ""), str(get("user_api_key_team_id") or ""),
-            str(get("user_api_key_team_alias") or ""), str(get("user_api_key_user_id") or ""))
 
 
 def _observer(child: Any) -> Any:

@@ -124,6 +124,16 @@ def _import_near(module_name: str, directory: str | None) -> Any:
         raise ConfigError(f"callback module {module_name!r} cannot be imported{where}: {exc}") from None
 
 
+#: What :meth:`Observe._facts` hands the gateway loggers, in order: ``raw`` (end user, key hash,
+#: key alias, team, team alias, user, deployment's model name, model, model group, deployment id,
+#: api base, provider, ok, stream, requested model, status code: the values the Prometheus
+#: labels are made of), start and end (epoch seconds), the first token's time (the end when
+#: none), prompt and completion tokens, cost (or None), the response, the request's
+#: parameters and messages.
+FACTS = ("raw", "start", "end", "first", "prompt_tokens", "completion_tokens", "cost", "response", "params",
+         "messages")
+
+
 class _Route:
     """What ``Logging._route_from`` fills (its ``route``), for :meth:`Observe._slim_success`."""
 
@@ -174,6 +184,10 @@ class Observe:
         self._end_hooks: list[Callable[[Any], Any]] = []
         #: a success only the gateway loggers hear is made by _slim_success (False: by Logging)
         self.fast_event = True
+        #: ... or, when every gateway logger takes them (``takes_facts``), as the request's facts
+        #: (:meth:`_facts`), read by each logger's ``request_facts``: no event dict at all
+        self.facts = bool(self.gateway_loggers) and not self.events and all(
+            getattr(x, "takes_facts", False) for x in self.gateway_loggers)
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
 
     # ------------------------------------------------------------------ registration
@@ -300,6 +314,19 @@ class Observe:
                 log.warning("request-end hook %r failed", hook, exc_info=True)
         if record is None:
             return
+        if self.facts and self.fast_event and ctx.status < 400 and ctx.error is None and not ctx.disconnected:
+            try:
+                facts = self._facts(ctx, record, result, response)
+            except Exception:  # noqa: BLE001 - never break the request
+                log.warning("building the request's facts failed", exc_info=True)
+                return
+            if facts is not None:
+                for logger in self.gateway_loggers:
+                    try:
+                        logger.request_facts(ctx, record, facts)
+                    except Exception:  # noqa: BLE001
+                        log.warning("%s.request_facts failed", type(logger).__name__, exc_info=True)
+                return
         kwargs = self._emit(ctx, record, result, response)
         for logger in self.gateway_loggers:
             try:
@@ -377,6 +404,61 @@ class Observe:
         else:
             entry.success(response, end_time=end, cost=ctx.cost)
         return entry.model_call_details
+
+    @staticmethod
+    def _facts(ctx: Any, record: _Request, result: Any, response: Any) -> tuple | None:
+        """The facts of a successful request, for the gateway loggers' ``request_facts`` (a tuple
+        laid out as :data:`FACTS`): the values the slim event (:meth:`_slim_success`) gives them,
+        without the event. None when the request's own ``metadata`` is there (it may carry the
+        standard metadata keys: the event's path reads it)."""
+        params = record.params
+        if "metadata" in params:
+            return None
+        # the route, as Logging._route_from makes it from the result, then from the response
+        provider = model_id = api_base = name = None
+        group = ctx.model
+        for source in ((result, response) if result is not response and result is not None else (response,)):
+            hidden = getattr(source, "_hidden_params", None)
+            if isinstance(hidden, dict):
+                get = dict.get  # not a stream's lazy lookups: only what is there
+                value = get(hidden, "custom_llm_provider")
+                if value is not None:
+                    provider = value
+                value = get(hidden, "api_base")
+                if value is not None:
+                    api_base = value
+                value = get(hidden, "model_group")
+                if value is not None:
+                    group = value
+                value = get(hidden, "model_id")
+                if value is not None:
+                    model_id = value
+                model = get(hidden, "model")
+                if model:
+                    name = f"{provider}/{model}" if provider and "/" not in model else model
+        cost = ctx.cost
+        hidden = getattr(response, "_hidden_params", None)
+        if isinstance(hidden, dict) and cost is not None:
+            hidden["response_cost"] = cost
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
+            prompt = get("prompt_tokens") or 0
+            completion = get("completion_tokens") or 0
+        else:
+            prompt = completion = 0
+        start = record.wall_start
+        end = start + (time.perf_counter() - ctx.start)
+        stream = record.stream
+        first = start + ctx.ttft if stream and ctx.ttft else end
+        auth = ctx.auth
+        if auth is not None:
+            who = (params.get("user"), getattr(auth, "api_key", None), ctx.key_alias, auth.team_id, auth.team_alias,
+                   auth.user_id)
+        else:
+            who = (params.get("user"), None, ctx.key_alias, None, None, None)
+        raw = (*who, name, ctx.model, group, model_id, api_base or "", provider, True, stream, ctx.model, ctx.status)
+        return (raw, start, end, first, prompt, completion, cost, response, params, record.messages)
 
     @staticmethod
     def _slim_success(ctx: Any, record: _Request, result: Any, response: Any, request_id: str,
