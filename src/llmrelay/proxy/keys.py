@@ -111,12 +111,19 @@ class Refusal:
 class _Entry:
     """A cached row (None: known not to exist) and when it was read."""
 
-    __slots__ = ("row", "fetched", "stale", "allowed", "limits", "spend_head", "budget_header")
+    __slots__ = ("row", "fetched", "stale", "allowed", "limits", "spend_head", "budget_header", "expires",
+                 "alone")
 
     def __init__(self, row: dict[str, Any] | None) -> None:
         self.row = row
         self.fetched = _monotonic()
         self.stale = False
+        #: the row's ``expires``, and whether nothing but the key itself is checked at admission
+        #: (no team, user, per-model budget, not blocked: most keys). A cached row's fields
+        #: other than its spend and budget periods never change in place (a write replaces the entry).
+        self.expires = row.get("expires") if row is not None else None
+        self.alone = row is not None and not (row.get("team_id") or row.get("user_id") or row.get("blocked")
+                                              or row.get("model_max_budget"))
         self.allowed: dict[str, bool] = {}
         #: model → (team row, user row, the limits built from them): rebuilt when those change
         self.limits: dict[str, tuple[Any, Any, list[Limit]]] = {}
@@ -131,7 +138,7 @@ class _Entry:
 class Principal:
     """Who is calling, for one request."""
 
-    __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged")
+    __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged", "tokens")
 
     def __init__(self, master: bool, token: str | None = None, entry: _Entry | None = None) -> None:
         self.master = master
@@ -142,6 +149,8 @@ class Principal:
         self.end_user: str | None = None
         self.model: str | None = None
         self.charged = False
+        #: (prompt, completion) tokens of the finished request (set by finish)
+        self.tokens = (0, 0)
 
     @property
     def key(self) -> dict[str, Any] | None:
@@ -464,21 +473,22 @@ class KeyManager:
         entry = who.entry  # the key's own cache entry (its allow-list and limits are kept on it)
         key = entry.row
         now = _now()
-        expires = key.get("expires")
+        expires = entry.expires
         if expires is not None and expires <= now:
             return Refusal(401, "Authentication Error - Expired Key. Generate a new one with /key/generate.",
                             "expired_key")
-        if key.get("blocked"):
-            return Refusal(401, "Authentication Error - this key is blocked.", "auth_error")
-        team = user = None
-        if key.get("team_id"):
-            found = await self._lookup("team", key["team_id"])
-            team = found.row if found is not None else None
-            if team is not None and team.get("blocked"):
-                return Refusal(401, "Authentication Error - the key's team is blocked.", "team_blocked")
-        if key.get("user_id"):
-            found = await self._lookup("user", key["user_id"])
-            user = found.row if found is not None else None
+        team = user = customer = None
+        if not entry.alone:
+            if key.get("blocked"):
+                return Refusal(401, "Authentication Error - this key is blocked.", "auth_error")
+            if key.get("team_id"):
+                found = await self._lookup("team", key["team_id"])
+                team = found.row if found is not None else None
+                if team is not None and team.get("blocked"):
+                    return Refusal(401, "Authentication Error - the key's team is blocked.", "team_blocked")
+            if key.get("user_id"):
+                found = await self._lookup("user", key["user_id"])
+                user = found.row if found is not None else None
         allowed = entry.allowed.get(model)
         if allowed is None:
             allowed = entry.allowed[model] = self._allowed(key.get("models"), model)
@@ -492,14 +502,13 @@ class KeyManager:
                 f"Tried to access {model}", "team_model_access_denied", param="model")
         if user is not None and not self._allowed(user.get("models"), model):
             return Refusal(401, f"user not allowed to access model {model}", "key_model_access_denied", param="model")
-        customer = None
-        if isinstance(end_user, str) and end_user:
+        if end_user and isinstance(end_user, str):
             who.end_user = end_user
             found = await self._lookup("end_user", end_user)
             customer = found.row if found is not None else None
             if customer is not None and customer.get("blocked"):
                 return Refusal(400, f"End user {end_user} is blocked.", "budget_exceeded")
-        if team is not None or user is not None or customer is not None or key.get("model_max_budget"):
+        if team is not None or user is not None or customer is not None or not entry.alone:
             refused = self._over_budget(key, team, user, customer, model, now)
             if refused is not None:
                 return refused
@@ -517,23 +526,29 @@ class KeyManager:
             limits = self._limits(who.token, key, team, user, model)
             entry.limits[model] = (team, user, limits)
         shared = self.shared
-        budgets = shared.budgets(who.token, key, team, user, customer, model) if shared is not None else None
-        if limits or budgets:
-            if shared is not None:  # limits, shared budgets and the cache lookup: one round trip
-                decision = await shared.admit(limits, budgets, prefetch)
-                if decision is None:  # spent on other instances too (the rows now say how much)
-                    return self._over_budget(key, team, user, customer, model, now) or _SPENT
-            elif self._acquire_now is not None:
-                decision = self._acquire_now(limits)
-            else:
-                decision = await self.limiter.acquire(limits)
-            if not decision.allowed:
-                wait = retry_after_seconds(decision.retry_after)
-                return Refusal(429, f"Rate limit reached: {decision.reason}. Retry after {wait}s.",
-                                "rate_limit_error", headers=[(b"retry-after", b"%d" % wait)])
-            if limits:
-                who.limits = limits
-                who.decision = decision
+        if shared is not None:
+            budgets = shared.budgets(who.token, key, team, user, customer, model)
+            if not (limits or budgets):
+                who.model = model
+                return None
+            # limits, shared budgets and the cache lookup: one round trip
+            decision = await shared.admit(limits, budgets, prefetch)
+            if decision is None:  # spent on other instances too (the rows now say how much)
+                return self._over_budget(key, team, user, customer, model, now) or _SPENT
+        elif not limits:
+            who.model = model
+            return None
+        elif self._acquire_now is not None:
+            decision = self._acquire_now(limits)
+        else:
+            decision = await self.limiter.acquire(limits)
+        if not decision.allowed:
+            wait = retry_after_seconds(decision.retry_after)
+            return Refusal(429, f"Rate limit reached: {decision.reason}. Retry after {wait}s.",
+                            "rate_limit_error", headers=[(b"retry-after", b"%d" % wait)])
+        if limits:
+            who.limits = limits
+            who.decision = decision
         who.model = model
         return None
 
@@ -631,7 +646,8 @@ class KeyManager:
 
     def headers(self, who: Principal) -> list[tuple[bytes, bytes]]:
         """Response headers: ``x-ratelimit-*`` and the key's spend and budget."""
-        out = rate_limit_headers(who.decision) if who.decision is not None else []
+        decision = who.decision
+        out = rate_limit_headers(decision) if decision is not None else []
         entry = who.entry
         if entry is not None:
             out.append((b"x-litellm-key-spend", float_text(entry.row["spend"])))
@@ -653,12 +669,16 @@ class KeyManager:
             if state is not None and hasattr(state, "usage"):
                 # a cut or failed stream, or no upstream usage: what was generated, counted offline
                 usage = ctx.usage = state.usage()
-        if who.limits:
-            prompt, completion = _tokens(usage)
+        if usage is not None:
+            who.tokens = tokens = _tokens(usage)  # (once: the spend row takes them too)
+        else:
+            tokens = who.tokens
+        limits = who.limits
+        if limits:
             if self._release_now is not None:
-                self._release_now(who.limits, prompt + completion)
+                self._release_now(limits, tokens[0] + tokens[1])
             else:
-                await self.limiter.release(who.limits, prompt + completion)
+                await self.limiter.release(limits, tokens[0] + tokens[1])
         cost = ctx.cost = self._cost(result, who.model, usage)
         if cost:
             self._charge(who, cost)
@@ -681,7 +701,7 @@ class KeyManager:
     def on_request_end(self, ctx: Any) -> None:
         """The fan-out's hook (``observe.on_request_end``): queue the request's spend row."""
         who = ctx.auth
-        if who is not None and who.charged and self.spend.accepts(who):
+        if who is not None and who.charged and self.spend.enabled:  # (charged: accepted by the spend log)
             self.spend.add(*spend_row(self, who, ctx))
 
     def _charge(self, who: Principal, cost: float) -> None:

@@ -17,7 +17,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 __all__ = ["Limit", "Decision", "LimitBackend", "LocalLimits", "WINDOW", "rate_limit_headers", "refusal_reason"]
 
@@ -39,13 +39,14 @@ class Limit:
     parallel: int | None = None
 
 
-@dataclass(slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The result of :meth:`LimitBackend.acquire`.
 
     When ``allowed`` is false nothing was counted; ``retry_after`` is the seconds until the
     request would pass and ``reason`` names the limit hit. The ``remaining_*``/``limit_*``
     fields describe the tightest requests and tokens limits (for the ``x-ratelimit-*`` headers).
+    A tuple: :meth:`LocalLimits.acquire_now` makes one per request with ``tuple.__new__`` (no
+    Python ``__init__`` frame, ~0.3k instead of ~2.5k instructions).
     """
 
     allowed: bool
@@ -55,6 +56,9 @@ class Decision:
     remaining_requests: int | None = None
     limit_tokens: int | None = None
     remaining_tokens: int | None = None
+
+
+_new = tuple.__new__
 
 
 class LimitBackend(Protocol):
@@ -131,23 +135,29 @@ class LocalLimits:
             c = counters.get(limit.counter)
             if c is None:
                 c = counters[limit.counter] = _Counter()
-            elif (c.requests and c.requests[0] <= edge) or (c.tokens and c.tokens[0][0] <= edge):
-                c.prune(now)
+            # (only a limited kind is ever counted: its window alone needs pruning)
             rpm = limit.rpm
             if rpm is not None:
-                used = len(c.requests)
+                requests = c.requests
+                while requests and requests[0] <= edge:
+                    requests.popleft()
+                used = len(requests)
                 if used >= rpm:
-                    wait = c.requests[0] + WINDOW - now if c.requests else WINDOW
+                    wait = requests[0] + WINDOW - now if requests else WINDOW
                     return self._refused(limits, counted, refusal_reason(limit.label, "rpm", rpm), wait)
                 left = rpm - used - 1
                 if remaining_requests is None or left < remaining_requests:
                     limit_requests, remaining_requests = rpm, left
             tpm = limit.tpm
             if tpm is not None:
-                if c.token_sum >= tpm:
+                tokens = c.tokens
+                if tokens and tokens[0][0] <= edge:
+                    c.prune(now)
+                used = c.token_sum
+                if used >= tpm:
                     wait = _tokens_free_at(c, tpm) - now
                     return self._refused(limits, counted, refusal_reason(limit.label, "tpm", tpm), wait)
-                left = tpm - c.token_sum
+                left = tpm - used
                 if remaining_tokens is None or left < remaining_tokens:
                     limit_tokens, remaining_tokens = tpm, left
             parallel = limit.parallel
@@ -156,12 +166,12 @@ class LocalLimits:
                     return self._refused(limits, counted, refusal_reason(limit.label, "parallel", parallel), 1.0)
                 c.parallel += 1
             if rpm is not None:
-                c.requests.append(now)
+                requests.append(now)
             counted += 1
-        self._calls += 1
-        if self._calls % 4096 == 0:
+        calls = self._calls = self._calls + 1
+        if not calls & 4095:
             self._sweep(now)
-        return Decision(True, "", 0.0, limit_requests, remaining_requests, limit_tokens, remaining_tokens)
+        return _new(Decision, (True, "", 0.0, limit_requests, remaining_requests, limit_tokens, remaining_tokens))
 
     def _refused(self, limits: Sequence[Limit], counted: int, reason: str, wait: float) -> Decision:
         """A refusal: the first ``counted`` limits, counted already by :meth:`acquire_now` in
@@ -227,22 +237,20 @@ def _remember(cache: dict[int, tuple[bytes, bytes]], limit: int, name: bytes) ->
 def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
     """``x-ratelimit-*`` headers (OpenAI's names) for the tightest limits, or none."""
     out = []
-    limit = decision.limit_requests
+    _allowed, _reason, _wait, limit, left, limit_tokens, left_tokens = decision  # (one unpacking, no attribute loads)
     if limit is not None:
         header = _LIMIT_REQUESTS.get(limit)
         if header is None:
             header = _remember(_LIMIT_REQUESTS, limit, b"x-ratelimit-limit-requests")
-        left = decision.remaining_requests or 0  # (no max(): it costs more than the formatting)
-        out.append(header)
-        out.append((b"x-ratelimit-remaining-requests", b"%d" % left if left > 0 else b"0"))
-    limit = decision.limit_tokens
-    if limit is not None:
-        header = _LIMIT_TOKENS.get(limit)
+        out.append(header)  # (no max(): it costs more than the formatting)
+        out.append((b"x-ratelimit-remaining-requests", b"%d" % left if left is not None and left > 0 else b"0"))
+    if limit_tokens is not None:
+        header = _LIMIT_TOKENS.get(limit_tokens)
         if header is None:
-            header = _remember(_LIMIT_TOKENS, limit, b"x-ratelimit-limit-tokens")
-        left = decision.remaining_tokens or 0
+            header = _remember(_LIMIT_TOKENS, limit_tokens, b"x-ratelimit-limit-tokens")
         out.append(header)
-        out.append((b"x-ratelimit-remaining-tokens", b"%d" % left if left > 0 else b"0"))
+        out.append((b"x-ratelimit-remaining-tokens",
+                    b"%d" % left_tokens if left_tokens is not None and left_tokens > 0 else b"0"))
     return out
 
 

@@ -175,14 +175,14 @@ class RedisLimits:
             prefetch.prefetched(grant.cached)
         if limits:
             self._grants.setdefault(tuple(lim.counter for lim in limits), deque()).append(grant)
-        out = self.decision(True)
         rpms = [lim.rpm for lim in limits if lim.rpm is not None]
         tpms = [lim.tpm for lim in limits if lim.tpm is not None]
+        limit_requests = remaining_requests = limit_tokens = remaining_tokens = None
         if rpms and grant.remaining_requests is not None:
-            out.limit_requests, out.remaining_requests = min(rpms), grant.remaining_requests
+            limit_requests, remaining_requests = min(rpms), grant.remaining_requests
         if tpms and grant.remaining_tokens is not None:
-            out.limit_tokens, out.remaining_tokens = min(tpms), grant.remaining_tokens
-        return out
+            limit_tokens, remaining_tokens = min(tpms), grant.remaining_tokens
+        return self.decision(True, "", 0.0, limit_requests, remaining_requests, limit_tokens, remaining_tokens)
 
     async def release(self, limits: Sequence[Any], tokens: int) -> None:
         grants = self._grants.get(tuple(lim.counter for lim in limits))

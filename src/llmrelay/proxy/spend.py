@@ -248,6 +248,8 @@ def usage_tokens(usage: Any) -> tuple[int, int]:
 
 #: UTC day of a start time, by its day number (a spend row's ``day`` column).
 _DAYS: dict[float, str] = {}
+#: (stream, http status) → the JSON text of a spend row's metadata with these, without its closing brace.
+_META: dict[tuple[Any, Any], str] = {}
 
 
 def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tuple, list[tuple[str, str]]]:
@@ -255,7 +257,7 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
     ``ctx.cost``): its shape (which optional columns it has), the row (a tuple in the order of
     ``shape_columns(shape)``) and what its cost is charged to: [("key", token), ("team", id),
     ("user", id), ("end_user", id)]."""
-    prompt, completion = usage_tokens(ctx.usage)
+    prompt, completion = who.tokens  # (counted by KeyManager.finish)
     end = _time()
     start = end - (_perf() - ctx.start)
     entry = who.entry
@@ -283,12 +285,22 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
         status = "success"
     else:
         status = "failure"
-    metadata = {"stream": ctx.stream, "http_status": ctx.status}
     response_id = getattr(result, "id", None) or getattr(getattr(result, "state", None), "id", None)
-    if response_id:  # the answer's own id (chatcmpl-…): LiteLLM's spend-log request_id
-        metadata["response_id"] = response_id
     if ctx.error:
+        metadata = {"stream": ctx.stream, "http_status": ctx.status}
+        if response_id:
+            metadata["response_id"] = response_id
         metadata["error"] = ctx.error
+        metadata_text = _dumps(metadata).decode()
+    else:
+        # the common rows: the JSON of {"stream", "http_status"} is made once, the answer's own id
+        # (chatcmpl-…, LiteLLM's spend-log request_id) appended
+        head = _META.get((ctx.stream, ctx.status))
+        if head is None:
+            if len(_META) > 64:
+                _META.clear()
+            head = _META[(ctx.stream, ctx.status)] = _dumps({"stream": ctx.stream, "http_status": ctx.status})[:-1].decode()
+        metadata_text = (head + ',"response_id":' + _dumps(response_id).decode() + "}") if response_id else head + "}"
     number = start // 86400
     day = _DAYS.get(number)
     if day is None:
@@ -298,7 +310,7 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
     row = (ctx.request_id.decode(), who.token, who.model,
            (keys.deployments.get(model_id) or _prices(keys, model_id))[0] if model_id else None, model_id,
            "acompletion", status, prompt, completion, prompt + completion, ctx.cost or 0.0, start, end, day,
-           _dumps(metadata).decode())
+           metadata_text)
     return shape, (row + extra if shape else row), owners
 
 
