@@ -123,3 +123,30 @@ async def test_a_response_deleted_while_it_is_being_read_stays_deleted(keys):
     store.release.set()
     await first
     assert memory.get("resp_race") is None
+
+
+async def test_a_refresh_that_fails_is_tried_again(keys):
+    """A cached key is re-read in the background every REFRESH_AFTER seconds (its spend as other
+    processes wrote it); a re-read the database failed is queued again, not dropped (the row
+    stays marked as being re-read, so nothing else would ever queue it again)."""
+    from llmrelay.proxy.keys import REFRESH_AFTER
+    from llmrelay.storage import StoreError, open_store
+
+    store = keys.store
+    raw = new_key()
+    token = hash_key(raw)
+    await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
+    await authenticate(keys, raw)
+    keys._cache["key"][token].fetched -= REFRESH_AFTER + 1
+    await authenticate(keys, raw)  # (queues the re-read)
+    assert keys._cache["key"][token].stale
+    store.close()  # the database fails the re-read
+    with pytest.raises(StoreError):
+        await keys._refresh_stale(store)
+    back = open_store(keys.url)
+    try:
+        assert await back.run(back.update, "key", token, {"spend": 5.0})
+        await keys._refresh_stale(back)
+        assert keys.cached("key", token)["spend"] == 5.0
+    finally:
+        back.close()

@@ -343,10 +343,17 @@ class KeyManager:
             await self._refresh_stale(store)
 
     async def _refresh_stale(self, store: Store) -> None:
-        todo, self._to_refresh = self._to_refresh, set()
-        for kind, ident in todo:
+        todo = list(self._to_refresh)
+        self._to_refresh = set()
+        for i, (kind, ident) in enumerate(todo):
             generation = self._generation
-            row = await store.run(store.get, kind, ident)
+            try:
+                row = await store.run(store.get, kind, ident)
+            except BaseException:
+                # (the database failed: what was not read is read on a later pass, else a
+                # stale row would never be refreshed again — _lookup queues a row only once)
+                self._to_refresh.update(todo[i:])
+                raise
             if generation == self._generation:
                 self._put(kind, ident, row, generation)
             else:  # invalidated while being read: read it again

@@ -48,7 +48,10 @@ class SQLiteStore(Store):
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self._lock:
-            cur = self._conn.cursor()
+            try:
+                cur = self._conn.cursor()
+            except sqlite3.Error as exc:  # (a closed store)
+                raise StoreError(f"SQLite error: {exc}") from None
             try:
                 # IMMEDIATE takes the write lock up front: two gateways on one file queue
                 # (busy_timeout) instead of failing with "database is locked" mid-transaction.
