@@ -128,7 +128,7 @@ class _Entry:
         #: model → (team row, user row, the limits built from them): rebuilt when those change
         self.limits: dict[str, tuple[Any, Any, list[Limit]]] = {}
         #: what a key's spend rows share (``spend._spend_head``), built once
-        self.spend_head: tuple[list[tuple[str, str]], int, tuple] | None = None
+        self.spend_head: tuple[tuple[tuple[str, str], ...], int, tuple] | None = None
         #: the ``x-litellm-key-max-budget`` header (or None), built once
         self.budget_header: tuple[bytes, bytes] | None = None
         if row is not None and row.get("max_budget") is not None:
@@ -454,8 +454,8 @@ class KeyManager:
             return _UNAUTHORIZED
         token = _sha256(presented).hexdigest()
         entry = self._cache["key"].get(token)
-        if entry is None or entry.row is None or _monotonic() - entry.fetched > REFRESH_AFTER:
-            entry = await self._lookup("key", token)
+        if entry is None or entry.row is None or (not entry.stale and _monotonic() - entry.fetched > REFRESH_AFTER):
+            entry = await self._lookup("key", token)  # (a stale row already being re-read: served as it is)
         if entry is None:
             if self.store is None and self.url is None:
                 return _UNAUTHORIZED
@@ -727,8 +727,10 @@ class KeyManager:
             soft = key.get("soft_budget")
             if soft is not None and spend >= soft and not key.get("soft_budget_cooldown"):
                 self._soft_budget_crossed(who, "key", who.token, key)
-            team_id, user_id = key.get("team_id"), key.get("user_id")
-            if team_id or user_id:  # (most keys have neither: no loop, no lookups)
+            team_id = user_id = None
+            if not entry.alone:  # (most keys have neither team nor user: no loop, no lookups)
+                team_id, user_id = key.get("team_id"), key.get("user_id")
+            if team_id or user_id:
                 for kind, ident in (("team", team_id), ("user", user_id)):
                     row = self.cached(kind, ident)
                     if row is not None:

@@ -43,7 +43,7 @@ _FIXED = ("request_id", "api_key", "model_group", "model", "model_id", "call_typ
 #: not bound, nor is ``response``, never set here).
 _OPTIONAL = ("team_id", "user_id", "tags", "end_user", "messages")
 _TEAM, _USER, _TAGS, _END_USER, _MESSAGES = (1 << i for i in range(len(_OPTIONAL)))
-_TOKEN, _MODEL_GROUP, _COST = map(_FIXED.index, ("api_key", "model_group", "spend"))
+_MODEL_GROUP, _COST = map(_FIXED.index, ("model_group", "spend"))
 assert set(_FIXED) | set(_OPTIONAL) | {"response"} == set(SPEND_COLUMNS)
 
 
@@ -57,16 +57,31 @@ class _Batch:
     """Up to ``BATCH`` rows written in one transaction, with what they add to each owner's spend
     (summed as the rows come, so the writer does not go over the rows again)."""
 
-    __slots__ = ("rows", "n", "by", "models")
+    __slots__ = ("rows", "n", "charges")
 
     def __init__(self) -> None:
         #: shape → the rows of that shape (tuples in the order of ``shape_columns(shape)``)
         self.rows: dict[int, list[tuple]] = {}
         self.n = 0
-        #: (kind, id) → cost, for the key, team, user and end user each row is charged to
-        self.by: dict[tuple[str, str], float] = {}
-        #: (key token, model group) → cost (a key's per-model spend)
-        self.models: dict[tuple[str, str], float] = {}
+        #: (owners, model group) → cost: one sum per combination (``owners``, the tuple a key's
+        #: rows share, its key first), spread over each owner when the batch is written
+        self.charges: dict[tuple[tuple, Any], float] = {}
+
+    def sums(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+        """(kind, id) → cost for each key, team, user and end user; (key token, model group) →
+        cost (a key's per-model spend)."""
+        by: dict[tuple[str, str], float] = {}
+        models: dict[tuple[str, str], float] = {}
+        for (owners, model), cost in self.charges.items():
+            for owner in owners:
+                by[owner] = by.get(owner, 0.0) + cost
+            if owners and owners[0][0] == "key" and model:
+                at = (owners[0][1], model)
+                models[at] = models.get(at, 0.0) + cost
+        return by, models
+
+    def cost_of(self, owner: tuple[str, str]) -> float:
+        return sum(cost for (owners, _), cost in self.charges.items() if owner in owners)
 
 
 class SpendQueue(WriteBehind):
@@ -107,9 +122,9 @@ class SpendQueue(WriteBehind):
         owner = (kind, ident)
         total = 0.0
         for batch in self.batches:
-            total += batch.by.get(owner, 0.0)
+            total += batch.cost_of(owner)
         if self._writing is not None:
-            total += self._writing.by.get(owner, 0.0)
+            total += self._writing.cost_of(owner)
         return total
 
     @property
@@ -117,13 +132,14 @@ class SpendQueue(WriteBehind):
         """(kind, id) → :meth:`pending_cost`, for every owner with some."""
         out: dict[tuple[str, str], float] = {}
         for batch in (*self.batches, *((self._writing,) if self._writing is not None else ())):
-            for owner, cost in batch.by.items():
+            for owner, cost in batch.sums()[0].items():
                 out[owner] = out.get(owner, 0.0) + cost
         return out
 
-    def add(self, shape: int, row: tuple, owners: list[tuple[str, str]]) -> None:
+    def add(self, shape: int, row: tuple, owners: tuple[tuple[str, str], ...]) -> None:
         """Queue a row (never waits): ``row`` with the columns of its ``shape`` (:func:`spend_row`),
-        its cost charged to each of ``owners`` and to its key's per-model spend."""
+        its cost charged to each of ``owners`` (its key first, if it has one) and to its key's
+        per-model spend."""
         if self.queued >= self.max_rows:
             self.dropped += 1
             now = time.monotonic()
@@ -145,13 +161,9 @@ class SpendQueue(WriteBehind):
         self.queued += 1
         cost = row[_COST]
         if cost:
-            by = batch.by
-            for owner in owners:
-                by[owner] = by.get(owner, 0.0) + cost
-            token, model = row[_TOKEN], row[_MODEL_GROUP]
-            if token and model:
-                models = batch.models
-                models[token, model] = models.get((token, model), 0.0) + cost
+            charges = batch.charges
+            at = (owners, row[_MODEL_GROUP])
+            charges[at] = charges.get(at, 0.0) + cost
 
     async def flush(self) -> None:
         """Write every queued row; :class:`StoreError` (rows kept) if the database fails."""
@@ -163,7 +175,7 @@ class SpendQueue(WriteBehind):
             batch = self._writing = batches.popleft()
             try:
                 groups = [(shape_columns(shape), rows) for shape, rows in batch.rows.items()]
-                await store.run(store.write_spend_batch, groups, batch.by, batch.models)
+                await store.run(store.write_spend_batch, groups, *batch.sums())
             except BaseException:
                 batches.appendleft(batch)  # written again, first, next time
                 raise
@@ -248,11 +260,12 @@ def usage_tokens(usage: Any) -> tuple[int, int]:
 
 #: UTC day of a start time, by its day number (a spend row's ``day`` column).
 _DAYS: dict[float, str] = {}
-#: (stream, http status) → the JSON text of a spend row's metadata with these, without its closing brace.
-_META: dict[tuple[Any, Any], str] = {}
+#: (stream, http status) → the status of a spend row with these (and no error), and the JSON text
+#: of its metadata without the closing brace.
+_META: dict[tuple[Any, Any], tuple[str, str]] = {}
 
 
-def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tuple, list[tuple[str, str]]]:
+def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tuple, tuple[tuple[str, str], ...]]:
     """The spend-log row of a finished request (its usage is ``ctx.usage``, its cost
     ``ctx.cost``): its shape (which optional columns it has), the row (a tuple in the order of
     ``shape_columns(shape)``) and what its cost is charged to: [("key", token), ("team", id),
@@ -267,10 +280,10 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
             head = entry.spend_head = _spend_head(who.token, entry.row)
         owners, shape, extra = head
     else:
-        owners, shape, extra = [], 0, ()
+        owners, shape, extra = (), 0, ()
     end_user = who.end_user
     if end_user:
-        owners = [*owners, ("end_user", end_user)]
+        owners = (*owners, ("end_user", end_user))
         shape |= _END_USER
         extra += (end_user,)
     if keys.store_prompts and getattr(ctx, "messages", None) is not None:
@@ -279,28 +292,27 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
     result = ctx.result
     hidden = getattr(result, "_hidden_params", None)
     model_id = hidden.get("model_id") if hidden is not None else None
-    if ctx.disconnected:
-        status = "client_disconnected"
-    elif ctx.status == 200 and ctx.error is None:
-        status = "success"
-    else:
-        status = "failure"
     response_id = getattr(result, "id", None) or getattr(getattr(result, "state", None), "id", None)
-    if ctx.error:
+    if ctx.error or ctx.disconnected:
+        status = "client_disconnected" if ctx.disconnected else "failure"
         metadata = {"stream": ctx.stream, "http_status": ctx.status}
-        if response_id:
+        if response_id:  # the answer's own id (chatcmpl-…): LiteLLM's spend-log request_id
             metadata["response_id"] = response_id
-        metadata["error"] = ctx.error
+        if ctx.error:
+            metadata["error"] = ctx.error
         metadata_text = _dumps(metadata).decode()
     else:
-        # the common rows: the JSON of {"stream", "http_status"} is made once, the answer's own id
-        # (chatcmpl-…, LiteLLM's spend-log request_id) appended
-        head = _META.get((ctx.stream, ctx.status))
-        if head is None:
+        # the common rows: their status and the JSON of {"stream", "http_status"} made once,
+        # the answer's own id appended
+        at = (ctx.stream, ctx.status)
+        known = _META.get(at)
+        if known is None:
             if len(_META) > 64:
                 _META.clear()
-            head = _META[(ctx.stream, ctx.status)] = _dumps({"stream": ctx.stream, "http_status": ctx.status})[:-1].decode()
-        metadata_text = (head + ',"response_id":' + _dumps(response_id).decode() + "}") if response_id else head + "}"
+            known = _META[at] = ("success" if at[1] == 200 else "failure",
+                                 _dumps({"stream": at[0], "http_status": at[1]})[:-1].decode())
+        status, metadata_text = known
+        metadata_text += (',"response_id":' + _dumps(response_id).decode() + "}") if response_id else "}"
     number = start // 86400
     day = _DAYS.get(number)
     if day is None:
@@ -314,7 +326,7 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
     return shape, (row + extra if shape else row), owners
 
 
-def _spend_head(token: str | None, key: dict[str, Any]) -> tuple[list[tuple[str, str]], int, tuple]:
+def _spend_head(token: str | None, key: dict[str, Any]) -> tuple[tuple[tuple[str, str], ...], int, tuple]:
     """What a key's spend rows share: what they are charged to, and the key's optional columns
     (their shape bits, their values in column order)."""
     team_id, user_id, tags = key.get("team_id"), key.get("user_id"), key.get("tags")
@@ -330,4 +342,4 @@ def _spend_head(token: str | None, key: dict[str, Any]) -> tuple[list[tuple[str,
         shape, extra = shape | _USER, extra + (user_id,)
     if tags is not None:
         shape, extra = shape | _TAGS, extra + (_dumps(tags).decode(),)
-    return owners, shape, extra
+    return tuple(owners), shape, extra
