@@ -1,0 +1,56 @@
+"""The spend queue's periodic writer (proxy/spend.py), on SQLite and on a real PostgreSQL: a
+flush writes the rows queued when it began, one batch per interval, and shutdown writes all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from dbs import database_for
+from llmrelay.proxy.keys import KeyManager, hash_key, new_key
+from llmrelay.storage import open_store
+from llmrelay.storage.base import utc_day
+
+
+def row(token: str, n: int) -> tuple:
+    """A spend row of the request path's shape 0 (see spend.spend_row)."""
+    now = time.time()
+    return (f"{int(now * 1000):012x}test{n:016x}", token, "gpt-4o-mini", "openai/gpt-4o-mini", "dep-1",
+            "acompletion", "success", 10, 5, 15, 0.25, now, now + 0.01, utc_day(now), '{"stream":false}')
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_flush_writes_what_was_queued_when_it_began(backend, tmp_path):
+    with database_for(backend, str(tmp_path), "llmrelay_sq") as url:
+        keys = KeyManager("sk-master", url=url, settings={"proxy_batch_write_at": 3600})
+        await keys.start()  # (the periodic writer runs, asleep for the hour)
+        try:
+            store = keys.store
+            token = hash_key(new_key())
+            await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
+            owners = (("key", token),)
+            for n in range(5):
+                keys.spend.add(0, row(token, n), owners)
+            flush = asyncio.ensure_future(keys.spend.flush())
+            while keys.spend._writing is None:
+                await asyncio.sleep(0)
+            for n in range(5, 8):  # requests that end while the batch is being written
+                keys.spend.add(0, row(token, n), owners)
+            await flush
+            # the 3 later rows wait for the next interval (a flush that went on until the queue
+            # was empty would write small batches back to back under a steady load)
+            assert (keys.spend.written, keys.spend.queued) == (5, 3)
+            assert len(await store.run(store.spend_logs, {"api_key": token})) == 5
+            assert keys.spend.pending_cost("key", token) == pytest.approx(0.75)
+            assert (await store.run(store.get, "key", token))["spend"] == pytest.approx(1.25)
+        finally:
+            await keys.stop()  # shutdown writes everything queued
+        assert (keys.spend.written, keys.spend.queued) == (8, 0)
+        again = open_store(url)
+        try:
+            assert len(again.spend_logs({"api_key": token})) == 8
+            assert again.get("key", token)["spend"] == pytest.approx(2.0)
+        finally:
+            again.close()
