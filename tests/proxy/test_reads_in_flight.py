@@ -150,3 +150,22 @@ async def test_a_refresh_that_fails_is_tried_again(keys):
         assert keys.cached("key", token)["spend"] == 5.0
     finally:
         back.close()
+
+
+async def test_a_first_read_during_an_unrelated_change_is_cached_by_a_later_read(keys):
+    """A key's first read that an invalidation overtook (here of another key: one generation
+    counter for all rows) is not cached, but read again in the background and cached then, so a
+    database that goes down afterwards does not refuse a key that was just used."""
+    store = keys.store
+    raw = new_key()
+    token = hash_key(raw)
+    await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
+    store.hold("get", "key", token)
+    first = asyncio.ensure_future(authenticate(keys, raw))
+    await store.read.wait()
+    keys.invalidate("key", hash_key(new_key()))  # an unrelated change while the read is in flight
+    store.release.set()
+    await first
+    assert keys.cached("key", token) is None  # (the read may hold the row from before the change)
+    await keys._refresh_stale(store)
+    assert keys.cached("key", token)["token"] == token

@@ -379,6 +379,10 @@ class KeyManager:
         entry = _Entry(row)
         if generation == self._generation:
             cache[ident] = entry
+        elif row is not None:
+            # read again, in the background, after the change: then cached (else the next request
+            # would wait for the database again, and get a 503 for a key it just used if it is down)
+            self._to_refresh.add((kind, ident))
         return entry
 
     async def _lookup(self, kind: str, ident: str) -> _Entry | None:
