@@ -185,3 +185,37 @@ def test_a_full_batch_is_applied_without_a_scrape():
     assert logger.registry.get_sample_value("litellm_proxy_total_requests_metric_total",
                                             _proxy_labels("200")) == prometheus.BATCH
     assert not logger._waiting and logger._rows == 0
+
+
+def test_one_process_reads_the_requests_in_flight_at_the_scrape(tmp_path):
+    """In one process the in-flight gauges are read from the gateway's own table of requests in
+    flight when /metrics is scraped (not changed twice per request): a stream being answered is
+    there, and gone once it ended; the series stays, at 0."""
+    from servers.openai_server import slow_stream_reply
+
+    with FakeOpenAIServer() as up, FakeOpenAIServer() as down:
+        path = tmp_path / "config.yaml"
+        path.write_text(two_groups_config(up.url, down.url, "prometheus"))
+        with Gateway(str(path)) as gw:
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a"}])
+            families = scrape(gw.url)
+            assert total(families, "llmrelay_in_flight_requests", requested_model="m") == 0
+            assert [s for s in families["llmrelay_in_flight_requests"] if s.labels.get("requested_model") == "m"]
+            up.enqueue(slow_stream_reply(0.3))
+            stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "b"}],
+                                                    stream=True)
+            next(iter(stream))
+            families = scrape(gw.url)
+            assert total(families, "llmrelay_in_flight_requests", requested_model="m") == 1
+            assert total(families, "llmrelay_in_flight_streams", requested_model="m") == 1
+            list(stream)
+            deadline = time.monotonic() + 10
+            while total(scrape(gw.url), "llmrelay_in_flight_requests", requested_model="m") and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            families = scrape(gw.url)
+            assert total(families, "llmrelay_in_flight_requests", requested_model="m") == 0
+            assert total(families, "llmrelay_in_flight_streams", requested_model="m") == 0
+            assert total(families, "litellm_proxy_total_requests_metric_total") == 2
+            client.close()

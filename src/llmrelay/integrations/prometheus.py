@@ -118,6 +118,11 @@ class PrometheusLogger(CustomLogger):
         self._gauges: dict[tuple[str, str], int] = {}
         #: called before every /metrics page is written (``StateGauges.refresh``)
         self.before_scrape: list[Any] = []
+        #: the requests being answered (a callable returning their contexts: ``model``,
+        #: ``stream``), when the gateway tells; in one process the in-flight gauges are then read
+        #: from it at each batch instead of being changed twice per request (see :meth:`flush`)
+        self.in_flight: Any = None
+        self._shown: dict[str, dict[str, int]] = {}  # in-flight gauge → model → value last set
 
     def _at(self, name: str, *values: str) -> Any:
         """The metric's child for these label values (cached: ``labels()`` costs microseconds)."""
@@ -198,6 +203,21 @@ class PrometheusLogger(CustomLogger):
         for (name, model), change in gauges.items():
             if change:
                 self._inc(name, model)(change)
+        if self.in_flight is not None and self.batched:
+            requests: dict[str, int] = {}
+            streams: dict[str, int] = {}
+            for ctx in list(self.in_flight()):
+                model = ctx.model
+                requests[model] = requests.get(model, 0) + 1
+                if ctx.stream:
+                    streams[model] = streams.get(model, 0) + 1
+            for name, now in (("llmrelay_in_flight_requests", requests), ("llmrelay_in_flight_streams", streams)):
+                shown = self._shown.setdefault(name, {})
+                for model in [*shown, *(m for m in now if m not in shown)]:
+                    value = now.get(model, 0)
+                    if shown.get(model) != value:
+                        self._at(name, model).set(value)
+                        shown[model] = value
 
     def _record(self, kwargs: dict[str, Any], ok: bool, ctx: Any = None) -> tuple[str, ...]:
         """The LLM call's metrics (and with the gateway's ``ctx``, the request's); returns
@@ -302,12 +322,21 @@ class PrometheusLogger(CustomLogger):
         if gateway_model is not None:
             kind.make("proxy")
             kind.make("overhead")
+            if self.in_flight is not None and self.batched:  # (their series appear with the first request)
+                for name in ("llmrelay_in_flight_requests", "llmrelay_in_flight_streams") if stream else (
+                        "llmrelay_in_flight_requests",):
+                    shown = self._shown.setdefault(name, {})
+                    if gateway_model not in shown:
+                        self._at(name, gateway_model).set(0)
+                        shown[gateway_model] = 0
         if len(self._kinds) < 10000:
             self._kinds[key] = kind
         return kind
 
     # ------------------------------------------------------------------ the gateway's requests
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
+        if self.in_flight is not None and self.batched:
+            return  # (read from the gateway's own table of requests in flight at each batch)
         self._gauge("llmrelay_in_flight_requests", ctx.model, 1)
         if ctx.stream:
             self._gauge("llmrelay_in_flight_streams", ctx.model, 1)

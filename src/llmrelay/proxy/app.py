@@ -202,6 +202,8 @@ class ProxyApp:
         self._served_plain = not self.observe.success_hooks
         watch_redis(self.observe.metrics, getattr(self.models, "router", None), self.cache)
         self.state_gauges = state_gauges(self.observe.metrics, self.keys, getattr(self.models, "router", None))
+        if self.observe.metrics is not None and hasattr(self.observe.metrics, "in_flight"):
+            self.observe.metrics.in_flight = self._inflight.values  # (the in-flight gauges, read at each batch)
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
