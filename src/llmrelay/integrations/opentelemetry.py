@@ -59,6 +59,8 @@ _PARAMS = {
     "seed": "gen_ai.request.seed",
 }
 
+_PARAM_NAMES = frozenset(_PARAMS)
+
 
 def _json(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
@@ -205,6 +207,13 @@ class OpenTelemetryLogger(CustomLogger):
     # to the span processors (no SDK Span objects, no context attach/detach during the request):
     # at its start only the ids are drawn, so that the upstream call carries its traceparent.
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
+        if self._should_sample is None and getattr(ctx, "traceparent", None) is None:  # (most requests: _ids's case)
+            trace_id = self._new_trace_id()
+            upstream_id = self._new_span_id()
+            flags = self._new_flags
+            record.state[id(self)] = (trace_id, self._new_span_id(), upstream_id, None, flags, None, True, _time_ns())
+            headers["traceparent"] = "00-%032x-%016x-%02x" % (trace_id, upstream_id, flags)
+            return
         ids = self._ids(ctx)
         record.state[id(self)] = ids
         trace_id, _, upstream_id, _, flags, tracestate, _, _ = ids
@@ -340,7 +349,7 @@ class OpenTelemetryLogger(CustomLogger):
             reasons = (str(reason),) if reason else ()
         else:
             reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")])
-        if params:
+        if params and not _PARAM_NAMES.isdisjoint(params):
             found = {}
             for name, attr in _PARAMS.items():
                 value = params.get(name)
