@@ -667,7 +667,7 @@ class _Run:
 
     __slots__ = ("router", "model", "messages", "stream", "kwargs", "overrides", "attempts", "tried_groups",
                  "group", "deps", "tried", "attempt", "retries", "last", "deadline", "count", "dep", "start",
-                 "first_timeout", "idle", "tags", "logging", "mock_fallbacks", "checked")
+                 "first_timeout", "idle", "tags", "logging", "mock_fallbacks", "checked", "original_exc")
 
     def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any],
                  is_async: bool = False, call_type: str = "completion", embed_input: Any = None) -> None:
@@ -716,6 +716,7 @@ class _Run:
         self.start = 0.0
         self.first_timeout: float | None = None
         self.idle: float | None = None
+        self.original_exc: BaseException | None = None  # what made the requested group fall back
 
     def fail(self, exc: BaseException) -> None:
         """The routed call failed for good (reported once; later reports do nothing)."""
@@ -780,6 +781,8 @@ class _Run:
             dep.add_tokens(getattr(getattr(result, "usage", None), "total_tokens", 0) or 0)
         if self.logging is not None:
             self.logging.success(result)
+        if self.original_exc is not None:
+            self._fallback_event("success")
         return result
 
     def track(self, stream: Any) -> TrackedSource:
@@ -804,6 +807,8 @@ class _Run:
         self._label(dep, stream)
         if self.logging is not None:
             stream.observe(self.logging)
+        if self.original_exc is not None:
+            self._fallback_event("success")
         return stream
 
     def _label(self, dep: Deployment, result: Any) -> None:
@@ -840,6 +845,10 @@ class _Run:
     def _group_failed(self, exc: LLMRelayError) -> None:
         """Move on to the next fallback group, or raise ``exc`` (with ``attempts``)."""
         target = self.router._next_group(self.model, exc, self.tried_groups, self.overrides)
+        if self.original_exc is not None:  # a fallback group failed
+            self._fallback_event("failure")
+        elif target is not None:
+            self.original_exc = exc
         if target is None:
             if isinstance(exc, APIError):
                 exc.attempts = list(self.attempts)
@@ -852,6 +861,23 @@ class _Run:
         self.tried = set()
         self.attempt = 0
         self.last = None
+
+
+    def _fallback_event(self, outcome: str) -> None:
+        """LiteLLM's ``log_success_fallback_event`` / ``log_failure_fallback_event``: the
+        current fallback group answered / failed (kwargs as LiteLLM's: the call's, with the
+        fallback group as ``model`` and ``metadata["model_group"]``)."""
+        from .integrations import dispatch  # (only when falling back)
+
+        loggers = dispatch.fallback_loggers(outcome)
+        if not loggers:
+            return
+        kwargs = dict(self.kwargs)
+        kwargs["model"] = self.group
+        if self.messages is not None:
+            kwargs["messages"] = self.messages
+        kwargs["metadata"] = {**(kwargs.get("metadata") or {}), "model_group": self.group}
+        dispatch.fallback_event(loggers, outcome, self.model, kwargs, self.original_exc)
 
 
 def _route(run: _Run, attempt: Any) -> Any:

@@ -66,11 +66,12 @@ class CustomLogger:
     # ------------------------------------------------------------------ router hooks
     async def log_success_fallback_event(self, original_model_group: str, kwargs: dict[str, Any],
                                          original_exception: BaseException) -> None:
-        """Not called yet by llmrelay's router (kept so subclasses calling ``super()`` work)."""
+        """The router: a fallback group answered after ``original_model_group`` failed with
+        ``original_exception`` (``kwargs``: the call's, ``model`` the fallback group)."""
 
     async def log_failure_fallback_event(self, original_model_group: str, kwargs: dict[str, Any],
                                          original_exception: BaseException) -> None:
-        """Not called yet by llmrelay's router."""
+        """The router: a fallback group failed too (once per failed fallback group)."""
 
     async def async_filter_deployments(self, model: str, healthy_deployments: list, messages: Any,
                                        request_kwargs: dict[str, Any] | None = None,

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from . import offloop
 from .custom_logger import overrides
 
-__all__ = ["Callbacks", "registered", "resolve", "wait_pending", "LIST_NAMES"]
+__all__ = ["Callbacks", "registered", "resolve", "wait_pending", "fallback_loggers", "fallback_event", "LIST_NAMES"]
 
 log = logging.getLogger("llmrelay.callbacks")
 
@@ -174,6 +174,41 @@ def registered() -> Callbacks | None:
                                  inp or ()) or None
     _snapshot = (tuple(list(x or ()) for x in lists), found)
     return found
+
+
+def fallback_loggers(outcome: str) -> list[Any]:
+    """The registered loggers overriding ``log_<outcome>_fallback_event`` (``"success"`` or
+    ``"failure"``); asked only when a router falls back, so calls without fallbacks pay nothing."""
+    callbacks = registered()
+    if callbacks is None:
+        return []
+    hook = f"log_{outcome}_fallback_event"
+    return [x for x in callbacks.loggers if overrides(x, hook)]
+
+
+def fallback_event(loggers: list[Any], outcome: str, original_model_group: str, kwargs: dict[str, Any],
+                   original_exception: BaseException) -> None:
+    """Call each logger's ``log_<outcome>_fallback_event`` with LiteLLM's keyword arguments.
+
+    The hooks are coroutines in LiteLLM: on a running loop they run as tasks (awaited by
+    :func:`wait_pending`); from sync code, to their end before the call returns."""
+    hook = f"log_{outcome}_fallback_event"
+    for logger in loggers:
+        fn = getattr(logger, hook)
+        try:
+            result = fn(original_model_group=original_model_group, kwargs=kwargs,
+                        original_exception=original_exception)
+        except Exception:  # noqa: BLE001 - a callback never breaks a call
+            log.warning("callback %s raised; ignored", _name(fn), exc_info=True)
+            continue
+        if result is None or not inspect.isawaitable(result):
+            continue
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(_guarded(fn, result))
+        else:
+            _track(asyncio.ensure_future(_guarded(fn, result)))
 
 
 def resolve(name: str) -> Any:
