@@ -226,3 +226,17 @@ def test_user_update_creates_a_missing_user(gw):
     again = admin.post("/user/update", json={"user_id": "litellm-proxy-budget", "max_budget": 5})
     assert again.status_code == 200 and again.json()["max_budget"] == 5
     assert admin.get("/key/list?user_id=litellm-proxy-budget").json()["total_count"] == 0
+
+
+def test_key_list_is_newest_first(gw):
+    """LiteLLM's /key/list: ordered by created_at, newest first (``sort_order=asc``: oldest
+    first); total_count / current_page / total_pages as before."""
+    made = [generate_key(gw, team_id="team-order")["token"] for _ in range(3)]
+    admin = as_(gw, MASTER_KEY)
+    first = admin.get("/key/list", params={"team_id": "team-order", "size": 2}).json()
+    assert first["keys"] == made[::-1][:2]
+    assert (first["total_count"], first["current_page"], first["total_pages"]) == (3, 1, 2)
+    second = admin.get("/key/list", params={"team_id": "team-order", "size": 2, "page": 2}).json()
+    assert second["keys"] == [made[0]] and second["current_page"] == 2
+    oldest = admin.get("/key/list", params={"team_id": "team-order", "sort_order": "asc"}).json()
+    assert oldest["keys"] == made

@@ -276,20 +276,23 @@ async def _key_info_route(keys: KeyManager, store, who, params: dict) -> dict:
     return {"key": token, "info": _key_info(row)}
 
 
-async def _page(store, kind: str, params: dict, where_keys: tuple[str, ...]) -> tuple[list, int, int, int]:
+async def _page(store, kind: str, params: dict, where_keys: tuple[str, ...],
+                newest_first: bool = False) -> tuple[list, int, int, int]:
     try:
         page = max(1, int(params.get("page") or 1))
         size = min(1000, max(1, int(params.get("size") or 100)))
     except ValueError:
         raise _Bad(400, "page and size must be whole numbers") from None
     where = {k: params[k] for k in where_keys if params.get(k)}
-    rows = await store.run(store.find, kind, where, size, (page - 1) * size)
+    rows = await store.run(store.find, kind, where, size, (page - 1) * size, newest_first)
     total = await store.run(store.count, kind, where)
     return rows, total, page, max(1, -(-total // size))
 
 
 async def _key_list(keys: KeyManager, store, who, params: dict) -> dict:
-    rows, total, page, pages = await _page(store, "key", params, ("user_id", "team_id", "key_alias"))
+    # newest first, as LiteLLM's (its sort_order=asc gives the oldest first)
+    newest = str(params.get("sort_order") or "desc").lower() != "asc"
+    rows, total, page, pages = await _page(store, "key", params, ("user_id", "team_id", "key_alias"), newest)
     full = str(params.get("return_full_object", "")).lower() == "true"
     return {"keys": [_key_info(r) if full else r["token"] for r in rows], "total_count": total,
             "current_page": page, "total_pages": pages}

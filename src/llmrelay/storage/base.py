@@ -194,13 +194,15 @@ class Store:
             rows = cur.fetchall()
         return _row(columns, rows[0]) if rows else None
 
-    def find(self, kind: str, where: dict[str, Any] | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Rows whose columns equal ``where``'s values, oldest first."""
+    def find(self, kind: str, where: dict[str, Any] | None = None, limit: int = 100, offset: int = 0,
+             newest_first: bool = False) -> list[dict[str, Any]]:
+        """Rows whose columns equal ``where``'s values, oldest first (or newest first)."""
         table, id_col, columns = ENTITIES[kind]
         clauses, params = _where(columns, where or {})
+        order = "DESC" if newest_first else "ASC"
         with self._cursor() as cur:
             cur.execute(
-                f"SELECT * FROM {table}{clauses} ORDER BY created_at, {id_col} LIMIT ? OFFSET ?",
+                f"SELECT * FROM {table}{clauses} ORDER BY created_at {order}, {id_col} {order} LIMIT ? OFFSET ?",
                 (*params, int(limit), int(offset)),
             )
             return [_row(columns, r) for r in cur.fetchall()]
