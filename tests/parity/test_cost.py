@@ -121,3 +121,30 @@ async def test_global_max_budget(upstream, monkeypatch):
     assert len(upstream.chat_requests) == 1  # refused before going out
     monkeypatch.setattr(litellm, "max_budget", None)
     assert litellm.completion(**call).choices
+
+
+@pytest.mark.parametrize("model,prices,window", [
+    ("gpt-4-32k", (6e-05, 0.00012), (32768, 4096)),
+    ("gpt-3.5-turbo-instruct", (1.5e-06, 2e-06), (4096, 4096)),
+    ("bedrock/anthropic.claude-v2", (8e-06, 2.4e-05), (100000, 8191)),
+    ("bedrock/anthropic.claude-v2:1", (8e-06, 2.4e-05), (100000, 8191)),
+    ("bedrock/anthropic.claude-instant-v1", (8e-07, 2.4e-06), (100000, 8191)),
+])
+def test_legacy_models_users_still_configure_are_priced(model, prices, window):
+    """LiteLLM's model_cost prices gpt-4-32k, gpt-3.5-turbo-instruct and Bedrock's Claude 2 /
+    Instant; a gateway configured with them must not record 0 spend."""
+    assert cost_per_token(model=model, prompt_tokens=1000, completion_tokens=100) == pytest.approx(
+        (1000 * prices[0], 100 * prices[1]))
+    info = litellm.get_model_info(model)
+    assert (info["max_input_tokens"], info["max_output_tokens"]) == window
+    assert completion_cost(completion_response=response(model.split("/", 1)[-1], 21, 17)) == pytest.approx(
+        21 * prices[0] + 17 * prices[1])
+
+
+def test_gpt_35_turbo_instruct_text_completion_cost(upstream):
+    answer = litellm.text_completion(model="text-completion-openai/gpt-3.5-turbo-instruct", prompt="Hey!",
+                                     api_base=upstream.url + "/v1", api_key="sk-x")
+    usage = answer.usage
+    assert usage.prompt_tokens > 0
+    assert completion_cost(completion_response=answer) == pytest.approx(
+        usage.prompt_tokens * 1.5e-06 + usage.completion_tokens * 2e-06)

@@ -91,7 +91,7 @@ def test_every_provider_of_the_registry_is_priced_or_self_hosted():
     assert meta["taken"] and set(meta["sources"]) >= owners - {"openai"} | {"openai"}
     for key, entry in llmrelay.model_cost.items():
         assert entry["source"] in meta["sources"], key
-        assert entry["mode"] in ("chat", "embedding"), key
+        assert entry["mode"] in ("chat", "embedding", "completion"), key  # completion: *-instruct, as LiteLLM's
         assert entry["input_cost_per_token"] >= 0 and entry["output_cost_per_token"] >= 0, key
         assert entry["input_cost_per_token"] < 1e-3, key  # per token, not per million
 
