@@ -196,3 +196,58 @@ def test_grpc_protocol_uses_the_grpc_exporter_or_says_what_to_install(monkeypatc
     monkeypatch.setenv(variable, "http/json")
     with pytest.raises(ConfigError, match="not supported"):
         load_callback("otel", None)
+
+
+def test_otlp_http_posts_keep_the_standard_variables_over_a_kept_alive_connection(monkeypatch):
+    """A plain http:// endpoint is posted to over one kept-alive http.client connection, with the
+    headers and compression the OTEL_EXPORTER_OTLP_* variables ask for; a connection the receiver
+    closed is opened again; an HTTP proxy from the environment keeps the requests transport."""
+    import gzip
+
+    from llmrelay.integrations.opentelemetry import otlp_http_exporter
+
+    seen: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            seen.append((self.path, dict(self.headers.items()), gzip.decompress(body), self.client_address))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            if len(seen) == 2:
+                self.send_header("connection", "close")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/in/t")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme,authorization=Bearer%20tok")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    try:
+        exporter = otlp_http_exporter()
+        assert type(exporter._client._transport).__name__ == "HTTPClientTransport"
+        for n in range(4):
+            assert exporter._client.export(b"batch%d" % n).success
+        exporter.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [s[2] for s in seen] == [b"batch0", b"batch1", b"batch2", b"batch3"]
+    path, headers, _, _ = seen[0]
+    assert path == "/in/t"
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert headers["x-tenant"] == "acme" and headers["authorization"] == "Bearer tok"
+    assert headers["content-encoding"] == "gzip" and headers["content-type"] == "application/x-protobuf"
+    ports = [s[3][1] for s in seen]
+    assert ports[0] == ports[1] != ports[2] == ports[3]  # kept alive; reopened after the close
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    exporter = otlp_http_exporter()
+    assert type(exporter._client._transport).__name__ == "RequestsHTTPTransport"
+    exporter.shutdown()

@@ -533,6 +533,17 @@ def otlp_http_exporter(**kwargs: Any) -> Any:
 
     _Exporter.__name__ = _Exporter.__qualname__ = "OTLPSpanExporter"
     exporter = _Exporter(**kwargs)
+    client = getattr(exporter, "_client", None)
+    if (type(getattr(client, "_transport", None)).__name__ == "RequestsHTTPTransport"
+            and "session" not in kwargs and "_transport" not in kwargs
+            and not any(os.environ.get(f"OTEL_PYTHON_EXPORTER_OTLP_HTTP{kind}_CREDENTIAL_PROVIDER")
+                        for kind in ("", "_TRACES"))):
+        from .otlp_transport import light_transport_for
+
+        transport = light_transport_for(getattr(exporter, "_endpoint", ""))
+        if transport is not None:  # a plain http:// endpoint: posts over one kept-alive connection
+            client._transport.close()
+            client._transport = transport
     #: whether the gateway's span records may be sent here (the exporter encodes them itself)
     exporter.gateway_records = hasattr(getattr(exporter, "_client", None), "export")
     return exporter
