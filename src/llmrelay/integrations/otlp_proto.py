@@ -238,22 +238,30 @@ def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -
         _group(groups, span.resource, span.instrumentation_scope).append(_span(span))
     if pending is not None:
         records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])  # type: ignore[union-attr]
-    out = []
+    # the messages around the spans are written as their heads (tag, length) beside the spans'
+    # bytes, all joined once at the end (not each message copied into its parent's)
+    out: list[bytes] = []
     seen: set[int] = set()
     for resource, by_scope in groups.values():
         if id(by_scope) in seen:
             continue
         seen.add(id(by_scope))
-        scopes = []
+        parts = [_field(b"\x0a", _attributes(b"\x0a", resource.attributes))]
+        size = len(parts[0])
         for scope, encoded in by_scope.items():
-            body = _field(b"\x0a", _scope(scope)) + b"".join(encoded)
-            if scope is not None and scope.schema_url:
-                body += _field(b"\x1a", scope.schema_url.encode())
-            scopes.append(_field(b"\x12", body))
-        body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes)) + b"".join(scopes)
+            head = _field(b"\x0a", _scope(scope))
+            tail = _field(b"\x1a", scope.schema_url.encode()) if scope is not None and scope.schema_url else b""
+            n = len(head) + sum(map(len, encoded)) + len(tail)
+            length = _varint(n)
+            parts += (b"\x12", length, head)
+            parts += encoded
+            parts.append(tail)
+            size += 1 + len(length) + n
         if resource.schema_url:
-            body += _field(b"\x1a", resource.schema_url.encode())
-        out.append(_field(b"\x0a", body))
+            parts.append(_field(b"\x1a", resource.schema_url.encode()))
+            size += len(parts[-1])
+        out += (b"\x0a", _varint(size))
+        out += parts
     return b"".join(out)
 
 
