@@ -111,6 +111,19 @@ def test_write_spend_adds_to_every_owner_in_one_transaction(store):
     assert store.spend_report("key", start=1_700_000_003.0)[0]["requests"] == 2
 
 
+def test_write_spend_of_a_batch_over_one_statements_rows(store):
+    """A batch of more rows than one INSERT binds (999 values): every row written once, a
+    request id seen twice (in the batch and again later) kept once."""
+    store.insert("key", {"token": "k"})
+    rows = [_spend(i, spend=0.01) for i in range(250)]
+    store.write_spend(rows + [_spend(7, spend=0.01)])
+    store.write_spend(rows[:3])
+    logs = store.spend_logs({"api_key": "k"}, limit=1000)
+    assert sorted(r["request_id"] for r in logs) == sorted(f"r{i}" for i in range(250))
+    assert {r["metadata"]["n"] for r in logs} == set(range(250))
+    assert store.spend_report("key")[0]["requests"] == 250
+
+
 def test_budget_reset_happens_once(store):
     store.insert("key", {"token": "k", "budget_duration": "1h", "budget_reset_at": 100.0, "spend": 3.0})
     due = store.due_resets("key", 150.0)

@@ -65,12 +65,29 @@ _DAY, _START, _TOTAL, _PROMPT, _COMPLETION, _COST, _KEY, _GROUP = map(
                           "api_key", "model_group"))
 
 
+#: Values bound by one INSERT at most (SQLite's limit before 3.32 is 999, PostgreSQL's 65535).
+_MAX_BOUND = 999
+
+
 @functools.lru_cache(maxsize=64)
-def _insert_spend(columns: tuple[str, ...]) -> str:
-    """The INSERT of spend rows with these columns (the others NULL: binding a None costs
-    sqlite3 an adapter lookup, ~1k instructions a value)."""
+def _insert_spend(columns: tuple[str, ...], count: int = 1) -> str:
+    """The INSERT of ``count`` spend rows with these columns (the others NULL: binding a None
+    costs sqlite3 an adapter lookup, ~1k instructions a value)."""
+    row = f"({', '.join('?' * len(columns))})"
     return (f"INSERT INTO llmrelay_spend_logs ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (request_id) DO NOTHING")
+            f"VALUES {', '.join([row] * count)} ON CONFLICT (request_id) DO NOTHING")
+
+
+def _insert_spend_rows(cur: Any, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` (each in the order of ``columns``) with as few statements as the bound-value
+    limit allows. Not ``executemany``: SQLite's runs one statement per row and its module lets
+    go of the GIL around each, so a batch of 500 rows was 500 GIL hand-offs with the event loop
+    (each a futex wake and a wait of up to the switch interval), which cost the gateway more CPU
+    than the rows' own work."""
+    per = max(1, _MAX_BOUND // len(columns))
+    for start in range(0, len(rows), per):
+        part = rows[start:start + per]
+        cur.execute(_insert_spend(columns, len(part)), [value for row in part for value in row])
 #: What the spend report can group by (the column, or the row's UTC day).
 SPEND_REPORT_GROUPS = {"key": "api_key", "api_key": "api_key", "team": "team_id", "team_id": "team_id",
                        "user": "user_id", "user_id": "user_id", "end_user": "end_user",
@@ -432,7 +449,7 @@ class Store:
             per_key.setdefault(token, {})[model] = cost
         with self._cursor() as cur:
             for columns, rows in groups:
-                cur.executemany(_insert_spend(columns), rows)
+                _insert_spend_rows(cur, columns, rows)
             for (kind, ident), cost in sorted(by.items()):
                 table, id_col, _ = ENTITIES[kind]
                 if kind == "end_user":
