@@ -114,3 +114,24 @@ def start_otlp_sink() -> tuple[object, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+#: The callback a benchmark worker registers (``kind``: none, fn, afn or logger; ``seen`` collects
+#: what it read), for bench_callbacks.py and callgrind_callbacks.py's worker programs.
+CALLBACK_SETUP = r'''
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+seen = []
+if kind == "fn":
+    llmrelay.success_callback = [lambda kwargs, response, start, end: seen.append(kwargs["response_cost"])]
+elif kind == "afn":
+    async def on_success(kwargs, response, start, end):
+        seen.append(kwargs["response_cost"])
+    llmrelay.success_callback = [on_success]
+elif kind == "logger":
+    class Logger(llmrelay.CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs["standard_logging_object"]["completion_tokens"])
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs["standard_logging_object"]["completion_tokens"])
+    llmrelay.callbacks = [Logger()]
+'''

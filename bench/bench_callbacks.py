@@ -31,23 +31,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_BASELINE = "23bc778^"  # main just before "Library callbacks with LiteLLM's interface"
 
+sys.path.insert(0, HERE)
+from _common import CALLBACK_SETUP  # noqa: E402
+
 WORKER = r"""
 import asyncio, sys, time
 import llmrelay
 
 base, streams, mode, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-MESSAGES = [{"role": "user", "content": "Say hello."}]
-seen = []
-if kind == "fn":
-    llmrelay.success_callback = [lambda kwargs, response, start, end: seen.append(kwargs["response_cost"])]
-elif kind == "logger":
-    class Logger(llmrelay.CustomLogger):
-        def log_success_event(self, kwargs, response_obj, start_time, end_time):
-            seen.append(kwargs["standard_logging_object"]["completion_tokens"])
-        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
-            seen.append(kwargs["standard_logging_object"]["completion_tokens"])
-    llmrelay.callbacks = [Logger()]
-
+""" + CALLBACK_SETUP + r"""
 def run_sync():
     for _ in range(streams):
         for _chunk in llmrelay.completion(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True,

@@ -241,6 +241,16 @@ def _original(response: Any) -> str:
         return str(response)
 
 
+def usage_tokens(usage: Any) -> tuple[int, int, int]:
+    """``(prompt, completion, total)`` tokens of a usage object or dict; zeros for None."""
+    if usage is None:
+        return 0, 0, 0
+    get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
+    prompt = get("prompt_tokens") or 0
+    completion = get("completion_tokens") or 0
+    return prompt, completion, get("total_tokens") or prompt + completion
+
+
 def _plain(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     return dump() if dump is not None else value
@@ -482,13 +492,7 @@ class Logging:
                      exc: BaseException | None, plain: Any = None) -> dict[str, Any]:
         """The ``kwargs`` of a success or failure event (LiteLLM's ``model_call_details``);
         ``plain`` is ``response.model_dump()`` when the caller has it already."""
-        if usage is not None:
-            get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
-            prompt = get("prompt_tokens") or 0
-            completion = get("completion_tokens") or 0
-            total = get("total_tokens") or prompt + completion
-        else:
-            prompt = completion = total = 0
+        prompt, completion, total = usage_tokens(usage)
         first = self.completion_start_time
         rget = self.route.get
         provider, api_base, model_id = rget("custom_llm_provider"), rget("api_base"), rget("model_id")

@@ -90,6 +90,28 @@ def _check_slo(slo: dict) -> None:
     assert slo["response"]["choices"][0]["finish_reason"] == "stop"
 
 
+
+def _answer(ctx, kind: str, cost: float | None = None) -> ModelResponse:
+    """The request's result for ``kind`` ("stream", "no response", "no usage", else a response)
+    set on ``ctx`` (a non-stream's cost ``cost``): the response."""
+    usage = None if kind == "no usage" else Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7)
+    response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini", usage=usage,
+                             choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                                       "finish_reason": "stop"}])
+    response._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d1",
+                               "api_base": "http://upstream/v1", "response_cost": 1e-5, "model": "gpt-4o-mini"}
+    if kind == "stream":
+        ctx.result = _Stream(response)
+        ctx.ttft = 0.01
+        ctx.cost = 2e-5
+    elif kind == "no response":
+        ctx.result = _Stream(None)
+    else:
+        ctx.result = response
+        if cost is not None:
+            ctx.cost = cost
+    return response
+
 def test_gateway_loggers_alone_get_the_slim_kwargs(tmp_path):
     observe, seen = _observe(tmp_path, ["probe_loggers.gateway_logger"])
     _one_request(observe)
@@ -163,20 +185,7 @@ def test_the_fast_slim_success_is_what_logging_makes(tmp_path, kind):
         request = _Request()
         request.stream = kind == "stream"
         observe.upstream(ctx, request)
-        usage = None if kind == "no usage" else Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7)
-        response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini", usage=usage,
-                                 choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
-                                           "finish_reason": "stop"}])
-        response._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d1",
-                                   "api_base": "http://upstream/v1", "response_cost": 1e-5, "model": "gpt-4o-mini"}
-        if kind == "stream":
-            ctx.result = _Stream(response)
-            ctx.ttft = 0.01
-            ctx.cost = 2e-5
-        elif kind == "no response":
-            ctx.result = _Stream(None)
-        else:
-            ctx.result = response
+        response = _answer(ctx, kind)
         ctx.status = 200
         observe.end(ctx)
         [(_, kwargs)] = seen
@@ -234,21 +243,7 @@ def test_the_request_facts_give_what_the_event_gives(tmp_path, kind):
         ctx.stream = request.stream
         otel._new_trace_id = otel._new_span_id = lambda: 0xABC
         observe.upstream(ctx, request)
-        usage = None if kind == "no usage" else Usage(prompt_tokens=5, completion_tokens=2, total_tokens=7)
-        response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini", usage=usage,
-                                 choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
-                                           "finish_reason": "stop"}])
-        response._hidden_params = {"custom_llm_provider": "openai", "model_group": "m", "model_id": "d1",
-                                   "api_base": "http://upstream/v1", "response_cost": 1e-5, "model": "gpt-4o-mini"}
-        if kind == "stream":
-            ctx.result = _Stream(response)
-            ctx.ttft = 0.01
-            ctx.cost = 2e-5
-        elif kind == "no response":
-            ctx.result = _Stream(None)
-        else:
-            ctx.result = response
-            ctx.cost = 1e-5
+        response = _answer(ctx, kind, cost=1e-5)
         ctx.status = 200
         ctx.upstream = 0.002
         observe.end(ctx)

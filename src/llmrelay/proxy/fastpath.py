@@ -133,14 +133,7 @@ class ChatFrameRewriter:
         c = choices[0]
         if (c.get("index") or 0) != 0 or c.get("finish_reason") is not None or c.get("logprobs") is not None:
             return False
-        head = data[:i] + b'"delta":{"content":"'
-        tail = b'"}' + data[i + len(delta):]
-        if tail.count(_OBFUSCATION) == 1:
-            vs = tail.index(_OBFUSCATION) + len(_OBFUSCATION)
-            ve = tail.index(b'"', vs)
-            self.obf_pre, self.obf_post = tail[:vs], tail[ve:]
-        self.head, self.tail, self.choice = head, tail, choice
-        self.guessed = True
+        self._take(data[:i] + b'"delta":{"content":"', b'"}' + data[i + len(delta):], choice, True)
         return True
 
     def learn(self, data: bytes, parsed: Any) -> bool:
@@ -181,17 +174,22 @@ class ChatFrameRewriter:
         e = _string_end(data, s)
         if e < 0 or _loads(data[s - 1:e + 1]) != content:
             return False
-        head, tail = data[:s], data[e:]
+        tail = data[e:]
         if tail.find(b"\\") >= 0:
             return False
+        self._take(data[:s], tail, choice, False)
+        return True
+
+    def _take(self, head: bytes, tail: bytes, choice: Any, guessed: bool) -> None:
+        """Take the content-frame shape ``head`` + content + ``tail`` (learned or guessed), with
+        its obfuscation field's place when ``tail`` has one."""
         self.obf_pre, self.obf_post = None, b""
         if tail.count(_OBFUSCATION) == 1:
             vs = tail.index(_OBFUSCATION) + len(_OBFUSCATION)
             ve = tail.index(b'"', vs)
             self.obf_pre, self.obf_post = tail[:vs], tail[ve:]
         self.head, self.tail, self.choice = head, tail, choice
-        self.guessed = False
-        return True
+        self.guessed = guessed
 
     def rewrite(self, data: bytes) -> bytes | None:
         """The client's frame for upstream frame JSON ``data`` (``b""``: nothing to send), or

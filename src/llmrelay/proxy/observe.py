@@ -33,7 +33,7 @@ from typing import Any, AsyncIterator, Callable
 
 from ..integrations.custom_logger import overrides
 from ..integrations.dispatch import BUILTIN, Callbacks, resolve
-from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost
+from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost, usage_tokens
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
@@ -437,16 +437,7 @@ class Observe:
                 if model:
                     name = f"{provider}/{model}" if provider and "/" not in model else model
         cost = ctx.cost
-        hidden = getattr(response, "_hidden_params", None)
-        if isinstance(hidden, dict) and cost is not None:
-            hidden["response_cost"] = cost
-        usage = getattr(response, "usage", None)
-        if usage is not None:
-            get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
-            prompt = get("prompt_tokens") or 0
-            completion = get("completion_tokens") or 0
-        else:
-            prompt = completion = 0
+        prompt, completion, _ = _charged(response, cost)
         start = record.wall_start
         end = start + (time.perf_counter() - ctx.start)
         stream = record.stream
@@ -471,17 +462,7 @@ class Observe:
             Logging._route_from(route, result)  # (success() reads a response's)
         Logging._route_from(route, response)
         cost = ctx.cost
-        hidden = getattr(response, "_hidden_params", None)
-        if isinstance(hidden, dict) and cost is not None:
-            hidden["response_cost"] = cost
-        usage = getattr(response, "usage", None)
-        if usage is not None:
-            get = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
-            prompt = get("prompt_tokens") or 0
-            completion = get("completion_tokens") or 0
-            total = get("total_tokens") or prompt + completion
-        else:
-            prompt = completion = total = 0
+        prompt, completion, total = _charged(response, cost)
         start = record.wall_start
         first = start + ctx.ttft if record.stream and ctx.ttft else end
         route = route.route
@@ -532,6 +513,15 @@ class Observe:
                     shutdown()
                 except Exception:  # noqa: BLE001
                     log.debug("shutting down %r failed", logger, exc_info=True)
+
+
+def _charged(response: Any, cost: float | None) -> tuple[int, int, int]:
+    """Put the request's ``cost`` in the response's ``_hidden_params`` (as the library does);
+    the response's ``(prompt, completion, total)`` tokens."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, dict) and cost is not None:
+        hidden["response_cost"] = cost
+    return usage_tokens(getattr(response, "usage", None))
 
 
 class _Rejected(Exception):
