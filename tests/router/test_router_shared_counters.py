@@ -16,6 +16,7 @@ import pytest
 
 from llmrelay import Router
 from llmrelay.routing.deployment import Deployment
+from scaling.test_shared_gateways import wait_for_fresh_window
 from servers.redis_server import SKIP_REASON, delete_matching, free_port, redis_url, unique_prefix
 
 from .conftest import MESSAGES, counts, deployment
@@ -66,6 +67,9 @@ async def stop(*routers: Router) -> None:
 
 
 async def test_usage_based_routing_counts_the_other_routers_traffic(upstreams, shared_redis):
+    # the shared usage counts per minute of the Redis clock, a router's own window from its first
+    # call: the comparisons below must not see that minute roll over
+    wait_for_fresh_window(shared_redis[0], need=30)
     ra, rb = two_routers(upstreams, *shared_redis, "usage-based-routing")
     rb.shared.start()  # (a router starts exchanging on its first async call; B makes none yet)
     try:

@@ -26,7 +26,7 @@ no context switching on the request path. The provider's sampler decides as the 
 With the logger's own batch processor and OTLP/HTTP exporter (no ``tracer_provider`` or
 ``span_processor`` given) the two spans are not even ``ReadableSpan`` objects: each is a tuple of
 plain values queued in the batch processor and written by :func:`.otlp_proto.gateway_span` in
-the export thread, to the same bytes (a provider or processor of your own gets ``ReadableSpan``\ s).
+the export thread, to the same bytes (a provider or processor of your own gets ``ReadableSpan`` objects).
 """
 
 from __future__ import annotations
