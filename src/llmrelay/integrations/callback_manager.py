@@ -13,13 +13,9 @@ import sys
 from typing import Any
 
 from .custom_logger import CustomLogger
+from .dispatch import LIST_NAMES
 
 __all__ = ["LoggingCallbackManager", "logging_callback_manager"]
-
-#: The lists :meth:`LoggingCallbackManager._reset_all_callbacks` empties.
-_LISTS = ("input_callback", "success_callback", "failure_callback", "_async_success_callback",
-          "_async_failure_callback", "callbacks")
-
 
 def _package() -> Any:
     return sys.modules["llmrelay"]
@@ -85,12 +81,12 @@ class LoggingCallbackManager:
     def _reset_all_callbacks(self) -> None:
         """Empty every callback list (as LiteLLM's tests do between cases)."""
         package = _package()
-        for name in _LISTS:
+        for name in LIST_NAMES:
             setattr(package, name, [])
 
     def _get_all_callbacks(self) -> list:
-        return [*_list("callbacks"), *_list("success_callback"), *_list("failure_callback"),
-                *_list("_async_success_callback"), *_list("_async_failure_callback")]
+        # (input_callback's are functions called before a call, not loggers)
+        return [c for name in LIST_NAMES if name != "input_callback" for c in _list(name)]
 
     def get_custom_loggers_for_type(self, callback_type: type) -> list:
         """The registered loggers that are instances of ``callback_type`` (each once)."""
