@@ -34,6 +34,7 @@ __all__ = ["completion", "acompletion", "prepare_call", "validate_messages", "va
 
 log = logging.getLogger("llmrelay")
 _module = sys.modules["llmrelay"]
+_DEFAULTS = settings.DEFAULTS
 
 #: Keyword arguments that configure the call itself rather than the model.
 _CALL_KWARGS = {
@@ -142,7 +143,12 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
         raise _bad(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
     if not isinstance(stream, bool):
         raise _bad(f"stream must be True or False, got {stream!r}", model)
-    model = (settings.get("model_alias_map") or {}).get(model, model)
+    # The settings as settings.get reads them (the package's attribute, else the default),
+    # read here without a call each.
+    user = _module.__dict__
+    aliases = user.get("model_alias_map", _DEFAULTS["model_alias_map"])
+    if aliases:
+        model = aliases.get(model, model)
     messages = validate_messages(messages, model)
     provider_name, provider_model = registry.resolve(model, kwargs.get("custom_llm_provider"))
     params: dict[str, Any] = {}
@@ -155,40 +161,57 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
                 params[key] = value
         else:
             extra[key] = value
-    if "response_format" in params:
-        params["response_format"] = response_format_param(params["response_format"])
-    validate_params(params, model)
-    if not stream:
-        params.pop("stream_options", None)
-    extra_headers = dict(kwargs.get("headers") or {})
-    extra_headers.update(kwargs.get("extra_headers") or {})
+    if params:
+        if "response_format" in params:
+            params["response_format"] = response_format_param(params["response_format"])
+        if not _CHECKED_PARAMS.isdisjoint(params):
+            validate_params(params, model)
+        if not stream:
+            params.pop("stream_options", None)
+    headers = kwargs.get("headers")
+    extra_headers = dict(headers) if headers else {}
+    more = kwargs.get("extra_headers")
+    if more:
+        extra_headers.update(more)
     extra_body = kwargs.get("extra_body") or {}
     if not isinstance(extra_body, dict):
         raise _bad("extra_body must be a dict", model)
     drop = kwargs.get("drop_params")
     call = Call(
-        provider=provider_name,
-        model=provider_model,
-        messages=messages,
-        params=params,
-        stream=stream,
-        api_base=kwargs.get("api_base") or kwargs.get("base_url"),
-        api_key=kwargs.get("api_key"),
-        extra_headers=extra_headers,
-        extra_body=dict(extra_body),
-        drop_params=settings.get("drop_params") if drop is None else bool(drop),
-        extra=extra,
-        user_model=provider_model,
+        provider_name,
+        provider_model,
+        messages,
+        params,
+        stream,
+        kwargs.get("api_base") or kwargs.get("base_url"),
+        kwargs.get("api_key"),
+        extra_headers,
+        dict(extra_body),
+        user.get("drop_params", _DEFAULTS["drop_params"]) if drop is None else bool(drop),
+        extra,
+        provider_model,
     )
-    names = ("timeout", "stream_timeout", "request_timeout") if stream else ("timeout", "request_timeout")
-    timeout = _timeout_seconds(_first_given(kwargs, names, settings.get("request_timeout")), model)
-    retries = _first_given(kwargs, ("num_retries", "max_retries"), settings.get("num_retries") or 0)
+    timeout = kwargs.get("timeout")
+    if timeout is None:
+        if stream:
+            timeout = kwargs.get("stream_timeout")
+        if timeout is None:
+            timeout = kwargs.get("request_timeout")
+            if timeout is None:
+                timeout = user.get("request_timeout", _DEFAULTS["request_timeout"])
+    if timeout is not None:
+        timeout = _timeout_seconds(timeout, model)
+    retries = kwargs.get("num_retries")
+    if retries is None:
+        retries = kwargs.get("max_retries")
+        if retries is None:
+            retries = user.get("num_retries", _DEFAULTS["num_retries"]) or 0
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise _bad(f"num_retries must be a non-negative integer, got {retries!r}", model)
     verify = kwargs.get("ssl_verify")
     if verify is None:
-        verify = settings.get("ssl_verify")
-    if not isinstance(verify, (bool, str)):
+        verify = user.get("ssl_verify", _DEFAULTS["ssl_verify"])
+    if verify is not True and not isinstance(verify, (bool, str)):
         raise _bad(f"ssl_verify must be True, False or the path of a CA bundle, got {verify!r}", model)
     merge = bool(kwargs.get("merge_reasoning_content_in_choices"))
     return call, {"timeout": timeout, "retries": retries, "ssl_verify": verify, "merge_reasoning": merge}
