@@ -40,7 +40,7 @@ import weakref
 from typing import Any
 
 from uvicorn import Server
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from .cuts import SCOPE_CUT
 from .errors import error_json
@@ -203,9 +203,49 @@ class GatewayProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._deadline == _HEADERS:
             self._deadline = _NONE
-        super().on_headers_complete()
+        url = self.url
+        parser = self.parser
+        if (url[:1] != b"/" or url[1:2] == b"/" or url.translate(None, _PLAIN_PATH_BYTES) or self.root_path
+                or self.limit_concurrency is not None or parser.should_upgrade()):
+            super().on_headers_complete()
+        else:
+            self._plain_headers_complete(url, parser)
         if self.cycle is not None and self.cycle.more_body and _has_body(self.headers):
             self._set_deadline(_BODY, self.limits.body_timeout)
+
+    def _plain_headers_complete(self, url: bytes, parser: Any) -> None:
+        """uvicorn's ``on_headers_complete`` for a request target that is a plain path (no
+        query, fragment, percent-escape or anything ``httptools.parse_url`` would change: the
+        path is the target's bytes), no ``root_path``, concurrency limit or upgrade: the same
+        scope and cycle, without parsing the URL."""
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = url.decode("ascii")
+        scope["raw_path"] = url
+        scope["query_string"] = b""
+        existing = self.cycle
+        app = self.app
+        self.cycle = cycle = RequestResponseCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # pipelined: queued until the response before it is complete
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def on_message_complete(self) -> None:
         if self._deadline == _BODY:
@@ -288,13 +328,20 @@ class GatewayProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------ HTTP/1.0
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        if cycle.scope.get("http_version") == "1.0":
+        scope = cycle.scope
+        if scope.get("http_version") == "1.0":
             cycle.send = _close_delimited(cycle)
-        extensions = cycle.scope.get("extensions")
+        extensions = scope.get("extensions")
         if extensions is None:
-            extensions = cycle.scope["extensions"] = {}
+            extensions = scope["extensions"] = {}
         extensions[DIRECT] = DirectBody(self, cycle)
-        super()._start_asgi_task(cycle, app)
+        if getattr(self.config, "reset_contextvars", False):
+            super()._start_asgi_task(cycle, app)
+            return
+        task = self.loop.create_task(cycle.run_asgi(app))  # (uvicorn's, without a super() call)
+        tasks = self.tasks
+        task.add_done_callback(tasks.discard)
+        tasks.add(task)
 
 
 class DirectBody:
@@ -530,6 +577,11 @@ def _close_delimited(cycle: Any) -> Any:
         await send(message)
 
     return send_10
+
+
+#: The bytes of a request target :meth:`GatewayProtocol._plain_headers_complete` takes as the
+#: path itself (RFC 3986 path characters but ``%``; no ``?`` or ``#``).
+_PLAIN_PATH_BYTES = b"/-._~!$&'()*+,;=:@0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
