@@ -583,7 +583,56 @@ class Router:
 
     async def _open_stream_async(self, acompletion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
                                  first_timeout: float | None) -> tuple[Any, Any]:
-        """Open the stream and read its first chunk (within ``first_timeout``): (stream, chunk)."""
+        """Open the stream and read its first chunk (within ``first_timeout``): (stream, chunk).
+
+        The time limit as :func:`_within` sets it (a timer that cancels this task), inline: two
+        coroutines and a closure less per streamed call."""
+        task: Any = None
+        handle: Any = None
+        fired = False
+        cancelling = 0
+        if first_timeout is not None:
+            task = asyncio.current_task()
+            if getattr(task, "uncancel", None) is None:  # Python 3.10
+                return await self._open_stream_waited(acompletion, run, dep, kw, first_timeout)
+            cancelling = task.cancelling()
+
+            def expire() -> None:
+                nonlocal fired
+                fired = True
+                task.cancel()
+
+            handle = task.get_loop().call_later(first_timeout, expire)
+        stream = None
+        try:
+            try:
+                stream = await acompletion(dep.model, run.messages, True, **kw)
+            except BaseException:
+                dep.done()
+                raise
+            run.track(stream)
+            try:
+                first = await stream.__anext__()
+            except StopAsyncIteration:
+                first = None
+        except asyncio.CancelledError:
+            if fired:
+                fired = False
+                if task.uncancel() <= cancelling:  # our cancel alone, not the caller's
+                    if stream is not None:
+                        await stream.aclose()
+                    raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout) from None
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+                if fired:  # the call ended in spite of our cancel: undo it, as asyncio.timeout does
+                    task.uncancel()
+        return stream, first
+
+    async def _open_stream_waited(self, acompletion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
+                                  first_timeout: float) -> tuple[Any, Any]:
+        """:meth:`_open_stream_async` through :func:`_within` (Python 3.10: ``asyncio.wait_for``)."""
         holder: list[Any] = []
 
         async def open_and_peek() -> Any:
@@ -599,15 +648,12 @@ class Router:
             except StopAsyncIteration:
                 return None
 
-        if first_timeout is None:
-            first = await open_and_peek()
-        else:
-            try:
-                first = await _within(open_and_peek(), first_timeout)
-            except asyncio.TimeoutError:  # not the builtin one before 3.11
-                if holder:
-                    await holder[0].aclose()
-                raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout) from None
+        try:
+            first = await _within(open_and_peek(), first_timeout)
+        except asyncio.TimeoutError:  # not the builtin one before 3.11
+            if holder:
+                await holder[0].aclose()
+            raise _timeout(dep, "No first chunk", "stream_timeout", first_timeout) from None
         return holder[0], first
 
     # ================================================================== embeddings

@@ -582,17 +582,10 @@ class ProxyApp:
                 ctx.disconnected = True
                 task.cancel()
 
-        async def watch() -> None:
-            # Any http.disconnect before our response is complete means the client left.
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return lost()
-
         # Our server calls lost() itself when the connection goes; under another ASGI server
         # a task waits for http.disconnect.
         direct = ctx.direct
-        watcher = None if direct is not None and direct.on_disconnect(lost) else asyncio.ensure_future(watch())
+        watcher = None if direct is not None and direct.on_disconnect(lost) else asyncio.ensure_future(_watch(receive, lost))
         observe = self.observe
         observe.upstream(ctx, request)
         try:
@@ -650,7 +643,11 @@ class ProxyApp:
             encode = encoder.chunk
             # The headers and the first chunk in one write where the server takes it.
             frame = encode(first)
-            await _start(ctx, send, 200, _SSE_HEADERS + ctx.headers(), head + frame, True)
+            headers = _SSE_HEADERS + ctx.headers()
+            direct = ctx.direct
+            if direct is None or not direct.start(200, headers, head + frame):  # (_start, without its coroutine)
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": _BODY, "body": head + frame, "more_body": True})
             ctx.ttft = _perf() - ctx.start
             count = 1
             last = first
@@ -776,6 +773,14 @@ class ProxyApp:
             handler.write_line(_dumps(record, option=_NEWLINE))
         else:  # the user's logging configuration: through logging, to every handler
             access_log.info(_dumps(record).decode())
+
+
+async def _watch(receive: Receive, lost: Callable[[], None]) -> None:
+    """Call ``lost()`` at the first ``http.disconnect`` (the client left before our response was complete)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return lost()
 
 
 async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None = None,

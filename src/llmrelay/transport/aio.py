@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from typing import Any
+from typing import Any, Awaitable
 
 from ..codecs.sse import SSEDecoder
 from ..providers.base import HttpRequest
@@ -109,22 +109,28 @@ class AsyncResponse(ResponseBase):
 
 
 
-async def send(
+def send(
     request: HttpRequest,
     timeout: float | None,
     provider: str | None = None,
     model: str | None = None,
     connect_timeout: float | None = None,
     ssl_verify: bool | str = True,
-) -> "AsyncResponse | Any":
-    """Send ``request``; return once the status line and headers have arrived.
+) -> "Awaitable[AsyncResponse | Any]":
+    """Send ``request`` (awaited): the response once the status line and headers have arrived.
 
     ``ssl_verify``: False skips TLS verification; a string is the path of a CA bundle.
+    (A plain function returning the sending coroutine: one coroutine less per request.)
     """
     if LEAN and request.method != "HEAD":
         where = lean.target(request.url)
         if where is not None and lean.available():
-            return await lean.send(where, request, timeout, provider, model, connect_timeout, ssl_verify)
+            return lean.send(where, request, timeout, provider, model, connect_timeout, ssl_verify)
+    return _send_aiohttp(request, timeout, provider, model, connect_timeout, ssl_verify)
+
+
+async def _send_aiohttp(request: HttpRequest, timeout: float | None, provider: str | None, model: str | None,
+                        connect_timeout: float | None, ssl_verify: bool | str) -> "AsyncResponse":
     import aiohttp
     from yarl import URL
 
