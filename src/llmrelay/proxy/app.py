@@ -469,13 +469,18 @@ class ProxyApp:
                 return await self._error(ctx, send, 400, "Invalid Content-Length header.")
             if too_large:
                 return await self._too_large(ctx, send)
-        try:
-            raw = await self._read_body(receive)
-        except _Disconnected:
-            ctx.status = 499
-            ctx.disconnected = True
-            return
+        # A body that came with the headers is taken without receive() where the server offers it.
+        raw = ctx.direct.take_body() if ctx.direct is not None else None
         if raw is None:
+            try:
+                raw = await self._read_body(receive)
+            except _Disconnected:
+                ctx.status = 499
+                ctx.disconnected = True
+                return
+            if raw is None:
+                return await self._too_large(ctx, send)
+        elif len(raw) > self.max_body:
             return await self._too_large(ctx, send)
         try:
             data = orjson.loads(raw)

@@ -425,6 +425,21 @@ class DirectBody:
         protocol.transport.write(line + block + tail)
         return True
 
+    def take_body(self) -> bytes | None:
+        """The whole request body when it has all arrived (what ``receive()`` would return in
+        one ``http.request`` message, and taken like it), without the ASGI ``receive``
+        round trip; None when ``receive()`` must be used (more body to come, a client gone or
+        waiting for ``100 Continue``, a response already complete)."""
+        cycle = self._cycle
+        if (cycle is None or cycle.more_body or cycle.disconnected or cycle.response_complete
+                or cycle.waiting_for_100_continue):
+            return None
+        self._protocol.flow.resume_reading()
+        cycle.message_event.clear()
+        body = bytes(cycle.body)
+        cycle.body = bytearray()
+        return body
+
     def ready(self) -> bool:
         """Whether body bytes may be written now (the response started and is not complete,
         the client is still there, not a HEAD request)."""
