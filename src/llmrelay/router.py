@@ -406,6 +406,9 @@ class Router:
 
     def _choose(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
         now = _monotonic()
+        if len(deps) == 1:  # (what _available and _pick come to for one deployment)
+            dep = deps[0]
+            return dep if dep.available(now) else self._unavailable(group, deps, now)[0]
         avail = self._available(deps, tried, now)
         if avail:
             return avail[0] if len(avail) == 1 else self._pick(avail, stream)

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..exceptions import LLMRelayError
+from ..streaming import CustomStreamWrapper
 from ..integrations.prometheus_state import state_gauges
 from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import cuts, errors, runtime
@@ -824,6 +825,8 @@ def _uncancel(task: Any) -> None:
 
 async def _first_chunk(stream: Any) -> Any:
     """The stream's first chunk, or None if it has none."""
+    if type(stream) is CustomStreamWrapper and stream._queue:
+        return stream._queue.popleft()  # (what __anext__ returns first: the router's peeked chunk)
     try:
         return await stream.__anext__()
     except StopAsyncIteration:
