@@ -72,7 +72,9 @@ class ResponseDB(WriteBehind):
     async def after_flush(self) -> None:
         self._failing = 0
         now = time.monotonic()
-        if now - self._last_prune >= PRUNE_INTERVAL and (store := await self._store()) is not None:
+        # (the store the key manager has open: opening one is its maintenance loop's job, not
+        # worth a look for a database file every interval here when there is none)
+        if now - self._last_prune >= PRUNE_INTERVAL and (store := self.keys.store) is not None:
             self._last_prune = now
             await store.run(store.prune_responses, time.time())
 
