@@ -169,3 +169,34 @@ async def test_a_first_read_during_an_unrelated_change_is_cached_by_a_later_read
     assert keys.cached("key", token) is None  # (the read may hold the row from before the change)
     await keys._refresh_stale(store)
     assert keys.cached("key", token)["token"] == token
+
+
+@pytest.mark.parametrize("kind", ["team", "end_user"])
+async def test_a_budget_row_whose_first_read_was_overtaken_is_still_charged_and_alerts(keys, kind):
+    """A team's or end user's first read that an unrelated change overtook is not cached: the
+    request it admitted is still charged to that row, and crosses its soft budget (the alert
+    once, as for a cached row), instead of the charge going nowhere."""
+    store = keys.store
+    raw = new_key()
+    crossed: list[tuple[str, dict]] = []
+    keys.soft_budget_listeners.append(lambda k, labels: crossed.append((k, labels)))
+    ident = "soft-" + kind
+    if kind == "team":
+        await store.run(store.insert, "team", {"team_id": ident, "soft_budget": 0.5})
+        await store.run(store.insert, "key", {"token": hash_key(raw), "key_name": "sk-...test", "team_id": ident})
+    else:
+        await store.run(store.insert, "end_user", {"user_id": ident, "soft_budget": 0.5})
+        await store.run(store.insert, "key", {"token": hash_key(raw), "key_name": "sk-...test"})
+    who = await authenticate(keys, raw)
+    store.hold("get", kind, ident)
+    admitted = asyncio.ensure_future(keys.admit(who, MODEL, ident if kind == "end_user" else None))
+    await store.read.wait()
+    keys.invalidate("key", hash_key(new_key()))  # an unrelated change while the read is in flight
+    store.release.set()
+    assert await admitted is None
+    assert keys.cached(kind, ident) is None  # (what this test is about: the row was not kept)
+
+    keys._charge(who, 1.0)
+    await asyncio.gather(*keys._alerts)
+    assert [k for k, _ in crossed] == [kind]
+    assert (await store.run(store.get, kind, ident))["soft_budget_cooldown"]

@@ -138,7 +138,8 @@ class _Entry:
 class Principal:
     """Who is calling, for one request."""
 
-    __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged", "tokens")
+    __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged", "tokens",
+                 "admitted")
 
     def __init__(self, master: bool, token: str | None = None, entry: _Entry | None = None) -> None:
         self.master = master
@@ -151,6 +152,8 @@ class Principal:
         self.charged = False
         #: (prompt, completion) tokens of the finished request (set by finish)
         self.tokens = (0, 0)
+        #: the (team, user, end user) rows admission read: charged when the cache did not keep them
+        self.admitted: tuple[Any, Any, Any] | None = None
 
     @property
     def key(self) -> dict[str, Any] | None:
@@ -519,6 +522,8 @@ class KeyManager:
             customer = found.row if found is not None else None
             if customer is not None and customer.get("blocked"):
                 return Refusal(400, f"End user {end_user} is blocked.", "budget_exceeded")
+        if team is not None or user is not None or customer is not None:
+            who.admitted = (team, user, customer)
         if team is not None or user is not None or customer is not None or not entry.alone:
             refused = self._over_budget(key, team, user, customer, model, now)
             if refused is not None:
@@ -735,12 +740,18 @@ class KeyManager:
             if not entry.alone:  # (most keys have neither team nor user: no loop, no lookups)
                 team_id, user_id = key.get("team_id"), key.get("user_id")
             if team_id or user_id:
-                for kind, ident in (("team", team_id), ("user", user_id)):
+                for i, kind, ident in ((0, "team", team_id), (1, "user", user_id)):
                     row = self.cached(kind, ident)
+                    if row is None and ident and who.admitted is not None:
+                        row = who.admitted[i]
                     if row is not None:
                         self._add_spend(who, kind, ident, row, cost)
         if who.end_user:
             row = self.cached("end_user", who.end_user)
+            if row is None and who.admitted is not None:
+                # a first read a change elsewhere overtook is not cached (_put): the row the
+                # request was admitted with takes its charge, and alerts for its soft budget
+                row = who.admitted[2]
             if row is not None:
                 self._add_spend(who, "end_user", who.end_user, row, cost)
 
