@@ -14,6 +14,7 @@ import pytest
 
 from proxy.harness import Gateway
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer, dropped_stream, error_reply, slow_stream_reply
+from timing import wait_for
 
 from .conftest import two_groups_config
 
@@ -87,20 +88,23 @@ def setup(tmp_path_factory):
             yield gw, up, down, log
 
 
-def events(log: Path, request_id: str, timeout: float = 5.0, settle: float = 0.3) -> list[dict]:
-    """The events of one request, once they stop coming."""
-    deadline = time.monotonic() + timeout
-    found: list[dict] = []
-    while time.monotonic() < deadline:
-        lines = log.read_text().splitlines() if log.exists() else []
-        now = [json.loads(x) for x in lines]
-        now = [e for e in now if e.get("id") == request_id or e["kind"] in ("post_failure", "iterator_end")
-               and e.get("rid") == request_id]
-        if now and now == found:
-            return found
-        found = now
-        time.sleep(settle)
-    return found
+def _records(log: Path) -> list[dict]:
+    lines = log.read_text().split("\n")[:-1] if log.exists() else []  # (not a line still being written)
+    return [json.loads(x) for x in lines]
+
+
+def _events_now(log: Path, request_id: str) -> list[dict]:
+    return [e for e in _records(log) if e.get("id") == request_id or e["kind"] in ("post_failure", "iterator_end")
+            and e.get("rid") == request_id]
+
+
+def events(log: Path, request_id: str, settle: float = 0.3) -> list[dict]:
+    """The events of one request, once its outcome (success or failure) was written, and
+    ``settle`` s more: a second outcome (the bug these tests look for) would be among them."""
+    wait_for(lambda: any(e["kind"] in ("success", "failure") for e in _events_now(log, request_id)),
+             what=f"the outcome event of {request_id}")
+    time.sleep(settle)
+    return _events_now(log, request_id)
 
 
 def outcome_events(log: Path, request_id: str) -> list[str]:
@@ -154,8 +158,8 @@ def test_upstream_failure_one_event_and_failure_hook(setup):
     with client(gw, "req-fail") as c, pytest.raises(openai.InternalServerError):
         c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert outcome_events(log, "req-fail") == ["failure"]
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert any(e["kind"] == "post_failure" and e["error"] == "InternalServerError" for e in lines)
+    wait_for(lambda: any(e["kind"] == "post_failure" and e["error"] == "InternalServerError"
+                         for e in _records(log)), what="the post-failure hook")
 
 
 def test_stream_cut_upstream_one_failure(setup):

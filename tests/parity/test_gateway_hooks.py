@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from proxy.harness import Gateway
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer
+from timing import wait_for
 
 HANDLER = '''
 import json, os
@@ -74,11 +74,14 @@ def setup(tmp_path_factory):
             yield gw, up, log
 
 
-def read_events(log: Path, timeout: float = 5.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while not log.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+def read_events(log: Path, count: int = 1) -> list[dict]:
+    """The logger's events, once ``count`` whole lines were written (the success event is
+    written off the request path, after the answer went out)."""
+    def lines() -> list[str]:
+        return log.read_text().split("\n")[:-1] if log.exists() else []  # (not a line still being written)
+
+    wait_for(lambda: len(lines()) >= count, what=f"{count} logged event(s)")
+    return [json.loads(x) for x in lines()]
 
 
 def test_moderation_hook_rejects_before_the_upstream_call(setup):
