@@ -47,6 +47,18 @@ def crossed_metric(gw: Gateway, budget_type: str, alias: str) -> float:
     return total
 
 
+def settled(gw: Gateway, **served: int) -> None:
+    """Wait until the keys (by alias) had this many requests charged (a request's access-log
+    line is written after its charge), then a little more: an alert a charge set off would be
+    logged by then (what the tests below look for is a second one, which is never due)."""
+    def done() -> bool:
+        records = gw.log_records()
+        return all(sum(r.get("key_alias") == alias for r in records) >= n for alias, n in served.items())
+
+    wait_for(done, what=f"the charges of {served}")
+    time.sleep(0.3)
+
+
 def test_soft_budget_alerts_once_per_period(gw, admin):
     def cross(period: float) -> tuple[str, str]:  # within the budget's period
         alias = f"soft-key-{period:g}s"
@@ -56,7 +68,7 @@ def test_soft_budget_alerts_once_per_period(gw, admin):
         wait_for(lambda: alerts(gw, alias), what="the soft-budget warning")
         chat(gw, key)
         chat(gw, key)
-        time.sleep(0.3)
+        settled(gw, **{alias: 3})
         [line] = alerts(gw, alias)
         assert "WARNING" in line and "soft_budget 1e-05 USD" in line
         for secret in (key, hashlib.sha256(key.encode()).hexdigest()):
@@ -82,7 +94,7 @@ def test_team_soft_budget_alerts_once(gw, admin):
     wait_for(lambda: alerts(gw, "team soft-team"), what="the team's warning")
     chat(gw, b)
     chat(gw, a)
-    time.sleep(0.3)
+    settled(gw, **{"team-member-a": 2, "team-member-b": 1})
     assert len(alerts(gw, "team soft-team")) == 1
     assert crossed_metric(gw, "team", "team-member-a") == 1
     assert admin.get("/team/info", team_id=team)["team_info"]["soft_budget_cooldown"] is True
@@ -97,7 +109,7 @@ def test_end_user_soft_budget_alerts_once(gw, admin):
     chat(gw, key, user="soft-customer")
     wait_for(lambda: alerts(gw, "end user soft-customer"), what="the end user's warning")
     chat(gw, key, user="soft-customer")
-    time.sleep(0.3)
+    settled(gw, **{"customer-app": 2})
     assert len(alerts(gw, "end user soft-customer")) == 1
     assert crossed_metric(gw, "end_user", "customer-app") == 1
     assert admin.get("/customer/info", end_user_id="soft-customer")["soft_budget_cooldown"] is True
@@ -106,7 +118,7 @@ def test_end_user_soft_budget_alerts_once(gw, admin):
 def test_no_alert_under_the_soft_budget(gw, admin):
     key = admin.key(key_alias="soft-far", soft_budget=100.0)
     chat(gw, key)
-    time.sleep(0.3)
+    settled(gw, **{"soft-far": 1})
     assert not alerts(gw, "soft-far")
     assert admin.get("/key/info", key=key)["info"]["soft_budget_cooldown"] is False
 
