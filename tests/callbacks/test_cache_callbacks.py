@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import llmrelay
+from timing import DEADLINE
 
 MESSAGES = [{"role": "user", "content": "price me"}]
 
 
 def _wait(recorder, n: int) -> list:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + DEADLINE
     while len([e for e in recorder.events if e[0] == "success"]) < n:
         assert time.monotonic() < deadline, recorder.names()
         time.sleep(0.01)

@@ -13,6 +13,7 @@ import pytest
 import llmrelay
 from proxy.harness import Gateway
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer
+from timing import DEADLINE
 
 pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
@@ -65,7 +66,7 @@ class OTLPReceiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait(self, count: int, timeout: float = 10.0) -> list:
+    def wait(self, count: int, timeout: float = DEADLINE) -> list:
         deadline = time.monotonic() + timeout
         while len(self.spans) < count and time.monotonic() < deadline:
             time.sleep(0.05)

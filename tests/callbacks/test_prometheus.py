@@ -12,6 +12,7 @@ import pytest
 
 from proxy.harness import Gateway
 from servers.openai_server import FakeOpenAIServer, error_reply
+from timing import DEADLINE
 
 from .conftest import two_groups_config
 
@@ -59,7 +60,7 @@ def test_metrics_add_up_across_two_workers(tmp_path, workers):
             down.enqueue(error_reply(503), error_reply(503))
             client.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "y"}])
             client.close()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + DEADLINE
             while True:  # the success events are counted off the request path: wait for them
                 families = scrape(gw.url)
                 if total(families, "litellm_requests_metric_total") >= 22 or time.monotonic() > deadline:
@@ -210,7 +211,7 @@ def test_one_process_reads_the_requests_in_flight_at_the_scrape(tmp_path):
             assert total(families, "llmrelay_in_flight_requests", requested_model="m") == 1
             assert total(families, "llmrelay_in_flight_streams", requested_model="m") == 1
             list(stream)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + DEADLINE
             while total(scrape(gw.url), "llmrelay_in_flight_requests", requested_model="m") and \
                     time.monotonic() < deadline:
                 time.sleep(0.05)

@@ -15,6 +15,7 @@ from llmrelay.integrations.custom_logger import CustomLogger
 from llmrelay.integrations.dispatch import wait_pending
 from servers.embedding_servers import KEY, FakeEmbeddingServer
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer
+from timing import DEADLINE
 
 
 class Handler(CustomLogger):
@@ -146,7 +147,7 @@ def test_sync_success_function_and_logger(keyed):
     handler = Handler()
     litellm.callbacks = [handler]
     litellm.completion(**chat_kw(keyed))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + DEADLINE
     while not seen and time.monotonic() < deadline:
         time.sleep(0.01)
     assert handler.success and seen and seen[0] == handler.response_cost > 0

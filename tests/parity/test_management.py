@@ -63,7 +63,7 @@ def chat(gw: Gateway, key: str):
         model="gpt-4", messages=MESSAGES)
 
 
-def wait_for(fn, timeout: float = 10.0):
+def wait_for(fn, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while not (value := fn()):
         assert time.monotonic() < deadline, "timed out"

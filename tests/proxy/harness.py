@@ -44,7 +44,7 @@ class Gateway:
         self.proc = subprocess.Popen(cmd, env=gateway_env(env), stderr=subprocess.PIPE, text=True, bufsize=1)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.url = self._wait_url(timeout=20)
+        self.url = self._wait_url(timeout=60)  # (an import under load: seconds)
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -102,7 +102,7 @@ class Gateway:
                     pass
         return out
 
-    def wait_log(self, predicate, timeout: float = 5.0) -> dict:
+    def wait_log(self, predicate, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             for record in self.log_records():

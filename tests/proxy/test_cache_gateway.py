@@ -254,7 +254,7 @@ def test_hits_served_as_bytes_still_reach_the_callbacks(upstream, redis_conf, tm
         second, h2 = ask(gw, "q-callbacks")
         chunks, h3 = ask_stream(gw, "q-callbacks")
         assert h2["x-llmrelay-cache"] == h3["x-llmrelay-cache"] == "hit"
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + DEADLINE
         while len(log.read_text().splitlines() if log.exists() else []) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
     events = [json.loads(x) for x in log.read_text().splitlines()]
@@ -279,7 +279,7 @@ def test_hits_served_as_bytes_in_the_spend_log(upstream, redis_conf, tmp_path):
         _, h = ask(gw, "q-spend")
         chunks, hs = ask_stream(gw, "q-spend")
         assert h["x-llmrelay-cache"] == hs["x-llmrelay-cache"] == "hit"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + DEADLINE
         while True:
             rows = httpx.get(gw.url + "/spend/logs", headers={"Authorization": f"Bearer {MASTER_KEY}"}).json()
             if len(rows) >= 3 or time.monotonic() > deadline:

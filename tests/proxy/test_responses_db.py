@@ -14,6 +14,7 @@ from dbs import database_for
 from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
 from proxy.harness import Gateway
 from servers.openai_server import DEFAULT_TEXT, FakeOpenAIServer
+from timing import DEADLINE
 
 CONFIG = """
 model_list:
@@ -47,7 +48,7 @@ def _client(gw: Gateway) -> openai.OpenAI:
 
 
 def _continue(client: openai.OpenAI, upstream: FakeOpenAIServer, previous: str, text: str,
-              timeout: float = 5.0) -> openai.types.responses.Response:
+              timeout: float = DEADLINE) -> openai.types.responses.Response:
     """A follow-up on ``previous`` (retried until the write-behind has reached the database)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,7 +63,7 @@ def _continue(client: openai.OpenAI, upstream: FakeOpenAIServer, previous: str, 
     return follow
 
 
-def _eventually(call, timeout: float = 5.0):
+def _eventually(call, timeout: float = DEADLINE):
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -110,7 +111,7 @@ def test_two_gateways_share_a_conversation_on_postgres(upstream, tmp_path_factor
             _eventually(lambda: b.responses.retrieve(third.id))  # written behind by a
             b.responses.delete(third.id)
             with _gateway(upstream, url, tmp_path_factory) as fresh:
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + DEADLINE
                 while True:
                     try:
                         _client(fresh).responses.retrieve(third.id)

@@ -23,6 +23,7 @@ from llmrelay.proxy.app import ProxyApp
 from llmrelay.proxy.config import parse_config
 from llmrelay.proxy.runtime import FULL_EVERY, MIDDLE_EVERY, SWITCH_INTERVAL
 from servers.openai_server import FakeOpenAIServer
+from timing import DEADLINE
 
 from .harness import Gateway
 from .test_tokenizer_warmup import _lifespan
@@ -62,7 +63,7 @@ def test_the_gateway_process_tunes_its_interpreter_after_start_up(upstream, tmp_
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
         answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         assert answer.choices[0].message.content
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + DEADLINE
         while not (report.exists() and report.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.05)
     seen = json.loads(report.read_text().splitlines()[0])
