@@ -187,3 +187,39 @@ async def test_a_cached_limited_request_is_one_redis_round_trip(upstream, redis_
                 await c.close()
     finally:
         proxy.close()
+
+
+async def test_a_spend_reset_reaches_every_instance(three):
+    """``/key/update {"spend": 0}`` on one instance: a key every instance refused for its spent
+    budget is served again by all of them (the shared counter is set, not only the database)."""
+    from timing import DEADLINE
+
+    a, b = three[0], three[1]
+    key = await new_key(a, key_alias="to-reset", max_budget=PRICE * 30)
+    clients = [client(gw, key) for gw in (a, b)]
+
+    async def refused(c) -> bool:
+        try:
+            await c.chat.completions.create(model="priced", messages=[{"role": "user", "content": "Hi"}])
+        except openai.BadRequestError as exc:
+            assert "Budget has been exceeded" in str(exc)
+            return True
+        return False
+
+    async def until(c, want: bool, what: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while await refused(c) != want:
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+
+    try:
+        for c in clients:  # spent, as every instance sees it
+            await until(c, True, "the budget never refused the key")
+        async with httpx.AsyncClient(base_url=a.url, headers={"Authorization": f"Bearer {KEY}"}) as admin:
+            r = await admin.post("/key/update", json={"key": key, "spend": 0})
+            assert r.status_code == 200 and r.json()["spend"] == 0, r.text
+        for c in reversed(clients):  # B heard of it through the broadcast
+            await until(c, False, "the reset spend did not reach this instance")
+    finally:
+        for c in clients:
+            await c.close()

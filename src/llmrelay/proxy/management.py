@@ -234,8 +234,10 @@ async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
         await _unique_alias(store, fields.get("key_alias"), token)
     if not await store.run(store.update, "key", token, fields):
         raise _Bad(404, "no such key", "key")
+    row = await store.run(store.get, "key", token)
+    await _spend_set(keys, "key", token, fields, row)
     keys.invalidate("key", token)
-    info = _key_info(await store.run(store.get, "key", token))
+    info = _key_info(row)
     return {"key": params["key"], **info} if params.get("key") else info  # LiteLLM echoes the key sent
 
 
@@ -314,10 +316,20 @@ async def _update(keys: KeyManager, store, kind: str, id_name: str, params: dict
     ident = params.get(id_name)
     if not isinstance(ident, str) or not ident:
         raise _Bad(400, f"send {id_name!r}", id_name)
-    if not await store.run(store.update, kind, ident, _fields(params, allowed, time.time())):
+    fields = _fields(params, allowed, time.time())
+    if not await store.run(store.update, kind, ident, fields):
         raise _Bad(404, f"no such {kind.replace('_', ' ')} {ident!r}", id_name)
+    row = await store.run(store.get, kind, ident)
+    await _spend_set(keys, kind, ident, fields, row)
     keys.invalidate(kind, ident)
-    return _public(await store.run(store.get, kind, ident))
+    return _public(row)
+
+
+async def _spend_set(keys: KeyManager, kind: str, ident: str, fields: dict, row: dict | None) -> None:
+    """An update that set a spend: in shared mode, the shared counter too (before the change is
+    announced to the other instances)."""
+    if "spend" in fields and row is not None and keys.shared is not None:
+        await keys.shared.set_spend(kind, ident, row)
 
 
 async def _delete(keys: KeyManager, store, kind: str, ids: Any, name: str) -> dict:

@@ -55,8 +55,8 @@ URGENT = 0.8
 #: Seconds a counter of a budget without a period lives after its last write.
 _NO_PERIOD_TTL = 7 * 86400
 
-#: KEYS: spend counters. ARGV: per counter "+" (add) or "max" (raise to), the amount, its ttl.
-#: Reply: each counter's value afterwards (strings).
+#: KEYS: spend counters. ARGV: per counter "+" (add), "max" (raise to) or "=" (set to: an admin's
+#: reset), the amount, its ttl. Reply: each counter's value afterwards (strings).
 _SPEND = """
 local out = {}
 for i = 1, #KEYS do
@@ -64,6 +64,9 @@ for i = 1, #KEYS do
   local s
   if op == '+' then
     s = redis.call('INCRBYFLOAT', KEYS[i], v)
+  elseif op == '=' then
+    redis.call('SET', KEYS[i], v)
+    s = v
   else
     s = redis.call('GET', KEYS[i])
     if not s or tonumber(s) < tonumber(v) then redis.call('SET', KEYS[i], v) s = v end
@@ -252,6 +255,18 @@ class RedisLimits:
                     own = _model_period(row, model)
                     self._queue_op(f"{self.spend_prefix}key:{ident}:{own}:m:{model}", "max", float(spent),
                                    own, None)
+
+    async def set_spend(self, kind: str, ident: str, row: dict) -> None:
+        """An admin set ``row``'s spend (``/key/update`` with ``{"spend": 0}``…): set its shared
+        counter to it before the change is announced, so that no instance's next admission
+        reads the spend from before (reconciliation only ever raises a counter)."""
+        period = _period(row)
+        try:
+            await self.link.execute("EVALSHA", self._spend_sha, 1, f"{self.spend_prefix}{kind}:{ident}:{period}",
+                                    "=", repr(float(row.get("spend") or 0.0)), _ttl(period))
+        except RedisUnavailable:
+            # (Redis down: counted by each instance alone until it is back, then refilled from the ledger)
+            log.warning("the shared spend of %s %s was not reset: Redis is unavailable", kind, ident)
 
     def _add(self, budget: _Budget, cost: float) -> None:
         row = budget.row
