@@ -22,6 +22,7 @@ from .exceptions import (
     Timeout,
 )
 from .logging_obj import start_call
+from .provider_headers import additional_headers
 from .providers import registry
 from .response_format import response_format_param
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
@@ -266,8 +267,9 @@ def retry_delay(exc: BaseException | None, attempt: int, cap: float = DEFAULT_MA
     return base * (0.75 + random.random() * 0.5)
 
 
-def _hidden(call: Call, url: str) -> dict[str, Any]:
-    return {"custom_llm_provider": call.provider, "api_base": url.split("?", 1)[0], "model": call.model}
+def _hidden(call: Call, url: str, headers: Any) -> dict[str, Any]:
+    return {"custom_llm_provider": call.provider, "api_base": url.split("?", 1)[0], "model": call.model,
+            "additional_headers": additional_headers(headers) if headers else {}}
 
 
 def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStreamWrapper:
@@ -313,7 +315,7 @@ def _response(call: Call, provider: Any, url: str, status: int, headers: Any, bo
         result = provider.parse_response(call, status, headers, body)
     except SHAPE_ERRORS as exc:  # a 200 body of an unexpected shape: typed, not a traceback
         raise shape_error(exc, call.provider, call.user_model, "a response body") from exc
-    hidden = result._hidden_params = _hidden(call, url)
+    hidden = result._hidden_params = _hidden(call, url, headers)
     hidden["response_cost"] = _call_cost(call, result.usage)
     return result
 
@@ -441,7 +443,7 @@ def _completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) 
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.SyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url))
+                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers))
             return _merged(_response(call, provider, request.url, response.status, response.headers,
                                      response.read()), options)
         except LLMRelayError as exc:
@@ -522,7 +524,7 @@ async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str,
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.AsyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url))
+                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers))
             return _merged(_response(call, provider, request.url, response.status, response.headers,
                                      await response.read()), options)
         except LLMRelayError as exc:

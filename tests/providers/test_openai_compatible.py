@@ -151,8 +151,10 @@ def test_e2e_sync_stream_and_async(openai_server, prefix):
     assert resp.choices[0].message.content == DEFAULT_TEXT
     # gpt-4o-mini is not a groq/openrouter model name (unpriced); self-hosted servers cost 0
     cost = 0.0 if prefix in ("hosted_vllm", "llamacpp") else None
-    assert resp._hidden_params == {"custom_llm_provider": prefix, "api_base": base + "/chat/completions",
-                                   "model": "gpt-4o-mini", "response_cost": cost}
+    hidden = dict(resp._hidden_params)
+    assert hidden.pop("additional_headers")["llm_provider-content-type"] == "application/json"
+    assert hidden == {"custom_llm_provider": prefix, "api_base": base + "/chat/completions",
+                      "model": "gpt-4o-mini", "response_cost": cost}
     chunks = list(llmrelay.completion(f"{prefix}/gpt-4o-mini", MSG, stream=True, api_base=base, api_key="k"))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == DEFAULT_TEXT
 
