@@ -69,9 +69,13 @@ _TIERS = ((272_000, "_above_272k_tokens"), (200_000, "_above_200k_tokens"), (128
 _TIERED_KEYS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost")
 
+#: Prices per second of the call (a Sagemaker-style deployment's): used where no token price is.
+_SECOND_KEYS = ("input_cost_per_second", "output_cost_per_second")
+
 #: Keys that price a call; a deployment's ``litellm_params``/``model_info`` may set any of them.
 PRICE_KEYS = frozenset(
-    {*_TIERED_KEYS, "output_cost_per_reasoning_token", *(key + suffix for key in _TIERED_KEYS for _, suffix in _TIERS)}
+    {*_TIERED_KEYS, "output_cost_per_reasoning_token", *(key + suffix for key in _TIERED_KEYS for _, suffix in _TIERS),
+     *_SECOND_KEYS}
 )
 
 #: Defaults of the capability flags in :func:`get_model_info` (LiteLLM's keys).
@@ -496,13 +500,29 @@ def _prices_for(model: str, provider: str | None, overrides: Mapping[str, Any] |
     if found is None and overrides and base != model:
         found = _lookup(model, provider)
     if found is None:
-        if overrides and ("input_cost_per_token" in overrides or "output_cost_per_token" in overrides):
+        if overrides and ("input_cost_per_token" in overrides or "output_cost_per_token" in overrides
+                          or "input_cost_per_second" in overrides or "output_cost_per_second" in overrides):
             return overrides
         if model and _is_free(model, provider):
             return {}
         return None
     entry = found[1]
     return {**entry, **overrides} if overrides else entry
+
+
+def _timed(rates: Mapping[str, Any], prompt_cost: float, completion_cost: float,
+           seconds: float | None) -> tuple[float, float]:
+    """(prompt cost, completion cost) with the per-second prices (``input_cost_per_second``,
+    ``output_cost_per_second``) where there is no token price: ``seconds`` × the rate."""
+    if seconds is not None:
+        get = rates.get
+        rate = get("input_cost_per_second")
+        if rate is not None and not get("input_cost_per_token"):
+            prompt_cost = float(rate) * seconds
+        rate = get("output_cost_per_second")
+        if rate is not None and not get("output_cost_per_token"):
+            completion_cost = float(rate) * seconds
+    return prompt_cost, completion_cost
 
 
 def usage_cost(
@@ -534,20 +554,31 @@ def cost_per_token(
     cache_creation_input_tokens: int = 0,
     usage_object: Any = None,
     custom_cost_per_token: Mapping[str, Any] | None = None,
+    response_time_ms: float | None = None,
+    custom_cost_per_second: float | None = None,
     **_: Any,
 ) -> tuple[float, float]:
     """``(prompt cost, completion cost)`` in USD, as LiteLLM's ``cost_per_token``.
 
     ``prompt_tokens`` includes the cached ones; ``usage_object`` (a ``Usage``) takes the place
-    of the counts and also brings reasoning tokens. Raises :class:`ModelNotMappedError`.
+    of the counts and also brings reasoning tokens. ``custom_cost_per_second`` (USD per second,
+    without ``custom_cost_per_token``) prices the call's ``response_time_ms`` instead, as its
+    completion cost; per-second prices of the model (``input_cost_per_second``…) apply to
+    ``response_time_ms`` where it has no token price. Raises :class:`ModelNotMappedError`.
     """
+    if custom_cost_per_second is not None and custom_cost_per_token is None:
+        return 0.0, float(custom_cost_per_second) * float(response_time_ms or 0.0) / 1000.0
     rates = _prices_for(model, custom_llm_provider, custom_cost_per_token)
     if rates is None:
         _find(model, custom_llm_provider)  # raises the explanatory error
     if usage_object is not None:
-        return _split_cost(rates, *_tokens(usage_object))
-    return _split_cost(rates, _num(prompt_tokens), _num(completion_tokens), _num(cache_read_input_tokens),
-                       _num(cache_creation_input_tokens))
+        costs = _split_cost(rates, *_tokens(usage_object))
+    else:
+        costs = _split_cost(rates, _num(prompt_tokens), _num(completion_tokens), _num(cache_read_input_tokens),
+                            _num(cache_creation_input_tokens))
+    if response_time_ms is None:
+        return costs
+    return _timed(rates, *costs, float(response_time_ms) / 1000.0)
 
 
 def completion_cost(
@@ -558,14 +589,21 @@ def completion_cost(
     completion: str = "",
     custom_llm_provider: str | None = None,
     custom_cost_per_token: Mapping[str, Any] | None = None,
+    total_time: float | None = 0.0,
+    custom_cost_per_second: float | None = None,
     **_: Any,
 ) -> float:
     """USD for a call, from its response (a ``ModelResponse``, also a
     ``stream_chunk_builder`` result, or a dict) or from ``model`` + ``prompt``/``messages`` +
-    ``completion`` text (counted offline). Raises :class:`ModelNotMappedError`."""
+    ``completion`` text (counted offline). Raises :class:`ModelNotMappedError`.
+
+    ``custom_cost_per_second`` (USD per second) prices the call's duration instead of its
+    tokens, as do a model's per-second prices: the response's ``_response_ms``, else
+    ``total_time`` (milliseconds, as LiteLLM passes it on)."""
     if completion_response is not None:
         hidden = getattr(completion_response, "_hidden_params", None) or {}
-        if model is None and custom_llm_provider is None and custom_cost_per_token is None:
+        if (model is None and custom_llm_provider is None and custom_cost_per_token is None
+                and custom_cost_per_second is None):
             # priced when it was made, with its deployment's prices
             priced = hidden.get("response_cost")
             if priced is not None:
@@ -574,6 +612,9 @@ def completion_cost(
             model = hidden.get("model") or _get(completion_response, "model")
             if custom_llm_provider is None:
                 custom_llm_provider = hidden.get("custom_llm_provider")
+        took = getattr(completion_response, "_response_ms", None)
+        if took is None:
+            took = total_time or None
         usage = _get(completion_response, "usage")
         if usage is None:
             from .tokens import completion_text, counted_usage
@@ -583,7 +624,8 @@ def completion_cost(
         try:
             prompt_cost, completion_cost_ = cost_per_token(
                 model or "", usage_object=usage, custom_llm_provider=custom_llm_provider,
-                custom_cost_per_token=custom_cost_per_token,
+                custom_cost_per_token=custom_cost_per_token, response_time_ms=took,
+                custom_cost_per_second=custom_cost_per_second,
             )
         except ModelNotMappedError:
             # model= named something unpriced (an Azure deployment's own name): price the model
@@ -592,7 +634,7 @@ def completion_cost(
             if not answered or answered == model:
                 raise
             prompt_cost, completion_cost_ = cost_per_token(
-                answered, usage_object=usage, custom_cost_per_token=custom_cost_per_token,
+                answered, usage_object=usage, custom_cost_per_token=custom_cost_per_token, response_time_ms=took,
             )
         return prompt_cost + completion_cost_
     if not model:
@@ -606,7 +648,8 @@ def completion_cost(
     completion_tokens = token_counter(model=model, text=completion) if completion else 0
     prompt_cost, completion_cost_ = cost_per_token(
         model, prompt_tokens, completion_tokens, custom_llm_provider=custom_llm_provider,
-        custom_cost_per_token=custom_cost_per_token,
+        custom_cost_per_token=custom_cost_per_token, response_time_ms=total_time or None,
+        custom_cost_per_second=custom_cost_per_second,
     )
     return prompt_cost + completion_cost_
 
@@ -620,13 +663,17 @@ def call_prices(extra: Mapping[str, Any]) -> dict[str, Any] | None:
     return deployment_prices(info if isinstance(info, Mapping) else None, extra)
 
 
-def response_cost(model: str, provider: str | None, usage: Any, prices: Mapping[str, Any] | None) -> float | None:
-    """``_hidden_params["response_cost"]``: USD, or None when the model is not priced."""
+def response_cost(model: str, provider: str | None, usage: Any, prices: Mapping[str, Any] | None,
+                  seconds: float | None = None) -> float | None:
+    """``_hidden_params["response_cost"]``: USD, or None when the model is not priced.
+    ``seconds``: how long the call took (for per-second prices)."""
     try:  # usage_cost(model, usage, provider, prices, default=None), one call less (once per call)
         rates = _prices_for(model, provider, prices)
         if rates is None or usage is None:
             return None
         prompt_cost, completion_cost = _split_cost(rates, *_tokens(usage))
+        if seconds is not None and ("input_cost_per_second" in rates or "output_cost_per_second" in rates):
+            prompt_cost, completion_cost = _timed(rates, prompt_cost, completion_cost, seconds)
         return prompt_cost + completion_cost
     except (TypeError, ValueError):
         log.debug("cannot price %s/%s", provider, model, exc_info=True)
@@ -654,4 +701,6 @@ def apply_prices(result: Any, prices: Mapping[str, Any]) -> None:
         return
     model = hidden.get("model") or _get(result, "model")
     if model:
-        hidden["response_cost"] = response_cost(model, hidden.get("custom_llm_provider"), _get(result, "usage"), prices)
+        took = getattr(result, "_response_ms", None)
+        hidden["response_cost"] = response_cost(model, hidden.get("custom_llm_provider"), _get(result, "usage"), prices,
+                                                took / 1000.0 if took is not None else None)

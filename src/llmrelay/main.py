@@ -11,6 +11,7 @@ import logging
 import random
 import sys
 import time
+from time import perf_counter
 from typing import Any
 
 from . import settings
@@ -272,7 +273,7 @@ def _hidden(call: Call, url: str, headers: Any) -> dict[str, Any]:
             "additional_headers": additional_headers(headers) if headers else {}}
 
 
-def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStreamWrapper:
+def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any], started: float | None = None) -> CustomStreamWrapper:
     stream = CustomStreamWrapper(
         source,
         model=call.user_model,
@@ -281,6 +282,7 @@ def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any]) -> CustomStrea
         messages=call.messages,
         hidden_params=hidden,
     )
+    stream._hidden_params.started = started
     if call.extra:
         from .cost import call_prices
 
@@ -308,23 +310,29 @@ def _in_process(call: Call, provider: Any) -> Any:
     return _wrap_stream(call, provider.stream_source(call), {"custom_llm_provider": call.provider})
 
 
-def _response(call: Call, provider: Any, url: str, status: int, headers: Any, body: bytes) -> ModelResponse:
+def _response(call: Call, provider: Any, url: str, status: int, headers: Any, body: bytes,
+              started: float | None = None) -> ModelResponse:
     if status >= 400 or status < 200:
         raise provider.error(call, status, headers, body)
     try:
         result = provider.parse_response(call, status, headers, body)
     except SHAPE_ERRORS as exc:  # a 200 body of an unexpected shape: typed, not a traceback
         raise shape_error(exc, call.provider, call.user_model, "a response body") from exc
+    seconds = None
+    if started is not None:
+        seconds = perf_counter() - started
+        result._response_ms = seconds * 1000.0
     hidden = result._hidden_params = _hidden(call, url, headers)
-    hidden["response_cost"] = _call_cost(call, result.usage)
+    hidden["response_cost"] = _call_cost(call, result.usage, seconds)
     return result
 
 
-def _call_cost(call: Call, usage: Any) -> float | None:
-    """What ``usage`` cost on this call's model (at the call's own prices when it gives some)."""
+def _call_cost(call: Call, usage: Any, seconds: float | None = None) -> float | None:
+    """What ``usage`` cost on this call's model (at the call's own prices when it gives some;
+    ``seconds``, the call's duration, for per-second prices)."""
     from .cost import call_prices, response_cost
 
-    return response_cost(call.model, call.provider, usage, call_prices(call.extra))
+    return response_cost(call.model, call.provider, usage, call_prices(call.extra), seconds)
 
 
 def _merged(result: Any, options: dict[str, Any]) -> Any:
@@ -438,14 +446,16 @@ def _completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) 
     attempt = 0
     while True:
         try:
+            started = perf_counter()
             response = transport.send(request, options["timeout"], call.provider, call.user_model,
                                           ssl_verify=options["ssl_verify"])
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.SyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers))
+                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers),
+                                    started)
             return _merged(_response(call, provider, request.url, response.status, response.headers,
-                                     response.read()), options)
+                                     response.read(), started), options)
         except LLMRelayError as exc:
             delay = _delay_before_retry(exc, attempt, options, call)
             if delay is None:
@@ -519,14 +529,16 @@ async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str,
     attempt = 0
     while True:
         try:
+            started = perf_counter()
             response = await transport.send(request, options["timeout"], call.provider, call.user_model,
                                                 ssl_verify=options["ssl_verify"])
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.AsyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers))
+                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers),
+                                    started)
             return _merged(_response(call, provider, request.url, response.status, response.headers,
-                                     await response.read()), options)
+                                     await response.read(), started), options)
         except LLMRelayError as exc:
             delay = _delay_before_retry(exc, attempt, options, call)
             if delay is None:

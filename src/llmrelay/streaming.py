@@ -134,6 +134,7 @@ class StreamState:
         self.choices: dict[int, _ChoiceState] = {}
         self.first_choice: _ChoiceState | None = None
         self.ended = False
+        self.ended_at: float | None = None  # when it ended (time.perf_counter())
         self.first_time: float | None = None  # when the first chunk arrived (time.time())
         self._counted: Usage | None = None  # usage counted offline once the stream ended
 
@@ -344,6 +345,7 @@ class StreamState:
         if self.ended:
             return []
         self.ended = True
+        self.ended_at = time.perf_counter()
         if self.id is None:
             self._start({})
         if not self.choices:
@@ -484,11 +486,11 @@ def _counted_usage(model: str | None, messages: Any, completion: str) -> Usage:
     return _counted_usage(model, messages, completion)
 
 
-def _response_cost(model: Any, provider: Any, usage: Any, prices: dict | None) -> float | None:
+def _response_cost(model: Any, provider: Any, usage: Any, prices: dict | None, seconds: float | None) -> float | None:
     global _response_cost
     from .cost import response_cost as _response_cost
 
-    return _response_cost(model, provider, usage, prices)
+    return _response_cost(model, provider, usage, prices, seconds)
 
 
 class StreamHiddenParams(dict):
@@ -498,20 +500,24 @@ class StreamHiddenParams(dict):
     the whole mapping (``dict(...)``, ``{**...}``, iteration, ``keys()``…) after the end includes
     the cost, so a copy carries the deployment's price."""
 
-    __slots__ = ("_state", "prices")
+    __slots__ = ("_state", "prices", "started")
 
     def __init__(self, values: dict | None, state: StreamState) -> None:
         super().__init__(values or {})
         self._state = state
         self.prices: dict | None = None
+        #: ``time.perf_counter()`` when the call was sent (per-second prices: the call's duration)
+        self.started: float | None = None
 
     def __missing__(self, key: Any) -> Any:
         state = self._state
         if key != "response_cost" or not state.ended:
             raise KeyError(key)
         model = dict.get(self, "model") or state.model
+        started, ended = self.started, state.ended_at
         value = self["response_cost"] = _response_cost(
-            model, dict.get(self, "custom_llm_provider"), state.usage(), self.prices
+            model, dict.get(self, "custom_llm_provider"), state.usage(), self.prices,
+            ended - started if started is not None and ended is not None else None,
         )
         return value
 

@@ -505,9 +505,10 @@ class ModelResponse(OpenAIObject):
 
     ``ModelResponse(**chunk_dict, stream=True)`` returns a :class:`ModelResponseStream` (a
     subclass, so ``isinstance(chunk, ModelResponse)`` holds for chunks too).
+    ``_response_ms``: milliseconds the call took (set on a response from a provider, as LiteLLM's).
     """
 
-    __slots__ = ()
+    __slots__ = ("_response_ms",)
     _nested = {"usage": Usage}
     _schema = ("id", "choices", "created", "model", "object", "metadata", "moderation", "service_tier",
                "system_fingerprint", "usage")
