@@ -128,7 +128,9 @@ def test_gateway_exports_request_and_upstream_spans_over_otlp_http(tmp_path):
     # the upstream call carried the upstream span's context
     assert upstream_headers[0] == f"00-{TRACE_ID}-{upstream.span_id.hex()}-01"
     other = next(s for s in server if s.trace_id.hex() != TRACE_ID)
-    assert upstream_headers[1].split("-")[1] == other.trace_id.hex()
+    other_upstream = next(s for s in client_spans if s.trace_id == other.trace_id)
+    # a new trace's: its trace id and the upstream span's id
+    assert upstream_headers[1].split("-")[:3] == ["00", other.trace_id.hex(), other_upstream.span_id.hex()]
     a = attrs(streamed)
     assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.request.model"] == "m"

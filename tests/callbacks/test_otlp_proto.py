@@ -114,6 +114,13 @@ _CASES = [
                             prompt_tokens=None, completion_tokens=2**40), True),
     (dict(status=429, model="other"), _slo(status="failure", error_str="", model_group=None, model="x",
                                            response={"choices": [{"finish_reason": "length"}, {}]}), False),
+    # written as a pair from a template (no parent, trace state, error or content): a long
+    # response id, no cost, a first token; no response id; counts of other lengths
+    (dict(stream=True), _slo(stream=True, completionStartTime=1_700_000_000.25, response_cost=None,
+                             response={"id": "y" * 150, "model": "m2", "choices": [{"finish_reason": "stop"}]}), True),
+    (dict(), _slo(prompt_tokens=0, completion_tokens=2**20, response={"model": "m3"},
+                  model_parameters={"temperature": 1}), True),
+    (dict(), _slo(prompt_tokens=130, completion_tokens=7), True),
 ]
 
 
@@ -149,7 +156,7 @@ def test_gateway_span_records_encode_as_the_sdk_spans_do(capture):
             record.state = state
             sdk.request_end(ctx, record, {"standard_logging_object": slo})
         spans = memory.get_finished_spans()
-        assert len(spans) == len(records) == 7
+        assert len(spans) == len(records) == 13
         ours = ExportTraceServiceRequest.FromString(encode_spans(records, exporter.gateway_group))
         assert ours == sdk_encode(spans)
         # a request's two records are written at once when they come together; not when a batch

@@ -91,6 +91,10 @@ def _traceparent(header: bytes | None) -> tuple[int, int, int] | None:
     return trace, span, int(flags, 16)
 
 
+_getrandbits = random.getrandbits
+_ID64 = (1 << 64) - 1
+
+
 def _random_trace_id() -> int:
     return random.getrandbits(128) or _random_trace_id()
 
@@ -175,6 +179,7 @@ class OpenTelemetryLogger(CustomLogger):
         random_flag = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
         random_ids = ids is None or getattr(ids, "is_trace_id_random", lambda: False)()
         self._new_flags = 1 | (random_flag if random_ids else 0)
+        self._new_flags_suffix = f"-{self._new_flags:02x}"  # (of a new trace's traceparent)
         sampler = getattr(tracer_provider, "sampler", None)
         default = sampler is None or sampler.get_description() == DEFAULT_ON.get_description()
         self._should_sample = None if default else sampler.should_sample
@@ -207,23 +212,26 @@ class OpenTelemetryLogger(CustomLogger):
     # to the span processors (no SDK Span objects, no context attach/detach during the request):
     # at its start only the ids are drawn, so that the upstream call carries its traceparent.
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
-        if self._should_sample is None and getattr(ctx, "traceparent", None) is None:  # (most requests: _ids's case)
-            trace_id = self._new_trace_id()
-            upstream_id = self._new_span_id()
-            flags = self._new_flags
-            record.state[id(self)] = (trace_id, self._new_span_id(), upstream_id, None, flags, None, True, _time_ns())
-            headers["traceparent"] = "00-%032x-%016x-%02x" % (trace_id, upstream_id, flags)
-            return
+        if (self._should_sample is None and self._new_trace_id is _random_trace_id
+                and getattr(ctx, "traceparent", None) is None):  # (most requests: _ids's case, at once)
+            n = _getrandbits(256)  # the trace id, the upstream span's id, the request span's
+            if n >> 128 and n >> 64 & _ID64 and n & _ID64:  # (none is zero)
+                ids = n.to_bytes(32, "big")
+                record.state[id(self)] = (ids[:16], ids[24:], ids[16:24], None, self._new_flags, None, True,
+                                          _time_ns())
+                headers["traceparent"] = "00-" + ids[:24].hex("-", -16) + self._new_flags_suffix
+                return
         ids = self._ids(ctx)
         record.state[id(self)] = ids
         trace_id, _, upstream_id, _, flags, tracestate, _, _ = ids
-        headers["traceparent"] = f"00-{trace_id:032x}-{upstream_id:016x}-{flags:02x}"
+        headers["traceparent"] = f"00-{trace_id.hex()}-{upstream_id.hex()}-{flags:02x}"
         if tracestate:
             headers["tracestate"] = tracestate
 
     def _ids(self, ctx: Any) -> tuple:
         """(trace id, request span id, upstream span id, parent span id or None, trace flags,
-        tracestate header or None, sampled, time the upstream call starts in ns)."""
+        tracestate header or None, sampled, time the upstream call starts in ns); the ids as
+        bytes (big-endian, as OTLP and ``traceparent`` write them)."""
         parent = _traceparent(getattr(ctx, "traceparent", None))
         tracestate = None
         if parent is not None:
@@ -237,8 +245,9 @@ class OpenTelemetryLogger(CustomLogger):
         else:
             sampled = self._sample(trace_id, parent_id, parent_flags, tracestate, f"chat {ctx.model}")
         flags = (parent_flags & ~1) | (1 if sampled else 0)
-        return (trace_id, self._new_span_id(), self._new_span_id(), parent_id, flags, tracestate, sampled,
-                _time_ns())
+        return (trace_id.to_bytes(16, "big"), self._new_span_id().to_bytes(8, "big"),
+                self._new_span_id().to_bytes(8, "big"), None if parent_id is None else parent_id.to_bytes(8, "big"),
+                flags, tracestate, sampled, _time_ns())
 
     def _sample(self, trace_id: int, parent_id: int | None, parent_flags: int, tracestate: str | None,
                 name: str) -> bool:
@@ -278,6 +287,9 @@ class OpenTelemetryLogger(CustomLogger):
                                 get("response"), error_type, error, get("model_parameters"), get("response_cost"),
                                 bool(get("stream")), first, get("messages"))
         SpanContext, TraceFlags, ReadableSpan = self._types
+        trace_id, span_id, upstream_id = (int.from_bytes(x, "big") for x in (trace_id, span_id, upstream_id))
+        if parent_id is not None:
+            parent_id = int.from_bytes(parent_id, "big")
         state = self._trace_state(tracestate) if tracestate else None
         trace_flags = self._flags.get(flags)
         if trace_flags is None:

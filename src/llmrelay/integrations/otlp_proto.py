@@ -222,22 +222,22 @@ def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -
             upstream, fields = span
             if pending is not None:
                 if not upstream and fields is pending:  # the pair (they are queued together): at once
-                    records += _gateway_spans(fields, fields[0].to_bytes(16, "big"), True, True)
+                    records.append(_pair(fields) or b"".join(_gateway_spans(fields, True, True)))
                     pending = None
                     continue
-                records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])
+                records.append(_gateway_spans(pending, True, False)[0])
                 pending = None
             if upstream:
                 pending = fields
             else:
-                records.append(_gateway_spans(fields, fields[0].to_bytes(16, "big"), False, True)[1])
+                records.append(_gateway_spans(fields, False, True)[1])
             continue
         if pending is not None:
-            records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])
+            records.append(_gateway_spans(pending, True, False)[0])
             pending = None
         _group(groups, span.resource, span.instrumentation_scope).append(_span(span))
     if pending is not None:
-        records.append(_gateway_spans(pending, pending[0].to_bytes(16, "big"), True, False)[0])  # type: ignore[union-attr]
+        records.append(_gateway_spans(pending, True, False)[0])  # type: ignore[union-attr]
     # the messages around the spans are written as their heads (tag, length) beside the spans'
     # bytes, all joined once at the end (not each message copied into its parent's)
     out: list[bytes] = []
@@ -286,7 +286,7 @@ def _group(groups: dict[int, tuple[Any, dict[Any, list[bytes]]]], resource: Any,
 # the SDK path makes of the same request (checked in tests/callbacks/test_otlp_proto.py). What
 # repeats from request to request (names, the model's attributes) is encoded once.
 
-#: what ``OpenTelemetryLogger.request_end`` puts in a record, in order
+#: what ``OpenTelemetryLogger.request_end`` puts in a record, in order (the ids as big-endian bytes)
 GATEWAY_FIELDS = (
     "trace_id", "span_id", "upstream_id", "parent_id", "trace_state", "name", "start", "end", "upstream_start",
     "upstream_end", "request_model", "input_tokens", "output_tokens", "system", "response_model", "response_id",
@@ -388,7 +388,6 @@ def _shape(key: tuple) -> tuple[bytes, ...]:
 
 
 _pack_times = struct.Struct("<BQBQ").pack  # start (field 7) and end (field 8), fixed64
-_RESPONSE_ID_SHORT = _ATTR + b"%c" + _RESPONSE_ID + b"%c\x0a%c%s"  # (an id of < 100 bytes)
 _FIRST_TOKEN_HEAD = b"\x5a" + _SMALL[9 + len(_FIRST_TOKEN)] + b"\x09"
 _HEADS: dict[int, bytes] = {}
 
@@ -404,63 +403,141 @@ def _entry(data: bytes) -> bytes:
     return head + data
 
 
+def _response_id_head(n: int) -> bytes:
+    """The ``gen_ai.response.id`` attribute up to its value (a string of ``n`` bytes)."""
+    value = b"\x0a" + _varint(n)
+    kv = _RESPONSE_ID + _varint(len(value) + n) + value
+    return _ATTR + _varint(len(kv) + n) + kv
+
+
 def gateway_span(item: tuple) -> bytes:
     """The Span message of a gateway span record: ``(upstream, fields)``, ``fields`` as named by
     :data:`GATEWAY_FIELDS`; ``upstream`` true for the upstream call's span (the request span's
     child, with the request's common attributes), false for the request's."""
     upstream, fields = item
-    entry = _gateway_spans(fields, fields[0].to_bytes(16, "big"), upstream, not upstream)[0 if upstream else 1]
+    entry = _gateway_spans(fields, upstream, not upstream)[0 if upstream else 1]
     i = 1  # past the entry's tag and length
     while entry[i] & 0x80:
         i += 1
     return entry[i + 1:]
 
 
-def _gateway_spans(f: tuple, trace: bytes, upstream: bool, request: bool) -> tuple[bytes, bytes]:
+def _gateway_spans(f: tuple, upstream: bool, request: bool) -> tuple[bytes, bytes]:
     """(the upstream span's entry, the request span's) of one request's record (``b""`` for the
-    one not asked for); ``trace``: the trace id's bytes."""
-    (trace_id, span_id, upstream_id, parent_id, state, name, start, end, upstream_start, upstream_end,
-     request_model, input_tokens, output_tokens, system, response_model, response_id, reasons, error_type,
-     error, params, cost, status_code, stream, first_token, input_messages, output_messages) = f
+    one not asked for)."""
+    response_id, cost, first_token = f[15], f[20], f[23]
+    rid = response_id.encode() if response_id is not None else None
+    up, req = _span_parts(f, f[0], f[1], f[2] if upstream else None,
+                          _pack_times(0x39, f[8], 0x41, f[9]) if upstream else None, _pack_times(0x39, f[6], 0x41, f[7]),
+                          _tokens(f[11], f[12]), rid, None if cost is None else _pack_d(cost),
+                          None if first_token is None else _pack_q(first_token), upstream, request)
+    return (_entry(b"".join(up)) if upstream else b""), (_entry(b"".join(req)) if request else b"")
+
+
+def _span_parts(f: tuple, trace: bytes, span: bytes, upstream_id: bytes | None, upstream_times: bytes | None,
+                times: bytes, tokens: bytes, rid: bytes | None, cost: bytes | None, first: bytes | None,
+                upstream: bool, request: bool) -> tuple[list[bytes], list[bytes]]:
+    """The parts of the two spans' messages (each joined, it is the span): the record ``f``'s
+    fields, with its varying values given encoded (ids, times, token counts, response id, cost,
+    first token's time; None when absent). :func:`_pair_template` passes placeholders for them."""
+    (_, _, _, parent_id, state, name, _, _, _, _, request_model, _, _, system, response_model, _, reasons,
+     error_type, error, params, _, status_code, stream, _, input_messages, output_messages) = f
     # the attributes both spans have (OpenTelemetryLogger._common's, in its order), then the
     # request's own (its _request's); what repeats from request to request is cached (_shape)
     upstream_name, request_name, model_run, system_run, finish, finish_params, status_run = _shape(
         (name, request_model, system, response_model, reasons, error_type, params, status_code, stream))
-    span = span_id.to_bytes(8, "big")
-    common = [model_run, _tokens(input_tokens, output_tokens), system_run]
-    if response_id is not None:
-        value = response_id.encode()
-        n = len(value)
-        if n < 100:
-            common.append(_RESPONSE_ID_SHORT % (len(_RESPONSE_ID) + n + 3, n + 2, n, value))
-        else:
-            value = b"\x0a" + _varint(n) + value
-            n = len(value)
-            kv = _RESPONSE_ID + (_SMALL[n] if n < 128 else _varint(n)) + value
-            n = len(kv)
-            common += (_ATTR, _SMALL[n] if n < 128 else _varint(n), kv)
-    common = b"".join(common)
+    common = [model_run, tokens, system_run]
+    if rid is not None:
+        common += (_response_id_head(len(rid)), rid)
     status = _NO_STATUS if error is None else _field(
         b"\x7a", (_field(b"\x12", error.encode()) if error else b"") + b"\x18\x02")
     state = _field(b"\x1a", state.encode()) if state else b""
-    up = req = b""
+    up: list[bytes] = []
+    req: list[bytes] = []
     if upstream:
-        up = _entry(b"".join((b"\x0a\x10", trace, b"\x12\x08", upstream_id.to_bytes(8, "big"), state,
-                              b"\x22\x08", span, upstream_name, _pack_times(0x39, upstream_start, 0x41, upstream_end),
-                              common, finish, status, _FLAGS_LOCAL)))
+        up = [b"\x0a\x10", trace, b"\x12\x08", upstream_id, state, b"\x22\x08", span, upstream_name,  # type: ignore[list-item]
+              upstream_times, *common, finish, status, _FLAGS_LOCAL]  # type: ignore[list-item]
     if request:
-        out = [b"\x0a\x10", trace, b"\x12\x08", span, state]
+        req = [b"\x0a\x10", trace, b"\x12\x08", span, state]
         if parent_id is not None:
-            out += (b"\x22\x08", parent_id.to_bytes(8, "big"))
-        out += (request_name, _pack_times(0x39, start, 0x41, end), common, finish_params)
+            req += (b"\x22\x08", parent_id)
+        req += (request_name, times, *common, finish_params)
         if cost is not None:
-            out += (_COST, _pack_d(cost))
-        out.append(status_run)
+            req += (_COST, cost)
+        req.append(status_run)
         if input_messages is not None:
-            out.append(_attributes(_ATTR, {"gen_ai.input.messages": input_messages,
+            req.append(_attributes(_ATTR, {"gen_ai.input.messages": input_messages,
                                            "gen_ai.output.messages": output_messages}))
-        if first_token is not None:
-            out += (_FIRST_TOKEN_HEAD, _pack_q(first_token), _FIRST_TOKEN)
-        out += (status, _FLAGS_REMOTE if parent_id is not None else _FLAGS_LOCAL)
-        req = _entry(b"".join(out))
+        if first is not None:
+            req += (_FIRST_TOKEN_HEAD, first, _FIRST_TOKEN)
+        req += (status, _FLAGS_REMOTE if parent_id is not None else _FLAGS_LOCAL)
     return up, req
+
+
+# A request's two spans written together, in the common case (no parent, trace state, error or
+# content): the bytes between the varying values are the same for every request of a kind and
+# the same lengths of those values, so they are made once (:func:`_pair_template`) and a pair is
+# one join of those constant runs and the values.
+_PAIRS: dict[tuple, tuple[bytes, ...]] = {}
+#: the varying values of a pair, in the order they are written
+_SLOTS = ("trace", "upstream_id", "span", "upstream_times", "tokens", "rid", "trace", "span", "times", "tokens",
+          "rid", "cost", "first")
+
+
+def _pair(f: tuple) -> bytes | None:
+    """The two entries (upstream span, request span) of a request's record ``f`` at once, or None
+    when it is not the common case (then :func:`_gateway_spans` writes it)."""
+    (trace_id, span_id, upstream_id, parent_id, state, name, start, end, upstream_start, upstream_end,
+     request_model, input_tokens, output_tokens, system, response_model, response_id, reasons, error_type,
+     error, params, cost, status_code, stream, first_token, input_messages, _) = f
+    if parent_id is not None or state or error is not None or input_messages is not None:
+        return None
+    tokens = _TOKENS.get((input_tokens, output_tokens)) or _tokens(input_tokens, output_tokens)
+    rid = b"" if response_id is None else response_id.encode()
+    key = (name, request_model, system, response_model, reasons, error_type, params, status_code, stream,
+           len(tokens), -1 if response_id is None else len(rid), cost is None, first_token is None)
+    template = _PAIRS.get(key) or _pair_template(key, f)
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = template
+    return b"".join((c0, trace_id, c1, upstream_id, c2, span_id, c3,
+                     _pack_times(0x39, upstream_start, 0x41, upstream_end), c4, tokens, c5, rid, c6, trace_id, c7, span_id,
+                     c8, _pack_times(0x39, start, 0x41, end), c9, tokens, c10, rid, c11,
+                     b"" if cost is None else _pack_d(cost), c12, b"" if first_token is None else _pack_q(first_token),
+                     c13))
+
+
+def _pair_template(key: tuple, f: tuple) -> tuple[bytes, ...]:
+    """The constant runs of a pair of ``key``'s kind (see :func:`_pair`): written by
+    :func:`_span_parts` with placeholders for the varying values, cut at them."""
+    n_tokens, n_rid, no_cost, no_first = key[-4:]
+    marks = {name: bytes(bytearray(size)) for name, size in (
+        ("trace", 16), ("upstream_id", 8), ("span", 8), ("upstream_times", 18), ("times", 18),
+        ("tokens", n_tokens), ("rid", max(n_rid, 0)), ("cost", 8), ("first", 8))}
+    up, req = _span_parts(f, marks["trace"], marks["span"], marks["upstream_id"], marks["upstream_times"],
+                          marks["times"], marks["tokens"], None if n_rid < 0 else marks["rid"],
+                          None if no_cost else marks["cost"], None if no_first else marks["first"], True, True)
+    parts = [b"\x12" + _varint(sum(map(len, up))), *up, b"\x12" + _varint(sum(map(len, req))), *req]
+    by_id = {id(mark): name for name, mark in marks.items() if mark}  # (an empty id is no placeholder)
+    runs: list[bytes] = []
+    run: list[bytes] = []
+    slot = 0
+    for part in parts:
+        name = by_id.get(id(part))
+        if name is None:
+            run.append(part)
+            continue
+        while _SLOTS[slot] != name:  # (an absent value: an empty run before its empty slot)
+            runs.append(b"".join(run))
+            run = []
+            slot += 1
+        runs.append(b"".join(run))
+        run = []
+        slot += 1
+    while slot < len(_SLOTS):
+        runs.append(b"".join(run))
+        run = []
+        slot += 1
+    runs.append(b"".join(run))
+    template = tuple(runs)
+    if len(_PAIRS) < 4096:
+        _PAIRS[key] = template
+    return template
