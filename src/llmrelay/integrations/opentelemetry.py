@@ -342,14 +342,17 @@ class OpenTelemetryLogger(CustomLogger):
         processor, holding what the SDK path puts in its ReadableSpans (written to the same bytes
         by :func:`.otlp_proto.gateway_span`)."""
         trace_id, span_id, upstream_id, parent_id, flags, tracestate, sampled, upstream_start = ids
-        end = _ns(end_time or record.wall_start)
+        wall_start = record.wall_start
+        end = int((end_time or wall_start) * 1e9)  # (ns, as _ns)
         if upstream:
-            upstream_end = end if ctx.stream else _ns(record.wall_start + (ctx.upstream or 0.0))
-            upstream_start = min(upstream_start, upstream_end)
+            upstream_end = end if ctx.stream else int((wall_start + (ctx.upstream or 0.0)) * 1e9)
+            if upstream_start > upstream_end:
+                upstream_start = upstream_end
         else:
             upstream_end = upstream_id = None
-        response = response or {}
-        if type(response) is dict:
+        if response is None:
+            model = response_id = choices = None
+        elif type(response) is dict:
             rget = response.get
             model, response_id, choices = rget("model"), rget("id"), rget("choices")
         else:  # the response object itself (its get(key) is getattr(key, None))
@@ -357,7 +360,8 @@ class OpenTelemetryLogger(CustomLogger):
             response_id = getattr(response, "id", None)
             choices = getattr(response, "choices", None)
         if choices and len(choices) == 1:
-            reason = choices[0].get("finish_reason")
+            choice = choices[0]
+            reason = choice.get("finish_reason") if type(choice) is dict else getattr(choice, "finish_reason", None)
             reasons = (str(reason),) if reason else ()
         else:
             reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")])
@@ -370,7 +374,7 @@ class OpenTelemetryLogger(CustomLogger):
             params = tuple(found.items()) or None
         else:
             params = None
-        first = _ns(first) if first else None
+        first = int(first * 1e9) if first else None
         out = None
         if self.capture_content and not _settings.get("turn_off_message_logging"):
             messages = orjson.dumps(messages or [], default=_json).decode()
@@ -379,7 +383,7 @@ class OpenTelemetryLogger(CustomLogger):
             messages = None
         if tracestate:
             tracestate = ",".join(f"{k}={v}" for k, v in self._trace_state(tracestate).items()) or None
-        fields = (trace_id, span_id, upstream_id, parent_id, tracestate, f"chat {ctx.model}", _ns(record.wall_start),
+        fields = (trace_id, span_id, upstream_id, parent_id, tracestate, f"chat {ctx.model}", int(wall_start * 1e9),
                   end, upstream_start, upstream_end, str(request_model or ""),
                   int(prompt or 0), int(completion or 0),
                   str(provider) if provider else None, str(model) if model else None,

@@ -384,7 +384,10 @@ class PrometheusLogger(CustomLogger):
 
     def _after(self, ctx: Any, record: Any, who: tuple, failed: bool) -> None:
         """A gateway request's failure, retries, fallbacks and cooldowns (none in a plain success)."""
-        hidden = getattr(getattr(ctx, "result", None), "_hidden_params", None)
+        result = getattr(ctx, "result", None)
+        hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
+        if hidden is None:
+            hidden = getattr(result, "_hidden_params", None)
         requested = ctx.model
         # retries, fallbacks, cooldowns: only after a failure somewhere (a plain success has none)
         attempts = failed or (hidden is not None and (hidden.get("router_attempts")

@@ -338,9 +338,11 @@ class Observe:
     def _cost(ctx: Any, result: Any, response: Any) -> float | None:
         """Responses are priced when made, streams when they end (with the deployment's prices);
         a cut stream by what it generated."""
-        hidden = getattr(result, "_hidden_params", None)
+        hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
         if hidden is None:
-            return None
+            hidden = getattr(result, "_hidden_params", None)
+            if hidden is None:
+                return None
         if hidden.get("cache_hit"):
             return 0.0  # a cache hit costs nothing
         cost = hidden.get("response_cost")
@@ -418,7 +420,9 @@ class Observe:
         provider = model_id = api_base = name = None
         group = ctx.model
         for source in ((result, response) if result is not response and result is not None else (response,)):
-            hidden = getattr(source, "_hidden_params", None)
+            hidden = getattr(source, "_hp", None)  # (our responses' slot, without the property's call)
+            if hidden is None:
+                hidden = getattr(source, "_hidden_params", None)
             if isinstance(hidden, dict):
                 get = dict.get  # not a stream's lazy lookups: only what is there
                 value = get(hidden, "custom_llm_provider")
@@ -518,7 +522,9 @@ class Observe:
 def _charged(response: Any, cost: float | None) -> tuple[int, int, int]:
     """Put the request's ``cost`` in the response's ``_hidden_params`` (as the library does);
     the response's ``(prompt, completion, total)`` tokens."""
-    hidden = getattr(response, "_hidden_params", None)
+    hidden = getattr(response, "_hp", None)  # (our responses' slot, without the property's call)
+    if hidden is None:
+        hidden = getattr(response, "_hidden_params", None)
     if isinstance(hidden, dict) and cost is not None:
         hidden["response_cost"] = cost
     return usage_tokens(getattr(response, "usage", None))
