@@ -316,6 +316,33 @@ def test_repeat_guard_on_the_fast_path(gateway, general, upstream):
     assert record["fast_chunks"] > 0
 
 
+def test_short_chunks_end_a_repeat_run_on_the_fast_path(gateway, general, upstream):
+    """A short non-blank chunk (2 characters or fewer) ends a run of repeats (StreamState._guard):
+    the fast path's inlined guard must not go on counting across it, nor across a blank one's
+    absence of effect (a blank chunk neither counts nor ends a run)."""
+    f = ChunkFactory()
+    events = [f.role(), f.content("Hello"), f.content(" there")]
+    for _ in range(5):
+        events += [f.content(" again"), f.content(",")]
+    events += [f.content(" more"), f.content(" "), f.content(" more"), f.content(" "), f.content(" more"),
+               f.content("."), f.finish(), "[DONE]"]
+    frames, record = _compare(gateway, general, upstream, lambda: stream_reply(events, interval=0.002))
+    assert not any(isinstance(x, dict) and "error" in x for x in frames)
+    assert _texts(frames) == "Hello there" + " again," * 5 + " more  more  more."
+    assert record["fast_chunks"] > 0
+
+
+def test_blank_chunks_do_not_end_a_repeat_run_on_the_fast_path(gateway, general, upstream):
+    f = ChunkFactory()
+    events = [f.role(), f.content("Hello"), f.content(" there")]
+    for _ in range(5):
+        events += [f.content(" again"), f.content("  ")]
+    events += [f.finish(), "[DONE]"]
+    frames, record = _compare(gateway, general, upstream, lambda: stream_reply(events, interval=0.002))
+    assert "repeated the same chunk" in frames[-2]["error"]["message"]
+    assert record["fast_chunks"] > 0
+
+
 def test_dropped_upstream_mid_stream(gateway, general, upstream):
     events = text_stream_events(TEXT)[:10]
     frames, record = _compare(gateway, general, upstream, lambda: stream_reply([*events, Sleep(0.01), Drop()], interval=0.002))

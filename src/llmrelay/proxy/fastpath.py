@@ -557,9 +557,13 @@ class FastRelay:
                                 except Exception as exc:  # noqa: BLE001 - the repeat guard
                                     self._fail(exc)
                                     return
-                            elif len(text) > 2 and text.strip():
-                                choice.last_content = text
-                                choice.repeats = 1
+                            elif len(text) > 2:
+                                if not text.isspace():  # (blank content neither counts nor ends a run)
+                                    choice.last_content = text
+                                    choice.repeats = 1
+                            elif choice.last_content is not None and not text.isspace():  # a short chunk ends a run
+                                choice.last_content = None
+                                choice.repeats = 0
                             choice.text.append(text)
                             self.fast += 1
                             now = self._time()  # uvloop's clock: one value per loop turn
@@ -738,15 +742,16 @@ class LeanRelay(FastRelay):
     stands between two chunks (:meth:`lean._Conn.aligned`). The read timeout stays the
     connection's (one timer per idle period)."""
 
-    __slots__ = ("_aligned", "_ftail_c", "_ftail_n", "_obf_post_c", "_suffix_c", "_shapes")  # self.raw: the connection
+    __slots__ = ("_go", "_ftail_c", "_ftail_n", "_obf_post_c", "_suffix_c", "_shapes", "_append")  # self.raw: the connection
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._aligned = False
+        self._go = False  # _ready(): the next read may be one content chunk
         self._ftail_c = self._obf_post_c = self._suffix_c = b""
         self._ftail_n = 0
-        # A one-chunk content read's layout by its length (_shape): {n: (head, s, e, out_head) | None}
+        # A one-chunk content read's layout by its length (_shape): {n: (head, s, e, out_head)}
         self._shapes: dict[int, Any] = {}
+        self._append: Any = None  # the generated text's list's append (choice 0's)
 
     @staticmethod
     def _content(raw: Any) -> Any:
@@ -784,26 +789,28 @@ class LeanRelay(FastRelay):
             self._ftail_n = len(self._ftail_c)
             self._obf_post_c = self._obf_post + b"\r\n"
             self._suffix_c = self._suffix + b"\r\n"
+            self._append = self._choice.text.append
 
     def _shape(self, n: int) -> Any:
         """The layout of an ``n``-byte read that is one HTTP chunk carrying one content frame of
         the learned shape: ``(head, s, e, out_head)`` — the chunk's size line and the learned
         head (``data[:s]``), where the content ends if the tail is the learned one (``e``), and
         the client's size line and head for that content (its frame is ``out_head + content +
-        suffix``) — or None when no such read has ``n`` bytes. Worked out once per length (a
-        stream's content chunks come in a few lengths) and kept for the stream."""
+        suffix``) — or :data:`_NO_SHAPE` when no such read has ``n`` bytes. Worked out once per
+        length (a stream's content chunks come in a few lengths) and kept for the stream."""
         # its size line has 2 hex digits (16-255 bytes) or 3
         k = 2 if 22 <= n < 262 else 3 if 262 <= n < 4103 else 0
         line = _HEX_LINES[n - k - 4] if k else b""
-        shape = None
+        shape = _NO_SHAPE
         if k and len(line) == k + 2:
             s = k + 2 + self._fs
             e = n - self._ftail_n  # (below s: only another tail, an obfuscation value, can fit)
             size = self._fixed + e - s
             shape = (line + self._fhead, s, e,
                      None if e < s else (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix)
-        if len(self._shapes) < 64:
-            self._shapes[n] = shape
+        if len(self._shapes) >= 256:
+            self._shapes.clear()
+        self._shapes[n] = shape
         return shape
 
     def _interpose(self) -> None:
@@ -813,7 +820,7 @@ class LeanRelay(FastRelay):
                 or not hasattr(transport, "set_protocol") or transport.get_protocol() is not conn):
             return
         self._handler, self._transport = _LeanUpstream(self, conn), transport
-        self._aligned = conn.aligned()
+        self._go = self._ready(conn.aligned())
         transport.set_protocol(self._handler)
 
     def _restore(self) -> None:
@@ -821,7 +828,7 @@ class LeanRelay(FastRelay):
         if upstream is None:
             return
         self._handler = None
-        self._aligned = False
+        self._go = False
         transport = self._transport
         if transport.get_protocol() is upstream:
             transport.set_protocol(self.raw)
@@ -829,61 +836,72 @@ class LeanRelay(FastRelay):
     def _read(self, data: bytes) -> None:
         """One read of the upstream connection while the relay reads it (see the class).
 
-        Written for CPython 3.11's costs: slices compared with ``==`` and table look-ups
-        instead of ``bytes.find``/``startswith`` (argument tuples, ~700 instructions a call) and
-        ``%`` formatting (~1k); the read's layout by its length from :meth:`_shape` (the size
-        line, the learned head and the client's head checked and built once per length)."""
-        conn = self.raw
-        if self._fhead is not None and self._aligned and not self._buf:
-            n = len(data)
-            shape = self._shapes.get(n, False)
-            if shape is False:
-                shape = self._shape(n)
-            if shape is not None:
-                head, s, e, out_head = shape
-                if data[:s] == head and conn.state == _LEAN_BODY:
-                    if data[e:] != self._ftail_c:  # another obfuscation value (OpenAI's), or another shape
-                        e = data.find(b'"', s) if self._obf_pre else -1
-                        if e < 0 or not self._obfuscated(data, e, self._obf_post_c):
-                            e = -1
-                        out_head = None
-                    if e >= s:
-                        raw = data[s:e]
+        Written for CPython 3.11's costs (every bytecode and C call of the common read counts:
+        it runs once per relayed chunk): slices compared with ``==`` and table look-ups instead
+        of ``bytes.find``/``startswith`` (argument tuples, ~700 instructions a call) and ``%``
+        formatting (~1k); the read's layout by its length from :meth:`_shape` (the size line,
+        the learned head and the client's head checked and built once per length); one flag
+        (``_go``) for "learned, aligned, nothing buffered, a chunked client"."""
+        if self._go:
+            try:
+                head, s, e, out_head = self._shapes[len(data)]
+            except KeyError:
+                head, s, e, out_head = self._shape(len(data))
+            if data[:s] == head:
+                if data[e:] != self._ftail_c:  # another obfuscation value (OpenAI's), or another shape
+                    e = data.find(b'"', s) if self._obf_pre else -1
+                    if e < 0 or not self._obfuscated(data, e, self._obf_post_c):
+                        self._read_chunks(data)
+                        return
+                    out_head = None
+                raw = data[s:e]
+                try:
+                    text = raw.decode()
+                except UnicodeDecodeError:
+                    text = '"'
+                if '"' not in text and "\\" not in text and text and (text.isprintable() or _no_control(raw)):
+                    choice = self._choice
+                    # StreamState._guard, inlined for the common outcomes
+                    if text == choice.last_content:
                         try:
-                            text: str | None = raw.decode()
-                        except UnicodeDecodeError:
-                            text = None
-                        if (text is not None and '"' not in text and "\\" not in text
-                                and (text.isprintable() or _no_control(raw))):
-                            if not text:  # an empty delta after the role chunk: the general path drops it
-                                conn.last_read = self._time()
-                                return
-                            choice = self._choice
-                            # StreamState._guard, inlined for the common outcomes
-                            if text == choice.last_content:
-                                try:
-                                    self._state._guard(choice, text)
-                                except Exception as exc:  # noqa: BLE001 - the repeat guard
-                                    conn.last_read = self._time()
-                                    self._fail(exc)
-                                    return
-                            elif len(text) > 2 and text.strip():
-                                choice.last_content = text
-                                choice.repeats = 1
-                            choice.text.append(text)
-                            self.fast += 1
-                            conn.last_read = now = self._time()  # the read timeout's, as data_received
-                            if now != self._turn and not self._out and self._chunked:
-                                self._turn = now
-                                if not self._closing():
-                                    if out_head is None:
-                                        size = self._fixed + e - s
-                                        out_head = (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix
-                                    self._put(out_head + raw + self._suffix_c)
-                                return
-                            self._send(self._prefix + raw + self._suffix)
+                            self._state._guard(choice, text)
+                        except Exception as exc:  # noqa: BLE001 - the repeat guard
+                            self.raw.last_read = self._time()
+                            self._fail(exc)
                             return
-        if self._aligned and conn.state == _LEAN_BODY and self._fhead is not None:
+                    elif len(text) > 2:
+                        if not text.isspace():  # (blank content neither counts nor ends a run)
+                            choice.last_content = text
+                            choice.repeats = 1
+                    elif choice.last_content is not None and not text.isspace():  # a short chunk ends a run
+                        choice.last_content = None
+                        choice.repeats = 0
+                    # (a callable in a slot is loaded as an attribute, then called: LOAD_METHOD
+                    # does not specialize for it and takes the generic look-up every time)
+                    append = self._append
+                    append(text)
+                    self.fast += 1
+                    time = self._time
+                    self.raw.last_read = now = time()  # the read timeout's, as data_received
+                    if now != self._turn and not self._out:
+                        self._turn = now
+                        closing = self._closing
+                        if not closing():
+                            if out_head is None:
+                                size = self._fixed + e - s
+                                out_head = (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix
+                            put = self._put
+                            put(b"".join((out_head, raw, self._suffix_c)))
+                        return
+                    self._send(self._prefix + raw + self._suffix)
+                    return
+        self._read_chunks(data)
+
+    def _read_chunks(self, data: bytes) -> None:
+        """A read that is not one content chunk of the learned shape: whole chunks to
+        :meth:`_feed` while the parser stands between chunks, the rest through the parser."""
+        conn = self.raw
+        if self._go:
             # Whole chunks (a read that carries several: a burst, or a relay that fell behind):
             # each chunk's data to _feed, as the parser would hand it, up to the first chunk
             # that is not whole or whose size line is not the plain one (the last chunk, "0").
@@ -905,11 +923,18 @@ class LeanRelay(FastRelay):
             if pos:
                 conn.last_read = self._time()
                 if pos == n:
+                    self._go = self._ready(True)
                     return
                 data = data[pos:]
         conn.data_received(data)  # the parser: its body pieces come to _feed
-        if self._handler is not None:
-            self._aligned = conn.aligned()
+        self._go = self._ready(conn.aligned())
+
+    def _ready(self, aligned: bool) -> bool:
+        """Whether the next read may take :meth:`_read`'s one-chunk way: the relay reads the
+        connection, the parser stands between two chunks (``aligned``), the content frame's
+        shape is known, no frame is begun and the client's body is chunked."""
+        return (aligned and self._handler is not None and self._fhead is not None and not self._buf
+                and self._chunked and self.raw.state == _LEAN_BODY)
 
     def _pause_upstream(self) -> None:
         self.raw.pause_reading()
@@ -919,6 +944,8 @@ class LeanRelay(FastRelay):
 
 
 _LEAN_BODY = lean._BODY
+#: The layout of a read length no one-chunk content read has (LeanRelay._shape): its head matches nothing.
+_NO_SHAPE = (None, 0, 0, None)
 #: ``b"%x\r\n" % n``: an HTTP chunk's size line, for sizes below 4096.
 _HEX_LINES = [b"%x\r\n" % n for n in range(4096)]
 #: A chunk's size from its size line's plain lower-case hex digits, 1 to 4095 (not 0: the last chunk).
