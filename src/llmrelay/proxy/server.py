@@ -613,7 +613,35 @@ def _peer(client: Any) -> str:
 
 
 class GatewayServer(Server):
-    """uvicorn's server, exiting with status 0 after a graceful stop on SIGTERM/SIGINT."""
+    """uvicorn's server, exiting with status 0 after a graceful stop on SIGTERM/SIGINT, and
+    ticking once a second instead of ten times (see :meth:`main_loop`)."""
+
+    _tick: "asyncio.Future | None" = None
+    _tick_loop: Any = None
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop (the date header once a second, the exit and request-limit checks)
+        waking once a second instead of every 0.1 s: each wake-up of an idle gateway costs
+        ~30k instructions, and a stop signal (:meth:`handle_exit`) wakes it at once anyway."""
+        loop = self._tick_loop = asyncio.get_running_loop()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000  # uvicorn's count of 0.1 s ticks (on_tick: the date each 10)
+            tick = self._tick = loop.create_future()
+            timer = loop.call_later(1.0, _wake, tick)
+            try:
+                await tick
+            finally:
+                self._tick = None
+                timer.cancel()
+            should_exit = await self.on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        tick, loop = self._tick, self._tick_loop
+        if tick is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_wake, tick)  # (a signal handler: not inside the loop's own calls)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
@@ -628,6 +656,11 @@ class GatewayServer(Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _find(app: Any, attribute: str) -> Any:
