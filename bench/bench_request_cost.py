@@ -20,6 +20,13 @@ counted (not the kernel's, nor the upstream's or the load generator's), determin
 valgrind; the measured requests only, written to DIR/<name>-<frames>.cg.prof), to see which Python functions the work is in;
 ``--opcodes`` counts the bytecodes each Python function executes per request instead
 (``bench/_optrace.py``: deterministic, not timing).
+
+The gateway's periodic work (uvicorn's tick, the key database poll, the write-behind queues)
+runs whether or not requests do, so it is counted per wall-clock second of a measured window:
+a 50-frame window lasts ~8× a 4-frame one (the frames are paced), and the per-chunk figure
+then carries ~(idle instructions per second × extra seconds) / extra chunks of it. ``--idle
+SECONDS`` also counts an idle window of that length in the same gateway (after the warm-up,
+no requests) and prints the figures with that rate × each window's wall time taken off.
 """
 
 from __future__ import annotations
@@ -149,6 +156,15 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
         gw, port = _gateway(tmp, f"{name}-{frames}", src, up_port, out,
                             "opcodes" if args.opcodes else args.profile)
         asyncio.run(_requests(port, args.warmup, args.conc))
+        idle = 0
+        if args.idle and not (args.profile or args.opcodes):
+            time.sleep(1.0)  # (the warm-up's last requests' ends)
+            subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], check=True, capture_output=True)
+            time.sleep(args.idle)
+            subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-d", "idle", str(gw.pid)], check=True, capture_output=True)
+            time.sleep(0.5)
+            idle = sum(_total(p) for p in out_dir.glob(f"{name}-{frames}.cg*"))
         if args.profile or args.opcodes:
             gw.send_signal(signal.SIGUSR1)
             time.sleep(0.5)
@@ -178,7 +194,9 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
         up.wait()
     result = {"name": name, "frames": frames, "requests": args.requests, "got": got, "wall": wall}
     if not (args.profile or args.opcodes):
-        result["ir"] = sum(_total(p) for p in out_dir.glob(f"{name}-{frames}.cg*"))
+        result["ir"] = sum(_total(p) for p in out_dir.glob(f"{name}-{frames}.cg*")) - idle
+        if args.idle:
+            result["idle_rate"] = idle / args.idle
     return result
 
 
@@ -193,6 +211,8 @@ def main() -> None:
     parser.add_argument("--out", metavar="DIR")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--opcodes", action="store_true")
+    parser.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                        help="count an idle window too; print the figures without the idle work per second")
     args = parser.parse_args()
     trees = [("llmrelay", HERE.parent / "src")]
     if args.baseline_src:
@@ -224,6 +244,15 @@ def main() -> None:
         per_request = a - per_chunk * lo
         print(f"{name:10} per request {per_request / 1e3:8.1f} k instructions, per chunk "
               f"{per_chunk / 1e3:6.2f} k; a {hi}-frame stream {b / hi / 1e3:6.2f} k per frame")
+        if args.idle:
+            rlo, rhi = results[name, lo], results[name, hi]
+            rate = (rlo["idle_rate"] + rhi["idle_rate"]) / 2
+            a -= rate * rlo["wall"] / args.requests
+            b -= rate * rhi["wall"] / args.requests
+            per_chunk = (b - a) / (hi - lo)
+            per_request = a - per_chunk * lo
+            print(f"{name:10} without the idle work ({rate / 1e3:.0f} k instructions/s): per request "
+                  f"{per_request / 1e3:8.1f} k, per chunk {per_chunk / 1e3:6.2f} k")
 
 
 if __name__ == "__main__":
