@@ -577,16 +577,19 @@ class Router:
         acompletion = (_main or _load_main()).acompletion
         run = _Run(self, model, messages, stream, kwargs, is_async=True)
 
-        async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
-            if stream:
-                return run.stream_ok(await self._open_stream_async(acompletion, run, dep, kw, limit))
-            return await _afinish(run, dep, acompletion(dep.model, messages, False, **kw), limit)
+        if stream:
+            def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
+                return self._open_stream_async(acompletion, run, dep, kw, limit)  # (its coroutine, awaited by _aroute)
+        else:
+            async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
+                return await _afinish(run, dep, acompletion(dep.model, messages, False, **kw), limit)
 
         return await _aroute(run, attempt)
 
     async def _open_stream_async(self, acompletion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
-                                 first_timeout: float | None) -> tuple[Any, Any]:
-        """Open the stream and read its first chunk (within ``first_timeout``): (stream, chunk).
+                                 first_timeout: float | None) -> Any:
+        """Open the stream and read its first chunk (within ``first_timeout``); the stream, handed
+        over by ``run.stream_ok``.
 
         The time limit as :func:`_within` sets it (a timer that cancels this task), inline: two
         coroutines and a closure less per streamed call."""
@@ -597,7 +600,7 @@ class Router:
         if first_timeout is not None:
             task = asyncio.current_task()
             if getattr(task, "uncancel", None) is None:  # Python 3.10
-                return await self._open_stream_waited(acompletion, run, dep, kw, first_timeout)
+                return run.stream_ok(await self._open_stream_waited(acompletion, run, dep, kw, first_timeout))
             cancelling = task.cancelling()
 
             def expire() -> None:
@@ -631,7 +634,7 @@ class Router:
                 handle.cancel()
                 if fired:  # the call ended in spite of our cancel: undo it, as asyncio.timeout does
                     task.uncancel()
-        return stream, first
+        return run.stream_ok((stream, first))
 
     async def _open_stream_waited(self, acompletion: Any, run: "_Run", dep: Deployment, kw: dict[str, Any],
                                   first_timeout: float) -> tuple[Any, Any]:

@@ -6,7 +6,7 @@ Every ``model_name`` group is a :class:`~llmrelay.router.Router` model group, an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable
 
 from ..router import Router
 from ..routing.names import visible_aliases
@@ -40,8 +40,15 @@ class ModelTable:
         """Served: a listed name, a hidden alias or a name a wildcard group matches."""
         return name in self._known or (self.router is not None and self.router.has_group(name))
 
-    async def acall(self, request: Any) -> Any:
-        """Call the model group for a canonical request (:class:`~.ingress.CanonicalRequest`)."""
+    def acall(self, request: Any) -> Awaitable[Any]:
+        """Call the model group for a canonical request (:class:`~.ingress.CanonicalRequest`):
+        awaited for the answer (a chat call is the router's coroutine itself, one less per request)."""
+        if request.kind == "chat":
+            return self.router.acompletion(model=request.model, messages=request.messages,
+                                           stream=request.stream, **request.params)
+        return self._acall(request)
+
+    async def _acall(self, request: Any) -> Any:
         kind = request.kind
         if kind == "chat":
             return await self.router.acompletion(model=request.model, messages=request.messages,
