@@ -59,6 +59,7 @@ ENV_PREFIX = "os.environ/"
 _DB_SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "database_url": (str,), "store_prompts_in_spend_logs": (bool,), "disable_spend_logs": (bool,),
     "proxy_batch_write_at": (int, float), "database_connection_pool_limit": (int,),
+    "user_api_key_cache_ttl": (int, float),
 }
 
 #: ``litellm_settings`` keys that configure the response cache rather than a module setting.

@@ -82,7 +82,8 @@ LITELLM_SETTINGS = _keys(
 GENERAL_SETTINGS = _keys(
     "general_settings",
     "master_key max_request_size_mb allow_unauthenticated database_url database_connection_pool_limit "
-    "store_prompts_in_spend_logs proxy_batch_write_at disable_spend_logs always_include_stream_usage",
+    "store_prompts_in_spend_logs proxy_batch_write_at disable_spend_logs always_include_stream_usage "
+    "user_api_key_cache_ttl",
     "database_connection_timeout store_model_in_db "
     "alerting alerting_threshold alert_types alert_to_webhook_url "
     "alerting_args disable_master_key_return "

@@ -42,7 +42,8 @@ __all__ = ["KeyManager", "Principal", "hash_key", "new_key", "key_name", "deploy
 
 log = logging.getLogger("llmrelay.proxy.keys")
 
-#: Seconds after which a cached key, team, user or end user is re-read (in the background).
+#: Seconds after which a cached key, team, user or end user is re-read (in the background);
+#: ``general_settings.user_api_key_cache_ttl`` overrides it.
 REFRESH_AFTER = 5.0
 #: Seconds an unknown key stays "unknown" before it is looked up again.
 NEGATIVE_TTL = 2.0
@@ -197,6 +198,8 @@ class KeyManager:
         self.deployment_lookup = deployment_lookup
         self.deployments: dict[Any, tuple] = {}
         self.store_prompts = bool(settings.get("store_prompts_in_spend_logs"))
+        ttl = settings.get("user_api_key_cache_ttl")
+        self.refresh_after = float(ttl) if ttl is not None else REFRESH_AFTER
         self.spend = SpendQueue(
             self, interval=float(settings.get("proxy_batch_write_at") or 0.5),
             enabled=not settings.get("disable_spend_logs"),
@@ -398,7 +401,7 @@ class KeyManager:
                 if age < NEGATIVE_TTL:
                     return entry
             else:
-                if age > REFRESH_AFTER and not entry.stale:
+                if age > self.refresh_after and not entry.stale:
                     entry.stale = True
                     self._to_refresh.add((kind, ident))
                 return entry
@@ -461,7 +464,7 @@ class KeyManager:
             return _UNAUTHORIZED
         token = _sha256(presented).hexdigest()
         entry = self._cache["key"].get(token)
-        if entry is None or entry.row is None or (not entry.stale and _monotonic() - entry.fetched > REFRESH_AFTER):
+        if entry is None or entry.row is None or (not entry.stale and _monotonic() - entry.fetched > self.refresh_after):
             entry = await self._lookup("key", token)  # (a stale row already being re-read: served as it is)
         if entry is None:
             if self.store is None and self.url is None:

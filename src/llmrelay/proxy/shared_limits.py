@@ -16,7 +16,7 @@ The keys pipeline (:mod:`.keys`) calls this module's :class:`RedisLimits` (its `
   others. The replies are the shared totals, which this instance keeps in its cached rows
   (``x-litellm-key-spend`` shows the shared spend).
 * **Reconciliation** — the database stays the ledger. Every time a row with a budget is read
-  from it (first use, and every ``REFRESH_AFTER`` = 5 s while in use, after each change), the
+  from it (first use, and every ``user_api_key_cache_ttl`` (5 s) while in use, after each change), the
   counter is raised to the database's spend if lower (``counter = max(counter, ledger)``): a
   Redis that lost its data (restart, eviction) is refilled within seconds of the next use.
 * **Periods** — a counter is per budget period: its name ends with the period's end
