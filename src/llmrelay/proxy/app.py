@@ -34,13 +34,14 @@ from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
 from .keys import KeyManager, Refusal, deployment_index
-from .management import is_management_path
+from .management import is_management_path, logged_path
 from .limits import ServerLimits
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
 from .response_db import responses_db
 from .shared import key_limiter, redis_state, start_shared, stop_shared, watch_redis
+from .spend import request_tags
 from .warmup import warm_tokenizers
 
 __all__ = ["ProxyApp", "create_app", "create_app_from_env", "CONFIG_ENV"]
@@ -331,6 +332,7 @@ class ProxyApp:
             elif self.keys is not None and is_management_path(path):
                 if await self._authenticate(ctx, send, authorization, api_key, x_api_key):
                     await self._manage(ctx, scope, receive, send, method, path)
+                path = logged_path(path)
             elif path == "/":
                 await self._json(ctx, send, 200, b'{"name":"llmrelay gateway","openapi":"/openapi.json"}')
             elif path in ("/metrics", "/metrics/") and (metrics := self.observe.metrics_body()) is not None:
@@ -341,6 +343,7 @@ class ProxyApp:
                     f"Unknown path: {method} {path}. This gateway serves: {served_endpoints()}.",
                     code="unknown_url",
                 )
+                path = self.redact_secrets(path)  # (a key sent in the URL by mistake)
         finally:
             if cuts.SCOPE_CUT in scope:  # the server cut the connection (a deadline): say why
                 ctx.status, ctx.error = scope[cuts.SCOPE_CUT]
@@ -526,6 +529,9 @@ class ProxyApp:
                 return await self._refuse(ctx, send, refused)
             ctx.extra = self.keys.headers(who)
             ctx.messages = request.messages
+            metadata = request.params.get("metadata")
+            if metadata is not None:
+                who.tags = request_tags(metadata)
         if self.observe.pre_hooks:
             try:
                 await self.observe.pre_call(ctx, request)

@@ -140,7 +140,7 @@ class Principal:
     """Who is calling, for one request."""
 
     __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged", "tokens",
-                 "admitted")
+                 "admitted", "tags")
 
     def __init__(self, master: bool, token: str | None = None, entry: _Entry | None = None) -> None:
         self.master = master
@@ -155,6 +155,8 @@ class Principal:
         self.tokens = (0, 0)
         #: the (team, user, end user) rows admission read: charged when the cache did not keep them
         self.admitted: tuple[Any, Any, Any] | None = None
+        #: the request's own tags (its ``metadata.tags``), for its spend row
+        self.tags: list[str] | None = None
 
     @property
     def key(self) -> dict[str, Any] | None:

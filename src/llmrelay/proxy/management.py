@@ -7,6 +7,7 @@ afterwards a key is named by its SHA-256 (``token``) or its ``key_alias``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,7 @@ from . import errors
 from .budgets import DurationError, model_budget, model_resets, next_reset, parse_duration
 from .keys import KeyManager, Principal, hash_key, key_name, new_key
 
-__all__ = ["handle", "is_management_path", "routes"]
+__all__ = ["handle", "is_management_path", "logged_path", "routes"]
 
 Answer = tuple  # (status, body bytes, extra headers | None)
 
@@ -49,6 +50,19 @@ def routes() -> list[tuple[str, str]]:
 
 def is_management_path(path: str) -> bool:
     return path.startswith(("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/spend/", "/global/spend/"))
+
+
+_SECRET_IN_PATH = re.compile(r"sk-[^/]*|[0-9a-fA-F]{64}")
+
+
+def logged_path(path: str) -> str:
+    """``path`` as the access log may show it: LiteLLM's ``/key/{key}/regenerate`` (and any
+    unknown management path) carries a key or its hash, which no log line may."""
+    if path.rstrip("/") in _ROUTES:
+        return path
+    if path.startswith("/key/") and path.endswith("/regenerate"):
+        return "/key/{key}/regenerate"
+    return _SECRET_IN_PATH.sub("[REDACTED]", path)
 
 
 async def handle(keys: KeyManager, who: Principal, method: str, path: str, query: bytes, body: bytes) -> Answer:
@@ -543,6 +557,12 @@ async def _spend_logs(keys: KeyManager, store, who, params: dict) -> list:
         recent = await store.run(store.spend_logs, filters, start, end, _RESPONSE_ID_SCAN)
         rows = [r for r in recent if (r.get("metadata") or {}).get("response_id") == wanted][:limit]
     for row in rows:
+        messages = row.get("messages")
+        if type(messages) is str:  # (stored as JSON text)
+            try:
+                row["messages"] = orjson.loads(messages)
+            except orjson.JSONDecodeError:
+                pass
         row["startTime"], row["endTime"] = _iso(row["start_time"]), _iso(row["end_time"])
         row["user"], row["request_tags"] = row.get("user_id"), row.get("tags") or []  # LiteLLM's names
     return rows

@@ -25,7 +25,7 @@ from .write_behind import WriteBehind
 if TYPE_CHECKING:
     from .keys import KeyManager, Principal
 
-__all__ = ["SpendQueue", "request_cost", "spend_row", "usage_tokens", "MAX_QUEUED"]
+__all__ = ["request_tags", "SpendQueue", "request_cost", "spend_row", "usage_tokens", "MAX_QUEUED"]
 
 log = logging.getLogger("llmrelay.proxy.spend")
 
@@ -273,6 +273,15 @@ _DAYS: dict[float, str] = {}
 _META: dict[tuple[Any, Any], tuple[str, str]] = {}
 
 
+def request_tags(metadata: Any) -> list[str] | None:
+    """A request's ``metadata.tags`` (LiteLLM's request tags), or None if it has none that are
+    a list of strings."""
+    tags = metadata.get("tags") if type(metadata) is dict else None
+    if type(tags) is list and tags and all(type(t) is str for t in tags):
+        return list(dict.fromkeys(tags))
+    return None
+
+
 def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tuple, tuple[tuple[str, str], ...]]:
     """The spend-log row of a finished request (its usage is ``ctx.usage``, its cost
     ``ctx.cost``): its shape (which optional columns it has), the row (a tuple in the order of
@@ -289,6 +298,13 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
         owners, shape, extra = head
     else:
         owners, shape, extra = (), 0, ()
+    tags = who.tags
+    if tags:  # the request's tags, then the key's (LiteLLM's order)
+        if shape & _TAGS:
+            own = entry.row.get("tags") or ()
+            extra = extra[:-1] + (_dumps(tags + [t for t in own if t not in tags]).decode(),)
+        else:
+            shape, extra = shape | _TAGS, extra + (_dumps(tags).decode(),)
     end_user = who.end_user
     if end_user:
         owners = (*owners, ("end_user", end_user))

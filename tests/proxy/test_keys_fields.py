@@ -1,0 +1,307 @@
+"""The rest of the key fields and routes of the keys issue, through the real gateway and the
+openai SDK, on SQLite and on a real PostgreSQL: per-model limits, budget periods, expiry,
+blocked teams, tags and prompts in the spend log, the spend report's groups, LiteLLM's error
+shapes, and what a key may read and what the logs never show."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import openai
+import pytest
+
+from dbs import database_for
+from proxy.conftest import MASTER_KEY, UPSTREAM_KEY
+from proxy.harness import Gateway
+from proxy.test_keys import MESSAGES, Admin, chat, client, cost_of, keys_config, refused_for_budget
+from servers.openai_server import FakeOpenAIServer
+from timing import wait_for
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
+    with database_for(request.param, str(tmp_path_factory.mktemp("db")), "llmrelay_keys_fields") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=UPSTREAM_KEY) as srv:
+        yield srv
+
+
+def _start(upstream: FakeOpenAIServer, database: str, tmp_path_factory, extra: str = "") -> Gateway:
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(keys_config(upstream.url, database) + extra)
+    return Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+                                   "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))})
+
+
+@pytest.fixture(scope="module")
+def gw(upstream, database, tmp_path_factory) -> Iterator[Gateway]:
+    with _start(upstream, database, tmp_path_factory) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def admin(gw) -> Admin:
+    return Admin(gw.url)
+
+
+def _at(text: str | None) -> float | None:
+    return None if text is None else datetime.fromisoformat(text).timestamp()
+
+
+def _status(gw: Gateway, key: str, model: str = "gpt-4o-mini") -> int:
+    try:
+        chat(gw, key, model=model)
+        return 200
+    except openai.APIStatusError as exc:
+        return exc.status_code
+
+
+# ====================================================================== per-model limits
+def test_model_rpm_limit_is_hit_at_its_number_for_that_model_only(gw, admin):
+    key = admin.key(model_rpm_limit={"gpt-4o-mini": 2})
+    assert [_status(gw, key) for _ in range(2)] == [200, 200]
+    with pytest.raises(openai.RateLimitError) as err:
+        chat(gw, key)
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 60
+    assert "gpt-4o-mini" in err.value.message
+    assert err.value.body["code"] == "429"
+    assert [_status(gw, key, "gpt-4o") for _ in range(3)] == [200, 200, 200]  # another model: no limit
+
+
+def test_model_rpm_limit_under_concurrency(gw, admin):
+    key = admin.key(model_rpm_limit={"gpt-4o-mini": 4})
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: _status(gw, key), range(10)))
+    assert results.count(200) == 4 and results.count(429) == 6
+
+
+def test_model_tpm_limit(gw, admin):
+    key = admin.key(model_tpm_limit={"gpt-4o-mini": 20})
+    used = chat(gw, key).usage.total_tokens
+    assert 0 < used < 20
+    calls = 1
+    while _status(gw, key) == 200:  # allowed while the tokens used so far are under the limit
+        calls += 1
+        assert calls < 20
+    assert calls == -(-20 // used)
+    with pytest.raises(openai.RateLimitError) as err:
+        chat(gw, key)
+    assert "tpm" in err.value.message and int(err.value.response.headers["retry-after"]) >= 1
+    assert _status(gw, key, "gpt-4o") == 200
+
+
+def test_remaining_tokens_header_and_tpm_retry_after(gw, admin):
+    key = admin.key(tpm_limit=1000, rpm_limit=100)
+    raw = client(gw, key).chat.completions.with_raw_response
+    first = raw.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert first.headers["x-ratelimit-limit-tokens"] == "1000"
+    assert first.headers["x-ratelimit-remaining-tokens"] == "1000"  # nothing used before it
+    assert first.headers["x-ratelimit-remaining-requests"] == "99"
+    used = first.parse().usage.total_tokens
+    second = raw.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - used)
+    assert second.headers["x-ratelimit-remaining-requests"] == "98"
+    small = admin.key(tpm_limit=1)
+    chat(gw, small)
+    with pytest.raises(openai.RateLimitError) as err:
+        chat(gw, small)
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 60
+
+
+# ====================================================================== budget periods, expiry, blocking
+@pytest.mark.parametrize("duration", ["30s", "1h", "1d", "30d", "1mo"])
+def test_budget_durations(gw, admin, duration):
+    from llmrelay.proxy.budgets import next_reset
+
+    before = time.time()
+    key = admin.post("/key/generate", max_budget=1, budget_duration=duration)
+    team = admin.post("/team/new", max_budget=1, budget_duration=duration)
+    user = admin.post("/user/new", max_budget=1, budget_duration=duration)
+    customer = admin.post("/customer/new", user_id=f"c-period-{duration}", max_budget=1, budget_duration=duration)
+    after = time.time()
+    for made in (key, team, user, customer):
+        assert made["budget_duration"] == duration, made
+        # one period after its creation (calendar months for "mo")
+        assert next_reset(duration, before) - 1 <= _at(made["budget_reset_at"]) <= next_reset(duration, after) + 1, made
+    info = admin.get("/key/info", key=key["key"])["info"]
+    assert info["budget_reset_at"] == key["budget_reset_at"]
+    assert chat(gw, key["key"]).choices
+
+
+def test_expiry_is_set_by_duration_and_can_be_changed(gw, admin):
+    before = time.time()
+    made = admin.post("/key/generate", duration="1h")
+    key = made["key"]
+    assert before + 3600 - 1 <= _at(made["expires"]) <= time.time() + 3600 + 1
+    assert chat(gw, key).choices
+    assert admin.post("/key/update", key=key, duration="0s")["expires"]  # expired now
+    with pytest.raises(openai.AuthenticationError, match="Expired") as err:
+        chat(gw, key)
+    assert err.value.body["type"] == "expired_key"
+    admin.post("/key/update", key=key, duration="30d")
+    assert chat(gw, key).choices
+    assert admin.post("/key/update", key=key, duration=None)["expires"] is None  # never expires
+    assert admin.get("/key/info", key=key)["info"]["expires"] is None
+    assert chat(gw, key).choices
+    admin.post("/key/generate", expect=400, duration="soon")
+
+
+def test_a_blocked_team_blocks_its_keys(gw, admin):
+    team = admin.post("/team/new", team_alias="t-blocked")["team_id"]
+    key = admin.key(team_id=team)
+    assert chat(gw, key).choices
+    admin.post("/team/update", team_id=team, blocked=True)
+    with pytest.raises(openai.AuthenticationError, match="blocked"):
+        chat(gw, key)
+    admin.post("/team/update", team_id=team, blocked=False)
+    assert chat(gw, key).choices
+
+
+# ====================================================================== LiteLLM's error shapes
+def test_error_bodies_have_litellms_shape(gw, admin):
+    key = admin.key(models=["gpt-4o"], max_budget=0.0001)
+    with pytest.raises(openai.AuthenticationError) as denied:
+        chat(gw, key, model="gpt-4o-mini")
+    assert denied.value.status_code == 401
+    assert denied.value.body == {
+        "message": "key not allowed to access model. This key can only access models=['gpt-4o']. "
+                   "Tried to access gpt-4o-mini",
+        "type": "key_model_access_denied", "param": "model", "code": "401"}
+    chat(gw, key, model="gpt-4o")
+    spent = refused_for_budget(gw, key, model="gpt-4o")
+    assert spent.status_code == 400
+    assert spent.body["type"] == "budget_exceeded" and spent.body["param"] is None and spent.body["code"] == "400"
+    assert spent.body["message"].startswith("Budget has been exceeded! Current cost: ")
+    with pytest.raises(openai.AuthenticationError) as unknown:
+        chat(gw, "sk-not-a-known-key-1234")
+    assert unknown.value.status_code == 401
+
+
+# ====================================================================== spend log: tags, prompts, report
+def test_key_and_request_tags_are_in_the_spend_log(gw, admin):
+    key = admin.key(tags=["team-blue"])
+    sdk = client(gw, key)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, metadata={"tags": ["feature-x"]})
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                metadata={"tags": ["feature-y", "team-blue"]}).close()
+    rows = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) == 3 and r, what="3 rows")
+    tags = sorted(sorted(r["request_tags"]) for r in rows)
+    assert tags == [["feature-x", "team-blue"], ["feature-y", "team-blue"], ["team-blue"]]
+    assert all("messages" not in r or r["messages"] in (None, "", [], {}) for r in rows)  # not stored by default
+
+
+def test_prompts_are_stored_only_with_store_prompts_in_spend_logs(upstream, database, tmp_path_factory):
+    extra = "  store_prompts_in_spend_logs: true\n"
+    with _start(upstream, database, tmp_path_factory, extra) as g:
+        admin = Admin(g.url)
+        key = admin.key()
+        chat(g, key)
+        row = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="a spend row")[0]
+        assert row["messages"] == MESSAGES
+
+
+def test_spend_report_by_key_team_user_end_user_model_and_day(gw, admin):
+    team = admin.post("/team/new", team_alias="t-report")["team_id"]
+    user = admin.post("/user/new", user_id="u-report")["user_id"]
+    key = admin.key(team_id=team, user_id=user)
+    other = admin.key(team_id=team)
+    token = hashlib.sha256(key.encode()).hexdigest()
+    chat(gw, key)
+    chat(gw, key, model="gpt-4o")
+    client(gw, key).chat.completions.create(model="gpt-4o", messages=MESSAGES, user="end-report")
+    chat(gw, other)
+    mine = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) == 3 and r, what="3 rows")
+    theirs = wait_for(lambda: (r := admin.get("/spend/logs", api_key=other)) and len(r) == 1 and r, what="a row")
+    both = mine + theirs
+    for row in both:
+        assert row["spend"] == pytest.approx(cost_of(row)) and row["spend"] > 0
+
+    def report(group_by: str, **filters) -> dict:
+        out = admin.get("/global/spend/report", group_by=group_by, **filters)
+        assert out["group_by"] == group_by and out["total_spend"] == pytest.approx(sum(r["spend"] for r in out["results"]))
+        return {r["group"]: (pytest.approx(r["spend"]), r["requests"]) for r in out["results"]}
+
+    def summed(rows: list, name: str) -> dict:
+        out: dict = {}
+        for row in rows:
+            spend, n = out.get(row[name], (0.0, 0))
+            out[row[name]] = (spend + row["spend"], n + 1)
+        return out
+
+    assert report("team", team_id=team) == {team: (pytest.approx(sum(r["spend"] for r in both)), 4)}
+    assert report("key", team_id=team) == summed(both, "api_key")
+    assert token in report("key", team_id=team)
+    assert report("model", api_key=key) == summed(mine, "model_group") and len(report("model", api_key=key)) == 2
+    assert report("user", team_id=team) == summed(both, "user_id")
+    assert report("end_user", api_key=key) == summed(mine, "end_user")
+    assert report("day", api_key=key) == summed(mine, "day") and len(mine[0]["day"]) == 10
+    today = mine[0]["day"]
+    assert report("team", team_id=team, start_date=today, end_date=today) == report("team", team_id=team)
+    assert report("team", team_id=team, start_date="2000-01-01", end_date="2000-01-02") == {}
+    admin.get("/global/spend/report", expect=400, group_by="colour")
+
+
+# ====================================================================== what a key may read, what the logs show
+def test_a_key_reads_only_its_own_info(gw, admin):
+    from llmrelay.proxy.management import routes
+
+    key, other = admin.key(), admin.key()
+    as_key = Admin(gw.url, key)
+    own = hashlib.sha256(key.encode()).hexdigest()
+    assert as_key.get("/key/info")["key"] == own
+    assert as_key.get("/key/info", key=own)["key"] == own  # by its token too
+    as_key.get("/key/info", expect=403, key=other)
+    as_key.get("/key/info", expect=403, key=hashlib.sha256(other.encode()).hexdigest())
+    for path, method in routes():
+        if path == "/key/info":
+            continue
+        r = as_key.http.request(method, path, **({"json": {"key": key}} if method == "POST" else {"params": {"key": key}}))
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["error"]["type"] == "auth_error"
+    r = as_key.http.post(f"/key/{key}/regenerate")
+    assert r.status_code == 401
+    assert chat(gw, key).choices  # none of it changed the key
+
+
+def test_no_key_or_hash_in_any_log_line_of_management_routes(gw, admin):
+    made = admin.post("/key/generate", key_alias="log-check")
+    key, token = made["key"], made["token"]
+    chat(gw, key)
+    admin.get("/key/info", key=key)
+    admin.get("/key/info", key=token)
+    admin.get("/spend/logs", api_key=key)
+    admin.post("/key/update", key=key, max_budget=5)
+    admin.post("/key/update", expect=404, key=key + "zz")
+    new = admin.post(f"/key/{key}/regenerate")["key"]  # LiteLLM's path form: the key in the URL
+    new_token = hashlib.sha256(new.encode()).hexdigest()
+    Admin(gw.url, new).get("/key/info")
+    Admin(gw.url, new).get("/key/list", expect=401)
+    admin.post("/key/delete", keys=[new])
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, new)
+    r = admin.http.post(f"/v1/{key}")  # a key in a wrong URL
+    assert r.status_code == 404
+    gw.wait_log(lambda r: r.get("path") == "/key/delete")
+    gw.wait_log(lambda r: r.get("path") == "/v1/[REDACTED]")
+    text = "\n".join(gw.lines)
+    for secret in (key, token, key + "zz", hashlib.sha256((key + "zz").encode()).hexdigest(), new, new_token,
+                   MASTER_KEY):
+        assert secret not in text, secret
+
+
+def test_team_info_and_user_info_list_keys_by_token_never_the_key(gw, admin):
+    team = admin.post("/team/new", team_alias="t-tokens")["team_id"]
+    key = admin.key(team_id=team)
+    info = httpx.get(gw.url + "/team/info", params={"team_id": team},
+                     headers={"Authorization": f"Bearer {MASTER_KEY}"}).text
+    assert hashlib.sha256(key.encode()).hexdigest() in info and key not in info
