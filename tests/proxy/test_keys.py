@@ -58,9 +58,10 @@ def database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
         yield url
 
 
-def start_gateway(upstream_url: str, database: str, tmp_path_factory, args: list[str] = ()) -> Gateway:
+def start_gateway(upstream_url: str, database: str, tmp_path_factory, args: list[str] = (),
+                  extra: str = "") -> Gateway:
     path = tmp_path_factory.mktemp("gw") / "config.yaml"
-    path.write_text(keys_config(upstream_url, database))
+    path.write_text(keys_config(upstream_url, database) + extra)
     data_dir = tmp_path_factory.mktemp("data")
     return Gateway(str(path), list(args), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "LLMRELAY_DATA_DIR": str(data_dir)})
 
@@ -426,8 +427,13 @@ def test_no_key_or_hash_in_any_log_line(gw, admin):
 
 
 # ====================================================================== several gateways, a dying database
+#: A key cache TTL far beyond any test's deadline: a change that reaches a process in time was
+#: brought by the database's change feed, not by a cached row's periodic re-read.
+NO_TTL = "  user_api_key_cache_ttl: 3600\n"
+
+
 def test_two_gateways_on_one_database(gw, admin, upstream, database, tmp_path_factory):
-    with start_gateway(upstream.url, database, tmp_path_factory) as second:
+    with start_gateway(upstream.url, database, tmp_path_factory, extra=NO_TTL) as second:
         key = admin.key(models=["gpt-4o-mini"])
         assert chat(second, key).choices  # created on one, used on the other
         admin.post("/key/update", key=key, models=["gpt-4o"])
@@ -552,7 +558,7 @@ def test_keys_on_the_anthropic_messages_api(gw, admin):
 
 
 def test_workers_share_keys_and_both_see_a_delete(upstream, database, tmp_path_factory):
-    with start_gateway(upstream.url, database, tmp_path_factory, ["--workers", "2"]) as g:
+    with start_gateway(upstream.url, database, tmp_path_factory, ["--workers", "2"], extra=NO_TTL) as g:
         admin = Admin(g.url)
         key = admin.key()
         for _ in range(6):  # spread over both workers (each caches the key)

@@ -305,3 +305,28 @@ def test_team_info_and_user_info_list_keys_by_token_never_the_key(gw, admin):
     info = httpx.get(gw.url + "/team/info", params={"team_id": team},
                      headers={"Authorization": f"Bearer {MASTER_KEY}"}).text
     assert hashlib.sha256(key.encode()).hexdigest() in info and key not in info
+
+
+def test_the_database_holds_only_hashes(gw, admin, database):
+    """A key is stored as its SHA-256 only: its text is nowhere in the database (every table)."""
+    made = admin.post("/key/generate", key_alias="stored-hashed", metadata={"note": "n"})
+    key = made["key"]
+    chat(gw, key)
+    wait_for(lambda: admin.get("/spend/logs", api_key=key), what="a spend row")
+    regenerated = admin.post("/key/regenerate", key=key)["key"]
+    chat(gw, regenerated)
+    wait_for(lambda: len(admin.get("/spend/logs", api_key=regenerated)) == 1, what="its spend row")
+    if database.startswith("sqlite:///"):
+        import glob
+
+        dump = b"".join(open(p, "rb").read() for p in glob.glob(database.removeprefix("sqlite:///") + "*"))
+    else:
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+            dump = "\n".join(str(row) for t in tables for row in conn.execute(f'SELECT * FROM "{t}"')).encode()
+    assert hashlib.sha256(regenerated.encode()).hexdigest().encode() in dump  # (the dump is the database's)
+    for secret in (key, regenerated, MASTER_KEY):
+        assert secret.encode() not in dump

@@ -54,3 +54,26 @@ async def test_a_flush_writes_what_was_queued_when_it_began(backend, tmp_path):
             assert again.get("key", token)["spend"] == pytest.approx(2.0)
         finally:
             again.close()
+
+
+async def test_a_full_queue_drops_new_rows_with_one_loud_line(tmp_path, caplog):
+    """The queue is bounded: beyond ``max_rows`` a new row is dropped (never waited for), with a
+    ``SPEND LOST`` line, once per 10 s however many are dropped; what was queued is still written."""
+    import logging
+
+    keys = KeyManager("sk-master", url=f"sqlite:///{tmp_path}/llmrelay.db", settings={"proxy_batch_write_at": 3600})
+    await keys.start()
+    try:
+        keys.spend.max_rows = 3
+        token = hash_key(new_key())
+        with caplog.at_level(logging.ERROR, logger="llmrelay.proxy.spend"):
+            for n in range(6):
+                keys.spend.add(0, row(token, n), (("key", token),))
+        assert (keys.spend.queued, keys.spend.dropped) == (3, 3)
+        lost = [r.getMessage() for r in caplog.records if "SPEND LOST" in r.getMessage()]
+        assert len(lost) == 1 and "full" in lost[0]
+        await keys.spend.flush()
+        assert keys.spend.written == 3
+        assert len(await keys.store.run(keys.store.spend_logs, {"api_key": token})) == 3
+    finally:
+        await keys.stop()

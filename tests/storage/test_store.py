@@ -185,3 +185,16 @@ def test_db_upgrade_reports_an_unreachable_database_in_one_line():
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "llmrelay: error:" in proc.stderr
     assert "hunter2secret" not in proc.stderr
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "llmrelay.db"
+    s = open_store(f"sqlite:///{path}")
+    try:
+        s.migrate()
+    finally:
+        s.close()
+    with sqlite3.connect(path) as conn:  # WAL is a property of the file: another process sees it
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
