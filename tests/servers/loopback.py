@@ -587,6 +587,17 @@ class LoopbackServer:
         """Async twin of :meth:`wait_all_closed`."""
         await self._poll(lambda: self.wait_all_closed(0), timeout)
 
+    def assert_closed_by_peer(self, conn_id: int, timeout: float = 30.0) -> ConnectionInfo:
+        """Assert the peer closes ``conn_id`` (waiting up to ``timeout``, a deadline for a failing
+        test, not a speed). With a reply that :class:`Hang` s until the peer goes away, this
+        proves the peer gave up the request (nothing else ends it)."""
+        try:
+            info = self.wait_connection_closed(conn_id, timeout)
+        except TimeoutError:
+            raise AssertionError(f"connection {conn_id} was never closed by the client") from None
+        assert info.closed_by == "peer", f"connection {conn_id} was closed by the server, not the client"
+        return info
+
     def assert_closed_within(self, conn_id: int, seconds: float, since: float) -> float:
         """Assert the peer closed ``conn_id`` at most ``seconds`` after monotonic time ``since``.
 
