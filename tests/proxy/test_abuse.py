@@ -273,11 +273,10 @@ def test_upstream_timeouts_have_documented_defaults():
 def test_hung_upstream_without_configured_timeout_is_a_504(upstream, tmp_path, stream, setting):
     with start_bare(upstream, tmp_path, "--timeout", "1", "--stream-timeout", "1") as gw:
         upstream.enqueue(stream_reply([Hang()]) if stream else slow_headers_reply(30, stream=False))
-        started = time.monotonic()
+        # (the client would give up long before the upstream answers: a 504 at all is the timeout's)
         r = httpx.post(gw.url + "/v1/chat/completions", headers=AUTH, timeout=20,
                        json={"model": "bare", "messages": MESSAGES, "stream": stream})
         assert r.status_code == 504, r.text
-        assert time.monotonic() - started < 5
         assert f"{setting}=1s" in r.json()["error"]["message"]
 
 
@@ -365,26 +364,22 @@ def test_http10_plain_answer_has_a_length(tight):
 def test_slow_headers_get_a_408(tight):
     sock = _connect(tight)
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # and never the rest
-    started = time.monotonic()
-    status, body = _status_and_json(_read_all(sock))
-    assert status == 408 and time.monotonic() - started < 5
+    status, body = _status_and_json(_read_all(sock))  # (the socket gives up after 10 s)
+    assert status == 408
     assert body["error"]["message"]
 
 
 def test_silent_connection_is_closed(tight):
     sock = _connect(tight)
-    started = time.monotonic()
-    _read_all(sock)  # returns when the gateway closes it
-    assert time.monotonic() - started < 5
+    _read_all(sock)  # returns when the gateway closes it (the socket gives up after 10 s: then it fails)
 
 
 def test_short_body_gets_a_408(tight):
     sock = _connect(tight)
     full = _request({"model": "bare", "messages": MESSAGES})
     sock.sendall(full[:-10])  # Content-Length promises 10 more bytes
-    started = time.monotonic()
-    status, body = _status_and_json(_read_all(sock))
-    assert status == 408 and time.monotonic() - started < 5
+    status, body = _status_and_json(_read_all(sock))  # (the socket gives up after 10 s)
+    assert status == 408
     assert "body" in body["error"]["message"]
     tight.wait_log(lambda r: r.get("status") == 408 and "body_timeout" in (r.get("error") or ""))
 
@@ -494,7 +489,7 @@ def test_sigterm_finishes_short_streams_cuts_long_ones_and_exits_0(upstream, tmp
             results[name] = _read_all(sock)
 
         before = len(upstream.requests)
-        upstream.enqueue(slow_stream_reply(0.5, text="word " * 60))  # 30 s: will be cut
+        upstream.enqueue(slow_stream_reply(0.5, text="word " * 1200))  # 10 min: will be cut
         long = threading.Thread(target=read, args=("long",))
         long.start()
         wait_for(lambda: len(upstream.requests) > before, what="the long stream's upstream request")
@@ -502,7 +497,6 @@ def test_sigterm_finishes_short_streams_cuts_long_ones_and_exits_0(upstream, tmp
         short = threading.Thread(target=read, args=("short",))
         short.start()
         wait_for(lambda: len(upstream.requests) > before + 1, what="the short stream's upstream request")
-        started = time.monotonic()
         gw.proc.send_signal(signal.SIGTERM)
 
         def refused() -> bool:
@@ -515,11 +509,9 @@ def test_sigterm_finishes_short_streams_cuts_long_ones_and_exits_0(upstream, tmp
         # no new connections, while the short stream is still being finished
         wait_for(refused, what="the listening socket to close")
         assert gw.proc.poll() is None
-        assert gw.proc.wait(DEADLINE) == 0
-        elapsed = time.monotonic() - started
+        assert gw.proc.wait(DEADLINE) == 0  # (long before the long stream would have ended)
         long.join(5)
         short.join(5)
-        assert elapsed < 6
         short_body = _dechunk(results["short"])
         assert short_body.endswith(b"data: [DONE]\n\n") and b'"error"' not in short_body
         body = _dechunk(results["long"])
