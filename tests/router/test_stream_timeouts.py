@@ -111,11 +111,9 @@ async def _read(mode: str, open_stream) -> tuple[str, float]:
     return "".join(text), elapsed
 
 
-def _assert_timed_out(info: pytest.ExceptionInfo, start: float) -> None:
-    elapsed = time.monotonic() - start
-    # The stall lasts STALL seconds; the timeout fires after TIMEOUT of silence. The bound below
-    # only says "the stall was not waited out", never how fast the timeout was.
-    assert elapsed < STALL - 1.0, f"waited out the stall ({elapsed:.2f}s): the gap was not bounded"
+def _assert_timed_out(info: pytest.ExceptionInfo) -> None:
+    # The stall lasts STALL seconds, then the stream goes on to its end: a Timeout with only the
+    # text from before the stall can only be the gap's bound (nothing is timed).
     assert isinstance(info.value, llmrelay.Timeout)
     assert info.value.generated_content == "one two three"
 
@@ -131,10 +129,9 @@ async def test_router_stream_timeout_bounds_every_gap(upstreams, mode, shape, cp
         opener = lambda: router.completion(model="g", messages=MESSAGES, stream=True)  # noqa: E731
     else:
         opener = lambda: router.acompletion(model="g", messages=MESSAGES, stream=True)  # noqa: E731
-    start = time.monotonic()
     with pytest.raises(llmrelay.Timeout) as info:
         await _read(mode, opener)
-    _assert_timed_out(info, start)
+    _assert_timed_out(info)
 
 
 @MODES
@@ -147,10 +144,9 @@ async def test_completion_timeout_bounds_every_gap(upstreams, mode, shape, setti
     kwargs = {"model": "openai/gpt-4o-mini", "api_base": a.url + "/v1", "api_key": "sk-test",
               "messages": MESSAGES, "stream": True, setting: TIMEOUT}
     opener = (lambda: llmrelay.completion(**kwargs)) if mode == "sync" else (lambda: llmrelay.acompletion(**kwargs))
-    start = time.monotonic()
     with pytest.raises(llmrelay.Timeout) as info:
         await _read(mode, opener)
-    _assert_timed_out(info, start)
+    _assert_timed_out(info)
 
 
 @MODES
