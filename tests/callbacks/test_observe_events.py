@@ -15,6 +15,7 @@ from llmrelay.logging_obj import Logging
 from llmrelay.proxy.app import _Ctx
 from llmrelay.proxy.config import load_config
 from llmrelay.proxy.observe import Observe
+from llmrelay.transport.base import upstream_headers
 from llmrelay.types import ModelResponse, Usage
 
 MODULE = '''
@@ -40,6 +41,14 @@ def on_success(kwargs, response, start, end):
 
 gateway_logger = GatewayLogger()
 '''
+
+
+@pytest.fixture(autouse=True)
+def _task_headers():
+    """Observe.upstream sets the upstream headers of the task (here: the test's thread)."""
+    token = upstream_headers.set(None)
+    yield
+    upstream_headers.reset(token)
 
 
 def _observe(tmp_path, names: list[str]):
@@ -69,7 +78,8 @@ def _one_request(observe: Observe) -> None:
     ctx.model = "m"
     request = _Request()
     observe.upstream(ctx, request)
-    assert request.params["extra_headers"] == {"x-probe": "1"}
+    # for the upstream call: the task's side channel, not the request's parameters
+    assert upstream_headers.get() == {"x-probe": "1"} and "extra_headers" not in request.params
     response = ModelResponse(id="chatcmpl-1", model="gpt-4o-mini",
                              choices=[{"index": 0, "message": {"role": "assistant", "content": "hello"},
                                        "finish_reason": "stop"}],

@@ -225,3 +225,34 @@ async def test_without_httptools_aiohttp_sends(srv, monkeypatch):
     assert type(response) is aio.AsyncResponse
     assert await response.read() == b'{"n":1}'
     await aio.close_sessions()
+
+
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+async def test_the_tasks_upstream_headers_are_sent(srv, client, monkeypatch):
+    """``transport.base.upstream_headers`` (the gateway's traceparent): added to the task's
+    requests beside their own headers, replacing a header of the same name; not in other tasks."""
+    from llmrelay.transport.base import upstream_headers
+
+    if client == "aiohttp":
+        monkeypatch.setattr(aio, "LEAN", False)
+    for _ in range(4):
+        srv.enqueue(Reply.json({"n": 1}))
+
+    async def in_task(headers: dict | None, own: dict | None) -> None:
+        if headers is not None:
+            upstream_headers.set(headers)
+        response = await aio.send(_request(srv, headers=own), 5.0)
+        assert await response.read() == b'{"n":1}'
+
+    await asyncio.create_task(in_task({"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}, {"X-Own": "1"}))
+    await asyncio.create_task(in_task({"traceparent": "00-" + "c" * 32 + "-" + "d" * 16 + "-01", "tracestate": "k=v"},
+                                      {"Traceparent": "theirs", "X-Own": "2"}))
+    await asyncio.create_task(in_task(None, {"X-Own": "3"}))
+    first, second, third = srv.requests
+    assert first.headers["traceparent"] == "00-" + "a" * 32 + "-" + "b" * 16 + "-01" and first.headers["X-Own"] == "1"
+    assert first.headers["Content-Length"] == "7" and first.headers["Host"] == srv.url.split("//")[1]
+    assert second.headers.get_all("traceparent") == ["00-" + "c" * 32 + "-" + "d" * 16 + "-01"]
+    assert second.headers["tracestate"] == "k=v" and second.headers["X-Own"] == "2"
+    assert "traceparent" not in third.headers and third.headers["X-Own"] == "3"
+    if client == "aiohttp":
+        await aio.close_sessions()

@@ -9,8 +9,8 @@ The app calls in at a few points of a chat request:
 
 * :meth:`Observe.pre_call` – ``async_pre_call_hook`` of each logger (may change the request, or
   reject it: an exception with ``status_code`` becomes that HTTP error);
-* :meth:`Observe.upstream` – starts the request's record (trace span, in-flight gauges) and adds
-  the ``traceparent`` for the upstream call;
+* :meth:`Observe.upstream` – starts the request's record (trace span, in-flight gauges) and sets
+  the ``traceparent`` for the upstream call (``transport.base.upstream_headers``, the task's);
 * :meth:`Observe.post_success` / :meth:`Observe.post_failure` / :meth:`Observe.wrap_stream` – the
   post-call hooks (the per-chunk ``async_post_call_streaming_hook`` only if a logger has it);
 * :meth:`Observe.end` – **the end-of-request fan-out**, exactly once per request, also for cut
@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator, Callable
 from ..integrations.custom_logger import overrides
 from ..integrations.dispatch import BUILTIN, Callbacks, resolve
 from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost, usage_tokens
+from ..transport.base import upstream_headers as _upstream_headers
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
@@ -244,12 +245,12 @@ class Observe:
                 logger.request_start(ctx, record, headers)
             except Exception:  # noqa: BLE001 - observers never break a request
                 log.warning("%s.request_start failed", type(logger).__name__, exc_info=True)
-        if headers:
-            request.params = {**request.params,
-                              "extra_headers": {**(request.params.get("extra_headers") or {}), **headers}}
+        if headers:  # for the upstream call, beside its own headers (its request head stays cached)
+            _upstream_headers.set(headers)
 
     # ------------------------------------------------------------------ after it
     async def post_success(self, ctx: Any, response: Any) -> Any:
+        _upstream_headers.set(None)  # (the hooks' own calls are not the upstream call)
         data = self._data(ctx)
         auth = self.auth(ctx)
         for logger in self.success_hooks:
@@ -265,6 +266,7 @@ class Observe:
     async def post_failure(self, ctx: Any, exc: BaseException) -> None:
         import traceback
 
+        _upstream_headers.set(None)
         data = self._data(ctx)
         auth = self.auth(ctx)
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -560,6 +562,7 @@ class _HookedStream:
         self.state = getattr(stream, "state", None)
         self._hidden_params = getattr(stream, "_hidden_params", {})
         source: Any = stream
+        _upstream_headers.set(None)
         auth = observe.auth(ctx)
         data = observe._data(ctx)
         for logger in observe.iterator_hooks:

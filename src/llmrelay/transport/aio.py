@@ -16,7 +16,7 @@ from typing import Any, Awaitable
 from ..codecs.sse import SSEDecoder
 from ..providers.base import HttpRequest
 from . import lean
-from .base import ResponseBase, StreamSourceBase, ssl_context, transport_error
+from .base import ResponseBase, StreamSourceBase, ssl_context, transport_error, upstream_headers
 
 __all__ = ["send", "AsyncResponse", "AsyncStreamSource", "close_sessions", "LEAN"]
 
@@ -135,6 +135,10 @@ async def _send_aiohttp(request: HttpRequest, timeout: float | None, provider: s
     from yarl import URL
 
     session = _session()
+    headers = request.headers
+    extra = upstream_headers.get()
+    if extra:  # (the lean client adds them to its request head)
+        headers = {**{k: v for k, v in headers.items() if k.lower() not in extra}, **extra}
     try:
         raw = await session.request(
             request.method,
@@ -142,7 +146,7 @@ async def _send_aiohttp(request: HttpRequest, timeout: float | None, provider: s
             # id to ":", breaking the path a SigV4 signature covers); urllib3 does the same.
             URL(request.url, encoded=True),
             data=request.body,
-            headers=request.headers,
+            headers=headers,
             allow_redirects=False,
             ssl=True if ssl_verify is True else ssl_context(ssl_verify),
             timeout=aiohttp.ClientTimeout(

@@ -7,13 +7,21 @@ decoder into batches of chunk dicts for :class:`~llmrelay.streaming.CustomStream
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from ..codecs.errors import CodecError
 from ..exceptions import APIConnectionError, APIError, Timeout
 from ..providers.base import HttpRequest, StreamDecoder
 
-__all__ = ["transport_error", "ResponseBase", "StreamSourceBase", "ssl_context"]
+__all__ = ["transport_error", "ResponseBase", "StreamSourceBase", "ssl_context", "upstream_headers"]
+
+#: Headers the current task adds to every request it sends through the async transport
+#: (``{lowercase name: value}``, or None): the gateway's ``traceparent`` for the upstream call.
+#: A side channel beside the call's own headers, so that a request's other headers (and the
+#: lean client's request head made of them, cached per deployment) stay the same from call to
+#: call; a call's own header of the same name is replaced.
+upstream_headers: ContextVar[dict[str, str] | None] = ContextVar("llmrelay_upstream_headers", default=None)
 
 
 def ssl_context(ssl_verify: bool | str) -> Any:

@@ -35,7 +35,7 @@ import zlib
 from typing import Any, Callable
 
 from ..providers.base import HttpRequest
-from .base import ResponseBase, ssl_context, transport_error
+from .base import ResponseBase, ssl_context, transport_error, upstream_headers
 
 __all__ = ["send", "LeanResponse", "available", "close_pools", "target", "LeanError", "HIGH_WATER", "KEEPALIVE"]
 
@@ -599,14 +599,17 @@ async def close_pools() -> None:
 
 # ====================================================================== sending
 #: Request heads by what decides them but the body's length: ``(method, target, body kind,
-#: headers)`` → ``(before, after)``, the head being ``before + Content-Length line + after``
-#: (``after`` alone when no length is sent). A gateway sends the same headers to a deployment
-#: on every request: building the lines (four checks and an f-string per header) is done once.
-_heads: dict[Any, tuple[bytes, bytes | None]] = {}
+#: headers)`` → ``(before, after, names)``, the head being ``before + Content-Length line +
+#: after`` (``after`` alone when no length is sent), ``names`` the headers' lowercase names. A
+#: gateway sends the same headers to a deployment on every request: building the lines (four
+#: checks and an f-string per header) is done once.
+_heads: dict[Any, tuple[bytes, bytes | None, frozenset[str]]] = {}
+_extra_headers = upstream_headers.get
 
 
 def _head(method: str, where: _Target, request: HttpRequest) -> bytes:
-    """The request head (request line, headers, blank line) as bytes."""
+    """The request head (request line, headers, blank line) as bytes, with the task's
+    :data:`~.base.upstream_headers`."""
     body = request.body
     try:
         key = (method, where, 0 if body is None else 1 if body else 2, *request.headers.items())
@@ -619,27 +622,40 @@ def _head(method: str, where: _Target, request: HttpRequest) -> bytes:
             if len(_heads) > 256:
                 _heads.clear()
             _heads[key] = parts
-    before, after = parts
+    before, after, names = parts
+    extra = _extra_headers()
+    if extra:
+        if not names.isdisjoint(extra):  # the call has its own: replaced (the head made anew)
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in extra}
+            before, after, _ = _head_parts(method, where,
+                                           HttpRequest(request.method, request.url, {**headers, **extra}, body))
+        else:
+            before += _lines(extra.items())
     if after is None:
         return before
     return b"%sContent-Length: %d\r\n%s" % (before, len(body) if body is not None else 0, after)
 
 
-def _head_parts(method: str, where: _Target, request: HttpRequest) -> tuple[bytes, bytes | None]:
-    """:func:`_head`'s ``(before, after)`` (``after`` None: the head is ``before``)."""
-    headers = request.headers
+def _lines(headers: Any) -> bytes:
+    """Header lines of ``(name, value)`` pairs (checked: no line breaks, no colon in a name)."""
     lines = []
-    have: set[str] = set()
-    for name, value in headers.items():
+    for name, value in headers:
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
             raise ValueError(f"invalid HTTP header {name!r}: newline, carriage return or colon")
         lines.append(f"{name}: {value}\r\n")
-        have.add(name.lower())
+    return "".join(lines).encode("utf-8")
+
+
+def _head_parts(method: str, where: _Target, request: HttpRequest) -> tuple[bytes, bytes | None, frozenset[str]]:
+    """:func:`_head`'s ``(before, after, names)`` (``after`` None: the head is ``before``)."""
+    headers = request.headers
+    have = frozenset([name.lower() for name in headers])
     body = request.body
+    lines = [_lines(headers.items())]
     if "accept" not in have:
-        lines.append("Accept: */*\r\n")
+        lines.append(b"Accept: */*\r\n")
     if "accept-encoding" not in have:
-        lines.append("Accept-Encoding: gzip, deflate\r\n")
+        lines.append(b"Accept-Encoding: gzip, deflate\r\n")
     start = method.encode("ascii") + where.line_end
     if "host" not in have:
         start += where.host_line
@@ -648,11 +664,11 @@ def _head_parts(method: str, where: _Target, request: HttpRequest) -> tuple[byte
     if body is not None or method in ("POST", "PUT", "PATCH"):
         length = "content-length" not in have and "transfer-encoding" not in have
         if body and "content-type" not in have:
-            tail.append("Content-Type: application/octet-stream\r\n")
-    tail.append("\r\n")
-    before = start + "".join(lines).encode("utf-8")
-    after = "".join(tail).encode("utf-8")
-    return (before, after) if length else (before + after, None)
+            tail.append(b"Content-Type: application/octet-stream\r\n")
+    tail.append(b"\r\n")
+    before = start + b"".join(lines)
+    after = b"".join(tail)
+    return (before, after, have) if length else (before + after, None, have)
 
 
 async def _connect(pool: _Pool, where: _Target, key: Any, tls: Any, connect_timeout: float | None) -> _Conn:
