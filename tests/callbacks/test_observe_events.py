@@ -217,8 +217,9 @@ def test_the_fast_slim_success_is_what_logging_makes(tmp_path, kind):
     assert fast_kwargs.keys() == kwargs.keys() and fast_kwargs["response_cost"] == kwargs["response_cost"]
 
 
+@pytest.mark.parametrize("where", ["emit", "queue", "queue, no parameters"])
 @pytest.mark.parametrize("kind", ["response", "stream", "no usage", "no response", "keyed"])
-def test_the_request_facts_give_what_the_event_gives(tmp_path, kind):
+def test_the_request_facts_give_what_the_event_gives(tmp_path, kind, where):
     """With Prometheus and OpenTelemetry alone, a success reaches them as the request's facts
     (Observe._facts → request_facts), not as an event: the same Prometheus rows and labels, and
     the same span records, as the event's kwargs give them (request_end)."""
@@ -234,7 +235,16 @@ def test_the_request_facts_give_what_the_event_gives(tmp_path, kind):
     prom = PrometheusLogger(registry=prometheus_client.CollectorRegistry())
     otel = OpenTelemetryLogger(exporter=otlp_http_exporter(endpoint="http://127.0.0.1:9/v1/traces"))
     records: list = []
-    otel._emit, otel._queue = records.append, None
+    if where == "emit":
+        otel._emit, otel._queue = records.append, None
+    else:  # the batch processor's queue, appended to directly (OpenTelemetryLogger.request_facts' own path)
+        import collections
+        import threading
+        import types
+
+        otel._queue = collections.deque(maxlen=64)
+        otel._batch = types.SimpleNamespace(_shutdown=False, _worker_awaken=threading.Event())
+        otel._queue_limit, otel._batch_size = 64, 32
     observe.gateway_loggers = [prom, otel]
     observe.facts = True
     calls: list = []
@@ -248,7 +258,7 @@ def test_the_request_facts_give_what_the_event_gives(tmp_path, kind):
             ctx.auth = UserAPIKeyAuth(api_key="hash", key_alias="alias", team_id="t1", team_alias="ta", user_id="u9")
             ctx.key_alias = "alias"
         request = _Request()
-        request.params = {"temperature": 0.5, "user": "u1"}
+        request.params = {"user": "u1"} if where == "queue, no parameters" else {"temperature": 0.5, "user": "u1"}
         request.stream = kind == "stream"
         ctx.stream = request.stream
         otel._new_trace_id = otel._new_span_id = lambda: 0xABC
@@ -259,7 +269,11 @@ def test_the_request_facts_give_what_the_event_gives(tmp_path, kind):
         observe.end(ctx)
         [(kind_, rows)] = [(k, k.rows) for k in prom._waiting]
         [row] = rows
-        made.append((kind_, row, records.pop(), records.pop()))
+        if where == "emit":
+            made.append((kind_, row, records.pop(), records.pop()))
+        else:
+            made.append((kind_, row, otel._queue.popleft(), otel._queue.popleft()))
+            assert not otel._queue
         prom.flush()
     (fast_kind, fast_row, fast_request, fast_upstream), (kind_, row, request_, upstream) = made
     assert calls == [1]  # (the facts' path, then the event's)

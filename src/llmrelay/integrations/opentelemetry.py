@@ -324,12 +324,58 @@ class OpenTelemetryLogger(CustomLogger):
         """A successful gateway request, from its facts (:data:`..proxy.observe.FACTS`): what
         :meth:`request_end` does with its event's kwargs, on the span records' path."""
         ids = record.state.pop(id(self), None)
+        if ids is None or ids[5] or not ids[6] or self.capture_content:  # (no upstream call, a tracestate, ...)
+            return self._record_facts(ctx, record, ids, facts)
+        raw, start, end_time, first, prompt, completion, cost, response, params, _, _ = facts
+        queue = self._queue
+        batch = self._batch
+        if (queue is None or batch._shutdown or len(queue) + 2 > self._queue_limit
+                or (params and not _PARAM_NAMES.isdisjoint(params)) or self._processor is None):
+            return self._record_facts(ctx, record, ids, facts)
+        # what _record makes of them (no parent's tracestate, request parameters, content, error)
+        trace_id, span_id, upstream_id, parent_id, _, _, _, upstream_start = ids
+        end = int(end_time * 1e9)  # (ns, as _ns)
+        upstream_end = end if ctx.stream else int((start + (ctx.upstream or 0.0)) * 1e9)
+        if upstream_start > upstream_end:
+            upstream_start = upstream_end
+        if response is None:
+            model = response_id = choices = None
+        elif type(response) is dict:
+            rget = response.get
+            model, response_id, choices = rget("model"), rget("id"), rget("choices")
+        else:  # the response object itself (its get(key) is getattr(key, None))
+            model = getattr(response, "model", None)
+            response_id = getattr(response, "id", None)
+            choices = getattr(response, "choices", None)
+        if choices and len(choices) == 1:
+            choice = choices[0]
+            reason = choice.get("finish_reason") if type(choice) is dict else getattr(choice, "finish_reason", None)
+            reasons = (str(reason),) if reason else None
+        else:
+            reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")]) or None
+        stream = raw[13]
+        fields = (trace_id, span_id, upstream_id, parent_id, None, f"chat {ctx.model}", int(start * 1e9), end,
+                  upstream_start, upstream_end, str(raw[8] or raw[7] or ""), int(prompt or 0), int(completion or 0),
+                  str(raw[11]) if raw[11] else None, str(model) if model else None,
+                  str(response_id) if response_id else None, reasons, None, None, None, float(cost or 0.0),
+                  ctx.status, stream, int(first * 1e9) if stream and first and first != end_time else None, None,
+                  None)
+        # what BatchProcessor.emit does, for two spans at once
+        queue.appendleft((True, fields))
+        queue.appendleft((False, fields))
+        if len(queue) >= self._batch_size:
+            awaken = batch._worker_awaken
+            if not awaken.is_set():
+                awaken.set()
+
+    def _record_facts(self, ctx: Any, record: Any, ids: tuple | None, facts: tuple) -> None:
+        """:meth:`request_facts` through :meth:`_record` (the uncommon cases)."""
         upstream = ids is not None
         if ids is None:
             ids = self._ids(ctx)
         if not ids[6] or self._processor is None:  # (not sampled)
             return
-        raw, start, end, first, prompt, completion, cost, response, params, messages = facts
+        raw, start, end, first, prompt, completion, cost, response, params, messages, _ = facts
         stream = raw[13]
         self._record(ctx, record, ids, upstream, end, raw[8] or raw[7], prompt, completion, raw[11], response, None,
                      None, params, 0.0 if cost is None else cost, stream,

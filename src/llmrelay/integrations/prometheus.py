@@ -25,6 +25,7 @@ from bisect import bisect_left
 from collections import Counter
 from functools import partial
 from operator import lt
+from time import perf_counter as _perf
 from typing import Any
 
 from .custom_logger import CustomLogger
@@ -334,6 +335,12 @@ class PrometheusLogger(CustomLogger):
         return kind
 
     # ------------------------------------------------------------------ the gateway's requests
+    @property
+    def idle_start(self) -> bool:
+        """Whether :meth:`request_start` has nothing to do (the in-flight gauges are read from
+        the gateway's requests at each batch): the gateway's observer may leave it out."""
+        return self.in_flight is not None and self.batched
+
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
         if self.in_flight is not None and self.batched:
             return  # (read from the gateway's own table of requests in flight at each batch)
@@ -358,19 +365,35 @@ class PrometheusLogger(CustomLogger):
     def request_facts(self, ctx: Any, record: Any, facts: tuple) -> None:
         """A successful gateway request, from its facts (:data:`..proxy.observe.FACTS`): what
         :meth:`request_end` does with its event's kwargs."""
-        started = record.state.pop(id(self), None)
-        if started is not None:
-            self._gauge("llmrelay_in_flight_requests", started[0], -1)
-            if started[1]:
-                self._gauge("llmrelay_in_flight_streams", started[0], -1)
-        raw, start, end, first, prompt, completion, cost, _, _, _ = facts
-        kind = self._kind_of(raw, True)
+        if self.in_flight is None or not self.batched:  # (else request_start kept nothing)
+            started = record.state.pop(id(self), None)
+            if started is not None:
+                self._gauge("llmrelay_in_flight_requests", started[0], -1)
+                if started[1]:
+                    self._gauge("llmrelay_in_flight_streams", started[0], -1)
+        raw, start, end, first, prompt, completion, cost, _, _, _, retried = facts
+        try:
+            kind = self._raw_kinds.get(raw)
+        except TypeError:  # (an unhashable value: _kind_of finds it by the labels)
+            kind = None
+        if kind is None:
+            kind = self._kind_of(raw, True)
         latency = end - start if end > start else 0.0
-        overhead = time.perf_counter() - ctx.start - ctx.upstream
-        self._add(kind, (cost or 0.0, prompt, completion, latency, latency,
-                         (first - start if first > start else 0.0) if raw[13] else None,
-                         overhead if overhead > 0 else 0.0), True)
-        self._after(ctx, record, kind.who, False)
+        overhead = _perf() - ctx.start - ctx.upstream
+        row = (cost or 0.0, prompt, completion, latency, latency,
+               (first - start if first > start else 0.0) if raw[13] else None, overhead if overhead > 0 else 0.0)
+        if self.batched:  # (as _add)
+            rows = kind.rows
+            if not rows:
+                self._waiting.append(kind)
+            rows.append(row)
+            self._rows += 1
+            if self._rows >= BATCH:
+                self.flush()
+        else:
+            kind.apply((row,))
+        if retried:  # (else _after has nothing to count)
+            self._after(ctx, record, kind.who, False)
 
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
         started = record.state.pop(id(self), None)

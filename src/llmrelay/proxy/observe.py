@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import time
+from time import perf_counter as _perf, time as _time
 from typing import Any, AsyncIterator, Callable
 
 from ..integrations.custom_logger import overrides
@@ -130,9 +131,11 @@ def _import_near(module_name: str, directory: str | None) -> Any:
 #: api base, provider, ok, stream, requested model, status code: the values the Prometheus
 #: labels are made of), start and end (epoch seconds), the first token's time (the end when
 #: none), prompt and completion tokens, cost (or None), the response, the request's
-#: parameters and messages.
+#: parameters and messages, and whether the router tried more than the deployment that
+#: answered (``router_attempts``, or a fallback group answered: retries, fallbacks, cooldowns
+#: to report; else there are none).
 FACTS = ("raw", "start", "end", "first", "prompt_tokens", "completion_tokens", "cost", "response", "params",
-         "messages")
+         "messages", "retried")
 
 
 class _Route:
@@ -189,6 +192,10 @@ class Observe:
         #: (:meth:`_facts`), read by each logger's ``request_facts``: no event dict at all
         self.facts = bool(self.gateway_loggers) and not self.events and all(
             getattr(x, "takes_facts", False) for x in self.gateway_loggers)
+        self._observing = bool(self.callbacks)  # (a plain bool: read twice per request)
+        #: the gateway loggers' ``request_start`` (made at the first request: a logger whose
+        #: ``request_start`` has nothing to do then, ``idle_start``, is left out)
+        self._starts: list[Any] | None = None
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
 
     # ------------------------------------------------------------------ registration
@@ -234,17 +241,20 @@ class Observe:
     def upstream(self, ctx: Any, request: Any) -> None:
         """The request is about to go upstream: start its record (and add the trace context to
         the upstream call's headers)."""
-        if not self.callbacks:
+        if not self._observing:
             return
-        record = ctx.call = _Request(time.time() - (time.perf_counter() - ctx.start),
+        record = ctx.call = _Request(_time() - (_perf() - ctx.start),
                                      request.messages if request.kind == "chat" else request.input,
-                                     request.params, request.stream, self._router())
+                                     request.params, request.stream, getattr(self.models, "router", None))
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = [x.request_start for x in self.gateway_loggers if not getattr(x, "idle_start", False)]
         headers: dict[str, str] = {}
-        for logger in self.gateway_loggers:
+        for start in starts:
             try:
-                logger.request_start(ctx, record, headers)
+                start(ctx, record, headers)
             except Exception:  # noqa: BLE001 - observers never break a request
-                log.warning("%s.request_start failed", type(logger).__name__, exc_info=True)
+                log.warning("%s.request_start failed", type(start.__self__).__name__, exc_info=True)
         if headers:  # for the upstream call, beside its own headers (its request head stays cached)
             _upstream_headers.set(headers)
 
@@ -296,11 +306,10 @@ class Observe:
         """Once per chat request, after the response went out (see the module docstring)."""
         if ctx.model is None:
             return
-        record = getattr(ctx, "call", None)
-        if record is None and self.callbacks:  # failed before the upstream call
-            record = ctx.call = _Request(time.time() - (time.perf_counter() - ctx.start), None, {}, ctx.stream,
-                                         self._router())
-        result = getattr(ctx, "result", None)
+        record = ctx.call
+        if record is None and self._observing:  # failed before the upstream call
+            record = ctx.call = _Request(_time() - (_perf() - ctx.start), None, {}, ctx.stream, self._router())
+        result = ctx.result
         response = None
         if record is not None and result is not None:
             state = getattr(result, "state", None)
@@ -413,20 +422,40 @@ class Observe:
     def _facts(ctx: Any, record: _Request, result: Any, response: Any) -> tuple | None:
         """The facts of a successful request, for the gateway loggers' ``request_facts`` (a tuple
         laid out as :data:`FACTS`): the values the slim event (:meth:`_slim_success`) gives them,
-        without the event. None when the request's own ``metadata`` is there (it may carry the
-        standard metadata keys: the event's path reads it)."""
+        without the event (and the request's cost put in the response's ``_hidden_params``, as
+        :func:`_charged` does). None when the request's own ``metadata`` is there (it may carry
+        the standard metadata keys: the event's path reads it)."""
         params = record.params
         if "metadata" in params:
             return None
         # the route, as Logging._route_from makes it from the result, then from the response
+        requested = group = ctx.model
         provider = model_id = api_base = name = None
-        group = ctx.model
-        for source in ((result, response) if result is not response and result is not None else (response,)):
-            hidden = getattr(source, "_hp", None)  # (our responses' slot, without the property's call)
+        retried = False
+        hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
+        if hidden is None:
+            hidden = getattr(result, "_hidden_params", None)
+        if isinstance(hidden, dict):
+            get = dict.get  # not a stream's lazy lookups: only what is there
+            provider = get(hidden, "custom_llm_provider")
+            api_base = get(hidden, "api_base")
+            value = get(hidden, "model_group")
+            if value is not None:
+                group = value
+            model_id = get(hidden, "model_id")
+            model = get(hidden, "model")
+            if model:
+                name = f"{provider}/{model}" if provider and "/" not in model else model
+            # (PrometheusLogger._after's test: nothing but the deployment that answered)
+            retried = group != requested or bool(get(hidden, "router_attempts"))
+        elif hidden is not None:
+            retried = True  # (not a dict: _after looks)
+        if result is not response and result is not None:
+            hidden = getattr(response, "_hp", None)
             if hidden is None:
-                hidden = getattr(source, "_hidden_params", None)
+                hidden = getattr(response, "_hidden_params", None)
             if isinstance(hidden, dict):
-                get = dict.get  # not a stream's lazy lookups: only what is there
+                get = dict.get
                 value = get(hidden, "custom_llm_provider")
                 if value is not None:
                     provider = value
@@ -443,19 +472,29 @@ class Observe:
                 if model:
                     name = f"{provider}/{model}" if provider and "/" not in model else model
         cost = ctx.cost
-        prompt, completion, _ = _charged(response, cost)
+        # as _charged: the cost into the response's hidden params; its tokens (usage_tokens)
+        if cost is not None and isinstance(hidden, dict) and response is not None:
+            hidden["response_cost"] = cost
+        usage = getattr(response, "usage", None)
+        if usage is None:
+            prompt = completion = 0
+        else:
+            uget = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get
+            prompt = uget("prompt_tokens") or 0
+            completion = uget("completion_tokens") or 0
         start = record.wall_start
-        end = start + (time.perf_counter() - ctx.start)
+        end = start + (_perf() - ctx.start)
         stream = record.stream
         first = start + ctx.ttft if stream and ctx.ttft else end
         auth = ctx.auth
+        user = params.get("user") if params else None
         if auth is not None:
-            who = (params.get("user"), getattr(auth, "api_key", None), ctx.key_alias, auth.team_id, auth.team_alias,
-                   auth.user_id)
+            raw = (user, getattr(auth, "api_key", None), ctx.key_alias, auth.team_id, auth.team_alias, auth.user_id,
+                   name, requested, group, model_id, api_base or "", provider, True, stream, requested, ctx.status)
         else:
-            who = (params.get("user"), None, ctx.key_alias, None, None, None)
-        raw = (*who, name, ctx.model, group, model_id, api_base or "", provider, True, stream, ctx.model, ctx.status)
-        return (raw, start, end, first, prompt, completion, cost, response, params, record.messages)
+            raw = (user, None, ctx.key_alias, None, None, None,
+                   name, requested, group, model_id, api_base or "", provider, True, stream, requested, ctx.status)
+        return raw, start, end, first, prompt, completion, cost, response, params, record.messages, retried
 
     @staticmethod
     def _slim_success(ctx: Any, record: _Request, result: Any, response: Any, request_id: str,
