@@ -118,6 +118,7 @@ class OpenTelemetryLogger(CustomLogger):
     def __init__(self, exporter: Any = None, span_processor: Any = None, tracer_provider: Any = None,
                  capture_content: bool | None = None, service_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._key = id(self)  # (this logger's entry in a gateway request's record.state)
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
@@ -213,16 +214,16 @@ class OpenTelemetryLogger(CustomLogger):
     # at its start only the ids are drawn, so that the upstream call carries its traceparent.
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
         if (self._should_sample is None and self._new_trace_id is _random_trace_id
-                and getattr(ctx, "traceparent", None) is None):  # (most requests: _ids's case, at once)
+                and ctx.traceparent is None):  # (most requests: _ids's case, at once)
             n = _getrandbits(256)  # the trace id, the upstream span's id, the request span's
             if n >> 128 and n >> 64 & _ID64 and n & _ID64:  # (none is zero)
                 ids = n.to_bytes(32, "big")
-                record.state[id(self)] = (ids[:16], ids[24:], ids[16:24], None, self._new_flags, None, True,
-                                          _time_ns())
+                record.state[self._key] = (ids[:16], ids[24:], ids[16:24], None, self._new_flags, None, True,
+                                           _time_ns())
                 headers["traceparent"] = "00-" + ids[:24].hex("-", -16) + self._new_flags_suffix
                 return
         ids = self._ids(ctx)
-        record.state[id(self)] = ids
+        record.state[self._key] = ids
         trace_id, _, upstream_id, _, flags, tracestate, _, _ = ids
         headers["traceparent"] = f"00-{trace_id.hex()}-{upstream_id.hex()}-{flags:02x}"
         if tracestate:
@@ -262,7 +263,7 @@ class OpenTelemetryLogger(CustomLogger):
         return self._should_sample(context, trace_id, name, self._kind.SERVER).decision.is_sampled()
 
     def request_end(self, ctx: Any, record: Any, kwargs: dict[str, Any]) -> None:
-        ids = record.state.pop(id(self), None)
+        ids = record.state.pop(self._key, None)
         upstream = ids is not None
         if ids is None:  # the request failed before the upstream call
             ids = self._ids(ctx)
@@ -323,7 +324,7 @@ class OpenTelemetryLogger(CustomLogger):
     def request_facts(self, ctx: Any, record: Any, facts: tuple) -> None:
         """A successful gateway request, from its facts (:data:`..proxy.observe.FACTS`): what
         :meth:`request_end` does with its event's kwargs, on the span records' path."""
-        ids = record.state.pop(id(self), None)
+        ids = record.state.pop(self._key, None)
         if ids is None or ids[5] or not ids[6] or self.capture_content:  # (no upstream call, a tracestate, ...)
             return self._record_facts(ctx, record, ids, facts)
         raw, start, end_time, first, prompt, completion, cost, response, params, _, _ = facts

@@ -630,10 +630,29 @@ def _head(method: str, where: _Target, request: HttpRequest) -> bytes:
             before, after, _ = _head_parts(method, where,
                                            HttpRequest(request.method, request.url, {**headers, **extra}, body))
         else:
-            before += _lines(extra.items())
+            before += _extra_lines(extra)
     if after is None:
         return before
     return b"%sContent-Length: %d\r\n%s" % (before, len(body) if body is not None else 0, after)
+
+
+_valid_names: set[str] = set()  # (names of upstream_headers found valid)
+
+
+def _extra_lines(extra: dict[str, str]) -> bytes:
+    """The lines of the task's :data:`~.base.upstream_headers` (as :func:`_lines` checks them:
+    the names once each, the values every time)."""
+    if not _valid_names.issuperset(extra):
+        _lines([(name, "") for name in extra])  # (raises on an invalid one)
+        if len(_valid_names) < 256:
+            _valid_names.update(extra)
+    text = ""
+    for name, value in extra.items():
+        text += f"{name}: {value}\r\n"
+    n = len(extra)
+    if text.count("\n") != n or text.count("\r") != n:
+        raise ValueError(f"invalid HTTP header value in {sorted(extra)}: newline or carriage return")
+    return text.encode("utf-8")
 
 
 def _lines(headers: Any) -> bytes:
