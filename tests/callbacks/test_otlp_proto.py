@@ -180,3 +180,23 @@ def test_gateway_span_records_encode_as_the_sdk_spans_do(capture):
     finally:
         fast.shutdown()
         sdk.shutdown()
+
+
+def test_a_gateway_record_with_unconverted_values_encodes_as_its_converted_one():
+    """A record's request model, system, response model and finish reasons are converted by the
+    encoder (once per kind of request); an unhashable one (an odd upstream's finish reason) too."""
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from llmrelay.integrations.otlp_proto import _converted
+
+    group = (Resource.create({"service.name": "svc"}), InstrumentationScope("llmrelay"))
+    t = 1_700_000_000_000_000_000
+    for model, reasons in ((123, ("stop",)), ("m2", (["stop"],)), (None, None)):
+        fields = (b"\x01" * 16, b"\x02" * 8, b"\x03" * 8, None, None, "chat m", t, t + 5, t + 1, t + 4, "m", 5, 7,
+                  "openai", model, "id-1", reasons, None, None, None, 0.5, 200, False, None, None, None)
+        converted = _converted(fields)
+        assert converted[14] == (None if model is None else str(model))
+        for records in ([(True, fields), (False, fields)], [(False, fields)], [(True, fields)]):
+            want = encode_spans([(upstream, converted) for upstream, _ in records], group)
+            assert encode_spans(records, group) == want
+            assert ExportTraceServiceRequest.FromString(want).resource_spans[0].scope_spans[0].spans

@@ -351,14 +351,16 @@ class OpenTelemetryLogger(CustomLogger):
         if choices and len(choices) == 1:
             choice = choices[0]
             reason = choice.get("finish_reason") if type(choice) is dict else getattr(choice, "finish_reason", None)
-            reasons = (str(reason),) if reason else None
+            reasons = (reason,) if reason else None
         else:
-            reasons = tuple([str(c.get("finish_reason")) for c in choices or () if c.get("finish_reason")]) or None
+            reasons = tuple([c.get("finish_reason") for c in choices or () if c.get("finish_reason")]) or None
         stream = raw[13]
+        # (the request model, system, response model and reasons converted by the encoder, once
+        # per kind of request: see otlp_proto.GATEWAY_FIELDS)
         fields = (trace_id, span_id, upstream_id, parent_id, None, f"chat {ctx.model}", int(start * 1e9), end,
-                  upstream_start, upstream_end, str(raw[8] or raw[7] or ""), int(prompt or 0), int(completion or 0),
-                  str(raw[11]) if raw[11] else None, str(model) if model else None,
-                  str(response_id) if response_id else None, reasons, None, None, None, float(cost or 0.0),
+                  upstream_start, upstream_end, raw[8] or raw[7] or "", int(prompt or 0), int(completion or 0),
+                  raw[11] or None, model or None, str(response_id) if response_id else None, reasons, None, None,
+                  None, float(cost or 0.0),
                   ctx.status, stream, int(first * 1e9) if stream and first and first != end_time else None, None,
                   None)
         # what BatchProcessor.emit does, for two spans at once

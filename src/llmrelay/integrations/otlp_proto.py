@@ -222,7 +222,10 @@ def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -
             upstream, fields = span
             if pending is not None:
                 if not upstream and fields is pending:  # the pair (they are queued together): at once
-                    records.append(_pair(fields) or b"".join(_gateway_spans(fields, True, True)))
+                    try:
+                        records.append(_pair(fields) or b"".join(_gateway_spans(fields, True, True)))
+                    except TypeError:  # (an unhashable value: see _converted)
+                        records.append(b"".join(_gateway_spans(_converted(fields), True, True)))
                     pending = None
                     continue
                 records.append(_gateway_spans(pending, True, False)[0])
@@ -286,7 +289,9 @@ def _group(groups: dict[int, tuple[Any, dict[Any, list[bytes]]]], resource: Any,
 # the SDK path makes of the same request (checked in tests/callbacks/test_otlp_proto.py). What
 # repeats from request to request (names, the model's attributes) is encoded once.
 
-#: what ``OpenTelemetryLogger.request_end`` puts in a record, in order (the ids as big-endian bytes)
+#: what ``OpenTelemetryLogger.request_end`` puts in a record, in order (the ids as big-endian bytes;
+#: the request model, system, response model and finish reasons may be values to convert with
+#: ``str``, the request model's "" when false, the others' None)
 GATEWAY_FIELDS = (
     "trace_id", "span_id", "upstream_id", "parent_id", "trace_state", "name", "start", "end", "upstream_start",
     "upstream_end", "request_model", "input_tokens", "output_tokens", "system", "response_model", "response_id",
@@ -377,6 +382,11 @@ def _shape(key: tuple) -> tuple[bytes, ...]:
     shape = _SHAPES.get(key)
     if shape is None:
         name, request_model, system, response_model, reasons, error_type, params, status_code, stream = key
+        # (the values as the SDK path's attributes have them: a record may hold them unconverted)
+        request_model = str(request_model or "")
+        system = str(system) if system else None
+        response_model = str(response_model) if response_model else None
+        reasons = tuple([str(reason) for reason in reasons]) if reasons else None
         finish = _run(("finish", reasons, error_type)) if reasons is not None or error_type is not None else b""
         shape = (_name(name, True), _name(name, False), _run(("model", request_model)),
                  _run(("system", system, response_model)), finish,
@@ -422,9 +432,28 @@ def gateway_span(item: tuple) -> bytes:
     return entry[i + 1:]
 
 
+def _converted(f: tuple) -> tuple:
+    """A record with the values its writer may leave unconverted (see :data:`GATEWAY_FIELDS`)
+    converted, as the SDK path's attributes have them (e.g. an unhashable finish reason)."""
+    f = list(f)
+    f[10] = str(f[10] or "")
+    f[13] = str(f[13]) if f[13] else None
+    f[14] = str(f[14]) if f[14] else None
+    f[16] = tuple([str(reason) for reason in f[16]]) if f[16] else None
+    return tuple(f)
+
+
 def _gateway_spans(f: tuple, upstream: bool, request: bool) -> tuple[bytes, bytes]:
     """(the upstream span's entry, the request span's) of one request's record (``b""`` for the
     one not asked for)."""
+    try:
+        return _spans_of(f, upstream, request)
+    except TypeError:  # (an unhashable value: see _converted)
+        return _spans_of(_converted(f), upstream, request)
+
+
+def _spans_of(f: tuple, upstream: bool, request: bool) -> tuple[bytes, bytes]:
+    """:func:`_gateway_spans`, of a record whose values are hashable."""
     response_id, cost, first_token = f[15], f[20], f[23]
     rid = response_id.encode() if response_id is not None else None
     up, req = _span_parts(f, f[0], f[1], f[2] if upstream else None,
@@ -477,8 +506,9 @@ def _span_parts(f: tuple, trace: bytes, span: bytes, upstream_id: bytes | None, 
 # A request's two spans written together, in the common case (no parent, trace state, error or
 # content): the bytes between the varying values are the same for every request of a kind and
 # the same lengths of those values, so they are made once (:func:`_pair_template`) and a pair is
-# one join of those constant runs and the values.
-_PAIRS: dict[tuple, tuple[bytes, ...]] = {}
+# one ``struct.pack`` of those constant runs and the values (the times and the cost packed by it
+# too, not each apart and then joined).
+_PAIRS: dict[tuple, tuple[Any, ...]] = {}
 #: the varying values of a pair, in the order they are written
 _SLOTS = ("trace", "upstream_id", "span", "upstream_times", "tokens", "rid", "trace", "span", "times", "tokens",
           "rid", "cost", "first")
@@ -496,18 +526,15 @@ def _pair(f: tuple) -> bytes | None:
     rid = b"" if response_id is None else response_id.encode()
     key = (name, request_model, system, response_model, reasons, error_type, params, status_code, stream,
            len(tokens), -1 if response_id is None else len(rid), cost is None, first_token is None)
-    template = _PAIRS.get(key) or _pair_template(key, f)
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = template
-    return b"".join((c0, trace_id, c1, upstream_id, c2, span_id, c3,
-                     _pack_times(0x39, upstream_start, 0x41, upstream_end), c4, tokens, c5, rid, c6, trace_id, c7, span_id,
-                     c8, _pack_times(0x39, start, 0x41, end), c9, tokens, c10, rid, c11,
-                     b"" if cost is None else _pack_d(cost), c12, b"" if first_token is None else _pack_q(first_token),
-                     c13))
+    pack, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = _PAIRS.get(key) or _pair_template(key, f)
+    return pack(c0, trace_id, c1, upstream_id, c2, span_id, c3, 0x39, upstream_start, 0x41, upstream_end, c4, tokens,
+                c5, rid, c6, trace_id, c7, span_id, c8, 0x39, start, 0x41, end, c9, tokens, c10, rid, c11,
+                b"" if cost is None else cost, c12, b"" if first_token is None else first_token, c13)
 
 
-def _pair_template(key: tuple, f: tuple) -> tuple[bytes, ...]:
-    """The constant runs of a pair of ``key``'s kind (see :func:`_pair`): written by
-    :func:`_span_parts` with placeholders for the varying values, cut at them."""
+def _pair_template(key: tuple, f: tuple) -> tuple[Any, ...]:
+    """The ``struct.pack`` and constant runs of a pair of ``key``'s kind (see :func:`_pair`):
+    written by :func:`_span_parts` with placeholders for the varying values, cut at them."""
     n_tokens, n_rid, no_cost, no_first = key[-4:]
     marks = {name: bytes(bytearray(size)) for name, size in (
         ("trace", 16), ("upstream_id", 8), ("span", 8), ("upstream_times", 18), ("times", 18),
@@ -537,7 +564,13 @@ def _pair_template(key: tuple, f: tuple) -> tuple[bytes, ...]:
         run = []
         slot += 1
     runs.append(b"".join(run))
-    template = tuple(runs)
+    # the format: the runs as bytes, the values between them; times (fields 7 and 8, fixed64)
+    # as their tag byte and value each
+    values = {"trace": "16s", "upstream_id": "8s", "span": "8s", "upstream_times": "BQBQ", "times": "BQBQ",
+              "tokens": f"{n_tokens}s", "rid": f"{max(n_rid, 0)}s", "cost": "0s" if no_cost else "d",
+              "first": "0s" if no_first else "Q"}
+    fmt = "<" + "".join(f"{len(run)}s{values[what]}" for run, what in zip(runs, _SLOTS)) + f"{len(runs[-1])}s"
+    template = (struct.Struct(fmt).pack, *runs)
     if len(_PAIRS) < 4096:
         _PAIRS[key] = template
     return template
