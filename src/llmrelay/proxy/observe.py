@@ -36,6 +36,7 @@ from ..integrations.custom_logger import overrides
 from ..integrations.dispatch import BUILTIN, Callbacks, resolve
 from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost, usage_tokens
 from ..transport.base import upstream_headers as _upstream_headers
+from ..types import Usage
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
@@ -196,6 +197,7 @@ class Observe:
         #: the gateway loggers' ``request_start`` (made at the first request: a logger whose
         #: ``request_start`` has nothing to do then, ``idle_start``, is left out)
         self._starts: list[Any] | None = None
+        self._takers: list[Any] | None = None  # (their request_facts, made at the first request)
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
 
     # ------------------------------------------------------------------ registration
@@ -317,7 +319,10 @@ class Observe:
             if response is not None and ctx.usage is None:
                 ctx.usage = getattr(response, "usage", None)
         if ctx.cost is None:
-            ctx.cost = self._cost(ctx, result, response)
+            # (_cost's common case, a response priced when made, without its call)
+            hidden = getattr(result, "_hp", None)
+            cost = hidden.get("response_cost") if type(hidden) is dict and not hidden.get("cache_hit") else None
+            ctx.cost = self._cost(ctx, result, response) if cost is None else cost
         for hook in self._end_hooks:
             try:
                 hook(ctx)
@@ -332,11 +337,14 @@ class Observe:
                 log.warning("building the request's facts failed", exc_info=True)
                 return
             if facts is not None:
-                for logger in self.gateway_loggers:
+                takers = self._takers
+                if takers is None:
+                    takers = self._takers = [x.request_facts for x in self.gateway_loggers]
+                for take in takers:
                     try:
-                        logger.request_facts(ctx, record, facts)
+                        take(ctx, record, facts)
                     except Exception:  # noqa: BLE001
-                        log.warning("%s.request_facts failed", type(logger).__name__, exc_info=True)
+                        log.warning("%s.request_facts failed", type(take.__self__).__name__, exc_info=True)
                 return
         kwargs = self._emit(ctx, record, result, response)
         for logger in self.gateway_loggers:
@@ -447,7 +455,7 @@ class Observe:
             if model:
                 name = f"{provider}/{model}" if provider and "/" not in model else model
             # (PrometheusLogger._after's test: nothing but the deployment that answered)
-            retried = group != requested or bool(get(hidden, "router_attempts"))
+            retried = group != requested or "router_attempts" in hidden
         elif hidden is not None:
             retried = True  # (not a dict: _after looks)
         if result is not response and result is not None:
@@ -476,7 +484,10 @@ class Observe:
         if cost is not None and isinstance(hidden, dict) and response is not None:
             hidden["response_cost"] = cost
         usage = getattr(response, "usage", None)
-        if usage is None:
+        if type(usage) is Usage:  # (its fields are in its __dict__, 0 by default)
+            prompt = usage.prompt_tokens or 0
+            completion = usage.completion_tokens or 0
+        elif usage is None:
             prompt = completion = 0
         else:
             uget = usage.get if isinstance(usage, dict) else getattr(usage, "__dict__", {}).get

@@ -642,6 +642,10 @@ _valid_names: set[str] = set()  # (names of upstream_headers found valid)
 def _extra_lines(extra: dict[str, str]) -> bytes:
     """The lines of the task's :data:`~.base.upstream_headers` (as :func:`_lines` checks them:
     the names once each, the values every time)."""
+    if len(extra) == 1:  # (the gateway's traceparent alone)
+        for name, value in extra.items():
+            if name in _valid_names and "\n" not in value and "\r" not in value:
+                return f"{name}: {value}\r\n".encode("utf-8")
     if not _valid_names.issuperset(extra):
         _lines([(name, "") for name in extra])  # (raises on an invalid one)
         if len(_valid_names) < 256:
