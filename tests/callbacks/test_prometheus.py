@@ -181,6 +181,7 @@ def test_batched_values_equal_the_values_applied_one_by_one():
 def test_a_histograms_batch_observe_equals_its_own_observe_of_each_value():
     """_observer: several values at once (sorted, bucketed by bisection) land in the buckets and
     sum prometheus_client's own ``observe`` gives them one by one; bounds exactly hit included."""
+    import itertools
     import random
 
     from prometheus_client import CollectorRegistry, Histogram
@@ -190,10 +191,10 @@ def test_a_histograms_batch_observe_equals_its_own_observe_of_each_value():
     rng = random.Random(7)
     batches = [[0.01], [0.0, 0.005, 0.005, 0.01, 300.0, 301.0, 1e9, -1.0],
                [rng.choice([rng.uniform(0, 0.1), rng.uniform(0, 400), rng.choice(_BUCKETS[:-1])]) for _ in range(300)]]
-    for values in batches:
+    for values, ordered in itertools.product(batches, (False, True)):
         registry = CollectorRegistry()
         mine, theirs = (Histogram(name, "h", buckets=_BUCKETS, registry=registry) for name in ("mine", "theirs"))
-        _observer(mine)(values)
+        _observer(mine)(sorted(values), True) if ordered else _observer(mine)(values)
         for value in values:
             theirs.observe(value)
         got = {s.name[4:] + str(s.labels): s.value for m in registry.collect() for s in m.samples

@@ -91,6 +91,9 @@ def _traceparent(header: bytes | None) -> tuple[int, int, int] | None:
     return trace, span, int(flags, 16)
 
 
+#: one finish reason's tuple, shared by the span records that have it (one object fewer per request)
+_REASONS: dict[str, tuple[str]] = {}
+
 _getrandbits = random.getrandbits
 _ID64 = (1 << 64) - 1
 
@@ -351,7 +354,14 @@ class OpenTelemetryLogger(CustomLogger):
         if choices and len(choices) == 1:
             choice = choices[0]
             reason = choice.get("finish_reason") if type(choice) is dict else getattr(choice, "finish_reason", None)
-            reasons = (reason,) if reason else None
+            if reason:
+                reasons = _REASONS.get(reason) if type(reason) is str else None
+                if reasons is None:
+                    reasons = (reason,)
+                    if type(reason) is str and len(_REASONS) < 64:
+                        _REASONS[reason] = reasons
+            else:
+                reasons = None
         else:
             reasons = tuple([c.get("finish_reason") for c in choices or () if c.get("finish_reason")]) or None
         stream = raw[13]

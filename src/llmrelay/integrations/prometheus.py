@@ -378,7 +378,7 @@ class PrometheusLogger(CustomLogger):
         if kind is None:
             kind = self._kind_of(raw, True)
         latency = end - start if end > start else 0.0
-        overhead = _perf() - ctx.start - ctx.upstream
+        overhead = end - start - ctx.upstream  # (the end: the clock read for the facts, a moment ago)
         row = (cost or 0.0, prompt, completion, latency, latency,
                (first - start if first > start else 0.0) if raw[13] else None, overhead if overhead > 0 else 0.0)
         if self.batched:  # (as _add)
@@ -513,8 +513,13 @@ class _Kind:
             (self.input or self.make("input"))(prompt)
             (self.output or self.make("output"))(completion)
             (self.total or self.make("total"))(prompt + completion)
-        self.latency(latencies)
-        self.api_latency(api_latencies)
+        if n > 1 and latencies == api_latencies:  # (the gateway's rows: the same column, sorted once)
+            ordered = sorted(latencies)
+            self.latency(ordered, True)
+            self.api_latency(ordered, True)
+        else:
+            self.latency(latencies)
+            self.api_latency(api_latencies)
         if self.ok:
             ttft = [t for t in ttfts if t is not None] if ttfts.count(None) != n else None
             if ttft:
@@ -535,10 +540,10 @@ _positive = partial(lt, 0)  # 0 < x
 def _observer(child: Any) -> Any:
     """``observe`` of several values of a histogram child: the sum once, and each bucket the
     values fall in once (the client's cumulative counts are made at exposition), through its
-    value objects."""
+    value objects. ``observe(amounts, ordered=True)``: the amounts are sorted already."""
     total, buckets, bounds = (getattr(child, name, None) for name in ("_sum", "_buckets", "_upper_bounds"))
     if total is None or buckets is None or bounds is None or len(buckets) != len(bounds):
-        def observe_each(amounts: Any) -> None:
+        def observe_each(amounts: Any, ordered: bool = False) -> None:
             for amount in amounts:
                 child.observe(amount)
 
@@ -548,7 +553,7 @@ def _observer(child: Any) -> Any:
     bounds = list(bounds)
     last = len(incs)
 
-    def observe(amounts: Any) -> None:
+    def observe(amounts: Any, ordered: bool = False) -> None:
         if len(amounts) == 1:
             amount = amounts[0]
             add(amount)
@@ -559,7 +564,7 @@ def _observer(child: Any) -> Any:
         add(sum(amounts))
         # sorted once (in C), each bucket's count is where its bound falls among the values:
         # a few bisections, not one per value (nor a Counter of them)
-        values = sorted(amounts)
+        values = amounts if ordered else sorted(amounts)
         n = len(values)
         done = i = 0
         while done < n:
