@@ -36,7 +36,7 @@ from ..integrations.custom_logger import overrides
 from ..integrations.dispatch import BUILTIN, Callbacks, resolve
 from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost, usage_tokens
 from ..transport.base import upstream_headers as _upstream_headers
-from ..types import Usage
+from ..types import ModelResponse, Usage
 from .config import ConfigError, ProxyConfig
 
 __all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
@@ -314,7 +314,7 @@ class Observe:
         result = ctx.result
         response = None
         if record is not None and result is not None:
-            state = getattr(result, "state", None)
+            state = None if type(result) is ModelResponse else getattr(result, "state", None)  # (a stream's)
             response = state.response() if state is not None else result
             if response is not None and ctx.usage is None:
                 ctx.usage = getattr(response, "usage", None)
