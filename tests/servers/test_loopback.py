@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
 import aiohttp
@@ -11,7 +12,7 @@ import httpx
 import pytest
 import urllib3
 
-from servers.loopback import Drop, Hang, LoopbackServer, Reply, Request, Sleep
+from servers.loopback import Drop, Gate, Hang, LoopbackServer, Reply, Request, Sleep
 
 
 def echo(request: Request) -> Reply:
@@ -204,14 +205,13 @@ def test_lying_content_length_with_drop(loopback) -> None:
 
 
 def test_stream_arrives_incrementally(loopback) -> None:
-    srv = loopback(lambda r: Reply.stream([b"first", Sleep(0.3), b"second"]))
+    gate = threading.Event()
+    srv = loopback(lambda r: Reply.stream([b"first", Gate(gate), b"second"]))
     with httpx.Client() as client, client.stream("GET", srv.url) as resp:
-        start = time.monotonic()
         it = resp.iter_raw()
-        assert next(it) == b"first"
-        assert time.monotonic() - start < 0.2
+        assert next(it) == b"first"  # while the rest is held back
+        gate.set()
         assert next(it) == b"second"
-        assert time.monotonic() - start >= 0.25
 
 
 def test_sse_helper_frames(loopback) -> None:
@@ -270,10 +270,7 @@ def test_hang_can_be_abandoned(loopback) -> None:
         with httpx.Client(timeout=httpx.Timeout(5, read=0.2)) as client, client.stream("GET", srv.url) as resp:
             for _ in resp.iter_raw():
                 pass
-    mark = srv.clock()
-    srv.wait_connection_closed(0)
-    assert srv.connection(0).closed_by == "peer"
-    assert srv.connection(0).closed_at - mark < 1.0
+    srv.assert_closed_by_peer(0)  # (a Hang ends only when the peer goes away)
 
 
 def test_stop_while_hanging_and_client_connected() -> None:
@@ -281,9 +278,7 @@ def test_stop_while_hanging_and_client_connected() -> None:
     sock = raw_connect(srv)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"start" in recv_until(sock, b"start")
-    start = time.monotonic()
-    srv.stop()
-    assert time.monotonic() - start < 1.0
+    srv.stop()  # (raises if the hanging reply kept its thread alive)
     sock.settimeout(2)
     try:
         assert sock.recv(10) == b""  # the server closed its end
@@ -293,14 +288,12 @@ def test_stop_while_hanging_and_client_connected() -> None:
 
 
 def test_stop_with_idle_keepalive_and_long_sleep() -> None:
-    srv = LoopbackServer(lambda r: Reply.stream([b"a", Sleep(30), b"b"])).start()
+    srv = LoopbackServer(lambda r: Reply.stream([b"a", Sleep(3600), b"b"])).start()
     idle = raw_connect(srv)
     busy = raw_connect(srv)
     busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     recv_until(busy, b"a\r\n")
-    start = time.monotonic()
-    srv.stop()
-    assert time.monotonic() - start < 1.0
+    srv.stop()  # (raises if the sleeping reply kept its thread alive)
     idle.close()
     busy.close()
     srv.stop()  # idempotent
@@ -313,10 +306,8 @@ def test_close_detection_and_leak_count(loopback) -> None:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         recv_until(sock, b"}")
     assert srv.open_connections == 2
-    mark = srv.clock()
     a.close()
-    delay = srv.assert_closed_within(0, 0.5, since=mark)
-    assert 0 <= delay < 0.5
+    srv.assert_closed_by_peer(0)
     assert srv.open_connections == 1
     with pytest.raises(TimeoutError):
         srv.wait_all_closed(timeout=0.1)
@@ -326,24 +317,23 @@ def test_close_detection_and_leak_count(loopback) -> None:
 
 
 def test_peer_close_seen_during_sleep(loopback) -> None:
-    """A client giving up mid-stream is seen at once, even while the server is sleeping."""
-    srv = loopback(lambda r: Reply.stream([b"a", Sleep(5), b"b"]))
+    """A client giving up mid-stream is seen while the server is still sleeping (an hour)."""
+    srv = loopback(lambda r: Reply.stream([b"a", Sleep(3600), b"b"]))
     sock = raw_connect(srv)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     recv_until(sock, b"a\r\n")
-    mark = srv.clock()
     sock.close()
-    srv.assert_closed_within(0, 0.2, since=mark)
+    srv.assert_closed_by_peer(0)
 
 
-def test_assert_closed_within_fails_when_open(loopback) -> None:
+def test_assert_closed_by_peer_fails_when_open(loopback) -> None:
     srv = loopback(echo)
     with raw_connect(srv):
         deadline = time.monotonic() + 2
         while not srv.connections and time.monotonic() < deadline:
             time.sleep(0.005)
         with pytest.raises(AssertionError):
-            srv.assert_closed_within(0, 0.05, since=srv.clock())
+            srv.assert_closed_by_peer(0, timeout=0.05)
 
 
 # --------------------------------------------------------------------------- async clients
@@ -369,12 +359,11 @@ async def test_aiohttp_cancel_mid_stream_closes_connection(loopback) -> None:
 
         task = asyncio.ensure_future(read_all())
         await asyncio.sleep(0.1)
-        mark = srv.clock()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        info = await srv.await_connection_closed(0, timeout=1)
-    assert info.closed_by == "peer" and info.closed_at - mark < 1
+        info = await srv.await_connection_closed(0, timeout=30)
+    assert info.closed_by == "peer"  # (a Hang ends only when the peer goes away)
 
 
 async def test_async_context_manager() -> None:
