@@ -423,17 +423,20 @@ class KeyManager:
             return entry
         return self._put(kind, ident, row, pending[1])
 
-    def invalidate(self, kind: str, ident: str) -> None:
+    def invalidate(self, kind: str, ident: str, spend_set: bool = False) -> None:
         """Forget a cached row in this process (the change feed tells the other workers; in
-        shared mode a Redis broadcast tells every instance at once)."""
+        shared mode a Redis broadcast tells every instance at once; ``spend_set``: an admin set
+        its spend, so the cost they queued for it before is dropped)."""
         self._generation += 1
         self._cache[kind].pop(ident, None)
         if self.shared is not None:
-            self.shared.announce(kind, ident)
+            self.shared.announce(kind, ident, spend_set)
 
-    def changed_elsewhere(self, kind: str, ident: str) -> None:
+    def changed_elsewhere(self, kind: str, ident: str, spend_set: bool = False) -> None:
         """Another instance changed this row: read it again now (a cached row keeps serving
         if the database cannot be read; a remembered unknown key is forgotten)."""
+        if spend_set:
+            self.spend.forget_queued(kind, ident)
         self._generation += 1
         cache = self._cache.get(kind)
         entry = cache.get(ident) if cache is not None else None

@@ -246,11 +246,13 @@ async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
     fields = _fields(params, _KEY_FIELDS, time.time())
     if params.get("key") is not None:  # (found by its alias: the alias is its own)
         await _unique_alias(store, fields.get("key_alias"), token)
+    if "spend" in fields:
+        await keys.spend.forget("key", token)
     if not await store.run(store.update, "key", token, fields):
         raise _Bad(404, "no such key", "key")
     row = await store.run(store.get, "key", token)
     await _spend_set(keys, "key", token, fields, row)
-    keys.invalidate("key", token)
+    keys.invalidate("key", token, spend_set="spend" in fields)
     info = _key_info(row)
     return {"key": params["key"], **info} if params.get("key") else info  # LiteLLM echoes the key sent
 
@@ -331,17 +333,20 @@ async def _update(keys: KeyManager, store, kind: str, id_name: str, params: dict
     if not isinstance(ident, str) or not ident:
         raise _Bad(400, f"send {id_name!r}", id_name)
     fields = _fields(params, allowed, time.time())
+    if "spend" in fields:
+        await keys.spend.forget(kind, ident)
     if not await store.run(store.update, kind, ident, fields):
         raise _Bad(404, f"no such {kind.replace('_', ' ')} {ident!r}", id_name)
     row = await store.run(store.get, kind, ident)
     await _spend_set(keys, kind, ident, fields, row)
-    keys.invalidate(kind, ident)
+    keys.invalidate(kind, ident, spend_set="spend" in fields)
     return _public(row)
 
 
 async def _spend_set(keys: KeyManager, kind: str, ident: str, fields: dict, row: dict | None) -> None:
     """An update that set a spend: in shared mode, the shared counter too (before the change is
-    announced to the other instances)."""
+    announced to the other instances). The cost this instance had queued for the row was dropped
+    before the update (:meth:`SpendQueue.forget`): spend from before a reset is not added to it."""
     if "spend" in fields and row is not None and keys.shared is not None:
         await keys.shared.set_spend(kind, ident, row)
 

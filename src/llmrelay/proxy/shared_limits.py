@@ -261,12 +261,19 @@ class RedisLimits:
         counter to it before the change is announced, so that no instance's next admission
         reads the spend from before (reconciliation only ever raises a counter)."""
         period = _period(row)
+        self.forget_queued(kind, ident)
         try:
             await self.link.execute("EVALSHA", self._spend_sha, 1, f"{self.spend_prefix}{kind}:{ident}:{period}",
                                     "=", repr(float(row.get("spend") or 0.0)), _ttl(period))
         except RedisUnavailable:
             # (Redis down: counted by each instance alone until it is back, then refilled from the ledger)
             log.warning("the shared spend of %s %s was not reset: Redis is unavailable", kind, ident)
+
+    def forget_queued(self, kind: str, ident: str) -> None:
+        """Drop the updates queued for this row's spend counter (its spend was set since: they
+        are from before)."""
+        counter = f"{self.spend_prefix}{kind}:{ident}:"
+        self._queue = [op for op in self._queue if not (op[0].startswith(counter) and ":m:" not in op[0])]
 
     def _add(self, budget: _Budget, cost: float) -> None:
         row = budget.row
@@ -315,12 +322,17 @@ class RedisLimits:
                 budget.learn(float(total))
 
     # ------------------------------------------------------------------ key changes
-    def announce(self, kind: str, ident: str) -> None:
-        """A row changed here: tell every other instance (in the background)."""
+    def announce(self, kind: str, ident: str, spend_set: bool = False) -> None:
+        """A row changed here (``spend_set``: an admin set its spend): tell every other
+        instance (in the background)."""
         if self.broadcaster is not None:
-            _spawn(self.broadcaster.publish(_TOPIC, {"kind": kind, "ident": ident}))
+            payload = {"kind": kind, "ident": ident, "spend": True} if spend_set else {"kind": kind, "ident": ident}
+            _spawn(self.broadcaster.publish(_TOPIC, payload))
 
     def _on_changed(self, payload: dict) -> None:
         kind, ident = payload.get("kind"), payload.get("ident")
         if self.keys is not None and isinstance(kind, str) and isinstance(ident, str):
-            self.keys.changed_elsewhere(kind, ident)
+            spend_set = payload.get("spend") is True
+            if spend_set:
+                self.forget_queued(kind, ident)
+            self.keys.changed_elsewhere(kind, ident, spend_set)

@@ -10,6 +10,7 @@ queue; a crash loses at most the last interval's rows.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -57,7 +58,7 @@ class _Batch:
     """Up to ``BATCH`` rows written in one transaction, with what they add to each owner's spend
     (summed as the rows come, so the writer does not go over the rows again)."""
 
-    __slots__ = ("rows", "n", "charges")
+    __slots__ = ("rows", "n", "charges", "model_only")
 
     def __init__(self) -> None:
         #: shape → the rows of that shape (tuples in the order of ``shape_columns(shape)``)
@@ -66,12 +67,15 @@ class _Batch:
         #: (owners, model group) → cost: one sum per combination (``owners``, the tuple a key's
         #: rows share, its key first), spread over each owner when the batch is written
         self.charges: dict[tuple[tuple, Any], float] = {}
+        #: (key token, model group) → cost of a key whose spend an admin set since (see
+        #: :meth:`forget`): its per-model spend only
+        self.model_only: dict[tuple[str, Any], float] = {}
 
     def sums(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
         """(kind, id) → cost for each key, team, user and end user; (key token, model group) →
         cost (a key's per-model spend)."""
         by: dict[tuple[str, str], float] = {}
-        models: dict[tuple[str, str], float] = {}
+        models: dict[tuple[str, str], float] = dict(self.model_only)
         for (owners, model), cost in self.charges.items():
             for owner in owners:
                 by[owner] = by.get(owner, 0.0) + cost
@@ -82,6 +86,19 @@ class _Batch:
 
     def cost_of(self, owner: tuple[str, str]) -> float:
         return sum(cost for (owners, _), cost in self.charges.items() if owner in owners)
+
+    def forget(self, owner: tuple[str, str]) -> None:
+        """An admin set ``owner``'s spend: what these rows would add to it is dropped (the rows
+        themselves are still written; a key's per-model spend is kept)."""
+        charges: dict[tuple[tuple, Any], float] = {}
+        for (owners, model), cost in self.charges.items():
+            if owner in owners:
+                if owners[0] == owner and owner[0] == "key" and model:
+                    at = (owner[1], model)
+                    self.model_only[at] = self.model_only.get(at, 0.0) + cost
+                owners = tuple(o for o in owners if o != owner)
+            charges[(owners, model)] = charges.get((owners, model), 0.0) + cost
+        self.charges = charges
 
 
 class SpendQueue(WriteBehind):
@@ -97,8 +114,10 @@ class SpendQueue(WriteBehind):
         self.max_rows = max_rows
         #: the rows queued, in batches (the last one is filled; the first is written next)
         self.batches: deque[_Batch] = deque()
-        #: the batch being written (its cost is still pending until the write succeeds)
+        #: the batch being written (its cost is still pending until the write succeeds), and
+        #: a future done when that write ends
         self._writing: _Batch | None = None
+        self._written: asyncio.Future | None = None
         self.queued = 0
         self.written = 0
         self.dropped = 0
@@ -126,6 +145,21 @@ class SpendQueue(WriteBehind):
         if self._writing is not None:
             total += self._writing.cost_of(owner)
         return total
+
+    async def forget(self, kind: str, ident: str) -> None:
+        """An admin is setting this owner's spend: after the write in progress (if any), the
+        cost queued for it is dropped, so that spend from before the change is not added to the
+        spend set (the spend-log rows are still written)."""
+        while self._written is not None:
+            await asyncio.shield(self._written)
+        self.forget_queued(kind, ident)
+
+    def forget_queued(self, kind: str, ident: str) -> None:
+        """:meth:`forget` without waiting for a write in progress (another instance set the
+        spend: this one heard of it after the fact)."""
+        owner = (kind, ident)
+        for batch in self.batches:
+            batch.forget(owner)
 
     @property
     def pending(self) -> dict[tuple[str, str], float]:
@@ -181,6 +215,7 @@ class SpendQueue(WriteBehind):
             if store is None:
                 raise StoreError("the spend database is unavailable")
             batch = self._writing = batches.popleft()
+            self._written = written = asyncio.get_running_loop().create_future()
             try:
                 groups = [(shape_columns(shape), rows) for shape, rows in batch.rows.items()]
                 await store.run(store.write_spend_batch, groups, *batch.sums())
@@ -188,7 +223,8 @@ class SpendQueue(WriteBehind):
                 batches.appendleft(batch)  # written again, first, next time
                 raise
             finally:
-                self._writing = None
+                self._writing = self._written = None
+                written.set_result(None)
             self.queued -= batch.n
             self.written += batch.n
             if self._failing:
