@@ -393,30 +393,54 @@ def test_spend_is_the_sum_of_request_costs(gw, admin, upstream):
     assert days and all(len(d["group"]) == 10 for d in days)
 
 
-def test_a_spend_reset_drops_the_spend_still_queued(upstream, database, tmp_path_factory):
-    """``/key/update {"spend": 0}`` while the key's last costs still wait for the spend writer:
-    they are from before the reset, so they are not added to the spend set (their spend-log rows
-    are still written). The writer runs every 3 s here, so the reset always finds them queued."""
+@pytest.fixture(scope="module")
+def slow_writer(upstream, database, tmp_path_factory) -> Iterator[Gateway]:
+    """A gateway whose spend writer runs every 3 s: an admin's change made right after a request
+    always finds that request's cost still queued."""
     path = tmp_path_factory.mktemp("gw") / "config.yaml"
     path.write_text(keys_config(upstream.url, database).replace("proxy_batch_write_at: 0.1", "proxy_batch_write_at: 3"))
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
     with Gateway(str(path), [], env=env) as g:
-        admin = Admin(g.url)
-        key = admin.key(max_budget=0.0001, key_alias="to-reset")
-        chat(g, key)
-        before = 1
-        while served(g, key):  # (a request is charged as it ends: the next one may be admitted)
-            before += 1
-        assert admin.get("/key/info", key=key)["info"]["spend"] > 0.0001  # (queued, not yet written)
-        assert admin.post("/key/update", key=key, spend=0)["spend"] == 0
-        assert admin.get("/key/info", key=key)["info"]["spend"] == 0
-        after = chat(g, key)  # served again
-        rows = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) >= before + 1 and r,
-                        what="the spend rows")
-        assert len(rows) == before + 1  # every row is written, from before the reset or not
-        assert admin.get("/key/info", key=key)["info"]["spend"] == pytest.approx(cost_of({
-            "prompt_tokens": after.usage.prompt_tokens, "completion_tokens": after.usage.completion_tokens}))
-        assert not served(g, key)
+        yield g
+
+
+def _cost(response) -> float:
+    return cost_of({"prompt_tokens": response.usage.prompt_tokens, "completion_tokens": response.usage.completion_tokens})
+
+
+def test_a_spend_reset_drops_the_spend_still_queued(slow_writer):
+    """``/key/update {"spend": 0}`` while the key's last costs still wait for the spend writer:
+    they are from before the reset, so they are not added to the spend set (their spend-log rows
+    are still written)."""
+    g = slow_writer
+    admin = Admin(g.url)
+    key = admin.key(max_budget=0.0001, key_alias="to-reset")
+    chat(g, key)
+    before = 1
+    while served(g, key):  # (a request is charged as it ends: the next one may be admitted)
+        before += 1
+    assert admin.get("/key/info", key=key)["info"]["spend"] > 0.0001
+    assert admin.post("/key/update", key=key, spend=0)["spend"] == 0
+    assert admin.get("/key/info", key=key)["info"]["spend"] == 0
+    after = chat(g, key)  # served again
+    rows = wait_for(lambda: (r := admin.get("/spend/logs", api_key=key)) and len(r) >= before + 1 and r,
+                    what="the spend rows")
+    assert len(rows) == before + 1  # every row is written, from before the reset or not
+    assert admin.get("/key/info", key=key)["info"]["spend"] == pytest.approx(_cost(after))
+    assert not served(g, key)
+
+
+def test_a_regenerated_key_keeps_the_spend_still_queued(slow_writer):
+    """A key regenerated while its last request's cost waits for the spend writer: that cost is
+    charged to the key's row under its new token (it was lost: written to the old token)."""
+    g = slow_writer
+    admin = Admin(g.url)
+    key = admin.key(key_alias="to-regenerate")
+    spent = _cost(chat(g, key))
+    new = admin.post("/key/regenerate", key=key)["key"]
+    wait_for(lambda: len(admin.get("/spend/logs", api_key=key)) == 1, what="the old key's spend row")
+    assert wait_for(lambda: (s := admin.get("/key/info", key=new)["info"]["spend"]) > 0 and s,
+                    what="the spend written") == pytest.approx(spent)
 
 
 # ====================================================================== security

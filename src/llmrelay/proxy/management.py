@@ -276,6 +276,7 @@ async def _key_regenerate(keys: KeyManager, store, who, params: dict) -> dict:
     token = await _find_key(store, params)
     raw = params.get("new_key") or new_key()
     fields = {"key_name": key_name(raw), **_fields(params, _KEY_FIELDS, time.time())}
+    await keys.spend.rename_key(token, hash_key(raw))  # (the old key's requests still to be charged)
     if not await store.run(store.update, "key", token, fields, hash_key(raw)):
         raise _Bad(404, "no such key", "key")
     keys.invalidate("key", token)

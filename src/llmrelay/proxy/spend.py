@@ -118,6 +118,9 @@ class SpendQueue(WriteBehind):
         #: a future done when that write ends
         self._writing: _Batch | None = None
         self._written: asyncio.Future | None = None
+        #: a regenerated key's old token → its new one (the cost of requests that key made
+        #: before is charged to the row under its new token)
+        self.renamed: dict[str, str] = {}
         self.queued = 0
         self.written = 0
         self.dropped = 0
@@ -153,6 +156,31 @@ class SpendQueue(WriteBehind):
         while self._written is not None:
             await asyncio.shield(self._written)
         self.forget_queued(kind, ident)
+
+    async def rename_key(self, old: str, new: str) -> None:
+        """A key is being regenerated (its row's token changes from ``old`` to ``new``): after
+        the write in progress, the cost queued or still to come for ``old`` goes to ``new``."""
+        while self._written is not None:
+            await asyncio.shield(self._written)
+        if len(self.renamed) >= 1000:
+            del self.renamed[next(iter(self.renamed))]
+        self.renamed[old] = new
+
+    def _sums(self, batch: _Batch) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+        by, models = batch.sums()
+        renamed = self.renamed
+        if renamed:
+            moved: dict[tuple[str, str], float] = {}
+            for (kind, ident), cost in by.items():
+                at = (kind, renamed.get(ident, ident)) if kind == "key" else (kind, ident)
+                moved[at] = moved.get(at, 0.0) + cost
+            by = moved
+            moved = {}
+            for (token, model), cost in models.items():
+                at = (renamed.get(token, token), model)
+                moved[at] = moved.get(at, 0.0) + cost
+            models = moved
+        return by, models
 
     def forget_queued(self, kind: str, ident: str) -> None:
         """:meth:`forget` without waiting for a write in progress (another instance set the
@@ -218,7 +246,7 @@ class SpendQueue(WriteBehind):
             self._written = written = asyncio.get_running_loop().create_future()
             try:
                 groups = [(shape_columns(shape), rows) for shape, rows in batch.rows.items()]
-                await store.run(store.write_spend_batch, groups, *batch.sums())
+                await store.run(store.write_spend_batch, groups, *self._sums(batch))
             except BaseException:
                 batches.appendleft(batch)  # written again, first, next time
                 raise
