@@ -346,6 +346,7 @@ class Observe:
                     except Exception:  # noqa: BLE001
                         log.warning("%s.request_facts failed", type(take.__self__).__name__, exc_info=True)
                 return
+        _upstream_headers.set(None)  # (the callbacks' own calls, in tasks made now, are not the upstream call)
         kwargs = self._emit(ctx, record, result, response)
         for logger in self.gateway_loggers:
             try:
