@@ -78,7 +78,7 @@ def _total(path: Path) -> int:
 
 def _gc(path: Path) -> int:
     """Instructions in garbage collections (inclusive: gc_collect_main and what it calls)."""
-    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(path)], capture_output=True, text=True).stdout
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(path)], capture_output=True, text=True).stdout
     match = re.search(r"^\s*([\d,]+) .*gcmodule\.c:gc_collect_main ", out, re.M)
     return int(match.group(1).replace(",", "")) if match else 0
 
