@@ -216,7 +216,9 @@ def main() -> None:
     args = parser.parse_args()
     trees = [("llmrelay", HERE.parent / "src")]
     if args.baseline_src:
-        trees.append(("base", Path(args.baseline_src).resolve() / "src"))
+        base = Path(args.baseline_src).resolve()
+        # TREE (made with ``git archive OLD src | tar -x -C TREE``) or TREE/src itself
+        trees.append(("base", base if (base / "llmrelay").is_dir() else base / "src"))
     frames = [int(f) for f in args.frames.split(",")]
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
