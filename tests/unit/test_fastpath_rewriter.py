@@ -226,3 +226,93 @@ def test_client_template_from_the_role_chunk_frame(base):
     # not a role chunk's frame: built as before
     other = ChatFrameRewriter(state, encoder, encoder.chunk(state.process(chunk({"content": "x"}))))
     assert (other.prefix, other.suffix) == (built.prefix, built.suffix)
+
+
+def _finish(reason: str, **extra) -> dict:
+    return {**BASE, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}], **extra}
+
+
+@pytest.mark.parametrize("reason", ["stop", "length", "tool_calls", "end_turn", "max_tokens"])
+@pytest.mark.parametrize("how", ["learned", "guessed"])
+def test_finish_frame_is_accounted_like_the_general_path(pair, reason, how):
+    """The finish frame of the learned (or guessed) shape: the choice's finish reason as
+    StreamState.process sets it, no chunk (the finish chunk comes with the stream's end)."""
+    if how == "learned":
+        rewriter, state, encoder, ref = pair
+    else:
+        role = chunk({"role": "assistant", "content": ""})
+        rewriter, state, encoder, ref = _after_role(role)
+        assert rewriter.guess(data(role), role)
+    frame = _finish(reason)
+    assert rewriter.rewrite(data(frame)) is None
+    assert rewriter.finish(data(frame))
+    assert general(ref, encoder, frame) == b""
+    assert state.choices[0].finish == ref.choices[0].finish
+    assert [encoder.chunk(c) for c in state.finish(True)] == [encoder.chunk(c) for c in ref.finish(True)]
+
+
+def test_finish_frame_keeps_the_first_reason(pair):
+    rewriter, state, encoder, ref = pair
+    for reason in ("length", "stop"):
+        frame = _finish(reason)
+        assert rewriter.finish(data(frame))
+        general(ref, encoder, frame)
+    assert state.choices[0].finish == ref.choices[0].finish == "length"
+
+
+def test_finish_frame_with_another_obfuscation_value():
+    role = chunk({"role": "assistant", "content": "", "refusal": None}, usage=None, obfuscation="Zx9")
+    rewriter, state, encoder, ref = _after_role(role)
+    assert rewriter.guess(data(role), role)
+    frame = _finish("stop", usage=None, obfuscation="q1")
+    assert rewriter.finish(data(frame)) and state.choices[0].finish == "stop"
+    assert not rewriter.finish(data(_finish("stop", usage=None, obfuscation='a\\"b')))
+
+
+@pytest.mark.parametrize("frame", [
+    _finish("Stop"),  # (a reason the general path normalizes: decoded there)
+    _finish("unknown_reason"),
+    _finish(""),
+    {**BASE, "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": None, "finish_reason": "stop"}]},
+    {**BASE, "choices": [{"index": 0, "delta": {}, "logprobs": {"content": []}, "finish_reason": "stop"}]},
+    {**BASE, "choices": [{"index": 1, "delta": {}, "logprobs": None, "finish_reason": "stop"}]},
+    {**BASE, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
+    {**_finish("stop"), "id": "chatcmpl-2"},
+    {**BASE, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]},
+])
+def test_other_finish_shapes_are_refused(pair, frame):
+    rewriter, state, *_ = pair
+    assert not rewriter.finish(data(frame))
+    assert state.choices[0].finish is None
+
+
+def test_finish_shape_with_keys_in_alphabetical_order():
+    encoder = ChatEncoder("m")
+    state, ref = StreamState("m"), StreamState("m")
+    role = {"choices": [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None, "index": 0}],
+            "created": 1, "id": "c", "model": "m", "object": "chat.completion.chunk"}
+    first = {**role, "choices": [{"delta": {"content": "Hi"}, "finish_reason": None, "index": 0}]}
+    for s in (state, ref):
+        s.process(role)
+        s.process(first)
+    rewriter = ChatFrameRewriter(state, encoder)
+    assert rewriter.learn(data(first), first)
+    frame = {**role, "choices": [{"delta": {}, "finish_reason": "length", "index": 0}]}
+    assert rewriter.finish(data(frame))
+    general(ref, encoder, frame)
+    assert state.choices[0].finish == ref.choices[0].finish == "length"
+
+
+def test_no_finish_shape_when_the_reason_is_not_next_to_the_delta():
+    """Another member between the delta and the finish reason: no byte-level finish frame."""
+    encoder = ChatEncoder("m")
+    state = StreamState("m")
+    role = chunk({"role": "assistant", "content": ""})
+    state.process(role)
+    rewriter = ChatFrameRewriter(state, encoder)
+    first = {**BASE, "choices": [{"index": 0, "delta": {"content": "Hi"}, "x": 1, "finish_reason": None}]}
+    state.process(first)
+    assert rewriter.learn(data(first), first) and rewriter.fin_head is None
+    frame = {**BASE, "choices": [{"index": 0, "delta": {}, "x": 1, "finish_reason": "stop"}]}
+    assert not rewriter.finish(data(frame))

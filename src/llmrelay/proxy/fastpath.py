@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from ..transport import lean
+from ..streaming import _FINISH_REASONS
 from ..types import Delta, StreamingChoices, _fast
 
 __all__ = ["ChatFrameRewriter", "FastRelay", "relay_for", "ENABLED"]
@@ -67,7 +68,7 @@ class ChatFrameRewriter:
     """
 
     __slots__ = ("state", "choice", "head", "tail", "obf_pre", "obf_post", "prefix", "suffix", "attempts",
-                 "guessed")
+                 "guessed", "fin_head", "fin_tail", "fin_obf_pre", "fin_obf_post")
 
     #: Frames tried for learning before the rewriter gives up on a stream (tool-call streams…).
     MAX_ATTEMPTS = 4
@@ -81,6 +82,11 @@ class ChatFrameRewriter:
         self.obf_post = b""
         self.attempts = 0
         self.guessed = False  # head and tail guessed from the role frame (guess), not learned yet
+        # The finish frame of the learned shape (finish): its bytes before and after the reason.
+        self.fin_head: bytes | None = None
+        self.fin_tail = b""
+        self.fin_obf_pre: bytes | None = None
+        self.fin_obf_post = b""
         # The client's bytes for a content chunk, around the content: what the general path's
         # encoder makes of StreamState's chunk for choice 0 (the same code builds both). From
         # the role chunk's frame (``role_frame``, that encoder's bytes for StreamState's chunk
@@ -190,6 +196,57 @@ class ChatFrameRewriter:
             self.obf_pre, self.obf_post = tail[:vs], tail[ve:]
         self.head, self.tail, self.choice = head, tail, choice
         self.guessed = guessed
+        self._finish_shape(head, tail)
+
+    def _finish_shape(self, head: bytes, tail: bytes) -> None:
+        """The finish frame of this content shape: the same frame with the delta ``{}`` and the
+        choice's ``"finish_reason":null`` a reason (OpenAI's and the compatible servers' last
+        frame before the usage and ``[DONE]``). Taken only when the content's delta is
+        ``{"content":…}`` alone and the finish reason follows it in the choice with at most
+        ``"logprobs":null`` between (so the null replaced is that choice's reason: the tail has
+        no backslash, every quote in it delimits a string)."""
+        self.fin_head = self.fin_obf_pre = None
+        if not head.endswith(_CONTENT_DELTA) or not tail.startswith(b'"}'):
+            return
+        rest = tail[2:]
+        for member in _FINISH_MEMBERS:
+            if rest.startswith(member) and rest[len(member):len(member) + 1] in (b"}", b","):
+                break
+        else:
+            return
+        self.fin_head = head[:-len(_CONTENT_DELTA)] + b'"delta":{}' + member[:-4] + b'"'
+        self.fin_tail = after = b'"' + rest[len(member):]
+        if after.count(_OBFUSCATION) == 1:
+            vs = after.index(_OBFUSCATION) + len(_OBFUSCATION)
+            self.fin_obf_pre, self.fin_obf_post = after[:vs], after[after.index(b'"', vs):]
+
+    def finish(self, data: bytes) -> bool:
+        """Whether upstream frame JSON ``data`` is the finish frame of the learned shape (the
+        content frame with the delta ``{}`` and a known finish reason); if so it is accounted as
+        ``StreamState.process`` does (the choice's finish reason, no chunk: the finish chunk
+        comes at the stream's end)."""
+        head = self.fin_head
+        if head is None or not data.startswith(head):
+            return False
+        s = len(head)
+        e = data.find(b'"', s)
+        if e < 0:
+            return False
+        reason = _FINISH_BYTES.get(data[s:e])
+        if reason is None:
+            return False
+        tail = data[e:]
+        if tail != self.fin_tail:
+            pre, post = self.fin_obf_pre, self.fin_obf_post
+            if pre is None or not tail.startswith(pre) or not tail.endswith(post):
+                return False
+            value = tail[len(pre):len(tail) - len(post)]
+            if value.find(b'"') >= 0 or value.find(b"\\") >= 0:
+                return False
+        choice = self.choice
+        if choice.finish is None:
+            choice.finish = reason
+        return True
 
     def rewrite(self, data: bytes) -> bytes | None:
         """The client's frame for upstream frame JSON ``data`` (``b""``: nothing to send), or
@@ -228,6 +285,14 @@ class ChatFrameRewriter:
         choice.text.append(text)
         return self.prefix + raw + self.suffix
 
+
+#: A content frame's delta, at the end of its head (ChatFrameRewriter._finish_shape).
+_CONTENT_DELTA = b'"delta":{"content":"'
+#: What may follow a content frame's delta up to its finish reason's null (ChatFrameRewriter._finish_shape).
+_FINISH_MEMBERS = (b',"logprobs":null,"finish_reason":null', b',"finish_reason":null')
+#: The finish reasons a finish frame may carry at the byte level, as StreamState keeps them
+#: (normalize_finish_reason of the JSON string); any other goes through the general path.
+_FINISH_BYTES = {key.encode(): value for key, value in _FINISH_REASONS.items() if key.isascii() and key == key.lower()}
 
 #: The client's role chunk's choices, as the general path encodes them; a content chunk's (of
 #: choice 0) around its content (ChatFrameRewriter.__init__).
@@ -616,6 +681,7 @@ class FastRelay:
             buf = self._buf + data if self._buf else data
             start = 0
             rewrite = self.rewriter.rewrite
+            finish = self.rewriter.finish
             while True:
                 end = buf.find(b"\n\n", start)
                 if end < 0:
@@ -624,11 +690,18 @@ class FastRelay:
                 start = end + 2
                 single = frame[:6] == b"data: " and frame.find(b"\n") < 0
                 if single:
-                    out = rewrite(frame[6:])
+                    data = frame[6:]
+                    out = rewrite(data)
                     if out is not None:
                         if out:
                             self.fast += 1
                             self._send(out)
+                        continue
+                    # the stream's last frames, as the general path would take them
+                    if data == b"[DONE]":
+                        self.decoder.done = True
+                        continue
+                    if finish(data):
                         continue
                 self._general(frame + b"\n\n", learn=single)
                 if self._stopped:
