@@ -680,6 +680,24 @@ def response_cost(model: str, provider: str | None, usage: Any, prices: Mapping[
         return None
 
 
+def tokens_cost(model: str, provider: str | None, prompt: int, completion: int, prices: Mapping[str, Any] | None,
+                seconds: float | None = None) -> float | None:
+    """:func:`response_cost` of a usage that is ``prompt`` and ``completion`` tokens alone (no
+    cached, cache-write or reasoning tokens: a stream's usage counted offline), without reading
+    them out of a usage object."""
+    try:
+        rates = _prices_for(model, provider, prices)
+        if rates is None:
+            return None
+        prompt_cost, completion_cost = _split_cost(rates, prompt, completion)
+        if seconds is not None and ("input_cost_per_second" in rates or "output_cost_per_second" in rates):
+            prompt_cost, completion_cost = _timed(rates, prompt_cost, completion_cost, seconds)
+        return prompt_cost + completion_cost
+    except (TypeError, ValueError):
+        log.debug("cannot price %s/%s", provider, model, exc_info=True)
+        return None
+
+
 def apply_deployment_prices(
     result: Any, litellm_params: Mapping[str, Any] | None, model_info: Mapping[str, Any] | None
 ) -> None:

@@ -460,6 +460,19 @@ class StreamState:
             return Usage(**self.upstream_usage)
         if self._counted is not None:
             return self._counted
+        state = self.first_choice
+        if (len(self.choices) == 1 and not state.reasoning and not state.tools
+                and not state.function_call):  # one choice of text alone (the common case)
+            completion = self._text(state)
+        else:
+            completion = self._all_text()
+        counted = _counted_usage(self.model, self.messages, completion)
+        if self.ended:  # final: count once (callbacks, cost and the caller may each ask)
+            self._counted = counted
+        return counted
+
+    def _all_text(self) -> str:
+        """What every choice generated (text, reasoning, tool and function calls), joined."""
         texts: list[str] = []
         for state in self.choices.values():
             texts.append(self._text(state))
@@ -470,10 +483,7 @@ class StreamState:
             if state.function_call:
                 texts.append(state.function_call[0] or "")
                 texts += state.function_call[1]
-        counted = _counted_usage(self.model, self.messages, "".join(texts))
-        if self.ended:  # final: count once (callbacks, cost and the caller may each ask)
-            self._counted = counted
-        return counted
+        return "".join(texts)
 
 
 # Imported on first use (``llmrelay.tokens``/``llmrelay.cost`` are not needed by a stream nobody
@@ -491,6 +501,14 @@ def _response_cost(model: Any, provider: Any, usage: Any, prices: dict | None, s
     from .cost import response_cost as _response_cost
 
     return _response_cost(model, provider, usage, prices, seconds)
+
+
+def _tokens_cost(model: Any, provider: Any, prompt: int, completion: int, prices: dict | None,
+                 seconds: float | None) -> float | None:
+    global _tokens_cost
+    from .cost import tokens_cost as _tokens_cost
+
+    return _tokens_cost(model, provider, prompt, completion, prices, seconds)
 
 
 class StreamHiddenParams(dict):
@@ -515,10 +533,15 @@ class StreamHiddenParams(dict):
             raise KeyError(key)
         model = dict.get(self, "model") or state.model
         started, ended = self.started, state.ended_at
-        value = self["response_cost"] = _response_cost(
-            model, dict.get(self, "custom_llm_provider"), state.usage(), self.prices,
-            ended - started if started is not None and ended is not None else None,
-        )
+        usage = state.usage()
+        seconds = ended - started if started is not None and ended is not None else None
+        if usage is state._counted:  # (counted offline: its two counts are all there is to price)
+            fields = usage.__dict__
+            value = _tokens_cost(model, dict.get(self, "custom_llm_provider"), fields["prompt_tokens"],
+                                 fields["completion_tokens"], self.prices, seconds)
+        else:
+            value = _response_cost(model, dict.get(self, "custom_llm_provider"), usage, self.prices, seconds)
+        self["response_cost"] = value
         return value
 
     def _settle(self) -> None:

@@ -308,3 +308,18 @@ def test_get_supported_openai_params():
     assert llmrelay.get_supported_openai_params(model="claude-3-5-haiku-latest", custom_llm_provider="anthropic")
     assert llmrelay.get_supported_openai_params("nope/model") is None
     assert llmrelay.get_supported_openai_params("gpt-4o", request_type="embeddings") is None
+
+
+@pytest.mark.parametrize("model, provider, prices, seconds", [
+    ("gpt-4o-mini", "openai", None, None),
+    ("gpt-4o-mini", "openai", {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}, 1.5),
+    ("my-model", "openai", {"input_cost_per_second": 0.01, "output_cost_per_second": 0.02}, 2.0),
+    ("gpt-4o-mini", "openai", {"base_model": "gpt-4o"}, None),
+    ("not-a-priced-model", "openai", None, None),
+])
+def test_tokens_cost_is_response_cost_of_a_plain_usage(model, provider, prices, seconds):
+    """A stream's usage counted offline is priced from its two counts (StreamHiddenParams)."""
+    for prompt, completion in ((0, 0), (12, 345), (300_000, 10)):
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+        assert cost.tokens_cost(model, provider, prompt, completion, prices, seconds) == \
+            cost.response_cost(model, provider, usage, prices, seconds)

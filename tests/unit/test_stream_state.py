@@ -144,3 +144,35 @@ def test_unfinished_incomplete_stream_raises():
     with pytest.raises(llmrelay.APIConnectionError) as info:
         state.finish(complete=False)
     assert info.value.generated_content == "hi"
+
+
+def test_counted_usage_covers_every_choice_and_kind_of_output():
+    """Without upstream usage the completion is counted from all that was generated: text
+    (one choice alone, or several), reasoning and tool calls; and it is priced from the counts."""
+    from llmrelay.streaming import StreamHiddenParams
+    from llmrelay.tokens import counted_usage
+
+    messages = [{"role": "user", "content": "Hi there"}]
+
+    def ended(*chunks: dict) -> StreamState:
+        state = StreamState("gpt-4o-mini", "openai", messages=messages)
+        for c in chunks:
+            state.process({"id": "c", "created": 1, "model": "gpt-4o-mini", "choices": c})
+        state.finish(True)
+        return state
+
+    def delta(index: int = 0, **d) -> list:
+        return [{"index": index, "delta": d, "finish_reason": None}]
+
+    plain = ended(delta(role="assistant", content=""), delta(content="Hello"), delta(content=" world"))
+    assert plain.usage().completion_tokens == counted_usage("gpt-4o-mini", messages, "Hello world").completion_tokens
+    mixed = ended(delta(role="assistant", content=""), delta(reasoning_content="think"), delta(content="Hi"),
+                  delta(tool_calls=[{"index": 0, "id": "t", "function": {"name": "f", "arguments": "{}"}}]),
+                  delta(1, content="two"))
+    expected = counted_usage("gpt-4o-mini", messages, "Hithinkf{}two")
+    assert mixed.usage().completion_tokens == expected.completion_tokens
+    assert mixed.usage() is mixed.usage()  # counted once
+    hidden = StreamHiddenParams({"custom_llm_provider": "openai"}, mixed)
+    from llmrelay.cost import response_cost
+
+    assert hidden["response_cost"] == response_cost("gpt-4o-mini", "openai", expected, None)
