@@ -27,16 +27,36 @@ _RATE_LIMITS = {
 
 def additional_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The ``additional_headers`` of a response that came with ``headers``."""
-    out: dict[str, str] = {}
-    limits: dict[str, str] | None = None
-    for name, value in headers.items():
-        name = name.lower()
-        out[name if "llm_provider" in name else _PREFIX + name] = value
-        standard = _RATE_LIMITS.get(name)
-        if standard is not None:
-            if limits is None:
-                limits = {}
-            limits[standard] = value
-    if limits:
+    keys = _KEYS
+    try:  # every name seen before (an upstream sends the same names on every response)
+        out = {keys[name]: value for name, value in headers.items()}
+    except KeyError:
+        if len(keys) + len(headers) > 4096:  # (an upstream sending ever new names: start over)
+            keys.clear()
+            _LIMIT_NAMES.clear()
+        for name, _ in headers.items():
+            if name not in keys:
+                _learn(name)
+        out = {keys[name]: value for name, value in headers.items()}
+    if not _LIMIT_NAMES.keys().isdisjoint(headers.keys()):
+        limits: dict[str, str] = {}
+        for name, value in headers.items():
+            standard = _LIMIT_NAMES.get(name)
+            if standard is not None:
+                limits[standard] = value
         out.update(limits)
     return out
+
+
+#: A response header's name as it came → its key in ``additional_headers``; and the names
+#: that are rate-limit headers → their OpenAI name (both filled as names are first seen).
+_KEYS: dict[str, str] = {}
+_LIMIT_NAMES: dict[str, str] = {}
+
+
+def _learn(name: str) -> None:
+    lower = name.lower()
+    _KEYS[name] = lower if "llm_provider" in lower else _PREFIX + lower
+    standard = _RATE_LIMITS.get(lower)
+    if standard is not None:
+        _LIMIT_NAMES[name] = standard
