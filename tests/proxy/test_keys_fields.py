@@ -330,3 +330,53 @@ def test_the_database_holds_only_hashes(gw, admin, database):
     assert hashlib.sha256(regenerated.encode()).hexdigest().encode() in dump  # (the dump is the database's)
     for secret in (key, regenerated, MASTER_KEY):
         assert secret.encode() not in dump
+
+
+def test_team_user_and_end_user_budgets_reset_with_their_period(gw, admin):
+    from timing import in_one_period
+
+    def spend(period: float) -> list[tuple[str, dict]]:
+        """A team's, a user's and an end user's budgets spent within their period."""
+        tag = f"{period:g}-{time.monotonic_ns()}"
+        duration = f"{period:g}s"
+        team = admin.post("/team/new", max_budget=0.0001, budget_duration=duration)["team_id"]
+        user = admin.post("/user/new", user_id=f"u-reset-{tag}", max_budget=0.0001, budget_duration=duration)
+        admin.post("/customer/new", user_id=f"c-reset-{tag}", max_budget=0.0001, budget_duration=duration)
+        cases = [(admin.key(team_id=team), {}), (user["key"], {}), (admin.key(), {"user": f"c-reset-{tag}"})]
+        for key, kw in cases:
+            chat(gw, key, **kw)
+            refused_for_budget(gw, key, timeout=period, **kw)
+        return cases
+
+    cases = in_one_period(spend)
+    for key, kw in cases:  # a new period: served again
+        wait_for(lambda: _status_with(gw, key, **kw) == 200, timeout=60, what="a new period")
+
+
+def _status_with(gw: Gateway, key: str, **kw) -> int:
+    try:
+        chat(gw, key, **kw)
+        return 200
+    except openai.APIStatusError as exc:
+        return exc.status_code
+
+
+def test_a_spend_row_has_every_field(gw, admin):
+    team = admin.post("/team/new", team_alias="t-row")["team_id"]
+    admin.post("/user/new", user_id="u-row", auto_create_key=False)
+    key = admin.key(team_id=team, user_id="u-row", tags=["row-tag"], metadata={"owner": "row"})
+    assert admin.get("/key/info", key=key)["info"]["metadata"] == {"owner": "row"}
+    raw = client(gw, key).chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, user="end-row")
+    answer = raw.parse()
+    row = wait_for(lambda: admin.get("/spend/logs", api_key=key), what="a spend row")[0]
+    assert row["request_id"] == raw.headers["x-request-id"] == raw.headers["x-litellm-call-id"]
+    assert row["api_key"] == hashlib.sha256(key.encode()).hexdigest()
+    assert (row["team_id"], row["user_id"], row["end_user"], row["user"]) == (team, "u-row", "end-row", "u-row")
+    assert row["model_group"] == "gpt-4o" and row["model"] == "openai/gpt-4o-mini" and row["model_id"]
+    assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (
+        answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.total_tokens)
+    assert row["spend"] == pytest.approx(cost_of(row)) and row["spend"] > 0
+    assert row["status"] == "success" and row["request_tags"] == ["row-tag"]
+    assert row["start_time"] <= row["end_time"] and _at(row["startTime"]) == pytest.approx(row["start_time"])
+    assert row["metadata"]["response_id"] == answer.id
+    assert admin.get("/spend/logs", request_id=answer.id)[0]["request_id"] == row["request_id"]
