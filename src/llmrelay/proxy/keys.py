@@ -50,6 +50,10 @@ NEGATIVE_TTL = 2.0
 #: Seconds between polls of the change feed (``LLMRELAY_KEYS_POLL_INTERVAL``; in shared mode a
 #: Redis broadcast brings other instances' changes at once, the feed is the fallback).
 POLL_INTERVAL = float(os.environ.get("LLMRELAY_KEYS_POLL_INTERVAL") or 0.25)
+#: Seconds between looks for the default SQLite file while there is none: another process may
+#: create it (a request that needs the database looks for it itself, and opening it here wakes
+#: the loop at once).
+NO_STORE_INTERVAL = 5.0
 #: Seconds between budget-reset sweeps of the database.
 RESET_INTERVAL = 2.0
 #: Cache size beyond which entries for unknown keys are dropped.
@@ -68,6 +72,12 @@ except ImportError:
 _now = time.time
 _dumps = orjson.dumps
 _monotonic = time.monotonic
+_exists = os.path.exists
+
+
+def _set_none(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def hash_key(key: str | bytes) -> str:
@@ -189,7 +199,11 @@ class KeyManager:
         settings = settings or {}
         self._master = master_key.encode()
         self.url = database_url(url if url is not None else settings.get("database_url"))
+        #: the default SQLite file (no database_url), looked for until it exists
+        self._sqlite_path = default_sqlite_path() if self.url is None else None
         self.store: Store | None = None
+        #: set when a store is opened, to wake the maintenance loop from its slow no-store wait
+        self._opened: asyncio.Future | None = None
         self.limiter: LimitBackend = limiter or LocalLimits()
         # the in-process counters answer at once: no coroutine per request
         self._acquire_now = getattr(self.limiter, "acquire_now", None)
@@ -255,7 +269,7 @@ class KeyManager:
     async def _try_open(self, create: bool = False) -> Store | None:
         if self.store is not None:
             return self.store
-        if self.url is None and not create and not os.path.exists(default_sqlite_path()):
+        if self._sqlite_path is not None and not create and not _exists(self._sqlite_path):
             return None  # SQLite by default, created when the first key is
         try:
             store = await asyncio.to_thread(self._open_sync)
@@ -267,6 +281,9 @@ class KeyManager:
             return None
         self.store = store
         self._open_error = None
+        opened = self._opened
+        if opened is not None and not opened.done():
+            opened.set_result(None)
         if self._warm is None:
             # Streams without upstream usage are counted offline; load the tokenizers now
             # rather than in the first such request (~1 s, holding the GIL).
@@ -293,8 +310,23 @@ class KeyManager:
 
     async def _maintain(self) -> None:
         last_reset = last_prune = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(POLL_INTERVAL)
+            if self.store is None and self._sqlite_path is not None:
+                # No database yet: nothing is cached from one, so there is nothing to poll; look
+                # for the file now and then (a request that needs it looks itself), and go on at
+                # once when this process opens it (a key created here)
+                opened = self._opened = loop.create_future()
+                timer = loop.call_later(NO_STORE_INTERVAL, _set_none, opened)
+                try:
+                    await opened
+                finally:
+                    timer.cancel()
+                    self._opened = None
+                if self.store is not None:
+                    continue  # (poll from the next interval: the feed starts where it opened)
+            else:
+                await asyncio.sleep(POLL_INTERVAL)
             try:
                 store = self.store or await self._try_open()
                 if store is None:
