@@ -39,6 +39,7 @@ class ResponseDB(WriteBehind):
     """Persists one :class:`ResponseStore` in the database of a :class:`KeyManager`."""
 
     what = "Responses API state"
+    idle_wake = PRUNE_INTERVAL  # (after_flush prunes expired rows)
 
     def __init__(self, keys: "KeyManager", memory: ResponseStore, interval: float = 0.5) -> None:
         super().__init__(interval)
@@ -53,10 +54,17 @@ class ResponseDB(WriteBehind):
     # ------------------------------------------------------------------ ResponseStore.persist
     def put(self, response_id: str, conversation: list, response: dict | None, expires_at: float) -> None:
         self.ops.append(("put", response_id, conversation, response, expires_at))
+        if self.waiter is not None:
+            self.wake()
 
     def delete(self, response_id: str) -> None:
         self._deletes += 1
         self.ops.append(("delete", response_id))
+        if self.waiter is not None:
+            self.wake()
+
+    def has_work(self) -> bool:
+        return bool(self.ops)
 
     # ------------------------------------------------------------------ WriteBehind
     def lost(self, exc: BaseException) -> None:

@@ -126,6 +126,9 @@ class SpendQueue(WriteBehind):
         self.dropped = 0
         self._last_drop_log = 0.0
 
+    def has_work(self) -> bool:
+        return bool(self.batches)
+
     def lost(self, exc: BaseException) -> None:
         log.error("SPEND LOST: %d spend rows could not be written at shutdown (%s)", self.queued, exc)
 
@@ -221,6 +224,8 @@ class SpendQueue(WriteBehind):
         rows.append(row)
         batch.n += 1
         self.queued += 1
+        if self.waiter is not None:
+            self.wake()
         cost = row[_COST]
         if cost:
             charges = batch.charges

@@ -1,6 +1,8 @@
 """The background writer behind the spend log and the Responses API state: a queue the request
 path only appends to, written by a task every ``interval`` seconds (backing off while the
-database fails) and flushed at graceful shutdown."""
+database fails) and flushed at graceful shutdown. An empty queue's task sleeps until something
+is queued (:meth:`WriteBehind.wake`), then writes what the interval gathered: an idle gateway
+does not wake for it."""
 
 from __future__ import annotations
 
@@ -22,11 +24,16 @@ class WriteBehind:
 
     #: What is written, for the log.
     what = "queue"
+    #: Seconds an empty queue's task sleeps at most (None: until something is queued); for
+    #: periodic upkeep in :meth:`after_flush`.
+    idle_wake: float | None = None
 
     def __init__(self, interval: float) -> None:
         self.interval = max(0.01, interval)
         self._task: asyncio.Task | None = None
         self._failing = 0
+        #: the empty queue's task waits on it; :meth:`wake` (on enqueue) sets it
+        self.waiter: asyncio.Future | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -41,8 +48,31 @@ class WriteBehind:
         except (asyncio.TimeoutError, StoreError) as exc:
             self.lost(exc)
 
+    def wake(self) -> None:
+        """Something was queued: the writer writes it at the end of the interval (subclasses
+        call it on enqueue, inline where it is hot: ``if self.waiter is not None``)."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def has_work(self) -> bool:  # pragma: no cover - abstract
+        """Whether anything is queued."""
+        raise NotImplementedError
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            if not self.has_work():
+                waiter = self.waiter = loop.create_future()
+                timer = loop.call_later(self.idle_wake, self.wake) if self.idle_wake is not None else None
+                try:
+                    await waiter
+                finally:
+                    self.waiter = None
+                    if timer is not None:
+                        timer.cancel()
             await asyncio.sleep(self.interval if not self._failing else min(5.0, self.interval * 2 ** self._failing))
             try:
                 await self.flush()
