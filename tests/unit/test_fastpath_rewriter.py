@@ -316,3 +316,35 @@ def test_no_finish_shape_when_the_reason_is_not_next_to_the_delta():
     assert rewriter.learn(data(first), first) and rewriter.fin_head is None
     frame = {**BASE, "choices": [{"index": 0, "delta": {}, "x": 1, "finish_reason": "stop"}]}
     assert not rewriter.finish(data(frame))
+@pytest.mark.parametrize("text", ["Hello", " world", ",", "ab", "   ", " ", "\u00e9t\u00e9", "\u2028x", "\u00a0",
+                                  "a" * 60, "\u4f60\u597d\u4e16\u754c"])
+def test_a_token_seen_before_counts_as_the_repeat_guard_counts_it(text):
+    """LeanRelay._read's (text, kind) of a content — decoded and checked once, then kept in
+    _TOKENS — drive the repeat guard as StreamState._guard does with the text itself."""
+    from llmrelay.proxy.fastpath import _TOKENS, _checked, _token
+    from llmrelay.streaming import _ChoiceState
+
+    raw = orjson.dumps(text)[1:-1]
+    token = _token(raw)
+    assert token == _checked(raw) and token[0] == text
+    assert _TOKENS.get(raw) == (token if len(raw) <= 48 else None)
+    for before in (None, "other", text if len(text) > 2 and text.strip() else None):
+        guarded, inlined = _ChoiceState(), _ChoiceState()
+        guarded.last_content = inlined.last_content = before
+        guarded.repeats = inlined.repeats = 1 if before else 0
+        StreamState("m")._guard(guarded, text)
+        kind = token[1]
+        if text == inlined.last_content:
+            inlined.repeats += 1
+        elif not kind:
+            inlined.last_content, inlined.repeats = text, 1
+        elif kind == 1 and inlined.last_content is not None:
+            inlined.last_content, inlined.repeats = None, 0
+        assert (inlined.last_content, inlined.repeats) == (guarded.last_content, guarded.repeats)
+
+
+@pytest.mark.parametrize("raw", [b"", b'a"b', b"a\\nb", b"a\\\"", b"tab\there", b"nl\nx", b"\xff\xfe", b"\xe4\xbd"])
+def test_a_content_that_needs_the_general_path_is_never_a_token(raw):
+    from llmrelay.proxy.fastpath import _TOKENS, _checked, _token
+
+    assert _checked(raw) is None and _token(raw) is None and raw not in _TOKENS

@@ -315,6 +315,40 @@ def _no_control(raw: bytes) -> bool:
     return len(raw.translate(None, _CONTROL)) == len(raw)
 
 
+#: Content bytes of content reads seen (by any stream) → ``(text, kind)``, for :meth:`LeanRelay._read`:
+#: bytes that passed :func:`_token`'s checks. A paced stream's chunks are mostly one token each, of
+#: a vocabulary, so most reads find theirs here instead of decoding and checking it (~1.3k
+#: instructions); bounded (cleared when full; longer contents are not kept).
+_TOKENS: dict[bytes, tuple[str, int]] = {}
+_token_get = _TOKENS.get
+_TOKENS_MAX = 4096
+_TOKEN_BYTES_MAX = 48
+
+
+def _checked(raw: bytes) -> tuple[str, int] | None:
+    """``(text, kind)`` for a JSON string's bytes ``raw`` taken as they are — UTF-8, not empty,
+    no quote, backslash (an escape: the general path decodes it) or control character — else
+    None. ``kind`` for the repeat guard (``StreamState._guard``): 0 counted (longer than 2
+    characters, not blank), 1 short (ends a run), 2 blank (neither)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    if not text or '"' in text or "\\" in text or not (text.isprintable() or _no_control(raw)):
+        return None
+    return text, 2 if text.isspace() else 0 if len(text) > 2 else 1
+
+
+def _token(raw: bytes) -> tuple[str, int] | None:
+    """:func:`_checked`, kept in :data:`_TOKENS` if short."""
+    token = _checked(raw)
+    if token is not None and len(raw) <= _TOKEN_BYTES_MAX:
+        if len(_TOKENS) >= _TOKENS_MAX:
+            _TOKENS.clear()
+        _TOKENS[raw] = token
+    return token
+
+
 def _string_end(data: bytes, start: int) -> int:
     """Index of the quote closing the JSON string whose content starts at ``start`` (-1: none)."""
     i = start
@@ -866,10 +900,12 @@ class LeanRelay(FastRelay):
 
     def _shape(self, n: int) -> Any:
         """The layout of an ``n``-byte read that is one HTTP chunk carrying one content frame of
-        the learned shape: ``(head, out_head)`` — the chunk's size line and the learned head
-        (the read is ``head + content + tail``), and the client's size line and head for that
+        the learned shape: ``(head, out_head, token_of)`` — the chunk's size line and the learned
+        head (the read is ``head + content + tail``), the client's size line and head for that
         content when the tail is the learned one (its frame is ``out_head + content + suffix``;
-        None when only another tail, an obfuscation value, fits in ``n`` bytes) — or
+        None when only another tail, an obfuscation value, fits in ``n`` bytes), and where the
+        content's ``(text, kind)`` comes from (``_TOKENS.get`` for a content short enough to be
+        kept there, else :func:`_checked`) — or
         :data:`_NO_SHAPE` when no such read has ``n`` bytes. Worked out once per length (a
         stream's content chunks come in a few lengths) and kept for the stream."""
         # its size line has 2 hex digits (16-255 bytes) or 3
@@ -880,7 +916,8 @@ class LeanRelay(FastRelay):
             head = line + self._fhead
             span = n - len(head) - self._ftail_n  # the content's length if the tail is the learned one
             size = self._fixed + span
-            shape = (head, None if span < 0 else (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix)
+            shape = (head, None if span < 0 else (_HEX_LINES[size] if size < 4096 else b"%x\r\n" % size) + self._prefix,
+                     _token_get if span <= _TOKEN_BYTES_MAX else _checked)
         if len(self._shapes) >= 256:
             self._shapes.clear()
         self._shapes[n] = shape
@@ -919,9 +956,9 @@ class LeanRelay(FastRelay):
         for "learned, aligned, nothing buffered, a chunked client"."""
         if self._go:
             try:
-                head, out_head = self._shapes[len(data)]
+                head, out_head, token_of = self._shapes[len(data)]
             except KeyError:
-                head, out_head = self._shape(len(data))
+                head, out_head, token_of = self._shape(len(data))
             if head is not None:
                 # (each returns its argument itself when it does not match: two identity
                 # tests say that the read is head + content + the learned tail, exactly)
@@ -933,11 +970,11 @@ class LeanRelay(FastRelay):
                         self._read_chunks(data)
                         return
                     out_head = None
-                try:
-                    text = raw.decode()
-                except UnicodeDecodeError:
-                    text = '"'
-                if '"' not in text and "\\" not in text and text and (text.isprintable() or _no_control(raw)):
+                token = token_of(raw)  # (text, kind): from _TOKENS if seen before (a short content)
+                if token is None:
+                    token = _token(raw)
+                if token is not None:
+                    text, kind = token
                     choice = self._choice
                     # StreamState._guard, inlined for the common outcomes
                     if text == choice.last_content:
@@ -947,13 +984,13 @@ class LeanRelay(FastRelay):
                             self.raw.last_read = self._time()
                             self._fail(exc)
                             return
-                    elif len(text) > 2:
-                        if not text.isspace():  # (blank content neither counts nor ends a run)
-                            choice.last_content = text
-                            choice.repeats = 1
-                    elif choice.last_content is not None and not text.isspace():  # a short chunk ends a run
+                    elif not kind:  # counted (longer than 2 characters, not blank)
+                        choice.last_content = text
+                        choice.repeats = 1
+                    elif kind == 1 and choice.last_content is not None:  # a short chunk ends a run
                         choice.last_content = None
                         choice.repeats = 0
+                    # (blank content neither counts nor ends a run)
                     # (a callable in a slot is loaded as an attribute, then called: LOAD_METHOD
                     # does not specialize for it and takes the generic look-up every time)
                     append = self._append
@@ -1034,7 +1071,7 @@ class LeanRelay(FastRelay):
 
 _LEAN_BODY = lean._BODY
 #: The layout of a read length no one-chunk content read has (LeanRelay._shape): its head matches nothing.
-_NO_SHAPE = (None, None)
+_NO_SHAPE = (None, None, None)
 #: ``b"%x\r\n" % n``: an HTTP chunk's size line, for sizes below 4096.
 _HEX_LINES = [b"%x\r\n" % n for n in range(4096)]
 #: A chunk's size from its size line's plain lower-case hex digits, 1 to 4095 (not 0: the last chunk).
