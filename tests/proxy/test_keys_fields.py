@@ -155,6 +155,82 @@ def test_expiry_is_set_by_duration_and_can_be_changed(gw, admin):
     admin.post("/key/generate", expect=400, duration="soon")
 
 
+def _iso(ts: float, naive: bool = False) -> str:
+    from datetime import timezone
+
+    at = datetime.fromtimestamp(ts, timezone.utc)
+    return at.replace(tzinfo=None).isoformat() if naive else at.isoformat().replace("+00:00", "Z")
+
+
+def test_expires_sets_when_a_key_expires(gw, admin):
+    past = admin.post("/key/generate", expires=_iso(time.time() - 60))
+    assert _at(past["expires"]) == pytest.approx(time.time() - 60, abs=5)
+    with pytest.raises(openai.AuthenticationError) as err:
+        chat(gw, past["key"])
+    assert err.value.body["type"] == "expired_key"
+
+    future = time.time() + 3600
+    made = admin.post("/key/generate", expires=_iso(future))  # "…Z"
+    assert _at(made["expires"]) == pytest.approx(future, abs=1)
+    assert chat(gw, made["key"]).choices
+    info = admin.get("/key/info", key=made["key"])["info"]
+    assert _at(info["expires"]) == pytest.approx(future, abs=1)
+
+    naive = admin.post("/key/generate", expires=_iso(future, naive=True))  # no offset: UTC
+    assert _at(naive["expires"]) == pytest.approx(future, abs=1)
+    offset = admin.post("/key/generate", expires="2031-01-31T12:00:00+02:00")
+    assert _at(offset["expires"]) == datetime.fromisoformat("2031-01-31T10:00:00+00:00").timestamp()
+
+
+def test_key_update_changes_expires(gw, admin):
+    key = admin.key(duration="1h")
+    assert chat(gw, key).choices
+    admin.post("/key/update", key=key, expires=_iso(time.time() - 1))
+    with pytest.raises(openai.AuthenticationError, match="Expired Key"):
+        chat(gw, key)
+    assert _at(admin.get("/key/info", key=key)["info"]["expires"]) <= time.time()
+    later = time.time() + 86400
+    assert _at(admin.post("/key/update", key=key, expires=_iso(later))["expires"]) == pytest.approx(later, abs=1)
+    assert chat(gw, key).choices
+    assert admin.post("/key/update", key=key, expires=None)["expires"] is None  # null: never expires
+    assert admin.get("/key/info", key=key)["info"]["expires"] is None
+    assert chat(gw, key).choices
+    admin.post("/key/update", key=key, max_budget=5)  # an update without expires keeps it
+    assert admin.get("/key/info", key=key)["info"]["expires"] is None
+
+
+@pytest.mark.parametrize("bad", [12345, "tomorrow", "", "2030-13-01T00:00:00Z", {"at": "2030-01-01"}, ["2030-01-01"],
+                                 True])
+def test_a_bad_expires_is_a_400_naming_the_field(gw, admin, bad):
+    key = admin.key()
+    for path, body in (("/key/generate", {}), ("/key/update", {"key": key}), ("/user/new", {})):
+        r = admin.http.post(path, json={**body, "expires": bad})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["param"] == "expires" and "expires" in r.json()["error"]["message"]
+
+
+def test_duration_and_expires_together(gw, admin):
+    """Both set: a 400 (which one was meant cannot be known); one of them null: the other decides
+    (a LiteLLM answer sent back carries both)."""
+    r = admin.http.post("/key/generate", json={"duration": "1h", "expires": _iso(time.time() + 60)})
+    assert r.status_code == 400 and "not both" in r.json()["error"]["message"]
+    key = admin.key()
+    r = admin.http.post("/key/update", json={"key": key, "duration": "1h", "expires": _iso(time.time() + 60)})
+    assert r.status_code == 400
+    later = time.time() + 7200
+    made = admin.post("/key/generate", duration=None, expires=_iso(later))
+    assert _at(made["expires"]) == pytest.approx(later, abs=1)
+    made = admin.post("/key/generate", duration="1h", expires=None)
+    assert _at(made["expires"]) == pytest.approx(time.time() + 3600, abs=5)
+    assert admin.post("/key/generate", duration=None, expires=None)["expires"] is None
+
+
+def test_user_new_passes_expires_to_its_key(gw, admin):
+    user = admin.post("/user/new", expires=_iso(time.time() - 5))
+    with pytest.raises(openai.AuthenticationError, match="Expired Key"):
+        chat(gw, user["key"])
+
+
 def test_a_blocked_team_blocks_its_keys(gw, admin):
     team = admin.post("/team/new", team_alias="t-blocked")["team_id"]
     key = admin.key(team_id=team)

@@ -168,20 +168,56 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
         elif name == "blocked":
             value = bool(value)
         elif name == "expires":
-            continue  # set through duration
+            continue  # with duration, below
         elif value is not None and not isinstance(value, (str, list)):
             raise _Bad(400, f"{name} must be a string", name)
         out[name] = value
-    if "duration" in params:
-        duration = params["duration"]
-        if duration is None:
-            out["expires"] = None
-        else:
-            try:
-                out["expires"] = next_reset(duration, now)
-            except DurationError as exc:
-                raise _Bad(400, f"duration: {exc}", "duration") from None
+    if "expires" in allowed and ("duration" in params or "expires" in params):
+        out["expires"] = _expiry(params, now)
     return out
+
+
+def _expiry(params: dict, now: float) -> float | None:
+    """When a key expires (a Unix time; None: never), from LiteLLM's ``duration`` (``"30d"``,
+    counted from ``now``) or our ``expires`` (an ISO-8601 date and time; naive = UTC).
+
+    Both may be sent when one of them is null (a LiteLLM answer sent back has both): the other
+    one decides. Both set is a 400 — which of the two was meant cannot be known."""
+    duration, expires = params.get("duration"), params.get("expires")
+    if duration is not None and expires is not None:
+        raise _Bad(400, "send either 'duration' (e.g. \"30d\", counted from now) or 'expires' (an ISO-8601 "
+                        "date and time), not both", "expires")
+    if expires is not None:
+        return _timestamp("expires", expires)
+    if duration is None:
+        return None  # (null: never expires)
+    try:
+        return next_reset(duration, now)
+    except DurationError as exc:
+        raise _Bad(400, f"duration: {exc}", "duration") from None
+
+
+def _timestamp(name: str, value: Any) -> float:
+    """An ISO-8601 date and time (``2030-01-31T12:00:00Z``, ``…+02:00``; without an offset:
+    UTC) as a Unix time; a 400 naming ``name`` for anything else."""
+    at = None
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text[-1] in "zZ":
+            text = text[:-1] + "+00:00"
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            at = None
+    if at is None:
+        raise _Bad(400, f"{name} must be an ISO-8601 date and time (e.g. \"2030-01-31T12:00:00Z\"; without an "
+                        f"offset it is UTC) or null (never), got {value!r}", name)
+    if at.tzinfo is None or at.tzinfo.utcoffset(at) is None:
+        at = at.replace(tzinfo=timezone.utc)
+    try:
+        return at.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise _Bad(400, f"{name} is out of range: {value!r}", name) from None
 
 
 def _iso(ts: float | None) -> str | None:
@@ -444,6 +480,8 @@ async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
     now = time.time()
     user_id = str(params.get("user_id") or uuid.uuid4())
     fields = _fields(params, _USER_FIELDS, now)
+    if params.get("auto_create_key", True):
+        _expiry(params, now)  # (the key's: checked before the user is made)
     if params.get("team_id"):
         fields["teams"] = sorted(set(fields.get("teams") or []) | {params["team_id"]})
     try:
@@ -453,7 +491,8 @@ async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
     keys.invalidate("user", user_id)
     out = _public(await store.run(store.get, "user", user_id))
     if params.get("auto_create_key", True):
-        key_params = {k: params[k] for k in ("models", "key_alias", "duration", "team_id", "metadata") if k in params}
+        key_params = {k: params[k] for k in ("models", "key_alias", "duration", "expires", "team_id", "metadata")
+                      if k in params}
         made = await _key_generate(keys, store, who, {**key_params, "user_id": user_id})
         out["key"] = made["key"]
         out["token"] = made["token"]
