@@ -221,7 +221,9 @@ def test_auth(gateway):
     with httpx.Client(base_url=gateway.url) as h:
         missing = h.post("/v1/chat/completions", json=body)
         assert missing.status_code == 401
-        assert missing.json()["error"]["type"] == "authentication_error"
+        assert missing.json()["error"]["type"] == "auth_error"  # LiteLLM's (docs/keys.md)
+        assert missing.json()["error"]["message"].startswith("Authentication Error, No api key passed in.")
+        assert missing.headers["www-authenticate"] == "Bearer"
         for header in ("api-key", "x-api-key"):
             assert h.post("/v1/chat/completions", json=body, headers={header: MASTER_KEY}).status_code == 200
             assert h.post("/v1/chat/completions", json=body, headers={header: "nope"}).status_code == 401

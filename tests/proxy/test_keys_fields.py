@@ -262,6 +262,67 @@ def test_error_bodies_have_litellms_shape(gw, admin):
     assert unknown.value.status_code == 401
 
 
+# ====================================================================== authentication errors (LiteLLM's)
+def _auth_error(gw: Gateway, key: str, call=None) -> openai.AuthenticationError:
+    """The openai SDK's error for a request with ``key``; checks what every one of them shares."""
+    sdk = client(gw, key)
+    with pytest.raises(openai.AuthenticationError) as err:
+        (call or (lambda c: c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)))(sdk)
+    exc = err.value
+    assert exc.status_code == 401 and exc.response.headers["www-authenticate"] == "Bearer"
+    assert exc.body["code"] == "401" and exc.body["message"].startswith("Authentication Error")
+    assert set(exc.body) == {"message", "type", "param", "code"}
+    assert key not in exc.response.text and hashlib.sha256(key.encode()).hexdigest() not in exc.response.text
+    return exc
+
+
+def test_an_unknown_key_gets_litellms_invalid_token_error(gw, admin):
+    for key in ("sk-not-a-known-key-1234", "not-even-sk-shaped", MASTER_KEY + "x"):
+        body = _auth_error(gw, key).body
+        assert body["type"] == "token_not_found_in_db" and body["param"] == "key"
+        assert body["message"].startswith("Authentication Error, Invalid proxy server token passed.")
+        assert _auth_error(gw, key, lambda c: c.models.list()).body == body
+    missing = httpx.post(gw.url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["error"]["type"] == "auth_error" and missing.json()["error"]["code"] == "401"
+    assert missing.json()["error"]["message"].startswith("Authentication Error, No api key passed in.")
+
+
+def test_an_expired_key_gets_litellms_expired_key_error_on_every_route(gw, admin):
+    made = admin.post("/key/generate", expires=_iso(time.time() - 60))
+    key = made["key"]
+    body = _auth_error(gw, key).body
+    assert body["type"] == "expired_key" and body["param"] == made["key_name"] == f"sk-...{key[-4:]}"
+    assert body["message"].startswith("Authentication Error - Expired Key. Key Expiry time ")
+    assert _auth_error(gw, key, lambda c: c.models.list()).body["type"] == "expired_key"
+    r = Admin(gw.url, key).http.get("/key/info")  # its own info too, as LiteLLM
+    assert r.status_code == 401 and r.json()["error"]["type"] == "expired_key"
+
+
+def test_a_blocked_key_and_team_get_litellms_errors(gw, admin):
+    key = admin.key()
+    admin.post("/key/block", key=key)
+    body = _auth_error(gw, key).body
+    assert body["type"] == "auth_error"
+    assert body["message"].startswith("Authentication Error, Key is blocked. Update via `/key/unblock`")
+    assert _auth_error(gw, key, lambda c: c.models.list()).body == body
+    assert Admin(gw.url, key).http.get("/key/info").status_code == 401
+    admin.post("/key/unblock", key=key)
+    assert chat(gw, key).choices
+    team = admin.post("/team/new", team_id="t-auth-blocked")["team_id"]
+    member = admin.key(team_id=team)
+    admin.post("/team/update", team_id=team, blocked=True)
+    body = _auth_error(gw, member).body
+    assert body["type"] == "auth_error"
+    assert body["message"].startswith("Authentication Error, Team=t-auth-blocked is blocked.")
+
+
+def test_a_non_master_key_on_a_management_route_gets_an_auth_error(gw, admin):
+    r = Admin(gw.url, admin.key()).http.post("/key/generate", json={})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "auth_error"
+    assert r.json()["error"]["message"].startswith("Authentication Error, Only the master key")
+
+
 # ====================================================================== spend log: tags, prompts, report
 def test_key_and_request_tags_are_in_the_spend_log(gw, admin):
     key = admin.key(tags=["team-blue"])

@@ -105,7 +105,10 @@ async def test_a_background_refresh_during_a_change_does_not_cache_the_old_row(k
     store.release.set()
     await refresh
 
-    assert await refused(keys, raw) == "team_blocked"
+    who = await keys.authenticate(raw.encode())
+    refusal = await keys.admit(who, MODEL, None)
+    assert (refusal.status, refusal.type) == (401, "auth_error")  # LiteLLM's
+    assert refusal.message.startswith("Authentication Error, Team=team-race is blocked.")
 
 
 async def test_a_response_deleted_while_it_is_being_read_stays_deleted(keys):

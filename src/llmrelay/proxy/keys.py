@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -498,18 +499,26 @@ class KeyManager:
         if key_matches(presented, self._master):  # constant-time
             return Principal(True)
         if presented is None:
-            return _UNAUTHORIZED
+            return _NO_KEY
         token = _sha256(presented).hexdigest()
         entry = self._cache["key"].get(token)
         if entry is None or entry.row is None or (not entry.stale and _monotonic() - entry.fetched > self.refresh_after):
             entry = await self._lookup("key", token)  # (a stale row already being re-read: served as it is)
         if entry is None:
             if self.store is None and self.url is None:
-                return _UNAUTHORIZED
+                return _UNKNOWN_KEY
             return Refusal(503, "The key database is unavailable and this key is not cached; retry shortly.",
                             "api_error", headers=[(b"retry-after", b"1")])
         if entry.row is None:
-            return _UNAUTHORIZED
+            return _UNKNOWN_KEY
+        # expired or blocked: refused on every route, as LiteLLM (its own /key/info too)
+        expires = entry.expires
+        if expires is not None:
+            now = _now()
+            if expires <= now:
+                return _expired(entry.row, expires, now)
+        if not entry.alone and entry.row.get("blocked"):
+            return _BLOCKED
         return Principal(False, token, entry)
 
     # ------------------------------------------------------------------ admit
@@ -527,19 +536,14 @@ class KeyManager:
         entry = who.entry  # the key's own cache entry (its allow-list and limits are kept on it)
         key = entry.row
         now = _now()
-        expires = entry.expires
-        if expires is not None and expires <= now:
-            return Refusal(401, "Authentication Error - Expired Key. Generate a new one with /key/generate.",
-                            "expired_key")
+        # (an expired or blocked key was refused by authenticate)
         team = user = customer = None
         if not entry.alone:
-            if key.get("blocked"):
-                return Refusal(401, "Authentication Error - this key is blocked.", "auth_error")
             if key.get("team_id"):
                 found = await self._lookup("team", key["team_id"])
                 team = found.row if found is not None else None
                 if team is not None and team.get("blocked"):
-                    return Refusal(401, "Authentication Error - the key's team is blocked.", "team_blocked")
+                    return _team_blocked(key["team_id"])
             if key.get("user_id"):
                 found = await self._lookup("user", key["user_id"])
                 user = found.row if found is not None else None
@@ -883,8 +887,34 @@ def _keep_known(old: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 _SPENT = Refusal(400, "Budget has been exceeded!", "budget_exceeded")
-_UNAUTHORIZED = Refusal(401, "Missing or invalid API key: send the gateway's key as 'Authorization: Bearer <key>'.",
-                        "authentication_error", code="invalid_api_key", headers=[(b"www-authenticate", b"Bearer")])
+
+# Authentication errors: LiteLLM's messages, types and codes (its ProxyException body
+# ``{"error": {"message", "type", "param", "code"}}``, code a string), status 401 and
+# ``WWW-Authenticate`` (docs/keys.md#authentication-errors). Never the key or its hash.
+_CHALLENGE = [(b"www-authenticate", b"Bearer")]
+_NO_KEY = Refusal(401, "Authentication Error, No api key passed in. Send the gateway's master key or a virtual key "
+                       "as 'Authorization: Bearer <key>'.", "auth_error", headers=_CHALLENGE)
+_UNKNOWN_KEY = Refusal(401, "Authentication Error, Invalid proxy server token passed. The key is neither the "
+                            "gateway's master key nor a key made with `/key/generate` (or it was deleted).",
+                       "token_not_found_in_db", param="key", headers=_CHALLENGE)
+_BLOCKED = Refusal(401, "Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.",
+                   "auth_error", headers=_CHALLENGE)
+
+
+def _utc(ts: float) -> str:
+    return str(datetime.fromtimestamp(ts, timezone.utc))
+
+
+def _expired(row: dict[str, Any], expires: float, now: float) -> Refusal:
+    """LiteLLM's expired-key refusal; ``param`` is the key's displayable name (``sk-...abcd``,
+    as LiteLLM's abbreviated key), never the key."""
+    return Refusal(401, f"Authentication Error - Expired Key. Key Expiry time {_utc(expires)} and current time "
+                        f"{_utc(now)}", "expired_key", param=row.get("key_name"), headers=_CHALLENGE)
+
+
+def _team_blocked(team_id: str) -> Refusal:
+    return Refusal(401, f"Authentication Error, Team={team_id} is blocked. Update via `/team/unblock` if you're an "
+                        "admin.", "auth_error", headers=_CHALLENGE)
 
 
 def deployment_index(config: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:

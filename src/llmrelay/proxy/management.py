@@ -89,8 +89,9 @@ async def handle(keys: KeyManager, who: Principal, method: str, path: str, query
             if route == "/key/info":  # another key's info: forbidden (403), as in LiteLLM
                 return _error(403, "You are not allowed to access this key's info: a key can read only its "
                                    "own /key/info.", type_="auth_error")
-            return _error(401, f"Only the master key can use {route}; a key can read only its own /key/info.",
-                          type_="auth_error")
+            # (LiteLLM: "Authentication Error, Only proxy admin can be used to generate, delete, …")
+            return _error(401, f"Authentication Error, Only the master key (proxy admin) can use {route}; a key can "
+                               "read only its own /key/info.", type_="auth_error")
         store = await keys.ensure_store()
         result = await fn(keys, store, who, params)
     except _Bad as exc:
