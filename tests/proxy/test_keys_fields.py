@@ -323,6 +323,90 @@ def test_a_non_master_key_on_a_management_route_gets_an_auth_error(gw, admin):
     assert r.json()["error"]["message"].startswith("Authentication Error, Only the master key")
 
 
+# ====================================================================== gaps found in the audit
+def test_team_block_and_unblock_routes(gw, admin):
+    team = admin.post("/team/new", team_id="t-block-route")["team_id"]
+    key = admin.key(team_id=team)
+    assert admin.post("/team/block", team_id=team)["blocked"] is True
+    assert "Team=t-block-route is blocked" in _auth_error(gw, key).body["message"]
+    assert admin.post("/team/unblock", team_id=team)["blocked"] is False
+    assert chat(gw, key).choices
+    admin.post("/team/block", expect=404, team_id="t-no-such-team")
+
+
+def test_a_blocked_end_user_is_refused(gw, admin):
+    key = admin.key()
+    sdk = client(gw, key)
+    assert admin.post("/customer/block", user_ids=["c-blocked", "c-new-blocked"]) == {
+        "blocked_users": ["c-blocked", "c-new-blocked"]}
+    for end_user in ("c-blocked", "c-new-blocked"):  # (one that did not exist is made, blocked)
+        with pytest.raises(openai.BadRequestError, match="blocked"):
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user=end_user)
+    assert sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-other").choices
+    admin.post("/customer/unblock", user_ids=["c-blocked"])
+    assert sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-blocked").choices
+    admin.post("/customer/update", user_id="c-new-blocked", blocked=False)
+    assert sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-new-blocked").choices
+
+
+def test_a_users_models_and_limits_apply_to_its_keys(gw, admin):
+    user = admin.post("/user/new", user_id="u-limits", models=["gpt-4o-mini"], rpm_limit=3, auto_create_key=False)
+    assert user["rpm_limit"] == 3
+    one, two = admin.key(user_id="u-limits"), admin.key(user_id="u-limits")
+    with pytest.raises(openai.AuthenticationError) as err:
+        chat(gw, one, model="gpt-4o")
+    assert err.value.body["type"] == "key_model_access_denied"
+    assert [_status(gw, k) for k in (one, two, one)] == [200, 200, 200]
+    with pytest.raises(openai.RateLimitError):  # the user's 3 a minute, over both keys
+        chat(gw, two)
+
+
+def test_a_teams_parallel_limit_is_shared_by_its_keys(gw, admin, upstream):
+    import threading
+
+    from servers.loopback import Gate
+    from servers.openai_server import completion_reply
+
+    team = admin.post("/team/new", max_parallel_requests=1)["team_id"]
+    one, two = admin.key(team_id=team), admin.key(team_id=team)
+    gate = threading.Event()
+    held = completion_reply()
+    held.body = [Gate(gate), *held.body]  # an answer the upstream holds back until the gate opens
+    upstream.enqueue(held)
+    before = len(upstream.chat_requests)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            first = pool.submit(_status, gw, one)
+            wait_for(lambda: len(upstream.chat_requests) > before, what="the first request in flight")
+            with pytest.raises(openai.RateLimitError):  # the team's one slot, taken by the other key
+                chat(gw, two)
+        finally:
+            gate.set()
+        assert first.result() == 200
+    assert chat(gw, two).choices  # the slot is given back
+
+
+@pytest.mark.parametrize("field, bad", [("blocked", "maybe"), ("blocked", 1), ("key_alias", ["a"]),
+                                        ("team_id", 5), ("model_rpm_limit", {"gpt-4o": "ten"}),
+                                        ("model_tpm_limit", {"gpt-4o": -1}), ("metadata", "x")])
+def test_what_is_stored_is_checked(gw, admin, field, bad):
+    r = admin.http.post("/key/generate", json={field: bad})
+    assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+
+
+def test_fields_llmrelay_does_not_implement_are_named_never_dropped_silently(gw, admin):
+    made = admin.post("/key/generate", key_alias="extras", aliases={}, config={}, permissions={},
+                      allowed_cache_controls=[], guardrails=None, send_invite_email=False,  # defaults: quiet
+                      enforced_params=["user"], max_budgte=5)  # a LiteLLM field we lack; a typo
+    assert made["llmrelay_ignored_fields"] == ["enforced_params", "max_budgte"]
+    assert chat(gw, made["key"]).choices
+    assert "llmrelay_ignored_fields" not in admin.post("/key/update", key=made["key"], max_budget=5, spend=0)
+    team = admin.post("/team/new", model_max_budget={"gpt-4o": 1})  # (keys only)
+    assert team["llmrelay_ignored_fields"] == ["model_max_budget"]
+    wait_for(lambda: any("ignored field(s)" in line and "max_budgte" in line for line in gw.lines),
+             what="a log line naming the ignored fields")
+
+
 # ====================================================================== spend log: tags, prompts, report
 def test_key_and_request_tags_are_in_the_spend_log(gw, admin):
     key = admin.key(tags=["team-blue"])

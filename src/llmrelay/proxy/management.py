@@ -7,6 +7,7 @@ afterwards a key is named by its SHA-256 (``token``) or its ``key_alias``.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -22,6 +23,8 @@ from .budgets import DurationError, model_budget, model_resets, next_reset, pars
 from .keys import KeyManager, Principal, hash_key, key_name, new_key
 
 __all__ = ["handle", "is_management_path", "logged_path", "routes"]
+
+log = logging.getLogger("llmrelay.proxy.management")
 
 Answer = tuple  # (status, body bytes, extra headers | None)
 
@@ -94,6 +97,12 @@ async def handle(keys: KeyManager, who: Principal, method: str, path: str, query
                                "read only its own /key/info.", type_="auth_error")
         store = await keys.ensure_store()
         result = await fn(keys, store, who, params)
+        ignored = _ignored(route, params) if want == "POST" else None
+        if ignored:
+            # (names only: a value may be a secret)
+            log.warning("%s: ignored field(s) llmrelay does not implement: %s", route, ", ".join(ignored))
+            if isinstance(result, dict):
+                result = {**result, "llmrelay_ignored_fields": ignored}
     except _Bad as exc:
         return _error(exc.status, str(exc), param=exc.param)
     except orjson.JSONDecodeError as exc:
@@ -155,6 +164,12 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
         elif name in ("metadata", "model_max_budget", "model_rpm_limit", "model_tpm_limit"):
             if value is not None and not isinstance(value, dict):
                 raise _Bad(400, f"{name} must be an object", name)
+            if name in ("model_rpm_limit", "model_tpm_limit"):
+                for model, limit in (value or {}).items():
+                    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                              or limit < 0 or limit != int(limit)):
+                        raise _Bad(400, f"{name}: the limit of {model!r} must be a whole number ≥ 0, got {limit!r}",
+                                   name)
             if name == "model_max_budget":
                 try:
                     for entry in (value or {}).values():
@@ -167,11 +182,18 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
                 out["model_budget_reset_at"] = resets
                 out["model_reset_at"] = min(resets.values()) if resets else None
         elif name == "blocked":
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                value = value.lower() == "true"  # (as LiteLLM's pydantic models read it)
+            if value is not None and not isinstance(value, bool):
+                raise _Bad(400, f"blocked must be true or false, got {value!r}", name)
             value = bool(value)
         elif name == "expires":
             continue  # with duration, below
-        elif value is not None and not isinstance(value, (str, list)):
-            raise _Bad(400, f"{name} must be a string", name)
+        elif name == "members":
+            if value is not None and (not isinstance(value, list) or not all(isinstance(m, dict) for m in value)):
+                raise _Bad(400, "members must be a list of objects ({'user_id': …, 'role': …})", name)
+        elif value is not None and not isinstance(value, str):
+            raise _Bad(400, f"{name} must be a string, got {value!r}", name)
         out[name] = value
     if "expires" in allowed and ("duration" in params or "expires" in params):
         out["expires"] = _expiry(params, now)
@@ -452,6 +474,41 @@ async def _key_unblock(keys, store, who, params):
     return await _key_update(keys, store, who, {"key": params.get("key"), "blocked": False})
 
 
+async def _team_block(keys, store, who, params):
+    """LiteLLM's ``/team/block`` (``team_id``): the team's keys are refused (401)."""
+    return await _update(keys, store, "team", "team_id", {"team_id": params.get("team_id"), "blocked": True},
+                         ("blocked",))
+
+
+async def _team_unblock(keys, store, who, params):
+    return await _update(keys, store, "team", "team_id", {"team_id": params.get("team_id"), "blocked": False},
+                         ("blocked",))
+
+
+async def _customer_blocked(keys: KeyManager, store, params: dict, blocked: bool) -> dict:
+    """LiteLLM's ``/customer/block`` / ``/customer/unblock`` (``user_ids``); blocking an end user
+    that does not exist yet creates it blocked, as LiteLLM's upsert."""
+    ids = params.get("user_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise _Bad(400, "send 'user_ids': a list of end-user ids", "user_ids")
+    for ident in ids:
+        if not await store.run(store.update, "end_user", ident, {"blocked": blocked}) and blocked:
+            try:
+                await store.run(store.insert, "end_user", {"user_id": ident, "blocked": True})
+            except StoreConflict:  # made meanwhile
+                await store.run(store.update, "end_user", ident, {"blocked": True})
+        keys.invalidate("end_user", ident)
+    return {"blocked_users": ids} if blocked else {"unblocked_users": ids}
+
+
+async def _customer_block(keys, store, who, params):
+    return await _customer_blocked(keys, store, params, True)
+
+
+async def _customer_unblock(keys, store, who, params):
+    return await _customer_blocked(keys, store, params, False)
+
+
 async def _team_delete(keys, store, who, params):
     return await _delete(keys, store, "team", params.get("team_ids"), "team_ids")
 
@@ -626,6 +683,47 @@ async def _spend_report(keys: KeyManager, store, who, params: dict) -> dict:
             "total_spend": sum(r["spend"] for r in rows), "results": rows}
 
 
+#: What each POST route reads from its body. Anything else a request carries (LiteLLM's fields
+#: llmrelay does not implement, a misspelt name) is accepted — LiteLLM's admin scripts send many —
+#: but never silently: with a value (not null, "", [], {} or false) it is named in the answer's
+#: ``llmrelay_ignored_fields`` and in a log line.
+_KEY_BODY = frozenset(_KEY_FIELDS + ("key", "duration"))
+_USER_BODY = frozenset(_USER_FIELDS + ("user_id", "auto_create_key", "team_id", "key_alias", "duration", "expires"))
+_CUSTOMER_BODY = frozenset(_CUSTOMER_FIELDS + ("user_id",))
+_ACCEPTS: dict[str, frozenset[str]] = {
+    "/key/generate": _KEY_BODY,
+    "/key/update": _KEY_BODY,
+    "/key/regenerate": _KEY_BODY | {"new_key"},
+    "/key/delete": frozenset({"keys", "key_aliases"}),
+    "/key/block": frozenset({"key"}),
+    "/key/unblock": frozenset({"key"}),
+    "/team/new": frozenset(_TEAM_FIELDS + ("team_id",)),
+    "/team/update": frozenset(_TEAM_FIELDS + ("team_id",)),
+    "/team/delete": frozenset({"team_ids"}),
+    "/team/block": frozenset({"team_id"}),
+    "/team/unblock": frozenset({"team_id"}),
+    "/team/member_add": frozenset({"team_id", "member"}),
+    "/team/member_delete": frozenset({"team_id", "user_id"}),
+    "/user/new": _USER_BODY,
+    "/user/update": frozenset(_USER_FIELDS + ("user_id",)),
+    "/user/delete": frozenset({"user_ids"}),
+    "/customer/new": _CUSTOMER_BODY,
+    "/customer/update": _CUSTOMER_BODY,
+    "/customer/delete": frozenset({"user_ids"}),
+    "/customer/block": frozenset({"user_ids"}),
+    "/customer/unblock": frozenset({"user_ids"}),
+    "/end_user/new": _CUSTOMER_BODY,
+}
+
+
+def _ignored(route: str, data: dict) -> list[str]:
+    """The fields of a request body this route does not use that carry a value."""
+    accepts = _ACCEPTS.get(route)
+    if accepts is None:
+        return []
+    return sorted(k for k, v in data.items() if k not in accepts and v not in (None, "", [], {}, False))
+
+
 _Handler = Callable[..., Any]
 _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/key/generate": ("POST", _key_generate),
@@ -635,6 +733,8 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/key/info": ("GET", _key_info_route),
     "/key/block": ("POST", _key_block),
     "/key/unblock": ("POST", _key_unblock),
+    "/team/block": ("POST", _team_block),
+    "/team/unblock": ("POST", _team_unblock),
     "/team/member_add": ("POST", _team_member_add),
     "/team/member_delete": ("POST", _team_member_delete),
     "/key/list": ("GET", _key_list),
@@ -653,6 +753,8 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/customer/update": ("POST", _customer_update),
     "/customer/delete": ("POST", _customer_delete),
     "/customer/info": ("GET", _customer_info),
+    "/customer/block": ("POST", _customer_block),
+    "/customer/unblock": ("POST", _customer_unblock),
     "/end_user/new": ("POST", _customer_new),
     "/end_user/info": ("GET", _customer_info),
     "/spend/logs": ("GET", _spend_logs),
