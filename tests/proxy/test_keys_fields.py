@@ -386,6 +386,29 @@ def test_a_teams_parallel_limit_is_shared_by_its_keys(gw, admin, upstream):
     assert chat(gw, two).choices  # the slot is given back
 
 
+def test_all_team_models_lets_a_key_call_what_its_team_may(gw, admin):
+    team = admin.post("/team/new", models=["gpt-4o"])["team_id"]
+    key = admin.key(team_id=team, models=["all-team-models"])  # (as LiteLLM's UI makes team keys)
+    assert chat(gw, key, model="gpt-4o").choices
+    with pytest.raises(openai.AuthenticationError) as err:
+        chat(gw, key)
+    assert err.value.body["type"] == "team_model_access_denied"
+    assert [m.id for m in client(gw, key).models.list()] == ["gpt-4o"]
+
+
+def test_streams_and_refusals_carry_the_key_headers(gw, admin):
+    key = admin.key(rpm_limit=2, tpm_limit=100000, max_budget=5)
+    raw = client(gw, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                    stream=True)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1" and raw.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert raw.headers["x-litellm-key-spend"] == "0.0" and raw.headers["x-litellm-key-max-budget"] == "5.0"
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    chat(gw, key)
+    with pytest.raises(openai.RateLimitError) as err:
+        chat(gw, key)
+    assert int(err.value.response.headers["retry-after"]) >= 1
+
+
 @pytest.mark.parametrize("field, bad", [("blocked", "maybe"), ("blocked", 1), ("key_alias", ["a"]),
                                         ("team_id", 5), ("model_rpm_limit", {"gpt-4o": "ten"}),
                                         ("model_tpm_limit", {"gpt-4o": -1}), ("metadata", "x")])

@@ -59,7 +59,10 @@ NO_STORE_INTERVAL = 5.0
 RESET_INTERVAL = 2.0
 #: Cache size beyond which entries for unknown keys are dropped.
 MAX_CACHED = 100_000
-ALL_MODELS = frozenset({"all-proxy-models", "*"})
+#: Allow-list entries that allow every model: LiteLLM's ``all-proxy-models`` and ``*``, and its
+#: ``all-team-models`` (a key that may call whatever its team may: the team's own list is
+#: checked on its own; LiteLLM's UI makes team keys with it).
+ALL_MODELS = frozenset({"all-proxy-models", "*", "all-team-models"})
 
 try:
     # CPython's own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before): the same digest as
