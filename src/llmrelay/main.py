@@ -14,6 +14,8 @@ import time
 from time import perf_counter
 from typing import Any
 
+from orjson import dumps as _dumps
+
 from . import settings
 from .exceptions import (
     APIConnectionError,
@@ -27,7 +29,7 @@ from .provider_headers import additional_headers
 from .providers import registry
 from .response_format import response_format_param
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
-from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, shape_error
+from .providers.base import OPENAI_PARAMS, SHAPE_ERRORS, Call, HttpRequest, shape_error
 from .mock import is_mocked
 from .streaming import CustomStreamWrapper
 from .types import ModelResponse
@@ -545,3 +547,132 @@ async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str,
                 raise
             attempt += 1
             await asyncio.sleep(delay)
+
+
+# =============================================================================== prepared streams
+#: Request keyword arguments a prepared stream takes: OpenAI parameters, none of the call's own.
+PLAIN_PARAMS = frozenset(OPENAI_PARAMS) - frozenset(_CALL_KWARGS)
+_registered: Any = None  # integrations.dispatch.registered, once the first plan is worked out
+
+
+class StreamPlan:
+    """A deployment's streamed chat call worked out once (issue 18): what :func:`prepare_call`
+    and the provider's ``build_request`` make of the deployment's own keyword arguments (the
+    provider, the model names, the URL and headers, the transport options), so that a routed
+    stream adds only the request's messages and OpenAI parameters (:func:`astream_planned`).
+
+    Made only for an OpenAI-format provider (``OpenAIProvider``'s own ``build_request`` and
+    key and base resolution) with an explicit ``api_base`` and ``api_key``, a ``provider/model``
+    name, no mock, cache, ``custom_llm_provider`` or reasoning merge; used only while the
+    deployment's keyword arguments and the module settings it read are what they were."""
+
+    __slots__ = ("model", "kwargs", "provider", "provider_name", "provider_model", "user_model", "api_base",
+                 "api_key", "extra_headers", "extra_body", "drop_params", "extra", "params", "url", "headers",
+                 "ssl_verify", "drop_setting", "verify_setting")
+
+
+def stream_plan(model: Any, kwargs: dict[str, Any]) -> StreamPlan | None:
+    """The :class:`StreamPlan` for streamed calls of ``model`` with the deployment's ``kwargs``
+    (the router's, without the request's), or None: such calls take the general path."""
+    from .providers.openai import OpenAIProvider
+
+    if (not isinstance(model, str) or "/" not in model or is_mocked(kwargs) or not _uncached(kwargs)
+            or kwargs.get("custom_llm_provider") or kwargs.get("merge_reasoning_content_in_choices")
+            or not kwargs.get("api_key") or not (kwargs.get("api_base") or kwargs.get("base_url"))):
+        return None
+    user = _module.__dict__
+    if user.get("model_alias_map") or user.get("cache") is not None:
+        return None
+    params: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in OPENAI_PARAMS and key not in _CALL_KWARGS:
+            if value is None:  # (its place in the body would depend on the request's)
+                return None
+            params[key] = value
+    try:
+        call, options = prepare_call(model, [{"role": "user", "content": ""}], True,
+                                     {**kwargs, "num_retries": 0, "timeout": 1.0})
+        provider = registry.get_provider(call.provider)
+    except LLMRelayError:
+        return None
+    kind = type(provider)
+    if (provider.in_process or not isinstance(provider, OpenAIProvider)
+            or kind.build_request is not OpenAIProvider.build_request
+            or kind.resolve_api_base is not OpenAIProvider.resolve_api_base
+            or kind.resolve_api_key is not OpenAIProvider.resolve_api_key):
+        return None
+    call.user_model = provider.public_model(call.model)
+    try:
+        request = provider.build_request(call)
+    except LLMRelayError:
+        return None
+    plan = StreamPlan()
+    plan.model = model
+    plan.kwargs = dict(kwargs)
+    plan.provider = provider
+    plan.provider_name = call.provider
+    plan.provider_model = call.model
+    plan.user_model = call.user_model
+    plan.api_base = call.api_base
+    plan.api_key = call.api_key
+    plan.extra_headers = call.extra_headers
+    plan.extra_body = call.extra_body
+    plan.drop_params = call.drop_params
+    plan.extra = call.extra
+    plan.params = params
+    plan.url = request.url
+    plan.headers = request.headers
+    plan.ssl_verify = options["ssl_verify"]
+    plan.drop_setting = user.get("drop_params", _DEFAULTS["drop_params"])
+    plan.verify_setting = user.get("ssl_verify", _DEFAULTS["ssl_verify"])
+    return plan
+
+
+def plan_applies(plan: StreamPlan, kwargs: dict[str, Any]) -> bool:
+    """Whether ``plan`` (made from a deployment's keyword arguments, now ``kwargs``) still
+    gives what :func:`acompletion` would: the same arguments, module settings and provider,
+    no callbacks or budget (``acompletion``'s own record of the call)."""
+    global _registered
+    user = _module.__dict__
+    if _registered is None:
+        from .integrations.dispatch import registered as _registered
+    return (kwargs == plan.kwargs and not user.get("model_alias_map") and user.get("cache") is None
+            and user.get("drop_params", _DEFAULTS["drop_params"]) == plan.drop_setting
+            and user.get("ssl_verify", _DEFAULTS["ssl_verify"]) == plan.verify_setting
+            and user.get("max_budget") is None and _registered() is None
+            and registry._cache.get(plan.provider_name) is plan.provider)
+
+
+async def astream_planned(plan: StreamPlan, messages: Any, params_in: dict[str, Any], timeout: Any) -> Any:
+    """``acompletion(plan.model, messages, True, **kwargs)`` for kwargs = the deployment's
+    (``plan``'s, checked by :func:`plan_applies`), ``params_in`` (the request's, OpenAI
+    parameters only: :data:`PLAIN_PARAMS`), ``num_retries=0`` and ``timeout``: the same
+    validation, request, errors and stream, without working the deployment's part out again."""
+    model = plan.model
+    messages = validate_messages(messages, model)
+    params = dict(plan.params)
+    for key, value in params_in.items():
+        if value is not None:
+            params[key] = value
+        else:
+            params.pop(key, None)
+    if params:
+        if "response_format" in params:
+            params["response_format"] = response_format_param(params["response_format"])
+        if not _CHECKED_PARAMS.isdisjoint(params):
+            validate_params(params, model)
+    provider_model = plan.provider_model
+    call = Call(plan.provider_name, provider_model, messages, params, True, plan.api_base, plan.api_key,
+                dict(plan.extra_headers), dict(plan.extra_body), plan.drop_params, dict(plan.extra), provider_model)
+    timeout = _timeout_seconds(timeout, model)
+    call.user_model = plan.user_model
+    provider = plan.provider
+    request = HttpRequest("POST", plan.url, dict(plan.headers),
+                          _dumps(provider.build_body(call, provider.check_params(call))))
+    transport = _aio or _load_aio()
+    started = perf_counter()
+    response = await transport.send(request, timeout, call.provider, call.user_model, ssl_verify=plan.ssl_verify)
+    if 200 <= response.status < 400:
+        source = transport.AsyncStreamSource(response, provider.stream_decoder(call), call.provider, call.user_model)
+        return _wrap_stream(call, source, _hidden(call, request.url, response.headers), started)
+    return _response(call, provider, request.url, response.status, response.headers, await response.read(), started)

@@ -612,7 +612,16 @@ class Router:
         stream = None
         try:
             try:
-                stream = await acompletion(dep.model, run.messages, True, **kw)
+                # A deployment's stream from its prepared plan when the request adds only
+                # OpenAI parameters (the same call as acompletion's, worked out once).
+                plan = dep.plan
+                if plan is False:
+                    plan = dep.plan = (_main or _load_main()).stream_plan(dep.model, dep.kwargs)
+                if (plan is not None and run.logging is None and not run.mock_fallbacks and kw.get("timeout") is not None
+                        and _main.PLAIN_PARAMS.issuperset(run.kwargs) and _main.plan_applies(plan, dep.kwargs)):
+                    stream = await _main.astream_planned(plan, run.messages, run.kwargs, kw["timeout"])
+                else:
+                    stream = await acompletion(dep.model, run.messages, True, **kw)
             except BaseException:
                 dep.done()
                 raise

@@ -73,7 +73,7 @@ class Deployment:
         "in_flight", "fails", "cooldown_until", "cooldown_reason",
         "window_start", "window_requests", "window_tokens", "past_requests", "past_tokens",
         "remote_requests", "remote_tokens", "remote_in_flight",
-        "latency", "ttft", "successes", "failures", "lock", "shared", "prices",
+        "latency", "ttft", "successes", "failures", "lock", "shared", "prices", "plan",
     )
 
     def __init__(self, entry: dict[str, Any], index: int) -> None:
@@ -118,6 +118,9 @@ class Deployment:
         #: The price overrides of litellm_params and model_info (cost.deployment_prices), worked
         #: out by the router on first use; False until then.
         self.prices: Any = False
+        #: Its streamed calls' ``llmrelay.main.StreamPlan`` (None: none applies), worked out by
+        #: the router on first use; False until then.
+        self.plan: Any = False
         self.in_flight = 0
         self.fails: deque[float] = deque()
         self.cooldown_until = 0.0
