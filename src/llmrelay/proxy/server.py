@@ -380,7 +380,7 @@ class DirectBody:
         character (uvicorn's ``send`` then refuses or lower-cases it, as before), a
         ``connection`` or ``transfer-encoding`` header, HTTP/1.0, HEAD, uvicorn's access log,
         a full write buffer, a started response or a gone client."""
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         protocol = self._protocol
         if (cycle is None or cycle.response_started or cycle.disconnected or cycle.access_log or protocol.cycle is not cycle
                 or protocol.flow.write_paused or cycle.scope["http_version"] != "1.1"
@@ -430,7 +430,7 @@ class DirectBody:
         one ``http.request`` message, and taken like it), without the ASGI ``receive``
         round trip; None when ``receive()`` must be used (more body to come, a client gone or
         waiting for ``100 Continue``, a response already complete)."""
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         if (cycle is None or cycle.more_body or cycle.disconnected or cycle.response_complete
                 or cycle.waiting_for_100_continue):
             return None
@@ -443,14 +443,14 @@ class DirectBody:
     def ready(self) -> bool:
         """Whether body bytes may be written now (the response started and is not complete,
         the client is still there, not a HEAD request)."""
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         return (cycle is not None and cycle.response_started and not cycle.response_complete and not cycle.disconnected
                 and cycle.scope["method"] != "HEAD" and self._protocol.cycle is cycle
                 and not self._protocol.transport.is_closing())
 
     def write(self, data: bytes) -> None:
         """Write body bytes (nothing once the client is gone)."""
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         transport = self._protocol.transport
         if cycle is None or cycle.disconnected or transport.is_closing():
             return
@@ -465,7 +465,7 @@ class DirectBody:
         transport = self._protocol.transport
         closing = transport.is_closing
         put = transport.write
-        if self._cycle.chunked_encoding:
+        if self._cycle_ref().chunked_encoding:
             def write(data: bytes) -> None:
                 if not closing():
                     put(b"%x\r\n%s\r\n" % (len(data), data))
@@ -480,13 +480,13 @@ class DirectBody:
         its bytes itself (one write per piece: ``b"%x\\r\\n%s\\r\\n"`` when ``chunked``, as
         :meth:`writer` does; nothing once ``is_closing()``)."""
         transport = self._protocol.transport
-        return transport.write, transport.is_closing, bool(self._cycle.chunked_encoding)
+        return transport.write, transport.is_closing, bool(self._cycle_ref().chunked_encoding)
 
     async def respond(self, start: dict, body: dict) -> None:
         """Send a whole response — its ``http.response.start`` and its last ``http.response.body``
         — through uvicorn's ``send`` (same headers, framing and connection handling), in one
         transport write: one segment, one wake-up of the client instead of two."""
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         transport = cycle.transport
         gathered = _Gathered(transport)
         cycle.transport = gathered
@@ -526,7 +526,7 @@ class DirectBody:
         if callback is None:
             protocol._on_lost = None
             return True
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         if cycle is None or cycle.disconnected or cycle.response_complete or protocol.transport.is_closing():
             return False
         protocol._on_lost = callback
