@@ -236,6 +236,10 @@ def main() -> None:
                     continue
                 print(f"{name:10} frames={count:3}  {r['got'] / args.requests:.1f} frames/request  "
                       f"{per / 1e6:.3f} M instructions/request  ({r['wall']:.1f} s)", flush=True)
+                if args.idle:
+                    net = per - r["idle_rate"] * r["wall"] / args.requests
+                    print(f"{'':10} without the idle work ({r['idle_rate'] / 1e3:.0f} k instructions/s "
+                          f"x {r['wall']:.1f} s): {net / 1e6:.3f} M instructions/request", flush=True)
     if args.profile or args.opcodes or len(frames) < 2:
         return
     lo, hi = min(frames), max(frames)
