@@ -115,6 +115,19 @@ def test_end_user_soft_budget_alerts_once(gw, admin):
     assert admin.get("/customer/info", end_user_id="soft-customer")["soft_budget_cooldown"] is True
 
 
+def test_user_soft_budget_alerts_once(gw, admin):
+    admin.post("/user/new", user_id="soft-user", soft_budget=0.00001, auto_create_key=False)
+    a = admin.key(user_id="soft-user", key_alias="user-key-a")
+    b = admin.key(user_id="soft-user", key_alias="user-key-b")
+    chat(gw, a)
+    wait_for(lambda: alerts(gw, "user soft-user"), what="the user's warning")
+    chat(gw, b)
+    settled(gw, **{"user-key-a": 1, "user-key-b": 1})
+    assert len(alerts(gw, "user soft-user")) == 1
+    assert crossed_metric(gw, "user", "user-key-a") == 1
+    assert admin.get("/user/info", user_id="soft-user")["user_info"]["soft_budget_cooldown"] is True
+
+
 def test_no_alert_under_the_soft_budget(gw, admin):
     key = admin.key(key_alias="soft-far", soft_budget=100.0)
     chat(gw, key)

@@ -361,6 +361,20 @@ def test_a_users_models_and_limits_apply_to_its_keys(gw, admin):
         chat(gw, two)
 
 
+def test_a_teams_tpm_limit_is_shared_by_its_keys(gw, admin):
+    team = admin.post("/team/new", tpm_limit=20)["team_id"]
+    one, two = admin.key(team_id=team), admin.key(team_id=team)
+    used = chat(gw, one).usage.total_tokens
+    assert 0 < used < 20
+    calls, keys = 1, (two, one)
+    while _status(gw, keys[calls % 2]) == 200:  # both keys' tokens count against the team's 20
+        calls += 1
+        assert calls < 20
+    assert calls == -(-20 // used)
+    with pytest.raises(openai.RateLimitError, match="tpm"):
+        chat(gw, two)
+
+
 def test_a_teams_parallel_limit_is_shared_by_its_keys(gw, admin, upstream):
     import threading
 
