@@ -361,6 +361,22 @@ def test_a_users_models_and_limits_apply_to_its_keys(gw, admin):
         chat(gw, two)
 
 
+def test_an_end_users_rpm_limit_over_all_its_keys(gw, admin):
+    made = admin.post("/customer/new", user_id="c-rpm", rpm_limit=2, tpm_limit=100000, max_parallel_requests=5)
+    assert (made["rpm_limit"], made["tpm_limit"], made["max_parallel_requests"]) == (2, 100000, 5)
+    one, two = client(gw, admin.key()), client(gw, admin.key())
+    for sdk in (one, two):  # the end user's 2 a minute, whichever key it comes through
+        assert sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-rpm").choices
+    with pytest.raises(openai.RateLimitError, match="end user") as err:
+        one.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-rpm")
+    assert int(err.value.response.headers["retry-after"]) >= 1
+    assert one.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-other-rpm").choices
+    assert one.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+    admin.post("/customer/update", user_id="c-rpm", rpm_limit=None)
+    assert two.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="c-rpm").choices
+    admin.post("/customer/new", expect=400, user_id="c-rpm-bad", rpm_limit=-1)
+
+
 def test_a_teams_tpm_limit_is_shared_by_its_keys(gw, admin):
     team = admin.post("/team/new", tpm_limit=20)["team_id"]
     one, two = admin.key(team_id=team), admin.key(team_id=team)

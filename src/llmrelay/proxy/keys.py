@@ -588,6 +588,10 @@ class KeyManager:
         else:
             limits = self._limits(who.token, key, team, user, model)
             entry.limits[model] = (team, user, limits)
+        if customer is not None:  # an end user's own limits (LiteLLM's /customer/new rpm_limit, …)
+            rpm, tpm, par = customer.get("rpm_limit"), customer.get("tpm_limit"), customer.get("max_parallel_requests")
+            if rpm is not None or tpm is not None or par is not None:
+                limits = [*limits, Limit("end_user:" + who.end_user, "end user", rpm, tpm, par)]
         shared = self.shared
         if shared is not None:
             budgets = shared.budgets(who.token, key, team, user, customer, model)

@@ -35,7 +35,8 @@ _KEY_FIELDS = _BUDGET_FIELDS + ("key_alias", "team_id", "user_id", "model_max_bu
                                 "model_tpm_limit", "expires")
 _TEAM_FIELDS = _BUDGET_FIELDS + ("team_alias", "members")
 _USER_FIELDS = _BUDGET_FIELDS + ("user_email", "user_role", "teams")
-_CUSTOMER_FIELDS = ("alias", "max_budget", "soft_budget", "budget_duration", "blocked", "metadata", "spend")
+_CUSTOMER_FIELDS = ("alias", "max_budget", "soft_budget", "budget_duration", "blocked", "metadata", "spend",
+                    "rpm_limit", "tpm_limit", "max_parallel_requests")
 _TIMES = ("expires", "budget_reset_at", "created_at", "updated_at", "model_reset_at")
 
 
