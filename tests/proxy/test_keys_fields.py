@@ -441,10 +441,21 @@ def test_streams_and_refusals_carry_the_key_headers(gw, admin):
 
 @pytest.mark.parametrize("field, bad", [("blocked", "maybe"), ("blocked", 1), ("key_alias", ["a"]),
                                         ("team_id", 5), ("model_rpm_limit", {"gpt-4o": "ten"}),
-                                        ("model_tpm_limit", {"gpt-4o": -1}), ("metadata", "x")])
+                                        ("model_tpm_limit", {"gpt-4o": -1}), ("metadata", "x"),
+                                        ("rpm_limit", 2**64), ("max_budget", "lots"), ("tpm_limit", "1.5"),
+                                        ("soft_budget", "nan")])
 def test_what_is_stored_is_checked(gw, admin, field, bad):
     r = admin.http.post("/key/generate", json={field: bad})
     assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+
+
+def test_numbers_in_texts_are_read_and_stored_as_numbers(gw, admin):
+    """As LiteLLM's pydantic models read them (an admin form may send texts)."""
+    made = admin.post("/key/generate", max_budget="2.5", rpm_limit="3", model_rpm_limit={"gpt-4o": "2"},
+                      blocked="false")
+    assert (made["max_budget"], made["rpm_limit"], made["model_rpm_limit"], made["blocked"]) == (
+        2.5, 3, {"gpt-4o": 2}, False)
+    assert chat(gw, made["key"]).choices
 
 
 def test_fields_llmrelay_does_not_implement_are_named_never_dropped_silently(gw, admin):

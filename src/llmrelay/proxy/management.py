@@ -8,6 +8,7 @@ afterwards a key is named by its SHA-256 (``token``) or its ``key_alias``.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -130,11 +131,25 @@ def _token_of(key: Any) -> str:
 
 
 # ====================================================================== validation
+#: The largest whole number stored (a 64-bit column).
+_MAX_WHOLE = 2**63 - 1
+
+
 def _number(name: str, value: Any, integer: bool = False) -> Any:
+    """A finite number ≥ 0 (a whole one for ``integer``) or None; a number in a text (``"10"``)
+    is read as LiteLLM's pydantic models read it; anything else is a 400 naming ``name``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (integer and value != int(value)):
-        raise _Bad(400, f"{name} must be a {'whole ' if integer else ''}number ≥ 0, got {value!r}", name)
+    sent = value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            or (integer and (value != int(value) or value > _MAX_WHOLE))):
+        raise _Bad(400, f"{name} must be a {'whole ' if integer else ''}number ≥ 0, got {sent!r}",
+                   name.split(" ", 1)[0])
     return int(value) if integer else float(value)
 
 
@@ -166,11 +181,9 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
             if value is not None and not isinstance(value, dict):
                 raise _Bad(400, f"{name} must be an object", name)
             if name in ("model_rpm_limit", "model_tpm_limit"):
-                for model, limit in (value or {}).items():
-                    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
-                                              or limit < 0 or limit != int(limit)):
-                        raise _Bad(400, f"{name}: the limit of {model!r} must be a whole number ≥ 0, got {limit!r}",
-                                   name)
+                if value is not None:
+                    value = {str(model): _number(f"{name} of {model!r}", limit, integer=True)
+                             for model, limit in value.items()}
             if name == "model_max_budget":
                 try:
                     for entry in (value or {}).values():
