@@ -81,7 +81,8 @@ def test_idle_counters_are_forgotten():
 
 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("1m", 60), ("1h", 3600), ("1d", 86400), ("30d", 30 * 86400),
-                                          ("2w", 14 * 86400), ("1.5h", 5400)])
+                                          ("2w", 14 * 86400), ("1.5h", 5400), ("hourly", 3600),
+                                          ("Daily", 86400), ("weekly", 7 * 86400), ("monthly", 30 * 86400)])
 def test_durations(text, seconds):
     assert next_reset(text, 1000.0) == 1000.0 + seconds
 
@@ -92,7 +93,7 @@ def test_calendar_months():
     assert datetime.fromtimestamp(next_reset("12mo", jan31), timezone.utc).year == 2027
 
 
-@pytest.mark.parametrize("bad", ["", "10", "1y", "abc", None, 5])
+@pytest.mark.parametrize("bad", ["", "10", "1y", "abc", None, 5, "yearly"])
 def test_bad_durations(bad):
     with pytest.raises(DurationError):
         parse_duration(bad)

@@ -1,7 +1,8 @@
 """Budget periods (``budget_duration``) and the budget checks, as pure functions.
 
 Durations are LiteLLM's: a number and a unit — ``s``, ``m`` (minutes), ``h``, ``d``, ``w``,
-``mo`` (calendar months, reset on the same day of the month, UTC).
+``mo`` (calendar months, reset on the same day of the month, UTC) — or one of its words,
+``hourly``, ``daily``, ``weekly``, ``monthly`` (30 days).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ __all__ = ["parse_duration", "next_reset", "DurationError", "model_budget", "mod
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mo|s|m|h|d|w)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: LiteLLM's words for durations (its duration parser's aliases).
+_WORDS = {"hourly": "1h", "daily": "24h", "weekly": "7d", "monthly": "30d"}
 
 
 class DurationError(ValueError):
@@ -22,7 +25,10 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: Any) -> tuple[float, str]:
-    """``"30d"`` → ``(30, "d")``; :class:`DurationError` for anything else."""
+    """``"30d"`` → ``(30, "d")`` (and LiteLLM's ``"daily"`` → ``(24, "h")``, ``"hourly"``,
+    ``"weekly"``, ``"monthly"`` = 30 days); :class:`DurationError` for anything else."""
+    if isinstance(text, str):
+        text = _WORDS.get(text.strip().lower(), text)
     m = _DURATION.match(str(text)) if isinstance(text, str) else None
     if m is None:
         raise DurationError(f"invalid duration {text!r}: use a number and s, m, h, d, w or mo (e.g. 30s, 1h, 30d, 1mo)")
