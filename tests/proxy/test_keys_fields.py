@@ -443,7 +443,8 @@ def test_streams_and_refusals_carry_the_key_headers(gw, admin):
                                         ("team_id", 5), ("model_rpm_limit", {"gpt-4o": "ten"}),
                                         ("model_tpm_limit", {"gpt-4o": -1}), ("metadata", "x"),
                                         ("rpm_limit", 2**64), ("max_budget", "lots"), ("tpm_limit", "1.5"),
-                                        ("soft_budget", "nan")])
+                                        ("soft_budget", "nan"), ("model_max_budget", {"gpt-4o": -1}),
+                                        ("model_max_budget", {"gpt-4o": {"budget_limit": "x"}})])
 def test_what_is_stored_is_checked(gw, admin, field, bad):
     r = admin.http.post("/key/generate", json={field: bad})
     assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text

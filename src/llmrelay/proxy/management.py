@@ -187,7 +187,9 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
             if name == "model_max_budget":
                 try:
                     for entry in (value or {}).values():
-                        model_budget(entry)
+                        limit = model_budget(entry)[0]
+                        if limit is not None and not (math.isfinite(limit) and limit >= 0):
+                            raise ValueError(f"a budget must be a finite number ≥ 0, got {limit!r}")
                     resets = model_resets(value, now)
                 except (DurationError, TypeError, ValueError) as exc:
                     raise _Bad(400, f"model_max_budget: {exc} (use a number or "
