@@ -610,6 +610,9 @@ class ProxyApp:
                 # A stream's first chunk is awaited before the response starts, so that a
                 # failure before it is still a normal HTTP error (the stream closes itself).
                 first = await _first_chunk(result) if stream else None
+                client_stream = result
+                if observe.stream_hooks and stream:  # (the hooks see the first chunk too)
+                    client_stream, first = await observe.wrap_stream(ctx, result, first)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error
                 ctx.upstream += _perf() - t
                 ctx.done = True
@@ -619,7 +622,7 @@ class ProxyApp:
                 return await self._exception(ctx, send, exc)
             ctx.upstream += _perf() - t
             if stream:
-                await self._stream(ctx, send, observe.wrap_stream(ctx, result), first, ingress.encoder(request))
+                await self._stream(ctx, send, client_stream, first, ingress.encoder(request))
             else:
                 if observe.success_hooks:
                     result = ctx.result = await observe.post_success(ctx, result)

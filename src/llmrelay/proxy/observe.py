@@ -179,6 +179,8 @@ class Observe:
         self.failure_hooks = [x for x in loggers if overrides(x, "async_post_call_failure_hook")]
         self.iterator_hooks = [x for x in loggers if overrides(x, "async_post_call_streaming_iterator_hook")]
         self.chunk_hooks = [x for x in loggers if overrides(x, "async_post_call_streaming_hook")]
+        #: whether a stream goes to the client through hooks (:meth:`wrap_stream`)
+        self.stream_hooks = bool(self.iterator_hooks or self.chunk_hooks)
         #: Built-in loggers that also see the request itself (metrics, traces).
         self.gateway_loggers = [x for x in loggers if hasattr(x, "request_end")]
         #: Who hears the success/failure events: everyone but the gateway loggers, which see the
@@ -288,11 +290,17 @@ class Observe:
             except Exception:  # noqa: BLE001
                 log.warning("%s.async_post_call_failure_hook failed", type(logger).__name__, exc_info=True)
 
-    def wrap_stream(self, ctx: Any, stream: Any) -> Any:
-        """The stream the client gets, through the streaming hooks (when a logger has them)."""
-        if not (self.iterator_hooks or self.chunk_hooks):
-            return stream
-        return _HookedStream(self, ctx, stream)
+    async def wrap_stream(self, ctx: Any, stream: Any, first: Any) -> tuple[Any, Any]:
+        """(the stream the client gets, its first chunk), through the streaming hooks when a logger
+        has them: ``first``, read before the response started, goes through them too (an
+        iterator hook sees the whole stream, the per-chunk hook every chunk the client gets)."""
+        if not self.stream_hooks:
+            return stream, first
+        hooked = _HookedStream(self, ctx, stream, first)
+        try:
+            return hooked, await hooked.__anext__()
+        except StopAsyncIteration:
+            return hooked, None
 
     def _router(self) -> Any:
         return getattr(self.models, "router", None)
@@ -608,11 +616,11 @@ class _HookedStream:
 
     chunks_ready = 0
 
-    def __init__(self, observe: Observe, ctx: Any, stream: Any) -> None:
+    def __init__(self, observe: Observe, ctx: Any, stream: Any, first: Any = None) -> None:
         self._stream = stream
         self.state = getattr(stream, "state", None)
         self._hidden_params = getattr(stream, "_hidden_params", {})
-        source: Any = stream
+        source: Any = stream if first is None else _prepended(first, stream)
         _upstream_headers.set(None)
         auth = observe.auth(ctx)
         data = observe._data(ctx)
@@ -636,6 +644,13 @@ class _HookedStream:
             except Exception:  # noqa: BLE001
                 log.debug("closing a hooked stream failed", exc_info=True)
         await self._stream.aclose()
+
+
+async def _prepended(first: Any, stream: Any) -> AsyncIterator[Any]:
+    """``first`` (already read from ``stream``), then the rest of ``stream``."""
+    yield first
+    async for chunk in stream:
+        yield chunk
 
 
 async def _per_chunk(hooks: list[Any], auth: Any, source: Any) -> AsyncIterator[Any]:
