@@ -33,6 +33,7 @@ class OTLPReceiver:
     def __init__(self) -> None:
         self.spans: list = []
         self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +42,7 @@ class OTLPReceiver:
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 receiver.paths.append(self.path)
+                receiver.authorizations.append(self.headers.get("authorization"))
                 for resource_spans in request.resource_spans:
                     for scope_spans in resource_spans.scope_spans:
                         receiver.spans.extend(scope_spans.spans)
@@ -145,6 +147,30 @@ def test_gateway_exports_request_and_upstream_spans_over_otlp_http(tmp_path):
     first = streamed.events[0].time_unix_nano
     assert streamed.start_time_unix_nano < first <= streamed.end_time_unix_nano
     assert not [e for e in other.events]  # not a stream: no first-token event
+
+
+def test_langfuse_otel_posts_to_langfuses_endpoint_with_its_keys_and_content_when_configured(tmp_path):
+    """``callbacks: [langfuse_otel]``: spans to ``LANGFUSE_HOST``'s OTel endpoint with Basic auth of
+    the key pair; ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` records the texts."""
+    import base64
+
+    with OTLPReceiver() as receiver, FakeOpenAIServer() as up:
+        path = tmp_path / "config.yaml"
+        path.write_text(f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/gpt-4o-mini, "
+                        f"api_base: {up.url}/v1, api_key: sk-up}}\nlitellm_settings:\n  callbacks: [langfuse_otel]\n")
+        env = {"LANGFUSE_PUBLIC_KEY": "pk-lf-1", "LANGFUSE_SECRET_KEY": "sk-lf-2", "LANGFUSE_HOST": receiver.url,
+               "OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
+        with Gateway(str(path), env=env) as gw:
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
+            client.chat.completions.create(model="m", messages=MESSAGES)
+            spans = receiver.wait(2)
+    assert len(spans) == 2
+    assert set(receiver.paths) == {"/api/public/otel/v1/traces"}
+    assert set(receiver.authorizations) == {"Basic " + base64.b64encode(b"pk-lf-1:sk-lf-2").decode()}
+    server = next(s for s in spans if s.kind == s.SPAN_KIND_SERVER)
+    a = attrs(server)
+    assert "Tell me a secret" in a["gen_ai.input.messages"]
+    assert DEFAULT_TEXT in a["gen_ai.output.messages"]
 
 
 def test_library_spans_with_the_in_memory_exporter():

@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+import llmrelay
+
 from proxy.harness import Gateway
 from servers.openai_server import FakeOpenAIServer, error_reply
 from timing import DEADLINE
@@ -59,32 +61,47 @@ def test_metrics_add_up_across_two_workers(tmp_path, workers):
                 client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
             down.enqueue(error_reply(503), error_reply(503))
             client.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "y"}])
+            # a fallback that fails too: flaky's two attempts, then m's two
+            down.enqueue(error_reply(503), error_reply(503))
+            up.enqueue(error_reply(500), error_reply(500))
+            with pytest.raises(openai.InternalServerError):
+                client.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "z"}])
             client.close()
             deadline = time.monotonic() + DEADLINE
             while True:  # the success events are counted off the request path: wait for them
                 families = scrape(gw.url)
-                if total(families, "litellm_requests_metric_total") >= 22 or time.monotonic() > deadline:
+                if total(families, "litellm_requests_metric_total") >= 23 or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
             # every scrape answers for both workers: two scrapes agree
             again = scrape(gw.url)
-    assert total(families, "litellm_proxy_total_requests_metric_total") == 22
-    assert total(again, "litellm_proxy_total_requests_metric_total") == 22
+    assert total(families, "litellm_proxy_total_requests_metric_total") == 23
+    assert total(again, "litellm_proxy_total_requests_metric_total") == 23
     assert total(families, "litellm_proxy_total_requests_metric_total", requested_model="m", status_code="200") == 20
-    assert total(families, "litellm_proxy_failed_requests_metric_total", exception_class="InternalServerError") == 1
-    assert total(families, "litellm_requests_metric_total") == 22
-    assert total(families, "litellm_input_tokens_metric_total") > 0
-    assert total(families, "litellm_output_tokens_metric_total") > 0
-    assert total(families, "litellm_total_tokens_metric_total") == (
-        total(families, "litellm_input_tokens_metric_total") + total(families, "litellm_output_tokens_metric_total"))
+    assert total(families, "litellm_proxy_failed_requests_metric_total", exception_class="InternalServerError") == 2
+    assert total(families, "litellm_requests_metric_total") == 23
+    tokens_in = total(families, "litellm_input_tokens_metric_total")
+    tokens_out = total(families, "litellm_output_tokens_metric_total")
+    assert tokens_in > 0 and tokens_out > 0
+    assert total(families, "litellm_total_tokens_metric_total") == tokens_in + tokens_out
+    # the spend is what the price table makes of those tokens (gpt-4o-mini, every deployment)
+    prices = llmrelay.cost_per_token(model="gpt-4o-mini", prompt_tokens=int(tokens_in), completion_tokens=int(tokens_out))
+    assert total(families, "litellm_spend_metric_total") == pytest.approx(sum(prices))
     assert total(families, "litellm_llm_api_time_to_first_token_metric_count") == 10  # the streams
-    assert total(families, "litellm_request_total_latency_metric_count") == 22
-    assert total(families, "litellm_overhead_latency_metric_count") == 22
-    assert total(families, "litellm_deployment_failure_responses_total") == 4  # 2 attempts on m, 2 on flaky
-    assert total(families, "llmrelay_deployment_retries_total") == 2
+    assert total(families, "litellm_request_total_latency_metric_count") == 23
+    assert total(families, "litellm_llm_api_latency_metric_count") == 23
+    assert total(families, "litellm_overhead_latency_metric_count") == 23
+    # per deployment: 21 answers and 8 failed attempts (2 on m; 2 on flaky; 2 + 2 in the failed fallback)
+    assert total(families, "litellm_deployment_failure_responses_total") == 8
+    assert total(families, "litellm_deployment_total_requests_total") == 29
+    assert total(families, "litellm_deployment_latency_per_output_token_count") == 21
+    assert total(families, "llmrelay_deployment_retries_total") == 4
     assert total(families, "litellm_deployment_successful_fallbacks_total", requested_model="flaky",
                  fallback_model="m") == 1
+    assert total(families, "litellm_deployment_failed_fallbacks_total", requested_model="flaky",
+                 fallback_model="m") == 1
     assert total(families, "llmrelay_in_flight_requests") == 0
+    assert total(families, "llmrelay_in_flight_streams") == 0
     assert total(families, "litellm_deployment_success_responses_total") == 21
 
 

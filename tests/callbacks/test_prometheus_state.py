@@ -168,6 +168,11 @@ def test_deployment_state_after_failing_upstreams(tmp_path, workers):
 
             got = wait_for(states, what="the deployments' states")
             assert got == {"ok-model": 0, "flaky-model": 1, "dead-model": 2}
+            # the cooldown counted once, with its cause; a failure within allowed_fails is none
+            page = gauges(gw.url)
+            assert value(page, "litellm_deployment_cooled_down_total", litellm_model_name="openai/dead-model",
+                         exception_status="429") == 1
+            assert not value(page, "litellm_deployment_cooled_down_total", litellm_model_name="openai/flaky-model")
             for labels in gauges(gw.url)["litellm_deployment_state"]:
                 assert {n for n, _ in labels} == {"litellm_model_name", "model_id", "api_base", "api_provider"}
                 assert ("api_provider", "openai") in labels

@@ -78,3 +78,30 @@ def test_per_call_input_cost_per_second(upstream):
     response = llmrelay.completion(UNPRICED, MESSAGES, input_cost_per_second=0.01, input_cost_per_token=1e-6,
                                    **kw(upstream))
     assert response._hidden_params["response_cost"] == pytest.approx(response.usage.prompt_tokens * 1e-6)
+
+
+def test_a_gateway_deployments_cost_per_second_is_its_spend(tmp_path):
+    """Through the gateway (as LiteLLM's proxy prices a deployment with ``input_cost_per_second`` /
+    ``output_cost_per_second`` in its ``litellm_params``): the access log's ``cost`` of a response
+    and of a stream is the call's duration times the rates."""
+    import openai
+
+    from proxy.harness import Gateway
+
+    with FakeOpenAIServer() as up:
+        path = tmp_path / "config.yaml"
+        path.write_text(f"model_list:\n  - model_name: m\n    litellm_params: {{model: {UNPRICED}, "
+                        f"api_base: {up.url}/v1, api_key: sk-up, input_cost_per_second: 0.01, "
+                        f"output_cost_per_second: 0.02}}\n")
+        with Gateway(str(path)) as gw:
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
+            for i, stream in enumerate((False, True)):
+                up.enqueue(slow_headers_reply(0.2, stream=stream))
+                before = time.perf_counter()
+                answer = client.chat.completions.create(model="m", messages=MESSAGES, stream=stream,
+                                                        extra_headers={"x-request-id": f"per-second-{i}"})
+                if stream:
+                    assert "".join(c.choices[0].delta.content or "" for c in answer if c.choices) == DEFAULT_TEXT
+                took = time.perf_counter() - before
+                cost = gw.wait_log(lambda r: r.get("request_id") == f"per-second-{i}")["cost"]
+                assert 0.03 * 0.2 <= cost <= 0.03 * took, (stream, cost, took)
