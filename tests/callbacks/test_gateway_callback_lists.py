@@ -1,7 +1,8 @@
 """The gateway's ``success_callback`` / ``failure_callback`` lists (plain functions from a module
 next to the config: each hears only its own outcome, once) and the per-chunk
 ``async_post_call_streaming_hook`` (runs on every chunk the client gets, may replace it) beside
-an ``async_post_call_streaming_iterator_hook`` (wraps the whole stream, once)."""
+an ``async_post_call_streaming_iterator_hook`` (wraps the whole stream, once); a logger whose
+hooks raise breaks neither the requests nor the other callbacks."""
 
 from __future__ import annotations
 
@@ -51,6 +52,19 @@ class Chunks(CustomLogger):
 
 
 chunks = Chunks()
+
+
+class Breaks(CustomLogger):
+    """Every event hook raises: the requests and the other callbacks go on (the error is logged)."""
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        raise RuntimeError("a broken logger")
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        raise RuntimeError("a broken logger")
+
+
+breaks = Breaks()
 '''
 
 CONFIG = """
@@ -61,7 +75,7 @@ router_settings:
   num_retries: 0
   disable_cooldowns: true
 litellm_settings:
-  callbacks: [hooks.chunks]
+  callbacks: [hooks.breaks, hooks.chunks]
   success_callback: [hooks.on_success]
   failure_callback: [hooks.on_failure]
 """
