@@ -28,7 +28,8 @@ def _write(**record):
 
 
 def on_success(kwargs, response, start_time, end_time):
-    _write(kind="success", id=kwargs["litellm_call_id"], status=kwargs["standard_logging_object"]["status"])
+    _write(kind="success", id=kwargs["litellm_call_id"], status=kwargs["standard_logging_object"]["status"],
+           cost=kwargs["response_cost"])
 
 
 def on_failure(kwargs, response, start_time, end_time):
@@ -142,3 +143,18 @@ def test_per_chunk_hook_runs_on_every_chunk_and_may_replace_it(setup):
     # the iterator hook wrapped the whole stream once (the first chunk, read before the response
     # starts, included) and saw its end
     assert [(r["text"], r["chunks"]) for r in records if r["kind"] == "stream_end"] == [("stream please", len(chunks))]
+
+
+def test_a_stream_costs_what_the_same_response_costs(setup):
+    gw, _, log = setup
+    with client(gw, "same-1") as c:
+        c.chat.completions.create(model="m", messages=[{"role": "user", "content": "the same"}])
+    with client(gw, "same-2") as c:
+        list(c.chat.completions.create(model="m", messages=[{"role": "user", "content": "the same"}], stream=True,
+                                       stream_options={"include_usage": True}))
+    _outcomes(log, "same-1"), _outcomes(log, "same-2")
+    costs = {r["id"]: r["cost"] for r in _records(log) if r["kind"] == "success"}
+    assert costs["same-1"] == costs["same-2"] > 0
+    # the access log says the same
+    logged = [gw.wait_log(lambda r: r.get("request_id") == rid)["cost"] for rid in ("same-1", "same-2")]
+    assert logged == [costs["same-1"]] * 2
