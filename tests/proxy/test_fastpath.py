@@ -444,3 +444,29 @@ def test_whole_body_in_one_write(gateway, general, upstream):
     frames, record = _compare(gateway, general, upstream, lambda: stream_reply([data]))
     assert _texts(frames) == TEXT * 4
     assert record["fast_chunks"] > 20
+
+
+@pytest.mark.parametrize("where", ["same_read", "later_read", "same_frame_group", "burst"])
+def test_nothing_after_done_is_relayed(gateway, general, upstream, where):
+    """Frames after ``data: [DONE]`` in the same body count for nothing on the general path (the
+    decoder drops them): the fast path must not relay them either, whether they come in the
+    read that carried ``[DONE]``, in a later read, or after a ``[DONE]`` the general path's
+    decoder took (an ``event:`` line before it)."""
+    f = ChunkFactory()
+    events: list[Any] = [f.role(), f.content("Hello"), f.content(" there"), f.content(" my"), f.content(" friend"),
+                         f.finish()]
+    after = [f.content(" AFTER-DONE"), f.content(" AFTER-DONE2"), f.finish("length")]
+    late = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in after)
+    if where == "same_read":
+        body: list[Any] = [*events, b"data: [DONE]\n\n" + late]
+    elif where == "later_read":
+        body = [*events, "[DONE]", Sleep(0.02), *after, Sleep(0.02), *after]
+    elif where == "same_frame_group":
+        body = [*events, b"event: end\ndata: [DONE]\n\n" + late, Sleep(0.02), *after]
+    else:  # the first frame, then the rest of the body in one read
+        body = [events[0], Sleep(0.02), b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events[1:])
+                + b"data: [DONE]\n\n" + late]
+    frames, record = _compare(gateway, general, upstream, lambda: stream_reply(body, interval=0.002))
+    assert _texts(frames) == "Hello there my friend"
+    assert b"AFTER" not in orjson.dumps(frames)
+    assert frames[-2]["choices"][0]["finish_reason"] == "stop" and frames[-1] == "[DONE]"

@@ -436,7 +436,7 @@ class FastRelay:
         self.last: Any = None  # the last chunk object sent (from a general-path frame)
         self._write: Any = None  # the client connection's write (DirectBody.writer), set by run()
         self._buf = b""
-        self._raw_mode = False  # CR line ends seen: every byte goes through the general decoder
+        self._raw_mode = False  # CR line ends or [DONE] seen: every byte goes through the general decoder
         self._out: list[bytes] = []
         self._turn = -1.0
         self._flush_handle: asyncio.Handle | None = None
@@ -734,15 +734,30 @@ class FastRelay:
                     # the stream's last frames, as the general path would take them
                     if data == b"[DONE]":
                         self.decoder.done = True
-                        continue
+                        self._after_done(buf[start:])
+                        return
                     if finish(data):
                         continue
                 self._general(frame + b"\n\n", learn=single)
                 if self._stopped:
                     return
+                if self._raw_mode:  # [DONE] was in that frame (_general)
+                    self._after_done(buf[start:])
+                    return
             self._buf = buf[start:] if start else buf
         except Exception as exc:  # noqa: BLE001 - the state machine's (repeat guard) or a bug
             self._fail(exc)
+
+    def _after_done(self, rest: bytes) -> None:
+        """``[DONE]`` seen: nothing after it counts (the general path's decoder drops every
+        later event), so from here on every byte of the body (``rest``: what followed it in
+        this read) goes to the decoder, as in raw mode; no frame is rewritten or relayed. The
+        relay stays on to the body's end (no extra wake-up of the request task)."""
+        self._raw_mode = True
+        self._fhead = None
+        self._buf = b""
+        if rest:
+            self._general(rest, learn=False)
 
     def _general(self, data: bytes, learn: bool) -> None:
         """Bytes (whole frames, or anything in raw mode) through the provider's decoder and the
@@ -777,6 +792,9 @@ class FastRelay:
                     self._learned()
         if decoder.error is not None or stream._pending is not None:
             self._stop()
+        elif decoder.done and not self._raw_mode:  # [DONE] was in these frames
+            self._raw_mode = True
+            self._fhead = None
 
     def _fail(self, exc: Exception) -> None:
         from ..exceptions import LLMRelayError
