@@ -114,9 +114,12 @@ def _gateway(tmp: Path, name: str, src: Path, up_port: int, out: Path, profile: 
     raise RuntimeError(f"gateway {name} does not answer")
 
 
-async def _requests(port: int, total: int, conc: int) -> int:
-    """``total`` streamed requests over ``conc`` keep-alive connections; the frames received."""
-    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+async def _requests(port: int, total: int, conc: int, burst: bool = False) -> int:
+    """``total`` streamed requests over ``conc`` keep-alive connections; the frames received.
+    ``burst``: the upstream answers each with its burst (``_paced.BURST_FRAMES`` frames and the
+    head in one write: the whole body is there before the gateway's first read of it)."""
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true%s}' % (
+        b',"user":"bench-burst"' if burst else b"")
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
                b"authorization: Bearer " + MASTER.encode() + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
     left = [total]
@@ -155,7 +158,7 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
     try:
         gw, port = _gateway(tmp, f"{name}-{frames}", src, up_port, out,
                             "opcodes" if args.opcodes else args.profile)
-        asyncio.run(_requests(port, args.warmup, args.conc))
+        asyncio.run(_requests(port, args.warmup, args.conc, args.burst))
         idle = 0
         if args.idle and not (args.profile or args.opcodes):
             time.sleep(1.0)  # (the warm-up's last requests' ends)
@@ -171,7 +174,7 @@ def measure(name: str, src: Path, frames: int, args: argparse.Namespace, tmp: Pa
         else:
             subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], check=True, capture_output=True)
         t0 = time.perf_counter()
-        got = asyncio.run(_requests(port, args.requests, args.conc))
+        got = asyncio.run(_requests(port, args.requests, args.conc, args.burst))
         wall = time.perf_counter() - t0
         if args.profile or args.opcodes:
             gw.send_signal(signal.SIGUSR2)
@@ -211,6 +214,9 @@ def main() -> None:
     parser.add_argument("--out", metavar="DIR")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--opcodes", action="store_true")
+    parser.add_argument("--burst", action="store_true",
+                        help="every stream's whole body (200 frames) in one upstream write, with the head "
+                             "(the fully buffered body; --frames then only names the runs)")
     parser.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
                         help="count an idle window too; print the figures without the idle work per second")
     args = parser.parse_args()

@@ -451,7 +451,7 @@ class FastRelay:
         self._idle: float | None = None  # the read timeout (aiohttp's sock_read), kept by us
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
-        self._time: Any = None  # loop.time (uvloop's: the time of this loop turn)
+        self._time: Any = None  # loop.time (uvloop's: in ms, updated at every call)
         # The client connection (DirectBody.framing), for the one write of a fast frame.
         self._put: Any = None
         self._closing: Any = None
@@ -665,7 +665,7 @@ class FastRelay:
                                 choice.repeats = 0
                             choice.text.append(text)
                             self.fast += 1
-                            now = self._time()  # uvloop's clock: one value per loop turn
+                            now = self._time()  # (uvloop's clock, in ms: see _send)
                             if now != self._turn and not self._out and self._chunked:
                                 self._turn = now
                                 if not self._closing():
@@ -808,8 +808,12 @@ class FastRelay:
 
     # ------------------------------------------------------------------ writing
     def _send(self, frame: bytes) -> None:
-        """Write ``frame`` now if it is the first of this loop turn, else at the turn's end."""
-        now = self._time()  # uvloop's clock is updated once per loop turn
+        """Write ``frame`` now if it is the first of this loop turn, else at the turn's end.
+
+        (A "turn" is a millisecond of ``loop.time()``: uvloop updates its clock at every call,
+        in ms. Frames of a burst that take more than a millisecond to rewrite are written in a
+        few writes, the first of each millisecond at once while nothing is queued.)"""
+        now = self._time()
         if now != self._turn and not self._out:
             self._turn = now
             self._write(frame)
