@@ -716,10 +716,41 @@ class FastRelay:
             start = 0
             rewrite = self.rewriter.rewrite
             finish = self.rewriter.finish
+            fhead, fs, ftail = self._fhead, self._fs, self._ftail
             while True:
                 end = buf.find(b"\n\n", start)
                 if end < 0:
                     break
+                if fhead is not None and buf.startswith(fhead, start):
+                    # A content frame of the learned shape (a burst's every frame), checked and
+                    # accounted as in _feed; any other goes on below (rewrite: escapes…).
+                    frame = buf[start:end + 2]
+                    e = frame.find(b'"', fs)
+                    if e > fs and (frame[e:] == ftail or self._obfuscated(frame, e, self._obf_post)):
+                        raw = frame[fs:e]
+                        if raw.find(b"\\") < 0:
+                            try:
+                                text = raw.decode()
+                            except UnicodeDecodeError:
+                                text = ""
+                            if text and (text.isprintable() or _no_control(raw)):
+                                choice = self._choice
+                                # StreamState._guard, inlined for the common outcomes (it raises
+                                # the repeat guard's error: _fail below)
+                                if text == choice.last_content:
+                                    self._state._guard(choice, text)
+                                elif len(text) > 2:
+                                    if not text.isspace():
+                                        choice.last_content = text
+                                        choice.repeats = 1
+                                elif choice.last_content is not None and not text.isspace():
+                                    choice.last_content = None
+                                    choice.repeats = 0
+                                choice.text.append(text)
+                                self.fast += 1
+                                self._send(self._prefix + raw + self._suffix)
+                                start = end + 2
+                                continue
                 frame = buf[start:end]
                 start = end + 2
                 single = frame[:6] == b"data: " and frame.find(b"\n") < 0
@@ -744,6 +775,7 @@ class FastRelay:
                 if self._raw_mode:  # [DONE] was in that frame (_general)
                     self._after_done(buf[start:])
                     return
+                fhead, fs, ftail = self._fhead, self._fs, self._ftail  # (learned from that frame?)
             self._buf = buf[start:] if start else buf
         except Exception as exc:  # noqa: BLE001 - the state machine's (repeat guard) or a bug
             self._fail(exc)
