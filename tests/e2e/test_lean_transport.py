@@ -256,3 +256,111 @@ async def test_the_tasks_upstream_headers_are_sent(srv, client, monkeypatch):
     assert "traceparent" not in third.headers and third.headers["X-Own"] == "3"
     if client == "aiohttp":
         await aio.close_sessions()
+
+
+# ---------------------------------------------------------------- response heads (issue 18)
+#: A response head as OpenAI sends it (24 headers: two Set-Cookie, names in mixed case).
+OPENAI_HEAD = (
+    b"HTTP/1.1 200 OK\r\nDate: Tue, 01 Dec 2026 23:56:45 GMT\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 2\r\nConnection: keep-alive\r\naccess-control-expose-headers: X-Request-ID\r\n"
+    b"openai-organization: user-abc\r\nopenai-processing-ms: 241\r\nopenai-project: proj_abc\r\n"
+    b"openai-version: 2020-10-01\r\nx-ratelimit-limit-requests: 10000\r\nx-ratelimit-limit-tokens: 30000000\r\n"
+    b"x-ratelimit-remaining-requests: 9999\r\nx-ratelimit-remaining-tokens: 29999982\r\n"
+    b"x-ratelimit-reset-requests: 6ms\r\nx-ratelimit-reset-tokens: 0s\r\nx-request-id: req_0123\r\n"
+    b"strict-transport-security: max-age=31536000; includeSubDomains; preload\r\ncf-cache-status: DYNAMIC\r\n"
+    b"set-cookie: __cf_bm=aa; path=/; HttpOnly; Secure; SameSite=None\r\n"
+    b"set-cookie: _cfuvid=bb; path=/; HttpOnly; Secure; SameSite=None\r\n"
+    b"X-Content-Type-Options: nosniff\r\nServer: cloudflare\r\nCF-RAY: 8e9f3a1b2c3d4e5f-SJC\r\n"
+    b"alt-svc: h3=\":443\"; ma=86400\r\n\r\n")
+
+
+def _expected_headers(head: bytes) -> dict[str, str]:
+    """The headers as the client reports them: each name as sent, its first value (leading spaces
+    and tabs dropped, trailing kept), decoded as UTF-8 with surrogate escapes, in first-seen order."""
+    out: dict[str, str] = {}
+    for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        out.setdefault(name.decode("utf-8", "surrogateescape"), value.lstrip(b" \t").decode("utf-8", "surrogateescape"))
+    return out
+
+
+@pytest.mark.parametrize("split", ["whole", "bytewise"])
+async def test_response_headers_as_sent(srv, split):
+    """Every header of the head (split over reads or not): duplicates of a name keep the first
+    value, names differing in case are kept apart, order as sent, values' leading blanks dropped."""
+    head = OPENAI_HEAD.replace(b"Content-Length: 2\r\n", b"Content-Length: 2\r\nX-Blank:\t \r\nX-Trail: v \t\r\n"
+                               b"x-dup: 1\r\nX-Dup: 2\r\nx-dup: 3\r\nX-Bytes: caf\xc3\xa9 \xff\r\nX-Empty:\r\n")
+    parts: list = [head + b"ok"] if split == "whole" else [head[i:i + 1] for i in range(len(head))] + [b"ok"]
+    if split == "bytewise":
+        parts = [p for b in parts for p in (b, Sleep(0.0005))]
+    srv.enqueue(Reply.raw_bytes(*parts))
+    response = await aio.send(_request(srv), 5.0)
+    expected = _expected_headers(head)
+    assert list(response.headers.items()) == list(expected.items())
+    assert response.headers["set-cookie"].startswith("__cf_bm=aa")
+    assert (response.headers["x-dup"], response.headers["X-Dup"]) == ("1", "2")
+    assert (response.headers["X-Blank"], response.headers["X-Trail"], response.headers["X-Empty"]) == ("", "v \t", "")
+    assert response.headers["X-Bytes"] == "café \udcff"
+    assert len(response.headers) == 29
+    assert await response.read() == b"ok"
+
+
+async def test_interim_response_headers_are_not_the_responses(srv):
+    srv.enqueue(Reply.raw_bytes(b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n",
+                                b"HTTP/1.1 200 OK\r\nX-Final: 2\r\nContent-Length: 2\r\n\r\nok"))
+    response = await aio.send(_request(srv), 5.0)
+    assert response.headers == {"X-Final": "2", "Content-Length": "2"}
+    assert await response.read() == b"ok"
+
+
+async def test_additional_headers_of_a_realistic_head(srv):
+    """``additional_headers`` from OpenAI's 24 headers: each once, the first Set-Cookie."""
+    body = (b'{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+            b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}')
+    srv.enqueue(Reply.raw_bytes(OPENAI_HEAD.replace(b"Content-Length: 2", b"Content-Length: %d" % len(body)) + body))
+    response = await llmrelay.acompletion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                                          api_base=srv.url + "/v1", api_key="k")
+    extra = response._hidden_params["additional_headers"]
+    assert extra["llm_provider-set-cookie"].startswith("__cf_bm=aa")
+    assert extra["llm_provider-cf-ray"] == "8e9f3a1b2c3d4e5f-SJC"
+    assert extra["x-ratelimit-remaining-tokens"] == "29999982"
+    assert len(extra) == 23 + 4
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: Chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+])
+async def test_chunked_in_any_spelling_is_delimited(srv, head):
+    """A chunked body is de-chunked, and one cut short is an error, not a complete body, however
+    the Transfer-Encoding header is spelled or split."""
+    head = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    srv.enqueue(Reply.raw_bytes(head + b"2\r\nab\r\n0\r\n\r\n"))
+    status, body = await _fetch(srv)
+    assert (status, body) == (200, b"ab")
+    srv.enqueue(Reply.raw_bytes(head + b"2\r\nab\r\n", Sleep(0.05), Drop()))
+    response = await aio.send(_request(srv), 5.0)
+    assert response.conn.chunked and response.conn.delimited
+    with pytest.raises(llmrelay.APIConnectionError, match="not completed"):
+        await response.read()
+
+
+async def test_content_encoding_in_any_case(srv):
+    data = b"x" * 3000
+    srv.enqueue(Reply.raw_bytes(b"HTTP/1.1 200 OK\r\nCONTENT-ENCODING:  GZip \r\nContent-Length: %d\r\n\r\n"
+                                % len(gzip.compress(data)) + gzip.compress(data)))
+    assert await _fetch(srv) == (200, data)
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",  # obsolete line folding
+    b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 0\n\n",  # bare line feeds
+    b"HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 0\r\n\r\n",  # a space in a name
+    b"HTTP/1.1 200 OK\r\nX-A: 1\x00\r\nContent-Length: 0\r\n\r\n",  # a NUL in a value
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx",  # two lengths
+])
+async def test_malformed_heads_are_errors(srv, head):
+    srv.enqueue(Reply.raw_bytes(head, Hang()))
+    with pytest.raises(llmrelay.APIConnectionError, match="Invalid HTTP response"):
+        await _fetch(srv)
