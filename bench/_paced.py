@@ -4,10 +4,11 @@ Real models pace their tokens, so in production every chunk is its own upstream 
 trip through the gateway's event loop and its own client write. These three small uvloop
 programs measure that without measuring themselves much:
 
-* ``upstream``: a fake OpenAI chat endpoint (raw protocol + httptools, keep-alive, chunked SSE)
-  whose streams are ``FRAMES`` frames, the first at once, then one every ``GAP`` seconds. Streams
-  are kept in 1 ms time slots and one ticker writes every due frame, so the upstream costs one
-  timer wake-up per millisecond rather than one per chunk. A request whose body names the
+* ``upstream``: a fake OpenAI chat endpoint (raw protocol + httptools, keep-alive, chunked SSE,
+  OpenAI's ~24 response headers: ``bench/_openai_head.py``) whose streams are ``FRAMES`` frames,
+  the first at once, then one every ``GAP`` seconds. Streams are kept in 1 ms time slots and one
+  ticker writes every due frame, so the upstream costs one timer wake-up per millisecond rather
+  than one per chunk. A request whose body names the
   ``BURST_USER`` is answered with ``BURST_FRAMES`` frames in one write instead (the burst cell);
   one that asks ``stream_options.include_usage`` gets a usage frame before ``[DONE]``, as OpenAI
   sends it;
@@ -81,8 +82,9 @@ def run_upstream(port_file: str, count: int = FRAMES, gap: float = GAP) -> None:
     usage_frames = _frames(count, usage=True)
     burst = b"".join(_frames(BURST_FRAMES))
     burst_marker = f'"{BURST_USER}"'.encode()
-    head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
-            b"cache-control: no-cache\r\n\r\n")
+    from _openai_head import head_maker
+
+    head = head_maker("text/event-stream; charset=utf-8", "Transfer-Encoding: chunked\r\n")
     nslots = max(1, round(gap / SLOT))
     slots: list[list[list]] = [[] for _ in range(nslots)]
 
@@ -104,10 +106,10 @@ def run_upstream(port_file: str, count: int = FRAMES, gap: float = GAP) -> None:
         def on_message_complete(self):
             body, self.body = self.body, b""
             if burst_marker in body:
-                self.t.write(head + burst)
+                self.t.write(head() + burst)
                 return
             answer = usage_frames if b'"include_usage":true' in body.replace(b" ", b"") else frames
-            self.t.write(head + answer[0])
+            self.t.write(head() + answer[0])
             # the slot just behind the ticker: its next frame one GAP from now, whether or not
             # the ticker has handled the current millisecond yet
             slots[(int(time.monotonic() / SLOT) - 1) % nslots].append([self.t, 1, answer])

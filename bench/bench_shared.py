@@ -57,12 +57,14 @@ def run_upstream(port: int, chunks: int, gap_ms: float) -> None:
                          "usage": {"prompt_tokens": 9, "completion_tokens": chunks, "total_tokens": chunks + 9}}))
     done = b"data: [DONE]\n\n"
     frames.append(b"%x\r\n%s\r\n" % (len(done), done))
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    from _openai_head import head_maker  # OpenAI's ~24 response headers
+
+    head = head_maker("text/event-stream; charset=utf-8", "Transfer-Encoding: chunked\r\n")
     body = json.dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "m",
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello world."},
                                     "finish_reason": "stop"}],
                        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}).encode()
-    plain = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    plain_head = head_maker("application/json", f"Content-Length: {len(body)}\r\n")
     gap = gap_ms / 1000.0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,9 +76,9 @@ def run_upstream(port: int, chunks: int, gap_ms: float) -> None:
                 m = re.search(rb"content-length:\s*(\d+)", headers, re.I)
                 data = await reader.readexactly(int(m.group(1))) if m else b""
                 if b'"stream":true' not in data.replace(b" ", b""):
-                    writer.write(plain)
+                    writer.write(plain_head() + body)
                     continue
-                writer.write(head)
+                writer.write(head())
                 for f in frames:
                     writer.write(f)
                     if gap and b"[DONE]" not in f:
