@@ -364,3 +364,22 @@ async def test_malformed_heads_are_errors(srv, head):
     srv.enqueue(Reply.raw_bytes(head, Hang()))
     with pytest.raises(llmrelay.APIConnectionError, match="Invalid HTTP response"):
         await _fetch(srv)
+
+
+async def test_header_lines_kept_or_not_give_the_same_headers(srv, monkeypatch):
+    """The lines kept from earlier responses (lean._LINES) give what a first sight gives, also
+    when the memory is emptied on the way or a line is too long to keep."""
+    monkeypatch.setattr(lean, "_LINES_MAX", 5)
+    monkeypatch.setattr(lean, "_PER_NAME", 2)
+    long_value = b"v" * (lean._LINE_MAX + 10)
+    for i in range(6):
+        head = OPENAI_HEAD.replace(b"x-request-id: req_0123", b"x-request-id: req_%d\r\nX-Long: %s" % (i, long_value))
+        head = head.replace(b"Connection: keep-alive", b"Connection: close")  # (a raw reply ends its connection)
+        if i % 2:
+            head = head.replace(b"Content-Length: 2\r\n", b"Transfer-Encoding: chunked\r\n")
+        srv.enqueue(Reply.raw_bytes(head + (b"2\r\nok\r\n0\r\n\r\n" if i % 2 else b"ok")))
+        response = await aio.send(_request(srv), 5.0)
+        assert list(response.headers.items()) == list(_expected_headers(head).items())
+        assert response.conn.chunked == bool(i % 2) and response.conn.delimited
+        assert await response.read() == b"ok"
+    assert len(lean._LINES) <= 5 + 30 and lean._NAME_LINES["x-request-id"] <= lean._PER_NAME

@@ -10,6 +10,8 @@ per-request work is most of what is left. This module does the same exchange wit
   (scheme, host, port, TLS context), idle connections closed after :data:`KEEPALIVE` seconds;
 - the request head written in one ``write`` with the body (the request line and ``Host`` are
   encoded once per URL);
+- the response head split in one go once the parser has checked it, not header by header in
+  Python callbacks; its lines' names and values remembered across responses (:data:`_LINES`);
 - bodies delimited by Content-Length, chunked or the connection's end; gzip and deflate are
   asked for and decoded (zlib), other encodings passed on as they are;
 - the read timeout (aiohttp's ``sock_read``: every wait for bytes, for the head and between body
@@ -159,7 +161,7 @@ class _Conn(asyncio.Protocol):
                  "headers", "head_waiter", "body", "size", "body_waiter", "exc", "sink", "on_end",
                  "delimited", "decoder", "keep_alive", "timeout", "last_read", "timer", "timer_at", "paused",
                  "relay_paused", "informational", "received", "chunked", "last_data", "chunk_starts",
-                 "chunk_ends", "on_chunk_header", "on_chunk_complete")
+                 "chunk_ends", "on_chunk_header", "on_chunk_complete", "head", "head_at")
 
     def __init__(self, pool: "_Pool", key: Any) -> None:
         self.pool = pool
@@ -202,6 +204,8 @@ class _Conn(asyncio.Protocol):
         self.relay_paused = False  # reading paused by the sink's owner (its client is slow)
         self.informational = False
         self.received = False
+        self.head = b""  # the exchange's bytes while its head is read (see on_headers_complete)
+        self.head_at = 0  # where in them the next head begins (after an interim response's)
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: Any) -> None:
@@ -218,6 +222,9 @@ class _Conn(asyncio.Protocol):
         self.last_read = self.loop.time()
         self.received = True
         self.last_data = data
+        if state == _HEAD:  # (kept for on_headers_complete: one read, usually, so no copy)
+            head = self.head
+            self.head = head + data if head else data
         try:
             self.parser.feed_data(data)
         except Exception as exc:  # noqa: BLE001 - httptools' parser errors (malformed bytes)
@@ -247,32 +254,26 @@ class _Conn(asyncio.Protocol):
         self._cancel_timer()
 
     # ------------------------------------------------------------------ httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.state != _HEAD:
-            return
-        key = name.decode("utf-8", "surrogateescape")
-        if key not in self.headers:
-            self.headers[key] = value.decode("utf-8", "surrogateescape")
-        lower = name.lower()
-        if lower == b"content-length":
-            self.delimited = True
-        elif lower == b"transfer-encoding" and value.lower().find(b"chunked") >= 0:
-            self.delimited = self.chunked = True
-        elif lower == b"content-encoding":
-            coding = value.strip().lower()
-            if coding in (b"gzip", b"x-gzip"):
-                self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            elif coding == b"deflate":
-                self.decoder = _Deflate()
-
+    # No ``on_header``: httptools would make two bytes objects and a Python call per header (an
+    # OpenAI response has ~24), and each a dict entry and two decodes. The parser checks the
+    # head (llhttp, strict: CRLF line ends, no folding, no control characters, one length), and
+    # once it is complete the head's bytes are split here in one go (_take_head).
     def on_headers_complete(self) -> None:
         if self.state != _HEAD:  # a second response after the one asked for: not reusable
             self.keep_alive = False
             return
         status = self.parser.get_status_code()
+        buf = self.head
+        start = buf.find(b"HTTP/", self.head_at)  # (the parser allows empty lines before it)
+        end = buf.find(b"\r\n\r\n", start)
+        if start < 0 or end < 0:
+            raise ProtocolError("response head not found")
         if 100 <= status < 200 and status != 101:  # an interim response: the real one follows
             self.informational = True
+            self.head_at = end + 4
             return
+        self.head = b""
+        self._take_head(buf, start, end)
         self.status = status
         self.state = _BODY
         if status in (204, 304):
@@ -280,6 +281,46 @@ class _Conn(asyncio.Protocol):
         waiter = self.head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _take_head(self, buf: bytes, start: int, end: int) -> None:
+        """The headers of the head ``buf[start:end]`` (status line and header lines, checked by
+        the parser) and what they say of the body: each name as sent with its first value (its
+        leading blanks dropped, as the parser drops them), decoded as UTF-8 with surrogate
+        escapes, in order; the framing headers in any case, each of their lines counting.
+
+        An upstream sends most of its header lines the same on every response (OpenAI 14 of its
+        24), so a line's name and value are kept by line (:data:`_LINES`): a line seen before
+        costs a lookup, not a split, a strip and their strings."""
+        lines = buf[start:end].decode("utf-8", "surrogateescape").split("\r\n")
+        del lines[0]  # the status line
+        if len(_LINES) > _LINES_MAX:
+            _LINES.clear()
+            _NAME_LINES.clear()
+        headers = self.headers = {}
+        add = headers.setdefault
+        get = _LINES.get
+        for line in lines:
+            entry = get(line)
+            if entry is None:
+                entry = _line(line)
+            name, value, kind, low = entry
+            add(name, value)
+            if kind:
+                self._framing(kind, low)
+
+    def _framing(self, kind: int, value: bytes) -> None:
+        """A framing header line's say (``kind`` of :data:`_KINDS`; ``value`` lower-cased bytes)."""
+        if kind == 1:  # content-length
+            self.delimited = True
+        elif kind == 2:  # transfer-encoding
+            if value.find(b"chunked") >= 0:
+                self.delimited = self.chunked = True
+        else:  # content-encoding
+            coding = value.strip()
+            if coding in (b"gzip", b"x-gzip"):
+                self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif coding == b"deflate":
+                self.decoder = _Deflate()
 
     def on_body(self, data: bytes) -> None:
         if self.state != _BODY:
@@ -498,6 +539,33 @@ class _Conn(asyncio.Protocol):
             self.relay_paused = False
             if not self.paused and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
+
+
+#: Header lines seen → ``(name, value, kind, lower-cased value bytes)`` (``kind``: 0, or which
+#: framing header, :data:`_KINDS`), for :meth:`_Conn._take_head`: lines of at most
+#: :data:`_LINE_MAX` characters, at most :data:`_PER_NAME` a name (a name whose value changes
+#: on every response — request ids, dates, remaining limits — is soon no longer kept), at most
+#: :data:`_LINES_MAX` in all (then emptied, and :data:`_NAME_LINES` with it).
+_LINES: dict[str, tuple[str, str, int, bytes]] = {}
+_NAME_LINES: dict[str, int] = {}  # name → how many of its lines _LINES got
+_LINES_MAX = 2048
+_LINE_MAX = 512
+_PER_NAME = 4
+_KINDS = {"content-length": 1, "transfer-encoding": 2, "content-encoding": 3}
+
+
+def _line(line: str) -> tuple[str, str, int, bytes]:
+    """A header line's entry of :data:`_LINES` (kept there, unless too long or its name has
+    had :data:`_PER_NAME` lines kept)."""
+    name, _, value = line.partition(":")
+    kind = _KINDS.get(name.lower(), 0)  # (a name is a token: ASCII, so as bytes would lower it)
+    entry = (name, value.lstrip(" \t"), kind, value.encode("utf-8", "surrogateescape").lower() if kind else b"")
+    if len(line) <= _LINE_MAX:
+        kept = _NAME_LINES.get(name, 0)
+        if kept < _PER_NAME:
+            _NAME_LINES[name] = kept + 1
+            _LINES[line] = entry
+    return entry
 
 
 class _Deflate:
@@ -799,6 +867,14 @@ class LeanResponse(ResponseBase):
 
     __slots__ = ()
     _timed_out = staticmethod(_timed_out)
+
+    def __init__(self, raw: _Conn, request: HttpRequest, provider: str | None, model: str | None) -> None:
+        self._raw = raw
+        self.status = raw.status
+        self.headers = raw.headers  # (made for this exchange: the connection's next one makes its own)
+        self._request = request
+        self._provider = provider
+        self._model = model
 
     async def read(self) -> bytes:
         conn = self._raw
