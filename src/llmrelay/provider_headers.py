@@ -39,12 +39,19 @@ def additional_headers(headers: Mapping[str, str]) -> dict[str, str]:
                 _learn(name)
         out = {keys[name]: value for name, value in headers.items()}
     if not _LIMIT_NAMES.keys().isdisjoint(headers.keys()):
-        limits: dict[str, str] = {}
-        for name, value in headers.items():
-            standard = _LIMIT_NAMES.get(name)
-            if standard is not None:
-                limits[standard] = value
-        out.update(limits)
+        # (the rate-limit names among the headers, in their order, picked in C: OpenAI sends ~24
+        # headers, 4 of them these; each standard name placed where it first comes, last value)
+        limits = _LIMIT_NAMES
+        if type(headers) is dict:  # (one value a name)
+            for name in list(filter(limits.__contains__, headers)):
+                out[limits[name]] = headers[name]
+        else:
+            found: dict[str, str] = {}
+            for name, value in headers.items():
+                standard = limits.get(name)
+                if standard is not None:
+                    found[standard] = value
+            out.update(found)
     return out
 
 

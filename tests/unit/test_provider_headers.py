@@ -35,3 +35,13 @@ def test_ever_new_names_do_not_grow_the_memory():
         headers = {f"x-name-{i}": "v", "x-ratelimit-limit-tokens": "3"}
         assert additional_headers(headers) == _rule(headers)
     assert len(provider_headers._KEYS) <= 4096
+
+
+def test_rate_limit_names_in_any_case_and_order():
+    headers = {"x-ratelimit-remaining-tokens": "5", "Server": "s", "X-RateLimit-Remaining-Tokens": "6",
+               "anthropic-ratelimit-requests-limit": "7", "x-ratelimit-limit-requests": "8"}
+    for mapping in (headers, CIMultiDict(headers)):
+        for _ in range(2):
+            got = additional_headers(mapping)
+            assert got == _rule(mapping) and list(got) == list(_rule(mapping))
+    assert additional_headers(headers)["x-ratelimit-remaining-tokens"] == "6"
