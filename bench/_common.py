@@ -95,13 +95,16 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_otlp_sink() -> tuple[object, str]:
+def start_otlp_sink(keep_alive: bool = False) -> tuple[object, str]:
     """An OTLP/HTTP receiver on 127.0.0.1 that reads and drops what it is sent (in a thread of this
-    process); (server, endpoint URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``). ``server.shutdown()`` stops it."""
+    process); (server, endpoint URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``). ``server.shutdown()`` stops it.
+    ``keep_alive``: HTTP/1.1, connections kept open between exports."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Sink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers.get("content-length", 0)))
             self.send_response(200)

@@ -1,15 +1,22 @@
 """Keys, budgets, limits and spend: what they cost the gateway, and how fast spend is written.
 
-Part 1 — the same fast fake upstream behind two gateways (one worker each), measured in one run:
-the bare gateway (master key, no database) and the gateway with a virtual key that has a budget
-(with a period), rpm/tpm/parallel limits, a priced deployment and spend logging to SQLite.
-Reported: gateway CPU per non-streamed request and per streamed chunk, and the ratios
-(targets: ≤ 1.2× per request, ≤ 1.05× per chunk), plus the spend rows the keyed gateway wrote.
+Part 1 — the same fast fake upstream behind two gateways (one worker each): the bare gateway
+(master key, no database) and the gateway with a virtual key that has a budget (with a period),
+rpm/tpm/parallel limits, a priced deployment and spend logging to SQLite. Both are loaded at once
+by one load generator and their CPU (all threads, ``/proc/<pid>/task/*/schedstat``) read at the two
+ends of each window, the ratio taken within each round: median of ``--rounds`` rounds, quartiles,
+min–max, pooled (bench/_pair.py explains why; one gateway after the other scattered the ratio by
+±0.2 on this shared machine). Reported: gateway CPU per non-streamed request and per streamed
+chunk and their ratios (targets: ≤ 1.2× per request, ≤ 1.05× per chunk), plus the spend rows the
+keyed gateway wrote. ``--aa``: two bare gateways (the method's noise); ``--sequential``: the old
+way, fixed-count windows one gateway after the other.
 
 Part 2 — spend rows/s written through the store (batches as the spend queue writes them) on
-SQLite and on PostgreSQL (``LLMRELAY_TEST_DATABASE_URL`` or 127.0.0.1:5432/test; target ≥ 1,000/s).
+SQLite and on PostgreSQL (``LLMRELAY_TEST_DATABASE_URL`` or 127.0.0.1:5432/test; target ≥ 1,000).
 
-    PYTHONPATH=src:tests python bench/bench_keys.py [--seconds 3] [--chunks 200] [--conc 16]
+    PYTHONPATH=src:tests python bench/bench_keys.py [--rounds 20] [--seconds 1.5] [--mode both|nonstream|stream]
+                                                    [--chunks 200] [--conc 16] [--aa] [--sequential] [--pin]
+                                                    [--skip-gateway] [--skip-spend] [--spend-seconds 3]
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_proxy as bp  # noqa: E402  (the fake upstream, load generator and /proc readers)
 from _common import start_gateway  # noqa: E402
+from _pair import Gateway, LoadGen, Pair, add_arguments, modes_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -54,62 +62,49 @@ def model_list(port: int) -> str:
             "      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n")
 
 
-def overhead(seconds: float, chunks: int, conc: int, rounds: int) -> None:
+def overhead(args: argparse.Namespace) -> None:
+    """Part 1: the keyed and the bare gateway under load at once (bench/_pair.py's method)."""
+    modes = modes_of(args)
+    pin_gw = ["taskset", "-c", "0"] if args.pin else []
+    pin_load = ["taskset", "-c", "1"] if args.pin else []
     tmp = Path(tempfile.mkdtemp(prefix="bench_keys_"))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env["LLMRELAY_DATA_DIR"] = str(tmp / "data")  # the bare gateway finds no database there
     port_file = tmp / "port"
-    upstream = subprocess.Popen([PY, bp.__file__, "--upstream", str(port_file), str(chunks)], env=env)
+    upstream = subprocess.Popen([*pin_load, PY, bp.__file__, "--upstream", str(port_file), str(args.chunks)],
+                                env=env)
+    load = LoadGen(args.conc, env, pin_load)
     procs = [upstream]
+    pair = Pair(("bare", "keys"))
     try:
-        up = bp._wait_port(port_file, upstream)
-        model = model_list(up)
+        model = model_list(bp._wait_port(port_file, upstream))
         bare_cfg, keyed_cfg = tmp / "bare.yaml", tmp / "keyed.yaml"
         bare_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n")
         keyed_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n"
                              f"  database_url: sqlite:///{tmp}/keys.db\n")
-        bare, bare_url = start_gateway(bare_cfg, env)
-        procs.append(bare)
-        keyed, keyed_url = start_gateway(keyed_cfg, env)
-        procs.append(keyed)
-        key = _post(keyed_url, "/key/generate", {
-            "models": ["gpt-4o-mini"], "max_budget": 1e9, "budget_duration": "1d", "rpm_limit": 10**9,
-            "tpm_limit": 10**12, "max_parallel_requests": 10**6, "metadata": {"bench": True}})["key"]
-        # The two gateways take turns, ``rounds`` times; each keeps its cheapest round (the
-        # machine is shared, so the other rounds measure the neighbours as much as the gateway).
-        best: dict[tuple[str, str], tuple[float, dict, float]] = {}
-        for _ in range(rounds):
-            for mode in ("nonstream", "stream"):
-                for name, url, pid, bearer in (("bare", bare_url, bare.pid, MASTER), ("keys", keyed_url, keyed.pid, key)):
-                    os.environ["BENCH_KEY"] = bearer
-                    result, cpu, _ = bp._loadgen(f"{url}/v1/chat/completions", mode, conc, seconds, pid)
-                    unit = cpu / max(1, result["chunks"] if mode == "stream" else result["n"])
-                    if (mode, name) not in best or unit < best[(mode, name)][0]:
-                        best[(mode, name)] = (unit, result, cpu)
-        rows = [(mode, name, best[(mode, name)][1], best[(mode, name)][2])
-                for mode in ("nonstream", "stream") for name in ("bare", "keys")]
+        bare = Gateway(*start_gateway(bare_cfg, env, pin=pin_gw), MASTER)
+        procs.append(bare.proc)
+        keyed = Gateway(*start_gateway(bare_cfg if args.aa else keyed_cfg, env, pin=pin_gw), MASTER)
+        procs.append(keyed.proc)
+        if not args.aa:
+            keyed.key = _post(keyed.url, "/key/generate", {
+                "models": ["gpt-4o-mini"], "max_budget": 1e9, "budget_duration": "1d", "rpm_limit": 10**9,
+                "tpm_limit": 10**12, "max_parallel_requests": 10**6, "metadata": {"bench": True}})["key"]
+        pair.measure(load, {"bare": bare, "keys": keyed}, args)
         time.sleep(1.0)  # let the last spend batch land
-        written = len(_get(keyed_url, "/spend/logs?limit=10000"))
-        print(f"\nkeys + budgets + limits + spend vs bare gateway: 1 worker each, C={conc}, {seconds:g}s per cell, "
-              f"{chunks} chunks per stream, best of {rounds} alternating rounds\n")
-        print("| mode | gateway | req/s | CPU/req µs | CPU/chunk µs | errors |")
-        print("|---|---|---|---|---|---|")
-        per: dict[tuple[str, str], float] = {}
-        for mode, name, r, cpu in rows:
-            per_req = cpu / r["n"] * 1e6 if r["n"] else float("nan")
-            per_chunk = cpu / r["chunks"] * 1e6 if r["chunks"] else float("nan")
-            per[(mode, name)] = per_chunk if mode == "stream" else per_req
-            print(f"| {mode} | {name} | {r['n'] / r['wall']:.0f} | {per_req:.0f} | "
-                  f"{per_chunk:.2f} | {r['errors']} |" if mode == "stream" else
-                  f"| {mode} | {name} | {r['n'] / r['wall']:.0f} | {per_req:.0f} | - | {r['errors']} |")
-        print(f"\nratio CPU per non-streamed request (keys / bare): {per[('nonstream', 'keys')] / per[('nonstream', 'bare')]:.3f}"
-              "  (target ≤ 1.2)")
-        print(f"ratio CPU per streamed chunk (keys / bare):       {per[('stream', 'keys')] / per[('stream', 'bare')]:.3f}"
-              "  (target ≤ 1.05)")
-        print(f"spend rows written by the keyed gateway (warm-up included; /spend/logs caps at 10000): {written}")
+        written = "-" if args.aa else len(_get(keyed.url, "/spend/logs?limit=10000"))
     finally:
+        load.close()
         bp.stop(procs)
+    what = "A/A: two bare gateways" if args.aa else "keys + budgets + limits + spend vs bare gateway"
+    print(f"\n{what}: gateway CPU (all its threads) per request, 1 worker each, C={args.conc}, "
+          f"{args.chunks} chunks per stream; {pair.describe(args)}\n")
+    pair.print_table(modes, per_chunk=args.chunks)
+    print("\n(targets: ≤ 1.2 per non-streamed request, ≤ 1.05 per streamed chunk; every stream has the same "
+          "chunks, so the ratio per chunk is the ratio per stream)\n")
+    pair.print_details(modes)
+    print(f"\nspend rows written by the keyed gateway (warm-up included; /spend/logs caps at 10000): {written}")
 
 
 def _rows(n: int, start: float) -> list[dict]:
@@ -163,16 +158,17 @@ def spend_rates(seconds: float, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--chunks", type=int, default=200)
-    parser.add_argument("--conc", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--skip-gateway", action="store_true")
+    add_arguments(parser, warmup=1024)
+    parser.add_argument("--aa", action="store_true", help="two bare gateways: the method's noise (no part 2)")
+    parser.add_argument("--batch", type=int, default=500, help="part 2: spend rows a batch")
+    parser.add_argument("--spend-seconds", type=float, default=3.0, help="part 2: seconds per store")
+    parser.add_argument("--skip-gateway", action="store_true", help="part 2 only")
+    parser.add_argument("--skip-spend", action="store_true", help="part 1 only")
     args = parser.parse_args()
     if not args.skip_gateway:
-        overhead(args.seconds, args.chunks, args.conc, args.rounds)
-    spend_rates(args.seconds, args.batch)
+        overhead(args)
+    if not (args.skip_spend or args.aa):
+        spend_rates(args.spend_seconds, args.batch)
 
 
 if __name__ == "__main__":
