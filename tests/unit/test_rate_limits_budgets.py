@@ -71,6 +71,22 @@ def test_parallel_and_tokens():
                        b"x-ratelimit-limit-tokens": b"7", b"x-ratelimit-remaining-tokens": b"7"}
 
 
+def test_tokens_that_left_the_window_stay_out_of_the_sum():
+    """Admission prunes the token window itself (no prune call): the entries it drops leave the
+    counter's sum for good, not only that request's check."""
+    clock = Clock()
+    limits = LocalLimits(clock)
+    rule = [Limit("k", "key", tpm=150)]
+    limits.acquire_now(rule)
+    limits.release_now(rule, 100)
+    clock.t += 60.01
+    assert limits.acquire_now(rule).remaining_tokens == 150  # the 100 tokens left the window
+    limits.release_now(rule, 100)
+    clock.t += 1
+    assert limits.acquire_now(rule).remaining_tokens == 50
+    assert limits.peek("k")[1] == 100
+
+
 def test_idle_counters_are_forgotten():
     clock = Clock()
     limits = LocalLimits(clock)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..storage import StoreError
+from ..types import ModelResponse
 from ..storage.base import SPEND_COLUMNS, utc_day
 from .write_behind import WriteBehind
 
@@ -383,7 +384,9 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
         shape |= _MESSAGES
         extra += (_dumps(ctx.messages, default=str).decode(),)
     result = ctx.result
-    hidden = getattr(result, "_hidden_params", None)
+    hidden = getattr(result, "_hp", None) if type(result) is ModelResponse else None  # (hidden_params inline)
+    if hidden is None:
+        hidden = getattr(result, "_hidden_params", None)
     model_id = hidden.get("model_id") if hidden is not None else None
     response_id = getattr(result, "id", None) or getattr(getattr(result, "state", None), "id", None)
     if ctx.error or ctx.disconnected:
