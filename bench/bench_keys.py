@@ -82,7 +82,8 @@ def overhead(args: argparse.Namespace) -> None:
         bare_cfg, keyed_cfg = tmp / "bare.yaml", tmp / "keyed.yaml"
         bare_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n")
         keyed_cfg.write_text(model + f"general_settings:\n  master_key: {MASTER}\n"
-                             f"  database_url: sqlite:///{tmp}/keys.db\n")
+                             f"  database_url: sqlite:///{tmp}/keys.db\n" + "".join(
+                                 f"  {setting}\n" for setting in args.keyed_setting))
         bare = Gateway(*start_gateway(bare_cfg, env, pin=pin_gw), MASTER)
         procs.append(bare.proc)
         keyed = Gateway(*start_gateway(bare_cfg if args.aa else keyed_cfg, env, pin=pin_gw), MASTER)
@@ -160,6 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser, warmup=1024)
     parser.add_argument("--aa", action="store_true", help="two bare gateways: the method's noise (no part 2)")
+    parser.add_argument("--keyed-setting", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="a general_settings line for the keyed gateway (e.g. 'disable_spend_logs: true')")
     parser.add_argument("--batch", type=int, default=500, help="part 2: spend rows a batch")
     parser.add_argument("--spend-seconds", type=float, default=3.0, help="part 2: seconds per store")
     parser.add_argument("--skip-gateway", action="store_true", help="part 2 only")
