@@ -76,7 +76,7 @@ def overhead(args: argparse.Namespace) -> None:
                                 env=env)
     load = LoadGen(args.conc, env, pin_load)
     procs = [upstream]
-    pair = Pair(("bare", "keys"))
+    pair = Pair(("bare", "bare 2") if args.aa else ("bare", "keys"))
     try:
         model = model_list(bp._wait_port(port_file, upstream))
         bare_cfg, keyed_cfg = tmp / "bare.yaml", tmp / "keyed.yaml"
@@ -92,7 +92,7 @@ def overhead(args: argparse.Namespace) -> None:
             keyed.key = _post(keyed.url, "/key/generate", {
                 "models": ["gpt-4o-mini"], "max_budget": 1e9, "budget_duration": "1d", "rpm_limit": 10**9,
                 "tpm_limit": 10**12, "max_parallel_requests": 10**6, "metadata": {"bench": True}})["key"]
-        pair.measure(load, {"bare": bare, "keys": keyed}, args)
+        pair.measure(load, dict(zip(pair.names, (bare, keyed))), args)
         time.sleep(1.0)  # let the last spend batch land
         written = "-" if args.aa else len(_get(keyed.url, "/spend/logs?limit=10000"))
     finally:
