@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -76,7 +75,6 @@ except ImportError:
     except ImportError:
         _sha256 = hashlib.sha256
 _now = time.time
-_compare_digest = hmac.compare_digest
 _dumps = orjson.dumps
 _monotonic = time.monotonic
 _exists = os.path.exists
@@ -506,11 +504,10 @@ class KeyManager:
     # ------------------------------------------------------------------ authenticate
     async def authenticate(self, presented: bytes | None) -> Principal | Refusal:
         """The caller, or the refusal to send (401 unknown key, 503 database unavailable)."""
-        if presented is None:
-            key_matches(None, self._master)  # (the comparison's time spent all the same)
-            return _NO_KEY
-        if _compare_digest(presented, self._master):  # constant-time (auth.key_matches, without its frame)
+        if key_matches(presented, self._master):  # constant-time
             return Principal(True)
+        if presented is None:
+            return _NO_KEY
         token = _sha256(presented).hexdigest()
         entry = self._cache["key"].get(token)
         if entry is None or entry.row is None or (not entry.stale and _monotonic() - entry.fetched > self.refresh_after):
