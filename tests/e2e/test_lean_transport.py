@@ -366,6 +366,18 @@ async def test_malformed_heads_are_errors(srv, head):
         await _fetch(srv)
 
 
+async def test_a_head_that_never_ends_is_an_error(srv):
+    """An upstream that keeps sending header lines gets an error once its head passes
+    lean.HEAD_MAX, not a hang holding ever more memory; a body in the head's read is no head."""
+    line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+    srv.enqueue(Reply.raw_bytes(b"HTTP/1.1 200 OK\r\n" + line * (lean.HEAD_MAX // len(line) + 2), Hang()))
+    with pytest.raises(llmrelay.APIConnectionError, match="a head of more than"):
+        await _fetch(srv)
+    body = b"x" * (2 * lean.HEAD_MAX)
+    srv.enqueue(Reply.raw_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body))
+    assert await _fetch(srv) == (200, body)
+
+
 async def test_header_lines_kept_or_not_give_the_same_headers(srv, monkeypatch):
     """The lines kept from earlier responses (lean._LINES) give what a first sight gives, also
     when the memory is emptied on the way or a line is too long to keep."""

@@ -48,6 +48,9 @@ KEEPALIVE = 15.0
 HIGH_WATER = 256 * 1024
 #: Largest read from a streamed body (as the aiohttp transport's ``_READ_MAX``).
 READ_MAX = 64 * 1024
+#: Largest response head accepted (status line and headers, interim responses' included): an
+#: upstream that keeps sending header lines gets an error, not the memory to hold them.
+HEAD_MAX = 256 * 1024
 
 _IDLE, _HEAD, _BODY, _DONE, _BROKEN = range(5)
 
@@ -224,7 +227,11 @@ class _Conn(asyncio.Protocol):
         self.last_data = data
         if state == _HEAD:  # (kept for on_headers_complete: one read, usually, so no copy)
             head = self.head
-            self.head = head + data if head else data
+            head = self.head = head + data if head else data
+            if len(head) > HEAD_MAX and head.find(b"\r\n\r\n", self.head_at, self.head_at + HEAD_MAX) < 0:
+                self._fail(ProtocolError(f"Invalid HTTP response: a head of more than {HEAD_MAX} bytes"))
+                self._close()
+                return
         try:
             self.parser.feed_data(data)
         except Exception as exc:  # noqa: BLE001 - httptools' parser errors (malformed bytes)
