@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,7 @@ def overhead(args: argparse.Namespace) -> None:
     finally:
         load.close()
         bp.stop(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
     what = "A/A: two bare gateways" if args.aa else "keys + budgets + limits + spend vs bare gateway"
     print(f"\n{what}: gateway CPU (all its threads) per request, 1 worker each, C={args.conc}, "
           f"{args.chunks} chunks per stream; {pair.describe(args)}\n")

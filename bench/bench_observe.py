@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,9 @@ def main() -> None:
         load.close()
         upstream.terminate()
         sink.shutdown()
+        for gw in gateways.values():
+            gw.proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"\ngateway CPU per request (all its threads), {'A/A: both without observers' if args.aa else args.callbacks}"
           f" vs off; C={args.conc}, {args.chunks} chunks per stream; {pair.describe(args)}\n")
     pair.print_table(modes)
