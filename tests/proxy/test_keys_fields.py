@@ -426,6 +426,14 @@ def test_all_team_models_lets_a_key_call_what_its_team_may(gw, admin):
     assert [m.id for m in client(gw, key).models.list()] == ["gpt-4o"]
 
 
+def test_all_team_models_without_a_team_allows_nothing(gw, admin):
+    key = admin.key(models=["all-team-models"])  # no team to defer to: not every model
+    with pytest.raises(openai.AuthenticationError) as err:
+        chat(gw, key)
+    assert err.value.body["type"] == "key_model_access_denied"
+    assert [m.id for m in client(gw, key).models.list()] == []
+
+
 def test_streams_and_refusals_carry_the_key_headers(gw, admin):
     key = admin.key(rpm_limit=2, tpm_limit=100000, max_budget=5)
     raw = client(gw, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES,

@@ -60,10 +60,11 @@ NO_STORE_INTERVAL = 5.0
 RESET_INTERVAL = 2.0
 #: Cache size beyond which entries for unknown keys are dropped.
 MAX_CACHED = 100_000
-#: Allow-list entries that allow every model: LiteLLM's ``all-proxy-models`` and ``*``, and its
-#: ``all-team-models`` (a key that may call whatever its team may: the team's own list is
-#: checked on its own; LiteLLM's UI makes team keys with it).
-ALL_MODELS = frozenset({"all-proxy-models", "*", "all-team-models"})
+#: Allow-list entries that allow every model: LiteLLM's ``all-proxy-models`` and ``*``.
+ALL_MODELS = frozenset({"all-proxy-models", "*"})
+#: A key's allow-list entry for whatever its team may call (the team's own list is checked on its
+#: own; LiteLLM's UI makes team keys with it). A key without a team gets nothing from it.
+ALL_TEAM_MODELS = "all-team-models"
 
 try:
     # CPython's own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before): the same digest as
@@ -557,7 +558,7 @@ class KeyManager:
                 user = found.row if found is not None else None
         allowed = entry.allowed.get(model)
         if allowed is None:
-            allowed = entry.allowed[model] = self._allowed(key.get("models"), model)
+            allowed = entry.allowed[model] = self._allowed(key.get("models"), model, bool(key.get("team_id")))
         if not allowed:
             return Refusal(
                 401, f"key not allowed to access model. This key can only access models={key.get('models')}. "
@@ -631,22 +632,25 @@ class KeyManager:
         if who is None or who.master or entry is None or entry.row is None:
             return None
         key = entry.row
-        lists = [key.get("models")]
+        in_team = bool(key.get("team_id"))
+        lists = [(key.get("models"), in_team)]
         for kind, ident in (("team", key.get("team_id")), ("user", key.get("user_id"))):
             if ident:
                 found = await self._lookup(kind, ident)
-                lists.append(found.row.get("models") if found is not None and found.row is not None else None)
-        lists = [models for models in lists if models]
+                lists.append((found.row.get("models") if found is not None and found.row is not None else None, False))
+        lists = [(models, team) for models, team in lists if models]
         if not lists:
             return None
-        return [name for name in names if all(self._allowed(models, name) for models in lists)]
+        return [name for name in names if all(self._allowed(models, name, team) for models, team in lists)]
 
-    def _allowed(self, models: list[str] | None, model: str) -> bool:
+    def _allowed(self, models: list[str] | None, model: str, in_team: bool = False) -> bool:
+        """Whether the allow-list ``models`` lets ``model`` through (``in_team``: the list is a
+        key's in a team, where ``all-team-models`` defers to the team's list)."""
         if not models:
             return True
         names = self.deployment_models.get(model, ())
         for pattern in models:
-            if pattern == model or pattern in ALL_MODELS:
+            if pattern == model or pattern in ALL_MODELS or (in_team and pattern == ALL_TEAM_MODELS):
                 return True
             if model in self.access_groups.get(pattern, ()):
                 return True
