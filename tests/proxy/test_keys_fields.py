@@ -426,6 +426,15 @@ def test_all_team_models_lets_a_key_call_what_its_team_may(gw, admin):
     assert [m.id for m in client(gw, key).models.list()] == ["gpt-4o"]
 
 
+@pytest.mark.parametrize("path, name", [("/spend/logs", "limit"), ("/key/list", "page"), ("/key/list", "size"),
+                                        ("/team/list", "size")])
+def test_a_count_that_is_no_whole_number_is_a_400(admin, path, name):
+    for bad in ("abc", "1.5", "-1e999", "nan"):
+        body = admin.get(path, expect=400, **{name: bad})
+        assert body["error"]["param"] == name, body
+    admin.get(path, **{name: "2"})  # a number in a text, as every query parameter is
+
+
 def test_all_team_models_without_a_team_allows_nothing(gw, admin):
     key = admin.key(models=["all-team-models"])  # no team to defer to: not every model
     with pytest.raises(openai.AuthenticationError) as err:

@@ -216,6 +216,15 @@ def _fields(params: dict, allowed: tuple[str, ...], now: float) -> dict[str, Any
     return out
 
 
+def _count(params: dict, name: str, default: int, most: int) -> int:
+    """A page number, page size or row limit of a request: a whole number ``"10"`` or 10,
+    brought into 1…``most``; ``default`` when not sent; a 400 naming ``name`` otherwise."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    return min(most, max(1, _number(name, value, integer=True)))
+
+
 def _expiry(params: dict, now: float) -> float | None:
     """When a key expires (a Unix time; None: never), from LiteLLM's ``duration`` (``"30d"``,
     counted from ``now``) or our ``expires`` (an ISO-8601 date and time; naive = UTC).
@@ -372,11 +381,8 @@ async def _key_info_route(keys: KeyManager, store, who, params: dict) -> dict:
 
 async def _page(store, kind: str, params: dict, where_keys: tuple[str, ...],
                 newest_first: bool = False) -> tuple[list, int, int, int]:
-    try:
-        page = max(1, int(params.get("page") or 1))
-        size = min(1000, max(1, int(params.get("size") or 100)))
-    except ValueError:
-        raise _Bad(400, "page and size must be whole numbers") from None
+    page = _count(params, "page", 1, _MAX_WHOLE)
+    size = _count(params, "size", 100, 1000)
     where = {k: params[k] for k in where_keys if params.get(k)}
     rows = await store.run(store.find, kind, where, size, (page - 1) * size, newest_first)
     total = await store.run(store.count, kind, where)
@@ -666,7 +672,7 @@ _RESPONSE_ID_SCAN = 10000
 
 async def _spend_logs(keys: KeyManager, store, who, params: dict) -> list:
     start, end = _dates(params)
-    limit = min(10000, max(1, int(params.get("limit") or 1000)))
+    limit = _count(params, "limit", 1000, 10000)
     filters = _spend_filters(params)
     rows = await store.run(store.spend_logs, filters, start, end, limit)
     if not rows and filters.get("request_id"):
