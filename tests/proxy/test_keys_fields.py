@@ -435,6 +435,12 @@ def test_a_count_that_is_no_whole_number_is_a_400(admin, path, name):
     admin.get(path, **{name: "2"})  # a number in a text, as every query parameter is
 
 
+def test_user_list_reports_the_page_size_it_used(admin):
+    assert admin.get("/user/list", page_size="2.0")["page_size"] == 2
+    assert admin.get("/user/list", page_size="5000")["page_size"] == 1000
+    assert admin.get("/user/list", expect=400, page_size="x")["error"]["param"] == "page_size"
+
+
 def test_all_team_models_without_a_team_allows_nothing(gw, admin):
     key = admin.key(models=["all-team-models"])  # no team to defer to: not every model
     with pytest.raises(openai.AuthenticationError) as err:

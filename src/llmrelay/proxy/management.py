@@ -606,10 +606,10 @@ async def _user_info(keys: KeyManager, store, who, params: dict) -> dict:
 
 async def _user_list(keys: KeyManager, store, who, params: dict) -> dict:
     """LiteLLM's ``GET /user/list?page=&page_size=``: one page of users and the counts."""
-    params = {**params, "size": params.get("page_size") or params.get("size") or 25}
-    rows, total, page, pages = await _page(store, "user", params, ("user_email", "user_role"))
-    return {"users": [_public(r) for r in rows], "total": total, "page": page,
-            "page_size": int(params["size"]), "total_pages": pages}
+    size = _count(params, "size" if params.get("page_size") in (None, "") else "page_size", 25, 1000)
+    rows, total, page, pages = await _page(store, "user", {**params, "size": size}, ("user_email", "user_role"))
+    return {"users": [_public(r) for r in rows], "total": total, "page": page, "page_size": size,
+            "total_pages": pages}
 
 
 async def _customer_list(keys: KeyManager, store, who, params: dict) -> list:
