@@ -33,7 +33,6 @@ from typing import Any
 import orjson
 
 from ..storage import Store, StoreError, database_url, default_sqlite_path, open_store
-from ..types import ModelResponse
 from .auth import key_matches
 from .budgets import model_budget, next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
@@ -768,8 +767,7 @@ class KeyManager:
         stream: what it generated)."""
         if usage is None:
             return 0.0
-        # (a response's own dict, without its ``_hidden_params`` property's frame)
-        hidden = getattr(result, "_hp", None) if type(result) is ModelResponse else None
+        hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
         if hidden is None:
             hidden = getattr(result, "_hidden_params", None)
         if hidden is not None:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..storage import StoreError
-from ..types import ModelResponse
 from ..storage.base import SPEND_COLUMNS, utc_day
 from .write_behind import WriteBehind
 
@@ -384,7 +383,7 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
         shape |= _MESSAGES
         extra += (_dumps(ctx.messages, default=str).decode(),)
     result = ctx.result
-    hidden = getattr(result, "_hp", None) if type(result) is ModelResponse else None  # (hidden_params inline)
+    hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
     if hidden is None:
         hidden = getattr(result, "_hidden_params", None)
     model_id = hidden.get("model_id") if hidden is not None else None
