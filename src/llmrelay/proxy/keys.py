@@ -725,10 +725,7 @@ class KeyManager:
         out = rate_limit_headers(decision) if decision is not None else []
         entry = who.entry
         if entry is not None:
-            spend = entry.row["spend"]
-            # (float_text's common case inline: one frame less a request)
-            out.append((b"x-litellm-key-spend", _dumps(spend) if type(spend) is float and 1e-4 <= spend < 1e16
-                        else float_text(spend)))
+            out.append((b"x-litellm-key-spend", float_text(entry.row["spend"])))
             if entry.budget_header is not None:
                 out.append(entry.budget_header)
         return out
