@@ -187,11 +187,7 @@ class Principal:
         entry = self.entry
         return entry.row.get(name) if entry is not None and entry.row is not None else None
 
-    @property
-    def key_alias(self) -> str | None:
-        entry = self.entry  # (read once per request: one frame, not a lambda calling _field)
-        return entry.row.get("key_alias") if entry is not None and entry.row is not None else None
-
+    key_alias = property(lambda self: self._field("key_alias"))
     user_id = property(lambda self: self._field("user_id"))
     team_id = property(lambda self: self._field("team_id"))
     team_alias = property(lambda self: None)
