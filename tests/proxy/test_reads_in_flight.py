@@ -203,3 +203,29 @@ async def test_a_budget_row_whose_first_read_was_overtaken_is_still_charged_and_
     await asyncio.gather(*keys._alerts)
     assert [k for k, _ in crossed] == [kind]
     assert (await store.run(store.get, kind, ident))["soft_budget_cooldown"]
+
+
+@pytest.mark.parametrize("how", ["refresh", "invalidate"])
+async def test_a_key_re_read_while_a_request_is_in_flight_keeps_that_request_s_charge(keys, how):
+    """A cached key re-read in the background (its periodic refresh, or the change feed's echo of
+    its own creation) while one of its requests is in flight: the request is charged when it ends,
+    after the re-read replaced the cached row. The charge must land on the row now cached, not on
+    the one the request was admitted with (else the budget check and the budget gauges undercount
+    until the next re-read, after the key cache's TTL). The same after an invalidation."""
+    store = keys.store
+    raw = new_key()
+    token = hash_key(raw)
+    await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test", "max_budget": 1.0})
+    who = await authenticate(keys, raw)
+    assert await keys.admit(who, MODEL, None) is None
+    if how == "refresh":
+        keys._to_refresh.add(("key", token))
+        await keys._refresh_stale(store)
+    else:  # /key/update of another field: forgotten, then read again by the next request
+        keys.invalidate("key", token)
+        await authenticate(keys, raw)
+    assert keys._cache["key"][token] is not who.entry  # (the row the request holds was replaced)
+
+    keys._charge(who, 0.25)
+    assert keys.cached("key", token)["spend"] == 0.25
+    assert keys.cached("key", token)["model_spend"] == {MODEL: 0.25}

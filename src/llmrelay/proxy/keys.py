@@ -782,6 +782,11 @@ class KeyManager:
             self.shared.charge(who, cost)
         entry = who.entry
         if entry is not None:
+            current = self._cache["key"].get(who.token)
+            if current is not None and current is not entry and current.row is not None:
+                # the key was re-read while the request ran: the row now cached takes the charge
+                # (the re-read's spend is the database's plus the queued cost, not this request's)
+                entry = current
             key = entry.row
             model = who.model
             if model:
