@@ -118,3 +118,32 @@ async def test_plan_steps_aside_when_settings_or_deployment_change(upstreams, mo
     # a request argument the plan does not take (a call argument): the general path
     await _stream(router, extra_headers={"X-Once": "1"})
     assert _sent(a)[1]["x-once"] == "1"
+
+
+def _settings_read(function) -> set[str]:
+    """The module settings ``function`` reads (``user.get("name", …)``, ``_DEFAULTS["name"]``)."""
+    import ast
+    import inspect
+    import textwrap
+
+    names = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(function)))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "user"):
+            names.add(node.args[0].value)
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "_DEFAULTS":
+            names.add(node.slice.value)
+    return names
+
+
+def test_every_setting_prepare_call_reads_is_accounted_for_by_the_plan():
+    """A plan is right only while ``plan_applies`` checks every module setting ``prepare_call``
+    reads (or ``astream_planned`` passes its own value): a new setting read there must be added
+    to both, else planned streams would ignore it. This test names it when that happens."""
+    from llmrelay import main
+
+    checked_by_plan = _settings_read(main.plan_applies)  # compared with the plan's
+    given_by_plan = {"request_timeout", "num_retries"}  # (the router's timeout; retries 0: the router retries)
+    read = _settings_read(main.prepare_call)
+    assert read, "the test no longer finds prepare_call's settings reads"
+    assert read <= checked_by_plan | given_by_plan, read - checked_by_plan - given_by_plan
