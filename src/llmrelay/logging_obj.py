@@ -181,7 +181,11 @@ def _assembled(stream: Any, cost: Any = None, dump: bool = False) -> tuple[Any, 
     else:
         response, plain = stream.state.response(), None
     # what is there (read as a plain dict: a stream's mapping would price itself to be copied)
-    hidden = dict(dict.items(stream._hidden_params))
+    params = stream._hidden_params
+    fill = getattr(params, "fill_headers", None)
+    if fill is not None:
+        fill()
+    hidden = dict(dict.items(params))
     if cost is not None:
         hidden["response_cost"] = cost
     else:

@@ -275,7 +275,14 @@ def _hidden(call: Call, url: str, headers: Any) -> dict[str, Any]:
             "additional_headers": additional_headers(headers) if headers else {}}
 
 
-def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any], started: float | None = None) -> CustomStreamWrapper:
+def _stream_hidden(call: Call, url: str) -> dict[str, Any]:
+    """A stream's :func:`_hidden` but its ``additional_headers``, made when first read
+    (:class:`~.streaming.StreamHiddenParams`, ``headers_from``)."""
+    return {"custom_llm_provider": call.provider, "api_base": url.split("?", 1)[0], "model": call.model}
+
+
+def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any], started: float | None = None,
+                 response: Any = None) -> CustomStreamWrapper:
     stream = CustomStreamWrapper(
         source,
         model=call.user_model,
@@ -285,6 +292,8 @@ def _wrap_stream(call: Call, source: Any, hidden: dict[str, Any], started: float
         hidden_params=hidden,
     )
     stream._hidden_params.started = started
+    if response is not None:
+        stream._hidden_params.headers_from = response
     if call.extra:
         from .cost import call_prices
 
@@ -454,8 +463,8 @@ def _completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) 
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.SyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers),
-                                    started)
+                return _wrap_stream(call, _merged(source, options), _stream_hidden(call, request.url),
+                                    started, response)
             return _merged(_response(call, provider, request.url, response.status, response.headers,
                                      response.read(), started), options)
         except LLMRelayError as exc:
@@ -537,8 +546,8 @@ async def _acompletion(model: Any, messages: Any, stream: Any, kwargs: dict[str,
             if call.stream and 200 <= response.status < 400:
                 decoder = provider.stream_decoder(call)
                 source = transport.AsyncStreamSource(response, decoder, call.provider, call.user_model)
-                return _wrap_stream(call, _merged(source, options), _hidden(call, request.url, response.headers),
-                                    started)
+                return _wrap_stream(call, _merged(source, options), _stream_hidden(call, request.url),
+                                    started, response)
             return _merged(_response(call, provider, request.url, response.status, response.headers,
                                      await response.read(), started), options)
         except LLMRelayError as exc:
@@ -674,5 +683,5 @@ async def astream_planned(plan: StreamPlan, messages: Any, params_in: dict[str, 
     response = await transport.send(request, timeout, call.provider, call.user_model, ssl_verify=plan.ssl_verify)
     if 200 <= response.status < 400:
         source = transport.AsyncStreamSource(response, provider.stream_decoder(call), call.provider, call.user_model)
-        return _wrap_stream(call, source, _hidden(call, request.url, response.headers), started)
+        return _wrap_stream(call, source, _stream_hidden(call, request.url), started, response)
     return _response(call, provider, request.url, response.status, response.headers, await response.read(), started)

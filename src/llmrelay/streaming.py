@@ -32,6 +32,7 @@ import orjson
 
 from . import settings
 from .exceptions import APIConnectionError, APIError, InternalServerError, LLMRelayError
+from .provider_headers import additional_headers as _additional_headers
 from .types import (
     content_parts_text,
     ChatCompletionDeltaToolCall,
@@ -516,9 +517,11 @@ class StreamHiddenParams(dict):
     priced from the stream's usage when first read, so a stream nobody prices costs nothing
     (no per-chunk work, no token counting). ``prices`` are the deployment's overrides. Reading
     the whole mapping (``dict(...)``, ``{**...}``, iteration, ``keys()``…) after the end includes
-    the cost, so a copy carries the deployment's price."""
+    the cost, so a copy carries the deployment's price. Likewise ``"additional_headers"``, when
+    ``headers_from`` (the upstream's response) is set: made from its headers when first read, so
+    a relay that never reads them does not split and rename the upstream's ~24 headers."""
 
-    __slots__ = ("_state", "prices", "started")
+    __slots__ = ("_state", "prices", "started", "headers_from")
 
     def __init__(self, values: dict | None, state: StreamState) -> None:
         super().__init__(values or {})
@@ -526,8 +529,21 @@ class StreamHiddenParams(dict):
         self.prices: dict | None = None
         #: ``time.perf_counter()`` when the call was sent (per-second prices: the call's duration)
         self.started: float | None = None
+        #: the upstream response (its ``headers``) ``"additional_headers"`` is made from, until it is
+        self.headers_from: Any = None
+
+    def fill_headers(self) -> None:
+        """Put ``"additional_headers"`` in the mapping now, if it is still to be made."""
+        response = self.headers_from
+        if response is not None:
+            self.headers_from = None
+            headers = response.headers
+            self["additional_headers"] = _additional_headers(headers) if headers else {}
 
     def __missing__(self, key: Any) -> Any:
+        if key == "additional_headers" and self.headers_from is not None:
+            self.fill_headers()
+            return dict.__getitem__(self, key)
         state = self._state
         if key != "response_cost" or not state.ended:
             raise KeyError(key)
@@ -545,20 +561,24 @@ class StreamHiddenParams(dict):
         return value
 
     def _settle(self) -> None:
-        """Price the ended stream now, so the mapping's own methods see the cost."""
+        """Price the ended stream now (and make its additional headers), so the mapping's own
+        methods see them."""
+        if self.headers_from is not None:
+            self.fill_headers()
         if self._state.ended and not dict.__contains__(self, "response_cost"):
             self["response_cost"]  # noqa: B018 - __missing__ stores it
 
     def get(self, key: Any, default: Any = None) -> Any:
-        if key != "response_cost" or dict.__contains__(self, key):  # (no KeyError raised and caught)
-            return dict.get(self, key, default)
+        if (key != "response_cost" and key != "additional_headers") or dict.__contains__(self, key):
+            return dict.get(self, key, default)  # (no KeyError raised and caught)
         try:
             return self[key]
         except KeyError:
             return default
 
     def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or (key == "response_cost" and self._state.ended)
+        return dict.__contains__(self, key) or (key == "response_cost" and self._state.ended) or (
+            key == "additional_headers" and self.headers_from is not None)
 
     def __iter__(self) -> Any:
         self._settle()

@@ -91,3 +91,51 @@ def test_no_headers_is_an_empty_mapping():
 
     assert additional_headers({}) == {}
     assert additional_headers({"llm_provider-x": "1", "Server": "s"}) == {"llm_provider-x": "1", "llm_provider-server": "s"}
+
+
+async def test_a_streams_additional_headers_are_made_when_first_read(upstream, monkeypatch):
+    """A stream's ``additional_headers``, and the upstream's header lines they come from, are
+    made when first read, once: a relay that never reads them (the gateway) does not split and
+    rename the ~24 headers of every response."""
+    import llmrelay.main
+    import llmrelay.streaming
+    from llmrelay import provider_headers
+    from llmrelay.transport import lean
+
+    made, split = [], []
+
+    def additional(headers):
+        made.append(headers)
+        return provider_headers.additional_headers(headers)
+
+    def line(text):
+        split.append(text)
+        return real_line(text)
+
+    real_line = lean._line
+    monkeypatch.setattr(llmrelay.main, "additional_headers", additional)
+    monkeypatch.setattr(llmrelay.streaming, "_additional_headers", additional, raising=False)
+    monkeypatch.setattr(lean, "_line", line)
+    upstream.enqueue(with_headers(stream_reply(text_stream_events(DEFAULT_TEXT)),
+                                  {**LIMITS, "X-Lazy": "lazy-1"}))  # (a line not seen before)
+    stream = await llmrelay.acompletion("openai/gpt-4o-mini", MESSAGES, stream=True, **kw(upstream))
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == DEFAULT_TEXT
+    assert made == [] and split == []
+    hidden = stream._hidden_params
+    assert "additional_headers" in hidden
+    check_openai(hidden.get("additional_headers"))
+    assert hidden["additional_headers"]["llm_provider-x-lazy"] == "lazy-1"
+    assert dict(hidden)["additional_headers"] is hidden["additional_headers"]
+    assert len(made) == 1 and split
+
+
+async def test_a_streams_copy_has_its_additional_headers(upstream):
+    """Copies that read a stream's mapping as a plain dict (its assembled response's) still get
+    the additional headers made on demand."""
+    from llmrelay.logging_obj import _assembled
+
+    upstream.enqueue(with_headers(stream_reply(text_stream_events(DEFAULT_TEXT)), LIMITS))
+    stream = await llmrelay.acompletion("openai/gpt-4o-mini", MESSAGES, stream=True, **kw(upstream))
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == DEFAULT_TEXT
+    response, _ = _assembled(stream)
+    check_openai(response._hidden_params["additional_headers"])

@@ -375,6 +375,9 @@ class Observe:
             return 0.0  # a cache hit costs nothing
         cost = hidden.get("response_cost")
         if cost is None and response is not None and response is not result:
+            fill = getattr(hidden, "fill_headers", None)
+            if fill is not None:
+                fill()
             response._hidden_params = {k: v for k, v in dict.items(hidden) if k != "response_cost"}
             cost = response_cost(response)
         return cost
