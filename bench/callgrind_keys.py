@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--which", default="bare,keys")
     parser.add_argument("--out", default=None, help="keep the callgrind files in this directory")
+    parser.add_argument("--keyed-setting", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="a general_settings line for the keyed gateway (e.g. 'disable_spend_logs: true')")
     parser.add_argument("--batch-write-at", type=float, default=5.0,
                         help="the keyed gateway's proxy_batch_write_at: callgrind runs it ~50x slower, so "
                              "the default 0.5 s would write batches of ~25 rows instead of the thousands of a real run")
@@ -88,7 +90,7 @@ def main() -> None:
         for name in args.which.split(","):
             cfg = tmp / f"{name}.yaml"
             extra = (f"  database_url: sqlite:///{tmp}/keys.db\n  proxy_batch_write_at: {args.batch_write_at}\n"
-                     if name == "keys" else "")
+                     + "".join(f"  {setting}\n" for setting in args.keyed_setting) if name == "keys" else "")
             cfg.write_text(model + f"general_settings:\n  master_key: {bk.MASTER}\n" + extra)
             cg = out / f"callgrind.{name}.{args.mode}"
             gw, url = start_gateway(cfg, env, pin=["valgrind", "--tool=callgrind", "--instr-atstart=no",
