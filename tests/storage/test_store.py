@@ -124,6 +124,33 @@ def test_write_spend_of_a_batch_over_one_statements_rows(store):
     assert store.spend_report("key")[0]["requests"] == 250
 
 
+def test_write_spend_batch_rows_as_given_whatever_they_share(store):
+    """Rows that share a key, model, status or day in some statements and not in others (SQLite
+    binds a value a statement's rows share once), in batches of sizes around a statement's rows:
+    each row is read back exactly as written."""
+    columns = ("request_id", "api_key", "model_group", "model", "model_id", "call_type", "status",
+               "prompt_tokens", "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "day",
+               "metadata", "team_id", "tags")
+    rows = []
+    for i in range(700):
+        mixed = 200 <= i < 400  # (a stretch where every shareable column varies from row to row)
+        rows.append((f"r{i:04d}", f"key{i % 3}" if mixed else "key0", "m", f"model{i % 2}" if mixed else "model",
+                     None if i % 5 == 0 else "dep-1", "acompletion", "failure" if i % 7 == 0 else "success",
+                     i, 2 * i, 3 * i, i / 1000, 1_700_000_000.0 + i, 1_700_000_001.0 + i,
+                     "2023-11-15" if i >= 650 else "2023-11-14", f'{{"n":{i}}}', "T" if i % 11 else None,
+                     '["a"]' if i < 500 else None))
+    start = 0
+    for size in (1, 2, 3, 60, 61, 124, 125, 130, 194):
+        store.write_spend_batch([(columns, rows[start:start + size])], {}, {})
+        start += size
+    assert start == len(rows)
+    logs = store.spend_logs(limit=1000)
+    got = sorted((tuple(r[c] for c in columns) for r in logs), key=lambda r: r[0])
+    expected = [tuple(["a"] if c == "tags" and v else {"n": i} if c == "metadata" else v
+                      for c, v in zip(columns, row)) for i, row in enumerate(rows)]
+    assert got == expected
+
+
 def test_budget_reset_happens_once(store):
     store.insert("key", {"token": "k", "budget_duration": "1h", "budget_reset_at": 100.0, "spend": 3.0})
     due = store.due_resets("key", 150.0)

@@ -28,6 +28,7 @@ class SQLiteStore(Store):
     """The default store: a file (created with its directory when missing)."""
 
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    numbered_params = True
 
     def __init__(self, path: str) -> None:
         super().__init__()
