@@ -399,15 +399,48 @@ async def _key_list(keys: KeyManager, store, who, params: dict) -> dict:
 
 
 # ====================================================================== teams, users, customers
+def _team_params(params: dict) -> dict:
+    """LiteLLM's ``members_with_roles`` (``[{"role", "user_id"}]``, what its docs send to
+    ``/team/new`` and ``/team/update``) is our ``members``, each member as ``/team/member_add``
+    stores it."""
+    given = params.get("members_with_roles")
+    if given is None:
+        return params
+    if not isinstance(given, list) or not all(isinstance(m, dict) and (m.get("user_id") or m.get("user_email"))
+                                             for m in given):
+        raise _Bad(400, "members_with_roles must be a list of {'user_id': …, 'role': 'user' | 'admin'}",
+                   "members_with_roles")
+    members = [_member(m) for m in given]
+    other = params.get("members")
+    # (both: a team's answer sent back, where they are the same list — or LiteLLM's, where
+    # `members` is its older, empty field)
+    if other not in (None, []) and (not isinstance(other, list) or [_member(m) if isinstance(m, dict) else m
+                                                                     for m in other] != members):
+        raise _Bad(400, "send either 'members_with_roles' (LiteLLM's name) or 'members', not two different lists",
+                   "members_with_roles")
+    return {**params, "members": members}
+
+
+def _member(given: dict) -> dict:
+    return {"user_id": given.get("user_id"), "user_email": given.get("user_email"), "role": given.get("role") or "user"}
+
+
+def _team_public(row: dict[str, Any]) -> dict[str, Any]:
+    """A team as LiteLLM answers it: its members also as ``members_with_roles``."""
+    out = _public(row)
+    out["members_with_roles"] = [m for m in (row.get("members") or []) if isinstance(m, dict)]
+    return out
+
+
 async def _team_new(keys: KeyManager, store, who, params: dict) -> dict:
     team_id = params.get("team_id") or str(uuid.uuid4())
-    row = {"team_id": str(team_id), **_fields(params, _TEAM_FIELDS, time.time())}
+    row = {"team_id": str(team_id), **_fields(_team_params(params), _TEAM_FIELDS, time.time())}
     try:
         await store.run(store.insert, "team", row)
     except StoreConflict:
         raise _Bad(400, f"team {team_id!r} already exists", "team_id") from None
     keys.invalidate("team", row["team_id"])
-    return _public(await store.run(store.get, "team", row["team_id"]))
+    return _team_public(await store.run(store.get, "team", row["team_id"]))
 
 
 async def _update(keys: KeyManager, store, kind: str, id_name: str, params: dict, allowed: tuple) -> dict:
@@ -445,7 +478,9 @@ async def _delete(keys: KeyManager, store, kind: str, ids: Any, name: str) -> di
 
 
 async def _team_update(keys, store, who, params):
-    return await _update(keys, store, "team", "team_id", params, _TEAM_FIELDS)
+    team = await _update(keys, store, "team", "team_id", _team_params(params), _TEAM_FIELDS)
+    team["members_with_roles"] = [m for m in (team.get("members") or []) if isinstance(m, dict)]
+    return team
 
 
 async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -> dict:
@@ -459,8 +494,7 @@ async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -
         given = given if isinstance(given, list) else [given]
         if not given or not all(isinstance(m, dict) and (m.get("user_id") or m.get("user_email")) for m in given):
             raise _Bad(400, "send 'member': {'user_id': …, 'role': 'user' | 'admin'} (or a list of them)", "member")
-        changed = [{"user_id": m.get("user_id"), "user_email": m.get("user_email"), "role": m.get("role") or "user"}
-                   for m in given]
+        changed = [_member(m) for m in given]
         ids = {m["user_id"] for m in changed}
         members = [m for m in members if m.get("user_id") not in ids] + changed
     else:
@@ -548,12 +582,12 @@ async def _owner(store, kind: str, id_name: str, ident: Any) -> tuple[dict, list
 
 async def _team_info(keys: KeyManager, store, who, params: dict) -> dict:
     row, owned = await _owner(store, "team", "team_id", params.get("team_id"))
-    return {"team_id": row["team_id"], "team_info": _public(row), "keys": owned}
+    return {"team_id": row["team_id"], "team_info": _team_public(row), "keys": owned}
 
 
 async def _team_list(keys: KeyManager, store, who, params: dict) -> list:
     rows, _, _, _ = await _page(store, "team", params, ())
-    return [_public(r) for r in rows]
+    return [_team_public(r) for r in rows]
 
 
 async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
@@ -576,6 +610,7 @@ async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
         made = await _key_generate(keys, store, who, {**key_params, "user_id": user_id})
         out["key"] = made["key"]
         out["token"] = made["token"]
+        out["expires"] = made["expires"]  # (the key's, as LiteLLM's answer shows it)
     return out
 
 
@@ -601,7 +636,8 @@ async def _user_delete(keys, store, who, params):
 async def _user_info(keys: KeyManager, store, who, params: dict) -> dict:
     row, owned = await _owner(store, "user", "user_id", params.get("user_id"))
     teams = [t for t in [await store.run(store.get, "team", t) for t in row.get("teams") or ()] if t]
-    return {"user_id": row["user_id"], "user_info": _public(row), "keys": owned, "teams": [_public(t) for t in teams]}
+    return {"user_id": row["user_id"], "user_info": _public(row), "keys": owned,
+            "teams": [_team_public(t) for t in teams]}
 
 
 async def _user_list(keys: KeyManager, store, who, params: dict) -> dict:
@@ -612,9 +648,30 @@ async def _user_list(keys: KeyManager, store, who, params: dict) -> dict:
             "total_pages": pages}
 
 
+#: An end user's budget fields, which LiteLLM keeps in a budget row of its own and answers as
+#: ``litellm_budget_table`` (null when the end user has none).
+_CUSTOMER_BUDGET = ("max_budget", "soft_budget", "budget_duration", "budget_reset_at", "rpm_limit", "tpm_limit",
+                    "max_parallel_requests")
+
+
+def _customer_public(row: dict[str, Any]) -> dict[str, Any]:
+    return _as_customer(_public(row))
+
+
+def _as_customer(out: dict[str, Any]) -> dict[str, Any]:
+    """An end user (already :func:`_public`) as LiteLLM's ``/customer/info`` answers it: our
+    columns (the budget fields at the top level too) and LiteLLM's ``litellm_budget_table``,
+    ``allowed_model_region`` and ``default_model`` (not implemented: always null)."""
+    budget = {name: out.get(name) for name in _CUSTOMER_BUDGET}
+    out["litellm_budget_table"] = budget if any(v is not None for v in budget.values()) else None
+    out.setdefault("allowed_model_region", None)
+    out.setdefault("default_model", None)
+    return out
+
+
 async def _customer_list(keys: KeyManager, store, who, params: dict) -> list:
     rows, _, _, _ = await _page(store, "end_user", params, ())
-    return [_public(r) for r in rows]
+    return [_customer_public(r) for r in rows]
 
 
 async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
@@ -626,11 +683,11 @@ async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
     except StoreConflict:
         raise _Bad(400, f"end user {user_id!r} already exists", "user_id") from None
     keys.invalidate("end_user", user_id)
-    return _public(await store.run(store.get, "end_user", user_id))
+    return _customer_public(await store.run(store.get, "end_user", user_id))
 
 
 async def _customer_update(keys, store, who, params):
-    return await _update(keys, store, "end_user", "user_id", params, _CUSTOMER_FIELDS)
+    return _as_customer(await _update(keys, store, "end_user", "user_id", params, _CUSTOMER_FIELDS))
 
 
 async def _customer_delete(keys, store, who, params):
@@ -639,7 +696,7 @@ async def _customer_delete(keys, store, who, params):
 
 async def _customer_info(keys: KeyManager, store, who, params: dict) -> dict:
     row, _ = await _owner(store, "end_user", "end_user_id", params.get("end_user_id") or params.get("user_id"))
-    return _public(row)
+    return _customer_public(row)
 
 
 # ====================================================================== spend
@@ -657,8 +714,15 @@ def _dates(params: dict) -> tuple[float | None, float | None]:
     return (start.timestamp() if start else None), ((end + timedelta(days=1)).timestamp() if end else None)
 
 
+#: LiteLLM's names of the spend filters (``/global/spend/report?internal_user_id=&customer_id=``).
+_SPEND_FILTER_ALIASES = {"internal_user_id": "user_id", "customer_id": "end_user", "end_user_id": "end_user"}
+
+
 def _spend_filters(params: dict) -> dict[str, Any]:
     filters = {name: params.get(name) for name in ("request_id", "user_id", "team_id", "end_user", "model_group")}
+    for alias, name in _SPEND_FILTER_ALIASES.items():
+        if params.get(alias) and not filters[name]:
+            filters[name] = params[alias]
     if params.get("api_key"):
         filters["api_key"] = _token_of(params["api_key"])
     if params.get("model"):
@@ -719,8 +783,8 @@ _ACCEPTS: dict[str, frozenset[str]] = {
     "/key/delete": frozenset({"keys", "key_aliases"}),
     "/key/block": frozenset({"key"}),
     "/key/unblock": frozenset({"key"}),
-    "/team/new": frozenset(_TEAM_FIELDS + ("team_id",)),
-    "/team/update": frozenset(_TEAM_FIELDS + ("team_id",)),
+    "/team/new": frozenset(_TEAM_FIELDS + ("team_id", "members_with_roles")),
+    "/team/update": frozenset(_TEAM_FIELDS + ("team_id", "members_with_roles")),
     "/team/delete": frozenset({"team_ids"}),
     "/team/block": frozenset({"team_id"}),
     "/team/unblock": frozenset({"team_id"}),

@@ -1,0 +1,275 @@
+"""LiteLLM's documented virtual-key, budget, rate-limit, team, customer and spend examples,
+sent to the real gateway (SQLite) as the docs show them; the answers carry the fields the docs'
+sample responses show, and the documented behaviour happens. Each test names its doc page."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from proxy.conftest import UPSTREAM_KEY
+from proxy.harness import Gateway
+from proxy.test_keys import MESSAGES, Admin, chat, client, refused_for_budget, start_gateway
+from servers.openai_server import FakeOpenAIServer
+from timing import wait_for
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=UPSTREAM_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def gw(upstream, tmp_path_factory) -> Iterator[Gateway]:
+    db = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "keys.db")
+    with start_gateway(upstream.url, db, tmp_path_factory) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def admin(gw) -> Admin:
+    return Admin(gw.url)
+
+
+# ====================================================================== virtual keys
+# https://docs.litellm.ai/docs/proxy/virtual_keys
+def test_generate_with_models_metadata_duration_answers_the_documented_fields(admin):
+    made = admin.post("/key/generate", models=["gpt-4o-mini", "gpt-4o"], metadata={"user": "ishaan@berri.ai"},
+                      duration="20m", team_id=None, max_budget=10, soft_budget=5)
+    for name in ("key", "key_name", "expires", "token", "models", "max_budget", "metadata", "spend"):
+        assert name in made, name
+    assert made["key"].startswith("sk-") and made["expires"] and made["models"] == ["gpt-4o-mini", "gpt-4o"]
+    assert "llmrelay_ignored_fields" not in made
+
+
+# https://docs.litellm.ai/docs/proxy/virtual_keys (/key/info: the key and its settings under "info")
+def test_key_info_shape(gw, admin):
+    key = admin.key(key_alias="docs-info", models=["gpt-4o-mini"], max_budget=1)
+    chat(gw, key)
+    info = admin.get("/key/info", key=key)
+    assert set(info) >= {"key", "info"}
+    for name in ("spend", "expires", "models", "user_id", "team_id", "max_parallel_requests", "metadata",
+                 "key_alias", "key_name", "max_budget", "tpm_limit", "rpm_limit", "budget_duration", "token"):
+        assert name in info["info"], name
+    own = Admin(gw.url, key).get("/key/info")  # a key reads its own info without ?key=
+    assert own["info"]["key_alias"] == "docs-info"
+
+
+# https://docs.litellm.ai/docs/proxy/virtual_keys (/key/update, /key/delete)
+def test_update_and_delete_as_documented(gw, admin):
+    key = admin.key(models=["gpt-4o-mini"])
+    upd = admin.post("/key/update", key=key, models=["gpt-4o"], metadata={"user": "x@y.z"}, team_id="core-infra")
+    assert upd["key"] == key and upd["models"] == ["gpt-4o"] and upd["team_id"] == "core-infra"
+    assert admin.post("/key/delete", keys=[key]) == {"deleted_keys": [key]}
+
+
+# https://docs.litellm.ai/docs/proxy/virtual_keys (Regenerate keys: POST /key/{key}/regenerate)
+def test_regenerate_in_the_path_with_new_limits(gw, admin):
+    key = admin.key(key_alias="docs-regen")
+    made = admin.post(f"/key/{key}/regenerate", max_budget=100, metadata={"use": "prod"}, tpm_limit=100000,
+                      rpm_limit=100000)
+    assert made["key"] != key and made["key"].startswith("sk-") and made["max_budget"] == 100
+    assert made["key_alias"] == "docs-regen" and made["tpm_limit"] == 100000 and made["key_name"]
+    assert chat(gw, made["key"]).choices
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key)
+
+
+# https://docs.litellm.ai/docs/proxy/virtual_keys (/key/list?page=1&size=10)
+def test_key_list_page(admin):
+    for _ in range(3):
+        admin.key(user_id="docs-list-user")
+    page = admin.get("/key/list", page=1, size=2, user_id="docs-list-user")
+    assert len(page["keys"]) == 2 and page["total_count"] == 3
+    assert page["current_page"] == 1 and page["total_pages"] == 2
+    full = admin.get("/key/list", return_full_object="true", user_id="docs-list-user")
+    assert all("token" in k and "spend" in k for k in full["keys"])
+
+
+# ====================================================================== budgets and rate limits
+# https://docs.litellm.ai/docs/proxy/users (For Key: max_budget; the refusal's message)
+def test_key_max_budget_refusal(gw, admin):
+    key = admin.key(max_budget=0.0000001)
+    chat(gw, key)
+    err = refused_for_budget(gw, key)
+    assert err.status_code == 400 and "ExceededTokenBudget" in err.message
+
+
+# https://docs.litellm.ai/docs/proxy/users (budget_duration on a key)
+def test_key_budget_duration(gw, admin):
+    made = admin.post("/key/generate", max_budget=10, budget_duration="30s")
+    assert made["budget_duration"] == "30s" and made["budget_reset_at"]
+
+
+# https://docs.litellm.ai/docs/proxy/users (For Key, model specific: model_max_budget with a
+# budget_limit written as a string)
+def test_model_max_budget_as_documented(gw, admin):
+    made = admin.post("/key/generate", model_max_budget={"gpt-4o-mini": {"budget_limit": "0.0000001",
+                                                                          "time_period": "1d"}})
+    key = made["key"]
+    chat(gw, key)
+    refused_for_budget(gw, key)
+    assert chat(gw, key, model="gpt-4o").choices  # another model: not limited
+
+
+# https://docs.litellm.ai/docs/proxy/users (Set Rate Limits: per key; per model per key)
+def test_rate_limits_as_documented(gw, admin):
+    key = admin.key(max_parallel_requests=10, tpm_limit=2000, rpm_limit=2)
+    chat(gw, key), chat(gw, key)
+    with pytest.raises(openai.RateLimitError):
+        chat(gw, key)
+    per_model = admin.key(model_rpm_limit={"gpt-4o-mini": 1}, model_tpm_limit={"gpt-4o-mini": 1000})
+    chat(gw, per_model)
+    with pytest.raises(openai.RateLimitError):
+        chat(gw, per_model)
+    assert chat(gw, per_model, model="gpt-4o").choices
+
+
+# ====================================================================== teams
+# https://docs.litellm.ai/docs/proxy/users (Add budgets to teams: members_with_roles)
+def test_team_new_with_members_with_roles(gw, admin):
+    member = {"role": "admin", "user_id": "5c4a0aa3-a1e1-43dc-bd87-3c2da8382a3a"}
+    team = admin.post("/team/new", team_alias="my-new-team_4", members_with_roles=[member], rpm_limit=99)
+    assert "llmrelay_ignored_fields" not in team
+    for name in ("team_alias", "team_id", "members_with_roles", "metadata", "tpm_limit", "rpm_limit", "max_budget",
+                 "models", "spend", "max_parallel_requests", "budget_duration", "budget_reset_at"):
+        assert name in team, name
+    assert [member.items() <= m.items() for m in team["members_with_roles"]] == [True]
+    assert team["rpm_limit"] == 99
+    info = admin.get("/team/info", team_id=team["team_id"])
+    assert info["team_info"]["members_with_roles"] == team["members_with_roles"]
+    # the answer sent back (both lists, the same) is taken; two different lists are not
+    admin.post("/team/update", team_id=team["team_id"], members=team["members"],
+               members_with_roles=team["members_with_roles"])
+    admin.post("/team/update", team_id=team["team_id"], members=[], members_with_roles=[member])  # LiteLLM's
+    bad = admin.post("/team/update", expect=400, team_id=team["team_id"], members=[{"user_id": "other"}],
+                     members_with_roles=[member])
+    assert bad["error"]["param"] == "members_with_roles"
+    upd = admin.post("/team/update", team_id=team["team_id"], members_with_roles=[{"role": "user", "user_id": "u2"}])
+    assert [m["user_id"] for m in upd["members_with_roles"]] == ["u2"]
+
+
+# https://docs.litellm.ai/docs/proxy/team_budgets (a team's max_budget and budget_duration;
+# a key of the team is refused once the team's budget is spent)
+def test_team_budget(gw, admin):
+    team = admin.post("/team/new", team_alias="QA Prod Bot", max_budget=0.000000001, budget_duration="1d")
+    assert team["budget_duration"] == "1d" and team["budget_reset_at"] and team["max_budget"] == 0.000000001
+    key = admin.key(team_id=team["team_id"])
+    chat(gw, key)
+    err = refused_for_budget(gw, key)
+    assert "Budget has been exceeded" in err.message
+    upd = admin.post("/team/update", team_id=team["team_id"], max_budget=100)
+    assert upd["max_budget"] == 100
+
+
+# https://docs.litellm.ai/docs/proxy/users (/team/member_add)
+def test_team_member_add(admin):
+    team = admin.post("/team/new", team_alias="docs-members")
+    out = admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "krrish@b.ai"})
+    assert out["team_id"] == team["team_id"]
+    assert {"role": "user", "user_id": "krrish@b.ai"}.items() <= out["members_with_roles"][0].items()
+
+
+# https://docs.litellm.ai/docs/proxy/users (For Internal User: /user/new with max_budget)
+def test_user_new_answers_a_key(gw, admin):
+    out = admin.post("/user/new", user_id="krrish3@berri.ai", models=["gpt-4o-mini"], max_budget=0)
+    assert out["key"].startswith("sk-") and out["user_id"] == "krrish3@berri.ai" and "expires" in out
+    err = refused_for_budget(gw, out["key"])
+    assert err.status_code == 400
+
+
+# ====================================================================== customers
+# https://docs.litellm.ai/docs/proxy/customers (a request's `user` is upserted with its spend;
+# /customer/info?end_user_id= answers it)
+def test_customer_spend_is_tracked_from_the_user_param(gw, admin):
+    key = admin.key()
+    chat(gw, key, user="ishaan3")
+    info = wait_for(lambda: (lambda i: i if i.get("spend") else None)(
+        admin.http.get("/customer/info", params={"end_user_id": "ishaan3"}).json()), 10, what="customer spend")
+    for name in ("user_id", "blocked", "alias", "spend", "allowed_model_region", "default_model",
+                 "litellm_budget_table"):
+        assert name in info, name
+    assert info["user_id"] == "ishaan3" and info["blocked"] is False and info["spend"] > 0
+
+
+# https://docs.litellm.ai/docs/proxy/customers (Setting customer budgets: /customer/new with a
+# max_budget; the customer's request is refused once it is spent)
+def test_customer_budget(gw, admin):
+    made = admin.post("/customer/new", user_id="ishaan-docs", max_budget=0.0000001)
+    assert made["user_id"] == "ishaan-docs" and "llmrelay_ignored_fields" not in made
+    key = admin.key()
+    chat(gw, key, user="ishaan-docs")
+    err = refused_for_budget(gw, key, user="ishaan-docs")
+    assert "ExceededBudget: End User=ishaan-docs over budget" in err.message  # (LiteLLM's own text)
+    info = admin.get("/customer/info", end_user_id="ishaan-docs")
+    assert info["litellm_budget_table"]["max_budget"] == 0.0000001
+
+
+# ====================================================================== spend
+# https://docs.litellm.ai/docs/proxy/cost_tracking (spend logs of a key, the global report by
+# customer, the spend headers)
+def test_spend_tracking(gw, admin):
+    key = admin.key()
+    raw = client(gw, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                     user="palantir",
+                                                                     extra_body={"metadata": {"tags": ["jobID:1"]}})
+    assert "x-litellm-key-spend" in raw.headers
+    rows = wait_for(lambda: admin.get("/spend/logs", api_key=key) or None, 10, what="spend rows")
+    row = rows[0]
+    for name in ("request_id", "api_key", "spend", "startTime", "endTime", "model", "user", "request_tags",
+                 "prompt_tokens", "completion_tokens", "total_tokens"):
+        assert name in row, name
+    assert row["request_tags"] == ["jobID:1"]
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    report = admin.get("/global/spend/report", start_date=day, end_date=day, group_by="customer")
+    assert report["results"]
+
+
+# https://docs.litellm.ai/docs/proxy/cost_tracking (the spend report per api_key, and for one
+# internal_user_id / customer_id / team_id / api_key)
+def test_spend_report_groups_and_filters_by_litellm_names(gw, admin):
+    key = admin.key(user_id="docs-report-user")
+    chat(gw, key, user="docs-report-customer")
+    other = admin.key(user_id="docs-report-other")
+    chat(gw, other)
+    wait_for(lambda: len(admin.get("/spend/logs", user_id="docs-report-other")) or None, 10, what="spend rows")
+    wait_for(lambda: len(admin.get("/spend/logs", api_key=key)) or None, 10, what="spend rows")
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    by_key = admin.get("/global/spend/report", start_date=day, end_date=day, group_by="api_key")
+    assert by_key["results"] and by_key["group_by"] == "api_key"
+    for name, value in (("internal_user_id", "docs-report-user"), ("customer_id", "docs-report-customer"),
+                        ("api_key", key)):
+        report = admin.get("/global/spend/report", start_date=day, end_date=day, group_by="api_key", **{name: value})
+        assert len(report["results"]) == 1, (name, report)
+    mine = admin.get("/global/spend/report", group_by="customer", internal_user_id="docs-report-other")
+    assert mine["total_spend"] > 0 and len(mine["results"]) == 1
+
+
+# https://docs.litellm.ai/docs/proxy/customers (Setting customer budgets: max_budget written "0")
+def test_customer_budget_zero_as_text(gw, admin):
+    admin.post("/customer/new", user_id="my-customer-id", max_budget="0")
+    assert admin.get("/customer/info", end_user_id="my-customer-id")["max_budget"] == 0
+    err = refused_for_budget(gw, admin.key(), user="my-customer-id")
+    assert err.status_code == 400
+
+
+# https://docs.litellm.ai/docs/proxy/rate_limit_tiers, https://docs.litellm.ai/docs/proxy/temporary_budget_increase,
+# https://docs.litellm.ai/docs/proxy/users (team member budgets): what llmrelay does not implement is
+# refused (an unknown route) or named in the answer, never silently dropped
+def test_unimplemented_documented_fields_are_named(admin):
+    assert admin.http.post("/budget/new", json={"budget_id": "my-test-tier", "rpm_limit": 0}).status_code == 404
+    made = admin.post("/key/generate", budget_id="my-test-tier")
+    assert made["llmrelay_ignored_fields"] == ["budget_id"]
+    upd = admin.post("/key/update", key=made["key"], temp_budget_increase=100, temp_budget_expiry="2030-01-01")
+    assert upd["llmrelay_ignored_fields"] == ["temp_budget_expiry", "temp_budget_increase"]
+    team = admin.post("/team/new", team_alias="docs-member-budget")
+    out = admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "m1"},
+                     max_budget_in_team=10)
+    assert out["llmrelay_ignored_fields"] == ["max_budget_in_team"]
+    customer = admin.post("/customer/new", user_id="docs-region", budget_id="tier", allowed_model_region="eu")
+    assert customer["llmrelay_ignored_fields"] == ["allowed_model_region", "budget_id"]
+    assert customer["allowed_model_region"] is None and customer["litellm_budget_table"] is None
