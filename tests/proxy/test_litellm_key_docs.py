@@ -257,6 +257,19 @@ def test_customer_budget_zero_as_text(gw, admin):
     assert err.status_code == 400
 
 
+# https://docs.litellm.ai/docs/proxy/customers (the customer id from the x-litellm-customer-id
+# header, else x-litellm-end-user-id, before the body's `user`)
+def test_customer_id_headers(gw, admin):
+    admin.post("/customer/new", user_id="hdr-customer", max_budget=0)
+    key = admin.key()
+    err = refused_for_budget(gw, key, user="someone-else", extra_headers={"x-litellm-customer-id": "hdr-customer"})
+    assert "End User=hdr-customer" in err.message
+    err = refused_for_budget(gw, key, extra_headers={"x-litellm-end-user-id": "hdr-customer"})
+    assert "End User=hdr-customer" in err.message
+    assert chat(gw, key, user="hdr-customer", extra_headers={"x-litellm-customer-id": "hdr-other"}).choices
+    wait_for(lambda: admin.get("/spend/logs", end_user="hdr-other") or None, 10, what="the header's spend row")
+
+
 # https://docs.litellm.ai/docs/proxy/rate_limit_tiers, https://docs.litellm.ai/docs/proxy/temporary_budget_increase,
 # https://docs.litellm.ai/docs/proxy/users (team member budgets): what llmrelay does not implement is
 # refused (an unknown route) or named in the answer, never silently dropped

@@ -107,7 +107,8 @@ class _Ctx:
 
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
                  "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
-                 "exc", "result", "call", "traceparent", "messages", "extra", "cache", "direct", "fast")
+                 "exc", "result", "call", "traceparent", "messages", "extra", "cache", "direct", "fast",
+                 "customer")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -136,6 +137,7 @@ class _Ctx:
         self.cache: Any = None  # the request's CacheRequest, when the response cache applies
         self.direct: Any = None  # the server's DirectBody (scope extension), for the stream fast path
         self.fast = 0  # chunks the fast path rewrote without decoding them (see fastpath.py)
+        self.customer: bytes | None = None  # LiteLLM's x-litellm-customer-id / x-litellm-end-user-id header
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -254,7 +256,7 @@ class ProxyApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = _perf()
-        authorization = api_key = x_api_key = content_length = request_id = traceparent = None
+        authorization = api_key = x_api_key = content_length = request_id = traceparent = customer = end_user = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -268,10 +270,15 @@ class ProxyApp:
                 x_api_key = value
             elif name == b"traceparent":
                 traceparent = value
+            elif name == b"x-litellm-customer-id":
+                customer = value
+            elif name == b"x-litellm-end-user-id":
+                end_user = value
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = new_request_id()
         ctx = _Ctx(start, request_id)
         ctx.traceparent = traceparent
+        ctx.customer = customer or end_user or None  # (LiteLLM's order: the customer id header first)
         extensions = scope.get("extensions")
         if extensions:
             ctx.direct = extensions.get(_DIRECT)
@@ -524,7 +531,9 @@ class ProxyApp:
                 return await self._error(ctx, send, 400, str(exc), param="cache")
         who = ctx.auth
         if who is not None:
-            refused = await self.keys.admit(who, model, request.params.get("user"), ctx.cache)
+            # the end user: LiteLLM's headers first, else the request's `user`
+            end_user = request.params.get("user") if ctx.customer is None else ctx.customer.decode("latin-1")
+            refused = await self.keys.admit(who, model, end_user, ctx.cache)
             if refused is not None:
                 return await self._refuse(ctx, send, refused)
             ctx.extra = self.keys.headers(who)
