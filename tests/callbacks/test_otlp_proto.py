@@ -200,3 +200,36 @@ def test_a_gateway_record_with_unconverted_values_encodes_as_its_converted_one()
             want = encode_spans([(upstream, converted) for upstream, _ in records], group)
             assert encode_spans(records, group) == want
             assert ExportTraceServiceRequest.FromString(want).resource_spans[0].scope_spans[0].spans
+
+
+def test_a_requests_entries_written_at_once_are_what_its_record_encodes_to():
+    """The gateway's common case queues a request's two spans as entries written as it ends
+    (otlp_proto.request_entries) instead of its record: the batch's bytes are the same, also
+    mixed with records and SDK spans."""
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from llmrelay.integrations.otlp_proto import request_entries
+
+    group = (Resource.create({"service.name": "svc"}), InstrumentationScope("llmrelay"))
+    t = 1_700_000_000_000_000_000
+    cases = [
+        ("m", 5, 7, "openai", "gpt-4o-mini", "chatcmpl-1", ("stop",), 0.5, 200, False, None),
+        ("m", 0, 2**20, None, None, None, None, 0.0, 200, True, t + 3),
+        ("other", 130, 300, "anthropic", "claude", "y" * 150, ("length",), 1e-6, 201, True, None),
+    ]
+    for model, prompt, completion, system, response_model, response_id, reasons, cost, status, stream, first in cases:
+        ids = (bytes(range(1, 17)), bytes(range(17, 25)), bytes(range(25, 33)))
+        values = (*ids, f"chat {model}", t, t + 5, t + 1, t + 4, model, prompt, completion, system, response_model,
+                  response_id, reasons, cost, status, stream, first)
+        up, req = request_entries(*values)
+        fields = (ids[0], ids[1], ids[2], None, None, f"chat {model}", t, t + 5, t + 1, t + 4, model, prompt,
+                  completion, system, response_model, response_id, reasons, None, None, None, cost, status, stream,
+                  first, None, None)
+        want = encode_spans([(True, fields), (False, fields)], group)
+        assert encode_spans([up, req], group) == want
+        assert ExportTraceServiceRequest.FromString(want).resource_spans[0].scope_spans[0].spans
+        # one at a time, and beside a record of another request (whose pair they don't split)
+        assert encode_spans([up], group) == encode_spans([(True, fields)], group)
+        assert encode_spans([req], group) == encode_spans([(False, fields)], group)
+        assert (encode_spans([(True, fields), up, req, (False, fields)], group)
+                == encode_spans([(True, fields), (True, fields), (False, fields), (False, fields)], group))

@@ -26,7 +26,10 @@ no context switching on the request path. The provider's sampler decides as the 
 With the logger's own batch processor and OTLP/HTTP exporter (no ``tracer_provider`` or
 ``span_processor`` given) the two spans are not even ``ReadableSpan`` objects: each is a tuple of
 plain values queued in the batch processor and written by :func:`.otlp_proto.gateway_span` in
-the export thread, to the same bytes (a provider or processor of your own gets ``ReadableSpan`` objects).
+the export thread, to the same bytes (a provider or processor of your own gets ``ReadableSpan`` objects);
+in the common case (:meth:`OpenTelemetryLogger.request_facts`: no parent, trace state, error,
+parameters or content) they are written as the request ends (:func:`.otlp_proto.request_entries`)
+and queued as bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import orjson
 
 from .. import settings as _settings
 from .custom_logger import CustomLogger
+from .otlp_proto import request_entries as _request_entries
 
 __all__ = ["OpenTelemetryLogger", "langfuse_logger", "default_exporter", "otlp_http_exporter"]
 
@@ -93,9 +97,18 @@ def _traceparent(header: bytes | None) -> tuple[int, int, int] | None:
 
 #: one finish reason's tuple, shared by the span records that have it (one object fewer per request)
 _REASONS: dict[str, tuple[str]] = {}
+#: a gateway request span's name by the requested model (one string per model, not per request)
+_NAME_OF: dict[Any, str] = {}
+
+
+def _name_of(model: Any) -> str:
+    name = f"chat {model}"
+    if type(model) is str and len(_NAME_OF) < 1024:
+        _NAME_OF[model] = name
+    return name
 
 _getrandbits = random.getrandbits
-_ID64 = (1 << 64) - 1
+_ZERO16, _ZERO8 = bytes(16), bytes(8)
 
 
 def _random_trace_id() -> int:
@@ -218,10 +231,11 @@ class OpenTelemetryLogger(CustomLogger):
     def request_start(self, ctx: Any, record: Any, headers: dict[str, str]) -> None:
         if (self._should_sample is None and self._new_trace_id is _random_trace_id
                 and ctx.traceparent is None):  # (most requests: _ids's case, at once)
-            n = _getrandbits(256)  # the trace id, the upstream span's id, the request span's
-            if n >> 128 and n >> 64 & _ID64 and n & _ID64:  # (none is zero)
-                ids = n.to_bytes(32, "big")
-                record.state[self._key] = (ids[:16], ids[24:], ids[16:24], None, self._new_flags, None, True,
+            # the trace id, the upstream span's id, the request span's
+            ids = _getrandbits(256).to_bytes(32, "big")
+            trace_id, upstream_id, span_id = ids[:16], ids[16:24], ids[24:]
+            if trace_id != _ZERO16 and upstream_id != _ZERO8 and span_id != _ZERO8:  # (none is zero)
+                record.state[self._key] = (trace_id, span_id, upstream_id, None, self._new_flags, None, True,
                                            _time_ns())
                 headers["traceparent"] = "00-" + ids[:24].hex("-", -16) + self._new_flags_suffix
                 return
@@ -365,17 +379,35 @@ class OpenTelemetryLogger(CustomLogger):
         else:
             reasons = tuple([c.get("finish_reason") for c in choices or () if c.get("finish_reason")]) or None
         stream = raw[13]
-        # (the request model, system, response model and reasons converted by the encoder, once
-        # per kind of request: see otlp_proto.GATEWAY_FIELDS)
-        fields = (trace_id, span_id, upstream_id, parent_id, None, f"chat {ctx.model}", int(start * 1e9), end,
-                  upstream_start, upstream_end, raw[8] or raw[7] or "", int(prompt or 0), int(completion or 0),
-                  raw[11] or None, model or None, str(response_id) if response_id else None, reasons, None, None,
-                  None, float(cost or 0.0),
-                  ctx.status, stream, int(first * 1e9) if stream and first and first != end_time else None, None,
-                  None)
+        name = (_NAME_OF.get(ctx.model) if type(ctx.model) is str else None) or _name_of(ctx.model)
+        start = int(start * 1e9)
+        request_model = raw[8] or raw[7] or ""
+        prompt = int(prompt or 0)
+        completion = int(completion or 0)
+        system = raw[11] or None
+        model = model or None
+        response_id = str(response_id) if response_id else None
+        cost = float(cost or 0.0)
+        first = int(first * 1e9) if stream and first and first != end_time else None
+        if parent_id is None:
+            try:  # the spans' entries written now (otlp_proto.request_entries: the common case)
+                up, req = _request_entries(trace_id, span_id, upstream_id, name, start, end, upstream_start,
+                                           upstream_end, request_model, prompt, completion, system, model,
+                                           response_id, reasons, cost, ctx.status, stream, first)
+            except TypeError:  # (an unhashable value: the encoder converts the record's)
+                up = None
+        else:
+            up = None
+        if up is None:
+            # (the request model, system, response model and reasons converted by the encoder,
+            # once per kind of request: see otlp_proto.GATEWAY_FIELDS)
+            fields = (trace_id, span_id, upstream_id, parent_id, None, name, start, end, upstream_start, upstream_end,
+                      request_model, prompt, completion, system, model, response_id, reasons, None, None, None, cost,
+                      ctx.status, stream, first, None, None)
+            up, req = (True, fields), (False, fields)
         # what BatchProcessor.emit does, for two spans at once
-        queue.appendleft((True, fields))
-        queue.appendleft((False, fields))
+        queue.appendleft(up)
+        queue.appendleft(req)
         if len(queue) >= self._batch_size:
             awaken = batch._worker_awaken
             if not awaken.is_set():
@@ -596,7 +628,7 @@ def otlp_http_exporter(**kwargs: Any) -> Any:
             client = getattr(self, "_client", None)
             if getattr(self, "_shutdown", False) or not hasattr(client, "export"):
                 if self.gateway_group is not None:  # (not with this exporter version: see gateway_records)
-                    spans = [s for s in spans if type(s) is not tuple]
+                    spans = [s for s in spans if type(s) is not tuple and type(s) is not bytes]
                 return super().export(spans)
             try:
                 data = encode_spans(spans, self.gateway_group)

@@ -210,12 +210,21 @@ def _scope(scope: Any) -> bytes:
 def encode_spans(spans: Sequence[Any], gateway: tuple[Any, Any] | None = None) -> bytes:
     """An OTLP ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource and
     instrumentation scope as the SDK's encoder groups them. A span may also be a gateway span
-    record (a tuple, see :func:`gateway_span`), of ``gateway``'s (resource, scope)."""
+    record (a tuple, see :func:`gateway_span`) or a gateway span's entry written already (bytes,
+    see :func:`request_entries`), of ``gateway``'s (resource, scope)."""
     # grouped by resource (compared by identity first: hashing a Resource serializes it)
     groups: dict[int, tuple[Any, dict[Any, list[bytes]]]] = {}
     records: list[bytes] | None = None  # the gateway group's list (looked up once, not per record)
     pending: Any = None  # a request's upstream span record, when its request span may follow
     for span in spans:
+        if type(span) is bytes:  # a gateway span's entry, written already (request_entries)
+            if records is None:
+                records = _group(groups, *gateway)  # type: ignore[misc]
+            if pending is not None:
+                records.append(_gateway_spans(pending, True, False)[0])
+                pending = None
+            records.append(span)
+            continue
         if type(span) is tuple:
             if records is None:
                 records = _group(groups, *gateway)  # type: ignore[misc]
@@ -514,6 +523,37 @@ _SLOTS = ("trace", "upstream_id", "span", "upstream_times", "tokens", "rid", "tr
           "rid", "cost", "first")
 
 
+def request_entries(trace_id: bytes, span_id: bytes, upstream_id: bytes, name: str, start: int, end: int,
+                    upstream_start: int, upstream_end: int, request_model: Any, input_tokens: int,
+                    output_tokens: int, system: Any, response_model: Any, response_id: str | None,
+                    reasons: tuple | None, cost: float, status_code: int, stream: bool,
+                    first_token: int | None) -> tuple[bytes, bytes]:
+    """The upstream span's entry and the request span's (each an entry of ScopeSpans.spans, as
+    :func:`encode_spans` writes them) of a request without parent, trace state, error, request
+    parameters or content: the values of its record (:data:`GATEWAY_FIELDS`), written at once
+    from its kind's template (:func:`_pair`). Raises TypeError for an unhashable value.
+
+    The gateway queues these for the batch processor instead of the record in this case (the
+    common one): written as the request ends, one ``struct.pack`` from values at hand, what waits
+    in the queue is two bytes objects – no tuples for the garbage collector to walk and for the
+    export thread to take apart, key and free."""
+    tokens = _TOKENS.get((input_tokens, output_tokens)) or _tokens(input_tokens, output_tokens)
+    rid = b"" if response_id is None else response_id.encode()
+    key = (name, request_model, system, response_model, reasons, None, None, status_code, stream,
+           len(tokens), -1 if response_id is None else len(rid), False, first_token is None)
+    template = _PAIRS.get(key)
+    if template is None:
+        template = _pair_template(key, (
+            trace_id, span_id, upstream_id, None, None, name, start, end, upstream_start, upstream_end, request_model,
+            input_tokens, output_tokens, system, response_model, response_id, reasons, None, None, None, cost,
+            status_code, stream, first_token, None, None))
+    pack, split, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = template
+    pair = pack(c0, trace_id, c1, upstream_id, c2, span_id, c3, 0x39, upstream_start, 0x41, upstream_end, c4, tokens,
+                c5, rid, c6, trace_id, c7, span_id, c8, 0x39, start, 0x41, end, c9, tokens, c10, rid, c11, cost, c12,
+                b"" if first_token is None else first_token, c13)
+    return pair[:split], pair[split:]
+
+
 def _pair(f: tuple) -> bytes | None:
     """The two entries (upstream span, request span) of a request's record ``f`` at once, or None
     when it is not the common case (then :func:`_gateway_spans` writes it)."""
@@ -526,14 +566,15 @@ def _pair(f: tuple) -> bytes | None:
     rid = b"" if response_id is None else response_id.encode()
     key = (name, request_model, system, response_model, reasons, error_type, params, status_code, stream,
            len(tokens), -1 if response_id is None else len(rid), cost is None, first_token is None)
-    pack, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = _PAIRS.get(key) or _pair_template(key, f)
+    pack, _, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = _PAIRS.get(key) or _pair_template(key, f)
     return pack(c0, trace_id, c1, upstream_id, c2, span_id, c3, 0x39, upstream_start, 0x41, upstream_end, c4, tokens,
                 c5, rid, c6, trace_id, c7, span_id, c8, 0x39, start, 0x41, end, c9, tokens, c10, rid, c11,
                 b"" if cost is None else cost, c12, b"" if first_token is None else first_token, c13)
 
 
 def _pair_template(key: tuple, f: tuple) -> tuple[Any, ...]:
-    """The ``struct.pack`` and constant runs of a pair of ``key``'s kind (see :func:`_pair`):
+    """The ``struct.pack``, the length of the upstream span's entry and the constant runs of a
+    pair of ``key``'s kind (see :func:`_pair`):
     written by :func:`_span_parts` with placeholders for the varying values, cut at them."""
     n_tokens, n_rid, no_cost, no_first = key[-4:]
     marks = {name: bytes(bytearray(size)) for name, size in (
@@ -543,6 +584,7 @@ def _pair_template(key: tuple, f: tuple) -> tuple[Any, ...]:
                           marks["times"], marks["tokens"], None if n_rid < 0 else marks["rid"],
                           None if no_cost else marks["cost"], None if no_first else marks["first"], True, True)
     parts = [b"\x12" + _varint(sum(map(len, up))), *up, b"\x12" + _varint(sum(map(len, req))), *req]
+    split = len(parts[0]) + sum(map(len, up))  # (the upstream span's entry: its values' lengths are the key's)
     by_id = {id(mark): name for name, mark in marks.items() if mark}  # (an empty id is no placeholder)
     runs: list[bytes] = []
     run: list[bytes] = []
@@ -570,7 +612,7 @@ def _pair_template(key: tuple, f: tuple) -> tuple[Any, ...]:
               "tokens": f"{n_tokens}s", "rid": f"{max(n_rid, 0)}s", "cost": "0s" if no_cost else "d",
               "first": "0s" if no_first else "Q"}
     fmt = "<" + "".join(f"{len(run)}s{values[what]}" for run, what in zip(runs, _SLOTS)) + f"{len(runs[-1])}s"
-    template = (struct.Struct(fmt).pack, *runs)
+    template = (struct.Struct(fmt).pack, split, *runs)
     if len(_PAIRS) < 4096:
         _PAIRS[key] = template
     return template
