@@ -286,3 +286,73 @@ def test_unimplemented_documented_fields_are_named(admin):
     customer = admin.post("/customer/new", user_id="docs-region", budget_id="tier", allowed_model_region="eu")
     assert customer["llmrelay_ignored_fields"] == ["allowed_model_region", "budget_id"]
     assert customer["allowed_model_region"] is None and customer["litellm_budget_table"] is None
+
+
+# https://docs.litellm.ai/docs/proxy/virtual_keys (Default /key/generate params; Upperbound
+# /key/generate params, in litellm_settings)
+_KEY_GENERATE_SETTINGS = """litellm_settings:
+  default_key_generate_params:
+    max_budget: 1.5
+    models: ["gpt-4o-mini"]
+    duration:
+    metadata: {"setting": "default"}
+  upperbound_key_generate_params:
+    max_budget: 100
+    budget_duration: "10d"
+    duration: "30d"
+    max_parallel_requests: 1000
+    tpm_limit: 1000
+    rpm_limit: 1000
+"""
+
+
+@pytest.fixture(scope="module")
+def bounded(upstream, tmp_path_factory) -> Iterator[Admin]:
+    from proxy.test_keys import keys_config
+
+    db = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "bounded.db")
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(keys_config(upstream.url, db).replace("litellm_settings:\n", _KEY_GENERATE_SETTINGS))
+    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as g:
+        assert not [line for line in g.lines if "key_generate_params" in line]  # (no "ignored" warning)
+        yield Admin(g.url)
+
+
+def test_default_key_generate_params(bounded):
+    made = bounded.post("/key/generate")
+    assert made["max_budget"] == 1.5 and made["models"] == ["gpt-4o-mini"]
+    assert made["metadata"] == {"setting": "default"}
+    assert made["rpm_limit"] == 1000 and made["tpm_limit"] == 1000  # unset: the upper bound
+    mine = bounded.post("/key/generate", max_budget=5, models=["gpt-4o"], rpm_limit=10)
+    assert mine["max_budget"] == 5 and mine["models"] == ["gpt-4o"] and mine["rpm_limit"] == 10
+
+
+@pytest.mark.parametrize("field, value", [("max_budget", 200), ("tpm_limit", 1001), ("rpm_limit", 5000),
+                                          ("max_parallel_requests", 1001), ("budget_duration", "11d"),
+                                          ("duration", "1mo")])
+def test_upperbound_key_generate_params(bounded, field, value):
+    err = bounded.post("/key/generate", expect=400, **{field: value})["error"]
+    assert err["param"] == field and "over max limit set in config" in err["message"]
+    key = bounded.post("/key/generate")["key"]
+    err = bounded.post("/key/update", expect=400, key=key, **{field: value})["error"]
+    assert err["param"] == field
+    assert bounded.post("/key/generate", duration="29d", budget_duration="10d", max_budget=100)["key"]
+
+
+def test_key_generate_params_are_checked_at_load():
+    from llmrelay.proxy.config import ConfigError
+    from llmrelay.proxy.config import parse_config as parse
+
+    def parse_config(text: str):
+        return parse("model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/gpt-4o\n" + text)
+
+    with pytest.raises(ConfigError, match="upperbound_key_generate_params.max_budget"):
+        parse_config("litellm_settings:\n  upperbound_key_generate_params:\n    max_budget: lots\n")
+    with pytest.raises(ConfigError, match="default_key_generate_params.duration"):
+        parse_config("litellm_settings:\n  default_key_generate_params:\n    duration: soon\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config("litellm_settings:\n  default_key_generate_params: 10\n")
+    config = parse_config("litellm_settings:\n  upperbound_key_generate_params:\n    rpm_limit: 10\n")
+    assert config.key_generate_params == {"upperbound_key_generate_params": {"rpm_limit": 10}}
+    assert "upperbound_key_generate_params" not in config.litellm_settings  # (not a module setting)

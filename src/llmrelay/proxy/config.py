@@ -64,6 +64,8 @@ _DB_SETTING_TYPES: dict[str, tuple[type, ...]] = {
 
 #: ``litellm_settings`` keys that configure the response cache rather than a module setting.
 _CACHE_SETTINGS = frozenset({"cache", "cache_params"})
+#: ``litellm_settings`` keys of ``/key/generate`` (proxy/management.py), not module settings.
+KEY_GENERATE_SETTINGS = ("default_key_generate_params", "upperbound_key_generate_params")
 
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "REPEATED_STREAMING_CHUNK_LIMIT": (int,),
@@ -191,6 +193,9 @@ class ProxyConfig:
     #: ``litellm_settings.callbacks`` / ``success_callback`` / ``failure_callback``: lists of names
     #: (built by proxy/observe.py; not library settings, so ``apply_settings`` leaves them alone).
     callbacks: dict[str, list[str]] = field(default_factory=dict)
+    #: ``litellm_settings.default_key_generate_params`` / ``upperbound_key_generate_params``
+    #: (name → its mapping), applied by ``/key/generate`` and ``/key/update``.
+    key_generate_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model_names(self) -> list[str]:
@@ -289,6 +294,7 @@ class _Parser:
         self.secrets: list[str] = []
         self.warnings: list[str] = []
         self.callbacks: dict[str, list[str]] = {}
+        self.key_generate: dict[str, dict[str, Any]] = {}
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
@@ -382,6 +388,7 @@ class _Parser:
             general_settings=general,
             skipped=self.skipped,
             callbacks=self.callbacks,
+            key_generate_params=self.key_generate,
         )
 
     # ------------------------------------------------------------------ values
@@ -581,6 +588,14 @@ class _Parser:
             if key in CALLBACK_SETTINGS:
                 self.callbacks[key] = self.callback_names(raw, key, value)
                 continue
+            if key in KEY_GENERATE_SETTINGS:
+                value = self.resolve_env(raw, key, value)
+                if value is not None and not isinstance(value, dict):
+                    raise self.fail(raw, key, f"litellm_settings.{key} must be a mapping of /key/generate "
+                                              f"fields (max_budget: 10, duration: 30d, …), got {value!r}")
+                self.key_generate[key] = dict(value or {})
+                self.check_key_generate(raw, key, self.key_generate[key])
+                continue
             value = self.resolve_env(raw, key, value, secret=key == "api_key")
             if key in K.ROUTER_KEYS_IN_LITELLM_SETTINGS and key not in _settings.KNOWN_SETTINGS:
                 if key in _router_options():
@@ -603,6 +618,22 @@ class _Parser:
                 raise self.fail(raw, key, f"{key} must be a positive number of seconds, got {value}")
             out[key] = value
         return out, router
+
+    def check_key_generate(self, raw: Any, key: str, values: dict[str, Any]) -> None:
+        """The numbers and durations of ``default_/upperbound_key_generate_params``."""
+        from .budgets import DurationError, parse_duration
+
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name in ("max_budget", "soft_budget", "max_parallel_requests", "tpm_limit", "rpm_limit"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise self.fail(raw, key, f"litellm_settings.{key}.{name} must be a number ≥ 0, got {value!r}")
+            elif name in ("duration", "budget_duration"):
+                try:
+                    parse_duration(value)
+                except DurationError as exc:
+                    raise self.fail(raw, key, f"litellm_settings.{key}.{name}: {exc}") from None
 
     def callback_names(self, raw: Any, key: str, value: Any) -> list[str]:
         """``callbacks: [prometheus, otel, my_module.handler]`` (a single name is accepted too);

@@ -62,11 +62,13 @@ LITELLM_SETTINGS = _keys(
     "REPEATED_STREAMING_CHUNK_LIMIT drop_params num_retries request_timeout set_verbose api_key api_base "
     "ssl_verify cache cache_params turn_off_message_logging " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
     # the gateway's callbacks (proxy/observe.py)
-    + " callbacks success_callback failure_callback",
+    + " callbacks success_callback failure_callback"
+    # /key/generate's defaults and upper bounds (proxy/management.py)
+    + " default_key_generate_params upperbound_key_generate_params",
     "service_callback input_callback "
     "json_logs redact_user_api_key_info redact_messages_in_exceptions "
-    "telemetry max_budget budget_duration default_team_settings upperbound_key_generate_params "
-    "default_key_generate_params key_generation_settings default_internal_user_params modify_params "
+    "telemetry max_budget budget_duration default_team_settings "
+    "key_generation_settings default_internal_user_params modify_params "
     "enable_preview_features return_response_headers set_verbose_callbacks "
     "disable_end_user_cost_tracking enable_json_schema_validation mcp_aliases guardrails "
     "request_timeout_seconds force_ipv4 tag_budget_config max_end_user_budget "

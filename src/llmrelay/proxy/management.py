@@ -291,8 +291,53 @@ def _key_info(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== keys
+#: What ``litellm_settings.default_key_generate_params`` fills in when a request leaves it
+#: unset (``models`` when empty, ``metadata`` when empty), as LiteLLM's ``/key/generate``.
+_DEFAULTED = ("max_budget", "user_id", "team_id", "max_parallel_requests", "tpm_limit", "rpm_limit",
+              "budget_duration", "duration", "models", "metadata")
+#: What ``litellm_settings.upperbound_key_generate_params`` bounds (and fills in when unset).
+_BOUNDED = ("max_budget", "max_parallel_requests", "tpm_limit", "rpm_limit", "budget_duration", "duration")
+
+
+def _key_params(keys: KeyManager, params: dict, generate: bool) -> dict:
+    """``params`` of ``/key/generate`` (``generate``) or ``/key/update`` with the config's
+    ``default_key_generate_params`` and ``upperbound_key_generate_params`` applied, as LiteLLM:
+    an unset field takes its default, else its upper bound (on generate only); a value over
+    its upper bound is a 400 naming the field."""
+    settings = getattr(keys, "key_generate_params", None) or {}
+    defaults = settings.get("default_key_generate_params") or {}
+    bounds = settings.get("upperbound_key_generate_params") or {}
+    if not (defaults or bounds):
+        return params
+    out = dict(params)
+    if generate:
+        for name in _DEFAULTED:
+            if name in defaults and out.get(name) in (None, [], {}):
+                out[name] = defaults[name]
+    for name in _BOUNDED:
+        bound = bounds.get(name)
+        if bound is None:
+            continue
+        if out.get(name) is None:
+            if generate:
+                out[name] = bound
+            continue
+        if name.endswith("duration"):
+            try:
+                over = next_reset(out[name], 0) > next_reset(bound, 0)
+            except DurationError as exc:
+                raise _Bad(400, f"{name}: {exc}", name) from None
+        else:
+            over = _number(name, out[name]) > float(bound)
+        if over:
+            raise _Bad(400, f"{name} is over max limit set in config - user_value={out[name]}; max_value={bound}",
+                       name)
+    return out
+
+
 async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
     now = time.time()
+    params = _key_params(keys, params, True)
     raw = params.get("key") or new_key()
     if not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 8:
         raise _Bad(400, "a custom 'key' must start with 'sk-' and be at least 8 characters", "key")
@@ -326,6 +371,7 @@ async def _find_key(store, params: dict) -> str:
 
 
 async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
+    params = _key_params(keys, params, False)
     token = await _find_key(store, params)
     fields = _fields(params, _KEY_FIELDS, time.time())
     if params.get("key") is not None:  # (found by its alias: the alias is its own)
