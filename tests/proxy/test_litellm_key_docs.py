@@ -340,6 +340,11 @@ def test_upperbound_key_generate_params(bounded, field, value):
     assert bounded.post("/key/generate", duration="29d", budget_duration="10d", max_budget=100)["key"]
 
 
+def test_key_generate_params_leave_an_expires_alone(bounded):
+    made = bounded.post("/key/generate", expires="2030-01-31T12:00:00Z")
+    assert made["expires"].startswith("2030-01-31T12:00:00")
+
+
 def test_key_generate_params_are_checked_at_load():
     from llmrelay.proxy.config import ConfigError
     from llmrelay.proxy.config import parse_config as parse

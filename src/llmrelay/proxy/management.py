@@ -310,13 +310,15 @@ def _key_params(keys: KeyManager, params: dict, generate: bool) -> dict:
     if not (defaults or bounds):
         return params
     out = dict(params)
+    # (our `expires` sets the expiry as `duration` does: neither is filled in beside it)
+    fixed = {"duration"} if params.get("expires") is not None else set()
     if generate:
         for name in _DEFAULTED:
-            if name in defaults and out.get(name) in (None, [], {}):
+            if name in defaults and name not in fixed and out.get(name) in (None, [], {}):
                 out[name] = defaults[name]
     for name in _BOUNDED:
         bound = bounds.get(name)
-        if bound is None:
+        if bound is None or name in fixed:
             continue
         if out.get(name) is None:
             if generate:
