@@ -189,8 +189,8 @@ def test_user_and_customer_lists_and_spend_log_names(gw):
 
 
 def test_litellm_call_id_header(gw):
-    """x-litellm-call-id: the request's id in the spend log (and the callbacks), read with the
-    OpenAI SDK."""
+    """x-litellm-call-id: the request's id in the spend log (and the callbacks), and
+    x-litellm-response-cost its cost, read with the OpenAI SDK."""
     key = generate_key(gw)["key"]
     client = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4", messages=MESSAGES)
@@ -198,6 +198,8 @@ def test_litellm_call_id_header(gw):
     assert call_id == raw.headers["x-request-id"]
     [row] = wait_for(lambda: as_(gw, MASTER_KEY).get(f"/spend/logs?request_id={call_id}").json())
     assert row["spend"] > 0 and row["request_id"] == call_id
+    # LiteLLM's x-litellm-response-cost: what the spend log charged for it
+    assert float(raw.headers["x-litellm-response-cost"]) == row["spend"]
 
 
 def test_a_key_lists_only_its_models(gw):

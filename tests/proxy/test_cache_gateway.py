@@ -98,6 +98,7 @@ def test_non_stream_miss_then_hit_on_another_instance(gateways, upstream):
     second, h2 = ask(b, "q-nonstream")
     assert h2["x-llmrelay-cache"] == "hit"
     assert len(h2["x-litellm-cache-key"]) >= 64
+    assert float(h1["x-litellm-response-cost"]) > 0 and h2["x-litellm-response-cost"] == "0.0"  # LiteLLM's
     assert second.choices[0].message.content == DEFAULT_TEXT == first.choices[0].message.content
     assert second.model == "gpt-4o-mini"
     assert second.usage.total_tokens == first.usage.total_tokens

@@ -33,7 +33,7 @@ from .fastpath import relay_for
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
-from .keys import KeyManager, Refusal, deployment_index
+from .keys import KeyManager, Refusal, deployment_index, float_text
 from .management import is_management_path, logged_path
 from .limits import ServerLimits
 from .models import ModelTable
@@ -151,6 +151,23 @@ class _Ctx:
         if self.cache is not None:
             headers += self.cache.headers()
         return headers
+
+
+_FREE = (b"x-litellm-response-cost", b"0.0")  # a cache hit's
+
+
+def _cost_header(result: Any) -> list[tuple[bytes, bytes]] | None:
+    """LiteLLM's ``x-litellm-response-cost`` of a whole response: what the library priced it at
+    (the deployment's prices, else the cost table; a cache hit costs nothing), when it did."""
+    hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
+    if hidden is None:
+        hidden = getattr(result, "_hidden_params", None)
+        if not isinstance(hidden, dict):
+            return None
+    if hidden.get("cache_hit"):
+        return [_FREE]
+    cost = hidden.get("response_cost")
+    return None if cost is None else [(b"x-litellm-response-cost", float_text(cost))]
 
 
 class ProxyApp:
@@ -579,7 +596,7 @@ class ProxyApp:
             ctx.chunks = hit.chunks
             headers = _SSE_HEADERS + ctx.headers()
         else:
-            headers = [_JSON, (b"content-length", b"%d" % len(hit.body)), *ctx.headers()]
+            headers = [_JSON, (b"content-length", b"%d" % len(hit.body)), *ctx.headers(), _FREE]
         start = {"type": "http.response.start", "status": 200, "headers": headers}
         body = {"type": _BODY, "body": hit.body, "more_body": False}
         if ctx.direct is not None:
@@ -639,7 +656,7 @@ class ProxyApp:
                 ctx.usage = getattr(result, "usage", None)
                 body = ingress.response_body(result, request)
                 ctx.done = True
-                await self._json(ctx, send, 200, body)
+                await self._json(ctx, send, 200, body, _cost_header(result))
         except asyncio.CancelledError:
             if not ctx.disconnected and ctx.cut is None:
                 raise
