@@ -473,10 +473,15 @@ def _member(given: dict) -> dict:
     return {"user_id": given.get("user_id"), "user_email": given.get("user_email"), "role": given.get("role") or "user"}
 
 
+def _members(row: dict[str, Any]) -> list[dict]:
+    """A team's members (``{"user_id", "user_email", "role"}`` each)."""
+    return [m for m in (row.get("members") or []) if isinstance(m, dict)]
+
+
 def _team_public(row: dict[str, Any]) -> dict[str, Any]:
     """A team as LiteLLM answers it: its members also as ``members_with_roles``."""
     out = _public(row)
-    out["members_with_roles"] = [m for m in (row.get("members") or []) if isinstance(m, dict)]
+    out["members_with_roles"] = _members(row)
     return out
 
 
@@ -527,7 +532,7 @@ async def _delete(keys: KeyManager, store, kind: str, ids: Any, name: str) -> di
 
 async def _team_update(keys, store, who, params):
     team = await _update(keys, store, "team", "team_id", _team_params(params), _TEAM_FIELDS)
-    team["members_with_roles"] = [m for m in (team.get("members") or []) if isinstance(m, dict)]
+    team["members_with_roles"] = _members(team)
     return team
 
 
@@ -536,7 +541,7 @@ async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -
     ``/team/member_delete`` (``user_id``): the team's ``members`` list, as LiteLLM's routes."""
     team_id = params.get("team_id")
     row, _ = await _owner(store, "team", "team_id", team_id)
-    members = [m for m in (row.get("members") or []) if isinstance(m, dict)]
+    members = _members(row)
     if add:
         given = params.get("member")
         given = given if isinstance(given, list) else [given]
