@@ -212,7 +212,7 @@ class ProxyApp:
                                    deployment_models=names,
                                    deployment_lookup=router.get_deployment if router is not None else None,
                                    limiter=key_limiter(router))
-            self.keys.key_generate_params = config.key_generate_params  # (read by management.py)
+            self.keys.key_generate_params = config.key_generate_params
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
             crossed = getattr(self.observe.metrics, "soft_budget_crossed", None)
             if crossed is not None:

@@ -243,6 +243,9 @@ class KeyManager:
         #: crossed (``labels``: hashed_api_key, api_key_alias, team, user, end_user); the app adds
         #: the Prometheus counter here.
         self.soft_budget_listeners: list[Any] = []
+        #: ``litellm_settings.default_key_generate_params`` / ``upperbound_key_generate_params``
+        #: (name → mapping; ``ProxyConfig.key_generate_params``), applied by /key/generate and /key/update.
+        self.key_generate_params: dict[str, dict[str, Any]] = {}
         self._alerts: set[asyncio.Task] = set()
         #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
         #: read and spend added on Redis, key changes broadcast to every instance.

@@ -304,7 +304,7 @@ def _key_params(keys: KeyManager, params: dict, generate: bool) -> dict:
     ``default_key_generate_params`` and ``upperbound_key_generate_params`` applied, as LiteLLM:
     an unset field takes its default, else its upper bound (on generate only); a value over
     its upper bound is a 400 naming the field."""
-    settings = getattr(keys, "key_generate_params", None) or {}
+    settings = keys.key_generate_params
     defaults = settings.get("default_key_generate_params") or {}
     bounds = settings.get("upperbound_key_generate_params") or {}
     if not (defaults or bounds):
