@@ -99,6 +99,12 @@ _SHARED_GROUPS = (("call_type", "status", "day"), ("api_key", "team_id", "user_i
                   ("model_group", "model", "model_id"))
 
 
+#: A batch of fewer rows than this is written as plain rows (:func:`_insert_spend_rows`), and a
+#: larger batch's rest of fewer rows in one statement of its row count (at most this many shapes
+#: more per column set); a larger rest in statements of a power of two of rows.
+_SMALL = 16
+
+
 @functools.lru_cache(maxsize=256)
 def _insert_spend_shared(columns: tuple[str, ...], shared: tuple[int, ...], count: int) -> str:
     """The INSERT of ``count`` spend rows with these columns where those at ``shared`` (indexes
@@ -130,10 +136,14 @@ def _insert_spend_rows_shared(cur: Any, columns: tuple[str, ...], rows: Sequence
     """:func:`_insert_spend_rows` with numbered parameters (SQLite's ``?NNN``): the values of a
     group of :data:`_SHARED_GROUPS` that every row of a statement has (its key's, its model's…)
     are bound once, not once per row (a bound text costs SQLite ~0.8k instructions: a lock, a
-    copy, an allocation). A statement holds as many rows as it can bind or a power of two of
-    them, so each shape is prepared once, then taken from the connection's statement cache (a
-    row count of its own for the last statement of every batch was a new statement to compile
-    per batch)."""
+    copy, an allocation). A statement holds as many rows as it can bind, a power of two of them
+    or a rest of fewer than :data:`_SMALL`, so each shape is prepared once, then taken from the
+    connection's statement cache (a row count of its own for the last statement of every batch
+    was a new statement to compile per batch). A batch of fewer than :data:`_SMALL` rows (a
+    quiet gateway's, or streams') is written as plain rows: one statement, nothing to find."""
+    if len(rows) < _SMALL:  # (a few rows: the plain statement costs less than finding what they share)
+        _insert_spend_rows(cur, columns, rows)
+        return
     groups = _shared_groups_at(columns)
     width = len(columns)
     shareable = sum(map(len, groups))
@@ -149,7 +159,9 @@ def _insert_spend_rows_shared(cur: Any, columns: tuple[str, ...], rows: Sequence
                               for i in group))
         varying = [i for i in range(width) if i not in shared]
         per = (_MAX_BOUND - len(shared)) // len(varying)
-        count = per if left >= per else 1 << (left.bit_length() - 1)  # (count <= len(part): most >= per)
+        # (count <= len(part): most >= per; a small rest in one statement of its own count — one
+        # statement of up to _SMALL rows costs less than two or three of a power of two)
+        count = per if left >= per else left if left < _SMALL else 1 << (left.bit_length() - 1)
         if len(part) > count:
             part = part[:count]  # (what all of them shared, these share)
         values = [first[i] for i in shared]
