@@ -159,14 +159,7 @@ _FREE = (b"x-litellm-response-cost", b"0.0")  # a cache hit's
 def _cost_header(result: Any) -> list[tuple[bytes, bytes]] | None:
     """LiteLLM's ``x-litellm-response-cost`` of a whole response: what the library priced it at
     (the deployment's prices, else the cost table; a cache hit costs nothing), when it did."""
-    hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
-    if hidden is None:
-        hidden = getattr(result, "_hidden_params", None)
-        if not isinstance(hidden, dict):
-            return None
-    if hidden.get("cache_hit"):
-        return [_FREE]
-    cost = hidden.get("response_cost")
+    cost = Observe._cost(None, result, None)  # (the price the end-of-request fan-out reports)
     return None if cost is None else [(b"x-litellm-response-cost", float_text(cost))]
 
 
