@@ -225,3 +225,57 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         s.close()
     with sqlite3.connect(path) as conn:  # WAL is a property of the file: another process sees it
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_budget_tiers_fill_what_a_row_leaves_unset(store):
+    store.insert("budget", {"budget_id": "tier", "rpm_limit": 3, "max_budget": 2.0, "budget_duration": "1d",
+                            "model_max_budget": {"gpt-4o": 1}})
+    store.insert("key", {"token": "t1", "budget_id": "tier", "rpm_limit": 9})
+    store.insert("key", {"token": "t2"})
+    own = store.get("key", "t1")
+    assert own["rpm_limit"] == 9 and own["max_budget"] is None and "litellm_budget_table" not in own
+    effective = store.get_effective("key", "t1")
+    assert effective["rpm_limit"] == 9  # the key's own value wins
+    assert effective["max_budget"] == 2.0 and effective["budget_duration"] == "1d"
+    assert effective["model_max_budget"] == {"gpt-4o": 1}
+    assert effective["litellm_budget_table"]["budget_id"] == "tier"
+    assert "litellm_budget_table" not in store.get_effective("key", "t2")
+    # an end user: its own tier, else the default one; one not seen yet is a new one of that tier
+    store.insert("end_user", {"user_id": "u1"})
+    assert store.get_effective("end_user", "u1", "tier")["rpm_limit"] == 3
+    assert store.get_effective("end_user", "u1")["rpm_limit"] is None
+    new = store.get_effective("end_user", "nobody", "tier")
+    assert new["user_id"] == "nobody" and new["spend"] == 0.0 and new["max_budget"] == 2.0
+    assert store.get_effective("end_user", "nobody") is None
+    assert store.get_effective("end_user", "nobody", "no-such-tier") is None
+
+
+def test_a_tiers_budget_period_starts_and_resets(store):
+    store.insert("budget", {"budget_id": "daily", "budget_duration": "1d"})
+    store.insert("key", {"token": "k", "budget_id": "daily", "spend": 1.0})
+    store.insert("end_user", {"user_id": "e", "spend": 1.0})  # (the default tier's)
+    store.insert("end_user", {"user_id": "own", "budget_id": "daily", "budget_duration": "1h",
+                              "budget_reset_at": 50.0})
+    assert [r["ident"] for r in store.unarmed_tier_periods("key")] == ["k"]
+    assert {r["ident"]: r["budget_duration"] for r in store.unarmed_tier_periods("end_user", "daily")} == {"e": "1d"}
+    assert store.unarmed_tier_periods("end_user") == []
+    assert store.start_period("key", "k", 100.0) and not store.start_period("key", "k", 200.0)
+    assert store.start_period("end_user", "e", 100.0)
+    due = {r["ident"]: r["budget_duration"] for r in store.due_resets("key", 150.0)}
+    assert due == {"k": "1d"}
+    due = {r["ident"]: r["budget_duration"] for r in store.due_resets("end_user", 150.0, "daily")}
+    assert due == {"e": "1d", "own": "1h"}  # (a row's own period wins)
+
+
+def test_temp_budget_increase_until_its_expiry():
+    from llmrelay.storage.base import temp_budget_increase
+
+    at = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+    assert temp_budget_increase({"temp_budget_increase": 5, "temp_budget_expiry": "2023-11-15"}, at) == 5.0
+    assert temp_budget_increase({"temp_budget_increase": 5, "temp_budget_expiry": "2023-11-14T22:00:00Z"}, at) == 0.0
+    assert temp_budget_increase({"temp_budget_increase": 5, "temp_budget_expiry": "2023-11-14T23:00:00+02:00"},
+                                at) == 0.0
+    assert temp_budget_increase({"temp_budget_increase": "5", "temp_budget_expiry": "2099-01-01"}, at) == 5.0
+    for metadata in (None, {}, {"temp_budget_increase": 5}, {"temp_budget_increase": 5, "temp_budget_expiry": "x"},
+                     {"temp_budget_increase": "lots", "temp_budget_expiry": "2099-01-01"}):
+        assert temp_budget_increase(metadata, at) == 0.0

@@ -12,16 +12,18 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import math
 import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import orjson
 
 from .migrations import MIGRATIONS
 
-__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_COLUMNS", "SPEND_REPORT_GROUPS"]
+__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_COLUMNS", "SPEND_REPORT_GROUPS", "TIER_FIELDS"]
 
 T = TypeVar("T")
 
@@ -40,13 +42,25 @@ ENTITIES: dict[str, tuple[str, str, dict[str, str | None]]] = {
         "token": None, "key_name": None, "key_alias": None, "team_id": None, "user_id": None,
         "expires": None, "model_max_budget": _JSON, "model_rpm_limit": _JSON,
         "model_tpm_limit": _JSON, "model_spend": _JSON, "model_budget_reset_at": _JSON,
-        "model_reset_at": None, **_BUDGET_COLUMNS}),
+        "model_reset_at": None, "budget_id": None, **_BUDGET_COLUMNS}),
     "team": ("llmrelay_teams", "team_id", {
-        "team_id": None, "team_alias": None, "members": _JSON, **_BUDGET_COLUMNS}),
+        "team_id": None, "team_alias": None, "members": _JSON, "model_rpm_limit": _JSON, "model_tpm_limit": _JSON,
+        **_BUDGET_COLUMNS}),
     "user": ("llmrelay_users", "user_id", {
         "user_id": None, "user_email": None, "user_role": None, "teams": _JSON, **_BUDGET_COLUMNS}),
-    "end_user": ("llmrelay_end_users", "user_id", {"user_id": None, "alias": None, **_BUDGET_COLUMNS}),
+    "end_user": ("llmrelay_end_users", "user_id", {"user_id": None, "alias": None, "budget_id": None,
+                                                   **_BUDGET_COLUMNS}),
+    # LiteLLM's budget tiers (``/budget/new``): limits that keys and end users with its
+    # ``budget_id`` take for every one they leave unset (:meth:`Store.get_effective`)
+    "budget": ("llmrelay_budgets", "budget_id", {
+        "budget_id": None, "max_budget": None, "soft_budget": None, "budget_duration": None, "rpm_limit": None,
+        "tpm_limit": None, "max_parallel_requests": None, "model_max_budget": _JSON, "created_at": None,
+        "updated_at": None}),
 }
+
+#: What a budget tier gives the keys and end users linked to it (those they leave unset).
+TIER_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests",
+               "model_max_budget")
 
 #: The spend table's columns, in the order of the rows :meth:`Store.write_spend_batch` takes.
 SPEND_COLUMNS = (
@@ -208,6 +222,22 @@ def _decode(kind: str | None, value: Any) -> Any:
     return value
 
 
+def temp_budget_increase(metadata: Any, now: float) -> float:
+    """A key's temporary budget increase (LiteLLM's ``temp_budget_increase`` until
+    ``temp_budget_expiry``, an ISO-8601 date or time, kept in its metadata) at ``now``; 0 when
+    it has none or it has expired."""
+    if not isinstance(metadata, dict) or metadata.get("temp_budget_increase") is None:
+        return 0.0
+    try:
+        until = datetime.fromisoformat(str(metadata.get("temp_budget_expiry")).replace("Z", "+00:00"))
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=timezone.utc)
+        increase = float(metadata["temp_budget_increase"])
+    except (TypeError, ValueError):
+        return 0.0
+    return increase if now < until.timestamp() and math.isfinite(increase) else 0.0
+
+
 def utc_day(ts: float) -> str:
     """``YYYY-MM-DD`` of a Unix time, in UTC."""
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
@@ -297,6 +327,38 @@ class Store:
             cur.execute(f"SELECT * FROM {table} WHERE {id_col} = ?", (ident,))
             rows = cur.fetchall()
         return _row(columns, rows[0]) if rows else None
+
+    def get_effective(self, kind: str, ident: str, default_tier: str | None = None) -> dict[str, Any] | None:
+        """A row as it is enforced: a key or end user linked to a budget tier (its
+        ``budget_id``; an end user without one: ``default_tier``, LiteLLM's
+        ``max_end_user_budget_id``) with each of :data:`TIER_FIELDS` it leaves unset taken from
+        the tier, and ``litellm_budget_table`` the tier itself. An end user with no row yet but a
+        default tier is answered as a new one of that tier (spend 0). A key's ``max_budget``
+        includes its temporary increase until that expires (:func:`temp_budget_increase`)."""
+        table, id_col, columns = ENTITIES[kind]
+        tier = None
+        with self._cursor() as cur:
+            cur.execute(f"SELECT * FROM {table} WHERE {id_col} = ?", (ident,))
+            rows = cur.fetchall()
+            row = _row(columns, rows[0]) if rows else None
+            tier_id = row.get("budget_id") if row is not None else None
+            if tier_id is None and kind == "end_user":
+                tier_id = default_tier
+            if tier_id is not None and kind in ("key", "end_user"):
+                tier_table, tier_col, tier_columns = ENTITIES["budget"]
+                cur.execute(f"SELECT * FROM {tier_table} WHERE {tier_col} = ?", (tier_id,))
+                found = cur.fetchall()
+                tier = _row(tier_columns, found[0]) if found else None
+        if tier is not None:
+            if row is None:
+                row = {"user_id": ident, "spend": 0.0, "blocked": False, "budget_reset_at": None}
+            for name in TIER_FIELDS:
+                if row.get(name) in (None, {}) and tier.get(name) is not None:
+                    row[name] = tier[name]
+            row["litellm_budget_table"] = tier
+        if kind == "key" and row is not None and row.get("max_budget") is not None:
+            row["max_budget"] += temp_budget_increase(row.get("metadata"), time.time())
+        return row
 
     def find(self, kind: str, where: dict[str, Any] | None = None, limit: int = 100, offset: int = 0,
              newest_first: bool = False) -> list[dict[str, Any]]:
@@ -391,16 +453,62 @@ class Store:
             cur.execute("DELETE FROM llmrelay_changes WHERE at < ?", (before,))
 
     # ------------------------------------------------------------------ budgets
-    def due_resets(self, kind: str, now: float) -> list[dict[str, Any]]:
-        """Rows whose budget period ended (id, budget_duration, budget_reset_at)."""
+    def _tier_duration(self, kind: str) -> tuple[str, str]:
+        """(the SQL of a row's budget period, the joins it needs): a key or end user without a
+        period of its own has its budget tier's (an end user without a tier: the default tier's,
+        bound as the first parameter)."""
+        if kind == "key":
+            return ("COALESCE(t.budget_duration, b.budget_duration)",
+                    " LEFT JOIN llmrelay_budgets b ON b.budget_id = t.budget_id")
+        if kind == "end_user":
+            return ("COALESCE(t.budget_duration, b.budget_duration, d.budget_duration)",
+                    " LEFT JOIN llmrelay_budgets b ON b.budget_id = t.budget_id"
+                    " LEFT JOIN llmrelay_budgets d ON t.budget_id IS NULL AND d.budget_id = ?")
+        return "t.budget_duration", ""
+
+    def due_resets(self, kind: str, now: float, default_tier: str | None = None) -> list[dict[str, Any]]:
+        """Rows whose budget period ended (id, budget_duration, budget_reset_at); the period
+        of a key or end user without one of its own is its budget tier's (``default_tier``: an
+        end user's without a ``budget_id``)."""
         table, id_col, _ = ENTITIES[kind]
+        duration, join = self._tier_duration(kind)
+        params = (default_tier, now) if kind == "end_user" else (now,)
         with self._cursor() as cur:
             cur.execute(
-                f"SELECT {id_col} AS ident, budget_duration, budget_reset_at FROM {table} "
-                "WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= ?",
-                (now,),
+                f"SELECT t.{id_col} AS ident, {duration} AS budget_duration, t.budget_reset_at AS budget_reset_at "
+                f"FROM {table} t{join} WHERE t.budget_reset_at IS NOT NULL AND t.budget_reset_at <= ?",
+                params,
             )
             return cur.fetchall()
+
+    def unarmed_tier_periods(self, kind: str, default_tier: str | None = None) -> list[dict[str, Any]]:
+        """Keys or end users whose budget period comes from their tier but has not started
+        (no ``budget_reset_at``: linked before the tier had a period, or an end user first seen
+        by its spend): id and the tier's budget_duration."""
+        if kind not in ("key", "end_user"):
+            return []
+        table, id_col, _ = ENTITIES[kind]
+        duration, join = self._tier_duration(kind)
+        params = (default_tier,) if kind == "end_user" else ()
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT t.{id_col} AS ident, {duration} AS budget_duration FROM {table} t{join} "
+                f"WHERE t.budget_reset_at IS NULL AND t.budget_duration IS NULL AND {duration} IS NOT NULL",
+                params,
+            )
+            return cur.fetchall()
+
+    def start_period(self, kind: str, ident: str, reset_at: float) -> bool:
+        """Start a row's first budget period (a no-op if it has one already)."""
+        table, id_col, _ = ENTITIES[kind]
+        now = time.time()
+        with self._cursor() as cur:
+            cur.execute(f"UPDATE {table} SET budget_reset_at = ? WHERE {id_col} = ? AND budget_reset_at IS NULL",
+                        (reset_at, ident))
+            if cur.rowcount == 0:
+                return False
+            self._changed(cur, kind, ident, now)
+        return True
 
     def reset_budget(self, kind: str, ident: str, was_due: float, next_reset: float | None) -> bool:
         """Zero the spend of a row whose period ended at ``was_due`` (a no-op if another

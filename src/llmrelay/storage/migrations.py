@@ -99,6 +99,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         *(f"ALTER TABLE {table} ADD COLUMN soft_budget_cooldown BIGINT NOT NULL DEFAULT 0"
           for table in ("llmrelay_keys", "llmrelay_teams", "llmrelay_users", "llmrelay_end_users")),
     ]),
+    (4, "budget tiers (LiteLLM's /budget/new; budget_id on keys and end users), teams' per-model limits", [
+        """CREATE TABLE llmrelay_budgets (
+            budget_id TEXT PRIMARY KEY,
+            max_budget DOUBLE PRECISION,
+            soft_budget DOUBLE PRECISION,
+            budget_duration TEXT,
+            rpm_limit BIGINT,
+            tpm_limit BIGINT,
+            max_parallel_requests BIGINT,
+            model_max_budget TEXT,
+            created_at DOUBLE PRECISION,
+            updated_at DOUBLE PRECISION)""",
+        "ALTER TABLE llmrelay_keys ADD COLUMN budget_id TEXT",
+        "ALTER TABLE llmrelay_end_users ADD COLUMN budget_id TEXT",
+        "CREATE INDEX llmrelay_keys_budget ON llmrelay_keys (budget_id)",
+        "ALTER TABLE llmrelay_teams ADD COLUMN model_rpm_limit TEXT",
+        "ALTER TABLE llmrelay_teams ADD COLUMN model_tpm_limit TEXT",
+        "CREATE INDEX llmrelay_end_users_budget ON llmrelay_end_users (budget_id)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]
