@@ -136,7 +136,7 @@ class _HeldReads:
 
 def held_store(url: str) -> Any:
     """An opened, migrated store for ``url`` (from :func:`database_for`) that can hold a read
-    open: ``store.hold("get", "key", token)``, then ``await store.read.wait()``, change
+    open: ``store.hold("get_effective", "key", token)``, then ``await store.read.wait()``, change
     something, ``store.release.set()``."""
     if url.startswith("sqlite:///"):
         from llmrelay.storage.sqlite import SQLiteStore

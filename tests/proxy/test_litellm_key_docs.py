@@ -129,6 +129,40 @@ def test_rate_limits_as_documented(gw, admin):
     assert chat(gw, per_model, model="gpt-4o").choices
 
 
+# https://docs.litellm.ai/docs/proxy/users (Set Rate Limits, "Per Team Per Model": shared by the
+# team's keys; a key's own per-model limit wins; the metadata form)
+def test_team_per_model_rate_limits(gw, admin):
+    team = admin.post("/team/new", team_id="my-prod-team", model_rpm_limit={"gpt-4o": 1, "gpt-4o-mini": 5},
+                      model_tpm_limit={"gpt-4o": 10000})
+    assert team["model_rpm_limit"] == {"gpt-4o": 1, "gpt-4o-mini": 5}
+    first, second = admin.key(team_id="my-prod-team"), admin.key(team_id="my-prod-team")
+    own = admin.key(team_id="my-prod-team", model_rpm_limit={"gpt-4o": 3})
+    chat(gw, first, model="gpt-4o")
+    with pytest.raises(openai.RateLimitError):
+        chat(gw, second, model="gpt-4o")  # (the team's one request a minute is spent)
+    for _ in range(3):
+        chat(gw, own, model="gpt-4o")
+    assert chat(gw, second).choices  # gpt-4o-mini: the team allows 5
+    admin.post("/team/new", team_id="meta-team", metadata={"model_rpm_limit": {"gpt-4o": 1}})
+    meta = admin.key(team_id="meta-team")
+    chat(gw, meta, model="gpt-4o")
+    with pytest.raises(openai.RateLimitError):
+        chat(gw, meta, model="gpt-4o")
+
+
+# https://docs.litellm.ai/docs/proxy/users ("If a key belongs to a team, the team budget is
+# applied, not the user's personal budget")
+def test_a_team_key_is_not_held_to_its_owners_personal_budget(gw, admin):
+    admin.post("/user/new", user_id="personal-budget", max_budget=0.0000001, auto_create_key=False)
+    admin.post("/team/new", team_id="owner-team")
+    personal = admin.key(user_id="personal-budget")
+    in_team = admin.key(user_id="personal-budget", team_id="owner-team")
+    chat(gw, personal)
+    refused_for_budget(gw, personal)
+    for _ in range(3):
+        assert chat(gw, in_team).choices
+
+
 # ====================================================================== teams
 # https://docs.litellm.ai/docs/proxy/users (Add budgets to teams: members_with_roles)
 def test_team_new_with_members_with_roles(gw, admin):
@@ -209,6 +243,28 @@ def test_customer_budget(gw, admin):
     assert info["litellm_budget_table"]["max_budget"] == 0.0000001
 
 
+# https://docs.litellm.ai/docs/proxy/temporary_budget_increase, as written
+def test_temporary_budget_increase(gw, admin):
+    import httpx
+
+    key = admin.post("/key/generate", max_budget=0.0000001)["key"]
+    chat(gw, key)
+    refused_for_budget(gw, key)
+    upd = admin.post("/key/update", key=key, temp_budget_increase=100, temp_budget_expiry="2999-01-15")
+    assert "llmrelay_ignored_fields" not in upd
+    assert upd["metadata"]["temp_budget_increase"] == 100 and upd["metadata"]["temp_budget_expiry"].startswith("2999-01-15")
+    r = httpx.post(gw.url + "/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}]})
+    assert r.status_code == 200 and r.headers["x-litellm-key-max-budget"] == "100.0000001"
+    # an increase that has expired gives nothing; one without its expiry is refused
+    admin.post("/key/update", key=key, temp_budget_increase=100, temp_budget_expiry="2001-01-15T00:00:00Z")
+    refused_for_budget(gw, key)
+    err = admin.post("/key/update", expect=400, key=key, temp_budget_increase=100)["error"]
+    assert err["param"] == "temp_budget_expiry"
+    assert admin.post("/key/update", expect=400, key=key, temp_budget_increase=1,
+                      temp_budget_expiry="soon")["error"]["param"] == "temp_budget_expiry"
+
+
 # ====================================================================== spend
 # https://docs.litellm.ai/docs/proxy/cost_tracking (spend logs of a key, the global report by
 # customer, the spend headers)
@@ -274,18 +330,65 @@ def test_customer_id_headers(gw, admin):
 # https://docs.litellm.ai/docs/proxy/users (team member budgets): what llmrelay does not implement is
 # refused (an unknown route) or named in the answer, never silently dropped
 def test_unimplemented_documented_fields_are_named(admin):
-    assert admin.http.post("/budget/new", json={"budget_id": "my-test-tier", "rpm_limit": 0}).status_code == 404
-    made = admin.post("/key/generate", budget_id="my-test-tier")
-    assert made["llmrelay_ignored_fields"] == ["budget_id"]
-    upd = admin.post("/key/update", key=made["key"], temp_budget_increase=100, temp_budget_expiry="2030-01-01")
-    assert upd["llmrelay_ignored_fields"] == ["temp_budget_expiry", "temp_budget_increase"]
     team = admin.post("/team/new", team_alias="docs-member-budget")
     out = admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "m1"},
                      max_budget_in_team=10)
     assert out["llmrelay_ignored_fields"] == ["max_budget_in_team"]
-    customer = admin.post("/customer/new", user_id="docs-region", budget_id="tier", allowed_model_region="eu")
-    assert customer["llmrelay_ignored_fields"] == ["allowed_model_region", "budget_id"]
+    customer = admin.post("/customer/new", user_id="docs-region", allowed_model_region="eu")
+    assert customer["llmrelay_ignored_fields"] == ["allowed_model_region"]
     assert customer["allowed_model_region"] is None and customer["litellm_budget_table"] is None
+
+
+# https://docs.litellm.ai/docs/proxy/users (Customers: litellm_settings.max_end_user_budget, a
+# budget for every `user` without one of its own; the requests are made with the master key)
+@pytest.fixture(scope="module")
+def end_user_budget(upstream, tmp_path_factory) -> Iterator[Gateway]:
+    from proxy.test_keys import keys_config
+
+    db = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "end_users.db")
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(keys_config(upstream.url, db).replace("litellm_settings:\n", "litellm_settings:\n"
+                                                          "  max_end_user_budget: 0.0000001\n" + _INTERNAL_USERS))
+    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as g:
+        assert not [line for line in g.lines if "max_end_user_budget" in line or "internal_user" in line]
+        yield g
+
+
+# https://docs.litellm.ai/docs/proxy/users (Set default budget for ALL internal users) and
+# LiteLLM's default_internal_user_params
+_INTERNAL_USERS = """  max_internal_user_budget: 0
+  internal_user_budget_duration: "1mo"
+  default_internal_user_params:
+    models: ["gpt-4o-mini"]
+"""
+
+
+def test_internal_user_defaults(end_user_budget):
+    admin = Admin(end_user_budget.url)
+    internal = admin.post("/user/new", user_role="internal_user", auto_create_key=False)
+    assert internal["max_budget"] == 0 and internal["budget_duration"] == "1mo" and internal["budget_reset_at"]
+    assert internal["models"] == ["gpt-4o-mini"]
+    other = admin.post("/user/new", user_role="proxy_admin_viewer", models=["gpt-4o"], max_budget=5,
+                       auto_create_key=False)
+    assert other["max_budget"] == 5 and other["budget_duration"] is None and other["models"] == ["gpt-4o"]
+    key = admin.key(user_id=internal["user_id"])
+    err = refused_for_budget(end_user_budget, key)  # (a budget of 0: nothing may be spent)
+    assert f"ExceededBudget: User={internal['user_id']} over budget" in err.message
+
+
+def test_max_end_user_budget(end_user_budget):
+    from proxy.conftest import MASTER_KEY
+
+    gw = end_user_budget
+    chat(gw, MASTER_KEY, user="ishaan3")
+    err = refused_for_budget(gw, MASTER_KEY, user="ishaan3")
+    assert err.status_code == 400 and "ExceededBudget: End User=ishaan3 over budget" in err.message
+    assert chat(gw, MASTER_KEY, user="someone-else").choices and chat(gw, MASTER_KEY).choices
+    admin = Admin(gw.url)
+    admin.post("/customer/new", user_id="big-spender", max_budget=100)  # its own budget wins
+    for _ in range(3):
+        assert chat(gw, admin.key(), user="big-spender").choices
 
 
 # https://docs.litellm.ai/docs/proxy/virtual_keys (Default /key/generate params; Upperbound

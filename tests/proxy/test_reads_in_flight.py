@@ -55,7 +55,7 @@ async def block_during_a_read(keys: KeyManager, told: str) -> tuple[str, asyncio
     raw = new_key()
     token = hash_key(raw)
     await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
-    store.hold("get", "key", token)
+    store.hold("get_effective", "key", token)
     first = asyncio.ensure_future(authenticate(keys, raw))  # reads the key, unblocked
     await store.read.wait()
     assert await store.run(store.update, "key", token, {"blocked": True})
@@ -96,7 +96,7 @@ async def test_a_background_refresh_during_a_change_does_not_cache_the_old_row(k
     await store.run(store.insert, "key", {"token": hash_key(raw), "key_name": "sk-...test", "team_id": "team-race"})
     assert await refused(keys, raw) is None  # the key and its team are cached
 
-    store.hold("get", "team", "team-race")
+    store.hold("get_effective", "team", "team-race")
     keys._to_refresh.add(("team", "team-race"))  # its periodic re-read (the maintenance loop's step)
     refresh = asyncio.ensure_future(keys._refresh_stale(store))
     await store.read.wait()
@@ -163,7 +163,7 @@ async def test_a_first_read_during_an_unrelated_change_is_cached_by_a_later_read
     raw = new_key()
     token = hash_key(raw)
     await store.run(store.insert, "key", {"token": token, "key_name": "sk-...test"})
-    store.hold("get", "key", token)
+    store.hold("get_effective", "key", token)
     first = asyncio.ensure_future(authenticate(keys, raw))
     await store.read.wait()
     keys.invalidate("key", hash_key(new_key()))  # an unrelated change while the read is in flight
@@ -191,7 +191,7 @@ async def test_a_budget_row_whose_first_read_was_overtaken_is_still_charged_and_
         await store.run(store.insert, "end_user", {"user_id": ident, "soft_budget": 0.5})
         await store.run(store.insert, "key", {"token": hash_key(raw), "key_name": "sk-...test"})
     who = await authenticate(keys, raw)
-    store.hold("get", kind, ident)
+    store.hold("get_effective", kind, ident)
     admitted = asyncio.ensure_future(keys.admit(who, MODEL, ident if kind == "end_user" else None))
     await store.read.wait()
     keys.invalidate("key", hash_key(new_key()))  # an unrelated change while the read is in flight

@@ -206,6 +206,9 @@ class ProxyApp:
                                    deployment_lookup=router.get_deployment if router is not None else None,
                                    limiter=key_limiter(router))
             self.keys.key_generate_params = config.key_generate_params
+            self.keys.default_end_user_tier = config.end_user_budget_id
+            self.keys.default_end_user_budget = config.end_user_max_budget
+            self.keys.internal_user_settings = config.internal_user_settings
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
             crossed = getattr(self.observe.metrics, "soft_budget_crossed", None)
             if crossed is not None:

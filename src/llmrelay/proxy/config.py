@@ -66,6 +66,7 @@ _DB_SETTING_TYPES: dict[str, tuple[type, ...]] = {
 _CACHE_SETTINGS = frozenset({"cache", "cache_params"})
 #: ``litellm_settings`` keys of ``/key/generate`` (proxy/management.py), not module settings.
 KEY_GENERATE_SETTINGS = ("default_key_generate_params", "upperbound_key_generate_params")
+INTERNAL_USER_SETTINGS = ("default_internal_user_params", "max_internal_user_budget", "internal_user_budget_duration")
 
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "REPEATED_STREAMING_CHUNK_LIMIT": (int,),
@@ -196,6 +197,13 @@ class ProxyConfig:
     #: ``litellm_settings.default_key_generate_params`` / ``upperbound_key_generate_params``
     #: (name → its mapping), applied by ``/key/generate`` and ``/key/update``.
     key_generate_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``litellm_settings.max_end_user_budget_id``: the budget tier of end users without one
+    end_user_budget_id: str | None = None
+    #: ``litellm_settings.max_end_user_budget``: the budget of end users without one
+    end_user_max_budget: float | None = None
+    #: ``litellm_settings.default_internal_user_params`` (a mapping), ``max_internal_user_budget``,
+    #: ``internal_user_budget_duration``: what /user/new fills in
+    internal_user_settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_names(self) -> list[str]:
@@ -295,6 +303,9 @@ class _Parser:
         self.warnings: list[str] = []
         self.callbacks: dict[str, list[str]] = {}
         self.key_generate: dict[str, dict[str, Any]] = {}
+        self.end_user_budget_id: str | None = None
+        self.end_user_max_budget: float | None = None
+        self.internal_user: dict[str, Any] = {}
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
@@ -389,6 +400,9 @@ class _Parser:
             skipped=self.skipped,
             callbacks=self.callbacks,
             key_generate_params=self.key_generate,
+            end_user_budget_id=self.end_user_budget_id,
+            end_user_max_budget=self.end_user_max_budget,
+            internal_user_settings=self.internal_user,
         )
 
     # ------------------------------------------------------------------ values
@@ -597,6 +611,21 @@ class _Parser:
                 self.check_key_generate(raw, key, self.key_generate[key])
                 continue
             value = self.resolve_env(raw, key, value, secret=key == "api_key")
+            if key == "max_end_user_budget_id":
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise self.fail(raw, key, f"litellm_settings.{key} must be a budget tier's id (made with "
+                                              f"/budget/new), got {value!r}")
+                self.end_user_budget_id = value
+                continue
+            if key in INTERNAL_USER_SETTINGS:
+                self.internal_user[key] = self.internal_user_setting(raw, key, value)
+                continue
+            if key == "max_end_user_budget":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not 0 <= value < float("inf")):
+                    raise self.fail(raw, key, f"litellm_settings.{key} must be a number ≥ 0 (USD), got {value!r}")
+                self.end_user_max_budget = None if value is None else float(value)
+                continue
             if key in K.ROUTER_KEYS_IN_LITELLM_SETTINGS and key not in _settings.KNOWN_SETTINGS:
                 if key in _router_options():
                     router[key] = value
@@ -618,6 +647,21 @@ class _Parser:
                 raise self.fail(raw, key, f"{key} must be a positive number of seconds, got {value}")
             out[key] = value
         return out, router
+
+    def internal_user_setting(self, raw: Any, key: str, value: Any) -> Any:
+        """``default_internal_user_params`` (a mapping of /user/new fields), ``max_internal_user_budget``
+        (USD), ``internal_user_budget_duration`` (a duration), checked."""
+        if value is None:
+            return None
+        if key == "default_internal_user_params":
+            if not isinstance(value, dict):
+                raise self.fail(raw, key, f"litellm_settings.{key} must be a mapping of /user/new fields "
+                                          f"(max_budget: 10, models: [...], …), got {value!r}")
+            self.check_key_generate(raw, key, value)
+            return dict(value)
+        name = "max_budget" if key == "max_internal_user_budget" else "budget_duration"
+        self.check_key_generate(raw, key, {name: value})
+        return value
 
     def check_key_generate(self, raw: Any, key: str, values: dict[str, Any]) -> None:
         """The numbers and durations of ``default_/upperbound_key_generate_params``."""

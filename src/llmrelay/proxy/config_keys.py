@@ -64,21 +64,25 @@ LITELLM_SETTINGS = _keys(
     # the gateway's callbacks (proxy/observe.py)
     + " callbacks success_callback failure_callback"
     # /key/generate's defaults and upper bounds (proxy/management.py)
-    + " default_key_generate_params upperbound_key_generate_params",
+    + " default_key_generate_params upperbound_key_generate_params"
+    # the budget tier of end users without one (proxy/keys.py)
+    + " max_end_user_budget_id max_end_user_budget"
+    # what /user/new fills in (proxy/management.py)
+    + " default_internal_user_params max_internal_user_budget internal_user_budget_duration",
     "service_callback input_callback "
     "json_logs redact_user_api_key_info redact_messages_in_exceptions "
     "telemetry max_budget budget_duration default_team_settings "
-    "key_generation_settings default_internal_user_params modify_params "
+    "key_generation_settings modify_params "
     "enable_preview_features return_response_headers set_verbose_callbacks "
     "disable_end_user_cost_tracking enable_json_schema_validation mcp_aliases guardrails "
-    "request_timeout_seconds force_ipv4 tag_budget_config max_end_user_budget "
-    "max_internal_user_budget internal_user_budget_duration default_max_internal_user_budget "
+    "request_timeout_seconds force_ipv4 tag_budget_config "
+    "default_max_internal_user_budget "
     "drop_params_for_unsupported_models add_function_to_prompt public_model_groups "
     "public_model_groups_links check_provider_endpoint disable_add_transform_inline_image_block "
     "cache_control_injection_points logging callback_settings langfuse_default_tags "
     "success_callback_params use_chat_completions_url_for_anthropic_messages "
     "disable_token_counter enable_loadbalancing_on_batch_endpoints suppress_debug_info "
-    "model_alias_map model_cost_map_url default_internal_user_params forward_traceparent_to_llm_provider",
+    "model_alias_map model_cost_map_url forward_traceparent_to_llm_provider",
 )
 
 GENERAL_SETTINGS = _keys(

@@ -246,6 +246,13 @@ class KeyManager:
         #: ``litellm_settings.default_key_generate_params`` / ``upperbound_key_generate_params``
         #: (name → mapping; ``ProxyConfig.key_generate_params``), applied by /key/generate and /key/update.
         self.key_generate_params: dict[str, dict[str, Any]] = {}
+        #: ``litellm_settings.max_end_user_budget_id``: the budget tier of end users without one
+        self.default_end_user_tier: str | None = None
+        #: ``litellm_settings.max_end_user_budget``: the budget of end users without one
+        self.default_end_user_budget: float | None = None
+        #: ``litellm_settings.default_internal_user_params`` / ``max_internal_user_budget`` /
+        #: ``internal_user_budget_duration`` (``ProxyConfig.internal_user_settings``), applied by /user/new.
+        self.internal_user_settings: dict[str, Any] = {}
         self._alerts: set[asyncio.Task] = set()
         #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
         #: read and spend added on Redis, key changes broadcast to every instance.
@@ -255,8 +262,11 @@ class KeyManager:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Open and migrate the database (if there is one yet) and start the background work."""
-        if await self._try_open() is not None:
+        """Open and migrate the database (if there is one yet; the SQLite default is made now
+        when end users have a default budget: their spend must be kept) and start the
+        background work."""
+        end_users = self.default_end_user_budget is not None or self.default_end_user_tier is not None
+        if await self._try_open(create=end_users) is not None:
             await self._warm  # before serving: see _try_open
         self._task = asyncio.ensure_future(self._maintain())
         self.spend.start()
@@ -377,6 +387,9 @@ class KeyManager:
             self._seen[seq] = now
             self._generation += 1
             self._last_seq = max(self._last_seq, seq)
+            if change["kind"] == "budget":
+                self._to_refresh.update(self._tier_rows())
+                continue
             cache = self._cache.get(change["kind"])
             entry = cache.get(change["ident"]) if cache is not None else None
             if entry is None:
@@ -396,7 +409,7 @@ class KeyManager:
         for i, (kind, ident) in enumerate(todo):
             generation = self._generation
             try:
-                row = await store.run(store.get, kind, ident)
+                row = await store.run(store.get_effective, kind, ident, self.default_end_user_tier)
             except BaseException:
                 # (the database failed: what was not read is read on a later pass, else a
                 # stale row would never be refreshed again — _lookup queues a row only once)
@@ -407,12 +420,35 @@ class KeyManager:
             else:  # invalidated while being read: read it again
                 self._to_refresh.add((kind, ident))
 
+    def _tier_rows(self) -> list[tuple[str, str]]:
+        """A budget tier changed: the cached keys and end users to read again — those that
+        took limits from a tier (tiers change rarely; which rows a tier reaches is not
+        tracked). Unknown end users are forgotten (one may have a default tier now)."""
+        self._generation += 1
+        out = []
+        for kind in ("key", "end_user"):
+            cache = self._cache[kind]
+            for ident, entry in list(cache.items()):
+                if entry.row is None:
+                    if kind == "end_user":
+                        del cache[ident]
+                elif "litellm_budget_table" in entry.row:
+                    out.append((kind, ident))
+        return out
+
     def _put(self, kind: str, ident: str, row: dict[str, Any] | None, generation: int) -> _Entry:
         """The entry for ``row``, just read; cached only if nothing was invalidated since the
         read began (``generation``): else it may be the row from before a change, and caching it
         would undo the invalidation (it still answers the request that read it, which began
         before the change)."""
         cache = self._cache[kind]
+        if kind == "end_user" and self.default_end_user_budget is not None:
+            # (read as enforced, with its tier: Store.get_effective) without a budget of its own:
+            # litellm_settings.max_end_user_budget
+            if row is None:
+                row = {"user_id": ident, "spend": 0.0, "blocked": False, "budget_reset_at": None}
+            if row.get("max_budget") is None:
+                row["max_budget"] = self.default_end_user_budget
         if row is not None:
             if self.shared is not None:  # the ledger's spend: reconciles the shared counter
                 self.shared.reconcile(kind, ident, row)
@@ -452,7 +488,8 @@ class KeyManager:
             return entry
         pending = self._inflight.get((kind, ident))
         if pending is None or pending[1] != self._generation:  # (not a read from before a change)
-            pending = (asyncio.ensure_future(store.run(store.get, kind, ident)), self._generation)
+            pending = (asyncio.ensure_future(store.run(store.get_effective, kind, ident, self.default_end_user_tier)),
+                       self._generation)
             self._inflight[(kind, ident)] = pending
             pending[0].add_done_callback(
                 lambda _f, k=(kind, ident), p=pending: self._inflight.pop(k) if self._inflight.get(k) is p else None)
@@ -468,7 +505,11 @@ class KeyManager:
         shared mode a Redis broadcast tells every instance at once; ``spend_set``: an admin set
         its spend, so the cost they queued for it before is dropped)."""
         self._generation += 1
-        self._cache[kind].pop(ident, None)
+        if kind == "budget":  # (this process changed it: the next request reads the rows)
+            for kind_, ident_ in self._tier_rows():
+                self._cache[kind_].pop(ident_, None)
+        else:
+            self._cache[kind].pop(ident, None)
         if self.shared is not None:
             self.shared.announce(kind, ident, spend_set)
 
@@ -478,6 +519,10 @@ class KeyManager:
         if spend_set:
             self.spend.forget_queued(kind, ident)
         self._generation += 1
+        if kind == "budget":
+            self._to_refresh.update(self._tier_rows())
+            asyncio.ensure_future(self._refresh_now())
+            return
         cache = self._cache.get(kind)
         entry = cache.get(ident) if cache is not None else None
         if entry is None:
@@ -536,10 +581,7 @@ class KeyManager:
         ``prefetch``: the request's cache lookup (``CacheRequest``), read in the same Redis round
         trip as the limits and budgets in shared mode."""
         if who.master:
-            if isinstance(end_user, str) and end_user:
-                who.end_user = end_user
-            who.model = model
-            return None
+            return await self._admit_master(who, model, end_user, prefetch)
         entry = who.entry  # the key's own cache entry (its allow-list and limits are kept on it)
         key = entry.row
         now = _now()
@@ -576,7 +618,8 @@ class KeyManager:
         if team is not None or user is not None or customer is not None:
             who.admitted = (team, user, customer)
         if team is not None or user is not None or customer is not None or not entry.alone:
-            refused = self._over_budget(key, team, user, customer, model, now)
+            # a team's key spends the team's budget, not its owner's personal one (LiteLLM's rule)
+            refused = self._over_budget(key, team, None if team is not None else user, customer, model, now)
             if refused is not None:
                 return refused
         else:  # the key's own budget only (most keys): _over_budget only when it has work to do
@@ -592,10 +635,38 @@ class KeyManager:
         else:
             limits = self._limits(who.token, key, team, user, model)
             entry.limits[model] = (team, user, limits)
-        if customer is not None:  # an end user's own limits (LiteLLM's /customer/new rpm_limit, …)
-            rpm, tpm, par = customer.get("rpm_limit"), customer.get("tpm_limit"), customer.get("max_parallel_requests")
-            if rpm is not None or tpm is not None or par is not None:
-                limits = [*limits, Limit("end_user:" + who.end_user, "end user", rpm, tpm, par)]
+        if customer is not None:
+            limits = _with_end_user(limits, who.end_user, customer)
+        return await self._hold(who, model, key, team, None if team is not None else user, customer, limits,
+                                prefetch, now)
+
+    async def _admit_master(self, who: Principal, model: str, end_user: Any, prefetch: Any) -> Refusal | None:
+        """The master key's request: only its end user (the request's ``user``) is checked —
+        blocked, its budget and its limits, as LiteLLM checks them for any key."""
+        who.model = model
+        if not (isinstance(end_user, str) and end_user):
+            return None
+        who.end_user = end_user
+        if self.store is None:  # (no database open: no end users to check)
+            return None
+        found = await self._lookup("end_user", end_user)
+        customer = found.row if found is not None else None
+        if customer is None:
+            return None
+        if customer.get("blocked"):
+            return Refusal(400, f"End user {end_user} is blocked.", "budget_exceeded")
+        who.admitted = (None, None, customer)
+        now = _now()
+        refused = self._over_budget(None, None, None, customer, model, now)
+        if refused is not None:
+            return refused
+        return await self._hold(who, model, None, None, None, customer, _with_end_user([], end_user, customer),
+                                prefetch, now)
+
+    async def _hold(self, who: Principal, model: str, key: dict | None, team: dict | None, user: dict | None,
+                    customer: dict | None, limits: list[Limit], prefetch: Any, now: float) -> Refusal | None:
+        """Take the request's place in its limits (and, in shared mode, check its budgets on
+        every instance); a refusal, or None with ``who`` holding what it took."""
         shared = self.shared
         if shared is not None:
             budgets = shared.budgets(who.token, key, team, user, customer, model)
@@ -680,11 +751,13 @@ class KeyManager:
                                f"(ExceededTokenBudget: Current spend for token: {spend}; Max Budget for Token: {limit})")
                 elif kind == "end_user":
                     message = f"ExceededBudget: End User={row['user_id']} over budget. Spend={spend}, Budget={limit}"
+                elif kind == "user":  # (LiteLLM's text, which clients match)
+                    message = f"ExceededBudget: User={row['user_id']} over budget. Spend={spend}, Budget={limit}"
                 else:
                     ident = row.get("team_id") if kind == "team" else row.get("user_id")
                     message = f"Budget has been exceeded! {kind.capitalize()}={ident} Current cost: {spend}, Max budget: {limit}"
                 return Refusal(400, message, "budget_exceeded")
-        per_model = key.get("model_max_budget")
+        per_model = key.get("model_max_budget") if key is not None else None
         if per_model and model in per_model:
             limit, period = model_budget(per_model[model])
             spent = (key.get("model_spend") or {}).get(model, 0.0)
@@ -716,6 +789,11 @@ class KeyManager:
         model_tpm = (key.get("model_tpm_limit") or {}).get(model)
         if model_rpm is not None or model_tpm is not None:
             out.append(Limit(f"key:{token}:model:{model}", f"key model {model}", model_rpm, model_tpm))
+        elif team is not None:  # the team's per-model limits, shared by its keys (a key's own win)
+            model_rpm, model_tpm = _team_model_limit(team, "model_rpm_limit", model), \
+                _team_model_limit(team, "model_tpm_limit", model)
+            if model_rpm is not None or model_tpm is not None:
+                out.append(Limit(f"team:{key['team_id']}:model:{model}", f"team model {model}", model_rpm, model_tpm))
         return out
 
     def headers(self, who: Principal) -> list[tuple[bytes, bytes]]:
@@ -870,8 +948,12 @@ class KeyManager:
     # ------------------------------------------------------------------ budgets in the database
     def _reset_budgets(self, store: Store) -> None:
         now = _now()
+        tier = self.default_end_user_tier
+        for kind in ("key", "end_user"):  # a budget period from a tier: its first one starts now
+            for row in store.unarmed_tier_periods(kind, tier):
+                store.start_period(kind, row["ident"], next_reset(row["budget_duration"], now))
         for kind in ("key", "team", "user", "end_user"):
-            for due in store.due_resets(kind, now):
+            for due in store.due_resets(kind, now, tier):
                 duration = due.get("budget_duration")
                 following = next_reset(duration, now) if duration else None
                 store.reset_budget(kind, due["ident"], due["budget_reset_at"], following)
@@ -889,6 +971,27 @@ class KeyManager:
                 resets[model] = at
             store.reset_model_budgets(due["token"], due["model_reset_at"], ended, resets,
                                       min(resets.values()) if resets else None)
+
+
+def _with_end_user(limits: list[Limit], end_user: str, customer: dict[str, Any]) -> list[Limit]:
+    """``limits`` and an end user's own (LiteLLM's ``/customer/new`` rpm_limit, …)."""
+    rpm, tpm, par = customer.get("rpm_limit"), customer.get("tpm_limit"), customer.get("max_parallel_requests")
+    if rpm is None and tpm is None and par is None:
+        return limits
+    return [*limits, Limit("end_user:" + end_user, "end user", rpm, tpm, par)]
+
+
+def _team_model_limit(team: dict[str, Any], name: str, model: str) -> Any:
+    """A team's ``model_rpm_limit`` / ``model_tpm_limit`` for ``model``: its own field, else
+    the same name in its metadata (LiteLLM reads both)."""
+    limits = team.get(name)
+    if not limits:
+        metadata = team.get("metadata")
+        limits = metadata.get(name) if isinstance(metadata, dict) else None
+    value = limits.get(model) if isinstance(limits, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**63:
+        return None
+    return int(value)
 
 
 def _keep_known(old: dict[str, Any], new: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The management API in LiteLLM's shapes: keys, teams, users, end users (customers), spend.
+"""The management API in LiteLLM's shapes: keys, teams, users, end users (customers), budget
+tiers, spend.
 
 Every route needs the master key, except ``GET /key/info`` for the caller's own key.
 Keys are shown once (in the answer to ``/key/generate``, ``/key/regenerate``, ``/user/new``);
@@ -33,11 +34,14 @@ Answer = tuple  # (status, body bytes, extra headers | None)
 _BUDGET_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit",
                   "max_parallel_requests", "models", "metadata", "tags", "blocked", "spend")
 _KEY_FIELDS = _BUDGET_FIELDS + ("key_alias", "team_id", "user_id", "model_max_budget", "model_rpm_limit",
-                                "model_tpm_limit", "expires")
-_TEAM_FIELDS = _BUDGET_FIELDS + ("team_alias", "members")
+                                "model_tpm_limit", "expires", "budget_id")
+_TEAM_FIELDS = _BUDGET_FIELDS + ("team_alias", "members", "model_rpm_limit", "model_tpm_limit")
 _USER_FIELDS = _BUDGET_FIELDS + ("user_email", "user_role", "teams")
 _CUSTOMER_FIELDS = ("alias", "max_budget", "soft_budget", "budget_duration", "blocked", "metadata", "spend",
-                    "rpm_limit", "tpm_limit", "max_parallel_requests")
+                    "rpm_limit", "tpm_limit", "max_parallel_requests", "budget_id")
+#: A budget tier's fields (LiteLLM's ``/budget/new``).
+_TIER_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests",
+                "model_max_budget")
 _TIMES = ("expires", "budget_reset_at", "created_at", "updated_at", "model_reset_at")
 
 
@@ -54,7 +58,8 @@ def routes() -> list[tuple[str, str]]:
 
 
 def is_management_path(path: str) -> bool:
-    return path.startswith(("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/spend/", "/global/spend/"))
+    return path.startswith(("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/budget/", "/spend/",
+                            "/global/spend/"))
 
 
 _SECRET_IN_PATH = re.compile(r"sk-[^/]*|[0-9a-fA-F]{64}")
@@ -344,6 +349,7 @@ async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
     if not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 8:
         raise _Bad(400, "a custom 'key' must start with 'sk-' and be at least 8 characters", "key")
     row = {"token": hash_key(raw), "key_name": key_name(raw), **_fields(params, _KEY_FIELDS, now)}
+    await _link_tier(store, row, row.get("budget_duration"), None)
     await _unique_alias(store, row.get("key_alias"), row["token"])
     try:
         await store.run(store.insert, "key", row)
@@ -351,7 +357,7 @@ async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
         raise _Bad(400, "this key already exists", "key") from None
     keys.invalidate("key", row["token"])
     saved = await store.run(store.get, "key", row["token"])
-    return {**_key_info(saved), "key": raw, "token_id": row["token"]}
+    return {**await _with_tier(store, _key_info(saved)), "key": raw, "token_id": row["token"]}
 
 
 async def _unique_alias(store, alias: Any, token: str) -> None:
@@ -360,6 +366,31 @@ async def _unique_alias(store, alias: Any, token: str) -> None:
         if any(r["token"] != token for r in await store.run(store.find, "key", {"key_alias": alias}, 2)):
             raise _Bad(400, f"Unique key aliases across all keys are required. Key alias '{alias}' is "
                             "already used by another key.", "key_alias")
+
+
+async def _link_tier(store, fields: dict, own_period: Any, current: dict | None) -> None:
+    """``fields`` link a key or end user to a budget tier (``budget_id``): the tier must exist
+    (400 naming ``budget_id`` otherwise), and a row without a budget period of its own starts
+    the tier's period now (``current``: the row before an update)."""
+    tier_id = fields.get("budget_id")
+    if not tier_id:
+        return
+    tier = await store.run(store.get, "budget", tier_id)
+    if tier is None:
+        raise _Bad(400, f"no budget tier {tier_id!r}: create it with /budget/new first", "budget_id")
+    if current is not None:
+        own_period = fields["budget_duration"] if "budget_duration" in fields else current.get("budget_duration")
+        if current.get("budget_reset_at") is not None and "budget_duration" not in fields:
+            return  # (its period runs already)
+    if tier.get("budget_duration") and not own_period:
+        fields["budget_reset_at"] = next_reset(tier["budget_duration"], time.time())
+
+
+async def _with_tier(store, out: dict[str, Any]) -> dict[str, Any]:
+    """A key or end user as LiteLLM answers it: its budget tier as ``litellm_budget_table``."""
+    tier = await store.run(store.get, "budget", out["budget_id"]) if out.get("budget_id") else None
+    out["litellm_budget_table"] = _public(tier) if tier is not None else None
+    return out
 
 
 async def _find_key(store, params: dict) -> str:
@@ -376,8 +407,15 @@ async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
     params = _key_params(keys, params, False)
     token = await _find_key(store, params)
     fields = _fields(params, _KEY_FIELDS, time.time())
+    temp = _temp_budget(params)
+    if temp is not None:  # (kept in the key's metadata, as LiteLLM keeps it)
+        current = await store.run(store.get, "key", token)
+        metadata = fields["metadata"] if "metadata" in fields else (current or {}).get("metadata")
+        fields["metadata"] = {**(metadata or {}), **temp}
     if params.get("key") is not None:  # (found by its alias: the alias is its own)
         await _unique_alias(store, fields.get("key_alias"), token)
+    if fields.get("budget_id"):
+        await _link_tier(store, fields, None, await store.run(store.get, "key", token))
     if "spend" in fields:
         await keys.spend.forget("key", token)
     if not await store.run(store.update, "key", token, fields):
@@ -385,8 +423,22 @@ async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
     row = await store.run(store.get, "key", token)
     await _spend_set(keys, "key", token, fields, row)
     keys.invalidate("key", token, spend_set="spend" in fields)
-    info = _key_info(row)
+    info = await _with_tier(store, _key_info(row))
     return {"key": params["key"], **info} if params.get("key") else info  # LiteLLM echoes the key sent
+
+
+def _temp_budget(params: dict) -> dict | None:
+    """LiteLLM's temporary budget increase of ``/key/update``: ``temp_budget_increase`` (added to
+    the key's ``max_budget``) until ``temp_budget_expiry`` (an ISO-8601 date or time; UTC
+    without an offset); one without the other is a 400."""
+    increase, expiry = params.get("temp_budget_increase"), params.get("temp_budget_expiry")
+    if increase is None and expiry is None:
+        return None
+    if increase is None or expiry is None:
+        missing = "temp_budget_expiry" if expiry is None else "temp_budget_increase"
+        raise _Bad(400, "temp_budget_increase and temp_budget_expiry must be set together", missing)
+    return {"temp_budget_increase": _number("temp_budget_increase", increase),
+            "temp_budget_expiry": _iso(_timestamp("temp_budget_expiry", expiry))}
 
 
 async def _key_delete(keys: KeyManager, store, who, params: dict) -> dict:
@@ -408,12 +460,14 @@ async def _key_regenerate(keys: KeyManager, store, who, params: dict) -> dict:
     token = await _find_key(store, params)
     raw = params.get("new_key") or new_key()
     fields = {"key_name": key_name(raw), **_fields(params, _KEY_FIELDS, time.time())}
+    if fields.get("budget_id"):
+        await _link_tier(store, fields, None, await store.run(store.get, "key", token))
     await keys.spend.rename_key(token, hash_key(raw))  # (the old key's requests still to be charged)
     if not await store.run(store.update, "key", token, fields, hash_key(raw)):
         raise _Bad(404, "no such key", "key")
     keys.invalidate("key", token)
     saved = await store.run(store.get, "key", hash_key(raw))
-    return {**_key_info(saved), "key": raw, "token_id": saved["token"]}
+    return {**await _with_tier(store, _key_info(saved)), "key": raw, "token_id": saved["token"]}
 
 
 async def _key_info_route(keys: KeyManager, store, who, params: dict) -> dict:
@@ -424,7 +478,7 @@ async def _key_info_route(keys: KeyManager, store, who, params: dict) -> dict:
     if row is None:
         raise _Bad(404, "no such key", "key")
     row["spend"] = float(row["spend"]) + keys.spend.pending_cost("key", token)
-    return {"key": token, "info": _key_info(row)}
+    return {"key": token, "info": await _with_tier(store, _key_info(row))}
 
 
 async def _page(store, kind: str, params: dict, where_keys: tuple[str, ...],
@@ -501,6 +555,10 @@ async def _update(keys: KeyManager, store, kind: str, id_name: str, params: dict
     if not isinstance(ident, str) or not ident:
         raise _Bad(400, f"send {id_name!r}", id_name)
     fields = _fields(params, allowed, time.time())
+    if fields.get("budget_id"):
+        current = await store.run(store.get, kind, ident)
+        if current is not None:
+            await _link_tier(store, fields, None, current)
     if "spend" in fields:
         await keys.spend.forget(kind, ident)
     if not await store.run(store.update, kind, ident, fields):
@@ -643,8 +701,29 @@ async def _team_list(keys: KeyManager, store, who, params: dict) -> list:
     return [_team_public(r) for r in rows]
 
 
+def _user_params(keys: KeyManager, params: dict) -> dict:
+    """``params`` of a new user with the config's defaults, as LiteLLM's ``/user/new``: each
+    field of ``default_internal_user_params`` the request leaves unset (or empty), then for a
+    user whose ``user_role`` is ``internal_user`` an unset ``max_budget`` / ``budget_duration``
+    from ``max_internal_user_budget`` / ``internal_user_budget_duration``."""
+    settings = keys.internal_user_settings
+    if not settings:
+        return params
+    out = dict(params)
+    for name, value in (settings.get("default_internal_user_params") or {}).items():
+        if out.get(name) in (None, [], {}):
+            out[name] = value
+    if out.get("user_role") == "internal_user":
+        for name, setting in (("max_budget", "max_internal_user_budget"),
+                              ("budget_duration", "internal_user_budget_duration")):
+            if out.get(name) is None and settings.get(setting) is not None:
+                out[name] = settings[setting]
+    return out
+
+
 async def _user_new(keys: KeyManager, store, who, params: dict) -> dict:
     now = time.time()
+    params = _user_params(keys, params)
     user_id = str(params.get("user_id") or uuid.uuid4())
     fields = _fields(params, _USER_FIELDS, now)
     if params.get("auto_create_key", True):
@@ -673,7 +752,8 @@ async def _user_update(keys, store, who, params):
     user_id = params.get("user_id")
     if isinstance(user_id, str) and user_id and await store.run(store.get, "user", user_id) is None:
         try:
-            await store.run(store.insert, "user", {"user_id": user_id, **_fields(params, _USER_FIELDS, time.time())})
+            await store.run(store.insert, "user", {"user_id": user_id, **_fields(_user_params(keys, params),
+                                                                                  _USER_FIELDS, time.time())})
         except StoreConflict:
             pass  # made meanwhile: update it below
         else:
@@ -707,16 +787,20 @@ _CUSTOMER_BUDGET = ("max_budget", "soft_budget", "budget_duration", "budget_rese
                     "max_parallel_requests")
 
 
-def _customer_public(row: dict[str, Any]) -> dict[str, Any]:
-    return _as_customer(_public(row))
+async def _customer_public(store, row: dict[str, Any]) -> dict[str, Any]:
+    return await _as_customer(store, _public(row))
 
 
-def _as_customer(out: dict[str, Any]) -> dict[str, Any]:
+async def _as_customer(store, out: dict[str, Any]) -> dict[str, Any]:
     """An end user (already :func:`_public`) as LiteLLM's ``/customer/info`` answers it: our
-    columns (the budget fields at the top level too) and LiteLLM's ``litellm_budget_table``,
-    ``allowed_model_region`` and ``default_model`` (not implemented: always null)."""
-    budget = {name: out.get(name) for name in _CUSTOMER_BUDGET}
-    out["litellm_budget_table"] = budget if any(v is not None for v in budget.values()) else None
+    columns (the budget fields at the top level too) and LiteLLM's ``litellm_budget_table`` (its
+    budget tier when it has a ``budget_id``), ``allowed_model_region`` and ``default_model``
+    (not implemented: always null)."""
+    if out.get("budget_id"):
+        await _with_tier(store, out)
+    else:
+        budget = {name: out.get(name) for name in _CUSTOMER_BUDGET}
+        out["litellm_budget_table"] = budget if any(v is not None for v in budget.values()) else None
     out.setdefault("allowed_model_region", None)
     out.setdefault("default_model", None)
     return out
@@ -724,23 +808,25 @@ def _as_customer(out: dict[str, Any]) -> dict[str, Any]:
 
 async def _customer_list(keys: KeyManager, store, who, params: dict) -> list:
     rows, _, _, _ = await _page(store, "end_user", params, ())
-    return [_customer_public(r) for r in rows]
+    return [await _customer_public(store, r) for r in rows]
 
 
 async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
     user_id = params.get("user_id")
     if not isinstance(user_id, str) or not user_id:
         raise _Bad(400, "send 'user_id': the end user's id (the 'user' field of their requests)", "user_id")
+    fields = _fields(params, _CUSTOMER_FIELDS, time.time())
+    await _link_tier(store, fields, fields.get("budget_duration"), None)
     try:
-        await store.run(store.insert, "end_user", {"user_id": user_id, **_fields(params, _CUSTOMER_FIELDS, time.time())})
+        await store.run(store.insert, "end_user", {"user_id": user_id, **fields})
     except StoreConflict:
         raise _Bad(400, f"end user {user_id!r} already exists", "user_id") from None
     keys.invalidate("end_user", user_id)
-    return _customer_public(await store.run(store.get, "end_user", user_id))
+    return await _customer_public(store, await store.run(store.get, "end_user", user_id))
 
 
 async def _customer_update(keys, store, who, params):
-    return _as_customer(await _update(keys, store, "end_user", "user_id", params, _CUSTOMER_FIELDS))
+    return await _as_customer(store, await _update(keys, store, "end_user", "user_id", params, _CUSTOMER_FIELDS))
 
 
 async def _customer_delete(keys, store, who, params):
@@ -749,7 +835,74 @@ async def _customer_delete(keys, store, who, params):
 
 async def _customer_info(keys: KeyManager, store, who, params: dict) -> dict:
     row, _ = await _owner(store, "end_user", "end_user_id", params.get("end_user_id") or params.get("user_id"))
-    return _customer_public(row)
+    return await _customer_public(store, row)
+
+
+# ====================================================================== budget tiers
+async def _budget_new(keys: KeyManager, store, who, params: dict) -> dict:
+    """LiteLLM's ``/budget/new``: a named set of limits (``budget_id``; a new id when not sent)
+    that keys and end users take with ``budget_id`` for every limit they leave unset."""
+    budget_id = params.get("budget_id") or str(uuid.uuid4())
+    if not isinstance(budget_id, str):
+        raise _Bad(400, f"budget_id must be a string, got {budget_id!r}", "budget_id")
+    try:
+        await store.run(store.insert, "budget", {"budget_id": budget_id, **_fields(params, _TIER_FIELDS, time.time())})
+    except StoreConflict:
+        raise _Bad(400, f"Budget with id '{budget_id}' already exists.", "budget_id") from None
+    return _public(await store.run(store.get, "budget", budget_id))
+
+
+async def _budget_update(keys: KeyManager, store, who, params: dict) -> dict:
+    """LiteLLM's ``/budget/update``: every key and end user of the tier takes the change."""
+    budget_id = params.get("budget_id")
+    if not isinstance(budget_id, str) or not budget_id:
+        raise _Bad(400, "budget_id is required", "budget_id")
+    if not await store.run(store.update, "budget", budget_id, _fields(params, _TIER_FIELDS, time.time())):
+        raise _Bad(404, f"no budget tier {budget_id!r}", "budget_id")
+    keys.invalidate("budget", budget_id)
+    return _public(await store.run(store.get, "budget", budget_id))
+
+
+async def _budget_info(keys: KeyManager, store, who, params: dict) -> list:
+    """LiteLLM's ``POST /budget/info`` (``budgets``: a list of ids): the tiers that exist."""
+    ids = params.get("budgets")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise _Bad(400, f"Specify list of budget id's to query. Passed in={ids!r}", "budgets")
+    rows = [await store.run(store.get, "budget", ident) for ident in dict.fromkeys(ids)]
+    return [_public(r) for r in rows if r is not None]
+
+
+async def _budget_list(keys: KeyManager, store, who, params: dict) -> list:
+    rows, _, _, _ = await _page(store, "budget", {"size": 1000, **params}, ())
+    return [_public(r) for r in rows]
+
+
+async def _budget_settings(keys: KeyManager, store, who, params: dict) -> list:
+    """LiteLLM's ``GET /budget/settings?budget_id=``: each field with its type and value."""
+    row = await store.run(store.get, "budget", params["budget_id"]) if params.get("budget_id") else None
+    types = {"max_budget": "Float", "soft_budget": "Float", "budget_duration": "String", "rpm_limit": "Integer",
+             "tpm_limit": "Integer", "max_parallel_requests": "Integer", "model_max_budget": "Object"}
+    return [{"field_name": name, "field_type": types[name], "field_description": "",
+             "field_value": (row or {}).get(name), "stored_in_db": True, "field_default_value": None}
+            for name in _TIER_FIELDS]
+
+
+async def _budget_delete(keys: KeyManager, store, who, params: dict) -> dict:
+    """LiteLLM's ``/budget/delete`` (``id``). A tier that keys or end users still use is not
+    deleted (400): their limits would be lifted without a word."""
+    budget_id = params.get("id") if params.get("id") is not None else params.get("budget_id")
+    if not isinstance(budget_id, str) or not budget_id:
+        raise _Bad(400, "send 'id': the budget tier's id", "id")
+    row = await store.run(store.get, "budget", budget_id)
+    if row is None:
+        raise _Bad(404, f"no budget tier {budget_id!r}", "id")
+    users = [await store.run(store.count, kind, {"budget_id": budget_id}) for kind in ("key", "end_user")]
+    if any(users):
+        raise _Bad(400, f"budget tier {budget_id!r} is used by {users[0]} key(s) and {users[1]} end user(s); "
+                        "move them to another tier (or set budget_id to null) first", "id")
+    await store.run(store.delete, "budget", [budget_id])
+    keys.invalidate("budget", budget_id)
+    return _public(row)
 
 
 # ====================================================================== spend
@@ -831,7 +984,7 @@ _USER_BODY = frozenset(_USER_FIELDS + ("user_id", "auto_create_key", "team_id", 
 _CUSTOMER_BODY = frozenset(_CUSTOMER_FIELDS + ("user_id",))
 _ACCEPTS: dict[str, frozenset[str]] = {
     "/key/generate": _KEY_BODY,
-    "/key/update": _KEY_BODY,
+    "/key/update": _KEY_BODY | {"temp_budget_increase", "temp_budget_expiry"},
     "/key/regenerate": _KEY_BODY | {"new_key"},
     "/key/delete": frozenset({"keys", "key_aliases"}),
     "/key/block": frozenset({"key"}),
@@ -852,6 +1005,10 @@ _ACCEPTS: dict[str, frozenset[str]] = {
     "/customer/block": frozenset({"user_ids"}),
     "/customer/unblock": frozenset({"user_ids"}),
     "/end_user/new": _CUSTOMER_BODY,
+    "/budget/new": frozenset(_TIER_FIELDS + ("budget_id",)),
+    "/budget/update": frozenset(_TIER_FIELDS + ("budget_id",)),
+    "/budget/info": frozenset({"budgets"}),
+    "/budget/delete": frozenset({"id", "budget_id"}),
 }
 
 
@@ -896,6 +1053,12 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/customer/unblock": ("POST", _customer_unblock),
     "/end_user/new": ("POST", _customer_new),
     "/end_user/info": ("GET", _customer_info),
+    "/budget/new": ("POST", _budget_new),
+    "/budget/update": ("POST", _budget_update),
+    "/budget/info": ("POST", _budget_info),
+    "/budget/list": ("GET", _budget_list),
+    "/budget/settings": ("GET", _budget_settings),
+    "/budget/delete": ("POST", _budget_delete),
     "/spend/logs": ("GET", _spend_logs),
     "/global/spend/report": ("GET", _spend_report),
 }

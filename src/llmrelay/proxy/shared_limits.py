@@ -198,14 +198,17 @@ class RedisLimits:
             self.limiter.release_soon(grant, tokens)
 
     # ------------------------------------------------------------------ budgets
-    def budgets(self, token: str | None, key: dict, team: dict | None, user: dict | None,
+    def budgets(self, token: str | None, key: dict | None, team: dict | None, user: dict | None,
                 customer: dict | None, model: str) -> list[_Budget] | None:
-        """The request's budgets with a maximum (their counters), or None."""
+        """The request's budgets with a maximum (their counters), or None (``key`` None: the
+        master key's request, only its end user's)."""
         out = None
         prefix = self.spend_prefix
-        for kind, ident, row in (("key", token, key), ("team", key.get("team_id"), team),
-                                 ("user", key.get("user_id"), user),
-                                 ("end_user", customer.get("user_id") if customer else None, customer)):
+        owners = (("end_user", customer.get("user_id") if customer else None, customer),)
+        if key is not None:
+            owners = (("key", token, key), ("team", key.get("team_id"), team), ("user", key.get("user_id"), user),
+                      *owners)
+        for kind, ident, row in owners:
             if row is None or ident is None:
                 continue
             cap = row.get("max_budget")
@@ -213,7 +216,7 @@ class RedisLimits:
                 period = _period(row)
                 out = out or []
                 out.append(_Budget(f"{prefix}{kind}:{ident}:{period}", float(cap), row, None, period))
-        per_model = key.get("model_max_budget")
+        per_model = key.get("model_max_budget") if key is not None else None
         if per_model and model in per_model:
             cap = per_model[model]
             if isinstance(cap, dict):
@@ -231,15 +234,9 @@ class RedisLimits:
         if keys is None:
             return
         customer = keys.cached("end_user", who.end_user)
-        key = who.key
-        if key is None:  # the master key: only an end user's budget
-            if customer is not None and customer.get("max_budget") is not None:
-                period = _period(customer)
-                self._add(_Budget(f"{self.spend_prefix}end_user:{who.end_user}:{period}",
-                                  float(customer["max_budget"]), customer, None, period), cost)
-            return
-        team = keys.cached("team", key.get("team_id"))
-        user = keys.cached("user", key.get("user_id"))
+        key = who.key  # (None: the master key, only an end user's budget)
+        team = keys.cached("team", key.get("team_id")) if key is not None else None
+        user = keys.cached("user", key.get("user_id")) if key is not None else None
         for budget in self.budgets(who.token, key, team, user, customer, who.model or "") or ():
             self._add(budget, cost)
 
