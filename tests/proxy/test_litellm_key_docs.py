@@ -326,8 +326,17 @@ def test_customer_id_headers(gw, admin):
     wait_for(lambda: admin.get("/spend/logs", end_user="hdr-other") or None, 10, what="the header's spend row")
 
 
-# https://docs.litellm.ai/docs/proxy/rate_limit_tiers, https://docs.litellm.ai/docs/proxy/temporary_budget_increase,
-# https://docs.litellm.ai/docs/proxy/users (team member budgets): what llmrelay does not implement is
+# LiteLLM's other end-user sources in the body, after `user`: metadata.user_id, safety_identifier
+@pytest.mark.parametrize("body", [{"metadata": {"user_id": "body-customer"}},
+                                  {"safety_identifier": "body-customer"}])
+def test_end_user_from_the_body(gw, admin, body):
+    if not admin.http.get("/customer/info", params={"end_user_id": "body-customer"}).is_success:
+        admin.post("/customer/new", user_id="body-customer", max_budget=0)
+    err = refused_for_budget(gw, admin.key(), extra_body=body)
+    assert "End User=body-customer" in err.message
+
+
+# https://docs.litellm.ai/docs/proxy/users (team member budgets), customers' regions: what llmrelay does not implement is
 # refused (an unknown route) or named in the answer, never silently dropped
 def test_unimplemented_documented_fields_are_named(admin):
     team = admin.post("/team/new", team_alias="docs-member-budget")
@@ -347,11 +356,13 @@ def end_user_budget(upstream, tmp_path_factory) -> Iterator[Gateway]:
 
     db = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "end_users.db")
     path = tmp_path_factory.mktemp("gw") / "config.yaml"
-    path.write_text(keys_config(upstream.url, db).replace("litellm_settings:\n", "litellm_settings:\n"
-                                                          "  max_end_user_budget: 0.0000001\n" + _INTERNAL_USERS))
+    config = keys_config(upstream.url, db).replace("litellm_settings:\n", "litellm_settings:\n"
+                                                   "  max_end_user_budget: 0.0000001\n" + _INTERNAL_USERS)
+    path.write_text(config.replace("general_settings:\n", "general_settings:\n" + _USER_HEADER))
     with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
                                  "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as g:
-        assert not [line for line in g.lines if "max_end_user_budget" in line or "internal_user" in line]
+        assert not [line for line in g.lines if "max_end_user_budget" in line or "internal_user" in line
+                    or "user_header" in line]
         yield g
 
 
@@ -375,6 +386,25 @@ def test_internal_user_defaults(end_user_budget):
     key = admin.key(user_id=internal["user_id"])
     err = refused_for_budget(end_user_budget, key)  # (a budget of 0: nothing may be spent)
     assert f"ExceededBudget: User={internal['user_id']} over budget" in err.message
+
+
+# https://docs.litellm.ai/docs/proxy/customers (the end user from a header the config names, as
+# Open WebUI sends it)
+_USER_HEADER = """  user_header_mappings:
+    - header_name: X-OpenWebUI-User-Id
+      litellm_user_role: customer
+"""
+
+
+def test_end_user_from_a_configured_header(end_user_budget):
+    from proxy.conftest import MASTER_KEY
+
+    headers = {"X-OpenWebUI-User-Id": "webui-user"}
+    chat(end_user_budget, MASTER_KEY, extra_headers=headers)
+    err = refused_for_budget(end_user_budget, MASTER_KEY, user="someone", extra_headers=headers)
+    assert "End User=webui-user" in err.message  # (the header wins over the body's user)
+    assert chat(end_user_budget, MASTER_KEY, user="webui-user",
+                extra_headers={**headers, "x-litellm-customer-id": "standard-header-first"}).choices
 
 
 def test_max_end_user_budget(end_user_budget):

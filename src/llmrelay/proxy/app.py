@@ -33,7 +33,7 @@ from .fastpath import relay_for
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
-from .keys import KeyManager, Refusal, deployment_index, float_text
+from .keys import KeyManager, Refusal, deployment_index, end_user_of, float_text
 from .management import is_management_path, logged_path
 from .limits import ServerLimits
 from .models import ModelTable
@@ -182,6 +182,8 @@ class ProxyApp:
         self.max_body = config.max_body_bytes
         #: general_settings.always_include_stream_usage: every streamed chat/text completion ends with usage
         self.stream_usage = bool(config.general_settings.get("always_include_stream_usage"))
+        #: general_settings.user_header_mappings / user_header_name: the header naming the end user
+        self.customer_header: bytes | None = config.general_settings.get("customer_header")
         secrets = list(config.secrets)
         if config.master_key:
             secrets.append(config.master_key)
@@ -292,7 +294,10 @@ class ProxyApp:
             request_id = new_request_id()
         ctx = _Ctx(start, request_id)
         ctx.traceparent = traceparent
-        ctx.customer = customer or end_user or None  # (LiteLLM's order: the customer id header first)
+        customer = customer or end_user  # (LiteLLM's order: the customer id header first)
+        if not customer and self.customer_header is not None:  # then the header the config names
+            customer = next((v for n, v in scope["headers"] if n == self.customer_header and v.strip()), None)
+        ctx.customer = customer or None
         extensions = scope.get("extensions")
         if extensions:
             ctx.direct = extensions.get(_DIRECT)
@@ -546,7 +551,7 @@ class ProxyApp:
         who = ctx.auth
         if who is not None:
             # the end user: LiteLLM's headers first, else the request's `user`
-            end_user = request.params.get("user") if ctx.customer is None else ctx.customer.decode("latin-1")
+            end_user = end_user_of(request.params) if ctx.customer is None else ctx.customer.decode("latin-1")
             refused = await self.keys.admit(who, model, end_user, ctx.cache)
             if refused is not None:
                 return await self._refuse(ctx, send, refused)

@@ -62,6 +62,25 @@ _DB_SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "user_api_key_cache_ttl": (int, float),
 }
 
+def _customer_header(mappings: Any, name: Any) -> str | tuple[str, str] | None:
+    """The request header naming the end user (LiteLLM's ``user_header_mappings`` entry with
+    ``litellm_user_role: customer``, else its older ``user_header_name``), or (key, what is wrong)."""
+    if mappings is not None:
+        items = mappings if isinstance(mappings, list) else [mappings]
+        if not all(isinstance(m, dict) and isinstance(m.get("header_name"), str) and m["header_name"].strip()
+                   for m in items):
+            return "user_header_mappings", ("general_settings.user_header_mappings must be a list of "
+                                            "{header_name: X-OpenWebUI-User-Id, litellm_user_role: customer}")
+        for item in items:
+            if str(item.get("litellm_user_role") or "").lower() == "customer":
+                return item["header_name"]
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return None
+    if not isinstance(name, str) or not name.isascii():
+        return "user_header_name", f"general_settings.user_header_name must be a header name, got {name!r}"
+    return name
+
+
 #: ``litellm_settings`` keys that configure the response cache rather than a module setting.
 _CACHE_SETTINGS = frozenset({"cache", "cache_params"})
 #: ``litellm_settings`` keys of ``/key/generate`` (proxy/management.py), not module settings.
@@ -751,6 +770,11 @@ class _Parser:
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
                 raise self.fail(raw, "max_request_size_mb", f"max_request_size_mb must be a positive number, got {size!r}")
             out["max_body_bytes"] = int(size * 1024 * 1024)
+        header = _customer_header(out.get("user_header_mappings"), out.get("user_header_name"))
+        if isinstance(header, str):
+            out["customer_header"] = header.strip().lower().encode("latin-1")
+        elif header is not None:
+            raise self.fail(raw, header[0], header[1])
         for key in ("allow_unauthenticated", "always_include_stream_usage"):
             if out.get(key) is not None and not isinstance(out[key], bool):
                 raise self.fail(raw, key, f"{key} must be true or false")

@@ -973,6 +973,19 @@ class KeyManager:
                                       min(resets.values()) if resets else None)
 
 
+def end_user_of(params: dict[str, Any]) -> Any:
+    """The end user a request's body names, in LiteLLM's order: ``user``, then
+    ``metadata.user_id``, ``safety_identifier`` (the request headers LiteLLM reads come first;
+    the app checks them)."""
+    user = params.get("user")
+    if user:
+        return user
+    metadata = params.get("metadata")
+    if type(metadata) is dict and metadata.get("user_id"):
+        return metadata["user_id"]
+    return params.get("safety_identifier") or user
+
+
 def _with_end_user(limits: list[Limit], end_user: str, customer: dict[str, Any]) -> list[Limit]:
     """``limits`` and an end user's own (LiteLLM's ``/customer/new`` rpm_limit, …)."""
     rpm, tpm, par = customer.get("rpm_limit"), customer.get("tpm_limit"), customer.get("max_parallel_requests")
