@@ -466,20 +466,26 @@ class Store:
                     " LEFT JOIN llmrelay_budgets d ON t.budget_id IS NULL AND d.budget_id = ?")
         return "t.budget_duration", ""
 
+    def _rows_with_period(self, kind: str, default_tier: str | None, where: str, *params: Any) -> list[dict[str, Any]]:
+        """Rows of ``kind`` matching ``where`` (``{period}``: the SQL of a row's budget period)
+        as (ident, budget_duration — the tier's for a row without its own — budget_reset_at)."""
+        table, id_col, _ = ENTITIES[kind]
+        duration, join = self._tier_duration(kind)
+        bound = (default_tier,) if kind == "end_user" else ()
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT t.{id_col} AS ident, {duration} AS budget_duration, t.budget_reset_at AS budget_reset_at "
+                f"FROM {table} t{join} WHERE {where.format(period=duration)}",
+                (*bound, *params),
+            )
+            return cur.fetchall()
+
     def due_resets(self, kind: str, now: float, default_tier: str | None = None) -> list[dict[str, Any]]:
         """Rows whose budget period ended (id, budget_duration, budget_reset_at); the period
         of a key or end user without one of its own is its budget tier's (``default_tier``: an
         end user's without a ``budget_id``)."""
-        table, id_col, _ = ENTITIES[kind]
-        duration, join = self._tier_duration(kind)
-        params = (default_tier, now) if kind == "end_user" else (now,)
-        with self._cursor() as cur:
-            cur.execute(
-                f"SELECT t.{id_col} AS ident, {duration} AS budget_duration, t.budget_reset_at AS budget_reset_at "
-                f"FROM {table} t{join} WHERE t.budget_reset_at IS NOT NULL AND t.budget_reset_at <= ?",
-                params,
-            )
-            return cur.fetchall()
+        return self._rows_with_period(kind, default_tier,
+                                      "t.budget_reset_at IS NOT NULL AND t.budget_reset_at <= ?", now)
 
     def unarmed_tier_periods(self, kind: str, default_tier: str | None = None) -> list[dict[str, Any]]:
         """Keys or end users whose budget period comes from their tier but has not started
@@ -487,16 +493,8 @@ class Store:
         by its spend): id and the tier's budget_duration."""
         if kind not in ("key", "end_user"):
             return []
-        table, id_col, _ = ENTITIES[kind]
-        duration, join = self._tier_duration(kind)
-        params = (default_tier,) if kind == "end_user" else ()
-        with self._cursor() as cur:
-            cur.execute(
-                f"SELECT t.{id_col} AS ident, {duration} AS budget_duration FROM {table} t{join} "
-                f"WHERE t.budget_reset_at IS NULL AND t.budget_duration IS NULL AND {duration} IS NOT NULL",
-                params,
-            )
-            return cur.fetchall()
+        return self._rows_with_period(
+            kind, default_tier, "t.budget_reset_at IS NULL AND t.budget_duration IS NULL AND {period} IS NOT NULL")
 
     def start_period(self, kind: str, ident: str, reset_at: float) -> bool:
         """Start a row's first budget period (a no-op if it has one already)."""
