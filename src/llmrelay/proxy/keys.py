@@ -423,16 +423,18 @@ class KeyManager:
     def _tier_rows(self) -> list[tuple[str, str]]:
         """A budget tier changed: the cached keys and end users to read again — those that
         took limits from a tier (tiers change rarely; which rows a tier reaches is not
-        tracked). Unknown end users are forgotten (one may have a default tier now)."""
+        tracked; with a default tier for end users, every end user). Unknown end users are
+        forgotten (one may have a default tier now)."""
         self._generation += 1
         out = []
         for kind in ("key", "end_user"):
             cache = self._cache[kind]
+            every = kind == "end_user" and self.default_end_user_tier is not None
             for ident, entry in list(cache.items()):
                 if entry.row is None:
                     if kind == "end_user":
                         del cache[ident]
-                elif "litellm_budget_table" in entry.row:
+                elif every or "litellm_budget_table" in entry.row:
                     out.append((kind, ident))
         return out
 
@@ -619,7 +621,7 @@ class KeyManager:
             who.admitted = (team, user, customer)
         if team is not None or user is not None or customer is not None or not entry.alone:
             # a team's key spends the team's budget, not its owner's personal one (LiteLLM's rule)
-            refused = self._over_budget(key, team, None if team is not None else user, customer, model, now)
+            refused = self._over_budget(key, team, None if key.get("team_id") else user, customer, model, now)
             if refused is not None:
                 return refused
         else:  # the key's own budget only (most keys): _over_budget only when it has work to do
@@ -637,7 +639,7 @@ class KeyManager:
             entry.limits[model] = (team, user, limits)
         if customer is not None:
             limits = _with_end_user(limits, who.end_user, customer)
-        return await self._hold(who, model, key, team, None if team is not None else user, customer, limits,
+        return await self._hold(who, model, key, team, None if key.get("team_id") else user, customer, limits,
                                 prefetch, now)
 
     async def _admit_master(self, who: Principal, model: str, end_user: Any, prefetch: Any) -> Refusal | None:
