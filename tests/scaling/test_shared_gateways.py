@@ -166,6 +166,27 @@ async def test_a_virtual_keys_rpm_limit_is_shared(three, redis_conf):
     assert "rpm" in str(refused[0]) and refused[0].response.headers.get("retry-after")
 
 
+async def test_a_budget_tiers_limit_is_shared_and_its_change_reaches_every_instance(three, redis_conf):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=three[0].url, headers={"Authorization": f"Bearer {KEY}"}) as admin:
+        assert (await admin.post("/budget/new", json={"budget_id": "scaling-tier", "rpm_limit": 1})).status_code == 200
+        key = (await admin.post("/key/generate", json={"budget_id": "scaling-tier"})).json()["key"]
+        wait_for_fresh_window(redis_conf[0])
+        ok, refused = await hammer(three[1:], "open", 4, 1, key=key)
+        assert len(ok) == 1 and len(refused) == 3, (len(ok), len(refused))
+        assert (await admin.post("/budget/update", json={"budget_id": "scaling-tier", "rpm_limit": 1000})).status_code == 200
+
+    async def served_everywhere() -> bool:
+        ok, _ = await hammer(three, "open", 3, 1, key=key)
+        return len(ok) == 3
+
+    deadline = time.monotonic() + 5
+    while not await served_everywhere():
+        assert time.monotonic() < deadline, "the tier's change did not reach every instance"
+        await asyncio.sleep(0.1)
+
+
 async def test_cooldown_on_one_instance_reaches_the_others(three, bad_upstream):
     a, b, c = three
     client = aclient(a)
