@@ -201,6 +201,29 @@ def test_team_budget(gw, admin):
 
 
 # https://docs.litellm.ai/docs/proxy/users (/team/member_add)
+# https://docs.litellm.ai/docs/proxy/team_model_add (/team/model/add, /team/model/delete) and
+# /team/member_update (a member's role)
+def test_team_models_and_member_role(gw, admin):
+    team = admin.post("/team/new", team_alias="model-add", models=["gpt-4o-mini"])
+    key = admin.key(team_id=team["team_id"])
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key, model="gpt-4o")
+    added = admin.post("/team/model/add", team_id=team["team_id"], models=["gpt-4o", "gpt-4o-mini"])
+    assert added["models"] == ["gpt-4o-mini", "gpt-4o"]
+    assert chat(gw, key, model="gpt-4o").choices
+    removed = admin.post("/team/model/delete", team_id=team["team_id"], models=["gpt-4o"])
+    assert removed["models"] == ["gpt-4o-mini"]
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key, model="gpt-4o")
+    admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "promoted"})
+    upd = admin.post("/team/member_update", team_id=team["team_id"], user_id="promoted", role="admin")
+    assert upd["role"] == "admin"
+    info = admin.get("/team/info", team_id=team["team_id"])["team_info"]
+    assert {"user_id": "promoted", "user_email": None, "role": "admin"} in info["members_with_roles"]
+    assert admin.post("/team/member_update", expect=404, team_id=team["team_id"], user_id="stranger", role="admin")
+    assert admin.post("/team/member_update", expect=400, team_id=team["team_id"], user_id="promoted", role="owner")
+
+
 def test_team_member_add(admin):
     team = admin.post("/team/new", team_alias="docs-members")
     out = admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "krrish@b.ai"})

@@ -633,6 +633,53 @@ async def _team_member_delete(keys, store, who, params):
     return await _team_members(keys, store, who, params, False)
 
 
+async def _team_member_update(keys: KeyManager, store, who, params: dict) -> dict:
+    """LiteLLM's ``/team/member_update`` (``team_id``, ``user_id`` or ``user_email``, ``role``):
+    a member's role; 404 when the user is not a member."""
+    team_id = params.get("team_id")
+    row, _ = await _owner(store, "team", "team_id", team_id)
+    user_id, email = params.get("user_id"), params.get("user_email")
+    if not user_id and not email:
+        raise _Bad(400, "send 'user_id' (or 'user_email') of the member", "user_id")
+    role = params.get("role")
+    if role is not None and role not in ("admin", "user"):
+        raise _Bad(400, f"role must be 'admin' or 'user', got {role!r}", "role")
+    members = _members(row)
+    found = [m for m in members if (user_id and m.get("user_id") == user_id)
+             or (not user_id and m.get("user_email") == email)]
+    if not found:
+        raise _Bad(404, f"{user_id or email!r} is not a member of team {team_id!r}", "user_id")
+    if role is not None:
+        found[0]["role"] = role
+        await _update(keys, store, "team", "team_id", {"team_id": team_id, "members": members}, ("members",))
+    return {"team_id": team_id, "user_id": found[0].get("user_id"), "user_email": found[0].get("user_email"),
+            "role": found[0]["role"]}
+
+
+async def _team_models(keys: KeyManager, store, who, params: dict, add: bool) -> dict:
+    """LiteLLM's ``/team/model/add`` and ``/team/model/delete`` (``team_id``, ``models``): the
+    team's allow-list with those model names added or taken out."""
+    team_id = params.get("team_id")
+    row, _ = await _owner(store, "team", "team_id", team_id)
+    models = params.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+        raise _Bad(400, "send 'models': a list of model names", "models")
+    current = list(row.get("models") or [])
+    current = [*current, *(m for m in dict.fromkeys(models) if m not in current)] if add else \
+        [m for m in current if m not in models]
+    team = await _update(keys, store, "team", "team_id", {"team_id": team_id, "models": current}, ("models",))
+    team["members_with_roles"] = _members(team)
+    return team
+
+
+async def _team_model_add(keys, store, who, params):
+    return await _team_models(keys, store, who, params, True)
+
+
+async def _team_model_delete(keys, store, who, params):
+    return await _team_models(keys, store, who, params, False)
+
+
 async def _key_block(keys, store, who, params):
     return await _key_update(keys, store, who, {"key": params.get("key"), "blocked": True})
 
@@ -996,6 +1043,9 @@ _ACCEPTS: dict[str, frozenset[str]] = {
     "/team/unblock": frozenset({"team_id"}),
     "/team/member_add": frozenset({"team_id", "member"}),
     "/team/member_delete": frozenset({"team_id", "user_id"}),
+    "/team/member_update": frozenset({"team_id", "user_id", "user_email", "role"}),
+    "/team/model/add": frozenset({"team_id", "models"}),
+    "/team/model/delete": frozenset({"team_id", "models"}),
     "/user/new": _USER_BODY,
     "/user/update": frozenset(_USER_FIELDS + ("user_id",)),
     "/user/delete": frozenset({"user_ids"}),
@@ -1033,6 +1083,9 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/team/unblock": ("POST", _team_unblock),
     "/team/member_add": ("POST", _team_member_add),
     "/team/member_delete": ("POST", _team_member_delete),
+    "/team/member_update": ("POST", _team_member_update),
+    "/team/model/add": ("POST", _team_model_add),
+    "/team/model/delete": ("POST", _team_model_delete),
     "/key/list": ("GET", _key_list),
     "/team/new": ("POST", _team_new),
     "/team/update": ("POST", _team_update),
