@@ -147,7 +147,31 @@ _LAZY = {
     "APIResponseValidationError": ("exceptions", "APIResponseValidationError"),
     "BudgetExceededError": ("exceptions", "BudgetExceededError"),
     "RouterRateLimitError": ("exceptions", "RouterRateLimitError"),
+    "JSONSchemaValidationError": ("exceptions", "JSONSchemaValidationError"),
+    "supports_audio_input": ("cost", "supports_audio_input"),
+    "supports_pdf_input": ("cost", "supports_pdf_input"),
+    "supports_web_search": ("cost", "supports_web_search"),
+    "encode": ("tokens", "encode"),
+    "decode": ("tokens", "decode"),
+    "trim_messages": ("trim", "trim_messages"),
+    "validate_environment": ("environment", "validate_environment"),
+    "check_valid_key": ("helpers", "check_valid_key"),
+    "get_response_string": ("helpers", "get_response_string"),
+    "print_verbose": ("helpers", "print_verbose"),
+    "get_first_chars_messages": ("helpers", "get_first_chars_messages"),
+    "mock_completion": ("helpers", "mock_completion"),
+    "provider_list": ("helpers", "provider_list"),
+    "batch_completion": ("batch", "batch_completion"),
+    "batch_completion_models": ("batch", "batch_completion_models"),
+    "batch_completion_models_all_responses": ("batch", "batch_completion_models_all_responses"),
+    "completion_with_retries": ("retries", "completion_with_retries"),
+    "acompletion_with_retries": ("retries", "acompletion_with_retries"),
+    "BudgetManager": ("budget_manager", "BudgetManager"),
 }
+
+#: Submodules that are also public names (LiteLLM's ``litellm.utils``, ``litellm.budget_manager``),
+#: imported when first read as attributes.
+_SUBMODULES = frozenset({"utils", "budget_manager"})
 
 __all__ = [
     "REPEATED_STREAMING_CHUNK_LIMIT",
@@ -181,6 +205,7 @@ __all__ = [
     "UnprocessableEntityError",
     "UnsupportedParamsError",
     *_LAZY,
+    *_SUBMODULES,
 ]
 
 
@@ -200,16 +225,18 @@ class _Module(_types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         target = _LAZY.get(name)
-        if target is None:
+        if target is None and name not in _SUBMODULES:
             raise AttributeError(f"module 'llmrelay' has no attribute {name!r}")
         import importlib
 
+        if target is None:
+            return importlib.import_module(f"llmrelay.{name}")  # (sets itself as the attribute)
         value = getattr(importlib.import_module(f"llmrelay.{target[0]}"), target[1])
         setattr(self, name, value)
         return value
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(_LAZY))
+        return sorted(set(super().__dir__()) | set(_LAZY) | _SUBMODULES)
 
 
 sys.modules[__name__].__class__ = _Module

@@ -55,6 +55,9 @@ __all__ = [
     "supports_prompt_caching",
     "supports_tool_choice",
     "supports_system_messages",
+    "supports_audio_input",
+    "supports_pdf_input",
+    "supports_web_search",
     "get_max_tokens",
 ]
 
@@ -381,6 +384,21 @@ def supports_prompt_caching(model: str, custom_llm_provider: str | None = None) 
 def supports_system_messages(model: str, custom_llm_provider: str | None = None) -> bool:
     """Whether the model takes ``system`` messages."""
     return _flag(model, custom_llm_provider, "supports_system_messages")
+
+
+def supports_audio_input(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model takes audio in its messages (``input_audio`` parts)."""
+    return _flag(model, custom_llm_provider, "supports_audio_input")
+
+
+def supports_pdf_input(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model takes PDF documents in its messages (``file`` parts)."""
+    return _flag(model, custom_llm_provider, "supports_pdf_input")
+
+
+def supports_web_search(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model can search the web itself (``web_search_options``)."""
+    return _flag(model, custom_llm_provider, "supports_web_search")
 
 
 def get_max_tokens(model: str, custom_llm_provider: str | None = None) -> int | None:

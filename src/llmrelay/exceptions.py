@@ -44,6 +44,7 @@ __all__ = [
     "ServiceUnavailableError",
     "InvalidRequestError",
     "APIResponseValidationError",
+    "JSONSchemaValidationError",
     "BudgetExceededError",
     "RouterRateLimitError",
     "exception_for_status",
@@ -385,6 +386,20 @@ class APIResponseValidationError(APIError):
 
     status_code = 500
     _openai_name = "APIResponseValidationError"
+
+
+class JSONSchemaValidationError(APIResponseValidationError):
+    """The model's answer does not match the ``response_format`` JSON schema (LiteLLM's
+    client-side schema check); ``raw_response`` holds the answer, ``schema`` the schema."""
+
+    def __init__(self, model: str, llm_provider: str, raw_response: str, schema: str) -> None:
+        self.raw_response = raw_response
+        self.schema = schema
+        message = (
+            f"litellm.JSONSchemaValidationError: model={model}, returned an invalid response={raw_response}, "
+            f"for schema={schema}.\nAccess raw response with `e.raw_response`"
+        )
+        super().__init__(message, model=model, llm_provider=llm_provider)
 
 
 class BudgetExceededError(LLMRelayError):
