@@ -108,6 +108,13 @@ def _response_cache(options: dict[str, Any]) -> None:
     module.cache = Cache(**config)
 
 
+#: The settings :meth:`Router.update_settings` changes (LiteLLM's list, less those not implemented).
+_SETTINGS = frozenset({
+    "routing_strategy_args", "routing_strategy", "allowed_fails", "cooldown_time", "num_retries", "timeout",
+    "retry_after", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+})
+
+
 def _fallback_map(value: Any, what: str) -> dict[str, list[str]]:
     """``[{"a": ["b", "c"]}, ...]`` (LiteLLM's shape) or ``{"a": [...]}`` → a dict."""
     if value is None:
@@ -201,6 +208,7 @@ class Router:
             _response_cache(options)
         self.num_retries = _retry_count(settings.get("num_retries") or 0 if num_retries is None else num_retries)
         self.routing_strategy = routing_strategy
+        self.routing_strategy_args = dict(routing_strategy_args or {})
         self._pick = get_strategy(routing_strategy, routing_strategy_args)
         self._usage_based = routing_strategy.startswith("usage-based")
         if self.shared is not None:  # the counters the strategy reads, from every instance
@@ -320,6 +328,169 @@ class Router:
         attribute (``.litellm_params.api_key``), with ``model_dump()``; None if there is none."""
         dep = self._by_id.get(model_id)
         return DeploymentView.of(dep.describe()) if dep is not None else None
+
+    @property
+    def model_list(self) -> list[dict[str, Any]]:
+        """LiteLLM's ``router.model_list``: every deployment as its ``model_list`` entry
+        (``model_name``, ``litellm_params`` as given, ``model_info`` with its ``id``), in order;
+        assigning a list is :meth:`set_model_list`."""
+        return [d.describe() for d in self._by_id.values()]
+
+    @model_list.setter
+    def model_list(self, value: list[dict[str, Any]]) -> None:
+        self.set_model_list(value)
+
+    def get_model_ids(self, model_name: str | None = None) -> list[str]:
+        """The deployments' ``model_info.id`` (of group ``model_name`` when given)."""
+        if model_name is not None:
+            return [d.id for d in self._groups.get(model_name, [])]
+        return list(self._by_id)
+
+    def has_model_id(self, _id: str) -> bool:
+        """Whether a deployment has ``model_info.id`` ``_id``."""
+        return _id in self._by_id
+
+    def get_model_info(self, id: str) -> dict[str, Any] | None:  # noqa: A002 - LiteLLM's name
+        """The ``model_list`` entry of deployment ``id``; None if there is none."""
+        dep = self._by_id.get(id)
+        return dep.describe() if dep is not None else None
+
+    def get_model_group_info(self, model_group: str) -> Any:
+        """LiteLLM's ``ModelGroupInfo`` of a group (providers, windows, prices, ``supports_*``…;
+        see :mod:`llmrelay.routing.info`); None for a name that is not a group or an alias."""
+        from .routing.info import group_info
+
+        deps = self._groups.get(model_group)
+        if not deps:
+            alias = self.model_group_alias.get(model_group)
+            deps = self._groups.get(alias[0]) if alias is not None else None
+        return group_info(model_group, deps) if deps else None
+
+    def upsert_deployment(self, deployment: Any) -> dict[str, Any] | None:
+        """Add a deployment, or replace the one with its ``model_info.id`` when its
+        ``litellm_params`` or ``model_name`` changed; the entry, or None when nothing changed."""
+        entry = deployment.model_dump() if hasattr(deployment, "model_dump") else deployment
+        if not isinstance(entry, dict):
+            raise ValueError(f"deployment must be a model_list entry (a dict), got {type(deployment).__name__}")
+        _id = (entry.get("model_info") or {}).get("id") or entry.get("id")
+        old = self._by_id.get(str(_id)) if _id is not None else None
+        if old is not None:
+            if old.litellm_params == entry.get("litellm_params") and old.model_name == entry.get("model_name"):
+                return None
+            self.delete_deployment(old.id)
+        return self.add_deployment(entry)
+
+    # ------------------------------------------------------------------ settings
+    def get_settings(self) -> dict[str, Any]:
+        """LiteLLM's router settings, as :meth:`update_settings` takes them (fallbacks in
+        LiteLLM's ``[{group: [groups]}]`` shape)."""
+        return {
+            "routing_strategy_args": dict(self.routing_strategy_args),
+            "routing_strategy": self.routing_strategy,
+            "allowed_fails": self.allowed_fails,
+            "cooldown_time": self.cooldown_time,
+            "num_retries": self.num_retries,
+            "timeout": self.timeout,
+            "retry_after": self.retry_after,
+            "fallbacks": [{k: list(v)} for k, v in self.fallbacks.items()],
+            "context_window_fallbacks": [{k: list(v)} for k, v in self.context_window_fallbacks.items()],
+            "content_policy_fallbacks": [{k: list(v)} for k, v in self.content_policy_fallbacks.items()],
+        }
+
+    def update_settings(self, **kwargs: Any) -> None:
+        """Change router settings at run time (the keys of :meth:`get_settings`, and
+        ``max_retries`` for ``num_retries``); other keys are ignored with a warning, as LiteLLM
+        ignores them. Values are checked as the constructor checks them."""
+        values: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key == "max_retries":
+                key = "num_retries"
+            if key not in _SETTINGS:
+                log.warning("Router.update_settings: setting %r is not allowed; ignored", key)
+                continue
+            values[key] = value
+        if "num_retries" in values:
+            values["num_retries"] = _retry_count(int(values["num_retries"]))
+        if "timeout" in values:
+            values["timeout"] = _seconds(values["timeout"], "timeout")
+        for key in ("allowed_fails", "cooldown_time", "retry_after"):
+            if key in values:
+                values[key] = (int if key == "allowed_fails" else float)(values[key])
+        for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            if key in values:
+                values[key] = _fallback_map(values[key], key)
+        strategy = values.pop("routing_strategy", self.routing_strategy)
+        args = values.pop("routing_strategy_args", None)
+        if strategy != self.routing_strategy or args is not None:
+            args = self.routing_strategy_args if args is None else dict(args)
+            pick = get_strategy(strategy, args)
+            if self.shared is not None and strategy != self.routing_strategy:
+                self.shared.share_counters(usage=strategy.startswith("usage-based"), busy=strategy == "least-busy")
+            self._pick, self.routing_strategy, self.routing_strategy_args = pick, strategy, args
+            self._usage_based = strategy.startswith("usage-based")
+        old = {key: getattr(self, key) for key in values}
+        for key, value in values.items():
+            setattr(self, key, value)
+        try:
+            self._check_fallbacks()
+        except ValueError:
+            for key, value in old.items():
+                setattr(self, key, value)
+            raise
+
+    # ------------------------------------------------------------------ picking
+    def get_available_deployment(
+        self,
+        model: str,
+        messages: list[dict[str, Any]] | None = None,
+        input: Any = None,  # noqa: A002 - LiteLLM's name
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The deployment a call to ``model`` would use now (its ``model_list`` entry): not
+        cooling down, under its limits, chosen by the routing strategy, and with
+        ``enable_pre_call_checks`` big enough for ``messages``. Nothing is counted.
+        ``specific_deployment=True``: ``model`` is a deployment's id or ``litellm_params.model``.
+
+        Raises NotFoundError for an unknown group, RateLimitError when none is available and
+        ContextWindowExceededError when none fits the messages.
+        """
+        kwargs = dict(request_kwargs or {})
+        if specific_deployment:
+            dep = self._by_id.get(model) or next((d for d in self._by_id.values() if d.model == model), None)
+            if dep is not None:
+                return dep.describe()
+        deps = self._select(model, _names.request_tags(kwargs) if kwargs else frozenset())
+        if self.enable_pre_call_checks and messages is not None:
+            fit = fitting(deps, messages, kwargs)
+            if not fit:
+                raise no_fit_error(model, deps, messages, kwargs)
+            deps = fit
+        choice = self._choose(model, deps, bool(kwargs.get("stream")), set())
+        if isinstance(choice, Deployment):
+            return choice.describe()
+        raise choice
+
+    async def async_get_available_deployment(
+        self,
+        model: str,
+        messages: list[dict[str, Any]] | None = None,
+        input: Any = None,  # noqa: A002
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The async twin of :meth:`get_available_deployment`."""
+        return self.get_available_deployment(model, messages, input, specific_deployment, request_kwargs)
+
+    def reset(self) -> None:
+        """LiteLLM's test helper: clear ``llmrelay``'s success/failure callback lists and start
+        every deployment's health (cooldowns, counters, latencies) afresh."""
+        import sys
+
+        module = sys.modules["llmrelay"]
+        for name in ("success_callback", "_async_success_callback", "failure_callback", "_async_failure_callback"):
+            setattr(module, name, [])
+        self.set_model_list(self.model_list)
 
     def deployment_state(self, model_name: str | None = None) -> list[dict[str, Any]]:
         """Live health of each deployment (for dashboards and tests)."""
