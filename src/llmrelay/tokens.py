@@ -220,12 +220,14 @@ def get_encoding(model_or_encoding: str = "") -> tiktoken.Encoding:
     return _load_encoding(name)
 
 
-def encode(model: str, text: str) -> list[int]:
-    """Token ids of ``text`` as ordinary text (special-token strings are not special)."""
+def encode(model: str = "", text: str = "", custom_tokenizer: Any = None) -> list[int]:
+    """Token ids of ``text`` as ordinary text (special-token strings are not special), with
+    ``model``'s encoding (LiteLLM's ``encode``; ``custom_tokenizer`` is accepted and ignored)."""
     return get_encoding(model).encode_ordinary(text)
 
 
-def decode(model: str, tokens: Iterable[int]) -> str:
+def decode(model: str = "", tokens: Iterable[int] = (), custom_tokenizer: Any = None) -> str:
+    """The text of token ids (LiteLLM's ``decode``; ``custom_tokenizer`` is accepted and ignored)."""
     return get_encoding(model).decode(list(tokens))
 
 

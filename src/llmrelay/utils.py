@@ -73,7 +73,10 @@ def __getattr__(name: str) -> Any:
         try:
             value = getattr(llmrelay, name)
         except AttributeError:
-            raise AttributeError(f"module 'llmrelay.utils' has no attribute {name!r}") from None
+            raise AttributeError(
+                f"module 'llmrelay.utils' has no attribute {name!r}; llmrelay provides LiteLLM's public API, "
+                "not its internals"
+            ) from None
     globals()[name] = value
     return value
 

@@ -128,3 +128,29 @@ def test_reset_clears_callbacks_as_litellm_does(upstreams):
     litellm.success_callback = [lambda *a: None]
     router.reset()
     assert litellm.success_callback == [] and litellm.failure_callback == []
+
+
+def test_update_settings_routing_strategy_in_shared_mode(upstreams):
+    """Shared (Redis) mode: the old strategy's counter exchange stops and the new one runs."""
+    from servers.redis_server import SKIP_REASON, redis_url
+
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+    router = Router(model_list=[deployment(upstreams[0], "g")], routing_strategy="least-busy", redis_url=url)
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def run() -> None:
+        await router.acompletion(model="g", messages=messages)
+        old = router.shared.counters
+        assert old.busy and not old.usage and old._task is not None and not old._task.done()
+        router.update_settings(routing_strategy="usage-based-routing")
+        await asyncio.sleep(0.05)
+        assert old._task.done()
+        new = router.shared.counters
+        assert new is not old and new.usage and not new.busy
+        assert (await router.acompletion(model="g", messages=messages)).choices[0].message.content == "from A"
+        assert new._task is not None and not new._task.done()
+        await router.shared.stop()
+
+    asyncio.run(run())
