@@ -308,6 +308,17 @@ def test_spend_tracking(gw, admin):
     assert report["results"]
 
 
+# https://docs.litellm.ai/docs/proxy/request_tags (Option 2: the x-litellm-tags header, after the
+# body's metadata.tags)
+def test_tags_from_the_header(gw, admin):
+    key = admin.key()
+    client(gw, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                            extra_headers={"x-litellm-tags": "team-api, production,,us-east-1"},
+                                            extra_body={"metadata": {"tags": ["jobID:2", "production"]}})
+    rows = wait_for(lambda: admin.get("/spend/logs", api_key=key) or None, 10, what="spend rows")
+    assert rows[0]["request_tags"] == ["jobID:2", "production", "team-api", "us-east-1"]
+
+
 # https://docs.litellm.ai/docs/proxy/cost_tracking (the spend report per api_key, and for one
 # internal_user_id / customer_id / team_id / api_key)
 def test_spend_report_groups_and_filters_by_litellm_names(gw, admin):

@@ -74,6 +74,20 @@ _JSON = (b"content-type", b"application/json")
 _DIRECT = "llmrelay.direct"  # server.DIRECT (not imported: the app runs under any ASGI server)
 
 
+def _add_header_tags(params: dict[str, Any], header: bytes) -> None:
+    """LiteLLM's ``x-litellm-tags: a,b`` header: request tags after the body's
+    ``metadata.tags`` (routing by tag and the spend log read them there)."""
+    tags = [t for t in (part.strip() for part in header.decode("latin-1").split(",")) if t]
+    if not tags:
+        return
+    metadata = params.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = params["metadata"] = {}
+    own = metadata.get("tags")
+    own = own if isinstance(own, list) else []
+    metadata["tags"] = list(dict.fromkeys([*own, *tags]))
+
+
 def _id_source() -> tuple[bytes, Any]:
     return os.urandom(4).hex().encode(), itertools.count(int.from_bytes(os.urandom(5), "big"))
 
@@ -108,7 +122,7 @@ class _Ctx:
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
                  "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
                  "exc", "result", "call", "traceparent", "messages", "extra", "cache", "direct", "fast",
-                 "customer")
+                 "customer", "tags")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -138,6 +152,7 @@ class _Ctx:
         self.direct: Any = None  # the server's DirectBody (scope extension), for the stream fast path
         self.fast = 0  # chunks the fast path rewrote without decoding them (see fastpath.py)
         self.customer: bytes | None = None  # LiteLLM's x-litellm-customer-id / x-litellm-end-user-id header
+        self.tags: bytes | None = None  # LiteLLM's x-litellm-tags header (comma-separated request tags)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -273,6 +288,7 @@ class ProxyApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = _perf()
         authorization = api_key = x_api_key = content_length = request_id = traceparent = customer = end_user = None
+        tags = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -290,6 +306,8 @@ class ProxyApp:
                 customer = value
             elif name == b"x-litellm-end-user-id":
                 end_user = value
+            elif name == b"x-litellm-tags":
+                tags = value
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = new_request_id()
         ctx = _Ctx(start, request_id)
@@ -298,6 +316,7 @@ class ProxyApp:
         if not customer and self.customer_header is not None:  # then the header the config names
             customer = next((v for n, v in scope["headers"] if n == self.customer_header and v.strip()), None)
         ctx.customer = customer or None
+        ctx.tags = tags
         extensions = scope.get("extensions")
         if extensions:
             ctx.direct = extensions.get(_DIRECT)
@@ -540,6 +559,8 @@ class ProxyApp:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
         if self.stream_usage and request.stream and ingress.name in _USAGE_INGRESSES:
             _include_usage(request.params)
+        if ctx.tags is not None:
+            _add_header_tags(request.params, ctx.tags)
         # The cache key before the keys' admission (unless a hook may still change the request):
         # in shared mode the admission reads the cache entry in its own Redis round trip.
         early = self.cache is not None and request.kind == "chat" and not self.observe.pre_hooks
