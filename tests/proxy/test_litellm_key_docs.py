@@ -441,6 +441,25 @@ def test_end_user_from_a_configured_header(end_user_budget):
                 extra_headers={**headers, "x-litellm-customer-id": "standard-header-first"}).choices
 
 
+# https://docs.litellm.ai/docs/proxy/configs (general_settings.enforce_user_param)
+def test_enforce_user_param(upstream, tmp_path_factory):
+    from proxy.conftest import MASTER_KEY
+    from proxy.test_keys import keys_config
+
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(keys_config(upstream.url, "sqlite:///" + str(tmp_path_factory.mktemp("db") / "u.db")).replace(
+        "general_settings:\n", "general_settings:\n  enforce_user_param: true\n"))
+    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as gw:
+        with pytest.raises(openai.BadRequestError, match="'user' param not passed in") as err:
+            chat(gw, MASTER_KEY)
+        assert err.value.body["param"] == "user"
+        assert chat(gw, MASTER_KEY, user="named-user").choices
+        assert chat(gw, MASTER_KEY, extra_headers={"x-litellm-customer-id": "header-user"}).choices
+        with pytest.raises(openai.BadRequestError, match="'user' param not passed in"):
+            client(gw, MASTER_KEY).embeddings.create(model="gpt-4o-mini", input="hi")
+
+
 def test_max_end_user_budget(end_user_budget):
     from proxy.conftest import MASTER_KEY
 

@@ -197,6 +197,8 @@ class ProxyApp:
         self.max_body = config.max_body_bytes
         #: general_settings.always_include_stream_usage: every streamed chat/text completion ends with usage
         self.stream_usage = bool(config.general_settings.get("always_include_stream_usage"))
+        #: general_settings.enforce_user_param: every request of the OpenAI APIs names its end user
+        self.enforce_user = bool(config.general_settings.get("enforce_user_param"))
         #: general_settings.user_header_mappings / user_header_name: the header naming the end user
         self.customer_header: bytes | None = config.general_settings.get("customer_header")
         secrets = list(config.secrets)
@@ -561,6 +563,11 @@ class ProxyApp:
             _include_usage(request.params)
         if ctx.tags is not None:
             _add_header_tags(request.params, ctx.tags)
+        if self.enforce_user and ingress.name in _OPENAI_INGRESSES and ctx.customer is None \
+                and not end_user_of(request.params):
+            # (LiteLLM's text; it answers 401 for a missing parameter, this gateway 400)
+            return await self._error(ctx, send, 400, "'user' param not passed in. 'enforce_user_param'=True",
+                                     param="user")
         # The cache key before the keys' admission (unless a hook may still change the request):
         # in shared mode the admission reads the cache entry in its own Redis round trip.
         early = self.cache is not None and request.kind == "chat" and not self.observe.pre_hooks
@@ -865,6 +872,8 @@ async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, 
 
 #: The APIs whose streams end with a usage chunk only when the client asks (``stream_options``).
 _USAGE_INGRESSES = frozenset({"chat", "completions"})
+#: The OpenAI APIs (``general_settings.enforce_user_param`` applies to them, as in LiteLLM).
+_OPENAI_INGRESSES = frozenset({"chat", "completions", "embeddings", "responses"})
 
 
 def _include_usage(params: dict[str, Any]) -> None:
