@@ -12,7 +12,7 @@ import pytest
 
 from proxy.conftest import UPSTREAM_KEY
 from proxy.harness import Gateway
-from proxy.test_keys import MESSAGES, Admin, chat, client, refused_for_budget, start_gateway
+from proxy.test_keys import MESSAGES, Admin, chat, client, refused_for_budget, served, start_gateway
 from servers.openai_server import FakeOpenAIServer
 from timing import wait_for
 
@@ -458,6 +458,30 @@ def test_enforce_user_param(upstream, tmp_path_factory):
         assert chat(gw, MASTER_KEY, extra_headers={"x-litellm-customer-id": "header-user"}).choices
         with pytest.raises(openai.BadRequestError, match="'user' param not passed in"):
             client(gw, MASTER_KEY).embeddings.create(model="gpt-4o-mini", input="hi")
+
+
+# https://docs.litellm.ai/docs/proxy/users (Set Budgets, Global Proxy: litellm_settings.max_budget
+# and budget_duration; LiteLLM keeps its spend in the user row litellm-proxy-budget)
+def test_global_proxy_budget(upstream, tmp_path_factory):
+    from proxy.conftest import MASTER_KEY
+    from proxy.test_keys import keys_config
+
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(keys_config(upstream.url, "sqlite:///" + str(tmp_path_factory.mktemp("db") / "g.db")).replace(
+        "litellm_settings:\n", "litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 3s\n"))
+    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as gw:
+        assert not [line for line in gw.lines if "max_budget" in line or "budget_duration" in line]
+        admin = Admin(gw.url)
+        key = admin.key()
+        chat(gw, key)
+        err = refused_for_budget(gw, key)
+        assert "ExceededBudget: LiteLLM Proxy has exceeded its budget. Current spend:" in err.message
+        assert chat(gw, MASTER_KEY).choices  # (the master key is not held to it, as in LiteLLM)
+        row = wait_for(lambda: (lambda r: r if r["user_info"]["spend"] > 0 else None)(
+            admin.get("/user/info", user_id="litellm-proxy-budget")), 10, what="the gateway's spend written")
+        assert row["user_info"]["max_budget"] == 0.0000001 and row["user_info"]["budget_duration"] == "3s"
+        wait_for(lambda: served(gw, key), 10, what="the gateway's budget period to reset")
 
 
 def test_max_end_user_budget(end_user_budget):

@@ -228,6 +228,7 @@ class ProxyApp:
             self.keys.default_end_user_tier = config.end_user_budget_id
             self.keys.default_end_user_budget = config.end_user_max_budget
             self.keys.internal_user_settings = config.internal_user_settings
+            self.keys.proxy_budget = config.proxy_budget
             self.observe.on_request_end(self.keys.on_request_end)  # spend rows
             crossed = getattr(self.observe.metrics, "soft_budget_crossed", None)
             if crossed is not None:

@@ -86,6 +86,8 @@ _CACHE_SETTINGS = frozenset({"cache", "cache_params"})
 #: ``litellm_settings`` keys of ``/key/generate`` (proxy/management.py), not module settings.
 KEY_GENERATE_SETTINGS = ("default_key_generate_params", "upperbound_key_generate_params")
 INTERNAL_USER_SETTINGS = ("default_internal_user_params", "max_internal_user_budget", "internal_user_budget_duration")
+#: ``litellm_settings`` keys of the whole gateway's budget (LiteLLM's global proxy budget).
+PROXY_BUDGET_SETTINGS = ("max_budget", "budget_duration")
 
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "REPEATED_STREAMING_CHUNK_LIMIT": (int,),
@@ -223,6 +225,9 @@ class ProxyConfig:
     #: ``litellm_settings.default_internal_user_params`` (a mapping), ``max_internal_user_budget``,
     #: ``internal_user_budget_duration``: what /user/new fills in
     internal_user_settings: dict[str, Any] = field(default_factory=dict)
+    #: ``litellm_settings.max_budget`` (> 0; 0 is off, as in LiteLLM) and ``budget_duration``:
+    #: the whole gateway's budget
+    proxy_budget: dict[str, Any] | None = None
 
     @property
     def model_names(self) -> list[str]:
@@ -325,6 +330,7 @@ class _Parser:
         self.end_user_budget_id: str | None = None
         self.end_user_max_budget: float | None = None
         self.internal_user: dict[str, Any] = {}
+        self.proxy_budget: dict[str, Any] = {}
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
@@ -422,6 +428,7 @@ class _Parser:
             end_user_budget_id=self.end_user_budget_id,
             end_user_max_budget=self.end_user_max_budget,
             internal_user_settings=self.internal_user,
+            proxy_budget=self.proxy_budget if self.proxy_budget.get("max_budget") else None,
         )
 
     # ------------------------------------------------------------------ values
@@ -638,6 +645,11 @@ class _Parser:
                 continue
             if key in INTERNAL_USER_SETTINGS:
                 self.internal_user[key] = self.internal_user_setting(raw, key, value)
+                continue
+            if key in PROXY_BUDGET_SETTINGS:
+                if value is not None:
+                    self.check_key_generate(raw, key, {key: value})
+                    self.proxy_budget[key] = float(value) if key == "max_budget" else value
                 continue
             if key == "max_end_user_budget":
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))

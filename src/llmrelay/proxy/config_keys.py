@@ -68,10 +68,12 @@ LITELLM_SETTINGS = _keys(
     # the budget tier of end users without one (proxy/keys.py)
     + " max_end_user_budget_id max_end_user_budget"
     # what /user/new fills in (proxy/management.py)
-    + " default_internal_user_params max_internal_user_budget internal_user_budget_duration",
+    + " default_internal_user_params max_internal_user_budget internal_user_budget_duration"
+    # the whole gateway's budget (proxy/keys.py)
+    + " max_budget budget_duration",
     "service_callback input_callback "
     "json_logs redact_user_api_key_info redact_messages_in_exceptions "
-    "telemetry max_budget budget_duration default_team_settings "
+    "telemetry default_team_settings "
     "key_generation_settings modify_params "
     "enable_preview_features return_response_headers set_verbose_callbacks "
     "disable_end_user_cost_tracking enable_json_schema_validation mcp_aliases guardrails "

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from ..storage import Store, StoreError, database_url, default_sqlite_path, open_store
+from ..storage import Store, StoreConflict, StoreError, database_url, default_sqlite_path, open_store
 from .auth import key_matches
 from .budgets import model_budget, next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
@@ -59,6 +59,8 @@ NO_STORE_INTERVAL = 5.0
 RESET_INTERVAL = 2.0
 #: Cache size beyond which entries for unknown keys are dropped.
 MAX_CACHED = 100_000
+#: LiteLLM's user row that holds the whole gateway's budget and spend (litellm_settings.max_budget)
+PROXY_BUDGET = "litellm-proxy-budget"
 #: Allow-list entries that allow every model: LiteLLM's ``all-proxy-models`` and ``*``.
 ALL_MODELS = frozenset({"all-proxy-models", "*"})
 #: A key's allow-list entry for whatever its team may call (the team's own list is checked on its
@@ -253,6 +255,10 @@ class KeyManager:
         #: ``litellm_settings.default_internal_user_params`` / ``max_internal_user_budget`` /
         #: ``internal_user_budget_duration`` (``ProxyConfig.internal_user_settings``), applied by /user/new.
         self.internal_user_settings: dict[str, Any] = {}
+        #: ``litellm_settings.max_budget`` (> 0) / ``budget_duration``: the whole gateway's budget,
+        #: kept as LiteLLM keeps it, in the user row ``litellm-proxy-budget``
+        self.proxy_budget: dict[str, Any] | None = None
+        self._proxy_pending = 0.0  # its spend not written yet
         self._alerts: set[asyncio.Task] = set()
         #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
         #: read and spend added on Redis, key changes broadcast to every instance.
@@ -265,9 +271,13 @@ class KeyManager:
         """Open and migrate the database (if there is one yet; the SQLite default is made now
         when end users have a default budget: their spend must be kept) and start the
         background work."""
-        end_users = self.default_end_user_budget is not None or self.default_end_user_tier is not None
-        if await self._try_open(create=end_users) is not None:
+        needed = (self.default_end_user_budget is not None or self.default_end_user_tier is not None
+                  or self.proxy_budget is not None)
+        store = await self._try_open(create=needed)
+        if store is not None:
             await self._warm  # before serving: see _try_open
+            if self.proxy_budget is not None:
+                await store.run(self._ensure_proxy_budget, store)
         self._task = asyncio.ensure_future(self._maintain())
         self.spend.start()
 
@@ -280,6 +290,11 @@ class KeyManager:
             self._task.cancel()
             self._task = None
         await self.spend.stop()
+        if self.store is not None:
+            try:
+                await self._flush_proxy_spend(self.store)
+            except StoreError as exc:
+                log.error("the gateway's spend (litellm-proxy-budget) was not written: %s", exc)
         if self.store is not None:
             store, self.store = self.store, None
             await asyncio.to_thread(store.close)
@@ -351,6 +366,7 @@ class KeyManager:
                     continue
                 await self._poll(store)
                 await self._refresh_stale(store)
+                await self._flush_proxy_spend(store)
                 now = _monotonic()
                 if now - last_reset >= RESET_INTERVAL:
                     last_reset = now
@@ -420,6 +436,49 @@ class KeyManager:
             else:  # invalidated while being read: read it again
                 self._to_refresh.add((kind, ident))
 
+    def _ensure_proxy_budget(self, store: Store) -> None:
+        """The ``litellm-proxy-budget`` user row with the configured budget (made, or changed
+        when the config changed; its spend is kept)."""
+        budget = self.proxy_budget
+        row = store.get("user", PROXY_BUDGET)
+        duration = budget.get("budget_duration")
+        wanted = {"max_budget": budget["max_budget"], "budget_duration": duration}
+        if row is None:
+            try:
+                store.insert("user", {"user_id": PROXY_BUDGET, **wanted,
+                                      "budget_reset_at": next_reset(duration, _now()) if duration else None})
+            except StoreConflict:  # (another worker made it)
+                pass
+        elif any(row.get(name) != value for name, value in wanted.items()):
+            if row.get("budget_duration") != duration:
+                wanted["budget_reset_at"] = next_reset(duration, _now()) if duration else None
+            store.update("user", PROXY_BUDGET, wanted)
+
+    async def _flush_proxy_spend(self, store: Store) -> None:
+        """Add the gateway's spend since the last flush to ``litellm-proxy-budget``."""
+        amount = self._proxy_pending
+        if not amount:
+            return
+        self._proxy_pending = 0.0
+        try:
+            await store.run(store.add_spend, "user", PROXY_BUDGET, amount)
+        except BaseException:
+            self._proxy_pending += amount  # (written with the next flush)
+            raise
+
+    async def _proxy_over_budget(self, now: float) -> Refusal | None:
+        """LiteLLM's global proxy budget: the gateway's spend this period over ``max_budget``."""
+        found = await self._lookup("user", PROXY_BUDGET)
+        row = found.row if found is not None else None
+        if row is None:
+            return None
+        _new_period(row, now)
+        limit = row.get("max_budget")
+        if limit is not None and row["spend"] > limit:
+            return Refusal(400, f"ExceededBudget: LiteLLM Proxy has exceeded its budget. Current spend: "
+                                f"{row['spend']}; Max Budget: {limit}", "budget_exceeded")
+        return None
+
     def _tier_rows(self) -> list[tuple[str, str]]:
         """A budget tier changed: the cached keys and end users to read again — those that
         took limits from a tier (tiers change rarely; which rows a tier reaches is not
@@ -455,6 +514,8 @@ class KeyManager:
             if self.shared is not None:  # the ledger's spend: reconciles the shared counter
                 self.shared.reconcile(kind, ident, row)
             row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending_cost(kind, ident)
+            if ident == PROXY_BUDGET and kind == "user":
+                row["spend"] += self._proxy_pending
             old = cache.get(ident)
             if old is not None and old.row is not None:
                 _keep_known(old.row, row)
@@ -587,6 +648,10 @@ class KeyManager:
         entry = who.entry  # the key's own cache entry (its allow-list and limits are kept on it)
         key = entry.row
         now = _now()
+        if self.proxy_budget is not None:
+            refused = await self._proxy_over_budget(now)
+            if refused is not None:
+                return refused
         # (an expired or blocked key was refused by authenticate)
         team = user = customer = None
         if not entry.alone:
@@ -735,15 +800,7 @@ class KeyManager:
         for kind, row in (("key", key), ("team", team), ("user", user), ("end_user", customer)):
             if row is None:
                 continue
-            reset_at = row.get("budget_reset_at")
-            if reset_at is not None and reset_at <= now and row.get("budget_duration"):
-                # the period is over: the database is reset by the sweep, this process at once
-                row["spend"] = 0.0
-                own = row.get("model_budget_reset_at")  # per-model budgets with their own period stay
-                row["model_spend"] = {m: v for m, v in (row.get("model_spend") or {}).items() if m in own} \
-                    if own else None
-                row["soft_budget_cooldown"] = False
-                row["budget_reset_at"] = next_reset(row["budget_duration"], now)
+            _new_period(row, now)
             limit = row.get("max_budget")
             if limit is not None and row["spend"] >= limit:
                 spend = row["spend"]
@@ -863,6 +920,11 @@ class KeyManager:
     def _charge(self, who: Principal, cost: float) -> None:
         if self.shared is not None:  # the shared counters, in the background
             self.shared.charge(who, cost)
+        if self.proxy_budget is not None:
+            self._proxy_pending += cost
+            row = self.cached("user", PROXY_BUDGET)
+            if row is not None:
+                row["spend"] += cost
         entry = who.entry
         if entry is not None:
             current = self._cache["key"].get(who.token)
@@ -973,6 +1035,19 @@ class KeyManager:
                 resets[model] = at
             store.reset_model_budgets(due["token"], due["model_reset_at"], ended, resets,
                                       min(resets.values()) if resets else None)
+
+
+def _new_period(row: dict[str, Any], now: float) -> None:
+    """A row whose budget period is over starts the next one in this process (the database is
+    reset by the sweep); per-model budgets with their own period keep their spend."""
+    reset_at = row.get("budget_reset_at")
+    if reset_at is not None and reset_at <= now and row.get("budget_duration"):
+        row["spend"] = 0.0
+        own = row.get("model_budget_reset_at")
+        row["model_spend"] = {m: v for m, v in (row.get("model_spend") or {}).items() if m in own} \
+            if own else None
+        row["soft_budget_cooldown"] = False
+        row["budget_reset_at"] = next_reset(row["budget_duration"], now)
 
 
 def end_user_of(params: dict[str, Any]) -> Any:

@@ -496,6 +496,13 @@ class Store:
         return self._rows_with_period(
             kind, default_tier, "t.budget_reset_at IS NULL AND t.budget_duration IS NULL AND {period} IS NOT NULL")
 
+    def add_spend(self, kind: str, ident: str, amount: float) -> bool:
+        """Add ``amount`` to a row's spend (no change-feed entry: spend is re-read on refresh)."""
+        table, id_col, _ = ENTITIES[kind]
+        with self._cursor() as cur:
+            cur.execute(f"UPDATE {table} SET spend = spend + ? WHERE {id_col} = ?", (amount, ident))
+            return cur.rowcount > 0
+
     def start_period(self, kind: str, ident: str, reset_at: float) -> bool:
         """Start a row's first budget period (a no-op if it has one already)."""
         table, id_col, _ = ENTITIES[kind]
