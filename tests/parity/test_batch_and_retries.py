@@ -59,9 +59,9 @@ def test_batch_completion_models_returns_the_first_answer(monkeypatch):
     """LiteLLM's deployments form: the first deployment to answer wins; a failing one is skipped
     and a slow one is not waited for."""
     monkeypatch.setattr(litellm, "num_retries", 0)
-    with FakeOpenAIServer(text="slow") as slow, FakeOpenAIServer() as broken, FakeOpenAIServer(text="fast") as fast:
+    with FakeOpenAIServer(text="slow") as slow, FakeOpenAIServer(api_key="another-key") as broken, \
+            FakeOpenAIServer(text="fast") as fast:  # broken: every call a 401
         slow.enqueue(slow_headers_reply(1.5, stream=False))
-        broken.enqueue(error_reply(500))
         response = litellm.batch_completion_models(
             deployments=[{"model": "openai/gpt-4o", "api_base": s.url + "/v1", "api_key": "k"}
                          for s in (slow, broken, fast)],
@@ -69,8 +69,6 @@ def test_batch_completion_models_returns_the_first_answer(monkeypatch):
             messages=[{"role": "user", "content": "Hey, how's it going"}],
         )
         assert response.choices[0].message.content == "fast"
-        assert len(broken.chat_requests) == 1
-        broken.enqueue(error_reply(500))
         assert litellm.batch_completion_models(
             deployments=[{"model": "openai/gpt-4o", "api_base": broken.url + "/v1", "api_key": "k"}],
             model_list=[], messages=[{"role": "user", "content": "x"}]) is None
@@ -80,10 +78,18 @@ def test_batch_completion_models_over_models(openai_env):
     response = litellm.batch_completion_models(models=["gpt-3.5-turbo", "gpt-4o-mini"],
                                                messages=[{"role": "user", "content": "Hey, how's it going"}])
     assert response.choices[0].message.content == "answer to Hey, how's it going"
-    openai_env.enqueue(error_reply(401), error_reply(401))
-    with pytest.raises(litellm.AuthenticationError):
-        litellm.batch_completion_models(models=["gpt-3.5-turbo", "gpt-4o-mini"],
-                                        messages=[{"role": "user", "content": "x"}])
+
+
+def test_batch_completion_models_raises_when_every_model_fails(monkeypatch):
+    with FakeOpenAIServer(api_key="another-key") as server:  # every call a 401
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_API_BASE", server.url + "/v1")
+        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+        monkeypatch.setattr(litellm, "num_retries", 0)
+        with pytest.raises(litellm.AuthenticationError):
+            litellm.batch_completion_models(models=["gpt-3.5-turbo", "gpt-4o-mini"],
+                                            messages=[{"role": "user", "content": "x"}])
+        assert len(server.requests) == 2
 
 
 def test_batch_completion_models_all_responses_leaves_out_failures(openai_env):
