@@ -195,6 +195,27 @@ def test_batched_values_equal_the_values_applied_one_by_one():
                   ("team_alias", "")))] == 4
 
 
+def test_a_batch_counts_only_positive_costs_and_rows_with_output_tokens():
+    """A batch's spend is the sum of its positive costs (a negative or NaN one is left out, as
+    one by one), its latency per output token only that of the rows with output tokens."""
+    batched, at_once = _logger(), _logger()
+    at_once.batched = False
+    odd = [(0.0, 5), (-1.0, 0), (float("nan"), 3), (0.002, 0), (0.001, 7)]
+    for logger in (batched, at_once):
+        for i, (cost, completion) in enumerate(odd):
+            ctx, record = _Ctx("m"), _Record()
+            slo = _slo(i, False)
+            slo.update(response_cost=cost, completion_tokens=completion)
+            logger.request_start(ctx, record, {})
+            logger.request_end(ctx, record, {"standard_logging_object": slo})
+    batched.flush()
+    got, want = _samples(batched), _samples(at_once)
+    assert got == want
+    spend = [v for (name, _), v in got.items() if name == "litellm_spend_metric_total"]
+    per_token = [v for (name, _), v in got.items() if name == "litellm_deployment_latency_per_output_token_count"]
+    assert spend == [pytest.approx(0.003)] and per_token == [3]
+
+
 def test_a_histograms_batch_observe_equals_its_own_observe_of_each_value():
     """_observer: several values at once (sorted, bucketed by bisection) land in the buckets and
     sum prometheus_client's own ``observe`` gives them one by one; bounds exactly hit included."""

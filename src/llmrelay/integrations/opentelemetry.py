@@ -37,15 +37,18 @@ from __future__ import annotations
 import base64
 import collections
 import logging
+import math
 import os
 import random
 import re
+import struct
 from time import time_ns as _time_ns
 from typing import Any
 
 import orjson
 
 from .. import settings as _settings
+from ..types import Choices, ModelResponse
 from .custom_logger import CustomLogger
 from .otlp_proto import request_entries as _request_entries
 
@@ -108,6 +111,8 @@ def _name_of(model: Any) -> str:
     return name
 
 _getrandbits = random.getrandbits
+_floor = math.floor
+_split_ids = struct.Struct("16s8s8s").unpack  # 32 random bytes → trace id, upstream span id, request span id
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
 
 
@@ -233,7 +238,7 @@ class OpenTelemetryLogger(CustomLogger):
                 and ctx.traceparent is None):  # (most requests: _ids's case, at once)
             # the trace id, the upstream span's id, the request span's
             ids = _getrandbits(256).to_bytes(32, "big")
-            trace_id, upstream_id, span_id = ids[:16], ids[16:24], ids[24:]
+            trace_id, upstream_id, span_id = _split_ids(ids)
             if trace_id != _ZERO16 and upstream_id != _ZERO8 and span_id != _ZERO8:  # (none is zero)
                 record.state[self._key] = (trace_id, span_id, upstream_id, None, self._new_flags, None, True,
                                            _time_ns())
@@ -352,11 +357,14 @@ class OpenTelemetryLogger(CustomLogger):
             return self._record_facts(ctx, record, ids, facts)
         # what _record makes of them (no parent's tracestate, request parameters, content, error)
         trace_id, span_id, upstream_id, parent_id, _, _, _, upstream_start = ids
-        end = int(end_time * 1e9)  # (ns, as _ns)
-        upstream_end = end if ctx.stream else int((start + (ctx.upstream or 0.0)) * 1e9)
+        # (ns, as _ns: int() of these positive values, without the int type's call)
+        end = _floor(end_time * 1e9)
+        upstream_end = end if ctx.stream else _floor((start + (ctx.upstream or 0.0)) * 1e9)
         if upstream_start > upstream_end:
             upstream_start = upstream_end
-        if response is None:
+        if type(response) is ModelResponse:  # (these are attributes, with class defaults)
+            model, response_id, choices = response.model, response.id, response.choices
+        elif response is None:
             model = response_id = choices = None
         elif type(response) is dict:
             rget = response.get
@@ -367,7 +375,10 @@ class OpenTelemetryLogger(CustomLogger):
             choices = getattr(response, "choices", None)
         if choices and len(choices) == 1:
             choice = choices[0]
-            reason = choice.get("finish_reason") if type(choice) is dict else getattr(choice, "finish_reason", None)
+            if type(choice) is Choices:
+                reason = choice.finish_reason
+            else:
+                reason = choice.get("finish_reason") if type(choice) is dict else getattr(choice, "finish_reason", None)
             if reason:
                 reasons = _REASONS.get(reason) if type(reason) is str else None
                 if reasons is None:
@@ -380,15 +391,22 @@ class OpenTelemetryLogger(CustomLogger):
             reasons = tuple([c.get("finish_reason") for c in choices or () if c.get("finish_reason")]) or None
         stream = raw[13]
         name = (_NAME_OF.get(ctx.model) if type(ctx.model) is str else None) or _name_of(ctx.model)
-        start = int(start * 1e9)
+        start = _floor(start * 1e9)
         request_model = raw[8] or raw[7] or ""
-        prompt = int(prompt or 0)
-        completion = int(completion or 0)
+        # (converted as _record does, the type call only where the value is not of its type yet)
+        if type(prompt) is not int:
+            prompt = int(prompt or 0)
+        if type(completion) is not int:
+            completion = int(completion or 0)
         system = raw[11] or None
         model = model or None
-        response_id = str(response_id) if response_id else None
-        cost = float(cost or 0.0)
-        first = int(first * 1e9) if stream and first and first != end_time else None
+        if not response_id:
+            response_id = None
+        elif type(response_id) is not str:
+            response_id = str(response_id)
+        if type(cost) is not float:
+            cost = float(cost or 0.0)
+        first = _floor(first * 1e9) if stream and first and first != end_time else None
         if parent_id is None:
             try:  # the spans' entries written now (otlp_proto.request_entries: the common case)
                 up, req = _request_entries(trace_id, span_id, upstream_id, name, start, end, upstream_start,

@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left, bisect_right
-from functools import partial
-from operator import lt
+from operator import truediv
 from time import perf_counter as _perf
 from typing import Any
 
@@ -372,10 +371,8 @@ class PrometheusLogger(CustomLogger):
                     self._gauge("llmrelay_in_flight_streams", started[0], -1)
         raw, start, end, first, prompt, completion, cost, _, _, _, retried = facts
         try:
-            kind = self._raw_kinds.get(raw)
-        except TypeError:  # (an unhashable value: _kind_of finds it by the labels)
-            kind = None
-        if kind is None:
+            kind = self._raw_kinds[raw]
+        except (KeyError, TypeError):  # (new, or an unhashable value: _kind_of finds it by the labels)
             kind = self._kind_of(raw, True)
         latency = end - start if end > start else 0.0
         overhead = end - start - ctx.upstream  # (the end: the clock read for the facts, a moment ago)
@@ -504,7 +501,9 @@ class _Kind:
         n = len(rows)
         self.requests(n)
         costs, prompts, completions, latencies, api_latencies, ttfts, overheads = zip(*rows)
-        cost = sum(filter(_positive, costs))
+        cost = sum(costs)
+        if not (cost > 0 and min(costs) >= 0):  # (the positive costs alone: a NaN or a negative one left out)
+            cost = sum([c for c in costs if c > 0])
         if cost > 0:
             (self.spend or self.make("spend"))(cost)
         prompt = sum(prompts)
@@ -526,15 +525,15 @@ class _Kind:
                 (self.ttft or self.make("ttft"))(ttft)
             self.success(n)
             self.deployment(n)
-            per_token = [latency / tokens for latency, tokens in zip(latencies, completions) if tokens]
+            if 0 in completions:
+                per_token = [latency / tokens for latency, tokens in zip(latencies, completions) if tokens]
+            else:  # (every row has output tokens: divided in C)
+                per_token = list(map(truediv, latencies, completions))
             if per_token:
                 (self.per_token or self.make("per_token"))(per_token)
         if self.gateway:
             self.overhead(overheads)
             self.proxy(n)
-
-
-_positive = partial(lt, 0)  # 0 < x
 
 
 def _observer(child: Any) -> Any:

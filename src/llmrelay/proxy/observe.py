@@ -42,6 +42,7 @@ from .config import ConfigError, ProxyConfig
 __all__ = ["Observe", "UserAPIKeyAuth", "load_callback", "wants_prometheus"]
 
 log = logging.getLogger("llmrelay.proxy")
+_new_record = object.__new__
 
 
 class UserAPIKeyAuth:
@@ -200,6 +201,7 @@ class Observe:
         #: ``request_start`` has nothing to do then, ``idle_start``, is left out)
         self._starts: list[Any] | None = None
         self._takers: list[Any] | None = None  # (their request_facts, made at the first request)
+        self._router_of_models: Any = None  # (self.models' router, read at the first request)
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
 
     # ------------------------------------------------------------------ registration
@@ -247,12 +249,18 @@ class Observe:
         the upstream call's headers)."""
         if not self._observing:
             return
-        record = ctx.call = _Request(_time() - (_perf() - ctx.start),
-                                     request.messages if request.kind == "chat" else request.input,
-                                     request.params, request.stream, getattr(self.models, "router", None))
+        # (_Request's fields set here: the class call and its __init__ frame cost more than they do)
+        record = ctx.call = _new_record(_Request)
+        record.wall_start = _time() - (_perf() - ctx.start)
+        record.messages = request.messages if request.kind == "chat" else request.input
+        record.params = request.params
+        record.stream = request.stream
+        record.state = {}
+        record.router = self._router_of_models
         starts = self._starts
         if starts is None:
             starts = self._starts = [x.request_start for x in self.gateway_loggers if not getattr(x, "idle_start", False)]
+            record.router = self._router_of_models = self._router()
         headers: dict[str, str] = {}
         for start in starts:
             try:
@@ -321,8 +329,13 @@ class Observe:
             record = ctx.call = _Request(_time() - (_perf() - ctx.start), None, {}, ctx.stream, self._router())
         result = ctx.result
         response = None
-        if record is not None and result is not None:
-            state = None if type(result) is ModelResponse else getattr(result, "state", None)  # (a stream's)
+        if type(result) is ModelResponse:  # (a response, not a stream: its fields are attributes)
+            if record is not None:
+                response = result
+                if ctx.usage is None:
+                    ctx.usage = result.usage
+        elif record is not None and result is not None:
+            state = getattr(result, "state", None)  # (a stream's)
             response = state.response() if state is not None else result
             if response is not None and ctx.usage is None:
                 ctx.usage = getattr(response, "usage", None)
@@ -495,7 +508,7 @@ class Observe:
         # as _charged: the cost into the response's hidden params; its tokens (usage_tokens)
         if cost is not None and isinstance(hidden, dict) and response is not None:
             hidden["response_cost"] = cost
-        usage = getattr(response, "usage", None)
+        usage = response.usage if type(response) is ModelResponse else getattr(response, "usage", None)
         if type(usage) is Usage:  # (its fields are in its __dict__, 0 by default)
             prompt = usage.prompt_tokens or 0
             completion = usage.completion_tokens or 0
