@@ -280,3 +280,33 @@ def test_otlp_http_posts_keep_the_standard_variables_over_a_kept_alive_connectio
     exporter = otlp_http_exporter()
     assert type(exporter._client._transport).__name__ == "RequestsHTTPTransport"
     exporter.shutdown()
+
+
+def test_gateway_ids_drawn_in_batches_are_distinct_nonzero_and_a_forked_workers_own():
+    """The gateway's span ids are drawn for several requests at once: every request gets ids of
+    its own (none zero, as the SDK's), and a worker forked from the gateway draws its own ids,
+    not the ones its parent had drawn and not given yet."""
+    import os
+
+    from llmrelay.integrations import opentelemetry as otel
+
+    def take() -> tuple[bytes, bytes, bytes]:
+        return next(otel._drawn, None) or otel._draw_ids()
+
+    ids = [take() for _ in range(3 * otel.ID_BATCH + 1)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(t) == 16 and len(u) == 8 and len(s) == 8 and any(t) and any(u) and any(s) for t, u, s in ids)
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write, b"".join(take()))
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 32 and child != b"".join(take())
