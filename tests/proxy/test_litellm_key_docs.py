@@ -224,6 +224,31 @@ def test_team_models_and_member_role(gw, admin):
     assert admin.post("/team/member_update", expect=400, team_id=team["team_id"], user_id="promoted", role="owner")
 
 
+# https://docs.litellm.ai/docs/proxy/users (Team Members: max_budget_in_team on /team/member_add,
+# a key of the member in the team, "ExceededBudget: Crossed spend within team"; /team/member_update)
+def test_team_member_budget(gw, admin):
+    admin.post("/user/new", user_id="ishaan-member", auto_create_key=False)
+    team = admin.post("/team/new", team_alias="member-budget")
+    added = admin.post("/team/member_add", team_id=team["team_id"], max_budget_in_team=0.000000000001,
+                       member={"role": "user", "user_id": "ishaan-member"})
+    assert "llmrelay_ignored_fields" not in added
+    key = admin.post("/key/generate", user_id="ishaan-member", team_id=team["team_id"])["key"]
+    other = admin.key(team_id=team["team_id"])  # (the team's other keys are not held to it)
+    chat(gw, key)
+    err = refused_for_budget(gw, key)
+    assert "ExceededBudget: Crossed spend within team" in err.message
+    assert chat(gw, other).choices
+    info = admin.get("/team/info", team_id=team["team_id"])
+    member = [m for m in info["team_memberships"] if m["user_id"] == "ishaan-member"][0]
+    assert member["litellm_budget_table"]["max_budget"] == 0.000000000001
+    wait_for(lambda: admin.get("/team/info", team_id=team["team_id"])["team_memberships"][0]["spend"] > 0 or None,
+             10, what="the member's spend written")
+    admin.post("/team/member_update", team_id=team["team_id"], user_id="ishaan-member", max_budget_in_team=10)
+    assert served(gw, key)
+    admin.post("/team/member_delete", team_id=team["team_id"], user_id="ishaan-member")
+    assert admin.get("/team/info", team_id=team["team_id"])["team_memberships"] == []
+
+
 def test_team_member_add(admin):
     team = admin.post("/team/new", team_alias="docs-members")
     out = admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "krrish@b.ai"})
@@ -374,9 +399,6 @@ def test_end_user_from_the_body(gw, admin, body):
 # refused (an unknown route) or named in the answer, never silently dropped
 def test_unimplemented_documented_fields_are_named(admin):
     team = admin.post("/team/new", team_alias="docs-member-budget")
-    out = admin.post("/team/member_add", team_id=team["team_id"], member={"role": "user", "user_id": "m1"},
-                     max_budget_in_team=10)
-    assert out["llmrelay_ignored_fields"] == ["max_budget_in_team"]
     customer = admin.post("/customer/new", user_id="docs-region", allowed_model_region="eu")
     assert customer["llmrelay_ignored_fields"] == ["allowed_model_region"]
     assert customer["allowed_model_region"] is None and customer["litellm_budget_table"] is None

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from ..storage import Store, StoreConflict, StoreError, database_url, default_sqlite_path, open_store
+from ..storage.base import member_id
 from .auth import key_matches
 from .budgets import model_budget, next_reset
 from .rate_limits import Decision, Limit, LimitBackend, LocalLimits, rate_limit_headers, retry_after_seconds
@@ -157,7 +158,7 @@ class Principal:
     """Who is calling, for one request."""
 
     __slots__ = ("master", "token", "entry", "limits", "decision", "end_user", "model", "charged", "tokens",
-                 "admitted", "tags")
+                 "admitted", "tags", "member")
 
     def __init__(self, master: bool, token: str | None = None, entry: _Entry | None = None) -> None:
         self.master = master
@@ -174,6 +175,8 @@ class Principal:
         self.admitted: tuple[Any, Any, Any] | None = None
         #: the request's own tags (its ``metadata.tags``), for its spend row
         self.tags: list[str] | None = None
+        #: the id of the key's user's membership row in its team, when it has one (its spend)
+        self.member: str | None = None
 
     @property
     def key(self) -> dict[str, Any] | None:
@@ -227,7 +230,8 @@ class KeyManager:
             self, interval=float(settings.get("proxy_batch_write_at") or 0.5),
             enabled=not settings.get("disable_spend_logs"),
         )
-        self._cache: dict[str, dict[str, _Entry]] = {"key": {}, "team": {}, "user": {}, "end_user": {}}
+        self._cache: dict[str, dict[str, _Entry]] = {"key": {}, "team": {}, "user": {}, "end_user": {},
+                                                     "team_member": {}}
         #: (kind, ident) → the read in flight and the generation it started in
         self._inflight: dict[tuple[str, str], tuple[asyncio.Future, int]] = {}
         #: Bumped by every invalidation (here, a broadcast, the change feed): a read that was in
@@ -258,7 +262,9 @@ class KeyManager:
         #: ``litellm_settings.max_budget`` (> 0) / ``budget_duration``: the whole gateway's budget,
         #: kept as LiteLLM keeps it, in the user row ``litellm-proxy-budget``
         self.proxy_budget: dict[str, Any] | None = None
-        self._proxy_pending = 0.0  # its spend not written yet
+        #: (kind, id) → spend not written yet of rows the spend log does not name (the gateway's
+        #: budget row, team memberships): added to them by the maintenance loop
+        self._side_pending: dict[tuple[str, str], float] = {}
         self._alerts: set[asyncio.Task] = set()
         #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
         #: read and spend added on Redis, key changes broadcast to every instance.
@@ -292,9 +298,9 @@ class KeyManager:
         await self.spend.stop()
         if self.store is not None:
             try:
-                await self._flush_proxy_spend(self.store)
+                await self._flush_side_spend(self.store)
             except StoreError as exc:
-                log.error("the gateway's spend (litellm-proxy-budget) was not written: %s", exc)
+                log.error("the spend of the gateway's budget and team members was not written: %s", exc)
         if self.store is not None:
             store, self.store = self.store, None
             await asyncio.to_thread(store.close)
@@ -366,7 +372,7 @@ class KeyManager:
                     continue
                 await self._poll(store)
                 await self._refresh_stale(store)
-                await self._flush_proxy_spend(store)
+                await self._flush_side_spend(store)
                 now = _monotonic()
                 if now - last_reset >= RESET_INTERVAL:
                     last_reset = now
@@ -454,17 +460,44 @@ class KeyManager:
                 wanted["budget_reset_at"] = next_reset(duration, _now()) if duration else None
             store.update("user", PROXY_BUDGET, wanted)
 
-    async def _flush_proxy_spend(self, store: Store) -> None:
-        """Add the gateway's spend since the last flush to ``litellm-proxy-budget``."""
-        amount = self._proxy_pending
-        if not amount:
+    async def _flush_side_spend(self, store: Store) -> None:
+        """Add the spend since the last flush to the rows the spend log does not name
+        (``litellm-proxy-budget``, team memberships)."""
+        pending = self._side_pending
+        if not pending:
             return
-        self._proxy_pending = 0.0
-        try:
-            await store.run(store.add_spend, "user", PROXY_BUDGET, amount)
-        except BaseException:
-            self._proxy_pending += amount  # (written with the next flush)
-            raise
+        self._side_pending = {}
+        for i, ((kind, ident), amount) in enumerate(pending.items()):
+            try:
+                await store.run(store.add_spend, kind, ident, amount)
+            except BaseException:
+                for where, left in list(pending.items())[i:]:  # (written with the next flush)
+                    self._side_pending[where] = self._side_pending.get(where, 0.0) + left
+                raise
+
+    def _add_side_spend(self, kind: str, ident: str, cost: float) -> None:
+        where = (kind, ident)
+        self._side_pending[where] = self._side_pending.get(where, 0.0) + cost
+        row = self.cached(kind, ident)
+        if row is not None:
+            row["spend"] += cost
+
+    async def _member_over_budget(self, who: Principal, team_id: str, user_id: str, now: float) -> Refusal | None:
+        """A team member's own budget in the team (LiteLLM's ``max_budget_in_team``); the
+        membership row, when there is one, also takes the request's cost."""
+        ident = member_id(team_id, user_id)
+        found = await self._lookup("team_member", ident)
+        row = found.row if found is not None else None
+        if row is None:
+            return None
+        who.member = ident
+        _new_period(row, now)
+        limit = row.get("max_budget")
+        if limit is not None and row["spend"] >= limit:
+            return Refusal(400, f"ExceededBudget: Crossed spend within team. UserID: {user_id}, in team {team_id} "
+                                f"has exceeded their budget. Current spend: {row['spend']}; Max Budget: {limit}",
+                           "budget_exceeded")
+        return None
 
     async def _proxy_over_budget(self, now: float) -> Refusal | None:
         """LiteLLM's global proxy budget: the gateway's spend this period over ``max_budget``."""
@@ -514,8 +547,8 @@ class KeyManager:
             if self.shared is not None:  # the ledger's spend: reconciles the shared counter
                 self.shared.reconcile(kind, ident, row)
             row["spend"] = float(row.get("spend") or 0.0) + self.spend.pending_cost(kind, ident)
-            if ident == PROXY_BUDGET and kind == "user":
-                row["spend"] += self._proxy_pending
+            if self._side_pending:
+                row["spend"] += self._side_pending.get((kind, ident), 0.0)
             old = cache.get(ident)
             if old is not None and old.row is not None:
                 _keep_known(old.row, row)
@@ -539,7 +572,9 @@ class KeyManager:
         if entry is not None:
             age = _monotonic() - entry.fetched
             if entry.row is None:
-                if age < NEGATIVE_TTL:
+                # (a membership is made only through the management API, whose change reaches
+                # this process and drops the entry: the next request does not read it again)
+                if age < NEGATIVE_TTL or kind == "team_member":
                     return entry
             else:
                 if age > self.refresh_after and not entry.stale:
@@ -663,6 +698,10 @@ class KeyManager:
             if key.get("user_id"):
                 found = await self._lookup("user", key["user_id"])
                 user = found.row if found is not None else None
+                if key.get("team_id"):  # the user's budget in the team (LiteLLM's max_budget_in_team)
+                    refused = await self._member_over_budget(who, key["team_id"], key["user_id"], now)
+                    if refused is not None:
+                        return refused
         allowed = entry.allowed.get(model)
         if allowed is None:
             allowed = entry.allowed[model] = self._allowed(key.get("models"), model, bool(key.get("team_id")))
@@ -921,10 +960,9 @@ class KeyManager:
         if self.shared is not None:  # the shared counters, in the background
             self.shared.charge(who, cost)
         if self.proxy_budget is not None:
-            self._proxy_pending += cost
-            row = self.cached("user", PROXY_BUDGET)
-            if row is not None:
-                row["spend"] += cost
+            self._add_side_spend("user", PROXY_BUDGET, cost)
+        if who.member is not None:
+            self._add_side_spend("team_member", who.member, cost)
         entry = who.entry
         if entry is not None:
             current = self._cache["key"].get(who.token)
@@ -1016,7 +1054,7 @@ class KeyManager:
         for kind in ("key", "end_user"):  # a budget period from a tier: its first one starts now
             for row in store.unarmed_tier_periods(kind, tier):
                 store.start_period(kind, row["ident"], next_reset(row["budget_duration"], now))
-        for kind in ("key", "team", "user", "end_user"):
+        for kind in ("key", "team", "user", "end_user", "team_member"):
             for due in store.due_resets(kind, now, tier):
                 duration = due.get("budget_duration")
                 following = next_reset(duration, now) if duration else None

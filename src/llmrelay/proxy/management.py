@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..storage import StoreConflict, StoreError
+from ..storage.base import member_id
 from . import errors
 from .budgets import DurationError, model_budget, model_resets, next_reset, parse_duration
 from .keys import KeyManager, Principal, hash_key, key_name, new_key
@@ -600,6 +601,7 @@ async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -
     team_id = params.get("team_id")
     row, _ = await _owner(store, "team", "team_id", team_id)
     members = _members(row)
+    budget = _member_budget(params)
     if add:
         given = params.get("member")
         given = given if isinstance(given, list) else [given]
@@ -616,6 +618,8 @@ async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -
     await _update(keys, store, "team", "team_id", {"team_id": team_id, "members": members}, ("members",))
     # the members' own `teams`, as LiteLLM keeps both sides (users that exist; no user is created)
     for user_id in ([m["user_id"] for m in changed] if add else [params["user_id"]]):
+        if user_id:
+            await _membership(keys, store, team_id, user_id, budget, add)
         user = await store.run(store.get, "user", user_id) if user_id else None
         if user is not None:
             teams = set(user.get("teams") or [])
@@ -623,6 +627,51 @@ async def _team_members(keys: KeyManager, store, who, params: dict, add: bool) -
             await _update(keys, store, "user", "user_id", {"user_id": user_id, "teams": sorted(teams)}, ("teams",))
     team = _public(await store.run(store.get, "team", team_id))
     return {**team, "team_id": team_id, "members_with_roles": members}
+
+
+def _member_budget(params: dict) -> dict | None:
+    """LiteLLM's ``max_budget_in_team`` of a member route (and the period we add,
+    ``budget_duration_in_team``), as the membership row's fields; None when not sent."""
+    if "max_budget_in_team" not in params and "budget_duration_in_team" not in params:
+        return None
+    fields = {}
+    if "max_budget_in_team" in params:
+        fields["max_budget"] = _number("max_budget_in_team", params["max_budget_in_team"])
+    if "budget_duration_in_team" in params:
+        duration = params["budget_duration_in_team"]
+        try:
+            fields["budget_reset_at"] = next_reset(duration, time.time()) if duration is not None else None
+        except DurationError as exc:
+            raise _Bad(400, f"budget_duration_in_team: {exc}", "budget_duration_in_team") from None
+        fields["budget_duration"] = duration
+    return fields
+
+
+async def _membership(keys: KeyManager, store, team_id: str, user_id: str, budget: dict | None, add: bool) -> None:
+    """A user's membership row in a team (its spend and its budget there): made by
+    ``/team/member_add``, its budget set by it and ``/team/member_update``, gone with
+    ``/team/member_delete``."""
+    ident = member_id(team_id, user_id)
+    if not add:
+        await store.run(store.delete, "team_member", [ident])
+    elif await store.run(store.get, "team_member", ident) is None:
+        try:
+            await store.run(store.insert, "team_member",
+                            {"member_id": ident, "team_id": team_id, "user_id": user_id, **(budget or {})})
+        except StoreConflict:  # (made meanwhile)
+            if budget:
+                await store.run(store.update, "team_member", ident, budget)
+    elif budget:
+        await store.run(store.update, "team_member", ident, budget)
+    keys.invalidate("team_member", ident)
+
+
+async def _memberships(store, team_id: str) -> list[dict]:
+    """LiteLLM's ``team_memberships`` of ``/team/info``: each member's spend and budget in the team."""
+    rows = await store.run(store.find, "team_member", {"team_id": team_id}, 1000)
+    return [{"team_id": r["team_id"], "user_id": r["user_id"], "spend": r["spend"],
+             "litellm_budget_table": {"max_budget": r["max_budget"], "budget_duration": r["budget_duration"]}
+             if r["max_budget"] is not None or r["budget_duration"] is not None else None} for r in rows]
 
 
 async def _team_member_add(keys, store, who, params):
@@ -649,9 +698,12 @@ async def _team_member_update(keys: KeyManager, store, who, params: dict) -> dic
              or (not user_id and m.get("user_email") == email)]
     if not found:
         raise _Bad(404, f"{user_id or email!r} is not a member of team {team_id!r}", "user_id")
+    budget = _member_budget(params)
     if role is not None:
         found[0]["role"] = role
         await _update(keys, store, "team", "team_id", {"team_id": team_id, "members": members}, ("members",))
+    if budget is not None and found[0].get("user_id"):
+        await _membership(keys, store, team_id, found[0]["user_id"], budget, True)
     return {"team_id": team_id, "user_id": found[0].get("user_id"), "user_email": found[0].get("user_email"),
             "role": found[0]["role"]}
 
@@ -740,7 +792,8 @@ async def _owner(store, kind: str, id_name: str, ident: Any) -> tuple[dict, list
 
 async def _team_info(keys: KeyManager, store, who, params: dict) -> dict:
     row, owned = await _owner(store, "team", "team_id", params.get("team_id"))
-    return {"team_id": row["team_id"], "team_info": _team_public(row), "keys": owned}
+    return {"team_id": row["team_id"], "team_info": _team_public(row), "keys": owned,
+            "team_memberships": await _memberships(store, row["team_id"])}
 
 
 async def _team_list(keys: KeyManager, store, who, params: dict) -> list:
@@ -1041,9 +1094,10 @@ _ACCEPTS: dict[str, frozenset[str]] = {
     "/team/delete": frozenset({"team_ids"}),
     "/team/block": frozenset({"team_id"}),
     "/team/unblock": frozenset({"team_id"}),
-    "/team/member_add": frozenset({"team_id", "member"}),
+    "/team/member_add": frozenset({"team_id", "member", "max_budget_in_team", "budget_duration_in_team"}),
     "/team/member_delete": frozenset({"team_id", "user_id"}),
-    "/team/member_update": frozenset({"team_id", "user_id", "user_email", "role"}),
+    "/team/member_update": frozenset({"team_id", "user_id", "user_email", "role", "max_budget_in_team",
+                                      "budget_duration_in_team"}),
     "/team/model/add": frozenset({"team_id", "models"}),
     "/team/model/delete": frozenset({"team_id", "models"}),
     "/user/new": _USER_BODY,

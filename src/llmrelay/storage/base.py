@@ -23,7 +23,8 @@ import orjson
 
 from .migrations import MIGRATIONS
 
-__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_COLUMNS", "SPEND_REPORT_GROUPS", "TIER_FIELDS"]
+__all__ = ["Store", "StoreError", "StoreConflict", "ENTITIES", "SPEND_COLUMNS", "SPEND_REPORT_GROUPS", "TIER_FIELDS",
+           "member_id"]
 
 T = TypeVar("T")
 
@@ -50,6 +51,9 @@ ENTITIES: dict[str, tuple[str, str, dict[str, str | None]]] = {
         "user_id": None, "user_email": None, "user_role": None, "teams": _JSON, **_BUDGET_COLUMNS}),
     "end_user": ("llmrelay_end_users", "user_id", {"user_id": None, "alias": None, "budget_id": None,
                                                    **_BUDGET_COLUMNS}),
+    # a user's budget in a team (LiteLLM's ``max_budget_in_team``): id :func:`member_id`
+    "team_member": ("llmrelay_team_members", "member_id", {
+        "member_id": None, "team_id": None, "user_id": None, **_BUDGET_COLUMNS}),
     # LiteLLM's budget tiers (``/budget/new``): limits that keys and end users with its
     # ``budget_id`` take for every one they leave unset (:meth:`Store.get_effective`)
     "budget": ("llmrelay_budgets", "budget_id", {
@@ -220,6 +224,11 @@ def _decode(kind: str | None, value: Any) -> Any:
     if kind == _BOOL:
         return bool(value)
     return value
+
+
+def member_id(team_id: str, user_id: str) -> str:
+    """The id of a user's membership row in a team (``team_member``)."""
+    return orjson.dumps([team_id, user_id]).decode()
 
 
 def temp_budget_increase(metadata: Any, now: float) -> float:

@@ -120,4 +120,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
 ]
 
+MIGRATIONS.append(
+    (5, "team members' budgets in the team (LiteLLM's max_budget_in_team)", [
+        f"""CREATE TABLE llmrelay_team_members (
+            member_id TEXT PRIMARY KEY,
+            team_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            soft_budget_cooldown BIGINT NOT NULL DEFAULT 0,{_BUDGET})""",
+        "CREATE INDEX llmrelay_team_members_team ON llmrelay_team_members (team_id)",
+        "CREATE INDEX llmrelay_team_members_reset ON llmrelay_team_members (budget_reset_at)",
+    ]))
+
 LATEST = MIGRATIONS[-1][0]
