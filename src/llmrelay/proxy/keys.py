@@ -81,6 +81,7 @@ _now = time.time
 _dumps = orjson.dumps
 _monotonic = time.monotonic
 _exists = os.path.exists
+_dict_get = dict.get
 
 
 def _set_none(future: asyncio.Future) -> None:
@@ -943,7 +944,8 @@ class KeyManager:
         if hidden is None:
             hidden = getattr(result, "_hidden_params", None)
         if hidden is not None:
-            if hidden.get("cache_hit"):
+            # (a stream's mapping computes only its cost: its other keys read without its get's frame)
+            if (_dict_get(hidden, "cache_hit") if isinstance(hidden, dict) else hidden.get("cache_hit")):
                 return 0.0
             cost = hidden.get("response_cost")  # a stream's: priced once, when it ended
             if cost is not None:

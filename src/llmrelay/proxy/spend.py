@@ -37,6 +37,7 @@ BATCH = 2000
 _perf = time.perf_counter
 _time = time.time
 _dumps = orjson.dumps
+_dict_get = dict.get
 #: The columns of every spend row the request path makes, in its tuple's order...
 _FIXED = ("request_id", "api_key", "model_group", "model", "model_id", "call_type", "status", "prompt_tokens",
           "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "day", "metadata")
@@ -386,7 +387,9 @@ def spend_row(keys: "KeyManager", who: "Principal", ctx: Any) -> tuple[int, tupl
     hidden = getattr(result, "_hp", None)  # (our responses' slot, without the property's call)
     if hidden is None:
         hidden = getattr(result, "_hidden_params", None)
-    model_id = hidden.get("model_id") if hidden is not None else None
+    # (a stream's mapping computes only its cost: the deployment's id read without its get's frame)
+    model_id = _dict_get(hidden, "model_id") if isinstance(hidden, dict) else \
+        hidden.get("model_id") if hidden is not None else None
     response_id = getattr(result, "id", None) or getattr(getattr(result, "state", None), "id", None)
     if ctx.error or ctx.disconnected:
         status = "client_disconnected" if ctx.disconnected else "failure"
