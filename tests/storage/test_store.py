@@ -111,6 +111,29 @@ def test_write_spend_adds_to_every_owner_in_one_transaction(store):
     assert store.spend_report("key", start=1_700_000_003.0)[0]["requests"] == 2
 
 
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "select"])
+def test_a_keys_per_model_spend_adds_up_over_batches(store, returning):
+    """A key's per-model spend is read where the batch adds to it (from the update of its spend
+    with RETURNING, else a SELECT) and grows over batches; a key whose spend the batch does not
+    charge (only its per-model spend) and a key that is gone are handled too."""
+    if returning and not store.returning:
+        pytest.skip("this SQLite has no RETURNING (before 3.35)")
+    store.returning = returning
+    store.insert("key", {"token": "k"})
+    store.insert("key", {"token": "j", "model_spend": {"m": 1.0}})
+    cols = ("request_id", "api_key", "model_group", "spend", "start_time", "end_time", "day")
+    for n in range(3):
+        rows = [(f"r{n}{i}", "k", "m" if i % 2 else "n", 0.5, 1_700_000_000.0 + n, 1_700_000_001.0 + n, "2023-11-14")
+                for i in range(4)]
+        store.write_spend_batch([(cols, rows)], {("key", "k"): 2.0, ("key", "gone"): 1.0},
+                                {("k", "m"): 1.0, ("k", "n"): 1.0, ("j", "m"): 0.25, ("gone", "m"): 1.0})
+    assert store.get("key", "k")["spend"] == pytest.approx(6.0)
+    assert store.get("key", "k")["model_spend"] == pytest.approx({"m": 3.0, "n": 3.0})
+    assert store.get("key", "j")["spend"] == 0.0  # (its spend was set since: per-model only)
+    assert store.get("key", "j")["model_spend"] == pytest.approx({"m": 1.75})
+    assert store.get("key", "gone") is None
+
+
 def test_write_spend_of_a_batch_over_one_statements_rows(store):
     """A batch of more rows than one INSERT binds (999 values): every row written once, a
     request id seen twice (in the batch and again later) kept once."""

@@ -265,6 +265,9 @@ class Store:
     #: Whether the backend's SQL takes numbered parameters (``?NNN``): spend rows then bind a
     #: value the rows of a statement share once (:func:`_insert_spend_rows_shared`).
     numbered_params = False
+    #: Whether ``UPDATE … RETURNING`` is understood (PostgreSQL; SQLite from 3.35): a spend
+    #: batch then reads a key's per-model spend from the update of its spend, not with a SELECT.
+    returning = True
     #: A short description for logs (never a password).
     describe = "database"
     #: Threads that run the calls made through :meth:`run`.
@@ -660,9 +663,15 @@ class Store:
             insert = _insert_spend_rows_shared if self.numbered_params else _insert_spend_rows
             for columns, rows in groups:
                 insert(cur, columns, rows)
+            current_models: dict[str, Any] = {}
             for (kind, ident), cost in sorted(by.items()):
                 table, id_col, _ = ENTITIES[kind]
-                if kind == "end_user":
+                if kind == "key" and ident in per_key and self.returning:
+                    # (the update locks the row, so the per-model spend it returns is the one to add to)
+                    cur.execute("UPDATE llmrelay_keys SET spend = spend + ? WHERE token = ? RETURNING model_spend",
+                                (cost, ident))
+                    current_models[ident] = cur.fetchall()
+                elif kind == "end_user":
                     now = time.time()
                     cur.execute(
                         f"INSERT INTO {table} (user_id, spend, blocked, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "
@@ -672,8 +681,10 @@ class Store:
                 else:
                     cur.execute(f"UPDATE {table} SET spend = spend + ? WHERE {id_col} = ?", (cost, ident))
             for token, per in sorted(per_key.items()):
-                cur.execute("SELECT model_spend FROM llmrelay_keys WHERE token = ?", (token,))
-                found = cur.fetchall()
+                found = current_models.get(token)
+                if found is None:  # (its spend not charged in this batch, or no RETURNING)
+                    cur.execute("SELECT model_spend FROM llmrelay_keys WHERE token = ?", (token,))
+                    found = cur.fetchall()
                 if not found:
                     continue
                 current = orjson.loads(found[0]["model_spend"]) if found[0]["model_spend"] else {}

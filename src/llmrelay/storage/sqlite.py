@@ -29,6 +29,7 @@ class SQLiteStore(Store):
 
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
     numbered_params = True
+    returning = sqlite3.sqlite_version_info >= (3, 35, 0)
 
     def __init__(self, path: str) -> None:
         super().__init__()
