@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import datetime, timezone
 
 import pytest
@@ -85,6 +86,26 @@ def test_tokens_that_left_the_window_stay_out_of_the_sum():
     clock.t += 1
     assert limits.acquire_now(rule).remaining_tokens == 50
     assert limits.peek("k")[1] == 100
+
+
+def test_the_token_window_holds_no_collected_objects_and_frees_in_order():
+    """A request's tokens stay in the window for 60 s as a float and an int (nothing the garbage
+    collector tracks: a tuple per request there made the young collections come sooner), and a
+    refusal's Retry-After is when enough of the oldest entries have left it."""
+    clock = Clock()
+    limits = LocalLimits(clock)
+    rule = [Limit("k", "key", tpm=100)]
+    for tokens in (30, 30, 50):
+        assert limits.acquire_now(rule).allowed
+        limits.release_now(rule, tokens)
+        clock.t += 10
+    counter = limits._counters["k"]
+    assert not any(gc.is_tracked(entry) for entry in (*counter.tokens, *counter.token_times))
+    denied = limits.acquire_now(rule)  # 110 used at t=1030: below 100 once the first 30 leave (t=1060)
+    assert not denied.allowed and denied.retry_after == pytest.approx(30)
+    clock.t += 30.01
+    assert limits.acquire_now(rule).remaining_tokens == 20
+    assert limits.peek("k") == (0, 80)  # (no rpm: requests not counted)
 
 
 def test_idle_counters_are_forgotten():

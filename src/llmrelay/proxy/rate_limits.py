@@ -72,11 +72,17 @@ class LimitBackend(Protocol):
 
 
 class _Counter:
-    __slots__ = ("requests", "tokens", "token_sum", "parallel")
+    """One counter's windows. The tpm window is two deques (when, tokens), not one of
+    (when, tokens) tuples: a float and an int are no garbage-collected containers, so a request's
+    tokens, kept for the window's 60 s, do not make the young collections come sooner (a tuple
+    that outlives the request did, once a request)."""
+
+    __slots__ = ("requests", "token_times", "tokens", "token_sum", "parallel")
 
     def __init__(self) -> None:
         self.requests: deque[float] = deque()
-        self.tokens: deque[tuple[float, int]] = deque()
+        self.token_times: deque[float] = deque()
+        self.tokens: deque[int] = deque()
         self.token_sum = 0
         self.parallel = 0
 
@@ -85,9 +91,10 @@ class _Counter:
         requests = self.requests
         while requests and requests[0] <= edge:
             requests.popleft()
-        tokens = self.tokens
-        while tokens and tokens[0][0] <= edge:
-            self.token_sum -= tokens.popleft()[1]
+        times = self.token_times
+        while times and times[0] <= edge:
+            times.popleft()
+            self.token_sum -= self.tokens.popleft()
 
     def idle(self) -> bool:
         return not self.requests and not self.tokens and not self.parallel
@@ -150,13 +157,15 @@ class LocalLimits:
                     limit_requests, remaining_requests = rpm, left
             tpm = limit.tpm
             if tpm is not None:
-                tokens = c.tokens
+                times = c.token_times
                 used = c.token_sum
-                if tokens and tokens[0][0] <= edge:
+                if times and times[0] <= edge:
                     # (the token window pruned here, not by c.prune: under a steady load one
                     # entry leaves it every request, and its requests were pruned just above)
-                    while tokens and tokens[0][0] <= edge:
-                        used -= tokens.popleft()[1]
+                    tokens = c.tokens
+                    while times and times[0] <= edge:
+                        times.popleft()
+                        used -= tokens.popleft()
                     c.token_sum = used
                 if used >= tpm:
                     wait = _tokens_free_at(c, tpm) - now
@@ -199,7 +208,8 @@ class LocalLimits:
             if limit.parallel is not None and c.parallel > 0:
                 c.parallel -= 1
             if limit.tpm is not None and tokens > 0:
-                c.tokens.append((now, tokens))
+                c.token_times.append(now)
+                c.tokens.append(tokens)
                 c.token_sum += tokens
 
     def peek(self, counter: str) -> tuple[int, int]:
@@ -219,11 +229,11 @@ class LocalLimits:
 def _tokens_free_at(c: _Counter, tpm: int) -> float:
     """When enough token entries leave the window for the sum to drop below ``tpm``."""
     total = c.token_sum
-    for at, n in c.tokens:
+    for at, n in zip(c.token_times, c.tokens):
         total -= n
         if total < tpm:
             return at + WINDOW
-    return c.tokens[-1][0] + WINDOW if c.tokens else 0.0
+    return c.token_times[-1] + WINDOW if c.token_times else 0.0
 
 
 #: The ``x-ratelimit-limit-*`` headers by limit (a key's limit is the same on every request).
