@@ -593,3 +593,21 @@ def test_key_generate_params_are_checked_at_load():
     config = parse_config("litellm_settings:\n  upperbound_key_generate_params:\n    rpm_limit: 10\n")
     assert config.key_generate_params == {"upperbound_key_generate_params": {"rpm_limit": 10}}
     assert "upperbound_key_generate_params" not in config.litellm_settings  # (not a module setting)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("litellm_settings:\n  max_budget: lots\n", "litellm_settings.max_budget must be a number"),
+    ("litellm_settings:\n  budget_duration: soon\n", "litellm_settings.budget_duration:"),
+    ("litellm_settings:\n  max_end_user_budget: -1\n", "litellm_settings.max_end_user_budget must be a number"),
+    ("litellm_settings:\n  max_internal_user_budget: [1]\n", "litellm_settings.max_internal_user_budget must"),
+    ("litellm_settings:\n  internal_user_budget_duration: 5\n", "litellm_settings.internal_user_budget_duration:"),
+    ("litellm_settings:\n  max_end_user_budget_id: 7\n", "max_end_user_budget_id must be a budget tier's id"),
+    ("general_settings:\n  user_header_mappings: [{header_name: 'X-Nützer'}]\n", "user_header_mappings must be"),
+    ("general_settings:\n  user_header_name: [a]\n", "user_header_name must be a header name"),
+    ("general_settings:\n  enforce_user_param: sometimes\n", "enforce_user_param must be true or false"),
+])
+def test_budget_and_identity_settings_are_checked_at_load(setting, message):
+    from llmrelay.proxy.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config("model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/gpt-4o\n" + setting)

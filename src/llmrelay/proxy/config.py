@@ -68,7 +68,7 @@ def _customer_header(mappings: Any, name: Any) -> str | tuple[str, str] | None:
     if mappings is not None:
         items = mappings if isinstance(mappings, list) else [mappings]
         if not all(isinstance(m, dict) and isinstance(m.get("header_name"), str) and m["header_name"].strip()
-                   for m in items):
+                   and m["header_name"].isascii() for m in items):
             return "user_header_mappings", ("general_settings.user_header_mappings must be a list of "
                                             "{header_name: X-OpenWebUI-User-Id, litellm_user_role: customer}")
         for item in items:
@@ -648,14 +648,10 @@ class _Parser:
                 continue
             if key in PROXY_BUDGET_SETTINGS:
                 if value is not None:
-                    self.check_key_generate(raw, key, {key: value})
-                    self.proxy_budget[key] = float(value) if key == "max_budget" else value
+                    self.proxy_budget[key] = self.budget_setting(raw, key, value)
                 continue
             if key == "max_end_user_budget":
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not 0 <= value < float("inf")):
-                    raise self.fail(raw, key, f"litellm_settings.{key} must be a number ≥ 0 (USD), got {value!r}")
-                self.end_user_max_budget = None if value is None else float(value)
+                self.end_user_max_budget = self.budget_setting(raw, key, value)
                 continue
             if key in K.ROUTER_KEYS_IN_LITELLM_SETTINGS and key not in _settings.KNOWN_SETTINGS:
                 if key in _router_options():
@@ -690,9 +686,24 @@ class _Parser:
                                           f"(max_budget: 10, models: [...], …), got {value!r}")
             self.check_key_generate(raw, key, value)
             return dict(value)
-        name = "max_budget" if key == "max_internal_user_budget" else "budget_duration"
-        self.check_key_generate(raw, key, {name: value})
-        return value
+        return self.budget_setting(raw, key, value)
+
+    def budget_setting(self, raw: Any, key: str, value: Any) -> Any:
+        """A budget setting of ``litellm_settings``: a duration for the keys that end in
+        ``duration``, else a number of USD ≥ 0 (a float); None stays None."""
+        from .budgets import DurationError, parse_duration
+
+        if value is None:
+            return None
+        if key.endswith("duration"):
+            try:
+                parse_duration(value)
+            except DurationError as exc:
+                raise self.fail(raw, key, f"litellm_settings.{key}: {exc}") from None
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise self.fail(raw, key, f"litellm_settings.{key} must be a number ≥ 0 (USD), got {value!r}")
+        return float(value)
 
     def check_key_generate(self, raw: Any, key: str, values: dict[str, Any]) -> None:
         """The numbers and durations of ``default_/upperbound_key_generate_params``."""
