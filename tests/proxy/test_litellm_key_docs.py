@@ -35,6 +35,20 @@ def admin(gw) -> Admin:
     return Admin(gw.url)
 
 
+def configured(upstream: FakeOpenAIServer, tmp_path_factory, **sections: str) -> Gateway:
+    """A gateway with the keys config (a SQLite database of its own) and ``sections``' text
+    (section name → YAML lines) added at the top of those sections."""
+    from proxy.test_keys import keys_config
+
+    config = keys_config(upstream.url, "sqlite:///" + str(tmp_path_factory.mktemp("db") / "keys.db"))
+    for section, text in sections.items():
+        config = config.replace(f"{section}:\n", f"{section}:\n{text}")
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(config)
+    return Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+                                   "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))})
+
+
 # ====================================================================== virtual keys
 # https://docs.litellm.ai/docs/proxy/virtual_keys
 def test_generate_with_models_metadata_duration_answers_the_documented_fields(admin):
@@ -408,15 +422,8 @@ def test_unimplemented_documented_fields_are_named(admin):
 # budget for every `user` without one of its own; the requests are made with the master key)
 @pytest.fixture(scope="module")
 def end_user_budget(upstream, tmp_path_factory) -> Iterator[Gateway]:
-    from proxy.test_keys import keys_config
-
-    db = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "end_users.db")
-    path = tmp_path_factory.mktemp("gw") / "config.yaml"
-    config = keys_config(upstream.url, db).replace("litellm_settings:\n", "litellm_settings:\n"
-                                                   "  max_end_user_budget: 0.0000001\n" + _INTERNAL_USERS)
-    path.write_text(config.replace("general_settings:\n", "general_settings:\n" + _USER_HEADER))
-    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
-                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as g:
+    with configured(upstream, tmp_path_factory, litellm_settings="  max_end_user_budget: 0.0000001\n" + _INTERNAL_USERS,
+                    general_settings=_USER_HEADER) as g:
         assert not [line for line in g.lines if "max_end_user_budget" in line or "internal_user" in line
                     or "user_header" in line]
         yield g
@@ -466,13 +473,8 @@ def test_end_user_from_a_configured_header(end_user_budget):
 # https://docs.litellm.ai/docs/proxy/configs (general_settings.enforce_user_param)
 def test_enforce_user_param(upstream, tmp_path_factory):
     from proxy.conftest import MASTER_KEY
-    from proxy.test_keys import keys_config
 
-    path = tmp_path_factory.mktemp("gw") / "config.yaml"
-    path.write_text(keys_config(upstream.url, "sqlite:///" + str(tmp_path_factory.mktemp("db") / "u.db")).replace(
-        "general_settings:\n", "general_settings:\n  enforce_user_param: true\n"))
-    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
-                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as gw:
+    with configured(upstream, tmp_path_factory, general_settings="  enforce_user_param: true\n") as gw:
         with pytest.raises(openai.BadRequestError, match="'user' param not passed in") as err:
             chat(gw, MASTER_KEY)
         assert err.value.body["param"] == "user"
@@ -486,13 +488,9 @@ def test_enforce_user_param(upstream, tmp_path_factory):
 # and budget_duration; LiteLLM keeps its spend in the user row litellm-proxy-budget)
 def test_global_proxy_budget(upstream, tmp_path_factory):
     from proxy.conftest import MASTER_KEY
-    from proxy.test_keys import keys_config
 
-    path = tmp_path_factory.mktemp("gw") / "config.yaml"
-    path.write_text(keys_config(upstream.url, "sqlite:///" + str(tmp_path_factory.mktemp("db") / "g.db")).replace(
-        "litellm_settings:\n", "litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 3s\n"))
-    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
-                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as gw:
+    with configured(upstream, tmp_path_factory,
+                    litellm_settings="  max_budget: 0.0000001\n  budget_duration: 3s\n") as gw:
         assert not [line for line in gw.lines if "max_budget" in line or "budget_duration" in line]
         admin = Admin(gw.url)
         key = admin.key()
@@ -522,8 +520,7 @@ def test_max_end_user_budget(end_user_budget):
 
 # https://docs.litellm.ai/docs/proxy/virtual_keys (Default /key/generate params; Upperbound
 # /key/generate params, in litellm_settings)
-_KEY_GENERATE_SETTINGS = """litellm_settings:
-  default_key_generate_params:
+_KEY_GENERATE_SETTINGS = """  default_key_generate_params:
     max_budget: 1.5
     models: ["gpt-4o-mini"]
     duration:
@@ -540,13 +537,7 @@ _KEY_GENERATE_SETTINGS = """litellm_settings:
 
 @pytest.fixture(scope="module")
 def bounded(upstream, tmp_path_factory) -> Iterator[Admin]:
-    from proxy.test_keys import keys_config
-
-    db = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "bounded.db")
-    path = tmp_path_factory.mktemp("gw") / "config.yaml"
-    path.write_text(keys_config(upstream.url, db).replace("litellm_settings:\n", _KEY_GENERATE_SETTINGS))
-    with Gateway(str(path), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY,
-                                 "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}) as g:
+    with configured(upstream, tmp_path_factory, litellm_settings=_KEY_GENERATE_SETTINGS) as g:
         assert not [line for line in g.lines if "key_generate_params" in line]  # (no "ignored" warning)
         yield Admin(g.url)
 
