@@ -213,7 +213,7 @@ class Observe:
 
     @property
     def active(self) -> bool:
-        return bool(self.callbacks or self._end_hooks)
+        return self._observing or bool(self._end_hooks)  # (read per request: not Callbacks.__bool__'s call)
 
     # ------------------------------------------------------------------ before the upstream call
     def auth(self, ctx: Any) -> UserAPIKeyAuth:
