@@ -2,10 +2,10 @@
 
     from llmrelay.utils import trim_messages, token_counter, get_secret, ModelResponse
 
-Nothing is defined here: each name is llmrelay's own (from the module that provides it),
-imported when first used, so this module is as light as ``llmrelay``. Names not listed are
-looked up on the ``llmrelay`` package (``from llmrelay.utils import completion`` works, as in
-LiteLLM).
+Nothing is defined here: each name is read from the ``llmrelay`` package when first used (its
+lazy table imports the module that provides it), so this module is as light as ``llmrelay``;
+any other public name of the package works too (``from llmrelay.utils import completion``, as
+in LiteLLM).
 """
 
 from __future__ import annotations
@@ -13,56 +13,27 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: name → the llmrelay module that provides it.
-_SOURCES: dict[str, str] = {
-    "trim_messages": "trim",
-    "shorten_message_to_fit_limit": "trim",
-    "token_counter": "tokens",
-    "encode": "tokens",
-    "decode": "tokens",
-    "get_secret": "env_secrets",
-    "get_secret_str": "env_secrets",
-    "get_secret_bool": "env_secrets",
-    "ModelResponse": "types",
-    "ModelResponseStream": "types",
-    "Message": "types",
-    "Delta": "types",
-    "Choices": "types",
-    "StreamingChoices": "types",
-    "Usage": "types",
-    "EmbeddingResponse": "embeddings",
-    "TextCompletionResponse": "completions_api",
-    "CustomStreamWrapper": "streaming",
-    "get_model_info": "cost",
-    "completion_cost": "cost",
-    "cost_per_token": "cost",
-    "get_max_tokens": "cost",
-    "register_model": "cost",
-    "supports_function_calling": "cost",
-    "supports_parallel_function_calling": "cost",
-    "supports_tool_choice": "cost",
-    "supports_vision": "cost",
-    "supports_reasoning": "cost",
-    "supports_response_schema": "cost",
-    "supports_prompt_caching": "cost",
-    "supports_system_messages": "cost",
-    "supports_audio_input": "cost",
-    "supports_pdf_input": "cost",
-    "supports_web_search": "cost",
-    "get_llm_provider": "provider_info",
-    "get_supported_openai_params": "providers.registry",
-    "validate_environment": "environment",
-    "check_valid_key": "helpers",
-    "get_response_string": "helpers",
-    "print_verbose": "helpers",
-    "get_first_chars_messages": "helpers",
-}
+#: The names code imports from LiteLLM's utils module. Each is the ``llmrelay`` package's own
+#: (its lazy table says where it lives), except :data:`_OWN`'s.
+_NAMES = (
+    "trim_messages", "shorten_message_to_fit_limit", "token_counter", "encode", "decode", "get_secret",
+    "get_secret_str", "get_secret_bool", "ModelResponse", "ModelResponseStream", "Message", "Delta", "Choices",
+    "StreamingChoices", "Usage", "EmbeddingResponse", "TextCompletionResponse", "CustomStreamWrapper",
+    "get_model_info", "completion_cost", "cost_per_token", "get_max_tokens", "register_model",
+    "supports_function_calling", "supports_parallel_function_calling", "supports_tool_choice", "supports_vision",
+    "supports_reasoning", "supports_response_schema", "supports_prompt_caching", "supports_system_messages",
+    "supports_audio_input", "supports_pdf_input", "supports_web_search", "get_llm_provider",
+    "get_supported_openai_params", "validate_environment", "check_valid_key", "get_response_string",
+    "print_verbose", "get_first_chars_messages",
+)
+#: name → the llmrelay module of the names the package does not export.
+_OWN: dict[str, str] = {"shorten_message_to_fit_limit": "trim"}
 
-__all__ = list(_SOURCES)
+__all__ = list(_NAMES)
 
 
 def __getattr__(name: str) -> Any:
-    source = _SOURCES.get(name)
+    source = _OWN.get(name)
     if source is not None:
         value = getattr(importlib.import_module(f"llmrelay.{source}"), name)
     elif name.startswith("__"):
@@ -82,4 +53,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES))
+    return sorted(set(globals()) | set(_NAMES))
