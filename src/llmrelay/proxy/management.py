@@ -350,7 +350,7 @@ async def _key_generate(keys: KeyManager, store, who, params: dict) -> dict:
     if not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 8:
         raise _Bad(400, "a custom 'key' must start with 'sk-' and be at least 8 characters", "key")
     row = {"token": hash_key(raw), "key_name": key_name(raw), **_fields(params, _KEY_FIELDS, now)}
-    await _link_tier(store, row, row.get("budget_duration"), None)
+    await _link_tier(store, row, None)
     await _unique_alias(store, row.get("key_alias"), row["token"])
     try:
         await store.run(store.insert, "key", row)
@@ -369,20 +369,23 @@ async def _unique_alias(store, alias: Any, token: str) -> None:
                             "already used by another key.", "key_alias")
 
 
-async def _link_tier(store, fields: dict, own_period: Any, current: dict | None) -> None:
+async def _link_tier(store, fields: dict, current: dict | None) -> None:
     """``fields`` link a key or end user to a budget tier (``budget_id``): the tier must exist
     (400 naming ``budget_id`` otherwise), and a row without a budget period of its own starts
-    the tier's period now (``current``: the row before an update)."""
+    the tier's period now (``current``: the row before an update, None for a new row)."""
     tier_id = fields.get("budget_id")
     if not tier_id:
         return
     tier = await store.run(store.get, "budget", tier_id)
     if tier is None:
         raise _Bad(400, f"no budget tier {tier_id!r}: create it with /budget/new first", "budget_id")
-    if current is not None:
-        own_period = fields["budget_duration"] if "budget_duration" in fields else current.get("budget_duration")
-        if current.get("budget_reset_at") is not None and "budget_duration" not in fields:
-            return  # (its period runs already)
+    current = current or {}
+    if "budget_duration" in fields:
+        own_period = fields["budget_duration"]
+    elif current.get("budget_reset_at") is not None:
+        return  # (its period runs already)
+    else:
+        own_period = current.get("budget_duration")
     if tier.get("budget_duration") and not own_period:
         fields["budget_reset_at"] = next_reset(tier["budget_duration"], time.time())
 
@@ -409,14 +412,14 @@ async def _key_update(keys: KeyManager, store, who, params: dict) -> dict:
     token = await _find_key(store, params)
     fields = _fields(params, _KEY_FIELDS, time.time())
     temp = _temp_budget(params)
+    current = await store.run(store.get, "key", token) if temp is not None or fields.get("budget_id") else None
     if temp is not None:  # (kept in the key's metadata, as LiteLLM keeps it)
-        current = await store.run(store.get, "key", token)
         metadata = fields["metadata"] if "metadata" in fields else (current or {}).get("metadata")
         fields["metadata"] = {**(metadata or {}), **temp}
     if params.get("key") is not None:  # (found by its alias: the alias is its own)
         await _unique_alias(store, fields.get("key_alias"), token)
     if fields.get("budget_id"):
-        await _link_tier(store, fields, None, await store.run(store.get, "key", token))
+        await _link_tier(store, fields, current)
     if "spend" in fields:
         await keys.spend.forget("key", token)
     if not await store.run(store.update, "key", token, fields):
@@ -462,7 +465,7 @@ async def _key_regenerate(keys: KeyManager, store, who, params: dict) -> dict:
     raw = params.get("new_key") or new_key()
     fields = {"key_name": key_name(raw), **_fields(params, _KEY_FIELDS, time.time())}
     if fields.get("budget_id"):
-        await _link_tier(store, fields, None, await store.run(store.get, "key", token))
+        await _link_tier(store, fields, await store.run(store.get, "key", token))
     await keys.spend.rename_key(token, hash_key(raw))  # (the old key's requests still to be charged)
     if not await store.run(store.update, "key", token, fields, hash_key(raw)):
         raise _Bad(404, "no such key", "key")
@@ -559,7 +562,7 @@ async def _update(keys: KeyManager, store, kind: str, id_name: str, params: dict
     if fields.get("budget_id"):
         current = await store.run(store.get, kind, ident)
         if current is not None:
-            await _link_tier(store, fields, None, current)
+            await _link_tier(store, fields, current)
     if "spend" in fields:
         await keys.spend.forget(kind, ident)
     if not await store.run(store.update, kind, ident, fields):
@@ -916,7 +919,7 @@ async def _customer_new(keys: KeyManager, store, who, params: dict) -> dict:
     if not isinstance(user_id, str) or not user_id:
         raise _Bad(400, "send 'user_id': the end user's id (the 'user' field of their requests)", "user_id")
     fields = _fields(params, _CUSTOMER_FIELDS, time.time())
-    await _link_tier(store, fields, fields.get("budget_duration"), None)
+    await _link_tier(store, fields, None)
     try:
         await store.run(store.insert, "end_user", {"user_id": user_id, **fields})
     except StoreConflict:
