@@ -425,9 +425,6 @@ class Router:
             args = self.routing_strategy_args if args is None else dict(args)
             pick = get_strategy(strategy, args)
             if self.shared is not None and strategy != self.routing_strategy:
-                task = getattr(self.shared.counters, "_task", None)
-                if task is not None:  # the old strategy's exchange (a new one starts with the next call)
-                    task.cancel()
                 self.shared.share_counters(usage=strategy.startswith("usage-based"), busy=strategy == "least-busy")
             self._pick, self.routing_strategy, self.routing_strategy_args = pick, strategy, args
             self._usage_based = strategy.startswith("usage-based")

@@ -68,9 +68,12 @@ class RouterShared:
 
     def share_counters(self, usage: bool, busy: bool) -> None:
         """Share the counters a routing strategy reads: requests and tokens per deployment
-        (``usage``), requests in flight (``busy``); neither: share none."""
+        (``usage``), requests in flight (``busy``); neither: share none. The counters shared
+        before (another strategy's) stop exchanging; the new ones start with the next call."""
         from .shared_usage import SharedCounters
 
+        if self.counters is not None:
+            self.counters.cancel()
         self.counters = SharedCounters(self, usage, busy) if usage or busy else None
 
     def attach(self, by_id: dict[str, "Deployment"]) -> None:

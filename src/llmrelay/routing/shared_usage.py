@@ -109,6 +109,12 @@ class SharedCounters:
             task = self._task = asyncio.get_running_loop().create_task(self._run())
         return task
 
+    def cancel(self) -> None:
+        """Stop exchanging (without waiting for the task to end: it is cancelled)."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
