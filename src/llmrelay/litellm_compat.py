@@ -35,6 +35,7 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "main": ("llmrelay.main",),
     "exceptions": ("llmrelay.exceptions",),
     "router": ("llmrelay.router",),
+    "types.router": ("llmrelay.routing.policies", "llmrelay.router"),
     "integrations": ("llmrelay.integrations",),
     "integrations.custom_logger": ("llmrelay.integrations.custom_logger",),
     "caching": ("llmrelay.caching",),

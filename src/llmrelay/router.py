@@ -20,7 +20,9 @@ How a call runs (docs in ``docs/router.md``):
 2. Call it (``num_retries=0`` in the library: the router does the retrying).
 3. On a retryable failure (429, 408, 5xx, connection error, timeout) retry up to
    ``num_retries`` times, on a deployment not yet tried when there is one (then at once),
-   otherwise after exponential backoff with jitter or the upstream's Retry-After.
+   otherwise after exponential backoff with jitter or the upstream's Retry-After. A
+   ``retry_policy`` (or the group's ``model_group_retry_policy``) sets the count per error
+   kind instead, any kind it names included (:mod:`llmrelay.routing.policies`).
 4. When the group has failed, try the fallback groups in order: ``context_window_fallbacks``
    for ContextWindowExceededError, ``content_policy_fallbacks`` for
    ContentPolicyViolationError (each then the generic list), ``fallbacks`` for anything
@@ -49,12 +51,13 @@ from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing import names as _names
 from .routing.deployment import Deployment
 from .routing.precall import DeploymentView, fitting, mock_fallback_error, no_fit_error
+from .routing.policies import AllowedFailsPolicy, RetryPolicy, parse_group_policies, parse_policy
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
 from .routing.shared import SHARED_OPTIONS, shared_from_options
 from .routing.streams import TrackedSource
 
-__all__ = ["Router"]
+__all__ = ["Router", "RetryPolicy", "AllowedFailsPolicy"]
 
 log = logging.getLogger("llmrelay.router")
 
@@ -81,7 +84,7 @@ _IGNORED_OPTIONS = frozenset(
         "cache_responses", "cache_kwargs",  # used by _response_cache
         "caching_groups", "client_ttl", "debug_level", "set_verbose", "alerting_config",
         "polling_interval", "provider_budget_config",
-        "router_general_settings", "assistants_config", "retry_policy", "allowed_fails_policy",
+        "router_general_settings", "assistants_config",
         "enable_tag_filtering", "optional_pre_call_checks", "ignore_invalid_deployments",
     }
 )
@@ -172,6 +175,9 @@ class Router:
         model_group_alias: dict[str, Any] | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         enable_pre_call_checks: bool = False,
+        retry_policy: RetryPolicy | dict[str, int] | None = None,
+        model_group_retry_policy: dict[str, RetryPolicy | dict[str, int]] | None = None,
+        allowed_fails_policy: AllowedFailsPolicy | dict[str, int] | None = None,
         **options: Any,
     ) -> None:
         """Build a router.
@@ -194,7 +200,10 @@ class Router:
         ``max_input_tokens`` / ``max_tokens``) is too small for the prompt; when none fits, the
         call fails with ContextWindowExceededError (so ``context_window_fallbacks`` apply).
         ``default_fallbacks`` serve any group without fallbacks of its own, and a model group
-        that does not exist.
+        that does not exist. ``retry_policy`` / ``model_group_retry_policy`` (a group's own,
+        instead of ``retry_policy``) and ``allowed_fails_policy``: LiteLLM's per-error-kind
+        counts (:class:`RetryPolicy`, :class:`AllowedFailsPolicy` or their dicts), which replace
+        ``num_retries`` and ``allowed_fails`` for the kinds they name.
         """
         unknown = set(options) - _IGNORED_OPTIONS - SHARED_OPTIONS
         if unknown:
@@ -231,6 +240,9 @@ class Router:
         self.model_group_alias = _names.parse_aliases(model_group_alias)
         self._wildcards = _names.Wildcards({})
         self.enable_pre_call_checks = bool(enable_pre_call_checks)
+        self.retry_policy = parse_policy(retry_policy, RetryPolicy, "retry_policy")
+        self.model_group_retry_policy = parse_group_policies(model_group_retry_policy)
+        self.allowed_fails_policy = parse_policy(allowed_fails_policy, AllowedFailsPolicy, "allowed_fails_policy")
         self._groups: dict[str, list[Deployment]] = {}
         self._by_id: dict[str, Deployment] = {}
         self.set_model_list(model_list or [])
@@ -608,9 +620,11 @@ class Router:
             return
         retry_after = capped(getattr(exc, "retry_after", None), self.max_retry_after) \
             if getattr(exc, "status_code", None) == 429 else None
+        policy = self.allowed_fails_policy
+        allowed = None if policy is None else policy.count_for(exc)
         cooled = dep.failure(
             _monotonic(),
-            self.allowed_fails,
+            self.allowed_fails if allowed is None else allowed,
             self.cooldown_time if dep.cooldown_time is None else dep.cooldown_time,
             self.allowed_fails_window,
             retry_after,
@@ -1066,7 +1080,10 @@ class _Run:
         router._record_failure(dep, exc, elapsed, self.stream)
         self.attempts.append(attempt_record(self.group, dep, exc, elapsed))
         self.last = exc
-        if self.attempt < self.retries and retryable(exc):
+        policy = router.model_group_retry_policy.get(self.group, router.retry_policy)
+        by_kind = None if policy is None else policy.count_for(exc)
+        retry = self.attempt < self.retries and retryable(exc) if by_kind is None else self.attempt < by_kind
+        if retry:
             wait = router._retry_wait(self.deps, self.tried, self.attempt, exc)
             self.attempt += 1
             log.debug("retrying %s (attempt %d) in %.2fs after %s", self.group, self.attempt, wait, type(exc).__name__)

@@ -231,4 +231,5 @@ def test_router_settings_in_litellm_settings_are_moved(monkeypatch):
     assert config.router_settings["fallbacks"] == [{"gpt": ["b"]}]
     assert config.router_settings["cooldown_time"] == 3  # router_settings wins
     assert "fallbacks" not in config.litellm_settings
-    assert any("litellm_settings.retry_policy" in w for w in config.warnings)
+    assert config.router_settings["retry_policy"] == {}  # (LiteLLM's per-error retries: a Router option)
+    assert not any("retry_policy" in w for w in config.warnings)
