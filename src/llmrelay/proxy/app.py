@@ -33,6 +33,7 @@ from .fastpath import relay_for
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
+from .ip_filter import FORBIDDEN_MESSAGE, IPFilter
 from .keys import KeyManager, Refusal, deployment_index, end_user_of, float_text
 from .management import is_management_path, logged_path
 from .limits import ServerLimits
@@ -64,6 +65,9 @@ _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _BODY = "http.response.body"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_LIVENESS_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
+#: Orchestrators' probes, answered whatever the client's address (allowed_ips does not apply).
+_PROBE_PATHS = _LIVENESS_PATHS | {"/health/readiness"}
 _MODEL_INFO_PATHS = frozenset({"/v1/model/info", "/model/info"})
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -201,6 +205,9 @@ class ProxyApp:
         self.enforce_user = bool(config.general_settings.get("enforce_user_param"))
         #: general_settings.user_header_mappings / user_header_name: the header naming the end user
         self.customer_header: bytes | None = config.general_settings.get("customer_header")
+        allowed_ips = config.general_settings.get("allowed_ips")
+        self.ip_filter = None if allowed_ips is None else IPFilter(
+            allowed_ips, bool(config.general_settings.get("use_x_forwarded_for")))
         secrets = list(config.secrets)
         if config.master_key:
             secrets.append(config.master_key)
@@ -327,6 +334,10 @@ class ProxyApp:
         method = scope["method"]
         try:
             ingress = self.ingresses.get(path)
+            if self.ip_filter is not None and path not in _PROBE_PATHS and not self.ip_filter.allows(scope):
+                if ingress is not None:
+                    ctx.ingress = ingress  # (the refusal in the shape of the API called)
+                return await self._error(ctx, send, 403, FORBIDDEN_MESSAGE, code="ip_not_allowed")
             if ingress is not None:
                 ctx.ingress = ingress
                 if method != "POST":
@@ -363,7 +374,7 @@ class ProxyApp:
                 if visible is not None:
                     data = [d for d in data if d.get("model_name") in visible]
                 await self._json(ctx, send, 200, _dumps({"data": data}))
-            elif path in ("/health/liveliness", "/health/liveness"):
+            elif path in _LIVENESS_PATHS:
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":
                 body = {"status": "healthy" if self.models.names else "no models", "models": len(self.models.names)}

@@ -798,7 +798,15 @@ class _Parser:
             out["customer_header"] = header.strip().lower().encode("latin-1")
         elif header is not None:
             raise self.fail(raw, header[0], header[1])
-        for key in ("allow_unauthenticated", "always_include_stream_usage", "enforce_user_param"):
+        if out.get("allowed_ips") is not None:
+            from .ip_filter import parse_allowed_ips
+
+            try:
+                out["allowed_ips"] = parse_allowed_ips(out["allowed_ips"])
+            except ValueError as exc:
+                raise self.fail(raw, "allowed_ips", f"general_settings.{exc}") from None
+        for key in ("allow_unauthenticated", "always_include_stream_usage", "enforce_user_param",
+                    "use_x_forwarded_for"):
             if out.get(key) is not None and not isinstance(out[key], bool):
                 raise self.fail(raw, key, f"{key} must be true or false")
         if "always_include_stream_usage" not in out and os.environ.get("LITELLM_ENFORCE_STREAMED_USAGE", "").strip().lower() == "true":
