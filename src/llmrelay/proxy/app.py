@@ -374,6 +374,12 @@ class ProxyApp:
                 if visible is not None:
                     data = [d for d in data if d.get("model_name") in visible]
                 await self._json(ctx, send, 200, _dumps({"data": data}))
+            elif path == "/health":
+                if method != "GET":
+                    return await self._method_not_allowed(ctx, send, b"GET")
+                if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                    return
+                await self._health(ctx, send, scope)
             elif path in _LIVENESS_PATHS:
                 await self._json(ctx, send, 200, b'"I\'m alive!"')
             elif path == "/health/readiness":
@@ -446,6 +452,23 @@ class ProxyApp:
         if status != 200:
             ctx.error = errors.ERROR_TYPES.get(status, "refused")
         await self._json(ctx, send, status, payload, extra)
+
+    async def _health(self, ctx: _Ctx, send: Send, scope: Scope) -> None:
+        """``GET /health``: one real call per deployment (master key only: each check costs)."""
+        from urllib.parse import parse_qs
+
+        from .health import UnknownModel, check_health
+
+        if ctx.auth is not None and not ctx.auth.master:
+            return await self._error(ctx, send, 403, "Only the master key (proxy admin) can run /health: each check "
+                                                     "calls the upstream.", code="forbidden")
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        try:
+            report = await check_health(getattr(self.models, "router", None), self.redact,
+                                        query.get("model"), query.get("model_id"))
+        except UnknownModel as exc:
+            return await self._error(ctx, send, 404, str(exc), code="model_not_found")
+        await self._json(ctx, send, 200, _dumps(report))
 
     # ------------------------------------------------------------------ small answers
     async def _method_not_allowed(self, ctx: _Ctx, send: Send, allow: bytes) -> None:

@@ -141,7 +141,7 @@ MODEL_ENTRY = _keys(
 MODEL_INFO = _keys(
     "model_info",
     "id mode base_model input_cost_per_token output_cost_per_token max_tokens max_input_tokens "
-    "max_output_tokens description allowed_client_params",
+    "max_output_tokens description allowed_client_params health_check_model health_check_timeout",
     "db_model team_id team_public_model_name access_groups tier litellm_provider key "
     "supports_vision supports_function_calling supports_parallel_function_calling "
     "supports_tool_choice supports_response_schema supports_system_messages supports_reasoning "
@@ -150,7 +150,7 @@ MODEL_INFO = _keys(
     "supports_native_streaming supports_assistant_prefill input_cost_per_second "
     "output_cost_per_second cache_read_input_token_cost cache_creation_input_token_cost "
     "input_cost_per_character output_cost_per_character output_vector_size created_at updated_at "
-    "created_by updated_by health_check_model health_check_timeout rpm tpm tags "
+    "created_by updated_by rpm tpm tags "
     "input_cost_per_token_batches output_cost_per_token_batches output_cost_per_reasoning_token "
     "input_cost_per_audio_token output_cost_per_audio_token input_cost_per_image "
     "output_cost_per_image access_via_team_ids direct_access",

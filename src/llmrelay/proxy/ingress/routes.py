@@ -15,7 +15,8 @@ __all__ = ["CHAT", "ingress_table", "served_endpoints"]
 CHAT = ChatIngress()
 
 #: Endpoints that are not ingresses (answered by the app itself).
-_OTHER = ("GET /v1/models", "GET /v1/models/{model}", "GET /v1/model/info", "GET|DELETE /v1/responses/{id}", "GET /health/liveliness", "GET /health/readiness",
+_OTHER = ("GET /v1/models", "GET /v1/models/{model}", "GET /v1/model/info", "GET|DELETE /v1/responses/{id}", "GET /health", "GET /health/liveliness",
+          "GET /health/readiness",
           "GET /openapi.json")
 
 
