@@ -211,6 +211,20 @@ def test_callback_exception_is_logged_not_raised(server, caplog):
     assert "callback bug" in text and "logger bug" in text
 
 
+def test_a_builtin_logger_that_cannot_start_never_breaks_a_call(server, recorder: Recorder, caplog, monkeypatch):
+    """``success_callback = ["langfuse"]`` without Langfuse's keys: warned about, the call and the
+    other callbacks go on (LiteLLM's own Langfuse logger logs its failure too)."""
+    monkeypatch.delenv("LANGFUSE_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("LANGFUSE_SECRET_KEY", raising=False)
+    llmrelay.success_callback = ["langfuse", "langfuse_otel"]
+    with caplog.at_level(logging.WARNING, logger="llmrelay.callbacks"):
+        response = llmrelay.completion(**kw(server))
+        assert list(llmrelay.completion(**kw(server, stream=True)))
+    assert response.choices[0].message.content == DEFAULT_TEXT
+    assert recorder.outcomes() == ["success", "success"]
+    assert "'langfuse' cannot start" in caplog.text and "LANGFUSE_PUBLIC_KEY" in caplog.text
+
+
 def test_no_callbacks_means_no_observer(server):
     stream = llmrelay.completion(**kw(server, stream=True))
     assert stream._observer is None

@@ -149,17 +149,21 @@ def test_gateway_exports_request_and_upstream_spans_over_otlp_http(tmp_path):
     assert not [e for e in other.events]  # not a stream: no first-token event
 
 
-def test_langfuse_otel_posts_to_langfuses_endpoint_with_its_keys_and_content_when_configured(tmp_path):
+@pytest.mark.parametrize("setting", ["callbacks: [langfuse_otel]", 'success_callback: ["langfuse"]'])
+def test_langfuse_otel_posts_to_langfuses_endpoint_with_its_keys_and_content_when_configured(tmp_path, setting):
     """``callbacks: [langfuse_otel]``: spans to ``LANGFUSE_HOST``'s OTel endpoint with Basic auth of
-    the key pair; ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` records the texts."""
+    the key pair; ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` records the texts.
+    LiteLLM's own ``langfuse`` logger sends the same, with the texts unless told not to."""
     import base64
 
     with OTLPReceiver() as receiver, FakeOpenAIServer() as up:
         path = tmp_path / "config.yaml"
         path.write_text(f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/gpt-4o-mini, "
-                        f"api_base: {up.url}/v1, api_key: sk-up}}\nlitellm_settings:\n  callbacks: [langfuse_otel]\n")
+                        f"api_base: {up.url}/v1, api_key: sk-up}}\nlitellm_settings:\n  {setting}\n")
         env = {"LANGFUSE_PUBLIC_KEY": "pk-lf-1", "LANGFUSE_SECRET_KEY": "sk-lf-2", "LANGFUSE_HOST": receiver.url,
-               "OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
+               "OTEL_BSP_SCHEDULE_DELAY": "50"}
+        if "langfuse_otel" in setting:
+            env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
         with Gateway(str(path), env=env) as gw:
             client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
             client.chat.completions.create(model="m", messages=MESSAGES)

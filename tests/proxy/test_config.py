@@ -120,10 +120,24 @@ def test_config_warnings_and_strict(monkeypatch, text, words):
 
 def test_ignored_litellm_settings_warn(monkeypatch):
     monkeypatch.setenv("CFG_TEST_KEY", "k")
-    config = parse_config(OK + "litellm_settings:\n  success_callback: [langfuse]\n"
+    config = parse_config(OK + "litellm_settings:\n  success_callback: [datadog]\n"
                           "general_settings:\n  alerting: [slack]\n", "conf.yaml")
     assert any("success_callback" in w and "ignored" in w for w in config.warnings)
     assert any("alerting" in w for w in config.warnings)
+
+
+def test_langfuse_without_its_keys_is_off_with_a_warning(monkeypatch):
+    """LiteLLM's own `langfuse` logger (sent through Langfuse's OTel endpoint here) in a config
+    copied without its keys: the gateway starts, says why it is off."""
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    monkeypatch.delenv("LANGFUSE_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("LANGFUSE_SECRET_KEY", raising=False)
+    config = parse_config(OK + "litellm_settings:\n  success_callback: [langfuse]\n", "conf.yaml")
+    assert config.callbacks.get("success_callback", []) == []
+    assert any("'langfuse' needs LANGFUSE_PUBLIC_KEY" in w for w in config.warnings)
+    config = parse_config(OK + "environment_variables:\n  LANGFUSE_PUBLIC_KEY: pk-1\n  LANGFUSE_SECRET_KEY: sk-2\n"
+                          "litellm_settings:\n  success_callback: [langfuse]\n", "conf.yaml")
+    assert config.callbacks["success_callback"] == ["langfuse"]
 
 
 def test_database_settings_are_read(monkeypatch):

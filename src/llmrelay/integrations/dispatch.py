@@ -42,6 +42,8 @@ BUILTIN = {
     "otel": "llmrelay.integrations.opentelemetry:OpenTelemetryLogger",
     "opentelemetry": "llmrelay.integrations.opentelemetry:OpenTelemetryLogger",
     "langfuse_otel": "llmrelay.integrations.opentelemetry:langfuse_logger",
+    # LiteLLM's own Langfuse logger: the same data through Langfuse's OpenTelemetry endpoint
+    "langfuse": "llmrelay.integrations.opentelemetry:langfuse_callback_logger",
 }
 _builtins: dict[str, Any] = {}
 _warned: set[str] = set()
@@ -211,8 +213,12 @@ def fallback_event(loggers: list[Any], outcome: str, original_model_group: str, 
             _track(asyncio.ensure_future(_guarded(fn, result)))
 
 
-def resolve(name: str) -> Any:
-    """A callback named in a list: a built-in logger (one per process), else None (warned)."""
+def resolve(name: str, strict: bool = False) -> Any:
+    """A callback named in a list: a built-in logger (one per process), else None (warned).
+
+    A built-in logger that cannot start (missing credentials, its optional dependencies not
+    installed) is warned about and skipped, so a call never fails for it; ``strict`` raises
+    instead (the gateway refuses such a config at start)."""
     key = name.strip().lower()
     if key in _builtins:
         return _builtins[key]
@@ -224,7 +230,13 @@ def resolve(name: str) -> Any:
     import importlib
 
     module, attr = target.split(":")
-    logger = getattr(importlib.import_module(module), attr)()
+    try:
+        logger = getattr(importlib.import_module(module), attr)()
+    except Exception as exc:
+        if strict:
+            raise
+        _warn_once(name, f"callback {name!r} cannot start: {exc}; ignored")
+        return None
     _builtins[key] = logger
     return logger
 

@@ -611,18 +611,26 @@ class OpenTelemetryLogger(CustomLogger):
             shutdown()
 
 
-def langfuse_logger() -> OpenTelemetryLogger:
+def langfuse_logger(capture_content: bool | None = None, name: str = "langfuse_otel") -> OpenTelemetryLogger:
     """``langfuse_otel``: spans to Langfuse's OpenTelemetry endpoint (``LANGFUSE_PUBLIC_KEY``,
     ``LANGFUSE_SECRET_KEY``, ``LANGFUSE_HOST`` or ``LANGFUSE_OTEL_HOST``, default Langfuse Cloud)."""
     public = os.environ.get("LANGFUSE_PUBLIC_KEY")
     secret = os.environ.get("LANGFUSE_SECRET_KEY")
     if not public or not secret:
-        raise ValueError("langfuse_otel needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY in the environment")
+        raise ValueError(f"{name} needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY in the environment")
     host = (os.environ.get("LANGFUSE_OTEL_HOST") or os.environ.get("LANGFUSE_HOST")
             or "https://cloud.langfuse.com").rstrip("/")
     token = base64.b64encode(f"{public}:{secret}".encode()).decode()
     exporter = otlp_http_exporter(endpoint=f"{host}/api/public/otel/v1/traces", headers={"Authorization": f"Basic {token}"})
-    return OpenTelemetryLogger(exporter=exporter)
+    return OpenTelemetryLogger(exporter=exporter, capture_content=capture_content)
+
+
+def langfuse_callback_logger() -> OpenTelemetryLogger:
+    """``langfuse`` (LiteLLM's own Langfuse logger): the same spans as ``langfuse_otel``, with the
+    messages and the answer recorded as LiteLLM's logger records them, unless
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false`` or ``turn_off_message_logging``."""
+    flag = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower()
+    return langfuse_logger(capture_content=flag != "false", name="langfuse")
 
 
 def default_exporter() -> Any:

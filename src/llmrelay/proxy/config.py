@@ -738,7 +738,12 @@ class _Parser:
             )
         names = []
         for name in (v.strip() for v in value):
-            if name.lower() in BUILTIN or "." in name:
+            if name.lower() == "langfuse" and not (os.environ.get("LANGFUSE_PUBLIC_KEY")
+                                                   and os.environ.get("LANGFUSE_SECRET_KEY")):
+                # (LiteLLM's own logger, common in copied configs: off, not a start error, without its keys)
+                self.warn(raw, key, f"litellm_settings.{key}: the callback 'langfuse' needs LANGFUSE_PUBLIC_KEY and "
+                                    "LANGFUSE_SECRET_KEY in the environment, which are not set; it is off")
+            elif name.lower() in BUILTIN or "." in name:
                 names.append(name)
             else:
                 self.warn(raw, key, f"litellm_settings.{key}: the callback {name!r} is a LiteLLM integration "

@@ -84,7 +84,7 @@ def load_callback(name: str, config_path: str | None) -> Any:
     file first, then on the import path). Raises :class:`ConfigError` with what to fix."""
     if name.strip().lower() in BUILTIN:
         try:
-            return resolve(name)
+            return resolve(name, strict=True)
         except ImportError as exc:
             raise ConfigError(f"callback {name!r} needs its optional dependencies "
                               f"(pip install 'llmrelay[observability]'): {exc}") from None
