@@ -82,7 +82,7 @@ LITELLM_PARAMS: dict[str, tuple[str, str]] = {
     "n_threads": ("provider", "local model: threads"),
     "safety_settings": ("provider", "Gemini safety settings"),
     # ---- LiteLLM features llmrelay accepts and ignores
-    "litellm_credential_name": ("accepted", "LiteLLM credential_list reference (not supported: give api_key)"),
+    "litellm_credential_name": ("router", "the credential_list entry (gateway config) whose credential_values fill in the params this entry does not give"),
     "use_litellm_proxy": ("accepted", "LiteLLM SDK-to-proxy flag"),
     "max_budget": ("accepted", "LiteLLM budgets"),
     "budget_duration": ("accepted", "LiteLLM budgets"),

@@ -64,13 +64,13 @@ def test_homelab_starts_and_names_every_ignored_key(homelab):
     expected = {
         "logging": "unknown top-level section",
         "health_check": "unknown top-level section",
-        "litellm_settings.success_callback": "does not implement",
+        "litellm_settings.success_callback": "'langfuse' needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY",
         "litellm_settings.cache_params": "REDIS_HOST, which is not set; the response cache is off",
         "litellm_settings.drop_param": "did you mean 'drop_params'?",
         "general_settings.database_url": "DATABASE_URL_NOT_SET is not set; virtual keys and spend use the SQLite",
         "general_settings.alerting": "does not implement",
         "router_settings.redis_host": "REDIS_HOST, which is not set; shared state through Redis is off",
-        "litellm_params.litellm_credential_name": "ignored, never sent upstream",
+        "litellm_params.litellm_credential_name": "'default_openai' names no credential_list entry",
         "model 'mystery'": "skipped",
     }
     for key, words in expected.items():

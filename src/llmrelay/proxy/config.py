@@ -331,6 +331,7 @@ class _Parser:
         self.end_user_max_budget: float | None = None
         self.internal_user: dict[str, Any] = {}
         self.proxy_budget: dict[str, Any] = {}
+        self.credentials: dict[str, dict] = {}
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
@@ -402,6 +403,8 @@ class _Parser:
         env = data.get("environment_variables")
         if env is not None:
             self.environment(data, env)
+        if data.get("credential_list") is not None:
+            self.credential_list(data, data["credential_list"])
         settings, router_from_settings = self.litellm_settings(data)
         cache_params = self.cache_settings(data)
         general = self.general_settings(data)
@@ -463,6 +466,32 @@ class _Parser:
             if not isinstance(name, str) or not isinstance(value, (str, int, float, bool)):
                 raise self.fail(env, name, "environment_variables entries must be NAME: value")
             os.environ[name] = str(value)
+
+    def credential_list(self, data: Any, entries: Any) -> None:
+        """LiteLLM's ``credential_list``: named ``credential_values`` (``api_key``, ``api_base``,
+        ``api_version``…) that deployments take with ``litellm_params.litellm_credential_name``."""
+        if not isinstance(entries, list):
+            raise self.fail(data, "credential_list", "credential_list must be a list of entries with credential_name "
+                                                     "and credential_values")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise self.fail(entries, i, "each credential_list entry must be a mapping with credential_name and "
+                                            "credential_values")
+            name, values = entry.get("credential_name"), entry.get("credential_values")
+            if not isinstance(name, str) or not name:
+                raise self.fail(entry, "credential_name" if "credential_name" in entry else None,
+                                "credential_list entries need a credential_name (the name deployments use in "
+                                "litellm_params.litellm_credential_name)")
+            if not isinstance(values, dict):
+                raise self.fail(entry, "credential_values" if "credential_values" in entry else None,
+                                f"credential {name!r}: credential_values must be a mapping (api_key, api_base…)")
+            if name in self.credentials:
+                raise self.fail(entry, "credential_name", f"credential_name {name!r} is listed twice")
+            for key in entry:
+                if key not in ("credential_name", "credential_values", "credential_info"):
+                    self.warn(entry, key, f"credential_list.{name}.{key}: unknown key; ignored "
+                                          "(use credential_name, credential_values, credential_info)")
+            self.credentials[name] = values
 
     def section(self, data: Any, name: str) -> dict:
         raw = data.get(name)
@@ -533,6 +562,19 @@ class _Parser:
         for key in _ENTRY_PARAMS:
             if key in entry and key not in resolved:
                 resolved[key] = self.resolve_env(entry, key, entry[key])
+        credential = resolved.pop("litellm_credential_name", None)
+        if credential is not None:
+            values = self.credentials.get(credential) if isinstance(credential, str) else None
+            if values is None:  # (as in LiteLLM: the deployment is served with what its own params give)
+                known = ", ".join(sorted(self.credentials)) or "none: the config has no credential_list"
+                self.warn(params, "litellm_credential_name",
+                          f"litellm_params.litellm_credential_name: {credential!r} names no credential_list entry "
+                          f"(known: {known}); ignored, the deployment uses its own litellm_params")
+                values = {}
+            for key, value in values.items():  # (what litellm_params give themselves wins)
+                if key not in resolved:
+                    resolved[key] = self.resolve_env(values, key, value, secret=_secret_name(str(key)))
+                    self.check_param(values, key)
         self.check_values(params, resolved)
         info = entry.get("model_info") or {}
         if not isinstance(info, dict):
