@@ -247,3 +247,28 @@ def test_router_settings_in_litellm_settings_are_moved(monkeypatch):
     assert "fallbacks" not in config.litellm_settings
     assert config.router_settings["retry_policy"] == {}  # (LiteLLM's per-error retries: a Router option)
     assert not any("retry_policy" in w for w in config.warnings)
+
+
+def test_litellm_master_key_environment_variable(monkeypatch):
+    """LiteLLM's documented alternative to general_settings.master_key: the gateway is locked."""
+    monkeypatch.setenv("CFG_TEST_KEY", "k")
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-from-litellm-env")
+    config = parse_config(OK, "conf.yaml")
+    assert config.master_key == "sk-from-litellm-env" and "sk-from-litellm-env" in config.secrets
+    config = parse_config(OK + "general_settings:\n  master_key: sk-in-file\n", "conf.yaml")
+    assert config.master_key == "sk-in-file"  # the config's own wins
+    monkeypatch.setenv("LITELLM_MASTER_KEY", " ")
+    assert parse_config(OK, "conf.yaml").master_key is None
+
+
+def test_gateway_locked_by_litellm_master_key(tmp_path):
+    import httpx
+
+    path = tmp_path / "config.yaml"
+    path.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: openai/x, api_key: k, "
+                    "api_base: 'http://127.0.0.1:9/v1'}\n")
+    with Gateway(str(path), env={"LITELLM_MASTER_KEY": "sk-env-master-1"}) as gw:
+        assert not [line for line in gw.lines if "no general_settings.master_key" in line]
+        assert httpx.get(gw.url + "/v1/models").status_code == 401
+        ok = httpx.get(gw.url + "/v1/models", headers={"authorization": "Bearer sk-env-master-1"})
+        assert ok.status_code == 200 and [m["id"] for m in ok.json()["data"]] == ["m"]

@@ -835,6 +835,11 @@ class _Parser:
             if not isinstance(key, str) or not key:
                 raise self.fail(raw, "master_key", "master_key must be a non-empty string (e.g. sk-...)")
             out["master_key"] = key
+        elif os.environ.get("LITELLM_MASTER_KEY", "").strip():
+            # LiteLLM's documented alternative to the config key: a gateway its operator meant to
+            # lock must not come up open
+            out["master_key"] = os.environ["LITELLM_MASTER_KEY"].strip()
+            self.secrets.append(out["master_key"])
         size = out.get("max_request_size_mb")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
