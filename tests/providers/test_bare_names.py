@@ -30,7 +30,7 @@ def test_unknown_bare_name_is_a_clear_error():
 
 @pytest.mark.parametrize("prefix", ["nvidia_nim", "huggingface", "github", "cloudflare", "minimax", "sambanova",
                                     "nebius", "novita", "dashscope", "moonshot", "vllm", "openai_like",
-                                    "custom_openai"])
+                                    "custom_openai", "llamafile", "litellm_proxy", "databricks"])
 def test_new_hosts_are_registered(prefix):
     assert registry.resolve(f"{prefix}/some/model") == (prefix, "some/model")
     assert registry.get_provider(prefix).name == prefix

@@ -35,9 +35,10 @@ DEFAULT_URLS = {
     "novita": "https://api.novita.ai/openai/v1/chat/completions",
     "dashscope": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions",
     "moonshot": "https://api.moonshot.ai/v1/chat/completions",
+    "llamafile": "http://127.0.0.1:8080/v1/chat/completions",
 }
 #: Self-hosted servers: no default api_base.
-SELF_HOSTED = {"hosted_vllm", "vllm", "openai_like", "custom_openai"}
+SELF_HOSTED = {"hosted_vllm", "vllm", "openai_like", "custom_openai", "litellm_proxy", "databricks"}
 
 
 def build(prefix, model="m", **kwargs):
@@ -86,7 +87,25 @@ def test_hosted_needs_a_key(prefix):
         build(prefix)
 
 
-@pytest.mark.parametrize("prefix", ["lm_studio", "llamacpp", *sorted(SELF_HOSTED)])
+def test_databricks_serving_endpoints(monkeypatch):
+    monkeypatch.setenv("DATABRICKS_API_BASE", "https://adb-1.azuredatabricks.net/serving-endpoints")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-123")
+    req, body = build("databricks", "databricks-meta-llama-3-3-70b-instruct")
+    assert req.url == "https://adb-1.azuredatabricks.net/serving-endpoints/chat/completions"
+    assert req.headers["Authorization"] == "Bearer dapi-123"
+    assert body["model"] == "databricks-meta-llama-3-3-70b-instruct"
+
+
+def test_litellm_proxy_takes_its_base_and_virtual_key_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LITELLM_PROXY_API_BASE", "http://gateway.internal:4000")
+    monkeypatch.setenv("LITELLM_PROXY_API_KEY", "sk-virtual")
+    req, body = build("litellm_proxy", "gpt-4o")
+    assert req.url == "http://gateway.internal:4000/chat/completions"
+    assert req.headers["Authorization"] == "Bearer sk-virtual" and body["model"] == "gpt-4o"
+
+
+@pytest.mark.parametrize("prefix", ["lm_studio", "llamacpp", "llamafile",
+                                    *sorted(SELF_HOSTED - {"databricks"})])
 def test_local_servers_need_no_key(prefix):
     req, _ = build(prefix, api_base="http://127.0.0.1:9/v1")
     assert "Authorization" not in req.headers and req.url == "http://127.0.0.1:9/v1/chat/completions"

@@ -159,6 +159,13 @@ HOSTS: dict[str, Host] = {
     "lm_studio": Host("http://localhost:1234/v1", ("LM_STUDIO_API_KEY",), ("LM_STUDIO_API_BASE",)),
     "hosted_vllm": Host(None, ("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",)),
     "llamacpp": Host("http://127.0.0.1:8080/v1", ("LLAMACPP_API_KEY",), ("LLAMACPP_API_BASE",)),
+    # Mozilla's llamafile serves llama.cpp's OpenAI-compatible API on port 8080.
+    "llamafile": Host("http://127.0.0.1:8080/v1", ("LLAMAFILE_API_KEY",), ("LLAMAFILE_API_BASE",)),
+    # Another LiteLLM (or llmrelay) gateway: its api_base and, usually, a virtual key.
+    "litellm_proxy": Host(None, ("LITELLM_PROXY_API_KEY",), ("LITELLM_PROXY_API_BASE",)),
+    # docs.databricks.com (Foundation Model APIs, OpenAI client): base URL
+    # https://<workspace>/serving-endpoints, the serving endpoint's name as the model, a PAT.
+    "databricks": Host(None, ("DATABRICKS_API_KEY", "DATABRICKS_TOKEN"), ("DATABRICKS_API_BASE",)),
 }
 
 

@@ -56,6 +56,9 @@ PROVIDERS: dict[str, str] = {
     "vllm": "llmrelay.providers.openai_compatible:make_provider",
     "openai_like": "llmrelay.providers.openai_compatible:make_provider",
     "custom_openai": "llmrelay.providers.openai_compatible:make_provider",
+    "llamafile": "llmrelay.providers.openai_compatible:make_provider",
+    "litellm_proxy": "llmrelay.providers.openai_compatible:make_provider",
+    "databricks": "llmrelay.providers.openai_compatible:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to, as LiteLLM resolves them
