@@ -130,8 +130,9 @@ def test_langfuse_without_its_keys_is_off_with_a_warning(monkeypatch):
     """LiteLLM's own `langfuse` logger (sent through Langfuse's OTel endpoint here) in a config
     copied without its keys: the gateway starts, says why it is off."""
     monkeypatch.setenv("CFG_TEST_KEY", "k")
-    monkeypatch.delenv("LANGFUSE_PUBLIC_KEY", raising=False)
-    monkeypatch.delenv("LANGFUSE_SECRET_KEY", raising=False)
+    for name in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
+        monkeypatch.setenv(name, "x")  # (so that the values environment_variables sets below are undone)
+        monkeypatch.delenv(name)
     config = parse_config(OK + "litellm_settings:\n  success_callback: [langfuse]\n", "conf.yaml")
     assert config.callbacks.get("success_callback", []) == []
     assert any("'langfuse' needs LANGFUSE_PUBLIC_KEY" in w for w in config.warnings)
