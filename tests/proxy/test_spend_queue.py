@@ -77,3 +77,30 @@ async def test_a_full_queue_drops_new_rows_with_one_loud_line(tmp_path, caplog):
         assert len(await keys.store.run(keys.store.spend_logs, {"api_key": token})) == 3
     finally:
         await keys.stop()
+
+
+async def test_admission_with_in_process_counters_takes_and_refuses_as_before(tmp_path):
+    """A key's limits on the in-process counters are taken without a coroutine (``_take``): the
+    same decision, headers and 429 (with Retry-After) as through the limiter's coroutine."""
+    keys = KeyManager("sk-master", url=f"sqlite:///{tmp_path}/llmrelay.db", settings={"proxy_batch_write_at": 3600})
+    await keys.start()
+    try:
+        key = new_key()
+        await keys.store.run(keys.store.insert, "key", {"token": hash_key(key), "rpm_limit": 2})
+        limited = await keys.store.run(keys.store.insert, "key", {"token": hash_key(key + "x")})
+        assert limited is None
+        for n in range(2):
+            who = await keys.authenticate(key.encode())
+            assert await keys.admit(who, "gpt-4o-mini", None) is None
+            assert who.model == "gpt-4o-mini" and who.limits and who.decision.allowed
+            assert (b"x-ratelimit-remaining-requests", b"%d" % (1 - n)) in keys.headers(who)
+        who = await keys.authenticate(key.encode())
+        refused = await keys.admit(who, "gpt-4o-mini", None)
+        assert refused.status == 429 and refused.type == "rate_limit_error"
+        assert refused.headers[0][0] == b"retry-after" and int(refused.headers[0][1]) >= 1
+        assert who.model is None and who.limits is None
+        free = await keys.authenticate((key + "x").encode())  # (no limits: nothing taken)
+        assert await keys.admit(free, "gpt-4o-mini", None) is None
+        assert free.model == "gpt-4o-mini" and free.limits is None and free.decision is None
+    finally:
+        await keys.stop()

@@ -302,3 +302,25 @@ def test_temp_budget_increase_until_its_expiry():
     for metadata in (None, {}, {"temp_budget_increase": 5}, {"temp_budget_increase": 5, "temp_budget_expiry": "x"},
                      {"temp_budget_increase": "lots", "temp_budget_expiry": "2099-01-01"}):
         assert temp_budget_increase(metadata, at) == 0.0
+
+
+def test_write_spend_batch_rows_that_share_equal_values_not_the_same_objects(store):
+    """A batch whose rows share every shareable column by value but not by object (rows read
+    back, or made apart) is written with those columns bound once (the usual case, found with
+    one comparison a row), and a batch where one row differs in one of them falls back to the
+    column-by-column check: each row read back as written."""
+    columns = ("request_id", "api_key", "model_group", "model", "model_id", "call_type", "status",
+               "prompt_tokens", "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "day",
+               "metadata")
+    def make(i: int, key: str = "key0") -> tuple:
+        return (f"q{i:04d}", "".join(key), "m", "".join(["mod", "el"]), "dep-1", "acompletion", "success", i, i, 2 * i,
+                i / 100, 1_700_000_000.0 + i, 1_700_000_001.0 + i, "2023-11-14", f'{{"n":{i}}}')
+    first = [make(i) for i in range(40)]
+    second = [make(i, "key1" if i == 77 else "key0") for i in range(40, 120)]
+    store.write_spend_batch([(columns, first)], {}, {})
+    store.write_spend_batch([(columns, second)], {}, {})
+    logs = store.spend_logs(limit=1000)
+    got = sorted((tuple(r[c] for c in columns) for r in logs), key=lambda r: r[0])
+    expected = [tuple({"n": i} if c == "metadata" else v for c, v in zip(columns, row))
+                for i, row in enumerate(first + second)]
+    assert got == expected

@@ -744,6 +744,8 @@ class KeyManager:
             entry.limits[model] = (team, user, limits)
         if customer is not None:
             limits = _with_end_user(limits, who.end_user, customer)
+        if self.shared is None and self._acquire_now is not None:  # (in-process counters: no coroutine)
+            return self._take(who, model, limits)
         return await self._hold(who, model, key, team, None if key.get("team_id") else user, customer, limits,
                                 prefetch, now)
 
@@ -784,13 +786,23 @@ class KeyManager:
             decision = await shared.admit(limits, budgets, prefetch)
             if decision is None:  # spent on other instances too (the rows now say how much)
                 return self._over_budget(key, team, user, customer, model, now) or _SPENT
-        elif not limits:
-            who.model = model
-            return None
-        elif self._acquire_now is not None:
-            decision = self._acquire_now(limits)
+        elif self._acquire_now is not None or not limits:
+            return self._take(who, model, limits)
         else:
             decision = await self.limiter.acquire(limits)
+        return self._held(who, model, limits, decision)
+
+    def _take(self, who: Principal, model: str, limits: list[Limit]) -> Refusal | None:
+        """:meth:`_hold` with the in-process counters (``acquire_now``; never waits) and no shared
+        budgets: the same outcome without a coroutine."""
+        if not limits:
+            who.model = model
+            return None
+        return self._held(who, model, limits, self._acquire_now(limits))
+
+    @staticmethod
+    def _held(who: Principal, model: str, limits: list[Limit], decision: Decision) -> Refusal | None:
+        """The limiter's ``decision`` for ``limits``: the 429 to send, or None with ``who`` holding them."""
         if not decision.allowed:
             wait = retry_after_seconds(decision.retry_after)
             return Refusal(429, f"Rate limit reached: {decision.reason}. Retry after {wait}s.",

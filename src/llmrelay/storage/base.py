@@ -17,7 +17,7 @@ import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import orjson
 
@@ -150,6 +150,15 @@ def _shared_groups_at(columns: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(group for group in groups if group)
 
 
+@functools.lru_cache(maxsize=64)
+def _shareable_at(columns: tuple[str, ...]) -> tuple[tuple[int, ...], Callable[[Sequence[Any]], tuple]]:
+    """The indexes into ``columns`` of every column of :data:`_SHARED_GROUPS` it has (sorted), and
+    an ``itemgetter`` of them (a tuple whatever their number)."""
+    every = tuple(sorted(i for group in _shared_groups_at(columns) for i in group))
+    getter = operator.itemgetter(*every) if len(every) > 1 else (lambda row, at=every: tuple(row[i] for i in at))
+    return every, getter
+
+
 def _insert_spend_rows_shared(cur: Any, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
     """:func:`_insert_spend_rows` with numbered parameters (SQLite's ``?NNN``): the values of a
     group of :data:`_SHARED_GROUPS` that every row of a statement has (its key's, its model's…)
@@ -163,18 +172,25 @@ def _insert_spend_rows_shared(cur: Any, columns: tuple[str, ...], rows: Sequence
         _insert_spend_rows(cur, columns, rows)
         return
     groups = _shared_groups_at(columns)
+    every, heads_of = _shareable_at(columns)
     width = len(columns)
-    shareable = sum(map(len, groups))
+    shareable = len(every)
     most = (_MAX_BOUND - shareable) // max(1, width - shareable)  # (rows a statement holds at most)
     start, left = 0, len(rows)
     while left:
         part = rows[start:start + most]
         first = part[0]
-        by_column = tuple(zip(*part))
-        # (tuple.count compares by identity first: the rows of one key share its objects)
         n = len(part)
-        shared = tuple(sorted(i for group in groups if all(by_column[i].count(first[i]) == n for i in group)
-                              for i in group))
+        # (list.count and tuple comparison compare by identity first: the rows of one key share
+        # its objects) — the usual case first: one key, one model, one outcome and day, every
+        # shareable column shared, found with one C call a row instead of a transposed batch
+        heads = list(map(heads_of, part))
+        if heads.count(heads[0]) == n:
+            shared = every
+        else:
+            by_column = tuple(zip(*part))
+            shared = tuple(sorted(i for group in groups if all(by_column[i].count(first[i]) == n for i in group)
+                                  for i in group))
         varying = [i for i in range(width) if i not in shared]
         per = (_MAX_BOUND - len(shared)) // len(varying)
         # (count <= len(part): most >= per; a small rest in one statement of its own count — one
@@ -294,10 +310,10 @@ class Store:
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="llmrelay-db")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    @contextlib.contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        with self._transaction() as cur:
-            yield cur
+    def _cursor(self) -> contextlib.AbstractContextManager[Any]:
+        """A transaction's cursor: :meth:`_transaction` itself (no generator of its own around
+        it: one frame less to enter and leave per transaction)."""
+        return self._transaction()
 
     # ------------------------------------------------------------------ schema
     def version(self) -> int:
