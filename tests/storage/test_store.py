@@ -324,3 +324,31 @@ def test_write_spend_batch_rows_that_share_equal_values_not_the_same_objects(sto
     expected = [tuple({"n": i} if c == "metadata" else v for c, v in zip(columns, row))
                 for i, row in enumerate(first + second)]
     assert got == expected
+
+
+def test_sqlite_reads_take_no_write_lock(tmp_path):
+    """The change feed's poll and the budget sweep's reads run without ``BEGIN IMMEDIATE``: a
+    second connection holding the write lock does not make them fail (with the lock asked for,
+    they waited for it and failed with the busy timeout), and they see
+    what was committed before them."""
+    import sqlite3
+
+    store = open_store(f"sqlite:///{tmp_path}/k.db")
+    try:
+        store.migrate()
+        store.insert("key", {"token": "k", "budget_duration": "1d", "budget_reset_at": 1.0})
+        other = sqlite3.connect(f"{tmp_path}/k.db", timeout=0.1, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another gateway mid-write
+            store._conn.execute("PRAGMA busy_timeout=100")
+            assert [c["ident"] for c in store.changes(0, 0.0)] == ["k"]
+            assert store.last_change() >= 1
+            assert [r["ident"] for r in store.due_resets("key", time.time())] == ["k"]
+            assert store.due_model_resets(time.time()) == []
+            with pytest.raises(StoreError):  # a write still waits for it, then fails as before
+                store.add_spend("key", "k", 1.0)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    finally:
+        store.close()

@@ -310,6 +310,11 @@ class Store:
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="llmrelay-db")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def _read(self) -> contextlib.AbstractContextManager[Any]:
+        """A cursor for one read-only statement (a backend may run it without a transaction of
+        its own around it: one statement reads one snapshot either way); a transaction here."""
+        return self._transaction()
+
     def _cursor(self) -> contextlib.AbstractContextManager[Any]:
         """A transaction's cursor: :meth:`_transaction` itself (no generator of its own around
         it: one frame less to enter and leave per transaction)."""
@@ -464,7 +469,7 @@ class Store:
     def changes(self, after_seq: int, since: float) -> list[dict[str, Any]]:
         """Change-feed rows with ``seq > after_seq`` or written at/after ``since`` (a sequence
         number can commit late under concurrent writers, so callers re-read a time window)."""
-        with self._cursor() as cur:
+        with self._read() as cur:
             cur.execute(
                 "SELECT seq, kind, ident, at FROM llmrelay_changes WHERE seq > ? OR at >= ? ORDER BY seq",
                 (int(after_seq), float(since)),
@@ -472,7 +477,7 @@ class Store:
             return cur.fetchall()
 
     def last_change(self) -> int:
-        with self._cursor() as cur:
+        with self._read() as cur:
             cur.execute("SELECT MAX(seq) AS s FROM llmrelay_changes")
             return int(cur.fetchall()[0]["s"] or 0)
 
@@ -500,7 +505,7 @@ class Store:
         table, id_col, _ = ENTITIES[kind]
         duration, join = self._tier_duration(kind)
         bound = (default_tier,) if kind == "end_user" else ()
-        with self._cursor() as cur:
+        with self._read() as cur:
             cur.execute(
                 f"SELECT t.{id_col} AS ident, {duration} AS budget_duration, t.budget_reset_at AS budget_reset_at "
                 f"FROM {table} t{join} WHERE {where.format(period=duration)}",
@@ -580,7 +585,7 @@ class Store:
     def due_model_resets(self, now: float) -> list[dict[str, Any]]:
         """Keys with a per-model budget period that ended (token, model_max_budget,
         model_budget_reset_at, model_reset_at)."""
-        with self._cursor() as cur:
+        with self._read() as cur:
             cur.execute(
                 "SELECT token, model_max_budget, model_budget_reset_at, model_reset_at FROM llmrelay_keys "
                 "WHERE model_reset_at IS NOT NULL AND model_reset_at <= ?",

@@ -71,6 +71,25 @@ class SQLiteStore(Store):
             finally:
                 cur.close()
 
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        """One read-only statement in autocommit mode: its own read transaction, without
+        ``BEGIN IMMEDIATE`` … ``COMMIT`` around it — which took the write lock (a second
+        gateway's writes waited for a change-feed poll) and were two statements more, each
+        letting go of the GIL and taking it back from the busy event loop (the change feed is
+        polled 4×/s, the budget sweep reads every 2 s)."""
+        with self._lock:
+            try:
+                cur = self._conn.cursor()
+            except sqlite3.Error as exc:  # (a closed store)
+                raise StoreError(f"SQLite error: {exc}") from None
+            try:
+                yield cur
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite error: {exc}") from None
+            finally:
+                cur.close()
+
     def close(self) -> None:
         super().close()
         with self._lock:
