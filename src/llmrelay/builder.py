@@ -45,11 +45,19 @@ def stream_chunk_builder(
     index, tool index) keeping the first id and name and concatenating the arguments (a call
     that never got an id gets a generated one); ``finish_reason`` is the last one seen, else
     ``tool_calls`` when tool calls were streamed, else ``stop``. Usage is the upstream's when
-    a chunk carried it, else counted offline (the prompt from ``messages``). ``[]`` → None.
+    a chunk carried it, else counted offline (the prompt from ``messages``). ``[]`` → None;
+    ``None`` raises ``APIError`` (as LiteLLM's does).
     """
+    if chunks is None:
+        from .exceptions import APIError
+
+        raise APIError("stream_chunk_builder got chunks=None: pass the list of chunks a stream yielded",
+                       status_code=500)
     chunks = list(chunks)
     if not chunks:
         return None
+    hidden = getattr(chunks[0], "_hidden_params", None)
+    provider = hidden.get("custom_llm_provider") if isinstance(hidden, dict) else None
     choices: dict[int, _Choice] = {}
     first = _plain(chunks[0])
     usage: Any = None
@@ -158,7 +166,9 @@ def stream_chunk_builder(
         response.usage = counted_usage(model, messages, completion_text(c["message"] for c in out_choices))
     from .cost import response_cost
 
-    response._hidden_params["response_cost"] = response_cost(model, None, response.usage, None) if model else None
+    if provider:
+        response._hidden_params["custom_llm_provider"] = provider
+    response._hidden_params["response_cost"] = response_cost(model, provider, response.usage, None) if model else None
     return response
 
 

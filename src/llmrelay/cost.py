@@ -58,7 +58,13 @@ __all__ = [
     "supports_audio_input",
     "supports_pdf_input",
     "supports_web_search",
+    "supports_audio_output",
+    "supports_computer_use",
+    "supports_url_context",
+    "supports_embedding_image_input",
+    "supports_native_streaming",
     "get_max_tokens",
+    "get_model_cost_map",
 ]
 
 log = logging.getLogger("llmrelay")
@@ -155,6 +161,7 @@ _MODEL_LISTS: dict[str, tuple[str | None, str | None]] = {
     "model_list": (None, None),
     "open_ai_chat_completion_models": ("openai", "chat"),
     "open_ai_embedding_models": ("openai", "embedding"),
+    "open_ai_text_completion_models": ("openai", "completion"),
     "anthropic_models": ("anthropic", None),
     "cohere_models": ("cohere", None),
     "gemini_models": ("gemini", None),
@@ -399,6 +406,44 @@ def supports_pdf_input(model: str, custom_llm_provider: str | None = None) -> bo
 def supports_web_search(model: str, custom_llm_provider: str | None = None) -> bool:
     """Whether the model can search the web itself (``web_search_options``)."""
     return _flag(model, custom_llm_provider, "supports_web_search")
+
+
+def supports_audio_output(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model can answer in audio (``modalities=["audio"]``)."""
+    return _flag(model, custom_llm_provider, "supports_audio_output")
+
+
+def supports_computer_use(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model has a computer-use tool."""
+    return _flag(model, custom_llm_provider, "supports_computer_use")
+
+
+def supports_url_context(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the model can read URLs given in the prompt itself."""
+    return _flag(model, custom_llm_provider, "supports_url_context")
+
+
+def supports_embedding_image_input(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the embedding model takes images."""
+    return _flag(model, custom_llm_provider, "supports_embedding_image_input")
+
+
+def supports_native_streaming(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether the provider streams the model's answer itself (True unless the table says
+    ``supports_native_streaming: false``; a model not in the table: True, as LiteLLM)."""
+    try:
+        _, entry = _find(model, custom_llm_provider)
+    except (ModelNotMappedError, ValueError, TypeError):
+        return True
+    return entry.get("supports_native_streaming") is not False
+
+
+def get_model_cost_map(url: str | None = None) -> dict[str, dict[str, Any]]:
+    """LiteLLM's ``get_model_cost_map(url)``: the price table. llmrelay's is the one it ships
+    (never fetched; ``url`` is accepted and ignored): the live table, so
+    ``llmrelay.model_cost = llmrelay.get_model_cost_map(url="")`` keeps lookups and the
+    attribute the same object."""
+    return _models()
 
 
 def get_max_tokens(model: str, custom_llm_provider: str | None = None) -> int | None:

@@ -1,4 +1,5 @@
-"""Small LiteLLM helpers: response text, debug logging, key checks, mock calls, provider names."""
+"""Small LiteLLM helpers: response text, debug logging, key checks, mock calls, provider names,
+the models the environment's keys reach, a function's tool schema, base64 checks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ __all__ = [
     "check_valid_key",
     "mock_completion",
     "provider_names",
+    "get_valid_models",
+    "function_to_dict",
+    "is_base64_encoded",
+    "get_token_count",
+    "turn_on_debug",
 ]
 
 log = logging.getLogger("llmrelay")
@@ -92,3 +98,141 @@ def __getattr__(name: str) -> Any:  # PEP 562: ``provider_list`` is made when fi
     if name == "provider_list":
         return provider_names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def turn_on_debug() -> None:
+    """LiteLLM's ``_turn_on_debug()``: debug logging of the ``llmrelay`` logger to stderr
+    (as ``llmrelay.set_verbose = True``)."""
+    import llmrelay
+
+    llmrelay.set_verbose = True
+
+
+def get_token_count(messages: list[dict[str, Any]], model: str) -> int:
+    """LiteLLM's ``get_token_count(messages, model)``: ``token_counter(model=, messages=)``."""
+    from .tokens import token_counter
+
+    return token_counter(model=model, messages=messages)
+
+
+def get_valid_models(check_provider_endpoint: bool = False, custom_llm_provider: str | None = None,
+                     **_: Any) -> list[str]:
+    """LiteLLM's ``get_valid_models()``: the models of the providers whose ``<PROVIDER>_API_KEY``
+    is set in the environment (read from the price table; OpenAI's chat models then its text
+    completion models, as LiteLLM lists them). ``custom_llm_provider`` limits it to one
+    provider. No endpoint is asked (``check_provider_endpoint`` is accepted and ignored)."""
+    import os
+
+    from . import cost
+
+    known = provider_names()
+    if custom_llm_provider:
+        providers = [custom_llm_provider]
+    else:
+        providers = []
+        for key in os.environ:
+            if key.endswith("_API_KEY"):
+                name = key[: -len("_API_KEY")].lower()
+                if name in known and name not in providers:
+                    providers.append(name)
+    table = cost.model_cost
+    out: list[str] = []
+    for provider in providers:
+        if provider == "openai":
+            out.extend(sorted(cost.open_ai_chat_completion_models))
+            out.extend(sorted(cost.open_ai_text_completion_models))
+        else:
+            out.extend(sorted(m for m, e in table.items() if e.get("litellm_provider") == provider))
+    return out
+
+
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
+               "dict": "object", "tuple": "array", "None": "null", "NoneType": "null"}
+
+
+def function_to_dict(function: Any) -> dict[str, Any]:
+    """LiteLLM's ``function_to_dict``: the OpenAI function schema (``name``, ``description``,
+    ``parameters``) of a Python function, from its signature and its numpydoc docstring
+    (``Parameters`` section: ``name : type`` lines, each followed by its indented description).
+
+    A docstring type ``{'a', 'b'}`` gives ``"type": "string"`` with ``"enum": ["a", "b"]`` (a
+    list; LiteLLM puts the list's repr, a string, there). Parameters without a default are
+    ``required``.
+    """
+    import inspect
+    import re
+
+    doc = inspect.getdoc(function) or ""
+    lines = doc.splitlines()
+    summary: list[str] = []
+    for line in lines:
+        if not line.strip():
+            if summary:
+                break
+            continue
+        summary.append(line.strip())
+    documented: dict[str, dict[str, Any]] = {}
+    in_params = False
+    current: dict[str, Any] | None = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped == "Parameters" and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+            in_params = True
+            continue
+        if not in_params or set(stripped) == {"-"}:
+            continue
+        if stripped and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"} and ":" not in stripped:
+            break  # the next section (Returns, …)
+        match = re.match(r"^(\w+)\s*:\s*(.*)$", line) if line[:1] not in (" ", "\t") else None
+        if match:
+            current = documented[match.group(1)] = {"doc_type": match.group(2).strip(), "description": []}
+        elif current is not None and stripped:
+            current["description"].append(stripped)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, param in inspect.signature(function).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        info = documented.get(name, {})
+        schema: dict[str, Any] = {}
+        doc_type = info.get("doc_type", "")
+        if doc_type.startswith("{") and doc_type.endswith("}"):
+            schema["type"] = "string"
+            schema["enum"] = [v.strip().strip("'\"") for v in doc_type[1:-1].split(",") if v.strip()]
+        else:
+            annotation = param.annotation
+            type_name = getattr(annotation, "__name__", None) if annotation is not param.empty else None
+            if isinstance(annotation, str):
+                type_name = annotation
+            type_name = type_name or doc_type.split(",")[0].strip()
+            if type_name in _JSON_TYPES:
+                schema["type"] = _JSON_TYPES[type_name]
+        if info.get("description"):
+            schema["description"] = " ".join(info["description"])
+        properties[name] = schema
+        if param.default is param.empty:
+            required.append(name)
+    return {
+        "name": function.__name__,
+        "description": " ".join(summary),
+        "parameters": {"type": "object", "properties": properties, "required": required},
+    }
+
+
+def is_base64_encoded(s: str) -> bool:
+    """LiteLLM's ``is_base64_encoded``: whether ``s`` (a ``data:…;base64,`` URL or bare text) is
+    valid base64."""
+    import base64
+    import binascii
+
+    if not isinstance(s, str) or not s:
+        return False
+    if s.startswith("data:"):
+        head, sep, s = s.partition(",")
+        if not sep:
+            return False
+    try:
+        base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True

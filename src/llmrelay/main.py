@@ -60,6 +60,7 @@ _CALL_KWARGS = {
     "mock_timeout",
     "mock_delay",
     "mock_testing_fallbacks",
+    "complete_response",
     "ssl_verify",
     "merge_reasoning_content_in_choices",
     "stream",
@@ -79,11 +80,14 @@ def _bad(message: str, model: Any = None) -> BadRequestError:
     return BadRequestError(message, model=model if isinstance(model, str) else None)
 
 
-def validate_messages(messages: Any, model: Any = None) -> list[dict[str, Any]]:
-    """Messages must be a non-empty list of dicts, each with a known ``role``."""
+def validate_messages(messages: Any, model: Any = None, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """Messages must be a non-empty list of dicts, each with a known ``role`` (empty is allowed
+    with ``allow_empty``, for mock calls: LiteLLM's ``messages`` defaults to ``[]``)."""
+    if messages is None and allow_empty:
+        return []
     if not isinstance(messages, list):
         raise _bad(f"messages must be a list of dicts, got {type(messages).__name__}", model)
-    if not messages:
+    if not messages and not allow_empty:
         raise _bad("messages must not be empty", model)
     out = []
     for i, message in enumerate(messages):
@@ -138,10 +142,14 @@ def validate_params(params: dict[str, Any], model: Any = None) -> None:
             raise _bad(f"{name} must be a dict, got {type(value).__name__}", model)
 
 
-def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any]]:
+def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any],
+                 mocked: bool = False) -> tuple[Call, dict[str, Any]]:
     """Validate the user's arguments and build the :class:`Call` (no I/O).
 
-    Returns the call and the transport options (timeout, retries).
+    Returns the call and the transport options (timeout, retries). A ``mocked`` call (nothing
+    is sent) may have no messages, and a ``provider/model`` whose provider llmrelay does not
+    serve is answered under that provider's name (LiteLLM knows more providers than llmrelay
+    serves; its tests mock calls to them).
     """
     if not isinstance(model, str) or not model.strip():
         raise _bad(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
@@ -153,8 +161,13 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
     aliases = user.get("model_alias_map", _DEFAULTS["model_alias_map"])
     if aliases:
         model = aliases.get(model, model)
-    messages = validate_messages(messages, model)
-    provider_name, provider_model = registry.resolve(model, kwargs.get("custom_llm_provider"))
+    messages = validate_messages(messages, model, mocked)
+    try:
+        provider_name, provider_model = registry.resolve(model, kwargs.get("custom_llm_provider"))
+    except BadRequestError:
+        if not mocked:
+            raise
+        provider_name, provider_model = _mock_resolve(model, kwargs.get("custom_llm_provider"))
     params: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in kwargs.items():
@@ -219,6 +232,18 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
         raise _bad(f"ssl_verify must be True, False or the path of a CA bundle, got {verify!r}", model)
     merge = bool(kwargs.get("merge_reasoning_content_in_choices"))
     return call, {"timeout": timeout, "retries": retries, "ssl_verify": verify, "merge_reasoning": merge}
+
+
+def _mock_resolve(model: str, custom_llm_provider: Any) -> tuple[str, str]:
+    """(provider, model) of a mocked call whose provider llmrelay does not serve: the
+    ``custom_llm_provider`` or the model's prefix; a bare unknown name still raises."""
+    if isinstance(custom_llm_provider, str) and custom_llm_provider:
+        prefix = custom_llm_provider + "/"
+        return custom_llm_provider, model[len(prefix):] if model.startswith(prefix) else model
+    head, sep, rest = model.partition("/")
+    if sep and head and rest:
+        return head, rest
+    return registry.resolve(model)
 
 
 def _first_given(kwargs: dict[str, Any], names: tuple[str, ...], default: Any) -> Any:
@@ -313,7 +338,7 @@ def _mocked(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> t
     """A mock call (``mock_response=`` & co.): seconds to wait first, and what then answers."""
     from .mock import mock_completion, mock_wait
 
-    call, options = prepare_call(model, messages, stream, kwargs)
+    call, options = prepare_call(model, messages, stream, kwargs, mocked=True)
     return mock_wait(kwargs, options["timeout"]), lambda: mock_completion(call, kwargs, options["timeout"])
 
 
@@ -414,6 +439,8 @@ def completion(
     stream raise from its iteration. Registered callbacks (``llmrelay.callbacks``…) hear of
     the call once: at its end, or at the end of the stream.
     """
+    if stream and kwargs.get("complete_response"):
+        return _completed(completion(model, messages, stream, **_without(kwargs, "complete_response")), messages)
     record = start_call(model, messages, stream, kwargs, False)
     if record is None:
         return _cached_completion(model, messages, stream, kwargs)
@@ -422,6 +449,24 @@ def completion(
     except BaseException as exc:
         record.failure(exc)
         raise
+
+
+def _without(kwargs: dict[str, Any], name: str) -> dict[str, Any]:
+    return {key: value for key, value in kwargs.items() if key != name}
+
+
+def _completed(chunks: Any, messages: Any, stream: Any = None) -> Any:
+    """``complete_response=True`` (LiteLLM's): a stream's chunks built into one response."""
+    from .builder import stream_chunk_builder
+
+    stream = chunks if stream is None else stream
+    response = stream_chunk_builder(list(chunks), messages=messages)
+    hidden = getattr(stream, "_hidden_params", None)
+    if response is not None and hidden is not None:
+        provider = hidden.get("custom_llm_provider")
+        if provider:
+            response._hidden_params["custom_llm_provider"] = provider
+    return response
 
 
 def _cached_completion(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
@@ -483,6 +528,9 @@ async def acompletion(
     **kwargs: Any,
 ) -> ModelResponse | CustomStreamWrapper:
     """The async twin of :func:`completion` (natively async; ``async for`` over streams)."""
+    if stream and kwargs.get("complete_response"):
+        result = await acompletion(model, messages, stream, **_without(kwargs, "complete_response"))
+        return _completed([chunk async for chunk in result], messages, result)
     record = start_call(model, messages, stream, kwargs, True)
     if record is None:
         if _uncached(kwargs):  # (one coroutine less on the common path)

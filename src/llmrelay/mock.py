@@ -11,7 +11,11 @@
 * any other exception → mapped as a real upstream error would be: by its ``status_code``
   attribute (500 without one), and to ``ContextWindowExceededError`` /
   ``ContentPolicyViolationError`` when its message reads like one — so retries and fallbacks
-  react to mocks exactly as to real errors.
+  react to mocks exactly as to real errors. Its ``text`` attribute, when it has one, is the
+  message, and its ``llm_provider`` attribute the provider (as in LiteLLM);
+* ``"Exception: content_filter_policy…"`` → ``ContentPolicyViolationError`` (400), LiteLLM's
+  way to test content-filter handling; ``"Exception: mock_streaming_error"`` → an
+  ``InternalServerError`` (529, "overloaded"), raised from the stream's first read when streaming.
 
 ``mock_tool_calls=[...]`` answers with those tool calls; ``mock_timeout=True`` raises
 ``Timeout`` after the call's timeout; ``mock_delay=`` seconds are waited before answering.
@@ -32,6 +36,10 @@ __all__ = ["MOCK_KWARGS", "is_mocked", "mock_wait", "mock_completion", "mocked_e
 
 #: The call keyword arguments that make or shape a mock call.
 MOCK_KWARGS = ("mock_response", "mock_tool_calls", "mock_timeout", "mock_delay")
+
+#: LiteLLM's mock strings that raise: a content-filter rejection, an error from inside a stream.
+CONTENT_FILTER_MOCK = "Exception: content_filter_policy"
+STREAMING_ERROR_MOCK = "Exception: mock_streaming_error"
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 _EXCEPTION_NAME = re.compile(r"^(?:(?:litellm|llmrelay)(?:\.exceptions)?\.)?([A-Z][A-Za-z]+)$")
@@ -72,9 +80,14 @@ def mocked_error(mock: Any, provider: str | None = None, model: str | None = Non
         status = getattr(mock, "status_code", None)
         if isinstance(status, bool) or not isinstance(status, int):
             status = 500
-        message = getattr(mock, "message", None)
+        message = getattr(mock, "text", None)
+        if not isinstance(message, str) or not message:
+            message = getattr(mock, "message", None)
         if not isinstance(message, str) or not message:
             message = str(mock) or type(mock).__name__
+        named = getattr(mock, "llm_provider", None)
+        if isinstance(named, str) and named:
+            provider = named
         # The wording decides first (LiteLLM maps a mock's message whatever its status), then the status.
         cls = error_class_for_message(400, message)
         if cls is BadRequestError:
@@ -85,6 +98,12 @@ def mocked_error(mock: Any, provider: str | None = None, model: str | None = Non
     if isinstance(mock, type) and issubclass(mock, BaseException):
         return _instantiate(mock, provider, model)
     if isinstance(mock, str):
+        if mock.startswith(CONTENT_FILTER_MOCK):
+            return exceptions.ContentPolicyViolationError(mock, status_code=400, llm_provider=provider, model=model,
+                                                          litellm_debug_info=f"mock_response={mock!r}")
+        if mock.startswith(STREAMING_ERROR_MOCK):
+            return exceptions.InternalServerError("This is a mock error raised mid-stream", status_code=529,
+                                                  llm_provider=provider, model=model)
         match = _EXCEPTION_NAME.match(mock.strip())
         if match:
             cls = getattr(exceptions, match.group(1), None)
@@ -107,6 +126,10 @@ def mock_completion(call: Call, kwargs: dict[str, Any], timeout: float | None = 
     mock = kwargs.get("mock_response")
     error = mocked_error(mock, call.provider, call.user_model)
     if error is not None:
+        if call.stream and isinstance(mock, str) and mock.startswith(STREAMING_ERROR_MOCK):
+            from .main import _wrap_stream
+
+            return _wrap_stream(call, _raising(error), {"custom_llm_provider": call.provider, "mock": True})
         raise error
     tool_calls = kwargs.get("mock_tool_calls")
     if tool_calls is not None and not (isinstance(tool_calls, list) and all(isinstance(t, dict) for t in tool_calls)):
@@ -135,7 +158,14 @@ def mock_completion(call: Call, kwargs: dict[str, Any], timeout: float | None = 
 
     response._hidden_params = {"custom_llm_provider": call.provider, "mock": True,
                                "response_cost": _call_cost(call, response.usage)}
+    response._response_ms = 0.0
     return response
+
+
+def _raising(error: BaseException) -> Any:
+    """A chunk source whose first read raises ``error``."""
+    raise error
+    yield  # pragma: no cover - makes this a generator
 
 
 def _text_response(call: Call, text: str | None, tool_calls: list[dict] | None) -> ModelResponse:

@@ -24,7 +24,9 @@ _NAMES = (
     "supports_reasoning", "supports_response_schema", "supports_prompt_caching", "supports_system_messages",
     "supports_audio_input", "supports_pdf_input", "supports_web_search", "get_llm_provider",
     "get_supported_openai_params", "validate_environment", "check_valid_key", "get_response_string",
-    "print_verbose", "get_first_chars_messages",
+    "print_verbose", "get_first_chars_messages", "supports_audio_output", "supports_computer_use",
+    "supports_url_context", "supports_embedding_image_input", "supports_native_streaming", "get_model_cost_map",
+    "get_valid_models", "function_to_dict", "is_base64_encoded", "get_token_count", "model_cost",
 )
 #: name → the llmrelay module of the names the package does not export.
 _OWN: dict[str, str] = {"shorten_message_to_fit_limit": "trim"}

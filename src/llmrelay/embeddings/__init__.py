@@ -250,12 +250,18 @@ async def _cached_aembedding(model: Any, input: Any, kwargs: dict[str, Any]) -> 
 def _mocked(model: Any, input: Any, kwargs: dict[str, Any]) -> EmbeddingResponse:  # noqa: A002
     """LiteLLM's ``embedding(..., mock_response=...)``: no upstream call. ``mock_response`` is
     the vector of every input (a list of floats, or a string of comma-separated numbers; any
-    other value gives 1536 zeros); an exception instance is raised. Usage counts the input
-    offline and the cost follows from the model's prices."""
+    other value gives 1536 zeros); an exception (or exception name) is raised as
+    ``completion``'s mocks are, and ``"error"`` raises ``Exception("Mock error")`` as LiteLLM's
+    does. Usage counts the input offline and the cost follows from the model's prices."""
     mock = kwargs.get("mock_response")
-    if isinstance(mock, BaseException):
-        raise mock
+    if mock == "error":
+        raise Exception("Mock error")  # LiteLLM's exact exception (its tests compare str(exc))
     provider, name = _resolve(model, kwargs.get("custom_llm_provider"))
+    from ..mock import mocked_error
+
+    error = mocked_error(mock, provider, name)
+    if error is not None:
+        raise error
     items = _inputs(input, _codec(provider) if provider in CODECS else _codec("openai"), name)
     vector: Any = mock
     if isinstance(mock, str):

@@ -86,8 +86,11 @@ def first_env(names: Iterable[str]) -> str | None:
 def require_key(key: str | None, provider: str, model: str | None, env: Iterable[str]) -> str:
     if key:
         return key
+    # LiteLLM's wording first (code and tests match on it), then how to fix it.
     raise AuthenticationError(
-        f"No API key for {provider}: pass api_key= or set {' or '.join(env)}.",
+        f"Missing {provider.capitalize()} API Key - A call is being made to {provider} but no key is set either "
+        f"in the environment variables or via params. No API key for {provider}: pass api_key= or set "
+        f"{' or '.join(env)}.",
         llm_provider=provider,
         model=model,
     )
