@@ -188,7 +188,12 @@ class APIError(LLMRelayError):
         prefix = f"{type(self).__name__}"
         if where:
             prefix += f" [{where}]"
-        return f"{prefix}: {self.message}"
+        text = f"{prefix}: {self.message}"
+        if self.num_retries:  # LiteLLM's suffix once retries ran out
+            text += f" LiteLLM Retried: {self.num_retries} times"
+        if self.max_retries:
+            text += f", LiteLLM Max Retries: {self.max_retries}"
+        return text
 
     def __reduce__(self):  # keep pickling (multiprocessing, the gateway's workers) working
         state = dict(self.__dict__)

@@ -690,7 +690,12 @@ class Router:
         chains = []
         for name in names:  # the call's own list replaces the router's
             value = overrides.get(name)
-            table = getattr(self, name) if value is None else _fallback_map(value, name)
+            if value is None:
+                table = getattr(self, name)
+            elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                table = {model: value}  # a call's plain list of groups (LiteLLM's per-request form)
+            else:
+                table = _fallback_map(value, name)
             chain = table.get(model)
             chains.append(table.get("*") if chain is None else chain)
         chains.append(self.default_fallbacks)
@@ -712,7 +717,8 @@ class Router:
 
         Besides the library's keyword arguments: ``num_retries``, ``timeout``,
         ``stream_timeout``, ``stream_idle_timeout``, ``fallbacks``,
-        ``context_window_fallbacks``, ``content_policy_fallbacks`` override the router's.
+        ``context_window_fallbacks``, ``content_policy_fallbacks`` override the router's (a
+        call's ``fallbacks`` may also be a plain list of groups, tried for ``model``).
         """
         from .main import completion
 
@@ -1101,6 +1107,9 @@ class _Run:
         if target is None:
             if isinstance(exc, APIError):
                 exc.attempts = list(self.attempts)
+                if self.retries and retryable(exc):  # the retries ran out (LiteLLM's attributes)
+                    exc.num_retries = self.attempt
+                    exc.max_retries = self.retries
             self.fail(exc)
             raise exc
         log.info("group %s failed (%s); falling back to %s", self.group, type(exc).__name__, target)

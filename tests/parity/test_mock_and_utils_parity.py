@@ -188,3 +188,42 @@ def test_small_utils():
     assert litellm.supports_native_streaming("gpt-4o") is True
     assert litellm.supports_audio_output("gpt-3.5-turbo") is False
     assert callable(litellm._turn_on_debug)
+
+
+# ------------------------------------------------------------------ capability flags (test_utils.py)
+@pytest.mark.parametrize("model, expected", [
+    ("gpt-3.5-turbo", True), ("azure/gpt-4-1106-preview", True), ("groq/gemma-7b-it", True),
+    ("anthropic.claude-instant-v1", False), ("palm/chat-bison", False), ("gpt-4", True),
+    ("command-nightly", False), ("gemini-pro", True),
+])
+def test_supports_function_calling(model, expected):
+    assert litellm.supports_function_calling(model=model) is expected
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("gpt-4-vision-preview", True), ("gpt-3.5-turbo", False), ("claude-3-opus-20240229", True),
+    ("gemini-pro-vision", True), ("command-nightly", False),
+])
+def test_supports_vision(model, expected):
+    assert litellm.supports_vision(model=model, custom_llm_provider=None) is expected
+
+
+def test_supports_audio_and_response_schema():
+    assert litellm.supports_audio_input(model="gpt-3.5-turbo") is False
+    assert litellm.supports_audio_input(model="gpt-4o-audio-preview") is True
+    assert litellm.supports_audio_output(model="gpt-4o-audio-preview") is True
+    assert litellm.supports_response_schema(model="vertex_ai/gemini-1.5-pro", custom_llm_provider=None) is True
+    assert litellm.supports_response_schema(model="gemini/gemini-1.5-pro", custom_llm_provider=None) is True
+    # LiteLLM's old test says False for gpt-4o; OpenAI's structured outputs say True (its current table too)
+    assert litellm.supports_response_schema(model="gpt-4o", custom_llm_provider=None) is True
+
+
+def test_bare_bedrock_ids_resolve_to_bedrock():
+    """test_cost_bedrock_pricing_actual_calls: a bare Bedrock id is a bedrock model."""
+    response = litellm.completion(model="anthropic.claude-3-5-sonnet-20240620-v1:0", messages=MESSAGES,
+                                  mock_response="hello cool one")
+    assert response._hidden_params["custom_llm_provider"] == "bedrock"
+    cost = litellm.completion_cost(model="bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                   completion_response=response, messages=MESSAGES)
+    assert cost > 0
+    assert litellm.get_llm_provider("anthropic.claude-instant-v1")[1] == "bedrock"

@@ -13,6 +13,10 @@ from llmrelay.providers import registry
     ("claude-3-5-sonnet-latest", "anthropic"), ("gemini-1.5-pro", "vertex_ai"), ("gemini-2.0-flash", "vertex_ai"),
     ("command-r-plus", "cohere_chat"), ("mistral-large-latest", "mistral"), ("codestral-latest", "mistral"),
     ("open-mistral-nemo", "mistral"), ("deepseek-chat", "deepseek"), ("grok-3", "xai"),
+    # Bedrock ids (LiteLLM resolves the names in its bedrock_models to bedrock)
+    ("anthropic.claude-3-5-sonnet-20240620-v1:0", "bedrock"), ("anthropic.claude-instant-v1", "bedrock"),
+    ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", "bedrock"), ("amazon.nova-pro-v1:0", "bedrock"),
+    ("meta.llama3-1-8b-instruct-v1:0", "bedrock"), ("cohere.command-r-v1:0", "bedrock"),
 ])
 def test_bare_names(model, provider):
     assert registry.resolve(model) == (provider, model)

@@ -88,6 +88,12 @@ BARE_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("deepseek-chat", "deepseek"),
     ("deepseek-reasoner", "deepseek"),
     ("grok-", "xai"),
+    # Bedrock model ids (LiteLLM's bedrock_models): the vendor's name then a dot, possibly
+    # behind a cross-region inference profile ("us.", "eu.", "apac.", "global.").
+    *((f"{region}{vendor}.", "bedrock")
+      for region in ("", "us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
+      for vendor in ("anthropic", "amazon", "meta", "cohere", "ai21", "mistral", "deepseek", "writer", "qwen",
+                     "openai", "twelvelabs", "stability")),
 )
 
 _cache: dict[str, Provider] = {}
