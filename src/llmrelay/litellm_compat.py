@@ -27,9 +27,9 @@ __all__ = ["install_as_litellm", "SUBMODULES"]
 #: provided by optional parts (caching, cost) appear once those parts exist.
 SUBMODULES: dict[str, tuple[str, ...]] = {
     "types": ("llmrelay.types",),
-    "types.utils": ("llmrelay.types", "llmrelay.exceptions"),
-    "types.llms": ("llmrelay.types",),
-    "types.llms.openai": ("llmrelay.types",),
+    "types.utils": ("llmrelay.types", "llmrelay.litellm_types", "llmrelay.exceptions"),
+    "types.llms": ("llmrelay.types", "llmrelay.litellm_types"),
+    "types.llms.openai": ("llmrelay.types", "llmrelay.litellm_types"),
     "utils": ("llmrelay.utils", "llmrelay.types", "llmrelay.provider_info", "llmrelay.providers.registry"),
     "budget_manager": ("llmrelay.budget_manager",),
     "main": ("llmrelay.main",),

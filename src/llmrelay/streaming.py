@@ -37,6 +37,7 @@ from .types import (
     content_parts_text,
     ChatCompletionDeltaToolCall,
     Choices,
+    FINISH_REASONS,
     Delta,
     Function,
     Message,
@@ -61,24 +62,7 @@ __all__ = [
 
 log = logging.getLogger("llmrelay.stream")
 
-_FINISH_REASONS = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-    "function_call": "function_call",
-    # values other servers send for the same meanings
-    "eos": "stop",
-    "eos_token": "stop",
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_length": "length",
-    "tool_use": "tool_calls",
-    "tool_call": "tool_calls",
-    "safety": "content_filter",
-    "refusal": "content_filter",
-}
+_FINISH_REASONS = FINISH_REASONS
 
 
 def normalize_finish_reason(reason: Any) -> str:

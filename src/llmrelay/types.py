@@ -416,6 +416,36 @@ class Delta(OpenAIObject):
     refusal: str | None = None
 
 
+#: Finish reasons other servers send, mapped onto OpenAI's (LiteLLM's map_finish_reason).
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "function_call",
+    # values other servers send for the same meanings
+    "eos": "stop",
+    "eos_token": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "tool_call": "tool_calls",
+    "safety": "content_filter",
+    "refusal": "content_filter",
+}
+_OPENAI_FINISH = frozenset(("stop", "length", "tool_calls", "content_filter", "function_call"))
+
+
+def map_finish_reason(reason: Any) -> Any:
+    """A provider's finish reason as OpenAI's value (``end_turn`` → ``stop``, ``max_tokens`` →
+    ``length``, ``tool_use`` → ``tool_calls``…); unknown values are returned as they are."""
+    if reason in _OPENAI_FINISH or not isinstance(reason, str):
+        return reason
+    return FINISH_REASONS.get(reason.lower(), reason)
+
+
 class Choices(OpenAIObject):
     __slots__ = ()
     _nested = {"message": Message}
@@ -427,7 +457,10 @@ class Choices(OpenAIObject):
 
     def __init__(self, **fields: Any) -> None:
         fields.setdefault("index", 0)
-        fields.setdefault("finish_reason", None)
+        reason = fields.get("finish_reason")
+        # LiteLLM's Choices: a provider's finish reason as OpenAI's, "stop" when none is given
+        fields["finish_reason"] = "stop" if reason is None else (
+            reason if reason in _OPENAI_FINISH else map_finish_reason(reason))
         if fields.get("message") is None:
             fields["message"] = Message()
         super().__init__(**fields)
@@ -444,7 +477,8 @@ class StreamingChoices(OpenAIObject):
 
     def __init__(self, **fields: Any) -> None:
         fields.setdefault("index", 0)
-        fields.setdefault("finish_reason", None)
+        reason = fields.get("finish_reason")
+        fields["finish_reason"] = reason if reason is None or reason in _OPENAI_FINISH else map_finish_reason(reason)
         if fields.get("delta") is None:
             fields["delta"] = Delta()
         super().__init__(**fields)
@@ -497,6 +531,15 @@ class Usage(OpenAIObject):
         fields["total_tokens"] = (
             total_tokens if total_tokens is not None else prompt_tokens + completion_tokens
         )
+        if fields:
+            # LiteLLM's keywords: reasoning_tokens → completion_tokens_details; Anthropic's
+            # cache_read_input_tokens also as prompt_tokens_details.cached_tokens
+            reasoning = fields.pop("reasoning_tokens", None)
+            if reasoning and fields.get("completion_tokens_details") is None:
+                fields["completion_tokens_details"] = CompletionTokensDetails(reasoning_tokens=reasoning)
+            read = fields.get("cache_read_input_tokens")
+            if read and fields.get("prompt_tokens_details") is None:
+                fields["prompt_tokens_details"] = PromptTokensDetails(cached_tokens=read)
         super().__init__(**fields)
 
 
@@ -528,6 +571,12 @@ class ModelResponse(OpenAIObject):
         return object.__new__(cls)
 
     def __init__(self, stream: bool = False, **fields: Any) -> None:
+        hidden = fields.pop("hidden_params", None)  # LiteLLM's constructor keywords
+        if hidden:
+            self._hidden_params = dict(hidden)
+        response_ms = fields.pop("response_ms", None)
+        if response_ms is not None:
+            self._response_ms = response_ms
         fields.setdefault("id", None)
         if not fields["id"]:
             fields["id"] = new_completion_id()

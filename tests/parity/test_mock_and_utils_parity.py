@@ -227,3 +227,99 @@ def test_bare_bedrock_ids_resolve_to_bedrock():
                                    completion_response=response, messages=MESSAGES)
     assert cost > 0
     assert litellm.get_llm_provider("anthropic.claude-instant-v1")[1] == "bedrock"
+
+
+# ------------------------------------------------------------------ response types
+def test_usage_keywords_fill_the_details():
+    """LiteLLM's Usage: ``reasoning_tokens`` → completion_tokens_details, Anthropic's
+    ``cache_read_input_tokens`` → prompt_tokens_details.cached_tokens; None counts are 0
+    (test_usage_object_null_tokens)."""
+    usage = litellm.Usage(prompt_tokens=1, completion_tokens=5, total_tokens=6, reasoning_tokens=3)
+    assert usage.completion_tokens_details.reasoning_tokens == 3
+    usage = litellm.Usage(prompt_tokens=10, completion_tokens=2, total_tokens=12, cache_read_input_tokens=5,
+                          cache_creation_input_tokens=4)
+    assert usage.prompt_tokens_details.cached_tokens == 5
+    assert usage.cache_creation_input_tokens == 4
+    # the cost counts the cached tokens once
+    assert litellm.cost_per_token(model="claude-3-5-sonnet-20240620", usage_object=usage) == litellm.cost_per_token(
+        model="claude-3-5-sonnet-20240620", prompt_tokens=10, completion_tokens=2, cache_read_input_tokens=5,
+        cache_creation_input_tokens=4)
+    assert litellm.Usage(prompt_tokens=2, completion_tokens=None, total_tokens=2).completion_tokens == 0
+
+
+def test_choices_map_finish_reasons_and_default_to_stop():
+    assert litellm.Choices().finish_reason == "stop"
+    assert litellm.Choices(finish_reason="end_turn").finish_reason == "stop"
+    assert litellm.Choices(finish_reason="max_tokens").finish_reason == "length"
+    assert litellm.Choices(finish_reason="tool_use").finish_reason == "tool_calls"
+    assert litellm.StreamingChoices().finish_reason is None
+    assert litellm.StreamingChoices(finish_reason="eos").finish_reason == "stop"
+    assert litellm.ModelResponse().choices[0].finish_reason == "stop"
+
+
+def test_model_response_takes_hidden_params_and_response_ms():
+    response = litellm.ModelResponse(model="m", hidden_params={"custom_llm_provider": "openai"}, response_ms=12.5)
+    assert response._hidden_params == {"custom_llm_provider": "openai"}
+    assert response._response_ms == 12.5
+    assert "hidden_params" not in response.model_dump()
+
+
+def test_litellm_type_names_resolve_after_install():
+    import sys
+
+    created = "litellm" not in sys.modules
+    litellm.install_as_litellm()
+    try:
+        from litellm.types.llms.openai import AllMessageValues, ChatCompletionToolParam  # noqa: F401
+        from litellm.types.utils import (CallTypes, ChoiceLogprobs, CompletionTokensDetailsWrapper, Embedding,
+                                         LlmProviders, ModelInfo, PromptTokensDetailsWrapper,
+                                         StandardLoggingPayload)  # noqa: F401
+    finally:
+        if created:
+            for name in [n for n in sys.modules if n == "litellm" or n.startswith("litellm.")]:
+                del sys.modules[name]
+    assert CallTypes.completion.value == "completion" and CallTypes("acompletion") is CallTypes.acompletion
+    assert LlmProviders.ANTHROPIC.value == "anthropic"
+    usage = litellm.Usage(prompt_tokens=3, completion_tokens=1,
+                          prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=2),
+                          completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=1))
+    assert usage.prompt_tokens_details.cached_tokens == 2
+    logprobs = ChoiceLogprobs(content=[{"token": "a", "logprob": -0.5, "top_logprobs": [{"token": "a", "logprob": -0.5}]}])
+    assert logprobs.content[0].top_logprobs[0].logprob == -0.5
+    assert Embedding(embedding=[0.1], index=0, object="embedding").embedding == [0.1]
+
+
+# ------------------------------------------------------------------ router (test_router_retries.py & co)
+def _router(**settings):
+    return litellm.Router(model_list=[
+        {"model_name": "bad", "litellm_params": {"model": "gpt-3.5-turbo", "api_key": "x",
+                                                  "mock_response": "litellm.RateLimitError"}},
+        {"model_name": "good", "litellm_params": {"model": "gpt-4o", "api_key": "x", "mock_response": "from good"}},
+    ], **settings)
+
+
+def test_router_error_after_retries_says_how_many(monkeypatch):
+    """test_router_retry_num_retries_tracking: num_retries/max_retries on the final error, and
+    LiteLLM's "LiteLLM Retried: N times, LiteLLM Max Retries: M" in its str. (The backoff
+    between retries is made 0, as LiteLLM's test patches its sleep.)"""
+    import llmrelay.routing.policy as policy
+
+    monkeypatch.setattr(policy, "retry_delay", lambda exc, attempt, cap: 0.0)
+    with pytest.raises(litellm.RateLimitError) as info:
+        asyncio.run(_router(num_retries=3, retry_after=0).acompletion(model="bad", messages=MESSAGES))
+    assert info.value.num_retries == 3 and info.value.max_retries == 3
+    assert "LiteLLM Retried: 3 times" in str(info.value)
+    assert "LiteLLM Max Retries: 3" in str(info.value)
+    with pytest.raises(litellm.RateLimitError) as info:
+        _router(num_retries=1, retry_after=0).completion(model="bad", messages=MESSAGES)
+    assert (info.value.num_retries, info.value.max_retries) == (1, 1)
+    with pytest.raises(litellm.RateLimitError) as info:  # no retries configured: nothing added
+        _router().completion(model="bad", messages=MESSAGES)
+    assert info.value.num_retries is None and "Retried" not in str(info.value)
+
+
+def test_router_fallbacks_per_call_as_a_plain_list():
+    router = _router()
+    assert router.completion(model="bad", messages=MESSAGES, fallbacks=["good"]).choices[0].message.content == "from good"
+    assert router.completion(model="bad", messages=MESSAGES,
+                             fallbacks=[{"bad": ["good"]}]).choices[0].message.content == "from good"
