@@ -162,6 +162,7 @@ _LAZY = {
     "function_to_dict": ("helpers", "function_to_dict"),
     "is_base64_encoded": ("helpers", "is_base64_encoded"),
     "get_token_count": ("helpers", "get_token_count"),
+    "get_modified_max_tokens": ("helpers", "get_modified_max_tokens"),
     "_turn_on_debug": ("helpers", "turn_on_debug"),
     "encode": ("tokens", "encode"),
     "decode": ("tokens", "decode"),

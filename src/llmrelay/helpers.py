@@ -18,6 +18,7 @@ __all__ = [
     "is_base64_encoded",
     "get_token_count",
     "turn_on_debug",
+    "get_modified_max_tokens",
 ]
 
 log = logging.getLogger("llmrelay")
@@ -236,3 +237,39 @@ def is_base64_encoded(s: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+def get_modified_max_tokens(model: str, base_model: str, messages: list[dict[str, Any]] | None,
+                            user_max_tokens: int | None, buffer_perc: float | None = None,
+                            buffer_num: float | None = None) -> int | None:
+    """LiteLLM's ``get_modified_max_tokens``: the ``max_tokens`` to send so that a call fits.
+
+    None when the user gave none; the user's value when the model's output limit is unknown;
+    for a model whose input and output share one window (``max_input_tokens`` equal to its
+    output limit), the room left after the prompt (counted with ``token_counter``, plus a
+    buffer of ``max(buffer_perc × prompt, buffer_num)``, 10% / 10 by default) when the user's
+    value would not fit, and the user's value unchanged when even the prompt does not fit (the
+    call then fails as it would); else at most the model's output limit.
+    """
+    import llmrelay  # (read at call time: tests replace llmrelay.token_counter)
+
+    if user_max_tokens is None:
+        return None
+    try:
+        info = llmrelay.get_model_info(model=model)
+        max_output = llmrelay.get_max_tokens(base_model)
+    except Exception:  # noqa: BLE001 - an unknown model: the user's value, as LiteLLM
+        return user_max_tokens
+    if max_output is None:
+        return user_max_tokens
+    input_tokens = llmrelay.token_counter(model=base_model, messages=messages)
+    buffer = max((0.1 if buffer_perc is None else buffer_perc) * input_tokens,
+                 10 if buffer_num is None else buffer_num)
+    input_tokens += int(buffer)
+    if info.get("max_input_tokens") == max_output:  # one window shared by prompt and answer
+        if input_tokens > max_output:
+            return user_max_tokens
+        if user_max_tokens + input_tokens > max_output:
+            return max_output - input_tokens
+        return user_max_tokens
+    return min(user_max_tokens, max_output)

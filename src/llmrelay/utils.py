@@ -27,6 +27,7 @@ _NAMES = (
     "print_verbose", "get_first_chars_messages", "supports_audio_output", "supports_computer_use",
     "supports_url_context", "supports_embedding_image_input", "supports_native_streaming", "get_model_cost_map",
     "get_valid_models", "function_to_dict", "is_base64_encoded", "get_token_count", "model_cost",
+    "get_modified_max_tokens",
 )
 #: name → the llmrelay module of the names the package does not export.
 _OWN: dict[str, str] = {"shorten_message_to_fit_limit": "trim"}

@@ -323,3 +323,22 @@ def test_router_fallbacks_per_call_as_a_plain_list():
     assert router.completion(model="bad", messages=MESSAGES, fallbacks=["good"]).choices[0].message.content == "from good"
     assert router.completion(model="bad", messages=MESSAGES,
                              fallbacks=[{"bad": ["good"]}]).choices[0].message.content == "from good"
+
+
+# ------------------------------------------------------------------ test_token_counter.py
+@pytest.mark.parametrize("model, input_tokens, user_max_tokens, expected", [
+    ("random-model", 1024, 1024, 1024),  # output limit unknown: the user's value
+    ("command", 1000000, None, None),  # no max_tokens given: None
+    ("command", 4000, 256, 96),  # one 4096 window: what is left after the prompt
+    ("command", 4000, 10, 10),
+    ("gpt-3.5-turbo", 4000, 5000, 4096),  # at most the model's output limit
+])
+def test_get_modified_max_tokens(monkeypatch, model, input_tokens, user_max_tokens, expected):
+    monkeypatch.setattr(litellm, "token_counter", lambda *args, **kwargs: input_tokens)
+    assert litellm.get_modified_max_tokens(model=model, base_model=model, messages=MESSAGES,
+                                           user_max_tokens=user_max_tokens, buffer_perc=0, buffer_num=0) == expected
+
+
+def test_encode_text_with_special_tokens_and_messages_with_null_tool_calls():
+    assert litellm.encode(model="gpt-3.5-turbo", text="Hello, world! <|endoftext|>")
+    assert litellm.token_counter(messages=[{"role": "user", "content": "hey, how's it going?", "tool_calls": None}]) > 0
