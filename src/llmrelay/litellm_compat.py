@@ -40,6 +40,8 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "integrations.custom_logger": ("llmrelay.integrations.custom_logger",),
     "caching": ("llmrelay.caching",),
     "caching.caching": ("llmrelay.caching",),
+    "caching.in_memory_cache": ("llmrelay.caching.in_memory",),
+    "caching.dual_cache": ("llmrelay.caching.in_memory",),
     "cost_calculator": ("llmrelay.cost",),
     "_logging": (),
 }

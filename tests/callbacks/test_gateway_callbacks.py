@@ -54,7 +54,9 @@ class Handler(CustomLogger):
         text = str(data["messages"][-1].get("content"))
         if "forbidden" in text:
             raise _Rejected(403, {"error": "not allowed here"})
-        data["user"] = tag("pre")
+        # cache: LiteLLM's DualCache, kept between requests
+        seen = await cache.async_increment_cache("pre_calls", 1)
+        data["user"] = tag("pre") if seen >= 1 and cache.get_cache("pre_calls") == seen else "no-cache"
         return data
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):

@@ -24,10 +24,12 @@ from typing import Any, Iterable
 
 from ..routing.deployment import _positive_number
 from .backends import DiskBackend, LocalBackend, RedisBackend
+from .in_memory import DualCache, InMemoryCache
 from .keys import NO_CONTROLS, CacheControls, cache_key, parse_controls
 from .replay import decode_entry, encode_entry, replay
 
-__all__ = ["Cache", "CacheMode", "CacheControls", "parse_controls", "cache_key", "TYPES", "enable_cache", "disable_cache", "update_cache"]
+__all__ = ["Cache", "CacheMode", "CacheControls", "parse_controls", "cache_key", "TYPES", "enable_cache", "disable_cache", "update_cache",
+           "InMemoryCache", "DualCache"]
 
 log = logging.getLogger("llmrelay.cache")
 

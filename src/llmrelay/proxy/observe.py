@@ -173,6 +173,13 @@ class Observe:
                                               lists.get("failure_callback", ()))
         loggers = self.callbacks.loggers
         self._pre_call_hooks = [x for x in loggers if overrides(x, "async_pre_call_hook")]
+        #: The ``cache`` argument of ``async_pre_call_hook`` (LiteLLM's DualCache, in memory, one
+        #: per gateway process): what hooks keep between requests (counters, flags).
+        self.hook_cache: Any = None
+        if self._pre_call_hooks:
+            from ..caching.in_memory import DualCache
+
+            self.hook_cache = DualCache()
         self._moderation_hooks = [x for x in loggers if overrides(x, "async_moderation_hook")]
         #: loggers that see (and may reject) a request before it goes upstream
         self.pre_hooks = [x for x in loggers if x in self._pre_call_hooks or x in self._moderation_hooks]
@@ -228,7 +235,7 @@ class Observe:
         auth = self.auth(ctx)
         call_type = "aembedding" if request.kind == "embedding" else "completion"
         for logger in self._pre_call_hooks:
-            result = await logger.async_pre_call_hook(auth, None, data, call_type)
+            result = await logger.async_pre_call_hook(auth, self.hook_cache, data, call_type)
             if isinstance(result, dict):
                 data = result
             elif isinstance(result, str):  # LiteLLM: a string is an answer to the client; reject
