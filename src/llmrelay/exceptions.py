@@ -47,6 +47,10 @@ __all__ = [
     "JSONSchemaValidationError",
     "BudgetExceededError",
     "RouterRateLimitError",
+    "RejectedRequestError",
+    "MockException",
+    "MidStreamFallbackError",
+    "LITELLM_EXCEPTION_TYPES",
     "exception_for_status",
     "parse_retry_after",
 ]
@@ -437,6 +441,52 @@ class RouterRateLimitError(LLMRelayError, ValueError):
             f"cooldown_list={self.cooldown_list}"
         )
         super().__init__(self.message)
+
+
+class RejectedRequestError(BadRequestError):
+    """A gateway hook refused the request (LiteLLM's; ``request_data`` is the request)."""
+
+    _positional = ("model", "llm_provider", "request_data", "litellm_debug_info", "max_retries", "num_retries")
+
+    def __init__(self, message: str | None = None, *args: Any, request_data: dict | None = None,
+                 **kwargs: Any) -> None:
+        if len(args) >= 3:  # LiteLLM's (message, model, llm_provider, request_data, ...)
+            request_data, args = args[2], args[:2] + args[3:]
+        super().__init__(message, *args, **kwargs)
+        self.request_data = request_data if request_data is not None else {}
+
+
+class MockException(APIError):
+    """LiteLLM's exception for a mocked error: ``MockException(status_code, message,
+    llm_provider, model)``; its class is the status's own only when raised through
+    ``mock_response`` (which maps it as an upstream error)."""
+
+    def __init__(self, status_code: int | None = None, message: str | None = None, llm_provider: str | None = None,
+                 model: str | None = None, request: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, status_code=status_code if status_code is not None else 500,
+                         llm_provider=llm_provider, model=model, request=request, **kwargs)
+
+
+class MidStreamFallbackError(ServiceUnavailableError):
+    """LiteLLM's error for a stream that failed after its first chunk (``generated_content``
+    holds the text so far; ``original_exception`` the cause)."""
+
+    def __init__(self, message: str | None = None, model: str | None = None, llm_provider: str | None = None,
+                 original_exception: BaseException | None = None, generated_content: str = "",
+                 is_pre_first_chunk: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, model=model, llm_provider=llm_provider, generated_content=generated_content,
+                         **kwargs)
+        self.original_exception = original_exception
+        self.is_pre_first_chunk = is_pre_first_chunk
+
+
+#: LiteLLM's list of its exception classes (``except tuple(LITELLM_EXCEPTION_TYPES)``).
+LITELLM_EXCEPTION_TYPES: list[type[Exception]] = [
+    AuthenticationError, NotFoundError, BadRequestError, UnprocessableEntityError, UnsupportedParamsError, Timeout,
+    PermissionDeniedError, RateLimitError, ContextWindowExceededError, RejectedRequestError,
+    ContentPolicyViolationError, InternalServerError, ServiceUnavailableError, BadGatewayError, APIError,
+    APIConnectionError, APIResponseValidationError, JSONSchemaValidationError, BudgetExceededError,
+]
 
 
 _link_openai()  # openai imported before llmrelay: link now (no import happens here)

@@ -19,6 +19,7 @@ __all__ = [
     "get_token_count",
     "turn_on_debug",
     "get_modified_max_tokens",
+    "exception_type",
 ]
 
 log = logging.getLogger("llmrelay")
@@ -98,6 +99,8 @@ def provider_names() -> list[str]:
 def __getattr__(name: str) -> Any:  # PEP 562: ``provider_list`` is made when first asked for
     if name == "provider_list":
         return provider_names()
+    if name == "openai_error_class":
+        return _openai_error_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -273,3 +276,37 @@ def get_modified_max_tokens(model: str, base_model: str, messages: list[dict[str
             return max_output - input_tokens
         return user_max_tokens
     return min(user_max_tokens, max_output)
+
+
+def _openai_error_class() -> type[BaseException]:
+    """LiteLLM's ``litellm.OpenAIError``: the ``openai`` package's base error (importing
+    ``openai`` links llmrelay's errors to its classes, so ``except litellm.OpenAIError`` catches
+    them); llmrelay's base error when ``openai`` is not installed."""
+    try:
+        from openai import OpenAIError
+    except ImportError:
+        from .exceptions import LLMRelayError
+
+        return LLMRelayError
+    from .exceptions import _link_openai
+
+    _link_openai()
+    return OpenAIError
+
+
+def exception_type(model: str | None = None, original_exception: BaseException | None = None,
+                   custom_llm_provider: str | None = None, **_: Any) -> Any:
+    """LiteLLM's ``exception_type``: raise ``original_exception`` as llmrelay's exception for
+    it (an llmrelay exception as it is; another one by its ``status_code`` and wording, as a
+    ``mock_response`` exception is mapped)."""
+    from .exceptions import LLMRelayError
+    from .mock import mocked_error
+
+    if isinstance(original_exception, LLMRelayError):
+        raise original_exception
+    error = mocked_error(original_exception, custom_llm_provider, model) if original_exception is not None else None
+    if error is None:
+        from .exceptions import APIConnectionError
+
+        error = APIConnectionError(str(original_exception), llm_provider=custom_llm_provider, model=model)
+    raise error

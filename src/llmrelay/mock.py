@@ -14,8 +14,9 @@
   react to mocks exactly as to real errors. Its ``text`` attribute, when it has one, is the
   message, and its ``llm_provider`` attribute the provider (as in LiteLLM);
 * ``"Exception: content_filter_policy…"`` → ``ContentPolicyViolationError`` (400), LiteLLM's
-  way to test content-filter handling; ``"Exception: mock_streaming_error"`` → an
-  ``InternalServerError`` (529, "overloaded"), raised from the stream's first read when streaming.
+  way to test content-filter handling; ``"Exception: mock_streaming_error"`` → a
+  ``ServiceUnavailableError`` (529, "overloaded", as llmrelay maps a real 529), raised from the
+  stream's first read when streaming.
 
 ``mock_tool_calls=[...]`` answers with those tool calls; ``mock_timeout=True`` raises
 ``Timeout`` after the call's timeout; ``mock_delay=`` seconds are waited before answering.
@@ -74,7 +75,8 @@ def mock_wait(kwargs: dict[str, Any], timeout: float | None) -> float:
 
 def mocked_error(mock: Any, provider: str | None = None, model: str | None = None) -> BaseException | None:
     """The exception ``mock_response=mock`` raises, or None when it is not an error."""
-    if isinstance(mock, LLMRelayError) or (isinstance(mock, BaseException) and not isinstance(mock, Exception)):
+    if (isinstance(mock, LLMRelayError) and not isinstance(mock, exceptions.MockException)) or (
+            isinstance(mock, BaseException) and not isinstance(mock, Exception)):
         return mock
     if isinstance(mock, Exception):
         status = getattr(mock, "status_code", None)
@@ -102,8 +104,8 @@ def mocked_error(mock: Any, provider: str | None = None, model: str | None = Non
             return exceptions.ContentPolicyViolationError(mock, status_code=400, llm_provider=provider, model=model,
                                                           litellm_debug_info=f"mock_response={mock!r}")
         if mock.startswith(STREAMING_ERROR_MOCK):
-            return exceptions.InternalServerError("This is a mock error raised mid-stream", status_code=529,
-                                                  llm_provider=provider, model=model)
+            return exceptions.ServiceUnavailableError("This is a mock error raised mid-stream", status_code=529,
+                                                      llm_provider=provider, model=model)
         match = _EXCEPTION_NAME.match(mock.strip())
         if match:
             cls = getattr(exceptions, match.group(1), None)

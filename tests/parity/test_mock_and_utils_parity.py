@@ -63,10 +63,10 @@ def test_mock_content_filter_policy_raises_content_policy_violation():
 def test_mock_streaming_error_raises_from_the_stream():
     stream = litellm.completion(model="openai/gpt-4o-mini", messages=[], stream=True,
                                 mock_response="Exception: mock_streaming_error")
-    with pytest.raises(litellm.InternalServerError) as info:
+    with pytest.raises(litellm.ServiceUnavailableError) as info:
         list(stream)
     assert info.value.status_code == 529
-    with pytest.raises(litellm.InternalServerError):
+    with pytest.raises(litellm.ServiceUnavailableError):
         litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES,
                            mock_response="Exception: mock_streaming_error")
 
@@ -342,3 +342,37 @@ def test_get_modified_max_tokens(monkeypatch, model, input_tokens, user_max_toke
 def test_encode_text_with_special_tokens_and_messages_with_null_tool_calls():
     assert litellm.encode(model="gpt-3.5-turbo", text="Hello, world! <|endoftext|>")
     assert litellm.token_counter(messages=[{"role": "user", "content": "hey, how's it going?", "tool_calls": None}]) > 0
+
+
+# ------------------------------------------------------------------ exception names (litellm/exceptions.py)
+def test_more_litellm_exception_names():
+    rejected = litellm.RejectedRequestError("blocked", "gpt-4o", "openai", {"messages": []})
+    assert (rejected.status_code, rejected.model, rejected.llm_provider, rejected.request_data) == (
+        400, "gpt-4o", "openai", {"messages": []})
+    assert isinstance(rejected, litellm.BadRequestError)
+    with pytest.raises(litellm.RateLimitError) as info:  # a MockException is mapped by its status
+        litellm.completion(model="gpt-4o", messages=MESSAGES,
+                           mock_response=litellm.MockException(429, "slow down", "openai", "gpt-4o"))
+    assert info.value.message == "slow down"
+    midstream = litellm.MidStreamFallbackError("cut", model="gpt-4o", llm_provider="openai",
+                                               original_exception=ValueError("x"), generated_content="Hel")
+    assert midstream.status_code == 503 and midstream.generated_content == "Hel"
+    assert litellm.RateLimitError in litellm.LITELLM_EXCEPTION_TYPES
+    assert isinstance(litellm.RateLimitError("x"), tuple(litellm.LITELLM_EXCEPTION_TYPES))
+
+
+def test_openai_error_and_exception_type():
+    openai = pytest.importorskip("openai")
+    assert litellm.OpenAIError is openai.OpenAIError
+    assert isinstance(litellm.ContextWindowExceededError("x", "gpt-4o", "openai"), litellm.OpenAIError)
+
+    class Upstream(Exception):
+        status_code = 429
+
+    with pytest.raises(litellm.RateLimitError) as info:
+        litellm.exception_type(model="gpt-4o", original_exception=Upstream("slow"), custom_llm_provider="openai")
+    assert (info.value.llm_provider, info.value.model) == ("openai", "gpt-4o")
+    original = litellm.NotFoundError("gone", "gpt-4o", "openai")
+    with pytest.raises(litellm.NotFoundError) as info:
+        litellm.exception_type(model="gpt-4o", original_exception=original, custom_llm_provider="openai")
+    assert info.value is original
