@@ -178,6 +178,7 @@ class Router:
         retry_policy: RetryPolicy | dict[str, int] | None = None,
         model_group_retry_policy: dict[str, RetryPolicy | dict[str, int]] | None = None,
         allowed_fails_policy: AllowedFailsPolicy | dict[str, int] | None = None,
+        default_litellm_params: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         """Build a router.
@@ -204,6 +205,8 @@ class Router:
         instead of ``retry_policy``) and ``allowed_fails_policy``: LiteLLM's per-error-kind
         counts (:class:`RetryPolicy`, :class:`AllowedFailsPolicy` or their dicts), which replace
         ``num_retries`` and ``allowed_fails`` for the kinds they name.
+        ``default_litellm_params`` are added to every call's arguments (the call's own win;
+        ``metadata`` merged key by key).
         """
         unknown = set(options) - _IGNORED_OPTIONS - SHARED_OPTIONS
         if unknown:
@@ -243,6 +246,7 @@ class Router:
         self.retry_policy = parse_policy(retry_policy, RetryPolicy, "retry_policy")
         self.model_group_retry_policy = parse_group_policies(model_group_retry_policy)
         self.allowed_fails_policy = parse_policy(allowed_fails_policy, AllowedFailsPolicy, "allowed_fails_policy")
+        self.default_litellm_params = dict(default_litellm_params or {})
         self._groups: dict[str, list[Deployment]] = {}
         self._by_id: dict[str, Deployment] = {}
         self.set_model_list(model_list or [])
@@ -542,6 +546,13 @@ class Router:
         """The deployments a call to ``model`` with ``tags`` may use."""
         return _names.by_tags(model, self._group(model), tags) if tags or self._tagged else self._group(model)
 
+    def _specific(self, model: Any) -> Deployment | None:
+        """``specific_deployment=True``: the deployment whose id or ``litellm_params.model`` is
+        ``model`` (None when ``model`` is a group name or matches none)."""
+        if model in self._groups:
+            return None
+        return self._by_id.get(model) or next((d for d in self._by_id.values() if d.model == model), None)
+
     def _group(self, model: Any) -> list[Deployment]:
         deps = self._groups.get(model)
         if deps:
@@ -605,6 +616,13 @@ class Router:
         if not limited or now >= deadline:
             return err, None
         return err, max(0.005, min(err.retry_after or 0.05, 0.05, deadline - now))
+
+    def _retries_for(self, exc: BaseException, group: str, retries: int) -> tuple[int, bool]:
+        """(retries allowed for this failure, whether a policy names its kind): the group's
+        ``model_group_retry_policy`` (else ``retry_policy``) count for it, else ``retries``."""
+        policy = self.model_group_retry_policy.get(group, self.retry_policy)
+        count = None if policy is None else policy.count_for(exc)
+        return (retries, False) if count is None else (count, True)
 
     def _retry_wait(self, group_deps: list[Deployment], tried: set[str], attempt: int, exc: BaseException) -> float:
         """No wait when an untried deployment is available; else backoff / Retry-After."""
@@ -906,8 +924,73 @@ class Router:
 
         return await acomplete_text(self.acompletion, model, prompt, stream, kwargs)
 
+    # ================================================================== batches (LiteLLM's)
+    async def abatch_completion(self, models: list[str], messages: list[Any], **kwargs: Any) -> list[Any]:
+        """The same request to several groups at once: one answer per group, in order (an
+        error is returned in its place, not raised). ``messages`` as a list of conversations
+        sends each to each group (a list per group)."""
+        import asyncio
+
+        async def one(model: str, conversation: list[dict[str, Any]]) -> Any:
+            try:
+                return await self.acompletion(model=model, messages=conversation, **dict(kwargs))
+            except Exception as exc:  # noqa: BLE001 - returned in the answer's place, as LiteLLM
+                return exc
+
+        if messages and all(isinstance(m, list) for m in messages):
+            async def per_model(model: str) -> list[Any]:
+                return list(await asyncio.gather(*(one(model, m) for m in messages)))
+
+            return list(await asyncio.gather(*(per_model(m) for m in models)))
+        return list(await asyncio.gather(*(one(m, messages) for m in models)))
+
+    async def abatch_completion_one_model_multiple_requests(self, model: str, messages: list[list[dict[str, Any]]],
+                                                            **kwargs: Any) -> list[Any]:
+        """Several conversations to one group at once: one answer per conversation, in order
+        (an error is returned in its place)."""
+        import asyncio
+
+        async def one(conversation: list[dict[str, Any]]) -> Any:
+            try:
+                return await self.acompletion(model=model, messages=conversation, **dict(kwargs))
+            except Exception as exc:  # noqa: BLE001 - returned in the answer's place, as LiteLLM
+                return exc
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+    async def abatch_completion_fastest_response(self, model: str | list[str], messages: list[dict[str, Any]],
+                                                 stream: bool = False, **kwargs: Any) -> Any:
+        """The same request to several groups (a list, or names separated by commas): the
+        first answer; the others are cancelled. Raises the last error when all fail."""
+        import asyncio
+
+        models = [m.strip() for m in model.split(",")] if isinstance(model, str) else list(model)
+        tasks = [asyncio.ensure_future(self.acompletion(model=m, messages=messages, stream=stream, **dict(kwargs)))
+                 for m in models]
+        error: BaseException | None = None
+        try:
+            for finished in asyncio.as_completed(tasks):
+                try:
+                    return await finished
+                except Exception as exc:  # noqa: BLE001 - the next one may answer
+                    error = exc
+        finally:
+            for task in tasks:
+                task.cancel()
+        raise error if error is not None else ValueError("abatch_completion_fastest_response: no model given")
+
     def __repr__(self) -> str:
         return f"<Router strategy={self.routing_strategy!r} groups={self.model_names}>"
+
+
+def _with_defaults(kwargs: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Add the router's ``default_litellm_params`` to a call's arguments (the call's own win;
+    ``metadata`` dicts are merged key by key)."""
+    for key, value in defaults.items():
+        if key not in kwargs or kwargs[key] is None:
+            kwargs[key] = dict(value) if isinstance(value, dict) else value
+        elif key == "metadata" and isinstance(value, dict) and isinstance(kwargs[key], dict):
+            kwargs[key] = {**value, **kwargs[key]}
 
 
 class _Run:
@@ -926,6 +1009,8 @@ class _Run:
         # Callbacks hear of the routed call once (not of each attempt): the library calls below
         # get this record as litellm_logging_obj and leave the reporting to us. A caller that
         # passed its own litellm_logging_obj (text_completion, the gateway) reports it itself.
+        if router.default_litellm_params:
+            _with_defaults(kwargs, router.default_litellm_params)
         if call_type == "embedding":
             self.logging = start_call(model, embed_input, False, kwargs, is_async, call_type, {"input": embed_input})
         else:
@@ -941,8 +1026,10 @@ class _Run:
         self.model = model
         self.tags = _names.request_tags(kwargs) if kwargs else frozenset()
         group = model
+        specific = kwargs.pop("specific_deployment", False) if kwargs else False
+        dep = router._specific(model) if specific else None
         try:
-            self.deps = router._select(model, self.tags)
+            self.deps = [dep] if dep is not None else router._select(model, self.tags)
         except NotFoundError:  # an unknown group is served by default_fallbacks, as in LiteLLM
             group = next((g for g in router.default_fallbacks if g in router._groups), None)
             if group is None:
@@ -1107,9 +1194,10 @@ class _Run:
         if target is None:
             if isinstance(exc, APIError):
                 exc.attempts = list(self.attempts)
-                if self.retries and retryable(exc):  # the retries ran out (LiteLLM's attributes)
+                limit, forced = self.router._retries_for(exc, self.group, self.retries)
+                if limit and (forced or retryable(exc)):  # the retries ran out (LiteLLM's attributes)
                     exc.num_retries = self.attempt
-                    exc.max_retries = self.retries
+                    exc.max_retries = limit
             self.fail(exc)
             raise exc
         log.info("group %s failed (%s); falling back to %s", self.group, type(exc).__name__, target)
