@@ -164,6 +164,7 @@ _LAZY = {
     "supports_embedding_image_input": ("cost", "supports_embedding_image_input"),
     "supports_native_streaming": ("cost", "supports_native_streaming"),
     "get_model_cost_map": ("cost", "get_model_cost_map"),
+    "response_cost_calculator": ("cost", "response_cost_calculator"),
     "get_valid_models": ("helpers", "get_valid_models"),
     "function_to_dict": ("helpers", "function_to_dict"),
     "is_base64_encoded": ("helpers", "is_base64_encoded"),

@@ -65,6 +65,7 @@ __all__ = [
     "supports_native_streaming",
     "get_max_tokens",
     "get_model_cost_map",
+    "response_cost_calculator",
 ]
 
 log = logging.getLogger("llmrelay")
@@ -654,6 +655,7 @@ def completion_cost(
     custom_cost_per_token: Mapping[str, Any] | None = None,
     total_time: float | None = 0.0,
     custom_cost_per_second: float | None = None,
+    base_model: str | None = None,
     **_: Any,
 ) -> float:
     """USD for a call, from its response (a ``ModelResponse``, also a
@@ -662,7 +664,10 @@ def completion_cost(
 
     ``custom_cost_per_second`` (USD per second) prices the call's duration instead of its
     tokens, as do a model's per-second prices: the response's ``_response_ms``, else
-    ``total_time`` (milliseconds, as LiteLLM passes it on)."""
+    ``total_time`` (milliseconds, as LiteLLM passes it on). ``base_model`` (an Azure
+    deployment's real model) is priced instead of ``model``."""
+    if base_model:
+        model = base_model
     if completion_response is not None:
         hidden = getattr(completion_response, "_hidden_params", None) or {}
         if (model is None and custom_llm_provider is None and custom_cost_per_token is None
@@ -715,6 +720,26 @@ def completion_cost(
         custom_cost_per_second=custom_cost_per_second,
     )
     return prompt_cost + completion_cost_
+
+
+def response_cost_calculator(
+    response_object: Any,
+    model: str | None,
+    custom_llm_provider: str | None = None,
+    call_type: str = "completion",
+    optional_params: Mapping[str, Any] | None = None,
+    cache_hit: bool | None = None,
+    base_model: str | None = None,
+    custom_pricing: bool | None = None,
+    prompt: str = "",
+    **_: Any,
+) -> float:
+    """LiteLLM's ``response_cost_calculator``: what a response cost (0.0 for a cache hit), by
+    :func:`completion_cost` on ``base_model`` or ``model``."""
+    if cache_hit:
+        return 0.0
+    return completion_cost(completion_response=response_object, model=base_model or model,
+                           custom_llm_provider=custom_llm_provider, prompt=prompt)
 
 
 # ============================================================================ on responses

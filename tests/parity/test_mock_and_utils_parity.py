@@ -376,3 +376,32 @@ def test_openai_error_and_exception_type():
     with pytest.raises(litellm.NotFoundError) as info:
         litellm.exception_type(model="gpt-4o", original_exception=original, custom_llm_provider="openai")
     assert info.value is original
+
+
+# ------------------------------------------------------------------ test_completion_cost.py
+def _priced_response(model: str, prompt: int, completion: int) -> litellm.ModelResponse:
+    return litellm.ModelResponse(
+        id="chatcmpl-1", created=1717519830, model=model,
+        choices=[litellm.Choices(finish_reason="stop", index=0, message=litellm.Message(content="Hi", role="assistant"))],
+        usage=litellm.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion))
+
+
+def test_response_cost_calculator_and_base_model():
+    response = _priced_response("llama3-70b-8192", 17, 46)
+    response._hidden_params["custom_llm_provider"] = "groq"
+    cost = litellm.response_cost_calculator(response_object=response, model="groq/llama-3.3-70b-versatile",
+                                            custom_llm_provider="groq", call_type="acompletion", optional_params={})
+    assert isinstance(cost, float) and cost > 0
+    assert cost == litellm.completion_cost(completion_response=response, model="groq/llama-3.3-70b-versatile")
+    assert litellm.response_cost_calculator(response_object=response, model="groq/llama-3.3-70b-versatile",
+                                            cache_hit=True) == 0.0
+    deployment = _priced_response("my-deployment", 10, 5)
+    assert litellm.completion_cost(completion_response=deployment, model="azure/my-deployment",
+                                   base_model="azure/gpt-4o") == litellm.completion_cost(
+        completion_response=deployment, model="gpt-4o")
+
+
+def test_mock_response_cost_in_hidden_params():
+    """test_completion_cost_hidden_params."""
+    response = litellm.completion(model="gpt-3.5-turbo", messages=MESSAGES, mock_response="Hello world")
+    assert isinstance(response._hidden_params["response_cost"], float)
