@@ -21,6 +21,7 @@ from .exceptions import (
     APIConnectionError,
     APIError,
     BadRequestError,
+    ContextWindowExceededError,
     LLMRelayError,
     Timeout,
 )
@@ -435,12 +436,17 @@ def completion(
     ``tools``, ``stream_options``…) plus ``api_base``/``base_url``, ``api_key``, ``timeout``,
     ``num_retries``, ``extra_headers``, ``extra_body``, ``custom_llm_provider``,
     ``drop_params`` and the mocks (``mock_response``, ``mock_tool_calls``, ``mock_timeout``,
-    ``mock_delay``; see :mod:`llmrelay.mock`). HTTP errors raise from this call; errors inside a
+    ``mock_delay``; see :mod:`llmrelay.mock`). ``fallbacks=[model, ...]`` (names, or dicts of
+    ``model`` and arguments to change) are tried in order when the call fails, and
+    ``context_window_fallback_dict={model: bigger_model}`` on a ContextWindowExceededError, as
+    in LiteLLM. HTTP errors raise from this call; errors inside a
     stream raise from its iteration. Registered callbacks (``llmrelay.callbacks``…) hear of
     the call once: at its end, or at the end of the stream.
     """
     if stream and kwargs.get("complete_response"):
         return _completed(completion(model, messages, stream, **_without(kwargs, "complete_response")), messages)
+    if kwargs and ("fallbacks" in kwargs or "context_window_fallback_dict" in kwargs):
+        return _with_fallbacks(model, messages, stream, kwargs)
     record = start_call(model, messages, stream, kwargs, False)
     if record is None:
         return _cached_completion(model, messages, stream, kwargs)
@@ -449,6 +455,63 @@ def completion(
     except BaseException as exc:
         record.failure(exc)
         raise
+
+
+def _fallback_plan(model: Any, kwargs: dict[str, Any]) -> tuple[list[tuple[Any, dict[str, Any]]], dict[str, Any]]:
+    """LiteLLM's ``completion(fallbacks=[...], context_window_fallback_dict={...})``: the
+    (model, kwargs) to try in order — the call's own, then each fallback (a model name, or a
+    dict of ``model`` and arguments to change) — and the context-window map."""
+    fallbacks = kwargs.get("fallbacks") or []
+    windows = kwargs.get("context_window_fallback_dict") or {}
+    base = {k: v for k, v in kwargs.items() if k not in ("fallbacks", "context_window_fallback_dict")}
+    plan: list[tuple[Any, dict[str, Any]]] = [(model, base)]
+    for item in fallbacks if isinstance(fallbacks, list) else [fallbacks]:
+        if isinstance(item, dict):
+            plan.append((item.get("model", model), {**base, **{k: v for k, v in item.items() if k != "model"}}))
+        else:
+            plan.append((item, base))
+    return plan, windows if isinstance(windows, dict) else {}
+
+
+def _with_fallbacks(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
+    """:func:`completion` over :func:`_fallback_plan`: the first that answers; else the last error.
+    A ContextWindowExceededError moves to ``context_window_fallback_dict[model]`` first."""
+    plan, windows = _fallback_plan(model, kwargs)
+    error: BaseException | None = None
+    tried: set[Any] = set()
+    while plan:
+        name, kw = plan.pop(0)
+        tried.add(name)
+        try:
+            return completion(name, messages, stream, **kw)
+        except Exception as exc:  # noqa: BLE001 - LiteLLM moves on to the next model on any error
+            error = exc
+            bigger = windows.get(name) if isinstance(exc, ContextWindowExceededError) else None
+            if bigger is not None and bigger not in tried:
+                plan.insert(0, (bigger, kw))
+            log.debug("completion with fallbacks: %s failed (%s)", name, type(exc).__name__)
+    assert error is not None
+    raise error
+
+
+async def _awith_fallbacks(model: Any, messages: Any, stream: Any, kwargs: dict[str, Any]) -> Any:
+    """The async twin of :func:`_with_fallbacks`."""
+    plan, windows = _fallback_plan(model, kwargs)
+    error: BaseException | None = None
+    tried: set[Any] = set()
+    while plan:
+        name, kw = plan.pop(0)
+        tried.add(name)
+        try:
+            return await acompletion(name, messages, stream, **kw)
+        except Exception as exc:  # noqa: BLE001 - LiteLLM moves on to the next model on any error
+            error = exc
+            bigger = windows.get(name) if isinstance(exc, ContextWindowExceededError) else None
+            if bigger is not None and bigger not in tried:
+                plan.insert(0, (bigger, kw))
+            log.debug("acompletion with fallbacks: %s failed (%s)", name, type(exc).__name__)
+    assert error is not None
+    raise error
 
 
 def _without(kwargs: dict[str, Any], name: str) -> dict[str, Any]:
@@ -531,6 +594,8 @@ async def acompletion(
     if stream and kwargs.get("complete_response"):
         result = await acompletion(model, messages, stream, **_without(kwargs, "complete_response"))
         return _completed([chunk async for chunk in result], messages, result)
+    if kwargs and ("fallbacks" in kwargs or "context_window_fallback_dict" in kwargs):
+        return await _awith_fallbacks(model, messages, stream, kwargs)
     record = start_call(model, messages, stream, kwargs, True)
     if record is None:
         if _uncached(kwargs):  # (one coroutine less on the common path)

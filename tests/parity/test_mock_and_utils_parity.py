@@ -405,3 +405,44 @@ def test_mock_response_cost_in_hidden_params():
     """test_completion_cost_hidden_params."""
     response = litellm.completion(model="gpt-3.5-turbo", messages=MESSAGES, mock_response="Hello world")
     assert isinstance(response._hidden_params["response_cost"], float)
+
+
+# ------------------------------------------------------------------ completion(fallbacks=...)
+def test_completion_fallbacks_try_the_next_model():
+    """LiteLLM's completion_with_fallbacks: ``fallbacks`` (names or dicts of arguments) are
+    tried in order on any error; all failing raises the last error."""
+    response = litellm.completion(model="bad-model", messages=MESSAGES, fallbacks=["gpt-4o"], mock_response="hi")
+    assert response.model == "gpt-4o"
+    response = litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="litellm.RateLimitError",
+                                  fallbacks=[{"model": "gpt-4o-mini", "mock_response": "from mini"}])
+    assert response.choices[0].message.content == "from mini"
+    with pytest.raises(litellm.RateLimitError) as info:
+        litellm.completion(model="gpt-4o", messages=MESSAGES, fallbacks=["gpt-4o-mini"],
+                           mock_response="litellm.RateLimitError")
+    assert info.value.model == "gpt-4o-mini"
+
+    async def run() -> litellm.ModelResponse:
+        return await litellm.acompletion(model="bad-model", messages=MESSAGES, fallbacks=["gpt-4o"],
+                                         mock_response="hi")
+
+    assert asyncio.run(run()).model == "gpt-4o"
+
+
+def test_context_window_fallback_dict():
+    from servers.openai_server import FakeOpenAIServer, error_reply
+
+    class SmallWindow(FakeOpenAIServer):
+        def chat(self, request):
+            if request.json().get("model") == "gpt-4o-mini":
+                return error_reply(400, "This model's maximum context length is 8 tokens.",
+                                   code="context_length_exceeded")
+            return super().chat(request)
+
+    with SmallWindow() as server:
+        kwargs = {"api_base": server.url + "/v1", "api_key": "sk-x", "num_retries": 0}
+        response = litellm.completion(model="gpt-4o-mini", messages=MESSAGES,
+                                      context_window_fallback_dict={"gpt-4o-mini": "gpt-4o"}, **kwargs)
+        assert [r["model"] for r in server.chat_requests] == ["gpt-4o-mini", "gpt-4o"]
+        assert response.choices[0].message.content
+        with pytest.raises(litellm.ContextWindowExceededError):
+            litellm.completion(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
