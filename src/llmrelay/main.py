@@ -62,6 +62,9 @@ _CALL_KWARGS = {
     "mock_delay",
     "mock_testing_fallbacks",
     "complete_response",
+    "additional_drop_params",
+    "fallbacks",
+    "context_window_fallback_dict",
     "ssl_verify",
     "merge_reasoning_content_in_choices",
     "stream",
@@ -179,6 +182,10 @@ def prepare_call(model: Any, messages: Any, stream: bool, kwargs: dict[str, Any]
                 params[key] = value
         else:
             extra[key] = value
+    dropped = kwargs.get("additional_drop_params")
+    if dropped and params:  # LiteLLM's: these parameters are never sent, whatever the provider
+        for name in dropped:
+            params.pop(name, None)
     if params:
         if "response_format" in params:
             params["response_format"] = response_format_param(params["response_format"])
@@ -700,6 +707,8 @@ def stream_plan(model: Any, kwargs: dict[str, Any]) -> StreamPlan | None:
 
     if (not isinstance(model, str) or "/" not in model or is_mocked(kwargs) or not _uncached(kwargs)
             or kwargs.get("custom_llm_provider") or kwargs.get("merge_reasoning_content_in_choices")
+            or kwargs.get("additional_drop_params") or kwargs.get("fallbacks")
+            or kwargs.get("context_window_fallback_dict")
             or not kwargs.get("api_key") or not (kwargs.get("api_base") or kwargs.get("base_url"))):
         return None
     user = _module.__dict__
@@ -778,6 +787,10 @@ async def astream_planned(plan: StreamPlan, messages: Any, params_in: dict[str, 
             params[key] = value
         else:
             params.pop(key, None)
+    dropped = kwargs.get("additional_drop_params")
+    if dropped and params:  # LiteLLM's: these parameters are never sent, whatever the provider
+        for name in dropped:
+            params.pop(name, None)
     if params:
         if "response_format" in params:
             params["response_format"] = response_format_param(params["response_format"])

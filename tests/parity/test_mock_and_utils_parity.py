@@ -446,3 +446,13 @@ def test_context_window_fallback_dict():
         assert response.choices[0].message.content
         with pytest.raises(litellm.ContextWindowExceededError):
             litellm.completion(model="gpt-4o-mini", messages=MESSAGES, **kwargs)
+
+
+def test_additional_drop_params_are_never_sent():
+    from servers.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        litellm.completion(model="gpt-4o", messages=MESSAGES, api_base=server.url + "/v1", api_key="sk-x",
+                           temperature=0.2, seed=7, additional_drop_params=["temperature"])
+        sent = server.chat_requests[-1]
+        assert "temperature" not in sent and sent["seed"] == 7 and "additional_drop_params" not in sent
