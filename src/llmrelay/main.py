@@ -787,10 +787,6 @@ async def astream_planned(plan: StreamPlan, messages: Any, params_in: dict[str, 
             params[key] = value
         else:
             params.pop(key, None)
-    dropped = kwargs.get("additional_drop_params")
-    if dropped and params:  # LiteLLM's: these parameters are never sent, whatever the provider
-        for name in dropped:
-            params.pop(name, None)
     if params:
         if "response_format" in params:
             params["response_format"] = response_format_param(params["response_format"])

@@ -138,20 +138,21 @@ def test_dual_cache_reads_memory_then_the_shared_cache():
     assert dual.get_cache("a") is None
 
 
-def test_litellm_import_paths(monkeypatch):
-    import llmrelay
+def test_litellm_import_paths():
+    import subprocess
 
-    created = "litellm" not in sys.modules
-    llmrelay.install_as_litellm()
-    try:
-        from litellm.caching.caching import DualCache as D2
-        from litellm.caching.dual_cache import DualCache as D1
-        from litellm.caching.in_memory_cache import InMemoryCache as M1
-    finally:
-        if created:
-            for name in [n for n in sys.modules if n == "litellm" or n.startswith("litellm.")]:
-                del sys.modules[name]
-    assert D1 is D2 is DualCache and M1 is InMemoryCache
+    code = """
+import llmrelay
+llmrelay.install_as_litellm()
+from litellm.caching.caching import DualCache as D2
+from litellm.caching.dual_cache import DualCache as D1
+from litellm.caching.in_memory_cache import InMemoryCache as M1
+from llmrelay.caching import DualCache, InMemoryCache
+assert D1 is D2 is DualCache and M1 is InMemoryCache
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 @pytest.mark.parametrize("ttl", [None, 5])

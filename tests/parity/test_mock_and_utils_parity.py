@@ -264,29 +264,36 @@ def test_model_response_takes_hidden_params_and_response_ms():
     assert "hidden_params" not in response.model_dump()
 
 
-def test_litellm_type_names_resolve_after_install():
+def _in_a_fresh_process(code: str) -> str:
+    """Run ``code`` in a new interpreter (install_as_litellm changes the process for good)."""
+    import subprocess
     import sys
 
-    created = "litellm" not in sys.modules
-    litellm.install_as_litellm()
-    try:
-        from litellm.types.llms.openai import AllMessageValues, ChatCompletionToolParam  # noqa: F401
-        from litellm.types.utils import (CallTypes, ChoiceLogprobs, CompletionTokensDetailsWrapper, Embedding,
-                                         LlmProviders, ModelInfo, PromptTokensDetailsWrapper,
-                                         StandardLoggingPayload)  # noqa: F401
-    finally:
-        if created:
-            for name in [n for n in sys.modules if n == "litellm" or n.startswith("litellm.")]:
-                del sys.modules[name]
-    assert CallTypes.completion.value == "completion" and CallTypes("acompletion") is CallTypes.acompletion
-    assert LlmProviders.ANTHROPIC.value == "anthropic"
-    usage = litellm.Usage(prompt_tokens=3, completion_tokens=1,
-                          prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=2),
-                          completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=1))
-    assert usage.prompt_tokens_details.cached_tokens == 2
-    logprobs = ChoiceLogprobs(content=[{"token": "a", "logprob": -0.5, "top_logprobs": [{"token": "a", "logprob": -0.5}]}])
-    assert logprobs.content[0].top_logprobs[0].logprob == -0.5
-    assert Embedding(embedding=[0.1], index=0, object="embedding").embedding == [0.1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_litellm_type_names_resolve_after_install():
+    code = """
+import llmrelay
+llmrelay.install_as_litellm()
+import litellm
+from litellm.types.llms.openai import AllMessageValues, ChatCompletionToolParam
+from litellm.types.utils import (CallTypes, ChoiceLogprobs, CompletionTokensDetailsWrapper, Embedding,
+                                 LlmProviders, ModelInfo, PromptTokensDetailsWrapper, StandardLoggingPayload)
+assert CallTypes.completion.value == "completion" and CallTypes("acompletion") is CallTypes.acompletion
+assert LlmProviders.ANTHROPIC.value == "anthropic"
+usage = litellm.Usage(prompt_tokens=3, completion_tokens=1,
+                      prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=2),
+                      completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=1))
+assert usage.prompt_tokens_details.cached_tokens == 2
+logprobs = ChoiceLogprobs(content=[{"token": "a", "logprob": -0.5, "top_logprobs": [{"token": "a", "logprob": -0.5}]}])
+assert logprobs.content[0].top_logprobs[0].logprob == -0.5
+assert Embedding(embedding=[0.1], index=0, object="embedding").embedding == [0.1]
+print("ok")
+"""
+    assert _in_a_fresh_process(code) == "ok"
 
 
 # ------------------------------------------------------------------ router (test_router_retries.py & co)

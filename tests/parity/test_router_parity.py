@@ -122,15 +122,17 @@ def test_specific_deployment_by_its_model_or_id():
 
 
 def test_litellm_import_path_of_the_policies():
+    import subprocess
     import sys
 
-    created = "litellm" not in sys.modules
-    litellm.install_as_litellm()
-    try:
-        from litellm.router import RetryPolicy as R1
-        from litellm.types.router import AllowedFailsPolicy as A1, RetryPolicy as R2
-    finally:
-        if created:
-            for name in [n for n in sys.modules if n == "litellm" or n.startswith("litellm.")]:
-                del sys.modules[name]
-    assert R1 is R2 is RetryPolicy and A1 is AllowedFailsPolicy
+    code = """
+import llmrelay
+llmrelay.install_as_litellm()
+from litellm.router import RetryPolicy as R1
+from litellm.types.router import AllowedFailsPolicy as A1, RetryPolicy as R2
+from llmrelay.router import AllowedFailsPolicy, RetryPolicy
+assert R1 is R2 is RetryPolicy and A1 is AllowedFailsPolicy
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
