@@ -209,6 +209,8 @@ def function_to_dict(function: Any) -> dict[str, Any]:
             if isinstance(annotation, str):
                 type_name = annotation
             type_name = type_name or doc_type.split(",")[0].strip()
+            if not type_name and param.default is not param.empty and param.default is not None:
+                type_name = type(param.default).__name__  # untyped: the default's type
             if type_name in _JSON_TYPES:
                 schema["type"] = _JSON_TYPES[type_name]
         if info.get("description"):

@@ -463,3 +463,40 @@ def test_additional_drop_params_are_never_sent():
                            temperature=0.2, seed=7, additional_drop_params=["temperature"])
         sent = server.chat_requests[-1]
         assert "temperature" not in sent and sent["seed"] == 7 and "additional_drop_params" not in sent
+
+
+def test_function_to_dict_without_a_parameters_section():
+    def get_current_weather(location, unit="fahrenheit"):
+        """Get the current weather in a given location"""
+
+    schema = litellm.utils.function_to_dict(get_current_weather)
+    assert schema["description"] == "Get the current weather in a given location"
+    assert schema["parameters"]["required"] == ["location"]
+    assert schema["parameters"]["properties"]["unit"] == {"type": "string"}  # from its default
+
+
+def test_stream_chunk_builder_multiple_tool_calls_equal_the_expected_choices():
+    """test_stream_chunk_builder_multiple_tool_calls: chunk objects made with
+    ModelResponse(**chunk, stream=True); the rebuilt choices equal the expected ones."""
+    def chunk(call=None, finish=None):
+        delta = {"role": "assistant", "tool_calls": [call]} if call else {}
+        return litellm.ModelResponse(stream=True, id="chatcmpl-A5k", created=1725932618, model="gpt-4o-2024-08-06",
+                                     object="chat.completion.chunk",
+                                     choices=[{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    chunks = [chunk({"id": "call_X", "function": {"arguments": "", "name": "exponentiate"}, "type": "function",
+                     "index": 0})]
+    chunks += [chunk({"function": {"arguments": a}, "type": "function", "index": 0})
+               for a in ['{"ba', 'se": ', '3, "ex', 'pone', 'nt": ', '5}']]
+    chunks.append(chunk({"id": "call_Q", "function": {"arguments": "", "name": "add"}, "type": "function", "index": 1}))
+    chunks += [chunk({"function": {"arguments": a}, "type": "function", "index": 1})
+               for a in ['{"fi', 'rst_i', 'nt": 1', '2, "', 'secon', 'd_int"', ': 3}']]
+    chunks.append(chunk(finish="tool_calls"))
+    expected = litellm.ModelResponse(id="x", created=1, model="gpt-4o", choices=[{
+        "finish_reason": "tool_calls", "index": 0,
+        "message": {"content": None, "role": "assistant", "function_call": None, "tool_calls": [
+            {"function": {"arguments": '{"base": 3, "exponent": 5}', "name": "exponentiate"}, "id": "call_X",
+             "type": "function"},
+            {"function": {"arguments": '{"first_int": 12, "second_int": 3}', "name": "add"}, "id": "call_Q",
+             "type": "function"}]}}])
+    assert litellm.stream_chunk_builder(chunks=chunks).choices == expected.choices
