@@ -393,6 +393,8 @@ class Message(OpenAIObject):
     reasoning_content: str | None = None
     thinking_blocks: list[dict] | None = None
     refusal: str | None = None
+    #: LiteLLM's extras of a provider (citations…); not dumped unless set.
+    provider_specific_fields: dict[str, Any] | None = None
 
     def __init__(self, content: str | None = None, role: str = "assistant", **fields: Any) -> None:
         fields["content"] = content
@@ -414,6 +416,8 @@ class Delta(OpenAIObject):
     reasoning_content: str | None = None
     thinking_blocks: list[dict] | None = None
     refusal: str | None = None
+    #: LiteLLM's extras of a provider (citations…); not dumped unless set.
+    provider_specific_fields: dict[str, Any] | None = None
 
 
 #: Finish reasons other servers send, mapped onto OpenAI's (LiteLLM's map_finish_reason).

@@ -500,3 +500,13 @@ def test_stream_chunk_builder_multiple_tool_calls_equal_the_expected_choices():
             {"function": {"arguments": '{"first_int": 12, "second_int": 3}', "name": "add"}, "id": "call_Q",
              "type": "function"}]}}])
     assert litellm.stream_chunk_builder(chunks=chunks).choices == expected.choices
+
+
+def test_provider_specific_fields_read_as_none_and_are_not_dumped():
+    response = litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="hi")
+    message = response.choices[0].message
+    assert message.provider_specific_fields is None
+    assert "provider_specific_fields" not in message.model_dump()
+    assert litellm.Delta(content="x").provider_specific_fields is None
+    assert litellm.Message(content="x", provider_specific_fields={"citations": ["u"]}).provider_specific_fields == {
+        "citations": ["u"]}
