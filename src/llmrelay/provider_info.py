@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .providers import registry
@@ -43,11 +44,35 @@ def get_llm_provider(
     the provider's fixed default for hosted OpenAI-compatible providers, else ``None``.
     Raises :class:`~llmrelay.exceptions.BadRequestError` for a model no provider serves.
     """
+    if model == "*" and not custom_llm_provider:  # LiteLLM's catch-all deployment
+        return model, "openai", api_key, api_base
     provider, provider_model = registry.resolve(model, custom_llm_provider)
+    host = getattr(registry.get_provider(provider), "host", None)
     if api_base is None:
-        host = getattr(registry.get_provider(provider), "host", None)
-        default = getattr(host, "api_base", None)
-        if isinstance(default, str) and "{" not in default:
-            api_base = default
-    return provider_model, provider, api_key, api_base
+        for name in getattr(host, "api_base_env", ()):  # the base the call would use
+            value = os.environ.get(name)
+            if value:
+                api_base = value
+                break
+        else:
+            default = getattr(host, "api_base", None)
+            if isinstance(default, str) and "{" not in default:
+                api_base = default
+    if api_key is None and provider in _FAKE_KEY_PROVIDERS:
+        api_key = "fake-api-key"  # LiteLLM's placeholder for servers that take any key
+    return provider_model, _litellm_name(provider, provider_model), api_key, api_base
+
+
+#: Self-hosted servers LiteLLM gives a placeholder key when none is set.
+_FAKE_KEY_PROVIDERS = frozenset({"hosted_vllm", "llamafile"})
+
+
+def _litellm_name(provider: str, model: str) -> str:
+    """LiteLLM's name for the provider of this model: OpenAI's legacy completion models are
+    ``text-completion-openai``, Cohere's chat models ``cohere_chat``."""
+    if provider == "openai" and (model.startswith("gpt-3.5-turbo-instruct") or model in ("babbage-002", "davinci-002")):
+        return "text-completion-openai"
+    if provider == "cohere" and model.startswith(("command-r", "command-a")):
+        return "cohere_chat"
+    return provider
 

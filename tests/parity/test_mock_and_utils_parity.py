@@ -510,3 +510,29 @@ def test_provider_specific_fields_read_as_none_and_are_not_dumped():
     assert litellm.Delta(content="x").provider_specific_fields is None
     assert litellm.Message(content="x", provider_specific_fields={"citations": ["u"]}).provider_specific_fields == {
         "citations": ["u"]}
+
+
+# ------------------------------------------------------------------ test_get_llm_provider.py
+def test_get_llm_provider_as_litellm_answers(monkeypatch):
+    get = litellm.get_llm_provider
+    assert get(model="anthropic.claude-v2:1")[1] == "bedrock"
+    assert get(model="fireworks_ai/accounts/my-test-1234")[:2] == ("accounts/my-test-1234", "fireworks_ai")
+    assert get(model="*")[1] == "openai"
+    assert get(model="gpt-3.5-turbo-instruct-0914")[1] == "text-completion-openai"
+    assert get(model="mistral/mistral-large-fr", api_base="https://example.com/v1") == (
+        "mistral-large-fr", "mistral", None, "https://example.com/v1")
+    monkeypatch.setenv("DEEPSEEK_API_BASE", "MY-FAKE-BASE")
+    assert get(model="deepseek/deep-chat") == ("deep-chat", "deepseek", None, "MY-FAKE-BASE")
+    assert get(model="cohere/command-r-plus")[:2] == ("command-r-plus", "cohere_chat")
+    assert get(model="azure/o1-mini")[:2] == ("o1-mini", "azure")
+    assert get(model="hosted_vllm/llama-3.1-70b-instruct")[:3] == ("llama-3.1-70b-instruct", "hosted_vllm",
+                                                                   "fake-api-key")
+    assert get(model="amazon.nova-micro-v1:0")[:2] == ("amazon.nova-micro-v1:0", "bedrock")
+    assert get(model="bedrock/invoke/anthropic.claude-3-5-sonnet-20240620-v1:0")[:2] == (
+        "invoke/anthropic.claude-3-5-sonnet-20240620-v1:0", "bedrock")
+    assert get(model="grok-2-vision-latest", custom_llm_provider="xai", api_base=None, api_key="xai-k",
+               litellm_params=None) == ("grok-2-vision-latest", "xai", "xai-k", "https://api.x.ai/v1")
+    for name in ("text-embedding-3-small", "dall-e-3", "whisper-1", "tts-1", "omni-moderation-latest"):
+        assert get(model=name)[1] == "openai"
+    monkeypatch.setenv("LITELLM_PROXY_API_BASE", "http://localhost:4000")
+    assert get(model="litellm_proxy/gpt-4") == ("gpt-4", "litellm_proxy", None, "http://localhost:4000")

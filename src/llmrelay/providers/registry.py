@@ -88,6 +88,14 @@ BARE_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("deepseek-chat", "deepseek"),
     ("deepseek-reasoner", "deepseek"),
     ("grok-", "xai"),
+    # OpenAI's other models (LiteLLM resolves embeddings, images, audio and moderation names too)
+    ("text-embedding-", "openai"),
+    ("dall-e-", "openai"),
+    ("gpt-image-", "openai"),
+    ("whisper-", "openai"),
+    ("tts-", "openai"),
+    ("omni-moderation-", "openai"),
+    ("text-moderation-", "openai"),
     # Bedrock model ids (LiteLLM's bedrock_models): the vendor's name then a dot, possibly
     # behind a cross-region inference profile ("us.", "eu.", "apac.", "global.").
     *((f"{region}{vendor}.", "bedrock")
