@@ -136,3 +136,18 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_gateway_config_retry_policy_reaches_the_router(tmp_path):
+    """router_settings.retry_policy (a dict of RetryPolicy's fields in LiteLLM's config) is a
+    Router option, not an ignored key."""
+    from llmrelay.proxy.config import parse_config
+    from llmrelay.proxy.models import ModelTable
+
+    config = parse_config("model_list:\n  - model_name: g\n    litellm_params: {model: openai/gpt-4o, api_key: k}\n"
+                          "router_settings:\n  retry_policy: {RateLimitErrorRetries: 2}\n"
+                          "  allowed_fails_policy: {RateLimitErrorAllowedFails: 50}\n", "conf.yaml")
+    assert not any("retry_policy" in w for w in config.warnings)
+    router = ModelTable(config).router
+    assert router.retry_policy == RetryPolicy(RateLimitErrorRetries=2)
+    assert router.allowed_fails_policy.RateLimitErrorAllowedFails == 50

@@ -120,7 +120,8 @@ ROUTER_SETTINGS = _keys(
     "stream_idle_timeout fallbacks context_window_fallbacks content_policy_fallbacks "
     "default_fallbacks allowed_fails cooldown_time allowed_fails_window disable_cooldowns "
     "rate_limit_wait model_group_alias request_timeout max_retries "
-    "retry_policy model_group_retry_policy allowed_fails_policy enable_pre_call_checks "
+    "retry_policy model_group_retry_policy allowed_fails_policy default_litellm_params "
+    "enable_pre_call_checks "
     # shared state through Redis (llmrelay.routing.shared)
     "redis_host redis_port redis_password redis_url redis_db redis_prefix redis_timeout",
     # LiteLLM Router options accepted and ignored (shared caches, alerting…)
