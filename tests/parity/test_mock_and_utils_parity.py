@@ -536,3 +536,18 @@ def test_get_llm_provider_as_litellm_answers(monkeypatch):
         assert get(model=name)[1] == "openai"
     monkeypatch.setenv("LITELLM_PROXY_API_BASE", "http://localhost:4000")
     assert get(model="litellm_proxy/gpt-4") == ("gpt-4", "litellm_proxy", None, "http://localhost:4000")
+
+
+def test_module_api_key_and_base_come_before_the_environment(monkeypatch):
+    """LiteLLM: ``api_key or litellm.api_key or <PROVIDER>_API_KEY`` (and the same for api_base)."""
+    from servers.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(api_key="sk-module") as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+        monkeypatch.setenv("OPENAI_API_BASE", "http://127.0.0.1:9/v1")  # nothing listens there
+        monkeypatch.setattr(litellm, "api_key", "sk-module")
+        monkeypatch.setattr(litellm, "api_base", server.url + "/v1")
+        response = litellm.completion(model="gpt-4o", messages=MESSAGES, num_retries=0)
+        assert response.choices[0].message.content
+        with pytest.raises(litellm.AuthenticationError):  # a call's own key still wins
+            litellm.completion(model="gpt-4o", messages=MESSAGES, api_key="sk-call", num_retries=0)

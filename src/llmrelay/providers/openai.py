@@ -154,7 +154,7 @@ class OpenAIProvider(Provider):
             self.name = name
 
     def resolve_api_base(self, call: Call) -> str:
-        base = call.api_base or first_env(self.api_base_env) or settings.get("api_base") or self.default_api_base
+        base = call.api_base or settings.get("api_base") or first_env(self.api_base_env) or self.default_api_base
         if not base:
             raise AuthenticationError(
                 f"No api_base for {call.provider}: pass api_base= or set "
@@ -165,7 +165,7 @@ class OpenAIProvider(Provider):
         return base.rstrip("/")
 
     def resolve_api_key(self, call: Call, base: str) -> str | None:
-        key = call.api_key or first_env(self.api_key_env) or settings.get("api_key")
+        key = call.api_key or settings.get("api_key") or first_env(self.api_key_env)
         if self.requires_key and base == (self.default_api_base or "").rstrip("/"):
             return require_key(key, call.provider, call.user_model, self.api_key_env)
         return key

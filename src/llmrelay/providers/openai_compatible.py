@@ -191,7 +191,7 @@ class HostProvider(OpenAIProvider):
     def resolve_api_key(self, call: Call, base: str) -> str | None:
         default = self.default_api_base or ""
         if self.requires_key and "{" in default and base.startswith(default.split("{", 1)[0]):
-            key = call.api_key or first_env(self.api_key_env) or settings.get("api_key")
+            key = call.api_key or settings.get("api_key") or first_env(self.api_key_env)
             return require_key(key, call.provider, call.user_model, self.api_key_env)
         return super().resolve_api_key(call, base)
 
