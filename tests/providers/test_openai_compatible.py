@@ -25,7 +25,6 @@ DEFAULT_URLS = {
     "deepinfra": "https://api.deepinfra.com/v1/openai/chat/completions",
     "lm_studio": "http://localhost:1234/v1/chat/completions",
     "llamacpp": "http://127.0.0.1:8080/v1/chat/completions",
-    "llamafile": "http://127.0.0.1:8080/v1/chat/completions",
     "nvidia_nim": "https://integrate.api.nvidia.com/v1/chat/completions",
     "huggingface": "https://router.huggingface.co/v1/chat/completions",
     "github": "https://models.github.ai/inference/chat/completions",
