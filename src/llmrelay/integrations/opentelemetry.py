@@ -48,6 +48,7 @@ from typing import Any
 import orjson
 
 from .. import settings as _settings
+from ..transport.base import HeaderLines
 from ..types import Choices, ModelResponse
 from .custom_logger import CustomLogger
 from .otlp_proto import request_entries as _request_entries
@@ -268,6 +269,24 @@ class OpenTelemetryLogger(CustomLogger):
         headers["traceparent"] = f"00-{trace_id.hex()}-{upstream_id.hex()}-{flags:02x}"
         if tracestate:
             headers["tracestate"] = tracestate
+
+    def upstream_start(self, ctx: Any, record: Any) -> dict[str, str]:
+        """:meth:`request_start` returning the upstream call's headers: in the common case (a new
+        trace, the default sampler and ids) a :class:`~..transport.base.HeaderLines` with the
+        ``traceparent`` line written (the lean client adds it to its request head as it is)."""
+        if self._should_sample is None and self._new_trace_id is _random_trace_id and ctx.traceparent is None:
+            trace_id, upstream_id, span_id = next(_drawn, None) or _draw_ids()
+            if trace_id != _ZERO16 and upstream_id != _ZERO8 and span_id != _ZERO8:  # (none is zero)
+                record.state[self._key] = (trace_id, span_id, upstream_id, None, self._new_flags, None, True,
+                                           _time_ns())
+                value = f"00-{trace_id.hex()}-{upstream_id.hex()}{self._new_flags_suffix}"
+                headers = HeaderLines()
+                headers["traceparent"] = value
+                headers.lines = f"traceparent: {value}\r\n".encode()
+                return headers
+        headers: dict[str, str] = {}
+        self.request_start(ctx, record, headers)
+        return headers
 
     def _ids(self, ctx: Any) -> tuple:
         """(trace id, request span id, upstream span id, parent span id or None, trace flags,

@@ -563,6 +563,21 @@ def request_entries(trace_id: bytes, span_id: bytes, upstream_id: bytes, name: s
     return pair[:split], pair[split:]
 
 
+def pair_template(name: str, request_model: Any, system: Any, response_model: Any, reasons: tuple | None,
+                  status_code: int, stream: bool, n_tokens: int, n_rid: int, first_token: bool) -> tuple[Any, ...]:
+    """The template :func:`request_entries` writes a pair of this kind with (``n_tokens``: the
+    length of the token counts' bytes, ``n_rid`` the response id's or -1 without one,
+    ``first_token`` whether there is a first token's time): ``(pack, split, c0, … c13)``, to
+    write a pair as ``pack(c0, trace_id, c1, upstream_id, …)`` (the call of
+    :func:`request_entries`) and cut it at ``split``. For a caller that keeps it per kind."""
+    key = (name, request_model, system, response_model, reasons, None, None, status_code, stream, n_tokens, n_rid,
+           False, not first_token)
+    return _PAIRS.get(key) or _pair_template(key, (
+        None, None, None, None, None, name, 0, 0, 0, 0, request_model, 0, 0, system, response_model,
+        None if n_rid < 0 else "", reasons, None, None, None, 0.0, status_code, stream, 0 if first_token else None,
+        None, None))
+
+
 def _pair(f: tuple) -> bytes | None:
     """The two entries (upstream span, request span) of a request's record ``f`` at once, or None
     when it is not the common case (then :func:`_gateway_spans` writes it)."""

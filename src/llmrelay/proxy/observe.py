@@ -207,6 +207,12 @@ class Observe:
         #: the gateway loggers' ``request_start`` (made at the first request: a logger whose
         #: ``request_start`` has nothing to do then, ``idle_start``, is left out)
         self._starts: list[Any] | None = None
+        #: the one ``request_start`` to call when it is OpenTelemetry's alone: its
+        #: ``upstream_start``, which returns the upstream call's headers (made at the first request)
+        self._one_start: Any = None
+        #: a plain non-streamed success's metrics and spans in one pass, when the gateway loggers
+        #: are the built-in Prometheus and OpenTelemetry ones (:mod:`.observe_fused`; else None)
+        self._fused: Any = None
         self._takers: list[Any] | None = None  # (their request_facts, made at the first request)
         self._router_of_models: Any = None  # (self.models' router, read at the first request)
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
@@ -266,9 +272,18 @@ class Observe:
         record.router = self._router_of_models
         starts = self._starts
         if starts is None:
-            starts = self._starts = [x.request_start for x in self.gateway_loggers if not getattr(x, "idle_start", False)]
-            record.router = self._router_of_models = self._router()
-        headers: dict[str, str] = {}
+            starts = self._start_up(record)
+        one = self._one_start
+        if one is not None:  # (OpenTelemetry's alone: its headers, lines written already)
+            try:
+                headers = one(ctx, record)
+            except Exception:  # noqa: BLE001 - observers never break a request
+                log.warning("%s.request_start failed", type(one.__self__).__name__, exc_info=True)
+                return
+            if headers:
+                _upstream_headers.set(headers)
+            return
+        headers = {}
         for start in starts:
             try:
                 start(ctx, record, headers)
@@ -276,6 +291,20 @@ class Observe:
                 log.warning("%s.request_start failed", type(start.__self__).__name__, exc_info=True)
         if headers:  # for the upstream call, beside its own headers (its request head stays cached)
             _upstream_headers.set(headers)
+
+    def _start_up(self, record: _Request) -> list[Any]:
+        """At the first request: the gateway loggers' ``request_start`` to call (a logger whose
+        ``request_start`` has nothing to do, ``idle_start``, left out), and the one-pass paths
+        (:attr:`_one_start`, :attr:`_fused`) where the loggers are the built-in ones they know."""
+        starts = self._starts = [x.request_start for x in self.gateway_loggers if not getattr(x, "idle_start", False)]
+        record.router = self._router_of_models = self._router()
+        if len(starts) == 1 and hasattr(starts[0].__self__, "upstream_start"):
+            self._one_start = starts[0].__self__.upstream_start
+        if self.facts and not self.events:
+            from .observe_fused import fused_end
+
+            self._fused = fused_end(self.gateway_loggers)
+        return starts
 
     # ------------------------------------------------------------------ after it
     async def post_success(self, ctx: Any, response: Any) -> Any:
@@ -359,6 +388,13 @@ class Observe:
         if record is None:
             return
         if self.facts and self.fast_event and ctx.status < 400 and ctx.error is None and not ctx.disconnected:
+            fused = self._fused
+            if fused is not None and response is result:  # (a response, not a stream)
+                try:
+                    if fused(ctx, record, result):
+                        return
+                except Exception:  # noqa: BLE001 - never break the request (the loggers' own path follows)
+                    log.warning("the one-pass end of a request failed", exc_info=True)
             try:
                 facts = self._facts(ctx, record, result, response)
             except Exception:  # noqa: BLE001 - never break the request

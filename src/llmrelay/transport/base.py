@@ -14,7 +14,7 @@ from ..codecs.errors import CodecError
 from ..exceptions import APIConnectionError, APIError, Timeout
 from ..providers.base import HttpRequest, StreamDecoder
 
-__all__ = ["transport_error", "ResponseBase", "StreamSourceBase", "ssl_context", "upstream_headers"]
+__all__ = ["transport_error", "ResponseBase", "StreamSourceBase", "ssl_context", "upstream_headers", "HeaderLines"]
 
 #: Headers the current task adds to every request it sends through the async transport
 #: (``{lowercase name: value}``, or None): the gateway's ``traceparent`` for the upstream call.
@@ -22,6 +22,14 @@ __all__ = ["transport_error", "ResponseBase", "StreamSourceBase", "ssl_context",
 #: lean client's request head made of them, cached per deployment) stay the same from call to
 #: call; a call's own header of the same name is replaced.
 upstream_headers: ContextVar[dict[str, str] | None] = ContextVar("llmrelay_upstream_headers", default=None)
+
+
+class HeaderLines(dict):
+    """:data:`upstream_headers` whose request-head lines are written already: ``lines``, the
+    bytes ``name: value\\r\\n`` of each (valid) header, which the lean client adds to its
+    cached head as they are (the gateway's ``traceparent``, prepared for many requests at once)."""
+
+    __slots__ = ("lines",)
 
 
 def ssl_context(ssl_verify: bool | str) -> Any:

@@ -38,7 +38,7 @@ import zlib
 from typing import Any, Callable
 
 from ..providers.base import HttpRequest
-from .base import ResponseBase, ssl_context, transport_error, upstream_headers
+from .base import HeaderLines, ResponseBase, ssl_context, transport_error, upstream_headers
 
 __all__ = ["send", "LeanResponse", "available", "close_pools", "target", "LeanError", "HIGH_WATER", "KEEPALIVE"]
 
@@ -744,6 +744,8 @@ def _head(method: str, where: _Target, request: HttpRequest) -> bytes:
             headers = {k: v for k, v in request.headers.items() if k.lower() not in extra}
             before, after, _ = _head_parts(method, where,
                                            HttpRequest(request.method, request.url, {**headers, **extra}, body))
+        elif type(extra) is HeaderLines:  # (their lines written already)
+            before += extra.lines
         else:
             before += _extra_lines(extra)
     if after is None:
