@@ -120,9 +120,12 @@ _drawn: Any = iter(())  # the (trace id, upstream span id, request span id) draw
 
 
 def _draw_ids() -> tuple[bytes, bytes, bytes]:
-    """The next request's ids (:data:`ID_BATCH` requests' drawn at once)."""
+    """The next request's ids (:data:`ID_BATCH` requests' drawn at once; none of them zero)."""
     global _drawn
-    _drawn = _split_ids(_getrandbits(256 * ID_BATCH).to_bytes(32 * ID_BATCH, "big"))
+    drawn = _getrandbits(256 * ID_BATCH).to_bytes(32 * ID_BATCH, "big")
+    while _ZERO8 in drawn:  # (eight zero bytes anywhere, which a zero id would be: drawn again, ~never)
+        drawn = _getrandbits(256 * ID_BATCH).to_bytes(32 * ID_BATCH, "big")
+    _drawn = _split_ids(drawn)
     return next(_drawn)
 
 
@@ -275,15 +278,13 @@ class OpenTelemetryLogger(CustomLogger):
         trace, the default sampler and ids) a :class:`~..transport.base.HeaderLines` with the
         ``traceparent`` line written (the lean client adds it to its request head as it is)."""
         if self._should_sample is None and self._new_trace_id is _random_trace_id and ctx.traceparent is None:
-            trace_id, upstream_id, span_id = next(_drawn, None) or _draw_ids()
-            if trace_id != _ZERO16 and upstream_id != _ZERO8 and span_id != _ZERO8:  # (none is zero)
-                record.state[self._key] = (trace_id, span_id, upstream_id, None, self._new_flags, None, True,
-                                           _time_ns())
-                value = f"00-{trace_id.hex()}-{upstream_id.hex()}{self._new_flags_suffix}"
-                headers = HeaderLines()
-                headers["traceparent"] = value
-                headers.lines = f"traceparent: {value}\r\n".encode()
-                return headers
+            trace_id, upstream_id, span_id = next(_drawn, None) or _draw_ids()  # (none zero)
+            record.state[self._key] = (trace_id, span_id, upstream_id, None, self._new_flags, None, True, _time_ns())
+            value = f"00-{trace_id.hex()}-{upstream_id.hex()}{self._new_flags_suffix}"
+            headers = HeaderLines()
+            headers["traceparent"] = value
+            headers.lines = f"traceparent: {value}\r\n".encode()
+            return headers
         headers: dict[str, str] = {}
         self.request_start(ctx, record, headers)
         return headers

@@ -361,9 +361,11 @@ class Observe:
         if ctx.model is None:
             return
         record = ctx.call
+        result = ctx.result
+        if type(result) is ModelResponse and record is not None and self._fused is not None:
+            return self._end_response(ctx, record, result)
         if record is None and self._observing:  # failed before the upstream call
             record = ctx.call = _Request(_time() - (_perf() - ctx.start), None, {}, ctx.stream, self._router())
-        result = ctx.result
         response = None
         if type(result) is ModelResponse:  # (a response, not a stream: its fields are attributes)
             if record is not None:
@@ -387,14 +389,35 @@ class Observe:
                 log.warning("request-end hook %r failed", hook, exc_info=True)
         if record is None:
             return
+        self._fan_out(ctx, record, result, response)
+
+    def _end_response(self, ctx: Any, record: _Request, result: ModelResponse) -> None:
+        """:meth:`end` of a non-streamed response when the one-pass end (:attr:`_fused`) is there:
+        the same steps, the one-pass end first."""
+        if ctx.usage is None:
+            ctx.usage = result.usage
+        if ctx.cost is None:  # (as _cost: a response is priced when made)
+            hidden = getattr(result, "_hp", None)
+            if type(hidden) is dict:
+                ctx.cost = 0.0 if hidden.get("cache_hit") else hidden.get("response_cost")
+            else:
+                ctx.cost = self._cost(ctx, result, result)
+        for hook in self._end_hooks:
+            try:
+                hook(ctx)
+            except Exception:  # noqa: BLE001
+                log.warning("request-end hook %r failed", hook, exc_info=True)
         if self.facts and self.fast_event and ctx.status < 400 and ctx.error is None and not ctx.disconnected:
-            fused = self._fused
-            if fused is not None and response is result:  # (a response, not a stream)
-                try:
-                    if fused(ctx, record, result):
-                        return
-                except Exception:  # noqa: BLE001 - never break the request (the loggers' own path follows)
-                    log.warning("the one-pass end of a request failed", exc_info=True)
+            try:
+                if self._fused(ctx, record, result):
+                    return
+            except Exception:  # noqa: BLE001 - never break the request (the loggers' own path follows)
+                log.warning("the one-pass end of a request failed", exc_info=True)
+        self._fan_out(ctx, record, result, result)
+
+    def _fan_out(self, ctx: Any, record: _Request, result: Any, response: Any) -> None:
+        """The success/failure callbacks, metrics and traces of a request (:meth:`end`'s last step)."""
+        if self.facts and self.fast_event and ctx.status < 400 and ctx.error is None and not ctx.disconnected:
             try:
                 facts = self._facts(ctx, record, result, response)
             except Exception:  # noqa: BLE001 - never break the request
