@@ -52,6 +52,20 @@ def test_missing_environment_variable_is_named(monkeypatch):
     assert "conf.yaml, line 6" in message and "CFG_TEST_KEY" in message and "not set" in message
 
 
+def test_a_deployment_whose_variable_is_unset_is_skipped_and_the_rest_served(monkeypatch):
+    """As LiteLLM starts with such a deployment (its calls then fail), the gateway starts without
+    it and says which variable to set; settings outside model_list stay errors."""
+    monkeypatch.delenv("CFG_TEST_KEY", raising=False)
+    monkeypatch.delenv("CFG_UNSET_MASTER", raising=False)
+    config = parse_config(OK + "  - model_name: b\n    litellm_params: {model: openai/y, api_key: plain}\n",
+                          "conf.yaml")
+    assert [d.model_name for d in config.deployments] == ["b"]
+    warning = next(w for w in config.warnings if "CFG_TEST_KEY" in w)
+    assert "conf.yaml, line 6" in warning and "model 'gpt'" in warning and "skipped" in warning
+    message = error_of(OK.replace("os.environ/CFG_TEST_KEY", "k") + "general_settings:\n  master_key: os.environ/CFG_UNSET_MASTER\n")
+    assert "CFG_UNSET_MASTER" in message and "not set" in message
+
+
 def test_yaml_syntax_error_names_line():
     message = error_of("model_list:\n  - model_name: a\n    litellm_params: {model: openai/x\n")
     assert message.startswith("conf.yaml, line") and "YAML syntax error" in message
@@ -63,7 +77,10 @@ def test_yaml_syntax_error_names_line():
         ("litellm_settings:\n  drop_params: yes please\n" + OK, ["line 2", "drop_params must be bool"]),
         ("litellm_settings:\n  REPEATED_STREAMING_CHUNK_LIMIT: 0\n" + OK, ["at least 1"]),
         ("model_list:\n  - model_name: a\n    litellm_params:\n      model: nosuch/model\n",
-         ["line 1", "none of the 1 model_list entries can be served"]),
+         ["line 4", "'nosuch' is not a known provider", "no other model to serve"]),
+        ("model_list:\n  - model_name: a\n    litellm_params:\n      model: nosuch/model\n"
+         "  - model_name: b\n    litellm_params: {model: alsonot/y}\n",
+         ["line 1", "none of the 2 model_list entries can be served"]),
         ("model_list: {a: 1}\n", ["model_list must be a list"]),
         ("- just a list\n", ["must be a mapping"]),
         ("general_settings: {}\n", ["no model_list"]),

@@ -435,13 +435,20 @@ class _Parser:
         )
 
     # ------------------------------------------------------------------ values
-    def resolve_env(self, container: Any, key: Any, value: Any, secret: bool = False) -> Any:
-        """``os.environ/NAME`` → the variable's value (recursively in dicts and lists)."""
+    def resolve_env(self, container: Any, key: Any, value: Any, secret: bool = False, skip: bool = False) -> Any:
+        """``os.environ/NAME`` → the variable's value (recursively in dicts and lists).
+
+        An unset variable is a config error, or with ``skip`` (a deployment's values) a
+        :class:`_Skip`: that deployment is left out and the others are served, as LiteLLM
+        starts with such a deployment (its calls then fail)."""
         if isinstance(value, str) and value.startswith(ENV_PREFIX):
             name = value[len(ENV_PREFIX):]
             if not name:
                 raise self.fail(container, key, f"{value!r} names no variable; write os.environ/NAME")
             env = os.environ.get(name)
+            if env is None and skip:
+                raise _Skip(container, key, f"{key} refers to the environment variable {name}, which is not set "
+                                            f"(export {name}=... to serve it)")
             if env is None:
                 raise self.fail(
                     container, key,
@@ -452,9 +459,9 @@ class _Parser:
                 self.secrets.append(env)
             return env
         if isinstance(value, dict):
-            return {k: self.resolve_env(value, k, v, secret) for k, v in value.items()}
+            return {k: self.resolve_env(value, k, v, secret, skip) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.resolve_env(value, i, v, secret) for i, v in enumerate(value)]
+            return [self.resolve_env(value, i, v, secret, skip) for i, v in enumerate(value)]
         if secret and isinstance(value, str):
             self.secrets.append(value)
         return value
@@ -516,6 +523,7 @@ class _Parser:
         self.skipped: list[str] = []
         self.seen: dict[Any, int | None] = {}
         self.ids: dict[str, int | None] = {}
+        only: tuple[_Skip, str] | None = None
         for i, entry in enumerate(models):
             try:
                 out.append(self.deployment(models, i, entry))
@@ -525,7 +533,10 @@ class _Parser:
                 message = f"{label}: {skip}; this deployment is skipped, the others are served"
                 self.skipped.append(message)
                 self.warn(skip.container, skip.key, message)
+                only = (skip, label)
         if models and not out:
+            if len(models) == 1 and only is not None:  # (the one reason, where it is)
+                raise self.fail(only[0].container, only[0].key, f"{only[1]}: {only[0]}; no other model to serve")
             raise self.fail(
                 data, "model_list",
                 f"none of the {len(models)} model_list entries can be served (the warnings above say why)",
@@ -549,7 +560,7 @@ class _Parser:
         if not isinstance(params, dict):
             raise _Skip(entry, "litellm_params" if "litellm_params" in entry else None,
                         "litellm_params must be a mapping with at least model: provider/model")
-        model = self.resolve_env(params, "model", params.get("model"))
+        model = self.resolve_env(params, "model", params.get("model"), skip=True)
         if not isinstance(model, str) or not model.strip():
             raise _Skip(params, "model" if "model" in params else None,
                         "litellm_params.model must be a string like 'openai/gpt-4o'")
@@ -557,11 +568,11 @@ class _Parser:
         resolved = {"model": model}
         for key, value in params.items():
             if key != "model":
-                resolved[key] = self.resolve_env(params, key, value, secret=_secret_name(str(key)))
+                resolved[key] = self.resolve_env(params, key, value, secret=_secret_name(str(key)), skip=True)
                 self.check_param(params, key)
         for key in _ENTRY_PARAMS:
             if key in entry and key not in resolved:
-                resolved[key] = self.resolve_env(entry, key, entry[key])
+                resolved[key] = self.resolve_env(entry, key, entry[key], skip=True)
         credential = resolved.pop("litellm_credential_name", None)
         if credential is not None:
             values = self.credentials.get(credential) if isinstance(credential, str) else None
@@ -573,7 +584,7 @@ class _Parser:
                 values = {}
             for key, value in values.items():  # (what litellm_params give themselves wins)
                 if key not in resolved:
-                    resolved[key] = self.resolve_env(values, key, value, secret=_secret_name(str(key)))
+                    resolved[key] = self.resolve_env(values, key, value, secret=_secret_name(str(key)), skip=True)
                     self.check_param(values, key)
         self.check_values(params, resolved)
         info = entry.get("model_info") or {}
@@ -582,7 +593,7 @@ class _Parser:
         for key in info:
             if not K.MODEL_INFO.known(key):
                 self.unknown(info, key, K.MODEL_INFO, "model_info.", "unknown key; kept as information only")
-        info = {k: self.resolve_env(info, k, v) for k, v in info.items()}
+        info = {k: self.resolve_env(info, k, v, skip=True) for k, v in info.items()}
         line = _line_of(models, i)
         model_id = info.get("id")
         if model_id is not None:
