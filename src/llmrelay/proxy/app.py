@@ -205,6 +205,9 @@ class ProxyApp:
         self.enforce_user = bool(config.general_settings.get("enforce_user_param"))
         #: general_settings.user_header_mappings / user_header_name: the header naming the end user
         self.customer_header: bytes | None = config.general_settings.get("customer_header")
+        #: general_settings.global_max_parallel_requests: API requests this process serves at once.
+        self.parallel_cap: int | None = config.general_settings.get("global_max_parallel_requests")
+        self.in_flight = 0
         allowed_ips = config.general_settings.get("allowed_ips")
         self.ip_filter = None if allowed_ips is None else IPFilter(
             allowed_ips, bool(config.general_settings.get("use_x_forwarded_for")))
@@ -344,7 +347,10 @@ class ProxyApp:
                     return await self._method_not_allowed(ctx, send, b"POST")
                 if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
                     return
-                await self._api(ctx, ingress, receive, send, content_length, scope)
+                if self.parallel_cap is None:
+                    await self._api(ctx, ingress, receive, send, content_length, scope)
+                else:
+                    await self._api_capped(ctx, ingress, receive, send, content_length, scope)
             elif path in _MODELS_PATHS or path.startswith(("/v1/models/", "/models/")):
                 if method != "GET":
                     return await self._method_not_allowed(ctx, send, b"GET")
@@ -544,6 +550,21 @@ class ProxyApp:
             "(general_settings.max_request_size_mb).",
             extra=[(b"connection", b"close")],
         )
+
+    async def _api_capped(self, ctx: _Ctx, ingress: Ingress, receive: Receive, send: Send,
+                          content_length: bytes | None, scope: Scope) -> None:
+        """:meth:`_api` under ``global_max_parallel_requests`` (a 429 when the process is full)."""
+        if self.in_flight >= self.parallel_cap:
+            return await self._error(
+                ctx, send, 429,
+                f"Max parallel request limit reached: this gateway serves at most {self.parallel_cap} requests "
+                "at once (general_settings.global_max_parallel_requests). Retry shortly.",
+                code="max_parallel_requests", extra=[(b"retry-after", b"1")])
+        self.in_flight += 1
+        try:
+            await self._api(ctx, ingress, receive, send, content_length, scope)
+        finally:
+            self.in_flight -= 1
 
     async def _api(self, ctx: _Ctx, ingress: Ingress, receive: Receive, send: Send,
                    content_length: bytes | None, scope: Scope) -> None:

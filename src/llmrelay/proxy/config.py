@@ -851,6 +851,10 @@ class _Parser:
             # lock must not come up open
             out["master_key"] = os.environ["LITELLM_MASTER_KEY"].strip()
             self.secrets.append(out["master_key"])
+        for key in ("max_parallel_requests", "global_max_parallel_requests"):
+            value = out.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise self.fail(raw, key, f"general_settings.{key} must be a positive integer, got {value!r}")
         size = out.get("max_request_size_mb")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:

@@ -92,7 +92,7 @@ GENERAL_SETTINGS = _keys(
     "master_key max_request_size_mb allow_unauthenticated database_url database_connection_pool_limit "
     "store_prompts_in_spend_logs proxy_batch_write_at disable_spend_logs always_include_stream_usage "
     "user_api_key_cache_ttl user_header_name user_header_mappings enforce_user_param allowed_ips "
-    "use_x_forwarded_for",
+    "use_x_forwarded_for max_parallel_requests global_max_parallel_requests",
     "database_connection_timeout store_model_in_db "
     "alerting alerting_threshold alert_types alert_to_webhook_url "
     "alerting_args disable_master_key_return "
@@ -102,8 +102,8 @@ GENERAL_SETTINGS = _keys(
     "use_redis_transaction_buffer infer_model_from_keys proxy_budget_rescheduler_min_time "
     "proxy_budget_rescheduler_max_time pass_through_endpoints allow_requests_on_db_unavailable "
     "maximum_spend_logs_retention_period "
-    "disable_retry_on_max_parallel_request_limit_error max_parallel_requests "
-    "global_max_parallel_requests key_management_system key_management_settings "
+    "disable_retry_on_max_parallel_request_limit_error "
+    "key_management_system key_management_settings "
     "use_client_credentials_pass_through_routes forward_client_headers_to_llm_api "
     "max_response_size_mb supported_db_objects public_routes "
     "service_account_settings disable_prisma_schema_update enable_oauth2_auth "

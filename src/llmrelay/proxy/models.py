@@ -26,6 +26,10 @@ class ModelTable:
                 {"model_name": d.model_name, "litellm_params": dict(d.litellm_params), "model_info": dict(d.model_info)}
                 for d in config.deployments
             ]
+            default_parallel = config.general_settings.get("max_parallel_requests")
+            if default_parallel is not None:  # (LiteLLM's per-deployment default; a deployment's own wins)
+                for entry in model_list:
+                    entry["litellm_params"].setdefault("max_parallel_requests", default_parallel)
             try:
                 self.router = Router(model_list=model_list, **router_options(config.router_settings))
             except (TypeError, ValueError) as exc:
