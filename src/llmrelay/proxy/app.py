@@ -34,6 +34,7 @@ from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
 from .ingress.routes import CHAT, ingress_table, served_endpoints
 from .ip_filter import FORBIDDEN_MESSAGE, IPFilter
+from .route_policy import RoutePolicy
 from .keys import KeyManager, Refusal, deployment_index, end_user_of, float_text
 from .management import is_management_path, logged_path
 from .limits import ServerLimits
@@ -208,6 +209,10 @@ class ProxyApp:
         #: general_settings.global_max_parallel_requests: API requests this process serves at once.
         self.parallel_cap: int | None = config.general_settings.get("global_max_parallel_requests")
         self.in_flight = 0
+        allowed_routes = config.general_settings.get("allowed_routes")
+        admin_only = config.general_settings.get("admin_only_routes")
+        self.route_policy = None if allowed_routes is None and admin_only is None else RoutePolicy(
+            allowed_routes, admin_only)
         allowed_ips = config.general_settings.get("allowed_ips")
         self.ip_filter = None if allowed_ips is None else IPFilter(
             allowed_ips, bool(config.general_settings.get("use_x_forwarded_for")))
@@ -341,6 +346,9 @@ class ProxyApp:
                 if ingress is not None:
                     ctx.ingress = ingress  # (the refusal in the shape of the API called)
                 return await self._error(ctx, send, 403, FORBIDDEN_MESSAGE, code="ip_not_allowed")
+            if self.route_policy is not None and not await self._route_allowed(
+                    ctx, send, path, ingress, authorization, api_key, x_api_key):
+                return
             if ingress is not None:
                 ctx.ingress = ingress
                 if method != "POST":
@@ -458,6 +466,25 @@ class ProxyApp:
         if status != 200:
             ctx.error = errors.ERROR_TYPES.get(status, "refused")
         await self._json(ctx, send, status, payload, extra)
+
+    async def _route_allowed(self, ctx: _Ctx, send: Send, path: str, ingress: Ingress | None,
+                             authorization: bytes | None, api_key: bytes | None, x_api_key: bytes | None) -> bool:
+        """``allowed_routes`` / ``admin_only_routes`` (else the refusal has been sent)."""
+        if ingress is not None:
+            ctx.ingress = ingress
+        policy = self.route_policy
+        if not policy.exposed(path):
+            await self._error(ctx, send, 403, f"Route not allowed: {path} is not in general_settings.allowed_routes.",
+                              code="route_not_allowed")
+            return False
+        if policy.admin_only_route(path):
+            if not await self._authenticate(ctx, send, authorization, api_key, x_api_key):
+                return False
+            if ctx.auth is not None and not ctx.auth.master:
+                await self._error(ctx, send, 403, f"user not allowed to access this route. Route={path} is an admin "
+                                                  "only route", code="admin_only_route")
+                return False
+        return True
 
     async def _health(self, ctx: _Ctx, send: Send, scope: Scope) -> None:
         """``GET /health``: one real call per deployment (master key only: each check costs)."""

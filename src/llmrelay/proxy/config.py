@@ -851,6 +851,18 @@ class _Parser:
             # lock must not come up open
             out["master_key"] = os.environ["LITELLM_MASTER_KEY"].strip()
             self.secrets.append(out["master_key"])
+        for key in ("allowed_routes", "admin_only_routes"):
+            if out.get(key) is not None:
+                from .route_policy import parse_routes
+
+                try:
+                    out[key], unknown = parse_routes(out[key], f"general_settings.{key}")
+                except ValueError as exc:
+                    raise self.fail(raw, key, str(exc)) from None
+                for name in unknown:
+                    self.warn(raw, key, f"general_settings.{key}: {name} is not a route group llmrelay knows; "
+                                        "ignored (known: LiteLLMRoutes.public_routes, openai_routes, llm_api_routes, "
+                                        "info_routes, management_routes, spend_tracking_routes)")
         for key in ("max_parallel_requests", "global_max_parallel_requests"):
             value = out.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
