@@ -93,3 +93,31 @@ def test_health_is_for_the_master_key(gateway):
     r = _get(gateway, "?model_id=gpt-ok", key=made["key"])
     assert r.status_code == 403 and "master key" in r.json()["error"]["message"]
     assert httpx.post(gateway.url + "/health", headers={"authorization": f"Bearer {MASTER}"}).status_code == 405
+
+
+def test_background_health_checks_answer_from_the_latest_round(servers, tmp_path):
+    import time
+
+    chat, _ = servers
+    path = tmp_path / "config.yaml"
+    path.write_text(f"""
+model_list:
+  - model_name: gpt
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{chat.url}/v1", api_key: os.environ/T_CHAT_KEY}}
+    model_info: {{id: bg-1}}
+general_settings:
+  master_key: {MASTER}
+  background_health_checks: true
+  health_check_interval: 3600
+""")
+    before = len(chat.chat_requests)
+    with Gateway(str(path), env={"T_CHAT_KEY": CHAT_KEY}) as gw:
+        deadline = time.monotonic() + 30
+        while len(chat.chat_requests) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(chat.chat_requests) == before + 1  # the round at start
+        for _ in range(2):
+            report = _get(gw).json()
+            assert [e["model_id"] for e in report["healthy_endpoints"]] == ["bg-1"]
+        assert _get(gw, "?model=nope").status_code == 404
+        assert len(chat.chat_requests) == before + 1  # answered from that round, no new calls

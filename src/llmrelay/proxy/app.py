@@ -222,6 +222,12 @@ class ProxyApp:
         self.redact_secrets = errors.make_redactor(secrets)
         # What clients see also loses the configured upstream hosts (the log keeps them).
         self.redact = errors.make_redactor(secrets + errors.upstream_hosts(config))
+        self.health_monitor = None
+        if config.general_settings.get("background_health_checks") and getattr(self.models, "router", None):
+            from .health import DEFAULT_INTERVAL, HealthMonitor
+
+            self.health_monitor = HealthMonitor(self.models.router, self.redact,
+                                                config.general_settings.get("health_check_interval") or DEFAULT_INTERVAL)
         self.max_retry_after = getattr(getattr(self.models, "router", None), "max_retry_after", DEFAULT_MAX_RETRY_AFTER)
         self.created = int(time.time())
         self._models_body = _dumps({"object": "list", "data": [self._model_card(n) for n in self.models.names]})
@@ -283,10 +289,14 @@ class ProxyApp:
                 start_shared(getattr(self.models, "router", None))
                 if self.state_gauges is not None:
                     self.state_gauges.start()
+                if self.health_monitor is not None:
+                    self.health_monitor.start()
                 if self.tune_runtime:
                     runtime.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.health_monitor is not None:
+                    await self.health_monitor.stop()
                 if self.state_gauges is not None:
                     await self.state_gauges.stop()
                 if self.keys is not None:
@@ -497,8 +507,11 @@ class ProxyApp:
                                                      "calls the upstream.", code="forbidden")
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         try:
-            report = await check_health(getattr(self.models, "router", None), self.redact,
-                                        query.get("model"), query.get("model_id"))
+            if self.health_monitor is not None:
+                report = await self.health_monitor.report(query.get("model"), query.get("model_id"))
+            else:
+                report = await check_health(getattr(self.models, "router", None), self.redact,
+                                            query.get("model"), query.get("model_id"))
         except UnknownModel as exc:
             return await self._error(ctx, send, 404, str(exc), code="model_not_found")
         await self._json(ctx, send, 200, _dumps(report))

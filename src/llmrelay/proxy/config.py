@@ -863,6 +863,10 @@ class _Parser:
                     self.warn(raw, key, f"general_settings.{key}: {name} is not a route group llmrelay knows; "
                                         "ignored (known: LiteLLMRoutes.public_routes, openai_routes, llm_api_routes, "
                                         "info_routes, management_routes, spend_tracking_routes)")
+        interval = out.get("health_check_interval")
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0):
+            raise self.fail(raw, "health_check_interval",
+                            f"general_settings.health_check_interval must be a positive number of seconds, got {interval!r}")
         for key in ("max_parallel_requests", "global_max_parallel_requests"):
             value = out.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -885,7 +889,7 @@ class _Parser:
             except ValueError as exc:
                 raise self.fail(raw, "allowed_ips", f"general_settings.{exc}") from None
         for key in ("allow_unauthenticated", "always_include_stream_usage", "enforce_user_param",
-                    "use_x_forwarded_for"):
+                    "use_x_forwarded_for", "background_health_checks"):
             if out.get(key) is not None and not isinstance(out[key], bool):
                 raise self.fail(raw, key, f"{key} must be true or false")
         if "always_include_stream_usage" not in out and os.environ.get("LITELLM_ENFORCE_STREAMED_USAGE", "").strip().lower() == "true":

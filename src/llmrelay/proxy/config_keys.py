@@ -92,13 +92,14 @@ GENERAL_SETTINGS = _keys(
     "master_key max_request_size_mb allow_unauthenticated database_url database_connection_pool_limit "
     "store_prompts_in_spend_logs proxy_batch_write_at disable_spend_logs always_include_stream_usage "
     "user_api_key_cache_ttl user_header_name user_header_mappings enforce_user_param allowed_ips "
-    "use_x_forwarded_for max_parallel_requests global_max_parallel_requests allowed_routes admin_only_routes",
+    "use_x_forwarded_for max_parallel_requests global_max_parallel_requests allowed_routes admin_only_routes "
+    "background_health_checks health_check_interval",
     "database_connection_timeout store_model_in_db "
     "alerting alerting_threshold alert_types alert_to_webhook_url "
     "alerting_args disable_master_key_return "
     "disable_reset_budget disable_adding_master_key_hash_to_db ui_access_mode "
     "custom_auth custom_key_generate enable_jwt_auth "
-    "litellm_jwtauth background_health_checks health_check_interval health_check_details "
+    "litellm_jwtauth health_check_details "
     "use_redis_transaction_buffer infer_model_from_keys proxy_budget_rescheduler_min_time "
     "proxy_budget_rescheduler_max_time pass_through_endpoints allow_requests_on_db_unavailable "
     "maximum_spend_logs_retention_period "

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-__all__ = ["check_health", "CONCURRENCY", "DEFAULT_TIMEOUT"]
+__all__ = ["check_health", "HealthMonitor", "CONCURRENCY", "DEFAULT_TIMEOUT", "DEFAULT_INTERVAL"]
 
 log = logging.getLogger("llmrelay.proxy")
 
@@ -26,6 +26,8 @@ log = logging.getLogger("llmrelay.proxy")
 CONCURRENCY = 16
 #: Seconds a check may take unless ``model_info.health_check_timeout`` says otherwise.
 DEFAULT_TIMEOUT = 60.0
+#: Seconds between background checks (``general_settings.health_check_interval``, LiteLLM's default).
+DEFAULT_INTERVAL = 300.0
 
 _PROMPT = [{"role": "user", "content": "ping"}]
 
@@ -91,3 +93,59 @@ async def check_health(router: Any, redact: Callable[[str], str], model: str | N
     unhealthy = [entry for entry, ok in results if not ok]
     return {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
             "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
+
+
+def _only(report: dict[str, Any], model: str | None, model_id: str | None) -> dict[str, Any]:
+    def keep(entry: dict[str, Any]) -> bool:
+        return (model is None or entry["model_name"] == model) and (model_id is None or entry["model_id"] == model_id)
+
+    healthy = [e for e in report["healthy_endpoints"] if keep(e)]
+    unhealthy = [e for e in report["unhealthy_endpoints"] if keep(e)]
+    return {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
+            "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
+
+
+class HealthMonitor:
+    """``general_settings.background_health_checks``: every deployment checked every ``interval``
+    seconds in the background; ``GET /health`` then answers from the latest round at once."""
+
+    def __init__(self, router: Any, redact: Callable[[str], str], interval: float = DEFAULT_INTERVAL) -> None:
+        self.router = router
+        self.redact = redact
+        self.interval = interval
+        self.latest: dict[str, Any] | None = None
+        self._task: asyncio.Task | None = None
+        self._first: asyncio.Event | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._first = asyncio.Event()
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.latest = await check_health(self.router, self.redact)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("background health check failed")
+            if self._first is not None:
+                self._first.set()
+            await asyncio.sleep(self.interval)
+
+    async def report(self, model: str | None = None, model_id: str | None = None) -> dict[str, Any]:
+        """The latest round (filtered); before the first round has ended, that round's answer."""
+        _targets(self.router, model, model_id)  # (UnknownModel for names not served)
+        if self.latest is None and self._first is not None and self._task is not None and not self._task.done():
+            await self._first.wait()
+        if self.latest is None:  # (not started, or the first round failed)
+            return await check_health(self.router, self.redact, model, model_id)
+        return _only(self.latest, model, model_id)
