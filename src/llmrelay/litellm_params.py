@@ -84,8 +84,8 @@ LITELLM_PARAMS: dict[str, tuple[str, str]] = {
     # ---- LiteLLM features llmrelay accepts and ignores
     "litellm_credential_name": ("router", "the credential_list entry (gateway config) whose credential_values fill in the params this entry does not give"),
     "use_litellm_proxy": ("accepted", "LiteLLM SDK-to-proxy flag"),
-    "max_budget": ("accepted", "LiteLLM budgets"),
-    "budget_duration": ("accepted", "LiteLLM budgets"),
+    "max_budget": ("router", "USD this deployment may spend per budget_duration (budget routing)"),
+    "budget_duration": ("router", "the period of max_budget (default 1mo)"),
     "input_cost_per_second": ("accepted", "per-second pricing"),
     "output_cost_per_second": ("accepted", "per-second pricing"),
     "configurable_clientside_auth_params": ("accepted", "client-side credentials (never allowed by llmrelay)"),

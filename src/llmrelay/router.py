@@ -51,6 +51,7 @@ from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing import names as _names
 from .routing.deployment import Deployment
 from .routing.precall import DeploymentView, fitting, mock_fallback_error, no_fit_error
+from .routing.budget_limits import BudgetLimits, parse_provider_budgets
 from .routing.policies import AllowedFailsPolicy, RetryPolicy, parse_group_policies, parse_policy
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
 from .routing.strategies import get_strategy
@@ -83,7 +84,7 @@ _IGNORED_OPTIONS = frozenset(
     {
         "cache_responses", "cache_kwargs",  # used by _response_cache
         "caching_groups", "client_ttl", "debug_level", "set_verbose", "alerting_config",
-        "polling_interval", "provider_budget_config",
+        "polling_interval",
         "router_general_settings", "assistants_config",
         "enable_tag_filtering", "optional_pre_call_checks", "ignore_invalid_deployments",
     }
@@ -179,6 +180,7 @@ class Router:
         model_group_retry_policy: dict[str, RetryPolicy | dict[str, int]] | None = None,
         allowed_fails_policy: AllowedFailsPolicy | dict[str, int] | None = None,
         default_litellm_params: dict[str, Any] | None = None,
+        provider_budget_config: dict[str, dict[str, Any]] | None = None,
         **options: Any,
     ) -> None:
         """Build a router.
@@ -206,7 +208,9 @@ class Router:
         counts (:class:`RetryPolicy`, :class:`AllowedFailsPolicy` or their dicts), which replace
         ``num_retries`` and ``allowed_fails`` for the kinds they name.
         ``default_litellm_params`` are added to every call's arguments (the call's own win;
-        ``metadata`` merged key by key).
+        ``metadata`` merged key by key). ``provider_budget_config``
+        (``{"openai": {"budget_limit": 100, "time_period": "1d"}}``) and a deployment's
+        ``max_budget``/``budget_duration``: budget routing (:mod:`llmrelay.routing.budget_limits`).
         """
         unknown = set(options) - _IGNORED_OPTIONS - SHARED_OPTIONS
         if unknown:
@@ -247,6 +251,7 @@ class Router:
         self.model_group_retry_policy = parse_group_policies(model_group_retry_policy)
         self.allowed_fails_policy = parse_policy(allowed_fails_policy, AllowedFailsPolicy, "allowed_fails_policy")
         self.default_litellm_params = dict(default_litellm_params or {})
+        self.provider_budgets = parse_provider_budgets(provider_budget_config)
         self._groups: dict[str, list[Deployment]] = {}
         self._by_id: dict[str, Deployment] = {}
         self.set_model_list(model_list or [])
@@ -269,6 +274,7 @@ class Router:
                 deps.sort(key=lambda d: (d.order is None, d.order or 0))
         self._groups = groups
         self._by_id = by_id
+        self.budgets = BudgetLimits(self.provider_budgets, by_id.values())
         self._wildcards = _names.Wildcards(groups)
         self._tagged = any(d.tags for d in by_id.values())
         self._check_fallbacks()
@@ -301,6 +307,7 @@ class Router:
             raise ValueError(f"duplicate model_info.id {dep.id!r}")
         self._by_id[dep.id] = dep
         self._groups.setdefault(dep.model_name, []).append(dep)
+        self.budgets.add(dep)
         self._tagged = self._tagged or bool(dep.tags)
         if "*" in dep.model_name:
             self._wildcards = _names.Wildcards(self._groups)
@@ -313,6 +320,7 @@ class Router:
         dep = self._by_id.pop(id, None)
         if dep is None:
             return False
+        self.budgets.remove(id)
         group = self._groups.get(dep.model_name, [])
         group.remove(dep)
         if not group:
@@ -599,6 +607,12 @@ class Router:
         return err, bool(limited)
 
     def _choose(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
+        if self.budgets:
+            wall = time.time()
+            within = [d for d in deps if self.budgets.over(d, wall) is None]
+            if not within:
+                return self.budgets.crossed(group, deps, wall)
+            deps = within
         now = _monotonic()
         if len(deps) == 1:  # (what _available and _pick come to for one deployment)
             dep = deps[0]
@@ -1082,7 +1096,7 @@ class _Run:
         if isinstance(choice, Deployment):
             self.deadline = None
             return choice
-        if router.rate_limit_wait > 0:
+        if router.rate_limit_wait > 0 and not getattr(choice, "crossed_budget", False):
             if self.deadline is None:
                 self.deadline = _monotonic() + router.rate_limit_wait
             choice, pause = router._limit_pause(self.group, self.deps, self.deadline)
@@ -1116,6 +1130,8 @@ class _Run:
         dep = self.dep
         dep.success(_monotonic() - self.start, False)
         self._label(dep, result)
+        if self.router.budgets:
+            self.router.budgets.charge(dep, getattr(result, "_hidden_params", {}).get("response_cost"))
         if self.count:
             dep.add_tokens(getattr(getattr(result, "usage", None), "total_tokens", 0) or 0)
         if self.logging is not None:

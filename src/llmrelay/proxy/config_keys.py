@@ -122,12 +122,12 @@ ROUTER_SETTINGS = _keys(
     "default_fallbacks allowed_fails cooldown_time allowed_fails_window disable_cooldowns "
     "rate_limit_wait model_group_alias request_timeout max_retries "
     "retry_policy model_group_retry_policy allowed_fails_policy default_litellm_params "
-    "enable_pre_call_checks "
+    "enable_pre_call_checks provider_budget_config "
     # shared state through Redis (llmrelay.routing.shared)
     "redis_host redis_port redis_password redis_url redis_db redis_prefix redis_timeout",
     # LiteLLM Router options accepted and ignored (shared caches, alerting…)
     "cache_responses cache_kwargs caching_groups "
-    "client_ttl debug_level set_verbose alerting_config polling_interval provider_budget_config "
+    "client_ttl debug_level set_verbose alerting_config polling_interval "
     "router_general_settings assistants_config "
     "enable_tag_filtering optional_pre_call_checks "
     "ignore_invalid_deployments tag_filtering_match_any "

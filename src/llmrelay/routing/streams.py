@@ -85,6 +85,14 @@ class TrackedSource:
                 self._deployment.add_tokens(self._state.usage().total_tokens or 0)
             except Exception:  # noqa: BLE001 - bookkeeping must not break the caller
                 pass
+        budgets = self._router.budgets
+        if budgets and self._state.ended:
+            from .budget_limits import stream_cost
+
+            try:
+                budgets.charge(self._deployment, stream_cost(self._deployment, self._state.usage()))
+            except Exception:  # noqa: BLE001 - bookkeeping must not break the caller
+                pass
 
     def close(self) -> None:
         self._finish()
