@@ -226,7 +226,7 @@ def test_grpc_protocol_uses_the_grpc_exporter_or_says_what_to_install(monkeypatc
 
         assert "grpc" in type(default_exporter()).__module__
         load_callback("otel", None).shutdown()
-    monkeypatch.setenv(variable, "http/json")
+    monkeypatch.setenv(variable, "http/xml")
     with pytest.raises(ConfigError, match="not supported"):
         load_callback("otel", None)
 
@@ -314,3 +314,25 @@ def test_gateway_ids_drawn_in_batches_are_distinct_nonzero_and_a_forked_workers_
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child) == 32 and child != b"".join(take())
+
+
+@pytest.mark.parametrize("env", [
+    {"OTEL_EXPORTER": "otlp_http", "OTEL_ENDPOINT": "{url}", "OTEL_HEADERS": "Authorization=Bearer%20lf-key-1"},
+    {"OTEL_EXPORTER_OTLP_ENDPOINT": "{url}", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+     "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20lf-key-1"},
+], ids=["litellm-variables", "http-json"])
+def test_litellms_otel_variables_and_http_json(tmp_path, env):
+    """LiteLLM's documented OTel set-ups: its own OTEL_EXPORTER / OTEL_ENDPOINT / OTEL_HEADERS, and
+    OTEL_EXPORTER_OTLP_PROTOCOL=http/json (sent as protobuf, which OTLP/HTTP receivers take)."""
+    with OTLPReceiver() as receiver, FakeOpenAIServer() as up:
+        path = tmp_path / "config.yaml"
+        path.write_text(f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/gpt-4o-mini, "
+                        f"api_base: {up.url}/v1, api_key: sk-up}}\nlitellm_settings:\n  callbacks: [otel]\n")
+        env = {k: v.format(url=receiver.url) for k, v in env.items()} | {"OTEL_BSP_SCHEDULE_DELAY": "50"}
+        with Gateway(str(path), env=env) as gw:
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=20)
+            client.chat.completions.create(model="m", messages=MESSAGES)
+            spans = receiver.wait(2)
+    assert len(spans) == 2
+    assert set(receiver.paths) == {"/v1/traces"}
+    assert set(receiver.authorizations) == {"Bearer lf-key-1"}

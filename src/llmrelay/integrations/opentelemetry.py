@@ -656,9 +656,30 @@ def langfuse_callback_logger() -> OpenTelemetryLogger:
 def default_exporter() -> Any:
     """The span exporter ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``
     ask for: ``http/protobuf`` (the default, :func:`otlp_http_exporter`) or ``grpc`` (the
-    ``opentelemetry-exporter-otlp-proto-grpc`` package, not installed by llmrelay's extras)."""
+    ``opentelemetry-exporter-otlp-proto-grpc`` package, not installed by llmrelay's extras).
+    ``http/json`` is sent as ``http/protobuf`` (the Python OTLP exporter has no JSON encoding;
+    OTLP/HTTP receivers take protobuf). LiteLLM's own variables work too: ``OTEL_EXPORTER``
+    (``otlp_http``, ``otlp_grpc``, ``console``), ``OTEL_ENDPOINT`` (for OTLP/HTTP the base URL,
+    ``/v1/traces`` appended as for ``OTEL_EXPORTER_OTLP_ENDPOINT``) and ``OTEL_HEADERS``
+    (``Authorization=Bearer%20key,x=y``); the standard ``OTEL_EXPORTER_OTLP_*`` ones win."""
     protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
                 or "http/protobuf").strip().lower()
+    kwargs: dict[str, Any] = {}
+    kind = os.environ.get("OTEL_EXPORTER", "").strip().lower()
+    if kind:
+        if kind == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            return ConsoleSpanExporter()
+        if kind in ("otlp_grpc", "grpc"):
+            protocol = "grpc"
+        elif kind not in ("otlp_http", "otlp", "http", "http/protobuf", "http/json"):
+            raise RuntimeError(f"OTEL_EXPORTER={kind!r} is not supported: use otlp_http, otlp_grpc or console "
+                               "(or the standard OTEL_EXPORTER_OTLP_* variables)")
+        kwargs = _litellm_otlp_settings(grpc=protocol == "grpc")
+    if protocol == "http/json":
+        log.info("OTEL_EXPORTER_OTLP_PROTOCOL=http/json: spans are sent as http/protobuf, which OTLP/HTTP receivers take")
+        protocol = "http/protobuf"
     if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -666,11 +687,29 @@ def default_exporter() -> Any:
             raise RuntimeError(
                 "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the OTLP gRPC exporter: "
                 "pip install opentelemetry-exporter-otlp-proto-grpc (or use http/protobuf, the default)") from None
-        return OTLPSpanExporter()
+        return OTLPSpanExporter(**kwargs)
     if protocol != "http/protobuf":
         raise RuntimeError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: "
-                           "use http/protobuf (the default) or grpc")
-    return otlp_http_exporter()
+                           "use http/protobuf (the default), http/json or grpc")
+    return otlp_http_exporter(**kwargs)
+
+
+def _litellm_otlp_settings(grpc: bool) -> dict[str, Any]:
+    """``OTEL_ENDPOINT`` / ``OTEL_HEADERS`` (LiteLLM's names) as exporter arguments, unless the
+    standard variables set the same thing."""
+    from urllib.parse import unquote
+
+    out: dict[str, Any] = {}
+    endpoint = os.environ.get("OTEL_ENDPOINT", "").strip()
+    if endpoint and not (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        if not grpc and not endpoint.rstrip("/").endswith("/v1/traces"):
+            endpoint = endpoint.rstrip("/") + "/v1/traces"
+        out["endpoint"] = endpoint
+    headers = os.environ.get("OTEL_HEADERS", "").strip()
+    if headers and not (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or os.environ.get("OTEL_EXPORTER_OTLP_HEADERS")):
+        pairs = (item.split("=", 1) for item in headers.split(",") if "=" in item)
+        out["headers"] = {unquote(k).strip().lower(): unquote(v).strip() for k, v in pairs}
+    return out
 
 
 def otlp_http_exporter(**kwargs: Any) -> Any:
