@@ -14,12 +14,17 @@ UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
 MASTER_KEY = "sk-master-test-key-42"
 
 
+#: Sockets of closed_port(): bound for the whole run, never listening.
+_HELD: list[socket.socket] = []
+
+
 def closed_port() -> int:
+    """A loopback port where connections are refused. Its socket stays bound (never listening)
+    so that no server started later in the run gets the port and answers in its place."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 def gateway_config(upstream_url: str, *, master_key: str | None = MASTER_KEY, limit: int = 3) -> str:
