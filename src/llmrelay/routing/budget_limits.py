@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from .deployment import provider_of
+
 __all__ = ["SpendWindow", "BudgetLimits", "parse_provider_budgets", "stream_cost"]
 
 
@@ -85,7 +87,7 @@ class BudgetLimits:
         """Track ``dep``: its provider's window and its own ``max_budget``, if any."""
         found = []
         if self.providers:
-            provider = _provider(dep)
+            provider = provider_of(dep)
             if provider in self.providers:
                 found.append(self.providers[provider])
         limit = dep.litellm_params.get("max_budget")
@@ -126,16 +128,6 @@ class BudgetLimits:
         err.retry_after = max(0.0, min(w.resets_at for w in over) - now) if over else None
         err.crossed_budget = True
         return err
-
-
-def _provider(dep: Any) -> str | None:
-    from ..exceptions import BadRequestError
-    from ..providers.registry import resolve
-
-    try:
-        return resolve(dep.model, dep.litellm_params.get("custom_llm_provider"))[0]
-    except BadRequestError:
-        return None
 
 
 def stream_cost(dep: Any, usage: Any) -> float | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..litellm_params import ROUTER_PARAMS
 
-__all__ = ["Deployment", "ROUTER_ONLY_PARAMS"]
+__all__ = ["Deployment", "ROUTER_ONLY_PARAMS", "provider_of"]
 
 #: ``litellm_params`` keys the router consumes instead of passing them to ``completion``
 #: (the table is :data:`llmrelay.litellm_params.LITELLM_PARAMS`).
@@ -275,3 +275,13 @@ class Deployment:
     def __repr__(self) -> str:
         return f"<Deployment {self.model_name}:{self.id} {self.model} {self.api_base or ''}>"
 
+
+def provider_of(dep: Deployment) -> str | None:
+    """The provider prefix a deployment's model resolves to (None when it does not resolve)."""
+    from ..exceptions import BadRequestError
+    from ..providers.registry import resolve
+
+    try:
+        return resolve(dep.model, dep.litellm_params.get("custom_llm_provider"))[0]
+    except BadRequestError:
+        return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..types import OpenAIObject
-from .deployment import Deployment
+from .deployment import Deployment, provider_of
 
 __all__ = ["ModelGroupInfo", "group_info"]
 
@@ -42,16 +42,6 @@ def _deployment_info(dep: Deployment) -> dict[str, Any]:
     return info
 
 
-def _provider(dep: Deployment) -> str | None:
-    from ..exceptions import BadRequestError
-    from ..providers.registry import resolve
-
-    try:
-        return resolve(dep.model, dep.litellm_params.get("custom_llm_provider"))[0]
-    except BadRequestError:
-        return None
-
-
 def group_info(model_group: str, deps: Iterable[Deployment]) -> ModelGroupInfo:
     """The :class:`ModelGroupInfo` of ``deps``, the deployments of ``model_group``."""
     from ..providers.registry import get_supported_openai_params
@@ -63,7 +53,7 @@ def group_info(model_group: str, deps: Iterable[Deployment]) -> ModelGroupInfo:
     params: set[str] = set()
     for dep in deps:
         info = _deployment_info(dep)
-        provider = _provider(dep)
+        provider = provider_of(dep)
         if provider is not None and provider not in fields["providers"]:
             fields["providers"].append(provider)
         for key in _LARGEST:
