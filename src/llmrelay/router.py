@@ -607,7 +607,7 @@ class Router:
         return err, bool(limited)
 
     def _choose(self, group: str, deps: list[Deployment], stream: bool, tried: set[str]) -> Deployment | RateLimitError:
-        if self.budgets:
+        if self.budgets.windows:  # (a dict's truth, no call: this runs for every routed call)
             wall = time.time()
             within = [d for d in deps if self.budgets.over(d, wall) is None]
             if not within:
@@ -1130,7 +1130,7 @@ class _Run:
         dep = self.dep
         dep.success(_monotonic() - self.start, False)
         self._label(dep, result)
-        if self.router.budgets:
+        if self.router.budgets.windows:
             self.router.budgets.charge(dep, getattr(result, "_hidden_params", {}).get("response_cost"))
         if self.count:
             dep.add_tokens(getattr(getattr(result, "usage", None), "total_tokens", 0) or 0)

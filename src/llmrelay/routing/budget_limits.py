@@ -100,9 +100,6 @@ class BudgetLimits:
     def remove(self, dep_id: str) -> None:
         self.windows.pop(dep_id, None)
 
-    def __bool__(self) -> bool:
-        return bool(self.windows)
-
     def over(self, dep: Any, now: float) -> SpendWindow | None:
         """The first of ``dep``'s windows that has spent its limit, if any."""
         for window in self.windows.get(dep.id, ()):

@@ -86,7 +86,7 @@ class TrackedSource:
             except Exception:  # noqa: BLE001 - bookkeeping must not break the caller
                 pass
         budgets = self._router.budgets
-        if budgets and self._state.ended:
+        if budgets.windows and self._state.ended:
             from .budget_limits import stream_cost
 
             try:
