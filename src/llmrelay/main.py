@@ -65,6 +65,8 @@ _CALL_KWARGS = {
     "additional_drop_params",
     "fallbacks",
     "context_window_fallback_dict",
+    "mock_testing_content_policy_fallbacks",
+    "mock_testing_context_window_fallbacks",
     "ssl_verify",
     "merge_reasoning_content_in_choices",
     "stream",

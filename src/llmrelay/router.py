@@ -50,7 +50,7 @@ from .logging_obj import start_call
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
 from .routing import names as _names
 from .routing.deployment import Deployment
-from .routing.precall import DeploymentView, fitting, mock_fallback_error, no_fit_error
+from .routing.precall import DeploymentView, fitting, mock_fallback_error, mock_fallback_kind, no_fit_error
 from .routing.budget_limits import BudgetLimits, parse_provider_budgets
 from .routing.policies import AllowedFailsPolicy, RetryPolicy, parse_group_policies, parse_policy
 from .routing.policy import attempt_record, backoff, counts_against_deployment, fallback_kind, retryable
@@ -119,10 +119,35 @@ _SETTINGS = frozenset({
 })
 
 
+def _client_fallbacks(value: Any) -> tuple[list[str], dict[str, dict[str, Any]]] | None:
+    """LiteLLM's per-call (client-side) shape: ``["b", {"model": "c", "messages": [...]}]``, the
+    groups to try after the called one, each optionally with its own call arguments → (groups,
+    {group: arguments}); None for the router's ``[{"a": ["b"]}]`` shape."""
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(i, str) or (isinstance(i, dict) and isinstance(i.get("model"), str)) for i in value):
+        return None
+    groups: list[str] = []
+    params: dict[str, dict[str, Any]] = {}
+    for item in value:
+        if isinstance(item, str):
+            groups.append(item)
+        else:
+            groups.append(item["model"])
+            extra = {k: v for k, v in item.items() if k != "model"}
+            if extra:
+                params[item["model"]] = extra
+    return groups, params
+
+
 def _fallback_map(value: Any, what: str) -> dict[str, list[str]]:
-    """``[{"a": ["b", "c"]}, ...]`` (LiteLLM's shape) or ``{"a": [...]}`` → a dict."""
+    """``[{"a": ["b", "c"]}, ...]`` (LiteLLM's shape) or ``{"a": [...]}`` → a dict; a call's
+    client-side list (``["b", {"model": "c"}]``, see :func:`_client_fallbacks`) → ``{"*": [...]}``."""
     if value is None:
         return {}
+    client = _client_fallbacks(value)
+    if client is not None:
+        return {"*": client[0]}
     items: Iterable[Any] = value if isinstance(value, list) else [value]
     out: dict[str, list[str]] = {}
     for item in items:
@@ -289,7 +314,7 @@ class Router:
         ):
             for key, targets in table.items():
                 for target in targets:
-                    if not self.has_group(target):
+                    if not self.has_group(target) and target not in self._by_id:  # (a group or a model_info.id)
                         raise ValueError(f"{what}: {key!r} falls back to {target!r}, which is not a model_name in model_list")
         for target in self.default_fallbacks:
             if not self.has_group(target):
@@ -712,6 +737,9 @@ class Router:
                         overrides[key] = _seconds(overrides[key], key)
                 if overrides.get("num_retries") is not None:
                     _retry_count(overrides["num_retries"])
+                client = _client_fallbacks(overrides.get("fallbacks"))
+                if client is not None and client[1]:
+                    overrides["fallback_params"] = client[1]
         return overrides
 
     def _next_group(self, model: str, exc: BaseException, tried_groups: list[str], overrides: dict[str, Any]) -> str | None:
@@ -733,8 +761,8 @@ class Router:
         chains.append(self.default_fallbacks)
         for chain in chains:
             for target in chain or ():
-                if target not in tried_groups and self.has_group(target):
-                    return target
+                if target not in tried_groups and (self.has_group(target) or target in self._by_id):
+                    return target  # (a group, or one deployment by its model_info.id, as in LiteLLM)
         return None
 
     # ================================================================== sync
@@ -759,7 +787,7 @@ class Router:
         def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
             if stream:
                 return run.stream_ok(self._open_stream_sync(completion, run, dep, kw, limit))
-            return _finish(run, dep, lambda: completion(dep.model, messages, False, **kw))
+            return _finish(run, dep, lambda: completion(dep.model, run.messages, False, **kw))
 
         return _route(run, attempt)
 
@@ -805,7 +833,7 @@ class Router:
                 return self._open_stream_async(acompletion, run, dep, kw, limit)  # (its coroutine, awaited by _aroute)
         else:
             async def attempt(dep: Deployment, kw: dict[str, Any], limit: float | None) -> Any:
-                return await _afinish(run, dep, acompletion(dep.model, messages, False, **kw), limit)
+                return await _afinish(run, dep, acompletion(dep.model, run.messages, False, **kw), limit)
 
         return await _aroute(run, attempt)
 
@@ -1049,7 +1077,7 @@ class _Run:
             if group is None:
                 raise
             self.deps = router._select(group, self.tags)
-        self.mock_fallbacks = bool(kwargs.pop("mock_testing_fallbacks", False))
+        self.mock_fallbacks = mock_fallback_kind(kwargs)
         self.checked: str | None = None  # the group whose deployments passed the pre-call checks
         self.messages = messages
         self.stream = stream
@@ -1115,7 +1143,7 @@ class _Run:
         if self.logging is not None:
             kw["litellm_logging_obj"] = self.logging
         if self.mock_fallbacks and self.group == self.model:  # mock_testing_fallbacks: the first group fails
-            kw["mock_response"] = mock_fallback_error(self.group, dep.model)
+            kw["mock_response"] = mock_fallback_error(self.group, dep.model, self.mock_fallbacks)
         self.first_timeout = limit if self.stream else None
         self.idle = idle
         self.count = router._usage_based or dep.tpm is not None
@@ -1186,7 +1214,8 @@ class _Run:
         router = self.router
         dep = self.dep
         elapsed = _monotonic() - self.start
-        router._record_failure(dep, exc, elapsed, self.stream)
+        if not (self.mock_fallbacks and self.group == self.model):  # (a mocked failure is not the deployment's)
+            router._record_failure(dep, exc, elapsed, self.stream)
         self.attempts.append(attempt_record(self.group, dep, exc, elapsed))
         self.last = exc
         policy = router.model_group_retry_policy.get(self.group, router.retry_policy)
@@ -1220,6 +1249,12 @@ class _Run:
         self.tried_groups.append(target)
         self.group = target
         self.deps = self.router._select(target, self.tags)
+        params = self.overrides.get("fallback_params")
+        if params and target in params:  # a client-side fallback's own arguments (messages…)
+            extra = dict(params[target])
+            if "messages" in extra:
+                self.messages = extra.pop("messages")
+            self.kwargs = {**self.kwargs, **extra}
         self.tried = set()
         self.attempt = 0
         self.last = None

@@ -114,7 +114,7 @@ def chat(http: httpx.Client, **body) -> httpx.Response:
         ({"extra_body": {"extra_body": {"model": "x"}}}, "extra_body.extra_body"),
         ({"extra_body": "model=x"}, "extra_body"),
         ({"smuggled": 1}, "smuggled"),
-        ({"fallbacks": ["plain"]}, "fallbacks"),
+        ({"fallbacks": ["not-served"]}, "fallbacks"),  # (a served model is a LiteLLM client-side fallback)
         ({"mock_response": "free"}, "mock_response"),
         ({"stream_timeout": 1000}, "stream_timeout"),
         ({"top_k": 3}, None),  # allowed for 'gpt' only

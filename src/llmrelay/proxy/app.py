@@ -28,7 +28,7 @@ from ..retry_after import DEFAULT_MAX_RETRY_AFTER
 from . import cuts, errors, runtime
 from .accesslog import direct_handler
 from .auth import client_key
-from .client_params import ClientParamError, ClientParamPolicy
+from .client_params import ROUTING_KEYS as _ROUTING_KEYS, ClientParamError, ClientParamPolicy
 from .fastpath import relay_for
 from .config import ConfigError, ProxyConfig
 from .ingress import CanonicalRequest, Ingress, IngressError
@@ -170,7 +170,37 @@ class _Ctx:
             headers.extend(self.extra)
         if self.cache is not None:
             headers += self.cache.headers()
+        hidden = getattr(self.result, "_hidden_params", None)
+        if hidden is not None:
+            routed = route_headers(hidden)
+            if routed:
+                headers += routed
         return headers
+
+
+def route_headers(hidden: Any) -> list[tuple[bytes, bytes]] | None:
+    """LiteLLM's routing response headers, from a routed answer's ``_hidden_params``: the
+    deployment (``x-litellm-model-id``, its ``model_info.id``) and group that answered, and how
+    many retries (in the group that answered) and fallbacks (groups before it) it took."""
+    if not isinstance(hidden, dict):
+        return None
+    model_id = hidden.get("model_id")
+    if model_id is None:
+        return None
+    group = hidden.get("model_group") or ""
+    retries = fallbacks = 0
+    attempts = hidden.get("router_attempts")
+    if attempts:
+        groups = {a.get("model_group") for a in attempts}
+        groups.discard(group)
+        fallbacks = len(groups)
+        retries = sum(1 for a in attempts if a.get("model_group") == group and a.get("deployment_id") is not None)
+    return [
+        (b"x-litellm-model-id", str(model_id).encode("utf-8", "replace")),
+        (b"x-litellm-model-group", str(group).encode("utf-8", "replace")),
+        (b"x-litellm-attempted-retries", b"%d" % retries),
+        (b"x-litellm-attempted-fallbacks", b"%d" % fallbacks),
+    ]
 
 
 _FREE = (b"x-litellm-response-cost", b"0.0")  # a cache hit's
@@ -652,7 +682,9 @@ class ProxyApp:
                 param="model", code="model_not_found",
             )
         try:
-            request.params = self.client_params.screen(model, request.params, ingress.known_params)
+            request.params = params = self.client_params.screen(model, request.params, ingress.known_params)
+            fallbacks = self.client_params.routing(params, self.models, ingress.known_params) \
+                if not _ROUTING_KEYS.isdisjoint(params) else None
         except ClientParamError as exc:
             return await self._error(ctx, send, 400, str(exc), param=exc.param)
         if self.stream_usage and request.stream and ingress.name in _USAGE_INGRESSES:
@@ -677,6 +709,8 @@ class ProxyApp:
             # the end user: LiteLLM's headers first, else the request's `user`
             end_user = end_user_of(request.params) if ctx.customer is None else ctx.customer.decode("latin-1")
             refused = await self.keys.admit(who, model, end_user, ctx.cache)
+            if refused is None and fallbacks:  # a request's own fallbacks: models the key may use
+                refused = self.keys.may_use(who, fallbacks)
             if refused is not None:
                 return await self._refuse(ctx, send, refused)
             ctx.extra = self.keys.headers(who)

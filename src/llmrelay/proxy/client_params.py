@@ -18,7 +18,7 @@ upstream is called (:func:`is_connection_key`) can never be allowed, not even by
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from typing import Any
 
 from ..providers.base import OPENAI_PARAMS
@@ -26,6 +26,8 @@ from ..providers.base import OPENAI_PARAMS
 __all__ = [
     "CHAT_PARAMS",
     "GATEWAY_KEYS",
+    "MAX_CLIENT_RETRIES",
+    "ROUTING_KEYS",
     "ClientParamError",
     "ClientParamPolicy",
     "is_connection_key",
@@ -39,6 +41,18 @@ CHAT_PARAMS = OPENAI_PARAMS | frozenset({"metadata", "prompt_cache_key", "safety
 #: Keys the gateway reads itself (routing, the response cache's controls); accepted from any client.
 GATEWAY_KEYS = frozenset({"tags", "cache"})
 
+#: LiteLLM's per-request routing controls a client may set, checked by :meth:`ClientParamPolicy.routing`:
+#: ``fallbacks`` (model names of this gateway, or ``{"model": name, "messages": [...], ...}``),
+#: ``num_retries`` (at most :data:`MAX_CLIENT_RETRIES`) and the ``mock_testing_*fallbacks`` flags.
+ROUTING_KEYS = frozenset({
+    "fallbacks", "num_retries", "mock_testing_fallbacks", "mock_testing_content_policy_fallbacks",
+    "mock_testing_context_window_fallbacks",
+})
+
+#: The most retries a client's ``num_retries`` asks for (a larger number is lowered to it): a
+#: request may not turn into an unbounded number of upstream calls.
+MAX_CLIENT_RETRIES = 5
+
 #: Set by the endpoint from its own top-level fields; never from ``extra_body``.
 _ENDPOINT_KEYS = frozenset({"model", "messages", "stream", "stream_options", "extra_body", "input", "prompt"})
 
@@ -47,9 +61,9 @@ _CONNECTION_KEYS = frozenset(
     {
         "api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers",
         "headers", "mock_response", "mock_tool_calls", "mock_timeout", "mock_delay",
-        "mock_testing_fallbacks", "num_retries", "max_retries", "timeout", "request_timeout",
+        "max_retries", "timeout", "request_timeout",
         "stream_timeout", "stream_idle_timeout", "organization", "azure_ad_token",
-        "azure_ad_token_provider", "model_list", "litellm_params", "drop_params", "fallbacks",
+        "azure_ad_token_provider", "model_list", "litellm_params", "drop_params",
         "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
         "specific_deployment", "ssl_verify", "model_info", "litellm_settings",
     }
@@ -88,7 +102,7 @@ def _check(key: Any, where: str, known: Collection[str], extras: Collection[str]
             f"The parameter {name!r} cannot be set by a client of the gateway: where and how the "
             "upstream is called (host, credentials, retries, timeouts) comes from the gateway's config.",
         )
-    if key in known or key in GATEWAY_KEYS or key in extras:
+    if key in known or key in GATEWAY_KEYS or key in ROUTING_KEYS or key in extras:
         return key
     served = f" for model {model!r}" if model else ""
     raise ClientParamError(
@@ -156,6 +170,54 @@ class ClientParamPolicy:
         """:func:`screen_client_params` with ``model``'s allowed extras."""
         return screen_client_params(params, self.extras(model), known=known, model=model)
 
+    def routing(self, params: dict[str, Any], served: Container[str], known: Collection[str] = CHAT_PARAMS) -> list[str]:
+        """Check (and normalise, in place) the screened ``params``' LiteLLM routing controls
+        (:data:`ROUTING_KEYS`); the model names the request's ``fallbacks`` may call (for the
+        caller's model access check). ``served``: the gateway's model names. Raises
+        :class:`ClientParamError`: a fallback must be a model of this gateway, its own
+        arguments pass the same screen as a request's, and ``num_retries`` is a count."""
+        for flag in ROUTING_KEYS.difference(("fallbacks", "num_retries")).intersection(params):
+            if not isinstance(params[flag], bool):
+                raise ClientParamError(flag, f"{flag!r} must be true or false.")
+        if "num_retries" in params:
+            n = params["num_retries"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ClientParamError("num_retries", "'num_retries' must be a non-negative integer.")
+            params["num_retries"] = min(n, MAX_CLIENT_RETRIES)
+        value = params.get("fallbacks")
+        if value is None:
+            params.pop("fallbacks", None)
+            return []
+        if not isinstance(value, list):
+            raise ClientParamError("fallbacks", "'fallbacks' must be a list of model names (or {\"model\": name, ...} objects).")
+        names: list[str] = []
+        items: list[Any] = []
+        for item in value:
+            if isinstance(item, dict) and isinstance(item.get("model"), str):
+                name = item["model"]
+                extra = {k: v for k, v in item.items() if k not in ("model", "messages")}
+                try:
+                    extra = self.screen(name, extra, known)
+                except ClientParamError as exc:
+                    raise ClientParamError(f"fallbacks.{exc.param}", str(exc)) from None
+                if ROUTING_KEYS.intersection(extra):
+                    raise ClientParamError("fallbacks", "A fallback's own arguments cannot set fallbacks, retries or mock flags.")
+                if "messages" in item:
+                    if not isinstance(item["messages"], list):
+                        raise ClientParamError("fallbacks", "A fallback's 'messages' must be a list.")
+                    extra["messages"] = item["messages"]
+                items.append({"model": name, **extra})
+            elif isinstance(item, str):
+                name = item
+                items.append(item)
+            else:
+                raise ClientParamError("fallbacks", f"'fallbacks' must list model names (or {{\"model\": name, ...}} objects), got {item!r}.")
+            if name not in served:
+                raise ClientParamError("fallbacks", f"'fallbacks': the model {name!r} is not served by this gateway.")
+            names.append(name)
+        params["fallbacks"] = items
+        return names
+
 
 def _allowed_of(model_name: str, model_info: Mapping[str, Any]) -> frozenset[str]:
     value = model_info.get("allowed_client_params")
@@ -165,7 +227,7 @@ def _allowed_of(model_name: str, model_info: Mapping[str, Any]) -> frozenset[str
         raise ValueError(
             f"model {model_name!r}: model_info.allowed_client_params must be a list of parameter names, got {value!r}"
         )
-    bad = sorted(k for k in value if is_connection_key(k) or k in _ENDPOINT_KEYS)
+    bad = sorted(k for k in value if is_connection_key(k) or k in _ENDPOINT_KEYS or k in ROUTING_KEYS)
     if bad:
         raise ValueError(
             f"model {model_name!r}: model_info.allowed_client_params lists {', '.join(bad)}, which "

@@ -930,6 +930,9 @@ class _Parser:
         if any(d.provider == "*" or d.model_name.endswith("*") for d in deployments):
             return  # a wildcard group may serve any name
         container = data.get("router_settings") or data.get("litellm_settings") or data
+        # (a fallback may also name one deployment by its model_info.id: LiteLLM's "fallback to
+        # a specific model id")
+        names |= {d.model_info["id"] for d in deployments if isinstance((d.model_info or {}).get("id"), str)}
         for what in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             value = router.get(what)
             if not isinstance(value, list):

@@ -749,6 +749,22 @@ class KeyManager:
         return await self._hold(who, model, key, team, None if key.get("team_id") else user, customer, limits,
                                 prefetch, now)
 
+    def may_use(self, who: Principal, models: list[str]) -> Refusal | None:
+        """After :meth:`admit`: a refusal unless the caller's key (and its team and user, when
+        admit read them) may call each of ``models`` (a request's own ``fallbacks``)."""
+        if who.master:
+            return None
+        key = who.entry.row
+        team, user, _ = who.admitted or (None, None, None)
+        for model in models:
+            if not self._allowed(key.get("models"), model, bool(key.get("team_id"))) \
+                    or (team is not None and not self._allowed(team.get("models"), model)) \
+                    or (user is not None and not self._allowed(user.get("models"), model)):
+                return Refusal(
+                    401, f"key not allowed to access model. This key can only access models={key.get('models')}. "
+                    f"Tried to access {model} (in 'fallbacks')", "key_model_access_denied", param="fallbacks")
+        return None
+
     async def _admit_master(self, who: Principal, model: str, end_user: Any, prefetch: Any) -> Refusal | None:
         """The master key's request: only its end user (the request's ``user``) is checked —
         blocked, its budget and its limits, as LiteLLM checks them for any key."""

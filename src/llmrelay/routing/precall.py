@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable
 
-from ..exceptions import ContextWindowExceededError, InternalServerError
+from ..exceptions import APIError, ContentPolicyViolationError, ContextWindowExceededError, InternalServerError
 
-__all__ = ["DeploymentView", "context_window", "prompt_tokens", "fitting", "no_fit_error", "mock_fallback_error"]
+__all__ = ["DeploymentView", "context_window", "prompt_tokens", "fitting", "no_fit_error", "mock_fallback_error",
+           "mock_fallback_kind", "MOCK_FALLBACK_FLAGS"]
 
 
 class DeploymentView(dict):
@@ -132,9 +133,32 @@ def no_fit_error(group: str, deps: list[Any], messages: Any, kwargs: dict[str, A
 
 
 # ================================================================ mock_testing_fallbacks
-def mock_fallback_error(group: str, model: str) -> InternalServerError:
-    """What each deployment of the first group answers with under ``mock_testing_fallbacks``."""
-    return InternalServerError(
-        f"mock_testing_fallbacks: a mock failure of {model} (group {group!r}) to trigger the fallbacks",
-        model=model,
-    )
+#: LiteLLM's request flags that make the called group fail, to test each kind of fallback.
+MOCK_FALLBACK_FLAGS = {
+    "mock_testing_fallbacks": "generic",
+    "mock_testing_content_policy_fallbacks": "content_policy",
+    "mock_testing_context_window_fallbacks": "context_window",
+}
+
+
+def mock_fallback_kind(kwargs: dict[str, Any]) -> str | None:
+    """Pop LiteLLM's ``mock_testing_*fallbacks`` flags out of a call's ``kwargs``: which kind of
+    failure the called group should mock (None: none)."""
+    kind = None
+    if kwargs:
+        for flag, name in MOCK_FALLBACK_FLAGS.items():
+            if kwargs.pop(flag, False) and kind is None:
+                kind = name
+    return kind
+
+
+def mock_fallback_error(group: str, model: str, kind: str | None = "generic") -> APIError:
+    """What each deployment of the first group answers with under ``mock_testing_fallbacks``
+    (``kind``: ``content_policy`` and ``context_window`` mock those errors, for their fallbacks)."""
+    flag = "mock_testing_fallbacks" if kind == "generic" else f"mock_testing_{kind}_fallbacks"
+    message = f"{flag}: a mock failure of {model} (group {group!r}) to trigger the fallbacks"
+    if kind == "content_policy":
+        return ContentPolicyViolationError(message, model=model)
+    if kind == "context_window":
+        return ContextWindowExceededError(message, model=model, code="context_length_exceeded")
+    return InternalServerError(message, model=model)

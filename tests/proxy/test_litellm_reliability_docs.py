@@ -1,0 +1,448 @@
+"""LiteLLM's proxy reliability docs (fallbacks, client-side fallbacks, retries, the routing
+response headers) run through the real gateway: each config is the doc's, with only the
+providers' api_base/api_key pointed at a fake upstream (``os.environ/`` variables), and each
+request the doc's curl or OpenAI-SDK example. Each test names its doc page.
+
+Where the gateway deliberately differs from LiteLLM (a client choosing something outside the
+config), the test says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from proxy.conftest import closed_port
+from proxy.harness import Gateway
+from servers.azure_server import FakeAzureServer
+from servers.openai_server import FakeOpenAIServer, error_reply
+
+UPSTREAM_KEY = "sk-upstream-reliability-0123456789"
+MASTER = "sk-1234"  # the docs' master key
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=UPSTREAM_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def azure() -> Iterator[FakeAzureServer]:
+    deployments = ("<your-deployment-name>", "%3Cyour-deployment-name%3E", "gpt-4-ca", "chatgpt-v-2")
+    with FakeAzureServer(deployments=deployments, api_key=UPSTREAM_KEY) as srv:
+        yield srv
+
+
+def env(upstream: FakeOpenAIServer, azure: FakeAzureServer) -> dict[str, str]:
+    return {
+        "AZURE_API_BASE": azure.url,
+        "AZURE_API_KEY": UPSTREAM_KEY,
+        "AZURE_API_VERSION": "2024-02-01",
+        "OPENAI_API_BASE": upstream.url + "/v1",
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "ANTHROPIC_API_KEY": UPSTREAM_KEY,
+        # the docs' zephyr-beta servers (http://0.0.0.0:8001...) are down: the calls fail
+        "ZEPHYR_BASE_1": f"http://127.0.0.1:{closed_port()}",
+        "ZEPHYR_BASE_2": f"http://127.0.0.1:{closed_port()}",
+        "ZEPHYR_BASE_3": f"http://127.0.0.1:{closed_port()}",
+    }
+
+
+def start(upstream: FakeOpenAIServer, azure: FakeAzureServer, tmp_path_factory: pytest.TempPathFactory,
+          config: str) -> Gateway:
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(config + "\ngeneral_settings:\n  master_key: sk-1234\n")
+    return Gateway(str(path), env={**env(upstream, azure), "LLMRELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))})
+
+
+def post(gw: Gateway, body: dict, key: str = MASTER) -> httpx.Response:
+    """The docs' curl: POST /chat/completions with a Bearer key."""
+    return httpx.post(gw.url + "/chat/completions", json=body, timeout=60,
+                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+
+
+def sdk(gw: Gateway, key: str = MASTER) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=gw.url, max_retries=0)
+
+
+# ====================================================================== Quick Start
+# https://docs.litellm.ai/docs/proxy/reliability (Quick Start: 1. Setup fallbacks, 3. Test Fallbacks)
+QUICK_START = """
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: azure/<your-deployment-name>
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      rpm: 6      # Rate limit for this deployment: in requests per minute (rpm)
+  - model_name: gpt-4
+    litellm_params:
+      model: azure/gpt-4-ca
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      rpm: 6
+
+router_settings:
+  fallbacks: [{"gpt-3.5-turbo": ["gpt-4"]}]
+"""
+
+
+@pytest.fixture(scope="module")
+def quick(upstream, azure, tmp_path_factory) -> Iterator[Gateway]:
+    with start(upstream, azure, tmp_path_factory, QUICK_START) as gw:
+        yield gw
+
+
+def test_quick_start_mock_testing_fallbacks(quick, azure):
+    azure.requests.clear()
+    r = post(quick, {
+        "model": "gpt-3.5-turbo",
+        "messages": [
+            {
+                "role": "user",
+                "content": "ping"
+            }
+        ],
+        "mock_testing_fallbacks": True  # 👈 KEY CHANGE
+    })
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"]
+    # the first group's call was mocked to fail: only the fallback group's deployment was called
+    assert [req.path for req in azure.requests] == ["/openai/deployments/gpt-4-ca/chat/completions"]
+    assert r.headers["x-litellm-model-group"] == "gpt-4"
+    assert r.headers["x-litellm-attempted-fallbacks"] == "1"
+    assert r.headers["x-litellm-attempted-retries"] == "0"
+    assert r.headers["x-litellm-model-id"]
+
+
+def test_quick_start_without_the_flag_answers_from_the_group(quick, azure):
+    azure.requests.clear()
+    r = post(quick, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "ping"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-model-group"] == "gpt-3.5-turbo"
+    assert r.headers["x-litellm-attempted-fallbacks"] == "0"
+    assert "gpt-4-ca" not in azure.requests[-1].path
+
+
+def test_mock_testing_flag_must_be_a_bool(quick):
+    r = post(quick, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "ping"}],
+                     "mock_testing_fallbacks": "yes"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "mock_testing_fallbacks"
+
+
+# ====================================================================== Advanced
+# https://docs.litellm.ai/docs/proxy/reliability (Fallbacks + Retries + Timeouts + Cooldowns,
+# Client Side Fallbacks, Control Fallback Prompts, Fallback to Specific Model ID)
+ADVANCED = """
+model_list:
+  - model_name: zephyr-beta
+    litellm_params:
+        model: huggingface/HuggingFaceH4/zephyr-7b-beta
+        api_base: os.environ/ZEPHYR_BASE_1
+  - model_name: zephyr-beta
+    litellm_params:
+        model: huggingface/HuggingFaceH4/zephyr-7b-beta
+        api_base: os.environ/ZEPHYR_BASE_2
+  - model_name: zephyr-beta
+    litellm_params:
+        model: huggingface/HuggingFaceH4/zephyr-7b-beta
+        api_base: os.environ/ZEPHYR_BASE_3
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+        model: gpt-3.5-turbo
+        api_key: os.environ/OPENAI_API_KEY
+        api_base: os.environ/OPENAI_API_BASE
+  - model_name: gpt-3.5-turbo-16k
+    litellm_params:
+        model: gpt-3.5-turbo-16k
+        api_key: os.environ/OPENAI_API_KEY
+        api_base: os.environ/OPENAI_API_BASE
+  - model_name: gpt-4
+    litellm_params:
+      model: openai/gpt-4
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+    model_info:
+      id: my-specific-model-id # 👈 KEY CHANGE
+  - model_name: gpt-4
+    litellm_params:
+      model: azure/chatgpt-v-2
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+  - model_name: claude-3-haiku
+    litellm_params:
+      model: openai/claude-3-haiku
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+
+litellm_settings:
+  num_retries: 3 # retry call 3 times on each model_name (e.g. zephyr-beta)
+  request_timeout: 10 # raise Timeout error if call takes longer than 10s. Sets litellm.request_timeout
+  fallbacks: [{"zephyr-beta": ["gpt-3.5-turbo"]}, {"gpt-4": ["my-specific-model-id"]}] # fallback to gpt-3.5-turbo if call fails num_retries
+  allowed_fails: 3 # cooldown model if it fails > 1 call in a minute.
+  cooldown_time: 30 # how long to cooldown model if fails/min > allowed_fails
+"""
+
+
+@pytest.fixture(scope="module")
+def advanced(upstream, azure, tmp_path_factory) -> Iterator[Gateway]:
+    with start(upstream, azure, tmp_path_factory, ADVANCED) as gw:
+        yield gw
+
+
+def test_advanced_config_starts_without_ignoring_its_keys(advanced):
+    ignored = [line for line in advanced.lines if "warning: " in line]
+    assert not ignored, ignored
+
+
+def test_zephyr_fails_over_to_gpt_35_after_its_retries(advanced, upstream):
+    upstream.requests.clear()
+    r = post(advanced, {"model": "zephyr-beta", "messages": [{"role": "user", "content": "what llm are you"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-model-group"] == "gpt-3.5-turbo"
+    assert r.headers["x-litellm-attempted-fallbacks"] == "1"
+    assert upstream.chat_requests[-1]["model"] == "gpt-3.5-turbo"
+
+
+def test_client_side_fallbacks_openai_sdk(advanced, upstream):
+    upstream.requests.clear()
+    client = openai.OpenAI(
+        api_key="sk-1234",  # (the doc's "anything": this gateway has a master key)
+        base_url=advanced.url
+    )
+    response = client.chat.completions.with_raw_response.create(
+        model="zephyr-beta",
+        messages = [
+            {
+                "role": "user",
+                "content": "this is a test request, write a short poem"
+            }
+        ],
+        extra_body={
+            "fallbacks": ["gpt-3.5-turbo"]
+        }
+    )
+    assert response.parse().choices[0].message.content
+    assert response.headers["x-litellm-model-group"] == "gpt-3.5-turbo"
+    assert upstream.chat_requests[-1]["messages"][0]["content"] == "this is a test request, write a short poem"
+    assert "fallbacks" not in upstream.chat_requests[-1]
+
+
+def test_control_fallback_prompts_curl(advanced, upstream):
+    upstream.requests.clear()
+    r = post(advanced, {
+        "model": "gpt-3.5-turbo",
+        "messages": [
+          {
+            "role": "user",
+            "content": [
+              {
+                "type": "text",
+                "text": "Hi, how are you ?"
+              }
+            ]
+          }
+        ],
+        "fallbacks": [{
+            "model": "claude-3-haiku",
+            "messages": [{"role": "user", "content": "What is LiteLLM?"}]
+        }],
+        "mock_testing_fallbacks": True
+    })
+    assert r.status_code == 200, r.text
+    sent = upstream.chat_requests
+    assert len(sent) == 1  # the first group's call was mocked
+    assert sent[0]["model"] == "claude-3-haiku"
+    assert sent[0]["messages"] == [{"role": "user", "content": "What is LiteLLM?"}]
+    assert r.headers["x-litellm-model-group"] == "claude-3-haiku"
+
+
+def test_control_fallback_prompts_openai_sdk(advanced, upstream):
+    upstream.requests.clear()
+    client = openai.OpenAI(api_key="sk-1234", base_url=advanced.url)
+    response = client.chat.completions.create(
+        model="zephyr-beta",
+        messages = [
+            {
+                "role": "user",
+                "content": "this is a test request, write a short poem"
+            }
+        ],
+        extra_body={
+          "fallbacks": [{
+              "model": "claude-3-haiku",
+              "messages": [{"role": "user", "content": "What is LiteLLM?"}]
+          }]
+        }
+    )
+    assert response.choices[0].message.content
+    assert upstream.chat_requests[-1]["messages"] == [{"role": "user", "content": "What is LiteLLM?"}]
+
+
+def test_fallback_to_specific_model_id(advanced, upstream):
+    r = post(advanced, {
+        "model": "gpt-4",
+        "messages": [
+            {
+                "role": "user",
+                "content": "ping"
+            }
+        ],
+        "mock_testing_fallbacks": True
+    })
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-model-id"] == "my-specific-model-id"  # "Validate it works"
+
+
+# The gateway's security rule (not LiteLLM's): a request's own fallbacks name models of this
+# gateway, which the caller's key may use; their arguments pass the same screen as the request's.
+def test_client_fallbacks_stay_inside_the_config(advanced, upstream):
+    upstream.requests.clear()
+    r = post(advanced, {"model": "zephyr-beta", "messages": [{"role": "user", "content": "hi"}],
+                        "fallbacks": ["gpt-5-not-configured"]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "fallbacks", r.text
+    r = post(advanced, {"model": "zephyr-beta", "messages": [{"role": "user", "content": "hi"}],
+                        "fallbacks": [{"model": "gpt-3.5-turbo", "api_base": "http://evil.example"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "fallbacks.api_base", r.text
+    r = post(advanced, {"model": "zephyr-beta", "messages": [{"role": "user", "content": "hi"}],
+                        "fallbacks": [{"gpt-3.5-turbo": ["gpt-4"]}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "fallbacks", r.text
+    assert not upstream.requests
+
+
+def test_client_fallbacks_only_to_models_the_key_may_use(advanced, upstream):
+    made = httpx.post(advanced.url + "/key/generate", json={"models": ["zephyr-beta", "gpt-3.5-turbo"]},
+                      headers={"Authorization": "Bearer sk-1234"}, timeout=30)
+    assert made.status_code == 200, made.text
+    key = made.json()["key"]
+    messages = [{"role": "user", "content": "hi"}]
+    r = post(advanced, {"model": "zephyr-beta", "messages": messages, "fallbacks": ["gpt-4"],
+                        "mock_testing_fallbacks": True}, key=key)
+    assert r.status_code == 401 and r.json()["error"]["param"] == "fallbacks", r.text
+    r = post(advanced, {"model": "zephyr-beta", "messages": messages, "fallbacks": ["gpt-3.5-turbo"],
+                        "mock_testing_fallbacks": True}, key=key)
+    assert r.status_code == 200 and r.headers["x-litellm-model-group"] == "gpt-3.5-turbo", r.text
+
+
+# ====================================================================== content policy / context window
+# https://docs.litellm.ai/docs/proxy/reliability (Content Policy Violation Fallback, Context
+# Window Exceeded Fallback, Test Fallbacks!)
+POLICY = """
+model_list:
+  - model_name: claude-2
+    litellm_params:
+      model: openai/claude-2
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+  - model_name: my-fallback-model
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+  - model_name: my-context-model
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+
+router_settings:
+  content_policy_fallbacks: [{"claude-2": ["my-fallback-model"]}]
+  context_window_fallbacks: [{"claude-2": ["my-context-model"]}]
+"""
+
+
+@pytest.fixture(scope="module")
+def policy(upstream, azure, tmp_path_factory) -> Iterator[Gateway]:
+    with start(upstream, azure, tmp_path_factory, POLICY) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize("flag, group", [
+    ("mock_testing_content_policy_fallbacks", "my-fallback-model"),
+    ("mock_testing_context_window_fallbacks", "my-context-model"),
+])
+def test_mock_testing_kind_fallbacks(policy, upstream, flag, group):
+    upstream.requests.clear()
+    r = post(policy, {
+        "model": "claude-2",
+        "messages": [
+            {
+                "role": "user",
+                "content": "ping"
+            }
+        ],
+        flag: True  # 👈 KEY CHANGE
+    })
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-model-group"] == group
+    assert len(upstream.chat_requests) == 1
+
+
+def test_content_policy_error_falls_back(policy, upstream):
+    upstream.requests.clear()
+    upstream.enqueue(error_reply(400, "Your request was rejected as a result of our safety system.",
+                                 code="content_policy_violation"))
+    r = post(policy, {"model": "claude-2", "messages": [{"role": "user", "content": "Hey, how's it going?"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-model-group"] == "my-fallback-model"
+    assert [b["model"] for b in upstream.chat_requests] == ["claude-2", "gpt-4o-mini"]
+
+
+# ====================================================================== retries
+# https://docs.litellm.ai/docs/proxy/reliability ("num_retries" per request) and
+# https://docs.litellm.ai/docs/proxy/response_headers (x-litellm-attempted-retries)
+RETRIES = """
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: openai/gpt-3.5-turbo
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+
+router_settings:
+  disable_cooldowns: true
+"""
+
+
+@pytest.fixture(scope="module")
+def retries(upstream, azure, tmp_path_factory) -> Iterator[Gateway]:
+    with start(upstream, azure, tmp_path_factory, RETRIES) as gw:
+        yield gw
+
+
+def test_num_retries_in_the_request_and_the_retry_header(retries, upstream):
+    upstream.requests.clear()
+    upstream.enqueue(error_reply(500, "boom"), error_reply(500, "boom"))
+    r = post(retries, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}],
+                       "num_retries": 2})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-attempted-retries"] == "2"
+    assert r.headers["x-litellm-attempted-fallbacks"] == "0"
+    assert len(upstream.chat_requests) == 3
+    upstream.requests.clear()
+    upstream.enqueue(error_reply(500, "boom"))
+    r = post(retries, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}],
+                       "num_retries": 0})
+    assert r.status_code == 500, r.text
+    assert len(upstream.chat_requests) == 1
+
+
+def test_num_retries_is_capped_for_clients(retries, upstream):
+    upstream.requests.clear()
+    upstream.enqueue(*[error_reply(500, "boom")] * 10)
+    r = post(retries, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}],
+                       "num_retries": 1000})
+    assert r.status_code == 500
+    assert len(upstream.chat_requests) == 6  # MAX_CLIENT_RETRIES (5) retries: the gateway's limit
+
+
+def test_routing_headers_on_a_stream(retries):
+    with sdk(retries).chat.completions.with_streaming_response.create(
+            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "hi"}], stream=True) as response:
+        assert response.headers["x-litellm-model-group"] == "gpt-3.5-turbo"
+        assert response.headers["x-litellm-model-id"]
+        assert "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
