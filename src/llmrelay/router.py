@@ -75,6 +75,7 @@ _ROUTER_CALL_KWARGS = (
     "fallbacks",
     "context_window_fallbacks",
     "content_policy_fallbacks",
+    "timeout_cap",
 )
 _ROUTER_CALL_KEYS = frozenset(_ROUTER_CALL_KWARGS)
 
@@ -709,12 +710,19 @@ class Router:
                 # wait for the next bytes. So without an idle timeout the gaps between chunks get
                 # the same bound (else the stream's ``timeout``, also a per-read timeout there).
                 idle = first if first is not None else overrides.get("timeout") or dep.timeout or self.timeout
+            cap = overrides.get("timeout_cap")
+            if cap is not None:  # (a bound on the configured timeouts: the gateway's client's timeout)
+                first = cap if first is None else min(first, cap)
+                idle = cap if idle is None else min(idle, cap)
             # Until the first chunk only the time to it applies; the idle bound is set after it.
             wait = first if first is not None else idle
             if wait is not None:
                 kw["timeout"] = wait
             return kw, first, idle
         total = overrides.get("timeout") or dep.timeout or self.timeout
+        cap = overrides.get("timeout_cap")
+        if cap is not None:
+            total = cap if total is None else min(total, cap)
         if total is not None:
             kw["timeout"] = total
         return kw, total, None
@@ -732,7 +740,7 @@ class Router:
                     overrides["timeout"] = overrides["request_timeout"]
                 if "max_retries" in overrides and "num_retries" not in overrides:
                     overrides["num_retries"] = overrides["max_retries"]
-                for key in ("timeout", "stream_timeout", "stream_idle_timeout"):
+                for key in ("timeout", "stream_timeout", "stream_idle_timeout", "timeout_cap"):
                     if key in overrides:
                         overrides[key] = _seconds(overrides[key], key)
                 if overrides.get("num_retries") is not None:
@@ -778,7 +786,8 @@ class Router:
         Besides the library's keyword arguments: ``num_retries``, ``timeout``,
         ``stream_timeout``, ``stream_idle_timeout``, ``fallbacks``,
         ``context_window_fallbacks``, ``content_policy_fallbacks`` override the router's (a
-        call's ``fallbacks`` may also be a plain list of groups, tried for ``model``).
+        call's ``fallbacks`` may also be a plain list of groups, tried for ``model``);
+        ``timeout_cap`` bounds every timeout of the call (the gateway's client ``timeout``).
         """
         from .main import completion
 

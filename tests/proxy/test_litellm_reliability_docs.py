@@ -446,3 +446,101 @@ def test_routing_headers_on_a_stream(retries):
         assert response.headers["x-litellm-model-group"] == "gpt-3.5-turbo"
         assert response.headers["x-litellm-model-id"]
         assert "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+
+
+# ====================================================================== timeouts
+# https://docs.litellm.ai/docs/proxy/timeout (Global Timeouts, Custom Timeouts - Per Model,
+# Setting Dynamic Timeouts - Per Request) and https://docs.litellm.ai/docs/proxy/request_headers
+# (x-litellm-timeout, x-litellm-num-retries)
+TIMEOUTS = """
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: azure/gpt-turbo-small-eu
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      timeout: 0.1                      # timeout in (seconds)
+      stream_timeout: 0.01              # timeout for stream requests (seconds)
+      max_retries: 5
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: azure/gpt-turbo-small-ca
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      timeout: 0.1                      # timeout in (seconds)
+      stream_timeout: 0.01              # timeout for stream requests (seconds)
+      max_retries: 5
+  - model_name: gpt-4
+    litellm_params:
+      model: openai/gpt-4
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+
+router_settings:
+    timeout: 30 # sets a 30s timeout for the entire call
+    disable_cooldowns: true
+"""
+
+
+@pytest.fixture(scope="module")
+def timeouts(upstream, azure, tmp_path_factory) -> Iterator[Gateway]:
+    with start(upstream, azure, tmp_path_factory, TIMEOUTS) as gw:
+        yield gw
+
+
+def test_timeout_configs_start_as_written(timeouts):
+    assert not [line for line in timeouts.lines if "warning: " in line]
+    assert [m.id for m in sdk(timeouts).models.list().data] == ["gpt-3.5-turbo", "gpt-4"]
+
+
+def test_per_request_timeout_curl(timeouts, upstream):
+    r = post(timeouts, {
+        "model": "gpt-4",
+        "messages": [
+            {"role": "user", "content": "what color is red"}
+        ],
+        "logit_bias": {12481: 100},
+        "timeout": 1
+    })
+    assert r.status_code == 200, r.text
+    assert "timeout" not in upstream.chat_requests[-1] and "timeout_cap" not in upstream.chat_requests[-1]
+    assert upstream.chat_requests[-1]["logit_bias"] == {"12481": 100}
+
+
+def test_per_request_timeout_fires(timeouts, upstream):
+    from servers.openai_server import slow_headers_reply
+
+    upstream.requests.clear()
+    upstream.enqueue(slow_headers_reply(30, stream=False))
+    client = openai.OpenAI(api_key="sk-1234", base_url=timeouts.url, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(
+            model="gpt-4",
+            messages=[
+                {"role": "user", "content": "what color is red"}
+            ],
+            logit_bias={12481: 100},
+            extra_body={"timeout": 1, "num_retries": 0} # 👈 KEY CHANGE
+        )
+    assert failed.value.status_code == 504  # (LiteLLM: 408; this gateway's upstream timeout is a 504, docs/proxy.md)
+    upstream._script.clear()
+
+
+def test_timeout_header(timeouts, upstream):
+    from servers.openai_server import slow_headers_reply
+
+    upstream.enqueue(slow_headers_reply(30, stream=False))
+    r = httpx.post(timeouts.url + "/v1/chat/completions", timeout=60,
+                   headers={"Authorization": "Bearer sk-1234", "x-litellm-timeout": "1", "x-litellm-num-retries": "0"},
+                   json={"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 504 and "timeout=1s" in r.json()["error"]["message"], r.text
+    upstream._script.clear()
+    r = httpx.post(timeouts.url + "/v1/chat/completions", timeout=60,
+                   headers={"Authorization": "Bearer sk-1234", "x-litellm-timeout": "soon"},
+                   json={"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "x-litellm-timeout"
+
+
+def test_a_client_timeout_cannot_lengthen_the_configured_one(timeouts):
+    r = post(timeouts, {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}], "timeout": -1})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "timeout"

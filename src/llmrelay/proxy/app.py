@@ -127,7 +127,7 @@ class _Ctx:
     __slots__ = ("start", "request_id", "model", "status", "upstream", "stream", "chunks",
                  "usage", "error", "done", "disconnected", "ttft", "ingress", "cut", "key_alias", "auth", "cost",
                  "exc", "result", "call", "traceparent", "messages", "extra", "cache", "direct", "fast",
-                 "customer", "tags")
+                 "customer", "tags", "routing")
 
     def __init__(self, start: float, request_id: bytes) -> None:
         self.start = start
@@ -158,6 +158,7 @@ class _Ctx:
         self.fast = 0  # chunks the fast path rewrote without decoding them (see fastpath.py)
         self.customer: bytes | None = None  # LiteLLM's x-litellm-customer-id / x-litellm-end-user-id header
         self.tags: bytes | None = None  # LiteLLM's x-litellm-tags header (comma-separated request tags)
+        self.routing: dict[str, bytes] | None = None  # LiteLLM's x-litellm-timeout / -num-retries headers
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         overhead = (_perf() - self.start - self.upstream) * 1000.0
@@ -176,6 +177,24 @@ class _Ctx:
             if routed:
                 headers += routed
         return headers
+
+
+#: LiteLLM's request headers for a call's timeout and retries → the body keys they stand for.
+_ROUTING_HEADERS = {b"x-litellm-timeout": "timeout", b"x-litellm-num-retries": "num_retries"}
+
+
+def _header_routing(params: dict[str, Any], headers: dict[str, bytes]) -> None:
+    """The ``x-litellm-timeout`` / ``x-litellm-num-retries`` headers as the body's ``timeout`` /
+    ``num_retries`` (the body's own value wins); checked with the body's (ClientParamError)."""
+    for key, raw in headers.items():
+        if key in params:
+            continue
+        try:
+            value = float(raw) if key == "timeout" else int(raw)
+        except ValueError:
+            header = "x-litellm-timeout" if key == "timeout" else "x-litellm-num-retries"
+            raise ClientParamError(header, f"The {header} header must be a number, got {raw.decode('latin-1')!r}.") from None
+        params[key] = value
 
 
 def route_headers(hidden: Any) -> list[tuple[bytes, bytes]] | None:
@@ -346,7 +365,7 @@ class ProxyApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = _perf()
         authorization = api_key = x_api_key = content_length = request_id = traceparent = customer = end_user = None
-        tags = None
+        tags = routing = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -366,6 +385,9 @@ class ProxyApp:
                 end_user = value
             elif name == b"x-litellm-tags":
                 tags = value
+            elif name in _ROUTING_HEADERS:
+                routing = routing or {}
+                routing[_ROUTING_HEADERS[name]] = value
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = new_request_id()
         ctx = _Ctx(start, request_id)
@@ -375,6 +397,7 @@ class ProxyApp:
             customer = next((v for n, v in scope["headers"] if n == self.customer_header and v.strip()), None)
         ctx.customer = customer or None
         ctx.tags = tags
+        ctx.routing = routing
         extensions = scope.get("extensions")
         if extensions:
             ctx.direct = extensions.get(_DIRECT)
@@ -683,6 +706,8 @@ class ProxyApp:
             )
         try:
             request.params = params = self.client_params.screen(model, request.params, ingress.known_params)
+            if ctx.routing is not None:
+                _header_routing(params, ctx.routing)
             fallbacks = self.client_params.routing(params, self.models, ingress.known_params) \
                 if not _ROUTING_KEYS.isdisjoint(params) else None
         except ClientParamError as exc:

@@ -43,9 +43,10 @@ GATEWAY_KEYS = frozenset({"tags", "cache"})
 
 #: LiteLLM's per-request routing controls a client may set, checked by :meth:`ClientParamPolicy.routing`:
 #: ``fallbacks`` (model names of this gateway, or ``{"model": name, "messages": [...], ...}``),
-#: ``num_retries`` (at most :data:`MAX_CLIENT_RETRIES`) and the ``mock_testing_*fallbacks`` flags.
+#: ``num_retries`` (at most :data:`MAX_CLIENT_RETRIES`), ``timeout`` (seconds; it can only shorten
+#: the configured timeouts) and the ``mock_testing_*fallbacks`` flags.
 ROUTING_KEYS = frozenset({
-    "fallbacks", "num_retries", "mock_testing_fallbacks", "mock_testing_content_policy_fallbacks",
+    "fallbacks", "num_retries", "timeout", "mock_testing_fallbacks", "mock_testing_content_policy_fallbacks",
     "mock_testing_context_window_fallbacks",
 })
 
@@ -61,7 +62,7 @@ _CONNECTION_KEYS = frozenset(
     {
         "api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers",
         "headers", "mock_response", "mock_tool_calls", "mock_timeout", "mock_delay",
-        "max_retries", "timeout", "request_timeout",
+        "max_retries", "request_timeout",
         "stream_timeout", "stream_idle_timeout", "organization", "azure_ad_token",
         "azure_ad_token_provider", "model_list", "litellm_params", "drop_params",
         "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
@@ -176,7 +177,7 @@ class ClientParamPolicy:
         caller's model access check). ``served``: the gateway's model names. Raises
         :class:`ClientParamError`: a fallback must be a model of this gateway, its own
         arguments pass the same screen as a request's, and ``num_retries`` is a count."""
-        for flag in ROUTING_KEYS.difference(("fallbacks", "num_retries")).intersection(params):
+        for flag in ROUTING_KEYS.difference(("fallbacks", "num_retries", "timeout")).intersection(params):
             if not isinstance(params[flag], bool):
                 raise ClientParamError(flag, f"{flag!r} must be true or false.")
         if "num_retries" in params:
@@ -184,6 +185,11 @@ class ClientParamPolicy:
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ClientParamError("num_retries", "'num_retries' must be a non-negative integer.")
             params["num_retries"] = min(n, MAX_CLIENT_RETRIES)
+        if "timeout" in params:
+            t = params.pop("timeout")
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+                raise ClientParamError("timeout", "'timeout' must be a positive number of seconds.")
+            params["timeout_cap"] = float(t)  # (the router's bound on its own timeouts)
         value = params.get("fallbacks")
         if value is None:
             params.pop("fallbacks", None)
