@@ -11,6 +11,7 @@ from llmrelay.providers import registry
 @pytest.mark.parametrize("model, provider", [
     ("gpt-4o-mini", "openai"), ("o3-mini", "openai"), ("chatgpt-4o-latest", "openai"),
     ("claude-3-5-sonnet-latest", "anthropic"), ("gemini-1.5-pro", "vertex_ai"), ("gemini-2.0-flash", "vertex_ai"),
+    ("text-embedding-ada-002", "openai"), ("text-embedding-3-small", "openai"),
     ("command-r-plus", "cohere_chat"), ("mistral-large-latest", "mistral"), ("codestral-latest", "mistral"),
     ("open-mistral-nemo", "mistral"), ("deepseek-chat", "deepseek"), ("grok-3", "xai"),
     # Bedrock ids (LiteLLM resolves the names in its bedrock_models to bedrock)

@@ -544,3 +544,134 @@ def test_timeout_header(timeouts, upstream):
 def test_a_client_timeout_cannot_lengthen_the_configured_one(timeouts):
     r = post(timeouts, {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}], "timeout": -1})
     assert r.status_code == 400 and r.json()["error"]["param"] == "timeout"
+
+
+# ====================================================================== caching
+# https://docs.litellm.ai/docs/proxy/caching (In Memory Cache; Usage: Basic; Dynamic Cache Controls)
+CACHING = """
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: gpt-3.5-turbo
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+  - model_name: text-embedding-ada-002
+    litellm_params:
+      model: text-embedding-ada-002
+      api_key: os.environ/EMBED_API_KEY
+      api_base: os.environ/EMBED_API_BASE
+
+litellm_settings:
+  set_verbose: True
+  cache: True
+  cache_params:
+    type: local
+"""
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from servers.embedding_servers import FakeEmbeddingServer
+
+    with FakeEmbeddingServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def caching(upstream, azure, embedder, tmp_path_factory) -> Iterator[Gateway]:
+    from servers.embedding_servers import KEY
+
+    path = tmp_path_factory.mktemp("gw") / "config.yaml"
+    path.write_text(CACHING)
+    extra = {"EMBED_API_KEY": KEY, "EMBED_API_BASE": embedder.url + "/v1"}
+    with Gateway(str(path), env={**env(upstream, azure), **extra}) as gw:
+        yield gw
+
+
+def plain(gw: Gateway, body: dict, path: str = "/v1/chat/completions") -> httpx.Response:
+    return httpx.post(gw.url + path, json=body, headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def test_caching_basic_same_request_twice(caching, upstream):
+    assert not [line for line in caching.lines if "warning: " in line and "master_key" not in line]
+    before = len(upstream.chat_requests)
+    body = {
+     "model": "gpt-3.5-turbo",
+     "messages": [{"role": "user", "content": "write a poem about litellm!"}],
+     "temperature": 0.7
+   }
+    first, second = plain(caching, body), plain(caching, body)
+    assert first.status_code == second.status_code == 200
+    assert len(upstream.chat_requests) == before + 1
+    assert second.json()["choices"] == first.json()["choices"]
+    assert second.headers["x-litellm-cache-key"]
+
+
+def test_bare_embedding_model_name_is_served(caching, embedder):
+    # (the doc's `model: text-embedding-ada-002` resolves to OpenAI, as in LiteLLM; the gateway's
+    # response cache is for chat completions only: the embedding is asked for each time)
+    body = {
+  "model": "text-embedding-ada-002",
+  "input": ["write a litellm poem"]
+  }
+    r = plain(caching, body, "/embeddings")
+    assert r.status_code == 200, r.text
+    assert r.json()["data"][0]["embedding"]
+
+
+@pytest.mark.parametrize("cache, stored, served", [
+    ({"ttl": 300}, True, False),
+    ({"no-store": True}, False, False),
+])
+def test_dynamic_cache_controls_store(caching, upstream, cache, stored, served):
+    content = f"Hello {sorted(cache)}"
+    before = len(upstream.chat_requests)
+    r = plain(caching, {"model": "gpt-3.5-turbo", "cache": cache, "messages": [{"role": "user", "content": content}]})
+    assert r.status_code == 200 and r.headers["x-llmrelay-cache"] == "miss"
+    again = plain(caching, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": content}]})
+    assert (again.headers["x-llmrelay-cache"] == "hit") is stored
+    assert len(upstream.chat_requests) == before + (1 if stored else 2)
+
+
+def test_dynamic_cache_controls_no_cache_and_s_maxage(caching, upstream):
+    client = openai.OpenAI(api_key="your-api-key", base_url=caching.url)
+    messages = [{"role": "user", "content": "Hello no-cache"}]
+    client.chat.completions.create(messages=messages, model="gpt-3.5-turbo")
+    before = len(upstream.chat_requests)
+    chat_completion = client.chat.completions.with_raw_response.create(
+        messages=messages,
+        model="gpt-3.5-turbo",
+        extra_body={
+            "cache": {
+                "no-cache": True  # Skip cache check, get fresh response
+            }
+        }
+    )
+    assert chat_completion.headers["x-llmrelay-cache"] == "miss"
+    assert len(upstream.chat_requests) == before + 1
+    chat_completion = client.chat.completions.with_raw_response.create(
+        messages=messages,
+        model="gpt-3.5-turbo",
+        extra_body={
+            "cache": {
+                "s-maxage": 600  # Only use cache if less than 10 minutes old
+            }
+        }
+    )
+    assert chat_completion.headers["x-llmrelay-cache"] == "hit"
+
+
+def test_dynamic_cache_controls_namespace(caching, upstream):
+    client = openai.OpenAI(api_key="your-api-key", base_url=caching.url)
+    messages = [{"role": "user", "content": "Hello namespace"}]
+    for _ in range(2):
+        r = client.chat.completions.with_raw_response.create(
+            messages=messages,
+            model="gpt-3.5-turbo",
+            extra_body={
+                "cache": {
+                    "namespace": "my-custom-namespace"  # Store in custom namespace
+                }
+            }
+        )
+    assert r.headers["x-litellm-cache-key"].startswith("my-custom-namespace:")

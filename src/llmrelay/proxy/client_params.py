@@ -233,7 +233,7 @@ def _allowed_of(model_name: str, model_info: Mapping[str, Any]) -> frozenset[str
         raise ValueError(
             f"model {model_name!r}: model_info.allowed_client_params must be a list of parameter names, got {value!r}"
         )
-    bad = sorted(k for k in value if is_connection_key(k) or k in _ENDPOINT_KEYS or k in ROUTING_KEYS)
+    bad = sorted(k for k in value if is_connection_key(k) or k in _ENDPOINT_KEYS)
     if bad:
         raise ValueError(
             f"model {model_name!r}: model_info.allowed_client_params lists {', '.join(bad)}, which "
