@@ -67,6 +67,7 @@ _CALL_KWARGS = {
     "context_window_fallback_dict",
     "mock_testing_content_policy_fallbacks",
     "mock_testing_context_window_fallbacks",
+    "mock_testing_rate_limit_error",
     "ssl_verify",
     "merge_reasoning_content_in_choices",
     "stream",

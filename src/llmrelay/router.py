@@ -877,7 +877,7 @@ class Router:
                 plan = dep.plan
                 if plan is False:
                     plan = dep.plan = (_main or _load_main()).stream_plan(dep.model, dep.kwargs)
-                if (plan is not None and run.logging is None and not run.mock_fallbacks and kw.get("timeout") is not None
+                if (plan is not None and run.logging is None and not run.mocked and kw.get("timeout") is not None
                         and _main.PLAIN_PARAMS.issuperset(run.kwargs) and _main.plan_applies(plan, dep.kwargs)):
                     stream = await _main.astream_planned(plan, run.messages, run.kwargs, kw["timeout"])
                 else:
@@ -1053,7 +1053,8 @@ class _Run:
 
     __slots__ = ("router", "model", "messages", "stream", "kwargs", "overrides", "attempts", "tried_groups",
                  "group", "deps", "tried", "attempt", "retries", "last", "deadline", "count", "dep", "start",
-                 "first_timeout", "idle", "tags", "logging", "mock_fallbacks", "checked", "original_exc")
+                 "first_timeout", "idle", "tags", "logging", "mock_fallbacks", "mocked", "checked",
+                 "original_exc")
 
     def __init__(self, router: Router, model: Any, messages: Any, stream: bool, kwargs: dict[str, Any],
                  is_async: bool = False, call_type: str = "completion", embed_input: Any = None) -> None:
@@ -1087,6 +1088,7 @@ class _Run:
                 raise
             self.deps = router._select(group, self.tags)
         self.mock_fallbacks = mock_fallback_kind(kwargs)
+        self.mocked = False  # whether the attempt under way is a mocked failure
         self.checked: str | None = None  # the group whose deployments passed the pre-call checks
         self.messages = messages
         self.stream = stream
@@ -1151,8 +1153,11 @@ class _Run:
         kw, limit, idle = router._call_kwargs(dep, self.kwargs, self.overrides, self.stream)
         if self.logging is not None:
             kw["litellm_logging_obj"] = self.logging
-        if self.mock_fallbacks and self.group == self.model:  # mock_testing_fallbacks: the first group fails
-            kw["mock_response"] = mock_fallback_error(self.group, dep.model, self.mock_fallbacks)
+        mock = self.mock_fallbacks
+        # mock_testing_*fallbacks: the first group fails; mock_testing_rate_limit_error: its first attempt
+        self.mocked = mock is not None and self.group == self.model and (mock != "rate_limit" or not self.attempts)
+        if self.mocked:
+            kw["mock_response"] = mock_fallback_error(self.group, dep.model, mock)
         self.first_timeout = limit if self.stream else None
         self.idle = idle
         self.count = router._usage_based or dep.tpm is not None
@@ -1223,7 +1228,7 @@ class _Run:
         router = self.router
         dep = self.dep
         elapsed = _monotonic() - self.start
-        if not (self.mock_fallbacks and self.group == self.model):  # (a mocked failure is not the deployment's)
+        if not self.mocked:  # (a mocked failure is not the deployment's)
             router._record_failure(dep, exc, elapsed, self.stream)
         self.attempts.append(attempt_record(self.group, dep, exc, elapsed))
         self.last = exc

@@ -675,3 +675,93 @@ def test_dynamic_cache_controls_namespace(caching, upstream):
             }
         )
     assert r.headers["x-litellm-cache-key"].startswith("my-custom-namespace:")
+
+
+# ====================================================================== load balancing
+# https://docs.litellm.ai/docs/proxy/load_balancing (Quick Start; Test - Simple Call; Test -
+# Loadbalancing; model_group_alias; Hide Alias Models). The redis_* lines are left out: shared
+# state through Redis is tested in tests/scaling.
+LOAD_BALANCING = """
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: azure/<your-deployment-name>
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      rpm: 6      # Rate limit for this deployment: in requests per minute (rpm)
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: azure/gpt-turbo-small-ca
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      rpm: 6
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: azure/gpt-turbo-large
+      api_base: os.environ/AZURE_API_BASE
+      api_key: os.environ/AZURE_API_KEY
+      rpm: 1440
+
+router_settings:
+  routing_strategy: simple-shuffle # Literal["simple-shuffle", "least-busy", "usage-based-routing","latency-based-routing"], default="simple-shuffle"
+  model_group_alias:
+    "gpt-4": "gpt-3.5-turbo" # all requests with `gpt-4` will be routed to models with `gpt-3.5-turbo`
+    "GPT-3.5-turbo": # alias
+      model: "gpt-3.5-turbo"  # Actual model name in 'model_list'
+      hidden: true             # Exclude from `/v1/models`, `/v1/model/info`, `/v1/model_group/info`
+  num_retries: 2
+  timeout: 30                                  # 30 seconds
+"""
+
+
+@pytest.fixture(scope="module")
+def balanced(upstream, tmp_path_factory) -> Iterator[Gateway]:
+    deployments = ("<your-deployment-name>", "%3Cyour-deployment-name%3E", "gpt-turbo-small-ca", "gpt-turbo-large")
+    with FakeAzureServer(deployments=deployments, api_key=UPSTREAM_KEY) as srv:
+        with start(upstream, srv, tmp_path_factory, LOAD_BALANCING) as gw:
+            yield gw
+
+
+def test_load_balancing_simple_call_and_model_id_header(balanced):
+    client = openai.OpenAI(
+        api_key="sk-1234",
+        base_url=balanced.url
+    )
+    ids = set()
+    for _ in range(12):
+        response = client.chat.completions.with_raw_response.create(
+            model="gpt-3.5-turbo",
+            messages = [
+                {
+                    "role": "user",
+                    "content": "this is a test request, write a short poem"
+                }
+            ]
+        )
+        assert response.parse().choices[0].message.content
+        ids.add(response.headers["x-litellm-model-id"])
+    # "Check the model_id in Response Headers to make sure the requests are being load balanced"
+    # (simple-shuffle weighs by rpm, as LiteLLM's: 1440 against 6 and 6, so mostly one deployment)
+    info = httpx.get(balanced.url + "/v1/model/info", headers={"Authorization": "Bearer sk-1234"}, timeout=30).json()
+    assert ids <= {m["model_info"]["id"] for m in info["data"]}, (ids, info)
+
+
+def test_load_balancing_mock_rate_limit_error_is_retried(balanced):
+    r = post(balanced, {
+      "model": "gpt-3.5-turbo",
+      "messages": [
+            {"role": "user", "content": "Hi there!"}
+        ],
+        "mock_testing_rate_limit_error": True
+    })
+    assert r.status_code == 200, r.text
+    assert r.headers["x-litellm-attempted-retries"] == "1"
+
+
+def test_model_group_alias_and_hidden_alias(balanced):
+    names = [m.id for m in sdk(balanced).models.list().data]
+    assert names == ["gpt-3.5-turbo", "gpt-4"]
+    for alias in ("gpt-4", "GPT-3.5-turbo"):
+        r = post(balanced, {"model": alias, "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == alias

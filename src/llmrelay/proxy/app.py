@@ -446,7 +446,8 @@ class ProxyApp:
                     return
                 from .model_info import model_info_list
 
-                data = model_info_list(self.config)
+                router = self.models.router
+                data = model_info_list(self.config, ids=router.get_model_ids() if router is not None else None)
                 visible = await self._visible(ctx)
                 if visible is not None:
                     data = [d for d in data if d.get("model_name") in visible]

@@ -47,7 +47,7 @@ GATEWAY_KEYS = frozenset({"tags", "cache"})
 #: the configured timeouts) and the ``mock_testing_*fallbacks`` flags.
 ROUTING_KEYS = frozenset({
     "fallbacks", "num_retries", "timeout", "mock_testing_fallbacks", "mock_testing_content_policy_fallbacks",
-    "mock_testing_context_window_fallbacks",
+    "mock_testing_context_window_fallbacks", "mock_testing_rate_limit_error",
 })
 
 #: The most retries a client's ``num_retries`` asks for (a larger number is lowered to it): a

@@ -20,17 +20,20 @@ SHOWN_PARAMS = ("model", "custom_llm_provider", "rpm", "tpm", "order", "weight",
 _COSTS = ("input_cost_per_token", "output_cost_per_token")
 
 
-def model_info_list(config: ProxyConfig, mode_default: str = "chat") -> list[dict[str, Any]]:
-    """The ``data`` list of ``/model/info``, in config order."""
+def model_info_list(config: ProxyConfig, mode_default: str = "chat", ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """The ``data`` list of ``/model/info``, in config order. ``ids``: the router's deployment
+    ids in the same order (``model_info.id``, generated when the config has none: the
+    ``x-litellm-model-id`` response header's value, as in LiteLLM)."""
     from .config import _secret_name
 
     shown_info = config_keys.MODEL_INFO.all() - {"key"}
     out = []
-    for dep in config.deployments:
+    if ids is not None and len(ids) != len(config.deployments):
+        ids = None
+    for i, dep in enumerate(config.deployments):
         params = {k: dep.litellm_params[k] for k in SHOWN_PARAMS if k in dep.litellm_params}
-        info: dict[str, Any] = {
-            k: v for k, v in dep.model_info.items() if k in shown_info and not _secret_name(k)
-        }
+        info: dict[str, Any] = {} if ids is None else {"id": ids[i]}
+        info.update((k, v) for k, v in dep.model_info.items() if k in shown_info and not _secret_name(k))
         info.setdefault("mode", mode_default)
         for key in _COSTS:
             if key not in info and key in params:

@@ -14,7 +14,13 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable
 
-from ..exceptions import APIError, ContentPolicyViolationError, ContextWindowExceededError, InternalServerError
+from ..exceptions import (
+    APIError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InternalServerError,
+    RateLimitError,
+)
 
 __all__ = ["DeploymentView", "context_window", "prompt_tokens", "fitting", "no_fit_error", "mock_fallback_error",
            "mock_fallback_kind", "MOCK_FALLBACK_FLAGS"]
@@ -138,6 +144,7 @@ MOCK_FALLBACK_FLAGS = {
     "mock_testing_fallbacks": "generic",
     "mock_testing_content_policy_fallbacks": "content_policy",
     "mock_testing_context_window_fallbacks": "context_window",
+    "mock_testing_rate_limit_error": "rate_limit",  # (the first attempt only: a retry is real)
 }
 
 
@@ -155,6 +162,9 @@ def mock_fallback_kind(kwargs: dict[str, Any]) -> str | None:
 def mock_fallback_error(group: str, model: str, kind: str | None = "generic") -> APIError:
     """What each deployment of the first group answers with under ``mock_testing_fallbacks``
     (``kind``: ``content_policy`` and ``context_window`` mock those errors, for their fallbacks)."""
+    if kind == "rate_limit":
+        return RateLimitError(f"mock_testing_rate_limit_error: a mock rate limit of {model} (group {group!r})",
+                              model=model)
     flag = "mock_testing_fallbacks" if kind == "generic" else f"mock_testing_{kind}_fallbacks"
     message = f"{flag}: a mock failure of {model} (group {group!r}) to trigger the fallbacks"
     if kind == "content_policy":
