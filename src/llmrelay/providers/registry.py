@@ -73,8 +73,6 @@ BARE_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("ft:gpt", "openai"),
     ("davinci", "openai"),
     ("babbage", "openai"),
-    ("text-embedding-ada-", "openai"),  # (text-embedding-004/005 are Vertex AI's, as in LiteLLM: not here)
-    ("text-embedding-3-", "openai"),
     ("claude-", "anthropic"),
     ("gemini-", "vertex_ai"),
     ("command-", "cohere_chat"),
