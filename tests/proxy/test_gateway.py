@@ -241,3 +241,33 @@ def test_header_block_check():
                 [(b"x a", b"b")], [(b"x-a", b"\x00")], [(b"x-a:", b"b")], [(b"x/a", b"1")], [(b"", b"1")],
                 [(b"x-a\r\nx-b", b"1")], [(b"x-a\nx-b", b"1")], []):
         assert not _header_block_ok(bad), bad
+
+
+def test_listening_line_means_connections_are_taken(tmp_path):
+    """A script that connects as soon as "listening on" is printed is served, not refused (the
+    socket listens before the line, while the gateway still starts: the client waits in the backlog)."""
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    from proxy.harness import gateway_env
+
+    path = tmp_path / "config.yaml"
+    path.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: openai/x, api_key: k, "
+                    "api_base: 'http://127.0.0.1:9/v1'}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "llmrelay.proxy", "--port", "0", "--config", str(path)],
+                            env=gateway_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url is not None
+        assert httpx.get(url + "/health/liveliness", timeout=30).status_code == 200  # no retry, no wait
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -80,6 +80,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), port))
+    # Listening before "listening on" is printed: a client that connects at once waits in the
+    # backlog until the server starts accepting (after its startup), instead of being refused.
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
