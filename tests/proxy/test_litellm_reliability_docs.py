@@ -765,3 +765,134 @@ def test_model_group_alias_and_hidden_alias(balanced):
         r = post(balanced, {"model": alias, "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200, r.text
         assert r.json()["model"] == alias
+
+
+# ====================================================================== tag routing
+# https://docs.litellm.ai/docs/proxy/tag_routing (Quick Start, Calling via Request Header,
+# Setting Default Tags). LiteLLM's x-litellm-model-api-base header is not sent (the upstream's
+# address stays inside the gateway): x-litellm-model-id tells the deployments apart instead.
+TAGS = """
+model_list:
+  - model_name: gpt-4
+    litellm_params:
+      model: openai/fake
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+      tags: ["free"] # 👈 Key Change
+    model_info:
+      id: "free-model"
+  - model_name: gpt-4
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+      tags: ["paid"] # 👈 Key Change
+    model_info:
+      id: "paid-model"
+  - model_name: gpt-4
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+      tags: ["default"] # OPTIONAL - All untagged requests will get routed to this
+    model_info:
+      id: "default-model" # used for identifying model in response headers
+
+
+router_settings:
+  enable_tag_filtering: True # 👈 Key Change
+"""
+
+
+@pytest.fixture(scope="module")
+def tagged(upstream, azure, tmp_path_factory) -> Iterator[Gateway]:
+    with start(upstream, azure, tmp_path_factory, TAGS) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize("tags, model_id, upstream_model", [
+    (["free"], "free-model", "fake"),
+    (["paid"], "paid-model", "gpt-4o"),
+    (None, "default-model", "gpt-4o"),
+])
+def test_tag_routing_quick_start(tagged, upstream, tags, model_id, upstream_model):
+    body = {
+        "model": "gpt-4",
+        "messages": [
+          {"role": "user", "content": "Hello, Claude gm!"}
+        ],
+    }
+    if tags is not None:
+        body["tags"] = tags
+    for _ in range(4):
+        r = post(tagged, body)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-litellm-model-id"] == model_id
+        assert upstream.chat_requests[-1]["model"] == upstream_model
+        assert "tags" not in upstream.chat_requests[-1]
+
+
+def test_tag_routing_via_request_header(tagged, upstream):
+    for _ in range(4):
+        r = httpx.post(tagged.url + "/v1/chat/completions", timeout=30, headers={
+            "Content-Type": "application/json", "Authorization": "Bearer sk-1234",
+            "x-litellm-tags": "free,my-custom-tag"},
+            json={"model": "gpt-4", "messages": [{"role": "user", "content": "Hey, how's it going 123456?"}]})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-litellm-model-id"] == "free-model"
+
+
+# ====================================================================== wildcard routing
+# https://docs.litellm.ai/docs/wildcard_routing (Provider specific Wildcard routing: config.yaml, Test it)
+WILDCARDS = """
+model_list:
+  # provider specific wildcard routing
+  - model_name: "anthropic/*"
+    litellm_params:
+      model: "anthropic/*"
+      api_key: os.environ/ANTHROPIC_API_KEY
+      api_base: os.environ/ANTHROPIC_API_BASE
+  - model_name: "groq/*"
+    litellm_params:
+      model: "groq/*"
+      api_key: os.environ/GROQ_API_KEY
+      api_base: os.environ/GROQ_API_BASE
+  - model_name: "fo::*:static::*" # all requests matching this pattern will be routed to this deployment, example: model="fo::hi::static::hi" will be routed to deployment: "openai/fo::*:static::*"
+    litellm_params:
+      model: "openai/fo::*:static::*"
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: os.environ/OPENAI_API_BASE
+"""
+
+
+@pytest.fixture(scope="module")
+def wild(upstream, azure, tmp_path_factory) -> Iterator[tuple[Gateway, object]]:
+    from servers.anthropic_server import FakeAnthropicServer
+
+    with FakeAnthropicServer(api_key=UPSTREAM_KEY) as anthropic:
+        path = tmp_path_factory.mktemp("gw") / "config.yaml"
+        path.write_text(WILDCARDS + "\ngeneral_settings:\n  master_key: sk-1234\n")
+        extra = {"ANTHROPIC_API_BASE": anthropic.url, "GROQ_API_KEY": UPSTREAM_KEY,
+                 "GROQ_API_BASE": upstream.url + "/v1"}
+        with Gateway(str(path), env={**env(upstream, azure), **extra}) as gw:
+            yield gw, anthropic
+
+
+@pytest.mark.parametrize("model, sent", [
+    ("anthropic/claude-3-sonnet-20240229", "claude-3-sonnet-20240229"),
+    ("groq/llama3-8b-8192", "llama3-8b-8192"),
+    ("fo::hi::static::hi", "fo::hi::static::hi"),
+])
+def test_wildcard_routing(wild, upstream, model, sent):
+    gw, anthropic = wild
+    r = httpx.post(gw.url + "/v1/chat/completions", timeout=30, headers={
+        "Content-Type": "application/json", "Authorization": "Bearer sk-1234"}, json={
+          "model": model,
+          "messages": [
+            {"role": "user", "content": "Hello, Claude!"}
+          ]
+        })
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == model
+    server = anthropic if model.startswith("anthropic/") else upstream
+    assert server.requests[-1].json()["model"] == sent

@@ -134,8 +134,7 @@ class Wildcards:
         for pattern, name in self.patterns:
             match = pattern.fullmatch(model)
             if match is not None:
-                part = match.group(1)
-                made = [_concrete(dep, model, part) for dep in groups.get(name, ())]
+                made = [_concrete(dep, model, match.groups()) for dep in groups.get(name, ())]
                 if made:
                     self._made[model] = made
                     if len(self._made) > _CACHE_SIZE:
@@ -144,13 +143,22 @@ class Wildcards:
         return None
 
 
-def _concrete(dep: Deployment, model: str, part: str) -> Deployment:
-    """``dep`` (of a wildcard group) serving ``model``, the wildcard standing for ``part``."""
+def _concrete(dep: Deployment, model: str, parts: tuple[str, ...]) -> Deployment:
+    """``dep`` (of a wildcard group) serving ``model``, the group name's wildcards standing for
+    ``parts``: the deployment's ``*``s take them in order when it has as many (LiteLLM's
+    ``fo::*:static::*`` → ``openai/fo::*:static::*``), else each takes the first."""
     from ..providers import registry
 
-    if not _SAFE_PART.fullmatch(part) or ".." in part:
-        raise _not_served(model, "the name has characters a model name cannot have")
-    target = dep.model.replace("*", part) if "*" in dep.model else dep.model
+    for part in parts:
+        if not _SAFE_PART.fullmatch(part) or ".." in part:
+            raise _not_served(model, "the name has characters a model name cannot have")
+    target = dep.model
+    if "*" in target:
+        pieces = target.split("*")
+        if len(pieces) - 1 == len(parts):
+            target = pieces[0] + "".join(part + piece for part, piece in zip(parts, pieces[1:]))
+        else:
+            target = target.replace("*", parts[0])
     params = dep.litellm_params
     try:
         provider, _ = registry.resolve(target, params.get("custom_llm_provider"))
