@@ -495,11 +495,7 @@ def _with_fallbacks(model: Any, messages: Any, stream: Any, kwargs: dict[str, An
         try:
             return completion(name, messages, stream, **kw)
         except Exception as exc:  # noqa: BLE001 - LiteLLM moves on to the next model on any error
-            error = exc
-            bigger = windows.get(name) if isinstance(exc, ContextWindowExceededError) else None
-            if bigger is not None and bigger not in tried:
-                plan.insert(0, (bigger, kw))
-            log.debug("completion with fallbacks: %s failed (%s)", name, type(exc).__name__)
+            error = _failed_over(plan, windows, tried, name, kw, exc)
     assert error is not None
     raise error
 
@@ -515,13 +511,19 @@ async def _awith_fallbacks(model: Any, messages: Any, stream: Any, kwargs: dict[
         try:
             return await acompletion(name, messages, stream, **kw)
         except Exception as exc:  # noqa: BLE001 - LiteLLM moves on to the next model on any error
-            error = exc
-            bigger = windows.get(name) if isinstance(exc, ContextWindowExceededError) else None
-            if bigger is not None and bigger not in tried:
-                plan.insert(0, (bigger, kw))
-            log.debug("acompletion with fallbacks: %s failed (%s)", name, type(exc).__name__)
+            error = _failed_over(plan, windows, tried, name, kw, exc)
     assert error is not None
     raise error
+
+
+def _failed_over(plan: list, windows: dict, tried: set, name: Any, kw: dict[str, Any], exc: Exception) -> Exception:
+    """One model of a fallback plan failed: a context-window error puts its bigger model next
+    (``context_window_fallback_dict``); returns the error to raise if nothing else answers."""
+    bigger = windows.get(name) if isinstance(exc, ContextWindowExceededError) else None
+    if bigger is not None and bigger not in tried:
+        plan.insert(0, (bigger, kw))
+    log.debug("completion with fallbacks: %s failed (%s)", name, type(exc).__name__)
+    return exc
 
 
 def _without(kwargs: dict[str, Any], name: str) -> dict[str, Any]:

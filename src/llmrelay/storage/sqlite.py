@@ -47,13 +47,16 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open the SQLite database {path}: {exc}") from None
         self._lock = threading.Lock()
 
+    def _open_cursor(self) -> Any:
+        try:
+            return self._conn.cursor()
+        except sqlite3.Error as exc:  # (a closed store)
+            raise StoreError(f"SQLite error: {exc}") from None
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self._lock:
-            try:
-                cur = self._conn.cursor()
-            except sqlite3.Error as exc:  # (a closed store)
-                raise StoreError(f"SQLite error: {exc}") from None
+            cur = self._open_cursor()
             try:
                 # IMMEDIATE takes the write lock up front: two gateways on one file queue
                 # (busy_timeout) instead of failing with "database is locked" mid-transaction.
@@ -79,10 +82,7 @@ class SQLiteStore(Store):
         letting go of the GIL and taking it back from the busy event loop (the change feed is
         polled 4×/s, the budget sweep reads every 2 s)."""
         with self._lock:
-            try:
-                cur = self._conn.cursor()
-            except sqlite3.Error as exc:  # (a closed store)
-                raise StoreError(f"SQLite error: {exc}") from None
+            cur = self._open_cursor()
             try:
                 yield cur
             except sqlite3.Error as exc:
