@@ -76,6 +76,7 @@ _ROUTER_CALL_KWARGS = (
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "timeout_cap",
+    "disable_fallbacks",
 )
 _ROUTER_CALL_KEYS = frozenset(_ROUTER_CALL_KWARGS)
 
@@ -752,7 +753,7 @@ class Router:
 
     def _next_group(self, model: str, exc: BaseException, tried_groups: list[str], overrides: dict[str, Any]) -> str | None:
         kind = fallback_kind(exc)
-        if kind is None:
+        if kind is None or overrides.get("disable_fallbacks"):  # (LiteLLM's per-call disable_fallbacks)
             return None
         names = ("fallbacks",) if kind == "generic" else (f"{kind}_fallbacks", "fallbacks")
         chains = []

@@ -896,3 +896,24 @@ def test_wildcard_routing(wild, upstream, model, sent):
     assert r.json()["model"] == model
     server = anthropic if model.startswith("anthropic/") else upstream
     assert server.requests[-1].json()["model"] == sent
+
+
+# https://docs.litellm.ai/docs/proxy/reliability (Disable Fallbacks - Per Request)
+def test_disable_fallbacks_per_request(quick, azure):
+    azure.requests.clear()
+    r = post(quick, {
+        "messages": [
+            {
+                "role": "user",
+                "content": "List 5 important events in the XIX century"
+            }
+        ],
+        "model": "gpt-3.5-turbo",
+        "disable_fallbacks": True,  # 👈 DISABLE FALLBACKS
+        "mock_testing_fallbacks": True,
+    })
+    assert r.status_code == 500, r.text  # the group's (mocked) error: no fallback to gpt-4
+    assert not azure.requests
+    r = post(quick, {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}],
+                     "disable_fallbacks": "yes"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "disable_fallbacks"

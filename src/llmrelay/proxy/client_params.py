@@ -44,10 +44,10 @@ GATEWAY_KEYS = frozenset({"tags", "cache"})
 #: LiteLLM's per-request routing controls a client may set, checked by :meth:`ClientParamPolicy.routing`:
 #: ``fallbacks`` (model names of this gateway, or ``{"model": name, "messages": [...], ...}``),
 #: ``num_retries`` (at most :data:`MAX_CLIENT_RETRIES`), ``timeout`` (seconds; it can only shorten
-#: the configured timeouts) and the ``mock_testing_*fallbacks`` flags.
+#: the configured timeouts), ``disable_fallbacks`` and the ``mock_testing_*`` flags.
 ROUTING_KEYS = frozenset({
     "fallbacks", "num_retries", "timeout", "mock_testing_fallbacks", "mock_testing_content_policy_fallbacks",
-    "mock_testing_context_window_fallbacks", "mock_testing_rate_limit_error",
+    "mock_testing_context_window_fallbacks", "mock_testing_rate_limit_error", "disable_fallbacks",
 })
 
 #: The most retries a client's ``num_retries`` asks for (a larger number is lowered to it): a
