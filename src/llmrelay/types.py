@@ -463,8 +463,7 @@ class Choices(OpenAIObject):
         fields.setdefault("index", 0)
         reason = fields.get("finish_reason")
         # LiteLLM's Choices: a provider's finish reason as OpenAI's, "stop" when none is given
-        fields["finish_reason"] = "stop" if reason is None else (
-            reason if reason in _OPENAI_FINISH else map_finish_reason(reason))
+        fields["finish_reason"] = "stop" if reason is None else map_finish_reason(reason)
         if fields.get("message") is None:
             fields["message"] = Message()
         super().__init__(**fields)
@@ -481,8 +480,7 @@ class StreamingChoices(OpenAIObject):
 
     def __init__(self, **fields: Any) -> None:
         fields.setdefault("index", 0)
-        reason = fields.get("finish_reason")
-        fields["finish_reason"] = reason if reason is None or reason in _OPENAI_FINISH else map_finish_reason(reason)
+        fields["finish_reason"] = map_finish_reason(fields.get("finish_reason"))
         if fields.get("delta") is None:
             fields["delta"] = Delta()
         super().__init__(**fields)
