@@ -410,17 +410,7 @@ class KeyManager:
             self._seen[seq] = now
             self._generation += 1
             self._last_seq = max(self._last_seq, seq)
-            if change["kind"] == "budget":
-                self._to_refresh.update(self._tier_rows())
-                continue
-            cache = self._cache.get(change["kind"])
-            entry = cache.get(change["ident"]) if cache is not None else None
-            if entry is None:
-                continue
-            if entry.row is None:
-                del cache[change["ident"]]  # was unknown, may exist now
-            else:
-                self._to_refresh.add((change["kind"], change["ident"]))
+            self._mark_stale(change["kind"], change["ident"])
         if len(self._seen) > 10000:
             self._seen = {s: t for s, t in self._seen.items() if t > now - 10.0}
         if self._to_refresh:
@@ -618,19 +608,25 @@ class KeyManager:
         if spend_set:
             self.spend.forget_queued(kind, ident)
         self._generation += 1
+        if self._mark_stale(kind, ident):
+            asyncio.ensure_future(self._refresh_now())
+
+    def _mark_stale(self, kind: str, ident: str) -> bool:
+        """A row changed elsewhere: queue it to be read again (a budget tier: every cached row
+        that may take limits from a tier); a remembered unknown key is forgotten (it may exist
+        now). True when something was queued."""
         if kind == "budget":
             self._to_refresh.update(self._tier_rows())
-            asyncio.ensure_future(self._refresh_now())
-            return
+            return True
         cache = self._cache.get(kind)
         entry = cache.get(ident) if cache is not None else None
         if entry is None:
-            return
+            return False
         if entry.row is None:
             del cache[ident]
-            return
+            return False
         self._to_refresh.add((kind, ident))
-        asyncio.ensure_future(self._refresh_now())
+        return True
 
     async def _refresh_now(self) -> None:
         try:
