@@ -44,7 +44,7 @@ import time
 from typing import Any, Iterable
 
 from . import settings
-from .cost import apply_prices, deployment_prices
+from .cost import apply_prices
 from .exceptions import APIError, LLMRelayError, NotFoundError, RateLimitError, Timeout
 from .logging_obj import start_call
 from .retry_after import DEFAULT_MAX_RETRY_AFTER, capped
@@ -1219,8 +1219,6 @@ class _Run:
             if self.attempts:
                 hidden["router_attempts"] = list(self.attempts)
             prices = dep.prices
-            if prices is False:  # (worked out once per deployment, not per call)
-                prices = dep.prices = deployment_prices(dep.model_info, dep.litellm_params)
             if prices is not None:
                 apply_prices(result, prices)
 

@@ -129,7 +129,7 @@ class BudgetLimits:
 
 def stream_cost(dep: Any, usage: Any) -> float | None:
     """A finished stream's cost on ``dep`` (its own prices first, then the table)."""
-    from ..cost import deployment_prices, response_cost
+    from ..cost import response_cost
     from ..exceptions import BadRequestError
     from ..providers.registry import resolve
 
@@ -137,10 +137,7 @@ def stream_cost(dep: Any, usage: Any) -> float | None:
         provider, model = resolve(dep.model, dep.litellm_params.get("custom_llm_provider"))
     except BadRequestError:
         return None
-    prices = dep.prices
-    if prices is False:
-        prices = dep.prices = deployment_prices(dep.model_info, dep.litellm_params)
     try:
-        return response_cost(model, provider, usage, prices)
+        return response_cost(model, provider, usage, dep.prices)
     except Exception:  # noqa: BLE001 - an unpriced model costs nothing here
         return None

@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from ..cost import deployment_prices
 from ..litellm_params import ROUTER_PARAMS
 
 __all__ = ["Deployment", "ROUTER_ONLY_PARAMS", "provider_of"]
@@ -115,9 +116,8 @@ class Deployment:
             k: _resolve_env(v) for k, v in params.items() if k != "model" and k not in ROUTER_ONLY_PARAMS
         }
         self.api_base = self.kwargs.get("api_base") or self.kwargs.get("base_url")
-        #: The price overrides of litellm_params and model_info (cost.deployment_prices), worked
-        #: out by the router on first use; False until then.
-        self.prices: Any = False
+        #: The price overrides of litellm_params and model_info (None: the table's prices apply).
+        self.prices: dict[str, Any] | None = deployment_prices(info, params)
         #: Its streamed calls' ``llmrelay.main.StreamPlan`` (None: none applies), worked out by
         #: the router on first use; False until then.
         self.plan: Any = False
