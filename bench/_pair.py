@@ -46,28 +46,37 @@ import bench_proxy as bp  # noqa: E402
 def thread_times(pid: int) -> dict[str, int]:
     """Run time (ns) of each of ``pid``'s threads so far, by "tid name" (a thread that just ended
     is left out)."""
+    return {k: v[0] for k, v in thread_stats(pid).items()}
+
+
+def thread_stats(pid: int) -> dict[str, tuple[int, int]]:
+    """(run time in ns, times scheduled in) of each of ``pid``'s threads so far, by "tid name"
+    (``/proc/<pid>/task/*/schedstat``: a thread's wake-ups and preemptions are its times in)."""
     out = {}
     for task in glob.glob(f"/proc/{pid}/task/*"):
         try:
             with open(task + "/comm") as f:
                 name = f.read().strip()
             with open(task + "/schedstat") as f:
-                out[f"{task.rsplit('/', 1)[1]} {name}"] = int(f.read().split()[0])
+                ran, _, slices = f.read().split()[:3]
+            out[f"{task.rsplit('/', 1)[1]} {name}"] = (int(ran), int(slices))
         except (OSError, ValueError):
             pass
     return out
 
 
-def reading(pid: int) -> tuple[dict[str, int], tuple[float, float]]:
-    """(each thread's run time in ns, (user, system) seconds of the process)."""
-    return thread_times(pid), bp._cpu_split(pid)
+def reading(pid: int) -> tuple[dict[str, tuple[int, int]], tuple[float, float]]:
+    """(each thread's (run time in ns, times scheduled in)), (user, system) seconds of the process)."""
+    return thread_stats(pid), bp._cpu_split(pid)
 
 
 def used(before: tuple, after: tuple) -> dict:
-    """CPU used between two readings: ns over all threads, by thread, user and system seconds."""
+    """CPU used between two readings: ns over all threads, by thread, times scheduled in by
+    thread, user and system seconds."""
     (t0, (u0, s0)), (t1, (u1, s1)) = before, after
-    threads = {k: v - t0.get(k, 0) for k, v in t1.items() if v - t0.get(k, 0)}
-    return {"ns": sum(threads.values()), "threads": threads, "user": u1 - u0, "system": s1 - s0}
+    threads = {k: v[0] - t0.get(k, (0, 0))[0] for k, v in t1.items() if v[0] - t0.get(k, (0, 0))[0]}
+    slices = {k: v[1] - t0.get(k, (0, 0))[1] for k, v in t1.items() if v[1] - t0.get(k, (0, 0))[1]}
+    return {"ns": sum(threads.values()), "threads": threads, "slices": slices, "user": u1 - u0, "system": s1 - s0}
 
 
 def idle(pid: int, quiet_ns: int = 2_000_000, step: float = 0.05, limit: float = 5.0) -> tuple:
@@ -78,7 +87,7 @@ def idle(pid: int, quiet_ns: int = 2_000_000, step: float = 0.05, limit: float =
     while time.monotonic() < deadline:
         time.sleep(step)
         now = reading(pid)
-        if sum(now[0].values()) - sum(last[0].values()) < quiet_ns:
+        if sum(v[0] for v in now[0].values()) - sum(v[0] for v in last[0].values()) < quiet_ns:
             return now
         last = now
     return last
@@ -218,13 +227,16 @@ class Pair:
     def add(self, mode: str, name: str, n: int, use: dict) -> float:
         per = use["ns"] / n / 1e3
         self.cpu.setdefault((mode, name), []).append(per)
-        s = self.sums.setdefault((mode, name), {"ns": 0, "user": 0.0, "system": 0.0, "n": 0, "threads": {}})
+        s = self.sums.setdefault((mode, name), {"ns": 0, "user": 0.0, "system": 0.0, "n": 0, "threads": {},
+                                                "slices": {}})
         s["ns"] += use["ns"]
         s["user"] += use["user"]
         s["system"] += use["system"]
         s["n"] += n
         for k, v in use["threads"].items():
             s["threads"][k] = s["threads"].get(k, 0) + v
+        for k, v in use.get("slices", {}).items():
+            s["slices"][k] = s["slices"].get(k, 0) + v
         return per
 
     def measure(self, load: LoadGen, gateways: dict[str, Gateway], args: argparse.Namespace,
@@ -299,8 +311,9 @@ class Pair:
             for name in self.names:
                 s = self.sums[(mode, name)]
                 threads = ", ".join(f"{k}: {v / s['n'] / 1e3:.1f}" for k, v in sorted(s["threads"].items()))
+                slices = ", ".join(f"{k}: {v / s['n']:.3f}" for k, v in sorted(s["slices"].items()))
                 print(f"  {name}: user {s['user'] / s['n'] * 1e6:.0f} + system {s['system'] / s['n'] * 1e6:.0f} "
-                      f"µs/req (ticks); by thread µs/req: {threads}")
+                      f"µs/req (ticks); by thread µs/req: {threads}; times scheduled in per request: {slices}")
 
 
 if __name__ == "__main__":

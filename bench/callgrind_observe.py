@@ -33,7 +33,17 @@ import bench_proxy as bp  # noqa: E402
 from _common import start_gateway, start_otlp_sink  # noqa: E402
 
 
-def _requests(url: str, stream: bool, n: int) -> None:
+def _requests(url: str, stream: bool, n: int, conc: int = 1) -> None:
+    if conc > 1:  # conc connections at once, n requests in all
+        import threading
+
+        threads = [threading.Thread(target=_requests, args=(url, stream, n // conc + (i < n % conc)))
+                   for i in range(conc)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return
     host, port = url.split("//", 1)[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=600)
     body = (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":'
@@ -59,10 +69,17 @@ def _gc(path: Path) -> int:
 
 
 def _total(path: Path) -> int:
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {path}")
+    """The file's total (with ``CG_THREADS=1``, ``--separate-threads=yes``: all threads' files)."""
+    files = sorted(path.parent.glob(path.name + "-*")) or [path]
+    total = 0
+    for file in files:
+        for line in file.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+                break
+        else:
+            raise RuntimeError(f"no totals in {file}")
+    return total
 
 
 def main() -> None:
@@ -71,6 +88,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--mode", default="nonstream", choices=["nonstream", "stream", "both"])
     parser.add_argument("--keep", default=None)
+    parser.add_argument("--conc", type=int, default=1,
+                        help="connections at once (1: sequential; more: requests a loop turn finds, as under load)")
     parser.add_argument("--callbacks", default="prometheus,otel", help="the observed gateway's callbacks")
     args = parser.parse_args()
 
@@ -105,21 +124,22 @@ def main() -> None:
                 config = tmp / f"{name}.yaml"
                 config.write_text(base + extra)
                 out = tmp / f"callgrind.{mode}.{name}.{args.callbacks.replace(',', '_')}.out"
-                pin = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+                pin = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                       *(["--separate-threads=yes"] if os.environ.get("CG_THREADS") else [])]
                 proc, url = start_gateway(config, env, pin=pin)
                 try:
                     _requests(url, mode == "stream", 64)  # warm up: imports, pools, caches
                     time.sleep(1.0)
                     subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
                                    stdout=subprocess.DEVNULL)
-                    _requests(url, mode == "stream", n)
+                    _requests(url, mode == "stream", n, args.conc)
                     subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
                                    stdout=subprocess.DEVNULL)
                 finally:
                     proc.terminate()
                     proc.wait(120)
                 results[(mode, name)] = _total(out) / n
-                gcs[(mode, name)] = _gc(out) / n
+                gcs[(mode, name)] = sum(map(_gc, sorted(out.parent.glob(out.name + "-*")) or [out])) / n
                 print(f"{mode} {name}: {results[(mode, name)]:,.0f} instructions/request "
                       f"({gcs[(mode, name)]:,.0f} in garbage collections)", flush=True)
     finally:
