@@ -42,6 +42,7 @@ def clocks(monkeypatch):
     monkeypatch.setattr(observe, "_perf", lambda: 100.25)
     monkeypatch.setattr(observe_fused, "_perf", lambda: 100.25)
     monkeypatch.setattr(observe, "_time", lambda: 1_700_000_000.5)
+    monkeypatch.setattr(observe_fused, "_time", lambda: 1_700_000_000.5)
     monkeypatch.setattr(opentelemetry, "_time_ns", lambda: 1_700_000_000_100_000_000)
 
     def ids(monkeypatch=monkeypatch):
@@ -82,13 +83,16 @@ def _gateway(tmp_path, fused: bool):
     observe.facts = True
     taken = []
     if fused:
-        from llmrelay.proxy.observe_fused import fused_end
+        from llmrelay.proxy.observe import _Request
+        from llmrelay.proxy.observe_fused import fused_end, fused_start
 
         fast = fused_end(observe.gateway_loggers)
         assert fast is not None
         observe._starts = [otel.request_start]
         observe._one_start = otel.upstream_start
         observe._fused = lambda *a: taken.append(fast(*a)) or taken[-1]
+        observe._fast_start = fused_start(fast, _Request, None)
+        assert observe._fast_start is not None
     else:
         observe._starts = [otel.request_start]  # (the loggers' own path: no one-pass end)
     return observe, prom, otel, taken

@@ -213,6 +213,9 @@ class Observe:
         #: a plain non-streamed success's metrics and spans in one pass, when the gateway loggers
         #: are the built-in Prometheus and OpenTelemetry ones (:mod:`.observe_fused`; else None)
         self._fused: Any = None
+        #: :meth:`upstream` in one function when :attr:`_fused` is there and OpenTelemetry draws
+        #: its own ids (:func:`.observe_fused.fused_start`; else None)
+        self._fast_start: Any = None
         self._takers: list[Any] | None = None  # (their request_facts, made at the first request)
         self._router_of_models: Any = None  # (self.models' router, read at the first request)
         self.models: Any = None  # the app's ModelTable (for deployment state), set by the app
@@ -262,6 +265,12 @@ class Observe:
         the upstream call's headers)."""
         if not self._observing:
             return
+        fast = self._fast_start
+        if fast is not None and ctx.traceparent is None:
+            try:
+                return fast(ctx, request)
+            except Exception:  # noqa: BLE001 - (the steps below make the record anew)
+                log.warning("the one-pass start of a request failed", exc_info=True)
         # (_Request's fields set here: the class call and its __init__ frame cost more than they do)
         record = ctx.call = _new_record(_Request)
         record.wall_start = _time() - (_perf() - ctx.start)
@@ -301,9 +310,11 @@ class Observe:
         if len(starts) == 1 and hasattr(starts[0].__self__, "upstream_start"):
             self._one_start = starts[0].__self__.upstream_start
         if self.facts and not self.events:
-            from .observe_fused import fused_end
+            from .observe_fused import fused_end, fused_start
 
             self._fused = fused_end(self.gateway_loggers)
+            if self._fused is not None and self._one_start is not None:
+                self._fast_start = fused_start(self._fused, _Request, self._router_of_models)
         return starts
 
     # ------------------------------------------------------------------ after it
@@ -362,8 +373,29 @@ class Observe:
             return
         record = ctx.call
         result = ctx.result
-        if type(result) is ModelResponse and record is not None and self._fused is not None:
-            return self._end_response(ctx, record, result)
+        fused = self._fused
+        if fused is not None and type(result) is ModelResponse and record is not None:
+            # a non-streamed response with the one-pass end there: the same steps, it first
+            if ctx.usage is None:
+                ctx.usage = result.usage
+            if ctx.cost is None:  # (as _cost: a response is priced when made)
+                hidden = getattr(result, "_hp", None)
+                if type(hidden) is dict:
+                    ctx.cost = 0.0 if hidden.get("cache_hit") else hidden.get("response_cost")
+                else:
+                    ctx.cost = self._cost(ctx, result, result)
+            for hook in self._end_hooks:
+                try:
+                    hook(ctx)
+                except Exception:  # noqa: BLE001
+                    log.warning("request-end hook %r failed", hook, exc_info=True)
+            if ctx.status < 400 and ctx.error is None and not ctx.disconnected and self.facts and self.fast_event:
+                try:
+                    if fused(ctx, record, result):
+                        return
+                except Exception:  # noqa: BLE001 - never break the request (the loggers' own path follows)
+                    log.warning("the one-pass end of a request failed", exc_info=True)
+            return self._fan_out(ctx, record, result, result)
         if record is None and self._observing:  # failed before the upstream call
             record = ctx.call = _Request(_time() - (_perf() - ctx.start), None, {}, ctx.stream, self._router())
         response = None
@@ -390,30 +422,6 @@ class Observe:
         if record is None:
             return
         self._fan_out(ctx, record, result, response)
-
-    def _end_response(self, ctx: Any, record: _Request, result: ModelResponse) -> None:
-        """:meth:`end` of a non-streamed response when the one-pass end (:attr:`_fused`) is there:
-        the same steps, the one-pass end first."""
-        if ctx.usage is None:
-            ctx.usage = result.usage
-        if ctx.cost is None:  # (as _cost: a response is priced when made)
-            hidden = getattr(result, "_hp", None)
-            if type(hidden) is dict:
-                ctx.cost = 0.0 if hidden.get("cache_hit") else hidden.get("response_cost")
-            else:
-                ctx.cost = self._cost(ctx, result, result)
-        for hook in self._end_hooks:
-            try:
-                hook(ctx)
-            except Exception:  # noqa: BLE001
-                log.warning("request-end hook %r failed", hook, exc_info=True)
-        if self.facts and self.fast_event and ctx.status < 400 and ctx.error is None and not ctx.disconnected:
-            try:
-                if self._fused(ctx, record, result):
-                    return
-            except Exception:  # noqa: BLE001 - never break the request (the loggers' own path follows)
-                log.warning("the one-pass end of a request failed", exc_info=True)
-        self._fan_out(ctx, record, result, result)
 
     def _fan_out(self, ctx: Any, record: _Request, result: Any, response: Any) -> None:
         """The success/failure callbacks, metrics and traces of a request (:meth:`end`'s last step)."""

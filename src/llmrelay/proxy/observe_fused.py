@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import logging
 from math import floor as _floor
-from time import perf_counter as _perf
+from time import perf_counter as _perf, time as _time
 from typing import Any, Callable
 
+from ..transport.base import HeaderLines, upstream_headers
 from ..types import Choices, Usage
 
-__all__ = ["fused_end"]
+__all__ = ["fused_end", "fused_start"]
+
+_new_record = object.__new__
+_set_headers = upstream_headers.set
 
 log = logging.getLogger("llmrelay.proxy")
 
@@ -49,6 +53,19 @@ def fused_end(loggers: list[Any]) -> Callable[[Any, Any, Any], bool] | None:
     return _Fused(prom, otel).end
 
 
+def fused_start(end: Any, record_type: type, router: Any) -> Callable[[Any, Any], None] | None:
+    """``start(ctx, request)`` for :func:`fused_end`'s ``end`` when OpenTelemetry draws its own
+    ids (the SDK's default generator): :meth:`.observe.Observe.upstream` of a request without a
+    client's ``traceparent`` in one function (see :meth:`_Fused.start`); else None."""
+    fused = getattr(end, "__self__", None)
+    if type(fused) is not _Fused or fused.otel._new_trace_id is not fused._otel._random_trace_id:
+        return None
+    fused._record_type = record_type
+    fused._router = router
+    fused._flags, fused._suffix = fused.otel._new_flags, fused.otel._new_flags_suffix
+    return fused.start
+
+
 class _Fused:
     """:func:`fused_end`'s state: the two loggers and the kinds of request seen."""
 
@@ -64,6 +81,30 @@ class _Fused:
         self._tokens = otlp_proto._tokens
         self._template = otlp_proto.pair_template
         self._otel = opentelemetry
+        self._key = otel._key
+        self._record_type: Any = None  # (set by fused_start)
+        self._router: Any = None
+        self._flags, self._suffix = 1, "-01"  # (the new trace's flags, set by fused_start)
+
+    def start(self, ctx: Any, request: Any) -> None:
+        """The request's record and the upstream call's ``traceparent``, as
+        :meth:`.observe.Observe.upstream` and ``OpenTelemetryLogger.upstream_start`` make them for
+        a request without a client's ``traceparent`` (the caller checks): a new trace, its ids
+        drawn, the header line written."""
+        record = ctx.call = _new_record(self._record_type)
+        record.wall_start = _time() - (_perf() - ctx.start)
+        record.messages = request.messages if request.kind == "chat" else request.input
+        record.params = request.params
+        record.stream = request.stream
+        record.router = self._router
+        otel = self._otel
+        trace_id, upstream_id, span_id = next(otel._drawn, None) or otel._draw_ids()  # (none zero)
+        record.state = {self._key: (trace_id, span_id, upstream_id, None, self._flags, None, True, otel._time_ns())}
+        value = f"00-{trace_id.hex()}-{upstream_id.hex()}{self._suffix}"
+        headers = HeaderLines()
+        headers["traceparent"] = value
+        headers.lines = f"traceparent: {value}\r\n".encode()
+        _set_headers(headers)
 
     def end(self, ctx: Any, record: Any, response: Any) -> bool:
         """The request's metrics and spans, or False (nothing done) when its case is not this
@@ -73,7 +114,7 @@ class _Fused:
         if params and ("metadata" in params or not self._param_names.isdisjoint(params)):
             return False
         otel = self.otel
-        ids = record.state.get(otel._key)
+        ids = record.state.get(self._key)
         if ids is None or ids[3] is not None or ids[5] or not ids[6] or otel.capture_content:
             return False  # (no upstream call, a client's trace, not sampled, content)
         if record.stream or ctx.stream:
