@@ -10,7 +10,10 @@ long): 512 spans each, so the window holds the export of its own spans (two a re
 batch; the exporter thread's instructions count, as they do in the gateway's CPU. Reported: instructions per
 request, on and off, and their ratio. Garbage collections are counted apart too: a
 full one (every few thousand requests) falls inside a window or not. ``--keep DIR`` keeps the
-callgrind files (for ``callgrind_annotate``).
+callgrind files (for ``callgrind_annotate``). ``--conc N``: the requests come over N connections at
+once (a loop turn finds several, as under load; the window's count is the same). ``CG_THREADS=1``
+in the environment: ``--separate-threads=yes``, a file per thread (``…out-01`` the event loop's,
+the others the span export thread's and idle ones), summed for the report.
 """
 
 from __future__ import annotations
