@@ -60,6 +60,11 @@ ENTITIES: dict[str, tuple[str, str, dict[str, str | None]]] = {
         "budget_id": None, "max_budget": None, "soft_budget": None, "budget_duration": None, "rpm_limit": None,
         "tpm_limit": None, "max_parallel_requests": None, "model_max_budget": _JSON, "created_at": None,
         "updated_at": None}),
+    # models added through the management API (LiteLLM's ``/model/new`` with ``store_model_in_db``),
+    # ``litellm_params`` as given (``os.environ/NAME`` values resolved when a gateway loads them)
+    "model": ("llmrelay_models", "model_id", {
+        "model_id": None, "model_name": None, "litellm_params": _JSON, "model_info": _JSON, "created_at": None,
+        "updated_at": None}),
 }
 
 #: What a budget tier gives the keys and end users linked to it (those they leave unset).

@@ -131,4 +131,15 @@ MIGRATIONS.append(
         "CREATE INDEX llmrelay_team_members_reset ON llmrelay_team_members (budget_reset_at)",
     ]))
 
+MIGRATIONS.append(
+    (6, "models added through the management API (LiteLLM's /model/new with store_model_in_db)", [
+        """CREATE TABLE llmrelay_models (
+            model_id TEXT PRIMARY KEY,
+            model_name TEXT NOT NULL,
+            litellm_params TEXT NOT NULL,
+            model_info TEXT,
+            created_at DOUBLE PRECISION,
+            updated_at DOUBLE PRECISION)""",
+    ]))
+
 LATEST = MIGRATIONS[-1][0]
