@@ -38,6 +38,7 @@ from .route_policy import RoutePolicy
 from .keys import KeyManager, Refusal, deployment_index, end_user_of, float_text
 from .management import is_management_path, logged_path
 from .limits import ServerLimits
+from .db_models import DbModels
 from .models import ModelTable
 from .observe import Observe, rejection
 from .response_cache import build_gateway_cache
@@ -268,6 +269,7 @@ class ProxyApp:
         secrets = list(config.secrets)
         if config.master_key:
             secrets.append(config.master_key)
+        self._secrets = secrets
         self.redact_secrets = errors.make_redactor(secrets)
         # What clients see also loses the configured upstream hosts (the log keeps them).
         self.redact = errors.make_redactor(secrets + errors.upstream_hosts(config))
@@ -304,6 +306,11 @@ class ProxyApp:
             if crossed is not None:
                 self.keys.soft_budget_listeners.append(crossed)
         self.responses_db = responses_db(self.keys, self.ingresses["/v1/responses"])
+        #: Models added through /model/new (general_settings.store_model_in_db).
+        self.db_models = DbModels(self)
+        if self.keys is not None:
+            self.keys.db_models = self.db_models
+            self.keys.store_models = self.db_models.enabled
         self.cache = build_gateway_cache(config.cache_params)
         # Cache hits on the chat API go out as bytes unless a hook may rewrite the answer.
         self._served_streams = not (self.observe.iterator_hooks or self.observe.chunk_hooks)
@@ -312,6 +319,21 @@ class ProxyApp:
         self.state_gauges = state_gauges(self.observe.metrics, self.keys, getattr(self.models, "router", None))
         if self.observe.metrics is not None and hasattr(self.observe.metrics, "in_flight"):
             self.observe.metrics.in_flight = self._inflight.values  # (the in-flight gauges, read at each batch)
+
+    def models_changed(self) -> None:
+        """Rebuild what the gateway built from the deployments at start (``config.deployments``
+        now with the database's models after the config's): the served names and ``/v1/models``,
+        the client-param policy, key access groups, the redaction of keys and upstream hosts."""
+        config = self.config
+        config.deployments[self.db_models.config_count:] = list(self.db_models.deployments.values())
+        self.models.refresh_names()
+        self._models_body = _dumps({"object": "list", "data": [self._model_card(n) for n in self.models.names]})
+        self.client_params = ClientParamPolicy(config.deployments)
+        if self.keys is not None:
+            self.keys.access_groups, self.keys.deployment_models = deployment_index(config)
+        secrets = self._secrets + self.db_models.all_secrets()
+        self.redact_secrets = errors.make_redactor(secrets)
+        self.redact = errors.make_redactor(secrets + errors.upstream_hosts(config))
 
     def _model_card(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmrelay"}
@@ -335,6 +357,7 @@ class ProxyApp:
                 if self.keys is not None:
                     await self.keys.start()
                     self.responses_db.start()
+                    await self.db_models.start()
                 start_shared(getattr(self.models, "router", None))
                 if self.state_gauges is not None:
                     self.state_gauges.start()
@@ -349,6 +372,7 @@ class ProxyApp:
                 if self.state_gauges is not None:
                     await self.state_gauges.stop()
                 if self.keys is not None:
+                    await self.db_models.stop()
                     await self.responses_db.stop()
                     await self.keys.stop()
                 await self.observe.close()

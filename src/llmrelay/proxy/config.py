@@ -39,6 +39,7 @@ from ..litellm_params import LITELLM_PARAMS, PROVIDER_BODY_PARAMS
 from . import config_keys as K
 
 __all__ = [
+    "validate_model_entry",
     "ConfigError",
     "Deployment",
     "ProxyConfig",
@@ -300,6 +301,22 @@ def default_config() -> ProxyConfig:
             "in this installation, so no model is served; pass --config config.yaml"
         )
     return ProxyConfig(path=None, deployments=deployments, warnings=warnings)
+
+
+def validate_model_entry(entry: Any, label: str = "model") -> tuple[Deployment, list[str], list[str]]:
+    """Validate one ``model_list`` entry exactly as a config's entries are (``os.environ/NAME``
+    values resolved now): (the deployment, its warnings, the secret values it holds). Raises
+    :class:`ValueError` whose message names the problem (the management API's 400)."""
+    parser = _Parser(label)
+    parser.skipped, parser.seen, parser.ids = [], {}, {}
+    try:
+        dep = parser.deployment([entry], 0, entry)
+    except _Skip as skip:
+        raise ValueError(str(skip)) from None
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix(f"{label}: ")) from None
+    dep.line = None
+    return dep, parser.warnings, [s for s in parser.secrets if s and len(s) >= 4]
 
 
 class _Skip(Exception):
@@ -892,6 +909,16 @@ class _Parser:
                     "use_x_forwarded_for", "background_health_checks"):
             if out.get(key) is not None and not isinstance(out[key], bool):
                 raise self.fail(raw, key, f"{key} must be true or false")
+        store_models = out.get("store_model_in_db")
+        if isinstance(store_models, str):  # (LiteLLM reads "True" from the environment)
+            store_models = store_models.strip().lower() == "true"
+        if store_models is not None and not isinstance(store_models, bool):
+            raise self.fail(raw, "store_model_in_db", "store_model_in_db must be true or false")
+        if store_models is None and os.environ.get("STORE_MODEL_IN_DB", "").strip().lower() == "true":
+            store_models = True  # LiteLLM's environment switch for the same setting
+        out.pop("store_model_in_db", None)
+        if store_models:
+            out["store_model_in_db"] = True
         if "always_include_stream_usage" not in out and os.environ.get("LITELLM_ENFORCE_STREAMED_USAGE", "").strip().lower() == "true":
             out["always_include_stream_usage"] = True  # LiteLLM's environment switch for the same setting
         return out

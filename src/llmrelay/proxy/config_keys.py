@@ -93,8 +93,8 @@ GENERAL_SETTINGS = _keys(
     "store_prompts_in_spend_logs proxy_batch_write_at disable_spend_logs always_include_stream_usage "
     "user_api_key_cache_ttl user_header_name user_header_mappings enforce_user_param allowed_ips "
     "use_x_forwarded_for max_parallel_requests global_max_parallel_requests allowed_routes admin_only_routes "
-    "background_health_checks health_check_interval",
-    "database_connection_timeout store_model_in_db "
+    "background_health_checks health_check_interval store_model_in_db",
+    "database_connection_timeout "
     "alerting alerting_threshold alert_types alert_to_webhook_url "
     "alerting_args disable_master_key_return "
     "disable_reset_budget disable_adding_master_key_hash_to_db ui_access_mode "

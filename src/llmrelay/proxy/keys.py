@@ -270,6 +270,12 @@ class KeyManager:
         #: Shared mode (:class:`~llmrelay.proxy.shared_limits.RedisLimits`, the limiter): budgets
         #: read and spend added on Redis, key changes broadcast to every instance.
         self.shared: Any = limiter if getattr(limiter, "shares_budgets", False) else None
+        #: ``general_settings.store_model_in_db``: the database is opened (made) at start
+        self.store_models = False
+        #: The database's models (:class:`~.db_models.DbModels`), for the management API.
+        self.db_models: Any = None
+        #: Called with a model row's id when the change feed (or a broadcast) says it changed.
+        self.model_listener: Any = None
         if self.shared is not None:
             self.shared.attach(self)
 
@@ -279,7 +285,7 @@ class KeyManager:
         when end users have a default budget: their spend must be kept) and start the
         background work."""
         needed = (self.default_end_user_budget is not None or self.default_end_user_tier is not None
-                  or self.proxy_budget is not None)
+                  or self.proxy_budget is not None or self.store_models)
         store = await self._try_open(create=needed)
         if store is not None:
             await self._warm  # before serving: see _try_open
@@ -597,7 +603,7 @@ class KeyManager:
         if kind == "budget":  # (this process changed it: the next request reads the rows)
             for kind_, ident_ in self._tier_rows():
                 self._cache[kind_].pop(ident_, None)
-        else:
+        elif kind in self._cache:
             self._cache[kind].pop(ident, None)
         if self.shared is not None:
             self.shared.announce(kind, ident, spend_set)
@@ -618,6 +624,10 @@ class KeyManager:
         if kind == "budget":
             self._to_refresh.update(self._tier_rows())
             return True
+        if kind == "model":  # (a model added, changed or deleted through the API: the gateway reloads it)
+            if self.model_listener is not None:
+                self.model_listener(ident)
+            return False
         cache = self._cache.get(kind)
         entry = cache.get(ident) if cache is not None else None
         if entry is None:

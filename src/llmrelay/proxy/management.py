@@ -1,5 +1,5 @@
 """The management API in LiteLLM's shapes: keys, teams, users, end users (customers), budget
-tiers, spend.
+tiers, spend, models (proxy/model_management.py).
 
 Every route needs the master key, except ``GET /key/info`` for the caller's own key.
 Keys are shown once (in the answer to ``/key/generate``, ``/key/regenerate``, ``/user/new``);
@@ -21,7 +21,7 @@ import orjson
 
 from ..storage import StoreConflict, StoreError
 from ..storage.base import member_id
-from . import errors
+from . import errors, model_management
 from .budgets import DurationError, model_budget, model_resets, next_reset, parse_duration
 from .keys import KeyManager, Principal, hash_key, key_name, new_key
 
@@ -60,7 +60,7 @@ def routes() -> list[tuple[str, str]]:
 
 def is_management_path(path: str) -> bool:
     return path.startswith(("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/budget/", "/spend/",
-                            "/global/spend/"))
+                            "/global/spend/")) or path.rstrip("/") in model_management.ROUTES
 
 
 _SECRET_IN_PATH = re.compile(r"sk-[^/]*|[0-9a-fA-F]{64}")
@@ -103,6 +103,9 @@ async def handle(keys: KeyManager, who: Principal, method: str, path: str, query
             # (LiteLLM: "Authentication Error, Only proxy admin can be used to generate, delete, …")
             return _error(401, f"Authentication Error, Only the master key (proxy admin) can use {route}; a key can "
                                "read only its own /key/info.", type_="auth_error")
+        if route in model_management.ROUTES and not model_management.enabled(keys):
+            # (LiteLLM's answer, before any database is opened or made)
+            return _error(500, model_management.DISABLED_MESSAGE)
         store = await keys.ensure_store()
         result = await fn(keys, store, who, params)
         ignored = _ignored(route, params) if want == "POST" else None
@@ -111,7 +114,7 @@ async def handle(keys: KeyManager, who: Principal, method: str, path: str, query
             log.warning("%s: ignored field(s) llmrelay does not implement: %s", route, ", ".join(ignored))
             if isinstance(result, dict):
                 result = {**result, "llmrelay_ignored_fields": ignored}
-    except _Bad as exc:
+    except (_Bad, model_management.Refused) as exc:
         return _error(exc.status, str(exc), param=exc.param)
     except orjson.JSONDecodeError as exc:
         return _error(400, f"The request body is not valid JSON: {exc}")
@@ -1116,6 +1119,7 @@ _ACCEPTS: dict[str, frozenset[str]] = {
     "/budget/update": frozenset(_TIER_FIELDS + ("budget_id",)),
     "/budget/info": frozenset({"budgets"}),
     "/budget/delete": frozenset({"id", "budget_id"}),
+    **model_management.ACCEPTS,
 }
 
 
@@ -1171,4 +1175,5 @@ _ROUTES: dict[str, tuple[str, _Handler]] = {
     "/budget/delete": ("POST", _budget_delete),
     "/spend/logs": ("GET", _spend_logs),
     "/global/spend/report": ("GET", _spend_report),
+    **model_management.ROUTES,
 }

@@ -35,9 +35,13 @@ class ModelTable:
             except (TypeError, ValueError) as exc:
                 where = config.path or "<config>"
                 raise ConfigError(f"{where}: router_settings: {exc}. Check the keys and values under router_settings.") from None
+        self.refresh_names()
+
+    def refresh_names(self) -> None:
+        """Work out the served names again (after ``config.deployments`` changed)."""
         aliases = self.router.model_group_alias if self.router is not None else {}
         #: What /v1/models lists: the groups, then the aliases that are not hidden.
-        self.names = list(dict.fromkeys([*config.model_names, *visible_aliases(aliases)]))
+        self.names = list(dict.fromkeys([*self.config.model_names, *visible_aliases(aliases)]))
         self._known = frozenset(self.names)
 
     def __contains__(self, name: object) -> bool:

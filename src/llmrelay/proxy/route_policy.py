@@ -26,7 +26,8 @@ ROUTE_GROUPS: dict[str, tuple[str, ...]] = {
     "info_routes": ("/key/info", "/user/info", "/team/info", "/customer/info", "/end_user/info", "/model/info",
                     "/models", "/budget/info", "/health"),
     "management_routes": ("/key/{action}", "/key/{key}/regenerate", "/team/{action}", "/team/model/{action}",
-                          "/user/{action}", "/customer/{action}", "/end_user/{action}", "/budget/{action}"),
+                          "/user/{action}", "/customer/{action}", "/end_user/{action}", "/budget/{action}",
+                          "/model/new", "/model/update", "/model/delete"),
     "spend_tracking_routes": ("/spend/logs", "/global/spend/report"),
 }
 ROUTE_GROUPS["llm_api_routes"] = ROUTE_GROUPS["openai_routes"]
