@@ -352,3 +352,47 @@ def test_sqlite_reads_take_no_write_lock(tmp_path):
             other.close()
     finally:
         store.close()
+
+
+def test_sqlite_feed_mark_moves_with_every_change_feed_write(tmp_path):
+    """The change feed's cheap "anything new?" check (read on the event loop, no thread hop):
+    it moves when another connection (another gateway process) commits anything and when this
+    store writes a change-feed row itself, and stays put for this store's own spend batches and
+    reads, so an idle or busy gateway skips most of its 4 polls a second."""
+    first = open_store(f"sqlite:///{tmp_path}/k.db")
+    second = open_store(f"sqlite:///{tmp_path}/k.db")
+    try:
+        first.migrate()
+        mark = first.feed_mark()
+        assert mark is not None and first.feed_mark() == mark  # nothing happened
+        first.insert("key", {"token": "k"})  # a change of its own (its cache knew)
+        assert first.feed_mark() != mark
+        mark = first.feed_mark()
+        first.write_spend([_spend(0, api_key="k", team_id=None, user_id=None, end_user=None)])
+        first.changes(0, 0.0)
+        first.due_resets("key", time.time())
+        assert first.feed_mark() == mark  # its own spend and reads: no change in the feed
+        second.update("key", "k", {"blocked": True})  # another process's change
+        assert first.feed_mark() != mark
+        mark = first.feed_mark()
+        second.write_spend([_spend(1, api_key="k", team_id=None, user_id=None, end_user=None)])
+        assert first.feed_mark() != mark  # (any commit elsewhere: the feed is read, to be sure)
+        with first._lock:  # the store's thread mid-write: not waited for
+            assert first.feed_mark() is None
+    finally:
+        second.close()
+        first.close()
+
+
+def test_next_reset_due_is_the_earliest_period_end(store):
+    assert store.next_reset_due() is None
+    store.insert("key", {"token": "k", "budget_duration": "1h", "budget_reset_at": 500.0})
+    store.insert("team", {"team_id": "T", "budget_duration": "1h", "budget_reset_at": 300.0})
+    assert store.next_reset_due() == 300.0
+    store.update("key", "k", {"model_reset_at": 200.0})
+    assert store.next_reset_due() == 200.0
+    store.insert("end_user", {"user_id": "E", "budget_duration": "1h", "budget_reset_at": 100.0})
+    assert store.next_reset_due() == 100.0
+    before = store.end_user_writes
+    store.write_spend([_spend(0, api_key="k", team_id=None, user_id=None, end_user="F")])
+    assert store.end_user_writes > before  # (a row the sweep may have to start a period of)

@@ -24,6 +24,7 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import math
 import os
 import secrets
 import time
@@ -242,6 +243,12 @@ class KeyManager:
         self._to_refresh: set[tuple[str, str]] = set()
         self._seen: dict[int, float] = {}
         self._last_seq = 0
+        #: (store, its :meth:`~llmrelay.storage.base.Store.feed_mark`) when the feed was last read
+        self._feed_seen: Any = None
+        #: (store, feed mark, its end_user_writes) before the last budget sweep that succeeded,
+        #: and when a period ends next (see _sweep)
+        self._swept: Any = None
+        self._next_due = 0.0
         self._task: asyncio.Task | None = None
         self._down_since: float | None = None
         self._open_error: str | None = None
@@ -383,7 +390,7 @@ class KeyManager:
                 now = _monotonic()
                 if now - last_reset >= RESET_INTERVAL:
                     last_reset = now
-                    await store.run(self._reset_budgets, store)
+                    await self._sweep(store)
                 if now - last_prune >= 600:
                     last_prune = now
                     await store.run(store.prune_changes, _now() - 3600)
@@ -394,6 +401,21 @@ class KeyManager:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("key maintenance failed")
+
+    async def _sweep(self, store: Store) -> None:
+        """The budget-reset sweep (:meth:`_reset_budgets`), on the store's thread — unless
+        nothing can be due: no period has ended since the last sweep, and nothing was written
+        since that could start one (:meth:`~llmrelay.storage.base.Store.feed_mark`: a change
+        here or in another process; an end user this process's spend made). Each sweep is a
+        thread hop and eight queries; most 2-second intervals have nothing to reset."""
+        mark = store.feed_mark()
+        seen = (store, mark, store.end_user_writes) if mark is not None else None
+        if seen is not None and seen == self._swept and _now() < self._next_due:
+            return
+        self._swept = None  # (until this sweep succeeds)
+        due = await store.run(self._reset_budgets, store)
+        self._next_due = due if due is not None else math.inf
+        self._swept = seen
 
     def _db_down(self, exc: BaseException) -> None:
         if self._down_since is None:
@@ -407,8 +429,12 @@ class KeyManager:
 
     # ------------------------------------------------------------------ the cache
     async def _poll(self, store: Store) -> None:
+        mark = store.feed_mark()
+        if mark is not None and self._feed_seen == (store, mark):
+            return  # nothing written to the feed since it was last read (SQLite: no thread hop)
         now = _now()
         changes = await store.run(store.changes, self._last_seq, now - 5.0)
+        self._feed_seen = (store, mark)
         for change in changes:
             seq = change["seq"]
             if seq in self._seen:
@@ -1084,7 +1110,9 @@ class KeyManager:
                 log.warning("soft-budget listener %r failed", listener, exc_info=True)
 
     # ------------------------------------------------------------------ budgets in the database
-    def _reset_budgets(self, store: Store) -> None:
+    def _reset_budgets(self, store: Store) -> float | None:
+        """Reset the budgets whose period ended, start those of tier-linked rows without one;
+        when the next period ends (:meth:`~llmrelay.storage.base.Store.next_reset_due`)."""
         now = _now()
         tier = self.default_end_user_tier
         for kind in ("key", "end_user"):  # a budget period from a tier: its first one starts now
@@ -1109,6 +1137,7 @@ class KeyManager:
                 resets[model] = at
             store.reset_model_budgets(due["token"], due["model_reset_at"], ended, resets,
                                       min(resets.values()) if resets else None)
+        return store.next_reset_due()
 
 
 def _new_period(row: dict[str, Any], now: float) -> None:

@@ -296,6 +296,11 @@ class Store:
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
+        #: Change-feed rows this store wrote (part of :meth:`feed_mark`).
+        self.feed_writes = 0
+        #: Spend batches of this store that charged an end user (may have made its row, whose
+        #: budget period the reset sweep then starts: see :meth:`next_reset_due`).
+        self.end_user_writes = 0
 
     # ------------------------------------------------------------------ plumbing
     def _transaction(self) -> contextlib.AbstractContextManager[Any]:  # pragma: no cover - abstract
@@ -470,6 +475,14 @@ class Store:
     # ------------------------------------------------------------------ change feed
     def _changed(self, cur: Any, kind: str, ident: str, now: float) -> None:
         cur.execute("INSERT INTO llmrelay_changes (kind, ident, at) VALUES (?, ?, ?)", (kind, ident, now))
+        self.feed_writes += 1
+
+    def feed_mark(self) -> Any:
+        """A cheap token, called on the event loop (no thread hop, never waits): equal to an
+        earlier one only if nothing was written to the change feed in between, by this store
+        or any other process; None when it cannot tell at once (then read :meth:`changes`).
+        This backend cannot tell."""
+        return None
 
     def changes(self, after_seq: int, since: float) -> list[dict[str, Any]]:
         """Change-feed rows with ``seq > after_seq`` or written at/after ``since`` (a sequence
@@ -533,6 +546,18 @@ class Store:
             return []
         return self._rows_with_period(
             kind, default_tier, "t.budget_reset_at IS NULL AND t.budget_duration IS NULL AND {period} IS NOT NULL")
+
+    def next_reset_due(self) -> float | None:
+        """The earliest ``budget_reset_at`` of any key, team, user, end user or team member, or
+        ``model_reset_at`` of a key (None: none has a period). Until then, and while nothing is
+        written (:meth:`feed_mark`, :attr:`end_user_writes`), a sweep finds nothing to reset."""
+        arms = [f"SELECT MIN(budget_reset_at) AS at FROM {ENTITIES[kind][0]}"
+                for kind in ("key", "team", "user", "end_user", "team_member")]
+        arms.append("SELECT MIN(model_reset_at) AS at FROM llmrelay_keys")
+        with self._read() as cur:
+            cur.execute(f"SELECT MIN(at) AS at FROM ({' UNION ALL '.join(arms)}) due")
+            found = cur.fetchall()
+        return float(found[0]["at"]) if found and found[0]["at"] is not None else None
 
     def add_spend(self, kind: str, ident: str, amount: float) -> bool:
         """Add ``amount`` to a row's spend (no change-feed entry: spend is re-read on refresh)."""
@@ -698,6 +723,7 @@ class Store:
                                 (cost, ident))
                     current_models[ident] = cur.fetchall()
                 elif kind == "end_user":
+                    self.end_user_writes += 1
                     now = time.time()
                     cur.execute(
                         f"INSERT INTO {table} (user_id, spend, blocked, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "

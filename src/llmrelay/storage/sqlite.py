@@ -46,6 +46,8 @@ class SQLiteStore(Store):
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the SQLite database {path}: {exc}") from None
         self._lock = threading.Lock()
+        #: the cursor of :meth:`feed_mark` (plain tuples: no row factory)
+        self._version_cursor: sqlite3.Cursor | None = None
 
     def _open_cursor(self) -> Any:
         try:
@@ -89,6 +91,27 @@ class SQLiteStore(Store):
                 raise StoreError(f"SQLite error: {exc}") from None
             finally:
                 cur.close()
+
+    def feed_mark(self) -> Any:
+        """``PRAGMA data_version`` of this store's connection — which moves only when another
+        connection (another gateway process) committed — with the change-feed rows this store
+        wrote itself: a few microseconds on the event loop where a query of the feed through the
+        store's thread costs a thread hop each way (the change feed is polled 4×/s). None while
+        the store's thread holds the connection (a spend batch being written): never waited for."""
+        lock = self._lock
+        if not lock.acquire(False):
+            return None
+        try:
+            cur = self._version_cursor
+            if cur is None:
+                cur = self._version_cursor = self._conn.cursor()
+                cur.row_factory = None
+            cur.execute("PRAGMA data_version")
+            return (cur.fetchone()[0], self.feed_writes)
+        except sqlite3.Error:  # (closed, or failing: the feed's query says what is wrong)
+            return None
+        finally:
+            lock.release()
 
     def close(self) -> None:
         super().close()
