@@ -384,9 +384,13 @@ class KeyManager:
                 store = self.store or await self._try_open()
                 if store is None:
                     continue
-                await self._poll(store)
-                await self._refresh_stale(store)
-                await self._flush_side_spend(store)
+                mark = store.feed_mark()
+                if mark is None or self._feed_seen != (store, mark):  # (else nothing new in the feed)
+                    await self._poll(store, mark)
+                if self._to_refresh:
+                    await self._refresh_stale(store)
+                if self._side_pending:
+                    await self._flush_side_spend(store)
                 now = _monotonic()
                 if now - last_reset >= RESET_INTERVAL:
                     last_reset = now
@@ -428,10 +432,9 @@ class KeyManager:
             self._down_since = None
 
     # ------------------------------------------------------------------ the cache
-    async def _poll(self, store: Store) -> None:
-        mark = store.feed_mark()
-        if mark is not None and self._feed_seen == (store, mark):
-            return  # nothing written to the feed since it was last read (SQLite: no thread hop)
+    async def _poll(self, store: Store, mark: Any = None) -> None:
+        """Read the change feed (``mark``: the store's feed mark taken before, remembered once
+        read: while it stays the same, the maintenance loop does not call this)."""
         now = _now()
         changes = await store.run(store.changes, self._last_seq, now - 5.0)
         self._feed_seen = (store, mark)
