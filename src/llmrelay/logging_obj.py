@@ -54,6 +54,14 @@ _fromtimestamp = datetime.fromtimestamp
 _ROUTE_KEYS = ("custom_llm_provider", "api_base", "model_group", "model_id", "cache_hit", "cache_key")
 
 
+def cache_hit_cost(hidden: Any) -> float:
+    """What a cache hit's response cost (``hidden``: its ``_hidden_params``): nothing, or, for an
+    embeddings call with only some items stored, what its upstream part cost (its
+    ``response_cost``). Read as stored: a stream's mapping would price the replayed text."""
+    cost = dict.get(hidden, "response_cost") if isinstance(hidden, dict) else None
+    return float(cost) if cost else 0.0
+
+
 def response_cost(response: Any) -> float | None:
     """The cost in USD of a response (the one place the library prices a call), or None.
     A cache hit (``_hidden_params["cache_hit"]``) costs nothing, or what the part its cache did
@@ -61,7 +69,7 @@ def response_cost(response: Any) -> float | None:
     global _pricer
     hidden = getattr(response, "_hidden_params", None)
     if isinstance(hidden, dict) and hidden.get("cache_hit"):
-        return hidden.get("response_cost") or 0.0
+        return cache_hit_cost(hidden)
     if _pricer is None:
         try:
             from .cost import completion_cost as _pricer

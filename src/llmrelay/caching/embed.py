@@ -15,7 +15,7 @@ from typing import Any
 from . import Cache, CacheControls, call_cache, library_key
 from .replay import encode_entry, fresh, read_envelope
 
-__all__ = ["EmbedPlan", "plan", "lookup", "alookup", "store", "astore"]
+__all__ = ["EmbedPlan", "plan", "plan_for", "lookup", "alookup", "store", "astore"]
 
 
 @dataclass
@@ -129,12 +129,21 @@ def plan(model: Any, input: Any, kwargs: dict[str, Any], call_type: str) -> Embe
     if cached is None:
         return None
     cache, controls = cached
+    return plan_for(cache, controls, model, input, kwargs, library_key)
+
+
+def plan_for(cache: Cache, controls: CacheControls, model: Any, input: Any, params: dict[str, Any],  # noqa: A002
+             key: Any = None) -> EmbedPlan | None:
+    """The cache plan of an embeddings call of ``model`` with ``params`` on ``cache``: one key per
+    input item (``key(cache, model, None, params, controls)``, by default ``cache.key``'s), or
+    None when the input is not a string or a non-empty list (the call itself reports it)."""
     single = isinstance(input, str)
     items = [input] if single else list(input) if isinstance(input, list) and input else None
     if not items:
-        return None  # the call itself reports the bad input
-    params = {k: v for k, v in kwargs.items() if k != "input"}
-    keys = [library_key(cache, str(model), None, {**params, "input": item}, controls) for item in items]
+        return None
+    params = {k: v for k, v in params.items() if k != "input"}
+    key = key or Cache.key
+    keys = [key(cache, str(model), None, {**params, "input": item}, controls) for item in items]
     return EmbedPlan(cache, controls, single, items, keys)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from ..logging_obj import cache_hit_cost
 from ..storage import Store, StoreConflict, StoreError, database_url, default_sqlite_path, open_store
 from ..storage.base import member_id
 from .auth import key_matches
@@ -1009,7 +1010,7 @@ class KeyManager:
         if hidden is not None:
             # (a stream's mapping computes only its cost: its other keys read without its get's frame)
             if (_dict_get(hidden, "cache_hit") if isinstance(hidden, dict) else hidden.get("cache_hit")):
-                return 0.0
+                return cache_hit_cost(hidden)
             cost = hidden.get("response_cost")  # a stream's: priced once, when it ended
             if cost is not None:
                 return float(cost)

@@ -34,7 +34,7 @@ from typing import Any, AsyncIterator, Callable
 
 from ..integrations.custom_logger import overrides
 from ..integrations.dispatch import BUILTIN, Callbacks, resolve
-from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, response_cost, usage_tokens
+from ..logging_obj import _STANDARD_METADATA, Logging, _new_id, cache_hit_cost, response_cost, usage_tokens
 from ..transport.base import upstream_headers as _upstream_headers
 from ..types import ModelResponse, Usage
 from .config import ConfigError, ProxyConfig
@@ -381,7 +381,7 @@ class Observe:
             if ctx.cost is None:  # (as _cost: a response is priced when made)
                 hidden = getattr(result, "_hp", None)
                 if type(hidden) is dict:
-                    ctx.cost = 0.0 if hidden.get("cache_hit") else hidden.get("response_cost")
+                    ctx.cost = cache_hit_cost(hidden) if hidden.get("cache_hit") else hidden.get("response_cost")
                 else:
                     ctx.cost = self._cost(ctx, result, result)
             for hook in self._end_hooks:
@@ -459,7 +459,7 @@ class Observe:
             if hidden is None:
                 return None
         if hidden.get("cache_hit"):
-            return 0.0  # a cache hit costs nothing
+            return cache_hit_cost(hidden)
         cost = hidden.get("response_cost")
         if cost is None and response is not None and response is not result:
             fill = getattr(hidden, "fill_headers", None)

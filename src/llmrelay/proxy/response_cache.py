@@ -33,7 +33,7 @@ from ..caching.replay import decode_entry, fresh, hit_hidden_params, hit_id, rea
 from .ingress import CanonicalRequest
 from .ingress.chat import ChatEncoder, ChatIngress
 
-__all__ = ["GatewayCache", "CacheRequest", "build_gateway_cache", "Rendered", "Served"]
+__all__ = ["GatewayCache", "CacheRequest", "EmbeddingCacheRequest", "build_gateway_cache", "Rendered", "Served"]
 
 log = logging.getLogger("llmrelay.cache")
 
@@ -263,6 +263,42 @@ class CacheRequest:
         return [_MISS]
 
 
+class EmbeddingCacheRequest:
+    """One ``/v1/embeddings`` request's cache decision: an entry per input item, as the
+    library's :mod:`~llmrelay.caching.embed` keeps them (keyed by the model group the client
+    asked for). All items stored: answered from the cache without the Router; some: only the
+    missing ones go upstream and the answer joins both, in the client's order."""
+
+    __slots__ = ("plan", "hit")
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+        self.hit = False
+
+    def redis_key(self, link: Any) -> None:
+        return None  # (several keys: not read in the admission's round trip)
+
+    async def acall(self, models: Any, request: Any) -> Any:
+        """The answer: from the cache, the Router's for the missing items, or both joined."""
+        from ..caching import embed
+
+        plan = self.plan
+        await embed.alookup(plan)
+        self.hit = bool(plan.found)
+        if plan.complete:
+            return plan.answer(request.model)
+        request.input = plan.missing_input()
+        upstream = await models.acall(request)
+        await embed.astore(plan, upstream)
+        return plan.answer(request.model, upstream) if plan.found else plan.mark_miss(upstream)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.hit:
+            key = self.plan.keys[0] if self.plan.single else None
+            return [_HIT, (b"x-litellm-cache-key", key.encode())] if key else [_HIT]
+        return [_MISS]
+
+
 class GatewayCache:
     """The gateway's :class:`~llmrelay.caching.Cache` and how a request selects it."""
 
@@ -276,17 +312,35 @@ class GatewayCache:
         Raises ValueError for a malformed ``cache`` object (a 400 for the client).
         """
         params = request.params
+        controls = self._controls(scope, params)
+        if not self.cache.wanted("acompletion", None, controls):
+            return None
+        return CacheRequest(self.cache, self.cache.key(request.model, request.messages, params, controls), controls,
+                            self.rendered)
+
+    def embedding_request(self, scope: dict, request: Any) -> EmbeddingCacheRequest | None:
+        """Pop ``cache`` from an embeddings request's params; its cache decision, or None when not
+        cached (or the input is not a string or a list of them: the upstream reports it).
+
+        Raises ValueError for a malformed ``cache`` object (a 400 for the client).
+        """
+        controls = self._controls(scope, request.params)
+        if not self.cache.wanted("aembedding", None, controls):
+            return None
+        from ..caching.embed import plan_for
+
+        plan = plan_for(self.cache, controls, request.model, request.input, request.params)
+        return EmbeddingCacheRequest(plan) if plan is not None else None
+
+    @staticmethod
+    def _controls(scope: dict, params: dict) -> CacheControls:
         raw = params.pop("cache", None)
         header = None
         for name, value in scope["headers"]:
             if name == b"cache-control":
                 header = value.decode("latin-1")
                 break
-        controls = parse_controls(raw, header)
-        if not self.cache.wanted("acompletion", None, controls):
-            return None
-        return CacheRequest(self.cache, self.cache.key(request.model, request.messages, params, controls), controls,
-                            self.rendered)
+        return parse_controls(raw, header)
 
 
 def build_gateway_cache(params: dict[str, Any] | None) -> GatewayCache | None:

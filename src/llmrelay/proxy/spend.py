@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..storage import StoreError
+from ..logging_obj import cache_hit_cost
 from ..storage.base import SPEND_COLUMNS, utc_day
 from .write_behind import WriteBehind
 
@@ -310,7 +311,7 @@ def request_cost(keys: "KeyManager", result: Any, model_group: str, usage: Any) 
     if hidden is None:  # (not ``or {}``: a stream's mapping would price itself to answer len())
         hidden = {}
     if hidden.get("cache_hit"):
-        return 0.0  # answered from the response cache: no upstream cost
+        return cache_hit_cost(hidden)  # answered from the response cache (all of it, or part)
     model, provider, prices = _prices(keys, hidden.get("model_id"))
     cost = _cost_module()
     if cost is None:
