@@ -120,6 +120,17 @@ class LlmProviders(str, Enum):
     NOVITA = "novita"
     MINIMAX = "minimax"
     LITELLM_PROXY = "litellm_proxy"
+    DATABRICKS = "databricks"
+    LLAMAFILE = "llamafile"
+    AZURE_AI = "azure_ai"
+    CODESTRAL = "codestral"
+    HYPERBOLIC = "hyperbolic"
+    LAMBDA_AI = "lambda_ai"
+    META_LLAMA = "meta_llama"
+    NSCALE = "nscale"
+    FRIENDLIAI = "friendliai"
+    FEATHERLESS_AI = "featherless_ai"
+    VOLCENGINE = "volcengine"
 
 
 class PromptTokensDetailsWrapper(PromptTokensDetails):

@@ -36,6 +36,14 @@ DEFAULT_URLS = {
     "dashscope": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/chat/completions",
     "moonshot": "https://api.moonshot.ai/v1/chat/completions",
     "llamafile": "http://127.0.0.1:8080/v1/chat/completions",
+    "codestral": "https://codestral.mistral.ai/v1/chat/completions",
+    "hyperbolic": "https://api.hyperbolic.xyz/v1/chat/completions",
+    "lambda_ai": "https://api.lambda.ai/v1/chat/completions",
+    "meta_llama": "https://api.llama.com/compat/v1/chat/completions",
+    "nscale": "https://inference.api.nscale.com/v1/chat/completions",
+    "friendliai": "https://api.friendli.ai/serverless/v1/chat/completions",
+    "featherless_ai": "https://api.featherless.ai/v1/chat/completions",
+    "volcengine": "https://ark.cn-beijing.volces.com/api/v3/chat/completions",
 }
 #: Self-hosted servers: no default api_base.
 SELF_HOSTED = {"hosted_vllm", "vllm", "openai_like", "custom_openai", "litellm_proxy", "databricks"}

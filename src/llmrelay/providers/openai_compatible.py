@@ -166,6 +166,35 @@ HOSTS: dict[str, Host] = {
     # docs.databricks.com (Foundation Model APIs, OpenAI client): base URL
     # https://<workspace>/serving-endpoints, the serving endpoint's name as the model, a PAT.
     "databricks": Host(None, ("DATABRICKS_API_KEY", "DATABRICKS_TOKEN"), ("DATABRICKS_API_BASE",)),
+    # Hosted OpenAI-compatible APIs under LiteLLM's prefixes and key variables.
+    # docs.mistral.ai (Codestral): its own endpoint and key, Mistral's chat parameters.
+    "codestral": Host(
+        "https://codestral.mistral.ai/v1", ("CODESTRAL_API_KEY",), ("CODESTRAL_API_BASE",), True,
+        supported_params=_only(
+            "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
+            "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice",
+            "parallel_tool_calls", "prediction",
+        ),
+        rename_params={"seed": "random_seed", "max_completion_tokens": "max_tokens"},
+    ),
+    "hyperbolic": Host("https://api.hyperbolic.xyz/v1", ("HYPERBOLIC_API_KEY",), ("HYPERBOLIC_API_BASE",), True),
+    "lambda_ai": Host("https://api.lambda.ai/v1", ("LAMBDA_API_KEY",), ("LAMBDA_API_BASE",), True),
+    # Meta's Llama API, OpenAI-compatible endpoint.
+    "meta_llama": Host("https://api.llama.com/compat/v1", ("LLAMA_API_KEY",), ("LLAMA_API_BASE",), True),
+    "nscale": Host("https://inference.api.nscale.com/v1", ("NSCALE_API_KEY",), ("NSCALE_API_BASE",), True),
+    "friendliai": Host(
+        "https://api.friendli.ai/serverless/v1", ("FRIENDLI_TOKEN", "FRIENDLIAI_API_KEY"),
+        ("FRIENDLI_API_BASE", "FRIENDLIAI_API_BASE"), True,
+    ),
+    "featherless_ai": Host(
+        "https://api.featherless.ai/v1", ("FEATHERLESS_AI_API_KEY", "FEATHERLESS_API_KEY"),
+        ("FEATHERLESS_AI_API_BASE",), True,
+    ),
+    # Volcengine Ark (ByteDance), OpenAI-compatible.
+    "volcengine": Host(
+        "https://ark.cn-beijing.volces.com/api/v3", ("VOLCENGINE_API_KEY", "ARK_API_KEY"),
+        ("VOLCENGINE_API_BASE",), True,
+    ),
 }
 
 

@@ -59,6 +59,15 @@ PROVIDERS: dict[str, str] = {
     "llamafile": "llmrelay.providers.openai_compatible:make_provider",
     "litellm_proxy": "llmrelay.providers.openai_compatible:make_provider",
     "databricks": "llmrelay.providers.openai_compatible:make_provider",
+    "azure_ai": "llmrelay.providers.azure_ai:make_provider",
+    "codestral": "llmrelay.providers.openai_compatible:make_provider",
+    "hyperbolic": "llmrelay.providers.openai_compatible:make_provider",
+    "lambda_ai": "llmrelay.providers.openai_compatible:make_provider",
+    "meta_llama": "llmrelay.providers.openai_compatible:make_provider",
+    "nscale": "llmrelay.providers.openai_compatible:make_provider",
+    "friendliai": "llmrelay.providers.openai_compatible:make_provider",
+    "featherless_ai": "llmrelay.providers.openai_compatible:make_provider",
+    "volcengine": "llmrelay.providers.openai_compatible:make_provider",
 }
 
 #: Beginnings of bare model names and the provider they belong to, as LiteLLM resolves them
