@@ -122,15 +122,18 @@ class ConfigError(Exception):
 
 # ============================================================================ YAML with lines
 class _Map(dict):
-    """A YAML mapping that remembers the line of itself and of each key (1-based)."""
+    """A YAML mapping that remembers the line of itself and of each key (1-based), and its file
+    when it came from an included one (``source``)."""
 
     line: int = 0
     key_lines: dict[Any, int]
+    source: str | None = None
 
 
 class _Seq(list):
     line: int = 0
     item_lines: list[int]
+    source: str | None = None
 
 
 def _loader(duplicates: list[tuple[int, Any, int]]) -> type:
@@ -170,6 +173,14 @@ def _loader(duplicates: list[tuple[int, Any, int]]) -> type:
     Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
     Loader.add_constructor("tag:yaml.org,2002:seq", construct_seq)
     return Loader
+
+
+def _mark_source(value: Any, path: str) -> None:
+    """Name ``path`` as the file of every mapping and list in ``value`` (an included file's)."""
+    if isinstance(value, (_Map, _Seq)):
+        value.source = path
+        for item in value.values() if isinstance(value, dict) else value:
+            _mark_source(item, path)
 
 
 def _line_of(container: Any, key: Any) -> int | None:
@@ -352,7 +363,8 @@ class _Parser:
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
-        return f"{self.path}, line {line}" if line else self.path
+        path = getattr(container, "source", None) or self.path
+        return f"{path}, line {line}" if line else path
 
     def fail(self, container: Any, key: Any, message: str) -> ConfigError:
         return ConfigError(f"{self.where(container, key)}: {message}")
@@ -384,34 +396,80 @@ class _Parser:
                 hint = f" (it belongs under {other}:)"
         self.warn(container, key, f"{prefix}{key}: {what}{hint}")
 
-    def parse(self, text: str) -> ProxyConfig:
+    def load_yaml(self, text: str, path: str) -> Any:
+        """The YAML document of ``text`` (``path`` names it in messages), line numbers kept."""
         import yaml
 
         duplicates: list[tuple[int, Any, int]] = []
         try:
             data = yaml.load(text, Loader=_loader(duplicates))  # noqa: S506 - a SafeLoader subclass
         except ConfigError as exc:
-            raise ConfigError(f"{self.path}, {exc}") from None
+            raise ConfigError(f"{path}, {exc}") from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = exc.problem or exc.context or "invalid YAML"
             raise ConfigError(
-                f"{self.path}{line}: YAML syntax error: {problem}. Check the indentation and "
+                f"{path}{line}: YAML syntax error: {problem}. Check the indentation and "
                 "quoting there (values containing ': ' or '#' need quotes)."
             ) from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{self.path}: YAML error: {exc}") from None
+            raise ConfigError(f"{path}: YAML error: {exc}") from None
         for line, key, first in duplicates:
             self.warnings.append(
-                f"{self.path}, line {line}: {key}: appears twice in the same mapping (first on line "
+                f"{path}, line {line}: {key}: appears twice in the same mapping (first on line "
                 f"{first}); the later value is used"
             )
+        return data
+
+    def include(self, data: _Map, files: Any) -> None:
+        """LiteLLM's ``include:`` (a file or a list of files, relative to this config's
+        directory): each file's sections are merged in, in order — a list extends the same
+        section (``model_list``), anything else replaces it. Messages about what came from an
+        included file name that file."""
+        import os
+
+        if isinstance(files, str):
+            files = [files]
+        if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+            raise self.fail(data, "include", "include must be a file name or a list of file names")
+        base = os.path.dirname(os.path.abspath(self.path)) if self.path != "<config>" else os.getcwd()
+        for name in files:
+            path = os.path.join(base, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                raise self.fail(data, "include", f"include: {name!r}: no such file (looked for {path})") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise self.fail(data, "include", f"include: {name!r}: cannot read it: {exc}") from None
+            included = self.load_yaml(text, path)
+            if included is None:
+                continue
+            if not isinstance(included, dict):
+                raise ConfigError(f"{path}: an included file must be a mapping of config sections")
+            _mark_source(included, path)
+            for key, value in included.items():
+                if key == "include":
+                    self.warn(included, key, "include: an included file's own include is not read")
+                    continue
+                if isinstance(value, list) and isinstance(data.get(key), list):
+                    data[key].extend(value)
+                    if isinstance(data[key], _Seq) and isinstance(value, _Seq):
+                        data[key].item_lines.extend(value.item_lines)
+                else:
+                    data[key] = value
+                    data.key_lines[key] = _line_of(included, key) or 0
+
+    def parse(self, text: str) -> ProxyConfig:
+        data = self.load_yaml(text, self.path)
         if data is None:
             data = _Map()
             data.key_lines = {}
         if not isinstance(data, dict):
             raise self.fail(data, None, "the config must be a mapping with a model_list: section")
+        if "include" in data:
+            self.include(data, data.pop("include"))
         for key in data:
             if key in K.TOP.ignored:
                 self.warn(data, key, f"{key}: a LiteLLM section llmrelay does not implement; ignored")

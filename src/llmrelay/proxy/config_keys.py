@@ -40,8 +40,8 @@ def _keys(section: str, used: str, ignored: str = "") -> Keys:
 
 TOP = _keys(
     "top level",
-    "model_list litellm_settings general_settings router_settings environment_variables credential_list",
-    "guardrails include mcp_servers callback_settings files_settings assistant_settings "
+    "model_list litellm_settings general_settings router_settings environment_variables credential_list include",
+    "guardrails mcp_servers callback_settings files_settings assistant_settings "
     "finetune_settings vector_store_registry search_tools prompts pass_through_endpoints",
 )
 
