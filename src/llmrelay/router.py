@@ -307,6 +307,8 @@ class Router:
         self._check_fallbacks()
         if getattr(self, "shared", None) is not None:
             self.shared.attach(by_id)
+            if self.provider_budgets or self.budgets.own:
+                self.shared.share_budgets(self.budgets)
 
     def _check_fallbacks(self) -> None:
         for what, table in (
@@ -340,6 +342,8 @@ class Router:
             self._wildcards = _names.Wildcards(self._groups)
         if self.shared is not None:
             self.shared.attach(self._by_id)
+            if self.shared.budgets is None and self.budgets.own:
+                self.shared.share_budgets(self.budgets)
         return dep.describe()
 
     def delete_deployment(self, id: str) -> bool:  # noqa: A002 - LiteLLM's name

@@ -122,3 +122,80 @@ def test_litellms_documented_example_through_the_gateway(tmp_path, upstreams):
         assert client.chat.completions.create(model="gpt-3.5-turbo", messages=messages).choices[0].message.content
         with pytest.raises(openai.RateLimitError, match="crossed budget"):
             client.chat.completions.create(model="gpt-3.5-turbo", messages=messages)
+
+
+# ------------------------------------------------------------------ shared through Redis
+async def _wait(condition, what: str, timeout: float = 30.0) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def shared_redis():
+    from servers.redis_server import SKIP_REASON, delete_matching, redis_url, unique_prefix
+
+    url = redis_url()
+    if url is None:
+        pytest.skip(SKIP_REASON)
+    prefix = unique_prefix("budgets") + ":"
+    yield url, prefix
+    delete_matching(url, prefix + "*")
+
+
+def _shared_routers(upstreams, url: str, prefix: str, **budget) -> list[Router]:
+    a, b = upstreams[:2]
+    return [Router(model_list=[deployment(a, weight=1000, **budget.get("own", {})),
+                               deployment(b, model="hosted_vllm/local-llama")],
+                   provider_budget_config=budget.get("providers"), redis_url=url, redis_prefix=prefix,
+                   redis_timeout=2) for _ in range(2)]
+
+
+async def test_instances_add_up_a_providers_spend(upstreams, shared_redis):
+    ra, rb = _shared_routers(upstreams, *shared_redis, providers={"openai": {"budget_limit": 100, "time_period": "1d"}})
+    try:
+        assert (await call(ra, "async", False))[0] == "from A"
+        spent = ra.provider_budgets["openai"].spent
+        assert spent > 0
+        await call(rb, "async", False)  # (starts B's exchange)
+        window_b = rb.provider_budgets["openai"]
+        await _wait(lambda: abs(window_b.spent - 2 * spent) < spent * 1e-6, "B counts A's spend and its own")
+        window_a = ra.provider_budgets["openai"]
+        await _wait(lambda: abs(window_a.spent - 2 * spent) < spent * 1e-6, "A counts B's spend")
+        assert window_a.resets_at == window_b.resets_at  # one period for every instance
+    finally:
+        await ra.shared.stop()
+        await rb.shared.stop()
+
+
+async def test_a_budget_crossed_on_one_instance_is_skipped_on_the_other(upstreams, shared_redis):
+    ra, rb = _shared_routers(upstreams, *shared_redis, providers={"openai": {"budget_limit": TINY, "time_period": "1d"}})
+    try:
+        assert (await call(rb, "async", False))[0] == "from A"  # B spends, crossing the budget
+        ra.shared.start()  # (A has not called yet: its exchange starts here)
+        window_a = ra.provider_budgets["openai"]
+        assert not window_a.over(__import__("time").time())
+        await _wait(lambda: window_a.over(__import__("time").time()), "A learns the provider crossed its budget")
+        for _ in range(3):
+            assert (await call(ra, "async", False))[0] == "from B"
+    finally:
+        await ra.shared.stop()
+        await rb.shared.stop()
+
+
+async def test_a_deployments_own_budget_is_shared(upstreams, shared_redis):
+    ra, rb = _shared_routers(upstreams, *shared_redis, own={"max_budget": TINY, "budget_duration": "1h",
+                                                             "model_info": {"id": "a-dep"}})
+    try:
+        assert (await call(ra, "async", False))[0] == "from A"
+        await call(rb, "async", False)  # (B within budget as far as it knows)
+        window_b = rb.budgets.own["a-dep"][1]
+        await _wait(lambda: window_b.over(__import__("time").time()), "B learns A's deployment crossed its budget")
+        assert (await call(rb, "async", False))[0] == "from B"
+    finally:
+        await ra.shared.stop()
+        await rb.shared.stop()

@@ -6,7 +6,8 @@ window's period ends (then its spend starts again from zero); when every deploym
 is over, the call fails at once with ``RateLimitError`` "No deployments available - crossed
 budget" and a ``retry_after`` of the time until the first window reopens. Calls are charged
 with their ``response_cost`` (a stream's when it ends). Sans-I/O; the windows live in the
-Router's process (with ``--workers`` or several instances, each counts its own spend).
+Router's process, and in shared mode (a Router with Redis) every instance's spend is added up
+there (:mod:`.shared_budgets`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ __all__ = ["SpendWindow", "BudgetLimits", "parse_provider_budgets", "stream_cost
 
 
 class SpendWindow:
-    """``limit`` USD per ``period`` (LiteLLM's durations: ``1d``, ``30d``, ``1mo``…)."""
+    """``limit`` USD per ``period`` (LiteLLM's durations: ``1d``, ``30d``, ``1mo``…).
 
-    __slots__ = ("name", "limit", "period", "spent", "resets_at")
+    ``spent`` is the period's spend: this instance's, or in shared mode (:mod:`.shared_budgets`)
+    every instance's as of the last exchange plus this instance's since (``unsent``)."""
+
+    __slots__ = ("name", "limit", "period", "spent", "resets_at", "unsent")
 
     def __init__(self, name: str, limit: Any, period: Any) -> None:
         from ..proxy.budgets import DurationError, next_reset
@@ -38,17 +42,29 @@ class SpendWindow:
         self.period = str(period)
         self.spent = 0.0
         self.resets_at = 0.0
+        self.unsent = 0.0
 
-    def _roll(self, now: float) -> None:
+    def next_end(self, now: float) -> float:
+        """The end of a period starting at ``now``."""
+        from ..proxy.budgets import next_reset
+
+        return next_reset(self.period, now)
+
+    def roll(self, now: float) -> None:
+        """Start a new period when this one has ended."""
         if now >= self.resets_at:
-            from ..proxy.budgets import next_reset
-
             self.spent = 0.0
-            self.resets_at = next_reset(self.period, now)
+            self.resets_at = self.next_end(now)
 
     def charge(self, cost: float, now: float) -> None:
-        self._roll(now)
+        self.roll(now)
         self.spent += cost
+        self.unsent += cost
+
+    def adopt(self, ends: float, spent: float) -> None:
+        """The shared period's end and spend (an exchange's answer), plus what was charged here since."""
+        self.resets_at = ends
+        self.spent = spent + self.unsent
 
     def over(self, now: float) -> bool:
         """Spent its limit in the current period."""
@@ -75,11 +91,13 @@ def parse_provider_budgets(config: Any) -> dict[str, SpendWindow]:
 class BudgetLimits:
     """The windows that apply to each deployment (by id); empty when no budget is configured."""
 
-    __slots__ = ("windows", "providers")
+    __slots__ = ("windows", "providers", "own")
 
     def __init__(self, provider_windows: dict[str, SpendWindow], deployments: Iterable[Any] = ()) -> None:
         self.providers = provider_windows
         self.windows: dict[str, tuple[SpendWindow, ...]] = {}
+        #: deployment id → (deployment, its own window) of the deployments with a ``max_budget``
+        self.own: dict[str, tuple[Any, SpendWindow]] = {}
         for dep in deployments:
             self.add(dep)
 
@@ -93,12 +111,15 @@ class BudgetLimits:
         limit = dep.litellm_params.get("max_budget")
         if limit is not None:
             period = dep.litellm_params.get("budget_duration") or "1mo"
-            found.append(SpendWindow(f"deployment {dep.id} ({dep.model_name})", limit, period))
+            own = SpendWindow(f"deployment {dep.id} ({dep.model_name})", limit, period)
+            self.own[dep.id] = (dep, own)
+            found.append(own)
         if found:
             self.windows[dep.id] = tuple(found)
 
     def remove(self, dep_id: str) -> None:
         self.windows.pop(dep_id, None)
+        self.own.pop(dep_id, None)
 
     def over(self, dep: Any, now: float) -> SpendWindow | None:
         """The first of ``dep``'s windows that has spent its limit, if any."""

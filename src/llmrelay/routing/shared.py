@@ -10,6 +10,9 @@
   budget per deployment. A refused deployment counts as full locally until the window ends and
   the Router picks another, or answers 429 with ``Retry-After``. Sync ``completion()`` calls and
   any call while Redis is unreachable count per instance.
+* **Budget windows** of budget routing (``provider_budget_config``, a deployment's
+  ``max_budget``) are exchanged in the background every 0.5 s by
+  :class:`~llmrelay.routing.shared_budgets.SharedBudgets`: every instance's spend counts.
 * **Routing counters** of ``usage-based-routing`` and ``least-busy`` (requests and tokens per
   deployment this minute, requests in flight) are exchanged in the background every 0.5 s by
   :class:`~llmrelay.routing.shared_usage.SharedCounters` (only for those strategies): nothing
@@ -61,6 +64,8 @@ class RouterShared:
         self._loop: Any = None  # the event loop the background tasks run in
         #: The routing counters exchanged with the other instances (:meth:`share_counters`).
         self.counters: Any = None
+        #: Budget routing's spend windows exchanged with the other instances (:meth:`share_budgets`).
+        self.budgets: Any = None
         #: The deployments the router made so far for names matching its wildcard groups
         #: (``Router`` sets it: ``Wildcards.made``); their counters are exchanged too.
         self.made: Any = None
@@ -75,6 +80,15 @@ class RouterShared:
         if self.counters is not None:
             self.counters.cancel()
         self.counters = SharedCounters(self, usage, busy) if usage or busy else None
+
+    def share_budgets(self, budgets: Any) -> None:
+        """Share budget routing's spend windows (a :class:`~.budget_limits.BudgetLimits`) with
+        the other instances: they start exchanging with the next call."""
+        from .shared_budgets import SharedBudgets
+
+        if self.budgets is not None:
+            self.budgets.cancel()
+        self.budgets = SharedBudgets(self, budgets)
 
     def attach(self, by_id: dict[str, "Deployment"]) -> None:
         """Track the router's deployments (after every change of its model list)."""
@@ -133,6 +147,8 @@ class RouterShared:
         tasks = [self.broadcaster._task]
         if self.counters is not None:
             tasks.append(self.counters.start())
+        if self.budgets is not None:
+            tasks.append(self.budgets.start())
         for task in tasks:
             if task is not None:  # a task ending (stopped) makes the next call start it again
                 task.add_done_callback(self._ended)
@@ -146,6 +162,8 @@ class RouterShared:
         self._loop = None
         if self.counters is not None:
             await self.counters.stop()
+        if self.budgets is not None:
+            await self.budgets.stop()
         await self.broadcaster.stop()
 
     # ------------------------------------------------------------------ cooldowns
