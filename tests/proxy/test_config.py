@@ -216,12 +216,13 @@ def test_no_master_key_refuses_non_loopback(tmp_path):
 
 def test_start_prints_address_models_and_warnings(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(OK + "litellm_settings:\n  json_logs: true\n")
+    path.write_text(OK + "litellm_settings:\n  json_logs: true\n  telemetry: false\n")
     with Gateway(str(path), env={"CFG_TEST_KEY": "k"}) as gw:
         text = "\n".join(gw.lines)
         assert "listening on http://127.0.0.1:" in text
         assert "models: gpt" in text
-        assert "json_logs" in text and "no general_settings.master_key" in text
+        assert "telemetry" in text and "no general_settings.master_key" in text
+        assert "json_logs" not in text  # (used: the log lines are JSON)
 
 
 def test_without_config_serves_local_model_or_says_why():
@@ -290,3 +291,29 @@ def test_gateway_locked_by_litellm_master_key(tmp_path):
         assert httpx.get(gw.url + "/v1/models").status_code == 401
         ok = httpx.get(gw.url + "/v1/models", headers={"authorization": "Bearer sk-env-master-1"})
         assert ok.status_code == 200 and [m["id"] for m in ok.json()["data"]] == ["m"]
+
+
+@pytest.mark.parametrize("how", ["config", "env"])
+def test_json_logs(tmp_path, how):
+    import json
+
+    path = tmp_path / "c.yaml"
+    # a deployment skipped at start logs a warning through the gateway's logger
+    text = OK + ("litellm_settings:\n  json_logs: true\n" if how == "config" else "")
+    path.write_text(text)
+    env = {"CFG_TEST_KEY": "k", **({"JSON_LOGS": "True"} if how == "env" else {})}
+    with Gateway(str(path), env=env, args=["--log-level", "debug"]) as gw:
+        import httpx
+
+        httpx.get(gw.url + "/v1/models")
+        gw.wait_log(lambda r: r.get("path") == "/v1/models")
+        lines = [line for line in gw.lines if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    logged = [r for r in records if "level" in r and "message" in r]
+    assert logged, gw.lines
+    assert all(set(r) >= {"timestamp", "level", "name", "message"} for r in logged)
+
+
+def test_json_logs_must_be_a_bool():
+    with pytest.raises(ConfigError, match="json_logs must be bool"):
+        parse_config(OK + "litellm_settings:\n  json_logs: yes please\n")

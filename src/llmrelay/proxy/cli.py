@@ -49,15 +49,21 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """logging dictConfig for uvicorn and the gateway (applied in every worker process)."""
+def log_config(level: str, json_logs: bool = False) -> dict[str, Any]:
+    """logging dictConfig for uvicorn and the gateway (applied in every worker process).
+
+    ``json_logs`` (LiteLLM's ``litellm_settings.json_logs`` / ``JSON_LOGS``): every line other than
+    the access log's (already JSON) is one JSON object (:class:`~.logjson.JsonFormatter`)."""
     upper = level.upper()
+    default: dict[str, Any] = {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}
+    if json_logs:
+        default = {"()": "llmrelay.proxy.logjson.JsonFormatter"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
             "plain": {"format": "%(message)s"},
-            "default": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"},
+            "default": default,
         },
         "handlers": {
             # one write per event-loop turn for the per-request JSON lines (see proxy/accesslog.py)
@@ -73,6 +79,14 @@ def log_config(level: str) -> dict[str, Any]:
             "llmrelay.proxy.access": {"handlers": ["access"], "level": upper, "propagate": False},
         },
     }
+
+
+def json_logs_wanted(config: Any) -> bool:
+    """``litellm_settings.json_logs``, else the ``JSON_LOGS`` environment variable (LiteLLM's)."""
+    value = config.litellm_settings.get("json_logs")
+    if value is None:
+        value = os.environ.get("JSON_LOGS", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -151,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"llmrelay proxy: models: {', '.join(config.model_names)}")
 
     options: dict[str, Any] = {
-        "log_config": log_config(args.log_level),
+        "log_config": log_config(args.log_level, json_logs_wanted(config)),
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,

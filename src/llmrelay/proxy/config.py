@@ -100,6 +100,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "api_base": (str,),
     "ssl_verify": (bool, str),
     "turn_off_message_logging": (bool,),
+    "json_logs": (bool,),
 }
 
 #: Optional extras a provider needs: prefix → (module that must be importable, extra name).

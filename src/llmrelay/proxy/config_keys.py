@@ -60,7 +60,7 @@ LITELLM_SETTINGS = _keys(
     "litellm_settings",
     # the library's module settings (llmrelay.settings) and the Router options above
     "REPEATED_STREAMING_CHUNK_LIMIT drop_params num_retries request_timeout set_verbose api_key api_base "
-    "ssl_verify cache cache_params turn_off_message_logging " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
+    "ssl_verify cache cache_params turn_off_message_logging json_logs " + " ".join(sorted(ROUTER_KEYS_IN_LITELLM_SETTINGS))
     # the gateway's callbacks (proxy/observe.py)
     + " callbacks success_callback failure_callback"
     # /key/generate's defaults and upper bounds (proxy/management.py)
@@ -72,7 +72,7 @@ LITELLM_SETTINGS = _keys(
     # the whole gateway's budget (proxy/keys.py)
     + " max_budget budget_duration",
     "service_callback input_callback "
-    "json_logs redact_user_api_key_info redact_messages_in_exceptions "
+    "redact_user_api_key_info redact_messages_in_exceptions "
     "telemetry default_team_settings "
     "key_generation_settings modify_params "
     "enable_preview_features return_response_headers set_verbose_callbacks "
