@@ -19,14 +19,10 @@ that succeeds.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..broadcast import _cancelling
-from ..redis_link import RedisUnavailable
-from ..tasks import stop_task
+from .exchange import INTERVAL, PeriodicExchange
 
 if TYPE_CHECKING:
     from .budget_limits import BudgetLimits, SpendWindow
@@ -34,10 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SharedBudgets", "INTERVAL"]
 
-log = logging.getLogger("llmrelay.router")
-
-#: Seconds between two exchanges with Redis.
-INTERVAL = 0.5
 
 # ARGV: prefix, n, then n × (window name, spend to add, the period's end should a new one start).
 # Reply: n × (the period's end, its spend), as strings.
@@ -62,52 +54,17 @@ return out
 """
 
 
-class SharedBudgets:
-    """Exchanges one router's spend windows with the other instances (module docstring)."""
+class SharedBudgets(PeriodicExchange):
+    """Exchanges one router's spend windows with the other instances (module docstring). A
+    failed exchange changes nothing: the windows go on counting this instance's spend."""
+
+    failure_message = "exchanging budget spend through Redis failed; budgets count this instance's spend"
 
     def __init__(self, shared: "RouterShared", budgets: "BudgetLimits", interval: float = INTERVAL) -> None:
+        super().__init__(interval)
         self.shared = shared
         self.budgets = budgets
-        self.interval = float(interval)
         self._sha = shared.link.script(_EXCHANGE)
-        self._task: asyncio.Task | None = None
-        self._warned = False
-        #: Exchanges that succeeded (for tests).
-        self.exchanges = 0
-
-    def start(self) -> asyncio.Task:
-        """Run the exchanges in the running event loop (idempotent); the task."""
-        task = self._task
-        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            task = self._task = asyncio.get_running_loop().create_task(self._run())
-        return task
-
-    def cancel(self) -> None:
-        """Stop exchanging (without waiting for the task to end: it is cancelled)."""
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            await stop_task(task)
-
-    async def _run(self) -> None:
-        task = asyncio.current_task()
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.exchange()
-            except RedisUnavailable:  # logged by the link, once per state change
-                pass
-            except Exception:  # noqa: BLE001 - budget routing goes on with this instance's spend
-                if not self._warned:
-                    self._warned = True
-                    log.warning("exchanging budget spend through Redis failed; budgets count this "
-                                "instance's spend", exc_info=True)
-            if _cancelling(task):  # a cancellation redis-py took for its own timeout (loop shutdown)
-                raise asyncio.CancelledError
 
     def windows(self) -> list[tuple[str, "SpendWindow"]]:
         """(name in Redis, window) of every window: providers', then deployments' own."""

@@ -24,13 +24,9 @@ counts are per process.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
-from ..broadcast import _cancelling
-from ..redis_link import RedisUnavailable
-from ..tasks import stop_task
+from .exchange import INTERVAL, PeriodicExchange
 
 if TYPE_CHECKING:
     from .deployment import Deployment
@@ -38,10 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SharedCounters", "INTERVAL", "SLOT"]
 
-log = logging.getLogger("llmrelay.router")
-
-#: Seconds between two exchanges with Redis.
-INTERVAL = 0.5
 #: Seconds of one in-flight sample (of the Redis clock).
 SLOT = 1.0
 
@@ -80,65 +72,26 @@ return {minute, totals, slot, written, busy_prev}
 """
 
 
-class SharedCounters:
+class SharedCounters(PeriodicExchange):
     """Exchanges one router's routing counters with the other instances (module docstring)."""
+
+    failure_message = "exchanging routing counters through Redis failed; routing on this instance's counts"
 
     def __init__(self, shared: "RouterShared", usage: bool, busy: bool,
                  interval: float = INTERVAL, slot: float = SLOT) -> None:
+        super().__init__(interval)
         self.shared = shared
         self.usage = usage
         self.busy = busy
-        self.interval = float(interval)
         self.slot_ms = max(1, int(slot * 1000))
         self._sha = shared.link.script(_EXCHANGE)
-        self._task: asyncio.Task | None = None
         self._sent: dict[Deployment, tuple[int, int]] = {}  # usage() at the last exchange
         self._minute: int | None = None
         self._own: dict[str, list[int]] = {}  # name -> [requests, tokens] this instance added in _minute
         self._slot = -1  # the last slot this instance wrote
         self._own_busy: dict[int, dict[str, int]] = {}  # slot -> name -> in flight written
-        self._warned = False
-        #: Exchanges that succeeded (for tests and dashboards).
-        self.exchanges = 0
 
-    # ------------------------------------------------------------------ the task
-    def start(self) -> asyncio.Task:
-        """Run the exchanges in the running event loop (idempotent); the task."""
-        task = self._task
-        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            task = self._task = asyncio.get_running_loop().create_task(self._run())
-        return task
-
-    def cancel(self) -> None:
-        """Stop exchanging (without waiting for the task to end: it is cancelled)."""
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            await stop_task(task)
-        self._clear()
-
-    async def _run(self) -> None:
-        task = asyncio.current_task()
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.exchange()
-            except RedisUnavailable:  # logged by the link, once per state change
-                self._clear()
-            except Exception:  # noqa: BLE001 - routing goes on with the local counts
-                self._clear()
-                if not self._warned:
-                    self._warned = True
-                    log.warning("exchanging routing counters through Redis failed; routing on this "
-                                "instance's counts", exc_info=True)
-            if _cancelling(task):  # a cancellation redis-py took for its own timeout (loop shutdown)
-                raise asyncio.CancelledError
-
-    def _clear(self) -> None:
+    def lost(self) -> None:
         """Forget the other instances' counts (route on this instance's own)."""
         for _name, dep in self.shared.counted():
             dep.remote_requests = dep.remote_tokens = dep.remote_in_flight = 0
