@@ -776,12 +776,9 @@ class ProxyApp:
                 status, message = rejection(exc)
                 return await self._error(ctx, send, status, message)
             ctx.model, ctx.stream = request.model, request.stream
-        if self.cache is not None and not early and request.kind in _CACHED_KINDS:
+        if self.cache is not None and not early:
             try:
-                if request.kind == "chat":
-                    ctx.cache = self.cache.request(scope, request)
-                else:
-                    ctx.cache = self.cache.embedding_request(scope, request)
+                ctx.cache = self.cache.request(scope, request)
             except ValueError as exc:
                 return await self._error(ctx, send, 400, str(exc), param="cache")
         if (ctx.cache is not None and ingress is CHAT
@@ -1056,8 +1053,6 @@ async def _start(ctx: _Ctx, send: Send, status: int, headers: list[tuple[bytes, 
 #: The APIs whose streams end with a usage chunk only when the client asks (``stream_options``).
 _USAGE_INGRESSES = frozenset({"chat", "completions"})
 #: The OpenAI APIs (``general_settings.enforce_user_param`` applies to them, as in LiteLLM).
-#: Request kinds the response cache answers (embeddings: an entry per input item).
-_CACHED_KINDS = frozenset({"chat", "embedding"})
 _OPENAI_INGRESSES = frozenset({"chat", "completions", "embeddings", "responses"})
 
 

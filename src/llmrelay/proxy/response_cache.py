@@ -306,11 +306,16 @@ class GatewayCache:
         self.cache = cache
         self.rendered = Rendered()
 
-    def request(self, scope: dict, request: Any) -> CacheRequest | None:
-        """Pop ``cache`` from a chat request's params; its cache decision, or None when not cached.
+    def request(self, scope: dict, request: Any) -> "CacheRequest | EmbeddingCacheRequest | None":
+        """Pop ``cache`` from a request's params; its cache decision, or None when not cached (a
+        chat call: one entry per answer; an embeddings call: :meth:`embedding_request`; any
+        other kind of call is not cached).
 
         Raises ValueError for a malformed ``cache`` object (a 400 for the client).
         """
+        kind = request.kind
+        if kind != "chat":
+            return self.embedding_request(scope, request) if kind == "embedding" else None
         params = request.params
         controls = self._controls(scope, params)
         if not self.cache.wanted("acompletion", None, controls):
