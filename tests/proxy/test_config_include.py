@@ -87,3 +87,10 @@ def test_the_gateway_serves_included_models(tmp_path):
             assert [m.id for m in client.models.list()] == ["inc"]
             resp = client.chat.completions.create(model="inc", messages=[{"role": "user", "content": "hi"}])
             assert resp.choices[0].message.content == DEFAULT_TEXT
+
+
+def test_a_top_level_section_from_an_included_file_is_named_by_that_file(tmp_path):
+    write(tmp_path, "m.yaml", "model_list:\n" + MODEL.format(name="m", base="http://h/v1") + "\n\nmy_section: {a: 1}\n")
+    config = load_config(str(write(tmp_path, "c.yaml", "include: [m.yaml]\n")))
+    assert any(w.startswith(f"{tmp_path / 'm.yaml'}, line 6: my_section: unknown top-level section")
+               for w in config.warnings), config.warnings

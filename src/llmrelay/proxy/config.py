@@ -129,6 +129,8 @@ class _Map(dict):
     line: int = 0
     key_lines: dict[Any, int]
     source: str | None = None
+    #: the file of a key an included file set (its line in ``key_lines`` is that file's)
+    key_sources: dict[Any, str] | None = None
 
 
 class _Seq(list):
@@ -364,7 +366,7 @@ class _Parser:
 
     def where(self, container: Any, key: Any) -> str:
         line = _line_of(container, key)
-        path = getattr(container, "source", None) or self.path
+        path = (getattr(container, "key_sources", None) or {}).get(key) or getattr(container, "source", None) or self.path
         return f"{path}, line {line}" if line else path
 
     def fail(self, container: Any, key: Any, message: str) -> ConfigError:
@@ -461,6 +463,7 @@ class _Parser:
                 else:
                     data[key] = value
                     data.key_lines[key] = _line_of(included, key) or 0
+                    data.key_sources = {**(data.key_sources or {}), key: path}
 
     def parse(self, text: str) -> ProxyConfig:
         data = self.load_yaml(text, self.path)
